@@ -1,0 +1,3 @@
+//! The commands behind `labfeed COMMAND`.
+
+pub mod parse;

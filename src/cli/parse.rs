@@ -1,0 +1,1 @@
+//! `labfeed parse` (to be written).

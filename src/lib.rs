@@ -1,0 +1,16 @@
+//! labfeed: gets C-peptide and glucose results from lab analyzers into a
+//! study database, correctly.
+//!
+//! The path of a result: bytes (file, serial, TCP) → [`astm`] or [`hl7`]
+//! parser → [`model::LabResult`] → study matching and checks → SQLite.
+//! This crate is the library; `src/main.rs` is a thin command line on top.
+
+#![forbid(unsafe_code)]
+
+pub mod astm;
+pub mod cli;
+pub mod hl7;
+pub mod model;
+pub mod parse;
+pub mod timestamp;
+pub mod value;

@@ -1,0 +1,161 @@
+//! The typed result: what one analyzer result says, as reported.
+//!
+//! Nothing here is interpreted against the study (no units converted, no
+//! participant matched). The parsers fill these types; later layers decide.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::timestamp::Timestamp;
+use crate::value::{Comparator, Number};
+
+/// Which wire format a message came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// ASTM E1394 / CLSI LIS02-A2 records, optionally in E1381 link framing.
+    Astm,
+    /// HL7 v2 ER7 ("pipe-hat"), optionally in MLLP framing or batch envelopes.
+    Hl7,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Astm => "astm",
+            Format::Hl7 => "hl7",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One result (an ASTM R record or an HL7 OBX segment), with the fields the
+/// study needs, exactly as the sender reported them.
+///
+/// Strings are escape-decoded and character-set decoded but otherwise as
+/// sent; identifiers are trimmed of padding. `None` means the field was empty
+/// or absent: an empty string is never stored, so "no value" has one spelling.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabResult {
+    /// Sending application or instrument (ASTM H.5.1, HL7 MSH-3.1); chooses
+    /// the instrument for dropped files.
+    pub sender: Option<String>,
+    /// Specimen ID, the key that ties a result to participant, visit and minute.
+    pub sample_id: Option<String>,
+    /// Patient ID as sent; only compared against the manifest, never stored as
+    /// an identity.
+    pub patient_id: Option<String>,
+    /// The instrument's or lab's test code (e.g. `CPEP`).
+    pub test_code: Option<String>,
+    /// The value as reported (`<0.010`, `7,41`, `-1^0.750`).
+    pub value: Option<String>,
+    /// A censoring comparator in front of the number, if any.
+    pub comparator: Option<Comparator>,
+    /// The number in `value`, if there is exactly one; never invented.
+    pub numeric: Option<Number>,
+    pub unit: Option<String>,
+    pub flags: Option<String>,
+    /// Result status as sent (ASTM R.9, HL7 OBX-11): `F`, `C`, `P`, `X`…
+    pub status: Option<String>,
+    pub collected_at: Option<Timestamp>,
+    pub resulted_at: Option<Timestamp>,
+    /// Quality-control result: kept apart, never a study result.
+    pub qc: bool,
+    /// Comments attached to this result (ASTM C records, HL7 NTE after OBX),
+    /// kept because instruments put data flags there.
+    pub comments: Vec<String>,
+    /// Byte offset of the result's record or segment in the file.
+    pub offset: usize,
+}
+
+/// One message (ASTM H…L, HL7 MSH…) that parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedMessage {
+    /// 1-based number of the message within its file.
+    pub number: usize,
+    pub format: Format,
+    /// Byte range of the message in the file (framing included), so the raw
+    /// bytes can be stored and traced.
+    pub span: Range<usize>,
+    /// Sender as in the header (ASTM H.5.1, HL7 MSH-3.1), trimmed.
+    pub sender: Option<String>,
+    /// Message control ID (ASTM H.3, HL7 MSH-10), for de-duplication.
+    pub control_id: Option<String>,
+    pub results: Vec<LabResult>,
+    /// Things that parsed but deserve a look (charset fallback, LF segment
+    /// ends, unknown escapes kept literally).
+    pub warnings: Vec<Warning>,
+}
+
+/// Something tolerated while parsing, with where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Byte offset in the file.
+    pub offset: usize,
+    pub text: String,
+}
+
+/// Why one message could not be parsed. The rest of the file is still parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageError {
+    /// 1-based number of the message within its file.
+    pub number: usize,
+    /// Byte offset in the file where the problem was found.
+    pub offset: usize,
+    /// Byte range of the broken message in the file, so it can be quarantined
+    /// exactly.
+    pub span: Range<usize>,
+    /// What was wrong, said as what was expected ("expected ETX or ETB after
+    /// frame text", "bad checksum in frame 2: sent 4C, computed 4B").
+    pub text: String,
+}
+
+/// What the parsers produce, one per message, in file order.
+pub type MessageOutcome = Result<ParsedMessage, MessageError>;
+
+/// Options that change how values are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Read `7,41` as 7.41 (instruments configured for a decimal comma).
+    pub decimal_comma: bool,
+}
+
+/// 1-based line number of `offset` in `bytes`, counting CR, LF and CRLF each
+/// as one line end (ASTM files use CR alone).
+pub fn line_at(bytes: &[u8], offset: usize) -> usize {
+    let end = offset.min(bytes.len());
+    let head = bytes.get(..end).unwrap_or_default();
+    let mut line = 1;
+    let mut previous = 0u8;
+    for &b in head {
+        match b {
+            b'\r' => line += 1,
+            b'\n' if previous != b'\r' => line += 1,
+            _ => {}
+        }
+        previous = b;
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_counts_cr_lf_and_crlf_once_each() {
+        let text = b"a\rb\nc\r\nd";
+        assert_eq!(line_at(text, 0), 1);
+        assert_eq!(line_at(text, 2), 2);
+        assert_eq!(line_at(text, 4), 3);
+        assert_eq!(line_at(text, 7), 4);
+        assert_eq!(line_at(text, 999), 4);
+    }
+}

@@ -1,0 +1,69 @@
+//! Which parser a file needs, decided from its first bytes.
+
+use crate::model::{Format, MessageError, MessageOutcome, ParseOptions};
+use crate::{astm, hl7};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Guess the format from the first meaningful bytes: after a UTF-8 BOM and
+/// white space, `MSH`/`FHS`/`BHS` or an MLLP start block (0x0B) mean HL7;
+/// an ASTM header `H` followed by a delimiter, or E1381 link bytes (ENQ, STX,
+/// EOT), mean ASTM.
+pub fn detect(input: &[u8]) -> Option<Format> {
+    let body = input.strip_prefix(UTF8_BOM).unwrap_or(input);
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head = body.get(start..)?;
+    match head {
+        [0x0B, ..] => Some(Format::Hl7),
+        [b'M', b'S', b'H', ..] | [b'F', b'H', b'S', ..] | [b'B', b'H', b'S', ..] => Some(Format::Hl7),
+        [0x02 | 0x04 | 0x05, ..] => Some(Format::Astm),
+        [b'H' | b'h', d, ..] if !d.is_ascii_alphanumeric() && !d.is_ascii_whitespace() => Some(Format::Astm),
+        _ => None,
+    }
+}
+
+/// Parse a whole file, whatever its format, reporting each message in order.
+/// Returns the format, or `None` when the bytes are neither ASTM nor HL7 (then
+/// one error is reported for the whole file).
+pub fn parse_bytes(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) -> Option<Format> {
+    match detect(input) {
+        Some(Format::Astm) => {
+            astm::parse_file(input, opts, on_message);
+            Some(Format::Astm)
+        }
+        Some(Format::Hl7) => {
+            hl7::parse_file(input, opts, on_message);
+            Some(Format::Hl7)
+        }
+        None => {
+            let body = input.strip_prefix(UTF8_BOM).unwrap_or(input);
+            let text = if body.iter().all(u8::is_ascii_whitespace) {
+                "the file is empty: expected an ASTM message (H|\\^&…) or an HL7 message (MSH|^~\\&…)".to_owned()
+            } else {
+                "expected an ASTM header record (H|\\^&…), ASTM link framing (ENQ/STX) or an HL7 message (MSH|^~\\&…)"
+                    .to_owned()
+            };
+            let offset = input.strip_prefix(UTF8_BOM).map_or(0, |_| UTF8_BOM.len());
+            on_message(Err(MessageError { number: 1, offset, span: 0..input.len(), text }));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_by_first_meaningful_bytes() {
+        assert_eq!(detect(b"H|\\^&|||x\rL|1\r"), Some(Format::Astm));
+        assert_eq!(detect(b"H|@^\\|x\r"), Some(Format::Astm));
+        assert_eq!(detect(b"\x05\x021H|\\^&\r\x03"), Some(Format::Astm));
+        assert_eq!(detect(b"\xEF\xBB\xBF\r\nMSH|^~\\&|"), Some(Format::Hl7));
+        assert_eq!(detect(b"\x0bMSH|^~\\&|"), Some(Format::Hl7));
+        assert_eq!(detect(b"FHS|^~\\&|"), Some(Format::Hl7));
+        assert_eq!(detect(b"Hello world"), None);
+        assert_eq!(detect(b""), None);
+        assert_eq!(detect(b"PID|1"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! Date/times as analyzers send them (ASTM E1394 §5.6.2, HL7 DTM), kept at the
+//! precision they were sent with.
+//!
+//! No time zone is assumed here: a time without an offset stays without one,
+//! and the study layer applies the site's zone.
+
+use std::fmt;
+
+use nom::bytes::complete::take_while_m_n;
+use nom::character::complete::one_of;
+use nom::combinator::{all_consuming, opt};
+use nom::{IResult, Parser};
+use serde::{Serialize, Serializer};
+
+/// A calendar date/time at the precision given, with the UTC offset only if
+/// the source carried one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    pub year: u16,
+    pub month: Option<u8>,
+    pub day: Option<u8>,
+    pub hour: Option<u8>,
+    pub minute: Option<u8>,
+    pub second: Option<u8>,
+    /// Fraction of a second as sent: (digits as an integer, number of digits).
+    pub fraction: Option<(u16, u8)>,
+    /// Offset from UTC in minutes, when the source carried `+HHMM`/`-HHMM`.
+    pub offset_minutes: Option<i16>,
+}
+
+/// Why a date/time text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a date/time YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ], found {found:?}")]
+pub struct TimestampError {
+    pub found: String,
+}
+
+fn digits<'a>(n: usize) -> impl Parser<&'a [u8], Output = u16, Error = nom::error::Error<&'a [u8]>> {
+    take_while_m_n(n, n, |b: u8| b.is_ascii_digit())
+        .map(|d: &[u8]| d.iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0')))
+}
+
+type Parts =
+    (u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, u8)>)>)>)>)>)>, Option<i16>);
+
+// dtm      = year [month [day [hour [minute [second ["." 1*4DIGIT]]]]]] [offset]
+// offset   = ("+" / "-") 4DIGIT
+fn dtm(i: &[u8]) -> IResult<&[u8], Parts> {
+    let fraction =
+        (nom::bytes::complete::tag("."), take_while_m_n(1, 4, |b: u8| b.is_ascii_digit())).map(|(_, d): (_, &[u8])| {
+            let v = d.iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
+            (v, d.len() as u8)
+        });
+    let second = (digits(2), opt(fraction));
+    let minute = (digits(2), opt(second));
+    let hour = (digits(2), opt(minute));
+    let day = (digits(2), opt(hour));
+    let month = (digits(2), opt(day));
+    let offset = (one_of("+-"), digits(2), digits(2)).map(|(sign, h, m)| {
+        let total = (h * 60 + m) as i16;
+        if sign == '-' { -total } else { total }
+    });
+    (digits(4), opt(month), opt(offset)).parse(i)
+}
+
+impl Timestamp {
+    /// Parse `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`, surrounding
+    /// spaces allowed. Empty text gives `Ok(None)`. Impossible dates
+    /// (`20230230`, hour 24) are errors, never silently moved.
+    pub fn parse(text: &str) -> Result<Option<Timestamp>, TimestampError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        let err = || TimestampError { found: text.to_owned() };
+        let (_, (year, rest, offset)) = all_consuming(dtm).parse(trimmed.as_bytes()).map_err(|_| err())?;
+        let mut ts = Timestamp {
+            year,
+            month: None,
+            day: None,
+            hour: None,
+            minute: None,
+            second: None,
+            fraction: None,
+            offset_minutes: offset,
+        };
+        if let Some((month, rest)) = rest {
+            ts.month = Some(month as u8);
+            if let Some((day, rest)) = rest {
+                ts.day = Some(day as u8);
+                if let Some((hour, rest)) = rest {
+                    ts.hour = Some(hour as u8);
+                    if let Some((minute, rest)) = rest {
+                        ts.minute = Some(minute as u8);
+                        if let Some((second, fraction)) = rest {
+                            ts.second = Some(second as u8);
+                            ts.fraction = fraction;
+                        }
+                    }
+                }
+            }
+        }
+        if ts.is_valid() { Ok(Some(ts)) } else { Err(err()) }
+    }
+
+    fn is_valid(&self) -> bool {
+        let month_ok = self.month.is_none_or(|m| (1..=12).contains(&m));
+        let day_ok = match (self.month, self.day) {
+            (Some(m), Some(d)) => d >= 1 && d <= days_in_month(self.year, m),
+            _ => true,
+        };
+        let offset_ok = self.offset_minutes.is_none_or(|o| o.abs() <= 14 * 60 && o.abs() % 60 < 60);
+        month_ok
+            && day_ok
+            && self.hour.is_none_or(|h| h <= 23)
+            && self.minute.is_none_or(|m| m <= 59)
+            && self.second.is_none_or(|s| s <= 59)
+            && offset_ok
+    }
+
+    /// ISO 8601 at the precision given: `2026-03-02`, `2026-03-02T08:45`,
+    /// `2026-03-02T08:45:00.12+01:00`.
+    pub fn to_iso(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}", self.year)?;
+        if let Some(m) = self.month {
+            write!(f, "-{m:02}")?;
+        }
+        if let Some(d) = self.day {
+            write!(f, "-{d:02}")?;
+        }
+        if let Some(h) = self.hour {
+            write!(f, "T{h:02}")?;
+        }
+        if let Some(m) = self.minute {
+            write!(f, ":{m:02}")?;
+        }
+        if let Some(s) = self.second {
+            write!(f, ":{s:02}")?;
+        }
+        if let Some((value, width)) = self.fraction {
+            write!(f, ".{value:0width$}", width = usize::from(width))?;
+        }
+        if let Some(o) = self.offset_minutes {
+            let sign = if o < 0 { '-' } else { '+' };
+            write!(f, "{sign}{:02}:{:02}", o.abs() / 60, o.abs() % 60)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iso(s: &str) -> Result<Option<String>, TimestampError> {
+        Timestamp::parse(s).map(|t| t.map(|t| t.to_iso()))
+    }
+
+    #[test]
+    fn precision_is_kept() {
+        assert_eq!(iso("2026").unwrap().as_deref(), Some("2026"));
+        assert_eq!(iso("202603").unwrap().as_deref(), Some("2026-03"));
+        assert_eq!(iso("20260302").unwrap().as_deref(), Some("2026-03-02"));
+        assert_eq!(iso("2026030208").unwrap().as_deref(), Some("2026-03-02T08"));
+        assert_eq!(iso("202603020845").unwrap().as_deref(), Some("2026-03-02T08:45"));
+        assert_eq!(iso("20260302084500").unwrap().as_deref(), Some("2026-03-02T08:45:00"));
+        assert_eq!(iso("20260311081200.1234").unwrap().as_deref(), Some("2026-03-11T08:12:00.1234"));
+        assert_eq!(iso("20260311081200.05").unwrap().as_deref(), Some("2026-03-11T08:12:00.05"));
+    }
+
+    #[test]
+    fn offsets_only_when_sent() {
+        assert_eq!(iso("20260311081200-0800").unwrap().as_deref(), Some("2026-03-11T08:12:00-08:00"));
+        assert_eq!(iso("201410231322-0600").unwrap().as_deref(), Some("2014-10-23T13:22-06:00"));
+        assert_eq!(iso("20260311081200+0530").unwrap().as_deref(), Some("2026-03-11T08:12:00+05:30"));
+        assert_eq!(iso("20260311081200+0000").unwrap().as_deref(), Some("2026-03-11T08:12:00+00:00"));
+    }
+
+    #[test]
+    fn empty_is_none_and_impossible_dates_are_errors() {
+        assert_eq!(iso("").unwrap(), None);
+        assert_eq!(iso("  ").unwrap(), None);
+        for bad in [
+            "20230230",
+            "196203520",
+            "2026131",
+            "20261301",
+            "2026030224",
+            "202603020860",
+            "2026-03-02",
+            "x",
+            "20240229000000+2400",
+        ] {
+            assert!(iso(bad).is_err(), "{bad}");
+        }
+        assert_eq!(iso("20240229").unwrap().as_deref(), Some("2024-02-29"));
+        assert!(iso("20230229").is_err());
+    }
+}

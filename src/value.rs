@@ -1,0 +1,244 @@
+//! Reading the number out of a reported value, without inventing one.
+//!
+//! `<0.010` is a comparator and a bound, not 0.010; `-1^0.750` and
+//! `Nonreactive` are not numbers at all. Only a value that is exactly an
+//! optional comparator followed by one decimal number yields a [`Number`].
+
+use std::fmt;
+
+use nom::branch::alt;
+use nom::bytes::complete::tag;
+use nom::character::complete::{digit0, digit1, one_of, space0};
+use nom::combinator::{all_consuming, opt, recognize};
+use nom::{IResult, Parser};
+use serde::{Serialize, Serializer};
+
+/// A censoring comparator in front of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparator {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Comparator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::Lt => "<",
+            Comparator::Le => "<=",
+            Comparator::Gt => ">",
+            Comparator::Ge => ">=",
+        }
+    }
+
+    /// The comparator spelled exactly `s` (HL7 SN component 1). `=` and `<>`
+    /// are not censoring comparators and give `None`.
+    pub fn from_symbol(s: &str) -> Option<Comparator> {
+        match s.trim() {
+            "<" => Some(Comparator::Lt),
+            "<=" => Some(Comparator::Le),
+            ">" => Some(Comparator::Gt),
+            ">=" => Some(Comparator::Ge),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Comparator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Comparator {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A decimal number as reported, in canonical form: optional `-`, integer
+/// digits without leading zeros, and the fraction digits as sent (so `0.010`
+/// keeps its precision). The text is always a valid JSON number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Number {
+    text: String,
+}
+
+impl Number {
+    /// Parse a plain decimal number (`1.23`, `+1.23`, `-0.5`, `.5`, `173.`,
+    /// `0001.20`; `7,41` only with `decimal_comma`). Surrounding spaces are
+    /// allowed; exponents, thousands separators and anything else are not.
+    pub fn parse(text: &str, decimal_comma: bool) -> Option<Number> {
+        let (_, (sign, int, frac)) = all_consuming(padded_number(decimal_comma)).parse(text.as_bytes()).ok()?;
+        Some(Number::from_parts(sign, int, frac))
+    }
+
+    fn from_parts(negative: bool, int: &[u8], frac: &[u8]) -> Number {
+        let int = trim_leading_zeros(int);
+        let mut text = String::with_capacity(int.len() + frac.len() + 3);
+        if negative {
+            text.push('-');
+        }
+        if int.is_empty() {
+            text.push('0');
+        } else {
+            text.extend(int.iter().map(|&b| char::from(b)));
+        }
+        if !frac.is_empty() {
+            text.push('.');
+            text.extend(frac.iter().map(|&b| char::from(b)));
+        }
+        Number { text }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value as a float, for arithmetic; `None` if it does not fit.
+    pub fn to_f64(&self) -> Option<f64> {
+        self.text.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Number {
+    /// Written as a JSON number with the precision that was sent.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.text.clone()) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_str(&self.text),
+        }
+    }
+}
+
+fn trim_leading_zeros(digits: &[u8]) -> &[u8] {
+    let first_nonzero = digits.iter().position(|&d| d != b'0');
+    match first_nonzero {
+        Some(i) => digits.get(i..).unwrap_or_default(),
+        None => &[],
+    }
+}
+
+type Parts<'a> = (bool, &'a [u8], &'a [u8]);
+
+// number = ["+" / "-"] (1*DIGIT [point *DIGIT] / point 1*DIGIT)
+// point  = "." / "," (with --decimal-comma)
+fn number<'a>(decimal_comma: bool) -> impl Parser<&'a [u8], Output = Parts<'a>, Error = nom::error::Error<&'a [u8]>> {
+    move |i: &'a [u8]| -> IResult<&'a [u8], Parts<'a>> {
+        let point = if decimal_comma { ",." } else { "." };
+        let (i, sign) = opt(one_of("+-")).parse(i)?;
+        let (i, (int, frac)) = alt((
+            (digit1, opt((one_of(point), digit0)).map(|f| f.map_or(&b""[..], |(_, d)| d))),
+            (digit0, (one_of(point), digit1).map(|(_, d)| d)),
+        ))
+        .parse(i)?;
+        Ok((i, (sign == Some('-'), int, frac)))
+    }
+}
+
+// padded = *SP number *SP
+fn padded_number<'a>(
+    decimal_comma: bool,
+) -> impl Parser<&'a [u8], Output = Parts<'a>, Error = nom::error::Error<&'a [u8]>> {
+    (space0, number(decimal_comma), space0).map(|(_, n, _)| n)
+}
+
+// comparator = "<=" / ">=" / "<" / ">"
+fn comparator(i: &[u8]) -> IResult<&[u8], Comparator> {
+    alt((
+        tag("<=").map(|_| Comparator::Le),
+        tag(">=").map(|_| Comparator::Ge),
+        tag("<").map(|_| Comparator::Lt),
+        tag(">").map(|_| Comparator::Gt),
+    ))
+    .parse(i)
+}
+
+/// The comparator and number in a reported text value.
+///
+/// `value = *SP [comparator *SP] number *SP`. A value that is not of this
+/// shape gives `(comparator, None)` when it starts with a comparator
+/// (`<LLOQ`) and `(None, None)` otherwise: the number is never guessed.
+pub fn interpret(value: &str, decimal_comma: bool) -> (Option<Comparator>, Option<Number>) {
+    let input = value.as_bytes();
+    let (rest, cmp) = match (space0::<_, nom::error::Error<&[u8]>>, opt(comparator)).map(|(_, c)| c).parse(input) {
+        Ok(ok) => ok,
+        Err(_) => (input, None),
+    };
+    let number = all_consuming(padded_number(decimal_comma))
+        .parse(rest)
+        .ok()
+        .map(|(_, (sign, int, frac))| Number::from_parts(sign, int, frac));
+    (cmp, number)
+}
+
+/// Recognise (without building) a plain number; used by property tests.
+pub fn is_plain_number(text: &str, decimal_comma: bool) -> bool {
+    all_consuming(recognize(number(decimal_comma))).parse(text.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(s: &str) -> Option<String> {
+        Number::parse(s, false).map(|n| n.as_str().to_owned())
+    }
+
+    #[test]
+    fn plain_numbers_keep_their_precision() {
+        assert_eq!(num("1.23").as_deref(), Some("1.23"));
+        assert_eq!(num("+1.23").as_deref(), Some("1.23"));
+        assert_eq!(num("-0.5").as_deref(), Some("-0.5"));
+        assert_eq!(num(".5").as_deref(), Some("0.5"));
+        assert_eq!(num("173.").as_deref(), Some("173"));
+        assert_eq!(num("0001.20").as_deref(), Some("1.20"));
+        assert_eq!(num("0.010").as_deref(), Some("0.010"));
+        assert_eq!(num(" 1.23 ").as_deref(), Some("1.23"));
+        assert_eq!(num("0").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn things_that_are_not_numbers_give_none() {
+        for s in ["", " ", "1.2E3", "1.2.3", "-----", "Nonreactive", "-1^0.750", "1,23", ".", "+", "1 2", "0x10"] {
+            assert_eq!(num(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn decimal_comma_only_when_asked() {
+        assert_eq!(Number::parse("7,41", true).map(|n| n.to_string()).as_deref(), Some("7.41"));
+        assert_eq!(Number::parse("7.41", true).map(|n| n.to_string()).as_deref(), Some("7.41"));
+        assert_eq!(Number::parse("7,41", false), None);
+    }
+
+    #[test]
+    fn comparators_are_read_and_numbers_not_invented() {
+        let f = |s: &str| {
+            let (c, n) = interpret(s, false);
+            (c.map(|c| c.as_str()), n.map(|n| n.to_string()))
+        };
+        assert_eq!(f("<0.010"), (Some("<"), Some("0.010".into())));
+        assert_eq!(f("> 15000.00"), (Some(">"), Some("15000.00".into())));
+        assert_eq!(f(">=200"), (Some(">="), Some("200".into())));
+        assert_eq!(f("<= 0.02"), (Some("<="), Some("0.02".into())));
+        assert_eq!(f("<LLOQ"), (Some("<"), None));
+        assert_eq!(f("142"), (None, Some("142".into())));
+        assert_eq!(f("-1^0.750"), (None, None));
+        assert_eq!(f("TNP"), (None, None));
+        assert_eq!(f("<>5"), (Some("<"), None));
+    }
+
+    #[test]
+    fn numbers_serialize_as_json_numbers() {
+        let n = Number::parse("0.010", false);
+        assert_eq!(serde_json::to_string(&n).ok().as_deref(), Some("0.010"));
+    }
+}

@@ -1,0 +1,1 @@
+//! astm integration tests.

@@ -1,0 +1,1 @@
+//! hl7 integration tests.

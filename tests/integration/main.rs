@@ -1,0 +1,5 @@
+//! The one integration-test binary (one link step on 2 cores).
+
+mod astm;
+mod cli;
+mod hl7;
