@@ -1,3 +1,70 @@
-//! The commands behind `labfeed COMMAND`.
+//! The commands behind `labfeed COMMAND` (SPEC §1).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
 
 pub mod parse;
+
+/// How a command ended, as the exit code scripts rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Everything was accepted.
+    Ok,
+    /// The work ran, but some input was rejected (unparseable file or message).
+    Rejected,
+    /// Usage or configuration error, or an input that could not be read.
+    Usage,
+}
+
+impl Outcome {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Rejected => 1,
+            Outcome::Usage => 2,
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labfeed",
+    version,
+    about = "Gets MMTT C-peptide and glucose results from lab analyzers into the study database."
+)]
+struct Cli {
+    /// Configuration file (default: $LABFEED_CONFIG, else /etc/labfeed/labfeed.toml).
+    #[arg(long, global = true, value_name = "PATH", env = "LABFEED_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse ASTM or HL7 files and show what they hold; needs no config and no database.
+    Parse(parse::ParseArgs),
+}
+
+/// Run the command line; `Err` is an unexpected failure (printed by `main`).
+pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout and usage errors to stderr.
+            let usage_error = err.use_stderr();
+            err.print()?;
+            return Ok(if usage_error { Outcome::Usage } else { Outcome::Ok });
+        }
+    };
+    match cli.command {
+        Command::Parse(args) => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            parse::run(&args, &mut stdout.lock(), &mut stderr.lock())
+        }
+    }
+}

@@ -1,1 +1,303 @@
-//! `labfeed parse` (to be written).
+//! `labfeed parse`: what is in this file, and why was it rejected?
+//!
+//! Lab staff point it at a dropped file; scripts read its JSON Lines (SPEC §2).
+//! Parsing only: no configuration, no database.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::cli::Outcome;
+use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, line_at};
+use crate::parse::parse_bytes;
+use crate::timestamp::Timestamp;
+use crate::value::{Comparator, Number};
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Output: one JSON object per result (json), a readable listing (text), or one line per file (summary).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub format: OutputFormat,
+
+    /// Read `7,41` as 7.41 (for instruments set up with a decimal comma).
+    #[arg(long)]
+    pub decimal_comma: bool,
+
+    /// ASTM or HL7 files (framing, batches, BOM and any line ends are handled).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Text,
+    Summary,
+}
+
+/// One result line of `parse --format json`; field order is the contract.
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    file: &'a str,
+    message: usize,
+    format: Format,
+    sender: Option<&'a str>,
+    sample_id: Option<&'a str>,
+    patient_id: Option<&'a str>,
+    test_code: Option<&'a str>,
+    value: Option<&'a str>,
+    comparator: Option<Comparator>,
+    numeric: Option<&'a Number>,
+    unit: Option<&'a str>,
+    flags: Option<&'a str>,
+    status: Option<&'a str>,
+    collected_at: Option<Timestamp>,
+    resulted_at: Option<Timestamp>,
+    qc: bool,
+}
+
+/// One broken message of `parse --format json`.
+#[derive(Serialize)]
+struct JsonError<'a> {
+    file: &'a str,
+    message: usize,
+    error: &'a str,
+    offset: usize,
+    line: usize,
+}
+
+/// Counts for one file, for the summary line and the exit code.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FileCounts {
+    pub messages: usize,
+    pub results: usize,
+    pub errors: usize,
+}
+
+pub fn run(args: &ParseArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let opts = ParseOptions { decimal_comma: args.decimal_comma };
+    let mut out = BufWriter::new(out);
+    let mut outcome = Outcome::Ok;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                out.flush()?;
+                writeln!(err, "labfeed: {name}: cannot read: {e}")?;
+                outcome = outcome.max(Outcome::Usage);
+                continue;
+            }
+        };
+        let counts = print_file(&name, &bytes, &opts, args.format, &mut out, err)
+            .with_context(|| format!("writing the output for {name}"))?;
+        if counts.errors > 0 {
+            outcome = outcome.max(Outcome::Rejected);
+        }
+    }
+    out.flush()?;
+    Ok(outcome)
+}
+
+/// Parse one file's bytes and print them in `format`.
+pub fn print_file(
+    name: &str,
+    bytes: &[u8],
+    opts: &ParseOptions,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<FileCounts> {
+    let mut counts = FileCounts::default();
+    let mut io_result = Ok(());
+    if format == OutputFormat::Text {
+        io_result = writeln!(out, "{name}");
+    }
+    let detected = parse_bytes(bytes, opts, &mut |outcome: MessageOutcome| {
+        if io_result.is_err() {
+            return;
+        }
+        counts.messages += 1;
+        match &outcome {
+            Ok(message) => counts.results += message.results.len(),
+            Err(_) => counts.errors += 1,
+        }
+        io_result = print_outcome(name, bytes, &outcome, format, out, err);
+    });
+    io_result?;
+    match format {
+        OutputFormat::Summary => {
+            let kind = detected.map_or("unknown format", Format::as_str);
+            writeln!(
+                out,
+                "{name}: {}, {}, {} ({kind})",
+                plural(counts.messages, "message"),
+                plural(counts.results, "result"),
+                plural(counts.errors, "error"),
+            )?;
+        }
+        OutputFormat::Text => {
+            writeln!(
+                out,
+                "  {}, {}, {}\n",
+                plural(counts.messages, "message"),
+                plural(counts.results, "result"),
+                plural(counts.errors, "error"),
+            )?;
+        }
+        OutputFormat::Json => {}
+    }
+    Ok(counts)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+fn print_outcome(
+    name: &str,
+    bytes: &[u8],
+    outcome: &MessageOutcome,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    match outcome {
+        Ok(message) => {
+            if format != OutputFormat::Text {
+                for warning in &message.warnings {
+                    writeln!(
+                        err,
+                        "warning: {name}: message {}: byte {} (line {}): {}",
+                        message.number,
+                        warning.offset,
+                        line_at(bytes, warning.offset),
+                        warning.text
+                    )?;
+                }
+            }
+            match format {
+                OutputFormat::Json => {
+                    for result in &message.results {
+                        serde_json::to_writer(&mut *out, &json_result(name, message, result))?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                OutputFormat::Text => print_message_text(bytes, message, out)?,
+                OutputFormat::Summary => {}
+            }
+        }
+        Err(error) => {
+            let line = line_at(bytes, error.offset);
+            match format {
+                OutputFormat::Json => {
+                    let json =
+                        JsonError { file: name, message: error.number, error: &error.text, offset: error.offset, line };
+                    serde_json::to_writer(&mut *out, &json)?;
+                    out.write_all(b"\n")?;
+                }
+                OutputFormat::Text => {
+                    writeln!(
+                        out,
+                        "  message {}: REJECTED at byte {} (line {}): {}",
+                        error.number, error.offset, line, error.text
+                    )?;
+                }
+                OutputFormat::Summary => {}
+            }
+            if format != OutputFormat::Text {
+                writeln!(err, "{}", error_line(name, bytes, error))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one-line diagnosis for a rejected message: file, message, byte, line, what was expected.
+pub fn error_line(name: &str, bytes: &[u8], error: &MessageError) -> String {
+    format!(
+        "error: {name}: message {}: byte {} (line {}): {}",
+        error.number,
+        error.offset,
+        line_at(bytes, error.offset),
+        error.text
+    )
+}
+
+fn json_result<'a>(file: &'a str, message: &ParsedMessage, result: &'a LabResult) -> JsonResult<'a> {
+    JsonResult {
+        file,
+        message: message.number,
+        format: message.format,
+        sender: result.sender.as_deref(),
+        sample_id: result.sample_id.as_deref(),
+        patient_id: result.patient_id.as_deref(),
+        test_code: result.test_code.as_deref(),
+        value: result.value.as_deref(),
+        comparator: result.comparator,
+        numeric: result.numeric.as_ref(),
+        unit: result.unit.as_deref(),
+        flags: result.flags.as_deref(),
+        status: result.status.as_deref(),
+        collected_at: result.collected_at,
+        resulted_at: result.resulted_at,
+        qc: result.qc,
+    }
+}
+
+fn print_message_text(bytes: &[u8], message: &ParsedMessage, out: &mut dyn Write) -> std::io::Result<()> {
+    let sender = message.sender.as_deref().unwrap_or("unknown sender");
+    writeln!(
+        out,
+        "  message {} ({}, from {sender}): {}",
+        message.number,
+        message.format,
+        plural(message.results.len(), "result")
+    )?;
+    for result in &message.results {
+        let dash = |s: Option<&str>| s.unwrap_or("-").to_owned();
+        let mut line = format!(
+            "    sample {}  test {}  value {}",
+            dash(result.sample_id.as_deref()),
+            dash(result.test_code.as_deref()),
+            dash(result.value.as_deref()),
+        );
+        if let Some(unit) = &result.unit {
+            line.push(' ');
+            line.push_str(unit);
+        }
+        if result.value.is_some() && result.numeric.is_none() {
+            line.push_str(" (not a number)");
+        }
+        if let Some(flags) = &result.flags {
+            line.push_str(&format!("  flags {flags}"));
+        }
+        line.push_str(&format!("  status {}", dash(result.status.as_deref())));
+        if let Some(t) = &result.collected_at {
+            line.push_str(&format!("  collected {t}"));
+        }
+        if let Some(patient) = &result.patient_id {
+            line.push_str(&format!("  patient {patient}"));
+        }
+        if result.qc {
+            line.push_str("  QC");
+        }
+        writeln!(out, "{line}")?;
+        for comment in &result.comments {
+            writeln!(out, "      comment: {comment}")?;
+        }
+    }
+    for warning in &message.warnings {
+        writeln!(
+            out,
+            "    warning at byte {} (line {}): {}",
+            warning.offset,
+            line_at(bytes, warning.offset),
+            warning.text
+        )?;
+    }
+    Ok(())
+}

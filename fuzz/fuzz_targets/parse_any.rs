@@ -1,0 +1,22 @@
+//! The whole `parse` command path (format detection, both parsers, and the
+//! JSON and text printers) on arbitrary bytes: no panic, and JSON output is
+//! one valid object per line.
+#![no_main]
+
+use labfeed::cli::parse::{OutputFormat, print_file};
+use labfeed::model::ParseOptions;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let opts = ParseOptions::default();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let counts = print_file("fuzz", data, &opts, OutputFormat::Json, &mut out, &mut err).expect("writing to a Vec");
+    assert!(counts.errors <= counts.messages);
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let value: serde_json::Value = serde_json::from_slice(line).expect("each line is JSON");
+        assert!(value.is_object());
+    }
+    let mut text = Vec::new();
+    print_file("fuzz", data, &opts, OutputFormat::Text, &mut text, &mut err).expect("writing to a Vec");
+});
