@@ -219,3 +219,33 @@ mod tests {
         assert!(iso("20230229").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every valid compact date/time prints as ISO 8601 whose digits are
+        /// exactly the ones sent, in order.
+        #[test]
+        fn iso_output_keeps_every_digit(year in 1900u16..2100, month in 1u8..=12, day in 1u8..=28, hour in 0u8..24, minute in 0u8..60, second in 0u8..60, cut in 0usize..6, offset in proptest::option::of(-720i16..=840)) {
+            let full = format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}");
+            let len = [4, 6, 8, 10, 12, 14][cut];
+            let mut text = full[..len].to_owned();
+            if let Some(o) = offset {
+                text.push_str(&format!("{}{:02}{:02}", if o < 0 { '-' } else { '+' }, o.abs() / 60, o.abs() % 60));
+            }
+            let ts = Timestamp::parse(&text).expect("valid").expect("not empty");
+            let digits: String = ts.to_iso().chars().filter(char::is_ascii_digit).collect();
+            let sent: String = text.chars().filter(char::is_ascii_digit).collect();
+            prop_assert_eq!(digits, sent);
+            prop_assert_eq!(ts.offset_minutes, offset);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,30}") {
+            let _ = Timestamp::parse(&text);
+        }
+    }
+}

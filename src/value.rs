@@ -172,6 +172,10 @@ pub fn interpret(value: &str, decimal_comma: bool) -> (Option<Comparator>, Optio
         Ok(ok) => ok,
         Err(_) => (input, None),
     };
+    // `<>5` or `<=>5` is not a censored value: no comparator, no number.
+    if cmp.is_some() && matches!(rest.first(), Some(b'<' | b'>' | b'=')) {
+        return (None, None);
+    }
     let number = all_consuming(padded_number(decimal_comma))
         .parse(rest)
         .ok()
@@ -233,12 +237,47 @@ mod tests {
         assert_eq!(f("142"), (None, Some("142".into())));
         assert_eq!(f("-1^0.750"), (None, None));
         assert_eq!(f("TNP"), (None, None));
-        assert_eq!(f("<>5"), (Some("<"), None));
+        assert_eq!(f("<>5"), (None, None));
+        assert_eq!(f("=5"), (None, None));
     }
 
     #[test]
     fn numbers_serialize_as_json_numbers() {
         let n = Number::parse("0.010", false);
         assert_eq!(serde_json::to_string(&n).ok().as_deref(), Some("0.010"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any well-formed decimal reads back as the same value, and its
+        /// canonical text reads back unchanged.
+        #[test]
+        fn canonical_numbers_round_trip(neg in any::<bool>(), int in "[0-9]{0,12}", frac in "[0-9]{0,8}", pad in " {0,2}") {
+            prop_assume!(!int.is_empty() || !frac.is_empty());
+            let text = format!("{pad}{}{int}{}{frac}{pad}", if neg { "-" } else { "" }, if frac.is_empty() { "" } else { "." });
+            let n = Number::parse(&text, false).expect("a decimal parses");
+            let expected: f64 = text.trim().parse().expect("std parses it too");
+            prop_assert_eq!(n.to_f64(), Some(expected));
+            let again = Number::parse(n.as_str(), false);
+            prop_assert_eq!(again.as_ref(), Some(&n));
+            prop_assert!(serde_json::from_str::<serde_json::Value>(n.as_str()).is_ok_and(|v| v.is_number()));
+        }
+
+        /// No text makes the reader panic, and a number is only returned for
+        /// text that holds exactly one decimal.
+        #[test]
+        fn interpret_never_invents_a_number(text in "\\PC{0,24}", comma in any::<bool>()) {
+            let (_, n) = interpret(&text, comma);
+            if let Some(n) = n {
+                let digits = text.chars().filter(char::is_ascii_digit).count();
+                prop_assert!(digits >= 1);
+                prop_assert!(!text.chars().any(|c| c.is_alphabetic()), "{text:?} gave {n}");
+            }
+        }
     }
 }
