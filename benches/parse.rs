@@ -30,7 +30,7 @@ fn hl7_corpus(target: usize) -> Vec<u8> {
         let minute = MINUTES[(n % 7) as usize];
         let mm = 8 * 60 + 12 + minute.max(-10);
         let (hh, mi) = (mm / 60, mm % 60);
-        let cpep = if n % 11 == 0 { "<^0.02".to_owned() } else { format!("^{}.{:02}", n % 3, n % 100) };
+        let cpep = if n.is_multiple_of(11) { "<^0.02".to_owned() } else { format!("^{}.{:02}", n % 3, n % 100) };
         let gluc = 70 + n % 180;
         let text = format!(
             "MSH|^~\\&|CENTRALLAB|CLAB^2.16.840.1.113883.3.9999.1^ISO|STUDYDB|T1D-TRIAL|20260312154500-0800||ORU^R01^ORU_R01|CL-{n:08}|P|2.5.1|||NE|NE||UNICODE UTF-8\r\
@@ -57,7 +57,7 @@ fn astm_records(target: usize) -> Vec<u8> {
         let participant = 100 + n / 35;
         let visit = (n / 7) % 5;
         let minute = MINUTES[(n % 7) as usize];
-        let cpep = if n % 11 == 0 { "<0.010".to_owned() } else { format!("{}.{:03}", n % 3, n % 1000) };
+        let cpep = if n.is_multiple_of(11) { "<0.010".to_owned() } else { format!("{}.{:03}", n % 3, n % 1000) };
         let text = format!(
             "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
 P|1\r\
@@ -119,7 +119,8 @@ fn bench_parse(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("parse_summary");
     group.sample_size(10);
-    let corpora: [(&str, fn(usize) -> Vec<u8>); 3] =
+    type Generator = fn(usize) -> Vec<u8>;
+    let corpora: [(&str, Generator); 3] =
         [("hl7_oru_r01", hl7_corpus), ("astm_records", astm_records), ("astm_frames", astm_frames)];
     for (kind, generate) in corpora {
         for size_mb in [4, 16, 48] {

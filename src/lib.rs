@@ -12,5 +12,6 @@ pub mod cli;
 pub mod hl7;
 pub mod model;
 pub mod parse;
+pub mod study;
 pub mod timestamp;
 pub mod value;

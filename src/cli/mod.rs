@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::study::config::DEFAULT_CONFIG_PATH;
+
+pub mod check_config;
 pub mod parse;
 
 /// How a command ended, as the exit code scripts rely on.
@@ -47,6 +50,8 @@ struct Cli {
 enum Command {
     /// Parse ASTM or HL7 files and show what they hold; needs no config and no database.
     Parse(parse::ParseArgs),
+    /// Validate the configuration and say exactly what is wrong, or summarise the study.
+    CheckConfig,
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -60,11 +65,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
             return Ok(if usage_error { Outcome::Usage } else { Outcome::Ok });
         }
     };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let config_path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     match cli.command {
-        Command::Parse(args) => {
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
-            parse::run(&args, &mut stdout.lock(), &mut stderr.lock())
-        }
+        Command::Parse(args) => parse::run(&args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::CheckConfig => check_config::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
     }
 }

@@ -2,4 +2,5 @@
 
 mod astm;
 mod cli;
+mod config;
 mod hl7;

@@ -1,0 +1,845 @@
+//! The study configuration (SPEC §3): read from TOML, checked once at load.
+//!
+//! Every problem names the file, the line and the key, and says what is
+//! allowed; unknown keys are errors so a typo never silently changes a
+//! default. All problems are reported together, not just the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::study::units::KnownAnalyte;
+
+/// Where `labfeed` looks when neither `--config` nor `$LABFEED_CONFIG` is set.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/labfeed/labfeed.toml";
+
+/// A checked study configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub path: PathBuf,
+    pub study: Study,
+    pub storage: Storage,
+    pub watch: Option<Watch>,
+    /// Analytes by name (`c_peptide`, `glucose`).
+    pub analytes: BTreeMap<String, Analyte>,
+    pub instruments: Vec<Instrument>,
+    pub serial: Vec<SerialPort>,
+    pub listen: Vec<Listener>,
+    pub mmtt: Mmtt,
+    pub visits: Vec<Visit>,
+    /// `samples.id_pattern`: how a sample ID encodes participant, visit and minute.
+    pub sample_id_pattern: Option<Regex>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    pub id: String,
+    /// IANA zone for times that carry no offset (most analyzers send none).
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    pub inbox: PathBuf,
+    pub archive: PathBuf,
+    pub quarantine: PathBuf,
+}
+
+/// One measured quantity and how its results are judged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Analyte {
+    /// Canonical unit: every result is converted to it before storage.
+    pub unit: String,
+    /// Lower limit of quantification in the canonical unit; below it a result is BLQ.
+    pub lloq: Option<f64>,
+    /// Values outside `[low, high]` (canonical unit) are IMPLAUSIBLE.
+    pub plausible: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instrument {
+    pub name: String,
+    /// Matches ASTM H.5 / HL7 MSH-3 component 1 of dropped files.
+    pub sender: String,
+    #[serde(default)]
+    pub decimal_comma: bool,
+    /// Test code as sent → analyte name.
+    #[serde(default)]
+    pub tests: BTreeMap<String, String>,
+    /// `false` for instruments whose O.8 is a registration time, not the draw time.
+    #[serde(default = "yes")]
+    pub trust_collection_time: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowControl {
+    None,
+    Software,
+    Hardware,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialPort {
+    pub instrument: String,
+    pub path: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_parity")]
+    pub parity: Parity,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    #[serde(default = "default_flow_control")]
+    pub flow_control: FlowControl,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_parity() -> Parity {
+    Parity::None
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_flow_control() -> FlowControl {
+    FlowControl::None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkProtocol {
+    Astm,
+    Mllp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub instrument: String,
+    pub address: SocketAddr,
+    pub protocol: LinkProtocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineSample {
+    /// The 0-min sample only (TrialNet's published convention).
+    Zero,
+    /// The mean of the −10 and 0 min samples.
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlqRule {
+    HalfLloq,
+    Lloq,
+    Zero,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingRule {
+    None,
+    Interpolate,
+}
+
+/// The MMTT schedule and how its AUC is computed.
+#[derive(Debug, Clone)]
+pub struct Mmtt {
+    /// Scheduled minutes relative to meal start, ascending.
+    pub timepoints: Vec<i32>,
+    /// Allowed |actual − nominal| collection time in minutes, unless overridden.
+    pub window_minutes: u32,
+    /// Per-timepoint window overrides.
+    pub windows: BTreeMap<i32, u32>,
+    pub auc_from: i32,
+    pub auc_to: i32,
+    pub baseline: BaselineSample,
+    pub blq: BlqRule,
+    pub missing: MissingRule,
+}
+
+impl Mmtt {
+    /// The collection window for a nominal minute.
+    pub fn window(&self, minute: i32) -> u32 {
+        self.windows.get(&minute).copied().unwrap_or(self.window_minutes)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Visit {
+    pub code: String,
+    pub name: String,
+    /// The visit that changes from baseline are taken against.
+    #[serde(default)]
+    pub baseline: bool,
+}
+
+/// One thing wrong in the configuration, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file (0 when the file could not be read).
+    pub line: usize,
+    /// Dotted key path, e.g. `analytes.c_peptide.lloq`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Why a configuration was refused: every problem found, with the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.path.display();
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match (p.line, p.key.is_empty()) {
+                (0, _) => write!(f, "{file}: {}", p.message)?,
+                (line, true) => write!(f, "{file}:{line}: {}", p.message)?,
+                (line, false) => write!(f, "{file}:{line}: {}: {}", p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+// The file as written; spans let problems found after parsing point at lines.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    study: Spanned<Study>,
+    storage: Storage,
+    watch: Option<Watch>,
+    #[serde(default)]
+    analytes: BTreeMap<Spanned<String>, Spanned<Analyte>>,
+    #[serde(default)]
+    instruments: Vec<Spanned<Instrument>>,
+    #[serde(default)]
+    serial: Vec<Spanned<SerialPort>>,
+    #[serde(default)]
+    listen: Vec<Spanned<RawListener>>,
+    mmtt: Option<Spanned<RawMmtt>>,
+    #[serde(default)]
+    visits: Vec<Spanned<Visit>>,
+    samples: Option<Spanned<RawSamples>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    instrument: String,
+    address: String,
+    #[serde(default = "default_protocol")]
+    protocol: LinkProtocol,
+}
+
+fn default_protocol() -> LinkProtocol {
+    LinkProtocol::Astm
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMmtt {
+    #[serde(default = "default_timepoints")]
+    timepoints: Vec<i32>,
+    #[serde(default = "default_window")]
+    window_minutes: u32,
+    #[serde(default)]
+    windows: BTreeMap<String, u32>,
+    #[serde(default)]
+    auc_from: Option<i32>,
+    #[serde(default)]
+    auc_to: Option<i32>,
+    #[serde(default = "default_baseline")]
+    baseline: BaselineSample,
+    #[serde(default = "default_blq")]
+    blq: BlqRule,
+    #[serde(default = "default_missing")]
+    missing: MissingRule,
+}
+
+fn default_timepoints() -> Vec<i32> {
+    vec![-10, 0, 15, 30, 60, 90, 120]
+}
+fn default_window() -> u32 {
+    5
+}
+fn default_baseline() -> BaselineSample {
+    BaselineSample::Zero
+}
+fn default_blq() -> BlqRule {
+    BlqRule::HalfLloq
+}
+fn default_missing() -> MissingRule {
+    MissingRule::None
+}
+
+impl Default for RawMmtt {
+    fn default() -> Self {
+        RawMmtt {
+            timepoints: default_timepoints(),
+            window_minutes: default_window(),
+            windows: BTreeMap::new(),
+            auc_from: None,
+            auc_to: None,
+            baseline: default_baseline(),
+            blq: default_blq(),
+            missing: default_missing(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSamples {
+    id_pattern: Option<String>,
+}
+
+/// Collects problems with the line of the span they concern.
+struct Problems<'a> {
+    text: &'a str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    /// Record a problem with `key` inside the table or value at `span`; the
+    /// line is that of the key itself when it is written in the span.
+    fn add(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let leaf = key.rsplit('.').next().unwrap_or("").split('[').next().unwrap_or("");
+        // A table's span may cover only its header: look from there to the next header.
+        let rest = self.text.get(span.start..).unwrap_or("");
+        let mut offset = span.start;
+        let mut at = span.start;
+        for (i, line) in rest.split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with('[') {
+                break;
+            }
+            let quoted = format!("\"{leaf}\"");
+            if !leaf.is_empty()
+                && trimmed
+                    .strip_prefix(leaf)
+                    .or_else(|| trimmed.strip_prefix(quoted.as_str()))
+                    .is_some_and(|after| after.trim_start().starts_with('='))
+            {
+                offset = at;
+                break;
+            }
+            at += line.len();
+        }
+        self.list.push(Problem { line: line_of(self.text, offset), key, message: message.into() });
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    1 + text.as_bytes().get(..end).map_or(0, |head| head.iter().filter(|&&b| b == b'\n').count())
+}
+
+/// The dotted key at a byte offset: the nearest `[table]` / `[[array]]`
+/// header above it plus the `key =` on its line.
+fn key_at(text: &str, offset: usize) -> String {
+    let line_no = line_of(text, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(line_no.saturating_sub(1)).copied().unwrap_or("").trim();
+    let local =
+        if line.starts_with('[') { "" } else { line.split_once('=').map_or("", |(k, _)| k.trim().trim_matches('"')) };
+    let table = lines
+        .iter()
+        .take(line_no)
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    match (table.is_empty(), local.is_empty()) {
+        (true, _) => local.to_owned(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{local}"),
+    }
+}
+
+impl Config {
+    /// Read and check the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line: 0,
+                key: String::new(),
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Check configuration text; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError { path: path.to_owned(), problems };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            fail(vec![Problem {
+                line: line_of(text, offset),
+                key: key_at(text, offset),
+                message: e.message().to_owned(),
+            }])
+        })?;
+        let mut problems = Problems { text, list: Vec::new() };
+        let config = check(raw, path, &mut problems);
+        if problems.list.is_empty() { Ok(config) } else { Err(fail(problems.list)) }
+    }
+
+    /// The instrument a dropped file's sender field names.
+    pub fn instrument_by_sender(&self, sender: &str) -> Option<&Instrument> {
+        self.instruments.iter().find(|i| i.sender == sender)
+    }
+
+    pub fn instrument(&self, name: &str) -> Option<&Instrument> {
+        self.instruments.iter().find(|i| i.name == name)
+    }
+
+    pub fn baseline_visit(&self) -> Option<&Visit> {
+        self.visits.iter().find(|v| v.baseline)
+    }
+}
+
+fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
+    let study_span = raw.study.span();
+    let study = raw.study.into_inner();
+    if study.id.trim().is_empty() {
+        p.add(study_span.clone(), "study.id", "must not be empty: the study's registry ID, e.g. \"NCT02057211\"");
+    }
+    if let Err(e) = jiff::tz::TimeZone::get(&study.timezone) {
+        p.add(
+            study_span,
+            "study.timezone",
+            format!("{:?} is not a known IANA time zone ({e}); e.g. \"Europe/Stockholm\"", study.timezone),
+        );
+    }
+
+    let mut analytes = BTreeMap::new();
+    for (name, analyte) in raw.analytes {
+        let (span, key) = (analyte.span(), format!("analytes.{}", name.get_ref()));
+        let analyte = analyte.into_inner();
+        if let Some(known) = KnownAnalyte::from_name(name.get_ref())
+            && known.factor(&analyte.unit, &analyte.unit).is_none()
+        {
+            p.add(
+                span.clone(),
+                format!("{key}.unit"),
+                format!(
+                    "{:?} is not a unit labfeed can convert {} to; use one of {}",
+                    analyte.unit,
+                    name.get_ref(),
+                    known.known_units().join(", ")
+                ),
+            );
+        }
+        if analyte.unit.trim().is_empty() {
+            p.add(span.clone(), format!("{key}.unit"), "must not be empty");
+        }
+        if let Some(lloq) = analyte.lloq
+            && !(lloq.is_finite() && lloq >= 0.0)
+        {
+            p.add(span.clone(), format!("{key}.lloq"), "must be a number ≥ 0 in the analyte's unit");
+        }
+        if let Some([low, high]) = analyte.plausible
+            && !(low.is_finite() && high.is_finite() && low < high)
+        {
+            p.add(span.clone(), format!("{key}.plausible"), "must be [low, high] with low < high");
+        }
+        analytes.insert(name.into_inner(), analyte);
+    }
+
+    let mut instruments: Vec<Instrument> = Vec::new();
+    for (i, instrument) in raw.instruments.into_iter().enumerate() {
+        let span = instrument.span();
+        let instrument = instrument.into_inner();
+        let key = format!("instruments[{i}]");
+        if instrument.name.trim().is_empty() {
+            p.add(span.clone(), format!("{key}.name"), "must not be empty");
+        }
+        if instrument.sender.trim().is_empty() {
+            p.add(
+                span.clone(),
+                format!("{key}.sender"),
+                "must not be empty: ASTM H.5 / HL7 MSH-3 component 1 as the instrument sends it",
+            );
+        }
+        if instruments.iter().any(|other| other.name == instrument.name) {
+            p.add(
+                span.clone(),
+                format!("{key}.name"),
+                format!("{:?} is used by an earlier instrument; names must be unique", instrument.name),
+            );
+        }
+        if instruments.iter().any(|other| other.sender == instrument.sender) {
+            p.add(
+                span.clone(),
+                format!("{key}.sender"),
+                format!(
+                    "{:?} is used by an earlier instrument; a sender must choose one instrument",
+                    instrument.sender
+                ),
+            );
+        }
+        for (code, analyte) in &instrument.tests {
+            if !analytes.contains_key(analyte) {
+                let known: Vec<&str> = analytes.keys().map(String::as_str).collect();
+                p.add(
+                    span.clone(),
+                    format!("{key}.tests.{code}"),
+                    format!(
+                        "analyte {analyte:?} is not defined; defined analytes: {}",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                );
+            }
+        }
+        instruments.push(instrument);
+    }
+    let instrument_names: BTreeSet<String> = instruments.iter().map(|i| i.name.clone()).collect();
+    let unknown_instrument = |p: &mut Problems<'_>, span: Range<usize>, key: String, name: &str| {
+        if !instrument_names.contains(name) {
+            let known: Vec<&str> = instrument_names.iter().map(String::as_str).collect();
+            p.add(
+                span,
+                key,
+                format!(
+                    "instrument {name:?} is not defined in [[instruments]]; defined: {}",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            );
+        }
+    };
+
+    let mut serial = Vec::new();
+    for (i, port) in raw.serial.into_iter().enumerate() {
+        let span = port.span();
+        let port = port.into_inner();
+        let key = format!("serial[{i}]");
+        unknown_instrument(p, span.clone(), format!("{key}.instrument"), &port.instrument);
+        if port.path.as_os_str().is_empty() {
+            p.add(span.clone(), format!("{key}.path"), "must not be empty; prefer a stable /dev/serial/by-id/… path");
+        }
+        if port.baud == 0 {
+            p.add(span.clone(), format!("{key}.baud"), "must be a positive baud rate such as 9600");
+        }
+        if !matches!(port.data_bits, 7 | 8) {
+            p.add(span.clone(), format!("{key}.data_bits"), "must be 7 or 8");
+        }
+        if !matches!(port.stop_bits, 1 | 2) {
+            p.add(span.clone(), format!("{key}.stop_bits"), "must be 1 or 2");
+        }
+        serial.push(port);
+    }
+
+    let mut listen = Vec::new();
+    for (i, listener) in raw.listen.into_iter().enumerate() {
+        let span = listener.span();
+        let listener = listener.into_inner();
+        let key = format!("listen[{i}]");
+        unknown_instrument(p, span.clone(), format!("{key}.instrument"), &listener.instrument);
+        match listener.address.parse::<SocketAddr>() {
+            Ok(address) => {
+                listen.push(Listener { instrument: listener.instrument, address, protocol: listener.protocol })
+            }
+            Err(_) => p.add(
+                span,
+                format!("{key}.address"),
+                format!("{:?} is not an IP address and port such as \"127.0.0.1:5001\"", listener.address),
+            ),
+        }
+    }
+
+    let (mmtt_span, raw_mmtt) = match raw.mmtt {
+        Some(m) => (m.span(), m.into_inner()),
+        None => (0..0, RawMmtt::default()),
+    };
+    let mmtt = check_mmtt(raw_mmtt, mmtt_span, p);
+
+    let mut visits: Vec<Visit> = Vec::new();
+    for (i, visit) in raw.visits.into_iter().enumerate() {
+        let span = visit.span();
+        let visit = visit.into_inner();
+        let key = format!("visits[{i}]");
+        if visit.code.trim().is_empty() {
+            p.add(span.clone(), format!("{key}.code"), "must not be empty");
+        }
+        if visits.iter().any(|v| v.code == visit.code) {
+            p.add(
+                span.clone(),
+                format!("{key}.code"),
+                format!("{:?} is used by an earlier visit; codes must be unique", visit.code),
+            );
+        }
+        if visit.baseline && visits.iter().any(|v| v.baseline) {
+            p.add(span.clone(), format!("{key}.baseline"), "only one visit can be the baseline");
+        }
+        visits.push(visit);
+    }
+
+    let sample_id_pattern = raw.samples.and_then(|samples| {
+        let span = samples.span();
+        let pattern = samples.into_inner().id_pattern?;
+        match Regex::new(&pattern) {
+            Ok(re) => {
+                let names: BTreeSet<&str> = re.capture_names().flatten().collect();
+                let missing: Vec<&str> =
+                    ["participant", "visit", "minute"].into_iter().filter(|n| !names.contains(n)).collect();
+                if missing.is_empty() {
+                    Some(re)
+                } else {
+                    p.add(
+                        span,
+                        "samples.id_pattern",
+                        format!(
+                            "needs the named groups (?P<participant>…), (?P<visit>…) and (?P<minute>…); missing: {}",
+                            missing.join(", ")
+                        ),
+                    );
+                    None
+                }
+            }
+            Err(e) => {
+                p.add(span, "samples.id_pattern", format!("is not a valid regular expression: {e}"));
+                None
+            }
+        }
+    });
+
+    Config {
+        path: path.to_owned(),
+        study,
+        storage: raw.storage,
+        watch: raw.watch,
+        analytes,
+        instruments,
+        serial,
+        listen,
+        mmtt,
+        visits,
+        sample_id_pattern,
+    }
+}
+
+fn check_mmtt(raw: RawMmtt, span: Range<usize>, p: &mut Problems<'_>) -> Mmtt {
+    let tp = &raw.timepoints;
+    if tp.is_empty() {
+        p.add(span.clone(), "mmtt.timepoints", "must list at least one minute, e.g. [-10, 0, 15, 30, 60, 90, 120]");
+    }
+    if tp.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
+        p.add(span.clone(), "mmtt.timepoints", "must be strictly ascending minutes without repeats");
+    }
+    let mut windows = BTreeMap::new();
+    for (minute, window) in &raw.windows {
+        match minute.trim().parse::<i32>() {
+            Ok(m) if tp.contains(&m) => {
+                windows.insert(m, *window);
+            }
+            _ => p.add(
+                span.clone(),
+                format!("mmtt.windows.{minute}"),
+                format!("{minute:?} is not one of mmtt.timepoints {tp:?}"),
+            ),
+        }
+    }
+    let first_nonnegative = tp.iter().copied().find(|&m| m >= 0).unwrap_or(0);
+    let auc_from = raw.auc_from.unwrap_or(first_nonnegative);
+    let auc_to = raw.auc_to.unwrap_or_else(|| tp.last().copied().unwrap_or(0));
+    for (key, minute) in [("mmtt.auc_from", auc_from), ("mmtt.auc_to", auc_to)] {
+        if !tp.contains(&minute) {
+            p.add(span.clone(), key, format!("{minute} is not one of mmtt.timepoints {tp:?}"));
+        }
+    }
+    if auc_from >= auc_to {
+        p.add(span.clone(), "mmtt.auc_to", format!("must be later than auc_from ({auc_from})"));
+    }
+    if raw.baseline == BaselineSample::Mean && !(tp.contains(&-10) && tp.contains(&0)) {
+        p.add(span, "mmtt.baseline", "\"mean\" averages the -10 and 0 min samples, so both must be in mmtt.timepoints");
+    }
+    Mmtt {
+        timepoints: raw.timepoints,
+        window_minutes: raw.window_minutes,
+        windows,
+        auc_from,
+        auc_to,
+        baseline: raw.baseline,
+        blq: raw.blq,
+        missing: raw.missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/labfeed.example.toml");
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("labfeed.toml"))
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        load(text).expect_err("should be refused").problems
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let config = load(EXAMPLE).expect("the shipped example is valid");
+        assert_eq!(config.study.id, "NCT02057211");
+        assert_eq!(config.analytes["c_peptide"].unit, "nmol/L");
+        assert_eq!(config.analytes["c_peptide"].lloq, Some(0.017));
+        assert_eq!(config.mmtt.timepoints, [-10, 0, 15, 30, 60, 90, 120]);
+        assert_eq!(config.mmtt.window(15), 2);
+        assert_eq!(config.mmtt.window(60), 5);
+        assert_eq!((config.mmtt.auc_from, config.mmtt.auc_to), (0, 120));
+        assert_eq!(config.baseline_visit().map(|v| v.code.as_str()), Some("V0"));
+        assert_eq!(config.instrument_by_sender("cobas-e411").map(|i| i.trust_collection_time), Some(false));
+        assert_eq!(config.serial[0].parity, Parity::None);
+        assert_eq!(config.listen[0].protocol, LinkProtocol::Mllp);
+        let re = config.sample_id_pattern.as_ref().expect("pattern");
+        let caps = re.captures("U07-V4-T-10").expect("matches");
+        assert_eq!(&caps["minute"], "-10");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_line_and_key() {
+        let text = EXAMPLE.replace("window_minutes = 5", "window_minutes = 5\nwindow_minuts = 7");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "mmtt.window_minuts");
+        assert_eq!(p[0].line, text.lines().position(|l| l.starts_with("window_minuts")).unwrap() + 1);
+        assert!(p[0].message.contains("unknown field"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn wrong_types_and_values_name_what_is_allowed() {
+        let p = problems(&EXAMPLE.replace("parity = \"none\"", "parity = \"mark\""));
+        assert_eq!(p[0].key, "serial.parity");
+        assert!(p[0].message.contains("`none`, `even`, `odd`"), "{}", p[0].message);
+
+        let p = problems(&EXAMPLE.replace("lloq = 0.017", "lloq = \"low\""));
+        assert_eq!(p[0].key, "analytes.c_peptide.lloq");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let text = EXAMPLE
+            .replace("timezone = \"Europe/Stockholm\"", "timezone = \"Europe/Uppsala\"")
+            .replace("unit = \"nmol/L\"", "unit = \"mg/dL\"")
+            .replace("\"GLUC\" = \"glucose\"", "\"GLUC\" = \"glucos\"")
+            .replace("data_bits = 8", "data_bits = 9")
+            .replace("address = \"127.0.0.1:5001\"", "address = \"localhost\"")
+            .replace("windows = { \"15\" = 2, \"30\" = 3 }", "windows = { \"45\" = 2 }")
+            .replace("auc_to = 120", "auc_to = 100")
+            .replace("code = \"V1\"", "code = \"V0\"")
+            .replace("(?P<minute>", "(?P<min>");
+        let p = problems(&text);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "study.timezone",
+                "analytes.c_peptide.unit",
+                "instruments[0].tests.GLUC",
+                "serial[0].data_bits",
+                "listen[0].address",
+                "mmtt.windows.45",
+                "mmtt.auc_to",
+                "visits[1].code",
+                "samples.id_pattern",
+            ]
+        );
+        assert!(p.iter().all(|p| p.line > 0));
+        let line_of_text = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+        assert_eq!(p[0].line, line_of_text("timezone ="), "problems point at the key's own line");
+        assert_eq!(p[3].line, line_of_text("data_bits = 9"));
+        assert_eq!(p[4].line, line_of_text("address = \"localhost\""));
+        assert_eq!(p[6].line, line_of_text("auc_to = 100"));
+    }
+
+    #[test]
+    fn error_display_names_file_line_and_key() {
+        let err = load(&EXAMPLE.replace("auc_from = 0", "auc_from = 5")).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("labfeed.toml:"), "{shown}");
+        assert!(shown.contains(": mmtt.auc_from: 5 is not one of mmtt.timepoints"), "{shown}");
+    }
+
+    #[test]
+    fn missing_sections_and_unreadable_files_are_reported() {
+        let p = problems("[study]\nid = \"X\"\ntimezone = \"UTC\"\n");
+        assert!(p[0].message.contains("storage"), "{:?}", p[0]);
+        let err = Config::load(Path::new("/nonexistent/labfeed.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/labfeed.toml: cannot read"), "{err}");
+    }
+
+    #[test]
+    fn minimal_config_gets_the_standard_mmtt() {
+        let config = load("[study]\nid = \"X\"\ntimezone = \"UTC\"\n[storage]\ndatabase = \"x.db\"\n").unwrap();
+        assert_eq!(config.mmtt.timepoints, [-10, 0, 15, 30, 60, 90, 120]);
+        assert_eq!((config.mmtt.auc_from, config.mmtt.auc_to), (0, 120));
+        assert_eq!(config.mmtt.blq, BlqRule::HalfLloq);
+    }
+}
+
+/// The spelling each option has in the configuration file, for messages.
+macro_rules! config_spelling {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $(Self::$variant => $text),+ })
+            }
+        }
+    };
+}
+
+config_spelling!(LinkProtocol { Astm => "astm", Mllp => "mllp" });
+config_spelling!(BaselineSample { Zero => "zero", Mean => "mean" });
+config_spelling!(BlqRule { HalfLloq => "half_lloq", Lloq => "lloq", Zero => "zero" });
+config_spelling!(MissingRule { None => "none", Interpolate => "interpolate" });

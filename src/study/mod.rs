@@ -1,0 +1,4 @@
+//! The study: its configuration, and (later) matching, checks and AUC.
+
+pub mod config;
+pub mod units;
