@@ -12,6 +12,7 @@ pub mod cli;
 pub mod hl7;
 pub mod model;
 pub mod parse;
+pub mod store;
 pub mod study;
 pub mod timestamp;
 pub mod value;

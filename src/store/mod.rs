@@ -1,0 +1,1 @@
+//! The study database (to be written).
