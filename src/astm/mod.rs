@@ -1,13 +1,75 @@
-//! Placeholder until the astm parser lands.
+//! ASTM E1394 / CLSI LIS02-A2 records, as analyzers upload them, including
+//! E1381 / LIS01-A2 link framing captured in files.
+//!
+//! Two independent layers (astm.md §0):
+//!
+//! * [`frame`] and `link`: the link layer. Frames are checked (checksum,
+//!   frame number, ETB/ETX) and their texts joined, because a record may be
+//!   split anywhere across frames. Files without framing skip this layer and
+//!   are parsed in place, without copying.
+//! * [`record`] and `message`: the record layer. The text is cut into records
+//!   on CR (or LF, CR LF), records are grouped into H…L messages, and each R
+//!   record becomes a [`LabResult`](crate::model::LabResult).
+//!
+//! Errors are per message: a broken message (bad checksum in a frame that
+//! carried it, no L record, unknown record type, invalid date…) is reported
+//! with what was expected, and the rest of the file is still parsed.
+//!
+//! Choices where the standard leaves room:
+//!
+//! * Values: components are joined with `^` and repeats with `\`, the
+//!   standard delimiters, even when the message declared others (so a value
+//!   means the same whatever the instrument's delimiters); trailing empty
+//!   components and repeats are dropped (`3.216365^^^^` → `3.216365`).
+//! * Comments: the C.4 text of each C record after an R (or after another C
+//!   following an R), joined the same way; blank comments are not kept.
+//! * Escapes: `&F& &S& &R& &E&` are decoded; others (`&X..&`, `&H&`…) and an
+//!   unterminated one are kept as sent, with a warning.
+//! * Character set: a message that is valid UTF-8 is read as UTF-8, any
+//!   other as Windows-1252 (a superset of Latin-1), with a warning.
+//! * A frame with a problem makes every message whose text it carried an
+//!   error; its text is still joined so that message boundaries stay right.
 
-use crate::model::{MessageError, MessageOutcome, ParseOptions};
+pub mod frame;
+mod link;
+mod message;
+pub mod record;
 
-/// Parse a whole file's bytes, reporting each message in file order.
-pub fn parse_file(input: &[u8], _opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) {
-    on_message(Err(MessageError {
-        number: 1,
-        offset: 0,
-        span: 0..input.len(),
-        text: "the astm parser is not built yet".into(),
-    }));
+pub use frame::{Frame, FrameEnd, checksum, encode_frames};
+pub use record::{Delimiters, escape, unescape};
+
+use crate::model::{MessageOutcome, ParseOptions};
+use message::{Engine, Framed, LinkFindings, Unframed};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Parse a whole dropped file, reporting one outcome per H…L message (and
+/// one error per stretch of records outside a message) in file order.
+///
+/// The file may hold plain records (`H|\^&…<CR>…L|1|N<CR>`), or link bytes
+/// captured from the wire (ENQ, frames with checksums, EOT), including the
+/// Maglumi simplified envelope (`ENQ STX records ETX EOT`). Offsets and spans
+/// are always in `input`, framing included.
+pub fn parse_file(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) {
+    let start = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+    let body = input.get(start..).unwrap_or_default();
+    if is_framed(body) {
+        let joined = link::reassemble(input, start);
+        let findings = LinkFindings {
+            frames: &joined.frames,
+            problems: &joined.problems,
+            breaks: &joined.breaks,
+            warnings: &joined.warnings,
+        };
+        Engine::new(&joined.text, Framed::new(&joined.frames), findings, input.len(), opts, on_message).run(0);
+    } else {
+        Engine::new(input, Unframed, LinkFindings::default(), input.len(), opts, on_message).run(start);
+    }
+}
+
+/// Link bytes first (after white space) mean captured framing; anything else
+/// is read as plain records.
+fn is_framed(body: &[u8]) -> bool {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    matches!(first, Some(&(frame::STX | frame::ENQ | frame::EOT | frame::ACK | frame::NAK)))
 }
