@@ -249,3 +249,47 @@ mod properties {
         }
     }
 }
+
+impl Timestamp {
+    /// Whether the time of day is known at least to the minute.
+    pub fn has_minutes(&self) -> bool {
+        self.minute.is_some()
+    }
+
+    /// The instant this time denotes: with its own offset when it carried one,
+    /// else read as civil time in `zone`. `None` when coarser than minutes
+    /// (a date alone says nothing about an MMTT draw) or not representable.
+    pub fn to_instant(&self, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
+        let civil = jiff::civil::DateTime::new(
+            i16::try_from(self.year).ok()?,
+            i8::try_from(self.month?).ok()?,
+            i8::try_from(self.day?).ok()?,
+            i8::try_from(self.hour?).ok()?,
+            i8::try_from(self.minute?).ok()?,
+            i8::try_from(self.second.unwrap_or(0)).ok()?,
+            0,
+        )
+        .ok()?;
+        match self.offset_minutes {
+            Some(minutes) => jiff::tz::Offset::from_seconds(i32::from(minutes) * 60).ok()?.to_timestamp(civil).ok(),
+            None => zone.to_timestamp(civil).ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod instant_tests {
+    use super::*;
+
+    #[test]
+    fn local_times_use_the_study_zone_and_offsets_win() {
+        let zone = jiff::tz::TimeZone::get("Europe/Stockholm").unwrap();
+        let local = Timestamp::parse("20260302084500").unwrap().unwrap();
+        assert_eq!(local.to_instant(&zone).unwrap().to_string(), "2026-03-02T07:45:00Z");
+        let summer = Timestamp::parse("202607020845").unwrap().unwrap();
+        assert_eq!(summer.to_instant(&zone).unwrap().to_string(), "2026-07-02T06:45:00Z");
+        let offset = Timestamp::parse("20260311081200-0800").unwrap().unwrap();
+        assert_eq!(offset.to_instant(&zone).unwrap().to_string(), "2026-03-11T16:12:00Z");
+        assert_eq!(Timestamp::parse("20260302").unwrap().unwrap().to_instant(&zone), None);
+    }
+}

@@ -1,0 +1,656 @@
+//! Matching a reported result to its participant, visit and MMTT minute, and
+//! the checks that decide whether it is accepted, flagged or held (SPEC §6).
+//!
+//! Pure decisions: no database, no clock. The study data a decision needs
+//! (the sample manifest, meal start times) comes through [`StudyData`]; what
+//! depends on earlier results (duplicates, conflicts, corrections) is decided
+//! by the ingest pipeline, which knows the slot's history.
+
+use std::fmt;
+
+use crate::model::LabResult;
+use crate::study::config::{Config, Instrument};
+use crate::study::units::{KnownAnalyte, normalize_unit};
+use crate::value::Comparator;
+
+/// Why a result is held back or flagged (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MismatchCode {
+    ParseError,
+    UnknownInstrument,
+    UnknownTest,
+    UnknownSample,
+    UnknownUnit,
+    NonNumeric,
+    Implausible,
+    NotFinal,
+    ParticipantConflict,
+    OutOfWindow,
+    UnscheduledTimepoint,
+    DuplicateConflict,
+    CorrectionWithoutOriginal,
+    MissingResult,
+    PretestGlucose,
+}
+
+impl MismatchCode {
+    pub const ALL: [MismatchCode; 15] = [
+        MismatchCode::ParseError,
+        MismatchCode::UnknownInstrument,
+        MismatchCode::UnknownTest,
+        MismatchCode::UnknownSample,
+        MismatchCode::UnknownUnit,
+        MismatchCode::NonNumeric,
+        MismatchCode::Implausible,
+        MismatchCode::NotFinal,
+        MismatchCode::ParticipantConflict,
+        MismatchCode::OutOfWindow,
+        MismatchCode::UnscheduledTimepoint,
+        MismatchCode::DuplicateConflict,
+        MismatchCode::CorrectionWithoutOriginal,
+        MismatchCode::MissingResult,
+        MismatchCode::PretestGlucose,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchCode::ParseError => "PARSE_ERROR",
+            MismatchCode::UnknownInstrument => "UNKNOWN_INSTRUMENT",
+            MismatchCode::UnknownTest => "UNKNOWN_TEST",
+            MismatchCode::UnknownSample => "UNKNOWN_SAMPLE",
+            MismatchCode::UnknownUnit => "UNKNOWN_UNIT",
+            MismatchCode::NonNumeric => "NON_NUMERIC",
+            MismatchCode::Implausible => "IMPLAUSIBLE",
+            MismatchCode::NotFinal => "NOT_FINAL",
+            MismatchCode::ParticipantConflict => "PARTICIPANT_CONFLICT",
+            MismatchCode::OutOfWindow => "OUT_OF_WINDOW",
+            MismatchCode::UnscheduledTimepoint => "UNSCHEDULED_TIMEPOINT",
+            MismatchCode::DuplicateConflict => "DUPLICATE_CONFLICT",
+            MismatchCode::CorrectionWithoutOriginal => "CORRECTION_WITHOUT_ORIGINAL",
+            MismatchCode::MissingResult => "MISSING_RESULT",
+            MismatchCode::PretestGlucose => "PRETEST_GLUCOSE",
+        }
+    }
+
+    /// Whether the result is held back until a data manager resolves it.
+    /// OUT_OF_WINDOW and PRETEST_GLUCOSE accept the value and flag it.
+    pub fn holds(self) -> bool {
+        !matches!(self, MismatchCode::OutOfWindow | MismatchCode::PretestGlucose)
+    }
+}
+
+impl fmt::Display for MismatchCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A problem found with a result, said so a data manager needs no raw file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub code: MismatchCode,
+    pub detail: String,
+}
+
+/// Where a sample ID was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchSource {
+    Manifest,
+    Pattern,
+}
+
+/// The slot a sample belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleSlot {
+    pub participant: String,
+    pub visit: String,
+    pub minute: i32,
+    pub source: MatchSource,
+}
+
+/// The study data matching reads (implemented by the store).
+pub trait StudyData {
+    /// The sample manifest row for `sample_id`.
+    fn manifest_sample(&self, sample_id: &str) -> Option<SampleSlot>;
+    fn participant_exists(&self, code: &str) -> bool;
+    /// MMTT minute 0 of a visit, as local civil time in the study zone.
+    fn meal_start(&self, participant: &str, visit: &str) -> Option<jiff::civil::DateTime>;
+}
+
+/// What matching and the per-result checks concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// The configured instrument the result came from.
+    pub instrument: Option<String>,
+    pub analyte: Option<String>,
+    pub slot: Option<SampleSlot>,
+    /// Value in the analyte's canonical unit (the bound, for a censored value).
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub comparator: Option<Comparator>,
+    pub blq: bool,
+    /// A QC result: kept apart, never a study result.
+    pub qc: bool,
+    /// The first problem that holds the result back, if any.
+    pub hold: Option<Finding>,
+    /// Problems that accept the value and flag it.
+    pub flags: Vec<Finding>,
+}
+
+/// Glucose at minute 0 outside this range (mmol/L) is a protocol-deviation candidate.
+pub const PRETEST_GLUCOSE_MMOL_L: (f64, f64) = (3.9, 11.1);
+
+/// The instrument a result came from: the link's own for serial/TCP (the
+/// header's sender is only logged there), else the one whose `sender` matches.
+pub fn resolve_instrument<'c>(config: &'c Config, link: Option<&str>, sender: Option<&str>) -> Option<&'c Instrument> {
+    match link {
+        Some(name) => config.instrument(name),
+        None => sender.and_then(|s| config.instrument_by_sender(s)),
+    }
+}
+
+/// Match `result` and run every check that does not depend on earlier results.
+pub fn assess(
+    config: &Config,
+    instrument: Option<&Instrument>,
+    sender: Option<&str>,
+    result: &LabResult,
+    study: &dyn StudyData,
+) -> Assessment {
+    let mut a = Assessment {
+        instrument: instrument.map(|i| i.name.clone()),
+        analyte: None,
+        slot: None,
+        value: None,
+        unit: None,
+        comparator: result.comparator,
+        blq: false,
+        qc: result.qc,
+        hold: None,
+        flags: Vec::new(),
+    };
+    let Some(instrument) = instrument else {
+        a.hold = Some(Finding {
+            code: MismatchCode::UnknownInstrument,
+            detail: format!(
+                "sender {} is not a configured instrument ([[instruments]] sender)",
+                quoted(sender.or(result.sender.as_deref()))
+            ),
+        });
+        return a;
+    };
+    let test = result.test_code.as_deref();
+    a.analyte = test.and_then(|t| instrument.tests.get(t)).cloned();
+    if a.qc {
+        return a;
+    }
+    let Some(analyte) = a.analyte.clone() else {
+        a.hold = Some(Finding {
+            code: MismatchCode::UnknownTest,
+            detail: format!("test code {} is not mapped for instrument {}", quoted(test), instrument.name),
+        });
+        return a;
+    };
+    let slot = match match_sample(config, result.sample_id.as_deref(), study) {
+        Ok(slot) => slot,
+        Err(detail) => {
+            a.hold = Some(Finding { code: MismatchCode::UnknownSample, detail });
+            return a;
+        }
+    };
+    a.slot = Some(slot.clone());
+    let converted = convert(config, &analyte, result);
+    if let Ok((value, unit)) = &converted {
+        a.value = Some(*value);
+        a.unit = Some(unit.clone());
+        a.blq = is_blq(config, &analyte, *value, result.comparator);
+    }
+    a.hold = first_holding_problem(config, instrument, &analyte, &slot, result, &converted);
+    if a.hold.is_none() {
+        a.flags = flags(config, instrument, &analyte, &slot, result, a.value, study);
+    }
+    a
+}
+
+fn quoted(s: Option<&str>) -> String {
+    s.map_or_else(|| "(none)".to_owned(), |s| format!("{s:?}"))
+}
+
+/// The manifest first, then `samples.id_pattern`.
+pub fn match_sample(config: &Config, sample_id: Option<&str>, study: &dyn StudyData) -> Result<SampleSlot, String> {
+    let Some(id) = sample_id else {
+        return Err("the result carries no sample ID (ASTM O.3/O.4, HL7 SPM-2/OBR-3/OBR-2)".to_owned());
+    };
+    if let Some(slot) = study.manifest_sample(id) {
+        return Ok(slot);
+    }
+    let Some(pattern) = &config.sample_id_pattern else {
+        return Err(format!("sample {id:?} is not in the sample manifest (and no samples.id_pattern is configured)"));
+    };
+    let Some(caps) = pattern.captures(id) else {
+        return Err(format!("sample {id:?} is not in the sample manifest and does not match samples.id_pattern"));
+    };
+    let group = |name: &str| caps.name(name).map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let (participant, visit) = (group("participant"), group("visit"));
+    let Ok(minute) = group("minute").parse::<i32>() else {
+        return Err(format!("sample {id:?}: the minute in the sample ID is not a whole number"));
+    };
+    if !study.participant_exists(&participant) {
+        return Err(format!("sample {id:?} names participant {participant}, who is not in the participant list"));
+    }
+    if !config.visits.is_empty() && !config.visits.iter().any(|v| v.code == visit) {
+        return Err(format!("sample {id:?} names visit {visit}, which is not a configured visit"));
+    }
+    Ok(SampleSlot { participant, visit, minute, source: MatchSource::Pattern })
+}
+
+/// The value in the analyte's canonical unit, or why it cannot be had.
+fn convert(config: &Config, analyte: &str, result: &LabResult) -> Result<(f64, String), Finding> {
+    let canonical = config.analytes.get(analyte).map(|a| a.unit.clone()).unwrap_or_default();
+    let Some(reported_unit) = result.unit.as_deref() else {
+        return Err(Finding {
+            code: MismatchCode::UnknownUnit,
+            detail: format!("no unit was reported; {analyte} needs a unit convertible to {canonical}"),
+        });
+    };
+    let factor = match KnownAnalyte::from_name(analyte) {
+        Some(known) => known.factor(reported_unit, &canonical),
+        None => (normalize_unit(reported_unit) == normalize_unit(&canonical)).then_some(1.0),
+    };
+    let Some(factor) = factor else {
+        return Err(Finding {
+            code: MismatchCode::UnknownUnit,
+            detail: format!("unit {reported_unit:?} cannot be converted to {canonical} for {analyte}"),
+        });
+    };
+    let Some(number) = result.numeric.as_ref().and_then(|n| n.to_f64()) else {
+        return Err(Finding {
+            code: MismatchCode::NonNumeric,
+            detail: format!("value {} is not a number", quoted(result.value.as_deref())),
+        });
+    };
+    Ok((number * factor, canonical))
+}
+
+/// Below the LLOQ: an exact value under it, or a `<`/`<=` bound at or under it
+/// (a censored value is never turned into an exact one).
+fn is_blq(config: &Config, analyte: &str, value: f64, comparator: Option<Comparator>) -> bool {
+    let lloq = config.analytes.get(analyte).and_then(|a| a.lloq);
+    let below_bound = matches!(comparator, Some(Comparator::Lt | Comparator::Le));
+    match lloq {
+        Some(lloq) => (comparator.is_none() && value < lloq) || (below_bound && value <= lloq),
+        None => below_bound,
+    }
+}
+
+fn first_holding_problem(
+    config: &Config,
+    instrument: &Instrument,
+    analyte: &str,
+    slot: &SampleSlot,
+    result: &LabResult,
+    converted: &Result<(f64, String), Finding>,
+) -> Option<Finding> {
+    if let Some(patient) = result.patient_id.as_deref()
+        && patient != slot.participant
+    {
+        // The patient ID itself is not repeated: it may be a hospital number.
+        return Some(Finding {
+            code: MismatchCode::ParticipantConflict,
+            detail: format!(
+                "the message's patient ID differs from participant {} of sample {} ({})",
+                slot.participant,
+                result.sample_id.as_deref().unwrap_or(""),
+                match slot.source {
+                    MatchSource::Manifest => "sample manifest",
+                    MatchSource::Pattern => "sample ID pattern",
+                }
+            ),
+        });
+    }
+    if !config.mmtt.timepoints.contains(&slot.minute) {
+        let schedule: Vec<String> = config.mmtt.timepoints.iter().map(i32::to_string).collect();
+        return Some(Finding {
+            code: MismatchCode::UnscheduledTimepoint,
+            detail: format!("minute {} is not an MMTT timepoint ({})", slot.minute, schedule.join(", ")),
+        });
+    }
+    match result.status.as_deref().map(str::trim) {
+        Some("F" | "C") => {}
+        status => {
+            return Some(Finding {
+                code: MismatchCode::NotFinal,
+                detail: format!(
+                    "result status {} from {}: only F (final) and C (correction) are accepted",
+                    status_words(status),
+                    instrument.name
+                ),
+            });
+        }
+    }
+    let (value, unit) = match converted {
+        Ok(ok) => ok,
+        Err(finding) => return Some(finding.clone()),
+    };
+    if let Some([low, high]) = config.analytes.get(analyte).and_then(|a| a.plausible)
+        && !(low..=high).contains(value)
+    {
+        return Some(Finding {
+            code: MismatchCode::Implausible,
+            detail: format!(
+                "{analyte} {} {unit} (reported {} {}) is outside the plausible range {low}–{high} {unit}",
+                round4(*value),
+                result.value.as_deref().unwrap_or(""),
+                result.unit.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    None
+}
+
+fn status_words(status: Option<&str>) -> String {
+    match status {
+        None | Some("") => "(empty)".to_owned(),
+        Some(s) => {
+            let meaning = match s {
+                "P" => " (preliminary)",
+                "X" => " (cannot be done)",
+                "I" => " (pending)",
+                "R" => " (previously transmitted / not verified)",
+                "D" => " (delete)",
+                "W" => " (posted to the wrong patient)",
+                "S" => " (partial)",
+                "U" => " (changed to final without a value)",
+                _ => "",
+            };
+            format!("{s}{meaning}")
+        }
+    }
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn flags(
+    config: &Config,
+    instrument: &Instrument,
+    analyte: &str,
+    slot: &SampleSlot,
+    result: &LabResult,
+    value: Option<f64>,
+    study: &dyn StudyData,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if instrument.trust_collection_time
+        && let Some(finding) = window_check(config, slot, result, study)
+    {
+        found.push(finding);
+    }
+    if KnownAnalyte::from_name(analyte) == Some(KnownAnalyte::Glucose)
+        && slot.minute == 0
+        && let (Some(value), Some(unit)) = (value, config.analytes.get(analyte).map(|a| a.unit.as_str()))
+        && let Some(mmol) = KnownAnalyte::Glucose.factor(unit, "mmol/L").map(|f| value * f)
+    {
+        let (low, high) = PRETEST_GLUCOSE_MMOL_L;
+        if !(low..=high).contains(&mmol) {
+            found.push(Finding {
+                code: MismatchCode::PretestGlucose,
+                detail: format!(
+                    "glucose {} mmol/L at minute 0 is outside the pre-test range {low}–{high} mmol/L (the test should have been rescheduled)",
+                    round4(mmol)
+                ),
+            });
+        }
+    }
+    found
+}
+
+/// OUT_OF_WINDOW: |actual − nominal| beyond the timepoint's window. Not
+/// checked without a meal start, a collection time to the minute, or a zone.
+fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &dyn StudyData) -> Option<Finding> {
+    let collected = result.collected_at?;
+    let meal_start = study.meal_start(&slot.participant, &slot.visit)?;
+    let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok()?;
+    let collected_at = collected.to_instant(&zone)?;
+    let meal_at = zone.to_timestamp(meal_start).ok()?;
+    let seconds = collected_at.duration_since(meal_at).as_secs();
+    let actual = seconds as f64 / 60.0;
+    let window = f64::from(config.mmtt.window(slot.minute));
+    if (actual - f64::from(slot.minute)).abs() <= window {
+        return None;
+    }
+    let local = zone.to_datetime(collected_at);
+    let clock = format!("{:02}:{:02}", local.hour(), local.minute());
+    let relation = if seconds >= 0 {
+        format!("{} min after meal start", (actual).round() as i64)
+    } else {
+        format!("{} min before meal start", (-actual).round() as i64)
+    };
+    Some(Finding {
+        code: MismatchCode::OutOfWindow,
+        detail: format!(
+            "collected {clock}, {relation}; nominal {} ± {} min",
+            slot.minute,
+            config.mmtt.window(slot.minute)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::timestamp::Timestamp;
+    use crate::value::{Number, interpret};
+
+    const CONFIG: &str = include_str!("../../config/labfeed.example.toml");
+
+    /// An in-memory manifest: the study data a test needs, nothing else.
+    #[derive(Default)]
+    struct Manifest {
+        samples: BTreeMap<String, (String, String, i32)>,
+        participants: Vec<String>,
+        meals: BTreeMap<(String, String), jiff::civil::DateTime>,
+    }
+
+    impl StudyData for Manifest {
+        fn manifest_sample(&self, id: &str) -> Option<SampleSlot> {
+            self.samples.get(id).map(|(p, v, m)| SampleSlot {
+                participant: p.clone(),
+                visit: v.clone(),
+                minute: *m,
+                source: MatchSource::Manifest,
+            })
+        }
+        fn participant_exists(&self, code: &str) -> bool {
+            self.participants.iter().any(|p| p == code)
+        }
+        fn meal_start(&self, p: &str, v: &str) -> Option<jiff::civil::DateTime> {
+            self.meals.get(&(p.to_owned(), v.to_owned())).copied()
+        }
+    }
+
+    fn study() -> Manifest {
+        let mut m = Manifest { participants: vec!["U07".into(), "U08".into()], ..Manifest::default() };
+        m.samples.insert("LAB-1".into(), ("U08".into(), "V2".into(), 60));
+        m.meals.insert(("U07".into(), "V4".into()), "2026-03-02T08:30:00".parse().unwrap());
+        m
+    }
+
+    fn config() -> Config {
+        // The example trusts the central lab's times and not the e411's.
+        Config::from_toml(CONFIG, Path::new("example.toml")).unwrap()
+    }
+
+    fn result(sample: &str, test: &str, value: &str, unit: &str) -> LabResult {
+        let (comparator, numeric) = interpret(value, false);
+        LabResult {
+            sender: Some("CENTRALLAB".into()),
+            sample_id: Some(sample.into()),
+            test_code: Some(test.into()),
+            value: Some(value.into()),
+            comparator,
+            numeric,
+            unit: Some(unit.into()),
+            status: Some("F".into()),
+            ..LabResult::default()
+        }
+    }
+
+    fn run(config: &Config, r: &LabResult) -> Assessment {
+        let instrument = resolve_instrument(config, None, r.sender.as_deref());
+        assess(config, instrument, r.sender.as_deref(), r, &study())
+    }
+
+    fn hold_code(a: &Assessment) -> Option<&'static str> {
+        a.hold.as_ref().map(|f| f.code.as_str())
+    }
+
+    #[test]
+    fn censored_c_peptide_is_accepted_as_blq_without_becoming_a_number() {
+        let c = config();
+        let a = run(&c, &result("U07-V4-T30", "1986-9", "<0.010", "nmol/L"));
+        assert_eq!(a.hold, None);
+        assert_eq!(
+            a.slot.as_ref().map(|s| (s.participant.as_str(), s.visit.as_str(), s.minute)),
+            Some(("U07", "V4", 30))
+        );
+        assert_eq!(a.slot.as_ref().map(|s| s.source), Some(MatchSource::Pattern));
+        assert_eq!(a.analyte.as_deref(), Some("c_peptide"));
+        assert_eq!(a.comparator, Some(Comparator::Lt));
+        assert_eq!(a.value, Some(0.010));
+        assert!(a.blq);
+        // An exact value below the LLOQ is BLQ too; one above is not.
+        assert!(run(&c, &result("U07-V4-T30", "1986-9", "0.012", "nmol/L")).blq);
+        assert!(!run(&c, &result("U07-V4-T30", "1986-9", "0.5", "nmol/L")).blq);
+        // A `<` bound above the LLOQ stays censored but is not BLQ.
+        let high_bound = run(&c, &result("U07-V4-T30", "1986-9", "<0.5", "nmol/L"));
+        assert!(!high_bound.blq && high_bound.comparator == Some(Comparator::Lt));
+    }
+
+    #[test]
+    fn units_convert_to_the_canonical_unit() {
+        let c = config();
+        let a = run(&c, &result("U07-V4-T30", "1986-9", "1.00", "ng/mL"));
+        assert_eq!(a.value, Some(0.33109));
+        assert_eq!(a.unit.as_deref(), Some("nmol/L"));
+        let g = run(&c, &result("U07-V4-T30", "2345-7", "90.08", "mg/dL"));
+        assert!((g.value.unwrap() - 5.0).abs() < 1e-9);
+        assert_eq!(run(&c, &result("U07-V4-T30", "1986-9", "330", "pmol/L")).value, Some(0.33));
+    }
+
+    #[test]
+    fn the_manifest_comes_before_the_pattern() {
+        let a = run(&config(), &result("LAB-1", "1986-9", "0.4", "nmol/L"));
+        let slot = a.slot.unwrap();
+        assert_eq!(
+            (slot.participant.as_str(), slot.visit.as_str(), slot.minute, slot.source),
+            ("U08", "V2", 60, MatchSource::Manifest)
+        );
+    }
+
+    #[test]
+    fn each_holding_check_has_its_code_and_a_plain_detail() {
+        let c = config();
+        let mut unknown_sender = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
+        unknown_sender.sender = Some("OTHERLAB".into());
+        let cases: Vec<(LabResult, &str, &str)> = vec![
+            (unknown_sender, "UNKNOWN_INSTRUMENT", "\"OTHERLAB\""),
+            (result("U07-V4-T30", "INS", "5", "mU/L"), "UNKNOWN_TEST", "\"INS\""),
+            (result("X99", "1986-9", "0.4", "nmol/L"), "UNKNOWN_SAMPLE", "does not match samples.id_pattern"),
+            (result("U99-V4-T30", "1986-9", "0.4", "nmol/L"), "UNKNOWN_SAMPLE", "not in the participant list"),
+            (result("U07-V9-T30", "1986-9", "0.4", "nmol/L"), "UNKNOWN_SAMPLE", "not a configured visit"),
+            (result("U07-V4-T45", "1986-9", "0.4", "nmol/L"), "UNSCHEDULED_TIMEPOINT", "minute 45"),
+            (result("U07-V4-T30", "1986-9", "0.4", "mg/dL"), "UNKNOWN_UNIT", "\"mg/dL\""),
+            (result("U07-V4-T30", "1986-9", "-----", "nmol/L"), "NON_NUMERIC", "\"-----\""),
+            (result("U07-V4-T30", "1986-9", "25", "nmol/L"), "IMPLAUSIBLE", "outside the plausible range 0–20"),
+        ];
+        for (r, code, detail) in cases {
+            let a = run(&c, &r);
+            let hold = a.hold.unwrap_or_else(|| panic!("{code}: not held"));
+            assert_eq!(hold.code.as_str(), code);
+            assert!(hold.detail.contains(detail), "{code}: {}", hold.detail);
+        }
+        let mut no_sample = result("", "1986-9", "0.4", "nmol/L");
+        no_sample.sample_id = None;
+        assert_eq!(hold_code(&run(&c, &no_sample)), Some("UNKNOWN_SAMPLE"));
+        let mut no_unit = result("U07-V4-T30", "1986-9", "0.4", "");
+        no_unit.unit = None;
+        assert_eq!(hold_code(&run(&c, &no_unit)), Some("UNKNOWN_UNIT"));
+        for status in [Some("P"), Some("X"), None] {
+            let mut r = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
+            r.status = status.map(str::to_owned);
+            assert_eq!(hold_code(&run(&c, &r)), Some("NOT_FINAL"), "{status:?}");
+        }
+        let mut corrected = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
+        corrected.status = Some("C".into());
+        assert_eq!(run(&c, &corrected).hold, None);
+    }
+
+    #[test]
+    fn a_different_patient_id_is_a_conflict_and_is_not_repeated_in_the_detail() {
+        let mut r = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
+        r.patient_id = Some("19650102-1234".into());
+        let hold = run(&config(), &r).hold.unwrap();
+        assert_eq!(hold.code, MismatchCode::ParticipantConflict);
+        assert!(!hold.detail.contains("19650102"), "{}", hold.detail);
+        r.patient_id = Some("U07".into());
+        assert_eq!(run(&config(), &r).hold, None);
+    }
+
+    #[test]
+    fn out_of_window_is_flagged_with_the_clock_time_and_accepted() {
+        let c = config();
+        let mut r = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
+        r.collected_at = Timestamp::parse("20260302085200").unwrap();
+        let a = run(&c, &r);
+        assert_eq!(a.hold, None);
+        assert_eq!(a.flags.len(), 1);
+        assert_eq!(a.flags[0].code, MismatchCode::OutOfWindow);
+        assert_eq!(a.flags[0].detail, "collected 08:52, 22 min after meal start; nominal 30 ± 3 min");
+        // Within ±3 min: no flag. With an explicit offset: read as that instant.
+        r.collected_at = Timestamp::parse("20260302090200").unwrap();
+        assert!(run(&c, &r).flags.is_empty());
+        r.collected_at = Timestamp::parse("20260302080200+0000").unwrap(); // 09:02 Stockholm
+        assert!(run(&c, &r).flags.is_empty());
+        // An instrument whose O.8 is a registration time is not window-checked.
+        let mut e411 = r.clone();
+        e411.sender = Some("cobas-e411".into());
+        e411.test_code = Some("CPEP".into());
+        e411.collected_at = Timestamp::parse("20260302120000").unwrap();
+        assert!(run(&c, &e411).flags.is_empty());
+    }
+
+    #[test]
+    fn pretest_glucose_is_flagged_only_at_minute_zero() {
+        let c = config();
+        let high = run(&c, &result("U07-V4-T0", "14749-6", "12.4", "mmol/L"));
+        assert_eq!(high.hold, None);
+        assert_eq!(high.flags.iter().map(|f| f.code).collect::<Vec<_>>(), [MismatchCode::PretestGlucose]);
+        assert!(high.flags[0].detail.contains("12.4 mmol/L"), "{}", high.flags[0].detail);
+        assert!(run(&c, &result("U07-V4-T0", "2345-7", "99", "mg/dL")).flags.is_empty());
+        assert_eq!(run(&c, &result("U07-V4-T0", "2345-7", "60", "mg/dL")).flags.len(), 1);
+        assert!(run(&c, &result("U07-V4-T30", "14749-6", "12.4", "mmol/L")).flags.is_empty());
+    }
+
+    #[test]
+    fn qc_results_are_recognised_and_not_checked_as_study_results() {
+        let mut r = result("PCCC2", "1986-9", "1.2", "nmol/L");
+        r.qc = true;
+        let a = run(&config(), &r);
+        assert!(a.qc);
+        assert_eq!(a.hold, None);
+        assert_eq!(a.slot, None);
+    }
+
+    #[test]
+    fn numbers_from_the_parser_are_used_as_is() {
+        let mut r = result("U07-V4-T30", "1986-9", "0,40", "nmol/L");
+        assert_eq!(hold_code(&run(&config(), &r)), Some("NON_NUMERIC"));
+        r.numeric = Number::parse("0,40", true);
+        assert_eq!(run(&config(), &r).value, Some(0.4));
+    }
+}
