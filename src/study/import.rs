@@ -1,0 +1,315 @@
+//! Reading the study data files (SPEC §4): participants, visits, samples.
+//!
+//! A whole file is checked before anything is stored, so a bad row never
+//! leaves the file half-imported. Only study codes are accepted: a column
+//! that is not in the format (a name, a date of birth, an arm) is refused.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::study::config::Config;
+
+/// Which study data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Participants,
+    Visits,
+    Samples,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Participants => "participants",
+            Kind::Visits => "visits",
+            Kind::Samples => "samples",
+        }
+    }
+
+    /// The columns of the format, required first.
+    fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Kind::Participants => (&["participant"], &["site"]),
+            Kind::Visits => (&["participant", "visit", "meal_start"], &[]),
+            Kind::Samples => (&["sample_id", "participant", "visit", "minute"], &[]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRow {
+    pub participant: String,
+    pub site: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitRow {
+    pub participant: String,
+    pub visit: String,
+    /// MMTT minute 0, local time; `None` when the visit has no meal test yet.
+    pub meal_start: Option<jiff::civil::DateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRow {
+    pub sample_id: String,
+    pub participant: String,
+    pub visit: String,
+    pub minute: i32,
+}
+
+/// The checked rows of one file, with the line each came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rows {
+    Participants(Vec<(usize, ParticipantRow)>),
+    Visits(Vec<(usize, VisitRow)>),
+    Samples(Vec<(usize, SampleRow)>),
+}
+
+/// A refused file: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ImportError {
+    pub file: PathBuf,
+    /// 1-based line (1 is the header); 0 when the file could not be read.
+    pub line: usize,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match (self.line, &self.column) {
+            (0, _) => write!(f, "{file}: {}", self.message),
+            (line, Some(column)) => write!(f, "{file}:{line}: column {column}: {}", self.message),
+            (line, None) => write!(f, "{file}:{line}: {}", self.message),
+        }
+    }
+}
+
+/// Read and check a study data file.
+pub fn read(kind: Kind, path: &Path, config: &Config) -> Result<Rows, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError {
+        file: path.to_owned(),
+        line: 0,
+        column: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(kind, path, &bytes, config)
+}
+
+/// Check the bytes of a study data file; `path` is only used in messages.
+pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<Rows, ImportError> {
+    let err = |line: usize, column: Option<&str>, message: String| ImportError {
+        file: path.to_owned(),
+        line,
+        column: column.map(str::to_owned),
+        message,
+    };
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(body);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| err(1, None, format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let (required, optional) = kind.columns();
+    if headers.iter().all(String::is_empty) {
+        return Err(err(1, None, format!("the header row is missing: expected {}", required.join(","))));
+    }
+    for h in &headers {
+        if !required.contains(&h.as_str()) && !optional.contains(&h.as_str()) {
+            return Err(err(
+                1,
+                Some(h),
+                format!(
+                    "is not a column of a {} file (allowed: {}); study data hold study codes only, never names, dates of birth or allocation",
+                    kind.as_str(),
+                    required.iter().chain(optional).copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for h in &headers {
+        if !seen.insert(h.as_str()) {
+            return Err(err(1, Some(h), "appears twice in the header row".to_owned()));
+        }
+    }
+    for r in required {
+        if !headers.iter().any(|h| h == r) {
+            return Err(err(1, Some(r), format!("is missing from the header row (needed: {})", required.join(","))));
+        }
+    }
+    let index = |name: &str| headers.iter().position(|h| h == name);
+    let mut rows = match kind {
+        Kind::Participants => Rows::Participants(Vec::new()),
+        Kind::Visits => Rows::Visits(Vec::new()),
+        Kind::Samples => Rows::Samples(Vec::new()),
+    };
+    let mut keys = BTreeSet::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            err(line, None, format!("not a valid CSV row: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let field = |name: &str| index(name).and_then(|i| record.get(i)).filter(|v| !v.is_empty());
+        let required_field = |name: &str| -> Result<String, ImportError> {
+            let value = field(name).ok_or_else(|| err(line, Some(name), "is empty".to_owned()))?;
+            if value.chars().any(char::is_whitespace) || value.len() > 64 {
+                return Err(err(
+                    line,
+                    Some(name),
+                    format!("{value:?} is not a study code (no spaces, at most 64 characters)"),
+                ));
+            }
+            Ok(value.to_owned())
+        };
+        let check_visit = |visit: &str| -> Result<(), ImportError> {
+            if !config.visits.is_empty() && !config.visits.iter().any(|v| v.code == visit) {
+                let codes: Vec<&str> = config.visits.iter().map(|v| v.code.as_str()).collect();
+                return Err(err(
+                    line,
+                    Some("visit"),
+                    format!("{visit:?} is not a configured visit ({})", codes.join(", ")),
+                ));
+            }
+            Ok(())
+        };
+        match &mut rows {
+            Rows::Participants(list) => {
+                let participant = required_field("participant")?;
+                if !keys.insert(participant.clone()) {
+                    return Err(err(line, Some("participant"), format!("{participant} appears twice in this file")));
+                }
+                list.push((line, ParticipantRow { participant, site: field("site").map(str::to_owned) }));
+            }
+            Rows::Visits(list) => {
+                let participant = required_field("participant")?;
+                let visit = required_field("visit")?;
+                check_visit(&visit)?;
+                let meal_start = match field("meal_start") {
+                    None => None,
+                    Some(text) => Some(parse_local_time(text).map_err(|m| err(line, Some("meal_start"), m))?),
+                };
+                if !keys.insert(format!("{participant}\u{0}{visit}")) {
+                    return Err(err(line, Some("visit"), format!("{participant} {visit} appears twice in this file")));
+                }
+                list.push((line, VisitRow { participant, visit, meal_start }));
+            }
+            Rows::Samples(list) => {
+                let sample_id = field("sample_id")
+                    .map(str::to_owned)
+                    .ok_or_else(|| err(line, Some("sample_id"), "is empty".to_owned()))?;
+                let participant = required_field("participant")?;
+                let visit = required_field("visit")?;
+                check_visit(&visit)?;
+                let minute_text = field("minute").ok_or_else(|| err(line, Some("minute"), "is empty".to_owned()))?;
+                let minute = minute_text.parse::<i32>().map_err(|_| {
+                    err(
+                        line,
+                        Some("minute"),
+                        format!("{minute_text:?} is not a whole number of minutes (e.g. -10, 0, 30)"),
+                    )
+                })?;
+                if !keys.insert(sample_id.clone()) {
+                    return Err(err(line, Some("sample_id"), format!("{sample_id} appears twice in this file")));
+                }
+                list.push((line, SampleRow { sample_id, participant, visit, minute }));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `2026-03-02T08:30`, `2026-03-02T08:30:00` or `2026-03-02 08:30` (local time).
+pub fn parse_local_time(text: &str) -> Result<jiff::civil::DateTime, String> {
+    let normalized = text.trim().replacen(' ', "T", 1);
+    let has_time = normalized.contains('T');
+    let has_zone =
+        normalized.ends_with('Z') || normalized.get(10..).is_some_and(|t| t.contains('+') || t.contains('-'));
+    if !has_time || has_zone {
+        return Err(format!(
+            "{text:?} is not a local date and time like 2026-03-02T08:30 (the meal start with no zone; the study's timezone applies)"
+        ));
+    }
+    normalized
+        .parse::<jiff::civil::DateTime>()
+        .map_err(|_| format!("{text:?} is not a valid local date and time like 2026-03-02T08:30"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_toml(include_str!("../../config/labfeed.example.toml"), Path::new("c.toml")).unwrap()
+    }
+
+    fn run(kind: Kind, text: &str) -> Result<Rows, ImportError> {
+        parse(kind, Path::new("data.csv"), text.as_bytes(), &config())
+    }
+
+    #[test]
+    fn well_formed_files_give_rows_with_their_lines() {
+        let rows = run(Kind::Participants, "participant,site\nU07,Uppsala\nU08,\n").unwrap();
+        assert_eq!(
+            rows,
+            Rows::Participants(vec![
+                (2, ParticipantRow { participant: "U07".into(), site: Some("Uppsala".into()) }),
+                (3, ParticipantRow { participant: "U08".into(), site: None }),
+            ])
+        );
+        let Rows::Visits(v) =
+            run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-03-02 08:30\nU07,V1,\n").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(v[0].1.meal_start, Some("2026-03-02T08:30".parse().unwrap()));
+        assert_eq!(v[1].1.meal_start, None);
+        let Rows::Samples(s) = run(Kind::Samples, "sample_id,participant,visit,minute\nA-1,U07,V0,-10\n").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s[0].1.minute, -10);
+        // Column order is free, a BOM and CRLF are fine.
+        assert!(run(Kind::Samples, "\u{feff}minute,visit,participant,sample_id\r\n30,V0,U07,A-2\r\n").is_ok());
+    }
+
+    #[test]
+    fn bad_rows_name_file_line_and_column() {
+        let e = run(Kind::Samples, "sample_id,participant,visit,minute\nA-1,U07,V0,30\nA-2,U07,V0,half\n").unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (3, Some("minute")));
+        assert_eq!(
+            e.to_string(),
+            "data.csv:3: column minute: \"half\" is not a whole number of minutes (e.g. -10, 0, 30)"
+        );
+        let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V9,2026-03-02T08:30\n").unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (2, Some("visit")));
+        let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-03-02T08:30+01:00\n").unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("meal_start"));
+        let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-02-30T08:30\n").unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("meal_start"));
+        let e = run(Kind::Participants, "participant\nU07\nU07\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        let e = run(Kind::Participants, "participant\nU 07\n").unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("participant"));
+    }
+
+    #[test]
+    fn columns_outside_the_format_are_refused() {
+        for header in ["participant,name", "participant,date_of_birth", "participant,arm", "participant,site,site"] {
+            let e = run(Kind::Participants, &format!("{header}\nU07,x\n")).unwrap_err();
+            assert_eq!(e.line, 1, "{header}");
+        }
+        let e = run(Kind::Samples, "sample_id,participant,visit\nA,U07,V0\n").unwrap_err();
+        assert_eq!(e.column.as_deref(), Some("minute"));
+        assert!(run(Kind::Participants, "").is_err());
+    }
+}
