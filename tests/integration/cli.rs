@@ -54,9 +54,9 @@ fn frame(number: u8, text: &str, last: bool) -> Vec<u8> {
 const ASTM_MMTT: &str = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
 P|1|U07\r\
 O|1|U07-V4-T030|12^0012^2^^S1^SC|^^^CPEP^1|R||20260302084500||||N||||1|||||||20260302101200|||F\r\
-R|1|^^^CPEP|<0.010|nmol/L||L||F||ADMIN||20260302100000|20260302101000|E1\r\
+R|1|^^^CPEP|<0.010|nmol/L||L||F||ADMIN|20260302100000|20260302101000|E1\r\
 C|1|I|0|I\r\
-R|2|^^^GLUC|5.4|mmol/L||N||F||ADMIN||20260302100000|20260302101100|E1\r\
+R|2|^^^GLUC|5.4|mmol/L||N||F||ADMIN|20260302100000|20260302101100|E1\r\
 L|1|N\r";
 
 const SPEC_KEYS: [&str; 16] = [
