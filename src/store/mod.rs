@@ -1,1 +1,149 @@
-//! The study database (to be written).
+//! The study database: persistence primitives over `schema_v1.sql`.
+//!
+//! - [`Store::open`] creates or opens the file (WAL, `synchronous=FULL`,
+//!   foreign keys on, 5 s busy timeout) and migrates it;
+//!   [`Store::open_read_only`] is for reports and status while the daemon runs.
+//! - [`Store::write`] runs a closure inside `BEGIN IMMEDIATE … COMMIT`: one
+//!   file (or one message) is one transaction, rolled back on error or panic.
+//!   The closure gets a [`Tx`] with the insert/upsert primitives; every one
+//!   of them appends a hash-chained [`audit_log`](audit) row in the same
+//!   transaction, so a rollback leaves no orphan audit rows.
+//! - Queries live on [`Reader`], reachable from a [`Tx`] (it derefs to one) and
+//!   from [`Store::read`] (a consistent snapshot).
+//!
+//! Invariants, stated as absences:
+//! - The store never updates or deletes a row of raw, receipt, processing,
+//!   message, observation, result, mismatch, resolution or audit_log (and
+//!   triggers refuse it from anyone else); participant, visit and sample rows
+//!   change only through the upserts, which audit old and new values.
+//! - No allocation, arm, kit or randomisation data and no names, birth dates,
+//!   addresses or phone numbers have a column; raw copies are stored masked.
+//! - No write happens outside a `BEGIN IMMEDIATE` transaction.
+
+mod audit;
+mod error;
+mod mask;
+mod read;
+mod schema;
+mod types;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use audit::{
+    AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
+    verify_audit_chain,
+};
+pub use error::StoreError;
+pub use mask::{MASK_BYTE, mask};
+pub use read::Reader;
+pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};
+pub use types::*;
+pub use write::Tx;
+
+/// The actor recorded for changes labfeed makes by itself.
+pub const SYSTEM_ACTOR: &str = "labfeed";
+
+/// An open study database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl Store {
+    /// Create or open the database at `path` for reading and writing, and
+    /// migrate it to the latest schema. The directory must exist.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_owned();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        schema::configure_writer(&conn, &path)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Store { conn, path, read_only: false })
+    }
+
+    /// Open an existing, migrated database for reading only (reports, status,
+    /// exports while the daemon writes). Never creates or migrates.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_owned();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        schema::configure_reader(&conn, &path)?;
+        schema::check_current(&conn, &path)?;
+        Ok(Store { conn, path, read_only: true })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The schema version recorded in the file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Run `f` in one write transaction as labfeed itself
+    /// ([`SYSTEM_ACTOR`]). Commits if `f` returns `Ok`, rolls back otherwise.
+    pub fn write<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write_with(SYSTEM_ACTOR, f)
+    }
+
+    /// Run `f` in one write transaction on behalf of `actor` (a data
+    /// manager's name): audit rows, `accepted_by` and `resolved_by` say so.
+    pub fn write_as<T>(
+        &mut self,
+        actor: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_with(actor, f)
+    }
+
+    /// Like [`Store::write_as`], for closures with their own error type
+    /// (anything a [`StoreError`] converts into). Any `Err` rolls back.
+    pub fn write_with<T, E: From<StoreError>>(
+        &mut self,
+        actor: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly { path: self.path.clone() }.into());
+        }
+        let actor = actor.trim();
+        if actor.is_empty() {
+            return Err(StoreError::Invalid { what: "actor", problem: "it is empty".to_owned() }.into());
+        }
+        // `new_unchecked` takes `&Connection`, so the `Tx` can also lend a
+        // `Reader`; `&mut self` still guarantees one transaction at a time.
+        // Dropping it without commit (error or panic) rolls back.
+        let transaction =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let mut tx = Tx::new(transaction, &self.conn, actor);
+        let value = f(&mut tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Run read-only queries on one consistent snapshot of the database.
+    pub fn read<T>(&self, f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let transaction = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
+        let value = f(&Reader::new(&self.conn))?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    /// Recompute the audit log's hash chain (see [`verify_audit_chain`]).
+    pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        self.read(|r| verify_audit_chain(r.connection()))
+    }
+}

@@ -184,3 +184,55 @@ CREATE TABLE audit_log (
 CREATE INDEX observation_slot ON observation (participant, visit, minute, analyte);
 CREATE INDEX mismatch_slot ON mismatch (participant, visit, minute, analyte);
 CREATE INDEX receipt_raw ON receipt (raw_id);
+
+-- Mismatches a data manager has not yet decided on.
+CREATE VIEW open_mismatch AS
+SELECT m.* FROM mismatch m
+WHERE NOT EXISTS (SELECT 1 FROM resolution r WHERE r.mismatch_id = m.id);
+
+-- Append-only: what was stored stays as stored. Corrections are new rows.
+CREATE TRIGGER raw_no_update BEFORE UPDATE ON raw
+BEGIN SELECT RAISE(ABORT, 'raw is append-only: received content is never changed'); END;
+CREATE TRIGGER raw_no_delete BEFORE DELETE ON raw
+BEGIN SELECT RAISE(ABORT, 'raw is append-only: received content is never deleted'); END;
+CREATE TRIGGER receipt_no_update BEFORE UPDATE ON receipt
+BEGIN SELECT RAISE(ABORT, 'receipt is append-only: an arrival is never changed'); END;
+CREATE TRIGGER receipt_no_delete BEFORE DELETE ON receipt
+BEGIN SELECT RAISE(ABORT, 'receipt is append-only: an arrival is never deleted'); END;
+CREATE TRIGGER processing_no_update BEFORE UPDATE ON processing
+BEGIN SELECT RAISE(ABORT, 'processing is append-only: a processing outcome is never changed'); END;
+CREATE TRIGGER processing_no_delete BEFORE DELETE ON processing
+BEGIN SELECT RAISE(ABORT, 'processing is append-only: a processing outcome is never deleted'); END;
+CREATE TRIGGER message_no_update BEFORE UPDATE ON message
+BEGIN SELECT RAISE(ABORT, 'message is append-only: a parsed message is never changed'); END;
+CREATE TRIGGER message_no_delete BEFORE DELETE ON message
+BEGIN SELECT RAISE(ABORT, 'message is append-only: a parsed message is never deleted'); END;
+CREATE TRIGGER observation_no_update BEFORE UPDATE ON observation
+BEGIN SELECT RAISE(ABORT, 'observation is append-only: a reported result is never changed'); END;
+CREATE TRIGGER observation_no_delete BEFORE DELETE ON observation
+BEGIN SELECT RAISE(ABORT, 'observation is append-only: a reported result is never deleted'); END;
+CREATE TRIGGER result_no_update BEFORE UPDATE ON result
+BEGIN SELECT RAISE(ABORT, 'result is append-only: insert a new version that supersedes it'); END;
+CREATE TRIGGER result_no_delete BEFORE DELETE ON result
+BEGIN SELECT RAISE(ABORT, 'result is append-only: insert a new version that supersedes it'); END;
+CREATE TRIGGER mismatch_no_update BEFORE UPDATE ON mismatch
+BEGIN SELECT RAISE(ABORT, 'mismatch is append-only: resolve it with a resolution row'); END;
+CREATE TRIGGER mismatch_no_delete BEFORE DELETE ON mismatch
+BEGIN SELECT RAISE(ABORT, 'mismatch is append-only: resolve it with a resolution row'); END;
+CREATE TRIGGER resolution_no_update BEFORE UPDATE ON resolution
+BEGIN SELECT RAISE(ABORT, 'resolution is append-only: a decision is never changed'); END;
+CREATE TRIGGER resolution_no_delete BEFORE DELETE ON resolution
+BEGIN SELECT RAISE(ABORT, 'resolution is append-only: a decision is never deleted'); END;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: the audit trail is never changed'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: the audit trail is never deleted'); END;
+
+-- Study data may be corrected (through labfeed, audited with old and new values) but never removed:
+-- results and mismatches refer to it.
+CREATE TRIGGER participant_no_delete BEFORE DELETE ON participant
+BEGIN SELECT RAISE(ABORT, 'participant rows are never deleted: correct them with an import'); END;
+CREATE TRIGGER visit_no_delete BEFORE DELETE ON visit
+BEGIN SELECT RAISE(ABORT, 'visit rows are never deleted: correct them with an import'); END;
+CREATE TRIGGER sample_no_delete BEFORE DELETE ON sample
+BEGIN SELECT RAISE(ABORT, 'sample rows are never deleted: correct them with an import'); END;

@@ -1,0 +1,92 @@
+//! Masking personal data in the stored copy of received content.
+//!
+//! The copy keeps its length, so every byte offset recorded elsewhere
+//! (messages, observations, parse errors) still points at the same place.
+
+use std::ops::Range;
+
+/// The byte that replaces personal data.
+pub const MASK_BYTE: u8 = b'*';
+
+/// `bytes` with every byte inside any of `spans` replaced by `*`.
+///
+/// The result has the same length as `bytes`. Spans may overlap, come in any
+/// order, be empty or reversed, or reach past the end: they are clipped to
+/// the content, never a panic.
+pub fn mask(bytes: &[u8], spans: &[Range<usize>]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for span in spans {
+        let end = span.end.min(out.len());
+        let start = span.start.min(end);
+        out[start..end].fill(MASK_BYTE);
+    }
+    out
+}
+
+/// The `raw.masked` text: field names in first-seen order, each once,
+/// joined with `,` (`P.6,P.8`). Fields whose span masks nothing are left out.
+pub(crate) fn masked_label<'a>(fields: impl IntoIterator<Item = (&'a str, &'a Range<usize>)>, len: usize) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, span) in fields {
+        let end = span.end.min(len);
+        if span.start < end && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn masks_only_inside_the_spans_and_keeps_length() {
+        let text = b"P|1||PAT-7||Doe^Jane||19800101|F\r";
+        // "Doe^Jane" is bytes 12..20, the birth date 22..30.
+        let masked = mask(text, &[12..20, 22..30]);
+        assert_eq!(masked, b"P|1||PAT-7||********||********|F\r".to_vec());
+        assert_eq!(masked.len(), text.len());
+    }
+
+    #[test]
+    fn out_of_range_reversed_and_empty_spans_are_clipped() {
+        let text = b"abcdef";
+        assert_eq!(mask(text, &[4..100]), b"abcd**".to_vec());
+        assert_eq!(mask(text, &[50..60]), text.to_vec());
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 5..2;
+        assert_eq!(mask(text, &[reversed, 3..3]), text.to_vec());
+        assert_eq!(mask(b"", &[0..10]), Vec::<u8>::new());
+        assert_eq!(mask(text, &[0..2, 1..3]), b"***def".to_vec());
+    }
+
+    #[test]
+    fn label_lists_each_field_once_in_order() {
+        let spans = [0..2, 3..4, 5..6, 9..9, 100..200];
+        let names = ["P.6", "P.8", "P.6", "P.13", "P.11"];
+        let label = masked_label(names.iter().copied().zip(spans.iter()), 10);
+        assert_eq!(label, "P.6,P.8");
+    }
+
+    proptest! {
+        #[test]
+        fn mask_never_panics_keeps_length_and_touches_only_spans(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            spans in proptest::collection::vec((0usize..80, 0usize..80), 0..6),
+        ) {
+            let ranges: Vec<Range<usize>> = spans.iter().map(|&(a, b)| a..b).collect();
+            let masked = mask(&bytes, &ranges);
+            prop_assert_eq!(masked.len(), bytes.len());
+            for (i, (&before, &after)) in bytes.iter().zip(&masked).enumerate() {
+                let inside = ranges.iter().any(|r| r.contains(&i));
+                if inside {
+                    prop_assert_eq!(after, MASK_BYTE);
+                } else {
+                    prop_assert_eq!(after, before);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Queries. Lists for reports are ordered by participant code, visit, minute
+//! and analyte: a neutral order that cannot reveal allocation.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::Format;
+use crate::store::StoreError;
+use crate::store::audit::AuditEntry;
+use crate::store::types::*;
+use crate::value::Comparator;
+
+/// UTC RFC 3339 at whole seconds (`2026-03-02T07:45:00Z`): fixed width, so
+/// text order is time order.
+pub(crate) fn utc_text(t: jiff::Timestamp) -> String {
+    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
+}
+
+fn conversion_error(idx: usize, problem: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, problem.into())
+}
+
+fn get_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<jiff::Timestamp> {
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}")))
+}
+
+fn get_opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<jiff::Timestamp>> {
+    match row.get::<_, Option<String>>(idx)? {
+        None => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}"))),
+    }
+}
+
+fn get_comparator(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Comparator>> {
+    match row.get::<_, Option<String>>(idx)? {
+        None => Ok(None),
+        Some(text) => Comparator::from_symbol(&text)
+            .map(Some)
+            .ok_or_else(|| conversion_error(idx, format!("comparator {text:?}"))),
+    }
+}
+
+fn get_format(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Format>> {
+    match row.get::<_, Option<String>>(idx)?.as_deref() {
+        None => Ok(None),
+        Some("astm") => Ok(Some(Format::Astm)),
+        Some("hl7") => Ok(Some(Format::Hl7)),
+        Some(other) => Err(conversion_error(idx, format!("format {other:?}"))),
+    }
+}
+
+const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
+     r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason";
+const RESULT_WIDTH: usize = 15;
+
+fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
+    Ok(ResultRow {
+        id: row.get(at)?,
+        observation_id: row.get(at + 1)?,
+        slot: Slot {
+            participant: row.get(at + 2)?,
+            visit: row.get(at + 3)?,
+            minute: row.get(at + 4)?,
+            analyte: row.get(at + 5)?,
+        },
+        value: row.get(at + 6)?,
+        unit: row.get(at + 7)?,
+        comparator: get_comparator(row, at + 8)?,
+        blq: row.get(at + 9)?,
+        version: row.get(at + 10)?,
+        supersedes: row.get(at + 11)?,
+        accepted_at: get_time(row, at + 12)?,
+        accepted_by: row.get(at + 13)?,
+        reason: row.get(at + 14)?,
+    })
+}
+
+const MISMATCH_COLUMNS: &str = "m.id, m.code, m.holds, m.observation_id, m.message_id, m.receipt_id, m.participant, \
+     m.visit, m.minute, m.analyte, m.detail, m.created_at, \
+     s.id, s.action, s.participant, s.visit, s.minute, s.result_id, s.reason, s.resolved_by, s.resolved_at";
+const MISMATCH_WIDTH: usize = 21;
+const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s ON s.mismatch_id = m.id";
+
+fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
+    let resolution = match row.get::<_, Option<ResolutionId>>(at + 12)? {
+        None => None,
+        Some(id) => Some(ResolutionRow {
+            id,
+            action: row.get(at + 13)?,
+            participant: row.get(at + 14)?,
+            visit: row.get(at + 15)?,
+            minute: row.get(at + 16)?,
+            result_id: row.get(at + 17)?,
+            reason: row.get(at + 18)?,
+            resolved_by: row.get(at + 19)?,
+            resolved_at: get_time(row, at + 20)?,
+        }),
+    };
+    Ok(MismatchRow {
+        id: row.get(at)?,
+        code: row.get(at + 1)?,
+        holds: row.get(at + 2)?,
+        observation_id: row.get(at + 3)?,
+        message_id: row.get(at + 4)?,
+        receipt_id: row.get(at + 5)?,
+        participant: row.get(at + 6)?,
+        visit: row.get(at + 7)?,
+        minute: row.get(at + 8)?,
+        analyte: row.get(at + 9)?,
+        detail: row.get(at + 10)?,
+        created_at: get_time(row, at + 11)?,
+        resolution,
+    })
+}
+
+/// Observation fields plus the receipt's source and time, in this order.
+const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
+     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at";
+
+fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
+    Ok(Provenance {
+        sample_id: row.get(at)?,
+        instrument: row.get(at + 1)?,
+        test_code: row.get(at + 2)?,
+        reported_value: row.get(at + 3)?,
+        reported_unit: row.get(at + 4)?,
+        status: row.get(at + 5)?,
+        collected_at: row.get(at + 6)?,
+        resulted_at: row.get(at + 7)?,
+        source: row.get(at + 8)?,
+        received_at: get_opt_time(row, at + 9)?,
+    })
+}
+
+/// Read access to the database, inside a transaction: a [`Tx`](crate::store::Tx)
+/// (sees its own writes) or [`Store::read`](crate::store::Store::read) (a snapshot).
+#[derive(Clone, Copy)]
+pub struct Reader<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> Reader<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Reader<'c> {
+        Reader { conn }
+    }
+
+    pub(crate) fn connection(&self) -> &'c Connection {
+        self.conn
+    }
+
+    /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
+    pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM raw WHERE sha256 = ?1")?
+            .query_row([sha256], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// A stored content (its masked copy).
+    pub fn raw(&self, id: RawId) -> Result<Option<RawRow>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, sha256, size, format, content, masked, first_received_at FROM raw WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(RawRow {
+                    id: r.get(0)?,
+                    sha256: r.get(1)?,
+                    size: r.get(2)?,
+                    format: get_format(r, 3)?,
+                    content: r.get(4)?,
+                    masked: r.get(5)?,
+                    first_received_at: get_time(r, 6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Receipts that have no processing row (interrupted: process them again),
+    /// oldest first.
+    pub fn unprocessed_receipts(&self) -> Result<Vec<ReceiptRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument FROM receipt r
+             WHERE NOT EXISTS (SELECT 1 FROM processing p WHERE p.receipt_id = r.id) ORDER BY r.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ReceiptRow {
+                id: r.get(0)?,
+                raw_id: r.get(1)?,
+                received_at: get_time(r, 2)?,
+                source: r.get(3)?,
+                origin: r.get(4)?,
+                instrument: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn participant(&self, code: &str) -> Result<Option<Participant>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT code, site FROM participant WHERE code = ?1")?
+            .query_row([code], |r| Ok(Participant { code: r.get(0)?, site: r.get(1)? }))
+            .optional()?)
+    }
+
+    pub fn participant_exists(&self, code: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)")?
+            .query_row([code], |r| r.get(0))?)
+    }
+
+    pub fn visit(&self, participant: &str, visit: &str) -> Result<Option<Visit>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2")?
+            .query_row([participant, visit], |r| {
+                let meal_start = match r.get::<_, Option<String>>(2)? {
+                    None => None,
+                    Some(text) => {
+                        Some(text.parse().map_err(|e| conversion_error(2, format!("bad meal_start {text:?}: {e}")))?)
+                    }
+                };
+                Ok(Visit { participant: r.get(0)?, visit: r.get(1)?, meal_start })
+            })
+            .optional()?)
+    }
+
+    pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT sample_id, participant, visit, minute FROM sample WHERE sample_id = ?1")?
+            .query_row([sample_id], |r| {
+                Ok(Sample { sample_id: r.get(0)?, participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)? })
+            })
+            .optional()?)
+    }
+
+    /// The latest version in a slot (the `current_result` view).
+    pub fn current_result(&self, slot: &Slot) -> Result<Option<ResultRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} FROM current_result r
+             WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
+            .optional()?)
+    }
+
+    /// Every version in a slot, oldest first.
+    pub fn result_history(&self, slot: &Slot) -> Result<Vec<ResultRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} FROM result r
+             WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 ORDER BY r.version"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows =
+            stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open (unresolved) mismatches in a slot, optionally of one code, oldest first.
+    pub fn open_mismatches(&self, slot: &Slot, code: Option<MismatchCode>) -> Result<Vec<MismatchRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
+             WHERE s.id IS NULL AND m.participant = ?1 AND m.visit = ?2 AND m.minute = ?3 AND m.analyte = ?4
+               AND (?5 IS NULL OR m.code = ?5)
+             ORDER BY m.id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte, code], |r| {
+            mismatch_row(r, 0)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One mismatch with its resolution, if any.
+    pub fn mismatch(&self, id: MismatchId) -> Result<Option<MismatchRow>, StoreError> {
+        let sql = format!("SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE m.id = ?1");
+        Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| mismatch_row(r, 0)).optional()?)
+    }
+
+    /// Mismatches for `report mismatches`: the open ones, or all with
+    /// `include_resolved`; with the observation's fields and the arrival that
+    /// raised them. Ordered by participant, visit, minute, analyte (rows
+    /// without a participant first), then id.
+    pub fn mismatch_report(&self, include_resolved: bool) -> Result<Vec<MismatchReport>, StoreError> {
+        let sql = format!(
+            "SELECT {MISMATCH_COLUMNS}, {PROVENANCE_COLUMNS} FROM {MISMATCH_FROM}
+             LEFT JOIN observation o ON o.id = m.observation_id
+             LEFT JOIN receipt rc ON rc.id = m.receipt_id
+             WHERE ?1 OR s.id IS NULL
+             ORDER BY m.participant, m.visit, m.minute, m.analyte, m.id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([include_resolved], |r| {
+            Ok(MismatchReport { mismatch: mismatch_row(r, 0)?, provenance: provenance(r, MISMATCH_WIDTH)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The current version of every slot, with the observation's fields and
+    /// the first arrival of its content (`export results`). Ordered by
+    /// participant, visit, minute, analyte.
+    pub fn current_results(&self) -> Result<Vec<CurrentResult>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS}, {PROVENANCE_COLUMNS} FROM current_result r
+             JOIN observation o ON o.id = r.observation_id
+             JOIN message msg ON msg.id = o.message_id
+             LEFT JOIN receipt rc ON rc.id = (SELECT min(id) FROM receipt WHERE raw_id = msg.raw_id)
+             ORDER BY r.participant, r.visit, r.minute, r.analyte"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The audit rows about one entity (`entity` is the table name, `entity_id`
+    /// its key as text), oldest first.
+    pub fn audit_trail(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, actor, action, entity, entity_id, detail, prev_hash, hash FROM audit_log
+             WHERE entity = ?1 AND entity_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([entity, entity_id], |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                entity: r.get(4)?,
+                entity_id: r.get(5)?,
+                detail: r.get(6)?,
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

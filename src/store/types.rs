@@ -1,0 +1,530 @@
+//! The values that go into and come out of the store: typed row ids, the
+//! closed vocabularies of the schema's CHECK constraints, new-row structs and
+//! read-back rows.
+
+use std::fmt;
+use std::ops::Range;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+use crate::model::Format;
+use crate::timestamp::Timestamp as ReportedTime;
+use crate::value::{Comparator, Number};
+
+macro_rules! row_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub i64);
+
+        impl $name {
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.0))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                i64::column_result(value).map($name)
+            }
+        }
+    };
+}
+
+row_id!(
+    /// `raw.id`: one distinct content.
+    RawId
+);
+row_id!(
+    /// `receipt.id`: one arrival.
+    ReceiptId
+);
+row_id!(
+    /// `message.id`: one ASTM H…L or HL7 MSH message within a raw content.
+    MessageId
+);
+row_id!(
+    /// `observation.id`: one result as reported.
+    ObservationId
+);
+row_id!(
+    /// `result.id`: one version of an accepted value.
+    ResultId
+);
+row_id!(
+    /// `mismatch.id`: the number a data manager passes to `labfeed resolve`.
+    MismatchId
+);
+row_id!(
+    /// `resolution.id`.
+    ResolutionId
+);
+
+/// A closed set of words stored as TEXT (the schema's `CHECK (x IN (…))`).
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {} {text:?}", stringify!($name)).into()))
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// How content arrived (`receipt.source`).
+    Source {
+        /// Dropped in the watch folder.
+        File = "file",
+        /// `labfeed ingest FILE`.
+        Ingest = "ingest",
+        /// A serial port (ASTM E1381).
+        Serial = "serial",
+        /// A TCP listener (ASTM or MLLP).
+        Tcp = "tcp",
+    }
+);
+
+vocabulary!(
+    /// What processing a receipt did (`processing.outcome`).
+    ProcessingOutcome {
+        Processed = "processed",
+        /// The content had been received before.
+        Duplicate = "duplicate",
+        /// The content could not be parsed (quarantined).
+        Rejected = "rejected",
+        /// The link session broke off before the message was complete.
+        Aborted = "aborted",
+    }
+);
+
+vocabulary!(
+    /// What became of one reported result (`observation.outcome`).
+    ObservationOutcome {
+        Accepted = "accepted",
+        Duplicate = "duplicate",
+        Mismatch = "mismatch",
+        Qc = "qc",
+    }
+);
+
+vocabulary!(
+    /// Why a result needs a data manager's look (SPEC §6). `MISSING_RESULT`
+    /// is computed in reports and never stored.
+    MismatchCode {
+        ParseError = "PARSE_ERROR",
+        UnknownInstrument = "UNKNOWN_INSTRUMENT",
+        UnknownTest = "UNKNOWN_TEST",
+        UnknownSample = "UNKNOWN_SAMPLE",
+        UnknownUnit = "UNKNOWN_UNIT",
+        NonNumeric = "NON_NUMERIC",
+        Implausible = "IMPLAUSIBLE",
+        NotFinal = "NOT_FINAL",
+        ParticipantConflict = "PARTICIPANT_CONFLICT",
+        OutOfWindow = "OUT_OF_WINDOW",
+        UnscheduledTimepoint = "UNSCHEDULED_TIMEPOINT",
+        DuplicateConflict = "DUPLICATE_CONFLICT",
+        CorrectionWithoutOriginal = "CORRECTION_WITHOUT_ORIGINAL",
+        PretestGlucose = "PRETEST_GLUCOSE",
+    }
+);
+
+impl MismatchCode {
+    /// SPEC §6: every code holds its result back except OUT_OF_WINDOW and
+    /// PRETEST_GLUCOSE, which accept the value and flag it.
+    pub fn holds_by_default(self) -> bool {
+        !matches!(self, MismatchCode::OutOfWindow | MismatchCode::PretestGlucose)
+    }
+}
+
+vocabulary!(
+    /// A data manager's decision on a mismatch (`resolution.action`).
+    ResolutionAction {
+        /// The result belongs to the given participant/visit/minute.
+        Assign = "assign",
+        /// The value is accepted as it is.
+        Accept = "accept",
+        /// The value is not a study result.
+        Reject = "reject",
+        /// Resolved by labfeed itself (e.g. a later delivery settled it).
+        Auto = "auto",
+    }
+);
+
+/// Where one accepted value belongs: the key of result versioning.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub participant: String,
+    pub visit: String,
+    /// Nominal MMTT minute (-10, 0, 15, …).
+    pub minute: i64,
+    /// `c_peptide`, `glucose`, …
+    pub analyte: String,
+}
+
+impl Slot {
+    pub fn new(
+        participant: impl Into<String>,
+        visit: impl Into<String>,
+        minute: i64,
+        analyte: impl Into<String>,
+    ) -> Slot {
+        Slot { participant: participant.into(), visit: visit.into(), minute, analyte: analyte.into() }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.participant, self.visit, self.minute, self.analyte)
+    }
+}
+
+/// One personal-data field to mask in the stored copy: its name for the
+/// record (`P.6`, `PID.5`) and its byte range in the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalField {
+    pub field: String,
+    pub span: Range<usize>,
+}
+
+/// Content as received. The store hashes `bytes` as they are and keeps a
+/// copy with `personal` masked.
+#[derive(Debug, Clone)]
+pub struct NewRaw<'a> {
+    pub bytes: &'a [u8],
+    pub format: Option<Format>,
+    pub personal: &'a [PersonalField],
+    pub received_at: jiff::Timestamp,
+}
+
+/// Whether `insert_raw` stored the content or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStored {
+    pub id: RawId,
+    /// `false`: the same bytes were received before (a duplicate delivery).
+    pub new: bool,
+}
+
+/// One arrival.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    pub raw_id: RawId,
+    pub received_at: jiff::Timestamp,
+    pub source: Source,
+    /// File name, device path or peer address.
+    pub origin: String,
+    /// The link's instrument; `None` for files (the sender field decides).
+    pub instrument: Option<String>,
+}
+
+/// What processing one receipt did. `processed_at` is the transaction's time.
+#[derive(Debug, Clone)]
+pub struct NewProcessing {
+    pub receipt_id: ReceiptId,
+    pub outcome: ProcessingOutcome,
+    pub accepted: u32,
+    pub duplicates: u32,
+    pub mismatches: u32,
+    pub qc: u32,
+    pub errors: u32,
+    /// Plain words when rejected or aborted.
+    pub detail: Option<String>,
+}
+
+/// One message found in a raw content.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub raw_id: RawId,
+    /// 1-based within the content.
+    pub number: u32,
+    /// Byte range in the content.
+    pub span: Range<usize>,
+    pub format: Option<Format>,
+    pub sender: Option<String>,
+    pub control_id: Option<String>,
+    /// Why it did not parse; `None` when it parsed.
+    pub error: Option<String>,
+    pub error_offset: Option<usize>,
+}
+
+/// The study match of an observation and its value in the analyte's
+/// canonical unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matched {
+    pub participant: Option<String>,
+    pub visit: Option<String>,
+    pub minute: Option<i64>,
+    pub analyte: Option<String>,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub blq: Option<bool>,
+}
+
+/// One result as reported, with how it was matched.
+#[derive(Debug, Clone)]
+pub struct NewObservation {
+    pub message_id: MessageId,
+    /// Order within the message, from 1.
+    pub seq: u32,
+    /// Of the R record / OBX segment in the raw content.
+    pub byte_offset: usize,
+    pub instrument: Option<String>,
+    pub sample_id: Option<String>,
+    pub test_code: Option<String>,
+    pub reported_value: Option<String>,
+    pub reported_unit: Option<String>,
+    pub comparator: Option<Comparator>,
+    pub reported_numeric: Option<Number>,
+    pub flags: Option<String>,
+    pub status: Option<String>,
+    pub collected_at: Option<ReportedTime>,
+    pub resulted_at: Option<ReportedTime>,
+    pub qc: bool,
+    pub matched: Matched,
+    pub outcome: ObservationOutcome,
+}
+
+/// A value to accept into a slot. `version`, `supersedes`, `accepted_at`
+/// and `accepted_by` (the transaction's actor) are filled in by the store.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    pub observation_id: ObservationId,
+    pub slot: Slot,
+    /// In the analyte's canonical unit; for a censored value, the bound.
+    pub value: f64,
+    pub unit: String,
+    pub comparator: Option<Comparator>,
+    pub blq: bool,
+    /// `ingest`, `correction`, `resolved: …`
+    pub reason: String,
+}
+
+/// What `insert_result` stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultStored {
+    pub id: ResultId,
+    pub version: i64,
+    /// The version this one replaces as current, if any.
+    pub supersedes: Option<ResultId>,
+}
+
+/// A mismatch to record. `created_at` is the transaction's time.
+#[derive(Debug, Clone)]
+pub struct NewMismatch {
+    pub code: MismatchCode,
+    /// `true`: the result is held back; `false`: accepted and flagged.
+    pub holds: bool,
+    pub observation_id: Option<ObservationId>,
+    pub message_id: Option<MessageId>,
+    pub receipt_id: ReceiptId,
+    pub participant: Option<String>,
+    pub visit: Option<String>,
+    pub minute: Option<i64>,
+    pub analyte: Option<String>,
+    pub detail: String,
+}
+
+/// A data manager's decision. `resolved_by` is the transaction's actor and
+/// `resolved_at` its time.
+#[derive(Debug, Clone)]
+pub struct NewResolution {
+    pub mismatch_id: MismatchId,
+    pub action: ResolutionAction,
+    /// For `assign`: where the result belongs.
+    pub participant: Option<String>,
+    pub visit: Option<String>,
+    pub minute: Option<i64>,
+    /// The result version the decision produced, if any.
+    pub result_id: Option<ResultId>,
+    pub reason: String,
+}
+
+/// A participant (SPEC §4): study code only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub code: String,
+    pub site: Option<String>,
+}
+
+/// A visit with its MMTT meal start (local time, minute 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    pub participant: String,
+    pub visit: String,
+    pub meal_start: Option<jiff::civil::DateTime>,
+}
+
+/// A manifest sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub sample_id: String,
+    pub participant: String,
+    pub visit: String,
+    pub minute: i64,
+}
+
+/// What an upsert of study data did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The row did not exist and was inserted.
+    New,
+    /// The row existed with other values and was updated.
+    Changed,
+    /// The row existed with the same values; nothing was written.
+    Unchanged,
+}
+
+/// A stored result version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub id: ResultId,
+    pub observation_id: ObservationId,
+    pub slot: Slot,
+    pub value: f64,
+    pub unit: String,
+    pub comparator: Option<Comparator>,
+    pub blq: bool,
+    pub version: i64,
+    pub supersedes: Option<ResultId>,
+    pub accepted_at: jiff::Timestamp,
+    pub accepted_by: String,
+    pub reason: String,
+}
+
+/// A stored mismatch, with its resolution if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MismatchRow {
+    pub id: MismatchId,
+    pub code: MismatchCode,
+    pub holds: bool,
+    pub observation_id: Option<ObservationId>,
+    pub message_id: Option<MessageId>,
+    pub receipt_id: ReceiptId,
+    pub participant: Option<String>,
+    pub visit: Option<String>,
+    pub minute: Option<i64>,
+    pub analyte: Option<String>,
+    pub detail: String,
+    pub created_at: jiff::Timestamp,
+    pub resolution: Option<ResolutionRow>,
+}
+
+/// A stored decision on a mismatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolutionRow {
+    pub id: ResolutionId,
+    pub action: ResolutionAction,
+    pub participant: Option<String>,
+    pub visit: Option<String>,
+    pub minute: Option<i64>,
+    pub result_id: Option<ResultId>,
+    pub reason: String,
+    pub resolved_by: String,
+    pub resolved_at: jiff::Timestamp,
+}
+
+/// A receipt, as needed to process it (again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptRow {
+    pub id: ReceiptId,
+    pub raw_id: RawId,
+    pub received_at: jiff::Timestamp,
+    pub source: Source,
+    pub origin: String,
+    pub instrument: Option<String>,
+}
+
+/// A stored content: the masked copy and what it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    pub id: RawId,
+    /// Lowercase hex SHA-256 of the bytes as received (before masking).
+    pub sha256: String,
+    pub size: i64,
+    pub format: Option<Format>,
+    /// The masked copy: same length as received, personal data as `*`.
+    pub content: Vec<u8>,
+    /// Which fields were masked, e.g. `P.6,P.8`.
+    pub masked: String,
+    pub first_received_at: jiff::Timestamp,
+}
+
+/// Where a reported value came from, for reports and exports.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Provenance {
+    pub sample_id: Option<String>,
+    pub instrument: Option<String>,
+    pub test_code: Option<String>,
+    pub reported_value: Option<String>,
+    pub reported_unit: Option<String>,
+    pub status: Option<String>,
+    /// As sent (ISO 8601, offset only if sent).
+    pub collected_at: Option<String>,
+    pub resulted_at: Option<String>,
+    /// How the content first arrived (`file`, `serial`, …).
+    pub source: Option<Source>,
+    /// When the content first arrived.
+    pub received_at: Option<jiff::Timestamp>,
+}
+
+/// One current result with where it came from (`export results`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentResult {
+    pub result: ResultRow,
+    pub provenance: Provenance,
+}
+
+/// One mismatch with where it came from (`report mismatches`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MismatchReport {
+    pub mismatch: MismatchRow,
+    pub provenance: Provenance,
+}

@@ -1,0 +1,456 @@
+//! The write primitives: each inserts (or updates study data) and appends
+//! its audit row, inside the caller's transaction.
+
+use std::ops::Deref;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+use crate::store::audit::{self, sha256_hex};
+use crate::store::mask::{mask, masked_label};
+use crate::store::read::{Reader, utc_text};
+use crate::store::types::*;
+
+/// One open write transaction (`BEGIN IMMEDIATE`). Obtained from
+/// [`Store::write`](crate::store::Store::write); derefs to a [`Reader`] for
+/// queries that see its own uncommitted rows.
+pub struct Tx<'c> {
+    transaction: Transaction<'c>,
+    reader: Reader<'c>,
+    actor: String,
+    now: jiff::Timestamp,
+    at: String,
+}
+
+impl<'c> Deref for Tx<'c> {
+    type Target = Reader<'c>;
+
+    fn deref(&self) -> &Reader<'c> {
+        &self.reader
+    }
+}
+
+fn finite(what: &'static str, value: f64) -> Result<f64, StoreError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(StoreError::Invalid { what, problem: format!("{value} is not a finite number") })
+    }
+}
+
+fn participant_json(p: &Participant) -> Value {
+    json!({ "code": p.code, "site": p.site })
+}
+
+fn visit_json(v: &Visit) -> Value {
+    json!({ "participant": v.participant, "visit": v.visit, "meal_start": v.meal_start.map(|t| t.to_string()) })
+}
+
+fn sample_json(s: &Sample) -> Value {
+    json!({ "sample_id": s.sample_id, "participant": s.participant, "visit": s.visit, "minute": s.minute })
+}
+
+impl<'c> Tx<'c> {
+    pub(crate) fn new(transaction: Transaction<'c>, conn: &'c Connection, actor: &str) -> Tx<'c> {
+        let now = jiff::Timestamp::now();
+        Tx { transaction, reader: Reader::new(conn), actor: actor.to_owned(), now, at: utc_text(now) }
+    }
+
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        Ok(self.transaction.commit()?)
+    }
+
+    /// Who this transaction acts for (`labfeed` or a data manager).
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The transaction's time: `at` of its audit rows and the time of the
+    /// rows it stamps itself (`processed_at`, `accepted_at`, …).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.now
+    }
+
+    fn conn(&self) -> &Connection {
+        &self.transaction
+    }
+
+    fn audit(&self, action: &str, entity: &str, entity_id: impl ToString, detail: Value) -> Result<i64, StoreError> {
+        audit::append(self.conn(), &self.at, &self.actor, action, entity, Some(&entity_id.to_string()), &detail)
+    }
+
+    fn require_participant(&self, code: &str) -> Result<(), StoreError> {
+        if self.participant_exists(code)? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { entity: "participant", key: code.to_owned() })
+        }
+    }
+
+    /// Store a content as received, or find it by the SHA-256 of its bytes.
+    /// The stored copy has `personal` masked; the hash is of the original.
+    /// Audited (`store raw`) only when new.
+    pub fn insert_raw(&mut self, raw: &NewRaw<'_>) -> Result<RawStored, StoreError> {
+        let sha256 = sha256_hex(raw.bytes);
+        if let Some(id) = self.raw_id_by_sha256(&sha256)? {
+            return Ok(RawStored { id, new: false });
+        }
+        let spans: Vec<_> = raw.personal.iter().map(|p| p.span.clone()).collect();
+        let content = mask(raw.bytes, &spans);
+        let masked = masked_label(raw.personal.iter().map(|p| (p.field.as_str(), &p.span)), raw.bytes.len());
+        let size = raw.bytes.len() as i64;
+        let format = raw.format.map(|f| f.as_str());
+        let received_at = utc_text(raw.received_at);
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO raw (sha256, size, format, content, masked, first_received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![sha256, size, format, content, masked, received_at])?;
+        let id = RawId(self.conn().last_insert_rowid());
+        self.audit(
+            "store",
+            "raw",
+            id,
+            json!({ "sha256": sha256, "size": size, "format": format, "masked": masked,
+                    "first_received_at": received_at }),
+        )?;
+        Ok(RawStored { id, new: true })
+    }
+
+    /// Record one arrival (duplicate or not). Audited as `receive`.
+    pub fn insert_receipt(&mut self, receipt: &NewReceipt) -> Result<ReceiptId, StoreError> {
+        let received_at = utc_text(receipt.received_at);
+        let earlier: i64 = self
+            .conn()
+            .prepare_cached("SELECT count(*) FROM receipt WHERE raw_id = ?1")?
+            .query_row([receipt.raw_id], |r| r.get(0))?;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO receipt (raw_id, received_at, source, origin, instrument) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument])?;
+        let id = ReceiptId(self.conn().last_insert_rowid());
+        self.audit(
+            "receive",
+            "receipt",
+            id,
+            json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
+                    "origin": receipt.origin, "instrument": receipt.instrument, "earlier_receipts": earlier }),
+        )?;
+        Ok(id)
+    }
+
+    /// Record what processing a receipt did (at most once per receipt).
+    /// Audited as `process`.
+    pub fn insert_processing(&mut self, p: &NewProcessing) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO processing
+                   (receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                p.receipt_id,
+                self.at,
+                p.outcome,
+                p.accepted,
+                p.duplicates,
+                p.mismatches,
+                p.qc,
+                p.errors,
+                p.detail
+            ])?;
+        self.audit(
+            "process",
+            "processing",
+            p.receipt_id,
+            json!({ "outcome": p.outcome.as_str(), "accepted": p.accepted, "duplicates": p.duplicates,
+                    "mismatches": p.mismatches, "qc": p.qc, "errors": p.errors, "detail": p.detail }),
+        )?;
+        Ok(())
+    }
+
+    /// Record one message of a raw content. Audited as `parse`.
+    pub fn insert_message(&mut self, m: &NewMessage) -> Result<MessageId, StoreError> {
+        let (start, end) = (m.span.start as i64, m.span.end as i64);
+        let format = m.format.map(|f| f.as_str());
+        let error_offset = m.error_offset.map(|o| o as i64);
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO message
+                   (raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![m.raw_id, m.number, start, end, format, m.sender, m.control_id, m.error, error_offset])?;
+        let id = MessageId(self.conn().last_insert_rowid());
+        self.audit(
+            "parse",
+            "message",
+            id,
+            json!({ "raw_id": m.raw_id.get(), "number": m.number, "span": [start, end], "format": format,
+                    "sender": m.sender, "control_id": m.control_id, "error": m.error, "error_offset": error_offset }),
+        )?;
+        Ok(id)
+    }
+
+    /// Record one reported result and how it was matched. Audited as `observe`.
+    pub fn insert_observation(&mut self, o: &NewObservation) -> Result<ObservationId, StoreError> {
+        let value = o.matched.value.map(|v| finite("observation value", v)).transpose()?;
+        let comparator = o.comparator.map(|c| c.as_str());
+        let numeric = o.reported_numeric.as_ref().map(|n| n.as_str().to_owned());
+        let collected_at = o.collected_at.map(|t| t.to_iso());
+        let resulted_at = o.resulted_at.map(|t| t.to_iso());
+        let m = &o.matched;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO observation
+                   (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
+                    comparator, reported_numeric, flags, status, collected_at, resulted_at, qc,
+                    participant, visit, minute, analyte, value, unit, blq, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            )?
+            .execute(params![
+                o.message_id,
+                o.seq,
+                o.byte_offset as i64,
+                o.instrument,
+                o.sample_id,
+                o.test_code,
+                o.reported_value,
+                o.reported_unit,
+                comparator,
+                numeric,
+                o.flags,
+                o.status,
+                collected_at,
+                resulted_at,
+                o.qc,
+                m.participant,
+                m.visit,
+                m.minute,
+                m.analyte,
+                value,
+                m.unit,
+                m.blq,
+                o.outcome,
+            ])?;
+        let id = ObservationId(self.conn().last_insert_rowid());
+        self.audit(
+            "observe",
+            "observation",
+            id,
+            json!({ "message_id": o.message_id.get(), "seq": o.seq, "byte_offset": o.byte_offset,
+                    "instrument": o.instrument, "sample_id": o.sample_id, "test_code": o.test_code,
+                    "reported_value": o.reported_value, "reported_unit": o.reported_unit, "status": o.status,
+                    "collected_at": collected_at, "qc": o.qc, "participant": m.participant, "visit": m.visit,
+                    "minute": m.minute, "analyte": m.analyte, "value": value, "unit": m.unit, "blq": m.blq,
+                    "outcome": o.outcome.as_str() }),
+        )?;
+        Ok(id)
+    }
+
+    /// Accept a value into its slot as the next version: `version` is the
+    /// slot's highest + 1 and `supersedes` the current version's id.
+    /// Audited as `accept` (first version) or `supersede`.
+    pub fn insert_result(&mut self, r: &NewResult) -> Result<ResultStored, StoreError> {
+        let value = finite("result value", r.value)?;
+        self.require_participant(&r.slot.participant)?;
+        let s = &r.slot;
+        let previous: Option<(ResultId, i64)> = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, version FROM result WHERE participant = ?1 AND visit = ?2 AND minute = ?3 AND analyte = ?4
+                 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![s.participant, s.visit, s.minute, s.analyte], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let version = previous.map_or(1, |(_, v)| v + 1);
+        let supersedes = previous.map(|(id, _)| id);
+        let comparator = r.comparator.map(|c| c.as_str());
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO result
+                   (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
+                    version, supersedes, accepted_at, accepted_by, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                r.observation_id,
+                s.participant,
+                s.visit,
+                s.minute,
+                s.analyte,
+                value,
+                r.unit,
+                comparator,
+                r.blq,
+                version,
+                supersedes,
+                self.at,
+                self.actor,
+                r.reason
+            ])?;
+        let id = ResultId(self.conn().last_insert_rowid());
+        self.audit(
+            if supersedes.is_some() { "supersede" } else { "accept" },
+            "result",
+            id,
+            json!({ "observation_id": r.observation_id.get(), "participant": s.participant, "visit": s.visit,
+                    "minute": s.minute, "analyte": s.analyte, "value": value, "unit": r.unit,
+                    "comparator": comparator, "blq": r.blq, "version": version,
+                    "supersedes": supersedes.map(ResultId::get), "reason": r.reason }),
+        )?;
+        Ok(ResultStored { id, version, supersedes })
+    }
+
+    /// Record a mismatch for a data manager. Audited as `mismatch`.
+    pub fn insert_mismatch(&mut self, m: &NewMismatch) -> Result<MismatchId, StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO mismatch
+                   (code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte,
+                    detail, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                m.code,
+                m.holds,
+                m.observation_id,
+                m.message_id,
+                m.receipt_id,
+                m.participant,
+                m.visit,
+                m.minute,
+                m.analyte,
+                m.detail,
+                self.at
+            ])?;
+        let id = MismatchId(self.conn().last_insert_rowid());
+        self.audit(
+            "mismatch",
+            "mismatch",
+            id,
+            json!({ "code": m.code.as_str(), "holds": m.holds, "observation_id": m.observation_id.map(|i| i.get()),
+                    "message_id": m.message_id.map(|i| i.get()), "receipt_id": m.receipt_id.get(),
+                    "participant": m.participant, "visit": m.visit, "minute": m.minute, "analyte": m.analyte,
+                    "detail": m.detail }),
+        )?;
+        Ok(id)
+    }
+
+    /// Record a decision on an open mismatch, by this transaction's actor.
+    /// Audited as `resolve`.
+    pub fn insert_resolution(&mut self, r: &NewResolution) -> Result<ResolutionId, StoreError> {
+        let Some(mismatch) = self.mismatch(r.mismatch_id)? else {
+            return Err(StoreError::NotFound { entity: "mismatch", key: r.mismatch_id.to_string() });
+        };
+        if mismatch.resolution.is_some() {
+            return Err(StoreError::AlreadyResolved(r.mismatch_id));
+        }
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO resolution
+                   (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                r.mismatch_id,
+                r.action,
+                r.participant,
+                r.visit,
+                r.minute,
+                r.result_id,
+                r.reason,
+                self.actor,
+                self.at
+            ])?;
+        let id = ResolutionId(self.conn().last_insert_rowid());
+        self.audit(
+            "resolve",
+            "resolution",
+            id,
+            json!({ "mismatch_id": r.mismatch_id.get(), "code": mismatch.code.as_str(), "action": r.action.as_str(),
+                    "participant": r.participant, "visit": r.visit, "minute": r.minute,
+                    "result_id": r.result_id.map(|i| i.get()), "reason": r.reason }),
+        )?;
+        Ok(id)
+    }
+
+    fn audit_change(&self, entity: &str, key: &str, old: Option<Value>, new: Value) -> Result<(), StoreError> {
+        let change = if old.is_some() { "changed" } else { "new" };
+        self.audit("import", entity, key, json!({ "change": change, "old": old, "new": new }))?;
+        Ok(())
+    }
+
+    /// Insert or update a participant by code. Writes (and audits old and
+    /// new values) only when something differs.
+    pub fn upsert_participant(&mut self, p: &Participant) -> Result<Change, StoreError> {
+        let old = self.participant(&p.code)?;
+        match old {
+            Some(ref o) if o == p => return Ok(Change::Unchanged),
+            Some(_) => {
+                self.conn()
+                    .prepare_cached("UPDATE participant SET site = ?2 WHERE code = ?1")?
+                    .execute(params![p.code, p.site])?;
+            }
+            None => {
+                self.conn()
+                    .prepare_cached("INSERT INTO participant (code, site) VALUES (?1, ?2)")?
+                    .execute(params![p.code, p.site])?;
+            }
+        }
+        self.audit_change("participant", &p.code, old.as_ref().map(participant_json), participant_json(p))?;
+        Ok(if old.is_some() { Change::Changed } else { Change::New })
+    }
+
+    /// Insert or update a visit by (participant, visit); the participant must
+    /// exist. Writes (and audits old and new values) only when something differs.
+    pub fn upsert_visit(&mut self, v: &Visit) -> Result<Change, StoreError> {
+        self.require_participant(&v.participant)?;
+        let old = self.visit(&v.participant, &v.visit)?;
+        let meal_start = v.meal_start.map(|t| t.to_string());
+        match old {
+            Some(ref o) if o == v => return Ok(Change::Unchanged),
+            Some(_) => {
+                self.conn()
+                    .prepare_cached("UPDATE visit SET meal_start = ?3 WHERE participant = ?1 AND visit = ?2")?
+                    .execute(params![v.participant, v.visit, meal_start])?;
+            }
+            None => {
+                self.conn()
+                    .prepare_cached("INSERT INTO visit (participant, visit, meal_start) VALUES (?1, ?2, ?3)")?
+                    .execute(params![v.participant, v.visit, meal_start])?;
+            }
+        }
+        let key = format!("{}/{}", v.participant, v.visit);
+        self.audit_change("visit", &key, old.as_ref().map(visit_json), visit_json(v))?;
+        Ok(if old.is_some() { Change::Changed } else { Change::New })
+    }
+
+    /// Insert or update a manifest sample by sample ID; the participant must
+    /// exist. Writes (and audits old and new values) only when something differs.
+    pub fn upsert_sample(&mut self, s: &Sample) -> Result<Change, StoreError> {
+        self.require_participant(&s.participant)?;
+        let old = self.sample(&s.sample_id)?;
+        match old {
+            Some(ref o) if o == s => return Ok(Change::Unchanged),
+            Some(_) => {
+                self.conn()
+                    .prepare_cached("UPDATE sample SET participant = ?2, visit = ?3, minute = ?4 WHERE sample_id = ?1")?
+                    .execute(params![s.sample_id, s.participant, s.visit, s.minute])?;
+            }
+            None => {
+                self.conn()
+                    .prepare_cached(
+                        "INSERT INTO sample (sample_id, participant, visit, minute) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![s.sample_id, s.participant, s.visit, s.minute])?;
+            }
+        }
+        self.audit_change("sample", &s.sample_id, old.as_ref().map(sample_json), sample_json(s))?;
+        Ok(if old.is_some() { Change::Changed } else { Change::New })
+    }
+}
