@@ -46,6 +46,17 @@ pub use write::Tx;
 /// The actor recorded for changes labfeed makes by itself.
 pub const SYSTEM_ACTOR: &str = "labfeed";
 
+/// How a connection is set up (see [`Store::settings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `WAL` for a labfeed database.
+    pub journal_mode: String,
+    /// `FULL` for a writer: a commit survives power loss.
+    pub synchronous: String,
+    pub foreign_keys: bool,
+    pub busy_timeout_ms: i64,
+}
+
 /// An open study database.
 #[derive(Debug)]
 pub struct Store {
@@ -91,6 +102,32 @@ impl Store {
     /// The schema version recorded in the file (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// The connection's durability settings, for `status` and tests.
+    pub fn settings(&self) -> Result<Settings, StoreError> {
+        let get = |name: &str| -> Result<String, StoreError> {
+            Ok(self.conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0)).map(
+                |v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                },
+            )?)
+        };
+        let synchronous = match get("synchronous")?.as_str() {
+            "0" => "OFF".to_owned(),
+            "1" => "NORMAL".to_owned(),
+            "2" => "FULL".to_owned(),
+            "3" => "EXTRA".to_owned(),
+            other => other.to_owned(),
+        };
+        Ok(Settings {
+            journal_mode: get("journal_mode")?.to_ascii_uppercase(),
+            synchronous,
+            foreign_keys: get("foreign_keys")? == "1",
+            busy_timeout_ms: get("busy_timeout")?.parse().unwrap_or(0),
+        })
     }
 
     /// Run `f` in one write transaction as labfeed itself

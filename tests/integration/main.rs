@@ -4,3 +4,4 @@ mod astm;
 mod cli;
 mod config;
 mod hl7;
+mod store;
