@@ -67,8 +67,8 @@ fn header(conn: &Connection) -> rusqlite::Result<(i64, i64, bool)> {
     Ok((version, app_id, has_objects))
 }
 
-/// Refuse files that are not labfeed's or are newer than this code.
-fn check_header(path: &Path, version: i64, app_id: i64, has_objects: bool) -> Result<(), StoreError> {
+/// Refuse files that are not labfeed's or are newer than `known`.
+fn check_header(path: &Path, version: i64, app_id: i64, has_objects: bool, known: i64) -> Result<(), StoreError> {
     if app_id != 0 && app_id != APPLICATION_ID {
         return Err(StoreError::NotLabfeed {
             path: path.to_owned(),
@@ -81,8 +81,8 @@ fn check_header(path: &Path, version: i64, app_id: i64, has_objects: bool) -> Re
             why: "it already holds tables but has no labfeed schema version".to_owned(),
         });
     }
-    if version > latest_version() {
-        return Err(StoreError::TooNew { path: path.to_owned(), found: version, known: latest_version() });
+    if version > known {
+        return Err(StoreError::TooNew { path: path.to_owned(), found: version, known });
     }
     Ok(())
 }
@@ -91,14 +91,19 @@ fn check_header(path: &Path, version: i64, app_id: i64, has_objects: bool) -> Re
 /// version inside its own `BEGIN IMMEDIATE` transaction, so two processes
 /// opening a new file at once do not both run the same migration.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreError> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[Migration]) -> Result<i64, StoreError> {
+    let known = migrations.len() as i64;
     let open_err = |source| StoreError::Open { path: path.to_owned(), source };
     let (version, app_id, has_objects) = header(conn).map_err(open_err)?;
-    check_header(path, version, app_id, has_objects)?;
-    for migration in MIGRATIONS.iter().filter(|m| m.version > version) {
+    check_header(path, version, app_id, has_objects, known)?;
+    for migration in migrations.iter().filter(|m| m.version > version) {
         let migrate_err = |source| StoreError::Migrate { path: path.to_owned(), version: migration.version, source };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(migrate_err)?;
         let (now, app_id, has_objects) = header(&tx).map_err(migrate_err)?;
-        check_header(path, now, app_id, has_objects)?;
+        check_header(path, now, app_id, has_objects, known)?;
         if now >= migration.version {
             continue; // another process got there first
         }
@@ -107,14 +112,14 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreEr
         tx.pragma_update(None, "user_version", migration.version).map_err(migrate_err)?;
         tx.commit().map_err(migrate_err)?;
     }
-    Ok(latest_version())
+    Ok(known)
 }
 
 /// For a read-only open: the database must be labfeed's and exactly current.
 pub(crate) fn check_current(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let (version, app_id, has_objects) =
         header(conn).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-    check_header(path, version, app_id, has_objects)?;
+    check_header(path, version, app_id, has_objects, latest_version())?;
     if version < latest_version() {
         return Err(StoreError::NotMigrated { path: path.to_owned(), found: version, known: latest_version() });
     }
@@ -142,6 +147,32 @@ mod tests {
         assert_eq!(uv, latest_version());
         let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
         assert_eq!(app, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version_whole() {
+        let steps = [
+            Migration { version: 1, description: "one", sql: "CREATE TABLE a (x INTEGER) STRICT;" },
+            Migration { version: 2, description: "two", sql: "CREATE TABLE b (x INTEGER) STRICT; SELECT nonsense(" },
+        ];
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = migrate_with(&mut conn, Path::new("t.db"), &steps).unwrap_err();
+        assert!(matches!(err, StoreError::Migrate { version: 2, .. }), "{err:?}");
+        let uv: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(uv, 1);
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(tables, ["a"], "table b of the failed step is not left behind");
+        // Fixed, the step runs from where it stopped.
+        let fixed = [steps[0], Migration { sql: "CREATE TABLE b (x INTEGER) STRICT;", ..steps[1] }];
+        assert_eq!(migrate_with(&mut conn, Path::new("t.db"), &fixed).unwrap(), 2);
+        let err = migrate_with(&mut conn, Path::new("t.db"), &fixed[..1]).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found: 2, known: 1, .. }), "{err:?}");
     }
 
     #[test]

@@ -53,7 +53,9 @@ fn sample_json(s: &Sample) -> Value {
 
 impl<'c> Tx<'c> {
     pub(crate) fn new(transaction: Transaction<'c>, conn: &'c Connection, actor: &str) -> Tx<'c> {
+        // Whole seconds, so `now()` is exactly what the rows say.
         let now = jiff::Timestamp::now();
+        let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
         Tx { transaction, reader: Reader::new(conn), actor: actor.to_owned(), now, at: utc_text(now) }
     }
 

@@ -192,6 +192,13 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     }
     assert_eq!(schema(&conn), before);
     assert_eq!(count(&conn, "audit_log"), 0, "opening is not a change");
+
+    // With no writer open (no -wal/-shm files), a read-only open works too.
+    drop(conn);
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.schema_version().unwrap(), 1);
+    assert!(!reader.read(|r| r.participant_exists("U01")).unwrap());
+    assert!(reader.verify_audit_chain().unwrap().is_intact());
 }
 
 #[test]
@@ -733,6 +740,8 @@ fn a_reader_reads_committed_data_while_a_write_transaction_is_open() {
 
     let mut reader = Store::open_read_only(&path).unwrap();
     assert!(reader.read(|r| r.participant_exists("U02")).unwrap());
+    let err = store.write_as("  ", |tx| tx.upsert_participant(&participant("U03"))).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { what: "actor", .. }), "{err:?}");
     let err = reader.write(|tx| tx.upsert_participant(&participant("U03"))).unwrap_err();
     assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
 }
