@@ -1,13 +1,16 @@
 //! The commands behind `labfeed COMMAND` (SPEC §1).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::study::config::DEFAULT_CONFIG_PATH;
+use crate::store::Store;
+use crate::study::config::{Config, DEFAULT_CONFIG_PATH};
 
 pub mod check_config;
+pub mod ingest;
 pub mod parse;
 
 /// How a command ended, as the exit code scripts rely on.
@@ -52,6 +55,8 @@ enum Command {
     Parse(parse::ParseArgs),
     /// Validate the configuration and say exactly what is wrong, or summarise the study.
     CheckConfig,
+    /// Push files through the same pipeline as the watch folder; the files are left where they are.
+    Ingest(ingest::IngestArgs),
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -71,5 +76,43 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
     match cli.command {
         Command::Parse(args) => parse::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::CheckConfig => check_config::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Ingest(args) => ingest::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
     }
+}
+
+/// Load the configuration (every problem is a usage error, exit 2).
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Load the configuration and open the study database for writing, creating
+/// the database's directory when its parent exists (SPEC §7).
+pub fn open_study(config_path: &Path) -> anyhow::Result<(Config, Store)> {
+    let config = load_config(config_path)?;
+    let database = &config.storage.database;
+    if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        match dir.parent() {
+            Some(parent) if parent.as_os_str().is_empty() || parent.is_dir() => std::fs::create_dir(dir)
+                .with_context(|| format!("cannot create the database directory {}", dir.display()))?,
+            _ => anyhow::bail!(
+                "the database directory {} does not exist, nor does its parent (storage.database in {})",
+                dir.display(),
+                config_path.display()
+            ),
+        }
+    }
+    let store = Store::open(database)
+        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
+    Ok((config, store))
+}
+
+/// Load the configuration and open the study database read-only (reports,
+/// exports and status work while the daemon runs).
+pub fn open_study_read_only(config_path: &Path) -> anyhow::Result<(Config, Store)> {
+    let config = load_config(config_path)?;
+    let store = Store::open_read_only(&config.storage.database)
+        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
+    Ok((config, store))
 }
