@@ -10,8 +10,10 @@
 pub mod astm;
 pub mod cli;
 pub mod hl7;
+pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod report;
 pub mod store;
 pub mod study;
 pub mod timestamp;

@@ -251,6 +251,20 @@ mod properties {
 }
 
 impl Timestamp {
+    /// Read back the ISO 8601 text this type prints (`2026-03-02T08:45`,
+    /// `2026-03-11T08:12:00-08:00`), e.g. from the database.
+    pub fn from_iso(text: &str) -> Option<Timestamp> {
+        let time_at = text.find('T');
+        let offset_at = time_at.and_then(|t| text.get(t..)?.find(['+', '-']).map(|o| t + o));
+        let (body, offset) = match offset_at {
+            Some(at) => (text.get(..at)?, text.get(at..)?),
+            None => (text, ""),
+        };
+        let compact: String = body.chars().filter(|c| !matches!(c, '-' | ':' | 'T')).collect();
+        let offset: String = offset.chars().filter(|&c| c != ':').collect();
+        Timestamp::parse(&format!("{compact}{offset}")).ok().flatten()
+    }
+
     /// Whether the time of day is known at least to the minute.
     pub fn has_minutes(&self) -> bool {
         self.minute.is_some()
@@ -291,5 +305,23 @@ mod instant_tests {
         let offset = Timestamp::parse("20260311081200-0800").unwrap().unwrap();
         assert_eq!(offset.to_instant(&zone).unwrap().to_string(), "2026-03-11T16:12:00Z");
         assert_eq!(Timestamp::parse("20260302").unwrap().unwrap().to_instant(&zone), None);
+    }
+
+    #[test]
+    fn iso_text_reads_back() {
+        for compact in [
+            "2026",
+            "202603",
+            "20260302",
+            "2026030208",
+            "202603020845",
+            "20260302084500",
+            "20260311081200.12-0800",
+            "201410231322+0530",
+        ] {
+            let ts = Timestamp::parse(compact).unwrap().unwrap();
+            assert_eq!(Timestamp::from_iso(&ts.to_iso()), Some(ts), "{compact}");
+        }
+        assert_eq!(Timestamp::from_iso("not a time"), None);
     }
 }

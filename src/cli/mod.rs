@@ -10,8 +10,11 @@ use crate::store::Store;
 use crate::study::config::{Config, DEFAULT_CONFIG_PATH};
 
 pub mod check_config;
+pub mod export;
+pub mod import;
 pub mod ingest;
 pub mod parse;
+pub mod report;
 
 /// How a command ended, as the exit code scripts rely on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +60,12 @@ enum Command {
     CheckConfig,
     /// Push files through the same pipeline as the watch folder; the files are left where they are.
     Ingest(ingest::IngestArgs),
+    /// Load study data: participants, visits or samples (idempotent, audited).
+    Import(import::ImportArgs),
+    /// Reports for data managers: mismatches.
+    Report(report::ReportArgs),
+    /// Accepted results as CSV.
+    Export(export::ExportArgs),
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -77,6 +86,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Parse(args) => parse::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::CheckConfig => check_config::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Ingest(args) => ingest::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Import(args) => import::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
     }
 }
 

@@ -345,4 +345,73 @@ impl<'c> Reader<'c> {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Whether an earlier receipt of this content was processed to the end
+    /// (then a new arrival of it is a duplicate).
+    pub fn raw_processed(&self, raw_id: RawId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM receipt r JOIN processing p ON p.receipt_id = r.id
+                                WHERE r.raw_id = ?1 AND p.outcome IN ('processed', 'rejected'))",
+            )?
+            .query_row([raw_id], |r| r.get(0))?)
+    }
+
+    /// What the ingest pipeline needs to know about an earlier observation:
+    /// its matched value and where it came from (to order measurements of one
+    /// slot the same way whatever order their files arrive in).
+    pub fn observation_facts(&self, id: ObservationId) -> Result<Option<ObservationFacts>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT o.id, o.status, o.resulted_at, o.value, o.unit, o.comparator, o.blq, raw.sha256, o.byte_offset
+                 FROM observation o JOIN message m ON m.id = o.message_id JOIN raw ON raw.id = m.raw_id
+                 WHERE o.id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(ObservationFacts {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    resulted_at: r.get(2)?,
+                    value: r.get(3)?,
+                    unit: r.get(4)?,
+                    comparator: get_comparator(r, 5)?,
+                    blq: r.get::<_, Option<bool>>(6)?.unwrap_or(false),
+                    raw_sha256: r.get(7)?,
+                    byte_offset: r.get(8)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether the same report (instrument, sample, test, value, unit, status,
+    /// result time) already has an open mismatch with `code`: a re-delivery of
+    /// a held result is a duplicate, not a second mismatch.
+    pub fn open_mismatch_for_same_report(&self, code: MismatchCode, o: &NewObservation) -> Result<bool, StoreError> {
+        let resulted_at = o.resulted_at.map(|t| t.to_iso());
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (
+                   SELECT 1 FROM mismatch m JOIN observation o ON o.id = m.observation_id
+                   WHERE m.code = ?1 AND NOT EXISTS (SELECT 1 FROM resolution s WHERE s.mismatch_id = m.id)
+                     AND o.instrument IS ?2 AND o.sample_id IS ?3 AND o.test_code IS ?4
+                     AND o.reported_value IS ?5 AND o.reported_unit IS ?6 AND o.status IS ?7
+                     AND o.resulted_at IS ?8)",
+            )?
+            .query_row(
+                params![
+                    code,
+                    o.instrument,
+                    o.sample_id,
+                    o.test_code,
+                    o.reported_value,
+                    o.reported_unit,
+                    o.status,
+                    resulted_at
+                ],
+                |r| r.get(0),
+            )?)
+    }
 }

@@ -528,3 +528,21 @@ pub struct MismatchReport {
     pub mismatch: MismatchRow,
     pub provenance: Provenance,
 }
+
+/// An earlier observation as the ingest pipeline compares it with a new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationFacts {
+    pub id: ObservationId,
+    pub status: Option<String>,
+    /// As sent (ISO 8601).
+    pub resulted_at: Option<String>,
+    /// In the canonical unit.
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub comparator: Option<Comparator>,
+    pub blq: bool,
+    /// SHA-256 of the content that carried it: a tie-break that does not
+    /// depend on arrival order.
+    pub raw_sha256: String,
+    pub byte_offset: i64,
+}

@@ -6,84 +6,12 @@
 //! depends on earlier results (duplicates, conflicts, corrections) is decided
 //! by the ingest pipeline, which knows the slot's history.
 
-use std::fmt;
-
 use crate::model::LabResult;
 use crate::study::config::{Config, Instrument};
 use crate::study::units::{KnownAnalyte, normalize_unit};
 use crate::value::Comparator;
 
-/// Why a result is held back or flagged (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MismatchCode {
-    ParseError,
-    UnknownInstrument,
-    UnknownTest,
-    UnknownSample,
-    UnknownUnit,
-    NonNumeric,
-    Implausible,
-    NotFinal,
-    ParticipantConflict,
-    OutOfWindow,
-    UnscheduledTimepoint,
-    DuplicateConflict,
-    CorrectionWithoutOriginal,
-    MissingResult,
-    PretestGlucose,
-}
-
-impl MismatchCode {
-    pub const ALL: [MismatchCode; 15] = [
-        MismatchCode::ParseError,
-        MismatchCode::UnknownInstrument,
-        MismatchCode::UnknownTest,
-        MismatchCode::UnknownSample,
-        MismatchCode::UnknownUnit,
-        MismatchCode::NonNumeric,
-        MismatchCode::Implausible,
-        MismatchCode::NotFinal,
-        MismatchCode::ParticipantConflict,
-        MismatchCode::OutOfWindow,
-        MismatchCode::UnscheduledTimepoint,
-        MismatchCode::DuplicateConflict,
-        MismatchCode::CorrectionWithoutOriginal,
-        MismatchCode::MissingResult,
-        MismatchCode::PretestGlucose,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MismatchCode::ParseError => "PARSE_ERROR",
-            MismatchCode::UnknownInstrument => "UNKNOWN_INSTRUMENT",
-            MismatchCode::UnknownTest => "UNKNOWN_TEST",
-            MismatchCode::UnknownSample => "UNKNOWN_SAMPLE",
-            MismatchCode::UnknownUnit => "UNKNOWN_UNIT",
-            MismatchCode::NonNumeric => "NON_NUMERIC",
-            MismatchCode::Implausible => "IMPLAUSIBLE",
-            MismatchCode::NotFinal => "NOT_FINAL",
-            MismatchCode::ParticipantConflict => "PARTICIPANT_CONFLICT",
-            MismatchCode::OutOfWindow => "OUT_OF_WINDOW",
-            MismatchCode::UnscheduledTimepoint => "UNSCHEDULED_TIMEPOINT",
-            MismatchCode::DuplicateConflict => "DUPLICATE_CONFLICT",
-            MismatchCode::CorrectionWithoutOriginal => "CORRECTION_WITHOUT_ORIGINAL",
-            MismatchCode::MissingResult => "MISSING_RESULT",
-            MismatchCode::PretestGlucose => "PRETEST_GLUCOSE",
-        }
-    }
-
-    /// Whether the result is held back until a data manager resolves it.
-    /// OUT_OF_WINDOW and PRETEST_GLUCOSE accept the value and flag it.
-    pub fn holds(self) -> bool {
-        !matches!(self, MismatchCode::OutOfWindow | MismatchCode::PretestGlucose)
-    }
-}
-
-impl fmt::Display for MismatchCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::store::MismatchCode;
 
 /// A problem found with a result, said so a data manager needs no raw file.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,4 +4,6 @@ mod astm;
 mod cli;
 mod config;
 mod hl7;
+mod ingest;
+mod report;
 mod store;

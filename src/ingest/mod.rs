@@ -1,0 +1,565 @@
+//! The ingest pipeline: one received file (or link message) from bytes to
+//! the study tables. `labfeed ingest`, the watch folder and the analyzer
+//! links all use it.
+//!
+//! 1. Parse in memory (pure; the parsers never panic) and find the personal
+//!    data to mask.
+//! 2. **Raw first**: commit the content (masked copy, SHA-256 of the
+//!    original) and the receipt in their own transaction, so "did it
+//!    arrive?" has an answer whatever happens next.
+//! 3. Process in one transaction: messages, one observation per reported
+//!    result, accepted results (versioned), mismatches, and the processing
+//!    row with the counts. A crash before this commit leaves a receipt
+//!    without processing, which is processed again.
+//!
+//! Order independence: for a slot (participant, visit, minute, analyte) the
+//! value that stands is the one measured first (by result time, then by the
+//! content's SHA-256), whatever order the files arrive in; a correction that
+//! arrives before its original is applied when the original comes.
+
+pub mod privacy;
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+
+use crate::model::{Format, LabResult, MessageOutcome, ParseOptions, ParsedMessage, line_at};
+use crate::parse::{detect, parse_bytes};
+use crate::store::{
+    Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw, NewReceipt,
+    NewResolution, NewResult, ObservationFacts, ObservationOutcome, ProcessingOutcome, RawId, Reader, ReceiptId,
+    ResolutionAction, Slot, Source, Store, StoreError, Tx, sha256_hex,
+};
+use crate::study::config::Config;
+use crate::study::matching::{Assessment, Finding, MatchSource, SampleSlot, StudyData, assess, resolve_instrument};
+use crate::timestamp::Timestamp;
+
+/// One arrival of content.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub bytes: &'a [u8],
+    pub source: Source,
+    /// File name, device path or peer address.
+    pub origin: String,
+    /// The instrument of the serial port or listener it came through; `None`
+    /// for files, whose sender field chooses the instrument.
+    pub instrument: Option<String>,
+    pub received_at: jiff::Timestamp,
+}
+
+/// What happened to one arrival.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub receipt_id: ReceiptId,
+    pub outcome: ProcessingOutcome,
+    pub format: Option<Format>,
+    pub messages: u32,
+    pub accepted: u32,
+    pub duplicates: u32,
+    pub mismatches: u32,
+    pub qc: u32,
+    /// Messages that could not be parsed.
+    pub errors: u32,
+    /// The first reason a message was rejected, in plain words.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Take one arrival through the whole pipeline.
+pub fn ingest(store: &mut Store, config: &Config, delivery: &Delivery<'_>) -> Result<Summary, IngestError> {
+    let bytes = delivery.bytes;
+    let format = detect(bytes);
+    let parsed = parse_all(config, delivery, format);
+    let personal = privacy::personal_fields(bytes, &|code| store.read(|r| r.participant_exists(code)).unwrap_or(false));
+
+    let (raw, receipt_id) = store.write(|tx| {
+        let raw = tx.insert_raw(&NewRaw { bytes, format, personal: &personal, received_at: delivery.received_at })?;
+        let receipt = tx.insert_receipt(&NewReceipt {
+            raw_id: raw.id,
+            received_at: delivery.received_at,
+            source: delivery.source,
+            origin: delivery.origin.clone(),
+            instrument: delivery.instrument.clone(),
+        })?;
+        Ok((raw, receipt))
+    })?;
+
+    let sha256 = sha256_hex(bytes);
+    let summary = store.write(|tx| {
+        let mut run = Run {
+            config,
+            delivery,
+            raw_id: raw.id,
+            raw_sha256: &sha256,
+            receipt_id,
+            summary: Summary {
+                receipt_id,
+                outcome: ProcessingOutcome::Processed,
+                format,
+                messages: parsed.len() as u32,
+                accepted: 0,
+                duplicates: 0,
+                mismatches: 0,
+                qc: 0,
+                errors: 0,
+                detail: None,
+            },
+        };
+        if !raw.new && tx.raw_processed(raw.id)? {
+            run.summary.outcome = ProcessingOutcome::Duplicate;
+            run.summary.duplicates = parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
+        } else {
+            for outcome in &parsed {
+                run.message(tx, outcome)?;
+            }
+            if run.summary.errors > 0 && run.summary.errors == run.summary.messages {
+                run.summary.outcome = ProcessingOutcome::Rejected;
+            }
+        }
+        let s = &run.summary;
+        tx.insert_processing(&NewProcessing {
+            receipt_id,
+            outcome: s.outcome,
+            accepted: s.accepted,
+            duplicates: s.duplicates,
+            mismatches: s.mismatches,
+            qc: s.qc,
+            errors: s.errors,
+            detail: s.detail.clone(),
+        })?;
+        Ok(run.summary)
+    })?;
+    Ok(summary)
+}
+
+/// Parse with the options of the instrument each message comes from: a
+/// message from an instrument set up for a decimal comma is read with one.
+fn parse_all(config: &Config, delivery: &Delivery<'_>, format: Option<Format>) -> Vec<MessageOutcome> {
+    let collect = |opts: ParseOptions| {
+        let mut all = Vec::new();
+        parse_bytes(delivery.bytes, &opts, &mut |o| all.push(o));
+        all
+    };
+    let plain = collect(ParseOptions::default());
+    if format.is_none() || !config.instruments.iter().any(|i| i.decimal_comma) {
+        return plain;
+    }
+    let comma = collect(ParseOptions { decimal_comma: true });
+    plain
+        .into_iter()
+        .zip(comma)
+        .map(|(plain, comma)| {
+            let wants_comma = match &plain {
+                Ok(m) => resolve_instrument(config, delivery.instrument.as_deref(), m.sender.as_deref())
+                    .is_some_and(|i| i.decimal_comma),
+                Err(_) => false,
+            };
+            if wants_comma { comma } else { plain }
+        })
+        .collect()
+}
+
+/// The state of processing one arrival.
+struct Run<'a> {
+    config: &'a Config,
+    delivery: &'a Delivery<'a>,
+    raw_id: RawId,
+    raw_sha256: &'a str,
+    receipt_id: ReceiptId,
+    summary: Summary,
+}
+
+/// How a result that passed every per-result check fits its slot.
+enum SlotDecision {
+    /// Accept as the next version.
+    Accept { reason: String },
+    /// Accept, displacing a value measured later (which becomes the conflict).
+    TakeOver { displaced: ObservationFacts },
+    /// The same value is already there (or already held).
+    Duplicate,
+    /// Held: a different value for a slot that has one, or a correction of nothing.
+    Hold(Finding),
+}
+
+impl Run<'_> {
+    fn message(&mut self, tx: &mut Tx<'_>, outcome: &MessageOutcome) -> Result<(), StoreError> {
+        match outcome {
+            Err(e) => {
+                let line = line_at(self.delivery.bytes, e.offset);
+                let detail = format!("message {}: byte {} (line {line}): {}", e.number, e.offset, e.text);
+                let message_id = tx.insert_message(&NewMessage {
+                    raw_id: self.raw_id,
+                    number: e.number as u32,
+                    span: e.span.clone(),
+                    format: self.summary.format,
+                    sender: None,
+                    control_id: None,
+                    error: Some(e.text.clone()),
+                    error_offset: Some(e.offset),
+                })?;
+                tx.insert_mismatch(&NewMismatch {
+                    code: MismatchCode::ParseError,
+                    holds: true,
+                    observation_id: None,
+                    message_id: Some(message_id),
+                    receipt_id: self.receipt_id,
+                    participant: None,
+                    visit: None,
+                    minute: None,
+                    analyte: None,
+                    detail: format!("{}: {detail}", self.delivery.origin),
+                })?;
+                self.summary.errors += 1;
+                self.summary.mismatches += 1;
+                self.summary.detail.get_or_insert(detail);
+            }
+            Ok(m) => {
+                let message_id = tx.insert_message(&NewMessage {
+                    raw_id: self.raw_id,
+                    number: m.number as u32,
+                    span: m.span.clone(),
+                    format: Some(m.format),
+                    sender: m.sender.clone(),
+                    control_id: m.control_id.clone(),
+                    error: None,
+                    error_offset: None,
+                })?;
+                for (i, result) in m.results.iter().enumerate() {
+                    self.result(tx, m, message_id, i as u32 + 1, result)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn result(
+        &mut self,
+        tx: &mut Tx<'_>,
+        message: &ParsedMessage,
+        message_id: MessageId,
+        seq: u32,
+        result: &LabResult,
+    ) -> Result<(), StoreError> {
+        let config = self.config;
+        let instrument = resolve_instrument(config, self.delivery.instrument.as_deref(), message.sender.as_deref());
+        let study = StoreStudy { reader: tx, error: RefCell::new(None) };
+        let a = assess(config, instrument, message.sender.as_deref(), result, &study);
+        if let Some(e) = study.error.into_inner() {
+            return Err(e);
+        }
+        let mut observation = NewObservation {
+            message_id,
+            seq,
+            byte_offset: result.offset,
+            instrument: a.instrument.clone(),
+            sample_id: result.sample_id.clone(),
+            test_code: result.test_code.clone(),
+            reported_value: result.value.clone(),
+            reported_unit: result.unit.clone(),
+            comparator: result.comparator,
+            reported_numeric: result.numeric.clone(),
+            flags: result.flags.clone(),
+            status: result.status.clone(),
+            collected_at: result.collected_at,
+            resulted_at: result.resulted_at,
+            qc: result.qc,
+            matched: Matched {
+                participant: a.slot.as_ref().map(|s| s.participant.clone()),
+                visit: a.slot.as_ref().map(|s| s.visit.clone()),
+                minute: a.slot.as_ref().map(|s| i64::from(s.minute)),
+                analyte: a.analyte.clone(),
+                value: a.value,
+                unit: a.unit.clone(),
+                blq: a.value.map(|_| a.blq),
+            },
+            outcome: ObservationOutcome::Accepted,
+        };
+        if a.qc {
+            observation.outcome = ObservationOutcome::Qc;
+            tx.insert_observation(&observation)?;
+            self.summary.qc += 1;
+            return Ok(());
+        }
+        if let Some(hold) = &a.hold {
+            return self.hold(tx, observation, hold.clone());
+        }
+        let (Some(slot), Some(analyte), Some(value), Some(unit)) = (&a.slot, &a.analyte, a.value, &a.unit) else {
+            // assess() only leaves these empty together with a hold.
+            return self.hold(
+                tx,
+                observation,
+                Finding { code: MismatchCode::NonNumeric, detail: "the result could not be matched".into() },
+            );
+        };
+        let slot = Slot::new(&slot.participant, &slot.visit, i64::from(slot.minute), analyte);
+        match self.decide(tx, &slot, &a, result)? {
+            SlotDecision::Duplicate => {
+                observation.outcome = ObservationOutcome::Duplicate;
+                tx.insert_observation(&observation)?;
+                self.summary.duplicates += 1;
+            }
+            SlotDecision::Hold(finding) => self.hold(tx, observation, finding)?,
+            SlotDecision::Accept { reason } => {
+                let observation_id = tx.insert_observation(&observation)?;
+                tx.insert_result(&NewResult {
+                    observation_id,
+                    slot: slot.clone(),
+                    value,
+                    unit: unit.clone(),
+                    comparator: a.comparator,
+                    blq: a.blq,
+                    reason,
+                })?;
+                self.summary.accepted += 1;
+                self.flag(tx, observation_id, &slot, &a.flags)?;
+                self.apply_pending_corrections(tx, &slot)?;
+            }
+            SlotDecision::TakeOver { displaced } => {
+                let observation_id = tx.insert_observation(&observation)?;
+                tx.insert_result(&NewResult {
+                    observation_id,
+                    slot: slot.clone(),
+                    value,
+                    unit: unit.clone(),
+                    comparator: a.comparator,
+                    blq: a.blq,
+                    reason: "measured before the value it replaces, which arrived first; the first measurement stands"
+                        .into(),
+                })?;
+                self.summary.accepted += 1;
+                self.flag(tx, observation_id, &slot, &a.flags)?;
+                tx.insert_mismatch(&NewMismatch {
+                    code: MismatchCode::DuplicateConflict,
+                    holds: true,
+                    observation_id: Some(displaced.id),
+                    message_id: None,
+                    receipt_id: self.receipt_id,
+                    participant: Some(slot.participant.clone()),
+                    visit: Some(slot.visit.clone()),
+                    minute: Some(slot.minute),
+                    analyte: Some(slot.analyte.clone()),
+                    detail: format!(
+                        "{} differs from {} {} measured earlier{}; the earlier measurement stands",
+                        value_words(displaced.value, displaced.comparator, displaced.unit.as_deref()),
+                        value_words(Some(value), a.comparator, Some(unit)),
+                        slot_words(&slot),
+                        result.resulted_at.map(|t| format!(" (resulted {t})")).unwrap_or_default(),
+                    ),
+                })?;
+                self.summary.mismatches += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decide how an accepted-looking result fits the slot's history.
+    fn decide(&self, tx: &Tx<'_>, slot: &Slot, a: &Assessment, result: &LabResult) -> Result<SlotDecision, StoreError> {
+        let is_correction = result.status.as_deref().map(str::trim) == Some("C");
+        let history = tx.result_history(slot)?;
+        if history.iter().any(|r| same_value(r.value, r.comparator, a.value, a.comparator)) {
+            return Ok(SlotDecision::Duplicate);
+        }
+        let Some(current) = history.last() else {
+            if is_correction {
+                return Ok(SlotDecision::Hold(Finding {
+                    code: MismatchCode::CorrectionWithoutOriginal,
+                    detail: format!(
+                        "a correction ({}) arrived for {} which has no result yet; it is applied when the original arrives",
+                        value_words(a.value, a.comparator, a.unit.as_deref()),
+                        slot_words(slot)
+                    ),
+                }));
+            }
+            return Ok(SlotDecision::Accept { reason: "ingest".into() });
+        };
+        if is_correction {
+            return Ok(SlotDecision::Accept {
+                reason: format!(
+                    "correction of version {} ({})",
+                    current.version,
+                    value_words(Some(current.value), current.comparator, Some(&current.unit))
+                ),
+            });
+        }
+        if current.version == 1
+            && let Some(standing) = tx.observation_facts(current.observation_id)?
+            && self.measured_before(result, &standing) == Ordering::Less
+        {
+            return Ok(SlotDecision::TakeOver { displaced: standing });
+        }
+        Ok(SlotDecision::Hold(Finding {
+            code: MismatchCode::DuplicateConflict,
+            detail: format!(
+                "{} differs from {} already accepted for {}; the first value stands until resolved",
+                value_words(a.value, a.comparator, a.unit.as_deref()),
+                value_words(Some(current.value), current.comparator, Some(&current.unit)),
+                slot_words(slot)
+            ),
+        }))
+    }
+
+    /// Order two measurements of one slot independently of arrival: by result
+    /// time (a missing time counts as later), then by content hash and offset.
+    fn measured_before(&self, result: &LabResult, standing: &ObservationFacts) -> Ordering {
+        let zone = jiff::tz::TimeZone::get(&self.config.study.timezone).ok();
+        let instant = |t: Option<Timestamp>| t.and_then(|t| zone.as_ref().and_then(|z| t.to_instant(z)));
+        let new_time = instant(result.resulted_at);
+        let old_time = instant(standing.resulted_at.as_deref().and_then(Timestamp::from_iso));
+        let by_time = match (new_time, old_time) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        by_time
+            .then_with(|| self.raw_sha256.cmp(standing.raw_sha256.as_str()))
+            .then_with(|| (result.offset as i64).cmp(&standing.byte_offset))
+    }
+
+    fn hold(&mut self, tx: &mut Tx<'_>, mut observation: NewObservation, finding: Finding) -> Result<(), StoreError> {
+        if tx.open_mismatch_for_same_report(finding.code, &observation)? {
+            observation.outcome = ObservationOutcome::Duplicate;
+            tx.insert_observation(&observation)?;
+            self.summary.duplicates += 1;
+            return Ok(());
+        }
+        observation.outcome = ObservationOutcome::Mismatch;
+        let observation_id = tx.insert_observation(&observation)?;
+        let m = &observation.matched;
+        tx.insert_mismatch(&NewMismatch {
+            code: finding.code,
+            holds: true,
+            observation_id: Some(observation_id),
+            message_id: Some(observation.message_id),
+            receipt_id: self.receipt_id,
+            participant: m.participant.clone(),
+            visit: m.visit.clone(),
+            minute: m.minute,
+            analyte: m.analyte.clone(),
+            detail: finding.detail,
+        })?;
+        self.summary.mismatches += 1;
+        Ok(())
+    }
+
+    /// OUT_OF_WINDOW and PRETEST_GLUCOSE: accepted, and flagged for review.
+    fn flag(
+        &mut self,
+        tx: &mut Tx<'_>,
+        observation_id: crate::store::ObservationId,
+        slot: &Slot,
+        flags: &[Finding],
+    ) -> Result<(), StoreError> {
+        for finding in flags {
+            tx.insert_mismatch(&NewMismatch {
+                code: finding.code,
+                holds: false,
+                observation_id: Some(observation_id),
+                message_id: None,
+                receipt_id: self.receipt_id,
+                participant: Some(slot.participant.clone()),
+                visit: Some(slot.visit.clone()),
+                minute: Some(slot.minute),
+                analyte: Some(slot.analyte.clone()),
+                detail: finding.detail.clone(),
+            })?;
+            self.summary.mismatches += 1;
+        }
+        Ok(())
+    }
+
+    /// A correction held for want of its original is applied once the
+    /// original is in, so arrival order does not change the outcome.
+    fn apply_pending_corrections(&mut self, tx: &mut Tx<'_>, slot: &Slot) -> Result<(), StoreError> {
+        for pending in tx.open_mismatches(slot, Some(MismatchCode::CorrectionWithoutOriginal))? {
+            let Some(observation_id) = pending.observation_id else { continue };
+            let Some(facts) = tx.observation_facts(observation_id)? else { continue };
+            let (Some(value), Some(unit)) = (facts.value, facts.unit.clone()) else { continue };
+            let stored = tx.insert_result(&NewResult {
+                observation_id,
+                slot: slot.clone(),
+                value,
+                unit,
+                comparator: facts.comparator,
+                blq: facts.blq,
+                reason: "correction that arrived before its original, applied when the original came".into(),
+            })?;
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: pending.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: Some(stored.id),
+                reason: format!("the original result arrived ({})", self.delivery.origin),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn same_value(
+    a: f64,
+    ac: Option<crate::value::Comparator>,
+    b: Option<f64>,
+    bc: Option<crate::value::Comparator>,
+) -> bool {
+    let Some(b) = b else { return false };
+    ac == bc && (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn value_words(value: Option<f64>, comparator: Option<crate::value::Comparator>, unit: Option<&str>) -> String {
+    let number = value.map_or_else(|| "(no value)".to_owned(), |v| format!("{}", (v * 1e6).round() / 1e6));
+    let cmp = comparator.map(|c| c.as_str()).unwrap_or("");
+    match unit {
+        Some(unit) => format!("{cmp}{number} {unit}"),
+        None => format!("{cmp}{number}"),
+    }
+}
+
+fn slot_words(slot: &Slot) -> String {
+    format!("{} {} minute {} {}", slot.participant, slot.visit, slot.minute, slot.analyte)
+}
+
+/// Study data for matching, read inside the processing transaction. A
+/// database error is kept and returned after matching, never read as "not found".
+struct StoreStudy<'r, 'c> {
+    reader: &'r Reader<'c>,
+    error: RefCell<Option<StoreError>>,
+}
+
+impl StoreStudy<'_, '_> {
+    fn keep<T>(&self, result: Result<Option<T>, StoreError>) -> Option<T> {
+        match result {
+            Ok(value) => value,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+impl StudyData for StoreStudy<'_, '_> {
+    fn manifest_sample(&self, sample_id: &str) -> Option<SampleSlot> {
+        let sample = self.keep(self.reader.sample(sample_id))?;
+        Some(SampleSlot {
+            participant: sample.participant,
+            visit: sample.visit,
+            minute: i32::try_from(sample.minute).ok()?,
+            source: MatchSource::Manifest,
+        })
+    }
+
+    fn participant_exists(&self, code: &str) -> bool {
+        self.keep(self.reader.participant_exists(code).map(Some)).unwrap_or(false)
+    }
+
+    fn meal_start(&self, participant: &str, visit: &str) -> Option<jiff::civil::DateTime> {
+        self.keep(self.reader.visit(participant, visit))?.meal_start
+    }
+}

@@ -1,0 +1,176 @@
+//! `report mismatches`: what a data manager has to look at, as CSV or text.
+
+use std::io::{self, Write};
+
+use crate::report::format::utc_time;
+use crate::store::MismatchReport;
+
+/// SPEC §5, in order.
+pub const MISMATCH_COLUMNS: [&str; 15] = [
+    "id",
+    "code",
+    "sample_id",
+    "participant",
+    "visit",
+    "minute",
+    "analyte",
+    "instrument",
+    "test_code",
+    "reported_value",
+    "reported_unit",
+    "detail",
+    "source",
+    "received_at",
+    "state",
+];
+
+/// `open`, or `resolved` once a data manager's decision is recorded.
+pub fn state(row: &MismatchReport) -> &'static str {
+    if row.mismatch.resolution.is_some() { "resolved" } else { "open" }
+}
+
+/// The fields of one mismatch, in [`MISMATCH_COLUMNS`] order; absent ones empty.
+pub fn mismatch_record(row: &MismatchReport) -> [String; 15] {
+    let m = &row.mismatch;
+    let p = &row.provenance;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        m.id.to_string(),
+        m.code.as_str().to_owned(),
+        text(&p.sample_id),
+        text(&m.participant),
+        text(&m.visit),
+        m.minute.map(|n| n.to_string()).unwrap_or_default(),
+        text(&m.analyte),
+        text(&p.instrument),
+        text(&p.test_code),
+        text(&p.reported_value),
+        text(&p.reported_unit),
+        m.detail.clone(),
+        p.source.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        p.received_at.map(utc_time).unwrap_or_default(),
+        state(row).to_owned(),
+    ]
+}
+
+/// Write the header row, then one row per mismatch, in the order given.
+pub fn write_mismatches_csv(out: impl Write, rows: &[MismatchReport]) -> csv::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(MISMATCH_COLUMNS)?;
+    for row in rows {
+        w.write_record(mismatch_record(row))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// What the text report says about itself in its first line.
+#[derive(Debug, Clone)]
+pub struct MismatchTextOptions<'a> {
+    /// The study id from the configuration.
+    pub study: &'a str,
+    /// When the report was made.
+    pub generated_at: jiff::Timestamp,
+    /// Resolved mismatches are listed too (`--all`).
+    pub include_resolved: bool,
+}
+
+/// A readable listing for a data manager: grouped by participant and visit
+/// in the order given (the store's neutral participant-code order), one
+/// line per mismatch, its resolution on the next line, and a count at the end.
+pub fn write_mismatches_text(
+    out: &mut dyn Write,
+    rows: &[MismatchReport],
+    options: &MismatchTextOptions<'_>,
+) -> io::Result<()> {
+    let scope = if options.include_resolved { "open and resolved" } else { "open" };
+    writeln!(out, "Mismatches ({scope}) for study {}, as of {}", options.study, utc_time(options.generated_at))?;
+    let mut group: Option<(Option<&str>, Option<&str>)> = None;
+    for row in rows {
+        let m = &row.mismatch;
+        let key = (m.participant.as_deref(), m.visit.as_deref());
+        if group != Some(key) {
+            writeln!(out)?;
+            writeln!(out, "{}", group_title(key))?;
+            group = Some(key);
+        }
+        writeln!(out, "  {}", mismatch_line(row))?;
+        if let Some(r) = &m.resolution {
+            let mut line = format!("      resolved ({}) by {} at {}", r.action, r.resolved_by, utc_time(r.resolved_at));
+            if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
+                line.push_str(&format!(", assigned to {p}/{v}/{n}"));
+            }
+            if !r.reason.is_empty() {
+                line.push_str(&format!(": {}", r.reason));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", count_line(rows, options.include_resolved))?;
+    Ok(())
+}
+
+fn group_title((participant, visit): (Option<&str>, Option<&str>)) -> String {
+    match (participant, visit) {
+        (Some(p), Some(v)) => format!("Participant {p}, visit {v}"),
+        (Some(p), None) => format!("Participant {p}, visit not known"),
+        (None, _) => "Not matched to a participant".to_owned(),
+    }
+}
+
+/// `#12 UNKNOWN_SAMPLE  sample X-1, minute 30, c_peptide, reported <0.010 nmol/L: detail [file, received …]`
+fn mismatch_line(row: &MismatchReport) -> String {
+    let m = &row.mismatch;
+    let p = &row.provenance;
+    let mut parts = Vec::new();
+    match &p.sample_id {
+        Some(s) => parts.push(format!("sample {s}")),
+        None => parts.push("no sample ID".to_owned()),
+    }
+    if let Some(n) = m.minute {
+        parts.push(format!("minute {n}"));
+    }
+    if let Some(a) = &m.analyte {
+        parts.push(a.clone());
+    } else if let Some(t) = &p.test_code {
+        parts.push(format!("test {t}"));
+    }
+    match (&p.reported_value, &p.reported_unit) {
+        (Some(v), Some(u)) => parts.push(format!("reported {v} {u}")),
+        (Some(v), None) => parts.push(format!("reported {v} (no unit)")),
+        (None, Some(u)) => parts.push(format!("reported no value ({u})")),
+        (None, None) => {}
+    }
+    let mut line = format!("#{} {}  {}: {}", m.id, m.code, parts.join(", "), m.detail);
+    let mut origin = Vec::new();
+    if let Some(s) = p.source {
+        origin.push(s.as_str().to_owned());
+    }
+    if let Some(i) = &p.instrument {
+        origin.push(i.clone());
+    }
+    if let Some(t) = p.received_at {
+        origin.push(format!("received {}", utc_time(t)));
+    }
+    if !origin.is_empty() {
+        line.push_str(&format!(" [{}]", origin.join(", ")));
+    }
+    line
+}
+
+fn count_line(rows: &[MismatchReport], include_resolved: bool) -> String {
+    let open = rows.iter().filter(|r| r.mismatch.resolution.is_none()).count();
+    let resolved = rows.len() - open;
+    let plural = |n: usize| if n == 1 { "mismatch" } else { "mismatches" };
+    if !include_resolved {
+        return match open {
+            0 => "No open mismatches.".to_owned(),
+            n => format!("{n} open {}", plural(n)),
+        };
+    }
+    match rows.len() {
+        0 => "No mismatches.".to_owned(),
+        n => format!("{n} {}: {open} open, {resolved} resolved", plural(n)),
+    }
+}

@@ -1,0 +1,17 @@
+//! Report and export writers (SPEC §5): the CSV and text forms of what the
+//! store lists. Writers only format; the store decides which rows and in
+//! which order (participant code, visit, minute, analyte: a neutral order
+//! that cannot reveal allocation). Nothing here adds a field the store does
+//! not hold, and the store holds no names or patient IDs: only study codes.
+//!
+//! CSV is RFC 4180 quoting through the `csv` crate, UTF-8 without a BOM,
+//! `\n` line ends, and the header row is always written, even with no rows
+//! (SPEC §7).
+
+pub mod format;
+pub mod mismatches;
+pub mod results;
+
+pub use format::{format_value, utc_time};
+pub use mismatches::{MISMATCH_COLUMNS, MismatchTextOptions, write_mismatches_csv, write_mismatches_text};
+pub use results::{RESULT_COLUMNS, write_results_csv};

@@ -1,0 +1,735 @@
+//! `labfeed import`, `export results` and `report mismatches` through the
+//! real binary, on a real SQLite file in a temporary directory: summaries,
+//! idempotency, whole-file refusal, the SPEC §5 columns and the exit codes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use labfeed::model::Format;
+use labfeed::store::*;
+use labfeed::value::{Comparator, Number};
+use tempfile::TempDir;
+
+const RESULTS_HEADER: &str = "participant,visit,minute,analyte,value,unit,comparator,blq,reported_value,reported_unit,\
+sample_id,instrument,test_code,status,collected_at,resulted_at,source,received_at";
+const MISMATCHES_HEADER: &str = "id,code,sample_id,participant,visit,minute,analyte,instrument,test_code,\
+reported_value,reported_unit,detail,source,received_at,state";
+
+/// A study in a temporary directory: the example configuration with every
+/// path pointing inside it.
+struct Study {
+    dir: TempDir,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+impl Study {
+    fn new() -> Study {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        std::fs::create_dir(&root).unwrap();
+        let text = include_str!("../../config/labfeed.example.toml")
+            .replace("/var/lib/labfeed", root.to_str().expect("UTF-8 temp path"));
+        assert!(text.contains("labfeed.db"), "the example config names the database");
+        let config = dir.path().join("labfeed.toml");
+        std::fs::write(&config, text).unwrap();
+        let db = root.join("labfeed.db");
+        Study { dir, config, db }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_labfeed"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("LABFEED_CONFIG")
+            .env("USER", "tester")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run the labfeed binary")
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Import `text` as `name` (relative to the study directory, so messages
+    /// name it as given).
+    fn import(&self, kind: &str, name: &str, text: &str) -> Output {
+        self.file(name, text);
+        self.run(&["import", kind, name])
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.db).unwrap()
+    }
+
+    fn audit_rows(&self) -> u64 {
+        self.store().verify_audit_chain().unwrap().rows_checked
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, expected: i32) {
+    assert_eq!(code(out), expected, "stdout:\n{}\nstderr:\n{}", stdout(out), stderr(out));
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+const PARTICIPANTS: &str = "participant,site\nU01,Uppsala\nU02,Uppsala\nU03,\n";
+const VISITS: &str = "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-03 09:00\nU02,V4,\n";
+const SAMPLES: &str = "sample_id,participant,visit,minute\nS-1,U01,V0,0\nS-2,U01,V0,30\n";
+
+#[test]
+fn study_data_imports_with_a_summary_and_a_second_import_changes_nothing() {
+    let s = Study::new();
+    let out = s.import("participants", "participants.csv", PARTICIPANTS);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "participants.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n");
+    let out = s.import("visits", "visits.csv", VISITS);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "visits.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n");
+    let out = s.import("samples", "samples.csv", SAMPLES);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "samples.csv: 2 rows: 2 new, 0 changed, 0 unchanged\n");
+
+    let audited = s.audit_rows();
+    assert_eq!(audited, 8, "one audit row per new participant, visit and sample");
+    for (kind, name, rows) in
+        [("participants", "participants.csv", 3), ("visits", "visits.csv", 3), ("samples", "samples.csv", 2)]
+    {
+        let out = s.run(&["import", kind, name]);
+        assert_exit(&out, 0);
+        assert_eq!(stdout(&out), format!("{name}: {rows} rows: 0 new, 0 changed, {rows} unchanged\n"));
+    }
+    assert_eq!(s.audit_rows(), audited, "re-importing the same files wrote no audit row");
+
+    let store = s.store();
+    store
+        .read(|r| {
+            assert_eq!(r.participant("U03")?, Some(Participant { code: "U03".into(), site: None }));
+            let visit = r.visit("U02", "V0")?.unwrap();
+            assert_eq!(visit.meal_start, Some("2026-03-03T09:00".parse().unwrap()));
+            assert_eq!(r.visit("U02", "V4")?.unwrap().meal_start, None);
+            assert_eq!(r.sample("S-2")?.unwrap().minute, 30);
+            let trail = r.audit_trail("participant", "U01")?;
+            assert_eq!(trail.len(), 1);
+            assert_eq!((trail[0].actor.as_str(), trail[0].action.as_str()), ("tester", "import"));
+            Ok(())
+        })
+        .unwrap();
+    assert!(store.verify_audit_chain().unwrap().is_intact());
+}
+
+#[test]
+fn a_changed_row_is_counted_and_audited_with_old_and_new_values_under_by() {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "p.csv", PARTICIPANTS), 0);
+    let out = s.import("participants", "p.csv", "participant,site\nU01,Lund\nU02,Uppsala\nU04,Umea\n");
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "p.csv: 3 rows: 1 new, 1 changed, 1 unchanged\n");
+    let out = s.run(&["import", "participants", "p.csv", "--by", "A. Manager"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "p.csv: 3 rows: 0 new, 0 changed, 3 unchanged\n");
+    let out = s.import("participants", "one.csv", "participant,site\nU01,Uppsala\n");
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "one.csv: 1 row: 0 new, 1 changed, 0 unchanged\n");
+
+    // --by names the actor.
+    s.file("p5.csv", "participant\nU05\n");
+    assert_exit(&s.run(&["import", "participants", "p5.csv", "--by", "A. Manager"]), 0);
+    s.store()
+        .read(|r| {
+            let trail = r.audit_trail("participant", "U01")?;
+            assert_eq!(trail.len(), 3);
+            let detail: serde_json::Value = serde_json::from_str(&trail[1].detail).unwrap();
+            assert_eq!(detail["change"], "changed");
+            assert_eq!(detail["old"]["site"], "Uppsala");
+            assert_eq!(detail["new"]["site"], "Lund");
+            assert_eq!(r.audit_trail("participant", "U05")?[0].actor, "A. Manager");
+            Ok(())
+        })
+        .unwrap();
+    // The participant not in the later file is left alone (imports never delete).
+    assert!(s.store().read(|r| r.participant_exists("U03")).unwrap());
+
+    let out = s.run(&["import", "participants", "p.csv", "--by", " "]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--by"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unknown_participant_refuses_the_whole_file_and_names_its_line() {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "participants.csv", PARTICIPANTS), 0);
+    let audited = s.audit_rows();
+    // Line 2 is fine and is applied first in the transaction; line 3 is not.
+    let out = s.import("visits", "visits.csv", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU99,V1,\n");
+    assert_exit(&out, 1);
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(err.starts_with("visits.csv:3: column participant: U99 "), "{err}");
+    assert!(err.contains("nothing imported"), "{err}");
+    assert!(s.store().read(|r| r.visit("U01", "V0")).unwrap().is_none(), "line 2 was rolled back");
+    assert_eq!(s.audit_rows(), audited);
+
+    let out = s.import("samples", "samples.csv", "sample_id,participant,visit,minute\nS-1,U01,V0,0\nS-2,U77,V0,30\n");
+    assert_exit(&out, 1);
+    assert!(stderr(&out).starts_with("samples.csv:3: column participant: U77 "), "{}", stderr(&out));
+    assert!(s.store().read(|r| r.sample("S-1")).unwrap().is_none());
+}
+
+#[test]
+fn a_bad_row_refuses_the_whole_file_with_file_line_and_column() {
+    let s = Study::new();
+    let out = s.import("participants", "participants.csv", "participant,site\nU01,Uppsala\nU 02,Uppsala\n");
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.starts_with("participants.csv:3: column participant: "), "{err}");
+    assert!(err.contains("nothing imported"), "{err}");
+
+    assert_exit(&s.import("participants", "participants.csv", PARTICIPANTS), 0);
+    assert_exit(&s.import("visits", "visits.csv", VISITS), 0);
+    let audited = s.audit_rows();
+    let out = s.import("samples", "samples.csv", "sample_id,participant,visit,minute\nS-1,U01,V0,0\nS-2,U01,V0,half\n");
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).starts_with("samples.csv:3: column minute: \"half\" is not a whole number"),
+        "{}",
+        stderr(&out)
+    );
+    // A column outside the format (personal data) is refused at the header.
+    let out = s.import("participants", "names.csv", "participant,name\nU09,Anna\n");
+    assert_exit(&out, 1);
+    assert!(stderr(&out).starts_with("names.csv:1: column name: "), "{}", stderr(&out));
+    assert_eq!(s.audit_rows(), audited, "nothing was written");
+    assert!(s.store().read(|r| r.sample("S-1")).unwrap().is_none());
+    assert!(!s.store().read(|r| r.participant_exists("U09")).unwrap());
+
+    // Nothing reached the outputs either.
+    let out = s.run(&["export", "results"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), format!("{RESULTS_HEADER}\n"));
+    let out = s.run(&["report", "mismatches", "--format", "csv", "--all"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), format!("{MISMATCHES_HEADER}\n"));
+}
+
+#[test]
+fn usage_and_configuration_problems_exit_2() {
+    let s = Study::new();
+    // A file that cannot be read is a usage error, like `parse`.
+    let out = s.run(&["import", "participants", "missing.csv"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("missing.csv: cannot read"), "{}", stderr(&out));
+    let out = s.run(&["import", "arms", "x.csv"]);
+    assert_exit(&out, 2);
+    let out = s.run(&["report", "mismatches", "--format", "html"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
+    let out = s.run(&["report", "mismatches", "--format", "pdf"]);
+    assert_exit(&out, 2);
+
+    // No database yet: a report would look like an empty study, so it is refused.
+    let out = s.run(&["export", "results"]);
+    assert_exit(&out, 2);
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains(&s.db.display().to_string()), "{}", stderr(&out));
+    assert!(!s.db.exists(), "reading never creates the database");
+
+    // A broken configuration.
+    let bad = s.file("bad.toml", "[study]\nid = \"X\"\n");
+    for args in [&["import", "participants", "p.csv"][..], &["export", "results"], &["report", "mismatches"]] {
+        s.file("p.csv", PARTICIPANTS);
+        let out = Command::new(env!("CARGO_BIN_EXE_labfeed"))
+            .arg("--config")
+            .arg(&bad)
+            .args(args)
+            .env_remove("LABFEED_CONFIG")
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("bad.toml"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn empty_outputs_print_exactly_their_header_row() {
+    let s = Study::new();
+    drop(s.store()); // a fresh, migrated database
+    let out = s.run(&["export", "results"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), format!("{RESULTS_HEADER}\n"));
+    for args in
+        [&["report", "mismatches", "--format", "csv"][..], &["report", "mismatches", "--format", "csv", "--all"]]
+    {
+        let out = s.run(args);
+        assert_exit(&out, 0);
+        assert_eq!(stdout(&out), format!("{MISMATCHES_HEADER}\n"), "{args:?}");
+    }
+    let out = s.run(&["report", "mismatches"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("Mismatches (open) for study NCT02057211, as of "), "{text}");
+    assert!(text.ends_with("\nNo open mismatches.\n"), "{text}");
+    let out = s.run(&["report", "mismatches", "--all"]);
+    assert!(stdout(&out).ends_with("\nNo mismatches.\n"), "{}", stdout(&out));
+}
+
+// ---- non-empty outputs, from rows written with the store API ----
+
+fn time(text: &str) -> jiff::Timestamp {
+    text.parse().unwrap()
+}
+
+fn reported_time(text: &str) -> Option<labfeed::timestamp::Timestamp> {
+    labfeed::timestamp::Timestamp::parse(text).unwrap()
+}
+
+struct Reported<'a> {
+    sample_id: &'a str,
+    test_code: &'a str,
+    value: &'a str,
+    unit: &'a str,
+    comparator: Option<Comparator>,
+    slot: Option<&'a Slot>,
+    outcome: ObservationOutcome,
+}
+
+fn observation(tx: &mut Tx<'_>, message: MessageId, seq: u32, r: &Reported<'_>) -> ObservationId {
+    let numeric = Number::parse(r.value.trim_start_matches(['<', '>', '=']), false);
+    tx.insert_observation(&NewObservation {
+        message_id: message,
+        seq,
+        byte_offset: 100 * seq as usize,
+        instrument: Some("cobas-e411".into()),
+        sample_id: Some(r.sample_id.into()),
+        test_code: Some(r.test_code.into()),
+        reported_value: Some(r.value.into()),
+        reported_unit: Some(r.unit.into()),
+        comparator: r.comparator,
+        reported_numeric: numeric,
+        flags: None,
+        status: Some("F".into()),
+        collected_at: reported_time("20260302084500"),
+        resulted_at: reported_time("202603021010+0100"),
+        qc: false,
+        matched: Matched {
+            participant: r.slot.map(|s| s.participant.clone()),
+            visit: r.slot.map(|s| s.visit.clone()),
+            minute: r.slot.map(|s| s.minute),
+            analyte: r.slot.map(|s| s.analyte.clone()),
+            value: None,
+            unit: None,
+            blq: None,
+        },
+        outcome: r.outcome,
+    })
+    .unwrap()
+}
+
+/// Results and mismatches for U01 and U02, written in an order that is not
+/// the report order. Returns the ids of (open unknown sample, resolved
+/// conflict, open out of window).
+fn populate(s: &Study) -> (MismatchId, MismatchId, MismatchId) {
+    assert_exit(&s.import("participants", "participants.csv", PARTICIPANTS), 0);
+    let mut store = s.store();
+    let u02 = Slot::new("U02", "V0", 0, "c_peptide");
+    let u01_glucose = Slot::new("U01", "V0", 30, "glucose");
+    let u01_cpep = Slot::new("U01", "V0", 30, "c_peptide");
+    let ids = store
+        .write(|tx| {
+            let bytes = b"H|\\^&|||cobas-e411\rL|1|N\r";
+            let raw = tx.insert_raw(&NewRaw {
+                bytes,
+                format: Some(Format::Astm),
+                personal: &[],
+                received_at: time("2026-03-02T09:15:00.400Z"),
+            })?;
+            let receipt = tx.insert_receipt(&NewReceipt {
+                raw_id: raw.id,
+                received_at: time("2026-03-02T09:15:00.400Z"),
+                source: Source::Serial,
+                origin: "/dev/ttyUSB0".into(),
+                instrument: Some("cobas-e411".into()),
+            })?;
+            let message = tx.insert_message(&NewMessage {
+                raw_id: raw.id,
+                number: 1,
+                span: 0..bytes.len(),
+                format: Some(Format::Astm),
+                sender: Some("cobas-e411".into()),
+                control_id: None,
+                error: None,
+                error_offset: None,
+            })?;
+            // U02: censored, converted from ng/mL, BLQ.
+            let o = observation(
+                tx,
+                message,
+                1,
+                &Reported {
+                    sample_id: "S-20",
+                    test_code: "CPEP",
+                    value: "<0.010",
+                    unit: "ng/mL",
+                    comparator: Some(Comparator::Lt),
+                    slot: Some(&u02),
+                    outcome: ObservationOutcome::Accepted,
+                },
+            );
+            tx.insert_result(&NewResult {
+                observation_id: o,
+                slot: u02.clone(),
+                value: 0.010 * 0.33109,
+                unit: "nmol/L".into(),
+                comparator: Some(Comparator::Lt),
+                blq: true,
+                reason: "ingest".into(),
+            })?;
+            // U01 glucose: two versions, the export shows the latest.
+            for (seq, value) in [(2, "5.4"), (3, "5.6")] {
+                let o = observation(
+                    tx,
+                    message,
+                    seq,
+                    &Reported {
+                        sample_id: "S-2",
+                        test_code: "GLUC",
+                        value,
+                        unit: "mmol/L",
+                        comparator: None,
+                        slot: Some(&u01_glucose),
+                        outcome: ObservationOutcome::Accepted,
+                    },
+                );
+                tx.insert_result(&NewResult {
+                    observation_id: o,
+                    slot: u01_glucose.clone(),
+                    value: value.parse().unwrap(),
+                    unit: "mmol/L".into(),
+                    comparator: None,
+                    blq: false,
+                    reason: if seq == 2 { "ingest".into() } else { "correction".into() },
+                })?;
+            }
+            // An unknown sample: no participant.
+            let o = observation(
+                tx,
+                message,
+                4,
+                &Reported {
+                    sample_id: "X99",
+                    test_code: "CPEP",
+                    value: "0.52",
+                    unit: "nmol/L",
+                    comparator: None,
+                    slot: None,
+                    outcome: ObservationOutcome::Mismatch,
+                },
+            );
+            let unknown = tx.insert_mismatch(&NewMismatch {
+                code: MismatchCode::UnknownSample,
+                holds: true,
+                observation_id: Some(o),
+                message_id: Some(message),
+                receipt_id: receipt,
+                participant: None,
+                visit: None,
+                minute: None,
+                analyte: None,
+                detail: "X99 is not in the sample manifest, nor does it match the pattern".into(),
+            })?;
+            // U01 c-peptide: a conflict a data manager resolved.
+            let o = observation(
+                tx,
+                message,
+                5,
+                &Reported {
+                    sample_id: "S-2",
+                    test_code: "CPEP",
+                    value: "0.61",
+                    unit: "nmol/L",
+                    comparator: None,
+                    slot: Some(&u01_cpep),
+                    outcome: ObservationOutcome::Mismatch,
+                },
+            );
+            let conflict = tx.insert_mismatch(&NewMismatch {
+                code: MismatchCode::DuplicateConflict,
+                holds: true,
+                observation_id: Some(o),
+                message_id: Some(message),
+                receipt_id: receipt,
+                participant: Some("U01".into()),
+                visit: Some("V0".into()),
+                minute: Some(30),
+                analyte: Some("c_peptide".into()),
+                detail: "0.61, \"differs\" from 0.58".into(),
+            })?;
+            // U02: out of window (accepted and flagged).
+            let window = tx.insert_mismatch(&NewMismatch {
+                code: MismatchCode::OutOfWindow,
+                holds: false,
+                observation_id: None,
+                message_id: Some(message),
+                receipt_id: receipt,
+                participant: Some("U02".into()),
+                visit: Some("V0".into()),
+                minute: Some(0),
+                analyte: Some("c_peptide".into()),
+                detail: "collected 9 min after the nominal time".into(),
+            })?;
+            Ok((unknown, conflict, window))
+        })
+        .unwrap();
+    store
+        .write_as("A. Manager", |tx| {
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: ids.1,
+                action: ResolutionAction::Reject,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason: "haemolysed".into(),
+            })
+        })
+        .unwrap();
+    ids
+}
+
+#[test]
+fn export_results_lists_the_latest_version_of_each_slot_with_every_column() {
+    let s = Study::new();
+    populate(&s);
+    let out = s.run(&["export", "results"]);
+    assert_exit(&out, 0);
+    let rows = csv_rows(&stdout(&out));
+    assert_eq!(rows[0].join(","), RESULTS_HEADER);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    // Participant code order: U01 before U02, though written after.
+    assert_eq!(
+        rows[1],
+        [
+            "U01",
+            "V0",
+            "30",
+            "glucose",
+            "5.6",
+            "mmol/L",
+            "",
+            "false",
+            "5.6",
+            "mmol/L",
+            "S-2",
+            "cobas-e411",
+            "GLUC",
+            "F",
+            "2026-03-02T08:45:00",
+            "2026-03-02T10:10+01:00",
+            "serial",
+            "2026-03-02T09:15:00Z",
+        ]
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "U02",
+            "V0",
+            "0",
+            "c_peptide",
+            "0.0033109",
+            "nmol/L",
+            "<",
+            "true",
+            "<0.010",
+            "ng/mL",
+            "S-20",
+            "cobas-e411",
+            "CPEP",
+            "F",
+            "2026-03-02T08:45:00",
+            "2026-03-02T10:10+01:00",
+            "serial",
+            "2026-03-02T09:15:00Z",
+        ]
+    );
+    // Held-back results (the unknown sample, the conflict) are not exported.
+    assert!(!stdout(&out).contains("X99") && !stdout(&out).contains("0.61"));
+}
+
+#[test]
+fn report_mismatches_csv_lists_open_ones_and_with_all_the_resolved_too() {
+    let s = Study::new();
+    let (unknown, conflict, window) = populate(&s);
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    assert_exit(&out, 0);
+    let rows = csv_rows(&stdout(&out));
+    assert_eq!(rows[0].join(","), MISMATCHES_HEADER);
+    let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, [unknown.to_string(), window.to_string()], "no participant first, then by code");
+    assert_eq!(
+        rows[1],
+        [
+            unknown.to_string().as_str(),
+            "UNKNOWN_SAMPLE",
+            "X99",
+            "",
+            "",
+            "",
+            "",
+            "cobas-e411",
+            "CPEP",
+            "0.52",
+            "nmol/L",
+            "X99 is not in the sample manifest, nor does it match the pattern",
+            "serial",
+            "2026-03-02T09:15:00Z",
+            "open",
+        ]
+    );
+    // No observation: the provenance fields are empty, the arrival is known.
+    assert_eq!(
+        rows[2],
+        [
+            window.to_string().as_str(),
+            "OUT_OF_WINDOW",
+            "",
+            "U02",
+            "V0",
+            "0",
+            "c_peptide",
+            "",
+            "",
+            "",
+            "",
+            "collected 9 min after the nominal time",
+            "serial",
+            "2026-03-02T09:15:00Z",
+            "open",
+        ]
+    );
+
+    let out = s.run(&["report", "mismatches", "--format", "csv", "--all"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let rows = csv_rows(&text);
+    assert_eq!(rows.len(), 4);
+    let states: Vec<(&str, &str)> = rows[1..].iter().map(|r| (r[0].as_str(), r[14].as_str())).collect();
+    assert_eq!(
+        states,
+        [
+            (unknown.to_string().as_str(), "open"),
+            (conflict.to_string().as_str(), "resolved"),
+            (window.to_string().as_str(), "open")
+        ]
+    );
+    assert_eq!(rows[2][1], "DUPLICATE_CONFLICT");
+    assert_eq!(rows[2][3..7], ["U01", "V0", "30", "c_peptide"]);
+    // RFC 4180 quoting of a detail with a comma and quotes.
+    assert_eq!(rows[2][11], "0.61, \"differs\" from 0.58");
+    assert!(text.contains(",\"0.61, \"\"differs\"\" from 0.58\","), "{text}");
+}
+
+#[test]
+fn output_writes_the_file_and_replaces_what_was_there() {
+    let s = Study::new();
+    populate(&s);
+    let path = s.file("results.csv", &"stale line that must disappear\n".repeat(100));
+    let out = s.run(&["export", "results", "--output", "results.csv"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "", "nothing on stdout with --output");
+    assert_eq!(stderr(&out), "results.csv: 2 results\n");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with(&format!("{RESULTS_HEADER}\nU01,V0,30,glucose,5.6,")), "{written}");
+    assert_eq!(written.lines().count(), 3);
+    assert!(!written.contains("stale"));
+    assert_eq!(written, stdout(&s.run(&["export", "results"])), "the file holds what stdout would");
+
+    let out = s.run(&["report", "mismatches", "--format", "csv", "--all", "--output", "m.csv"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "");
+    let written = std::fs::read_to_string(s.dir.path().join("m.csv")).unwrap();
+    assert_eq!(csv_rows(&written).len(), 4);
+    let out = s.run(&["report", "mismatches", "--output", "m.txt"]);
+    assert_exit(&out, 0);
+    let written = std::fs::read_to_string(s.dir.path().join("m.txt")).unwrap();
+    assert!(written.ends_with("\n2 open mismatches\n"), "{written}");
+
+    // An output that cannot be written is a usage error.
+    let out = s.run(&["export", "results", "--output", "no/such/dir/r.csv"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no/such/dir/r.csv"), "{}", stderr(&out));
+}
+
+#[test]
+fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
+    let s = Study::new();
+    let (unknown, conflict, window) = populate(&s);
+    let out = s.run(&["report", "mismatches"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Mismatches (open) for study NCT02057211, as of 20"), "{text}");
+    assert_eq!(
+        lines[1..],
+        [
+            "",
+            "Not matched to a participant",
+            &format!(
+                "  #{unknown} UNKNOWN_SAMPLE  sample X99, test CPEP, reported 0.52 nmol/L: \
+                 X99 is not in the sample manifest, nor does it match the pattern \
+                 [serial, cobas-e411, received 2026-03-02T09:15:00Z]"
+            ),
+            "",
+            "Participant U02, visit V0",
+            &format!(
+                "  #{window} OUT_OF_WINDOW  no sample ID, minute 0, c_peptide: \
+                 collected 9 min after the nominal time [serial, received 2026-03-02T09:15:00Z]"
+            ),
+            "",
+            "2 open mismatches",
+        ]
+    );
+    assert!(!text.contains("DUPLICATE_CONFLICT"));
+
+    let out = s.run(&["report", "mismatches", "--format", "text", "--all"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("Mismatches (open and resolved) for study NCT02057211"), "{text}");
+    let u01 = text.find("Participant U01, visit V0").expect("U01 group");
+    let u02 = text.find("Participant U02, visit V0").expect("U02 group");
+    assert!(u01 < u02, "participant code order");
+    assert!(
+        text.contains(&format!(
+            "  #{conflict} DUPLICATE_CONFLICT  sample S-2, minute 30, c_peptide, reported 0.61 nmol/L: "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\n      resolved (reject) by A. Manager at 20"), "{text}");
+    assert!(text.contains(": haemolysed\n"), "{text}");
+    assert!(text.ends_with("\n3 mismatches: 2 open, 1 resolved\n"), "{text}");
+}
