@@ -1,0 +1,150 @@
+//! Ingest throughput: a backlog of 10,000 small result files through the
+//! real pipeline into a real SQLite file with durable commits (WAL,
+//! synchronous=FULL), reported as files/s and results/s. It also loads the
+//! same rows with the `sqlite3` shell's CSV import for comparison, when the
+//! shell is installed. Run:
+//!
+//! ```text
+//! cargo bench --bench ingest            # 10,000 files
+//! LABFEED_BENCH_FILES=2000 cargo bench --bench ingest
+//! ```
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use labfeed::ingest::{Delivery, ingest};
+use labfeed::store::{Participant, Source, Store, Visit};
+use labfeed::study::config::Config;
+
+const MINUTES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
+const VISITS: [&str; 5] = ["V0", "V1", "V2", "V3", "V4"];
+
+fn upload(n: usize) -> (String, [(String, String, String, String, i32); 2]) {
+    let participant = format!("U{:03}", n / 35);
+    let visit = VISITS[(n / 7) % 5];
+    let minute = MINUTES[n % 7];
+    let sample = format!("{participant}-{visit}-T{minute}");
+    let cpep = format!("{}.{:03}", n % 3, n % 1000);
+    let gluc = format!("{}.{}", 4 + n % 9, n % 10);
+    let text = format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+P|1\r\
+O|1|{sample}|{n}^0012^2^^S1^SC|^^^CPEP^1\\^^^GLUC^1|R||20260302084500||||N||||1|||||||20260302101200|||F\r\
+R|1|^^^CPEP|{cpep}|nmol/L||N||F||ADMIN|20260302100000|20260302101000|E1\r\
+C|1|I|0|I\r\
+R|2|^^^GLUC|{gluc}|mmol/L||N||F||ADMIN|20260302100000|20260302101100|E1\r\
+C|1|I|0|I\r\
+L|1|N\r"
+    );
+    let rows = [
+        (participant.clone(), visit.to_owned(), "c_peptide".to_owned(), cpep, minute),
+        (participant, visit.to_owned(), "glucose".to_owned(), gluc, minute),
+    ];
+    (text, rows)
+}
+
+fn main() {
+    // `cargo test` runs benches in test mode with `--bench` absent; keep that instant.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let files: usize = std::env::var("LABFEED_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("bench.db");
+    let config_text = include_str!("../config/labfeed.example.toml")
+        .replace("/var/lib/labfeed/labfeed.db", database.to_str().expect("utf-8 path"));
+    let config = Config::from_toml(&config_text, Path::new("bench.toml")).expect("config");
+    let mut store = Store::open(&database).expect("open");
+    store
+        .write(|tx| {
+            for p in 0..=files / 35 {
+                let code = format!("U{p:03}");
+                tx.upsert_participant(&Participant { code: code.clone(), site: None })?;
+                for v in VISITS {
+                    tx.upsert_visit(&Visit { participant: code.clone(), visit: v.into(), meal_start: None })?;
+                }
+            }
+            Ok(())
+        })
+        .expect("study data");
+
+    let uploads: Vec<_> = (0..files).map(upload).collect();
+    let start = Instant::now();
+    let mut accepted = 0u64;
+    for (i, (text, _)) in uploads.iter().enumerate() {
+        let delivery = Delivery {
+            bytes: text.as_bytes(),
+            source: Source::Ingest,
+            origin: format!("backlog/{i:05}.astm"),
+            instrument: None,
+            received_at: jiff::Timestamp::now(),
+        };
+        accepted += u64::from(ingest(&mut store, &config, &delivery).expect("ingest").accepted);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(accepted, 2 * files as u64, "every result accepted");
+    println!(
+        "labfeed ingest: {files} files, {accepted} results in {seconds:.2} s = {:.0} files/s, {:.0} results/s (durable commits)",
+        files as f64 / seconds,
+        accepted as f64 / seconds
+    );
+
+    // The same rows through the sqlite3 shell's CSV import, for comparison.
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        println!("sqlite3 shell not installed: comparison skipped");
+        return;
+    }
+    let csv_path = dir.path().join("rows.csv");
+    let mut csv = String::from("participant,visit,analyte,value,minute\n");
+    for (_, rows) in &uploads {
+        for (p, v, a, value, m) in rows {
+            csv.push_str(&format!("{p},{v},{a},{value},{m}\n"));
+        }
+    }
+    std::fs::write(&csv_path, csv).expect("csv");
+    let schema = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+        CREATE TABLE r (participant TEXT NOT NULL, visit TEXT NOT NULL, analyte TEXT NOT NULL, value REAL NOT NULL, minute INTEGER NOT NULL) STRICT;";
+    let bulk_db = dir.path().join("bulk.db");
+    let start = Instant::now();
+    let status = Command::new("sqlite3")
+        .arg(&bulk_db)
+        .arg(schema)
+        .arg(".mode csv")
+        .arg(format!(".import --skip 1 {} r", csv_path.display()))
+        .status()
+        .expect("sqlite3");
+    let bulk = start.elapsed().as_secs_f64();
+    assert!(status.success());
+    println!(
+        "sqlite3 .import, one bulk load: {} rows in {bulk:.3} s = {:.0} rows/s",
+        2 * files,
+        2.0 * files as f64 / bulk
+    );
+
+    // One durable transaction per file, as the pipeline commits.
+    let per_file_db = dir.path().join("per-file.db");
+    let mut script = format!("{schema}\n");
+    for (_, rows) in &uploads {
+        script.push_str("BEGIN IMMEDIATE;\n");
+        for (p, v, a, value, m) in rows {
+            script.push_str(&format!("INSERT INTO r VALUES ('{p}','{v}','{a}',{value},{m});\n"));
+        }
+        script.push_str("COMMIT;\n");
+    }
+    let script_path = dir.path().join("per-file.sql");
+    std::fs::write(&script_path, script).expect("script");
+    let start = Instant::now();
+    let status = Command::new("sqlite3")
+        .arg(&per_file_db)
+        .arg(format!(".read {}", script_path.display()))
+        .status()
+        .expect("sqlite3");
+    let per_file = start.elapsed().as_secs_f64();
+    assert!(status.success());
+    println!(
+        "sqlite3, one durable transaction per file: {files} files in {per_file:.2} s = {:.0} files/s",
+        files as f64 / per_file
+    );
+    println!("labfeed / sqlite3 per-file time ratio: {:.2}x; / bulk: {:.1}x", seconds / per_file, seconds / bulk);
+}
