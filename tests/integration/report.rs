@@ -733,3 +733,66 @@ fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
     assert!(text.contains(": haemolysed\n"), "{text}");
     assert!(text.ends_with("\n3 mismatches: 2 open, 1 resolved\n"), "{text}");
 }
+
+#[test]
+fn results_ingested_by_the_pipeline_are_exported_and_its_mismatches_reported() {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "participants.csv", PARTICIPANTS), 0);
+    assert_exit(&s.import("visits", "visits.csv", VISITS), 0);
+    // ASTM from the e411: C-peptide censored in ng/mL, glucose in mg/dL, and a
+    // test code the configuration does not map.
+    s.file(
+        "run.astm",
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+         P|1|U01\r\
+         O|1|U01-V0-T030|12^0012^2^^S1^SC|^^^CPEP^1|R||20260302090000||||N||||1|||||||20260302101200|||F\r\
+         R|1|^^^CPEP|<0.010|ng/mL||L||F||ADMIN|20260302100000|20260302101000|E1\r\
+         R|2|^^^GLUC|97|mg/dL||N||F||ADMIN|20260302100000|20260302101100|E1\r\
+         R|3|^^^XYZ|1.0|mg/dL||N||F||ADMIN|20260302100000|20260302101100|E1\r\
+         L|1|N\r",
+    );
+    assert_exit(&s.run(&["ingest", "run.astm"]), 0);
+
+    let out = s.run(&["export", "results"]);
+    assert_exit(&out, 0);
+    let export = stdout(&out);
+    let rows = csv_rows(&export);
+    assert_eq!(rows.len(), 3, "{export}");
+    assert_eq!(
+        rows[1][..16],
+        [
+            "U01",
+            "V0",
+            "30",
+            "c_peptide",
+            "0.0033109",
+            "nmol/L",
+            "<",
+            "true",
+            "<0.010",
+            "ng/mL",
+            "U01-V0-T030",
+            "cobas-e411",
+            "CPEP",
+            "F",
+            "2026-03-02T09:00:00",
+            "2026-03-02T10:10:00",
+        ]
+    );
+    assert_eq!(rows[1][16], "ingest");
+    let received = &rows[1][17];
+    assert!(received.len() == 20 && received.ends_with('Z') && received.as_bytes()[10] == b'T', "{received}");
+    assert_eq!(rows[2][..8], ["U01", "V0", "30", "glucose", "5.38410301953819", "mmol/L", "", "false"]);
+
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    assert_exit(&out, 0);
+    let rows = csv_rows(&stdout(&out));
+    assert_eq!(rows.len(), 2, "{}", stdout(&out));
+    assert_eq!(rows[1][1], "UNKNOWN_TEST");
+    assert_eq!(rows[1][7..11], ["cobas-e411", "XYZ", "1.0", "mg/dL"]);
+    assert_eq!(rows[1][14], "open");
+
+    // The same file again is a duplicate: the export does not change.
+    assert_exit(&s.run(&["ingest", "run.astm"]), 0);
+    assert_eq!(stdout(&s.run(&["export", "results"])), export);
+}
