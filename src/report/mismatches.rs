@@ -174,3 +174,68 @@ fn count_line(rows: &[MismatchReport], include_resolved: bool) -> String {
         n => format!("{n} {}: {open} open, {resolved} resolved", plural(n)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        MismatchCode, MismatchId, MismatchRow, Provenance, ReceiptId, ResolutionAction, ResolutionId, ResolutionRow,
+    };
+
+    fn row(id: i64, participant: Option<&str>, resolved: bool) -> MismatchReport {
+        let at: jiff::Timestamp = "2026-03-02T08:00:00Z".parse().unwrap();
+        MismatchReport {
+            mismatch: MismatchRow {
+                id: MismatchId(id),
+                code: MismatchCode::NotFinal,
+                holds: true,
+                observation_id: None,
+                message_id: None,
+                receipt_id: ReceiptId(1),
+                participant: participant.map(str::to_owned),
+                visit: participant.map(|_| "V1".to_owned()),
+                minute: Some(60),
+                analyte: Some("glucose".into()),
+                detail: "status P".into(),
+                created_at: at,
+                resolution: resolved.then(|| ResolutionRow {
+                    id: ResolutionId(1),
+                    action: ResolutionAction::Assign,
+                    participant: Some("U02".into()),
+                    visit: Some("V1".into()),
+                    minute: Some(90),
+                    result_id: None,
+                    reason: String::new(),
+                    resolved_by: "dm".into(),
+                    resolved_at: at,
+                }),
+            },
+            provenance: Provenance::default(),
+        }
+    }
+
+    fn text(rows: &[MismatchReport], include_resolved: bool) -> String {
+        let mut out = Vec::new();
+        let options =
+            MismatchTextOptions { study: "S", generated_at: "2026-03-02T09:00:00Z".parse().unwrap(), include_resolved };
+        write_mismatches_text(&mut out, rows, &options).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn counts_are_singular_or_plural() {
+        assert!(text(&[row(1, Some("U01"), false)], false).ends_with("\n1 open mismatch\n"));
+        assert!(text(&[row(1, Some("U01"), false), row(2, None, false)], false).ends_with("\n2 open mismatches\n"));
+        assert!(text(&[row(1, Some("U01"), true)], true).ends_with("\n1 mismatch: 0 open, 1 resolved\n"));
+    }
+
+    #[test]
+    fn one_title_per_participant_and_visit_and_assignments_shown() {
+        let t = text(&[row(1, Some("U01"), false), row(2, Some("U01"), true), row(3, Some("U02"), false)], true);
+        assert_eq!(t.matches("Participant U01, visit V1").count(), 1, "{t}");
+        assert_eq!(t.matches("Participant U02, visit V1").count(), 1, "{t}");
+        assert!(t.starts_with("Mismatches (open and resolved) for study S, as of 2026-03-02T09:00:00Z\n"), "{t}");
+        assert!(t.contains("  #2 NOT_FINAL  no sample ID, minute 60, glucose: status P\n"), "{t}");
+        assert!(t.contains("      resolved (assign) by dm at 2026-03-02T08:00:00Z, assigned to U02/V1/90\n"), "{t}");
+    }
+}
