@@ -47,7 +47,7 @@ pub fn mismatch_record(row: &MismatchReport) -> [String; 15] {
         text(&p.reported_value),
         text(&p.reported_unit),
         m.detail.clone(),
-        p.source.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),
         state(row).to_owned(),
     ]
@@ -144,8 +144,8 @@ fn mismatch_line(row: &MismatchReport) -> String {
     }
     let mut line = format!("#{} {}  {}: {}", m.id, m.code, parts.join(", "), m.detail);
     let mut origin = Vec::new();
-    if let Some(s) = p.source {
-        origin.push(s.as_str().to_owned());
+    if p.source.is_some() {
+        origin.push(p.source_text());
     }
     if let Some(i) = &p.instrument {
         origin.push(i.clone());

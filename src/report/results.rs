@@ -49,7 +49,7 @@ pub fn result_record(row: &CurrentResult) -> [String; 18] {
         text(&p.status),
         text(&p.collected_at),
         text(&p.resulted_at),
-        p.source.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),
     ]
 }

@@ -513,6 +513,20 @@ pub struct Provenance {
     pub source: Option<Source>,
     /// When the content first arrived.
     pub received_at: Option<jiff::Timestamp>,
+    /// The file name, device path or peer address it arrived from.
+    pub origin: Option<String>,
+}
+
+impl Provenance {
+    /// `source:origin`, e.g. `ingest:/data/e411.astm` or `serial:/dev/ttyUSB0`:
+    /// enough to find the raw bytes again.
+    pub fn source_text(&self) -> String {
+        match (&self.source, &self.origin) {
+            (Some(s), Some(o)) => format!("{s}:{o}"),
+            (Some(s), None) => s.to_string(),
+            (None, _) => String::new(),
+        }
+    }
 }
 
 /// One current result with where it came from (`export results`).

@@ -702,13 +702,13 @@ fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
             &format!(
                 "  #{unknown} UNKNOWN_SAMPLE  sample X99, test CPEP, reported 0.52 nmol/L: \
                  X99 is not in the sample manifest, nor does it match the pattern \
-                 [serial, cobas-e411, received 2026-03-02T09:15:00Z]"
+                 [serial:/dev/ttyUSB0, cobas-e411, received 2026-03-02T09:15:00Z]"
             ),
             "",
             "Participant U02, visit V0",
             &format!(
                 "  #{window} OUT_OF_WINDOW  no sample ID, minute 0, c_peptide: \
-                 collected 9 min after the nominal time [serial, received 2026-03-02T09:15:00Z]"
+                 collected 9 min after the nominal time [serial:/dev/ttyUSB0, received 2026-03-02T09:15:00Z]"
             ),
             "",
             "2 open mismatches",
@@ -779,7 +779,7 @@ fn results_ingested_by_the_pipeline_are_exported_and_its_mismatches_reported() {
             "2026-03-02T10:10:00",
         ]
     );
-    assert_eq!(rows[1][16], "ingest");
+    assert!(rows[1][16].starts_with("ingest:") && rows[1][16].ends_with("run.astm"), "{}", rows[1][16]);
     let received = &rows[1][17];
     assert!(received.len() == 20 && received.ends_with('Z') && received.as_bytes()[10] == b'T', "{received}");
     assert_eq!(rows[2][..8], ["U01", "V0", "30", "glucose", "5.38410301953819", "mmol/L", "", "false"]);
