@@ -550,7 +550,7 @@ fn export_results_lists_the_latest_version_of_each_slot_with_every_column() {
             "F",
             "2026-03-02T08:45:00",
             "2026-03-02T10:10+01:00",
-            "serial",
+            "serial:/dev/ttyUSB0",
             "2026-03-02T09:15:00Z",
         ]
     );
@@ -573,7 +573,7 @@ fn export_results_lists_the_latest_version_of_each_slot_with_every_column() {
             "F",
             "2026-03-02T08:45:00",
             "2026-03-02T10:10+01:00",
-            "serial",
+            "serial:/dev/ttyUSB0",
             "2026-03-02T09:15:00Z",
         ]
     );
@@ -606,7 +606,7 @@ fn report_mismatches_csv_lists_open_ones_and_with_all_the_resolved_too() {
             "0.52",
             "nmol/L",
             "X99 is not in the sample manifest, nor does it match the pattern",
-            "serial",
+            "serial:/dev/ttyUSB0",
             "2026-03-02T09:15:00Z",
             "open",
         ]
@@ -627,7 +627,7 @@ fn report_mismatches_csv_lists_open_ones_and_with_all_the_resolved_too() {
             "",
             "",
             "collected 9 min after the nominal time",
-            "serial",
+            "serial:/dev/ttyUSB0",
             "2026-03-02T09:15:00Z",
             "open",
         ]
