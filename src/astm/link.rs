@@ -27,26 +27,20 @@ pub(crate) struct FrameSpan {
 /// A frame whose text cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FrameProblem {
-    /// Index into [`Reassembled::frames`].
+    /// Index into [`Session::frames`].
     pub frame: usize,
     pub file_offset: usize,
     pub text: String,
 }
 
-/// Why a session ended.
+/// How a session's bytes ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BreakKind {
-    Eot,
-    Enq,
-}
-
-/// The end of a link session: a message still open there is incomplete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SessionBreak {
-    /// Position in the joined text; records before it belong to the session.
-    pub text_pos: usize,
-    pub file_offset: usize,
-    pub kind: BreakKind,
+pub(crate) enum SessionEnd {
+    /// EOT at this offset.
+    Eot(usize),
+    /// ENQ at this offset, with frames since the last EOT: a new bid.
+    Enq(usize),
+    EndOfFile,
 }
 
 /// A tolerated link oddity, to be attached to the message whose text follows.
@@ -57,17 +51,44 @@ pub(crate) struct LinkWarning {
     pub text: String,
 }
 
-/// The joined frame texts of a file and what the link layer found.
-#[derive(Debug, Default)]
-pub(crate) struct Reassembled {
+/// The joined frame texts of one session (ENQ … EOT) and what the link layer
+/// found. Reused from session to session, so the buffer stays small and warm.
+#[derive(Debug)]
+pub(crate) struct Session {
     /// Frame texts in order, with a CR added where a frame's text ended a
-    /// record without one (`…L|1|N<ETX>`) or a session ended mid-record.
+    /// record without one (`…L|1|N<ETX>`) or the session ended mid-record.
     pub text: Vec<u8>,
     pub frames: Vec<FrameSpan>,
-    /// Sorted by frame.
+    /// In frame order.
     pub problems: Vec<FrameProblem>,
-    pub breaks: Vec<SessionBreak>,
     pub warnings: Vec<LinkWarning>,
+    pub end: SessionEnd,
+    /// Bytes outside frames that were not link control bytes.
+    pub junk: Option<std::ops::Range<usize>>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            text: Vec::new(),
+            frames: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            end: SessionEnd::EndOfFile,
+            junk: None,
+        }
+    }
+}
+
+impl Session {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.frames.clear();
+        self.problems.clear();
+        self.warnings.clear();
+        self.end = SessionEnd::EndOfFile;
+        self.junk = None;
+    }
 }
 
 /// The frame accepted last in the current session, for number checks,
@@ -76,8 +97,10 @@ pub(crate) struct Reassembled {
 struct LastFrame {
     number: u8,
     end: Option<FrameEnd>,
-    /// Index into `frames`.
+    /// Index into the session's frames.
     index: usize,
+    /// 1-based ordinal in the file, for messages.
+    ordinal: usize,
     /// Length of the frame's own text (without an added CR).
     text_len: usize,
     bad_checksum: bool,
@@ -92,32 +115,16 @@ enum Ending {
     Missing(usize),
 }
 
-struct Decoder<'a> {
+/// Reads a captured file session by session.
+pub(crate) struct LinkReader<'a> {
     input: &'a [u8],
-    out: Reassembled,
+    pos: usize,
     last: Option<LastFrame>,
     /// The frame accepted before `last`, restored when `last` is replaced.
     before_last: Option<LastFrame>,
     /// Frames read so far in the file (1-based ordinal for messages).
     frame_count: usize,
-    /// Frames appended since the last session break.
-    session_frames: usize,
     warned_simplified: bool,
-}
-
-/// Decode the link framing of a whole captured file.
-pub(crate) fn reassemble(input: &[u8], start: usize) -> Reassembled {
-    let mut d = Decoder {
-        input,
-        out: Reassembled { text: Vec::with_capacity(input.len()), ..Reassembled::default() },
-        last: None,
-        before_last: None,
-        frame_count: 0,
-        session_frames: 0,
-        warned_simplified: false,
-    };
-    d.run(start);
-    d.out
 }
 
 fn is_link_noise(b: u8) -> bool {
@@ -133,87 +140,77 @@ fn control_name(b: Option<u8>) -> &'static str {
     }
 }
 
-impl Decoder<'_> {
-    fn run(&mut self, start: usize) {
+impl<'a> LinkReader<'a> {
+    /// Start reading `input` at `start` (after a BOM).
+    pub(crate) fn new(input: &'a [u8], start: usize) -> Self {
+        LinkReader { input, pos: start, last: None, before_last: None, frame_count: 0, warned_simplified: false }
+    }
+
+    /// Read the next session into `s` (cleared first). `false` when the file
+    /// holds nothing more: no frames and no stray bytes.
+    pub(crate) fn next_session(&mut self, s: &mut Session) -> bool {
+        s.clear();
         let input = self.input;
-        let mut pos = start;
-        while pos < input.len() {
+        while self.pos < input.len() {
+            let pos = self.pos;
             let rest = input.get(pos..).unwrap_or_default();
             let Some(found) = memchr3(STX, EOT, ENQ, rest) else {
-                self.outside_frames(pos, input.len());
+                self.outside_frames(s, pos, input.len());
+                self.pos = input.len();
                 break;
             };
             let at = pos + found;
-            self.outside_frames(pos, at);
-            pos = match input.get(at).copied() {
-                Some(STX) => self.frame(at),
+            self.outside_frames(s, pos, at);
+            match input.get(at).copied() {
+                Some(STX) => self.pos = self.frame(s, at),
                 Some(kind) => {
-                    self.session_break(at, if kind == EOT { BreakKind::Eot } else { BreakKind::Enq });
-                    at + 1
+                    self.pos = at + 1;
+                    if !s.frames.is_empty() {
+                        self.end_of_session(s);
+                        s.end = if kind == EOT { SessionEnd::Eot(at) } else { SessionEnd::Enq(at) };
+                        return true;
+                    }
+                    // ENQ or EOT with no frames since the last one changes nothing.
+                    self.last = None;
+                    self.before_last = None;
                 }
                 None => break,
-            };
+            }
         }
-        self.end_of_session();
+        self.end_of_session(s);
+        s.end = SessionEnd::EndOfFile;
+        !s.frames.is_empty() || s.junk.is_some()
     }
 
     /// Bytes between frames: receiver replies and line ends are expected;
     /// anything else is ignored with a warning.
-    fn outside_frames(&mut self, from: usize, to: usize) {
+    fn outside_frames(&mut self, s: &mut Session, from: usize, to: usize) {
         let gap = self.input.get(from..to).unwrap_or_default();
         let noise = gap.iter().filter(|&&b| !is_link_noise(b)).count();
         if noise > 0 {
             let text = format!("ignored {noise} bytes outside frames: expected STX, ENQ or EOT");
-            self.warn(from, text);
+            warn(s, from, text);
+            s.junk = Some(s.junk.as_ref().map_or(from, |j| j.start)..to);
         }
-    }
-
-    fn warn(&mut self, file_offset: usize, text: String) {
-        let text_pos = self.out.text.len();
-        self.out.warnings.push(LinkWarning { text_pos, file_offset, text });
-    }
-
-    /// ENQ or EOT: the session ends (ENQ also starts the next one). Repeated
-    /// ENQ/EOT bytes with no frames between them change nothing.
-    fn session_break(&mut self, at: usize, kind: BreakKind) {
-        if self.session_frames == 0 {
-            self.last = None;
-            self.before_last = None;
-            return;
-        }
-        self.end_of_session();
-        self.out.breaks.push(SessionBreak { text_pos: self.out.text.len(), file_offset: at, kind });
     }
 
     /// A session that stops after an ETB frame lost the rest of its message.
-    fn end_of_session(&mut self) {
+    fn end_of_session(&mut self, s: &mut Session) {
         if let Some(last) = self.last.filter(|l| l.end == Some(FrameEnd::Intermediate)) {
-            let file_offset = self.out.frames.get(last.index).map_or(0, |f| f.file_start);
+            let file_offset = s.frames.get(last.index).map_or(0, |f| f.file_start);
             let text = format!(
                 "the link ended after frame {} (FN {}) ended with ETB: expected a last frame ending with ETX",
-                last.index + 1,
-                last.number
+                last.ordinal, last.number
             );
-            self.out.problems.push(FrameProblem { frame: last.index, file_offset, text });
+            s.problems.push(FrameProblem { frame: last.index, file_offset, text });
         }
-        self.end_record();
+        end_record(s);
         self.last = None;
         self.before_last = None;
-        self.session_frames = 0;
-    }
-
-    /// Make sure the joined text ends a record here.
-    fn end_record(&mut self) {
-        if self.out.text.last().is_some_and(|&b| b != CR && b != LF) {
-            self.out.text.push(CR);
-            if let Some(f) = self.out.frames.last_mut() {
-                f.text_end = self.out.text.len();
-            }
-        }
     }
 
     /// One frame starting at the STX at `start`; returns where to continue.
-    fn frame(&mut self, start: usize) -> usize {
+    fn frame(&mut self, s: &mut Session, start: usize) -> usize {
         let input = self.input;
         self.frame_count += 1;
         let ordinal = self.frame_count;
@@ -253,18 +250,16 @@ impl Decoder<'_> {
                                 char::from(fn_digit)
                             ));
                         } else if lowercase {
-                            self.warn(start, format!("frame {ordinal}: checksum in lowercase hex, accepted"));
+                            warn(s, start, format!("frame {ordinal}: checksum in lowercase hex, accepted"));
                         }
-                        next = self.trailer(next, ordinal);
+                        next = self.trailer(s, next, ordinal);
                     }
                     Err(_) if digit.is_none() => {
                         // Maglumi "simplified envelope": STX text ETX, nothing else.
                         if !self.warned_simplified {
                             self.warned_simplified = true;
-                            self.warn(
-                                start,
-                                "frame without frame number or checksum (simplified envelope), accepted".into(),
-                            );
+                            let text = "frame without frame number or checksum (simplified envelope), accepted";
+                            warn(s, start, text.into());
                         }
                         if input.get(next) == Some(&CR) && input.get(next + 1) == Some(&LF) {
                             next += 2;
@@ -287,53 +282,47 @@ impl Decoder<'_> {
                 None
             }
         };
-        self.accept(start, next, number, text, end, bad_checksum, problem, ordinal);
+        let frame = Accepted { file_start: start, file_end: next, number, text, end, bad_checksum, problem, ordinal };
+        self.accept(s, frame);
         next
     }
 
     /// `trailer = CR LF`; tolerated when missing.
-    fn trailer(&mut self, at: usize, ordinal: usize) -> usize {
+    fn trailer(&mut self, s: &mut Session, at: usize, ordinal: usize) -> usize {
         let input = self.input;
         match (input.get(at).copied(), input.get(at + 1).copied()) {
             (Some(CR), Some(LF)) => at + 2,
             (found, _) => {
                 let at_end = if found == Some(CR) || found == Some(LF) { at + 1 } else { at };
-                self.warn(at, format!("frame {ordinal}: expected CR LF after the checksum, tolerated"));
+                warn(s, at, format!("frame {ordinal}: expected CR LF after the checksum, tolerated"));
                 at_end
             }
         }
     }
 
     /// Number checks, retransmissions and NAKed attempts; then append.
-    #[allow(clippy::too_many_arguments)]
-    fn accept(
-        &mut self,
-        file_start: usize,
-        file_end: usize,
-        number: Option<u8>,
-        text: &[u8],
-        end: Option<FrameEnd>,
-        bad_checksum: bool,
-        mut problem: Option<String>,
-        ordinal: usize,
-    ) {
-        if let (Some(n), Some(last)) = (number, self.last) {
+    fn accept(&mut self, s: &mut Session, f: Accepted<'_>) {
+        let Accepted { ordinal, file_start, .. } = f;
+        let mut problem = f.problem;
+        if let (Some(n), Some(last)) = (f.number, self.last) {
             if n == last.number && last.bad_checksum {
                 // The receiver NAKed the last frame; this is its new attempt.
-                self.drop_last(last);
-                self.warn(file_start, format!("frame {ordinal} (FN {n}) replaces a frame with a bad checksum"));
-            } else if n == last.number && !bad_checksum && self.last_text(last) == text && problem.is_none() {
-                self.warn(
+                self.drop_last(s, last);
+                warn(s, file_start, format!("frame {ordinal} (FN {n}) replaces frame {} (bad checksum)", last.ordinal));
+            } else if n == last.number && !f.bad_checksum && problem.is_none() && last_text(s, last) == f.text {
+                warn(
+                    s,
                     file_start,
                     format!("frame {ordinal} (FN {n}) repeats the frame before it (lost ACK), skipped"),
                 );
                 return;
             }
         }
-        if let Some(n) = number {
+        if let Some(n) = f.number {
             match self.last {
                 None if n != 1 => {
-                    self.warn(
+                    warn(
+                        s,
                         file_start,
                         format!("frame {ordinal}: first frame number of the session is {n}, expected 1"),
                     );
@@ -343,10 +332,7 @@ impl Decoder<'_> {
                     let expected = (last.number + 1) % 8;
                     if n == expected {
                     } else if last.number == 7 && n == 1 {
-                        self.warn(
-                            file_start,
-                            format!("frame {ordinal}: frame number 1 after 7 (expected 0), accepted"),
-                        );
+                        warn(s, file_start, format!("frame {ordinal}: frame number 1 after 7 (expected 0), accepted"));
                     } else if n == 1 && last.end == Some(FrameEnd::Last) {
                         // A new message may restart at 1 (SPEC §7).
                     } else {
@@ -357,39 +343,71 @@ impl Decoder<'_> {
                 }
             }
         }
-        let text_start = self.out.text.len();
-        self.out.text.extend_from_slice(text);
-        let index = self.out.frames.len();
-        self.out.frames.push(FrameSpan { text_start, text_end: self.out.text.len(), file_start, file_end });
+        let text_start = s.text.len();
+        s.text.extend_from_slice(f.text);
+        let index = s.frames.len();
+        s.frames.push(FrameSpan { text_start, text_end: s.text.len(), file_start, file_end: f.file_end });
         if let Some(text) = problem {
-            self.out.problems.push(FrameProblem { frame: index, file_offset: file_start, text });
+            s.problems.push(FrameProblem { frame: index, file_offset: file_start, text });
         }
-        if end != Some(FrameEnd::Intermediate) {
-            self.end_record();
+        if f.end != Some(FrameEnd::Intermediate) {
+            end_record(s);
         }
-        self.session_frames += 1;
         // A frame without a number (simplified envelope) restarts the count.
         self.before_last = self.last;
-        self.last = number.map(|number| LastFrame { number, end, index, text_len: text.len(), bad_checksum });
-    }
-
-    fn last_text(&self, last: LastFrame) -> &[u8] {
-        let start = self.out.frames.get(last.index).map_or(0, |f| f.text_start);
-        self.out.text.get(start..start + last.text_len).unwrap_or_default()
+        self.last = f.number.map(|number| LastFrame {
+            number,
+            end: f.end,
+            index,
+            ordinal,
+            text_len: f.text.len(),
+            bad_checksum: f.bad_checksum,
+        });
     }
 
     /// Remove the last frame (its text, its problem); the one before it
     /// becomes the last again.
-    fn drop_last(&mut self, last: LastFrame) {
-        if let Some(f) = self.out.frames.get(last.index).copied() {
-            self.out.text.truncate(f.text_start);
-            self.out.frames.truncate(last.index);
-            while self.out.problems.last().is_some_and(|p| p.frame >= last.index) {
-                self.out.problems.pop();
+    fn drop_last(&mut self, s: &mut Session, last: LastFrame) {
+        if let Some(f) = s.frames.get(last.index).copied() {
+            s.text.truncate(f.text_start);
+            s.frames.truncate(last.index);
+            while s.problems.last().is_some_and(|p| p.frame >= last.index) {
+                s.problems.pop();
             }
-            self.session_frames = self.session_frames.saturating_sub(1);
         }
         self.last = self.before_last.take();
+    }
+}
+
+/// A frame read from the file, before the sequence checks.
+struct Accepted<'a> {
+    file_start: usize,
+    file_end: usize,
+    number: Option<u8>,
+    text: &'a [u8],
+    end: Option<FrameEnd>,
+    bad_checksum: bool,
+    problem: Option<String>,
+    ordinal: usize,
+}
+
+fn warn(s: &mut Session, file_offset: usize, text: String) {
+    let text_pos = s.text.len();
+    s.warnings.push(LinkWarning { text_pos, file_offset, text });
+}
+
+fn last_text(s: &Session, last: LastFrame) -> &[u8] {
+    let start = s.frames.get(last.index).map_or(0, |f| f.text_start);
+    s.text.get(start..start + last.text_len).unwrap_or_default()
+}
+
+/// Make sure the joined text ends a record here.
+fn end_record(s: &mut Session) {
+    if s.text.last().is_some_and(|&b| b != CR && b != LF) {
+        s.text.push(CR);
+        if let Some(f) = s.frames.last_mut() {
+            f.text_end = s.text.len();
+        }
     }
 }
 
@@ -415,11 +433,28 @@ fn find_text_end(input: &[u8], from: usize) -> Ending {
 mod tests {
     use super::*;
 
-    fn reassemble_all(input: &[u8]) -> Reassembled {
-        reassemble(input, 0)
+    /// All sessions of a file, joined.
+    fn reassemble_all(input: &[u8]) -> Session {
+        let mut reader = LinkReader::new(input, 0);
+        let mut all = Session::default();
+        let mut s = Session::default();
+        while reader.next_session(&mut s) {
+            let base = all.text.len();
+            let frames = all.frames.len();
+            all.text.extend_from_slice(&s.text);
+            all.frames.extend(s.frames.iter().map(|f| FrameSpan {
+                text_start: f.text_start + base,
+                text_end: f.text_end + base,
+                ..*f
+            }));
+            all.problems.extend(s.problems.iter().map(|p| FrameProblem { frame: p.frame + frames, ..p.clone() }));
+            all.warnings.extend(s.warnings.iter().cloned());
+            all.end = s.end;
+        }
+        all
     }
 
-    fn texts(r: &Reassembled) -> String {
+    fn texts(r: &Session) -> String {
         String::from_utf8_lossy(&r.text).into_owned()
     }
 
@@ -435,7 +470,7 @@ mod tests {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.frames.len(), 2);
         assert_eq!(r.frames.first().map(|f| (f.file_start, f.text_start)), Some((1, 0)));
-        assert_eq!(r.breaks.len(), 1);
+        assert_eq!(r.end, SessionEnd::Eot(bytes.len() - 1));
     }
 
     #[test]
@@ -463,7 +498,7 @@ mod tests {
         assert!(r.warnings.iter().any(|w| w.text.contains("replaces")));
     }
 
-    fn good_offset(r: &Reassembled) -> usize {
+    fn good_offset(r: &Session) -> usize {
         r.frames.first().map_or(0, |f| f.file_start)
     }
 

@@ -11,7 +11,7 @@ use std::ops::Range;
 use encoding_rs::WINDOWS_1252;
 use memchr::memchr2;
 
-use super::link::{BreakKind, FrameProblem, FrameSpan, LinkWarning, SessionBreak};
+use super::link::{FrameProblem, FrameSpan, LinkWarning, SessionEnd};
 use super::record::{Delimiters, Fields, KeptEscape, component, first_repeat, read_header, unescape};
 use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
 use crate::timestamp::Timestamp;
@@ -68,12 +68,15 @@ impl Locate for Framed<'_> {
 }
 
 /// What the link layer found, when the records came from frames.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct LinkFindings<'r> {
     pub frames: &'r [FrameSpan],
     pub problems: &'r [FrameProblem],
-    pub breaks: &'r [SessionBreak],
     pub warnings: &'r [LinkWarning],
+    /// Bytes outside frames that were not link control bytes.
+    pub junk: Option<Range<usize>>,
+    /// Where the text's session ended.
+    pub end: Option<SessionEnd>,
 }
 
 /// Something wrong, and where in the file.
@@ -149,7 +152,7 @@ struct Stray {
 enum Unit<'t> {
     Idle,
     Stray(Stray),
-    Message(Box<Message<'t>>),
+    Message(Message<'t>),
 }
 
 /// How a record ended in the text.
@@ -162,15 +165,13 @@ enum RecordEnd {
     EndOfText,
 }
 
-pub(crate) struct Engine<'t, 'c, L: Locate> {
+pub(crate) struct Engine<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> {
     text: &'t [u8],
     opts: ParseOptions,
-    on_message: &'c mut dyn FnMut(MessageOutcome),
+    on_message: &'c mut O,
     locate: L,
     link: LinkFindings<'t>,
     file_len: usize,
-    /// The whole text is valid UTF-8, so no message needs checking.
-    all_utf8: bool,
     number: usize,
     unit: Unit<'t>,
     pending: Vec<Pending<'t>>,
@@ -180,19 +181,55 @@ pub(crate) struct Engine<'t, 'c, L: Locate> {
     /// Problems before this index have been given to a message.
     problems_given: usize,
     warning_cursor: usize,
-    break_cursor: usize,
+    stamps: &'c mut StampCache,
+}
+
+/// The last date/times read, kept across the sessions of a file: uploads
+/// repeat the same few (one run, one registration time), and reading one is
+/// the costliest step of a record.
+#[derive(Default)]
+pub(crate) struct StampCache {
+    entries: [(u8, [u8; STAMP_KEY], Option<Timestamp>); 4],
+    next: usize,
+}
+
+/// Longest date/time text cached (`YYYYMMDDHHMMSS.SSSS+HHMM` is 24).
+const STAMP_KEY: usize = 24;
+
+impl StampCache {
+    /// A date/time field; `Err` holds the text found.
+    fn read(&mut self, field: &[u8]) -> Result<Option<Timestamp>, String> {
+        if field.is_empty() {
+            return Ok(None);
+        }
+        let hit = self.entries.iter().find(|(len, key, _)| key.get(..usize::from(*len)) == Some(field));
+        if let Some((_, _, t)) = hit {
+            return Ok(*t);
+        }
+        let t = timestamp(field)?;
+        if let (Ok(len), Some(slot)) = (u8::try_from(field.len()), self.entries.get_mut(self.next))
+            && field.len() <= STAMP_KEY
+        {
+            let mut key = [0; STAMP_KEY];
+            key.iter_mut().zip(field).for_each(|(k, &b)| *k = b);
+            *slot = (len, key, t);
+            self.next = (self.next + 1) % 4;
+        }
+        Ok(t)
+    }
 }
 
 const EXPECTED_TYPES: &str = "expected a record type H, P, O, R, C, Q, M, S or L";
 
-impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
+impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> {
+    /// `number`: outcomes reported so far in the file.
     pub(crate) fn new(
         text: &'t [u8],
         locate: L,
         link: LinkFindings<'t>,
-        file_len: usize,
+        (file_len, number): (usize, usize),
         opts: &ParseOptions,
-        on_message: &'c mut dyn FnMut(MessageOutcome),
+        (on_message, stamps): (&'c mut O, &'c mut StampCache),
     ) -> Self {
         Engine {
             text,
@@ -201,24 +238,24 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
             locate,
             link,
             file_len,
-            all_utf8: std::str::from_utf8(text).is_ok(),
-            number: 0,
+            number,
             unit: Unit::Idle,
             pending: Vec::new(),
             comments: Vec::new(),
             problem_cursor: 0,
             problems_given: 0,
             warning_cursor: 0,
-            break_cursor: 0,
+            stamps,
         }
     }
 
     /// Split the text into records (CR, LF, CR LF or LF CR) and feed them.
-    pub(crate) fn run(mut self, start: usize) {
+    /// Returns the number of outcomes reported so far in the file.
+    pub(crate) fn run(mut self, start: usize) -> usize {
         let text = self.text;
+        let before = self.number;
         let mut pos = start;
         while pos < text.len() {
-            self.breaks_before(pos);
             let rest = text.get(pos..).unwrap_or_default();
             let (record, next, end) = match memchr2(b'\r', b'\n', rest) {
                 Some(len) => {
@@ -233,8 +270,16 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
             self.record(record, pos, next, end);
             pos = next;
         }
-        self.breaks_before(usize::MAX);
-        self.end_of_input();
+        self.end_of_text();
+        if self.number == before
+            && let Some(junk) = self.link.junk.clone()
+        {
+            // A session of nothing but stray bytes: say so rather than pass silently.
+            let number = self.next_number();
+            let text = format!("expected frames (STX … ETX) or ENQ/EOT, found {} bytes of other data", junk.len());
+            self.emit(Err(MessageError { number, offset: junk.start, span: junk, text }));
+        }
+        self.number
     }
 
     fn emit(&mut self, outcome: MessageOutcome) {
@@ -246,27 +291,16 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
         self.number
     }
 
-    /// Session ends (EOT/ENQ) that come before `pos`.
-    fn breaks_before(&mut self, pos: usize) {
-        while let Some(b) = self.link.breaks.get(self.break_cursor).copied().filter(|b| b.text_pos <= pos) {
-            self.break_cursor += 1;
-            self.orphan_problems(b.text_pos);
-            self.link_warnings_into_message(b.text_pos);
-            let text = match b.kind {
-                BreakKind::Eot => "session ended (EOT) before the message's L record",
-                BreakKind::Enq => "a new session (ENQ) started before the message's L record",
-            };
-            self.close_unit(Problem { offset: b.file_offset, text: text.into() });
-        }
-    }
-
-    fn end_of_input(&mut self) {
+    /// The end of the text: the end of a session (EOT/ENQ) or of the file.
+    fn end_of_text(&mut self) {
         self.orphan_problems(usize::MAX);
-        let fallback = Problem {
-            offset: self.file_len,
-            text: "message has no L record: expected L|1 before the end of the file".into(),
+        self.link_warnings_into_message(usize::MAX);
+        let (offset, text) = match self.link.end {
+            Some(SessionEnd::Eot(at)) => (at, "session ended (EOT) before the message's L record"),
+            Some(SessionEnd::Enq(at)) => (at, "a new session (ENQ) started before the message's L record"),
+            _ => (self.file_len, "message has no L record: expected L|1 before the end of the file"),
         };
-        self.close_unit(fallback);
+        self.close_unit(Problem { offset, text: text.into() });
     }
 
     /// Close whatever is open: a message without its L is an error.
@@ -274,7 +308,7 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
         match std::mem::replace(&mut self.unit, Unit::Idle) {
             Unit::Idle => {}
             Unit::Stray(stray) => self.emit_stray(stray),
-            Unit::Message(m) => self.emit_broken(*m, missing_l),
+            Unit::Message(m) => self.emit_broken(m, missing_l),
         }
     }
 
@@ -462,7 +496,7 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
             }
             Err(text) => m.error = Some(Problem { offset, text }),
         }
-        self.unit = Unit::Message(Box::new(m));
+        self.unit = Unit::Message(m);
     }
 
     /// P, O, R, C, Q, M or S inside a message.
@@ -489,7 +523,7 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
             }
             b'O' => {
                 let f = Fields::<12>::split(record, d.field, 1);
-                match timestamp(f.get(8)) {
+                match self.stamps.read(f.get(8)) {
                     Ok(collected) => {
                         let sample = id_component(f.get(3), f.get(4), &d);
                         m.order = Some(Order { sample, collected, qc: is_q(f.get(12), &d) });
@@ -509,7 +543,7 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
                     return;
                 };
                 let f = Fields::<13>::split(record, d.field, 1);
-                let resulted = match timestamp(f.get(13)) {
+                let resulted = match self.stamps.read(f.get(13)) {
                     Ok(t) => t,
                     Err(found) => {
                         m.error = Some(Problem {
@@ -556,7 +590,6 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
     /// The L record: the message is complete.
     fn finish(&mut self, re: usize) {
         let Unit::Message(m) = std::mem::replace(&mut self.unit, Unit::Idle) else { return };
-        let m = *m;
         let Some(d) = m.delimiters.filter(|_| m.error.is_none() && m.link_error.is_none()) else {
             let fallback = Problem { offset: m.span_start, text: "broken message".into() };
             self.emit_broken(m, fallback);
@@ -565,8 +598,10 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
         let number = self.next_number();
         let mut warnings = m.warnings;
         let bytes = self.text.get(m.text_start..re).unwrap_or_default();
-        let utf8 = self.all_utf8 || std::str::from_utf8(bytes).is_ok();
-        if !utf8 {
+        // Validated once here, so that leaves are sliced from it without
+        // validating each again.
+        let utf8 = std::str::from_utf8(bytes).ok();
+        if utf8.is_none() {
             warnings.push(Warning {
                 offset: m.span_start,
                 text: "message is not valid UTF-8: decoded as Windows-1252".into(),
@@ -586,13 +621,12 @@ impl<'t, 'c, L: Locate> Engine<'t, 'c, L> {
                 Some(v) => value::interpret(v, self.opts.decimal_comma),
                 None => (None, None),
             };
-            let comments = self
-                .comments
-                .get(p.comments.clone())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|c| leaves.joined(c.text, c.offset, true))
-                .collect();
+            let attached = self.comments.get(p.comments.clone()).unwrap_or_default();
+            let mut comments = Vec::new();
+            if !attached.is_empty() {
+                comments.reserve_exact(attached.len());
+                comments.extend(attached.iter().filter_map(|c| leaves.joined(c.text, c.offset, true)));
+            }
             results.push(LabResult {
                 sender: sender.clone(),
                 sample_id: leaves.id(p.sample, p.offset),
@@ -642,14 +676,15 @@ fn timestamp(field: &[u8]) -> Result<Option<Timestamp>, String> {
 
 /// Turns raw leaf bytes into strings for one message: escapes decoded per
 /// component, then the message's character set.
-struct Leaves {
+struct Leaves<'t> {
     d: Delimiters,
-    utf8: bool,
+    /// The message's text, when it is valid UTF-8 (else: Windows-1252).
+    utf8: Option<&'t str>,
     warnings: Vec<Warning>,
     kept: Vec<KeptEscape>,
 }
 
-impl Leaves {
+impl Leaves<'_> {
     /// An identifier: one component, trimmed; `None` when blank.
     fn id(&mut self, raw: &[u8], offset: usize) -> Option<String> {
         let raw = raw.trim_ascii();
@@ -658,15 +693,8 @@ impl Leaves {
         }
         let bytes = unescape(raw, &self.d, &mut self.kept);
         self.report_kept(offset);
-        let text = self.decode(&bytes);
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            None
-        } else if trimmed.len() == text.len() {
-            Some(text)
-        } else {
-            Some(trimmed.to_owned())
-        }
+        let bytes = bytes.trim_ascii();
+        if bytes.is_empty() { None } else { Some(self.decode(bytes)) }
     }
 
     /// A whole field: components joined with `^` and repeats with `\` (the
@@ -679,13 +707,11 @@ impl Leaves {
         }
         let d = self.d;
         let simple = !field.iter().any(|&b| b == d.repeat || b == d.component || Some(b) == d.escape);
-        let text = if simple {
-            if field.trim_ascii().is_empty() {
-                return None;
-            }
-            self.decode(field)
+        let mut out = Vec::new();
+        let bytes = if simple {
+            field
         } else {
-            let mut out = Vec::with_capacity(field.len());
+            out.reserve(field.len());
             let mut repeat_gap = 0;
             for (ri, repeat) in field.split(|&b| b == d.repeat).enumerate() {
                 if ri > 0 {
@@ -712,21 +738,10 @@ impl Leaves {
                 }
             }
             self.report_kept(offset);
-            if out.trim_ascii().is_empty() {
-                return None;
-            }
-            self.decode(&out)
+            &out
         };
-        if trim {
-            let trimmed = text.trim();
-            if trimmed.is_empty() {
-                return None;
-            }
-            if trimmed.len() != text.len() {
-                return Some(trimmed.to_owned());
-            }
-        }
-        Some(text)
+        let bytes = if trim { bytes.trim_ascii() } else { bytes };
+        if bytes.trim_ascii().is_empty() { None } else { Some(self.decode(bytes)) }
     }
 
     fn report_kept(&mut self, offset: usize) {
@@ -736,11 +751,22 @@ impl Leaves {
     }
 
     fn decode(&self, bytes: &[u8]) -> String {
-        if self.utf8
-            && let Ok(s) = std::str::from_utf8(bytes)
-        {
-            return s.to_owned();
+        if let Some(text) = self.utf8 {
+            if let Some(s) = sub_str(text, bytes) {
+                return s.to_owned();
+            }
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                return s.to_owned();
+            }
         }
         WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned()
     }
+}
+
+/// `part` as text when it is a slice of `whole` (already validated), so it
+/// needs no second UTF-8 check; `None` for bytes from elsewhere (decoded
+/// escapes) or not on character boundaries.
+fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(part.len())?)
 }

@@ -39,7 +39,7 @@ pub use frame::{Frame, FrameEnd, checksum, encode_frames};
 pub use record::{Delimiters, escape, unescape};
 
 use crate::model::{MessageOutcome, ParseOptions};
-use message::{Engine, Framed, LinkFindings, Unframed};
+use message::{Engine, Framed, LinkFindings, StampCache, Unframed};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -53,17 +53,26 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub fn parse_file(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) {
     let start = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let body = input.get(start..).unwrap_or_default();
+    let mut stamps = StampCache::default();
     if is_framed(body) {
-        let joined = link::reassemble(input, start);
-        let findings = LinkFindings {
-            frames: &joined.frames,
-            problems: &joined.problems,
-            breaks: &joined.breaks,
-            warnings: &joined.warnings,
-        };
-        Engine::new(&joined.text, Framed::new(&joined.frames), findings, input.len(), opts, on_message).run(0);
+        let mut reader = link::LinkReader::new(input, start);
+        let mut session = link::Session::default();
+        let mut number = 0;
+        while reader.next_session(&mut session) {
+            let findings = LinkFindings {
+                frames: &session.frames,
+                problems: &session.problems,
+                warnings: &session.warnings,
+                junk: session.junk.clone(),
+                end: Some(session.end),
+            };
+            let locate = Framed::new(&session.frames);
+            let sinks = (&mut *on_message, &mut stamps);
+            number = Engine::new(&session.text, locate, findings, (input.len(), number), opts, sinks).run(0);
+        }
     } else {
-        Engine::new(input, Unframed, LinkFindings::default(), input.len(), opts, on_message).run(start);
+        let sinks = (on_message, &mut stamps);
+        Engine::new(input, Unframed, LinkFindings::default(), (input.len(), 0), opts, sinks).run(start);
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr_iter;
 use nom::bytes::complete::{tag, take, take_till};
 use nom::combinator::{opt, rest};
 use nom::{IResult, Parser};
@@ -85,15 +84,15 @@ impl Delimiters {
     /// Distinct, not alphanumeric, not CR/LF.
     pub fn check(&self) -> Result<(), String> {
         let all = [Some(self.field), Some(self.repeat), Some(self.component), self.escape];
-        let set: Vec<u8> = all.iter().flatten().copied().collect();
-        for (i, &d) in set.iter().enumerate() {
+        for (i, d) in all.iter().enumerate() {
+            let Some(d) = *d else { continue };
             if d.is_ascii_alphanumeric() || d == b'\r' || d == b'\n' {
                 return Err(format!(
                     "H.2 delimiter definition: expected delimiters that are not letters, digits, CR or LF, found {:?}",
                     char::from(d)
                 ));
             }
-            if set.iter().skip(i + 1).any(|&other| other == d) {
+            if all.iter().skip(i + 1).any(|&other| other == Some(d)) {
                 return Err(format!(
                     "H.2 delimiter definition: expected four different delimiters, found {:?} twice",
                     char::from(d)
@@ -121,13 +120,11 @@ impl<'a, const N: usize> Fields<'a, N> {
     /// the record type letter is field 1).
     pub fn split(text: &'a [u8], field_delimiter: u8, first: usize) -> Self {
         let mut fields: [&'a [u8]; N] = [&[]; N];
-        let mut start = 0;
         let mut slots = fields.iter_mut();
-        for at in memchr_iter(field_delimiter, text) {
-            match slots.next() {
-                Some(slot) => *slot = text.get(start..at).unwrap_or_default(),
-                None => return Fields { fields, first },
-            }
+        let mut start = 0;
+        for at in DelimiterPositions::new(text, field_delimiter) {
+            let Some(slot) = slots.next() else { return Fields { fields, first } };
+            *slot = text.get(start..at).unwrap_or_default();
             start = at + 1;
         }
         if let Some(slot) = slots.next() {
@@ -139,6 +136,65 @@ impl<'a, const N: usize> Fields<'a, N> {
     /// Field `number` (LIS02 numbering), empty if absent or not held.
     pub fn get(&self, number: usize) -> &'a [u8] {
         number.checked_sub(self.first).and_then(|i| self.fields.get(i)).copied().unwrap_or_default()
+    }
+}
+
+/// Positions of one byte in a record, found eight bytes at a time: fields
+/// are short, so restarting a SIMD search for each would cost more than it
+/// saves, and a byte-at-a-time loop is slower still.
+struct DelimiterPositions<'a> {
+    text: &'a [u8],
+    /// Offset of the current word in `text`.
+    word_start: usize,
+    /// High bit set in each byte of the current word that is the delimiter.
+    matches: u64,
+    pattern: u64,
+}
+
+const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+
+impl<'a> DelimiterPositions<'a> {
+    fn new(text: &'a [u8], delimiter: u8) -> Self {
+        let pattern = u64::from_le_bytes([delimiter; 8]);
+        let mut it = DelimiterPositions { text, word_start: 0, matches: 0, pattern };
+        it.matches = it.word_matches(0);
+        it
+    }
+
+    /// The matches in the word at `start` (short words padded with bytes
+    /// that cannot match).
+    fn word_matches(&self, start: usize) -> u64 {
+        let chunk = self.text.get(start..).unwrap_or_default();
+        let word = match chunk.first_chunk::<8>() {
+            Some(word) => *word,
+            None => {
+                let mut word = (!self.pattern).to_le_bytes();
+                for (w, &b) in word.iter_mut().zip(chunk) {
+                    *w = b;
+                }
+                word
+            }
+        };
+        // Exact zero-byte test on word XOR pattern: no false positives.
+        let v = u64::from_le_bytes(word) ^ self.pattern;
+        !(((v & LOW7) + LOW7) | v | LOW7)
+    }
+}
+
+impl Iterator for DelimiterPositions<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.matches == 0 {
+            self.word_start += 8;
+            if self.word_start >= self.text.len() {
+                return None;
+            }
+            self.matches = self.word_matches(self.word_start);
+        }
+        let byte = (self.matches.trailing_zeros() / 8) as usize;
+        self.matches &= self.matches - 1;
+        Some(self.word_start + byte)
     }
 }
 
@@ -299,6 +355,21 @@ mod tests {
         assert_eq!((tail.get(2), tail.get(3)), (&b"1"[..], &b""[..]));
         let h = Fields::<3>::split(b"CTL||sender^1", b'|', 3);
         assert_eq!((h.get(3), h.get(5), h.get(2)), (&b"CTL"[..], &b"sender^1"[..], &b""[..]));
+    }
+
+    #[test]
+    fn delimiter_positions_match_a_plain_search() {
+        let text: Vec<u8> =
+            (0..200u32).map(|i| if (i * 7 + i / 3) % 5 == 0 { b'|' } else { b'a' + (i % 26) as u8 }).collect();
+        for len in 0..text.len() {
+            let part = text.get(..len).unwrap_or_default();
+            let fast: Vec<usize> = DelimiterPositions::new(part, b'|').collect();
+            let plain: Vec<usize> = part.iter().enumerate().filter(|(_, b)| **b == b'|').map(|(i, _)| i).collect();
+            assert_eq!(fast, plain, "len {len}");
+        }
+        let high: Vec<usize> = DelimiterPositions::new(b"\xFF|\x80|\x7F||", b'|').collect();
+        assert_eq!(high, [1, 3, 5, 6]);
+        assert_eq!(DelimiterPositions::new(b"\xB5\xB5", 0xB5).count(), 2);
     }
 
     #[test]
