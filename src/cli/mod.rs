@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingest;
 pub mod parse;
 pub mod report;
+pub mod verify;
 
 /// How a command ended, as the exit code scripts rely on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,6 +61,8 @@ enum Command {
     CheckConfig,
     /// Push files through the same pipeline as the watch folder; the files are left where they are.
     Ingest(ingest::IngestArgs),
+    /// Recompute the audit log's hash chain and report the first broken row, if any (exit 1 when broken).
+    VerifyAudit,
     /// Load study data: participants, visits or samples (idempotent, audited).
     Import(import::ImportArgs),
     /// Reports for data managers: mismatches.
@@ -86,6 +89,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Parse(args) => parse::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::CheckConfig => check_config::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Ingest(args) => ingest::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::VerifyAudit => verify::run(&config_path, &mut stdout.lock()),
         Command::Import(args) => import::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),

@@ -219,3 +219,18 @@ OBX|1|NM|1986-9^C peptide^LN||0.6|nmol/L|||||C\r",
     assert_eq!(String::from_utf8_lossy(&after.stdout), String::from_utf8_lossy(&s.run(&["export", "results"]).stdout));
     assert_eq!(csv_rows(&String::from_utf8_lossy(&after.stdout)).len(), rows.len());
 }
+
+#[test]
+fn verify_audit_reports_an_intact_chain_after_real_work() {
+    let s = Study::new();
+    let participants = s.file("participants.csv", "participant\nU07\n");
+    assert_eq!(s.run(&["import", "participants", path(&participants)]).status.code(), Some(0));
+    let upload = s.file("u.astm", "H|\\^&|||cobas-e411\rP|1\rO|1|U07-V4-T0\rR|1|^^^CPEP|0.4|nmol/L||||F\rL|1\r");
+    s.run(&["ingest", path(&upload)]);
+    let out = s.run(&["verify-audit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.starts_with("audit chain intact: "), "{said}");
+    let rows: u32 = said.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(rows >= 7, "import, store, receive, parse, observe, accept and process were all audited: {said}");
+}
