@@ -166,8 +166,8 @@ impl<'a> LinkReader<'a> {
                 Some(kind) => {
                     self.pos = at + 1;
                     if !s.frames.is_empty() {
-                        self.end_of_session(s);
                         s.end = if kind == EOT { SessionEnd::Eot(at) } else { SessionEnd::Enq(at) };
+                        self.end_of_session(s);
                         return true;
                     }
                     // ENQ or EOT with no frames since the last one changes nothing.
@@ -177,8 +177,8 @@ impl<'a> LinkReader<'a> {
                 None => break,
             }
         }
-        self.end_of_session(s);
         s.end = SessionEnd::EndOfFile;
+        self.end_of_session(s);
         !s.frames.is_empty() || s.junk.is_some()
     }
 
@@ -198,8 +198,13 @@ impl<'a> LinkReader<'a> {
     fn end_of_session(&mut self, s: &mut Session) {
         if let Some(last) = self.last.filter(|l| l.end == Some(FrameEnd::Intermediate)) {
             let file_offset = s.frames.get(last.index).map_or(0, |f| f.file_start);
+            let ended = match s.end {
+                SessionEnd::Eot(_) => "session ended (EOT)",
+                SessionEnd::Enq(_) => "a new session (ENQ) started",
+                SessionEnd::EndOfFile => "the file ended",
+            };
             let text = format!(
-                "the link ended after frame {} (FN {}) ended with ETB: expected a last frame ending with ETX",
+                "{ended} after frame {} (FN {}) ended with ETB: expected a last frame ending with ETX",
                 last.ordinal, last.number
             );
             s.problems.push(FrameProblem { frame: last.index, file_offset, text });
@@ -533,7 +538,8 @@ mod tests {
         bytes.push(EOT);
         let r = reassemble_all(&bytes);
         assert_eq!(texts(&r), "H|\\^&\rP|\r");
-        assert!(r.problems.first().is_some_and(|p| p.text.contains("expected a last frame ending with ETX")));
+        assert!(r.problems.first().is_some_and(|p| p.text
+            == "session ended (EOT) after frame 1 (FN 1) ended with ETB: expected a last frame ending with ETX"));
     }
 
     #[test]
