@@ -360,8 +360,9 @@ pub(crate) struct CharsetChoice {
     pub warnings: Vec<(Option<usize>, String)>,
 }
 
-/// Choose the character set from MSH-18 (its repetitions, already split and
-/// trimmed) and MSH-20, checking it against the message bytes.
+/// Choose the character set from MSH-18 (`first` repetition; `alternates`
+/// when more are listed) and MSH-20, checking it against the message bytes
+/// (`utf8_error`: where the bytes stop being UTF-8, `None` when they are).
 ///
 /// Absent, `ASCII`, `UNICODE UTF-8`: UTF-8, falling back per value to
 /// Windows-1252 when bytes are not UTF-8 (labs send raw Latin-1 with no
@@ -369,10 +370,15 @@ pub(crate) struct CharsetChoice {
 /// which no Latin text is by accident, so the declaration is wrong and UTF-8
 /// is used (with a warning). Sets where an ASCII byte can be half of a
 /// character, and ISO 2022 switching, are errors.
-pub(crate) fn choose_charset(sets: &[&str], msh20: &str, message: &[u8]) -> Result<CharsetChoice, String> {
+pub(crate) fn choose_charset(
+    first: &str,
+    alternates: bool,
+    msh20: &str,
+    message: &[u8],
+    utf8_error: Option<usize>,
+) -> Result<CharsetChoice, String> {
     let mut warnings = Vec::new();
-    let first = sets.first().copied().unwrap_or("");
-    if sets.len() > 1 {
+    if alternates {
         if !msh20.is_empty() {
             return Err(format!(
                 "MSH-18/MSH-20: character set switching ({msh20}) is not supported: expected one character set"
@@ -381,51 +387,51 @@ pub(crate) fn choose_charset(sets: &[&str], msh20: &str, message: &[u8]) -> Resu
         warnings
             .push((None, "MSH-18 lists alternate character sets without MSH-20; only the first is used".to_owned()));
     }
-    let upper = first.to_ascii_uppercase();
-    let declared: Option<&'static Encoding> = match upper.as_str() {
-        "" | "ASCII" | "ISO IR6" | "UNICODE UTF-8" | "UTF-8" | "UNICODE" => None,
-        "8859/1" | "ISO IR100" => Some(WINDOWS_1252),
-        s if s.starts_with("8859/") => {
-            let label = format!("iso-8859-{}", s.trim_start_matches("8859/"));
+    let is = |name: &str| first.eq_ignore_ascii_case(name);
+    let declared: Option<&'static Encoding> =
+        if ["", "ASCII", "ISO IR6", "UNICODE UTF-8", "UTF-8", "UNICODE"].into_iter().any(is) {
+            None
+        } else if is("8859/1") || is("ISO IR100") {
+            Some(WINDOWS_1252)
+        } else if let Some(part) = first.strip_prefix("8859/") {
+            let label = format!("iso-8859-{part}");
             match Encoding::for_label(label.as_bytes()) {
                 Some(enc) => Some(enc),
                 None => return Err(format!("MSH-18 character set \"{first}\" is not supported")),
             }
-        }
-        "ISO IR14" | "ISO IR87" | "ISO IR159" | "GB 18030-2000" | "KS X 1001" | "CNS 11643-1992" | "BIG-5"
-        | "UNICODE UTF-16" | "UNICODE UTF-32" => {
+        } else if ["ISO IR14", "ISO IR87", "ISO IR159", "GB 18030-2000", "KS X 1001", "CNS 11643-1992", "BIG-5"]
+            .into_iter()
+            .chain(["UNICODE UTF-16", "UNICODE UTF-32"])
+            .any(is)
+        {
             return Err(format!(
                 "MSH-18 character set \"{first}\" is not supported: expected ASCII, 8859/n or UNICODE UTF-8"
             ));
-        }
-        _ => {
+        } else {
             warnings.push((None, format!("MSH-18 character set \"{first}\" is unknown; read as UTF-8")));
             None
-        }
-    };
-    if message.is_ascii() {
-        let charset = declared.map_or(Charset::Utf8 { valid: true }, Charset::Single);
-        return Ok(CharsetChoice { charset, warnings });
-    }
-    let utf8 = std::str::from_utf8(message);
-    match (declared, utf8) {
-        (None, Ok(_)) => {
-            if upper == "ASCII" {
+        };
+    let utf8 = Charset::Utf8 { valid: true };
+    match (declared, utf8_error) {
+        (None, None) => {
+            if is("ASCII") && !message.is_ascii() {
                 warnings
                     .push((None, "MSH-18 says ASCII but the message has non-ASCII bytes; read as UTF-8".to_owned()));
             }
-            Ok(CharsetChoice { charset: Charset::Utf8 { valid: true }, warnings })
+            Ok(CharsetChoice { charset: utf8, warnings })
         }
-        (None, Err(e)) => {
+        (None, Some(at)) => {
             let text = "bytes are not valid UTF-8; values holding them are read as Windows-1252".to_owned();
-            warnings.push((Some(e.valid_up_to()), text));
+            warnings.push((Some(at), text));
             Ok(CharsetChoice { charset: Charset::Utf8 { valid: false }, warnings })
         }
-        (Some(_), Ok(_)) => {
-            warnings.push((None, format!("MSH-18 says {first} but the bytes are valid UTF-8; read as UTF-8")));
-            Ok(CharsetChoice { charset: Charset::Utf8 { valid: true }, warnings })
+        (Some(_), None) => {
+            if !message.is_ascii() {
+                warnings.push((None, format!("MSH-18 says {first} but the bytes are valid UTF-8; read as UTF-8")));
+            }
+            Ok(CharsetChoice { charset: utf8, warnings })
         }
-        (Some(enc), Err(_)) => Ok(CharsetChoice { charset: Charset::Single(enc), warnings }),
+        (Some(enc), Some(_)) => Ok(CharsetChoice { charset: Charset::Single(enc), warnings }),
     }
 }
 
@@ -532,18 +538,26 @@ mod tests {
 
     #[test]
     fn charset_choice_follows_msh18_and_the_bytes() {
-        let c = |sets: &[&str], bytes: &[u8]| choose_charset(sets, "", bytes).unwrap();
-        assert_eq!(c(&[], b"abc").charset, Charset::Utf8 { valid: true });
-        let latin = c(&[], b"10^6/\xB5l");
+        let c = |first: &str, bytes: &[u8]| {
+            let error = std::str::from_utf8(bytes).err().map(|e| e.valid_up_to());
+            choose_charset(first, false, "", bytes, error).unwrap()
+        };
+        assert_eq!(c("", b"abc").charset, Charset::Utf8 { valid: true });
+        assert!(c("", b"abc").warnings.is_empty());
+        let latin = c("", b"10^6/\xB5l");
         assert_eq!(latin.charset, Charset::Utf8 { valid: false });
         assert_eq!(latin.warnings.first().and_then(|w| w.0), Some(5));
         assert_eq!(latin.charset.decode(b"\xB5l").0, "µl");
-        assert_eq!(c(&["8859/1"], b"\xB5").charset, Charset::Single(WINDOWS_1252));
-        let mismatch = c(&["8859/1"], "µ".as_bytes());
+        assert_eq!(c("8859/1", b"\xB5").charset, Charset::Single(WINDOWS_1252));
+        assert!(c("8859/1", b"plain").warnings.is_empty());
+        let mismatch = c("8859/1", "µ".as_bytes());
         assert_eq!(mismatch.charset, Charset::Utf8 { valid: true });
         assert_eq!(mismatch.warnings.len(), 1);
-        assert!(choose_charset(&["ASCII", "ISO IR87"], "ISO 2022-1994", b"x").is_err());
-        assert!(choose_charset(&["UNICODE UTF-16"], "", b"x").is_err());
-        assert!(c(&["8859/2"], b"\xB5").charset != Charset::Single(WINDOWS_1252));
+        assert_eq!(c("ASCII", "µ".as_bytes()).warnings.len(), 1);
+        assert!(choose_charset("ASCII", true, "ISO 2022-1994", b"x", None).is_err());
+        assert_eq!(choose_charset("ASCII", true, "", b"x", None).map(|c| c.warnings.len()), Ok(1));
+        assert!(choose_charset("UNICODE UTF-16", false, "", b"x", None).is_err());
+        assert!(c("8859/2", b"\xB5").charset != Charset::Single(WINDOWS_1252));
+        assert_eq!(c("unicode utf-8", b"x").charset, Charset::Utf8 { valid: true });
     }
 }

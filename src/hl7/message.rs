@@ -21,7 +21,7 @@ use std::ops::Range;
 use memchr::memchr;
 
 use super::encoding::{Charset, Delimiters, choose_charset, read_msh_delimiters, show, unescape_into};
-use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, piece, valid_id};
+use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, find, piece, valid_id};
 use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning, line_at};
 use crate::timestamp::Timestamp;
 use crate::value::{self, Comparator, Number};
@@ -116,15 +116,27 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     let msh = Fields::split_msh(header.bytes, d.field);
 
     let msh18 = msh.get(18);
-    let sets: Vec<&str> = msh18
-        .split(|&b| b == d.repetition)
-        .map(|set| std::str::from_utf8(set).unwrap_or("?").trim())
-        .filter(|set| !set.is_empty())
-        .collect();
-    let msh20 = std::str::from_utf8(msh.get(20)).unwrap_or("?").trim();
-    let choice = choose_charset(&sets, msh20, bytes).map_err(|text| Fail { offset: offset_in(input, msh18), text })?;
+    let mut sets = msh18.split(|&b| b == d.repetition).map(trim_ascii).filter(|set| !set.is_empty());
+    let first = sets.next().map_or("", |set| std::str::from_utf8(set).unwrap_or("?"));
+    let alternates = sets.next().is_some();
+    let msh20 = std::str::from_utf8(trim_ascii(msh.get(20))).unwrap_or("?");
+    // One UTF-8 check per message; leaves then borrow from it.
+    let text = std::str::from_utf8(bytes);
+    let utf8_error = text.as_ref().err().map(|e| e.valid_up_to());
+    let choice = choose_charset(first, alternates, msh20, bytes, utf8_error)
+        .map_err(|text| Fail { offset: offset_in(input, msh18), text })?;
 
-    let mut r = Reader { input, d, charset: choice.charset, opts: *opts, warnings: Vec::new(), scratch: Vec::new() };
+    let mut r = Reader {
+        input,
+        base: unit.range.start,
+        text: text.ok(),
+        d,
+        charset: choice.charset,
+        opts: *opts,
+        warnings: Vec::new(),
+        scratch: Vec::new(),
+        stamps: [None; 4],
+    };
     if mode == Mode::Lf && unit.has_lf {
         r.warn(header.offset, "segments end with LF, not CR");
     }
@@ -145,6 +157,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
         group: None,
         specimen: None,
         comments_open: false,
+        pending: Vec::new(),
         results: Vec::new(),
     };
     let raw_lf_possible = mode == Mode::Cr && unit.bare_lf;
@@ -156,6 +169,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
             r.warn(seg.offset + at, "raw control character in value (LF): CR ends segments in this message");
         }
         if layout.is_some() {
+            let id: [u8; 3] = id.try_into().unwrap_or([0; 3]);
             walk.segment(&mut r, id, seg)?;
         }
     }
@@ -166,11 +180,18 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
 /// Decoding context for one message: its delimiters and character set.
 struct Reader<'a> {
     input: &'a [u8],
+    /// Offset of the message in `input`.
+    base: usize,
+    /// The message as text, when it is valid UTF-8 (values borrow from it).
+    text: Option<&'a str>,
     d: Delimiters,
     charset: Charset,
     opts: ParseOptions,
     warnings: Vec<Warning>,
     scratch: Vec<u8>,
+    /// The last date/times read (raw text and value): the same stamp is
+    /// usually repeated in OBR-7, OBX-14 and SPM-17.
+    stamps: [Option<(&'a [u8], Option<Timestamp>)>; 4],
 }
 
 fn is_null(field: &[u8]) -> bool {
@@ -211,7 +232,10 @@ impl<'a> Reader<'a> {
             self.warn(at, format!("value truncated by sender (ends with the truncation character {})", char::from(t)));
         }
         let plain_join = !join || (d.component == b'^' && d.subcomponent == b'&');
-        if plain_join && memchr(d.escape, raw).is_none() {
+        if plain_join && find(d.escape, raw).is_none() {
+            if let Some(text) = self.borrow(raw) {
+                return Cow::Borrowed(text);
+            }
             let (text, fell_back) = self.charset.decode(raw);
             if fell_back && self.charset == (Charset::Utf8 { valid: true }) {
                 self.warn(self.at(raw), "value bytes are not valid UTF-8; read as Windows-1252");
@@ -230,6 +254,12 @@ impl<'a> Reader<'a> {
             self.warn(base, "decoded value is not valid UTF-8; read as Windows-1252");
         }
         text
+    }
+
+    /// `raw` as text without copying, when the message is valid UTF-8.
+    fn borrow(&self, raw: &[u8]) -> Option<&'a str> {
+        let start = self.at(raw).checked_sub(self.base)?;
+        self.text?.get(start..start + raw.len())
     }
 
     /// A decoded text value as sent; `None` when empty.
@@ -257,8 +287,17 @@ impl<'a> Reader<'a> {
         if raw.is_empty() {
             return Ok(None);
         }
+        if let Some((_, stamp)) = self.stamps.iter().flatten().find(|(seen, _)| *seen == raw) {
+            return Ok(*stamp);
+        }
         let text = self.decode(raw, false);
-        Timestamp::parse(&text).map_err(|e| Fail { offset: self.at(raw), text: format!("{field}: {e}") })
+        let stamp =
+            Timestamp::parse(&text).map_err(|e| Fail { offset: self.at(raw), text: format!("{field}: {e}") })?;
+        self.stamps.rotate_right(1);
+        if let Some(slot) = self.stamps.first_mut() {
+            *slot = Some((raw, stamp));
+        }
+        Ok(stamp)
     }
 
     /// Header checks that warn; returns the result layout when the message
@@ -267,11 +306,14 @@ impl<'a> Reader<'a> {
         let msh9 = msh.get(9);
         let code = trim_ascii(self.component(msh9, 0));
         let event = trim_ascii(self.component(msh9, 1));
-        let upper = |s: &[u8]| s.to_ascii_uppercase();
-        let layout = match (upper(code).as_slice(), upper(event).as_slice()) {
-            (b"ORU", b"R01" | b"") | (b"OUL", b"R21") => Some(Layout::SpecimenAfter),
-            (b"OUL", b"R22") => Some(Layout::SpecimenBefore),
-            _ => None,
+        let is = |s: &[u8], name: &str| s.eq_ignore_ascii_case(name.as_bytes());
+        let layout = if is(code, "ORU") && (event.is_empty() || is(event, "R01")) || is(code, "OUL") && is(event, "R21")
+        {
+            Some(Layout::SpecimenAfter)
+        } else if is(code, "OUL") && is(event, "R22") {
+            Some(Layout::SpecimenBefore)
+        } else {
+            None
         };
         if layout.is_none() {
             let name = match (code.is_empty(), event.is_empty()) {
@@ -328,10 +370,10 @@ struct Pending {
     observed: Option<Timestamp>,
 }
 
+/// The current order group; its results wait in `Walk::pending`.
 struct Group {
     order: Order,
     specimen: Option<Specimen>,
-    pending: Vec<Pending>,
 }
 
 /// The walk over one message's segments.
@@ -345,18 +387,20 @@ struct Walk {
     specimen: Option<Specimen>,
     /// The last result OBX can still take NTE comments.
     comments_open: bool,
+    /// Results of the current group (a buffer reused across groups).
+    pending: Vec<Pending>,
     results: Vec<LabResult>,
 }
 
 impl Walk {
-    fn segment<'a>(&mut self, r: &mut Reader<'a>, id: &[u8], seg: Piece<'a>) -> Step<()> {
-        match id {
+    fn segment<'a>(&mut self, r: &mut Reader<'a>, id: [u8; 3], seg: Piece<'a>) -> Step<()> {
+        match &id {
             b"PID" => {
                 self.close_group();
                 self.specimen = None;
                 self.last_parent = Parent::None;
                 self.comments_open = false;
-                let f = Fields::split(seg.bytes, r.d.field);
+                let f = Fields::split_upto(seg.bytes, r.d.field, 3);
                 self.patient = r.ident(r.component(f.get(3), 0));
             }
             b"OBR" => {
@@ -366,7 +410,7 @@ impl Walk {
                     Layout::SpecimenBefore => self.specimen.clone(),
                     Layout::SpecimenAfter => None,
                 };
-                self.group = Some(Group { order, specimen, pending: Vec::new() });
+                self.group = Some(Group { order, specimen });
                 self.last_parent = Parent::Order;
                 self.comments_open = false;
             }
@@ -394,17 +438,22 @@ impl Walk {
                     && let Some(group) = self.group.as_mut()
                 {
                     let pending = read_result(r, seg, &group.order, &self.sender, &self.patient)?;
-                    group.pending.push(pending);
+                    self.pending.push(pending);
                     self.comments_open = true;
                 }
             }
             b"NTE" => {
                 if self.comments_open
-                    && let Some(last) = self.group.as_mut().and_then(|g| g.pending.last_mut())
+                    && let Some(last) = self.pending.last_mut()
                 {
-                    let f = Fields::split(seg.bytes, r.d.field);
+                    let f = Fields::split_upto(seg.bytes, r.d.field, 3);
                     let comment = f.get(3);
-                    if !is_null(comment) {
+                    if is_null(comment) {
+                    } else if find(r.d.repetition, comment).is_none() {
+                        if let Some(text) = r.text(comment, true) {
+                            last.result.comments.push(text);
+                        }
+                    } else {
                         let mut text = String::new();
                         let repetition = r.d.repetition;
                         for rep in comment.split(|&b| b == repetition) {
@@ -430,8 +479,8 @@ impl Walk {
     /// End the current order group: its results get their specimen.
     fn close_group(&mut self) {
         let Some(group) = self.group.take() else { return };
-        let Group { order, specimen, pending } = group;
-        for Pending { mut result, observed } in pending {
+        let Group { order, specimen } = group;
+        for Pending { mut result, observed } in self.pending.drain(..) {
             result.sample_id = specimen.as_ref().and_then(|s| s.sample_id.clone()).or_else(|| order.sample_id.clone());
             result.collected_at = specimen.as_ref().and_then(|s| s.collected).or(order.collected).or(observed);
             result.qc = specimen.as_ref().is_some_and(|s| s.qc);
@@ -441,7 +490,7 @@ impl Walk {
 }
 
 fn read_order<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Order> {
-    let f = Fields::split(seg.bytes, r.d.field);
+    let f = Fields::split_upto(seg.bytes, r.d.field, 22);
     let filler = r.component(f.get(3), 0);
     let placer = r.component(f.get(2), 0);
     let sample_id = match r.ident(filler) {
@@ -454,7 +503,7 @@ fn read_order<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Order> {
 }
 
 fn read_specimen<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Specimen> {
-    let f = Fields::split(seg.bytes, r.d.field);
+    let f = Fields::split_upto(seg.bytes, r.d.field, 17);
     let sub = r.d.subcomponent;
     // SPM-2 is EIP: placer EI ^ filler EI, each EI in sub-components.
     let filler = piece(r.component(f.get(2), 1), sub, 0);
@@ -489,8 +538,9 @@ fn read_result<'a>(
     patient: &Option<String>,
 ) -> Step<Pending> {
     let d = r.d;
-    let f = Fields::split(seg.bytes, d.field);
-    let value_type = trim_ascii(r.component(f.get(2), 0)).to_ascii_uppercase();
+    let f = Fields::split_upto(seg.bytes, d.field, 19);
+    let value_type = trim_ascii(r.component(f.get(2), 0));
+    let is_type = |name: &str| value_type.eq_ignore_ascii_case(name.as_bytes());
     let obx5 = f.get(5);
     let mut result = LabResult {
         sender: sender.clone(),
@@ -502,7 +552,7 @@ fn read_result<'a>(
 
     if !obx5.is_empty() && !is_null(obx5) {
         if memchr(d.repetition, obx5).is_some() {
-            if value_type == b"NM" {
+            if is_type("NM") {
                 return Err(Fail {
                     offset: r.at(obx5),
                     text: format!(
@@ -515,20 +565,20 @@ fn read_result<'a>(
         }
         if value_type.is_empty() {
             r.warn(r.at(f.get(2)), "OBX-2 value type is empty; OBX-5 read as text");
-        } else if !VALUE_TYPES.iter().any(|t| t.as_bytes() == value_type) {
+        } else if !VALUE_TYPES.iter().any(|&t| is_type(t)) {
             let text =
-                format!("OBX-2 value type \"{}\" is not an HL7 value type; OBX-5 read as text", show(&value_type));
+                format!("OBX-2 value type \"{}\" is not an HL7 value type; OBX-5 read as text", show(value_type));
             r.warn(r.at(f.get(2)), text);
         }
         let first = piece(obx5, d.repetition, 0);
         result.value = r.text(trim_trailing_components(first, &d), true);
-        if value_type == b"SN" {
-            let (comparator, numeric) = structured_numeric(r, first)?;
+        if is_type("SN") {
+            let (comparator, numeric) = structured_numeric(r, first);
             result.comparator = comparator;
             result.numeric = numeric;
         } else if let Some(text) = result.value.as_deref() {
             let (comparator, numeric) = value::interpret(text, r.opts.decimal_comma);
-            if value_type == b"NM" {
+            if is_type("NM") {
                 if numeric.is_none() {
                     r.warn(r.at(obx5), format!("OBX-5: NM value \"{}\" is not a number", show(text.as_bytes())));
                 } else if comparator.is_some() {
@@ -555,14 +605,15 @@ fn read_result<'a>(
 /// SN: `comparator ^ num1 ^ separator/suffix ^ num2`. The number is num1,
 /// and only when there is no separator and no num2 (a range, ratio or
 /// categorical value has no single number).
-fn structured_numeric<'a>(r: &mut Reader<'a>, first: &'a [u8]) -> Step<(Option<Comparator>, Option<Number>)> {
+fn structured_numeric<'a>(r: &mut Reader<'a>, first: &'a [u8]) -> (Option<Comparator>, Option<Number>) {
     let comp = r.d.component;
     let symbol_raw = piece(first, comp, 0);
     let number_raw = piece(first, comp, 1);
     let separator = trim_ascii(piece(first, comp, 2));
     let second = trim_ascii(piece(first, comp, 3));
-    let symbol = r.decode(symbol_raw, false).trim().to_owned();
-    let comparator = Comparator::from_symbol(&symbol);
+    let symbol = r.decode(symbol_raw, false);
+    let symbol = symbol.trim();
+    let comparator = Comparator::from_symbol(symbol);
     // `<>` (not equal) and unknown symbols make the number not a value.
     let plain = symbol.is_empty() || symbol == "=" || comparator.is_some();
     if !plain {
@@ -576,7 +627,7 @@ fn structured_numeric<'a>(r: &mut Reader<'a>, first: &'a [u8]) -> Step<(Option<C
     } else {
         None
     };
-    Ok((comparator, numeric))
+    (comparator, numeric)
 }
 
 /// OBX-8: component 1 of each repetition, joined with `~`.
@@ -584,8 +635,11 @@ fn read_flags<'a>(r: &mut Reader<'a>, field: &'a [u8]) -> Option<String> {
     if field.is_empty() || is_null(field) {
         return None;
     }
-    let mut flags = String::new();
     let Delimiters { repetition, component, .. } = r.d;
+    if find(repetition, field).is_none() {
+        return r.ident(piece(field, component, 0));
+    }
+    let mut flags = String::new();
     for rep in field.split(|&b| b == repetition) {
         if let Some(flag) = r.ident(piece(rep, component, 0)) {
             if !flags.is_empty() {

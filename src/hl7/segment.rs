@@ -20,7 +20,7 @@
 
 use std::ops::Range;
 
-use memchr::{memchr, memchr_iter, memchr2};
+use memchr::{memchr, memchr2};
 use nom::bytes::complete::take_while_m_n;
 use nom::combinator::{recognize, verify};
 use nom::number::complete::u8 as any_byte;
@@ -218,35 +218,44 @@ pub(crate) struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Split a segment: field 0 is the segment ID, field n the n-th value.
+    #[cfg(test)]
     pub(crate) fn split(segment: &'a [u8], sep: u8) -> Fields<'a> {
-        Fields::split_shifted(segment, sep, 0)
+        Fields::split_upto(segment, sep, MAX_FIELD)
+    }
+
+    /// Split a segment up to field `last` (the fields after it are not
+    /// needed, so their bytes are not scanned).
+    pub(crate) fn split_upto(segment: &'a [u8], sep: u8, last: usize) -> Fields<'a> {
+        Fields::split_shifted(segment, sep, 0, last)
     }
 
     /// Split MSH, whose numbering is special: MSH-1 is the separator itself,
     /// MSH-2 the encoding characters, MSH-3 the first value after them.
     pub(crate) fn split_msh(segment: &'a [u8], sep: u8) -> Fields<'a> {
-        let mut fields = Fields::split_shifted(segment, sep, 1);
+        let mut fields = Fields::split_shifted(segment, sep, 1, MAX_FIELD);
         if let Some(slot) = fields.items.get_mut(1) {
             *slot = segment.get(3..4).unwrap_or_default();
         }
         fields
     }
 
-    fn split_shifted(segment: &'a [u8], sep: u8, shift: usize) -> Fields<'a> {
+    fn split_shifted(segment: &'a [u8], sep: u8, shift: usize, last: usize) -> Fields<'a> {
         let end = segment.get(segment.len()..).unwrap_or_default();
         let mut items = [end; MAX_FIELD + 1];
+        let last = last.min(MAX_FIELD);
         let mut index = shift;
         let mut start = 0;
-        for pos in memchr_iter(sep, segment) {
+        for_each_byte(segment, sep, |at| {
             if let Some(slot) = items.get_mut(index) {
-                *slot = segment.get(start..pos).unwrap_or_default();
-            } else {
-                return Fields { items };
+                *slot = segment.get(start..at).unwrap_or_default();
             }
             index += 1;
-            start = pos + 1;
-        }
-        if let Some(slot) = items.get_mut(index) {
+            start = at + 1;
+            index <= last
+        });
+        if index <= last
+            && let Some(slot) = items.get_mut(index)
+        {
             *slot = segment.get(start..).unwrap_or_default();
         }
         Fields { items }
@@ -258,17 +267,62 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Call `found` with the position of every `b` in `s`, in order, until it
+/// returns false. Eight bytes per step as a `u64` (SWAR: a byte equal to `b`
+/// becomes a zero byte, and the zero-byte test marks it), so splitting a
+/// segment into fields costs about a cycle per byte without `unsafe`.
+#[inline]
+pub(crate) fn for_each_byte(s: &[u8], b: u8, mut found: impl FnMut(usize) -> bool) {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(b);
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ pattern;
+        // Exact zero-byte mask: no false positives from borrows.
+        let mut hits = !(((word & !HIGHS) + !HIGHS) | word | !HIGHS);
+        while hits != 0 {
+            let at = base + (hits.trailing_zeros() / 8) as usize;
+            if !found(at) {
+                return;
+            }
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        if x == b && !found(base + i) {
+            return;
+        }
+    }
+}
+
+/// Position of `b` in `s`. Delimiters are usually a few bytes apart, where
+/// a plain loop beats the set-up cost of a vectorised search; past the first
+/// bytes (a long field, a 5 MB OBX-5) `memchr` takes over.
+#[inline]
+pub(crate) fn find(b: u8, s: &[u8]) -> Option<usize> {
+    const NEAR: usize = 32;
+    let (near, far) = s.split_at_checked(NEAR).unwrap_or((s, &[]));
+    match near.iter().position(|&x| x == b) {
+        Some(i) => Some(i),
+        None if far.is_empty() => None,
+        None => memchr(b, far).map(|i| i + NEAR),
+    }
+}
+
 /// The `n`-th (0-based) piece of `s` split on `sep`; an empty slice at the
 /// end of `s` when there are fewer pieces.
 pub(crate) fn piece(s: &[u8], sep: u8, n: usize) -> &[u8] {
     let mut rest = s;
     for _ in 0..n {
-        match memchr(sep, rest) {
+        match find(sep, rest) {
             Some(i) => rest = rest.get(i + 1..).unwrap_or_default(),
             None => return rest.get(rest.len()..).unwrap_or_default(),
         }
     }
-    match memchr(sep, rest) {
+    match find(sep, rest) {
         Some(i) => rest.get(..i).unwrap_or_default(),
         None => rest,
     }
@@ -351,6 +405,30 @@ mod tests {
         assert_eq!(obx.get(0), b"OBX");
         assert_eq!(obx.get(5), b"<^0.02");
         assert_eq!(obx.get(99), b"");
+        let upto = Fields::split_upto(b"PID|1||ID^^^A|X|Y", b'|', 3);
+        assert_eq!((upto.get(3), upto.get(4)), (&b"ID^^^A"[..], &b""[..]));
+        let long = Fields::split(b"OBR|1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16|17|18|19|20|21|22|23|24|25|26|27", b'|');
+        assert_eq!((long.get(22), long.get(25), long.get(26)), (&b"22"[..], &b"25"[..], &b""[..]));
+    }
+
+    #[test]
+    fn swar_search_finds_every_byte_exactly() {
+        for len in 0..40 {
+            let text: Vec<u8> = (0..len).map(|i| if i % 3 == 0 { b'|' } else { 0x80 | (i as u8) }).collect();
+            let mut seen = Vec::new();
+            for_each_byte(&text, b'|', |at| {
+                seen.push(at);
+                true
+            });
+            let expected: Vec<usize> = (0..len).filter(|i| i % 3 == 0).collect();
+            assert_eq!(seen, expected, "len {len}");
+        }
+        let mut first = None;
+        for_each_byte(b"a|b|c", b'|', |at| {
+            first = Some(at);
+            false
+        });
+        assert_eq!(first, Some(1));
     }
 
     #[test]
