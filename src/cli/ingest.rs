@@ -8,8 +8,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{Outcome, open_study};
-use crate::ingest::{Delivery, Summary, ingest};
+use crate::ingest::{Delivery, Summary, ingest_batch};
 use crate::store::{ProcessingOutcome, Source};
+
+/// Files per transaction pair.
+const BATCH_FILES: usize = 500;
+/// Bytes per transaction pair (the batch is held in memory).
+const BATCH_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -31,38 +36,57 @@ pub fn run(config_path: &Path, args: &IngestArgs, out: &mut dyn Write, err: &mut
         );
         bar
     });
-    for path in &args.files {
+    // Files are committed in batches (two transactions per batch), so a
+    // backlog is not limited by one disk sync per file.
+    let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut paths = args.files.iter().peekable();
+    while let Some(path) = paths.next() {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                batch_bytes += bytes.len();
+                batch.push((name, bytes));
+            }
             Err(e) => {
                 writeln!(err, "labfeed: {name}: cannot read: {e}")?;
                 outcome = outcome.max(Outcome::Usage);
-                continue;
             }
-        };
-        let delivery = Delivery {
-            bytes: &bytes,
-            source: Source::Ingest,
-            origin: name.clone(),
-            instrument: None,
-            received_at: jiff::Timestamp::now(),
-        };
-        let summary = ingest(&mut store, &config, &delivery)?;
-        if summary.errors > 0 {
-            outcome = outcome.max(Outcome::Rejected);
         }
-        total.add(&summary);
-        let line = describe(&name, &summary);
-        match &bar {
-            Some(bar) => {
-                bar.inc(1);
-                if summary.errors > 0 {
-                    bar.println(&line);
+        let full = batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES;
+        if batch.is_empty() || (!full && paths.peek().is_some()) {
+            continue;
+        }
+        let received_at = jiff::Timestamp::now();
+        let deliveries: Vec<Delivery<'_>> = batch
+            .iter()
+            .map(|(name, bytes)| Delivery {
+                bytes,
+                source: Source::Ingest,
+                origin: name.clone(),
+                instrument: None,
+                received_at,
+            })
+            .collect();
+        let summaries = ingest_batch(&mut store, &config, &deliveries)?;
+        for ((name, _), summary) in batch.iter().zip(&summaries) {
+            if summary.errors > 0 {
+                outcome = outcome.max(Outcome::Rejected);
+            }
+            total.add(summary);
+            let line = describe(name, summary);
+            match &bar {
+                Some(bar) => {
+                    bar.inc(1);
+                    if summary.errors > 0 {
+                        bar.println(&line);
+                    }
                 }
+                None => writeln!(out, "{line}")?,
             }
-            None => writeln!(out, "{line}")?,
         }
+        batch.clear();
+        batch_bytes = 0;
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -71,69 +71,118 @@ pub enum IngestError {
 
 /// Take one arrival through the whole pipeline.
 pub fn ingest(store: &mut Store, config: &Config, delivery: &Delivery<'_>) -> Result<Summary, IngestError> {
-    let bytes = delivery.bytes;
-    let format = detect(bytes);
-    let parsed = parse_all(config, delivery, format);
-    let personal = privacy::personal_fields(bytes, &|code| store.read(|r| r.participant_exists(code)).unwrap_or(false));
+    let mut summaries = ingest_batch(store, config, std::slice::from_ref(delivery))?;
+    Ok(summaries.pop().unwrap_or_else(|| empty_summary(ReceiptId(0), None)))
+}
 
-    let (raw, receipt_id) = store.write(|tx| {
-        let raw = tx.insert_raw(&NewRaw { bytes, format, personal: &personal, received_at: delivery.received_at })?;
-        let receipt = tx.insert_receipt(&NewReceipt {
-            raw_id: raw.id,
-            received_at: delivery.received_at,
-            source: delivery.source,
-            origin: delivery.origin.clone(),
-            instrument: delivery.instrument.clone(),
-        })?;
-        Ok((raw, receipt))
-    })?;
-
-    let sha256 = sha256_hex(bytes);
-    let summary = store.write(|tx| {
-        let mut run = Run {
-            config,
-            delivery,
-            raw_id: raw.id,
-            raw_sha256: &sha256,
-            receipt_id,
-            summary: Summary {
-                receipt_id,
-                outcome: ProcessingOutcome::Processed,
+/// Take several arrivals through the pipeline with two transactions for the
+/// whole batch (raw content and receipts first, then processing), so a
+/// backlog is not limited by one disk sync per file. Summaries come back in
+/// the order of `deliveries`.
+pub fn ingest_batch(
+    store: &mut Store,
+    config: &Config,
+    deliveries: &[Delivery<'_>],
+) -> Result<Vec<Summary>, IngestError> {
+    struct Prepared {
+        format: Option<Format>,
+        parsed: Vec<MessageOutcome>,
+        personal: Vec<crate::store::PersonalField>,
+        sha256: String,
+    }
+    let prepared: Vec<Prepared> = deliveries
+        .iter()
+        .map(|d| {
+            let format = detect(d.bytes);
+            Prepared {
                 format,
-                messages: parsed.len() as u32,
-                accepted: 0,
-                duplicates: 0,
-                mismatches: 0,
-                qc: 0,
-                errors: 0,
-                detail: None,
-            },
-        };
-        if !raw.new && tx.raw_processed(raw.id)? {
-            run.summary.outcome = ProcessingOutcome::Duplicate;
-            run.summary.duplicates = parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
-        } else {
-            for outcome in &parsed {
-                run.message(tx, outcome)?;
+                parsed: parse_all(config, d, format),
+                personal: privacy::personal_fields(d.bytes, &|code| {
+                    store.read(|r| r.participant_exists(code)).unwrap_or(false)
+                }),
+                sha256: sha256_hex(d.bytes),
             }
-            if run.summary.errors > 0 && run.summary.errors == run.summary.messages {
-                run.summary.outcome = ProcessingOutcome::Rejected;
-            }
+        })
+        .collect();
+
+    // Raw first: committed before anything is processed.
+    let received = store.write(|tx| {
+        let mut received = Vec::with_capacity(deliveries.len());
+        for (d, p) in deliveries.iter().zip(&prepared) {
+            let raw = tx.insert_raw(&NewRaw {
+                bytes: d.bytes,
+                format: p.format,
+                personal: &p.personal,
+                received_at: d.received_at,
+            })?;
+            let receipt = tx.insert_receipt(&NewReceipt {
+                raw_id: raw.id,
+                received_at: d.received_at,
+                source: d.source,
+                origin: d.origin.clone(),
+                instrument: d.instrument.clone(),
+            })?;
+            received.push((raw.id, receipt));
         }
-        let s = &run.summary;
-        tx.insert_processing(&NewProcessing {
-            receipt_id,
-            outcome: s.outcome,
-            accepted: s.accepted,
-            duplicates: s.duplicates,
-            mismatches: s.mismatches,
-            qc: s.qc,
-            errors: s.errors,
-            detail: s.detail.clone(),
-        })?;
-        Ok(run.summary)
+        Ok(received)
     })?;
-    Ok(summary)
+
+    let summaries = store.write(|tx| {
+        let mut summaries = Vec::with_capacity(deliveries.len());
+        for ((d, p), &(raw_id, receipt_id)) in deliveries.iter().zip(&prepared).zip(&received) {
+            let mut run = Run {
+                config,
+                delivery: d,
+                raw_id,
+                raw_sha256: &p.sha256,
+                receipt_id,
+                summary: empty_summary(receipt_id, p.format),
+            };
+            run.summary.messages = p.parsed.len() as u32;
+            // Processed before (now or earlier in this batch): a duplicate delivery.
+            if tx.raw_processed(raw_id)? {
+                run.summary.outcome = ProcessingOutcome::Duplicate;
+                run.summary.duplicates =
+                    p.parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
+            } else {
+                for outcome in &p.parsed {
+                    run.message(tx, outcome)?;
+                }
+                if run.summary.errors > 0 && run.summary.errors == run.summary.messages {
+                    run.summary.outcome = ProcessingOutcome::Rejected;
+                }
+            }
+            let s = &run.summary;
+            tx.insert_processing(&NewProcessing {
+                receipt_id,
+                outcome: s.outcome,
+                accepted: s.accepted,
+                duplicates: s.duplicates,
+                mismatches: s.mismatches,
+                qc: s.qc,
+                errors: s.errors,
+                detail: s.detail.clone(),
+            })?;
+            summaries.push(run.summary);
+        }
+        Ok(summaries)
+    })?;
+    Ok(summaries)
+}
+
+fn empty_summary(receipt_id: ReceiptId, format: Option<Format>) -> Summary {
+    Summary {
+        receipt_id,
+        outcome: ProcessingOutcome::Processed,
+        format,
+        messages: 0,
+        accepted: 0,
+        duplicates: 0,
+        mismatches: 0,
+        qc: 0,
+        errors: 0,
+        detail: None,
+    }
 }
 
 /// Parse with the options of the instrument each message comes from: a
