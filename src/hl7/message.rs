@@ -139,6 +139,8 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     };
     if mode == Mode::Lf && unit.has_lf {
         r.warn(header.offset, "segments end with LF, not CR");
+    } else if unit.lf_at_cr {
+        r.warn(header.offset, "segments end with CRLF (or LFCR), not CR");
     }
     for (at, text) in choice.warnings {
         let offset = at.map_or(offset_in(input, msh18), |at| unit.range.start + at);
@@ -146,7 +148,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     }
 
     let sender = r.ident(r.component(msh.get(3), 0));
-    let control_id = r.ident(piece(msh.get(10), d.repetition, 0));
+    let control_id = r.ident(r.component(msh.get(10), 0));
     let layout = r.check_header(&msh);
 
     let mut walk = Walk {
@@ -271,10 +273,11 @@ impl<'a> Reader<'a> {
         (!text.is_empty()).then(|| text.into_owned())
     }
 
-    /// A decoded identifier or code, trimmed; `None` when empty.
+    /// A decoded identifier or code, trimmed; `None` when empty. (A whole
+    /// field `""` is null and never gets here; a component `""` is kept.)
     fn ident(&mut self, raw: &'a [u8]) -> Option<String> {
         let raw = trim_ascii(raw);
-        if raw.is_empty() || is_null(raw) {
+        if raw.is_empty() {
             return None;
         }
         let text = self.decode(raw, false);

@@ -66,6 +66,8 @@ pub(crate) struct Unit {
     pub has_lf: bool,
     /// An LF with no CR next to it (data, when the unit has CRs).
     pub bare_lf: bool,
+    /// An LF right before or after a CR (CRLF or LFCR line ends).
+    pub lf_at_cr: bool,
 }
 
 // unit-start = ("MSH" / "FHS" / "BHS" / "BTS" / "FTS") (non-alphanumeric / end)
@@ -97,6 +99,7 @@ pub(crate) fn units(input: &[u8], range: Range<usize>) -> Vec<Unit> {
         has_cr: false,
         has_lf: false,
         bare_lf: false,
+        lf_at_cr: false,
     };
     let mut pos = first;
     while let Some(found_at) = bytes.get(pos..).and_then(|rest| memchr2(CR, LF, rest)) {
@@ -109,13 +112,22 @@ pub(crate) fn units(input: &[u8], range: Range<usize>) -> Vec<Unit> {
             let before = end.checked_sub(1).and_then(|i| bytes.get(i));
             if before != Some(&CR) && bytes.get(next) != Some(&CR) {
                 current.bare_lf = true;
+            } else {
+                current.lf_at_cr = true;
             }
         }
         if let Some(kind) = bytes.get(next..).and_then(unit_kind_at) {
             current.range.end = base + next;
             let done = std::mem::replace(
                 &mut current,
-                Unit { kind, range: base + next..range.end, has_cr: false, has_lf: false, bare_lf: false },
+                Unit {
+                    kind,
+                    range: base + next..range.end,
+                    has_cr: false,
+                    has_lf: false,
+                    bare_lf: false,
+                    lf_at_cr: false,
+                },
             );
             found.push(done);
         }
