@@ -770,3 +770,85 @@ fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Option<&'a str> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     whole.get(start..start.checked_add(part.len())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(d: Delimiters) -> Leaves<'static> {
+        Leaves { d, utf8: Some(""), warnings: Vec::new(), kept: Vec::new() }
+    }
+
+    #[test]
+    fn joined_drops_trailing_empty_components_and_repeats_only() {
+        let mut l = leaves(Delimiters::STANDARD);
+        assert_eq!(l.joined(b"3.216365^^^^", 0, false).as_deref(), Some("3.216365"));
+        assert_eq!(l.joined(b"-1^0.750", 0, false).as_deref(), Some("-1^0.750"));
+        assert_eq!(l.joined(b"^^^CODE", 0, false).as_deref(), Some("^^^CODE"));
+        assert_eq!(l.joined(b"a^^b", 0, false).as_deref(), Some("a^^b"));
+        assert_eq!(l.joined(b"1\\2^^\\\\", 0, false).as_deref(), Some("1\\2"));
+        assert_eq!(l.joined(b"\\x", 0, false).as_deref(), Some("\\x"));
+        assert_eq!(l.joined(b"^^\\^", 0, false), None);
+        assert_eq!(l.joined(b"", 0, false), None);
+        assert_eq!(l.joined(b"  ", 0, false), None);
+        assert_eq!(l.joined(b" > 5 ", 0, false).as_deref(), Some(" > 5 "), "values are not trimmed");
+        assert_eq!(l.joined(b" mg/dL ", 0, true).as_deref(), Some("mg/dL"));
+    }
+
+    #[test]
+    fn joined_uses_standard_separators_whatever_the_message_declared() {
+        let mut l = leaves(Delimiters::SELECTRA);
+        assert_eq!(l.joined(b"a!b\\c!!", 0, false).as_deref(), Some("a^b\\c"));
+        assert_eq!(l.joined(b"x~S~y", 0, false).as_deref(), Some("x!y"), "an escaped delimiter is the message's own");
+    }
+
+    #[test]
+    fn ids_are_trimmed_and_blank_is_none() {
+        let mut l = leaves(Delimiters::STANDARD);
+        assert_eq!(l.id(b"            P110055695", 0).as_deref(), Some("P110055695"));
+        assert_eq!(l.id(b"   ", 0), None);
+        assert_eq!(l.id(b"a&S&b", 0).as_deref(), Some("a^b"));
+        assert_eq!(l.id(b"a&Q&", 7).as_deref(), Some("a&Q&"));
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!(l.warnings.first().map(|w| w.offset), Some(7));
+    }
+
+    #[test]
+    fn windows_1252_when_the_message_is_not_utf8() {
+        let l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
+        assert_eq!(l.decode(b"\xb5mol/L"), "µmol/L");
+        assert_eq!(l.decode(b"\x80"), "€");
+    }
+
+    #[test]
+    fn sub_str_only_for_slices_of_the_validated_text() {
+        let whole = "abc µ def";
+        let bytes = whole.as_bytes();
+        assert_eq!(sub_str(whole, bytes.get(4..6).unwrap_or_default()), Some("µ"));
+        assert_eq!(sub_str(whole, bytes.get(5..6).unwrap_or_default()), None, "not on a char boundary");
+        assert_eq!(sub_str(whole, b"abc"), None, "bytes from elsewhere");
+    }
+
+    #[test]
+    fn id_component_falls_back_to_the_second_field_when_the_first_is_blank() {
+        let d = Delimiters::STANDARD;
+        assert_eq!(id_component(b"", b"T20 10134GA D28^^6", &d), b"T20 10134GA D28");
+        assert_eq!(id_component(b"  ^x", b"B", &d), b"B");
+        assert_eq!(id_component(b"11625^CL-PL", b"B", &d), b"11625");
+        assert_eq!(id_component(b"A\\B", b"", &d), b"A");
+    }
+
+    #[test]
+    fn stamp_cache_returns_what_timestamp_parse_returns() {
+        let mut cache = StampCache::default();
+        for _ in 0..3 {
+            for text in
+                [&b"20260302084500"[..], b"20260302", b"", b"20260302084500+0100", b"202603020845001234567890123"]
+            {
+                let expected = timestamp(text);
+                assert_eq!(cache.read(text), expected, "{text:?}");
+            }
+            assert!(cache.read(b"20230230").is_err(), "errors are never cached as successes");
+        }
+    }
+}

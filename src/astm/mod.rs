@@ -82,3 +82,18 @@ fn is_framed(body: &[u8]) -> bool {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     matches!(first, Some(&(frame::STX | frame::ENQ | frame::EOT | frame::ACK | frame::NAK)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_bytes_first_mean_framing() {
+        assert!(is_framed(b"\x05\x021H|"));
+        assert!(is_framed(b"\r\n\x021H|"));
+        assert!(is_framed(b"\x06\x04"));
+        assert!(!is_framed(b"H|\\^&"));
+        assert!(!is_framed(b""));
+        assert!(!is_framed(b"junk\x02"));
+    }
+}

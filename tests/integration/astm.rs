@@ -821,35 +821,22 @@ proptest! {
         let m = outcomes.first().and_then(|o| o.as_ref().ok());
         prop_assert!(m.is_some(), "{:?}", outcomes);
         let r = m.and_then(|m| m.results.first());
-        let decoded = |i: usize| {
-            let raw = leaves.get(i).cloned().unwrap_or_default();
-            let text = match std::str::from_utf8(&raw) {
-                Ok(s) => s.to_owned(),
-                Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(&raw).0.into_owned(),
-            };
-            text
-        };
         // Latin-1 anywhere in the message switches all of it to Windows-1252.
-        let latin1 = leaves.iter().any(|l| l.contains(&0xB5));
-        let expect = |i: usize| {
+        let latin1 = leaves.iter().any(|l| std::str::from_utf8(l).is_err());
+        let text = |i: usize| {
             let raw = leaves.get(i).cloned().unwrap_or_default();
-            let text = if latin1 {
+            if latin1 {
                 encoding_rs::WINDOWS_1252.decode_without_bom_handling(&raw).0.into_owned()
             } else {
-                decoded(i)
-            };
-            let t = text.trim_matches(|c: char| c.is_ascii_whitespace()).to_owned();
+                String::from_utf8_lossy(&raw).into_owned()
+            }
+        };
+        let blank = |t: &str| t.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty();
+        let expect = |i: usize| {
+            let t = text(i).trim_matches(|c: char| c.is_ascii_whitespace()).to_owned();
             (!t.is_empty()).then_some(t)
         };
-        let value = |i: usize| {
-            let raw = leaves.get(i).cloned().unwrap_or_default();
-            let text = if latin1 {
-                encoding_rs::WINDOWS_1252.decode_without_bom_handling(&raw).0.into_owned()
-            } else {
-                decoded(i)
-            };
-            (!text.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty()).then_some(text)
-        };
+        let value = |i: usize| Some(text(i)).filter(|t| !blank(t));
         prop_assert_eq!(r.and_then(|r| r.patient_id.clone()), expect(1));
         prop_assert_eq!(r.and_then(|r| r.sample_id.clone()), expect(2));
         prop_assert_eq!(r.and_then(|r| r.value.clone()), value(4));
