@@ -1,5 +1,5 @@
 //! Link framing captured in files: frames are checked, then their texts are
-//! joined into one record text, with a map back to the frames.
+//! joined, one session (ENQ … EOT) at a time, with a map back to the frames.
 //!
 //! Frames and records are independent (astm.md §1.9): a record may be split
 //! anywhere across ETB frames, a frame may hold many records, a whole message
@@ -7,7 +7,9 @@
 //! into records afterwards, by the record layer. What the link layer found
 //! wrong with a frame (bad checksum, missing end, frame number gap) is kept
 //! with the frame's place in the text, so that every message whose text the
-//! frame carried is reported as broken, and only those.
+//! frame carried is reported as broken, and only those. A message cannot
+//! outlive its session (EOT ends it), so one session's text at a time is
+//! enough: the buffer stays small and is reused.
 
 use memchr::memchr3;
 

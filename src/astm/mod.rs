@@ -4,9 +4,9 @@
 //! Two independent layers (astm.md §0):
 //!
 //! * [`frame`] and `link`: the link layer. Frames are checked (checksum,
-//!   frame number, ETB/ETX) and their texts joined, because a record may be
-//!   split anywhere across frames. Files without framing skip this layer and
-//!   are parsed in place, without copying.
+//!   frame number, ETB/ETX) and the texts of one session joined, because a
+//!   record may be split anywhere across frames. Files without framing skip
+//!   this layer and are parsed in place, without copying.
 //! * [`record`] and `message`: the record layer. The text is cut into records
 //!   on CR (or LF, CR LF), records are grouped into H…L messages, and each R
 //!   record becomes a [`LabResult`](crate::model::LabResult).
@@ -27,8 +27,24 @@
 //!   unterminated one are kept as sent, with a warning.
 //! * Character set: a message that is valid UTF-8 is read as UTF-8, any
 //!   other as Windows-1252 (a superset of Latin-1), with a warning.
+//! * Identifiers, unit, flags and status are trimmed of ASCII white space;
+//!   values are kept as sent. Blank is `None`, never `Some("")`.
+//! * Hierarchy: a P (or Q, S) record ends the current order, so an R after
+//!   it without its own O is an error rather than a result filed under the
+//!   previous patient's sample. Sequence numbers are not checked (Mindray).
+//! * QC: first component of H.12 or O.12 equal to `Q` (either case).
+//! * Dates: O.8 and R.13 only are read (through `Timestamp::parse`); any
+//!   other date field is never looked at, so it cannot break a message.
 //! * A frame with a problem makes every message whose text it carried an
 //!   error; its text is still joined so that message boundaries stay right.
+//!   Problems: bad checksum, no ETB/ETX, no checksum digits, a frame number
+//!   gap (a lost frame), a session ending after an ETB frame.
+//! * Tolerated with a warning: lowercase checksum hex, no CR LF after the
+//!   checksum, first frame number other than 1, `7 → 1` wrap, a NAKed frame
+//!   replaced by its retransmission, a duplicate frame (lost ACK, skipped),
+//!   frames without number and checksum (Maglumi), bytes outside frames. A
+//!   reset to FN 1 after an ETX frame is normal (SPEC §7). A session of
+//!   nothing but stray bytes is reported as an error.
 
 pub mod frame;
 mod link;
