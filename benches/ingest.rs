@@ -20,7 +20,10 @@ use labfeed::study::config::Config;
 const MINUTES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
 const VISITS: [&str; 5] = ["V0", "V1", "V2", "V3", "V4"];
 
-fn upload(n: usize) -> (String, [(String, String, String, String, i32); 2]) {
+/// One CSV row of the comparison: participant, visit, analyte, value, minute.
+type Row = (String, String, String, String, i32);
+
+fn upload(n: usize) -> (String, [Row; 2]) {
     let participant = format!("U{:03}", n / 35);
     let visit = VISITS[(n / 7) % 5];
     let minute = MINUTES[n % 7];

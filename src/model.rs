@@ -145,9 +145,56 @@ pub fn line_at(bytes: &[u8], offset: usize) -> usize {
     line
 }
 
+/// Line numbers for increasing offsets in one file without rescanning from
+/// the start each time (diagnostics come in file order; a file with many
+/// warnings must not make reporting quadratic).
+#[derive(Debug, Clone)]
+pub struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        LineCounter { bytes, offset: 0, line: 1 }
+    }
+
+    /// The 1-based line of `offset` (as [`line_at`]).
+    pub fn line_at(&mut self, offset: usize) -> usize {
+        let offset = offset.min(self.bytes.len());
+        if offset < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        let Some(stretch) = self.bytes.get(self.offset..offset) else { return self.line };
+        // A CR just before the stretch pairs with an LF at its start.
+        let mut previous = if self.offset > 0 { self.bytes.get(self.offset - 1).copied().unwrap_or(0) } else { 0 };
+        for &b in stretch {
+            match b {
+                b'\r' => self.line += 1,
+                b'\n' if previous != b'\r' => self.line += 1,
+                _ => {}
+            }
+            previous = b;
+        }
+        self.offset = offset;
+        self.line
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_counter_agrees_with_line_at_in_any_order() {
+        let text = b"a\rb\nc\r\nd\r\n\ne";
+        let mut counter = LineCounter::new(text);
+        for offset in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 4, 0, 13, 99] {
+            assert_eq!(counter.line_at(offset), line_at(text, offset), "offset {offset}");
+        }
+    }
 
     #[test]
     fn line_counts_cr_lf_and_crlf_once_each() {

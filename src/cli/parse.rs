@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::Outcome;
-use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, line_at};
+use crate::model::{Format, LabResult, LineCounter, MessageError, MessageOutcome, ParseOptions, ParsedMessage};
 use crate::parse::parse_bytes;
 use crate::timestamp::Timestamp;
 use crate::value::{Comparator, Number};
@@ -112,6 +112,7 @@ pub fn print_file(
     err: &mut dyn Write,
 ) -> std::io::Result<FileCounts> {
     let mut counts = FileCounts::default();
+    let mut lines = LineCounter::new(bytes);
     let mut io_result = Ok(());
     if format == OutputFormat::Text {
         io_result = writeln!(out, "{name}");
@@ -125,7 +126,7 @@ pub fn print_file(
             Ok(message) => counts.results += message.results.len(),
             Err(_) => counts.errors += 1,
         }
-        io_result = print_outcome(name, bytes, &outcome, format, out, err);
+        io_result = print_outcome(name, &mut lines, &outcome, format, out, err);
     });
     io_result?;
     match format {
@@ -159,7 +160,7 @@ fn plural(n: usize, word: &str) -> String {
 
 fn print_outcome(
     name: &str,
-    bytes: &[u8],
+    lines: &mut LineCounter<'_>,
     outcome: &MessageOutcome,
     format: OutputFormat,
     out: &mut dyn Write,
@@ -174,7 +175,7 @@ fn print_outcome(
                         "warning: {name}: message {}: byte {} (line {}): {}",
                         message.number,
                         warning.offset,
-                        line_at(bytes, warning.offset),
+                        lines.line_at(warning.offset),
                         warning.text
                     )?;
                 }
@@ -186,12 +187,12 @@ fn print_outcome(
                         out.write_all(b"\n")?;
                     }
                 }
-                OutputFormat::Text => print_message_text(bytes, message, out)?,
+                OutputFormat::Text => print_message_text(lines, message, out)?,
                 OutputFormat::Summary => {}
             }
         }
         Err(error) => {
-            let line = line_at(bytes, error.offset);
+            let line = lines.line_at(error.offset);
             match format {
                 OutputFormat::Json => {
                     let json =
@@ -209,7 +210,7 @@ fn print_outcome(
                 OutputFormat::Summary => {}
             }
             if format != OutputFormat::Text {
-                writeln!(err, "{}", error_line(name, bytes, error))?;
+                writeln!(err, "{}", error_line(name, line, error))?;
             }
         }
     }
@@ -217,14 +218,8 @@ fn print_outcome(
 }
 
 /// The one-line diagnosis for a rejected message: file, message, byte, line, what was expected.
-pub fn error_line(name: &str, bytes: &[u8], error: &MessageError) -> String {
-    format!(
-        "error: {name}: message {}: byte {} (line {}): {}",
-        error.number,
-        error.offset,
-        line_at(bytes, error.offset),
-        error.text
-    )
+pub fn error_line(name: &str, line: usize, error: &MessageError) -> String {
+    format!("error: {name}: message {}: byte {} (line {line}): {}", error.number, error.offset, error.text)
 }
 
 fn json_result<'a>(file: &'a str, message: &ParsedMessage, result: &'a LabResult) -> JsonResult<'a> {
@@ -248,7 +243,11 @@ fn json_result<'a>(file: &'a str, message: &ParsedMessage, result: &'a LabResult
     }
 }
 
-fn print_message_text(bytes: &[u8], message: &ParsedMessage, out: &mut dyn Write) -> std::io::Result<()> {
+fn print_message_text(
+    lines: &mut LineCounter<'_>,
+    message: &ParsedMessage,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let sender = message.sender.as_deref().unwrap_or("unknown sender");
     writeln!(
         out,
@@ -295,7 +294,7 @@ fn print_message_text(bytes: &[u8], message: &ParsedMessage, out: &mut dyn Write
             out,
             "    warning at byte {} (line {}): {}",
             warning.offset,
-            line_at(bytes, warning.offset),
+            lines.line_at(warning.offset),
             warning.text
         )?;
     }

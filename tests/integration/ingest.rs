@@ -73,8 +73,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// An ASTM upload: one message, one O per sample, results `(test, value, unit, status)`.
-fn astm(sender: &str, patient: &str, samples: &[(&str, &[(&str, &str, &str, &str)])]) -> String {
+/// `(test, value, unit, status)` of one ASTM result.
+type AstmResult<'a> = (&'a str, &'a str, &'a str, &'a str);
+/// `(code, value type, value, unit, status)` of one OBX.
+type Obx<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+/// An ASTM upload: one message, one O per sample with its results.
+fn astm(sender: &str, patient: &str, samples: &[(&str, &[AstmResult<'_>])]) -> String {
     let mut text = format!("H|\\^&|||{sender}^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1|{patient}\r");
     for (i, (sample, results)) in samples.iter().enumerate() {
         text.push_str(&format!("O|{}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r", i + 1));
@@ -90,7 +95,7 @@ fn astm(sender: &str, patient: &str, samples: &[(&str, &[(&str, &str, &str, &str
 }
 
 /// An HL7 ORU from the central lab: one OBR per sample with its collection time.
-fn hl7(control: &str, orders: &[(&str, &str, &[(&str, &str, &str, &str, &str)])]) -> String {
+fn hl7(control: &str, orders: &[(&str, &str, &[Obx<'_>])]) -> String {
     let mut text = format!(
         "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|{control}|P|2.5.1\rPID|1||U07^^^TRIAL^PI\r"
     );
@@ -277,8 +282,7 @@ fn an_hl7_correction_supersedes_the_original_in_either_order() {
 #[test]
 fn results_come_out_the_same_whatever_order_the_files_arrive_in() {
     let texts = [
-        astm("cobas-e411", "", &[("U07-V4-T90", &[("CPEP", "0.50", "nmol/L", "F")])])
-            .replace("20260302101500", "20260302101500"),
+        astm("cobas-e411", "", &[("U07-V4-T90", &[("CPEP", "0.50", "nmol/L", "F")])]),
         astm("cobas-e411", "", &[("U07-V4-T90", &[("CPEP", "0.70", "nmol/L", "F")])])
             .replace("20260302101500", "20260302111500"),
         astm(
