@@ -6,9 +6,10 @@
 
 use std::fmt;
 
-use nom::bytes::complete::take_while_m_n;
-use nom::character::complete::one_of;
+use nom::bytes::complete::{tag, take_while_m_n};
+use nom::character::complete::{digit1, one_of};
 use nom::combinator::{all_consuming, opt};
+use nom::sequence::preceded;
 use nom::{IResult, Parser};
 use serde::{Serialize, Serializer};
 
@@ -35,32 +36,18 @@ pub struct TimestampError {
     pub found: String,
 }
 
-fn digits<'a>(n: usize) -> impl Parser<&'a [u8], Output = u16, Error = nom::error::Error<&'a [u8]>> {
-    take_while_m_n(n, n, |b: u8| b.is_ascii_digit())
-        .map(|d: &[u8]| d.iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0')))
+type Parts<'a> = (&'a [u8], Option<&'a [u8]>, Option<(char, &'a [u8])>);
+
+// dtm    = 4*14DIGIT ["." 1*4DIGIT] [offset]   ; 4, 6, 8, 10, 12 or 14 digits: Y, M, D, h, m, s
+// offset = ("+" / "-") 4DIGIT
+fn dtm(i: &[u8]) -> IResult<&[u8], Parts<'_>> {
+    (digit1, opt(preceded(tag("."), digit1)), opt((one_of("+-"), take_while_m_n(4, 4, |b: u8| b.is_ascii_digit()))))
+        .parse(i)
 }
 
-type Parts =
-    (u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, Option<(u16, u8)>)>)>)>)>)>, Option<i16>);
-
-// dtm      = year [month [day [hour [minute [second ["." 1*4DIGIT]]]]]] [offset]
-// offset   = ("+" / "-") 4DIGIT
-fn dtm(i: &[u8]) -> IResult<&[u8], Parts> {
-    let fraction =
-        (nom::bytes::complete::tag("."), take_while_m_n(1, 4, |b: u8| b.is_ascii_digit())).map(|(_, d): (_, &[u8])| {
-            let v = d.iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
-            (v, d.len() as u8)
-        });
-    let second = (digits(2), opt(fraction));
-    let minute = (digits(2), opt(second));
-    let hour = (digits(2), opt(minute));
-    let day = (digits(2), opt(hour));
-    let month = (digits(2), opt(day));
-    let offset = (one_of("+-"), digits(2), digits(2)).map(|(sign, h, m)| {
-        let total = (h * 60 + m) as i16;
-        if sign == '-' { -total } else { total }
-    });
-    (digits(4), opt(month), opt(offset)).parse(i)
+/// The number in `digits[at..at + n]` (ASCII digits already checked).
+fn number(digits: &[u8], at: usize, n: usize) -> Option<u16> {
+    digits.get(at..at + n).map(|d| d.iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0')))
 }
 
 impl Timestamp {
@@ -73,33 +60,37 @@ impl Timestamp {
             return Ok(None);
         }
         let err = || TimestampError { found: text.to_owned() };
-        let (_, (year, rest, offset)) = all_consuming(dtm).parse(trimmed.as_bytes()).map_err(|_| err())?;
-        let mut ts = Timestamp {
-            year,
-            month: None,
-            day: None,
-            hour: None,
-            minute: None,
-            second: None,
-            fraction: None,
-            offset_minutes: offset,
-        };
-        if let Some((month, rest)) = rest {
-            ts.month = Some(month as u8);
-            if let Some((day, rest)) = rest {
-                ts.day = Some(day as u8);
-                if let Some((hour, rest)) = rest {
-                    ts.hour = Some(hour as u8);
-                    if let Some((minute, rest)) = rest {
-                        ts.minute = Some(minute as u8);
-                        if let Some((second, fraction)) = rest {
-                            ts.second = Some(second as u8);
-                            ts.fraction = fraction;
-                        }
-                    }
-                }
-            }
+        let (_, (digits, fraction, offset)) = all_consuming(dtm).parse(trimmed.as_bytes()).map_err(|_| err())?;
+        if !matches!(digits.len(), 4 | 6 | 8 | 10 | 12 | 14) {
+            return Err(err());
         }
+        let part = |at: usize| if digits.len() > at { number(digits, at, 2).map(|v| v as u8) } else { None };
+        let fraction = match fraction {
+            None => None,
+            Some(f) if digits.len() == 14 && f.len() <= 4 => number(f, 0, f.len()).map(|v| (v, f.len() as u8)),
+            Some(_) => return Err(err()),
+        };
+        let offset_minutes = match offset {
+            None => None,
+            Some((sign, hhmm)) => {
+                let (hours, minutes) = (number(hhmm, 0, 2).ok_or_else(err)?, number(hhmm, 2, 2).ok_or_else(err)?);
+                if minutes > 59 {
+                    return Err(err());
+                }
+                let total = (hours * 60 + minutes) as i16;
+                Some(if sign == '-' { -total } else { total })
+            }
+        };
+        let ts = Timestamp {
+            year: number(digits, 0, 4).ok_or_else(err)?,
+            month: part(4),
+            day: part(6),
+            hour: part(8),
+            minute: part(10),
+            second: part(12),
+            fraction,
+            offset_minutes,
+        };
         if ts.is_valid() { Ok(Some(ts)) } else { Err(err()) }
     }
 
@@ -109,7 +100,7 @@ impl Timestamp {
             (Some(m), Some(d)) => d >= 1 && d <= days_in_month(self.year, m),
             _ => true,
         };
-        let offset_ok = self.offset_minutes.is_none_or(|o| o.abs() <= 14 * 60 && o.abs() % 60 < 60);
+        let offset_ok = self.offset_minutes.is_none_or(|o| o.abs() <= 14 * 60);
         month_ok
             && day_ok
             && self.hour.is_none_or(|h| h <= 23)
