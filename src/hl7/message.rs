@@ -22,7 +22,7 @@ use memchr::memchr;
 
 use super::encoding::{Charset, Delimiters, choose_charset, read_msh_delimiters, show, unescape_into};
 use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, find, piece, valid_id};
-use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning, line_at};
+use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
 use crate::timestamp::Timestamp;
 use crate::value::{self, Comparator, Number};
 
@@ -40,11 +40,10 @@ pub(crate) fn offset_in(input: &[u8], part: &[u8]) -> usize {
 }
 
 /// The error for a line that does not start with a segment ID.
-pub(crate) fn not_a_segment(input: &[u8], piece: Piece<'_>, expected: &str) -> Fail {
-    Fail {
-        offset: piece.offset,
-        text: format!("line {}: \"{}\" {expected}", line_at(input, piece.offset), show(piece.bytes)),
-    }
+/// (The line number is the caller's to add: counting lines here for every
+/// error would make a file of many broken messages quadratic.)
+pub(crate) fn not_a_segment(piece: Piece<'_>, expected: &str) -> Fail {
+    Fail { offset: piece.offset, text: format!("\"{}\" {expected}", show(piece.bytes)) }
 }
 
 const NOT_A_SEGMENT: &str = "is not a segment: expected a segment ID such as PID or OBX";
@@ -165,7 +164,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     let raw_lf_possible = mode == Mode::Cr && unit.bare_lf;
     for seg in segments {
         let Some(id) = valid_id(seg.bytes, d.field) else {
-            return Err(not_a_segment(input, seg, NOT_A_SEGMENT));
+            return Err(not_a_segment(seg, NOT_A_SEGMENT));
         };
         if raw_lf_possible && let Some(at) = memchr(LF, seg.bytes) {
             r.warn(seg.offset + at, "raw control character in value (LF): CR ends segments in this message");

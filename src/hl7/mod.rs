@@ -48,7 +48,7 @@ use memchr::{memchr, memchr2};
 
 pub use encoding::{Delimiters, escape, unescape};
 
-use crate::model::{MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning, line_at};
+use crate::model::{MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
 use segment::{CR, LF, UnitKind, piece};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -233,7 +233,7 @@ impl FileReader<'_, '_> {
         let line_bytes = bytes.get(first..).unwrap_or_default();
         let line_bytes = line_bytes.get(..memchr2(CR, LF, line_bytes).unwrap_or(line_bytes.len())).unwrap_or_default();
         let number = self.out.next_number();
-        let text = format!("line {}: \"{}\" {expected}", line_at(self.input, offset), encoding::show(line_bytes));
+        let text = format!("\"{}\" {expected}", encoding::show(line_bytes));
         self.out.error(MessageError { number, offset, span: offset.max(span.start)..span.end, text });
     }
 }
