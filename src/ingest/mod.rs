@@ -22,7 +22,7 @@ pub mod privacy;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 
-use crate::model::{Format, LabResult, MessageOutcome, ParseOptions, ParsedMessage, line_at};
+use crate::model::{Format, LabResult, LineCounter, MessageOutcome, ParseOptions, ParsedMessage};
 use crate::parse::{detect, parse_bytes};
 use crate::store::{
     Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw, NewReceipt,
@@ -137,6 +137,7 @@ pub fn ingest_batch(
                 raw_sha256: &p.sha256,
                 receipt_id,
                 summary: empty_summary(receipt_id, p.format),
+                lines: LineCounter::new(d.bytes),
             };
             run.summary.messages = p.parsed.len() as u32;
             // Processed before (now or earlier in this batch): a duplicate delivery.
@@ -220,6 +221,8 @@ struct Run<'a> {
     raw_sha256: &'a str,
     receipt_id: ReceiptId,
     summary: Summary,
+    /// Line numbers for PARSE_ERROR details, counted once through the file.
+    lines: LineCounter<'a>,
 }
 
 /// How a result that passed every per-result check fits its slot.
@@ -238,7 +241,7 @@ impl Run<'_> {
     fn message(&mut self, tx: &mut Tx<'_>, outcome: &MessageOutcome) -> Result<(), StoreError> {
         match outcome {
             Err(e) => {
-                let line = line_at(self.delivery.bytes, e.offset);
+                let line = self.lines.line_at(e.offset);
                 let detail = format!("message {}: byte {} (line {line}): {}", e.number, e.offset, e.text);
                 let message_id = tx.insert_message(&NewMessage {
                     raw_id: self.raw_id,
