@@ -2,6 +2,8 @@
 //! error chain and picks the exit code (SPEC §1: 0 ok, 1 input rejected,
 //! 2 usage or configuration error).
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, Write};
 use std::process::ExitCode;
 
