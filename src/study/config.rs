@@ -27,6 +27,7 @@ pub struct Config {
     pub study: Study,
     pub storage: Storage,
     pub watch: Option<Watch>,
+    pub logging: Logging,
     /// Analytes by name (`c_peptide`, `glucose`).
     pub analytes: BTreeMap<String, Analyte>,
     pub instruments: Vec<Instrument>,
@@ -58,6 +59,66 @@ pub struct Watch {
     pub inbox: PathBuf,
     pub archive: PathBuf,
     pub quarantine: PathBuf,
+    /// `inotify` (local disks) or `poll` (CIFS/NFS shares, which send no events).
+    #[serde(default = "default_watch_mode")]
+    pub mode: WatchMode,
+    /// How often `poll` mode looks, and how often either mode rescans as a safety net.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_seconds: u64,
+    /// A file is taken once it has been closed or renamed in and then stayed
+    /// unchanged (size and modification time) for this long.
+    #[serde(default = "default_settle")]
+    pub settle_seconds: f64,
+    /// Larger files are quarantined unread.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size_mib: u64,
+}
+
+/// How the inbox is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Inotify,
+    Poll,
+}
+
+fn default_watch_mode() -> WatchMode {
+    WatchMode::Inotify
+}
+fn default_poll_interval() -> u64 {
+    2
+}
+fn default_settle() -> f64 {
+    1.0
+}
+fn default_max_file_size() -> u64 {
+    64
+}
+
+impl Watch {
+    /// The size limit in bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_size_mib.saturating_mul(1 << 20)
+    }
+}
+
+/// Logging (the daemon); `RUST_LOG` overrides `level`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter such as `labfeed=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging { level: default_log_level() }
+    }
 }
 
 /// One measured quantity and how its results are judged.
@@ -252,7 +313,8 @@ impl fmt::Display for ConfigError {
 struct RawConfig {
     study: Spanned<Study>,
     storage: Storage,
-    watch: Option<Watch>,
+    watch: Option<Spanned<Watch>>,
+    logging: Option<Spanned<Logging>>,
     #[serde(default)]
     analytes: BTreeMap<Spanned<String>, Spanned<Analyte>>,
     #[serde(default)]
@@ -652,11 +714,49 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         }
     });
 
+    let watch = raw.watch.map(|w| {
+        let span = w.span();
+        let w = w.into_inner();
+        if w.poll_interval_seconds == 0 {
+            p.add(span.clone(), "watch.poll_interval_seconds", "must be at least 1");
+        }
+        if !(w.settle_seconds.is_finite() && (0.0..=3600.0).contains(&w.settle_seconds)) {
+            p.add(span.clone(), "watch.settle_seconds", "must be between 0 and 3600 seconds");
+        }
+        if w.max_file_size_mib == 0 {
+            p.add(span.clone(), "watch.max_file_size_mib", "must be at least 1 (MiB)");
+        }
+        for (key, dir) in [("inbox", &w.inbox), ("archive", &w.archive), ("quarantine", &w.quarantine)] {
+            if dir.as_os_str().is_empty() {
+                p.add(span.clone(), format!("watch.{key}"), "must not be empty");
+            }
+        }
+        if w.archive.starts_with(&w.inbox) || w.quarantine.starts_with(&w.inbox) {
+            p.add(span.clone(), "watch.archive", "archive and quarantine must not be inside the inbox");
+        }
+        w
+    });
+    let logging = match raw.logging {
+        Some(l) => {
+            let span = l.span();
+            let l = l.into_inner();
+            if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+                p.add(
+                    span,
+                    "logging.level",
+                    format!("{:?} is not a log level (error, warn, info, debug, trace) or filter", l.level),
+                );
+            }
+            l
+        }
+        None => Logging::default(),
+    };
     Config {
         path: path.to_owned(),
         study,
         storage: raw.storage,
-        watch: raw.watch,
+        watch,
+        logging,
         analytes,
         instruments,
         serial,
@@ -840,6 +940,7 @@ macro_rules! config_spelling {
 }
 
 config_spelling!(LinkProtocol { Astm => "astm", Mllp => "mllp" });
+config_spelling!(WatchMode { Inotify => "inotify", Poll => "poll" });
 config_spelling!(BaselineSample { Zero => "zero", Mean => "mean" });
 config_spelling!(BlqRule { HalfLloq => "half_lloq", Lloq => "lloq", Zero => "zero" });
 config_spelling!(MissingRule { None => "none", Interpolate => "interpolate" });
