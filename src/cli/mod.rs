@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingest;
 pub mod parse;
 pub mod report;
+pub mod status;
 pub mod verify;
 
 /// How a command ended, as the exit code scripts rely on.
@@ -69,6 +70,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Accepted results as CSV.
     Export(export::ExportArgs),
+    /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
+    Status,
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -93,6 +96,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Import(args) => import::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
     }
 }
 

@@ -7,4 +7,5 @@ mod e2e;
 mod hl7;
 mod ingest;
 mod report;
+mod status;
 mod store;

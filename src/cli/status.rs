@@ -1,0 +1,421 @@
+//! `labfeed status`: what a sysadmin or data manager checks first (SPEC §1):
+//! the database, whether the daemon runs, files waiting in the inbox and in
+//! quarantine, the last arrival per source and what came of it, and the open
+//! mismatches by code.
+//!
+//! It only reads: the database is opened read-only (so it works while `run`
+//! writes), folders are listed, and the daemon's lock is probed without
+//! waiting and without creating the lock file.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::cli::Outcome;
+use crate::service::{DaemonState, daemon_state, lock_path};
+use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
+use crate::study::config::Config;
+
+pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            writeln!(err, "{e}")?;
+            writeln!(
+                err,
+                "labfeed status: fix the configuration first (labfeed --config {} check-config)",
+                config_path.display()
+            )?;
+            return Ok(Outcome::Usage);
+        }
+    };
+    let database = &config.storage.database;
+    match std::fs::metadata(database) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            writeln!(
+                err,
+                "labfeed status: the study database {} is not a file (storage.database in {})",
+                database.display(),
+                config_path.display()
+            )?;
+            return Ok(Outcome::Usage);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            writeln!(
+                err,
+                "labfeed status: the study database {} does not exist yet (storage.database in {}); \
+                 `labfeed run`, `labfeed import` or `labfeed ingest` creates it",
+                database.display(),
+                config_path.display()
+            )?;
+            return Ok(Outcome::Usage);
+        }
+        Err(e) => {
+            writeln!(
+                err,
+                "labfeed status: cannot access the study database {} (storage.database in {}): {e}",
+                database.display(),
+                config_path.display()
+            )?;
+            return Ok(Outcome::Usage);
+        }
+    }
+    let store = Store::open_read_only(database).map_err(|e| {
+        anyhow::Error::new(e)
+            .context(format!("opening the study database (storage.database in {})", config_path.display()))
+    })?;
+    let report = gather(&config, &store)?;
+    print(&report, &config, &mut *out)?;
+    Ok(Outcome::Ok)
+}
+
+/// Everything `status` prints, gathered before printing.
+struct Report {
+    schema_version: i64,
+    daemon: DaemonState,
+    inbox: Option<FolderCount>,
+    quarantine: Option<FolderCount>,
+    arrivals: Vec<Arrival>,
+    unprocessed: usize,
+    open_mismatches: BTreeMap<String, u64>,
+    now: jiff::Timestamp,
+}
+
+/// The number of waiting files in a folder, or why it is unknown.
+type FolderCount = Result<usize, io::Error>;
+
+/// The latest receipt of one source, with its processing row if any.
+#[derive(Debug)]
+struct Arrival {
+    source: Source,
+    origin: String,
+    instrument: Option<String>,
+    received_at: String,
+    outcome: Option<ProcessingOutcome>,
+    accepted: u64,
+    duplicates: u64,
+    mismatches: u64,
+    qc: u64,
+    errors: u64,
+    detail: Option<String>,
+}
+
+fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
+    let (arrivals, unprocessed, open_mismatches) =
+        store.read(|r| Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open_mismatches_by_code(r)?)))?;
+    Ok(Report {
+        schema_version: store.schema_version()?,
+        daemon: daemon_state(store.path()),
+        inbox: config.watch.as_ref().map(|w| count_entries(&w.inbox, is_waiting_in_inbox)),
+        quarantine: config.watch.as_ref().map(|w| count_quarantined(&w.quarantine)),
+        arrivals,
+        unprocessed,
+        open_mismatches,
+        now: jiff::Timestamp::now(),
+    })
+}
+
+/// The latest receipt per source: one line for dropped files, one for
+/// `ingest`, one per serial device (its origin), one per TCP instrument (the
+/// peer address changes with every connection). Oldest source kind first.
+fn last_arrivals(r: &Reader<'_>) -> Result<Vec<Arrival>, StoreError> {
+    let mut stmt = r.connection().prepare(
+        "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
+                p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail
+         FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
+         WHERE rc.id IN (
+             SELECT max(id) FROM receipt
+             GROUP BY source, CASE source WHEN 'serial' THEN origin
+                                          WHEN 'tcp' THEN coalesce(instrument, '')
+                                          ELSE '' END)
+         ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END, rc.id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let count = |i: usize| -> rusqlite::Result<u64> {
+            Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
+        };
+        Ok(Arrival {
+            source: row.get(0)?,
+            origin: row.get(1)?,
+            instrument: row.get(2)?,
+            received_at: row.get(3)?,
+            outcome: row.get(4)?,
+            accepted: count(5)?,
+            duplicates: count(6)?,
+            mismatches: count(7)?,
+            qc: count(8)?,
+            errors: count(9)?,
+            detail: row.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Open (unresolved) mismatches per code.
+fn open_mismatches_by_code(r: &Reader<'_>) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut stmt = r.connection().prepare("SELECT code, count(*) FROM open_mismatch GROUP BY code")?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0).unsigned_abs())))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Names the watch folder leaves alone until they are renamed (SPEC §7):
+/// `.*`, `*.tmp`, `*.part`, `~*`.
+fn is_temporary_name(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('~') || name.ends_with(".tmp") || name.ends_with(".part")
+}
+
+fn is_waiting_in_inbox(name: &str, _all: &[String]) -> bool {
+    !is_temporary_name(name)
+}
+
+const REASON_SUFFIX: &str = ".reason.txt";
+
+/// A quarantined file, not the `NAME.reason.txt` beside one. A file that was
+/// itself called `x.reason.txt` when it was quarantined counts: it has its
+/// own `x.reason.txt.reason.txt`.
+fn is_quarantined_file(name: &str, all: &[String]) -> bool {
+    !name.ends_with(REASON_SUFFIX) || all.iter().any(|other| other.strip_suffix(REASON_SUFFIX) == Some(name))
+}
+
+fn count_quarantined(folder: &Path) -> FolderCount {
+    count_entries(folder, is_quarantined_file)
+}
+
+/// Files (not folders; symbolic links count by their target) directly in
+/// `folder` whose name `counts`, given all file names there.
+fn count_entries(folder: &Path, counts: fn(&str, &[String]) -> bool) -> FolderCount {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        // A file that moves away while we look is simply not counted.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names.iter().filter(|name| counts(name, &names)).count())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `12 s ago`, `5 min ago`, `3 h ago`, `4 days ago`; empty when the time
+/// cannot be read or lies in the future (clock changes).
+fn age(received_at: &str, now: jiff::Timestamp) -> String {
+    let Ok(then) = received_at.parse::<jiff::Timestamp>() else {
+        return String::new();
+    };
+    let seconds = now.as_second() - then.as_second();
+    match seconds {
+        s if s < 0 => String::new(),
+        s if s < 120 => format!(" ({s} s ago)"),
+        s if s < 2 * 3600 => format!(" ({} min ago)", s / 60),
+        s if s < 48 * 3600 => format!(" ({} h ago)", s / 3600),
+        s => format!(" ({} days ago)", s / 86_400),
+    }
+}
+
+/// What came of an arrival, e.g. `processed, 4 accepted, 1 mismatch`.
+fn what_came_of_it(a: &Arrival) -> String {
+    let detail = a.detail.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    match a.outcome {
+        None => "not processed yet".to_owned(),
+        Some(ProcessingOutcome::Duplicate) => "duplicate of an earlier delivery".to_owned(),
+        Some(outcome @ (ProcessingOutcome::Rejected | ProcessingOutcome::Aborted)) => match detail {
+            Some(d) => format!("{outcome}: {d}"),
+            None => outcome.to_string(),
+        },
+        Some(ProcessingOutcome::Processed) => {
+            let mut parts = vec!["processed".to_owned(), format!("{} accepted", a.accepted)];
+            if a.duplicates > 0 {
+                parts.push(plural(a.duplicates, "duplicate", "duplicates"));
+            }
+            if a.mismatches > 0 {
+                parts.push(plural(a.mismatches, "mismatch", "mismatches"));
+            }
+            if a.qc > 0 {
+                parts.push(format!("{} QC", a.qc));
+            }
+            if a.errors > 0 {
+                parts.push(plural(a.errors, "error", "errors"));
+            }
+            parts.join(", ")
+        }
+    }
+}
+
+fn folder_line(label: &str, folder: &Path, count: &FolderCount, one: &str, many: &str) -> String {
+    match count {
+        Ok(n) => format!("{label} {}: {}", folder.display(), plural(*n as u64, one, many)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            format!("{label} {}: does not exist yet", folder.display())
+        }
+        Err(e) => format!("{label} {}: cannot be read: {e}", folder.display()),
+    }
+}
+
+fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()> {
+    let database = &config.storage.database;
+    writeln!(out, "study {} (config {})", config.study.id, config.path.display())?;
+    writeln!(out, "database {} (schema version {})", database.display(), report.schema_version)?;
+    let lock = lock_path(database);
+    match &report.daemon {
+        DaemonState::Running => writeln!(out, "daemon: running (holds {})", lock.display())?,
+        DaemonState::NotRunning => writeln!(out, "daemon: not running")?,
+        DaemonState::Unknown(e) => writeln!(out, "daemon: unknown (cannot probe {}: {e})", lock.display())?,
+    }
+
+    match (&config.watch, &report.inbox, &report.quarantine) {
+        (Some(w), Some(inbox), Some(quarantine)) => {
+            writeln!(out, "{}", folder_line("inbox", &w.inbox, inbox, "file waiting", "files waiting"))?;
+            writeln!(out, "archive {}", w.archive.display())?;
+            writeln!(out, "{}", folder_line("quarantine", &w.quarantine, quarantine, "file", "files"))?;
+        }
+        _ => writeln!(out, "watch folder: not configured")?,
+    }
+
+    writeln!(out, "last arrival per source:")?;
+    for a in &report.arrivals {
+        let link = match (&a.source, &a.instrument) {
+            (Source::Serial | Source::Tcp, Some(instrument)) => format!(" ({instrument})"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {}:{}{link} at {}{}: {}",
+            a.source,
+            a.origin,
+            a.received_at,
+            age(&a.received_at, report.now),
+            what_came_of_it(a)
+        )?;
+    }
+    for line in silent_inputs(config, &report.arrivals) {
+        writeln!(out, "  {line}: nothing received yet")?;
+    }
+    if report.arrivals.is_empty() && silent_inputs(config, &report.arrivals).is_empty() {
+        writeln!(out, "  nothing received yet")?;
+    }
+    if report.unprocessed > 0 {
+        writeln!(
+            out,
+            "{} not processed yet (interrupted; `labfeed run` processes them at start-up)",
+            plural(report.unprocessed as u64, "arrival", "arrivals")
+        )?;
+    }
+
+    let total: u64 = report.open_mismatches.values().sum();
+    writeln!(out, "open mismatches: {total}")?;
+    for (code, n) in &report.open_mismatches {
+        writeln!(out, "  {code}: {n}")?;
+    }
+    Ok(())
+}
+
+/// Configured inputs with no arrival at all: the watch folder, each serial
+/// port (matched by device path or instrument), each listener (by instrument).
+fn silent_inputs(config: &Config, arrivals: &[Arrival]) -> Vec<String> {
+    let heard = |source: Source, origin: Option<&Path>, instrument: &str| {
+        arrivals.iter().any(|a| {
+            a.source == source
+                && (origin.is_some_and(|o| Path::new(&a.origin) == o) || a.instrument.as_deref() == Some(instrument))
+        })
+    };
+    let mut silent = Vec::new();
+    if let Some(w) = &config.watch
+        && !arrivals.iter().any(|a| a.source == Source::File)
+    {
+        silent.push(format!("file (watch folder {})", w.inbox.display()));
+    }
+    for s in &config.serial {
+        if !heard(Source::Serial, Some(&s.path), &s.instrument) {
+            silent.push(format!("serial:{} ({})", s.path.display(), s.instrument));
+        }
+    }
+    for l in &config.listen {
+        if !heard(Source::Tcp, None, &l.instrument) {
+            silent.push(format!("tcp:{} ({}, {})", l.address, l.instrument, l.protocol));
+        }
+    }
+    silent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn temporary_names_are_not_waiting_files() {
+        for name in [".hidden", ".x.astm", "a.tmp", "a.astm.part", "~lock.astm", "~$a.hl7"] {
+            assert!(is_temporary_name(name), "{name}");
+        }
+        for name in ["a.astm", "a.hl7", "tmp", "part.astm", "a.tmp.astm", "a~", "a.partial"] {
+            assert!(!is_temporary_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn reason_files_are_not_quarantined_files() {
+        let all = names(&["a.astm", "a.astm.reason.txt", "x.reason.txt", "x.reason.txt.reason.txt", "lone.reason.txt"]);
+        let counted: Vec<&String> = all.iter().filter(|n| is_quarantined_file(n, &all)).collect();
+        assert_eq!(counted, ["a.astm", "x.reason.txt"]);
+    }
+
+    #[test]
+    fn counting_skips_folders_and_temporary_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.astm", "b.hl7", ".c", "d.tmp", "e.part", "~f"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(count_entries(dir.path(), is_waiting_in_inbox).unwrap(), 2);
+        let missing = count_entries(&dir.path().join("missing"), is_waiting_in_inbox);
+        assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    fn arrival(outcome: Option<ProcessingOutcome>) -> Arrival {
+        Arrival {
+            source: Source::Ingest,
+            origin: "/data/e411.astm".into(),
+            instrument: None,
+            received_at: "2026-03-02T09:15:00Z".into(),
+            outcome,
+            accepted: 4,
+            duplicates: 0,
+            mismatches: 0,
+            qc: 0,
+            errors: 0,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn what_came_of_an_arrival() {
+        assert_eq!(what_came_of_it(&arrival(Some(ProcessingOutcome::Processed))), "processed, 4 accepted");
+        let mut a = arrival(Some(ProcessingOutcome::Processed));
+        (a.accepted, a.duplicates, a.mismatches, a.qc, a.errors) = (0, 1, 2, 3, 1);
+        assert_eq!(what_came_of_it(&a), "processed, 0 accepted, 1 duplicate, 2 mismatches, 3 QC, 1 error");
+        assert_eq!(what_came_of_it(&arrival(None)), "not processed yet");
+        assert_eq!(what_came_of_it(&arrival(Some(ProcessingOutcome::Duplicate))), "duplicate of an earlier delivery");
+        let mut a = arrival(Some(ProcessingOutcome::Rejected));
+        assert_eq!(what_came_of_it(&a), "rejected");
+        a.detail = Some("no ASTM or HL7 message found".into());
+        assert_eq!(what_came_of_it(&a), "rejected: no ASTM or HL7 message found");
+    }
+
+    #[test]
+    fn ages_are_coarse() {
+        let now: jiff::Timestamp = "2026-03-02T12:00:00Z".parse().unwrap();
+        assert_eq!(age("2026-03-02T11:59:30Z", now), " (30 s ago)");
+        assert_eq!(age("2026-03-02T11:15:00Z", now), " (45 min ago)");
+        assert_eq!(age("2026-03-02T09:00:00Z", now), " (3 h ago)");
+        assert_eq!(age("2026-02-20T12:00:00Z", now), " (10 days ago)");
+        assert_eq!(age("2026-03-02T12:00:05Z", now), "");
+        assert_eq!(age("garbage", now), "");
+    }
+}
