@@ -160,9 +160,14 @@ fn open_mismatches_by_code(r: &Reader<'_>) -> Result<BTreeMap<String, u64>, Stor
 }
 
 /// Names the watch folder leaves alone until they are renamed (SPEC §7):
-/// `.*`, `*.tmp`, `*.part`, `~*`.
+/// `.*`, `*.tmp`, `*.part`, `~*`; the endings in any case (`X.TMP`), as the
+/// watcher matches them (`sources::inbox::is_temporary_name`).
 fn is_temporary_name(name: &str) -> bool {
-    name.starts_with('.') || name.starts_with('~') || name.ends_with(".tmp") || name.ends_with(".part")
+    let ends_with = |suffix: &str| {
+        name.len() >= suffix.len()
+            && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    name.starts_with('.') || name.starts_with('~') || ends_with(".tmp") || ends_with(".part")
 }
 
 fn is_waiting_in_inbox(name: &str, _all: &[String]) -> bool {
@@ -182,17 +187,13 @@ fn count_quarantined(folder: &Path) -> FolderCount {
     count_entries(folder, is_quarantined_file)
 }
 
-/// Files (not folders; symbolic links count by their target) directly in
-/// `folder` whose name `counts`, given all file names there.
+/// Entries directly in `folder` whose name `counts`, given all names there.
+/// Every entry counts whatever its type: the watcher takes regular files and
+/// quarantines anything else (links, folders, pipes), so all of them wait.
 fn count_entries(folder: &Path, counts: fn(&str, &[String]) -> bool) -> FolderCount {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(folder)? {
-        let entry = entry?;
-        // A file that moves away while we look is simply not counted.
-        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
+    let names = std::fs::read_dir(folder)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<io::Result<Vec<String>>>()?;
     Ok(names.iter().filter(|name| counts(name, &names)).count())
 }
 
@@ -351,10 +352,10 @@ mod tests {
 
     #[test]
     fn temporary_names_are_not_waiting_files() {
-        for name in [".hidden", ".x.astm", "a.tmp", "a.astm.part", "~lock.astm", "~$a.hl7"] {
+        for name in [".hidden", ".x.astm", "a.tmp", "a.TMP", "a.astm.part", "a.Part", "~lock.astm", "~$a.hl7"] {
             assert!(is_temporary_name(name), "{name}");
         }
-        for name in ["a.astm", "a.hl7", "tmp", "part.astm", "a.tmp.astm", "a~", "a.partial"] {
+        for name in ["a.astm", "a.hl7", "tmp", "part", "part.astm", "a.tmp.astm", "a~", "a.partial", "é.tmpé"] {
             assert!(!is_temporary_name(name), "{name}");
         }
     }
@@ -367,13 +368,14 @@ mod tests {
     }
 
     #[test]
-    fn counting_skips_folders_and_temporary_names() {
+    fn counting_skips_temporary_names_only() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["a.astm", "b.hl7", ".c", "d.tmp", "e.part", "~f"] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
+        // The watcher quarantines a folder dropped in the inbox: it waits too.
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        assert_eq!(count_entries(dir.path(), is_waiting_in_inbox).unwrap(), 2);
+        assert_eq!(count_entries(dir.path(), is_waiting_in_inbox).unwrap(), 3);
         let missing = count_entries(&dir.path().join("missing"), is_waiting_in_inbox);
         assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
     }

@@ -111,8 +111,7 @@ fn result(n: usize, test: &str, value: &str, unit: &str) -> String {
 fn a_fresh_study_shows_paths_waiting_files_and_no_arrivals() {
     let s = Study::new();
     s.create_database();
-    let inbox = s.drop_files("inbox", &["a.astm", "b.hl7", "c.astm.part", "d.tmp", ".e.astm", "~f.astm"]);
-    std::fs::create_dir(inbox.join("subfolder")).unwrap();
+    let inbox = s.drop_files("inbox", &["a.astm", "b.hl7", "c.astm.part", "d.tmp", "D.TMP", ".e.astm", "~f.astm"]);
     let quarantine = s.drop_files(
         "quarantine",
         &["bad.astm", "bad.astm.reason.txt", "worse.hl7", "worse.hl7.reason.txt", "odd.bin", "odd.bin.reason.txt"],
