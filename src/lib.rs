@@ -16,6 +16,7 @@ pub mod model;
 pub mod parse;
 pub mod report;
 pub mod service;
+pub mod sources;
 pub mod store;
 pub mod study;
 pub mod timestamp;

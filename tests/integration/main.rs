@@ -7,5 +7,6 @@ mod e2e;
 mod hl7;
 mod ingest;
 mod report;
+mod sources;
 mod status;
 mod store;

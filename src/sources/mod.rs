@@ -1,0 +1,12 @@
+//! Where result files come from.
+//!
+//! - [`inbox`]: the watch folder on disk: temporary names, what an entry is,
+//!   archiving and quarantining without losing or overwriting anything, and
+//!   creating the folders.
+//! - [`watch`]: watching the inbox and deciding when a dropped file is
+//!   complete; hands [`Arrival`]s to the daemon.
+
+pub mod inbox;
+pub mod watch;
+
+pub use watch::{Arrival, WatchError};

@@ -1,0 +1,835 @@
+//! Watching the inbox: deciding when a dropped file is complete, and handing
+//! each complete file to the daemon once.
+//!
+//! # When a file is complete
+//!
+//! A file is taken once it was *finished* (closed after writing, or renamed
+//! into the inbox) and then stayed unchanged (size and modification time) for
+//! `watch.settle_seconds`. [`Settler`] makes that decision without I/O; the
+//! watcher feeds it what it sees:
+//!
+//! - inotify `Create` and `Modify(Data)` mean a writer is at work: the path is
+//!   *not* finished, whatever its state before, until `Close(Write)` or a
+//!   rename into the inbox (`Modify(Name(To))`).
+//! - The first scan (files present before start), a rescan after lost events
+//!   (queue overflow) and every look in `poll` mode, where no events exist,
+//!   count as finished: only stability decides.
+//! - The periodic safety-net rescan in inotify mode does not finish a path
+//!   that events showed being written: a writer holding a file open is
+//!   waited for. A path it finds that no event announced counts as finished.
+//!   A path waiting for its writer longer than ten minutes is logged (once).
+//!
+//! Before a settled file is handed over it is looked at again (`lstat`); if
+//! its size or modification time moved, the clock restarts.
+//!
+//! # Exactly once
+//!
+//! A handed-over path is remembered with its size, modification time and
+//! inode until it disappears from the inbox (an event or a scan shows it
+//! gone), so a file the daemon has not moved out yet is not handed over
+//! again. If a handed-over file changes, or the name reappears with a new
+//! file, it is taken again once complete. A path the daemon receives may
+//! already be gone or replaced when it opens it; the daemon should treat
+//! "not found" as "nothing to do" and rely on the content hash.
+//!
+//! # `poll` mode
+//!
+//! Network shares (CIFS/NFS) send no inotify events. In `poll` mode the
+//! watcher arms no notify watch at all and scans the inbox itself every
+//! `poll_interval_seconds`, which is what notify's `PollWatcher` would do
+//! (without following symlinks, and without stat-ing the folder twice).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::sources::inbox::{self, Stamp, Stat};
+use crate::study::config::{Watch, WatchMode};
+
+/// A path waiting this long for its writer to close it is logged.
+const STALL_WARNING: Duration = Duration::from_secs(600);
+
+/// `scan_once` gives up on a file still changing after this many settle periods.
+const ONCE_MAX_ROUNDS: u32 = 10;
+
+/// Events taken from the queue in one go (one `lstat` batch).
+const MAX_BATCH: usize = 4096;
+
+/// Decides, without I/O, when a file in the inbox is complete. Time is passed
+/// in, so it is testable without sleeping.
+#[derive(Debug)]
+pub struct Settler {
+    settle: Duration,
+    files: HashMap<PathBuf, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    size: u64,
+    modified: SystemTime,
+    finished: bool,
+    /// Last change of size, mtime or `finished`.
+    since: Instant,
+    /// Returned by `ready` since the last change.
+    returned: bool,
+    /// Returned by `stalled` since the last change.
+    stall_reported: bool,
+}
+
+impl Settler {
+    pub fn new(settle: Duration) -> Settler {
+        Settler { settle, files: HashMap::new() }
+    }
+
+    /// The path was seen with this size and mtime. `finished`: a
+    /// close-after-write or rename-in event was seen (or the path was found by
+    /// a scan or poll, where no events exist); `false` means a writer may
+    /// still be at work, and unfinishes a path seen finished before. A change
+    /// of size or mtime, or of `finished`, restarts the clock.
+    pub fn observe(&mut self, path: PathBuf, size: u64, modified: SystemTime, finished: bool, now: Instant) {
+        match self.files.get_mut(&path) {
+            Some(p) if p.size == size && p.modified == modified => {
+                if p.finished != finished {
+                    p.finished = finished;
+                    p.since = now;
+                    p.returned = false;
+                    p.stall_reported = false;
+                }
+            }
+            _ => {
+                let pending = Pending { size, modified, finished, since: now, returned: false, stall_reported: false };
+                self.files.insert(path, pending);
+            }
+        }
+    }
+
+    /// The path was removed or renamed away (or handed over for good).
+    pub fn forget(&mut self, path: &Path) {
+        self.files.remove(path);
+    }
+
+    /// Keep only the paths for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
+        self.files.retain(|path, _| keep(path));
+    }
+
+    /// Whether the path was seen finished; `None` when it is not tracked.
+    pub fn finished(&self, path: &Path) -> Option<bool> {
+        self.files.get(path).map(|p| p.finished)
+    }
+
+    /// The size and mtime last observed for the path.
+    pub fn stamp(&self, path: &Path) -> Option<(u64, SystemTime)> {
+        self.files.get(path).map(|p| (p.size, p.modified))
+    }
+
+    /// Paths finished and unchanged for the settle time, sorted; each returned
+    /// once until it is observed changed or forgotten.
+    pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .files
+            .iter_mut()
+            .filter(|(_, p)| p.finished && !p.returned && now.saturating_duration_since(p.since) >= self.settle)
+            .map(|(path, p)| {
+                p.returned = true;
+                path.clone()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// When the next path becomes ready (if nothing changes).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.files
+            .values()
+            .filter(|p| p.finished && !p.returned)
+            .map(|p| p.since.checked_add(self.settle).unwrap_or(p.since))
+            .min()
+    }
+
+    /// Unfinished paths unchanged for `after` (a writer holds them open, or
+    /// their close went unseen), sorted; each returned once until it changes.
+    pub fn stalled(&mut self, now: Instant, after: Duration) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .files
+            .iter_mut()
+            .filter(|(_, p)| !p.finished && !p.stall_reported && now.saturating_duration_since(p.since) >= after)
+            .map(|(path, p)| {
+                p.stall_reported = true;
+                path.clone()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// What the watcher hands to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// A complete regular file, to be ingested, then archived or quarantined.
+    Ready(PathBuf),
+    /// An entry that must not be read (symlink, directory, FIFO, too large…),
+    /// with the reason in plain words; to be quarantined.
+    Refused(PathBuf, String),
+}
+
+impl Arrival {
+    pub fn path(&self) -> &Path {
+        match self {
+            Arrival::Ready(path) | Arrival::Refused(path, _) => path,
+        }
+    }
+}
+
+/// Why the inbox cannot be watched (each message names the path).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch the inbox {} (watch.inbox): {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("cannot read the inbox {} (watch.inbox): {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the inbox {} was removed or renamed while labfeed was watching it", path.display())]
+    InboxGone { path: PathBuf },
+    #[error("the file-system watcher for the inbox {} stopped unexpectedly", path.display())]
+    Stopped { path: PathBuf },
+}
+
+/// What an event or a scan says about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// A writer is at work (create, data written).
+    Writing,
+    /// Closed after writing or renamed in (or found where no events exist).
+    Finished,
+    /// Something happened; keep what was known (an untracked path counts as finished).
+    Recheck,
+}
+
+type Listing = Vec<(PathBuf, io::Result<Option<Stat>>)>;
+
+/// The watcher's memory: what is settling, and what was handed over.
+struct Tracker {
+    max_bytes: u64,
+    settler: Settler,
+    sent: HashMap<PathBuf, Stamp>,
+}
+
+impl Tracker {
+    /// Take in one look at a path. Returns a refusal to send now.
+    fn see(&mut self, path: PathBuf, stat: io::Result<Option<Stat>>, signal: Signal, now: Instant) -> Option<Arrival> {
+        let stat = match stat {
+            Ok(Some(stat)) => stat,
+            Ok(None) => {
+                self.settler.forget(&path);
+                self.sent.remove(&path);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("cannot examine {}: {e}; trying again at the next scan", path.display());
+                return None;
+            }
+        };
+        if let Some(old) = self.sent.get(&path) {
+            if *old == stat.stamp {
+                return None;
+            }
+            tracing::info!(
+                "{} changed after it was handed over; it will be handed over again once complete",
+                path.display()
+            );
+            self.sent.remove(&path);
+        }
+        if let Some(reason) = stat.not_regular {
+            self.settler.forget(&path);
+            self.sent.insert(path.clone(), stat.stamp);
+            tracing::info!("refused: {reason}");
+            return Some(Arrival::Refused(path, reason));
+        }
+        let finished = match signal {
+            Signal::Writing => false,
+            Signal::Finished => true,
+            Signal::Recheck => self.settler.finished(&path).unwrap_or(true),
+        };
+        self.settler.observe(path, stat.stamp.size, stat.stamp.modified, finished, now);
+        None
+    }
+
+    /// Take in a complete listing of the inbox: paths not in it are gone.
+    fn listed(&mut self, listing: Listing, signal: Signal, now: Instant) -> Vec<Arrival> {
+        let present: HashSet<PathBuf> = listing.iter().map(|(path, _)| path.clone()).collect();
+        self.settler.retain(|path| present.contains(path));
+        self.sent.retain(|path, _| present.contains(path));
+        listing.into_iter().filter_map(|(path, stat)| self.see(path, stat, signal, now)).collect()
+    }
+
+    /// A settled path looked at again: hand it over if it is unchanged.
+    fn confirm(&mut self, path: PathBuf, stat: io::Result<Option<Stat>>, now: Instant) -> Option<Arrival> {
+        let Ok(Some(Stat { stamp, not_regular: None })) = stat else {
+            // Gone, unreadable or replaced by something else: the usual path.
+            self.settler.forget(&path);
+            return self.see(path, stat, Signal::Recheck, now);
+        };
+        let (size, modified) = self.settler.stamp(&path)?;
+        if (size, modified) != (stamp.size, stamp.modified) {
+            let finished = self.settler.finished(&path).unwrap_or(true);
+            self.settler.observe(path, stamp.size, stamp.modified, finished, now);
+            return None;
+        }
+        self.settler.forget(&path);
+        self.sent.insert(path.clone(), stamp);
+        match inbox::too_big(&path, stamp.size, self.max_bytes) {
+            Some(reason) => {
+                tracing::info!("refused: {reason}");
+                Some(Arrival::Refused(path, reason))
+            }
+            None => {
+                tracing::debug!("{} is complete ({} bytes)", path.display(), stamp.size);
+                Some(Arrival::Ready(path))
+            }
+        }
+    }
+}
+
+/// What a batch of notify events says.
+#[derive(Default)]
+struct Batch {
+    signals: BTreeMap<PathBuf, Signal>,
+    vanished: HashSet<PathBuf>,
+    rescan: bool,
+    inbox_gone: bool,
+}
+
+impl Batch {
+    fn take(&mut self, inbox: &Path, res: notify::Result<notify::Event>) {
+        let event = match res {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!("the inbox watcher reported an error ({e}); rescanning {}", inbox.display());
+                self.rescan = true;
+                return;
+            }
+        };
+        tracing::debug!(kind = ?event.kind, paths = ?event.paths, "inbox event");
+        if event.need_rescan() {
+            tracing::warn!("inbox events were lost (queue overflow); rescanning {}", inbox.display());
+            self.rescan = true;
+        }
+        for (i, path) in event.paths.iter().enumerate() {
+            if path.as_path() == inbox {
+                if matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))) {
+                    self.inbox_gone = true;
+                }
+                continue;
+            }
+            if path.parent() != Some(inbox) || path.file_name().is_none_or(inbox::is_temporary_name) {
+                continue;
+            }
+            let (signal, vanished) = match event.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Signal::Finished, false),
+                // Opens (also the daemon's own reads) say nothing.
+                EventKind::Access(_) => continue,
+                EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => (Signal::Writing, false),
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => (Signal::Finished, false),
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)) => (Signal::Recheck, true),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if i == 0 => (Signal::Recheck, true),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => (Signal::Finished, false),
+                EventKind::Remove(_) => (Signal::Recheck, true),
+                _ => (Signal::Recheck, false),
+            };
+            if vanished {
+                self.vanished.insert(path.clone());
+            }
+            let slot = self.signals.entry(path.clone()).or_insert(signal);
+            if signal != Signal::Recheck {
+                *slot = signal;
+            }
+        }
+    }
+}
+
+fn settle_duration(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::from_secs(1))
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Run blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)
+}
+
+/// Every non-temporary entry in the inbox with its `lstat`, sorted by name.
+fn list(inbox: &Path) -> io::Result<Listing> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(inbox)? {
+        let entry = entry?;
+        if inbox::is_temporary_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let stat = inbox::stat(&path);
+        out.push((path, stat));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+async fn scan(inbox: &Path) -> Result<Listing, WatchError> {
+    let dir = inbox.to_path_buf();
+    blocking(move || list(&dir))
+        .await
+        .and_then(|r| r)
+        .map_err(|source| WatchError::Read { path: inbox.to_path_buf(), source })
+}
+
+async fn stat_all(paths: Vec<PathBuf>) -> Listing {
+    let fallback = paths.clone();
+    match blocking(move || paths.into_iter().map(|p| (p.clone(), inbox::stat(&p))).collect()).await {
+        Ok(listing) => listing,
+        Err(e) => {
+            let kind = e.kind();
+            fallback.into_iter().map(|p| (p, Err(io::Error::new(kind, e.to_string())))).collect()
+        }
+    }
+}
+
+/// The inbox watcher task. Arms the notify watch (inotify mode), THEN scans
+/// what is already there; rescans on lost events and every
+/// `poll_interval_seconds` (the safety net in inotify mode, the only source in
+/// `poll` mode); ignores temporary names until renamed; looks at a settled
+/// file again before handing it over; sends each complete regular file once
+/// while it stays in the inbox, and each refused entry once with its reason.
+/// Returns `Ok` when `shutdown` completes or the receiver is dropped, and an
+/// error if the inbox cannot be watched or read (or vanishes).
+pub async fn watch(
+    watch: Watch,
+    tx: mpsc::Sender<Arrival>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WatchError> {
+    tokio::select! {
+        biased;
+        () = shutdown => {
+            tracing::debug!("inbox watcher stopped");
+            Ok(())
+        }
+        result = run(watch, tx) => result,
+    }
+}
+
+/// The watcher proper; cancelled (dropped) at shutdown, which is safe at any
+/// await point: all that is lost is memory, and the files stay in the inbox.
+async fn run(watch: Watch, tx: mpsc::Sender<Arrival>) -> Result<(), WatchError> {
+    let inbox = watch.inbox.clone();
+    let period = Duration::from_secs(watch.poll_interval_seconds.max(1));
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    // The notify callback runs on notify's thread: it must never block.
+    let watcher = match watch.mode {
+        WatchMode::Inotify => {
+            let to_error = |source| WatchError::Watch { path: inbox.clone(), source };
+            let mut watcher = notify::recommended_watcher(move |res| {
+                let _ = event_tx.send(res);
+            })
+            .map_err(to_error)?;
+            // 1. Arm the watch (synchronous), 2. then scan: nothing slips between.
+            watcher.watch(&inbox, RecursiveMode::NonRecursive).map_err(to_error)?;
+            Some(watcher)
+        }
+        WatchMode::Poll => None,
+    };
+    let armed = watcher.is_some();
+    let rescan_signal = if armed { Signal::Recheck } else { Signal::Finished };
+    tracing::info!(
+        "watching the inbox {} ({})",
+        inbox.display(),
+        if armed { "inotify".to_string() } else { format!("polling every {} s", period.as_secs()) }
+    );
+
+    let mut tracker = Tracker {
+        max_bytes: watch.max_file_bytes(),
+        settler: Settler::new(settle_duration(watch.settle_seconds)),
+        sent: HashMap::new(),
+    };
+    let mut out = tracker.listed(scan(&inbox).await?, Signal::Finished, now());
+    let start = tokio::time::Instant::now() + period;
+    let mut tick = tokio::time::interval_at(start, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut queued = Vec::new();
+
+    loop {
+        for arrival in out.drain(..) {
+            if tx.send(arrival).await.is_err() {
+                tracing::debug!("nobody takes inbox arrivals any more; the watcher stops");
+                return Ok(());
+            }
+        }
+
+        let deadline = tracker.settler.next_deadline().map(tokio::time::Instant::from_std);
+        let mut scan_due = false;
+        tokio::select! {
+            event = events.recv(), if armed => match event {
+                Some(event) => queued.push(event),
+                None => return Err(WatchError::Stopped { path: inbox }),
+            },
+            _ = tick.tick() => scan_due = true,
+            () = tokio::time::sleep_until(deadline.unwrap_or(start)), if deadline.is_some() => {}
+        }
+
+        // A scan first, then the events queued meanwhile: they are newer.
+        if scan_due {
+            let listing = scan(&inbox).await?;
+            out.extend(tracker.listed(listing, rescan_signal, now()));
+            for path in tracker.settler.stalled(now(), STALL_WARNING) {
+                tracing::warn!(
+                    "{} has been written to but not closed for {} minutes; labfeed takes it once \
+                     the writer closes it or renames it into the inbox",
+                    path.display(),
+                    STALL_WARNING.as_secs() / 60
+                );
+            }
+        }
+        while queued.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(event) => queued.push(event),
+                Err(_) => break,
+            }
+        }
+        if !queued.is_empty() {
+            let mut batch = Batch::default();
+            for event in queued.drain(..) {
+                batch.take(&inbox, event);
+            }
+            if batch.inbox_gone {
+                return Err(WatchError::InboxGone { path: inbox });
+            }
+            let paths: Vec<PathBuf> = batch.signals.keys().cloned().collect();
+            let stats = stat_all(paths).await;
+            let now = now();
+            for (path, stat) in stats {
+                if batch.vanished.contains(&path) {
+                    tracker.settler.forget(&path);
+                    tracker.sent.remove(&path);
+                }
+                let signal = batch.signals.get(&path).copied().unwrap_or(Signal::Recheck);
+                out.extend(tracker.see(path, stat, signal, now));
+            }
+            if batch.rescan {
+                // Events were lost, a close among them maybe: stability decides.
+                let listing = scan(&inbox).await?;
+                out.extend(tracker.listed(listing, Signal::Finished, now));
+            }
+        }
+
+        let due = tracker.settler.ready(now());
+        if !due.is_empty() {
+            let stats = stat_all(due).await;
+            let now = now();
+            for (path, stat) in stats {
+                out.extend(tracker.confirm(path, stat, now));
+            }
+        }
+    }
+}
+
+/// One complete pass for `run --once`: every non-temporary entry now in the
+/// inbox, sorted by name. Regular files are looked at twice, a settle time
+/// apart, and handed over once unchanged (a file still changing after ten
+/// settle periods is left for the next run, with a warning); other entries and
+/// files over the size limit come back refused.
+pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
+    let settle = settle_duration(watch.settle_seconds);
+    let max_bytes = watch.max_file_bytes();
+    let mut result: BTreeMap<PathBuf, Arrival> = BTreeMap::new();
+    let refuse = |result: &mut BTreeMap<PathBuf, Arrival>, path: PathBuf, reason: String| {
+        tracing::info!("refused: {reason}");
+        result.insert(path.clone(), Arrival::Refused(path, reason));
+    };
+    let mut pending: Vec<(PathBuf, Stamp)> = Vec::new();
+    for (path, stat) in scan(&watch.inbox).await? {
+        match stat {
+            Ok(None) => {}
+            Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
+            Ok(Some(Stat { stamp, not_regular: None })) => pending.push((path, stamp)),
+            Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
+        }
+    }
+    let mut ready = Vec::new();
+    for _ in 0..ONCE_MAX_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(settle).await;
+        let stats = stat_all(pending.iter().map(|(path, _)| path.clone()).collect()).await;
+        let mut changed = Vec::new();
+        for ((path, before), (_, stat)) in pending.into_iter().zip(stats) {
+            match stat {
+                Ok(None) => {}
+                Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
+                Ok(Some(Stat { stamp, not_regular: None })) if stamp == before => ready.push((path, stamp)),
+                Ok(Some(Stat { stamp, .. })) => changed.push((path, stamp)),
+                Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
+            }
+        }
+        pending = changed;
+    }
+    for (path, stamp) in ready {
+        match inbox::too_big(&path, stamp.size, max_bytes) {
+            Some(reason) => refuse(&mut result, path, reason),
+            None => {
+                result.insert(path.clone(), Arrival::Ready(path));
+            }
+        }
+    }
+    for (path, _) in pending {
+        tracing::warn!("{} is still being written; it stays in the inbox for the next run", path.display());
+    }
+    Ok(result.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTLE: Duration = Duration::from_secs(2);
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn mtime(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn p(name: &str) -> PathBuf {
+        PathBuf::from("/inbox").join(name)
+    }
+
+    #[test]
+    fn not_ready_before_settle_ready_after() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 10, mtime(1), true, start);
+        assert_eq!(s.next_deadline(), Some(start + SETTLE));
+        assert!(s.ready(start).is_empty());
+        assert!(s.ready(start + SETTLE - Duration::from_millis(1)).is_empty());
+        assert_eq!(s.ready(start + SETTLE), vec![p("a")]);
+    }
+
+    #[test]
+    fn a_change_restarts_the_clock() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 10, mtime(1), true, start);
+        s.observe(p("a"), 20, mtime(2), true, start + Duration::from_secs(1));
+        assert!(s.ready(start + SETTLE).is_empty());
+        assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(1) + SETTLE));
+        // Only the mtime moving restarts it too.
+        s.observe(p("a"), 20, mtime(3), true, start + Duration::from_secs(2));
+        assert!(s.ready(start + Duration::from_secs(3)).is_empty());
+        assert_eq!(s.ready(start + Duration::from_secs(4)), vec![p("a")]);
+    }
+
+    #[test]
+    fn the_same_observation_does_not_restart_the_clock() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 10, mtime(1), true, start);
+        s.observe(p("a"), 10, mtime(1), true, start + Duration::from_secs(1));
+        assert_eq!(s.ready(start + SETTLE), vec![p("a")]);
+    }
+
+    #[test]
+    fn unfinished_never_becomes_ready_until_finished() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 10, mtime(1), false, start);
+        assert_eq!(s.next_deadline(), None);
+        assert!(s.ready(start + Duration::from_secs(3600)).is_empty());
+        let closed = start + Duration::from_secs(3600);
+        s.observe(p("a"), 10, mtime(1), true, closed);
+        assert!(s.ready(closed + SETTLE - Duration::from_millis(1)).is_empty(), "the clock starts at the close");
+        assert_eq!(s.ready(closed + SETTLE), vec![p("a")]);
+    }
+
+    #[test]
+    fn a_writer_at_work_unfinishes_a_finished_path() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 10, mtime(1), true, start);
+        s.observe(p("a"), 10, mtime(1), false, start + Duration::from_secs(1));
+        assert_eq!(s.finished(&p("a")), Some(false));
+        assert!(s.ready(start + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn each_path_is_returned_once_until_it_changes() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("b"), 1, mtime(1), true, start);
+        s.observe(p("a"), 1, mtime(1), true, start);
+        assert_eq!(s.ready(start + SETTLE), vec![p("a"), p("b")], "sorted");
+        assert!(s.ready(start + SETTLE * 2).is_empty());
+        assert_eq!(s.next_deadline(), None);
+        // Seen again unchanged: still not returned again.
+        s.observe(p("a"), 1, mtime(1), true, start + SETTLE * 3);
+        assert!(s.ready(start + SETTLE * 10).is_empty());
+        // Changed: returned again once settled.
+        let later = start + SETTLE * 10;
+        s.observe(p("a"), 2, mtime(2), true, later);
+        assert_eq!(s.ready(later + SETTLE), vec![p("a")]);
+    }
+
+    #[test]
+    fn forget_and_retain_drop_paths() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("a"), 1, mtime(1), true, start);
+        s.observe(p("b"), 1, mtime(1), true, start);
+        s.observe(p("c"), 1, mtime(1), true, start);
+        s.forget(&p("a"));
+        s.retain(|path| path != p("b"));
+        assert_eq!(s.finished(&p("a")), None);
+        assert_eq!(s.ready(start + SETTLE), vec![p("c")]);
+        // Forgotten then seen again: a new file, returned again.
+        s.forget(&p("c"));
+        s.observe(p("c"), 1, mtime(1), true, start + SETTLE);
+        assert_eq!(s.ready(start + SETTLE * 2), vec![p("c")]);
+    }
+
+    #[test]
+    fn zero_settle_is_ready_at_once() {
+        let start = t0();
+        let mut s = Settler::new(Duration::ZERO);
+        s.observe(p("a"), 1, mtime(1), true, start);
+        assert_eq!(s.ready(start), vec![p("a")]);
+    }
+
+    #[test]
+    fn stalled_reports_unfinished_paths_once() {
+        let start = t0();
+        let mut s = Settler::new(SETTLE);
+        s.observe(p("open"), 1, mtime(1), false, start);
+        s.observe(p("done"), 1, mtime(1), true, start);
+        let after = Duration::from_secs(600);
+        assert!(s.stalled(start + after - Duration::from_secs(1), after).is_empty());
+        assert_eq!(s.stalled(start + after, after), vec![p("open")]);
+        assert!(s.stalled(start + after * 2, after).is_empty());
+    }
+
+    fn stat_of(size: u64, secs: u64, inode: u64) -> io::Result<Option<Stat>> {
+        Ok(Some(Stat { stamp: Stamp { size, modified: mtime(secs), inode }, not_regular: None }))
+    }
+
+    fn tracker() -> Tracker {
+        Tracker { max_bytes: 100, settler: Settler::new(SETTLE), sent: HashMap::new() }
+    }
+
+    #[test]
+    fn tracker_hands_over_once_while_the_file_stays() {
+        let start = t0();
+        let mut t = tracker();
+        assert!(t.see(p("a"), stat_of(5, 1, 7), Signal::Finished, start).is_none());
+        let due = t.settler.ready(start + SETTLE);
+        assert_eq!(due, vec![p("a")]);
+        assert_eq!(t.confirm(p("a"), stat_of(5, 1, 7), start + SETTLE), Some(Arrival::Ready(p("a"))));
+        // Still there at later scans: nothing more.
+        let listing = vec![(p("a"), stat_of(5, 1, 7))];
+        assert!(t.listed(listing, Signal::Finished, start + SETTLE * 2).is_empty());
+        assert!(t.settler.ready(start + SETTLE * 10).is_empty());
+        // Gone from a scan, then a new file under the same name: taken again.
+        assert!(t.listed(Vec::new(), Signal::Finished, start + SETTLE * 10).is_empty());
+        t.see(p("a"), stat_of(5, 1, 8), Signal::Finished, start + SETTLE * 10);
+        assert_eq!(t.settler.ready(start + SETTLE * 11), vec![p("a")]);
+    }
+
+    #[test]
+    fn tracker_restarts_when_the_file_moved_before_handover() {
+        let start = t0();
+        let mut t = tracker();
+        t.see(p("a"), stat_of(5, 1, 7), Signal::Finished, start);
+        assert_eq!(t.settler.ready(start + SETTLE), vec![p("a")]);
+        assert_eq!(t.confirm(p("a"), stat_of(9, 2, 7), start + SETTLE), None);
+        assert!(t.settler.ready(start + SETTLE).is_empty());
+        assert_eq!(t.settler.ready(start + SETTLE * 2), vec![p("a")]);
+        assert_eq!(t.confirm(p("a"), stat_of(9, 2, 7), start + SETTLE * 2), Some(Arrival::Ready(p("a"))));
+    }
+
+    #[test]
+    fn tracker_refuses_oversized_files_after_settling() {
+        let start = t0();
+        let mut t = tracker();
+        t.see(p("big"), stat_of(101, 1, 7), Signal::Finished, start);
+        t.settler.ready(start + SETTLE);
+        match t.confirm(p("big"), stat_of(101, 1, 7), start + SETTLE) {
+            Some(Arrival::Refused(path, reason)) => {
+                assert_eq!(path, p("big"));
+                assert!(reason.contains("the limit is 100 bytes"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn recheck_keeps_a_writer_waited_for_but_finishes_unknown_paths() {
+        let start = t0();
+        let mut t = tracker();
+        t.see(p("open"), stat_of(5, 1, 7), Signal::Writing, start);
+        t.see(p("open"), stat_of(5, 1, 7), Signal::Recheck, start);
+        t.see(p("found"), stat_of(5, 1, 8), Signal::Recheck, start);
+        assert_eq!(t.settler.ready(start + SETTLE * 100), vec![p("found")]);
+    }
+
+    #[test]
+    fn batch_maps_events_to_signals() {
+        use notify::event::{CreateKind, DataChange, RemoveKind};
+        let inbox = Path::new("/inbox");
+        let ev = |kind, paths: &[&str]| {
+            let mut event = notify::Event::new(kind);
+            for path in paths {
+                event = event.add_path(inbox.join(path));
+            }
+            Ok(event)
+        };
+        let mut b = Batch::default();
+        b.take(inbox, ev(EventKind::Create(CreateKind::File), &["a"]));
+        b.take(inbox, ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["a"]));
+        b.take(inbox, ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["a"]));
+        b.take(inbox, ev(EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)), &["a"]));
+        b.take(inbox, ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["b"]));
+        b.take(inbox, ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["b"]));
+        b.take(inbox, ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["c.tmp", "c"]));
+        b.take(inbox, ev(EventKind::Remove(RemoveKind::File), &["d"]));
+        b.take(inbox, ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["e"]));
+        assert_eq!(b.signals.get(&inbox.join("a")), Some(&Signal::Finished));
+        assert_eq!(b.signals.get(&inbox.join("b")), Some(&Signal::Writing));
+        assert_eq!(b.signals.get(&inbox.join("c")), Some(&Signal::Finished));
+        assert_eq!(b.signals.get(&inbox.join("c.tmp")), None, "temporary names are ignored");
+        assert_eq!(b.signals.get(&inbox.join("d")), Some(&Signal::Recheck));
+        assert!(b.vanished.contains(&inbox.join("d")));
+        assert_eq!(b.signals.get(&inbox.join("e")), None, "opens say nothing");
+        assert!(!b.rescan && !b.inbox_gone);
+
+        let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        b.take(inbox, Ok(overflow));
+        assert!(b.rescan);
+        b.take(inbox, ev(EventKind::Remove(RemoveKind::Folder), &[""]));
+        assert!(b.inbox_gone, "the inbox itself removed");
+    }
+}
