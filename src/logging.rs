@@ -5,7 +5,8 @@
 //!   as structured entries (priority from the level, `SYSLOG_IDENTIFIER=labfeed`,
 //!   event fields as `F_NAME=value`), so `journalctl -u labfeed -p warning` works.
 //!   If the journal socket cannot be reached, stderr is used instead, without
-//!   timestamps or colours (journald adds its own time to stderr lines).
+//!   timestamps or colours (journald adds its own time to stderr lines) and
+//!   with a `<N>` syslog priority prefix that journald turns into the priority.
 //! - Elsewhere (a terminal, a test, cron), stderr in a compact human format
 //!   with UTC timestamps (RFC 3339), coloured only on a terminal.
 //! - The filter is `RUST_LOG` when it is set and valid, else the configured
@@ -15,11 +16,16 @@
 //! User fields keep journald's `F_` prefix: without it a field that happens to
 //! be called `priority` or `message` would overwrite journald's own fields.
 
+use std::fmt;
 use std::io::IsTerminal;
 
 use anyhow::Context;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// `SYSLOG_IDENTIFIER` of journal entries (`journalctl -t labfeed`).
@@ -56,7 +62,10 @@ pub fn init(level: &str) -> anyhow::Result<Destination> {
     };
     // Exactly one of the optional layers is `Some`; `Option<Layer>` is a layer.
     let stderr_plain = (destination == Destination::StderrUnderSystemd).then(|| {
-        tracing_subscriber::fmt::layer().compact().without_time().with_ansi(false).with_writer(std::io::stderr)
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .event_format(SyslogPrefix(tracing_subscriber::fmt::format().compact().without_time().with_ansi(false)))
+            .with_writer(std::io::stderr)
     });
     let stderr_human = (destination == Destination::Stderr).then(|| {
         tracing_subscriber::fmt::layer()
@@ -78,6 +87,34 @@ pub fn init(level: &str) -> anyhow::Result<Destination> {
         tracing::warn!("the systemd journal socket is unavailable; logging to stderr");
     }
     Ok(destination)
+}
+
+/// Prefixes each event with its syslog priority (`<3>` error … `<7>` trace,
+/// as tracing-journald maps them), which journald reads from a service's
+/// stderr (`SyslogLevelPrefix=`, on by default): `journalctl -p warning`
+/// works on the fallback too.
+struct SyslogPrefix<F>(F);
+
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 5,
+        Level::DEBUG => 6,
+        Level::TRACE => 7,
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for SyslogPrefix<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// The filter: `RUST_LOG` when set, non-empty and valid, else `level`. The
@@ -169,5 +206,73 @@ mod tests {
         // must return Err.
         let _ = init("off");
         assert!(init("debug").is_err());
+    }
+
+    /// Env var that makes [`logging_child`] act; set only on the child process.
+    const CHILD: &str = "LABFEED_TEST_LOGGING_CHILD";
+
+    /// Runs in a child process of the destination tests, with its own
+    /// environment and stderr: sets up logging, says where it went, logs.
+    #[test]
+    #[ignore = "run by the destination tests in a child process"]
+    fn logging_child() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let destination = init("info").unwrap();
+        println!("destination={destination:?}");
+        tracing::info!(sample_id = "U07-V4-T30", "child event");
+        tracing::debug!("filtered out");
+    }
+
+    /// Run [`logging_child`] with stderr going to a file and `JOURNAL_STREAM`
+    /// set to that file's device:inode (plus `delta` on the inode); returns the
+    /// child's stdout and stderr.
+    fn run_child(inode_delta: u64) -> (String, String) {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let err_path = dir.path().join("stderr");
+        let err_file = std::fs::File::create(&err_path).unwrap();
+        let meta = err_file.metadata().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "logging::tests::logging_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino() + inode_delta))
+            .env_remove("RUST_LOG")
+            .stderr(err_file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        (stdout, std::fs::read_to_string(&err_path).unwrap())
+    }
+
+    #[test]
+    fn under_systemd_logs_go_to_the_journal_or_plain_stderr() {
+        let (stdout, stderr) = run_child(0);
+        if stdout.contains("destination=Journal") {
+            // A real journald is listening: the event went there.
+            assert!(!stderr.contains("child event"), "{stderr}");
+            return;
+        }
+        assert!(stdout.contains("destination=StderrUnderSystemd"), "{stdout}");
+        // The priority for journald, no timestamp (journald adds its own), no colours.
+        let line = stderr.lines().find(|l| l.contains("child event")).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(line.starts_with("<5>") && line.contains("INFO"), "{line:?}");
+        assert!(stderr.lines().any(|l| l.starts_with("<4>") && l.contains("journal socket")), "{stderr}");
+        assert!(line.contains("sample_id=\"U07-V4-T30\"") || line.contains("sample_id=U07-V4-T30"), "{line:?}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+        assert!(stderr.contains("journal socket is unavailable"), "{stderr}");
+        assert!(!stderr.contains("filtered out"), "{stderr}");
+    }
+
+    #[test]
+    fn a_journal_stream_that_is_not_our_stderr_is_ignored() {
+        let (stdout, stderr) = run_child(1);
+        assert!(stdout.contains("destination=Stderr\n"), "{stdout}");
+        let line = stderr.lines().find(|l| l.contains("child event")).unwrap_or_else(|| panic!("{stderr}"));
+        // The human format starts with an RFC 3339 UTC timestamp.
+        assert!(line.starts_with("20") && line.contains('T'), "{line:?}");
+        assert!(!stderr.contains("journal socket"), "{stderr}");
     }
 }
