@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
+use anyhow::Context;
+
 use crate::cli::Outcome;
 use crate::service::{DaemonState, daemon_state, lock_path};
 use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
@@ -30,41 +32,25 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         }
     };
     let database = &config.storage.database;
-    match std::fs::metadata(database) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => {
-            writeln!(
-                err,
-                "labfeed status: the study database {} is not a file (storage.database in {})",
-                database.display(),
-                config_path.display()
-            )?;
-            return Ok(Outcome::Usage);
-        }
+    let problem = match std::fs::metadata(database) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(_) => Some("is not a file".to_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            writeln!(
-                err,
-                "labfeed status: the study database {} does not exist yet (storage.database in {}); \
-                 `labfeed run`, `labfeed import` or `labfeed ingest` creates it",
-                database.display(),
-                config_path.display()
-            )?;
-            return Ok(Outcome::Usage);
+            Some("does not exist yet; `labfeed run`, `labfeed import` or `labfeed ingest` creates it".to_owned())
         }
-        Err(e) => {
-            writeln!(
-                err,
-                "labfeed status: cannot access the study database {} (storage.database in {}): {e}",
-                database.display(),
-                config_path.display()
-            )?;
-            return Ok(Outcome::Usage);
-        }
+        Err(e) => Some(format!("cannot be accessed: {e}")),
+    };
+    if let Some(problem) = problem {
+        writeln!(
+            err,
+            "labfeed status: the study database {} (storage.database in {}) {problem}",
+            database.display(),
+            config_path.display()
+        )?;
+        return Ok(Outcome::Usage);
     }
-    let store = Store::open_read_only(database).map_err(|e| {
-        anyhow::Error::new(e)
-            .context(format!("opening the study database (storage.database in {})", config_path.display()))
-    })?;
+    let store = Store::open_read_only(database)
+        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
     let report = gather(&config, &store)?;
     print(&report, &config, &mut *out)?;
     Ok(Outcome::Ok)
@@ -292,10 +278,11 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
             what_came_of_it(a)
         )?;
     }
-    for line in silent_inputs(config, &report.arrivals) {
-        writeln!(out, "  {line}: nothing received yet")?;
+    let silent = silent_inputs(config, &report.arrivals);
+    for input in &silent {
+        writeln!(out, "  {input}: nothing received yet")?;
     }
-    if report.arrivals.is_empty() && silent_inputs(config, &report.arrivals).is_empty() {
+    if report.arrivals.is_empty() && silent.is_empty() {
         writeln!(out, "  nothing received yet")?;
     }
     if report.unprocessed > 0 {
