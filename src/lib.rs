@@ -9,6 +9,7 @@
 
 pub mod astm;
 pub mod cli;
+pub mod daemon;
 pub mod hl7;
 pub mod ingest;
 pub mod logging;

@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingest;
 pub mod parse;
 pub mod report;
+pub mod run;
 pub mod status;
 pub mod verify;
 
@@ -72,6 +73,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
     Status,
+    /// The daemon: watch the inbox (and, later, serial ports and TCP listeners) until SIGTERM/SIGINT.
+    Run(run::RunArgs),
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -97,6 +100,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Run(args) => run::run(&config_path, &args),
     }
 }
 

@@ -415,4 +415,24 @@ impl<'c> Reader<'c> {
                 |r| r.get(0),
             )?)
     }
+
+    /// How many mismatches are open.
+    pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM mismatch m WHERE NOT EXISTS (SELECT 1 FROM resolution s WHERE s.mismatch_id = m.id)",
+            )?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)?)
+    }
+
+    /// How many arrivals (receipts) there were at or after `since`.
+    pub fn receipts_since(&self, since: jiff::Timestamp) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM receipt WHERE received_at >= ?1")?
+            .query_row([utc_text(since)], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)?)
+    }
 }

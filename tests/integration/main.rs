@@ -3,6 +3,7 @@
 mod astm;
 mod cli;
 mod config;
+mod daemon;
 mod e2e;
 mod hl7;
 mod ingest;

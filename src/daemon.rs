@@ -1,0 +1,371 @@
+//! `labfeed run`: the daemon. Watches the inbox, takes each complete file
+//! through the ingest pipeline, then archives or quarantines it.
+//!
+//! Threads and tasks:
+//! - the tokio runtime runs the sources (the inbox watcher) as tasks that may
+//!   fail and are restarted with a back-off, never taking the daemon down;
+//! - one **writer thread** owns the database connection (SQLite has one
+//!   writer anyway): it takes arrivals from a channel in batches, commits
+//!   them, and only then moves the files out of the inbox.
+//!
+//! Exactly once: a file leaves the inbox only after its content is
+//! committed. Killed before the commit, it is still in the inbox and is taken
+//! again at start-up; killed after the commit but before the move, it is
+//! taken again, recognised by its SHA-256 and archived without new rows.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::cli::Outcome;
+use crate::ingest::{Delivery, Summary, ingest_batch};
+use crate::service;
+use crate::sources::inbox;
+use crate::sources::watch::{self, Arrival};
+use crate::store::{NewProcessing, ProcessingOutcome, Source, Store};
+use crate::study::config::{Config, Watch};
+
+/// Arrivals committed together (two durable commits per batch).
+const BATCH: usize = 200;
+/// After SIGTERM the writer finishes what it holds; the service manager waits 10 s.
+const STOP_GRACE: Duration = Duration::from_secs(4);
+
+/// Start the daemon and return when it stops (signal, or `once` drained).
+pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
+    let watch_config = config.watch.clone().with_context(|| {
+        format!("{}: [watch] is needed for `run` (inbox, archive, quarantine)", config.path.display())
+    })?;
+    inbox::ensure_dirs(&watch_config).map_err(anyhow::Error::msg)?;
+    ensure_database_dir(&config)?;
+    let _lock = lock_database(&config.storage.database)?;
+    let mut store = Store::open(&config.storage.database)
+        .with_context(|| format!("opening the study database (storage.database in {})", config.path.display()))?;
+    close_interrupted_receipts(&mut store)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, watch_config, store, once))
+}
+
+/// The database's directory is created when its parent exists (SPEC §7).
+fn ensure_database_dir(config: &Config) -> anyhow::Result<()> {
+    let database = &config.storage.database;
+    let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() || parent.is_dir() => {
+            std::fs::create_dir(dir).with_context(|| format!("cannot create the database directory {}", dir.display()))
+        }
+        _ => anyhow::bail!(
+            "the database directory {} does not exist, nor does its parent (storage.database in {})",
+            dir.display(),
+            config.path.display()
+        ),
+    }
+}
+
+/// The single-instance lock beside the database (`<database>.lock`); the OS
+/// releases it when the process dies, even by SIGKILL.
+fn lock_database(database: &Path) -> anyhow::Result<File> {
+    let path = service::lock_path(database);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `labfeed run` is already using {} (it holds {}); stop it first",
+            database.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Receipts committed before a crash but never processed: their files are
+/// still in the inbox and are processed again, so the old receipt is closed.
+fn close_interrupted_receipts(store: &mut Store) -> anyhow::Result<()> {
+    let pending = store.read(|r| r.unprocessed_receipts())?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    warn!(count = pending.len(), "closing receipts interrupted before processing; their files are taken again");
+    store.write(|tx| {
+        for receipt in &pending {
+            tx.insert_processing(&NewProcessing {
+                receipt_id: receipt.id,
+                outcome: ProcessingOutcome::Aborted,
+                accepted: 0,
+                duplicates: 0,
+                mismatches: 0,
+                qc: 0,
+                errors: 0,
+                detail: Some("interrupted before processing (labfeed stopped); the content is processed again when it arrives again".into()),
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) -> anyhow::Result<Outcome> {
+    let (tx, rx) = mpsc::channel::<Arrival>(4096);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let config = Arc::new(config);
+    let writer = {
+        let (config, stopping) = (Arc::clone(&config), Arc::clone(&stopping));
+        let watch_config = watch_config.clone();
+        std::thread::Builder::new()
+            .name("labfeed-writer".into())
+            .spawn(move || Writer::new(store, config, watch_config, stopping).run(rx))
+            .context("starting the writer thread")?
+    };
+
+    if once {
+        let arrivals = watch::scan_once(&watch_config).await?;
+        info!(files = arrivals.len(), inbox = %watch_config.inbox.display(), "draining the inbox once");
+        for arrival in arrivals {
+            if tx.send(arrival).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        return join_writer(writer);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sources = tokio::spawn(supervise_watch(watch_config.clone(), tx, stop_rx.clone()));
+    let watchdog = tokio::spawn(watchdog(stop_rx));
+    service::ready();
+    service::status(&format!("watching {}", watch_config.inbox.display()));
+    info!(inbox = %watch_config.inbox.display(), database = %config.storage.database.display(), "labfeed is running");
+
+    wait_for_signal().await?;
+    info!("stopping: no new input; finishing what is in hand");
+    service::stopping();
+    stopping.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(STOP_GRACE, sources).await;
+    watchdog.abort();
+    // The writer finishes its current batch; arrivals still queued stay in the inbox.
+    tokio::task::spawn_blocking(move || join_writer(writer)).await.context("waiting for the writer")??;
+    info!("stopped");
+    // Stopped by a signal after finishing its work: a clean exit, whatever files were quarantined.
+    Ok(Outcome::Ok)
+}
+
+fn join_writer(writer: std::thread::JoinHandle<Outcome>) -> anyhow::Result<Outcome> {
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked; committed work is safe, the rest stays in the inbox"))
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+    }
+    Ok(())
+}
+
+/// Runs the inbox watcher, restarting it with a back-off when it fails (a
+/// removed or unmounted inbox), until told to stop.
+async fn supervise_watch(config: Watch, tx: mpsc::Sender<Arrival>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut stop_for_task = stop.clone();
+        let shutdown = async move {
+            let _ = stop_for_task.wait_for(|s| *s).await;
+        };
+        match watch::watch(config.clone(), tx.clone(), shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                error!(error = %e, retry_in = ?backoff, "the inbox watcher failed; restarting it");
+                service::status(&format!("inbox watcher failed: {e}; retrying"));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        let _ = inbox::ensure_dirs(&config);
+    }
+}
+
+async fn watchdog(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(interval) = service::watchdog_interval() else { return };
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => service::watchdog_ping(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The one thread that writes: commits arrivals, then moves their files.
+struct Writer {
+    store: Store,
+    config: Arc<Config>,
+    watch: Watch,
+    stopping: Arc<AtomicBool>,
+    outcome: Outcome,
+}
+
+impl Writer {
+    fn new(store: Store, config: Arc<Config>, watch: Watch, stopping: Arc<AtomicBool>) -> Writer {
+        Writer { store, config, watch, stopping, outcome: Outcome::Ok }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Arrival>) -> Outcome {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.handle(batch);
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        self.outcome
+    }
+
+    fn handle(&mut self, batch: Vec<Arrival>) {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        for arrival in batch {
+            match arrival {
+                Arrival::Refused(path, reason) => self.quarantine(&path, &reason),
+                Arrival::Ready(path) => match read_inbox_file(&path, self.watch.max_file_bytes()) {
+                    Ok(Some(bytes)) => files.push((path, bytes)),
+                    Ok(None) => {}
+                    Err(reason) => self.quarantine(&path, &reason),
+                },
+            }
+        }
+        if files.is_empty() {
+            return;
+        }
+        let received_at = jiff::Timestamp::now();
+        let deliveries: Vec<Delivery<'_>> = files
+            .iter()
+            .map(|(path, bytes)| Delivery {
+                bytes,
+                source: Source::File,
+                origin: file_name(path),
+                instrument: None,
+                received_at,
+            })
+            .collect();
+        let summaries = match ingest_batch(&mut self.store, &self.config, &deliveries) {
+            Ok(summaries) => summaries,
+            Err(e) => {
+                // Nothing of this batch was processed; the files stay in the inbox and are retried.
+                error!(error = %e, files = files.len(), "could not commit; the files stay in the inbox");
+                self.outcome = Outcome::Usage;
+                return;
+            }
+        };
+        for ((path, _), summary) in files.iter().zip(&summaries) {
+            self.settle(path, summary);
+        }
+        self.report_status();
+    }
+
+    /// After the commit: archive, or quarantine with the reason.
+    fn settle(&mut self, path: &Path, s: &Summary) {
+        let name = file_name(path);
+        let counts = format!(
+            "{} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
+            s.accepted, s.duplicates, s.mismatches, s.qc, s.errors
+        );
+        if s.outcome == ProcessingOutcome::Rejected || s.errors > 0 {
+            let reason = format!(
+                "{name} could not be fully parsed ({counts}).\n{}\nResults from the messages that parsed were stored; fix or re-export the file and drop it again.",
+                s.detail.as_deref().unwrap_or("The file is neither ASTM nor HL7.")
+            );
+            self.quarantine(path, &reason);
+            return;
+        }
+        let day = self.today();
+        match inbox::archive(path, &self.watch.archive, day) {
+            Ok(to) => info!("{name}: {counts} → {}", to.display()),
+            Err(e) => {
+                error!(file = %name, error = %e, "committed, but could not archive; it will be recognised as a duplicate next time")
+            }
+        }
+    }
+
+    fn quarantine(&mut self, path: &Path, reason: &str) {
+        let name = file_name(path);
+        self.outcome = self.outcome.max(Outcome::Rejected);
+        match inbox::quarantine(path, &self.watch.quarantine, reason) {
+            Ok(to) => {
+                warn!(file = %name, to = %to.display(), "{name} → quarantine: {}", reason.lines().next().unwrap_or(""))
+            }
+            Err(e) => error!(file = %name, error = %e, "could not quarantine"),
+        }
+    }
+
+    fn today(&self) -> jiff::civil::Date {
+        let zone = jiff::tz::TimeZone::get(&self.config.study.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        zone.to_datetime(jiff::Timestamp::now()).date()
+    }
+
+    fn report_status(&self) {
+        let zone = jiff::tz::TimeZone::get(&self.config.study.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let midnight = zone.to_timestamp(self.today().to_datetime(jiff::civil::Time::midnight())).ok();
+        let counts = self.store.read(|r| {
+            let today = match midnight {
+                Some(m) => r.receipts_since(m)?,
+                None => 0,
+            };
+            Ok((today, r.open_mismatch_count()?))
+        });
+        if let Ok((today, open)) = counts {
+            let line = service::StatusLine::new().watching(&self.watch.inbox).files_today(today).open_mismatches(open);
+            service::status(&line.to_string());
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Read a file the watcher found complete: `Ok(None)` if it is gone, an
+/// error (the quarantine reason) if it is no longer a regular file or too big.
+fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+    match inbox::inspect(path, max_bytes) {
+        inbox::Entry::Gone => Ok(None),
+        inbox::Entry::Refuse(reason) => Err(reason),
+        inbox::Entry::File { .. } => match std::fs::read(path) {
+            Ok(bytes) if bytes.len() as u64 > max_bytes => {
+                Err(format!("{} grew past the size limit while it was read", file_name(path)))
+            }
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{} could not be read: {e}", file_name(path))),
+        },
+    }
+}

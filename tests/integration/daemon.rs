@@ -1,0 +1,266 @@
+//! `labfeed run` through the real binary: files dropped the ways lab staff
+//! and their tools drop them, quarantine, bursts, SIGKILL and restart
+//! (exactly once), SIGTERM, a missing inbox, a second instance.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = include_str!("../../config/labfeed.example.toml");
+
+struct Study {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Study {
+    fn new() -> Study {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("labfeed");
+        std::fs::create_dir(&root).unwrap();
+        let text = CONFIG
+            .replace("/var/lib/labfeed", root.to_str().unwrap())
+            .replace("settle_seconds = 1.0", "settle_seconds = 0.3")
+            .replace("poll_interval_seconds = 2", "poll_interval_seconds = 1");
+        let config = dir.path().join("labfeed.toml");
+        std::fs::write(&config, text).unwrap();
+        let study = Study { dir, config };
+        let participants: String = std::iter::once("participant".to_owned())
+            .chain((0..100).map(|i| format!("U{i:03}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let csv = study.dir.path().join("participants.csv");
+        std::fs::write(&csv, participants).unwrap();
+        let out = study.command(&["import", "participants", csv.to_str().unwrap()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        study
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("labfeed")
+    }
+    fn inbox(&self) -> PathBuf {
+        self.root().join("inbox")
+    }
+    fn quarantine(&self) -> PathBuf {
+        self.root().join("quarantine")
+    }
+    fn archive(&self) -> PathBuf {
+        self.root().join("archive")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
+        cmd.arg("--config").arg(&self.config).args(args).env_remove("LABFEED_CONFIG").env_remove("JOURNAL_STREAM");
+        cmd.env_remove("NOTIFY_SOCKET");
+        cmd
+    }
+
+    fn run_once(&self) -> Output {
+        self.command(&["run", "--once"]).output().unwrap()
+    }
+
+    fn start(&self) -> Child {
+        // The log goes to a file: a pipe nobody reads would fill up and stall the daemon.
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let child = self.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
+        // The daemon is watching once a probe file has been archived.
+        wait_for(|| self.inbox().is_dir(), "the daemon to create the inbox");
+        let probe = upload(99, 0);
+        std::fs::write(self.inbox().join("probe.astm"), probe).unwrap();
+        wait_for(
+            || archived(&self.archive()).iter().any(|p| p.ends_with("probe.astm")),
+            "the probe file to be archived",
+        );
+        child
+    }
+
+    fn export(&self) -> Vec<String> {
+        let out = self.command(&["export", "results"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_owned).collect()
+    }
+}
+
+/// An e411 upload for participant `p`, 2 results, distinct per (p, n).
+fn upload(p: usize, n: usize) -> String {
+    let minute = [-10, 0, 15, 30, 60, 90, 120][n % 7];
+    let visit = ["V0", "V1", "V2", "V3", "V4"][(n / 7) % 5];
+    format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\rP|1\rO|1|U{p:03}-{visit}-T{minute}||^^^CPEP\rR|1|^^^CPEP|0.{n:03}|nmol/L||N||F||ADMIN||20260302101000\rR|2|^^^GLUC|5.{n}|mmol/L||N||F||ADMIN||20260302101100\rL|1|N\r"
+    )
+}
+
+fn archived(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() { stack.push(path) } else { found.push(path) }
+        }
+    }
+    found
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Wait (bounded) for a condition; the bound is generous and never asserted as a speed.
+fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    signal(&child, "TERM");
+    child.wait().unwrap()
+}
+
+#[test]
+fn run_once_archives_good_files_and_quarantines_bad_ones_with_a_reason() {
+    let s = Study::new();
+    std::fs::create_dir_all(s.inbox()).unwrap();
+    std::fs::write(s.inbox().join("a.astm"), upload(1, 1)).unwrap();
+    std::fs::write(s.inbox().join("b.hl7"), "MSH|^~|BAD\rPID|1\r").unwrap();
+    std::fs::write(s.inbox().join("c.part"), upload(1, 2)).unwrap();
+    let out = s.run_once();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a quarantined file makes the exit code 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let day = archived(&s.archive());
+    assert_eq!(day.len(), 1, "{day:?}");
+    let rel = day[0].strip_prefix(s.archive()).unwrap().to_string_lossy().into_owned();
+    assert!(rel.len() == "YYYY/MM/DD/a.astm".len() && rel.ends_with("a.astm"), "{rel}");
+    assert_eq!(files_in(&s.quarantine()), ["b.hl7", "b.hl7.reason.txt"]);
+    let reason = std::fs::read_to_string(s.quarantine().join("b.hl7.reason.txt")).unwrap();
+    assert!(reason.contains("MSH-2"), "{reason}");
+    assert_eq!(files_in(&s.inbox()), ["c.part"], "temporary names are left alone");
+    assert_eq!(s.export().len(), 2);
+}
+
+#[test]
+fn a_missing_inbox_is_created_or_named_never_a_panic() {
+    let s = Study::new();
+    assert!(!s.inbox().exists());
+    assert_eq!(s.run_once().status.code(), Some(0));
+    assert!(s.inbox().is_dir() && s.archive().is_dir() && s.quarantine().is_dir());
+
+    let text = std::fs::read_to_string(&s.config).unwrap().replace("/inbox\"", "/no/such/parent/inbox\"");
+    std::fs::write(&s.config, text).unwrap();
+    let out = s.run_once();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/parent"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn the_daemon_takes_files_written_slowly_renamed_in_or_present_before_start() {
+    let s = Study::new();
+    std::fs::create_dir_all(s.inbox()).unwrap();
+    std::fs::write(s.inbox().join("before.astm"), upload(2, 1)).unwrap();
+    let daemon = s.start();
+    wait_for(|| archived(&s.archive()).iter().any(|p| p.ends_with("before.astm")), "the file present before start");
+
+    // Written slowly: nothing is taken while the writer still has it open.
+    let text = upload(2, 2);
+    let (head, tail) = text.split_at(text.len() / 2);
+    let mut slow = std::fs::File::create(s.inbox().join("slow.astm")).unwrap();
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(s.inbox().join("slow.astm").exists(), "an open file is not taken");
+    slow.write_all(tail.as_bytes()).unwrap();
+    drop(slow);
+    wait_for(|| archived(&s.archive()).iter().any(|p| p.ends_with("slow.astm")), "the slowly written file");
+
+    // Written under a temporary name, then renamed in.
+    std::fs::write(s.inbox().join("renamed.tmp"), upload(2, 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(s.inbox().join("renamed.tmp").exists(), "a temporary name is not taken");
+    std::fs::rename(s.inbox().join("renamed.tmp"), s.inbox().join("renamed.astm")).unwrap();
+    wait_for(|| archived(&s.archive()).iter().any(|p| p.ends_with("renamed.astm")), "the renamed file");
+
+    let status = stop(daemon);
+    assert_eq!(status.code(), Some(0));
+    // probe (2 results) + three uploads of 2 results, none lost, none twice.
+    assert_eq!(s.export().len(), 8);
+}
+
+#[test]
+fn a_burst_of_1000_files_is_taken_exactly_once_and_a_bad_file_is_quarantined() {
+    let s = Study::new();
+    let daemon = s.start();
+    for i in 0..1000 {
+        let tmp = s.inbox().join(format!("f{i:04}.tmp"));
+        std::fs::write(&tmp, upload(i / 35, i)).unwrap();
+        std::fs::rename(&tmp, s.inbox().join(format!("f{i:04}.astm"))).unwrap();
+    }
+    std::fs::write(s.inbox().join("broken.astm"), "H|\\^&\rP|1\rO|1|X\r").unwrap();
+    wait_for(|| archived(&s.archive()).len() == 1001, "1000 files and the probe in the archive");
+    wait_for(|| files_in(&s.quarantine()).len() == 2, "the broken file in quarantine");
+    assert_eq!(stop(daemon).code(), Some(0));
+    assert_eq!(s.export().len(), 2 + 2000);
+    assert!(files_in(&s.inbox()).is_empty());
+}
+
+#[test]
+fn sigkill_during_a_burst_then_restart_loses_nothing_and_duplicates_nothing() {
+    let s = Study::new();
+    let mut daemon = s.start();
+    let drop_file = |i: usize| std::fs::write(s.inbox().join(format!("k{i:03}.astm")), upload(i / 35, i)).unwrap();
+    (0..=200).for_each(drop_file);
+    // Kill it in the middle of the burst, while it is committing and moving files.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    (201..400).for_each(drop_file);
+    let restarted = s.start();
+    wait_for(|| files_in(&s.inbox()).is_empty(), "the inbox to drain after the restart");
+    assert_eq!(stop(restarted).code(), Some(0));
+    let rows = s.export();
+    assert_eq!(rows.len(), 2 + 800, "every result exactly once");
+    let mut unique = rows.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), rows.len());
+    assert_eq!(archived(&s.archive()).len(), 400 + 2, "both probes and every file archived");
+}
+
+#[test]
+fn sigterm_exits_0_within_5_seconds_and_a_second_instance_is_refused() {
+    let s = Study::new();
+    let daemon = s.start();
+    let second = s.command(&["run"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already"), "{}", String::from_utf8_lossy(&second.stderr));
+    let mut daemon = daemon;
+    signal(&daemon, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
