@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,6 +35,22 @@ use crate::study::config::{Config, Watch};
 const BATCH: usize = 200;
 /// After SIGTERM the writer finishes what it holds; the service manager waits 10 s.
 const STOP_GRACE: Duration = Duration::from_secs(4);
+/// A batch still not committed after this long means the writer is stuck:
+/// the watchdog stops pinging and systemd restarts the service.
+const STUCK_AFTER: Duration = Duration::from_secs(120);
+
+/// When the writer started its current batch (Unix seconds), 0 when idle:
+/// the watchdog pings only while the writer is idle or making progress.
+static WRITER_BUSY_SINCE: AtomicU64 = AtomicU64::new(0);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn writer_is_healthy() -> bool {
+    let since = WRITER_BUSY_SINCE.load(Ordering::Relaxed);
+    since == 0 || unix_now().saturating_sub(since) < STUCK_AFTER.as_secs()
+}
 
 /// Start the daemon and return when it stops (signal, or `once` drained).
 pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
@@ -214,7 +230,13 @@ async fn watchdog(mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         tokio::select! {
-            _ = ticks.tick() => service::watchdog_ping(),
+            _ = ticks.tick() => {
+                if writer_is_healthy() {
+                    service::watchdog_ping();
+                } else {
+                    error!("the writer has been stuck on one batch for over {STUCK_AFTER:?}; no watchdog ping");
+                }
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -243,7 +265,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            WRITER_BUSY_SINCE.store(unix_now(), Ordering::Relaxed);
             self.handle(batch);
+            WRITER_BUSY_SINCE.store(0, Ordering::Relaxed);
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
