@@ -348,42 +348,35 @@ impl Run<'_> {
             );
         };
         let slot = Slot::new(&slot.participant, &slot.visit, i64::from(slot.minute), analyte);
-        match self.decide(tx, &slot, &a, result)? {
+        let (reason, displaced) = match self.decide(tx, &slot, &a, result)? {
             SlotDecision::Duplicate => {
                 observation.outcome = ObservationOutcome::Duplicate;
                 tx.insert_observation(&observation)?;
                 self.summary.duplicates += 1;
+                return Ok(());
             }
-            SlotDecision::Hold(finding) => self.hold(tx, observation, finding)?,
-            SlotDecision::Accept { reason } => {
-                let observation_id = tx.insert_observation(&observation)?;
-                tx.insert_result(&NewResult {
-                    observation_id,
-                    slot: slot.clone(),
-                    value,
-                    unit: unit.clone(),
-                    comparator: a.comparator,
-                    blq: a.blq,
-                    reason,
-                })?;
-                self.summary.accepted += 1;
-                self.flag(tx, observation_id, &slot, &a.flags)?;
-                self.apply_pending_corrections(tx, &slot)?;
-            }
-            SlotDecision::TakeOver { displaced } => {
-                let observation_id = tx.insert_observation(&observation)?;
-                tx.insert_result(&NewResult {
-                    observation_id,
-                    slot: slot.clone(),
-                    value,
-                    unit: unit.clone(),
-                    comparator: a.comparator,
-                    blq: a.blq,
-                    reason: "measured before the value it replaces, which arrived first; the first measurement stands"
-                        .into(),
-                })?;
-                self.summary.accepted += 1;
-                self.flag(tx, observation_id, &slot, &a.flags)?;
+            SlotDecision::Hold(finding) => return self.hold(tx, observation, finding),
+            SlotDecision::Accept { reason } => (reason, None),
+            SlotDecision::TakeOver { displaced } => (
+                "measured before the value it replaces, which arrived first; the first measurement stands".to_owned(),
+                Some(displaced),
+            ),
+        };
+        let observation_id = tx.insert_observation(&observation)?;
+        tx.insert_result(&NewResult {
+            observation_id,
+            slot: slot.clone(),
+            value,
+            unit: unit.clone(),
+            comparator: a.comparator,
+            blq: a.blq,
+            reason,
+        })?;
+        self.summary.accepted += 1;
+        self.flag(tx, observation_id, &slot, &a.flags)?;
+        match displaced {
+            None => self.apply_pending_corrections(tx, &slot)?,
+            Some(displaced) => {
                 tx.insert_mismatch(&NewMismatch {
                     code: MismatchCode::DuplicateConflict,
                     holds: true,
@@ -395,7 +388,7 @@ impl Run<'_> {
                     minute: Some(slot.minute),
                     analyte: Some(slot.analyte.clone()),
                     detail: format!(
-                        "{} differs from {} {} measured earlier{}; the earlier measurement stands",
+                        "{} differs from {} accepted for {}, which was measured earlier{}; the earlier measurement stands",
                         value_words(displaced.value, displaced.comparator, displaced.unit.as_deref()),
                         value_words(Some(value), a.comparator, Some(unit)),
                         slot_words(&slot),
