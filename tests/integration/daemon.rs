@@ -7,54 +7,41 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = include_str!("../../config/labfeed.example.toml");
+use super::support::TempStudy;
 
+/// A study with fast settling, 100 participants imported, and the daemon's folders.
 struct Study {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    t: TempStudy,
 }
 
 impl Study {
     fn new() -> Study {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("labfeed");
-        std::fs::create_dir(&root).unwrap();
-        let text = CONFIG
-            .replace("/var/lib/labfeed", root.to_str().unwrap())
-            .replace("settle_seconds = 1.0", "settle_seconds = 0.3")
-            .replace("poll_interval_seconds = 2", "poll_interval_seconds = 1");
-        let config = dir.path().join("labfeed.toml");
-        std::fs::write(&config, text).unwrap();
-        let study = Study { dir, config };
+        let t = TempStudy::new(&[
+            ("settle_seconds = 1.0", "settle_seconds = 0.3"),
+            ("poll_interval_seconds = 2", "poll_interval_seconds = 1"),
+        ]);
         let participants: String = std::iter::once("participant".to_owned())
             .chain((0..100).map(|i| format!("U{i:03}")))
             .collect::<Vec<_>>()
             .join("\n");
-        let csv = study.dir.path().join("participants.csv");
-        std::fs::write(&csv, participants).unwrap();
-        let out = study.command(&["import", "participants", csv.to_str().unwrap()]).output().unwrap();
+        let csv = t.file("participants.csv", &participants);
+        let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-        study
+        Study { t }
     }
 
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("labfeed")
-    }
     fn inbox(&self) -> PathBuf {
-        self.root().join("inbox")
+        self.t.lib("inbox")
     }
     fn quarantine(&self) -> PathBuf {
-        self.root().join("quarantine")
+        self.t.lib("quarantine")
     }
     fn archive(&self) -> PathBuf {
-        self.root().join("archive")
+        self.t.lib("archive")
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
-        cmd.arg("--config").arg(&self.config).args(args).env_remove("LABFEED_CONFIG").env_remove("JOURNAL_STREAM");
-        cmd.env_remove("NOTIFY_SOCKET");
-        cmd
+        self.t.command(args)
     }
 
     fn run_once(&self) -> Output {
@@ -64,7 +51,7 @@ impl Study {
     fn start(&self) -> Child {
         // The log goes to a file: a pipe nobody reads would fill up and stall the daemon.
         let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+            std::fs::OpenOptions::new().create(true).append(true).open(self.t.dir.path().join("daemon.log")).unwrap();
         let child = self.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
         // The daemon is watching once a probe file has been archived.
         wait_for(|| self.inbox().is_dir(), "the daemon to create the inbox");
@@ -164,8 +151,8 @@ fn a_missing_inbox_is_created_or_named_never_a_panic() {
     assert_eq!(s.run_once().status.code(), Some(0));
     assert!(s.inbox().is_dir() && s.archive().is_dir() && s.quarantine().is_dir());
 
-    let text = std::fs::read_to_string(&s.config).unwrap().replace("/inbox\"", "/no/such/parent/inbox\"");
-    std::fs::write(&s.config, text).unwrap();
+    let text = std::fs::read_to_string(&s.t.config).unwrap().replace("/inbox\"", "/no/such/parent/inbox\"");
+    std::fs::write(&s.t.config, text).unwrap();
     let out = s.run_once();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

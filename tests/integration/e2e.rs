@@ -2,54 +2,9 @@
 //! `import` → `ingest` → `export results` / `report mismatches`, checking that
 //! every mismatch code that can arise at ingest shows up in the report.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const CONFIG: &str = include_str!("../../config/labfeed.example.toml");
-
-struct Study {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Study {
-    fn new() -> Study {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("labfeed.toml");
-        let database = dir.path().join("data").join("labfeed.db");
-        std::fs::write(&config, CONFIG.replace("/var/lib/labfeed/labfeed.db", database.to_str().unwrap())).unwrap();
-        Study { dir, config }
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_labfeed"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("LABFEED_CONFIG")
-            .output()
-            .unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect()
-}
+use super::support::{TempStudy as Study, csv_rows, text};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -57,7 +12,7 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn a_small_study_from_import_to_report_shows_every_ingest_mismatch_code() {
-    let s = Study::new();
+    let s = Study::new(&[]);
     let participants = s.file("participants.csv", "participant,site\nU07,Uppsala\nU08,Uppsala\n");
     let visits =
         s.file("visits.csv", "participant,visit,meal_start\nU07,V4,2026-03-02T08:30\nU08,V0,2026-03-03T08:00\n");
@@ -222,7 +177,7 @@ OBX|1|NM|1986-9^C peptide^LN||0.6|nmol/L|||||C\r",
 
 #[test]
 fn verify_audit_reports_an_intact_chain_after_real_work() {
-    let s = Study::new();
+    let s = Study::new(&[]);
     let participants = s.file("participants.csv", "participant\nU07\n");
     assert_eq!(s.run(&["import", "participants", path(&participants)]).status.code(), Some(0));
     let upload = s.file("u.astm", "H|\\^&|||cobas-e411\rP|1\rO|1|U07-V4-T0\rR|1|^^^CPEP|0.4|nmol/L||||F\rL|1\r");

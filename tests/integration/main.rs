@@ -11,3 +11,4 @@ mod report;
 mod sources;
 mod status;
 mod store;
+mod support;

@@ -6,26 +6,20 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const CONFIG: &str = include_str!("../../config/labfeed.example.toml");
+use super::support::{EXAMPLE_CONFIG as CONFIG, TempStudy, text};
 
-/// A study whose database and watch folders live in a temporary directory
-/// (the example config with `/var/lib/labfeed` moved there).
+/// A study whose database and watch folders live in a temporary directory.
 struct Study {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    t: TempStudy,
 }
 
 impl Study {
     fn new() -> Study {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("labfeed.toml");
-        std::fs::write(&config, CONFIG.replace("/var/lib/labfeed", dir.path().join("lib").to_str().unwrap())).unwrap();
-        std::fs::create_dir(dir.path().join("lib")).unwrap();
-        Study { dir, config }
+        Study { t: TempStudy::new(&[]) }
     }
 
     fn lib(&self, name: &str) -> PathBuf {
-        self.dir.path().join("lib").join(name)
+        self.t.lib(name)
     }
 
     fn database(&self) -> PathBuf {
@@ -45,9 +39,7 @@ impl Study {
     }
 
     fn file(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        path
+        self.t.file(name, content)
     }
 
     fn drop_files(&self, folder: &str, names: &[&str]) -> PathBuf {
@@ -60,15 +52,7 @@ impl Study {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_labfeed"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("LABFEED_CONFIG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .output()
-            .unwrap()
+        self.t.run(args)
     }
 
     /// `labfeed status`, which must succeed; its stdout.
@@ -78,10 +62,6 @@ impl Study {
         assert!(out.stderr.is_empty(), "{}", text(&out));
         String::from_utf8(out.stdout).unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn lines(out: &str) -> Vec<&str> {
@@ -231,7 +211,7 @@ fn a_missing_database_is_exit_2_naming_the_path_and_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&s.database().display().to_string()), "{err}");
     assert!(err.contains("does not exist yet"), "{err}");
-    assert!(err.contains(&format!("storage.database in {}", s.config.display())), "{err}");
+    assert!(err.contains(&format!("storage.database in {}", s.t.config.display())), "{err}");
     assert!(out.stdout.is_empty());
     assert!(!s.database().exists(), "status must not create the database");
 }
@@ -239,14 +219,14 @@ fn a_missing_database_is_exit_2_naming_the_path_and_the_key() {
 #[test]
 fn a_bad_config_is_exit_2_naming_the_file_and_key() {
     let s = Study::new();
-    std::fs::write(&s.config, CONFIG.replace("[storage]\n", "[storage]\ndatabse = \"x\"\n")).unwrap();
+    std::fs::write(&s.t.config, CONFIG.replace("[storage]\n", "[storage]\ndatabse = \"x\"\n")).unwrap();
     let out = s.run(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&s.config.display().to_string()), "{err}");
+    assert!(err.contains(&s.t.config.display().to_string()), "{err}");
     assert!(err.contains("databse"), "{err}");
 
-    let missing = s.dir.path().join("nowhere.toml");
+    let missing = s.t.dir.path().join("nowhere.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_labfeed"))
         .args(["--config", missing.to_str().unwrap(), "status"])
         .output()
