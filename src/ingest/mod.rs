@@ -377,24 +377,14 @@ impl Run<'_> {
         match displaced {
             None => self.apply_pending_corrections(tx, &slot)?,
             Some(displaced) => {
-                tx.insert_mismatch(&NewMismatch {
-                    code: MismatchCode::DuplicateConflict,
-                    holds: true,
-                    observation_id: Some(displaced.id),
-                    message_id: None,
-                    receipt_id: self.receipt_id,
-                    participant: Some(slot.participant.clone()),
-                    visit: Some(slot.visit.clone()),
-                    minute: Some(slot.minute),
-                    analyte: Some(slot.analyte.clone()),
-                    detail: format!(
-                        "{} differs from {} accepted for {}, which was measured earlier{}; the earlier measurement stands",
-                        value_words(displaced.value, displaced.comparator, displaced.unit.as_deref()),
-                        value_words(Some(value), a.comparator, Some(unit)),
-                        slot_words(&slot),
-                        result.resulted_at.map(|t| format!(" (resulted {t})")).unwrap_or_default(),
-                    ),
-                })?;
+                let detail = format!(
+                    "{} differs from {} accepted for {}, which was measured earlier{}; the earlier measurement stands",
+                    value_words(displaced.value, displaced.comparator, displaced.unit.as_deref()),
+                    value_words(Some(value), a.comparator, Some(unit)),
+                    slot_words(&slot),
+                    result.resulted_at.map(|t| format!(" (resulted {t})")).unwrap_or_default(),
+                );
+                tx.insert_mismatch(&self.slot_mismatch(MismatchCode::DuplicateConflict, displaced.id, &slot, detail))?;
                 self.summary.mismatches += 1;
             }
         }
@@ -491,6 +481,29 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// A mismatch about an observation matched to `slot`, raised by this arrival;
+    /// it holds the result back unless its code only flags.
+    fn slot_mismatch(
+        &self,
+        code: MismatchCode,
+        observation_id: crate::store::ObservationId,
+        slot: &Slot,
+        detail: String,
+    ) -> NewMismatch {
+        NewMismatch {
+            code,
+            holds: code.holds_by_default(),
+            observation_id: Some(observation_id),
+            message_id: None,
+            receipt_id: self.receipt_id,
+            participant: Some(slot.participant.clone()),
+            visit: Some(slot.visit.clone()),
+            minute: Some(slot.minute),
+            analyte: Some(slot.analyte.clone()),
+            detail,
+        }
+    }
+
     /// OUT_OF_WINDOW and PRETEST_GLUCOSE: accepted, and flagged for review.
     fn flag(
         &mut self,
@@ -500,18 +513,7 @@ impl Run<'_> {
         flags: &[Finding],
     ) -> Result<(), StoreError> {
         for finding in flags {
-            tx.insert_mismatch(&NewMismatch {
-                code: finding.code,
-                holds: false,
-                observation_id: Some(observation_id),
-                message_id: None,
-                receipt_id: self.receipt_id,
-                participant: Some(slot.participant.clone()),
-                visit: Some(slot.visit.clone()),
-                minute: Some(slot.minute),
-                analyte: Some(slot.analyte.clone()),
-                detail: finding.detail.clone(),
-            })?;
+            tx.insert_mismatch(&self.slot_mismatch(finding.code, observation_id, slot, finding.detail.clone()))?;
             self.summary.mismatches += 1;
         }
         Ok(())
