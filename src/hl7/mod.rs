@@ -37,9 +37,11 @@
 //!   last message before them; file-level warnings (BOM, skipped bytes) to
 //!   the next message.
 
+pub mod ack;
 pub mod encoding;
 mod message;
 pub mod mllp;
+pub mod mllp_session;
 pub mod segment;
 
 use std::ops::Range;
