@@ -49,7 +49,9 @@
 pub mod frame;
 mod link;
 mod message;
+pub mod receiver;
 pub mod record;
+pub mod sender;
 
 pub use frame::{Frame, FrameEnd, checksum, encode_frames};
 pub use record::{Delimiters, escape, unescape};
