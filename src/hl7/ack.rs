@@ -298,7 +298,9 @@ pub fn ack_mode(original: &[u8]) -> Option<AckMode> {
 /// `control_id` is the ACK's own MSH-10; `now` goes into MSH-7 (UTC). Never
 /// panics, whatever `original` holds. When `original` has no usable MSH the
 /// ACK is a generic AR with an empty MSA-2 whatever `code` says, and `error`
-/// defaults to the reason the MSH could not be read.
+/// defaults to the reason the MSH could not be read. Otherwise `error` is
+/// written (MSA-3, ERR) for AE and AR only, and AE/AR without an error get
+/// no ERR segment.
 pub fn ack(
     original: &[u8],
     code: AckCode,

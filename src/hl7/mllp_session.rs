@@ -463,6 +463,23 @@ mod tests {
     }
 
     #[test]
+    fn head_of_a_large_frame_is_cut_to_the_kept_size() {
+        let mut s = MllpSession::new(4 * HEAD_KEPT);
+        let mut events = s.feed(b"\x0b");
+        for _ in 0..1000 {
+            events.extend(s.feed(&[b'y'; 100]));
+        }
+        events.extend(s.feed(b"\x1c\r"));
+        match events.as_slice() {
+            [SessionEvent::Warning { .. }, SessionEvent::Refused { head, size, .. }] => {
+                assert_eq!(head.len(), HEAD_KEPT);
+                assert_eq!(*size, 100_000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn acknowledge_errors() {
         let mut s = MllpSession::default();
         s.feed(b"\x0bA\x1c\r");
