@@ -27,9 +27,31 @@ use crate::cli::Outcome;
 use crate::ingest::{Delivery, Summary, ingest_batch};
 use crate::service;
 use crate::sources::inbox;
+use crate::sources::tcp;
 use crate::sources::watch::{self, Arrival};
 use crate::store::{NewProcessing, ProcessingOutcome, Source, Store};
 use crate::study::config::{Config, Watch};
+
+/// What the writer thread is handed: a file from the inbox, or a message from
+/// an analyzer link that waits for the commit before it is acknowledged.
+#[derive(Debug)]
+pub enum Work {
+    File(Arrival),
+    Link(LinkMessage),
+}
+
+/// One complete message from a link (serial or TCP).
+#[derive(Debug)]
+pub struct LinkMessage {
+    pub bytes: Vec<u8>,
+    pub source: Source,
+    /// The device path or peer address.
+    pub origin: String,
+    /// The instrument of the port or listener: authoritative for what arrives on it.
+    pub instrument: String,
+    /// Answered after the commit (Err: not stored, do not acknowledge as accepted).
+    pub reply: tokio::sync::oneshot::Sender<Result<Summary, String>>,
+}
 
 /// Arrivals committed together (two durable commits per batch).
 const BATCH: usize = 200;
@@ -139,7 +161,7 @@ fn close_interrupted_receipts(store: &mut Store) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) -> anyhow::Result<Outcome> {
-    let (tx, rx) = mpsc::channel::<Arrival>(4096);
+    let (tx, rx) = mpsc::channel::<Work>(4096);
     let stopping = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let writer = {
@@ -155,7 +177,7 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
         let arrivals = watch::scan_once(&watch_config).await?;
         info!(files = arrivals.len(), inbox = %watch_config.inbox.display(), "draining the inbox once");
         for arrival in arrivals {
-            if tx.send(arrival).await.is_err() {
+            if tx.send(Work::File(arrival)).await.is_err() {
                 break;
             }
         }
@@ -164,7 +186,23 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sources = tokio::spawn(supervise_watch(watch_config.clone(), tx, stop_rx.clone()));
+    let (arrival_tx, mut arrival_rx) = mpsc::channel::<Arrival>(1024);
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(arrival) = arrival_rx.recv().await {
+                if tx.send(Work::File(arrival)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut listeners = Vec::new();
+    for listen in &config.listen {
+        listeners.push(tokio::spawn(tcp::serve(listen.clone(), tx.clone(), stop_rx.clone())));
+    }
+    drop(tx);
+    let sources = tokio::spawn(supervise_watch(watch_config.clone(), arrival_tx, stop_rx.clone()));
     let watchdog = tokio::spawn(watchdog(stop_rx));
     service::ready();
     service::status(&format!("watching {}", watch_config.inbox.display()));
@@ -176,6 +214,10 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     stopping.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(STOP_GRACE, sources).await;
+    for listener in listeners {
+        let _ = tokio::time::timeout(STOP_GRACE, listener).await;
+    }
+    forward.abort();
     watchdog.abort();
     // The writer finishes its current batch; arrivals still queued stay in the inbox.
     tokio::task::spawn_blocking(move || join_writer(writer)).await.context("waiting for the writer")??;
@@ -256,7 +298,7 @@ impl Writer {
         Writer { store, config, watch, stopping, outcome: Outcome::Ok }
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Arrival>) -> Outcome {
+    fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Outcome {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -275,19 +317,21 @@ impl Writer {
         self.outcome
     }
 
-    fn handle(&mut self, batch: Vec<Arrival>) {
+    fn handle(&mut self, batch: Vec<Work>) {
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-        for arrival in batch {
-            match arrival {
-                Arrival::Refused(path, reason) => self.quarantine(&path, &reason),
-                Arrival::Ready(path) => match read_inbox_file(&path, self.watch.max_file_bytes()) {
+        let mut links: Vec<LinkMessage> = Vec::new();
+        for work in batch {
+            match work {
+                Work::File(Arrival::Refused(path, reason)) => self.quarantine(&path, &reason),
+                Work::File(Arrival::Ready(path)) => match read_inbox_file(&path, self.watch.max_file_bytes()) {
                     Ok(Some(bytes)) => files.push((path, bytes)),
                     Ok(None) => {}
                     Err(reason) => self.quarantine(&path, &reason),
                 },
+                Work::Link(message) => links.push(message),
             }
         }
-        if files.is_empty() {
+        if files.is_empty() && links.is_empty() {
             return;
         }
         let received_at = jiff::Timestamp::now();
@@ -300,18 +344,44 @@ impl Writer {
                 instrument: None,
                 received_at,
             })
+            .chain(links.iter().map(|m| Delivery {
+                bytes: &m.bytes,
+                source: m.source,
+                origin: m.origin.clone(),
+                instrument: Some(m.instrument.clone()),
+                received_at,
+            }))
             .collect();
         let summaries = match ingest_batch(&mut self.store, &self.config, &deliveries) {
             Ok(summaries) => summaries,
             Err(e) => {
-                // Nothing of this batch was processed; the files stay in the inbox and are retried.
-                error!(error = %e, files = files.len(), "could not commit; the files stay in the inbox");
+                // Nothing of this batch was processed: files stay in the inbox and are
+                // retried; links are told, so the analyzer is not acknowledged and resends.
+                error!(error = %e, files = files.len(), messages = links.len(), "could not commit; nothing acknowledged");
                 self.outcome = Outcome::Usage;
+                for link in links {
+                    let _ = link.reply.send(Err(format!("the message could not be stored: {e}")));
+                }
                 return;
             }
         };
-        for ((path, _), summary) in files.iter().zip(&summaries) {
+        let (file_summaries, link_summaries) = summaries.split_at(files.len().min(summaries.len()));
+        for ((path, _), summary) in files.iter().zip(file_summaries) {
             self.settle(path, summary);
+        }
+        for (link, summary) in links.into_iter().zip(link_summaries) {
+            info!(
+                "{} from {} ({}): {} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
+                link.source,
+                link.origin,
+                link.instrument,
+                summary.accepted,
+                summary.duplicates,
+                summary.mismatches,
+                summary.qc,
+                summary.errors
+            );
+            let _ = link.reply.send(Ok(summary.clone()));
         }
         self.report_status();
     }

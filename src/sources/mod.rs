@@ -7,6 +7,7 @@
 //!   complete; hands [`Arrival`]s to the daemon.
 
 pub mod inbox;
+pub mod tcp;
 pub mod watch;
 
 pub use watch::{Arrival, WatchError};

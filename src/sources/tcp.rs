@@ -1,0 +1,192 @@
+//! TCP listeners (`[[listen]]`): analyzers and middleware connect and send
+//! results; each message is acknowledged only after it is committed.
+//!
+//! - `mllp`: HL7 over MLLP. The AA/AE/AR acknowledgement (MSA-2 = the received
+//!   MSH-10) goes out after the commit; a payload that is not HL7 gets AR with
+//!   an ERR segment; the connection stays open either way.
+//! - `astm`: ASTM E1381 framing over TCP (not wired yet: such connections are
+//!   refused with a log line).
+//!
+//! The listener is a task that rebinds with a back-off when it fails and
+//! stops when told; connections are capped, idle ones are kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::daemon::{LinkMessage, Work};
+use crate::hl7::ack::{AckCode, AckError, ErrorCode, ack, decide};
+use crate::hl7::mllp_session::{MllpSession, SessionEvent};
+use crate::model::ParseOptions;
+use crate::store::Source;
+use crate::study::config::{LinkProtocol, Listener};
+
+/// Connections served at once per listener.
+pub const MAX_CONNECTIONS: usize = 16;
+/// The largest MLLP message accepted (larger ones get AR without being buffered).
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Serve one `[[listen]]` entry until `stop` turns true.
+pub async fn serve(listen: Listener, tx: mpsc::Sender<Work>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    let listener = loop {
+        match TcpListener::bind(listen.address).await {
+            Ok(listener) => break listener,
+            Err(e) => {
+                error!(address = %listen.address, error = %e, retry_in = ?backoff, "cannot listen for {}", listen.instrument);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    info!(address = %listen.address, protocol = %listen.protocol, instrument = %listen.instrument, "listening");
+    accept_loop(listener, listen, tx, stop).await;
+}
+
+/// Accept connections on an already bound listener (tests bind 127.0.0.1:0).
+pub async fn accept_loop(
+    listener: TcpListener,
+    listen: Listener,
+    tx: mpsc::Sender<Work>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!(%peer, "too many connections ({MAX_CONNECTIONS}); closing this one");
+            continue;
+        };
+        let (listen, tx, stop) = (listen.clone(), tx.clone(), stop.clone());
+        tokio::spawn(async move {
+            match listen.protocol {
+                LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, tx, stop).await,
+                LinkProtocol::Astm => {
+                    warn!(%peer, "ASTM over TCP is not wired yet; closing the connection");
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Resolves once `stop` turns true (the guard `wait_for` returns is not held
+/// across an await, so the futures stay `Send`).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+static ACK_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A control ID for our own ACK messages (MSH-10): unique within this process.
+fn next_control_id(now: jiff::Timestamp) -> String {
+    format!("LF{}-{}", now.as_second(), ACK_COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn mllp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    instrument: String,
+    tx: mpsc::Sender<Work>,
+    mut stop: watch::Receiver<bool>,
+) {
+    info!(%peer, %instrument, "MLLP connection opened");
+    let mut session = MllpSession::new(MAX_MESSAGE_BYTES);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(%peer, error = %e, "MLLP connection broke");
+                    break;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        for event in session.feed(buf.get(..n).unwrap_or_default()) {
+            let (id, reply) = match event {
+                SessionEvent::Payload { id, payload, raw } => {
+                    (id, commit_and_acknowledge(&payload, raw, peer, &instrument, &tx).await)
+                }
+                SessionEvent::Refused { id, head, size, error } => {
+                    warn!(%peer, size, "MLLP message refused: {}", error.text);
+                    let now = jiff::Timestamp::now();
+                    (id, ack(&head, AckCode::Reject, Some(&error), now, &next_control_id(now)))
+                }
+                SessionEvent::Warning { offset, text } => {
+                    debug!(%peer, offset, "{text}");
+                    continue;
+                }
+            };
+            match session.acknowledge(id, reply) {
+                Ok(bytes) => {
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        warn!(%peer, error = %e, "could not send the acknowledgement");
+                        return;
+                    }
+                }
+                Err(e) => warn!(%peer, error = %e, "acknowledgement not sent"),
+            }
+        }
+    }
+    info!(%peer, "MLLP connection closed");
+}
+
+/// Hand one HL7 message to the writer, wait for its commit, and build the
+/// acknowledgement: AA when stored and parsed, AE/AR with the reason otherwise.
+async fn commit_and_acknowledge(
+    payload: &[u8],
+    raw: Vec<u8>,
+    peer: SocketAddr,
+    instrument: &str,
+    tx: &mpsc::Sender<Work>,
+) -> Vec<u8> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let message = LinkMessage {
+        bytes: raw,
+        source: Source::Tcp,
+        origin: peer.to_string(),
+        instrument: instrument.to_owned(),
+        reply: reply_tx,
+    };
+    let stored = if tx.send(Work::Link(message)).await.is_ok() {
+        reply_rx.await.unwrap_or_else(|_| Err("labfeed is stopping".to_owned()))
+    } else {
+        Err("labfeed is stopping".to_owned())
+    };
+    let now = jiff::Timestamp::now();
+    let control_id = next_control_id(now);
+    match stored {
+        Ok(_) => {
+            let mut outcomes = Vec::new();
+            crate::hl7::parse_file(payload, &ParseOptions::default(), &mut |o| outcomes.push(o));
+            decide(payload, &outcomes).ack(payload, now, &control_id)
+        }
+        Err(why) => {
+            let error = AckError::new(ErrorCode::ApplicationInternal, format!("{why}; send the message again"));
+            ack(payload, AckCode::Reject, Some(&error), now, &control_id)
+        }
+    }
+}
