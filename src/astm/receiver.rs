@@ -179,6 +179,9 @@ struct Session {
     refused: usize,
     naks_in_row: u32,
     withheld: Option<Withheld>,
+    /// The last frame was cut short by an STX: the frame that STX began is
+    /// line noise until proven otherwise (see `on_token`).
+    after_cut: bool,
     /// Simplified style: EOT came while a commit was pending.
     eot_deferred: bool,
 }
@@ -441,8 +444,20 @@ impl Receiver {
                 self.ignoring = false;
                 if let Some(s) = &mut self.session {
                     s.refused += 1;
+                    s.after_cut = true;
                 }
                 ev.push(Event::Warning("frame cut short by STX, ENQ or EOT: dropped, not answered".into()));
+            }
+            // A sender waits for the reply to a frame before it sends another,
+            // so an STX inside a frame is a corrupted byte, and what follows it
+            // is the rest of that frame: its checksum may even verify by chance
+            // (1 in 256), so it is refused; the sender then sends the whole
+            // frame again.
+            Token::Frame(_) | Token::Oversize | Token::Plain { .. }
+                if self.session.as_mut().is_some_and(|s| std::mem::take(&mut s.after_cut)) =>
+            {
+                self.ignoring = false;
+                self.refuse("frame began inside the previous one (line noise)", ev);
             }
             Token::Oversize => {
                 self.ignoring = false;
@@ -698,6 +713,7 @@ impl Session {
             refused: 0,
             naks_in_row: 0,
             withheld: None,
+            after_cut: false,
             eot_deferred: false,
         }
     }

@@ -7,6 +7,7 @@ mod daemon;
 mod e2e;
 mod hl7;
 mod ingest;
+mod link;
 mod listen;
 mod mllp;
 mod report;
