@@ -135,8 +135,10 @@ pub enum Event {
     Send(Vec<u8>),
     /// A complete message text (frame texts joined, through an L record) and
     /// the raw bytes received since the previous message (ENQ, frames,
-    /// rejected attempts), to commit, then to report with
-    /// [`Receiver::committed`] or [`Receiver::rejected`].
+    /// rejected attempts, through the final frame's CR: its LF is not waited
+    /// for and begins the next raw), to commit, then to report with
+    /// [`Receiver::committed`] or [`Receiver::rejected`] quickly: SPEC §7
+    /// wants every ACK out within 2 s, and a sender gives up after 15 s.
     Message { id: MessageId, text: Vec<u8>, raw: Vec<u8> },
     /// A session or message that ended incomplete: no results, but the raw
     /// bytes are kept for the audit.
