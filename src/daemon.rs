@@ -38,6 +38,14 @@ use crate::study::config::{Config, Watch};
 pub enum Work {
     File(Arrival),
     Link(LinkMessage),
+    /// The raw bytes of a link session that ended incomplete: kept and audited, no results.
+    Aborted {
+        bytes: Vec<u8>,
+        source: Source,
+        origin: String,
+        instrument: String,
+        reason: String,
+    },
 }
 
 /// One complete message from a link (serial or TCP).
@@ -329,6 +337,19 @@ impl Writer {
                     Err(reason) => self.quarantine(&path, &reason),
                 },
                 Work::Link(message) => links.push(message),
+                Work::Aborted { bytes, source, origin, instrument, reason } => {
+                    let delivery = Delivery {
+                        bytes: &bytes,
+                        source,
+                        origin: origin.clone(),
+                        instrument: Some(instrument),
+                        received_at: jiff::Timestamp::now(),
+                    };
+                    match crate::ingest::record_aborted(&mut self.store, &delivery, &reason) {
+                        Ok(_) => warn!("{source} {origin}: session aborted ({reason}); raw bytes kept, no results"),
+                        Err(e) => error!(error = %e, "could not keep the raw bytes of an aborted session"),
+                    }
+                }
             }
         }
         if files.is_empty() && links.is_empty() {

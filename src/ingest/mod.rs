@@ -171,6 +171,40 @@ pub fn ingest_batch(
     Ok(summaries)
 }
 
+/// Keep the raw bytes of an aborted link session (EOT mid-message, timeout,
+/// too many failed tries): stored and audited, never processed into results.
+pub fn record_aborted(store: &mut Store, delivery: &Delivery<'_>, reason: &str) -> Result<ReceiptId, IngestError> {
+    let format = detect(delivery.bytes);
+    let personal =
+        privacy::personal_fields(delivery.bytes, &|code| store.read(|r| r.participant_exists(code)).unwrap_or(false));
+    Ok(store.write(|tx| {
+        let raw = tx.insert_raw(&NewRaw {
+            bytes: delivery.bytes,
+            format,
+            personal: &personal,
+            received_at: delivery.received_at,
+        })?;
+        let receipt_id = tx.insert_receipt(&NewReceipt {
+            raw_id: raw.id,
+            received_at: delivery.received_at,
+            source: delivery.source,
+            origin: delivery.origin.clone(),
+            instrument: delivery.instrument.clone(),
+        })?;
+        tx.insert_processing(&NewProcessing {
+            receipt_id,
+            outcome: ProcessingOutcome::Aborted,
+            accepted: 0,
+            duplicates: 0,
+            mismatches: 0,
+            qc: 0,
+            errors: 0,
+            detail: Some(reason.to_owned()),
+        })?;
+        Ok(receipt_id)
+    })?)
+}
+
 fn empty_summary(receipt_id: ReceiptId, format: Option<Format>) -> Summary {
     Summary {
         receipt_id,

@@ -4,8 +4,9 @@
 //! - `mllp`: HL7 over MLLP. The AA/AE/AR acknowledgement (MSA-2 = the received
 //!   MSH-10) goes out after the commit; a payload that is not HL7 gets AR with
 //!   an ERR segment; the connection stays open either way.
-//! - `astm`: ASTM E1381 framing over TCP (not wired yet: such connections are
-//!   refused with a log line).
+//! - `astm`: ASTM E1381 framing over TCP, driven by the sans-IO
+//!   [`Receiver`](crate::astm::receiver::Receiver): every ACK/NAK goes out at
+//!   once, except the final frame's ACK, which waits for the commit.
 //!
 //! The listener is a task that rebinds with a back-off when it fails and
 //! stops when told; connections are capped, idle ones are kept.
@@ -20,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::astm::receiver::{self, Event, Receiver};
 use crate::daemon::{LinkMessage, Work};
 use crate::hl7::ack::{AckCode, AckError, ErrorCode, ack, decide};
 use crate::hl7::mllp_session::{MllpSession, SessionEvent};
@@ -80,9 +82,7 @@ pub async fn accept_loop(
         tokio::spawn(async move {
             match listen.protocol {
                 LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, tx, stop).await,
-                LinkProtocol::Astm => {
-                    warn!(%peer, "ASTM over TCP is not wired yet; closing the connection");
-                }
+                LinkProtocol::Astm => astm_connection(stream, peer, listen.instrument, tx, stop).await,
             }
             drop(slot);
         });
@@ -189,4 +189,104 @@ async fn commit_and_acknowledge(
             ack(payload, AckCode::Reject, Some(&error), now, &control_id)
         }
     }
+}
+
+/// One analyzer connection speaking ASTM E1381 over TCP.
+async fn astm_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    instrument: String,
+    tx: mpsc::Sender<Work>,
+    mut stop: watch::Receiver<bool>,
+) {
+    info!(%peer, %instrument, "ASTM connection opened");
+    let mut link = Receiver::new(receiver::Config::default());
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let deadline = link.next_deadline().map(tokio::time::Instant::from_std);
+        let events = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => link.feed(buf.get(..n).unwrap_or_default(), std::time::Instant::now()),
+                Err(e) => {
+                    warn!(%peer, error = %e, "ASTM connection broke");
+                    break;
+                }
+            },
+            _ = sleep_until(deadline) => link.tick(std::time::Instant::now()),
+            _ = stopped(&mut stop) => break,
+        };
+        if !handle_astm_events(events, &mut link, &mut writer, peer, &instrument, &tx).await {
+            break;
+        }
+    }
+    info!(%peer, "ASTM connection closed");
+}
+
+/// Sleep until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carry out the receiver's events: replies go out, complete messages are
+/// committed and only then acknowledged, aborted sessions are kept raw.
+/// Returns false when the connection should close.
+async fn handle_astm_events(
+    events: Vec<Event>,
+    link: &mut Receiver,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer: SocketAddr,
+    instrument: &str,
+    tx: &mpsc::Sender<Work>,
+) -> bool {
+    let mut queue: std::collections::VecDeque<Event> = events.into();
+    while let Some(event) = queue.pop_front() {
+        match event {
+            Event::Send(bytes) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    warn!(%peer, error = %e, "could not answer the analyzer");
+                    return false;
+                }
+            }
+            Event::Message { id, text, raw: _ } => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let message = LinkMessage {
+                    bytes: text,
+                    source: Source::Tcp,
+                    origin: peer.to_string(),
+                    instrument: instrument.to_owned(),
+                    reply: reply_tx,
+                };
+                let stored = if tx.send(Work::Link(message)).await.is_ok() {
+                    reply_rx.await.unwrap_or_else(|_| Err("labfeed is stopping".to_owned()))
+                } else {
+                    Err("labfeed is stopping".to_owned())
+                };
+                let now = std::time::Instant::now();
+                match stored {
+                    Ok(_) => queue.extend(link.committed(id, now)),
+                    Err(why) => {
+                        warn!(%peer, "not stored, NAK so the analyzer sends it again: {why}");
+                        queue.extend(link.rejected(id, now));
+                    }
+                }
+            }
+            Event::Aborted { raw, reason } => {
+                let work = Work::Aborted {
+                    bytes: raw,
+                    source: Source::Tcp,
+                    origin: peer.to_string(),
+                    instrument: instrument.to_owned(),
+                    reason,
+                };
+                let _ = tx.send(work).await;
+            }
+            Event::Warning(text) => debug!(%peer, "{text}"),
+        }
+    }
+    true
 }

@@ -17,9 +17,19 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        // A free loopback port for the listener.
+        Daemon::start_with(&[])
+    }
+
+    /// Start with config edits; `ADDRESS` in them stands for a free loopback port.
+    fn start_with(edits: &[(&str, &str)]) -> Daemon {
         let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-        let study = TempStudy::new(&[("127.0.0.1:5001", &address)]);
+        let mut edits: Vec<(String, String)> =
+            edits.iter().map(|(from, to)| (from.to_string(), to.replace("ADDRESS", &address))).collect();
+        if edits.is_empty() {
+            edits.push(("127.0.0.1:5001".into(), address.clone()));
+        }
+        let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let study = TempStudy::new(&edits);
         let csv = study.file("participants.csv", "participant\nU07\n");
         assert!(study.run(&["import", "participants", csv.to_str().unwrap()]).status.success());
         let log = std::fs::File::create(study.dir.path().join("daemon.log")).unwrap();
@@ -128,4 +138,83 @@ fn an_exact_duplicate_is_acknowledged_and_stored_once() {
     assert_eq!(d.exported(), 1);
     let status = String::from_utf8_lossy(&d.study.run(&["status"]).stdout).into_owned();
     assert!(status.contains("tcp"), "{status}");
+}
+
+/// A daemon whose listener speaks ASTM E1381 for the cobas e411.
+fn start_astm() -> Daemon {
+    Daemon::start_with(&[(
+        "instrument = \"central-lab\"\naddress = \"127.0.0.1:5001\"\nprotocol = \"mllp\"",
+        "instrument = \"cobas-e411\"\naddress = \"ADDRESS\"\nprotocol = \"astm\"",
+    )])
+}
+
+fn e411_upload(value: &str) -> Vec<u8> {
+    format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1\rP|1\rO|1|U07-V4-T30||^^^CPEP\rR|1|^^^CPEP|{value}|nmol/L||N||F||ADMIN||20260302101000\rL|1|N\r"
+    )
+    .into_bytes()
+}
+
+fn read_byte(s: &mut TcpStream) -> u8 {
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    b[0]
+}
+
+const ENQ: u8 = 0x05;
+const ACK: u8 = 0x06;
+const NAK: u8 = 0x15;
+const EOT: u8 = 0x04;
+
+#[test]
+fn an_astm_upload_over_tcp_is_acked_frame_by_frame_and_the_last_ack_follows_the_commit() {
+    let d = start_astm();
+    let mut s = d.connect();
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let frames = labfeed::astm::encode_frames(&e411_upload("0.81"), 60);
+    assert!(frames.len() > 2, "several ETB frames and a final ETX frame");
+    for frame in &frames {
+        s.write_all(frame).unwrap();
+        assert_eq!(read_byte(&mut s), ACK);
+    }
+    // The final ACK came after the commit: the result is already exported.
+    assert_eq!(d.exported(), 1);
+    s.write_all(&[EOT]).unwrap();
+
+    // A corrupted frame is NAKed; its good retransmission is ACKed and stored once.
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let frame = labfeed::astm::encode_frames(&e411_upload("0.81"), 240).remove(0);
+    let mut bad = frame.clone();
+    bad[5] ^= 0x01;
+    s.write_all(&bad).unwrap();
+    assert_eq!(read_byte(&mut s), NAK);
+    s.write_all(&frame).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    s.write_all(&[EOT]).unwrap();
+    assert_eq!(d.exported(), 1, "the identical re-delivery is a duplicate");
+}
+
+#[test]
+fn an_astm_session_cut_off_mid_message_yields_no_result() {
+    let d = start_astm();
+    let mut s = d.connect();
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let frames = labfeed::astm::encode_frames(&e411_upload("0.55"), 60);
+    s.write_all(&frames[0]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    s.write_all(&[EOT]).unwrap();
+    // Then a complete message on the same connection still goes through.
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    for frame in labfeed::astm::encode_frames(&e411_upload("0.66"), 240) {
+        s.write_all(&frame).unwrap();
+        assert_eq!(read_byte(&mut s), ACK);
+    }
+    s.write_all(&[EOT]).unwrap();
+    let rows = csv_rows(&String::from_utf8_lossy(&d.study.run(&["export", "results"]).stdout));
+    assert_eq!(rows.len(), 2, "only the complete message: {rows:?}");
+    assert!(rows[1].iter().any(|f| f == "0.66"), "{rows:?}");
 }
