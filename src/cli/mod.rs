@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod parse;
 pub mod report;
 pub mod run;
+pub mod simulate;
 pub mod status;
 pub mod verify;
 
@@ -73,6 +74,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
     Status,
+    /// Send a file as an analyzer would (ASTM E1381 framing with retries, or HL7 over MLLP) and report the answers.
+    Simulate(simulate::SimulateArgs),
     /// The daemon: watch the inbox (and, later, serial ports and TCP listeners) until SIGTERM/SIGINT.
     Run(run::RunArgs),
 }
@@ -101,6 +104,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),
+        Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),
     }
 }
 

@@ -218,3 +218,35 @@ fn an_astm_session_cut_off_mid_message_yields_no_result() {
     assert_eq!(rows.len(), 2, "only the complete message: {rows:?}");
     assert!(rows[1].iter().any(|f| f == "0.66"), "{rows:?}");
 }
+
+#[test]
+fn simulate_sends_an_astm_file_as_an_analyzer_would() {
+    let d = start_astm();
+    let file = d.study.file("upload.astm", &String::from_utf8(e411_upload("0.77")).unwrap());
+    let out = d.study.run(&["simulate", "--to", &d.address, file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("(ASTM E1381): delivered; 1 frames sent, 1 ACKed, 0 NAKs"), "{said}");
+    assert_eq!(d.exported(), 1);
+}
+
+#[test]
+fn simulate_sends_hl7_over_mllp_and_shows_each_acknowledgement() {
+    let d = Daemon::start();
+    let file = d.study.file("two.hl7", &format!("{}{}", oru("SIM-1", "0.8"), oru("SIM-2", "0.8")));
+    let out = d.study.run(&["simulate", "--to", &d.address, "--protocol", "mllp", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("message 1 → ") && said.contains("MSA|AA|SIM-1"), "{said}");
+    assert!(said.contains("message 2 → ") && said.contains("MSA|AA|SIM-2"), "{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(d.exported(), 1);
+    // Nobody listening: a clear error, exit 2.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = d.study.run(&["simulate", "--to", &closed, file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
