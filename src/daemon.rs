@@ -209,6 +209,9 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     for listen in &config.listen {
         listeners.push(tokio::spawn(tcp::serve(listen.clone(), tx.clone(), stop_rx.clone())));
     }
+    for port in &config.serial {
+        listeners.push(tokio::spawn(crate::sources::serial::serve(port.clone(), tx.clone(), stop_rx.clone())));
+    }
     drop(tx);
     let sources = tokio::spawn(supervise_watch(watch_config.clone(), arrival_tx, stop_rx.clone()));
     let watchdog = tokio::spawn(watchdog(stop_rx));

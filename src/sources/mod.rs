@@ -7,6 +7,7 @@
 //!   complete; hands [`Arrival`]s to the daemon.
 
 pub mod inbox;
+pub mod serial;
 pub mod tcp;
 pub mod watch;
 

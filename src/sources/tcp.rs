@@ -200,28 +200,57 @@ async fn astm_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     info!(%peer, %instrument, "ASTM connection opened");
+    let (reader, writer) = stream.into_split();
+    let end = astm_session(reader, writer, Source::Tcp, &peer.to_string(), &instrument, &tx, &mut stop).await;
+    info!(%peer, "ASTM connection closed ({end:?})");
+}
+
+/// Why an ASTM session loop returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The other side closed or hung up (a serial read of 0 bytes).
+    HangUp,
+    /// The line failed (read or write error).
+    Broken,
+    /// labfeed is stopping.
+    Stopped,
+}
+
+/// Drive the E1381 receiver over any byte stream (a TCP connection or a
+/// serial port) until it closes, fails, or labfeed stops.
+pub async fn astm_session<R, W>(
+    mut reader: R,
+    mut writer: W,
+    source: Source,
+    origin: &str,
+    instrument: &str,
+    tx: &mpsc::Sender<Work>,
+    stop: &mut watch::Receiver<bool>,
+) -> SessionEnd
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut link = Receiver::new(receiver::Config::default());
-    let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let deadline = link.next_deadline().map(tokio::time::Instant::from_std);
         let events = tokio::select! {
             read = reader.read(&mut buf) => match read {
-                Ok(0) => break,
+                Ok(0) => return SessionEnd::HangUp,
                 Ok(n) => link.feed(buf.get(..n).unwrap_or_default(), std::time::Instant::now()),
                 Err(e) => {
-                    warn!(%peer, error = %e, "ASTM connection broke");
-                    break;
+                    warn!(%origin, error = %e, "the ASTM line broke");
+                    return SessionEnd::Broken;
                 }
             },
             _ = sleep_until(deadline) => link.tick(std::time::Instant::now()),
-            _ = stopped(&mut stop) => break,
+            _ = stopped(stop) => return SessionEnd::Stopped,
         };
-        if !handle_astm_events(events, &mut link, &mut writer, peer, &instrument, &tx).await {
-            break;
+        if !handle_astm_events(events, &mut link, &mut writer, source, origin, instrument, tx).await {
+            return SessionEnd::Broken;
         }
     }
-    info!(%peer, "ASTM connection closed");
 }
 
 /// Sleep until `deadline`, or forever when there is none.
@@ -235,11 +264,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Carry out the receiver's events: replies go out, complete messages are
 /// committed and only then acknowledged, aborted sessions are kept raw.
 /// Returns false when the connection should close.
-async fn handle_astm_events(
+async fn handle_astm_events<W: tokio::io::AsyncWrite + Unpin>(
     events: Vec<Event>,
     link: &mut Receiver,
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    peer: SocketAddr,
+    writer: &mut W,
+    source: Source,
+    origin: &str,
     instrument: &str,
     tx: &mpsc::Sender<Work>,
 ) -> bool {
@@ -248,16 +278,17 @@ async fn handle_astm_events(
         match event {
             Event::Send(bytes) => {
                 if let Err(e) = writer.write_all(&bytes).await {
-                    warn!(%peer, error = %e, "could not answer the analyzer");
+                    warn!(%origin, error = %e, "could not answer the analyzer");
                     return false;
                 }
+                let _ = writer.flush().await;
             }
             Event::Message { id, text, raw: _ } => {
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let message = LinkMessage {
                     bytes: text,
-                    source: Source::Tcp,
-                    origin: peer.to_string(),
+                    source,
+                    origin: origin.to_owned(),
                     instrument: instrument.to_owned(),
                     reply: reply_tx,
                 };
@@ -270,7 +301,7 @@ async fn handle_astm_events(
                 match stored {
                     Ok(_) => queue.extend(link.committed(id, now)),
                     Err(why) => {
-                        warn!(%peer, "not stored, NAK so the analyzer sends it again: {why}");
+                        warn!(%origin, "not stored, NAK so the analyzer sends it again: {why}");
                         queue.extend(link.rejected(id, now));
                     }
                 }
@@ -278,14 +309,14 @@ async fn handle_astm_events(
             Event::Aborted { raw, reason } => {
                 let work = Work::Aborted {
                     bytes: raw,
-                    source: Source::Tcp,
-                    origin: peer.to_string(),
+                    source,
+                    origin: origin.to_owned(),
                     instrument: instrument.to_owned(),
                     reason,
                 };
                 let _ = tx.send(work).await;
             }
-            Event::Warning(text) => debug!(%peer, "{text}"),
+            Event::Warning(text) => debug!(%origin, "{text}"),
         }
     }
     true

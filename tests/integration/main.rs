@@ -11,6 +11,7 @@ mod link;
 mod listen;
 mod mllp;
 mod report;
+mod serial;
 mod sources;
 mod status;
 mod store;

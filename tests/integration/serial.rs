@@ -1,0 +1,83 @@
+//! `labfeed run` with a `[[serial]]` port, driven through a real
+//! pseudo-terminal the way an analyzer on an RS-232 line would.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::support::{TempStudy, csv_rows};
+
+const ENQ: u8 = 0x05;
+const ACK: u8 = 0x06;
+const EOT: u8 = 0x04;
+
+/// The analyzer's end of the line: the pty master, read with a deadline.
+struct Line {
+    master: std::fs::File,
+}
+
+impl Line {
+    fn read_byte(&mut self) -> u8 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut b = [0u8; 1];
+        loop {
+            match self.master.read(&mut b) {
+                Ok(1) => return b[0],
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("reading the line: {e}"),
+            }
+            assert!(Instant::now() < deadline, "no answer on the serial line");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
+    // A real line has no echo: raw mode until labfeed sets its own settings.
+    let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+    let flags = nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).unwrap();
+    let mut line = Line { master: std::fs::File::from(pty.master) };
+
+    let study = TempStudy::new(&[("/dev/serial/by-id/usb-FTDI_FT232R-if00-port0", slave_path.to_str().unwrap())]);
+    let csv = study.file("participants.csv", "participant\nU07\n");
+    assert!(study.run(&["import", "participants", csv.to_str().unwrap()]).status.success());
+    let log = std::fs::File::create(study.dir.path().join("daemon.log")).unwrap();
+    let mut daemon: Child = study.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
+
+    // Bid until the daemon has the port open and answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        line.master.write_all(&[ENQ]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut b = [0u8; 1];
+        if let Ok(1) = line.master.read(&mut b) {
+            assert_eq!(b[0], ACK);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon never answered ENQ on {}", slave_path.display());
+    }
+    let upload = b"H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1\rP|1\rO|1|U07-V4-T60||^^^CPEP\rR|1|^^^CPEP|0.42|nmol/L||N||F||ADMIN||20260302101000\rL|1|N\r";
+    for frame in labfeed::astm::encode_frames(upload, 50) {
+        // Byte by byte, as a slow line delivers it.
+        for b in &frame {
+            line.master.write_all(&[*b]).unwrap();
+        }
+        assert_eq!(line.read_byte(), ACK);
+    }
+    line.master.write_all(&[EOT]).unwrap();
+    let rows = csv_rows(&String::from_utf8_lossy(&study.run(&["export", "results"]).stdout));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[1].iter().any(|f| f.starts_with("serial:")), "source names the port: {rows:?}");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(daemon.id().to_string()).status();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    drop(pty.slave);
+}
