@@ -206,11 +206,14 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
         })
     };
     let mut listeners = Vec::new();
+    let settings = |instrument: &str| config.instrument(instrument).map(|i| i.receiver_config()).unwrap_or_default();
     for listen in &config.listen {
-        listeners.push(tokio::spawn(tcp::serve(listen.clone(), tx.clone(), stop_rx.clone())));
+        let task = tcp::serve(listen.clone(), settings(&listen.instrument), tx.clone(), stop_rx.clone());
+        listeners.push(tokio::spawn(task));
     }
     for port in &config.serial {
-        listeners.push(tokio::spawn(crate::sources::serial::serve(port.clone(), tx.clone(), stop_rx.clone())));
+        let task = crate::sources::serial::serve(port.clone(), settings(&port.instrument), tx.clone(), stop_rx.clone());
+        listeners.push(tokio::spawn(task));
     }
     drop(tx);
     let sources = tokio::spawn(supervise_watch(watch_config.clone(), arrival_tx, stop_rx.clone()));

@@ -16,7 +16,12 @@ use crate::store::Source;
 use crate::study::config::{FlowControl, Parity, SerialPort};
 
 /// Serve one `[[serial]]` port until `stop` turns true.
-pub async fn serve(port: SerialPort, tx: mpsc::Sender<Work>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    port: SerialPort,
+    settings: crate::astm::receiver::Config,
+    tx: mpsc::Sender<Work>,
+    mut stop: watch::Receiver<bool>,
+) {
     let path = port.path.display().to_string();
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -25,7 +30,10 @@ pub async fn serve(port: SerialPort, tx: mpsc::Sender<Work>, mut stop: watch::Re
                 info!(%path, baud = port.baud, instrument = %port.instrument, "serial port open");
                 backoff = Duration::from_secs(1);
                 let (reader, writer) = tokio::io::split(stream);
-                match astm_session(reader, writer, Source::Serial, &path, &port.instrument, &tx, &mut stop).await {
+                let settings = settings.clone();
+                match astm_session(reader, writer, settings, Source::Serial, &path, &port.instrument, &tx, &mut stop)
+                    .await
+                {
                     SessionEnd::Stopped => return,
                     end => warn!(%path, "serial port closed ({end:?}); reopening"),
                 }

@@ -35,7 +35,12 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Serve one `[[listen]]` entry until `stop` turns true.
-pub async fn serve(listen: Listener, tx: mpsc::Sender<Work>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listen: Listener,
+    settings: receiver::Config,
+    tx: mpsc::Sender<Work>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_secs(1);
     let listener = loop {
         match TcpListener::bind(listen.address).await {
@@ -51,13 +56,14 @@ pub async fn serve(listen: Listener, tx: mpsc::Sender<Work>, mut stop: watch::Re
         }
     };
     info!(address = %listen.address, protocol = %listen.protocol, instrument = %listen.instrument, "listening");
-    accept_loop(listener, listen, tx, stop).await;
+    accept_loop(listener, listen, settings, tx, stop).await;
 }
 
 /// Accept connections on an already bound listener (tests bind 127.0.0.1:0).
 pub async fn accept_loop(
     listener: TcpListener,
     listen: Listener,
+    settings: receiver::Config,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -78,11 +84,11 @@ pub async fn accept_loop(
             warn!(%peer, "too many connections ({MAX_CONNECTIONS}); closing this one");
             continue;
         };
-        let (listen, tx, stop) = (listen.clone(), tx.clone(), stop.clone());
+        let (listen, settings, tx, stop) = (listen.clone(), settings.clone(), tx.clone(), stop.clone());
         tokio::spawn(async move {
             match listen.protocol {
                 LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, tx, stop).await,
-                LinkProtocol::Astm => astm_connection(stream, peer, listen.instrument, tx, stop).await,
+                LinkProtocol::Astm => astm_connection(stream, peer, listen.instrument, settings, tx, stop).await,
             }
             drop(slot);
         });
@@ -196,12 +202,13 @@ async fn astm_connection(
     stream: TcpStream,
     peer: SocketAddr,
     instrument: String,
+    settings: receiver::Config,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
     info!(%peer, %instrument, "ASTM connection opened");
     let (reader, writer) = stream.into_split();
-    let end = astm_session(reader, writer, Source::Tcp, &peer.to_string(), &instrument, &tx, &mut stop).await;
+    let end = astm_session(reader, writer, settings, Source::Tcp, &peer.to_string(), &instrument, &tx, &mut stop).await;
     info!(%peer, "ASTM connection closed ({end:?})");
 }
 
@@ -218,9 +225,11 @@ pub enum SessionEnd {
 
 /// Drive the E1381 receiver over any byte stream (a TCP connection or a
 /// serial port) until it closes, fails, or labfeed stops.
+#[allow(clippy::too_many_arguments)]
 pub async fn astm_session<R, W>(
     mut reader: R,
     mut writer: W,
+    settings: receiver::Config,
     source: Source,
     origin: &str,
     instrument: &str,
@@ -231,7 +240,7 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut link = Receiver::new(receiver::Config::default());
+    let mut link = Receiver::new(settings);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let deadline = link.next_deadline().map(tokio::time::Instant::from_std);

@@ -147,6 +147,45 @@ pub struct Instrument {
     /// `false` for instruments whose O.8 is a registration time, not the draw time.
     #[serde(default = "yes")]
     pub trust_collection_time: bool,
+    /// How the instrument frames ASTM on a serial or TCP link.
+    #[serde(default)]
+    pub link_style: LinkStyle,
+    /// Largest E1381 frame text accepted on a link (LIS01-A2 allows 63,993; E1381-95 240).
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+}
+
+/// ASTM framing on a link, per instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkStyle {
+    /// E1381 / LIS01-A2: ENQ, numbered frames with checksums, EOT.
+    #[default]
+    Framed,
+    /// The Maglumi "simplified envelope": ENQ STX records ETX EOT, no frame number or checksum.
+    Simplified,
+    /// Plain records with no link protocol (`H|…` … `L|1|N`).
+    Unframed,
+}
+
+fn default_max_frame_bytes() -> usize {
+    crate::astm::receiver::DEFAULT_MAX_FRAME_TEXT
+}
+
+impl Instrument {
+    /// The E1381 receiver settings for this instrument's links.
+    pub fn receiver_config(&self) -> crate::astm::receiver::Config {
+        use crate::astm::receiver::{Config, Style};
+        Config {
+            style: match self.link_style {
+                LinkStyle::Framed => Style::Framed,
+                LinkStyle::Simplified => Style::Simplified,
+                LinkStyle::Unframed => Style::Unframed,
+            },
+            max_frame_text: self.max_frame_bytes.max(1),
+            ..Config::default()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -941,6 +980,7 @@ macro_rules! config_spelling {
 
 config_spelling!(LinkProtocol { Astm => "astm", Mllp => "mllp" });
 config_spelling!(WatchMode { Inotify => "inotify", Poll => "poll" });
+config_spelling!(LinkStyle { Framed => "framed", Simplified => "simplified", Unframed => "unframed" });
 config_spelling!(BaselineSample { Zero => "zero", Mean => "mean" });
 config_spelling!(BlqRule { HalfLloq => "half_lloq", Lloq => "lloq", Zero => "zero" });
 config_spelling!(MissingRule { None => "none", Interpolate => "interpolate" });

@@ -250,3 +250,24 @@ fn simulate_sends_hl7_over_mllp_and_shows_each_acknowledgement() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_maglumi_style_simplified_envelope_is_received_when_the_instrument_says_so() {
+    let d = Daemon::start_with(&[
+        (
+            "instrument = \"central-lab\"\naddress = \"127.0.0.1:5001\"\nprotocol = \"mllp\"",
+            "instrument = \"cobas-e411\"\naddress = \"ADDRESS\"\nprotocol = \"astm\"",
+        ),
+        ("trust_collection_time = false", "trust_collection_time = false\nlink_style = \"simplified\""),
+    ]);
+    let mut s = d.connect();
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let mut envelope = vec![0x02];
+    envelope.extend(e411_upload("0.61"));
+    envelope.push(0x03);
+    s.write_all(&envelope).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    s.write_all(&[EOT]).unwrap();
+    assert_eq!(d.exported(), 1);
+}
