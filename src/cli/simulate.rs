@@ -16,9 +16,12 @@ use crate::model::Format;
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Where to send: HOST:PORT (TCP). Serial device paths are planned.
+    /// Where to send: a serial device (`/dev/ttyUSB0`, `/dev/serial/by-id/…`) or HOST:PORT (TCP).
     #[arg(long, value_name = "SERIAL_PATH|HOST:PORT")]
     pub to: String,
+    /// Baud rate for a serial device (8 data bits, no parity, 1 stop bit).
+    #[arg(long, default_value_t = 9600)]
+    pub baud: u32,
     /// `astm` (E1381 framing, ENQ/ACK, retries) or `mllp` (HL7); default: from the file's content.
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
@@ -43,14 +46,55 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
         (None, Some(Format::Astm)) => Protocol::Astm,
         (None, None) => anyhow::bail!("{}: neither ASTM nor HL7; say --protocol", args.file.display()),
     };
-    if args.to.starts_with('/') {
-        anyhow::bail!("simulating over a serial port ({}) is not built yet; use HOST:PORT", args.to);
-    }
-    let mut stream = TcpStream::connect(&args.to).with_context(|| format!("cannot connect to {}", args.to))?;
-    stream.set_nodelay(true).ok();
+    let mut line: Box<dyn Line> = if args.to.starts_with('/') {
+        let port = tokio_serial::new(args.to.as_str(), args.baud)
+            .timeout(Duration::from_millis(100))
+            .open()
+            .with_context(|| format!("cannot open the serial port {}", args.to))?;
+        Box::new(SerialLine(port))
+    } else {
+        let stream = TcpStream::connect(&args.to).with_context(|| format!("cannot connect to {}", args.to))?;
+        stream.set_nodelay(true).ok();
+        Box::new(stream)
+    };
     match protocol {
-        Protocol::Astm => send_astm(&mut stream, &record_text(&bytes), &args.to, &args.file, out),
-        Protocol::Mllp => send_mllp(&mut stream, &bytes, &args.to, out),
+        Protocol::Astm => send_astm(line.as_mut(), &record_text(&bytes), &args.to, &args.file, out),
+        Protocol::Mllp => send_mllp(line.as_mut(), &bytes, &args.to, out),
+    }
+}
+
+/// A byte line to an analyzer's peer: TCP or a serial port.
+trait Line: Read + Write {
+    /// How long the next read may wait.
+    fn set_wait(&mut self, wait: Duration);
+}
+
+impl Line for TcpStream {
+    fn set_wait(&mut self, wait: Duration) {
+        self.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).ok();
+    }
+}
+
+struct SerialLine(Box<dyn tokio_serial::SerialPort>);
+
+impl Read for SerialLine {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for SerialLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Line for SerialLine {
+    fn set_wait(&mut self, wait: Duration) {
+        self.0.set_timeout(wait.max(Duration::from_millis(1))).ok();
     }
 }
 
@@ -77,7 +121,7 @@ fn record_text(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn send_astm(
-    stream: &mut TcpStream,
+    stream: &mut dyn Line,
     text: &[u8],
     to: &str,
     file: &Path,
@@ -114,7 +158,7 @@ fn send_astm(
         }
         let wait =
             sender.next_deadline().map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()));
-        stream.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).ok();
+        stream.set_wait(wait);
         match stream.read(&mut buf) {
             Ok(0) => anyhow::bail!("{to} closed the connection"),
             Ok(n) => pending = sender.feed(buf.get(..n).unwrap_or_default(), Instant::now()),
@@ -128,8 +172,8 @@ fn send_astm(
 
 /// Send each HL7 message (each `MSH` segment starts one) in its own MLLP
 /// frame and wait for its acknowledgement.
-fn send_mllp(stream: &mut TcpStream, bytes: &[u8], to: &str, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    stream.set_read_timeout(Some(MLLP_REPLY_TIMEOUT)).ok();
+fn send_mllp(stream: &mut dyn Line, bytes: &[u8], to: &str, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    stream.set_wait(MLLP_REPLY_TIMEOUT);
     let mut outcome = Outcome::Ok;
     for (i, message) in hl7_messages(bytes).iter().enumerate() {
         stream.write_all(&crate::hl7::mllp::encode(message)).context("sending")?;
@@ -159,7 +203,7 @@ fn hl7_messages(bytes: &[u8]) -> Vec<Vec<u8>> {
     messages
 }
 
-fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+fn read_frame(stream: &mut dyn Line) -> anyhow::Result<Vec<u8>> {
     let mut frame = Vec::new();
     let mut byte = [0u8; 1];
     loop {

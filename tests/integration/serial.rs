@@ -81,3 +81,46 @@ fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
     drop(pty.slave);
 }
+
+#[test]
+fn simulate_sends_an_upload_over_a_serial_line() {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
+    let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+    let flags = nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).unwrap();
+    let mut line = Line { master: std::fs::File::from(pty.master) };
+
+    let study = TempStudy::new(&[]);
+    let upload = "H|\\^&|||cobas-e411^1\rP|1\rO|1|U07-V4-T0||^^^CPEP\rR|1|^^^CPEP|0.5|nmol/L||N||F\rL|1|N\r";
+    let file = study.file("upload.astm", upload);
+    let simulate = study
+        .command(&["simulate", "--to", slave_path.to_str().unwrap(), file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Play the LIS on the other end: ACK the bid and every frame.
+    assert_eq!(line.read_byte(), ENQ);
+    line.master.write_all(&[ACK]).unwrap();
+    let mut frame = Vec::new();
+    loop {
+        let b = line.read_byte();
+        if b == EOT {
+            break;
+        }
+        frame.push(b);
+        if frame.ends_with(b"\r\n") {
+            assert_eq!(frame.first(), Some(&0x02), "{frame:?}");
+            line.master.write_all(&[ACK]).unwrap();
+            frame.clear();
+        }
+    }
+    let out = simulate.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("delivered; 1 frames sent, 1 ACKed, 0 NAKs"), "{said}");
+    drop(pty.slave);
+}
