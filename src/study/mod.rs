@@ -1,5 +1,6 @@
 //! The study: its configuration, and (later) matching, checks and AUC.
 
+pub mod auc;
 pub mod config;
 pub mod import;
 pub mod matching;
