@@ -25,6 +25,19 @@ pub struct ReportArgs {
 pub enum Report {
     /// Mismatches waiting for a data manager (`--all`: resolved ones too).
     Mismatches(MismatchesArgs),
+    /// MMTT AUC per participant, visit and analyte, with the change from baseline.
+    Auc(AucArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AucArgs {
+    /// text: a readable table; csv: SPEC §5 columns.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Write to this file (created or replaced) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -53,7 +66,28 @@ pub enum ReportFormat {
 pub fn run(config_path: &Path, args: &ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     match &args.report {
         Report::Mismatches(a) => mismatches(config_path, a, out, err),
+        Report::Auc(a) => auc(config_path, a, out, err),
     }
+}
+
+fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    if args.format == ReportFormat::Html {
+        writeln!(err, "labfeed: report auc --format html is not built yet; use --format text or --format csv")?;
+        return Ok(Outcome::Usage);
+    }
+    let (config, store) = open_for_reading(config_path)?;
+    let current = store.read(|r| r.current_results()).context("reading the current results")?;
+    let results: Vec<_> = current.into_iter().map(|c| c.result).collect();
+    let rows = crate::study::auc::compute(&config, &results);
+    let mut buffer = Vec::new();
+    match args.format {
+        ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
+        ReportFormat::Text | ReportFormat::Html => {
+            crate::report::auc::write_auc_text(&mut buffer, &rows, &config.study.id, jiff::Timestamp::now())?
+        }
+    }
+    deliver(&buffer, args.output.as_deref(), rows.len(), "AUC rows", out, err)?;
+    Ok(Outcome::Ok)
 }
 
 fn mismatches(

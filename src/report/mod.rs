@@ -8,6 +8,7 @@
 //! `\n` line ends, and the header row is always written, even with no rows
 //! (SPEC §7).
 
+pub mod auc;
 pub mod format;
 pub mod mismatches;
 pub mod results;

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step on 2 cores).
 
 mod astm;
+mod auc;
 mod cli;
 mod config;
 mod daemon;
