@@ -12,6 +12,14 @@ const ENQ: u8 = 0x05;
 const ACK: u8 = 0x06;
 const EOT: u8 = 0x04;
 
+/// openpty's descriptors are inherited by children unless marked: the daemon
+/// must not hold the analyzer's end open (an unplugged line must look unplugged).
+fn close_on_exec(pty: &nix::pty::OpenptyResult) {
+    for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).unwrap();
+    }
+}
+
 /// The analyzer's end of the line: the pty master, read with a deadline.
 struct Line {
     master: std::fs::File,
@@ -37,6 +45,7 @@ impl Line {
 #[test]
 fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
     let pty = nix::pty::openpty(None, None).unwrap();
+    close_on_exec(&pty);
     let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
     // A real line has no echo: raw mode until labfeed sets its own settings.
     let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
@@ -77,14 +86,42 @@ fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
     let rows = csv_rows(&String::from_utf8_lossy(&study.run(&["export", "results"]).stdout));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows[1].iter().any(|f| f.starts_with("serial:")), "source names the port: {rows:?}");
+
+    // Unplug the line: both ends go away. The daemon logs it and retries with a
+    // back-off: it keeps running and does not spin.
+    drop(line);
+    drop(pty.slave);
+    let log_path = study.dir.path().join("daemon.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("cannot open the serial port") {
+        assert!(
+            Instant::now() < deadline,
+            "the hang-up was not logged: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu_before = cpu_ticks(daemon.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(daemon.id()) - cpu_before;
+    assert!(spent < 50, "no busy loop while the port is gone: {spent} ticks of CPU in 2 s");
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon is still running");
     let _ = std::process::Command::new("kill").arg("-TERM").arg(daemon.id().to_string()).status();
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
-    drop(pty.slave);
+}
+
+/// User + system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]
 fn simulate_sends_an_upload_over_a_serial_line() {
     let pty = nix::pty::openpty(None, None).unwrap();
+    close_on_exec(&pty);
     let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
     let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
     nix::sys::termios::cfmakeraw(&mut termios);
