@@ -26,6 +26,22 @@ struct Line {
 }
 
 impl Line {
+    /// A pseudo-terminal pair: the analyzer's end (non-blocking master), the
+    /// slave end kept open by the test, and the slave's path for labfeed.
+    fn open() -> (Line, std::os::fd::OwnedFd, std::path::PathBuf) {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        close_on_exec(&pty);
+        let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
+        // A real line has no echo: raw mode until labfeed sets its own settings.
+        let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+        nix::sys::termios::cfmakeraw(&mut termios);
+        nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+        let flags = nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).unwrap();
+        (Line { master: std::fs::File::from(pty.master) }, pty.slave, slave_path)
+    }
+
     fn read_byte(&mut self) -> u8 {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut b = [0u8; 1];
@@ -44,17 +60,7 @@ impl Line {
 
 #[test]
 fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    close_on_exec(&pty);
-    let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
-    // A real line has no echo: raw mode until labfeed sets its own settings.
-    let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
-    nix::sys::termios::cfmakeraw(&mut termios);
-    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
-    let flags = nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-    let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).unwrap();
-    let mut line = Line { master: std::fs::File::from(pty.master) };
+    let (mut line, slave, slave_path) = Line::open();
 
     let study = TempStudy::new(&[("/dev/serial/by-id/usb-FTDI_FT232R-if00-port0", slave_path.to_str().unwrap())]);
     let csv = study.file("participants.csv", "participant\nU07\n");
@@ -90,7 +96,7 @@ fn an_analyzer_on_a_serial_line_is_answered_and_its_upload_committed() {
     // Unplug the line: both ends go away. The daemon logs it and retries with a
     // back-off: it keeps running and does not spin.
     drop(line);
-    drop(pty.slave);
+    drop(slave);
     let log_path = study.dir.path().join("daemon.log");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("cannot open the serial port") {
@@ -120,16 +126,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn simulate_sends_an_upload_over_a_serial_line() {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    close_on_exec(&pty);
-    let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).unwrap();
-    let mut termios = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
-    nix::sys::termios::cfmakeraw(&mut termios);
-    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
-    let flags = nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-    let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(pty.master.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).unwrap();
-    let mut line = Line { master: std::fs::File::from(pty.master) };
+    let (mut line, slave, slave_path) = Line::open();
 
     let study = TempStudy::new(&[]);
     let upload = "H|\\^&|||cobas-e411^1\rP|1\rO|1|U07-V4-T0||^^^CPEP\rR|1|^^^CPEP|0.5|nmol/L||N||F\rL|1|N\r";
@@ -159,5 +156,5 @@ fn simulate_sends_an_upload_over_a_serial_line() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("delivered; 1 frames sent, 1 ACKed, 0 NAKs"), "{said}");
-    drop(pty.slave);
+    drop(slave);
 }
