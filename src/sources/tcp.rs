@@ -262,6 +262,34 @@ where
     }
 }
 
+/// What to store for a message the receiver completed: the bytes as they came
+/// over the line (framing included, so every value traces back to the wire),
+/// as long as they read to the same results as the verified text the
+/// receiver joined; otherwise that text (a line quirk the file parser reads
+/// differently must never cost a result the link accepted).
+fn bytes_to_store(text: Vec<u8>, raw: Vec<u8>, origin: &str) -> Vec<u8> {
+    let read = |bytes: &[u8]| {
+        let mut results = Vec::new();
+        let mut errors = 0;
+        crate::astm::parse_file(bytes, &ParseOptions::default(), &mut |o| match o {
+            Ok(m) => results.extend(m.results.into_iter().map(|mut r| {
+                r.offset = 0;
+                r
+            })),
+            Err(_) => errors += 1,
+        });
+        (results, errors)
+    };
+    let (from_wire, wire_errors) = read(&raw);
+    let (from_text, _) = read(&text);
+    if wire_errors == 0 && from_wire == from_text {
+        raw
+    } else {
+        warn!(%origin, "the line bytes read differently from the link's joined text; storing the text");
+        text
+    }
+}
+
 /// Sleep until `deadline`, or forever when there is none.
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -292,10 +320,10 @@ async fn handle_astm_events<W: tokio::io::AsyncWrite + Unpin>(
                 }
                 let _ = writer.flush().await;
             }
-            Event::Message { id, text, raw: _ } => {
+            Event::Message { id, text, raw } => {
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let message = LinkMessage {
-                    bytes: text,
+                    bytes: bytes_to_store(text, raw, origin),
                     source,
                     origin: origin.to_owned(),
                     instrument: instrument.to_owned(),

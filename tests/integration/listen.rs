@@ -181,6 +181,10 @@ fn an_astm_upload_over_tcp_is_acked_frame_by_frame_and_the_last_ack_follows_the_
     // The final ACK came after the commit: the result is already exported.
     assert_eq!(d.exported(), 1);
     s.write_all(&[EOT]).unwrap();
+    // What is stored is what came over the line, framing included.
+    let store = labfeed::store::Store::open_read_only(d.study.lib("labfeed.db")).unwrap();
+    let raw = store.read(|r| r.raw(labfeed::store::RawId(1))).unwrap().unwrap();
+    assert!(raw.content.starts_with(&[ENQ, 0x02, b'1']), "{:?}", String::from_utf8_lossy(&raw.content));
 
     // A corrupted frame is NAKed; its good retransmission is ACKed and stored once.
     s.write_all(&[ENQ]).unwrap();
