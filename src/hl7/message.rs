@@ -436,6 +436,22 @@ impl Walk {
             }
             b"OBX" => {
                 self.comments_open = false;
+                match self.last_parent {
+                    Parent::Order => {}
+                    Parent::None => {
+                        // A result with no OBR before it (minimal senders, device
+                        // feeds): still a result, never dropped, with no order context.
+                        r.warn(seg.offset, "OBX before any OBR: read as a result without order information");
+                        self.group = Some(Group {
+                            order: Order { sample_id: None, collected: None, resulted: None },
+                            specimen: None,
+                        });
+                        self.last_parent = Parent::Order;
+                    }
+                    Parent::Specimen => {
+                        r.warn(seg.offset, "OBX after SPM describes the specimen: not read as a result");
+                    }
+                }
                 if self.last_parent == Parent::Order
                     && let Some(group) = self.group.as_mut()
                 {

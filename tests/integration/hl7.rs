@@ -1011,3 +1011,15 @@ fn every_fixture_satisfies_the_invariants() {
         check_invariants(&fixture(&name));
     }
 }
+
+#[test]
+fn an_obx_before_any_obr_is_still_a_result_and_a_specimen_obx_is_named_not_dropped_silently() {
+    let data = b"MSH|^~\\&|DEV|F|||20260302||ORU^R01|X1|P|2.5.1\rOBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|||||F\r\
+OBR|1||S-1\rOBX|1|NM|CPEP||0.4|nmol/L|||||F\rSPM|1|^S-1||SER\rOBX|1|NM|TEMP^Specimen temperature||4|Cel|||||F\r";
+    let m = single(data);
+    let codes: Vec<Option<&str>> = m.results.iter().map(|r| r.test_code.as_deref()).collect();
+    assert_eq!(codes, [Some("2345-7"), Some("CPEP")], "the orphan OBX is a result; the specimen OBX is not");
+    assert_eq!(m.results[0].sample_id, None);
+    assert!(m.warnings.iter().any(|w| w.text.contains("OBX before any OBR")), "{:?}", m.warnings);
+    assert!(m.warnings.iter().any(|w| w.text.contains("describes the specimen")), "{:?}", m.warnings);
+}
