@@ -88,7 +88,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
         format!("{}: [watch] is needed for `run` (inbox, archive, quarantine)", config.path.display())
     })?;
     inbox::ensure_dirs(&watch_config).map_err(anyhow::Error::msg)?;
-    ensure_database_dir(&config)?;
+    crate::cli::ensure_database_dir(&config)?;
     let _lock = lock_database(&config.storage.database)?;
     let mut store = Store::open(&config.storage.database)
         .with_context(|| format!("opening the study database (storage.database in {})", config.path.display()))?;
@@ -100,25 +100,6 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config, watch_config, store, once))
-}
-
-/// The database's directory is created when its parent exists (SPEC §7).
-fn ensure_database_dir(config: &Config) -> anyhow::Result<()> {
-    let database = &config.storage.database;
-    let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
-    if dir.is_dir() {
-        return Ok(());
-    }
-    match dir.parent() {
-        Some(parent) if parent.as_os_str().is_empty() || parent.is_dir() => {
-            std::fs::create_dir(dir).with_context(|| format!("cannot create the database directory {}", dir.display()))
-        }
-        _ => anyhow::bail!(
-            "the database directory {} does not exist, nor does its parent (storage.database in {})",
-            dir.display(),
-            config.path.display()
-        ),
-    }
 }
 
 /// The single-instance lock beside the database (`<database>.lock`); the OS

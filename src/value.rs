@@ -9,7 +9,7 @@ use std::fmt;
 use nom::branch::alt;
 use nom::bytes::complete::tag;
 use nom::character::complete::{digit0, digit1, one_of, space0};
-use nom::combinator::{all_consuming, opt, recognize};
+use nom::combinator::{all_consuming, opt};
 use nom::{IResult, Parser};
 use serde::{Serialize, Serializer};
 
@@ -187,11 +187,6 @@ pub fn interpret(value: &str, decimal_comma: bool) -> (Option<Comparator>, Optio
         .ok()
         .and_then(|(_, (sign, int, frac))| Number::from_parts(sign, int, frac).finite());
     (cmp, number)
-}
-
-/// Recognise (without building) a plain number; used by property tests.
-pub fn is_plain_number(text: &str, decimal_comma: bool) -> bool {
-    all_consuming(recognize(number(decimal_comma))).parse(text.as_bytes()).is_ok()
 }
 
 #[cfg(test)]

@@ -178,6 +178,27 @@ pub fn encode_frames(text: &[u8], max_text_len: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The texts of the E1381 frames in captured link bytes, joined, with where
+/// each piece sits in the input: `(text_start, input_start, len)`. No checks:
+/// for masking and re-framing, not for reading results (see `link`).
+pub fn joined_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
+    let mut text = Vec::new();
+    let mut map = Vec::new(); // (text_start, file_start, len)
+    let mut at = 0;
+    while let Some(stx) = bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == STX)).map(|p| at + p) {
+        let mut start = stx + 1;
+        if bytes.get(start).is_some_and(u8::is_ascii_digit) {
+            start += 1;
+        }
+        let rest = bytes.get(start..).unwrap_or_default();
+        let len = rest.iter().position(|&b| b == ETX || b == ETB || b == STX).unwrap_or(rest.len());
+        map.push((text.len(), start, len));
+        text.extend_from_slice(rest.get(..len).unwrap_or_default());
+        at = start + len;
+    }
+    (text, map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

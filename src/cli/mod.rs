@@ -117,23 +117,31 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 /// the database's directory when its parent exists (SPEC §7).
 pub fn open_study(config_path: &Path) -> anyhow::Result<(Config, Store)> {
     let config = load_config(config_path)?;
+    ensure_database_dir(&config)?;
     let database = &config.storage.database;
-    if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
-        match dir.parent() {
-            Some(parent) if parent.as_os_str().is_empty() || parent.is_dir() => std::fs::create_dir(dir)
-                .with_context(|| format!("cannot create the database directory {}", dir.display()))?,
-            _ => anyhow::bail!(
-                "the database directory {} does not exist, nor does its parent (storage.database in {})",
-                dir.display(),
-                config_path.display()
-            ),
-        }
-    }
     let store = Store::open(database)
         .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
     Ok((config, store))
+}
+
+/// Create the database's directory when it is missing and its parent exists
+/// (SPEC §7); otherwise say which path is missing.
+pub fn ensure_database_dir(config: &Config) -> anyhow::Result<()> {
+    let database = &config.storage.database;
+    let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() || parent.is_dir() => {
+            std::fs::create_dir(dir).with_context(|| format!("cannot create the database directory {}", dir.display()))
+        }
+        _ => anyhow::bail!(
+            "the database directory {} does not exist, nor does its parent (storage.database in {})",
+            dir.display(),
+            config.path.display()
+        ),
+    }
 }
 
 /// Load the configuration and open the study database read-only (reports,

@@ -101,23 +101,7 @@ impl Line for SerialLine {
 /// The record text of an ASTM file: link framing captured in it is removed
 /// (frame texts joined), so it can be framed afresh.
 fn record_text(bytes: &[u8]) -> Vec<u8> {
-    if !bytes.contains(&0x02) {
-        return bytes.to_vec();
-    }
-    let mut text = Vec::new();
-    let mut rest = bytes;
-    while let Some(stx) = rest.iter().position(|&b| b == 0x02) {
-        let frame = rest.get(stx + 1..).unwrap_or_default();
-        let frame =
-            if frame.first().is_some_and(u8::is_ascii_digit) { frame.get(1..).unwrap_or_default() } else { frame };
-        let end = frame.iter().position(|&b| matches!(b, 0x03 | 0x17 | 0x02)).unwrap_or(frame.len());
-        text.extend_from_slice(frame.get(..end).unwrap_or_default());
-        rest = frame.get(end..).unwrap_or_default();
-        if rest.first() != Some(&0x02) {
-            rest = rest.get(1..).unwrap_or_default();
-        }
-    }
-    text
+    if bytes.contains(&0x02) { crate::astm::frame::joined_texts(bytes).0 } else { bytes.to_vec() }
 }
 
 fn send_astm(

@@ -26,15 +26,13 @@ const HL7_PID_IDS: &[usize] = &[2, 3, 4];
 const HL7_NK1_KEPT: &[usize] = &[0, 1];
 
 const STX: u8 = 0x02;
-const ETX: u8 = 0x03;
-const ETB: u8 = 0x17;
 
 /// The personal-data fields of `bytes`. `is_study_code` says whether an
 /// identifier is one of the study's participant codes (those are kept).
 pub fn personal_fields(bytes: &[u8], is_study_code: &dyn Fn(&str) -> bool) -> Vec<PersonalField> {
     let mut found = Vec::new();
     if bytes.contains(&STX) {
-        let (text, map) = frame_texts(bytes);
+        let (text, map) = crate::astm::frame::joined_texts(bytes);
         for (name, span) in scan(&text, is_study_code) {
             for piece in map_span(&map, span) {
                 found.push(PersonalField { field: name.clone(), span: piece });
@@ -46,25 +44,6 @@ pub fn personal_fields(bytes: &[u8], is_study_code: &dyn Fn(&str) -> bool) -> Ve
         }
     }
     found
-}
-
-/// The texts of E1381 frames joined, with where each piece sits in the file.
-fn frame_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
-    let mut text = Vec::new();
-    let mut map = Vec::new(); // (text_start, file_start, len)
-    let mut at = 0;
-    while let Some(stx) = bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == STX)).map(|p| at + p) {
-        let mut start = stx + 1;
-        if bytes.get(start).is_some_and(u8::is_ascii_digit) {
-            start += 1;
-        }
-        let rest = bytes.get(start..).unwrap_or_default();
-        let len = rest.iter().position(|&b| b == ETX || b == ETB || b == STX).unwrap_or(rest.len());
-        map.push((text.len(), start, len));
-        text.extend_from_slice(rest.get(..len).unwrap_or_default());
-        at = start + len;
-    }
-    (text, map)
 }
 
 /// Map a range of the joined text back to file ranges (one per frame it touches).
