@@ -38,6 +38,26 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// The audit columns, in the order [`AuditEntry::from_row`] reads them.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, entity, entity_id, detail, prev_hash, hash";
+
+impl AuditEntry {
+    /// One row selected with [`AUDIT_COLUMNS`].
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+        Ok(AuditEntry {
+            seq: row.get(0)?,
+            at: row.get(1)?,
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            entity: row.get(4)?,
+            entity_id: row.get(5)?,
+            detail: row.get(6)?,
+            prev_hash: row.get(7)?,
+            hash: row.get(8)?,
+        })
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -211,24 +231,12 @@ impl fmt::Display for ChainBreak {
 /// Recompute every hash of the audit log, oldest first, and report the first
 /// row that breaks the chain.
 pub fn verify_audit_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, actor, action, entity, entity_id, detail, prev_hash, hash FROM audit_log ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
     let mut expected_prev = GENESIS_HASH.to_owned();
     let mut report = ChainReport { rows_checked: 0, head: None, broken: None };
     while let Some(row) = rows.next()? {
-        let entry = AuditEntry {
-            seq: row.get(0)?,
-            at: row.get(1)?,
-            actor: row.get(2)?,
-            action: row.get(3)?,
-            entity: row.get(4)?,
-            entity_id: row.get(5)?,
-            detail: row.get(6)?,
-            prev_hash: row.get(7)?,
-            hash: row.get(8)?,
-        };
+        let entry = AuditEntry::from_row(row)?;
         report.rows_checked += 1;
         report.head = Some((entry.seq, entry.hash.clone()));
         if entry.prev_hash != expected_prev {

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::Format;
 use crate::store::StoreError;
-use crate::store::audit::AuditEntry;
+use crate::store::audit::{AUDIT_COLUMNS, AuditEntry};
 use crate::store::types::*;
 use crate::value::Comparator;
 
@@ -327,23 +327,9 @@ impl<'c> Reader<'c> {
     /// The audit rows about one entity (`entity` is the table name, `entity_id`
     /// its key as text), oldest first.
     pub fn audit_trail(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, actor, action, entity, entity_id, detail, prev_hash, hash FROM audit_log
-             WHERE entity = ?1 AND entity_id = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([entity, entity_id], |r| {
-            Ok(AuditEntry {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                entity: r.get(4)?,
-                entity_id: r.get(5)?,
-                detail: r.get(6)?,
-                prev_hash: r.get(7)?,
-                hash: r.get(8)?,
-            })
-        })?;
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE entity = ?1 AND entity_id = ?2 ORDER BY seq");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([entity, entity_id], AuditEntry::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
