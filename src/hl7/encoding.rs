@@ -297,7 +297,16 @@ fn show_seq(body: &[u8], d: &Delimiters) -> String {
 pub fn escape(text: &str, d: &Delimiters) -> String {
     let e = char::from(d.escape);
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
+    // A value that is exactly `""` would be read back as the HL7 null: write
+    // its first quote as hex so the text survives.
+    let mut chars = text.chars();
+    if text == "\"\"" {
+        out.push(e);
+        out.push_str("X22");
+        out.push(e);
+        chars.next();
+    }
+    for c in chars {
         let b = u8::try_from(c).ok().filter(u8::is_ascii);
         match b {
             Some(b) if b == d.escape => out.extend([e, 'E', e]),
@@ -517,6 +526,14 @@ mod tests {
         let escaped = escape(text, &d);
         assert!(!escaped.contains(['|', '^', '&', '~', '#', '\r', '\n']));
         assert_eq!(unescape(&escaped, &d), text);
+    }
+
+    #[test]
+    fn a_value_of_two_quotes_is_escaped_so_it_is_not_read_as_null() {
+        let d = Delimiters::default();
+        assert_eq!(escape("\"\"", &d), "\\X22\\\"");
+        assert_eq!(unescape(&escape("\"\"", &d), &d), "\"\"");
+        assert_eq!(escape("\"\"x", &d), "\"\"x");
     }
 
     #[test]
