@@ -4,6 +4,7 @@
 //! daemon writes). `--format html` is part of the contract but not built yet:
 //! it is refused as a usage error (exit 2) rather than silently giving text.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,9 +12,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, load_config};
-use crate::report::{MismatchTextOptions, write_mismatches_csv, write_mismatches_text};
-use crate::store::Store;
+use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
+use crate::store::{MismatchReport, Slot, Store};
 use crate::study::config::Config;
+use crate::study::missing::{MissingResult, missing_results};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -101,7 +103,8 @@ fn mismatches(
         return Ok(Outcome::Usage);
     }
     let (config, store) = open_for_reading(config_path)?;
-    let rows = store.read(|r| r.mismatch_report(args.all)).context("reading the mismatches")?;
+    let review = Review::load(&config, &store, args.all)?;
+    let rows = review.rows();
     // The whole report is made before anything is written, so a failure never
     // leaves a half-written file behind.
     let mut buffer = Vec::new();
@@ -119,6 +122,32 @@ fn mismatches(
     let what = if args.all { "mismatches" } else { "open mismatches" };
     deliver(&buffer, args.output.as_deref(), rows.len(), what, out, err)?;
     Ok(Outcome::Ok)
+}
+
+/// What `report mismatches` lists: the stored mismatches (open, or all) and
+/// the computed MISSING_RESULT rows, read from one snapshot.
+pub struct Review {
+    pub stored: Vec<MismatchReport>,
+    pub missing: Vec<MissingResult>,
+}
+
+impl Review {
+    pub fn load(config: &Config, store: &Store, include_resolved: bool) -> anyhow::Result<Review> {
+        let now = jiff::Timestamp::now();
+        store
+            .read(|r| {
+                let stored = r.mismatch_report(include_resolved)?;
+                let filled: BTreeSet<Slot> = r.current_results()?.into_iter().map(|c| c.result.slot).collect();
+                let missing = missing_results(config, &r.visits()?, &filled, now);
+                Ok(Review { stored, missing })
+            })
+            .context("reading the mismatches")
+    }
+
+    /// Both kinds merged in report order.
+    pub fn rows(&self) -> Vec<ReviewRow<'_>> {
+        review_rows(&self.stored, &self.missing)
+    }
 }
 
 /// Load the configuration and open the study database read-only. A database

@@ -1,9 +1,73 @@
 //! `report mismatches`: what a data manager has to look at, as CSV or text.
+//!
+//! The stored mismatches and the computed MISSING_RESULT rows are merged into
+//! one list of [`ReviewRow`]s in the store's neutral order (participant code,
+//! visit, minute, analyte).
 
 use std::io::{self, Write};
 
 use crate::report::format::utc_time;
 use crate::store::MismatchReport;
+use crate::study::missing::MissingResult;
+
+/// The code of a computed missing-result row (never stored).
+pub const MISSING_RESULT: &str = "MISSING_RESULT";
+
+/// One line of the review list: a stored mismatch or a missing result.
+#[derive(Debug, Clone, Copy)]
+pub enum ReviewRow<'a> {
+    Stored(&'a MismatchReport),
+    Missing(&'a MissingResult),
+}
+
+impl ReviewRow<'_> {
+    /// Sort key: participant, visit, minute, analyte (absent first, as in SQL).
+    fn key(&self) -> (Option<&str>, Option<&str>, Option<i64>, Option<&str>) {
+        match self {
+            ReviewRow::Stored(r) => {
+                let m = &r.mismatch;
+                (m.participant.as_deref(), m.visit.as_deref(), m.minute, m.analyte.as_deref())
+            }
+            ReviewRow::Missing(m) => {
+                (Some(&m.participant), Some(&m.visit), Some(i64::from(m.minute)), Some(&m.analyte))
+            }
+        }
+    }
+
+    /// The SPEC §6 code.
+    pub fn code(&self) -> &str {
+        match self {
+            ReviewRow::Stored(r) => r.mismatch.code.as_str(),
+            ReviewRow::Missing(_) => MISSING_RESULT,
+        }
+    }
+
+    pub fn participant(&self) -> Option<&str> {
+        self.key().0
+    }
+
+    pub fn visit(&self) -> Option<&str> {
+        self.key().1
+    }
+
+    /// Open until resolved; a missing result is open until it arrives.
+    pub fn is_open(&self) -> bool {
+        match self {
+            ReviewRow::Stored(r) => r.mismatch.resolution.is_none(),
+            ReviewRow::Missing(_) => true,
+        }
+    }
+}
+
+/// Merge stored mismatches (already in report order) and missing results
+/// into one list in report order; at equal keys stored rows come first.
+pub fn review_rows<'a>(stored: &'a [MismatchReport], missing: &'a [MissingResult]) -> Vec<ReviewRow<'a>> {
+    let mut rows: Vec<ReviewRow<'a>> =
+        stored.iter().map(ReviewRow::Stored).chain(missing.iter().map(ReviewRow::Missing)).collect();
+    // Stable: equal keys keep stored-before-missing and the store's id order.
+    rows.sort_by(|a, b| a.key().cmp(&b.key()));
+    rows
+}
 
 /// SPEC §5, in order.
 pub const MISMATCH_COLUMNS: [&str; 15] = [
@@ -25,12 +89,35 @@ pub const MISMATCH_COLUMNS: [&str; 15] = [
 ];
 
 /// `open`, or `resolved` once a data manager's decision is recorded.
-pub fn state(row: &MismatchReport) -> &'static str {
-    if row.mismatch.resolution.is_some() { "resolved" } else { "open" }
+pub fn state(row: &ReviewRow<'_>) -> &'static str {
+    if row.is_open() { "open" } else { "resolved" }
 }
 
-/// The fields of one mismatch, in [`MISMATCH_COLUMNS`] order; absent ones empty.
-pub fn mismatch_record(row: &MismatchReport) -> [String; 15] {
+/// The fields of one row, in [`MISMATCH_COLUMNS`] order; absent ones empty.
+/// A missing result has no id (it is not stored, so nothing to resolve).
+pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
+    let row = match row {
+        ReviewRow::Stored(r) => r,
+        ReviewRow::Missing(m) => {
+            return [
+                String::new(),
+                MISSING_RESULT.to_owned(),
+                String::new(),
+                m.participant.clone(),
+                m.visit.clone(),
+                m.minute.to_string(),
+                m.analyte.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                m.detail.clone(),
+                String::new(),
+                String::new(),
+                "open".to_owned(),
+            ];
+        }
+    };
     let m = &row.mismatch;
     let p = &row.provenance;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -49,12 +136,12 @@ pub fn mismatch_record(row: &MismatchReport) -> [String; 15] {
         m.detail.clone(),
         p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),
-        state(row).to_owned(),
+        if m.resolution.is_some() { "resolved" } else { "open" }.to_owned(),
     ]
 }
 
 /// Write the header row, then one row per mismatch, in the order given.
-pub fn write_mismatches_csv(out: impl Write, rows: &[MismatchReport]) -> csv::Result<()> {
+pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>]) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(MISMATCH_COLUMNS)?;
     for row in rows {
@@ -80,20 +167,27 @@ pub struct MismatchTextOptions<'a> {
 /// line per mismatch, its resolution on the next line, and a count at the end.
 pub fn write_mismatches_text(
     out: &mut dyn Write,
-    rows: &[MismatchReport],
+    rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
     writeln!(out, "Mismatches ({scope}) for study {}, as of {}", options.study, utc_time(options.generated_at))?;
     let mut group: Option<(Option<&str>, Option<&str>)> = None;
     for row in rows {
-        let m = &row.mismatch;
-        let key = (m.participant.as_deref(), m.visit.as_deref());
+        let key = (row.participant(), row.visit());
         if group != Some(key) {
             writeln!(out)?;
             writeln!(out, "{}", group_title(key))?;
             group = Some(key);
         }
+        let row = match row {
+            ReviewRow::Stored(row) => row,
+            ReviewRow::Missing(m) => {
+                writeln!(out, "  -- {MISSING_RESULT}  minute {}, {}: {}", m.minute, m.analyte, m.detail)?;
+                continue;
+            }
+        };
+        let m = &row.mismatch;
         writeln!(out, "  {}", mismatch_line(row))?;
         if let Some(r) = &m.resolution {
             let mut line = format!("      resolved ({}) by {} at {}", r.action, r.resolved_by, utc_time(r.resolved_at));
@@ -159,8 +253,8 @@ fn mismatch_line(row: &MismatchReport) -> String {
     line
 }
 
-fn count_line(rows: &[MismatchReport], include_resolved: bool) -> String {
-    let open = rows.iter().filter(|r| r.mismatch.resolution.is_none()).count();
+fn count_line(rows: &[ReviewRow<'_>], include_resolved: bool) -> String {
+    let open = rows.iter().filter(|r| r.is_open()).count();
     let resolved = rows.len() - open;
     let plural = |n: usize| if n == 1 { "mismatch" } else { "mismatches" };
     if !include_resolved {
@@ -215,10 +309,11 @@ mod tests {
     }
 
     fn text(rows: &[MismatchReport], include_resolved: bool) -> String {
+        let rows = review_rows(rows, &[]);
         let mut out = Vec::new();
         let options =
             MismatchTextOptions { study: "S", generated_at: "2026-03-02T09:00:00Z".parse().unwrap(), include_resolved };
-        write_mismatches_text(&mut out, rows, &options).unwrap();
+        write_mismatches_text(&mut out, &rows, &options).unwrap();
         String::from_utf8(out).unwrap()
     }
 

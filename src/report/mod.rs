@@ -14,5 +14,8 @@ pub mod mismatches;
 pub mod results;
 
 pub use format::{format_value, utc_time};
-pub use mismatches::{MISMATCH_COLUMNS, MismatchTextOptions, write_mismatches_csv, write_mismatches_text};
+pub use mismatches::{
+    MISMATCH_COLUMNS, MISSING_RESULT, MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv,
+    write_mismatches_text,
+};
 pub use results::{RESULT_COLUMNS, write_results_csv};

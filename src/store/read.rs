@@ -134,6 +134,14 @@ fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
     })
 }
 
+fn visit_row(r: &Row<'_>) -> rusqlite::Result<Visit> {
+    let meal_start = match r.get::<_, Option<String>>(2)? {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|e| conversion_error(2, format!("bad meal_start {text:?}: {e}")))?),
+    };
+    Ok(Visit { participant: r.get(0)?, visit: r.get(1)?, meal_start })
+}
+
 /// Read access to the database, inside a transaction: a [`Tx`](crate::store::Tx)
 /// (sees its own writes) or [`Store::read`](crate::store::Store::read) (a snapshot).
 #[derive(Clone, Copy)]
@@ -219,16 +227,23 @@ impl<'c> Reader<'c> {
         Ok(self
             .conn
             .prepare_cached("SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2")?
-            .query_row([participant, visit], |r| {
-                let meal_start = match r.get::<_, Option<String>>(2)? {
-                    None => None,
-                    Some(text) => {
-                        Some(text.parse().map_err(|e| conversion_error(2, format!("bad meal_start {text:?}: {e}")))?)
-                    }
-                };
-                Ok(Visit { participant: r.get(0)?, visit: r.get(1)?, meal_start })
-            })
+            .query_row([participant, visit], visit_row)
             .optional()?)
+    }
+
+    /// Every visit of the study data, ordered by participant code and visit.
+    pub fn visits(&self) -> Result<Vec<Visit>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT participant, visit, meal_start FROM visit ORDER BY participant, visit")?;
+        let rows = stmt.query_map([], visit_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every participant, ordered by code.
+    pub fn participants(&self) -> Result<Vec<Participant>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT code, site FROM participant ORDER BY code")?;
+        let rows = stmt.query_map([], |r| Ok(Participant { code: r.get(0)?, site: r.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {

@@ -4,4 +4,5 @@ pub mod auc;
 pub mod config;
 pub mod import;
 pub mod matching;
+pub mod missing;
 pub mod units;

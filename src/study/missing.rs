@@ -1,0 +1,134 @@
+//! MISSING_RESULT (SPEC §6): a scheduled (minute, analyte) of a visit that has
+//! a meal start and no accepted result. Computed for reports, never stored:
+//! it closes by itself when the result arrives (or is assigned there).
+//!
+//! Pure: the caller passes the visits, the slots that hold a current result
+//! and the time "now" (a visit whose meal has not started yet lacks nothing).
+
+use std::collections::BTreeSet;
+
+use crate::store::{Slot, Visit};
+use crate::study::config::Config;
+
+/// One scheduled result that is not there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MissingResult {
+    pub participant: String,
+    pub visit: String,
+    pub minute: i32,
+    pub analyte: String,
+    /// MMTT minute 0, local time in the study zone.
+    pub meal_start: jiff::civil::DateTime,
+    /// Plain words for the report's `detail` column.
+    pub detail: String,
+}
+
+impl MissingResult {
+    /// The slot the result would fill.
+    pub fn slot(&self) -> Slot {
+        Slot::new(&self.participant, &self.visit, i64::from(self.minute), &self.analyte)
+    }
+}
+
+/// Every scheduled (minute, analyte) of `mmtt.timepoints` × the configured
+/// analytes, for each visit whose meal started before `now`, that is not in
+/// `filled`. Ordered by participant, visit, minute, analyte (the report order).
+pub fn missing_results(
+    config: &Config,
+    visits: &[Visit],
+    filled: &BTreeSet<Slot>,
+    now: jiff::Timestamp,
+) -> Vec<MissingResult> {
+    let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok();
+    let mut missing = Vec::new();
+    for visit in visits {
+        let Some(meal_start) = visit.meal_start else { continue };
+        let started = match zone.as_ref().and_then(|z| z.to_timestamp(meal_start).ok()) {
+            Some(at) => at <= now,
+            None => true,
+        };
+        if !started {
+            continue;
+        }
+        for &minute in &config.mmtt.timepoints {
+            for analyte in config.analytes.keys() {
+                let slot = Slot::new(&visit.participant, &visit.visit, i64::from(minute), analyte);
+                if filled.contains(&slot) {
+                    continue;
+                }
+                missing.push(MissingResult {
+                    participant: visit.participant.clone(),
+                    visit: visit.visit.clone(),
+                    minute,
+                    analyte: analyte.clone(),
+                    meal_start,
+                    detail: format!(
+                        "no accepted {analyte} result at minute {minute} of visit {} (meal start {})",
+                        visit.visit,
+                        meal_start.strftime("%Y-%m-%dT%H:%M")
+                    ),
+                });
+            }
+        }
+    }
+    missing.sort();
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/labfeed.example.toml");
+
+    fn config() -> Config {
+        Config::from_toml(EXAMPLE, Path::new("test.toml")).unwrap()
+    }
+
+    fn visit(participant: &str, code: &str, meal_start: Option<&str>) -> Visit {
+        Visit {
+            participant: participant.into(),
+            visit: code.into(),
+            meal_start: meal_start.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-06-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn every_scheduled_minute_and_analyte_without_a_result_is_listed() {
+        let config = config();
+        let analytes: Vec<&String> = config.analytes.keys().collect();
+        let mut filled = BTreeSet::new();
+        for &minute in &config.mmtt.timepoints {
+            for analyte in &analytes {
+                filled.insert(Slot::new("U01", "V0", i64::from(minute), analyte.as_str()));
+            }
+        }
+        filled.remove(&Slot::new("U01", "V0", 30, "c_peptide"));
+        let visits = [visit("U01", "V0", Some("2026-03-02T08:30"))];
+        let missing = missing_results(&config, &visits, &filled, now());
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].slot(), Slot::new("U01", "V0", 30, "c_peptide"));
+        assert_eq!(
+            missing[0].detail,
+            "no accepted c_peptide result at minute 30 of visit V0 (meal start 2026-03-02T08:30)"
+        );
+    }
+
+    #[test]
+    fn visits_without_a_meal_start_or_in_the_future_lack_nothing() {
+        let config = config();
+        let visits = [visit("U01", "V0", None), visit("U02", "V0", Some("2026-07-01T08:30"))];
+        assert!(missing_results(&config, &visits, &BTreeSet::new(), now()).is_empty());
+        let all = missing_results(&config, &visits[1..], &BTreeSet::new(), "2026-07-02T00:00:00Z".parse().unwrap());
+        assert_eq!(all.len(), config.mmtt.timepoints.len() * config.analytes.len());
+        let mut sorted = all.clone();
+        sorted.sort_by(|a, b| (a.minute, &a.analyte).cmp(&(b.minute, &b.analyte)));
+        assert_eq!(all, sorted, "ordered by minute, then analyte");
+    }
+}
