@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingest;
 pub mod parse;
 pub mod report;
+pub mod resolve;
 pub mod run;
 pub mod simulate;
 pub mod status;
@@ -72,6 +73,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Accepted results as CSV.
     Export(export::ExportArgs),
+    /// A data manager's decision on a mismatch: assign, accept or reject it, with a reason (audited).
+    Resolve(resolve::ResolveArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
     Status,
     /// Send a file as an analyzer would (ASTM E1381 framing with retries, or HL7 over MLLP) and report the answers.
@@ -102,6 +105,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Import(args) => import::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Resolve(args) => resolve::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),
         Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),

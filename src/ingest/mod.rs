@@ -18,6 +18,7 @@
 //! arrives before its original is applied when the original comes.
 
 pub mod privacy;
+pub mod resolve;
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -432,7 +433,8 @@ impl Run<'_> {
         if history.iter().any(|r| same_value(r.value, r.comparator, a.value, a.comparator)) {
             return Ok(SlotDecision::Duplicate);
         }
-        let Some(current) = history.last() else {
+        // A withdrawn slot (rejected or moved by a data manager) has no current value.
+        let Some(current) = history.last().filter(|r| !r.withdrawn) else {
             if is_correction {
                 return Ok(SlotDecision::Hold(Finding {
                     code: MismatchCode::CorrectionWithoutOriginal,

@@ -51,8 +51,8 @@ fn get_format(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Format>> {
 }
 
 const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
-     r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason";
-const RESULT_WIDTH: usize = 15;
+     r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
+const RESULT_WIDTH: usize = 16;
 
 fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
@@ -73,6 +73,7 @@ fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
         accepted_at: get_time(row, at + 12)?,
         accepted_by: row.get(at + 13)?,
         reason: row.get(at + 14)?,
+        withdrawn: row.get(at + 15)?,
     })
 }
 
@@ -385,6 +386,70 @@ impl<'c> Reader<'c> {
                 })
             })
             .optional()?)
+    }
+
+    /// One observation as stored, with its message's sender.
+    pub fn observation(&self, id: ObservationId) -> Result<Option<ObservationRow>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT o.id, o.message_id, o.byte_offset, msg.sender, o.instrument, o.sample_id, o.test_code,
+                        o.reported_value, o.reported_unit, o.comparator, o.reported_numeric, o.flags, o.status,
+                        o.collected_at, o.resulted_at, o.qc, o.participant, o.visit, o.minute, o.analyte, o.value,
+                        o.unit, o.blq, o.outcome
+                 FROM observation o JOIN message msg ON msg.id = o.message_id WHERE o.id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(ObservationRow {
+                    id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    byte_offset: r.get(2)?,
+                    sender: r.get(3)?,
+                    instrument: r.get(4)?,
+                    sample_id: r.get(5)?,
+                    test_code: r.get(6)?,
+                    reported_value: r.get(7)?,
+                    reported_unit: r.get(8)?,
+                    comparator: get_comparator(r, 9)?,
+                    reported_numeric: r.get(10)?,
+                    flags: r.get(11)?,
+                    status: r.get(12)?,
+                    collected_at: r.get(13)?,
+                    resulted_at: r.get(14)?,
+                    qc: r.get(15)?,
+                    matched: Matched {
+                        participant: r.get(16)?,
+                        visit: r.get(17)?,
+                        minute: r.get(18)?,
+                        analyte: r.get(19)?,
+                        value: r.get(20)?,
+                        unit: r.get(21)?,
+                        blq: r.get(22)?,
+                    },
+                    outcome: r.get(23)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The instrument of the link a receipt came through (`None` for files).
+    pub fn receipt_instrument(&self, id: ReceiptId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT instrument FROM receipt WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Open mismatches about one observation, oldest first.
+    pub fn open_mismatches_of_observation(&self, id: ObservationId) -> Result<Vec<MismatchRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE s.id IS NULL AND m.observation_id = ?1 ORDER BY m.id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([id], |r| mismatch_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Whether the same report (instrument, sample, test, value, unit, status,

@@ -28,8 +28,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, description: "study database schema v1", sql: include_str!("schema_v1.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, description: "study database schema v1", sql: include_str!("schema_v1.sql") },
+    Migration { version: 2, description: "withdrawn result versions", sql: include_str!("schema_v2.sql") },
+];
 
 /// The schema version this code reads and writes.
 pub fn latest_version() -> i64 {

@@ -437,6 +437,9 @@ pub struct ResultRow {
     pub accepted_at: jiff::Timestamp,
     pub accepted_by: String,
     pub reason: String,
+    /// This version takes the value out of the slot (a data manager's
+    /// rejection or reassignment); the slot has no current result.
+    pub withdrawn: bool,
 }
 
 /// A stored mismatch, with its resolution if there is one.
@@ -559,4 +562,31 @@ pub struct ObservationFacts {
     /// depend on arrival order.
     pub raw_sha256: String,
     pub byte_offset: i64,
+}
+
+/// A stored observation: one result as reported, with how ingest matched it
+/// and the sender of its message (to find its instrument again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationRow {
+    pub id: ObservationId,
+    pub message_id: MessageId,
+    pub byte_offset: i64,
+    /// The sender field of its message (ASTM H.5.1, HL7 MSH-3.1).
+    pub sender: Option<String>,
+    pub instrument: Option<String>,
+    pub sample_id: Option<String>,
+    pub test_code: Option<String>,
+    pub reported_value: Option<String>,
+    pub reported_unit: Option<String>,
+    pub comparator: Option<Comparator>,
+    /// The number as sent, canonical decimal text.
+    pub reported_numeric: Option<String>,
+    pub flags: Option<String>,
+    pub status: Option<String>,
+    /// As sent (ISO 8601, offset only if sent).
+    pub collected_at: Option<String>,
+    pub resulted_at: Option<String>,
+    pub qc: bool,
+    pub matched: Matched,
+    pub outcome: ObservationOutcome,
 }

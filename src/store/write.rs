@@ -308,6 +308,50 @@ impl<'c> Tx<'c> {
         Ok(ResultStored { id, version, supersedes })
     }
 
+    /// Take the current value out of `slot` (a data manager rejected it or
+    /// moved it elsewhere): a new version with `withdrawn = 1` that carries the
+    /// withdrawn value for the record. `None` when the slot has no current
+    /// value. Audited as `withdraw`.
+    pub fn withdraw_result(&mut self, slot: &Slot, reason: &str) -> Result<Option<ResultStored>, StoreError> {
+        let Some(current) = self.current_result(slot)? else { return Ok(None) };
+        let version = current.version + 1;
+        let comparator = current.comparator.map(|c| c.as_str());
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO result
+                   (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
+                    version, supersedes, accepted_at, accepted_by, reason, withdrawn)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+            )?
+            .execute(params![
+                current.observation_id,
+                slot.participant,
+                slot.visit,
+                slot.minute,
+                slot.analyte,
+                current.value,
+                current.unit,
+                comparator,
+                current.blq,
+                version,
+                current.id,
+                self.at,
+                self.actor,
+                reason
+            ])?;
+        let id = ResultId(self.conn().last_insert_rowid());
+        self.audit(
+            "withdraw",
+            "result",
+            id,
+            json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
+                    "visit": slot.visit, "minute": slot.minute, "analyte": slot.analyte, "value": current.value,
+                    "unit": current.unit, "comparator": comparator, "version": version,
+                    "supersedes": current.id.get(), "reason": reason }),
+        )?;
+        Ok(Some(ResultStored { id, version, supersedes: Some(current.id) }))
+    }
+
     /// Record a mismatch for a data manager. Audited as `mismatch`.
     pub fn insert_mismatch(&mut self, m: &NewMismatch) -> Result<MismatchId, StoreError> {
         self.conn()

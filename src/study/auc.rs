@@ -232,6 +232,7 @@ mod tests {
             accepted_at: "2026-03-02T08:00:00Z".parse().unwrap(),
             accepted_by: "test".into(),
             reason: String::new(),
+            withdrawn: false,
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Finding {
 pub enum MatchSource {
     Manifest,
     Pattern,
+    /// A data manager's `resolve --assign`.
+    Assigned,
 }
 
 /// The slot a sample belongs to.
@@ -85,6 +87,30 @@ pub fn assess(
     result: &LabResult,
     study: &dyn StudyData,
 ) -> Assessment {
+    assess_with(config, instrument, sender, result, study, || match_sample(config, result.sample_id.as_deref(), study))
+}
+
+/// Like [`assess`], for a result a data manager has assigned to `slot`: the
+/// sample ID is not looked up, every other check runs.
+pub fn assess_in_slot(
+    config: &Config,
+    instrument: Option<&Instrument>,
+    sender: Option<&str>,
+    result: &LabResult,
+    slot: SampleSlot,
+    study: &dyn StudyData,
+) -> Assessment {
+    assess_with(config, instrument, sender, result, study, || Ok(slot))
+}
+
+fn assess_with(
+    config: &Config,
+    instrument: Option<&Instrument>,
+    sender: Option<&str>,
+    result: &LabResult,
+    study: &dyn StudyData,
+    find_slot: impl FnOnce() -> Result<SampleSlot, String>,
+) -> Assessment {
     let mut a = Assessment {
         instrument: instrument.map(|i| i.name.clone()),
         analyte: None,
@@ -119,7 +145,7 @@ pub fn assess(
         });
         return a;
     };
-    let slot = match match_sample(config, result.sample_id.as_deref(), study) {
+    let slot = match find_slot() {
         Ok(slot) => slot,
         Err(detail) => {
             a.hold = Some(Finding { code: MismatchCode::UnknownSample, detail });
@@ -135,7 +161,7 @@ pub fn assess(
     }
     a.hold = first_holding_problem(config, instrument, &analyte, &slot, result, &converted);
     if a.hold.is_none() {
-        a.flags = flags(config, instrument, &analyte, &slot, result, a.value, study);
+        a.flags = flag_checks(config, instrument, &analyte, &slot, result, a.value, study);
     }
     a
 }
@@ -232,6 +258,7 @@ fn first_holding_problem(
                 match slot.source {
                     MatchSource::Manifest => "sample manifest",
                     MatchSource::Pattern => "sample ID pattern",
+                    MatchSource::Assigned => "assigned by a data manager",
                 }
             ),
         });
@@ -300,7 +327,8 @@ fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-fn flags(
+/// The checks that accept a value and flag it (OUT_OF_WINDOW, PRETEST_GLUCOSE).
+pub fn flag_checks(
     config: &Config,
     instrument: &Instrument,
     analyte: &str,

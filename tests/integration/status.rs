@@ -98,7 +98,10 @@ fn a_fresh_study_shows_paths_waiting_files_and_no_arrivals() {
     );
 
     let out = s.status();
-    assert_eq!(line(&out, "database "), format!("database {} (schema version 1)", s.database().display()));
+    assert_eq!(
+        line(&out, "database "),
+        format!("database {} (schema version {})", s.database().display(), labfeed::store::latest_version())
+    );
     assert_eq!(line(&out, "daemon:"), "daemon: not running");
     assert_eq!(line(&out, "inbox "), format!("inbox {}: 2 files waiting", inbox.display()));
     assert_eq!(line(&out, "archive "), format!("archive {}", s.lib("archive").display()));

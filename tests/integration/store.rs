@@ -173,7 +173,7 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), latest_version());
-    assert_eq!(latest_version(), 1);
+    assert_eq!(latest_version(), 2);
     drop(store);
 
     let conn = raw_conn(&path);
@@ -184,11 +184,11 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     let before = schema(&conn);
     assert!(before.iter().any(|(name, _)| name == "current_result"));
     let user_version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(user_version, 1);
+    assert_eq!(user_version, latest_version());
 
     for _ in 0..2 {
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), latest_version());
     }
     assert_eq!(schema(&conn), before);
     assert_eq!(count(&conn, "audit_log"), 0, "opening is not a change");
@@ -196,7 +196,7 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     // With no writer open (no -wal/-shm files), a read-only open works too.
     drop(conn);
     let reader = Store::open_read_only(&path).unwrap();
-    assert_eq!(reader.schema_version().unwrap(), 1);
+    assert_eq!(reader.schema_version().unwrap(), latest_version());
     assert!(!reader.read(|r| r.participant_exists("U01")).unwrap());
     assert!(reader.verify_audit_chain().unwrap().is_intact());
 }
@@ -208,7 +208,7 @@ fn a_database_from_a_newer_labfeed_is_refused_with_a_clear_message() {
     raw_conn(&path).pragma_update(None, "user_version", 7).unwrap();
 
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 7, known: 1, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::TooNew { found: 7, known: 2, .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("newer than this labfeed") && text.contains(&path.display().to_string()), "{text}");
 
@@ -921,4 +921,31 @@ fn a_busy_write_of_a_whole_file_is_fast() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     assert_eq!(store.read(|r| r.current_results()).unwrap().len(), 200);
     assert!(store.verify_audit_chain().unwrap().is_intact());
+}
+
+#[test]
+fn a_version_1_database_with_results_is_migrated_and_keeps_them_current() {
+    let (_dir, path) = temp_db();
+    let conn = raw_conn(&path);
+    conn.execute_batch(labfeed::store::MIGRATIONS[0].sql).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute_batch(
+        "INSERT INTO raw (id, sha256, size, format, content, first_received_at)
+           VALUES (1, printf('%064d', 0), 1, 'astm', x'00', '2026-03-02T10:00:00Z');
+         INSERT INTO message (id, raw_id, number, span_start, span_end) VALUES (1, 1, 1, 0, 1);
+         INSERT INTO observation (id, message_id, seq, byte_offset, qc, outcome) VALUES (1, 1, 1, 0, 0, 'accepted');
+         INSERT INTO participant (code) VALUES ('U01');
+         INSERT INTO result (observation_id, participant, visit, minute, analyte, value, unit, blq, version,
+                             accepted_at, accepted_by, reason)
+           VALUES (1, 'U01', 'V0', 30, 'c_peptide', 0.5, 'nmol/L', 0, 1, '2026-03-02T10:00:00Z', 'labfeed', 'ingest');",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let slot = labfeed::store::Slot::new("U01", "V0", 30, "c_peptide");
+    let current = store.read(|r| r.current_result(&slot)).unwrap().unwrap();
+    assert_eq!((current.value, current.version, current.withdrawn), (0.5, 1, false));
+    assert_eq!(store.read(|r| r.current_results()).unwrap().len(), 1);
 }

@@ -1,0 +1,131 @@
+//! `labfeed resolve ID (--assign PARTICIPANT/VISIT/MINUTE | --accept | --reject) --reason TEXT [--by NAME]`.
+//!
+//! A data manager's decision on one mismatch (see [`crate::ingest::resolve`]).
+//! Exit 0 when recorded; exit 2, with nothing written, when the decision
+//! cannot be taken (unknown or already resolved mismatch, an action that does
+//! not fit it, an unknown participant or visit).
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::{ArgGroup, Args};
+
+use crate::cli::{Outcome, open_study};
+use crate::ingest::resolve::{Decision, ResolveError, resolve};
+use crate::store::MismatchId;
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("decision").required(true).args(["assign", "accept", "reject"])))]
+pub struct ResolveArgs {
+    /// The mismatch's id, as in `report mismatches` (`12` or `#12`).
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// The result belongs to this slot: PARTICIPANT/VISIT/MINUTE (e.g. U07/V4/30); every check runs again there.
+    #[arg(long, value_name = "PARTICIPANT/VISIT/MINUTE")]
+    pub assign: Option<String>,
+
+    /// Accept the value as it is (a conflicting rerun replaces the value in its slot).
+    #[arg(long)]
+    pub accept: bool,
+
+    /// Keep the value out of the study (an accepted, flagged value is withdrawn from its slot).
+    #[arg(long)]
+    pub reject: bool,
+
+    /// Why (required; kept in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+
+    /// Who decides (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+}
+
+pub fn run(
+    config_path: &Path,
+    args: &ResolveArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let usage = |err: &mut dyn Write, text: String| -> anyhow::Result<Outcome> {
+        writeln!(err, "labfeed: resolve: {text}")?;
+        Ok(Outcome::Usage)
+    };
+    let Some(id) = parse_id(&args.id) else {
+        return usage(err, format!("{:?} is not a mismatch id (a number from `report mismatches`)", args.id));
+    };
+    let decision = match &args.assign {
+        Some(target) => match parse_target(target) {
+            Ok(d) => d,
+            Err(why) => return usage(err, why),
+        },
+        None if args.accept => Decision::Accept,
+        None => Decision::Reject,
+    };
+    if args.reason.trim().is_empty() {
+        return usage(err, "--reason needs a text (why this decision)".to_owned());
+    }
+    let by = match args.by.as_deref().map(str::trim) {
+        Some("") => return usage(err, "--by needs a name (who decides)".to_owned()),
+        Some(name) => name.to_owned(),
+        None => match std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
+            Some(user) => user,
+            None => return usage(err, "say who decides with --by NAME ($USER is not set)".to_owned()),
+        },
+    };
+    let (config, mut store) = open_study(config_path)?;
+    match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
+        Ok(done) => {
+            writeln!(out, "mismatch {} ({}) resolved by {by}: {}", done.mismatch_id, done.code, done.summary)?;
+            for (id, code, detail) in &done.raised {
+                writeln!(out, "  new mismatch {id} ({code}): {detail}")?;
+            }
+            for id in &done.also_closed {
+                writeln!(out, "  mismatch {id} closed with it (its value left the slot)")?;
+            }
+            Ok(Outcome::Ok)
+        }
+        Err(ResolveError::Store(e)) => Err(anyhow::Error::new(e).context("recording the decision")),
+        Err(e) => usage(err, e.to_string()),
+    }
+}
+
+fn parse_id(text: &str) -> Option<i64> {
+    text.trim().trim_start_matches('#').parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+/// `PARTICIPANT/VISIT/MINUTE`, split from the right so the minute is last.
+fn parse_target(text: &str) -> Result<Decision, String> {
+    let bad = || format!("--assign {text:?}: expected PARTICIPANT/VISIT/MINUTE, e.g. U07/V4/30");
+    let mut parts = text.rsplitn(3, '/');
+    let (Some(minute), Some(visit), Some(participant)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let (participant, visit) = (participant.trim(), visit.trim());
+    if participant.is_empty() || visit.is_empty() {
+        return Err(bad());
+    }
+    let minute = minute.trim().parse::<i64>().map_err(|_| format!("{}: the minute is not a whole number", bad()))?;
+    Ok(Decision::Assign { participant: participant.to_owned(), visit: visit.to_owned(), minute })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_targets_are_read_strictly() {
+        assert_eq!(parse_id("12"), Some(12));
+        assert_eq!(parse_id("#12"), Some(12));
+        assert_eq!(parse_id("0"), None);
+        assert_eq!(parse_id("x"), None);
+        assert_eq!(
+            parse_target("U07/V4/-10").unwrap(),
+            Decision::Assign { participant: "U07".into(), visit: "V4".into(), minute: -10 }
+        );
+        assert!(parse_target("U07/V4").unwrap_err().contains("PARTICIPANT/VISIT/MINUTE"));
+        assert!(parse_target("U07/V4/3O").unwrap_err().contains("whole number"));
+        assert!(parse_target("/V4/30").is_err());
+    }
+}

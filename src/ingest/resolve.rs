@@ -1,0 +1,472 @@
+//! A data manager's decision on a mismatch (`labfeed resolve`, SPEC §1).
+//!
+//! One transaction per decision, by the data manager as actor, so the
+//! resolution, any new result version and any new mismatch are audited
+//! together or not at all:
+//!
+//! - **accept**: the reported value goes into its slot as it is (a held
+//!   IMPLAUSIBLE or NOT_FINAL value, a conflicting rerun that replaces the
+//!   first value, a correction without its original). The slot is found again
+//!   with the current configuration, and the flag checks (OUT_OF_WINDOW,
+//!   PRETEST_GLUCOSE) run on it. For a flag, the value is already in: the flag
+//!   is closed.
+//! - **assign**: the result belongs to another participant/visit/minute.
+//!   Every check runs again there, as at ingest, except the patient-ID
+//!   comparison (the data manager decided). A check that holds raises a new
+//!   mismatch at the new slot; the old one is closed either way. An accepted
+//!   value that moves is withdrawn from its old slot.
+//! - **reject**: the value is not a study result. A held value stays out; an
+//!   accepted (flagged) value is withdrawn from its slot.
+//!
+//! Nothing is deleted or changed: decisions, withdrawals and new versions are
+//! new rows, and the observation keeps what the analyzer sent.
+
+use std::cell::RefCell;
+
+use crate::model::LabResult;
+use crate::store::{
+    MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationRow, ResolutionAction,
+    ResultId, Slot, Store, StoreError, Tx,
+};
+use crate::study::config::Config;
+use crate::study::matching::{Assessment, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument};
+use crate::timestamp::Timestamp;
+use crate::value::Number;
+
+use super::{StoreStudy, same_value, slot_words, value_words};
+
+/// What the data manager decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The result belongs to this participant, visit and MMTT minute.
+    Assign { participant: String, visit: String, minute: i64 },
+    /// The value is accepted as it is.
+    Accept,
+    /// The value is not a study result.
+    Reject,
+}
+
+impl Decision {
+    fn action(&self) -> ResolutionAction {
+        match self {
+            Decision::Assign { .. } => ResolutionAction::Assign,
+            Decision::Accept => ResolutionAction::Accept,
+            Decision::Reject => ResolutionAction::Reject,
+        }
+    }
+}
+
+/// What a decision did, for the command's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub mismatch_id: MismatchId,
+    pub code: MismatchCode,
+    /// The slot and value version the decision put in place, if any.
+    pub accepted: Option<(Slot, ResultId, i64)>,
+    /// The slot a value was taken out of, if any.
+    pub withdrawn: Option<Slot>,
+    /// Mismatches the checks raised again (after an assignment or acceptance).
+    pub raised: Vec<(MismatchId, MismatchCode, String)>,
+    /// Other open mismatches closed with it (flags of a value that left its slot).
+    pub also_closed: Vec<MismatchId>,
+    /// Plain words on what happened.
+    pub summary: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("there is no mismatch {0} (see `labfeed report mismatches`)")]
+    NotFound(MismatchId),
+    #[error("mismatch {id} was already resolved ({action}) by {by} at {at}; a decision is never changed")]
+    AlreadyResolved { id: MismatchId, action: ResolutionAction, by: String, at: jiff::Timestamp },
+    #[error("a reason is required (--reason TEXT)")]
+    NoReason,
+    #[error("mismatch {id} ({code}) cannot be {verb}: {why}")]
+    Refused { id: MismatchId, code: MismatchCode, verb: &'static str, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Record `decision` on mismatch `id`, by `by`, with `reason`.
+pub fn resolve(
+    store: &mut Store,
+    config: &Config,
+    id: MismatchId,
+    decision: &Decision,
+    reason: &str,
+    by: &str,
+) -> Result<Resolved, ResolveError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ResolveError::NoReason);
+    }
+    store.write_with(by, |tx| {
+        let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
+        if let Some(r) = &mismatch.resolution {
+            return Err(ResolveError::AlreadyResolved {
+                id,
+                action: r.action,
+                by: r.resolved_by.clone(),
+                at: r.resolved_at,
+            });
+        }
+        let mut work = Work {
+            config,
+            mismatch: &mismatch,
+            reason,
+            resolved: Resolved {
+                mismatch_id: id,
+                code: mismatch.code,
+                accepted: None,
+                withdrawn: None,
+                raised: Vec::new(),
+                also_closed: Vec::new(),
+                summary: String::new(),
+            },
+        };
+        let (result_id, target) = match decision {
+            Decision::Reject => (work.reject(tx)?, None),
+            Decision::Accept => (work.accept(tx)?, None),
+            Decision::Assign { participant, visit, minute } => {
+                let target = SampleSlot {
+                    participant: participant.clone(),
+                    visit: visit.clone(),
+                    minute: i32::try_from(*minute)
+                        .map_err(|_| work.refuse("assigned", "the minute is out of range"))?,
+                    source: MatchSource::Assigned,
+                };
+                (work.assign(tx, target)?, Some((participant.clone(), visit.clone(), *minute)))
+            }
+        };
+        tx.insert_resolution(&NewResolution {
+            mismatch_id: id,
+            action: decision.action(),
+            participant: target.as_ref().map(|t| t.0.clone()),
+            visit: target.as_ref().map(|t| t.1.clone()),
+            minute: target.as_ref().map(|t| t.2),
+            result_id,
+            reason: reason.to_owned(),
+        })?;
+        Ok(work.resolved)
+    })
+}
+
+struct Work<'a> {
+    config: &'a Config,
+    mismatch: &'a MismatchRow,
+    reason: &'a str,
+    resolved: Resolved,
+}
+
+impl Work<'_> {
+    fn refuse(&self, verb: &'static str, why: impl Into<String>) -> ResolveError {
+        ResolveError::Refused { id: self.mismatch.id, code: self.mismatch.code, verb, why: why.into() }
+    }
+
+    /// The observation a mismatch is about; PARSE_ERROR has none.
+    fn observation(&self, tx: &Tx<'_>, verb: &'static str) -> Result<ObservationRow, ResolveError> {
+        let none = || {
+            self.refuse(
+                verb,
+                "it is about a message that could not be parsed, so there is no result; have the lab send it \
+                 again, then close this with --reject",
+            )
+        };
+        let id = self.mismatch.observation_id.ok_or_else(none)?;
+        tx.observation(id)?.ok_or_else(none)
+    }
+
+    fn tag(&self, action: &str) -> String {
+        format!("resolved mismatch {} ({action}): {}", self.mismatch.id, self.reason)
+    }
+
+    fn reject(&mut self, tx: &mut Tx<'_>) -> Result<Option<ResultId>, ResolveError> {
+        if self.mismatch.holds || self.mismatch.observation_id.is_none() {
+            self.resolved.summary = "rejected: the result stays out of the study tables".to_owned();
+            return Ok(None);
+        }
+        let observation = self.observation(tx, "rejected")?;
+        let withdrawn = self.withdraw(tx, &observation, "rejected")?;
+        self.resolved.summary = match &withdrawn {
+            Some((slot, _)) => format!("rejected: the value was withdrawn from {}", slot_words(slot)),
+            None => "rejected: the value is no longer current in its slot; nothing else changed".to_owned(),
+        };
+        Ok(withdrawn.map(|(_, id)| id))
+    }
+
+    fn accept(&mut self, tx: &mut Tx<'_>) -> Result<Option<ResultId>, ResolveError> {
+        if !self.mismatch.holds {
+            // A flag: the value was accepted at ingest and stays.
+            let slot = self.mismatch_slot();
+            let current = match &slot {
+                Some(slot) => tx.current_result(slot)?,
+                None => None,
+            };
+            self.resolved.summary = "accepted: the flagged value stands".to_owned();
+            return Ok(current.filter(|c| Some(c.observation_id) == self.mismatch.observation_id).map(|c| c.id));
+        }
+        let observation = self.observation(tx, "accepted")?;
+        let (result, sender, link) = self.reported(tx, &observation)?;
+        let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
+        let a = {
+            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
+            let a = assess(self.config, instrument, sender.as_deref(), &result, &study);
+            if let Some(e) = study.error.into_inner() {
+                return Err(e.into());
+            }
+            a
+        };
+        let Some(slot) = slot_of(&a) else {
+            let why = match &a.hold {
+                Some(f) => format!("{}; use --assign PARTICIPANT/VISIT/MINUTE or --reject", f.detail),
+                None => "the result has no slot or value; use --assign or --reject".to_owned(),
+            };
+            return Err(self.refuse("accepted", why));
+        };
+        if a.value.is_none() || a.unit.is_none() {
+            let why = a.hold.as_ref().map_or_else(|| "it has no number".to_owned(), |f| f.detail.clone());
+            return Err(self.refuse("accepted", format!("{why}; use --reject")));
+        }
+        let stored = self.put(tx, &observation, &slot, &a, "accept")?;
+        self.raise_flags(tx, &observation, &slot, &a, &result, instrument)?;
+        Ok(stored)
+    }
+
+    fn assign(&mut self, tx: &mut Tx<'_>, target: SampleSlot) -> Result<Option<ResultId>, ResolveError> {
+        let observation = self.observation(tx, "assigned")?;
+        if !tx.participant_exists(&target.participant)? {
+            return Err(
+                self.refuse("assigned", format!("participant {} is not in the participant list", target.participant))
+            );
+        }
+        if !self.config.visits.is_empty() && !self.config.visits.iter().any(|v| v.code == target.visit) {
+            return Err(self.refuse("assigned", format!("visit {} is not a configured visit", target.visit)));
+        }
+        let (result, sender, link) = self.reported(tx, &observation)?;
+        let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
+        let a = {
+            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
+            let a = assess_in_slot(self.config, instrument, sender.as_deref(), &result, target.clone(), &study);
+            if let Some(e) = study.error.into_inner() {
+                return Err(e.into());
+            }
+            a
+        };
+        if a.analyte.is_none() {
+            let why = a.hold.as_ref().map_or_else(|| "its analyte is not known".to_owned(), |f| f.detail.clone());
+            return Err(self.refuse("assigned", format!("{why}; fix the configuration or use --reject")));
+        }
+        // An accepted value that moves leaves its old slot first.
+        if !self.mismatch.holds {
+            self.withdraw(tx, &observation, "moved")?;
+        }
+        let Some(slot) = slot_of(&a) else {
+            return Err(self.refuse("assigned", "the result has no analyte"));
+        };
+        if let Some(finding) = &a.hold {
+            let detail = format!("{} (after assignment in mismatch {})", finding.detail, self.mismatch.id);
+            self.raise(tx, &observation, &slot, finding.code, true, detail)?;
+            self.resolved.summary =
+                format!("assigned to {}; a check holds it there again (see the new mismatch)", slot_words(&slot));
+            return Ok(None);
+        }
+        let stored = self.put(tx, &observation, &slot, &a, "assign")?;
+        self.raise_flags(tx, &observation, &slot, &a, &result, instrument)?;
+        Ok(stored)
+    }
+
+    /// Put the assessed value into `slot`: nothing when the slot already has
+    /// it; a new version otherwise. With `assign`, a different value already
+    /// in the slot is a new DUPLICATE_CONFLICT (the data manager decides
+    /// again); with `accept`, the data manager has decided: it replaces it.
+    fn put(
+        &mut self,
+        tx: &mut Tx<'_>,
+        observation: &ObservationRow,
+        slot: &Slot,
+        a: &Assessment,
+        action: &'static str,
+    ) -> Result<Option<ResultId>, ResolveError> {
+        let (Some(value), Some(unit)) = (a.value, a.unit.clone()) else {
+            return Err(self.refuse("accepted", "the result has no number"));
+        };
+        if let Some(current) = tx.current_result(slot)? {
+            if same_value(current.value, current.comparator, Some(value), a.comparator) {
+                self.resolved.summary =
+                    format!("{} already holds this value (version {})", slot_words(slot), current.version);
+                return Ok(Some(current.id));
+            }
+            let is_correction = observation.status.as_deref().map(str::trim) == Some("C");
+            if action == "assign" && !is_correction {
+                let detail = format!(
+                    "{} differs from {} already accepted for {} (after assignment in mismatch {}); the first value \
+                     stands until resolved",
+                    value_words(Some(value), a.comparator, Some(&unit)),
+                    value_words(Some(current.value), current.comparator, Some(&current.unit)),
+                    slot_words(slot),
+                    self.mismatch.id
+                );
+                self.raise(tx, observation, slot, MismatchCode::DuplicateConflict, true, detail)?;
+                self.resolved.summary = format!(
+                    "assigned to {}, which already has a different value (see the new mismatch)",
+                    slot_words(slot)
+                );
+                return Ok(None);
+            }
+        }
+        let stored = tx.insert_result(&NewResult {
+            observation_id: observation.id,
+            slot: slot.clone(),
+            value,
+            unit: unit.clone(),
+            comparator: a.comparator,
+            blq: a.blq,
+            reason: self.tag(action),
+        })?;
+        self.resolved.accepted = Some((slot.clone(), stored.id, stored.version));
+        self.resolved.summary = format!(
+            "{} is now {} (version {})",
+            slot_words(slot),
+            value_words(Some(value), a.comparator, Some(&unit)),
+            stored.version
+        );
+        Ok(Some(stored.id))
+    }
+
+    /// OUT_OF_WINDOW and PRETEST_GLUCOSE at the value's (new) slot.
+    fn raise_flags(
+        &mut self,
+        tx: &mut Tx<'_>,
+        observation: &ObservationRow,
+        slot: &Slot,
+        a: &Assessment,
+        result: &LabResult,
+        instrument: Option<&crate::study::config::Instrument>,
+    ) -> Result<(), ResolveError> {
+        let (Some(instrument), Some(sample_slot)) = (instrument, a.slot.as_ref()) else { return Ok(()) };
+        if self.resolved.accepted.is_none() {
+            return Ok(());
+        }
+        let findings = {
+            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
+            let found = crate::study::matching::flag_checks(
+                self.config,
+                instrument,
+                &slot.analyte,
+                sample_slot,
+                result,
+                a.value,
+                &study,
+            );
+            if let Some(e) = study.error.into_inner() {
+                return Err(e.into());
+            }
+            found
+        };
+        for finding in findings {
+            // The same flag on the same value is not raised twice.
+            let open = tx.open_mismatches_of_observation(observation.id)?;
+            if open.iter().any(|m| m.code == finding.code && m.id != self.mismatch.id) {
+                continue;
+            }
+            self.raise(tx, observation, slot, finding.code, false, finding.detail)?;
+        }
+        Ok(())
+    }
+
+    fn raise(
+        &mut self,
+        tx: &mut Tx<'_>,
+        observation: &ObservationRow,
+        slot: &Slot,
+        code: MismatchCode,
+        holds: bool,
+        detail: String,
+    ) -> Result<(), ResolveError> {
+        let id = tx.insert_mismatch(&NewMismatch {
+            code,
+            holds,
+            observation_id: Some(observation.id),
+            message_id: Some(observation.message_id),
+            receipt_id: self.mismatch.receipt_id,
+            participant: Some(slot.participant.clone()),
+            visit: Some(slot.visit.clone()),
+            minute: Some(slot.minute),
+            analyte: Some(slot.analyte.clone()),
+            detail: detail.clone(),
+        })?;
+        self.resolved.raised.push((id, code, detail));
+        Ok(())
+    }
+
+    /// Withdraw the observation's value from the slot where it is current,
+    /// and close the other open flags about it (they no longer apply there).
+    fn withdraw(
+        &mut self,
+        tx: &mut Tx<'_>,
+        observation: &ObservationRow,
+        why: &str,
+    ) -> Result<Option<(Slot, ResultId)>, ResolveError> {
+        let Some(slot) = self.mismatch_slot() else { return Ok(None) };
+        let Some(current) = tx.current_result(&slot)? else { return Ok(None) };
+        if current.observation_id != observation.id {
+            return Ok(None);
+        }
+        let Some(stored) = tx.withdraw_result(&slot, &self.tag(why))? else { return Ok(None) };
+        for other in tx.open_mismatches_of_observation(observation.id)? {
+            if other.id == self.mismatch.id || other.holds {
+                continue;
+            }
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: other.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: Some(stored.id),
+                reason: format!("its value was {why} from {} by mismatch {}", slot_words(&slot), self.mismatch.id),
+            })?;
+            self.resolved.also_closed.push(other.id);
+        }
+        self.resolved.withdrawn = Some(slot.clone());
+        Ok(Some((slot, stored.id)))
+    }
+
+    fn mismatch_slot(&self) -> Option<Slot> {
+        let m = self.mismatch;
+        Some(Slot::new(m.participant.clone()?, m.visit.clone()?, m.minute?, m.analyte.clone()?))
+    }
+
+    /// The result as the analyzer reported it, its sender and its link's instrument.
+    fn reported(
+        &self,
+        tx: &Tx<'_>,
+        o: &ObservationRow,
+    ) -> Result<(LabResult, Option<String>, Option<String>), ResolveError> {
+        let link = tx.receipt_instrument(self.mismatch.receipt_id)?;
+        let result = LabResult {
+            sender: o.sender.clone(),
+            sample_id: o.sample_id.clone(),
+            // Not kept (it may be a hospital number); an assignment is the data manager's call.
+            patient_id: None,
+            test_code: o.test_code.clone(),
+            value: o.reported_value.clone(),
+            comparator: o.comparator,
+            numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
+            unit: o.reported_unit.clone(),
+            flags: o.flags.clone(),
+            status: o.status.clone(),
+            collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
+            resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
+            qc: o.qc,
+            comments: Vec::new(),
+            offset: usize::try_from(o.byte_offset).unwrap_or(0),
+        };
+        Ok((result, o.sender.clone(), link))
+    }
+}
+
+fn slot_of(a: &Assessment) -> Option<Slot> {
+    let s = a.slot.as_ref()?;
+    Some(Slot::new(&s.participant, &s.visit, i64::from(s.minute), a.analyte.as_deref()?))
+}

@@ -1,0 +1,285 @@
+//! `labfeed resolve`: a data manager's decisions through the real binary,
+//! checked in the exports, the reports and the audit log.
+
+use std::path::Path;
+
+use labfeed::store::Store;
+
+use super::support::{TempStudy as Study, csv_rows, text};
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn e411(body: &str) -> String {
+    format!("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{body}L|1|N\r")
+}
+
+fn order(n: usize, sample: &str) -> String {
+    format!("O|{n}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r")
+}
+
+fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
+    format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|{done}|E1\r")
+}
+
+/// A study with U07 (visit V4, meal 08:30) and U08 (V0), and these held or
+/// flagged results: IMPLAUSIBLE, UNKNOWN_SAMPLE, DUPLICATE_CONFLICT (cobas),
+/// OUT_OF_WINDOW and PRETEST_GLUCOSE (central lab, which has draw times).
+fn study() -> Study {
+    let s = Study::new(&[]);
+    let files = [
+        ("participants", "participant\nU07\nU08\n"),
+        ("visits", "participant,visit,meal_start\nU07,V4,2026-03-02T08:30\nU08,V0,2026-03-03T08:00\n"),
+        ("samples", "sample_id,participant,visit,minute\n"),
+    ];
+    for (kind, body) in files {
+        let f = s.file(&format!("{kind}.csv"), body);
+        let out = s.run(&["import", kind, path(&f)]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let cobas = s.file(
+        "cobas.astm",
+        &e411(
+            &[
+                order(1, "U07-V4-T60"),
+                r("CPEP", "45", "nmol/L", "20260302101500"),
+                order(2, "NOPE-1"),
+                r("CPEP", "0.4", "nmol/L", "20260302101500"),
+                order(3, "U07-V4-T90"),
+                r("CPEP", "0.50", "nmol/L", "20260302101500"),
+                order(4, "U07-V4-T90"),
+                r("CPEP", "0.70", "nmol/L", "20260302111500"),
+            ]
+            .concat(),
+        ),
+    );
+    let central = s.file(
+        "central.hl7",
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|C1|P|2.5.1\r\
+PID|1||U07^^^TRIAL^PI\r\
+OBR|1|U07-V4-T30^STUDY||MMTT|||202603020852\r\
+OBX|1|NM|1986-9^C peptide^LN||0.8|nmol/L|||||F\r\
+OBR|2|U07-V4-T0^STUDY||MMTT|||202603020830\r\
+OBX|1|NM|2345-7^Glucose^LN||230|mg/dL|||||F\r",
+    );
+    let out = s.run(&["ingest", path(&cobas), path(&central)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    s
+}
+
+/// Open mismatches (stored ones, with an id) as (id, code, minute).
+fn open_mismatches(s: &Study) -> Vec<(String, String, String)> {
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    csv_rows(&String::from_utf8_lossy(&out.stdout))[1..]
+        .iter()
+        .filter(|r| !r[0].is_empty())
+        .map(|r| (r[0].clone(), r[1].clone(), r[5].clone()))
+        .collect()
+}
+
+fn id_of(s: &Study, code: &str) -> String {
+    let all = open_mismatches(s);
+    let found: Vec<_> = all.iter().filter(|m| m.1 == code).collect();
+    assert_eq!(found.len(), 1, "one open {code}: {all:?}");
+    found[0].0.clone()
+}
+
+/// (participant, visit, minute, analyte) → value, from `export results`.
+fn exported(s: &Study) -> Vec<[String; 5]> {
+    let out = s.run(&["export", "results"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    csv_rows(&String::from_utf8_lossy(&out.stdout))[1..]
+        .iter()
+        .map(|r| [r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()])
+        .collect()
+}
+
+fn has(rows: &[[String; 5]], slot: [&str; 4], value: &str) -> bool {
+    rows.iter().any(|r| r[..4] == slot && r[4] == value)
+}
+
+fn resolve(s: &Study, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["resolve"];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+#[test]
+fn accept_puts_a_held_value_in_its_slot_and_a_conflicting_rerun_replaces_the_first() {
+    let s = study();
+    let codes: Vec<String> = open_mismatches(&s).into_iter().map(|m| m.1).collect();
+    for code in ["IMPLAUSIBLE", "UNKNOWN_SAMPLE", "DUPLICATE_CONFLICT", "OUT_OF_WINDOW", "PRETEST_GLUCOSE"] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    let before = exported(&s);
+    assert!(!before.iter().any(|r| r[2] == "60"), "IMPLAUSIBLE is held: {before:?}");
+    assert!(has(&before, ["U07", "V4", "90", "c_peptide"], "0.5"), "{before:?}");
+
+    let implausible = id_of(&s, "IMPLAUSIBLE");
+    let out = resolve(&s, &["--accept", &implausible, "--reason", "lab confirmed the dilution", "--by", "dm.anna"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("mismatch {implausible} (IMPLAUSIBLE) resolved by dm.anna")),
+        "{}",
+        text(&out)
+    );
+    assert!(has(&exported(&s), ["U07", "V4", "60", "c_peptide"], "45"));
+
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    let out = resolve(&s, &[&format!("#{conflict}"), "--accept", "--reason", "rerun after QC failure", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = exported(&s);
+    assert!(has(&after, ["U07", "V4", "90", "c_peptide"], "0.7"), "the rerun replaces the first value: {after:?}");
+    assert!(!has(&after, ["U07", "V4", "90", "c_peptide"], "0.5"));
+
+    // Both left the open list; --all shows them resolved with who and why.
+    let open: Vec<String> = open_mismatches(&s).into_iter().map(|m| m.0).collect();
+    assert!(!open.contains(&implausible) && !open.contains(&conflict), "{open:?}");
+    let out = s.run(&["report", "mismatches", "--all"]);
+    let report = text(&out);
+    assert!(report.contains("resolved (accept) by dm.anna"), "{report}");
+    assert!(report.contains("lab confirmed the dilution"), "{report}");
+
+    // A decision is never changed.
+    let out = resolve(&s, &[&implausible, "--reject", "--reason", "changed my mind", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already resolved (accept) by dm.anna"), "{}", text(&out));
+
+    // Audited under the data manager's name, and the chain holds.
+    let store = Store::open_read_only(s.lib("labfeed.db")).unwrap();
+    let entries = store.read(|r| r.audit_trail("mismatch", &implausible)).unwrap();
+    assert_eq!(entries.len(), 1, "the mismatch row itself");
+    let conn = rusqlite::Connection::open(s.lib("labfeed.db")).unwrap();
+    let conn_rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'resolve' AND actor = 'dm.anna' \
+             AND detail LIKE '%lab confirmed the dilution%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(conn_rows, 1);
+    assert_eq!(s.run(&["verify-audit"]).status.code(), Some(0));
+}
+
+#[test]
+fn assign_moves_a_result_and_runs_the_checks_again() {
+    let s = study();
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+
+    // There is no slot to accept it into; nothing is written.
+    let out = resolve(&s, &[&unknown, "--accept", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("use --assign"), "{}", text(&out));
+    assert!(open_mismatches(&s).iter().any(|m| m.0 == unknown));
+
+    // Unknown participants and visits are refused.
+    let out = resolve(&s, &[&unknown, "--assign", "U99/V4/15", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("participant U99 is not in the participant list"), "{}", text(&out));
+    let out = resolve(&s, &[&unknown, "--assign", "U08/V9/15", "--reason", "x", "--by", "dm"]);
+    assert!(text(&out).contains("visit V9 is not a configured visit"), "{}", text(&out));
+
+    // Assigned to an unscheduled minute: closed, and the check holds it again there.
+    let out = resolve(&s, &[&unknown, "--assign", "U08/V0/45", "--reason", "tube label misread", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("UNSCHEDULED_TIMEPOINT"), "{}", text(&out));
+    let unscheduled = id_of(&s, "UNSCHEDULED_TIMEPOINT");
+    assert!(!open_mismatches(&s).iter().any(|m| m.0 == unknown));
+
+    // Assigned again, to minute 15: accepted there.
+    let out = resolve(&s, &[&unscheduled, "--assign", "U08/V0/15", "--reason", "it was the 15-min tube", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(has(&exported(&s), ["U08", "V0", "15", "c_peptide"], "0.4"));
+    // The missing-result row for that slot is gone.
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let rows = csv_rows(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !rows.iter().any(|r| r[1] == "MISSING_RESULT" && r[3] == "U08" && r[5] == "15" && r[6] == "c_peptide"),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r[1] == "MISSING_RESULT" && r[3] == "U08" && r[5] == "30" && r[6] == "c_peptide"));
+
+    // The checks run again at the new slot: 45 nmol/L is still implausible there.
+    let implausible = id_of(&s, "IMPLAUSIBLE");
+    let out = resolve(&s, &[&implausible, "--assign", "U08/V0/30", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let again: Vec<_> = open_mismatches(&s).into_iter().filter(|m| m.1 == "IMPLAUSIBLE").collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].0 != implausible && again[0].2 == "30", "{again:?}");
+
+    // Assigning onto a slot that has a different value is a new conflict, not an overwrite.
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    let out = resolve(&s, &[&conflict, "--assign", "U08/V0/15", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(has(&exported(&s), ["U08", "V0", "15", "c_peptide"], "0.4"));
+    let conflicts: Vec<_> = open_mismatches(&s).into_iter().filter(|m| m.1 == "DUPLICATE_CONFLICT").collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(conflicts[0].0 != conflict && conflicts[0].2 == "15", "{conflicts:?}");
+}
+
+#[test]
+fn reject_keeps_a_held_value_out_and_withdraws_an_accepted_flagged_one() {
+    let s = study();
+    let flagged = id_of(&s, "OUT_OF_WINDOW");
+    assert!(has(&exported(&s), ["U07", "V4", "30", "c_peptide"], "0.8"), "a flag accepts the value");
+
+    // --reason is required, by clap and in substance.
+    let out = resolve(&s, &[&flagged, "--reject", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = resolve(&s, &[&flagged, "--reject", "--reason", "  ", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--reason"), "{}", text(&out));
+    // One decision at a time.
+    let out = resolve(&s, &[&flagged, "--reject", "--accept", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = resolve(&s, &[&flagged, "--reject", "--reason", "drawn 22 min late, not usable", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("withdrawn from U07 V4 minute 30 c_peptide"), "{}", text(&out));
+    assert!(!exported(&s).iter().any(|r| r[..4] == ["U07", "V4", "30", "c_peptide"]));
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let rows = csv_rows(&String::from_utf8_lossy(&out.stdout));
+    assert!(rows.iter().any(|r| r[1] == "MISSING_RESULT" && r[3] == "U07" && r[5] == "30" && r[6] == "c_peptide"));
+
+    // The withdrawn value is still on record as a result version.
+    let store = Store::open_read_only(s.lib("labfeed.db")).unwrap();
+    let slot = labfeed::store::Slot::new("U07", "V4", 30, "c_peptide");
+    let history = store.read(|r| r.result_history(&slot)).unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(!history[0].withdrawn && history[1].withdrawn && history[1].value == history[0].value);
+    assert!(store.read(|r| r.current_result(&slot)).unwrap().is_none());
+    drop(store);
+
+    // The same value delivered again stays out (a duplicate of a rejected value).
+    let again = s.file(
+        "again.hl7",
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260313154500||ORU^R01^ORU_R01|C2|P|2.5.1\r\
+PID|1||U07^^^TRIAL^PI\r\
+OBR|1|U07-V4-T30^STUDY||MMTT|||202603020852\r\
+OBX|1|NM|1986-9^C peptide^LN||0.8|nmol/L|||||F\r",
+    );
+    let out = s.run(&["ingest", path(&again)]);
+    assert!(text(&out).contains("1 duplicate"), "{}", text(&out));
+    assert!(!exported(&s).iter().any(|r| r[..4] == ["U07", "V4", "30", "c_peptide"]));
+
+    // A held value rejected stays out; PRETEST_GLUCOSE accepted keeps its value.
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    assert_eq!(
+        resolve(&s, &[&unknown, "--reject", "--reason", "not a study tube", "--by", "dm"]).status.code(),
+        Some(0)
+    );
+    let glucose = id_of(&s, "PRETEST_GLUCOSE");
+    let out = resolve(&s, &[&glucose, "--accept", "--reason", "PI decided to run the test", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(exported(&s).iter().any(|r| r[..4] == ["U07", "V4", "0", "glucose"]));
+    let codes: Vec<String> = open_mismatches(&s).into_iter().map(|m| m.1).collect();
+    assert!(!codes.iter().any(|c| c == "PRETEST_GLUCOSE" || c == "UNKNOWN_SAMPLE"), "{codes:?}");
+
+    // Unknown ids are a usage error.
+    let out = resolve(&s, &["9999", "--reject", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("there is no mismatch 9999"), "{}", text(&out));
+}
