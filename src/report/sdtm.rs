@@ -232,7 +232,8 @@ pub fn lb_records(
         record.lblloq = config.analytes.get(&slot.analyte).and_then(|a| a.lloq).map(format_value).unwrap_or_default();
         // An instrument whose collection time is a registration time (see
         // `trust_collection_time`) gives no LBDTC rather than a wrong one.
-        let trusted = p.instrument.as_deref().and_then(|name| config.instrument(name)).is_none_or(|i| i.trust_collection_time);
+        let trusted =
+            p.instrument.as_deref().and_then(|name| config.instrument(name)).is_none_or(|i| i.trust_collection_time);
         if trusted {
             record.lbdtc = p.collected_at.clone().unwrap_or_default();
         }
@@ -376,12 +377,8 @@ mod tests {
             visit: "V4".into(),
             meal_start: Some("2026-03-02T08:30".parse().unwrap()),
         }];
-        let censored = result(
-            Slot::new("U07", "V4", 90, "c_peptide"),
-            0.010 * 0.33109,
-            Some(Comparator::Lt),
-            ("<0.010", "ng/mL"),
-        );
+        let censored =
+            result(Slot::new("U07", "V4", 90, "c_peptide"), 0.010 * 0.33109, Some(Comparator::Lt), ("<0.010", "ng/mL"));
         let records = lb_records(&config, &[censored], &visits, &[]);
         assert_eq!(records.len(), 1);
         assert_eq!(

@@ -12,6 +12,7 @@ mod link;
 mod listen;
 mod mllp;
 mod report;
+mod sdtm;
 mod serial;
 mod sources;
 mod status;
