@@ -7,11 +7,15 @@
 //! CSV is RFC 4180 quoting through the `csv` crate, UTF-8 without a BOM,
 //! `\n` line ends, and the header row is always written, even with no rows
 //! (SPEC §7).
+//!
+//! `sdtm` (the LB domain) also merges in the missing results, so it sorts its
+//! records itself, in the same neutral order.
 
 pub mod auc;
 pub mod format;
 pub mod mismatches;
 pub mod results;
+pub mod sdtm;
 
 pub use format::{format_value, utc_time};
 pub use mismatches::{
@@ -19,3 +23,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
+pub use sdtm::{LB_COLUMNS, LbRecord, lb_records, write_lb_csv};

@@ -131,6 +131,8 @@ pub struct Analyte {
     pub lloq: Option<f64>,
     /// Values outside `[low, high]` (canonical unit) are IMPLAUSIBLE.
     pub plausible: Option<[f64; 2]>,
+    /// Specimen type for SDTM LBSPEC (`SERUM`, `PLASMA`, …); written as given.
+    pub specimen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -593,6 +595,13 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         {
             p.add(span.clone(), format!("{key}.plausible"), "must be [low, high] with low < high");
         }
+        if analyte.specimen.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            p.add(
+                span.clone(),
+                format!("{key}.specimen"),
+                "must not be empty: a CDISC specimen type such as \"SERUM\" or \"PLASMA\", or leave the key out",
+            );
+        }
         analytes.insert(name.into_inner(), analyte);
     }
 
@@ -873,6 +882,8 @@ mod tests {
         assert_eq!(config.study.id, "NCT02057211");
         assert_eq!(config.analytes["c_peptide"].unit, "nmol/L");
         assert_eq!(config.analytes["c_peptide"].lloq, Some(0.017));
+        assert_eq!(config.analytes["c_peptide"].specimen.as_deref(), Some("SERUM"));
+        assert_eq!(config.analytes["glucose"].specimen.as_deref(), Some("PLASMA"));
         assert_eq!(config.mmtt.timepoints, [-10, 0, 15, 30, 60, 90, 120]);
         assert_eq!(config.mmtt.window(15), 2);
         assert_eq!(config.mmtt.window(60), 5);
@@ -940,6 +951,19 @@ mod tests {
         assert_eq!(p[3].line, line_of_text("data_bits = 9"));
         assert_eq!(p[4].line, line_of_text("address = \"localhost\""));
         assert_eq!(p[6].line, line_of_text("auc_to = 100"));
+    }
+
+    #[test]
+    fn an_empty_specimen_is_refused_at_its_line_and_a_missing_one_is_fine() {
+        let text = EXAMPLE.replace("specimen = \"PLASMA\"", "specimen = \" \"");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "analytes.glucose.specimen");
+        assert_eq!(p[0].line, text.lines().position(|l| l.starts_with("specimen = \" \"")).unwrap() + 1);
+        assert!(p[0].message.contains("SERUM"), "{}", p[0].message);
+
+        let config = load(&EXAMPLE.replace("specimen = \"PLASMA\"", "")).unwrap();
+        assert_eq!(config.analytes["glucose"].specimen, None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod listen;
 mod mllp;
 mod report;
 mod resolve;
+mod sdtm;
 mod serial;
 mod sources;
 mod status;
