@@ -7,7 +7,7 @@
 //! writes), folders are listed, and the daemon's lock is probed without
 //! waiting and without creating the lock file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::path::Path;
@@ -15,10 +15,12 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::Outcome;
+use crate::report::MISSING_RESULT;
 use crate::service::{DaemonState, daemon_state, lock_path};
 use crate::sources::inbox::is_temporary_name;
-use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
+use crate::store::{ProcessingOutcome, Reader, Slot, Source, Store, StoreError};
 use crate::study::config::Config;
+use crate::study::missing::missing_results;
 
 pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let config = match Config::load(config_path) {
@@ -90,8 +92,17 @@ struct Arrival {
 }
 
 fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
-    let (arrivals, unprocessed, open_mismatches) =
-        store.read(|r| Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open_mismatches_by_code(r)?)))?;
+    let now = jiff::Timestamp::now();
+    let (arrivals, unprocessed, open_mismatches) = store.read(|r| {
+        let mut open = open_mismatches_by_code(r)?;
+        // Computed, as in `report mismatches`: scheduled results not (yet) there.
+        let filled: BTreeSet<Slot> = r.current_results()?.into_iter().map(|c| c.result.slot).collect();
+        let missing = missing_results(config, &r.visits()?, &filled, now).len() as u64;
+        if missing > 0 {
+            open.insert(MISSING_RESULT.to_owned(), missing);
+        }
+        Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open))
+    })?;
     Ok(Report {
         schema_version: store.schema_version()?,
         daemon: daemon_state(store.path()),
@@ -100,7 +111,7 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
         arrivals,
         unprocessed,
         open_mismatches,
-        now: jiff::Timestamp::now(),
+        now,
     })
 }
 

@@ -243,6 +243,9 @@ fn reject_keeps_a_held_value_out_and_withdraws_an_accepted_flagged_one() {
     let out = s.run(&["report", "mismatches", "--format", "csv"]);
     let rows = csv_rows(&String::from_utf8_lossy(&out.stdout));
     assert!(rows.iter().any(|r| r[1] == "MISSING_RESULT" && r[3] == "U07" && r[5] == "30" && r[6] == "c_peptide"));
+    // 2 visits × 7 minutes × 2 analytes, less the 2 values still accepted (U07 V4 90 C-peptide, 0 glucose).
+    let status = text(&s.run(&["status"]));
+    assert!(status.contains("\n  MISSING_RESULT: 26\n"), "{status}");
 
     // The withdrawn value is still on record as a result version.
     let store = Store::open_read_only(s.lib("labfeed.db")).unwrap();
