@@ -281,6 +281,18 @@ OBX|1|NM|1986-9^C peptide^LN||0.8|nmol/L|||||F\r",
     let codes: Vec<String> = open_mismatches(&s).into_iter().map(|m| m.1).collect();
     assert!(!codes.iter().any(|c| c == "PRETEST_GLUCOSE" || c == "UNKNOWN_SAMPLE"), "{codes:?}");
 
+    // A message that could not be parsed has nothing to accept or assign; it is closed with --reject.
+    let broken = s.file("broken.hl7", "MSH|^~|BAD\rPID|1\r");
+    assert_eq!(s.run(&["ingest", path(&broken)]).status.code(), Some(1));
+    let parse_error = id_of(&s, "PARSE_ERROR");
+    let out = resolve(&s, &[&parse_error, "--accept", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("could not be parsed"), "{}", text(&out));
+    let out = resolve(&s, &[&parse_error, "--assign", "U07/V4/15", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = resolve(&s, &[&parse_error, "--reject", "--reason", "the lab sent it again", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
     // Unknown ids are a usage error.
     let out = resolve(&s, &["9999", "--reject", "--reason", "x", "--by", "dm"]);
     assert_eq!(out.status.code(), Some(2));
