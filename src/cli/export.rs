@@ -6,7 +6,6 @@
 //! version, in participant code order. Held-back results (open mismatches)
 //! are not accepted and so are not here.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +15,6 @@ use clap::{Args, Subcommand};
 use crate::cli::Outcome;
 use crate::cli::report::{deliver, open_for_reading};
 use crate::report::{lb_records, write_lb_csv, write_results_csv};
-use crate::store::Slot;
 use crate::study::missing::missing_results;
 
 #[derive(Debug, Args)]
@@ -77,8 +75,7 @@ fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Writ
         .read(|r| {
             let results = r.current_results()?;
             let visits = r.visits()?;
-            let filled: BTreeSet<Slot> = results.iter().map(|c| c.result.slot.clone()).collect();
-            let missing = missing_results(&config, &visits, &filled, now);
+            let missing = missing_results(&config, &visits, &r.slot_states()?, now);
             Ok(lb_records(&config, &results, &visits, &missing))
         })
         .context("reading the accepted results and visits")?;

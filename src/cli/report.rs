@@ -4,7 +4,6 @@
 //! daemon writes). `--format html` is part of the contract but not built yet:
 //! it is refused as a usage error (exit 2) rather than silently giving text.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, load_config};
 use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
-use crate::store::{MismatchReport, Slot, Store};
+use crate::store::{MismatchReport, Store};
 use crate::study::config::Config;
 use crate::study::missing::{MissingResult, missing_results};
 
@@ -137,8 +136,7 @@ impl Review {
         store
             .read(|r| {
                 let stored = r.mismatch_report(include_resolved)?;
-                let filled: BTreeSet<Slot> = r.current_results()?.into_iter().map(|c| c.result.slot).collect();
-                let missing = missing_results(config, &r.visits()?, &filled, now);
+                let missing = missing_results(config, &r.visits()?, &r.slot_states()?, now);
                 Ok(Review { stored, missing })
             })
             .context("reading the mismatches")

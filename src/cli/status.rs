@@ -7,7 +7,7 @@
 //! writes), folders are listed, and the daemon's lock is probed without
 //! waiting and without creating the lock file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::path::Path;
@@ -18,7 +18,7 @@ use crate::cli::Outcome;
 use crate::report::MISSING_RESULT;
 use crate::service::{DaemonState, daemon_state, lock_path};
 use crate::sources::inbox::is_temporary_name;
-use crate::store::{ProcessingOutcome, Reader, Slot, Source, Store, StoreError};
+use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
 use crate::study::config::Config;
 use crate::study::missing::missing_results;
 
@@ -96,8 +96,7 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
     let (arrivals, unprocessed, open_mismatches) = store.read(|r| {
         let mut open = open_mismatches_by_code(r)?;
         // Computed, as in `report mismatches`: scheduled results not (yet) there.
-        let filled: BTreeSet<Slot> = r.current_results()?.into_iter().map(|c| c.result.slot).collect();
-        let missing = missing_results(config, &r.visits()?, &filled, now).len() as u64;
+        let missing = missing_results(config, &r.visits()?, &r.slot_states()?, now).len() as u64;
         if missing > 0 {
             open.insert(MISSING_RESULT.to_owned(), missing);
         }

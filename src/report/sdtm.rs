@@ -15,7 +15,7 @@ use std::io::Write;
 use crate::report::format::format_value;
 use crate::store::{CurrentResult, Visit};
 use crate::study::config::Config;
-use crate::study::missing::MissingResult;
+use crate::study::missing::{Absence, MissingResult};
 use crate::study::units::KnownAnalyte;
 use crate::value::Comparator;
 
@@ -34,6 +34,10 @@ pub const LB_TIMEPOINT_REFERENCE: &str = "START OF MIXED MEAL";
 pub const NOT_DONE: &str = "NOT DONE";
 /// LBREASND of a scheduled result that has not arrived.
 pub const RESULT_NOT_RECEIVED: &str = "RESULT NOT RECEIVED";
+/// LBREASND when a received result is held back for a data manager's review.
+pub const RESULT_UNDER_REVIEW: &str = "RESULT UNDER REVIEW";
+/// LBREASND when a data manager withdrew the slot's value (rejected or moved).
+pub const RESULT_REJECTED: &str = "RESULT REJECTED";
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
 /// LBCAT and LBTPTREF are the same for all records and are not stored.
@@ -250,7 +254,12 @@ pub fn lb_records(
         };
         let mut record = planned.record(config);
         record.lbstat = NOT_DONE.to_owned();
-        record.lbreasnd = RESULT_NOT_RECEIVED.to_owned();
+        record.lbreasnd = match m.absence {
+            Absence::NotReceived => RESULT_NOT_RECEIVED,
+            Absence::Held(_) => RESULT_UNDER_REVIEW,
+            Absence::Withdrawn => RESULT_REJECTED,
+        }
+        .to_owned();
         keyed.push((planned.key(config), record));
     }
 
@@ -328,6 +337,7 @@ mod tests {
             minute,
             analyte: analyte.into(),
             meal_start: "2026-03-02T08:30".parse().unwrap(),
+            absence: Absence::NotReceived,
             detail: String::new(),
         }
     }

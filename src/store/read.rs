@@ -388,6 +388,39 @@ impl<'c> Reader<'c> {
             .optional()?)
     }
 
+    /// Filled, held and withdrawn slots (see [`SlotStates`]).
+    pub fn slot_states(&self) -> Result<SlotStates, StoreError> {
+        let slot = |r: &Row<'_>| -> rusqlite::Result<Slot> {
+            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
+        };
+        let mut states = SlotStates::default();
+        let mut stmt = self.conn.prepare_cached("SELECT participant, visit, minute, analyte FROM current_result")?;
+        for s in stmt.query_map([], slot)? {
+            states.filled.insert(s?);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
+             WHERE holds = 1 AND participant IS NOT NULL AND visit IS NOT NULL AND minute IS NOT NULL
+               AND analyte IS NOT NULL
+             GROUP BY participant, visit, minute, analyte",
+        )?;
+        for row in stmt.query_map([], |r| Ok((slot(r)?, r.get::<_, MismatchId>(4)?)))? {
+            let (s, id) = row?;
+            states.held.insert(s, id);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
+             WHERE r.withdrawn = 1
+               AND r.version = (SELECT max(version) FROM result x
+                                WHERE x.participant = r.participant AND x.visit = r.visit
+                                  AND x.minute = r.minute AND x.analyte = r.analyte)",
+        )?;
+        for s in stmt.query_map([], slot)? {
+            states.withdrawn.insert(s?);
+        }
+        Ok(states)
+    }
+
     /// One observation as stored, with its message's sender.
     pub fn observation(&self, id: ObservationId) -> Result<Option<ObservationRow>, StoreError> {
         Ok(self

@@ -590,3 +590,15 @@ pub struct ObservationRow {
     pub matched: Matched,
     pub outcome: ObservationOutcome,
 }
+
+/// What the study tables say about slots, for MISSING_RESULT: which hold a
+/// current value, which have a result held for review, which were emptied by
+/// a data manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotStates {
+    pub filled: std::collections::BTreeSet<Slot>,
+    /// Slots with an open mismatch that holds a result back (its oldest id).
+    pub held: std::collections::BTreeMap<Slot, MismatchId>,
+    /// Slots whose latest version is a withdrawal.
+    pub withdrawn: std::collections::BTreeSet<Slot>,
+}

@@ -2,12 +2,21 @@
 //! a meal start and no accepted result. Computed for reports, never stored:
 //! it closes by itself when the result arrives (or is assigned there).
 //!
-//! Pure: the caller passes the visits, the slots that hold a current result
+//! Pure: the caller passes the visits, what the store says about the slots
 //! and the time "now" (a visit whose meal has not started yet lacks nothing).
 
-use std::collections::BTreeSet;
+/// Why a scheduled slot has no current result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Absence {
+    /// Nothing usable has arrived for it.
+    NotReceived,
+    /// A result for it is held back, waiting for a data manager (this mismatch).
+    Held(MismatchId),
+    /// A data manager took its value out (rejected or moved elsewhere).
+    Withdrawn,
+}
 
-use crate::store::{Slot, Visit};
+use crate::store::{MismatchId, Slot, SlotStates, Visit};
 use crate::study::config::Config;
 
 /// One scheduled result that is not there.
@@ -19,6 +28,7 @@ pub struct MissingResult {
     pub analyte: String,
     /// MMTT minute 0, local time in the study zone.
     pub meal_start: jiff::civil::DateTime,
+    pub absence: Absence,
     /// Plain words for the report's `detail` column.
     pub detail: String,
 }
@@ -31,12 +41,12 @@ impl MissingResult {
 }
 
 /// Every scheduled (minute, analyte) of `mmtt.timepoints` × the configured
-/// analytes, for each visit whose meal started before `now`, that is not in
-/// `filled`. Ordered by participant, visit, minute, analyte (the report order).
+/// analytes, for each visit whose meal started before `now`, that has no
+/// current result. Ordered by participant, visit, minute, analyte (the report order).
 pub fn missing_results(
     config: &Config,
     visits: &[Visit],
-    filled: &BTreeSet<Slot>,
+    states: &SlotStates,
     now: jiff::Timestamp,
 ) -> Vec<MissingResult> {
     let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok();
@@ -53,17 +63,28 @@ pub fn missing_results(
         for &minute in &config.mmtt.timepoints {
             for analyte in config.analytes.keys() {
                 let slot = Slot::new(&visit.participant, &visit.visit, i64::from(minute), analyte);
-                if filled.contains(&slot) {
+                if states.filled.contains(&slot) {
                     continue;
                 }
+                let absence = match states.held.get(&slot) {
+                    Some(id) => Absence::Held(*id),
+                    None if states.withdrawn.contains(&slot) => Absence::Withdrawn,
+                    None => Absence::NotReceived,
+                };
+                let why = match absence {
+                    Absence::NotReceived => String::new(),
+                    Absence::Held(id) => format!("; a result for it is held for review (mismatch {id})"),
+                    Absence::Withdrawn => "; its value was withdrawn by a data manager".to_owned(),
+                };
                 missing.push(MissingResult {
                     participant: visit.participant.clone(),
                     visit: visit.visit.clone(),
                     minute,
                     analyte: analyte.clone(),
                     meal_start,
+                    absence,
                     detail: format!(
-                        "no accepted {analyte} result at minute {minute} of visit {} (meal start {})",
+                        "no accepted {analyte} result at minute {minute} of visit {} (meal start {}){why}",
                         visit.visit,
                         meal_start.strftime("%Y-%m-%dT%H:%M")
                     ),
@@ -103,29 +124,39 @@ mod tests {
     fn every_scheduled_minute_and_analyte_without_a_result_is_listed() {
         let config = config();
         let analytes: Vec<&String> = config.analytes.keys().collect();
-        let mut filled = BTreeSet::new();
+        let mut states = SlotStates::default();
         for &minute in &config.mmtt.timepoints {
             for analyte in &analytes {
-                filled.insert(Slot::new("U01", "V0", i64::from(minute), analyte.as_str()));
+                states.filled.insert(Slot::new("U01", "V0", i64::from(minute), analyte.as_str()));
             }
         }
-        filled.remove(&Slot::new("U01", "V0", 30, "c_peptide"));
+        for minute in [30, 60, 90] {
+            states.filled.remove(&Slot::new("U01", "V0", minute, "c_peptide"));
+        }
+        states.held.insert(Slot::new("U01", "V0", 60, "c_peptide"), MismatchId(12));
+        states.withdrawn.insert(Slot::new("U01", "V0", 90, "c_peptide"));
         let visits = [visit("U01", "V0", Some("2026-03-02T08:30"))];
-        let missing = missing_results(&config, &visits, &filled, now());
-        assert_eq!(missing.len(), 1, "{missing:?}");
+        let missing = missing_results(&config, &visits, &states, now());
+        assert_eq!(missing.len(), 3, "{missing:?}");
         assert_eq!(missing[0].slot(), Slot::new("U01", "V0", 30, "c_peptide"));
         assert_eq!(
             missing[0].detail,
             "no accepted c_peptide result at minute 30 of visit V0 (meal start 2026-03-02T08:30)"
         );
+        assert_eq!(
+            [missing[0].absence, missing[1].absence, missing[2].absence],
+            [Absence::NotReceived, Absence::Held(MismatchId(12)), Absence::Withdrawn]
+        );
+        assert!(missing[1].detail.ends_with("; a result for it is held for review (mismatch 12)"));
     }
 
     #[test]
     fn visits_without_a_meal_start_or_in_the_future_lack_nothing() {
         let config = config();
         let visits = [visit("U01", "V0", None), visit("U02", "V0", Some("2026-07-01T08:30"))];
-        assert!(missing_results(&config, &visits, &BTreeSet::new(), now()).is_empty());
-        let all = missing_results(&config, &visits[1..], &BTreeSet::new(), "2026-07-02T00:00:00Z".parse().unwrap());
+        let none = SlotStates::default();
+        assert!(missing_results(&config, &visits, &none, now()).is_empty());
+        let all = missing_results(&config, &visits[1..], &none, "2026-07-02T00:00:00Z".parse().unwrap());
         assert_eq!(all.len(), config.mmtt.timepoints.len() * config.analytes.len());
         let mut sorted = all.clone();
         sorted.sort_by(|a, b| (a.minute, &a.analyte).cmp(&(b.minute, &b.analyte)));

@@ -41,7 +41,7 @@ fn study() -> TempStudy {
         order(2, "U07-V0-T120"),
         r("CPEP", "<0.010", "ng/mL"),
         order(3, "U07-V0-T15"),
-        r("CPEP", "45", "nmol/L"), // IMPLAUSIBLE: held back, so that slot is NOT DONE
+        r("CPEP", "45", "nmol/L"), // IMPLAUSIBLE: held back, so that slot is NOT DONE (under review)
         order(4, "U07-V4-T30"),
         r("CPEP", "0.8", "nmol/L"),
         order(5, "U08-V1-T60"),
@@ -92,6 +92,12 @@ fn not_done(seq: u32, code: &str, name: &str, spec: &str, minute: i32, tptnum: u
     .to_vec()
 }
 
+/// The held-back slot: received, waiting for a data manager.
+fn under_review(mut record: Vec<String>) -> Vec<String> {
+    record[15] = "RESULT UNDER REVIEW".to_owned();
+    record
+}
+
 fn owned(fields: [&str; 24]) -> Vec<String> {
     fields.map(str::to_owned).to_vec()
 }
@@ -134,7 +140,7 @@ fn export_lb_maps_results_and_missing_draws_to_sdtm_records() {
             "START OF MIXED MEAL",
             "2026-03-02T08:30",
         ]),
-        not_done(3, cpep.0, cpep.1, cpep.2, 15, 3, "PT15M"),
+        under_review(not_done(3, cpep.0, cpep.1, cpep.2, 15, 3, "PT15M")),
         not_done(4, cpep.0, cpep.1, cpep.2, 30, 4, "PT30M"),
         not_done(5, cpep.0, cpep.1, cpep.2, 60, 5, "PT1H"),
         not_done(6, cpep.0, cpep.1, cpep.2, 90, 6, "PT1H30M"),
