@@ -10,6 +10,7 @@ use crate::store::Store;
 use crate::study::config::{Config, DEFAULT_CONFIG_PATH};
 
 pub mod check_config;
+pub mod demo;
 pub mod export;
 pub mod import;
 pub mod ingest;
@@ -81,6 +82,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// The daemon: watch the inbox (and, later, serial ports and TCP listeners) until SIGTERM/SIGINT.
     Run(run::RunArgs),
+    /// A complete run on bundled example data: a study in a new folder, the daemon fed by files and a simulated analyzer, then the AUC table and the reports.
+    Demo(demo::DemoArgs),
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -109,6 +112,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),
         Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),
+        Command::Demo(args) => demo::run(&args, &mut stdout.lock(), &mut stderr.lock()),
     }
 }
 

@@ -5,6 +5,7 @@ mod auc;
 mod cli;
 mod config;
 mod daemon;
+mod demo;
 mod e2e;
 mod hl7;
 mod ingest;
