@@ -22,8 +22,11 @@ pub const AUC_COLUMNS: [&str; 10] = [
     "delta_auc_mean",
 ];
 
+/// Derived numbers carry the rounding of their sums and differences
+/// (`12.325 − 11.525` is `0.8000000000000007` in binary), so they are
+/// printed to 12 significant digits: far beyond any assay's precision.
 fn number(v: Option<f64>) -> String {
-    v.map(format_value).unwrap_or_default()
+    v.map(|v| format_value(format!("{v:.11e}").parse().unwrap_or(v))).unwrap_or_default()
 }
 
 fn minutes(row: &AucRow) -> String {
@@ -94,6 +97,15 @@ pub fn write_auc_text(
 mod tests {
     use super::*;
 
+    #[test]
+    fn derived_numbers_print_without_the_noise_of_their_arithmetic() {
+        assert_eq!(number(Some(12.325 - 11.525)), "0.8");
+        assert_eq!(number(Some(0.77)), "0.77");
+        assert_eq!(number(Some(92.4)), "92.4");
+        assert_eq!(number(Some(0.5709795465857378)), "0.570979546586");
+        assert_eq!(number(None), "");
+    }
+
     fn row(auc: Option<f64>, delta: Option<f64>, missing: Vec<i32>) -> AucRow {
         AucRow {
             participant: "U01".into(),
@@ -121,7 +133,7 @@ mod tests {
         assert_eq!(csv_text(&[]), header);
         let t = csv_text(&[row(Some(92.4), Some(-0.03), vec![]), row(None, None, vec![30, 60])]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[1], "U01,V4,c_peptide,92.4,0.77,0.570979546585738,6,true,,-0.03");
+        assert_eq!(lines[1], "U01,V4,c_peptide,92.4,0.77,0.570979546586,6,true,,-0.03");
         assert_eq!(lines[2], "U01,V4,c_peptide,,,,4,false,30;60,");
         let tiny = csv_text(&[row(Some(0.000_001_2), None, vec![])]);
         let data = tiny.lines().nth(1).unwrap();
