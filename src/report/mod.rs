@@ -10,7 +10,9 @@
 
 pub mod auc;
 pub mod format;
+pub mod html;
 pub mod mismatches;
+pub mod plot;
 pub mod results;
 
 pub use format::{format_value, utc_time};

@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod e2e;
 mod hl7;
+mod html;
 mod ingest;
 mod link;
 mod listen;
