@@ -170,7 +170,7 @@ dl.settings dd { margin: 0; }
   body { max-width: none; margin: 0; font-size: 10pt; }
   nav { display: none; }
   h2, h3 { break-after: avoid; }
-  figure, tr { break-inside: avoid; }
+  figure, tr, div.head, section.visit { break-inside: avoid; }
   figure svg { border: none; }
 }
 ";
@@ -367,6 +367,8 @@ pub fn write_mismatches_html(
             attrs.push(("data-visit", v));
         }
         h.open("section", &attrs).line();
+        // Title, meal start and curve stay on one printed page.
+        h.open("div", &[("class", "head")]).line();
         h.element("h2", &[], &group_title(config, g)).line();
         if let (Some(p), Some(v)) = (g.participant, g.visit) {
             let meal = snapshot.visits.iter().find(|x| x.participant == p && x.visit == v).and_then(|x| x.meal_start);
@@ -380,6 +382,7 @@ pub fn write_mismatches_html(
                 write_curve(&mut h, &curve)?;
             }
         }
+        h.close("div").line();
         write_mismatch_table(&mut h, &g.rows, options.include_resolved);
         h.close("section").line();
     }
