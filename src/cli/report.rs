@@ -1,9 +1,11 @@
-//! `labfeed report mismatches [--format text|csv] [--output PATH] [--all]`.
+//! `labfeed report mismatches [--format text|csv|html] [--output PATH] [--all]`
+//! and `labfeed report auc [--format text|csv|html] [--output PATH]`.
 //!
-//! Reads a snapshot of the study database (read-only, so it works while the
-//! daemon writes). `--format html` is part of the contract but not built yet:
-//! it is refused as a usage error (exit 2) rather than silently giving text.
+//! Each report reads one snapshot of the study database (read-only, so it
+//! works while the daemon writes): the rows and, for HTML, the current
+//! results and visits its curves are drawn from come from the same read.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,8 +13,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, load_config};
+use crate::report::html::{Snapshot, write_auc_html, write_mismatches_html};
 use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
-use crate::store::{MismatchReport, Store};
+use crate::store::{MismatchReport, ResultRow, Slot, Store, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{MissingResult, missing_results};
 
@@ -32,7 +35,7 @@ pub enum Report {
 
 #[derive(Debug, Args)]
 pub struct AucArgs {
-    /// text: a readable table; csv: SPEC §5 columns.
+    /// text: a readable table; csv: SPEC §5 columns; html: a page with each visit's curve.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 
@@ -43,7 +46,8 @@ pub struct AucArgs {
 
 #[derive(Debug, Args)]
 pub struct MismatchesArgs {
-    /// text: grouped by participant and visit, for reading; csv: SPEC §5 columns.
+    /// text: grouped by participant and visit, for reading; csv: SPEC §5 columns;
+    /// html: a page grouped the same way, with each visit's MMTT curve.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 
@@ -60,7 +64,7 @@ pub struct MismatchesArgs {
 pub enum ReportFormat {
     Text,
     Csv,
-    /// Not built yet.
+    /// One self-contained page (inline CSS and SVG).
     Html,
 }
 
@@ -72,23 +76,48 @@ pub fn run(config_path: &Path, args: &ReportArgs, out: &mut dyn Write, err: &mut
 }
 
 fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    if args.format == ReportFormat::Html {
-        writeln!(err, "labfeed: report auc --format html is not built yet; use --format text or --format csv")?;
-        return Ok(Outcome::Usage);
-    }
     let (config, store) = open_for_reading(config_path)?;
-    let current = store.read(|r| r.current_results()).context("reading the current results")?;
-    let results: Vec<_> = current.into_iter().map(|c| c.result).collect();
-    let rows = crate::study::auc::compute(&config, &results);
+    let now = jiff::Timestamp::now();
     let mut buffer = Vec::new();
-    match args.format {
-        ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
-        ReportFormat::Text | ReportFormat::Html => {
-            crate::report::auc::write_auc_text(&mut buffer, &rows, &config.study.id, jiff::Timestamp::now())?
+    let count = match args.format {
+        ReportFormat::Csv | ReportFormat::Text => {
+            let current = store.read(|r| r.current_results()).context("reading the current results")?;
+            let results: Vec<_> = current.into_iter().map(|c| c.result).collect();
+            let rows = crate::study::auc::compute(&config, &results);
+            if args.format == ReportFormat::Csv {
+                crate::report::auc::write_auc_csv(&mut buffer, &rows)?;
+            } else {
+                crate::report::auc::write_auc_text(&mut buffer, &rows, &config.study.id, now)?;
+            }
+            rows.len()
         }
-    }
-    deliver(&buffer, args.output.as_deref(), rows.len(), "AUC rows", out, err)?;
+        ReportFormat::Html => {
+            let (results, visits, flagged) = store
+                .read(|r| {
+                    let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+                    let flagged = flagged_slots(&r.mismatch_report(false)?);
+                    Ok((results, r.visits()?, flagged))
+                })
+                .context("reading the current results")?;
+            let rows = crate::study::auc::compute(&config, &results);
+            let snapshot = Snapshot { results: &results, visits: &visits };
+            write_auc_html(&mut buffer, &rows, snapshot, &flagged, &config, now)?;
+            rows.len()
+        }
+    };
+    deliver(&buffer, args.output.as_deref(), count, "AUC rows", out, err)?;
     Ok(Outcome::Ok)
+}
+
+/// The slots with an open mismatch: their points are marked on the AUC curves.
+fn flagged_slots(open: &[MismatchReport]) -> BTreeSet<Slot> {
+    open.iter()
+        .filter(|r| r.mismatch.resolution.is_none())
+        .filter_map(|r| {
+            let m = &r.mismatch;
+            Some(Slot::new(m.participant.as_deref()?, m.visit.as_deref()?, m.minute?, m.analyte.as_deref()?))
+        })
+        .collect()
 }
 
 fn mismatches(
@@ -97,25 +126,19 @@ fn mismatches(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    if args.format == ReportFormat::Html {
-        writeln!(err, "labfeed: report mismatches --format html is not built yet; use --format text or --format csv")?;
-        return Ok(Outcome::Usage);
-    }
     let (config, store) = open_for_reading(config_path)?;
     let review = Review::load(&config, &store, args.all)?;
     let rows = review.rows();
     // The whole report is made before anything is written, so a failure never
     // leaves a half-written file behind.
     let mut buffer = Vec::new();
+    let options = MismatchTextOptions { study: &config.study.id, generated_at: review.now, include_resolved: args.all };
     match args.format {
         ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows)?,
-        ReportFormat::Text | ReportFormat::Html => {
-            let options = MismatchTextOptions {
-                study: &config.study.id,
-                generated_at: jiff::Timestamp::now(),
-                include_resolved: args.all,
-            };
-            write_mismatches_text(&mut buffer, &rows, &options)?;
+        ReportFormat::Text => write_mismatches_text(&mut buffer, &rows, &options)?,
+        ReportFormat::Html => {
+            let snapshot = Snapshot { results: &review.results, visits: &review.visits };
+            write_mismatches_html(&mut buffer, &rows, snapshot, &config, &options)?;
         }
     }
     let what = if args.all { "mismatches" } else { "open mismatches" };
@@ -124,10 +147,15 @@ fn mismatches(
 }
 
 /// What `report mismatches` lists: the stored mismatches (open, or all) and
-/// the computed MISSING_RESULT rows, read from one snapshot.
+/// the computed MISSING_RESULT rows, with the current results and visits the
+/// HTML curves are drawn from, all read from one snapshot.
 pub struct Review {
     pub stored: Vec<MismatchReport>,
     pub missing: Vec<MissingResult>,
+    pub results: Vec<ResultRow>,
+    pub visits: Vec<Visit>,
+    /// The time the missing results were computed for (the report's "as of").
+    pub now: jiff::Timestamp,
 }
 
 impl Review {
@@ -136,8 +164,10 @@ impl Review {
         store
             .read(|r| {
                 let stored = r.mismatch_report(include_resolved)?;
-                let missing = missing_results(config, &r.visits()?, &r.slot_states()?, now);
-                Ok(Review { stored, missing })
+                let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+                let visits = r.visits()?;
+                let missing = missing_results(config, &visits, &r.slot_states()?, now);
+                Ok(Review { stored, missing, results, visits, now })
             })
             .context("reading the mismatches")
     }

@@ -13,7 +13,9 @@
 
 pub mod auc;
 pub mod format;
+pub mod html;
 pub mod mismatches;
+pub mod plot;
 pub mod results;
 pub mod sdtm;
 

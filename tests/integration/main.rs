@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod e2e;
 mod hl7;
+mod html;
 mod ingest;
 mod link;
 mod listen;

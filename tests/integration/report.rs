@@ -250,7 +250,7 @@ fn usage_and_configuration_problems_exit_2() {
     assert_exit(&out, 2);
     let out = s.run(&["report", "mismatches", "--format", "html"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&s.db.display().to_string()), "no database yet: {}", stderr(&out));
     let out = s.run(&["report", "mismatches", "--format", "pdf"]);
     assert_exit(&out, 2);
 
