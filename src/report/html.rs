@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use crate::report::auc::auc_record;
+use crate::report::auc::{AUC_COLUMNS, auc_record};
 use crate::report::format::{format_value, utc_time};
 use crate::report::mismatches::{MISSING_RESULT, MismatchTextOptions, ReviewRow, mismatch_record};
 use crate::report::plot::{Curve, Point, Series, curve_svg};
@@ -539,20 +539,10 @@ pub fn write_auc_html(
 }
 
 fn write_auc_table(h: &mut Html, rows: &[AucRow], config: &Config, baseline: Option<&str>) {
-    const HEAD: [&str; 11] = [
-        "participant",
-        "visit",
-        "analyte",
-        "unit",
-        "auc",
-        "auc_mean",
-        "ln_auc_mean_plus_1",
-        "points",
-        "complete",
-        "missing_minutes",
-        "delta_auc_mean",
-    ];
-    h.open("table", &[("class", "auc")]).line().head_row(&HEAD).open("tbody", &[]).line();
+    // The SPEC §5 columns, with the unit after the analyte.
+    let (names, numbers) = AUC_COLUMNS.split_at(3);
+    let head: Vec<&str> = names.iter().chain(&["unit"]).chain(numbers).copied().collect();
+    h.open("table", &[("class", "auc")]).line().head_row(&head).open("tbody", &[]).line();
     for row in rows {
         let is_baseline = baseline == Some(row.visit.as_str());
         let unit = config.analytes.get(&row.analyte).map(|a| a.unit.as_str()).unwrap_or_default();
