@@ -312,3 +312,22 @@ OBX|1|NM|1986-9^C peptide^LN||0.8|nmol/L|||||F\r",
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("there is no mismatch 9999"), "{}", text(&out));
 }
+
+#[test]
+fn an_accepted_value_assigned_elsewhere_moves_and_is_checked_again_there() {
+    let s = study();
+    let late = id_of(&s, "OUT_OF_WINDOW");
+    // Drawn at 08:52, 22 min after the meal: not the 30-min sample; say it was the 15-min one.
+    let out = resolve(&s, &[&late, "--assign", "U07/V4/15", "--reason", "label says T15", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = exported(&s);
+    assert!(has(&rows, ["U07", "V4", "15", "c_peptide"], "0.8"), "{rows:?}");
+    assert!(!rows.iter().any(|r| r[..4] == ["U07", "V4", "30", "c_peptide"]), "withdrawn from 30: {rows:?}");
+    // 22 min is outside 15 ± 2 too: flagged again at its new minute, with the clock time.
+    let open = open_mismatches(&s);
+    let flags: Vec<_> = open.iter().filter(|m| m.1 == "OUT_OF_WINDOW").collect();
+    assert_eq!(flags.len(), 1, "{open:?}");
+    assert!(flags[0].0 != late && flags[0].2 == "15", "{flags:?}");
+    let out = s.run(&["report", "mismatches"]);
+    assert!(text(&out).contains("collected 08:52, 22 min after meal start; nominal 15 ± 2 min"), "{}", text(&out));
+}
