@@ -25,7 +25,7 @@ pub struct ImportArgs {
     #[arg(value_name = "CSV")]
     pub file: PathBuf,
 
-    /// Who is importing, for the audit log (default: $USER, else labfeed).
+    /// Who is importing, for the audit log (default: $USER, else the account name).
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
 }
@@ -85,16 +85,12 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// The actor for the audit log: `--by`, else `$USER`, else `labfeed`.
+/// The actor for the audit log: `--by`, else the login name.
 fn actor(by: Option<&str>) -> Result<String, String> {
     match by {
         Some(name) if name.trim().is_empty() => Err("--by needs a name (who is importing)".to_owned()),
         Some(name) => Ok(name.trim().to_owned()),
-        None => Ok(std::env::var("USER")
-            .ok()
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| crate::store::SYSTEM_ACTOR.to_owned())),
+        None => Ok(crate::cli::login_name()),
     }
 }
 

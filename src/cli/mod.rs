@@ -116,6 +116,25 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
     }
 }
 
+/// Who runs this command, for the audit log when no `--by` is given:
+/// `$USER`, else `$LOGNAME`, else the account name of this process's user,
+/// else `uid N`: always a person or account, never a made-up name.
+pub fn login_name() -> String {
+    let from_env = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty());
+    if let Some(name) = from_env {
+        return name;
+    }
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) if !user.name.trim().is_empty() => user.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
 /// Load the configuration (every problem is a usage error, exit 2).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)

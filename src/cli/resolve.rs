@@ -37,7 +37,7 @@ pub struct ResolveArgs {
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
 
-    /// Who decides (default: $USER).
+    /// Who decides (default: $USER, else the account name).
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
 }
@@ -69,10 +69,7 @@ pub fn run(
     let by = match args.by.as_deref().map(str::trim) {
         Some("") => return usage(err, "--by needs a name (who decides)".to_owned()),
         Some(name) => name.to_owned(),
-        None => match std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
-            Some(user) => user,
-            None => return usage(err, "say who decides with --by NAME ($USER is not set)".to_owned()),
-        },
+        None => crate::cli::login_name(),
     };
     let (config, mut store) = open_study(config_path)?;
     match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {

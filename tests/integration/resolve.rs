@@ -331,3 +331,31 @@ fn an_accepted_value_assigned_elsewhere_moves_and_is_checked_again_there() {
     let out = s.run(&["report", "mismatches"]);
     assert!(text(&out).contains("collected 08:52, 22 min after meal start; nominal 15 ± 2 min"), "{}", text(&out));
 }
+
+#[test]
+fn without_by_the_decision_is_attributed_to_the_account_running_it() {
+    let s = study();
+    let flagged = id_of(&s, "PRETEST_GLUCOSE");
+    let out = s
+        .command(&["resolve", &flagged, "--accept", "--reason", "checked"])
+        .env_remove("USER")
+        .env("LOGNAME", "dm.logname")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("resolved by dm.logname"), "{}", text(&out));
+    let conn = rusqlite::Connection::open(s.lib("labfeed.db")).unwrap();
+    let actor: String =
+        conn.query_row("SELECT actor FROM audit_log WHERE action = 'resolve'", [], |r| r.get(0)).unwrap();
+    assert_eq!(actor, "dm.logname");
+    // With neither variable, the account name of the process (never an invented name).
+    let other = id_of(&s, "UNKNOWN_SAMPLE");
+    let out = s
+        .command(&["resolve", &other, "--reject", "--reason", "not ours"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("resolved by labfeed:"), "{}", text(&out));
+}
