@@ -9,6 +9,7 @@ mod demo;
 mod e2e;
 mod hl7;
 mod html;
+mod html_props;
 mod ingest;
 mod link;
 mod listen;
