@@ -72,7 +72,14 @@ pub fn write_auc_text(
     writeln!(out, "MMTT AUC for study {study}, as of {}", utc_time(generated_at))?;
     writeln!(out)?;
     let table: Vec<[String; 10]> = std::iter::once(AUC_COLUMNS.map(str::to_owned))
-        .chain(rows.iter().map(|r| auc_record(r).map(|f| if f.is_empty() { "-".to_owned() } else { f })))
+        .chain(rows.iter().map(|r| {
+            let mut fields = auc_record(r).map(|f| if f.is_empty() { "-".to_owned() } else { f });
+            // Said in words here; in the CSV it is an AUC with `complete` false.
+            if r.interpolated() {
+                fields[7] = "interpolated".to_owned();
+            }
+            fields
+        }))
         .collect();
     let mut widths = [0usize; 10];
     for line in &table {
@@ -151,5 +158,18 @@ mod tests {
         assert!(t.contains("92.4"), "{t}");
         assert!(t.contains("30"), "{t}");
         assert!(t.ends_with("\n2 AUC rows\n"), "{t}");
+    }
+
+    #[test]
+    fn an_interpolated_auc_is_said_so_in_the_text_and_is_incomplete_in_the_csv() {
+        let rows = [row(Some(90.0), None, vec![30]), row(None, None, vec![60])];
+        let mut out = Vec::new();
+        write_auc_text(&mut out, &rows, "S", "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("U01")).collect();
+        assert!(lines[0].contains(" interpolated ") && lines[0].contains(" 30 "), "{t}");
+        assert!(lines[1].contains(" false ") && !lines[1].contains("interpolated"), "{t}");
+        assert!(csv_text(&rows).contains("U01,V4,c_peptide,90,0.75,"), "{}", csv_text(&rows));
+        assert!(csv_text(&rows).contains(",5,false,30,"), "{}", csv_text(&rows));
     }
 }

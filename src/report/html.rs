@@ -559,7 +559,12 @@ fn write_auc_table(h: &mut Html, rows: &[AucRow], config: &Config, baseline: Opt
         for (class, value) in [("auc", auc), ("auc_mean", auc_mean), ("ln_auc_mean_plus_1", ln), ("points", points)] {
             h.element("td", &[("class", &format!("{class} num"))], &value);
         }
-        h.element("td", &[("class", "complete")], if complete == "true" { "yes" } else { "no" });
+        let completeness = match (complete == "true", row.interpolated()) {
+            (true, _) => "yes",
+            (false, true) => "no: interpolated",
+            (false, false) => "no",
+        };
+        h.element("td", &[("class", "complete")], completeness);
         h.element("td", &[("class", "missing_minutes")], &minute_list(&row.missing_minutes));
         h.element("td", &[("class", "delta_auc_mean num")], &delta);
         h.close("tr").line();

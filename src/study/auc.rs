@@ -62,6 +62,14 @@ pub struct AucRow {
     pub delta_auc_mean: Option<f64>,
 }
 
+impl AucRow {
+    /// An AUC computed with interpolated points (`mmtt.missing = "interpolate"`):
+    /// it has a value although a timepoint was missing.
+    pub fn interpolated(&self) -> bool {
+        self.auc.is_some() && !self.complete
+    }
+}
+
 /// The AUC of one series of values by nominal minute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesAuc {
