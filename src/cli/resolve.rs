@@ -10,7 +10,7 @@ use std::path::Path;
 
 use clap::{ArgGroup, Args};
 
-use crate::cli::{Outcome, open_study};
+use crate::cli::{Outcome, load_config, open_study};
 use crate::ingest::resolve::{Decision, ResolveError, resolve};
 use crate::store::MismatchId;
 
@@ -71,6 +71,15 @@ pub fn run(
         Some(name) => name.to_owned(),
         None => crate::cli::login_name(),
     };
+    // A wrong storage.database must not create an empty study to resolve nothing in.
+    let database = load_config(config_path)?.storage.database;
+    if !database.exists() {
+        anyhow::bail!(
+            "the study database {} does not exist (storage.database in {})",
+            database.display(),
+            config_path.display()
+        );
+    }
     let (config, mut store) = open_study(config_path)?;
     match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
         Ok(done) => {

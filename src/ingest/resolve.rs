@@ -208,9 +208,22 @@ impl Work<'_> {
         let observation = self.observation(tx, "accepted")?;
         let (result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
+        // The slot the mismatch is about (where ingest or an assignment put
+        // it); a mismatch without one (e.g. UNKNOWN_SAMPLE) looks it up again.
+        let known_slot = self.mismatch_slot().and_then(|s| {
+            Some(SampleSlot {
+                participant: s.participant,
+                visit: s.visit,
+                minute: i32::try_from(s.minute).ok()?,
+                source: MatchSource::Assigned,
+            })
+        });
         let a = {
             let study = StoreStudy { reader: tx, error: RefCell::new(None) };
-            let a = assess(self.config, instrument, sender.as_deref(), &result, &study);
+            let a = match known_slot {
+                Some(slot) => assess_in_slot(self.config, instrument, sender.as_deref(), &result, slot, &study),
+                None => assess(self.config, instrument, sender.as_deref(), &result, &study),
+            };
             if let Some(e) = study.error.into_inner() {
                 return Err(e.into());
             }
@@ -226,6 +239,24 @@ impl Work<'_> {
         if a.value.is_none() || a.unit.is_none() {
             let why = a.hold.as_ref().map_or_else(|| "it has no number".to_owned(), |f| f.detail.clone());
             return Err(self.refuse("accepted", format!("{why}; use --reject")));
+        }
+        // Accepting one problem is not accepting the ones the data manager
+        // has not seen: the next one the checks find holds it again.
+        let accepted_before = tx.accepted_codes_of_observation(observation.id)?;
+        let unseen = a
+            .hold
+            .iter()
+            .chain(&a.further_holds)
+            .find(|f| f.code != self.mismatch.code && !accepted_before.contains(&f.code))
+            .cloned();
+        if let Some(finding) = unseen {
+            let detail = format!("{} (found when mismatch {} was accepted)", finding.detail, self.mismatch.id);
+            self.raise(tx, &observation, &slot, finding.code, true, detail)?;
+            self.resolved.summary = format!(
+                "accepted as to {}, but another check holds it: {} (see the new mismatch)",
+                self.mismatch.code, finding.code
+            );
+            return Ok(None);
         }
         let stored = self.put(tx, &observation, &slot, &a, "accept")?;
         self.raise_flags(tx, &observation, &slot, &a, &result, instrument)?;

@@ -25,6 +25,7 @@ use crate::report::plot::{Curve, Point, Series, curve_svg};
 use crate::store::{MismatchCode, ResultRow, Slot, Visit};
 use crate::study::auc::AucRow;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule};
+use crate::study::missing::Absence;
 use crate::study::units::KnownAnalyte;
 
 /// What the curves are drawn from, read from the same snapshot as the rows.
@@ -452,7 +453,11 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved:
         let effect = match row {
             ReviewRow::Stored(r) if r.mismatch.holds => "held back",
             ReviewRow::Stored(_) => "accepted, flagged",
-            ReviewRow::Missing(_) => "not received",
+            ReviewRow::Missing(m) => match m.absence {
+                Absence::NotReceived => "not received",
+                Absence::Held(_) => "held for review",
+                Absence::Withdrawn => "withdrawn",
+            },
         };
         let cells = [id, code.clone(), sample, minute, analyte, reported, instrument, detail, source, received];
         h.open("tr", &[("class", &state), ("data-code", &code)]);

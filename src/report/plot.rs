@@ -183,8 +183,9 @@ where
             curve.timepoints.iter().chain(curve.left.iter().chain(&curve.right).flat_map(|s| s.points.keys())).copied();
         let (lo, hi) = all.fold((i32::MAX, i32::MIN), |(lo, hi), m| (lo.min(m), hi.max(m)));
         let (lo, hi) = if lo > hi { (0, 120) } else { (lo, hi) };
-        let pad = ((hi - lo) / 20).max(2);
-        Minutes { range: lo - pad..hi + pad, ticks: curve.timepoints.clone() }
+        // Saturating: a minute from outside can be anything an i32 holds.
+        let pad = (hi.saturating_sub(lo) / 20).max(2);
+        Minutes { range: lo.saturating_sub(pad)..hi.saturating_add(pad), ticks: curve.timepoints.clone() }
     };
     let text = |size: u32| (FONT, size).into_font().color(&INK);
     let mut chart = ChartBuilder::on(area)

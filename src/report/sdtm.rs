@@ -34,6 +34,19 @@ pub const LB_TIMEPOINT_REFERENCE: &str = "START OF MIXED MEAL";
 pub const NOT_DONE: &str = "NOT DONE";
 /// LBREASND of a scheduled result that has not arrived.
 pub const RESULT_NOT_RECEIVED: &str = "RESULT NOT RECEIVED";
+/// LBORRES: the value as sent, except that an HL7 SN value's component
+/// separator between comparator and number (`<^0.017`) is dropped: `<0.017`.
+pub fn original_result(reported: &str) -> String {
+    for comparator in ["<=", ">=", "<", ">", ""] {
+        if let Some(number) = reported.strip_prefix(comparator).and_then(|rest| rest.strip_prefix('^'))
+            && !number.contains('^')
+        {
+            return format!("{comparator}{number}");
+        }
+    }
+    reported.to_owned()
+}
+
 /// LBREASND when a received result is held back for a data manager's review.
 pub const RESULT_UNDER_REVIEW: &str = "RESULT UNDER REVIEW";
 /// LBREASND when a data manager withdrew the slot's value (rejected or moved).
@@ -229,7 +242,7 @@ pub fn lb_records(
             meal_start: meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str())).copied().flatten(),
         };
         let mut record = planned.record(config);
-        record.lborres = p.reported_value.clone().unwrap_or_default();
+        record.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
         record.lborresu = p.reported_unit.clone().unwrap_or_default();
         (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
         record.lbstresu = r.unit.clone();
@@ -292,6 +305,16 @@ pub fn write_lb_csv(out: impl Write, records: &[LbRecord]) -> csv::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    #[test]
+    fn an_hl7_structured_numeric_is_shown_as_one_value_in_lborres() {
+        assert_eq!(original_result("<^0.017"), "<0.017");
+        assert_eq!(original_result(">=^20"), ">=20");
+        assert_eq!(original_result("^0.52"), "0.52");
+        assert_eq!(original_result("<0.010"), "<0.010");
+        assert_eq!(original_result("1^:^2"), "1^:^2");
+        assert_eq!(original_result("-1^0.750"), "-1^0.750");
+    }
 
     use super::*;
     use crate::store::{ObservationId, Provenance, ResultId, ResultRow, Slot};

@@ -475,6 +475,17 @@ impl<'c> Reader<'c> {
             .flatten())
     }
 
+    /// The codes of mismatches about one observation that a data manager
+    /// accepted: problems already seen and let through.
+    pub fn accepted_codes_of_observation(&self, id: ObservationId) -> Result<Vec<MismatchCode>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT m.code FROM mismatch m JOIN resolution s ON s.mismatch_id = m.id
+             WHERE m.observation_id = ?1 AND s.action = 'accept' ORDER BY m.code",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Open mismatches about one observation, oldest first.
     pub fn open_mismatches_of_observation(&self, id: ObservationId) -> Result<Vec<MismatchRow>, StoreError> {
         let sql = format!(

@@ -63,6 +63,9 @@ pub struct Assessment {
     pub qc: bool,
     /// The first problem that holds the result back, if any.
     pub hold: Option<Finding>,
+    /// Holding problems after the first, in check order: what a data
+    /// manager who accepts the first one has not seen yet.
+    pub further_holds: Vec<Finding>,
     /// Problems that accept the value and flag it.
     pub flags: Vec<Finding>,
 }
@@ -121,6 +124,7 @@ fn assess_with(
         blq: false,
         qc: result.qc,
         hold: None,
+        further_holds: Vec::new(),
         flags: Vec::new(),
     };
     let Some(instrument) = instrument else {
@@ -159,7 +163,9 @@ fn assess_with(
         a.unit = Some(unit.clone());
         a.blq = is_blq(config, &analyte, *value, result.comparator);
     }
-    a.hold = first_holding_problem(config, instrument, &analyte, &slot, result, &converted);
+    let mut holds = holding_problems(config, instrument, &analyte, &slot, result, &converted).into_iter();
+    a.hold = holds.next();
+    a.further_holds = holds.collect();
     if a.hold.is_none() {
         a.flags = flag_checks(config, instrument, &analyte, &slot, result, a.value, study);
     }
@@ -237,19 +243,21 @@ fn is_blq(config: &Config, analyte: &str, value: f64, comparator: Option<Compara
     }
 }
 
-fn first_holding_problem(
+/// Every problem that holds the result back, in check order.
+fn holding_problems(
     config: &Config,
     instrument: &Instrument,
     analyte: &str,
     slot: &SampleSlot,
     result: &LabResult,
     converted: &Result<(f64, String), Finding>,
-) -> Option<Finding> {
+) -> Vec<Finding> {
+    let mut found = Vec::new();
     if let Some(patient) = result.patient_id.as_deref()
         && patient != slot.participant
     {
         // The patient ID itself is not repeated: it may be a hospital number.
-        return Some(Finding {
+        found.push(Finding {
             code: MismatchCode::ParticipantConflict,
             detail: format!(
                 "the message's patient ID differs from participant {} of sample {} ({})",
@@ -265,7 +273,7 @@ fn first_holding_problem(
     }
     if !config.mmtt.timepoints.contains(&slot.minute) {
         let schedule: Vec<String> = config.mmtt.timepoints.iter().map(i32::to_string).collect();
-        return Some(Finding {
+        found.push(Finding {
             code: MismatchCode::UnscheduledTimepoint,
             detail: format!("minute {} is not an MMTT timepoint ({})", slot.minute, schedule.join(", ")),
         });
@@ -273,7 +281,7 @@ fn first_holding_problem(
     match result.status.as_deref().map(str::trim) {
         Some("F" | "C") => {}
         status => {
-            return Some(Finding {
+            found.push(Finding {
                 code: MismatchCode::NotFinal,
                 detail: format!(
                     "result status {} from {}: only F (final) and C (correction) are accepted",
@@ -285,12 +293,15 @@ fn first_holding_problem(
     }
     let (value, unit) = match converted {
         Ok(ok) => ok,
-        Err(finding) => return Some(finding.clone()),
+        Err(finding) => {
+            found.push(finding.clone());
+            return found;
+        }
     };
     if let Some([low, high]) = config.analytes.get(analyte).and_then(|a| a.plausible)
         && !(low..=high).contains(value)
     {
-        return Some(Finding {
+        found.push(Finding {
             code: MismatchCode::Implausible,
             detail: format!(
                 "{analyte} {} {unit} (reported {} {}) is outside the plausible range {low}–{high} {unit}",
@@ -300,7 +311,7 @@ fn first_holding_problem(
             ),
         });
     }
-    None
+    found
 }
 
 fn status_words(status: Option<&str>) -> String {

@@ -359,3 +359,64 @@ fn without_by_the_decision_is_attributed_to_the_account_running_it() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains("resolved by labfeed:"), "{}", text(&out));
 }
+
+#[test]
+fn accepting_a_mismatch_raised_at_an_assigned_slot_accepts_it_there() {
+    let s = study();
+    // The rerun (0.70, held as a conflict at U07 V4 90) was really the 120-min tube.
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    let out = resolve(&s, &[&conflict, "--assign", "U07/V4/120", "--reason", "label", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(has(&exported(&s), ["U07", "V4", "120", "c_peptide"], "0.7"));
+
+    // An unknown tube assigned where a value already stands: a new conflict there; accepting it
+    // replaces the value at the assigned slot, never at a slot looked up from the sample ID.
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    let out = resolve(&s, &[&unknown, "--assign", "U07/V4/120", "--reason", "label", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let raised = id_of(&s, "DUPLICATE_CONFLICT");
+    let out = resolve(&s, &[&raised, "--accept", "--reason", "the later assay counts", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("U07 V4 minute 120 c_peptide is now 0.4 nmol/L"), "{}", text(&out));
+    let rows = exported(&s);
+    assert!(has(&rows, ["U07", "V4", "120", "c_peptide"], "0.4"), "{rows:?}");
+    assert!(has(&rows, ["U07", "V4", "90", "c_peptide"], "0.5"), "{rows:?}");
+}
+
+#[test]
+fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
+    let s = study();
+    // Preliminary (held as NOT_FINAL) and also implausible, which ingest never got to say.
+    let file = s.file(
+        "prelim.astm",
+        &e411(
+            &[
+                order(1, "U08-V0-T60"),
+                "R|1|^^^GLUC|80|mmol/L||N||P||ADMIN|20260303100000|20260303101500|E1\r".to_owned(),
+            ]
+            .concat(),
+        ),
+    );
+    assert_eq!(s.run(&["ingest", path(&file)]).status.code(), Some(0));
+    let not_final = id_of(&s, "NOT_FINAL");
+    let out = resolve(&s, &[&not_final, "--accept", "--reason", "lab says final", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("another check holds it: IMPLAUSIBLE"), "{}", text(&out));
+    assert!(!exported(&s).iter().any(|r| r[..4] == ["U08", "V0", "60", "glucose"]), "not stored");
+    let implausible: Vec<_> = open_mismatches(&s).into_iter().filter(|m| m.1 == "IMPLAUSIBLE" && m.2 == "60").collect();
+    assert_eq!(implausible.len(), 2, "the first one (U07) and the new one: {implausible:?}");
+    let new = implausible.iter().map(|m| m.0.parse::<i64>().unwrap()).max().unwrap().to_string();
+    // Seen and accepted too: now it is stored.
+    let out = resolve(&s, &[&new, "--accept", "--reason", "confirmed by the lab", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(has(&exported(&s), ["U08", "V0", "60", "glucose"], "80"));
+}
+
+#[test]
+fn resolve_with_a_wrong_database_path_creates_nothing() {
+    let s = Study::new(&[]);
+    let out = resolve(&s, &["1", "--reject", "--reason", "x", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(!s.lib("labfeed.db").exists());
+}
