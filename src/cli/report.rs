@@ -156,6 +156,8 @@ pub struct Review {
     pub visits: Vec<Visit>,
     /// The time the missing results were computed for (the report's "as of").
     pub now: jiff::Timestamp,
+    /// `[[visits]]` codes in configuration order: visits are listed in it.
+    pub visit_order: Vec<String>,
 }
 
 impl Review {
@@ -167,14 +169,26 @@ impl Review {
                 let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
                 let visits = r.visits()?;
                 let missing = missing_results(config, &visits, &r.slot_states()?, now);
-                Ok(Review { stored, missing, results, visits, now })
+                let visit_order = config.visits.iter().map(|v| v.code.clone()).collect();
+                Ok(Review { stored, missing, results, visits, now, visit_order })
             })
             .context("reading the mismatches")
     }
 
-    /// Both kinds merged in report order.
+    /// Both kinds merged in report order, visits in configuration order
+    /// (V2 before V10), as in `report auc` and `export lb`.
     pub fn rows(&self) -> Vec<ReviewRow<'_>> {
-        review_rows(&self.stored, &self.missing)
+        let mut rows = review_rows(&self.stored, &self.missing);
+        let rank = |visit: Option<&str>| match visit {
+            None => (0, None),
+            Some(v) => match self.visit_order.iter().position(|c| c == v) {
+                Some(i) => (1, Some(i)),
+                None => (2, None),
+            },
+        };
+        // Stable: within a participant and visit, the minute and analyte order stays.
+        rows.sort_by(|a, b| (a.participant(), rank(a.visit())).cmp(&(b.participant(), rank(b.visit()))));
+        rows
     }
 }
 

@@ -190,3 +190,24 @@ fn verify_audit_reports_an_intact_chain_after_real_work() {
     let rows: u32 = said.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(rows >= 7, "import, store, receive, parse, observe, accept and process were all audited: {said}");
 }
+
+#[test]
+fn the_mismatch_report_lists_visits_in_configuration_order() {
+    let s = Study::new(&[(
+        "code = \"V4\"\nname = \"2 years\"\n",
+        "code = \"V4\"\nname = \"2 years\"\n\n[[visits]]\ncode = \"V10\"\nname = \"5 years\"\n",
+    )]);
+    let participants = s.file("p.csv", "participant\nU01\n");
+    let visits = s.file("v.csv", "participant,visit,meal_start\nU01,V10,2026-03-02T08:30\nU01,V2,2026-03-01T08:30\n");
+    for (kind, file) in [("participants", &participants), ("visits", &visits)] {
+        assert_eq!(s.run(&["import", kind, path(file)]).status.code(), Some(0));
+    }
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let rows = csv_rows(&String::from_utf8_lossy(&out.stdout));
+    let visits: Vec<&str> = rows[1..].iter().map(|r| r[4].as_str()).collect();
+    let first_v10 = visits.iter().position(|v| *v == "V10").unwrap();
+    assert!(visits[..first_v10].iter().all(|v| *v == "V2") && visits[first_v10..].iter().all(|v| *v == "V10"));
+    assert_eq!(first_v10, 14, "V2 first (7 minutes × 2 analytes), as in [[visits]]: {visits:?}");
+    let text = text(&s.run(&["report", "mismatches"]));
+    assert!(text.find("Participant U01, visit V2").unwrap() < text.find("Participant U01, visit V10").unwrap());
+}
