@@ -70,9 +70,9 @@ enum Command {
     VerifyAudit,
     /// Load study data: participants, visits or samples (idempotent, audited).
     Import(import::ImportArgs),
-    /// Reports for data managers: mismatches.
+    /// Reports: mismatches for data managers, the MMTT AUC table (text, CSV or HTML).
     Report(report::ReportArgs),
-    /// Accepted results as CSV.
+    /// Exports: accepted results, or the CDISC SDTM LB domain, as CSV.
     Export(export::ExportArgs),
     /// A data manager's decision on a mismatch: assign, accept or reject it, with a reason (audited).
     Resolve(resolve::ResolveArgs),
@@ -80,7 +80,7 @@ enum Command {
     Status,
     /// Send a file as an analyzer would (ASTM E1381 framing with retries, or HL7 over MLLP) and report the answers.
     Simulate(simulate::SimulateArgs),
-    /// The daemon: watch the inbox (and, later, serial ports and TCP listeners) until SIGTERM/SIGINT.
+    /// The daemon: watch the inbox, serial ports and TCP listeners until SIGTERM/SIGINT.
     Run(run::RunArgs),
     /// A complete run on bundled example data: a study in a new folder, the daemon fed by files and a simulated analyzer, then the AUC table and the reports.
     Demo(demo::DemoArgs),
