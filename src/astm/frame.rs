@@ -179,7 +179,8 @@ pub fn encode_frames(text: &[u8], max_text_len: usize) -> Vec<Vec<u8>> {
 }
 
 /// The texts of the E1381 frames in captured link bytes, joined, with where
-/// each piece sits in the input: `(text_start, input_start, len)`. No checks:
+/// each piece sits in the input: `(text_start, input_start, len)`. An ETX
+/// frame whose text lacks a final CR still ends its record. No checks:
 /// for masking and re-framing, not for reading results (see `link`).
 pub fn joined_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
     let mut text = Vec::new();
@@ -194,6 +195,11 @@ pub fn joined_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
         let len = rest.iter().position(|&b| b == ETX || b == ETB || b == STX).unwrap_or(rest.len());
         map.push((text.len(), start, len));
         text.extend_from_slice(rest.get(..len).unwrap_or_default());
+        // An ETX frame ends its record even without a CR (as `link` reads it):
+        // the CR added here maps to no input byte.
+        if rest.get(len) == Some(&ETX) && !matches!(text.last(), None | Some(b'\r' | b'\n')) {
+            text.push(b'\r');
+        }
         at = start + len;
     }
     (text, map)

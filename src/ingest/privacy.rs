@@ -184,6 +184,16 @@ mod tests {
     }
 
     #[test]
+    fn a_record_per_etx_frame_without_a_cr_is_masked_too() {
+        // Each record in its own ETX frame with no CR before the ETX, as some analyzers send.
+        let frames = b"\x05\x021H|\\^&\x03AA\r\n\x022P|1||X9||Brown^Bob\x03BB\r\n\x023L|1\x03CC\r\n\x04";
+        let fields = personal_fields(frames, &|_| false);
+        assert_eq!(names(&fields), ["P.4", "P.6"]);
+        let out = masked(frames, &|_| false);
+        assert!(out.contains("\x022P|1||**||*********\x03BB"), "{out:?}");
+    }
+
+    #[test]
     fn files_without_personal_data_have_none() {
         assert!(personal_fields(b"H|\\^&\rP|1\rO|1|S1\rR|1|^^^G|5\rL|1\r", &|_| false).is_empty());
         assert!(personal_fields(b"", &|_| false).is_empty());
