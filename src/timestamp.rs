@@ -245,8 +245,13 @@ impl Timestamp {
     /// Read back the ISO 8601 text this type prints (`2026-03-02T08:45`,
     /// `2026-03-11T08:12:00-08:00`), e.g. from the database.
     pub fn from_iso(text: &str) -> Option<Timestamp> {
-        let time_at = text.find('T');
-        let offset_at = time_at.and_then(|t| text.get(t..)?.find(['+', '-']).map(|o| t + o));
+        // `Display` writes an offset as the last six characters (`+05:30`),
+        // after a date-only value too (`2026-03-02-05:00`); no offset-free
+        // text has that shape.
+        let offset_at = text.len().checked_sub(6).filter(|&at| {
+            let b = text.as_bytes();
+            matches!(b.get(at), Some(b'+' | b'-')) && b.get(at + 3) == Some(&b':')
+        });
         let (body, offset) = match offset_at {
             Some(at) => (text.get(..at)?, text.get(at..)?),
             None => (text, ""),
@@ -309,6 +314,8 @@ mod instant_tests {
             "20260302084500",
             "20260311081200.12-0800",
             "201410231322+0530",
+            "20260302-0500",
+            "2026030208+0100",
         ] {
             let ts = Timestamp::parse(compact).unwrap().unwrap();
             assert_eq!(Timestamp::from_iso(&ts.to_iso()), Some(ts), "{compact}");
