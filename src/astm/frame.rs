@@ -163,17 +163,20 @@ pub fn encode_frame(number: u8, text: &[u8], end: FrameEnd) -> Vec<u8> {
 /// one empty ETX frame. One `Vec` per frame, so a sender can wait for the ACK
 /// of each.
 pub fn encode_frames(text: &[u8], max_text_len: usize) -> Vec<Vec<u8>> {
-    let chunks: Vec<&[u8]> = text.chunks(max_text_len.max(1)).collect();
-    if chunks.is_empty() {
-        return vec![encode_frame(1, b"", FrameEnd::Last)];
-    }
-    let last = chunks.len() - 1;
+    encode_frames_from(text, max_text_len, 1)
+}
+
+/// [`encode_frames`] with the first frame numbered `first_number` (frame
+/// numbers continue across the messages of one session).
+pub fn encode_frames_from(text: &[u8], max_text_len: usize, first_number: u8) -> Vec<Vec<u8>> {
+    let chunks: Vec<&[u8]> = if text.is_empty() { vec![&[][..]] } else { text.chunks(max_text_len.max(1)).collect() };
+    let count = chunks.len();
     chunks
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let end = if i == last { FrameEnd::Last } else { FrameEnd::Intermediate };
-            encode_frame(((i + 1) % 8) as u8, chunk, end)
+            let end = if i + 1 == count { FrameEnd::Last } else { FrameEnd::Intermediate };
+            encode_frame(((usize::from(first_number) + i) % 8) as u8, chunk, end)
         })
         .collect()
 }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::frame::{ACK, ENQ, EOT, FrameEnd, MAX_TEXT_LEN, NAK, encode_frame};
+use super::frame::{ACK, ENQ, EOT, MAX_TEXT_LEN, NAK, encode_frames_from};
 
 /// Sender settings; the defaults are E1381's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,15 +145,12 @@ impl Sender {
             if config.restart_numbering {
                 number = 1;
             }
-            let text = message.as_ref();
-            let chunks: Vec<&[u8]> = if text.is_empty() { vec![&[][..]] } else { text.chunks(max).collect() };
-            let count = chunks.len();
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                let last = i + 1 == count;
-                let end = if last { FrameEnd::Last } else { FrameEnd::Intermediate };
-                frames.push(Outgoing { bytes: encode_frame(number, chunk, end), ends_message: last });
-                number = (number + 1) % 8;
+            let encoded = encode_frames_from(message.as_ref(), max, number);
+            let count = encoded.len();
+            for (i, bytes) in encoded.into_iter().enumerate() {
+                frames.push(Outgoing { bytes, ends_message: i + 1 == count });
             }
+            number = ((usize::from(number) + count) % 8) as u8;
         }
         let report = Report {
             outcome: Outcome::Delivered,
