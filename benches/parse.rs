@@ -84,16 +84,8 @@ fn astm_frames(target: usize) -> Vec<u8> {
     for message in records.split_inclusive(|&b| b == b'\r').collect::<Vec<_>>().chunk_by(|_, b| !b.starts_with(b"H|")) {
         let text: Vec<u8> = message.concat();
         out.push(0x05);
-        let chunks: Vec<&[u8]> = text.chunks(240).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let fn_digit = b'0' + ((i + 1) % 8) as u8;
-            let end = if i + 1 == chunks.len() { 0x03 } else { 0x17 };
-            let sum = chunk.iter().fold(u32::from(fn_digit) + end, |acc, &b| acc + u32::from(b)) & 0xFF;
-            out.push(0x02);
-            out.push(fn_digit);
-            out.extend_from_slice(chunk);
-            out.push(end as u8);
-            out.extend_from_slice(format!("{sum:02X}\r\n").as_bytes());
+        for frame in labfeed::astm::frame::encode_frames(&text, 240) {
+            out.extend_from_slice(&frame);
         }
         out.push(0x04);
     }

@@ -130,19 +130,7 @@ pub struct ParseOptions {
 /// 1-based line number of `offset` in `bytes`, counting CR, LF and CRLF each
 /// as one line end (ASTM files use CR alone).
 pub fn line_at(bytes: &[u8], offset: usize) -> usize {
-    let end = offset.min(bytes.len());
-    let head = bytes.get(..end).unwrap_or_default();
-    let mut line = 1;
-    let mut previous = 0u8;
-    for &b in head {
-        match b {
-            b'\r' => line += 1,
-            b'\n' if previous != b'\r' => line += 1,
-            _ => {}
-        }
-        previous = b;
-    }
-    line
+    LineCounter::new(bytes).line_at(offset)
 }
 
 /// Line numbers for increasing offsets in one file without rescanning from

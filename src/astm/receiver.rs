@@ -248,10 +248,6 @@ impl Receiver {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Backpressure: while busy, an ENQ from idle is answered NAK (the
     /// sender waits at least 10 s and bids again). Sessions under way go on.
     pub fn set_busy(&mut self, busy: bool) {

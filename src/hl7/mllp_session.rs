@@ -214,11 +214,6 @@ impl MllpSession {
         self.queue.len()
     }
 
-    /// Bytes fed so far.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     fn consume<'a>(&mut self, input: &'a [u8], n: usize) -> &'a [u8] {
         let n = n.min(input.len());
         self.offset += n as u64;
