@@ -61,6 +61,25 @@ pub struct LinkMessage {
     pub reply: tokio::sync::oneshot::Sender<Result<Summary, String>>,
 }
 
+impl LinkMessage {
+    /// Hand a link's message to the writer and wait for its commit: the
+    /// answer an analyzer may be acknowledged on.
+    pub async fn commit(
+        work: &mpsc::Sender<Work>,
+        bytes: Vec<u8>,
+        source: Source,
+        origin: String,
+        instrument: String,
+    ) -> Result<Summary, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let message = LinkMessage { bytes, source, origin, instrument, reply };
+        if work.send(Work::Link(message)).await.is_err() {
+            return Err("labfeed is stopping".to_owned());
+        }
+        answer.await.unwrap_or_else(|_| Err("labfeed is stopping".to_owned()))
+    }
+}
+
 /// Arrivals committed together (two durable commits per batch).
 const BATCH: usize = 200;
 /// After SIGTERM the writer finishes what it holds; the service manager waits 10 s.
@@ -133,16 +152,10 @@ fn close_interrupted_receipts(store: &mut Store) -> anyhow::Result<()> {
     warn!(count = pending.len(), "closing receipts interrupted before processing; their files are taken again");
     store.write(|tx| {
         for receipt in &pending {
-            tx.insert_processing(&NewProcessing {
-                receipt_id: receipt.id,
-                outcome: ProcessingOutcome::Aborted,
-                accepted: 0,
-                duplicates: 0,
-                mismatches: 0,
-                qc: 0,
-                errors: 0,
-                detail: Some("interrupted before processing (labfeed stopped); the content is processed again when it arrives again".into()),
-            })?;
+            tx.insert_processing(&NewProcessing::aborted(
+                receipt.id,
+                "interrupted before processing (labfeed stopped); the content is processed again when it arrives again",
+            ))?;
         }
         Ok(())
     })?;
@@ -374,22 +387,14 @@ impl Writer {
             }
         };
         let (file_summaries, link_summaries) = summaries.split_at(files.len().min(summaries.len()));
+        // Committed: analyzers get their answer before the file moves, which
+        // only take time and do not change what is stored.
+        for (link, summary) in links.into_iter().zip(link_summaries) {
+            info!("{} from {} ({}): {}", link.source, link.origin, link.instrument, summary.counts());
+            let _ = link.reply.send(Ok(summary.clone()));
+        }
         for ((path, _), summary) in files.iter().zip(file_summaries) {
             self.settle(path, summary);
-        }
-        for (link, summary) in links.into_iter().zip(link_summaries) {
-            info!(
-                "{} from {} ({}): {} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
-                link.source,
-                link.origin,
-                link.instrument,
-                summary.accepted,
-                summary.duplicates,
-                summary.mismatches,
-                summary.qc,
-                summary.errors
-            );
-            let _ = link.reply.send(Ok(summary.clone()));
         }
         self.report_status();
     }
@@ -397,10 +402,7 @@ impl Writer {
     /// After the commit: archive, or quarantine with the reason.
     fn settle(&mut self, path: &Path, s: &Summary) {
         let name = file_name(path);
-        let counts = format!(
-            "{} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
-            s.accepted, s.duplicates, s.mismatches, s.qc, s.errors
-        );
+        let counts = s.counts();
         if s.outcome == ProcessingOutcome::Rejected || s.errors > 0 {
             let reason = format!(
                 "{name} could not be fully parsed ({counts}).\n{}\nResults from the messages that parsed were stored; fix or re-export the file and drop it again.",

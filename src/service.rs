@@ -47,14 +47,6 @@ pub fn stopping() {
     send("STOPPING", &[NotifyState::Stopping]);
 }
 
-/// Ask for more time before systemd gives up on the current start or stop
-/// (`EXTEND_TIMEOUT_USEC`), e.g. while re-processing interrupted receipts at
-/// start-up. Needs to be repeated before each extension runs out.
-pub fn extend_timeout(by: Duration) {
-    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
-    send("EXTEND_TIMEOUT", &[NotifyState::ExtendTimeoutUsec(usec)]);
-}
-
 /// How often to call [`watchdog_ping`]: half of `WATCHDOG_USEC`, when systemd
 /// set a watchdog for this process (`WatchdogSec=` in the unit; `WATCHDOG_PID`,
 /// when present, must be ours). `None` outside systemd or without a watchdog.
@@ -323,7 +315,6 @@ mod tests {
         ready();
         status("status");
         stopping();
-        extend_timeout(Duration::from_secs(5));
         watchdog_ping();
         assert!(!LAST_SEND_FAILED.load(Ordering::Relaxed));
     }

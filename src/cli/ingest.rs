@@ -124,10 +124,7 @@ impl Totals {
 
 /// One line per file: what came of its results, and why if it was rejected.
 fn describe(name: &str, s: &Summary) -> String {
-    let counts = format!(
-        "{} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
-        s.accepted, s.duplicates, s.mismatches, s.qc, s.errors
-    );
+    let counts = s.counts();
     match s.outcome {
         ProcessingOutcome::Duplicate => format!("{name}: already received (identical content): {counts}"),
         ProcessingOutcome::Rejected => {

@@ -64,16 +64,20 @@ pub struct Summary {
     pub detail: Option<String>,
 }
 
+impl Summary {
+    /// `4 accepted, 0 duplicates, 1 mismatches, 0 QC, 0 errors`: for logs and `ingest`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
+            self.accepted, self.duplicates, self.mismatches, self.qc, self.errors
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Take one arrival through the whole pipeline.
-pub fn ingest(store: &mut Store, config: &Config, delivery: &Delivery<'_>) -> Result<Summary, IngestError> {
-    let mut summaries = ingest_batch(store, config, std::slice::from_ref(delivery))?;
-    Ok(summaries.pop().unwrap_or_else(|| empty_summary(ReceiptId(0), None)))
 }
 
 /// Take several arrivals through the pipeline with two transactions for the
@@ -108,24 +112,11 @@ pub fn ingest_batch(
 
     // Raw first: committed before anything is processed.
     let received = store.write(|tx| {
-        let mut received = Vec::with_capacity(deliveries.len());
-        for (d, p) in deliveries.iter().zip(&prepared) {
-            let raw = tx.insert_raw(&NewRaw {
-                bytes: d.bytes,
-                format: p.format,
-                personal: &p.personal,
-                received_at: d.received_at,
-            })?;
-            let receipt = tx.insert_receipt(&NewReceipt {
-                raw_id: raw.id,
-                received_at: d.received_at,
-                source: d.source,
-                origin: d.origin.clone(),
-                instrument: d.instrument.clone(),
-            })?;
-            received.push((raw.id, receipt));
-        }
-        Ok(received)
+        deliveries
+            .iter()
+            .zip(&prepared)
+            .map(|(d, p)| receive(tx, d, p.format, &p.personal))
+            .collect::<Result<Vec<_>, _>>()
     })?;
 
     let summaries = store.write(|tx| {
@@ -179,31 +170,28 @@ pub fn record_aborted(store: &mut Store, delivery: &Delivery<'_>, reason: &str) 
     let personal =
         privacy::personal_fields(delivery.bytes, &|code| store.read(|r| r.participant_exists(code)).unwrap_or(false));
     Ok(store.write(|tx| {
-        let raw = tx.insert_raw(&NewRaw {
-            bytes: delivery.bytes,
-            format,
-            personal: &personal,
-            received_at: delivery.received_at,
-        })?;
-        let receipt_id = tx.insert_receipt(&NewReceipt {
-            raw_id: raw.id,
-            received_at: delivery.received_at,
-            source: delivery.source,
-            origin: delivery.origin.clone(),
-            instrument: delivery.instrument.clone(),
-        })?;
-        tx.insert_processing(&NewProcessing {
-            receipt_id,
-            outcome: ProcessingOutcome::Aborted,
-            accepted: 0,
-            duplicates: 0,
-            mismatches: 0,
-            qc: 0,
-            errors: 0,
-            detail: Some(reason.to_owned()),
-        })?;
+        let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
+        tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
         Ok(receipt_id)
     })?)
+}
+
+/// Store the content (masked) and the arrival: the "raw first" step.
+fn receive(
+    tx: &mut Tx<'_>,
+    d: &Delivery<'_>,
+    format: Option<Format>,
+    personal: &[crate::store::PersonalField],
+) -> Result<(RawId, ReceiptId), StoreError> {
+    let raw = tx.insert_raw(&NewRaw { bytes: d.bytes, format, personal, received_at: d.received_at })?;
+    let receipt = tx.insert_receipt(&NewReceipt {
+        raw_id: raw.id,
+        received_at: d.received_at,
+        source: d.source,
+        origin: d.origin.clone(),
+        instrument: d.instrument.clone(),
+    })?;
+    Ok((raw.id, receipt))
 }
 
 fn empty_summary(receipt_id: ReceiptId, format: Option<Format>) -> Summary {
@@ -333,11 +321,7 @@ impl Run<'_> {
     ) -> Result<(), StoreError> {
         let config = self.config;
         let instrument = resolve_instrument(config, self.delivery.instrument.as_deref(), message.sender.as_deref());
-        let study = StoreStudy { reader: tx, error: RefCell::new(None) };
-        let a = assess(config, instrument, message.sender.as_deref(), result, &study);
-        if let Some(e) = study.error.into_inner() {
-            return Err(e);
-        }
+        let a = with_study(tx, |study| assess(config, instrument, message.sender.as_deref(), result, study))?;
         let mut observation = NewObservation {
             message_id,
             seq,
@@ -613,6 +597,17 @@ fn slot_words(slot: &Slot) -> String {
 struct StoreStudy<'r, 'c> {
     reader: &'r Reader<'c>,
     error: RefCell<Option<StoreError>>,
+}
+
+/// Run `f` on the study data read through `reader`, then return the first
+/// database error it met, if any.
+fn with_study<T>(reader: &Reader<'_>, f: impl FnOnce(&StoreStudy<'_, '_>) -> T) -> Result<T, StoreError> {
+    let study = StoreStudy { reader, error: RefCell::new(None) };
+    let value = f(&study);
+    match study.error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(value),
+    }
 }
 
 impl StoreStudy<'_, '_> {

@@ -21,8 +21,6 @@
 //! Nothing is deleted or changed: decisions, withdrawals and new versions are
 //! new rows, and the observation keeps what the analyzer sent.
 
-use std::cell::RefCell;
-
 use crate::model::LabResult;
 use crate::store::{
     MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationRow, ResolutionAction,
@@ -33,7 +31,7 @@ use crate::study::matching::{Assessment, MatchSource, SampleSlot, assess, assess
 use crate::timestamp::Timestamp;
 use crate::value::Number;
 
-use super::{StoreStudy, same_value, slot_words, value_words};
+use super::{same_value, slot_words, value_words, with_study};
 
 /// What the data manager decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,17 +216,10 @@ impl Work<'_> {
                 source: MatchSource::Assigned,
             })
         });
-        let a = {
-            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
-            let a = match known_slot {
-                Some(slot) => assess_in_slot(self.config, instrument, sender.as_deref(), &result, slot, &study),
-                None => assess(self.config, instrument, sender.as_deref(), &result, &study),
-            };
-            if let Some(e) = study.error.into_inner() {
-                return Err(e.into());
-            }
-            a
-        };
+        let a = with_study(tx, |study| match known_slot {
+            Some(slot) => assess_in_slot(self.config, instrument, sender.as_deref(), &result, slot, study),
+            None => assess(self.config, instrument, sender.as_deref(), &result, study),
+        })?;
         let Some(slot) = slot_of(&a) else {
             let why = match &a.hold {
                 Some(f) => format!("{}; use --assign PARTICIPANT/VISIT/MINUTE or --reject", f.detail),
@@ -275,14 +266,9 @@ impl Work<'_> {
         }
         let (result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
-        let a = {
-            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
-            let a = assess_in_slot(self.config, instrument, sender.as_deref(), &result, target.clone(), &study);
-            if let Some(e) = study.error.into_inner() {
-                return Err(e.into());
-            }
-            a
-        };
+        let a = with_study(tx, |study| {
+            assess_in_slot(self.config, instrument, sender.as_deref(), &result, target.clone(), study)
+        })?;
         if a.analyte.is_none() {
             let why = a.hold.as_ref().map_or_else(|| "its analyte is not known".to_owned(), |f| f.detail.clone());
             return Err(self.refuse("assigned", format!("{why}; fix the configuration or use --reject")));
@@ -378,22 +364,17 @@ impl Work<'_> {
         if self.resolved.accepted.is_none() {
             return Ok(());
         }
-        let findings = {
-            let study = StoreStudy { reader: tx, error: RefCell::new(None) };
-            let found = crate::study::matching::flag_checks(
+        let findings = with_study(tx, |study| {
+            crate::study::matching::flag_checks(
                 self.config,
                 instrument,
                 &slot.analyte,
                 sample_slot,
                 result,
                 a.value,
-                &study,
-            );
-            if let Some(e) = study.error.into_inner() {
-                return Err(e.into());
-            }
-            found
-        };
+                study,
+            )
+        })?;
         for finding in findings {
             // The same flag on the same value is not raised twice.
             let open = tx.open_mismatches_of_observation(observation.id)?;

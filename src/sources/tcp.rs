@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::astm::receiver::{self, Event, Receiver};
@@ -169,19 +169,7 @@ async fn commit_and_acknowledge(
     instrument: &str,
     tx: &mpsc::Sender<Work>,
 ) -> Vec<u8> {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let message = LinkMessage {
-        bytes: raw,
-        source: Source::Tcp,
-        origin: peer.to_string(),
-        instrument: instrument.to_owned(),
-        reply: reply_tx,
-    };
-    let stored = if tx.send(Work::Link(message)).await.is_ok() {
-        reply_rx.await.unwrap_or_else(|_| Err("labfeed is stopping".to_owned()))
-    } else {
-        Err("labfeed is stopping".to_owned())
-    };
+    let stored = LinkMessage::commit(tx, raw, Source::Tcp, peer.to_string(), instrument.to_owned()).await;
     let now = jiff::Timestamp::now();
     let control_id = next_control_id(now);
     match stored {
@@ -321,19 +309,8 @@ async fn handle_astm_events<W: tokio::io::AsyncWrite + Unpin>(
                 let _ = writer.flush().await;
             }
             Event::Message { id, text, raw } => {
-                let (reply_tx, reply_rx) = oneshot::channel();
-                let message = LinkMessage {
-                    bytes: bytes_to_store(text, raw, origin),
-                    source,
-                    origin: origin.to_owned(),
-                    instrument: instrument.to_owned(),
-                    reply: reply_tx,
-                };
-                let stored = if tx.send(Work::Link(message)).await.is_ok() {
-                    reply_rx.await.unwrap_or_else(|_| Err("labfeed is stopping".to_owned()))
-                } else {
-                    Err("labfeed is stopping".to_owned())
-                };
+                let bytes = bytes_to_store(text, raw, origin);
+                let stored = LinkMessage::commit(tx, bytes, source, origin.to_owned(), instrument.to_owned()).await;
                 let now = std::time::Instant::now();
                 match stored {
                     Ok(_) => queue.extend(link.committed(id, now)),

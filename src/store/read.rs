@@ -240,13 +240,6 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every participant, ordered by code.
-    pub fn participants(&self) -> Result<Vec<Participant>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT code, site FROM participant ORDER BY code")?;
-        let rows = stmt.query_map([], |r| Ok(Participant { code: r.get(0)?, site: r.get(1)? }))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {
         Ok(self
             .conn

@@ -279,6 +279,23 @@ pub struct NewProcessing {
     pub detail: Option<String>,
 }
 
+impl NewProcessing {
+    /// An arrival that yielded nothing (an aborted link session, an
+    /// interrupted receipt), with why.
+    pub fn aborted(receipt_id: ReceiptId, detail: impl Into<String>) -> NewProcessing {
+        NewProcessing {
+            receipt_id,
+            outcome: ProcessingOutcome::Aborted,
+            accepted: 0,
+            duplicates: 0,
+            mismatches: 0,
+            qc: 0,
+            errors: 0,
+            detail: Some(detail.into()),
+        }
+    }
+}
+
 /// One message found in a raw content.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -19,7 +19,6 @@ pub struct Tx<'c> {
     transaction: Transaction<'c>,
     reader: Reader<'c>,
     actor: String,
-    now: jiff::Timestamp,
     at: String,
 }
 
@@ -53,25 +52,11 @@ fn sample_json(s: &Sample) -> Value {
 
 impl<'c> Tx<'c> {
     pub(crate) fn new(transaction: Transaction<'c>, conn: &'c Connection, actor: &str) -> Tx<'c> {
-        // Whole seconds, so `now()` is exactly what the rows say.
-        let now = jiff::Timestamp::now();
-        let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
-        Tx { transaction, reader: Reader::new(conn), actor: actor.to_owned(), now, at: utc_text(now) }
+        Tx { transaction, reader: Reader::new(conn), actor: actor.to_owned(), at: utc_text(jiff::Timestamp::now()) }
     }
 
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         Ok(self.transaction.commit()?)
-    }
-
-    /// Who this transaction acts for (`labfeed` or a data manager).
-    pub fn actor(&self) -> &str {
-        &self.actor
-    }
-
-    /// The transaction's time: `at` of its audit rows and the time of the
-    /// rows it stamps itself (`processed_at`, `accepted_at`, …).
-    pub fn now(&self) -> jiff::Timestamp {
-        self.now
     }
 
     fn conn(&self) -> &Connection {

@@ -765,8 +765,8 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
     let watch = raw.watch.map(|w| {
         let span = w.span();
         let w = w.into_inner();
-        if w.poll_interval_seconds == 0 {
-            p.add(span.clone(), "watch.poll_interval_seconds", "must be at least 1");
+        if !(1..=86_400).contains(&w.poll_interval_seconds) {
+            p.add(span.clone(), "watch.poll_interval_seconds", "must be between 1 and 86400 seconds");
         }
         if !(w.settle_seconds.is_finite() && (0.0..=3600.0).contains(&w.settle_seconds)) {
             p.add(span.clone(), "watch.settle_seconds", "must be between 0 and 3600 seconds");

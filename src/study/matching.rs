@@ -229,7 +229,18 @@ fn convert(config: &Config, analyte: &str, result: &LabResult) -> Result<(f64, S
             detail: format!("value {} is not a number", quoted(result.value.as_deref())),
         });
     };
-    Ok((number * factor, canonical))
+    let value = number * factor;
+    if !value.is_finite() {
+        // Held here, or the store would refuse it and roll back everything with it.
+        return Err(Finding {
+            code: MismatchCode::Implausible,
+            detail: format!(
+                "value {} {reported_unit} is too large to convert to {canonical}",
+                quoted(result.value.as_deref())
+            ),
+        });
+    }
+    Ok((value, canonical))
 }
 
 /// Below the LLOQ: an exact value under it, or a `<`/`<=` bound at or under it
@@ -474,6 +485,19 @@ mod tests {
 
     fn hold_code(a: &Assessment) -> Option<&'static str> {
         a.hold.as_ref().map(|f| f.code.as_str())
+    }
+
+    #[test]
+    fn a_value_that_overflows_in_conversion_is_held_not_stored_as_infinity() {
+        let c = Config::from_toml(
+            &CONFIG.replacen("unit = \"mmol/L\"", "unit = \"mg/dL\"", 1).replace("[0.5, 50.0]", "[9.0, 900.0]"),
+            Path::new("example.toml"),
+        )
+        .unwrap();
+        let huge = format!("1{}", "0".repeat(307));
+        let a = run(&c, &result("U07-V4-T30", "2345-7", &huge, "mmol/L"));
+        assert_eq!(hold_code(&a), Some("IMPLAUSIBLE"), "{a:?}");
+        assert_eq!(a.value, None);
     }
 
     #[test]

@@ -42,6 +42,20 @@ fn problems_name_file_line_and_key_and_exit_2() {
 }
 
 #[test]
+fn a_poll_interval_too_large_for_a_timer_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("poll_interval_seconds = 2", "poll_interval_seconds = 18446744073709551615");
+    let path = dir.path().join("labfeed.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("watch.poll_interval_seconds: must be between 1 and 86400 seconds"), "{err}");
+}
+
+#[test]
 fn a_missing_config_file_is_a_usage_error_naming_the_path() {
     let out = labfeed(&["--config", "/nonexistent/labfeed.toml", "check-config"], None);
     assert_eq!(out.status.code(), Some(2));
