@@ -506,9 +506,9 @@ fn report_to_buffer(config_path: &Path, which: Report) -> anyhow::Result<Vec<u8>
 /// Open mismatches as `report mismatches` counts them (stored and
 /// MISSING_RESULT), in all and by code.
 fn open_mismatches(config_path: &Path) -> anyhow::Result<(usize, BTreeMap<String, usize>)> {
-    let (config, store) = report::open_for_reading(config_path)?;
-    let review = Review::load(&config, &store, false)?;
-    let rows = review.rows();
+    let (config, store) = crate::cli::open_for_reading(config_path)?;
+    let review = Review::load(&config, &store, false, false)?;
+    let rows = review.rows(&config);
     let mut by_code = BTreeMap::new();
     for row in &rows {
         *by_code.entry(row.code().to_owned()).or_insert(0) += 1;

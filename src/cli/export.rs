@@ -13,7 +13,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::cli::Outcome;
-use crate::cli::report::{deliver, open_for_reading};
+use crate::cli::open_for_reading;
+use crate::cli::report::deliver;
 use crate::report::{lb_records, write_lb_csv, write_results_csv};
 use crate::study::missing::missing_results;
 

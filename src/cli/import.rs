@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::{Outcome, load_config, open_study};
+use crate::cli::{Outcome, load_config, open_store};
 use crate::store::{Change, Participant, Sample, StoreError, Visit};
 use crate::study::import::{self, ImportError, Kind, Rows};
 
@@ -108,7 +108,7 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
         Ok(rows) => rows,
         Err(e) => return refuse(&e, err),
     };
-    let (_, mut store) = open_study(config_path)?;
+    let mut store = open_store(&config, config_path)?;
     let file = args.file.as_path();
     let result = store.write_with(&actor, |tx| {
         let mut counts = Counts::default();

@@ -144,11 +144,30 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 /// the database's directory when its parent exists (SPEC §7).
 pub fn open_study(config_path: &Path) -> anyhow::Result<(Config, Store)> {
     let config = load_config(config_path)?;
-    ensure_database_dir(&config)?;
-    let database = &config.storage.database;
-    let store = Store::open(database)
-        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
+    let store = open_store(&config, config_path)?;
     Ok((config, store))
+}
+
+/// Open the study database of a loaded configuration for writing (see [`open_study`]).
+pub fn open_store(config: &Config, config_path: &Path) -> anyhow::Result<Store> {
+    ensure_database_dir(config)?;
+    Store::open(&config.storage.database)
+        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))
+}
+
+/// Refuse a database that does not exist yet: for commands that read or
+/// decide on existing data, a wrong `storage.database` is a configuration
+/// problem (exit 2), never an empty study.
+pub fn require_database(config: &Config, config_path: &Path) -> anyhow::Result<()> {
+    let database = &config.storage.database;
+    if !database.exists() {
+        anyhow::bail!(
+            "the study database {} does not exist (storage.database in {}); nothing has been imported or received yet",
+            database.display(),
+            config_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Create the database's directory when it is missing and its parent exists
@@ -172,9 +191,11 @@ pub fn ensure_database_dir(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Load the configuration and open the study database read-only (reports,
-/// exports and status work while the daemon runs).
-pub fn open_study_read_only(config_path: &Path) -> anyhow::Result<(Config, Store)> {
+/// exports, status and audit checks work while the daemon runs). The
+/// database must exist ([`require_database`]).
+pub fn open_for_reading(config_path: &Path) -> anyhow::Result<(Config, Store)> {
     let config = load_config(config_path)?;
+    require_database(&config, config_path)?;
     let store = Store::open_read_only(&config.storage.database)
         .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
     Ok((config, store))

@@ -5,17 +5,16 @@
 //! works while the daemon writes): the rows and, for HTML, the current
 //! results and visits its curves are drawn from come from the same read.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::cli::{Outcome, load_config};
-use crate::report::html::{Snapshot, write_auc_html, write_mismatches_html};
+use crate::cli::{Outcome, open_for_reading};
+use crate::report::html::{Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
 use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
-use crate::store::{MismatchReport, ResultRow, Slot, Store, Visit};
+use crate::store::{MismatchReport, ResultRow, Store, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{MissingResult, missing_results};
 
@@ -109,17 +108,6 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
     Ok(Outcome::Ok)
 }
 
-/// The slots with an open mismatch: their points are marked on the AUC curves.
-fn flagged_slots(open: &[MismatchReport]) -> BTreeSet<Slot> {
-    open.iter()
-        .filter(|r| r.mismatch.resolution.is_none())
-        .filter_map(|r| {
-            let m = &r.mismatch;
-            Some(Slot::new(m.participant.as_deref()?, m.visit.as_deref()?, m.minute?, m.analyte.as_deref()?))
-        })
-        .collect()
-}
-
 fn mismatches(
     config_path: &Path,
     args: &MismatchesArgs,
@@ -127,8 +115,8 @@ fn mismatches(
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let review = Review::load(&config, &store, args.all)?;
-    let rows = review.rows();
+    let review = Review::load(&config, &store, args.all, args.format == ReportFormat::Html)?;
+    let rows = review.rows(&config);
     // The whole report is made before anything is written, so a failure never
     // leaves a half-written file behind.
     let mut buffer = Vec::new();
@@ -147,41 +135,42 @@ fn mismatches(
 }
 
 /// What `report mismatches` lists: the stored mismatches (open, or all) and
-/// the computed MISSING_RESULT rows, with the current results and visits the
-/// HTML curves are drawn from, all read from one snapshot.
+/// the computed MISSING_RESULT rows, with the visits and (for the HTML
+/// curves) the current results, all read from one snapshot.
 pub struct Review {
     pub stored: Vec<MismatchReport>,
     pub missing: Vec<MissingResult>,
+    /// Read only for the curves (`with_curves`): the costliest query.
     pub results: Vec<ResultRow>,
     pub visits: Vec<Visit>,
     /// The time the missing results were computed for (the report's "as of").
     pub now: jiff::Timestamp,
-    /// `[[visits]]` codes in configuration order: visits are listed in it.
-    pub visit_order: Vec<String>,
 }
 
 impl Review {
-    pub fn load(config: &Config, store: &Store, include_resolved: bool) -> anyhow::Result<Review> {
+    pub fn load(config: &Config, store: &Store, include_resolved: bool, with_curves: bool) -> anyhow::Result<Review> {
         let now = jiff::Timestamp::now();
         store
             .read(|r| {
                 let stored = r.mismatch_report(include_resolved)?;
-                let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+                let results: Vec<ResultRow> = match with_curves {
+                    true => r.current_results()?.into_iter().map(|c| c.result).collect(),
+                    false => Vec::new(),
+                };
                 let visits = r.visits()?;
                 let missing = missing_results(config, &visits, &r.slot_states()?, now);
-                let visit_order = config.visits.iter().map(|v| v.code.clone()).collect();
-                Ok(Review { stored, missing, results, visits, now, visit_order })
+                Ok(Review { stored, missing, results, visits, now })
             })
             .context("reading the mismatches")
     }
 
     /// Both kinds merged in report order, visits in configuration order
     /// (V2 before V10), as in `report auc` and `export lb`.
-    pub fn rows(&self) -> Vec<ReviewRow<'_>> {
+    pub fn rows(&self, config: &Config) -> Vec<ReviewRow<'_>> {
         let mut rows = review_rows(&self.stored, &self.missing);
         let rank = |visit: Option<&str>| match visit {
             None => (0, None),
-            Some(v) => match self.visit_order.iter().position(|c| c == v) {
+            Some(v) => match config.visit_index(v) {
                 Some(i) => (1, Some(i)),
                 None => (2, None),
             },
@@ -190,24 +179,6 @@ impl Review {
         rows.sort_by(|a, b| (a.participant(), rank(a.visit())).cmp(&(b.participant(), rank(b.visit()))));
         rows
     }
-}
-
-/// Load the configuration and open the study database read-only. A database
-/// that does not exist yet is a configuration problem (exit 2), not an empty
-/// report: a wrong `storage.database` must not look like a study with no data.
-pub fn open_for_reading(config_path: &Path) -> anyhow::Result<(Config, Store)> {
-    let config = load_config(config_path)?;
-    let database = &config.storage.database;
-    if !database.exists() {
-        anyhow::bail!(
-            "the study database {} does not exist (storage.database in {}); nothing has been imported or received yet",
-            database.display(),
-            config_path.display()
-        );
-    }
-    let store = Store::open_read_only(database)
-        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
-    Ok((config, store))
 }
 
 /// Write a finished report to `output` (created or replaced) or to `out`.

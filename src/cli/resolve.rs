@@ -10,7 +10,7 @@ use std::path::Path;
 
 use clap::{ArgGroup, Args};
 
-use crate::cli::{Outcome, load_config, open_study};
+use crate::cli::{Outcome, load_config, open_store, require_database};
 use crate::ingest::resolve::{Decision, ResolveError, resolve};
 use crate::store::MismatchId;
 
@@ -72,15 +72,9 @@ pub fn run(
         None => crate::cli::login_name(),
     };
     // A wrong storage.database must not create an empty study to resolve nothing in.
-    let database = load_config(config_path)?.storage.database;
-    if !database.exists() {
-        anyhow::bail!(
-            "the study database {} does not exist (storage.database in {})",
-            database.display(),
-            config_path.display()
-        );
-    }
-    let (config, mut store) = open_study(config_path)?;
+    let config = load_config(config_path)?;
+    require_database(&config, config_path)?;
+    let mut store = open_store(&config, config_path)?;
     match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
         Ok(done) => {
             writeln!(out, "mismatch {} ({}) resolved by {by}: {}", done.mismatch_id, done.code, done.summary)?;

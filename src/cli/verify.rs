@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::{Outcome, open_study_read_only};
+use crate::cli::{Outcome, open_for_reading};
 
 pub fn run(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let (_, store) = open_study_read_only(config_path)?;
+    let (_, store) = open_for_reading(config_path)?;
     let report = store.verify_audit_chain()?;
     match (&report.broken, &report.head) {
         (None, Some((seq, hash))) => {

@@ -261,7 +261,7 @@ impl Work<'_> {
                 self.refuse("assigned", format!("participant {} is not in the participant list", target.participant))
             );
         }
-        if !self.config.visits.is_empty() && !self.config.visits.iter().any(|v| v.code == target.visit) {
+        if !self.config.accepts_visit(&target.visit) {
             return Err(self.refuse("assigned", format!("visit {} is not a configured visit", target.visit)));
         }
         let (result, sender, link) = self.reported(tx, &observation)?;
@@ -445,8 +445,7 @@ impl Work<'_> {
     }
 
     fn mismatch_slot(&self) -> Option<Slot> {
-        let m = self.mismatch;
-        Some(Slot::new(m.participant.clone()?, m.visit.clone()?, m.minute?, m.analyte.clone()?))
+        self.mismatch.slot()
     }
 
     /// The result as the analyzer reported it, its sender and its link's instrument.

@@ -22,7 +22,7 @@ use crate::report::auc::{AUC_COLUMNS, auc_record};
 use crate::report::format::{format_value, utc_time};
 use crate::report::mismatches::{MISSING_RESULT, MismatchTextOptions, ReviewRow, mismatch_record};
 use crate::report::plot::{Curve, Point, Series, curve_svg};
-use crate::store::{MismatchCode, ResultRow, Slot, Visit};
+use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
 use crate::study::auc::AucRow;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule};
 use crate::study::missing::Absence;
@@ -276,16 +276,8 @@ fn write_curve(h: &mut Html, curve: &Curve) -> io::Result<()> {
 
 /// A stored mismatch that names its whole slot and is still open flags that
 /// point on the curve.
-fn flagged_slots(rows: &[ReviewRow<'_>]) -> BTreeSet<Slot> {
-    rows.iter()
-        .filter_map(|row| match row {
-            ReviewRow::Stored(r) if r.mismatch.resolution.is_none() => {
-                let m = &r.mismatch;
-                Some(Slot::new(m.participant.as_deref()?, m.visit.as_deref()?, m.minute?, m.analyte.as_deref()?))
-            }
-            _ => None,
-        })
-        .collect()
+pub fn flagged_slots<'a>(stored: impl IntoIterator<Item = &'a MismatchReport>) -> BTreeSet<Slot> {
+    stored.into_iter().filter(|r| r.mismatch.resolution.is_none()).filter_map(|r| r.mismatch.slot()).collect()
 }
 
 /// Rows of one participant and visit (or of none), in the order given.
@@ -356,7 +348,10 @@ pub fn write_mismatches_html(
         h.close("ol").close("nav").line();
     }
 
-    let flagged = flagged_slots(rows);
+    let flagged = flagged_slots(rows.iter().filter_map(|row| match row {
+        ReviewRow::Stored(r) => Some(*r),
+        ReviewRow::Missing(_) => None,
+    }));
     let results = results_by_visit(snapshot.results);
     for (i, g) in groups.iter().enumerate() {
         let id = format!("g{}", i + 1);
@@ -513,7 +508,7 @@ pub fn write_auc_html(
     write_settings(&mut h, config);
 
     let results = results_by_visit(snapshot.results);
-    let baseline = config.visits.iter().find(|v| v.baseline).map(|v| v.code.as_str());
+    let baseline = config.baseline_visit().map(|v| v.code.as_str());
     for of_participant in rows.chunk_by(|a, b| a.participant == b.participant) {
         let Some(first) = of_participant.first() else { continue };
         let participant = first.participant.as_str();
@@ -580,7 +575,7 @@ fn write_auc_table(h: &mut Html, rows: &[AucRow], config: &Config, baseline: Opt
 /// The `[mmtt]` settings and baseline visit that the numbers depend on.
 fn write_settings(h: &mut Html, config: &Config) {
     let m = &config.mmtt;
-    let span = m.auc_to - m.auc_from;
+    let span = i64::from(m.auc_to) - i64::from(m.auc_from);
     let range = format!(
         "minutes {} to {}: linear trapezoid on the nominal minutes; auc in unit·min, auc_mean = auc / {span} min",
         m.auc_from, m.auc_to
@@ -613,7 +608,7 @@ fn write_settings(h: &mut Html, config: &Config) {
              a missing first or last point gives no AUC"
         }
     };
-    let base = match config.visits.iter().find(|v| v.baseline) {
+    let base = match config.baseline_visit() {
         Some(v) => format!(
             "{}: delta_auc_mean is a visit's auc_mean minus this visit's, for the same participant and analyte",
             visit_title(config, &v.code)

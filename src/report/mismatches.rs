@@ -96,6 +96,7 @@ pub fn state(row: &ReviewRow<'_>) -> &'static str {
 /// The fields of one row, in [`MISMATCH_COLUMNS`] order; absent ones empty.
 /// A missing result has no id (it is not stored, so nothing to resolve).
 pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
+    let state = state(row).to_owned();
     let row = match row {
         ReviewRow::Stored(r) => r,
         ReviewRow::Missing(m) => {
@@ -114,7 +115,7 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
                 m.detail.clone(),
                 String::new(),
                 String::new(),
-                "open".to_owned(),
+                state,
             ];
         }
     };
@@ -136,7 +137,7 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
         m.detail.clone(),
         p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),
-        if m.resolution.is_some() { "resolved" } else { "open" }.to_owned(),
+        state,
     ]
 }
 

@@ -116,9 +116,10 @@ impl Ranged for Minutes {
     type ValueType = i32;
 
     fn map(&self, value: &i32, limit: (i32, i32)) -> i32 {
-        let span = f64::from(self.range.end - self.range.start).max(1.0);
-        let at = f64::from(value - self.range.start) / span;
-        limit.0 + (at * f64::from(limit.1 - limit.0)).round() as i32
+        // In f64: minutes come from outside and may be anything an i32 holds.
+        let span = (f64::from(self.range.end) - f64::from(self.range.start)).max(1.0);
+        let at = (f64::from(*value) - f64::from(self.range.start)) / span;
+        limit.0 + (at * (f64::from(limit.1) - f64::from(limit.0))).round() as i32
     }
 
     fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<i32> {

@@ -177,7 +177,7 @@ struct Planned<'a> {
 
 impl Planned<'_> {
     fn key(&self, config: &Config) -> SortKey {
-        let rank = match config.visits.iter().position(|v| v.code == self.visit) {
+        let rank = match config.visit_index(self.visit) {
             Some(i) => (i, String::new()),
             None => (usize::MAX, self.visit.to_owned()),
         };
@@ -187,7 +187,7 @@ impl Planned<'_> {
     /// A record with the identification and timing filled, results empty.
     fn record(&self, config: &Config) -> LbRecord {
         let studyid = config.study.id.clone();
-        let configured = config.visits.iter().position(|v| v.code == self.visit);
+        let configured = config.visit_index(self.visit);
         let visit = configured.and_then(|i| config.visits.get(i));
         let tptnum = config.mmtt.timepoints.iter().position(|&m| i64::from(m) == self.minute);
         let analyte = config.analytes.get(self.analyte);

@@ -477,6 +477,13 @@ pub struct MismatchRow {
     pub resolution: Option<ResolutionRow>,
 }
 
+impl MismatchRow {
+    /// The slot the mismatch is about, when it names all of it.
+    pub fn slot(&self) -> Option<Slot> {
+        Some(Slot::new(self.participant.clone()?, self.visit.clone()?, self.minute?, self.analyte.clone()?))
+    }
+}
+
 /// A stored decision on a mismatch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolutionRow {

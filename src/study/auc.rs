@@ -114,7 +114,7 @@ pub fn series_auc(mmtt: &Mmtt, values: &BTreeMap<i32, f64>) -> SeriesAuc {
         minutes.iter().zip(&measured).filter(|(_, v)| v.is_none()).map(|(&t, _)| t).collect();
     let points = measured.iter().filter(|v| v.is_some()).count();
     let complete = missing_minutes.is_empty();
-    let span = f64::from(mmtt.auc_to - mmtt.auc_from);
+    let span = f64::from(mmtt.auc_to) - f64::from(mmtt.auc_from);
     let none = |missing_minutes| SeriesAuc { auc: None, auc_mean: None, points, complete, missing_minutes };
     if minutes.len() < 2 || span <= 0.0 {
         return none(missing_minutes);
@@ -127,8 +127,11 @@ pub fn series_auc(mmtt: &Mmtt, values: &BTreeMap<i32, f64>) -> SeriesAuc {
             None => return none(missing_minutes),
         },
     };
-    let auc: f64 =
-        minutes.windows(2).zip(filled.windows(2)).map(|(t, v)| (v[0] + v[1]) / 2.0 * f64::from(t[1] - t[0])).sum();
+    let auc: f64 = minutes
+        .windows(2)
+        .zip(filled.windows(2))
+        .map(|(t, v)| (v[0] + v[1]) / 2.0 * (f64::from(t[1]) - f64::from(t[0])))
+        .sum();
     SeriesAuc { auc: Some(auc), auc_mean: Some(auc / span), points, complete, missing_minutes }
 }
 
@@ -168,8 +171,8 @@ pub fn compute(config: &Config, results: &[ResultRow]) -> Vec<AucRow> {
             values.insert(minute, v);
         }
     }
-    let visit_rank = |code: &str| config.visits.iter().position(|v| v.code == code).unwrap_or(usize::MAX);
-    let baseline_visit = config.visits.iter().find(|v| v.baseline).map(|v| v.code.as_str());
+    let visit_rank = |code: &str| config.visit_index(code).unwrap_or(usize::MAX);
+    let baseline_visit = config.baseline_visit().map(|v| v.code.as_str());
     let aucs: BTreeMap<&(String, String, String), SeriesAuc> =
         series.iter().map(|(key, values)| (key, series_auc(mmtt, values))).collect();
     let mut keys: Vec<&(String, String, String)> = aucs.keys().copied().collect();

@@ -548,6 +548,17 @@ impl Config {
     pub fn baseline_visit(&self) -> Option<&Visit> {
         self.visits.iter().find(|v| v.baseline)
     }
+
+    /// The position of a visit in `[[visits]]`: the order reports list visits in.
+    pub fn visit_index(&self, code: &str) -> Option<usize> {
+        self.visits.iter().position(|v| v.code == code)
+    }
+
+    /// Whether results may name this visit: any visit when none are
+    /// configured, else only a configured one.
+    pub fn accepts_visit(&self, code: &str) -> bool {
+        self.visits.is_empty() || self.visit_index(code).is_some()
+    }
 }
 
 fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {

@@ -172,7 +172,7 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
             Ok(value.to_owned())
         };
         let check_visit = |visit: &str| -> Result<(), ImportError> {
-            if !config.visits.is_empty() && !config.visits.iter().any(|v| v.code == visit) {
+            if !config.accepts_visit(visit) {
                 let codes: Vec<&str> = config.visits.iter().map(|v| v.code.as_str()).collect();
                 return Err(err(
                     line,

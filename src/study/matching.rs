@@ -198,7 +198,7 @@ pub fn match_sample(config: &Config, sample_id: Option<&str>, study: &dyn StudyD
     if !study.participant_exists(&participant) {
         return Err(format!("sample {id:?} names participant {participant}, who is not in the participant list"));
     }
-    if !config.visits.is_empty() && !config.visits.iter().any(|v| v.code == visit) {
+    if !config.accepts_visit(&visit) {
         return Err(format!("sample {id:?} names visit {visit}, which is not a configured visit"));
     }
     Ok(SampleSlot { participant, visit, minute, source: MatchSource::Pattern })
