@@ -164,6 +164,9 @@ fn close_interrupted_receipts(store: &mut Store) -> anyhow::Result<()> {
 
 async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) -> anyhow::Result<Outcome> {
     let (tx, rx) = mpsc::channel::<Work>(4096);
+    // Files whose commit failed go back to the watcher (with --once, they
+    // simply stay in the inbox for the next run).
+    let (retry_tx, retry_rx) = mpsc::unbounded_channel::<PathBuf>();
     let stopping = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let writer = {
@@ -171,7 +174,7 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
         let watch_config = watch_config.clone();
         std::thread::Builder::new()
             .name("labfeed-writer".into())
-            .spawn(move || Writer::new(store, config, watch_config, stopping).run(rx))
+            .spawn(move || Writer::new(store, config, watch_config, stopping, retry_tx).run(rx))
             .context("starting the writer thread")?
     };
 
@@ -210,7 +213,7 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
         listeners.push(tokio::spawn(task));
     }
     drop(tx);
-    let sources = tokio::spawn(supervise_watch(watch_config.clone(), arrival_tx, stop_rx.clone()));
+    let sources = tokio::spawn(supervise_watch(watch_config.clone(), arrival_tx, retry_rx, stop_rx.clone()));
     let watchdog = tokio::spawn(watchdog(stop_rx));
     service::ready();
     service::status(&format!("watching {}", watch_config.inbox.display()));
@@ -252,14 +255,19 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 /// Runs the inbox watcher, restarting it with a back-off when it fails (a
 /// removed or unmounted inbox), until told to stop.
-async fn supervise_watch(config: Watch, tx: mpsc::Sender<Arrival>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn supervise_watch(
+    config: Watch,
+    tx: mpsc::Sender<Arrival>,
+    mut retries: mpsc::UnboundedReceiver<PathBuf>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut stop_for_task = stop.clone();
         let shutdown = async move {
             let _ = stop_for_task.wait_for(|s| *s).await;
         };
-        match watch::watch(config.clone(), tx.clone(), shutdown).await {
+        match watch::watch_with_retries(config.clone(), tx.clone(), &mut retries, shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 error!(error = %e, retry_in = ?backoff, "the inbox watcher failed; restarting it");
@@ -298,12 +306,20 @@ struct Writer {
     config: Arc<Config>,
     watch: Watch,
     stopping: Arc<AtomicBool>,
+    /// Files whose commit failed, back to the watcher to be taken again.
+    retry: mpsc::UnboundedSender<PathBuf>,
     outcome: Outcome,
 }
 
 impl Writer {
-    fn new(store: Store, config: Arc<Config>, watch: Watch, stopping: Arc<AtomicBool>) -> Writer {
-        Writer { store, config, watch, stopping, outcome: Outcome::Ok }
+    fn new(
+        store: Store,
+        config: Arc<Config>,
+        watch: Watch,
+        stopping: Arc<AtomicBool>,
+        retry: mpsc::UnboundedSender<PathBuf>,
+    ) -> Writer {
+        Writer { store, config, watch, stopping, retry, outcome: Outcome::Ok }
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Outcome {
@@ -380,6 +396,9 @@ impl Writer {
                 // retried; links are told, so the analyzer is not acknowledged and resends.
                 error!(error = %e, files = files.len(), messages = links.len(), "could not commit; nothing acknowledged");
                 self.outcome = Outcome::Usage;
+                for (path, _) in files {
+                    let _ = self.retry.send(path);
+                }
                 for link in links {
                     let _ = link.reply.send(Err(format!("the message could not be stored: {e}")));
                 }

@@ -424,19 +424,36 @@ pub async fn watch(
     tx: mpsc::Sender<Arrival>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WatchError> {
+    let (_no_retries, mut retries) = mpsc::unbounded_channel();
+    watch_with_retries(watch, tx, &mut retries, shutdown).await
+}
+
+/// [`watch`], also taking back paths whose hand-over came to nothing (their
+/// commit failed): they are forgotten as handed over, so the next scan takes
+/// them again.
+pub async fn watch_with_retries(
+    watch: Watch,
+    tx: mpsc::Sender<Arrival>,
+    retries: &mut mpsc::UnboundedReceiver<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WatchError> {
     tokio::select! {
         biased;
         () = shutdown => {
             tracing::debug!("inbox watcher stopped");
             Ok(())
         }
-        result = run(watch, tx) => result,
+        result = run(watch, tx, retries) => result,
     }
 }
 
 /// The watcher proper; cancelled (dropped) at shutdown, which is safe at any
 /// await point: all that is lost is memory, and the files stay in the inbox.
-async fn run(watch: Watch, tx: mpsc::Sender<Arrival>) -> Result<(), WatchError> {
+async fn run(
+    watch: Watch,
+    tx: mpsc::Sender<Arrival>,
+    retries: &mut mpsc::UnboundedReceiver<PathBuf>,
+) -> Result<(), WatchError> {
     let inbox = watch.inbox.clone();
     let period = Duration::from_secs(watch.poll_interval_seconds.max(1));
     let (event_tx, mut events) = mpsc::unbounded_channel();
@@ -489,6 +506,10 @@ async fn run(watch: Watch, tx: mpsc::Sender<Arrival>) -> Result<(), WatchError> 
                 None => return Err(WatchError::Stopped { path: inbox }),
             },
             _ = tick.tick() => scan_due = true,
+            Some(path) = retries.recv() => {
+                tracing::info!("{} is taken again at the next scan (its commit failed)", path.display());
+                tracker.sent.remove(&path);
+            }
             () = tokio::time::sleep_until(deadline.unwrap_or(start)), if deadline.is_some() => {}
         }
 

@@ -251,3 +251,28 @@ fn sigterm_exits_0_within_5_seconds_and_a_second_instance_is_refused() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_file_whose_commit_failed_is_taken_again_while_the_daemon_runs() {
+    let s = Study::new();
+    let child = s.start();
+    // Another process holds the database's write lock longer than the busy timeout (5 s).
+    let blocker = rusqlite::Connection::open(s.t.lib("labfeed.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::fs::write(s.inbox().join("blocked.astm"), upload(7, 3)).unwrap();
+    let log = s.t.dir.path().join("daemon.log");
+    wait_for(
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("could not commit")),
+        "the commit to fail while the lock is held",
+    );
+    assert!(s.inbox().join("blocked.astm").exists(), "the file stays in the inbox");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    // Taken again at the next scan, without a restart.
+    wait_for(
+        || archived(&s.archive()).iter().any(|p| p.ends_with("blocked.astm")),
+        "the file to be taken again and archived",
+    );
+    assert!(s.export().iter().any(|row| row.starts_with("U007,")), "{:?}", s.export());
+    stop(child);
+}
