@@ -482,13 +482,29 @@ fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Strin
     match inbox::inspect(path, max_bytes) {
         inbox::Entry::Gone => Ok(None),
         inbox::Entry::Refuse(reason) => Err(reason),
-        inbox::Entry::File { .. } => match std::fs::read(path) {
-            Ok(bytes) if bytes.len() as u64 > max_bytes => {
-                Err(format!("{} grew past the size limit while it was read", file_name(path)))
-            }
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{} could not be read: {e}", file_name(path))),
-        },
+        inbox::Entry::File { .. } => read_regular_file(path, max_bytes),
     }
+}
+
+/// Read what was inspected, without following a link or blocking on a FIFO
+/// that took its place in between (the inbox is written by others).
+fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let cannot = |e: std::io::Error| format!("{} could not be read: {e}", file_name(path));
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(cannot(e)),
+    };
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(format!("{} was replaced by something that is not a regular file", file_name(path)));
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("{} grew past the size limit while it was read", file_name(path)));
+    }
+    Ok(Some(bytes))
 }
