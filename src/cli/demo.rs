@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::astm::sender::{Action, Outcome as SendOutcome, Report as SendReport, Sender, SenderConfig};
+use crate::astm::sender::{Outcome as SendOutcome, Report as SendReport};
 use crate::cli::import::{ImportArgs, KindArg};
 use crate::cli::report::{self, AucArgs, MismatchesArgs, Report, ReportArgs, ReportFormat, Review};
+use crate::cli::simulate::Line;
 use crate::cli::{Outcome, load_config};
 use crate::study::config::Watch;
 
@@ -393,38 +394,44 @@ impl SerialLine {
 
     /// Send `text` (ASTM records) as one E1381 session and return the sender's report.
     fn send(&self, text: &[u8], daemon: &mut Daemon) -> anyhow::Result<SendReport> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut line = PtyLine { master: &self.master, wait: Duration::ZERO };
+        let to = self.path.display().to_string();
+        crate::cli::simulate::drive_sender(&mut line, text, &to, &mut || daemon.check_running())
+    }
+}
 
-        let mut master = &self.master;
-        let mut sender = Sender::new(&[text], SenderConfig::default());
-        let mut pending = sender.start(Instant::now());
-        let mut buf = [0u8; 512];
-        loop {
-            for action in pending.drain(..) {
-                match action {
-                    Action::Send(bytes) => master.write_all(&bytes).context("writing to the line")?,
-                    Action::Done(report) => return Ok(report),
-                }
-            }
-            daemon.check_running()?;
-            // Wake at the sender's next deadline, and at least every 200 ms to check on the daemon.
-            let wait = sender
-                .next_deadline()
-                .map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()))
-                .min(Duration::from_millis(200));
-            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
-            let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, timeout).context("waiting for the daemon's answer on the line")?;
-            if ready > 0 {
-                let n = master.read(&mut buf).context("reading the daemon's answer from the line")?;
-                if n == 0 {
-                    bail!("the line was closed");
-                }
-                pending = sender.feed(buf.get(..n).unwrap_or_default(), Instant::now());
-            } else {
-                pending = sender.tick(Instant::now());
-            }
+/// The pty's master end as a [`Line`]: reads wait with poll(2), at most
+/// 200 ms at a time, so the daemon is checked on between them.
+struct PtyLine<'a> {
+    master: &'a File,
+    wait: Duration,
+}
+
+impl Read for PtyLine<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let timeout = PollTimeout::try_from(self.wait).unwrap_or(PollTimeout::ZERO);
+        let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, timeout)? == 0 {
+            return Err(std::io::ErrorKind::TimedOut.into());
         }
+        self.master.read(buf)
+    }
+}
+
+impl Write for PtyLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.master.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.master.flush()
+    }
+}
+
+impl Line for PtyLine<'_> {
+    fn set_wait(&mut self, wait: Duration) {
+        self.wait = wait.min(Duration::from_millis(200));
     }
 }
 

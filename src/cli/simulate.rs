@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::astm::sender::{Action, Outcome as SendOutcome, Sender, SenderConfig};
+use crate::astm::sender::{Action, Outcome as SendOutcome, Report as SendReport, Sender, SenderConfig};
 use crate::cli::Outcome;
 use crate::model::Format;
 
@@ -63,8 +63,8 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> 
     }
 }
 
-/// A byte line to an analyzer's peer: TCP or a serial port.
-trait Line: Read + Write {
+/// A byte line to an analyzer's peer: TCP, a serial port, the demo's pty.
+pub trait Line: Read + Write {
     /// How long the next read may wait.
     fn set_wait(&mut self, wait: Duration);
 }
@@ -111,39 +111,51 @@ fn send_astm(
     file: &Path,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
+    let report = drive_sender(stream, text, to, &mut || Ok(()))?;
+    let verdict = match &report.outcome {
+        SendOutcome::Delivered => "delivered".to_owned(),
+        SendOutcome::Aborted(why) => format!("aborted: {why}"),
+        SendOutcome::NoAnswer => "no answer to ENQ".to_owned(),
+        SendOutcome::ReceiverBusy => "receiver busy (NAK to every ENQ)".to_owned(),
+        SendOutcome::Contention => "line contention (the receiver kept bidding)".to_owned(),
+        SendOutcome::Interrupted => "interrupted by the receiver (EOT)".to_owned(),
+    };
+    writeln!(
+        out,
+        "{} → {to} (ASTM E1381): {verdict}; {} frames sent, {} ACKed, {} NAKs, {} retransmissions",
+        file.display(),
+        report.frames_sent,
+        report.frames_acked,
+        report.naks,
+        report.retransmissions
+    )?;
+    Ok(if report.outcome == SendOutcome::Delivered { Outcome::Ok } else { Outcome::Rejected })
+}
+
+/// Send `text` (ASTM records) as one E1381 session over `line`, driving the
+/// sans-IO [`Sender`] with the line's bytes and the clock, and return its
+/// report. `idle` runs between reads (the demo checks on its daemon there).
+pub fn drive_sender(
+    line: &mut dyn Line,
+    text: &[u8],
+    to: &str,
+    idle: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<SendReport> {
     let mut sender = Sender::new(&[text], SenderConfig::default());
     let mut pending = sender.start(Instant::now());
     let mut buf = [0u8; 4096];
     loop {
         for action in pending.drain(..) {
             match action {
-                Action::Send(bytes) => stream.write_all(&bytes).context("sending")?,
-                Action::Done(report) => {
-                    let verdict = match &report.outcome {
-                        SendOutcome::Delivered => "delivered".to_owned(),
-                        SendOutcome::Aborted(why) => format!("aborted: {why}"),
-                        SendOutcome::NoAnswer => "no answer to ENQ".to_owned(),
-                        SendOutcome::ReceiverBusy => "receiver busy (NAK to every ENQ)".to_owned(),
-                        SendOutcome::Contention => "line contention (the receiver kept bidding)".to_owned(),
-                        SendOutcome::Interrupted => "interrupted by the receiver (EOT)".to_owned(),
-                    };
-                    writeln!(
-                        out,
-                        "{} → {to} (ASTM E1381): {verdict}; {} frames sent, {} ACKed, {} NAKs, {} retransmissions",
-                        file.display(),
-                        report.frames_sent,
-                        report.frames_acked,
-                        report.naks,
-                        report.retransmissions
-                    )?;
-                    return Ok(if report.outcome == SendOutcome::Delivered { Outcome::Ok } else { Outcome::Rejected });
-                }
+                Action::Send(bytes) => line.write_all(&bytes).context("sending")?,
+                Action::Done(report) => return Ok(report),
             }
         }
+        idle()?;
         let wait =
             sender.next_deadline().map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()));
-        stream.set_wait(wait);
-        match stream.read(&mut buf) {
+        line.set_wait(wait);
+        match line.read(&mut buf) {
             Ok(0) => anyhow::bail!("{to} closed the connection"),
             Ok(n) => pending = sender.feed(buf.get(..n).unwrap_or_default(), Instant::now()),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
