@@ -11,6 +11,9 @@ use serde::Serialize;
 use crate::timestamp::Timestamp;
 use crate::value::{Comparator, Number};
 
+/// The UTF-8 byte order mark some tools write at the start of a file.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Which wire format a message came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,9 +1,7 @@
 //! Which parser a file needs, decided from its first bytes.
 
-use crate::model::{Format, MessageError, MessageOutcome, ParseOptions};
+use crate::model::{Format, MessageError, MessageOutcome, ParseOptions, UTF8_BOM};
 use crate::{astm, hl7};
-
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Guess the format from the first meaningful bytes: after a UTF-8 BOM and
 /// white space, `MSH`/`FHS`/`BHS` or an MLLP start block (0x0B) mean HL7;
@@ -36,14 +34,13 @@ pub fn parse_bytes(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut
             Some(Format::Hl7)
         }
         None => {
-            let body = input.strip_prefix(UTF8_BOM).unwrap_or(input);
-            let text = if body.iter().all(u8::is_ascii_whitespace) {
+            let offset = input.strip_prefix(UTF8_BOM).map_or(0, |_| UTF8_BOM.len());
+            let text = if input.get(offset..).unwrap_or_default().iter().all(u8::is_ascii_whitespace) {
                 "the file is empty: expected an ASTM message (H|\\^&…) or an HL7 message (MSH|^~\\&…)".to_owned()
             } else {
                 "expected an ASTM header record (H|\\^&…), ASTM link framing (ENQ/STX) or an HL7 message (MSH|^~\\&…)"
                     .to_owned()
             };
-            let offset = input.strip_prefix(UTF8_BOM).map_or(0, |_| UTF8_BOM.len());
             on_message(Err(MessageError { number: 1, offset, span: 0..input.len(), text }));
             None
         }

@@ -56,10 +56,8 @@ pub mod sender;
 pub use frame::{Frame, FrameEnd, checksum, encode_frames};
 pub use record::{Delimiters, escape, unescape};
 
-use crate::model::{MessageOutcome, ParseOptions};
+use crate::model::{MessageOutcome, ParseOptions, UTF8_BOM};
 use message::{Engine, Framed, LinkFindings, StampCache, Unframed};
-
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Parse a whole dropped file, reporting one outcome per H…L message (and
 /// one error per stretch of records outside a message) in file order.

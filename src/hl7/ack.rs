@@ -42,9 +42,8 @@ use memchr::memchr2;
 
 use super::encoding::{Delimiters, escape, read_msh_delimiters, show};
 use super::segment::piece;
-use crate::model::MessageOutcome;
+use crate::model::{MessageOutcome, UTF8_BOM};
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const CR: u8 = b'\r';
 const LF: u8 = b'\n';
 /// MSH-12 of a generic ACK (no usable MSH in the original).

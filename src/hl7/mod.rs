@@ -50,10 +50,9 @@ use memchr::{memchr, memchr2};
 
 pub use encoding::{Delimiters, escape, unescape};
 
-use crate::model::{MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
+use crate::model::{MessageError, MessageOutcome, ParseOptions, ParsedMessage, UTF8_BOM, Warning};
 use segment::{CR, LF, UnitKind, piece};
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const DOS_EOF: u8 = 0x1A;
 
 /// Parse a whole file's bytes, reporting each MSH message in file order.

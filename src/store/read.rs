@@ -523,9 +523,7 @@ impl<'c> Reader<'c> {
     pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT count(*) FROM mismatch m WHERE NOT EXISTS (SELECT 1 FROM resolution s WHERE s.mismatch_id = m.id)",
-            )?
+            .prepare_cached("SELECT count(*) FROM open_mismatch")?
             .query_row([], |r| r.get::<_, i64>(0))
             .map(|n| n.max(0) as u64)?)
     }

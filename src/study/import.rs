@@ -107,7 +107,7 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
         column: column.map(str::to_owned),
         message,
     };
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let body = bytes.strip_prefix(crate::model::UTF8_BOM).unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(body);
     let headers: Vec<String> = reader
         .headers()
