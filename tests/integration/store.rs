@@ -81,6 +81,7 @@ fn observation(tx: &mut Tx<'_>, message: MessageId, seq: u32, slot: &Slot, value
         flags: None,
         status: Some("F".to_owned()),
         collected_at: labfeed::timestamp::Timestamp::parse("20260302084500").unwrap(),
+        collected_offset: None,
         resulted_at: None,
         qc: false,
         matched: Matched {
@@ -387,7 +388,7 @@ fn results_need_a_known_participant_and_a_finite_value() {
 fn study_data_upserts_are_idempotent_and_audit_old_and_new_values() {
     let (_dir, path) = temp_db();
     let mut store = Store::open(&path).unwrap();
-    let meal = |t: &str| Some(t.parse::<jiff::civil::DateTime>().unwrap());
+    let meal = |t: &str| Some(t.parse::<labfeed::local_time::LocalTime>().unwrap());
     let visit = Visit { participant: "U07".into(), visit: "V0".into(), meal_start: meal("2026-03-02T07:45") };
     let sample = Sample { sample_id: "U07-V0-T000".into(), participant: "U07".into(), visit: "V0".into(), minute: 0 };
     let import = |store: &mut Store, visit: &Visit| {
