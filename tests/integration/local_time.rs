@@ -232,3 +232,37 @@ fn a_collection_time_in_the_skipped_hour_is_accepted_and_flagged_never_shifted()
         .collect();
     assert_eq!(offsets, [None, None]);
 }
+
+#[test]
+fn a_version_2_database_gains_collected_offset_empty_for_its_observations_and_checked_for_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for m in &labfeed::store::MIGRATIONS[..2] {
+        conn.execute_batch(m.sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO raw (id, sha256, size, format, content, first_received_at)
+           VALUES (1, printf('%064d', 0), 1, 'astm', x'00', '2026-03-02T10:00:00Z');
+         INSERT INTO message (id, raw_id, number, span_start, span_end) VALUES (1, 1, 1, 0, 1);
+         INSERT INTO observation (id, message_id, seq, byte_offset, qc, outcome, collected_at)
+           VALUES (1, 1, 1, 0, 0, 'accepted', '2026-10-25T02:20:00');",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = labfeed::store::Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), labfeed::store::latest_version());
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old: Option<String> =
+        conn.query_row("SELECT collected_offset FROM observation WHERE id = 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(old, None, "an old observation made no choice");
+    let bad = conn.execute(
+        "INSERT INTO observation (message_id, seq, byte_offset, qc, outcome, collected_offset)
+           VALUES (1, 2, 0, 0, 'accepted', 'CEST')",
+        [],
+    );
+    assert!(bad.is_err(), "only +HH:MM / -HH:MM is stored");
+}
