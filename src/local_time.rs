@@ -89,11 +89,25 @@ pub enum LocalTimeError {
         offset_text(*second)
     )]
     Repeated { time: DateTime, zone: String, first: Offset, second: Offset },
-    #[error("{}{} is not a time {zone} has: {}", minutes(*time), offset_text(*given), wrong_offset_reason(*time, zone, *occurrence, *given))]
-    WrongOffset { time: DateTime, zone: String, given: Offset, occurrence: Occurrence },
+    #[error("{}{} is not a time {zone} has: {}", minutes(*time), offset_text(*given), wrong_offset_reason(*time, *occurrence, *instead))]
+    WrongOffset {
+        time: DateTime,
+        zone: String,
+        given: Offset,
+        occurrence: Occurrence,
+        /// For a skipped local time: the zone's own reading of the instant given.
+        instead: Option<Zoned>,
+    },
 }
 
-fn wrong_offset_reason(time: DateTime, zone: &str, occurrence: Occurrence, given: Offset) -> String {
+/// A wall-clock reading with the zone's offset then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zoned {
+    pub civil: DateTime,
+    pub offset: Offset,
+}
+
+fn wrong_offset_reason(time: DateTime, occurrence: Occurrence, instead: Option<Zoned>) -> String {
     match occurrence {
         Occurrence::Once(o) => format!("at {} it is at {}", minutes(time), offset_text(o)),
         Occurrence::Twice { first, second } => format!(
@@ -103,11 +117,8 @@ fn wrong_offset_reason(time: DateTime, zone: &str, occurrence: Occurrence, given
             offset_text(second)
         ),
         Occurrence::Skipped { before, after } => {
-            let there = given
-                .to_timestamp(time)
-                .ok()
-                .and_then(|at| TimeZone::get(zone).ok().map(|z| z.to_datetime(at)))
-                .map(|local| format!("; that instant is {}{} there", minutes(local), offset_text(after)))
+            let there = instead
+                .map(|z| format!("; that instant is {}{} there", minutes(z.civil), offset_text(z.offset)))
                 .unwrap_or_default();
             format!(
                 "{} does not exist there (the clocks jump from {} to {}){there}",
@@ -122,12 +133,18 @@ fn wrong_offset_reason(time: DateTime, zone: &str, occurrence: Occurrence, given
 /// Check that a meal start names exactly one instant in `zone` (`zone_name`
 /// is only for messages): a skipped local time is refused, a repeated one
 /// needs its offset, and a given offset must be one the zone has then.
-pub fn check_meal_start(zone: &TimeZone, zone_name: &str, time: LocalTime) -> Result<LocalTime, LocalTimeError> {
-    let found = occurrence(zone, time.civil);
+pub fn check_meal_start(tz: &TimeZone, zone_name: &str, time: LocalTime) -> Result<LocalTime, LocalTimeError> {
+    let found = occurrence(tz, time.civil);
     let zone = zone_name.to_owned();
     match (time.offset, found) {
         (Some(given), found) if found.offsets().contains(&given) => Ok(time),
-        (Some(given), occurrence) => Err(LocalTimeError::WrongOffset { time: time.civil, zone, given, occurrence }),
+        (Some(given), occurrence) => {
+            let instead = given
+                .to_timestamp(time.civil)
+                .ok()
+                .map(|at| Zoned { civil: tz.to_datetime(at), offset: tz.to_offset(at) });
+            Err(LocalTimeError::WrongOffset { time: time.civil, zone, given, occurrence, instead })
+        }
         (None, Occurrence::Once(_)) => Ok(time),
         (None, Occurrence::Skipped { before, after }) => {
             Err(LocalTimeError::Skipped { time: time.civil, zone, before, after })
