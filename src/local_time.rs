@@ -513,6 +513,28 @@ mod properties {
             }
         }
 
+        /// Around each transition, wall-clock minute by minute: a meal start
+        /// without offset is accepted exactly when the zone has it once, and
+        /// with any offset the zone has then it is accepted and reads back.
+        #[test]
+        fn around_transitions_meal_starts_are_accepted_exactly_when_they_name_one_instant(name in zones(), transition in 0usize..4, shift in -120i64..120) {
+            let zone = TimeZone::get(name).unwrap();
+            let start = jiff::Timestamp::from_second(1_767_225_600).unwrap(); // 2026-01-01
+            let Some(t) = zone.following(start).nth(transition) else { return Ok(()) };
+            let wall = zone.to_datetime(t.timestamp()).checked_add(jiff::Span::new().minutes(shift)).unwrap();
+            let found = occurrence(&zone, wall);
+            let plain = check_meal_start(&zone, name, LocalTime::new(wall));
+            prop_assert_eq!(plain.is_ok(), matches!(found, Occurrence::Once(_)));
+            for o in found.offsets() {
+                let with = LocalTime::with_offset(wall, o);
+                prop_assert_eq!(check_meal_start(&zone, name, with), Ok(with));
+                prop_assert_eq!(zone.to_datetime(with.to_instant(&zone).unwrap()), wall);
+            }
+            let foreign = Offset::from_seconds(found.offsets().iter().map(|o| o.seconds()).max().unwrap_or(0) + 3600).unwrap();
+            let refused = matches!(check_meal_start(&zone, name, LocalTime::with_offset(wall, foreign)), Err(LocalTimeError::WrongOffset { .. }));
+            prop_assert!(refused);
+        }
+
         #[test]
         fn arbitrary_text_never_panics(text in "\\PC{0,40}") {
             let _ = LocalTime::parse(&text);
