@@ -124,7 +124,11 @@ fn build_study(database: &Path, config: &Config, participants: usize) {
                 tx.upsert_participant(&Participant { code: code.clone(), site: None })?;
                 for (visit, days) in VISITS {
                     let meal_start = Some(meal_start(p, days));
-                    tx.upsert_visit(&Visit { participant: code.clone(), visit: visit.into(), meal_start })?;
+                    tx.upsert_visit(&Visit {
+                        participant: code.clone(),
+                        visit: visit.into(),
+                        meal_start: meal_start.map(Into::into),
+                    })?;
                 }
             }
             Ok(())

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod daemon;
 pub mod hl7;
 pub mod ingest;
+pub mod local_time;
 pub mod logging;
 pub mod model;
 pub mod parse;

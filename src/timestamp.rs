@@ -270,7 +270,17 @@ impl Timestamp {
     /// else read as civil time in `zone`. `None` when coarser than minutes
     /// (a date alone says nothing about an MMTT draw) or not representable.
     pub fn to_instant(&self, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
-        let civil = jiff::civil::DateTime::new(
+        let civil = self.to_civil()?;
+        match self.offset_minutes {
+            Some(minutes) => jiff::tz::Offset::from_seconds(i32::from(minutes) * 60).ok()?.to_timestamp(civil).ok(),
+            None => zone.to_timestamp(civil).ok(),
+        }
+    }
+
+    /// The wall-clock reading, ignoring any offset. `None` when coarser than
+    /// minutes or not representable.
+    pub fn to_civil(&self) -> Option<jiff::civil::DateTime> {
+        jiff::civil::DateTime::new(
             i16::try_from(self.year).ok()?,
             i8::try_from(self.month?).ok()?,
             i8::try_from(self.day?).ok()?,
@@ -279,11 +289,7 @@ impl Timestamp {
             i8::try_from(self.second.unwrap_or(0)).ok()?,
             0,
         )
-        .ok()?;
-        match self.offset_minutes {
-            Some(minutes) => jiff::tz::Offset::from_seconds(i32::from(minutes) * 60).ok()?.to_timestamp(civil).ok(),
-            None => zone.to_timestamp(civil).ok(),
-        }
+        .ok()
     }
 }
 

@@ -336,6 +336,7 @@ impl Run<'_> {
             flags: result.flags.clone(),
             status: result.status.clone(),
             collected_at: result.collected_at,
+            collected_offset: a.collected_offset,
             resulted_at: result.resulted_at,
             qc: result.qc,
             matched: Matched {
@@ -637,7 +638,7 @@ impl StudyData for StoreStudy<'_, '_> {
         self.keep(self.reader.participant_exists(code).map(Some)).unwrap_or(false)
     }
 
-    fn meal_start(&self, participant: &str, visit: &str) -> Option<jiff::civil::DateTime> {
+    fn meal_start(&self, participant: &str, visit: &str) -> Option<crate::local_time::LocalTime> {
         self.keep(self.reader.visit(participant, visit))?.meal_start
     }
 }

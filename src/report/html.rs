@@ -369,7 +369,7 @@ pub fn write_mismatches_html(
         if let (Some(p), Some(v)) = (g.participant, g.visit) {
             let meal = snapshot.visits.iter().find(|x| x.participant == p && x.visit == v).and_then(|x| x.meal_start);
             let meal = match meal {
-                Some(t) => format!("Meal start {} ({}).", t.strftime("%Y-%m-%d %H:%M"), config.study.timezone),
+                Some(t) => format!("Meal start {} ({}).", t.display_minutes(), config.study.timezone),
                 None => "No meal start recorded for this visit.".to_owned(),
             };
             h.element("p", &[("class", "meal")], &meal).line();

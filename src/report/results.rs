@@ -47,7 +47,7 @@ pub fn result_record(row: &CurrentResult) -> [String; 18] {
         text(&p.instrument),
         text(&p.test_code),
         text(&p.status),
-        text(&p.collected_at),
+        p.collected_time().unwrap_or_default(),
         text(&p.resulted_at),
         p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use crate::local_time::LocalTime;
 use crate::report::format::format_value;
 use crate::store::{CurrentResult, Visit};
 use crate::study::config::Config;
@@ -153,13 +154,10 @@ pub fn standard_result(value: f64, comparator: Option<Comparator>) -> (String, S
     }
 }
 
-/// A meal start as LBRFTDTC: minutes, and seconds only when there are some.
-fn reference_time(t: jiff::civil::DateTime) -> String {
-    if t.second() == 0 && t.subsec_nanosecond() == 0 {
-        t.strftime("%Y-%m-%dT%H:%M").to_string()
-    } else {
-        t.strftime("%Y-%m-%dT%H:%M:%S").to_string()
-    }
+/// A meal start as LBRFTDTC: minutes, and seconds only when there are some;
+/// its offset when the import gave one, so a repeated hour stays one instant.
+fn reference_time(t: LocalTime) -> String {
+    t.iso_minutes()
 }
 
 /// Where a record sorts: participant, visit (configured ones in their
@@ -172,7 +170,7 @@ struct Planned<'a> {
     visit: &'a str,
     minute: i64,
     analyte: &'a str,
-    meal_start: Option<jiff::civil::DateTime>,
+    meal_start: Option<LocalTime>,
 }
 
 impl Planned<'_> {
@@ -227,7 +225,7 @@ pub fn lb_records(
     visits: &[Visit],
     missing: &[MissingResult],
 ) -> Vec<LbRecord> {
-    let meal_starts: BTreeMap<(&str, &str), Option<jiff::civil::DateTime>> =
+    let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
         visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
     let mut keyed: Vec<(SortKey, LbRecord)> = Vec::with_capacity(results.len() + missing.len());
 
@@ -252,7 +250,7 @@ pub fn lb_records(
         let trusted =
             p.instrument.as_deref().and_then(|name| config.instrument(name)).is_none_or(|i| i.trust_collection_time);
         if trusted {
-            record.lbdtc = p.collected_at.clone().unwrap_or_default();
+            record.lbdtc = p.collected_time().unwrap_or_default();
         }
         keyed.push((planned.key(config), record));
     }

@@ -117,7 +117,7 @@ fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
 
 /// Observation fields plus the receipt's source and time, in this order.
 const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
-     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin";
+     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, o.collected_offset";
 
 fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
     Ok(Provenance {
@@ -132,6 +132,7 @@ fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
         source: row.get(at + 8)?,
         received_at: get_opt_time(row, at + 9)?,
         origin: row.get(at + 10)?,
+        collected_offset: row.get(at + 11)?,
     })
 }
 

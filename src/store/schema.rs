@@ -31,6 +31,13 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, description: "study database schema v1", sql: include_str!("schema_v1.sql") },
     Migration { version: 2, description: "withdrawn result versions", sql: include_str!("schema_v2.sql") },
+    // Placeholder for the review branch's v3, which replaces it when merged.
+    Migration { version: 3, description: "placeholder for the review branch", sql: include_str!("schema_v3.sql") },
+    Migration {
+        version: 4,
+        description: "the offset chosen for a repeated local collection time",
+        sql: include_str!("schema_v4.sql"),
+    },
 ];
 
 /// The schema version this code reads and writes.

@@ -343,6 +343,9 @@ pub struct NewObservation {
     pub flags: Option<String>,
     pub status: Option<String>,
     pub collected_at: Option<ReportedTime>,
+    /// The offset read for an offset-less `collected_at` that the study zone
+    /// has twice (the occurrence nearer the nominal minute); `None` otherwise.
+    pub collected_offset: Option<jiff::tz::Offset>,
     pub resulted_at: Option<ReportedTime>,
     pub qc: bool,
     pub matched: Matched,
@@ -416,7 +419,8 @@ pub struct Participant {
 pub struct Visit {
     pub participant: String,
     pub visit: String,
-    pub meal_start: Option<jiff::civil::DateTime>,
+    /// With its UTC offset when the import gave one (a repeated local hour).
+    pub meal_start: Option<crate::local_time::LocalTime>,
 }
 
 /// A manifest sample.
@@ -535,6 +539,8 @@ pub struct Provenance {
     pub status: Option<String>,
     /// As sent (ISO 8601, offset only if sent).
     pub collected_at: Option<String>,
+    /// The offset read for a repeated local `collected_at` (`+01:00`), if any.
+    pub collected_offset: Option<String>,
     pub resulted_at: Option<String>,
     /// How the content first arrived (`file`, `serial`, …).
     pub source: Option<Source>,
@@ -545,6 +551,16 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// The collection time as sent, with the offset read for it appended
+    /// when it fell in a repeated hour, so exports name the instant used.
+    pub fn collected_time(&self) -> Option<String> {
+        let sent = self.collected_at.as_deref()?;
+        Some(match &self.collected_offset {
+            Some(offset) => format!("{sent}{offset}"),
+            None => sent.to_owned(),
+        })
+    }
+
     /// `source:origin`, e.g. `ingest:/data/e411.astm` or `serial:/dev/ttyUSB0`:
     /// enough to find the raw bytes again.
     pub fn source_text(&self) -> String {

@@ -188,6 +188,7 @@ impl<'c> Tx<'c> {
         let comparator = o.comparator.map(|c| c.as_str());
         let numeric = o.reported_numeric.as_ref().map(|n| n.as_str().to_owned());
         let collected_at = o.collected_at.map(|t| t.to_iso());
+        let collected_offset = o.collected_offset.map(crate::local_time::offset_text);
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
         let m = &o.matched;
         self.conn()
@@ -195,9 +196,9 @@ impl<'c> Tx<'c> {
                 "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_at, resulted_at, qc,
-                    participant, visit, minute, analyte, value, unit, blq, outcome)
+                    participant, visit, minute, analyte, value, unit, blq, outcome, collected_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?
             .execute(params![
                 o.message_id,
@@ -223,6 +224,7 @@ impl<'c> Tx<'c> {
                 m.unit,
                 m.blq,
                 o.outcome,
+                collected_offset,
             ])?;
         let id = ObservationId(self.conn().last_insert_rowid());
         self.audit(
@@ -232,7 +234,7 @@ impl<'c> Tx<'c> {
             json!({ "message_id": o.message_id.get(), "seq": o.seq, "byte_offset": o.byte_offset,
                     "instrument": o.instrument, "sample_id": o.sample_id, "test_code": o.test_code,
                     "reported_value": o.reported_value, "reported_unit": o.reported_unit, "status": o.status,
-                    "collected_at": collected_at, "qc": o.qc, "participant": m.participant, "visit": m.visit,
+                    "collected_at": collected_at, "collected_offset": collected_offset, "qc": o.qc, "participant": m.participant, "visit": m.visit,
                     "minute": m.minute, "analyte": m.analyte, "value": value, "unit": m.unit, "blq": m.blq,
                     "outcome": o.outcome.as_str() }),
         )?;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::local_time::{LocalTime, check_meal_start};
 use crate::study::config::Config;
 
 /// Which study data file.
@@ -47,8 +48,9 @@ pub struct ParticipantRow {
 pub struct VisitRow {
     pub participant: String,
     pub visit: String,
-    /// MMTT minute 0, local time; `None` when the visit has no meal test yet.
-    pub meal_start: Option<jiff::civil::DateTime>,
+    /// MMTT minute 0, local time (with its offset when one was given);
+    /// `None` when the visit has no meal test yet.
+    pub meal_start: Option<LocalTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +198,9 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
                 check_visit(&visit)?;
                 let meal_start = match field("meal_start") {
                     None => None,
-                    Some(text) => Some(parse_local_time(text).map_err(|m| err(line, Some("meal_start"), m))?),
+                    Some(text) => Some(
+                        parse_meal_start(text, &config.study.timezone).map_err(|m| err(line, Some("meal_start"), m))?,
+                    ),
                 };
                 if !keys.insert(format!("{participant}\u{0}{visit}")) {
                     return Err(err(line, Some("visit"), format!("{participant} {visit} appears twice in this file")));
@@ -228,20 +232,14 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
     Ok(rows)
 }
 
-/// `2026-03-02T08:30`, `2026-03-02T08:30:00` or `2026-03-02 08:30` (local time).
-pub fn parse_local_time(text: &str) -> Result<jiff::civil::DateTime, String> {
-    let normalized = text.trim().replacen(' ', "T", 1);
-    let has_time = normalized.contains('T');
-    let has_zone =
-        normalized.ends_with('Z') || normalized.get(10..).is_some_and(|t| t.contains('+') || t.contains('-'));
-    if !has_time || has_zone {
-        return Err(format!(
-            "{text:?} is not a local date and time like 2026-03-02T08:30 (the meal start with no zone; the study's timezone applies)"
-        ));
-    }
-    normalized
-        .parse::<jiff::civil::DateTime>()
-        .map_err(|_| format!("{text:?} is not a valid local date and time like 2026-03-02T08:30"))
+/// `2026-03-02T08:30`, `2026-03-02T08:30:00` or `2026-03-02 08:30` (local
+/// time in `zone`), optionally with its offset (`2026-10-25T02:30+01:00`).
+/// It must name exactly one instant in the zone (SPEC §7 "Local times").
+pub fn parse_meal_start(text: &str, zone: &str) -> Result<LocalTime, String> {
+    let time = LocalTime::parse(text).map_err(|e| e.to_string())?;
+    let tz = jiff::tz::TimeZone::get(zone)
+        .map_err(|e| format!("the study timezone {zone:?} is not a known time zone ({e})"))?;
+    check_meal_start(&tz, zone, time).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -272,6 +270,7 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].1.meal_start, Some("2026-03-02T08:30".parse().unwrap()));
+        assert_eq!(v[0].1.meal_start.map(|t| t.offset()), Some(None));
         assert_eq!(v[1].1.meal_start, None);
         let Rows::Samples(s) = run(Kind::Samples, "sample_id,participant,visit,minute\nA-1,U07,V0,-10\n").unwrap()
         else {
@@ -292,7 +291,7 @@ mod tests {
         );
         let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V9,2026-03-02T08:30\n").unwrap_err();
         assert_eq!((e.line, e.column.as_deref()), (2, Some("visit")));
-        let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-03-02T08:30+01:00\n").unwrap_err();
+        let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-03-02T08:30+02:00\n").unwrap_err();
         assert_eq!(e.column.as_deref(), Some("meal_start"));
         let e = run(Kind::Visits, "participant,visit,meal_start\nU07,V0,2026-02-30T08:30\n").unwrap_err();
         assert_eq!(e.column.as_deref(), Some("meal_start"));
@@ -300,6 +299,28 @@ mod tests {
         assert_eq!(e.line, 3);
         let e = run(Kind::Participants, "participant\nU 07\n").unwrap_err();
         assert_eq!(e.column.as_deref(), Some("participant"));
+    }
+
+    #[test]
+    fn meal_starts_the_study_zone_skips_or_repeats_are_refused_where_they_are() {
+        let visits = |meal: &str| {
+            run(Kind::Visits, &format!("participant,visit,meal_start\nU07,V0,2026-03-02T08:30\nU07,V1,{meal}\n"))
+        };
+        let e = visits("2026-03-29T02:30").unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (3, Some("meal_start")));
+        assert!(
+            e.to_string()
+                .starts_with("data.csv:3: column meal_start: 2026-03-29T02:30 does not exist in Europe/Stockholm"),
+            "{e}"
+        );
+        let e = visits("2026-10-25T02:30").unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (3, Some("meal_start")));
+        assert!(e.message.contains("+02:00 (the first) or +01:00 (the second)"), "{e}");
+        let e = visits("2026-10-25T02:30+03:00").unwrap_err();
+        assert!(e.message.contains("+02:00 (the first time) or +01:00"), "{e}");
+        let Rows::Visits(v) = visits("2026-10-25T02:30+01:00").unwrap() else { panic!() };
+        let meal = v[1].1.meal_start.unwrap();
+        assert_eq!(meal.to_string(), "2026-10-25T02:30:00+01:00");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! depends on earlier results (duplicates, conflicts, corrections) is decided
 //! by the ingest pipeline, which knows the slot's history.
 
+use crate::local_time::{LocalTime, Placed, offset_text, place_near};
 use crate::model::LabResult;
 use crate::study::config::{Config, Instrument};
 use crate::study::units::{KnownAnalyte, normalize_unit};
@@ -43,8 +44,9 @@ pub trait StudyData {
     /// The sample manifest row for `sample_id`.
     fn manifest_sample(&self, sample_id: &str) -> Option<SampleSlot>;
     fn participant_exists(&self, code: &str) -> bool;
-    /// MMTT minute 0 of a visit, as local civil time in the study zone.
-    fn meal_start(&self, participant: &str, visit: &str) -> Option<jiff::civil::DateTime>;
+    /// MMTT minute 0 of a visit, local time in the study zone (with its
+    /// offset when it has one).
+    fn meal_start(&self, participant: &str, visit: &str) -> Option<LocalTime>;
 }
 
 /// What matching and the per-result checks concluded.
@@ -68,6 +70,10 @@ pub struct Assessment {
     pub further_holds: Vec<Finding>,
     /// Problems that accept the value and flag it.
     pub flags: Vec<Finding>,
+    /// The offset chosen for a collection time sent without one that the
+    /// study zone has twice (the occurrence nearer the nominal minute), so
+    /// the observation records which instant was read.
+    pub collected_offset: Option<jiff::tz::Offset>,
 }
 
 /// Glucose at minute 0 outside this range (mmol/L) is a protocol-deviation candidate.
@@ -126,6 +132,7 @@ fn assess_with(
         hold: None,
         further_holds: Vec::new(),
         flags: Vec::new(),
+        collected_offset: None,
     };
     let Some(instrument) = instrument else {
         a.hold = Some(Finding {
@@ -157,6 +164,10 @@ fn assess_with(
         }
     };
     a.slot = Some(slot.clone());
+    a.collected_offset = match read_collection_time(config, &slot, result, study) {
+        Some(CollectionTime { placed: Placed::Chosen { offset, .. }, .. }) => Some(offset),
+        _ => None,
+    };
     let converted = convert(config, &analyte, result);
     if let Ok((value, unit)) = &converted {
         a.value = Some(*value);
@@ -384,22 +395,71 @@ pub fn flag_checks(
     found
 }
 
-/// OUT_OF_WINDOW: |actual − nominal| beyond the timepoint's window. Not
-/// checked without a meal start, a collection time to the minute, or a zone.
-fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &dyn StudyData) -> Option<Finding> {
+/// A collection time read against its slot's meal start.
+struct CollectionTime {
+    zone: jiff::tz::TimeZone,
+    meal_at: jiff::Timestamp,
+    placed: Placed,
+}
+
+/// Read the collection time: by its own offset when it has one, else in the
+/// study zone, a repeated local time as the occurrence nearer the nominal
+/// minute (SPEC §7 "Local times"). `None` without a meal start, a collection
+/// time to the minute, or a zone.
+fn read_collection_time(
+    config: &Config,
+    slot: &SampleSlot,
+    result: &LabResult,
+    study: &dyn StudyData,
+) -> Option<CollectionTime> {
     let collected = result.collected_at?;
     let meal_start = study.meal_start(&slot.participant, &slot.visit)?;
     let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok()?;
-    let collected_at = collected.to_instant(&zone)?;
-    let meal_at = zone.to_timestamp(meal_start).ok()?;
-    let seconds = collected_at.duration_since(meal_at).as_secs();
+    let meal_at = meal_start.to_instant(&zone)?;
+    let placed = if collected.offset_minutes.is_some() {
+        Placed::At(collected.to_instant(&zone)?)
+    } else {
+        let nominal = meal_at.checked_add(jiff::SignedDuration::from_mins(i64::from(slot.minute))).ok()?;
+        place_near(&zone, collected.to_civil()?, nominal)?
+    };
+    Some(CollectionTime { zone, meal_at, placed })
+}
+
+/// OUT_OF_WINDOW: |actual − nominal| beyond the timepoint's window, or a
+/// collection time the study zone skips (no instant is guessed for it). Not
+/// checked without a meal start, a collection time to the minute, or a zone.
+fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &dyn StudyData) -> Option<Finding> {
+    let read = read_collection_time(config, slot, result, study)?;
+    let window = config.mmtt.window(slot.minute);
+    let (collected_at, chosen) = match read.placed {
+        Placed::At(at) => (at, None),
+        Placed::Chosen { at, offset } => (at, Some(offset)),
+        Placed::Skipped { before, after } => {
+            let civil = result.collected_at.and_then(|t| t.to_civil())?;
+            return Some(Finding {
+                code: MismatchCode::OutOfWindow,
+                detail: format!(
+                    "collected {} on {}, a local time that does not exist in {} (the clocks jump from {} to {} over it); the draw time cannot be checked against nominal {} ± {window} min",
+                    civil.strftime("%H:%M"),
+                    civil.strftime("%Y-%m-%d"),
+                    config.study.timezone,
+                    offset_text(before),
+                    offset_text(after),
+                    slot.minute,
+                ),
+            });
+        }
+    };
+    let seconds = collected_at.duration_since(read.meal_at).as_secs();
     let actual = seconds as f64 / 60.0;
-    let window = f64::from(config.mmtt.window(slot.minute));
-    if (actual - f64::from(slot.minute)).abs() <= window {
+    if (actual - f64::from(slot.minute)).abs() <= f64::from(window) {
         return None;
     }
-    let local = zone.to_datetime(collected_at);
-    let clock = format!("{:02}:{:02}", local.hour(), local.minute());
+    let local = read.zone.to_datetime(collected_at);
+    let mut clock = format!("{:02}:{:02}", local.hour(), local.minute());
+    if let Some(offset) = chosen {
+        clock.push_str(&format!(" ({}, the occurrence nearer the nominal minute)", offset_text(offset)));
+    }
     let relation = if seconds >= 0 {
         format!("{} min after meal start", (actual).round() as i64)
     } else {
@@ -407,11 +467,7 @@ fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &
     };
     Some(Finding {
         code: MismatchCode::OutOfWindow,
-        detail: format!(
-            "collected {clock}, {relation}; nominal {} ± {} min",
-            slot.minute,
-            config.mmtt.window(slot.minute)
-        ),
+        detail: format!("collected {clock}, {relation}; nominal {} ± {window} min", slot.minute),
     })
 }
 
@@ -431,7 +487,7 @@ mod tests {
     struct Manifest {
         samples: BTreeMap<String, (String, String, i32)>,
         participants: Vec<String>,
-        meals: BTreeMap<(String, String), jiff::civil::DateTime>,
+        meals: BTreeMap<(String, String), LocalTime>,
     }
 
     impl StudyData for Manifest {
@@ -446,7 +502,7 @@ mod tests {
         fn participant_exists(&self, code: &str) -> bool {
             self.participants.iter().any(|p| p == code)
         }
-        fn meal_start(&self, p: &str, v: &str) -> Option<jiff::civil::DateTime> {
+        fn meal_start(&self, p: &str, v: &str) -> Option<LocalTime> {
             self.meals.get(&(p.to_owned(), v.to_owned())).copied()
         }
     }
@@ -613,6 +669,60 @@ mod tests {
         e411.test_code = Some("CPEP".into());
         e411.collected_at = Timestamp::parse("20260302120000").unwrap();
         assert!(run(&c, &e411).flags.is_empty());
+    }
+
+    fn at_meal(meal: &str, sample: &str, collected: &str) -> Assessment {
+        let c = config();
+        let mut m = study();
+        m.meals.insert(("U07".into(), "V4".into()), meal.parse().unwrap());
+        let mut r = result(sample, "1986-9", "0.4", "nmol/L");
+        r.collected_at = Timestamp::parse(collected).unwrap();
+        let instrument = resolve_instrument(&c, None, r.sender.as_deref());
+        assess(&c, instrument, r.sender.as_deref(), &r, &m)
+    }
+
+    #[test]
+    fn a_repeated_collection_time_is_read_near_its_nominal_minute_and_the_choice_kept() {
+        let second = jiff::tz::Offset::constant(1);
+        let first = jiff::tz::Offset::constant(2);
+        // Meal at 01:50 (+02:00): the 90-minute draw at 02:20 is the second 02:20.
+        let a = at_meal("2026-10-25T01:50", "U07-V4-T90", "20261025022000");
+        assert_eq!((a.hold.as_ref(), a.flags.as_slice()), (None, &[][..]), "{a:?}");
+        assert_eq!(a.collected_offset, Some(second));
+        // The 30-minute draw at 02:20 is the first one.
+        let a = at_meal("2026-10-25T01:50", "U07-V4-T30", "20261025022000");
+        assert!(a.flags.is_empty(), "{a:?}");
+        assert_eq!(a.collected_offset, Some(first));
+        // A meal start with an offset is read as that instant: 02:30+01:00 is
+        // the second 02:30, so the 30-minute draw at 03:00 is on time.
+        let a = at_meal("2026-10-25T02:30+01:00", "U07-V4-T30", "20261025030000");
+        assert!(a.flags.is_empty() && a.collected_offset.is_none(), "{a:?}");
+        // A collection time with its own offset is never re-read.
+        let a = at_meal("2026-10-25T01:50", "U07-V4-T90", "20261025022000+0200");
+        assert_eq!(a.flags.len(), 1, "{a:?}");
+        assert_eq!(a.collected_offset, None);
+        // Off the window either way: flagged, saying which occurrence was read.
+        let a = at_meal("2026-10-25T01:50", "U07-V4-T120", "20261025022000");
+        assert_eq!(a.collected_offset, Some(second));
+        assert_eq!(
+            a.flags[0].detail,
+            "collected 02:20 (+01:00, the occurrence nearer the nominal minute), 90 min after meal start; nominal 120 ± 5 min"
+        );
+    }
+
+    #[test]
+    fn a_collection_time_the_zone_skips_is_flagged_not_shifted() {
+        let a = at_meal("2026-03-29T01:50", "U07-V4-T30", "20260329022000");
+        assert_eq!(a.hold, None, "the value is accepted");
+        assert_eq!(a.flags.len(), 1, "{a:?}");
+        assert_eq!(a.flags[0].code, MismatchCode::OutOfWindow);
+        assert_eq!(
+            a.flags[0].detail,
+            "collected 02:20 on 2026-03-29, a local time that does not exist in Europe/Stockholm (the clocks jump from +01:00 to +02:00 over it); the draw time cannot be checked against nominal 30 ± 3 min"
+        );
+        assert_eq!(a.collected_offset, None);
+        // Sent with an offset, it is an instant like any other: 02:20+01:00 is 03:20 CEST.
+        assert!(at_meal("2026-03-29T01:50", "U07-V4-T30", "20260329022000+0100").flags.is_empty());
     }
 
     #[test]

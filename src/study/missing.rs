@@ -26,8 +26,8 @@ pub struct MissingResult {
     pub visit: String,
     pub minute: i32,
     pub analyte: String,
-    /// MMTT minute 0, local time in the study zone.
-    pub meal_start: jiff::civil::DateTime,
+    /// MMTT minute 0, local time in the study zone (offset kept when given).
+    pub meal_start: crate::local_time::LocalTime,
     pub absence: Absence,
     /// Plain words for the report's `detail` column.
     pub detail: String,
@@ -53,7 +53,7 @@ pub fn missing_results(
     let mut missing = Vec::new();
     for visit in visits {
         let Some(meal_start) = visit.meal_start else { continue };
-        let started = match zone.as_ref().and_then(|z| z.to_timestamp(meal_start).ok()) {
+        let started = match zone.as_ref().and_then(|z| meal_start.to_instant(z)) {
             Some(at) => at <= now,
             None => true,
         };
@@ -86,7 +86,7 @@ pub fn missing_results(
                     detail: format!(
                         "no accepted {analyte} result at minute {minute} of visit {} (meal start {}){why}",
                         visit.visit,
-                        meal_start.strftime("%Y-%m-%dT%H:%M")
+                        meal_start.iso_minutes()
                     ),
                 });
             }

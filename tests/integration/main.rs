@@ -13,6 +13,7 @@ mod html_props;
 mod ingest;
 mod link;
 mod listen;
+mod local_time;
 mod mllp;
 mod report;
 mod resolve;

@@ -337,6 +337,7 @@ fn observation(tx: &mut Tx<'_>, message: MessageId, seq: u32, r: &Reported<'_>) 
         flags: None,
         status: Some("F".into()),
         collected_at: reported_time("20260302084500"),
+        collected_offset: None,
         resulted_at: reported_time("202603021010+0100"),
         qc: false,
         matched: Matched {
