@@ -2,6 +2,7 @@
 
 pub mod auc;
 pub mod config;
+pub mod config_schema;
 pub mod import;
 pub mod matching;
 pub mod missing;
