@@ -11,7 +11,7 @@ use nix::unistd::AccessFlags;
 
 use crate::cli::Outcome;
 use crate::study::config::{Config, ConfigError, FlowControl, Parity, Problem};
-use crate::study::config_schema::key_line;
+use crate::study::config_schema::{NOT_YET_USED, key_line, keys_present};
 
 pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let problems = match Config::load(path) {
@@ -20,6 +20,11 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             let problems = directory_problems(&config, &text, &Disk::new());
             if problems.is_empty() {
                 print_summary(&config, out)?;
+                // Accepted so that one file serves several versions, but a
+                // reader must not believe e.g. `allow` protects a listener.
+                for (key, line) in keys_present(&text, NOT_YET_USED) {
+                    writeln!(out, "note: {key} (line {line}) has no effect in this version of labfeed")?;
+                }
                 return Ok(Outcome::Ok);
             }
             ConfigError { path: path.to_owned(), problems }

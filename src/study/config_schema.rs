@@ -161,6 +161,50 @@ pub fn key_line(text: &str, path: &[&str]) -> usize {
     offset.map_or(0, |o| 1 + text.as_bytes().get(..o).map_or(0, |head| head.iter().filter(|&&b| b == b'\n').count()))
 }
 
+/// Keys SPEC §3 defines for features this version does not have yet: they
+/// are accepted, so one file serves several versions, but do nothing.
+pub const NOT_YET_USED: &[&[&str]] =
+    &[&["storage", "instance"], &["audit"], &["web"], &["listen", "*", "allow"], &["listen", "*", "idle_seconds"]];
+
+/// Where each of `paths` is written in `text` (`*` matches every entry of
+/// an array of tables): the dotted key and its 1-based line.
+pub fn keys_present(text: &str, paths: &[&[&str]]) -> Vec<(String, usize)> {
+    let Ok(root) = DeTable::parse(text) else { return Vec::new() };
+    let line =
+        |offset: usize| 1 + text.as_bytes().get(..offset).map_or(0, |h| h.iter().filter(|&&b| b == b'\n').count());
+    let mut found = Vec::new();
+    for path in paths {
+        let mut here: Vec<(String, &DeTable<'_>)> = vec![(String::new(), root.get_ref())];
+        let mut steps = path.iter().peekable();
+        while let Some(name) = steps.next() {
+            let expand = steps.next_if_eq(&&"*").is_some();
+            let last = steps.peek().is_none();
+            let mut next = Vec::new();
+            for (prefix, table) in &here {
+                let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref() == name) else { continue };
+                let dotted = join(prefix, name);
+                if last {
+                    found.push((dotted.clone(), line(key.span().start)));
+                }
+                match value.get_ref() {
+                    DeValue::Table(t) if !expand => next.push((dotted, t)),
+                    DeValue::Array(items) if expand => {
+                        for (i, item) in items.iter().enumerate() {
+                            if let DeValue::Table(t) = item.get_ref() {
+                                next.push((format!("{dotted}[{i}]"), t));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            here = next;
+        }
+    }
+    found.sort_by_key(|(_, line)| *line);
+    found
+}
+
 fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
 }
@@ -352,6 +396,18 @@ mod tests {
         assert_eq!(key_line(text, &["watch", "inbox"]), 6);
         assert_eq!(key_line(text, &["watch", "archive"]), 0);
         assert_eq!(key_line("not toml [", &["watch"]), 0);
+    }
+
+    #[test]
+    fn keys_not_yet_used_are_found_with_their_lines() {
+        let text = format!(
+            "{MINIMAL}instance = \"a\"\n[[listen]]\ninstrument = \"a\"\naddress = \"b\"\n\
+             [[listen]]\ninstrument = \"a\"\naddress = \"c\"\nallow = []\n[web]\naddress = \"x\"\n"
+        );
+        assert_eq!(
+            keys_present(&text, NOT_YET_USED),
+            [("storage.instance".to_owned(), 6), ("listen[1].allow".to_owned(), 13), ("web".to_owned(), 14)]
+        );
     }
 
     #[test]

@@ -46,6 +46,27 @@ fn the_example_config_checks_out_and_is_summarised() {
 }
 
 #[test]
+fn spec_keys_this_version_does_not_use_are_accepted_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = example_in(
+        dir.path(),
+        &[
+            ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.1\"]\nidle_seconds = 60"),
+            ("[watch]", "[web]\naddress = \"127.0.0.1:8080\"\n\n[watch]"),
+            ("decimal_comma = false", "decimal_comma = false\nkeep_comments = false"),
+        ],
+    );
+    let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (key, start) in [("listen[0].allow", "allow ="), ("listen[0].idle_seconds", "idle_seconds"), ("web", "[web]")] {
+        let note = format!("note: {key} (line {}) has no effect in this version of labfeed", line_of(&text, start));
+        assert!(stdout.contains(&note), "missing {note:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("keep_comments"), "{stdout}");
+}
+
+#[test]
 fn problems_name_file_line_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(example()).unwrap().replace("baud = 9600", "baud = 9600\nbaud_rate = 9600");
