@@ -968,14 +968,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_number_is_a_number_too() {
+        let text = EXAMPLE
+            .replace("settle_seconds = 1.0", "settle_seconds = 1")
+            .replace("lloq = 0.017", "lloq = 1")
+            .replace("plausible = [0.0, 20.0]", "plausible = [0, 20]");
+        let config = load(&text).expect("integers where numbers are asked");
+        assert_eq!(config.analytes["c_peptide"].plausible, Some([0.0, 20.0]));
+        assert_eq!(config.watch.map(|w| w.settle_seconds), Some(1.0));
+    }
+
+    #[test]
     fn every_spec_key_is_accepted_even_those_nothing_reads_yet() {
         let text = EXAMPLE
-            .replace("[watch]", "[audit]\nkey_file = \"/etc/labfeed/audit.key\"\n\n[web]\naddress = \"127.0.0.1:8080\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n\n[watch]")
+            .replace("[watch]", "[audit]\nkey_file = \"/etc/labfeed/audit.key\"\nhead_file = \"/var/lib/labfeed/audit.head\"\n\n[web]\naddress = \"127.0.0.1:8080\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n\n[watch]")
             .replace("database = \"/var/lib/labfeed/labfeed.db\"", "database = \"/var/lib/labfeed/labfeed.db\"\ninstance = \"lab-pc-1\"")
-            .replace("decimal_comma = false", "decimal_comma = false\nkeep_comments = true")
+            .replace(
+                "decimal_comma = false",
+                "decimal_comma = false\nkeep_comments = true\nlink_style = \"simplified\"\nmax_frame_bytes = 240",
+            )
             .replace("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\nidle_seconds = 60");
         let config = load(&text).expect("every SPEC §3 key loads");
         assert_eq!(config.listen.len(), 1);
+        assert_eq!(config.instruments[0].link_style, LinkStyle::Simplified);
+        assert_eq!(config.instruments[0].max_frame_bytes, 240);
     }
 
     #[test]

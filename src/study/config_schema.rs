@@ -248,12 +248,13 @@ fn value(v: &Spanned<DeValue<'_>>, kind: Kind, path: &str, at: usize, found: &mu
     match (kind, v.get_ref()) {
         (Kind::Whole { min, max }, DeValue::Integer(i)) => {
             let n = i128::from_str_radix(i.as_str(), i.radix()).ok();
-            if !n.is_some_and(|n| (min..=max).contains(&n)) {
-                found.push(Finding {
-                    offset: at,
-                    key: path.to_owned(),
-                    message: format!("{i} is out of range: must be a whole number from {min} to {max}"),
-                });
+            let message = match n {
+                Some(n) if (min..=max).contains(&n) => None,
+                Some(n) if n < 0 && min == 0 => Some(format!("{i} is negative: must be a whole number, 0 or more")),
+                _ => Some(format!("{i} is out of range: must be a whole number from {min} to {max}")),
+            };
+            if let Some(message) = message {
+                found.push(Finding { offset: at, key: path.to_owned(), message });
             }
         }
         (Kind::Number, DeValue::Integer(_) | DeValue::Float(_)) | (Kind::Text, DeValue::String(_)) => {}
@@ -422,7 +423,7 @@ mod tests {
     #[test]
     fn every_problem_is_found_in_one_walk_in_plain_words() {
         let text = format!(
-            "{MINIMAL}[mmtt]\nwindow_minuts = 5\nauc_from = \"0\"\ntimepoints = [0, 1.5]\nblq = \"half\"\n\
+            "{MINIMAL}[mmtt]\nwindow_minuts = 5\nauc_from = \"0\"\ntimepoints = [0, 1.5, 9999999999]\nblq = \"half\"\n\
              [[serial]]\ninstrument = \"x\"\npath = \"/dev/x\"\nbaud = -1\nparty = \"none\"\n\
              [[instruments]]\nname = \"a\"\nsender = \"a\"\nkeep_comments = \"yes\"\n"
         );
@@ -434,8 +435,12 @@ mod tests {
                 ("mmtt.window_minuts", "unknown key; did you mean `window_minutes`?"),
                 ("mmtt.auc_from", "must be a whole number, not text (\"0\")"),
                 ("mmtt.timepoints[1]", "must be a whole number, not the number 1.5"),
+                (
+                    "mmtt.timepoints[2]",
+                    "9999999999 is out of range: must be a whole number from -2147483648 to 2147483647"
+                ),
                 ("mmtt.blq", "\"half\" is not allowed: must be one of \"half_lloq\", \"lloq\", \"zero\""),
-                ("serial[0].baud", "-1 is out of range: must be a whole number from 0 to 4294967295"),
+                ("serial[0].baud", "-1 is negative: must be a whole number, 0 or more"),
                 ("serial[0].party", "unknown key; did you mean `parity`?"),
                 ("instruments[0].keep_comments", "must be true or false, not text (\"yes\")"),
             ]
