@@ -138,7 +138,10 @@ pub fn parse_with_dialect(
     if headers.iter().all(String::is_empty) {
         return Err(err(1, None, format!("the header row is missing: expected {}", required.join(","))));
     }
-    for h in &headers {
+    // Spreadsheets add empty columns after the last used one (`participant;site;;`):
+    // allowed while they stay empty, as nothing can be said about their content.
+    let unnamed: Vec<usize> = headers.iter().enumerate().filter(|(_, h)| h.is_empty()).map(|(i, _)| i).collect();
+    for h in headers.iter().filter(|h| !h.is_empty()) {
         if !required.contains(&h.as_str()) && !optional.contains(&h.as_str()) {
             return Err(err(
                 1,
@@ -152,7 +155,7 @@ pub fn parse_with_dialect(
         }
     }
     let mut seen = BTreeSet::new();
-    for h in &headers {
+    for h in headers.iter().filter(|h| !h.is_empty()) {
         if !seen.insert(h.as_str()) {
             return Err(err(1, Some(h), "appears twice in the header row".to_owned()));
         }
@@ -177,6 +180,9 @@ pub fn parse_with_dialect(
         let line = record.position().map_or(0, |p| p.line() as usize);
         if record.iter().all(str::is_empty) {
             continue;
+        }
+        if let Some(i) = unnamed.iter().find(|&&i| record.get(i).is_some_and(|v| !v.is_empty())) {
+            return Err(err(line, None, format!("column {} has a value but no name in the header row", i + 1)));
         }
         let field = |name: &str| index(name).and_then(|i| record.get(i)).filter(|v| !v.is_empty());
         let required_field = |name: &str| -> Result<String, ImportError> {
@@ -336,6 +342,14 @@ mod tests {
         let saved = b"participant;site\r\nU07;\xD6rebro\r\nU08;V\xE4xj\xF6, CLV\r\n";
         let (rows, dialect) = parse_with_dialect(Kind::Participants, Path::new("p.csv"), saved, &config()).unwrap();
         assert_eq!((rows, dialect.to_string()), (original, "semicolon-separated, Windows-1252, CRLF".into()));
+    }
+
+    #[test]
+    fn empty_columns_a_spreadsheet_adds_are_ignored_while_they_stay_empty() {
+        let rows = run(Kind::Participants, "participant;site;;\r\nU07;Örebro;;\r\nU08;;;\r\n").unwrap();
+        assert_eq!(rows, run(Kind::Participants, "participant,site\nU07,Örebro\nU08,\n").unwrap());
+        let e = run(Kind::Participants, "participant;;\nU07;;\nU08;Anna Svensson;\n").unwrap_err();
+        assert_eq!(e.to_string(), "data.csv:3: column 2 has a value but no name in the header row");
     }
 
     #[test]
