@@ -1,23 +1,147 @@
 //! `labfeed check-config`: say exactly what is wrong, or what the study is.
+//!
+//! Besides the file itself, it checks the directories `run` writes to, as
+//! the user it runs as: a config that loads but points at a folder the
+//! service cannot write would otherwise only fail when the daemon starts.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::AccessFlags;
 
 use crate::cli::Outcome;
-use crate::study::config::{Config, FlowControl, Parity};
+use crate::study::config::{Config, ConfigError, FlowControl, Parity, Problem};
+use crate::study::config_schema::{NOT_YET_USED, key_line, keys_present};
 
 pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    match Config::load(path) {
+    let problems = match Config::load(path) {
         Ok(config) => {
-            print_summary(&config, out)?;
-            Ok(Outcome::Ok)
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let problems = directory_problems(&config, &text, &Disk::new());
+            if problems.is_empty() {
+                print_summary(&config, out)?;
+                // Accepted so that one file serves several versions, but a
+                // reader must not believe e.g. `allow` protects a listener.
+                for (key, line) in keys_present(&text, NOT_YET_USED) {
+                    writeln!(out, "note: {key} (line {line}) has no effect in this version of labfeed")?;
+                }
+                return Ok(Outcome::Ok);
+            }
+            ConfigError { path: path.to_owned(), problems }
         }
-        Err(e) => {
-            writeln!(err, "{e}")?;
-            let n = e.problems.len();
-            writeln!(err, "{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" })?;
-            Ok(Outcome::Usage)
+        Err(e) => e,
+    };
+    writeln!(err, "{problems}")?;
+    let n = problems.problems.len();
+    writeln!(err, "{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" })?;
+    Ok(Outcome::Usage)
+}
+
+/// What the directory check asks of the file system (a seam for tests).
+pub trait FileSystem {
+    /// `Ok(true)` a directory, `Ok(false)` something else, `Err` missing or unreadable.
+    fn is_dir(&self, path: &Path) -> io::Result<bool>;
+    /// Whether this process's user may create and remove entries in `path` (or write the file).
+    fn writable(&self, path: &Path) -> bool;
+    /// The user named in messages.
+    fn user(&self) -> String;
+}
+
+/// The real file system, checked with access(2) as the user running labfeed.
+pub struct Disk {
+    user: String,
+}
+
+impl Disk {
+    pub fn new() -> Disk {
+        let uid = nix::unistd::getuid();
+        let user = match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => user.name,
+            _ => format!("uid {uid}"),
+        };
+        Disk { user }
+    }
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Disk::new()
+    }
+}
+
+impl FileSystem for Disk {
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        std::fs::metadata(path).map(|m| m.is_dir())
+    }
+
+    fn writable(&self, path: &Path) -> bool {
+        let dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        let mode = if dir { AccessFlags::W_OK | AccessFlags::X_OK } else { AccessFlags::W_OK };
+        nix::unistd::access(path, mode).is_ok()
+    }
+
+    fn user(&self) -> String {
+        self.user.clone()
+    }
+}
+
+/// Every directory `run` writes to (the database's, inbox, archive,
+/// quarantine) must exist, or have an existing parent so that `run` can
+/// create it (SPEC §7), and be writable by this user; so must an existing
+/// database file.
+pub fn directory_problems(config: &Config, text: &str, fs: &dyn FileSystem) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let database = &config.storage.database;
+    let mut dirs: Vec<(&str, &str, &str, PathBuf)> = Vec::new();
+    let url = database.to_str().is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"));
+    if !url {
+        let dir = database.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        dirs.push(("storage", "database", "the database directory", dir.to_owned()));
+        if fs.is_dir(database).is_ok_and(|is_dir| !is_dir) && !fs.writable(database) {
+            problems.push(Problem {
+                line: key_line(text, &["storage", "database"]),
+                key: "storage.database".to_owned(),
+                message: format!("the database {} is not writable by user {}", database.display(), fs.user()),
+            });
         }
+    }
+    if let Some(w) = &config.watch {
+        dirs.push(("watch", "inbox", "the inbox", w.inbox.clone()));
+        dirs.push(("watch", "archive", "the archive", w.archive.clone()));
+        dirs.push(("watch", "quarantine", "the quarantine directory", w.quarantine.clone()));
+    }
+    for (table, key, what, dir) in dirs {
+        if let Some(message) = directory_problem(what, &dir, fs) {
+            problems.push(Problem { line: key_line(text, &[table, key]), key: format!("{table}.{key}"), message });
+        }
+    }
+    problems.sort_by_key(|p| p.line);
+    problems
+}
+
+fn directory_problem(what: &str, dir: &Path, fs: &dyn FileSystem) -> Option<String> {
+    let user = fs.user();
+    let shown = dir.display();
+    match fs.is_dir(dir) {
+        Ok(true) if fs.writable(dir) => None,
+        Ok(true) => Some(format!("{what} {shown} is not writable by user {user}")),
+        Ok(false) => Some(format!("{what} {shown} exists but is not a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match fs.is_dir(parent) {
+                Ok(true) if fs.writable(parent) => None,
+                Ok(true) => Some(format!(
+                    "{what} {shown} does not exist, and its parent {} is not writable by user {user}, so it cannot be created",
+                    parent.display()
+                )),
+                Ok(false) => Some(format!(
+                    "{what} {shown} does not exist, and its parent {} is not a directory",
+                    parent.display()
+                )),
+                Err(_) => Some(format!("{what} {shown} does not exist, nor does its parent {}", parent.display())),
+            }
+        }
+        Err(e) => Some(format!("{what} {shown} cannot be examined: {e}")),
     }
 }
 
@@ -101,4 +225,56 @@ fn print_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
         None => writeln!(out, "sample IDs: the sample manifest only")?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Directories by path: `true` writable.
+    struct Fake(BTreeMap<&'static str, bool>);
+
+    impl FileSystem for Fake {
+        fn is_dir(&self, path: &Path) -> io::Result<bool> {
+            match path.to_str().and_then(|p| self.0.get(p)) {
+                Some(_) => Ok(true),
+                None => Err(io::Error::from(io::ErrorKind::NotFound)),
+            }
+        }
+        fn writable(&self, path: &Path) -> bool {
+            path.to_str().and_then(|p| self.0.get(p)).copied().unwrap_or(false)
+        }
+        fn user(&self) -> String {
+            "labfeed".to_owned()
+        }
+    }
+
+    const TEXT: &str = "[study]\nid = \"X\"\ntimezone = \"UTC\"\n[storage]\ndatabase = \"/x/y/labfeed.db\"\n\
+                        [watch]\ninbox = \"/srv/in\"\narchive = \"/srv/ro/archive\"\nquarantine = \"/srv/q\"\n";
+
+    #[test]
+    fn missing_and_unwritable_directories_are_each_named_with_their_key() {
+        let config = Config::from_toml(TEXT, Path::new("c.toml")).unwrap();
+        let fs = Fake(BTreeMap::from([("/srv", true), ("/srv/q", false), ("/srv/ro", false), ("/", false)]));
+        let problems = directory_problems(&config, TEXT, &fs);
+        let shown: Vec<(usize, &str, &str)> =
+            problems.iter().map(|p| (p.line, p.key.as_str(), p.message.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                (5, "storage.database", "the database directory /x/y does not exist, nor does its parent /x"),
+                (
+                    8,
+                    "watch.archive",
+                    "the archive /srv/ro/archive does not exist, and its parent /srv/ro is not writable by user labfeed, so it cannot be created"
+                ),
+                (9, "watch.quarantine", "the quarantine directory /srv/q is not writable by user labfeed"),
+            ]
+        );
+        // The inbox is missing but its parent is writable: `run` creates it.
+        let fs = Fake(BTreeMap::from([("/x/y", true), ("/srv", true), ("/srv/ro", true), ("/srv/q", true)]));
+        assert_eq!(directory_problems(&config, TEXT, &fs), []);
+    }
 }

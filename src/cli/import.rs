@@ -1,6 +1,6 @@
 //! `labfeed import participants|visits|samples CSV`: load study data.
 //!
-//! The whole file is checked first ([`import::read`]), then every row is
+//! The whole file is checked first ([`import::read_with_dialect`]), then every row is
 //! applied in one write transaction, so a file is imported entirely or not at
 //! all. Each change is audited with old and new values under the `--by`
 //! actor; a row that is already as in the file writes nothing, so importing
@@ -104,8 +104,8 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
     };
     // Check the file before touching the database: a refused file takes no lock.
     let config = load_config(config_path)?;
-    let rows = match import::read(Kind::from(args.kind), &args.file, &config) {
-        Ok(rows) => rows,
+    let (rows, dialect) = match import::read_with_dialect(Kind::from(args.kind), &args.file, &config) {
+        Ok(read) => read,
         Err(e) => return refuse(&e, err),
     };
     let mut store = open_store(&config, config_path)?;
@@ -146,6 +146,8 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
     });
     match result {
         Ok(counts) => {
+            // How the file was read (SPEC §4): a spreadsheet's export settings, made visible.
+            writeln!(out, "{}: {dialect}", file.display())?;
             writeln!(
                 out,
                 "{}: {} {}: {} new, {} changed, {} unchanged",

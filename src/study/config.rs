@@ -2,7 +2,9 @@
 //!
 //! Every problem names the file, the line and the key, and says what is
 //! allowed; unknown keys are errors so a typo never silently changes a
-//! default. All problems are reported together, not just the first.
+//! default. All problems are reported together, not just the first: keys
+//! and kinds are checked against [`config_schema`] (which is what refuses
+//! unknown keys, so the structs below accept extra ones), then values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,6 +16,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::study::config_schema;
 use crate::study::units::KnownAnalyte;
 
 /// Where `labfeed` looks when neither `--config` nor `$LABFEED_CONFIG` is set.
@@ -40,7 +43,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Study {
     pub id: String,
     /// IANA zone for times that carry no offset (most analyzers send none).
@@ -48,13 +50,11 @@ pub struct Study {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Storage {
     pub database: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Watch {
     pub inbox: PathBuf,
     pub archive: PathBuf,
@@ -104,7 +104,6 @@ impl Watch {
 
 /// Logging (the daemon); `RUST_LOG` overrides `level`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Logging {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter such as `labfeed=debug`.
     #[serde(default = "default_log_level")]
@@ -123,7 +122,6 @@ impl Default for Logging {
 
 /// One measured quantity and how its results are judged.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Analyte {
     /// Canonical unit: every result is converted to it before storage.
     pub unit: String,
@@ -136,7 +134,6 @@ pub struct Analyte {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Instrument {
     pub name: String,
     /// Matches ASTM H.5 / HL7 MSH-3 component 1 of dropped files.
@@ -211,7 +208,6 @@ pub enum FlowControl {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SerialPort {
     pub instrument: String,
     pub path: PathBuf,
@@ -305,7 +301,6 @@ impl Mmtt {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Visit {
     pub code: String,
     pub name: String,
@@ -350,7 +345,6 @@ impl fmt::Display for ConfigError {
 
 // The file as written; spans let problems found after parsing point at lines.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     study: Spanned<Study>,
     storage: Storage,
@@ -371,7 +365,6 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawListener {
     instrument: String,
     address: String,
@@ -384,7 +377,6 @@ fn default_protocol() -> LinkProtocol {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMmtt {
     #[serde(default = "default_timepoints")]
     timepoints: Vec<i32>,
@@ -436,7 +428,6 @@ impl Default for RawMmtt {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSamples {
     id_pattern: Option<String>,
 }
@@ -523,6 +514,31 @@ impl Config {
     /// Check configuration text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError { path: path.to_owned(), problems };
+        let (document, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let problems = syntax
+                .iter()
+                .map(|e| {
+                    let offset = e.span().map_or(0, |s| s.start);
+                    Problem {
+                        line: line_of(text, offset),
+                        key: key_at(text, offset),
+                        message: format!("not valid TOML: {}", e.message().trim()),
+                    }
+                })
+                .collect();
+            return Err(fail(problems));
+        }
+        // Every unknown key and wrongly typed value first, in plain words;
+        // serde below would stop at the first and name Rust types.
+        let findings = config_schema::check(&document);
+        if !findings.is_empty() {
+            let problems = findings
+                .into_iter()
+                .map(|f| Problem { line: line_of(text, f.offset), key: f.key, message: f.message })
+                .collect();
+            return Err(fail(problems));
+        }
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             fail(vec![Problem {
@@ -915,17 +931,67 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].key, "mmtt.window_minuts");
         assert_eq!(p[0].line, text.lines().position(|l| l.starts_with("window_minuts")).unwrap() + 1);
-        assert!(p[0].message.contains("unknown field"), "{}", p[0].message);
+        assert_eq!(p[0].message, "unknown key; did you mean `window_minutes`?");
     }
 
     #[test]
     fn wrong_types_and_values_name_what_is_allowed() {
         let p = problems(&EXAMPLE.replace("parity = \"none\"", "parity = \"mark\""));
-        assert_eq!(p[0].key, "serial.parity");
-        assert!(p[0].message.contains("`none`, `even`, `odd`"), "{}", p[0].message);
+        assert_eq!(p[0].key, "serial[0].parity");
+        assert!(p[0].message.contains("one of \"none\", \"even\", \"odd\""), "{}", p[0].message);
 
         let p = problems(&EXAMPLE.replace("lloq = 0.017", "lloq = \"low\""));
         assert_eq!(p[0].key, "analytes.c_peptide.lloq");
+        assert_eq!(p[0].message, "must be a number, not text (\"low\")");
+    }
+
+    #[test]
+    fn misspelt_keys_and_wrong_types_are_all_reported_in_plain_words() {
+        // A misspelt required key is one problem (the unknown key), not two.
+        let text = EXAMPLE
+            .replace("timezone = \"Europe/Stockholm\"", "time_zone = \"Europe/Stockholm\"")
+            .replace("window_minutes = 5", "window_minute = 5")
+            .replace("baud = 9600", "baud = \"9600\"")
+            .replace("decimal_comma = false", "decimal_comma = \"no\"");
+        let p = problems(&text);
+        let line = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+        let shown: Vec<(usize, &str, &str)> = p.iter().map(|p| (p.line, p.key.as_str(), p.message.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                (line("time_zone"), "study.time_zone", "unknown key; did you mean `timezone`?"),
+                (line("decimal_comma"), "instruments[0].decimal_comma", "must be true or false, not text (\"no\")"),
+                (line("baud"), "serial[0].baud", "must be a whole number, not text (\"9600\")"),
+                (line("window_minute"), "mmtt.window_minute", "unknown key; did you mean `window_minutes`?"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_number_is_a_number_too() {
+        let text = EXAMPLE
+            .replace("settle_seconds = 1.0", "settle_seconds = 1")
+            .replace("lloq = 0.017", "lloq = 1")
+            .replace("plausible = [0.0, 20.0]", "plausible = [0, 20]");
+        let config = load(&text).expect("integers where numbers are asked");
+        assert_eq!(config.analytes["c_peptide"].plausible, Some([0.0, 20.0]));
+        assert_eq!(config.watch.map(|w| w.settle_seconds), Some(1.0));
+    }
+
+    #[test]
+    fn every_spec_key_is_accepted_even_those_nothing_reads_yet() {
+        let text = EXAMPLE
+            .replace("[watch]", "[audit]\nkey_file = \"/etc/labfeed/audit.key\"\nhead_file = \"/var/lib/labfeed/audit.head\"\n\n[web]\naddress = \"127.0.0.1:8080\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n\n[watch]")
+            .replace("database = \"/var/lib/labfeed/labfeed.db\"", "database = \"/var/lib/labfeed/labfeed.db\"\ninstance = \"lab-pc-1\"")
+            .replace(
+                "decimal_comma = false",
+                "decimal_comma = false\nkeep_comments = true\nlink_style = \"simplified\"\nmax_frame_bytes = 240",
+            )
+            .replace("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\nidle_seconds = 60");
+        let config = load(&text).expect("every SPEC §3 key loads");
+        assert_eq!(config.listen.len(), 1);
+        assert_eq!(config.instruments[0].link_style, LinkStyle::Simplified);
+        assert_eq!(config.instruments[0].max_frame_bytes, 240);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Reading the study data files (SPEC §4): participants, visits, samples.
 //!
 //! A whole file is checked before anything is stored, so a bad row never
-//! leaves the file half-imported. Only study codes are accepted: a column
+//! leaves the file half-imported. Comma or semicolon, UTF-8 or
+//! Windows-1252, LF or CRLF are all read ([`csv_dialect`]). Only study codes are accepted: a column
 //! that is not in the format (a name, a date of birth, an arm) is refused.
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::local_time::{LocalTime, check_meal_start};
 use crate::study::config::Config;
+use crate::study::csv_dialect::{self, Dialect};
 
 /// Which study data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,36 +94,56 @@ impl fmt::Display for ImportError {
 
 /// Read and check a study data file.
 pub fn read(kind: Kind, path: &Path, config: &Config) -> Result<Rows, ImportError> {
+    read_with_dialect(kind, path, config).map(|(rows, _)| rows)
+}
+
+/// Read and check a study data file, and say how it was saved.
+pub fn read_with_dialect(kind: Kind, path: &Path, config: &Config) -> Result<(Rows, Dialect), ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError {
         file: path.to_owned(),
         line: 0,
         column: None,
         message: format!("cannot read: {e}"),
     })?;
-    parse(kind, path, &bytes, config)
+    parse_with_dialect(kind, path, &bytes, config)
 }
 
 /// Check the bytes of a study data file; `path` is only used in messages.
 pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<Rows, ImportError> {
+    parse_with_dialect(kind, path, bytes, config).map(|(rows, _)| rows)
+}
+
+/// [`parse`], and the dialect (separator, encoding, line ends) the bytes were read in.
+pub fn parse_with_dialect(
+    kind: Kind,
+    path: &Path,
+    bytes: &[u8],
+    config: &Config,
+) -> Result<(Rows, Dialect), ImportError> {
     let err = |line: usize, column: Option<&str>, message: String| ImportError {
         file: path.to_owned(),
         line,
         column: column.map(str::to_owned),
         message,
     };
-    let body = bytes.strip_prefix(crate::model::UTF8_BOM).unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(body);
+    let (required, optional) = kind.columns();
+    let columns: Vec<&str> = required.iter().chain(optional).copied().collect();
+    // A file that cannot be read as a CSV of this kind is line 0: the whole file, exit 2.
+    let decoded = csv_dialect::detect(bytes, &columns).map_err(|e| err(0, None, e.to_string()))?;
+    let mut reader = decoded.reader();
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| err(1, None, format!("cannot read the header row: {e}")))?
         .iter()
         .map(str::to_owned)
         .collect();
-    let (required, optional) = kind.columns();
     if headers.iter().all(String::is_empty) {
         return Err(err(1, None, format!("the header row is missing: expected {}", required.join(","))));
     }
-    for h in &headers {
+    // Spreadsheets add empty columns after the last used one (`participant;site;;`):
+    // allowed while they stay empty, as nothing can be said about their content.
+    let unnamed: Vec<usize> = headers.iter().enumerate().filter(|(_, h)| h.is_empty()).map(|(i, _)| i).collect();
+    for h in headers.iter().filter(|h| !h.is_empty()) {
         if !required.contains(&h.as_str()) && !optional.contains(&h.as_str()) {
             return Err(err(
                 1,
@@ -135,7 +157,7 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
         }
     }
     let mut seen = BTreeSet::new();
-    for h in &headers {
+    for h in headers.iter().filter(|h| !h.is_empty()) {
         if !seen.insert(h.as_str()) {
             return Err(err(1, Some(h), "appears twice in the header row".to_owned()));
         }
@@ -160,6 +182,9 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
         let line = record.position().map_or(0, |p| p.line() as usize);
         if record.iter().all(str::is_empty) {
             continue;
+        }
+        if let Some(i) = unnamed.iter().find(|&&i| record.get(i).is_some_and(|v| !v.is_empty())) {
+            return Err(err(line, None, format!("column {} has a value but no name in the header row", i + 1)));
         }
         let field = |name: &str| index(name).and_then(|i| record.get(i)).filter(|v| !v.is_empty());
         let required_field = |name: &str| -> Result<String, ImportError> {
@@ -229,7 +254,7 @@ pub fn parse(kind: Kind, path: &Path, bytes: &[u8], config: &Config) -> Result<R
             }
         }
     }
-    Ok(rows)
+    Ok((rows, decoded.dialect))
 }
 
 /// `2026-03-02T08:30`, `2026-03-02T08:30:00` or `2026-03-02 08:30` (local
@@ -277,8 +302,14 @@ mod tests {
             panic!()
         };
         assert_eq!(s[0].1.minute, -10);
-        // Column order is free, a BOM and CRLF are fine.
-        assert!(run(Kind::Samples, "\u{feff}minute,visit,participant,sample_id\r\n30,V0,U07,A-2\r\n").is_ok());
+        // Column order is free, a BOM and CRLF are fine, and lines are still counted right.
+        let Rows::Samples(s) =
+            run(Kind::Samples, "\u{feff}minute,visit,participant,sample_id\r\n30,V0,U07,A-2\r\n0,V0,U07,A-3\r\n")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((s[0].0, s[1].0), (2, 3));
     }
 
     #[test]
@@ -321,6 +352,59 @@ mod tests {
         let Rows::Visits(v) = visits("2026-10-25T02:30+01:00").unwrap() else { panic!() };
         let meal = v[1].1.meal_start.unwrap();
         assert_eq!(meal.to_string(), "2026-10-25T02:30:00+01:00");
+    }
+
+    #[test]
+    fn a_swedish_spreadsheet_file_reads_as_its_comma_utf8_original() {
+        let original = run(Kind::Participants, "participant,site\nU07,Örebro\nU08,\"Växjö, CLV\"\n").unwrap();
+        let saved = b"\xEF\xBB\xBFparticipant;site\r\nU07;\xC3\x96rebro\r\nU08;V\xC3\xA4xj\xC3\xB6, CLV\r\n";
+        let (rows, dialect) = parse_with_dialect(Kind::Participants, Path::new("p.csv"), saved, &config()).unwrap();
+        assert_eq!((rows, dialect.to_string()), (original.clone(), "semicolon-separated, UTF-8 with BOM, CRLF".into()));
+        let saved = b"participant;site\r\nU07;\xD6rebro\r\nU08;V\xE4xj\xF6, CLV\r\n";
+        let (rows, dialect) = parse_with_dialect(Kind::Participants, Path::new("p.csv"), saved, &config()).unwrap();
+        assert_eq!((rows, dialect.to_string()), (original, "semicolon-separated, Windows-1252, CRLF".into()));
+    }
+
+    #[test]
+    fn empty_columns_a_spreadsheet_adds_are_ignored_while_they_stay_empty() {
+        let rows = run(Kind::Participants, "participant;site;;\r\nU07;Örebro;;\r\nU08;;;\r\n").unwrap();
+        assert_eq!(rows, run(Kind::Participants, "participant,site\nU07,Örebro\nU08,\n").unwrap());
+        let e = run(Kind::Participants, "participant;;\nU07;;\nU08;Anna Svensson;\n").unwrap_err();
+        assert_eq!(e.to_string(), "data.csv:3: column 2 has a value but no name in the header row");
+    }
+
+    #[test]
+    fn a_file_in_no_known_dialect_is_refused_as_a_whole() {
+        let e = run(Kind::Visits, "participant|visit|meal_start\nU07|V0|2026-03-02T08:30\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "data.csv: neither comma- nor semicolon-separated columns match participant,visit,meal_start"
+        );
+        assert_eq!(e.line, 0, "the whole file: exit 2");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn samples_in_any_dialect_give_the_rows_of_the_comma_utf8_file(
+            rows in proptest::collection::btree_map("[A-Z0-9-]{1,10}", ("U[0-9]{2}", "V[0-4]", -10i32..200), 0..8),
+            semicolon: bool,
+            crlf: bool,
+            bom: bool,
+        ) {
+            let table = |sep: &str, end: &str| -> String {
+                let mut text = ["sample_id", "participant", "visit", "minute"].join(sep) + end;
+                for (id, (participant, visit, minute)) in &rows {
+                    text += &[id.clone(), participant.clone(), visit.clone(), minute.to_string()].join(sep);
+                    text += end;
+                }
+                text
+            };
+            let original = run(Kind::Samples, &table(",", "\n")).unwrap();
+            let mut saved = if bom { crate::model::UTF8_BOM.to_vec() } else { Vec::new() };
+            saved.extend(table(if semicolon { ";" } else { "," }, if crlf { "\r\n" } else { "\n" }).into_bytes());
+            // Same rows, same line numbers.
+            proptest::prop_assert_eq!(parse(Kind::Samples, Path::new("s.csv"), &saved, &config()).unwrap(), original);
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 pub mod auc;
 pub mod config;
+pub mod config_schema;
+pub mod csv_dialect;
 pub mod import;
 pub mod matching;
 pub mod missing;

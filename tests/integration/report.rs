@@ -106,13 +106,22 @@ fn study_data_imports_with_a_summary_and_a_second_import_changes_nothing() {
     let s = Study::new();
     let out = s.import("participants", "participants.csv", PARTICIPANTS);
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "participants.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n");
+    assert_eq!(
+        stdout(&out),
+        "participants.csv: comma-separated, UTF-8, LF\nparticipants.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n"
+    );
     let out = s.import("visits", "visits.csv", VISITS);
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "visits.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n");
+    assert_eq!(
+        stdout(&out),
+        "visits.csv: comma-separated, UTF-8, LF\nvisits.csv: 3 rows: 3 new, 0 changed, 0 unchanged\n"
+    );
     let out = s.import("samples", "samples.csv", SAMPLES);
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "samples.csv: 2 rows: 2 new, 0 changed, 0 unchanged\n");
+    assert_eq!(
+        stdout(&out),
+        "samples.csv: comma-separated, UTF-8, LF\nsamples.csv: 2 rows: 2 new, 0 changed, 0 unchanged\n"
+    );
 
     let audited = s.audit_rows();
     assert_eq!(audited, 8, "one audit row per new participant, visit and sample");
@@ -121,7 +130,10 @@ fn study_data_imports_with_a_summary_and_a_second_import_changes_nothing() {
     {
         let out = s.run(&["import", kind, name]);
         assert_exit(&out, 0);
-        assert_eq!(stdout(&out), format!("{name}: {rows} rows: 0 new, 0 changed, {rows} unchanged\n"));
+        assert_eq!(
+            stdout(&out),
+            format!("{name}: comma-separated, UTF-8, LF\n{name}: {rows} rows: 0 new, 0 changed, {rows} unchanged\n")
+        );
     }
     assert_eq!(s.audit_rows(), audited, "re-importing the same files wrote no audit row");
 
@@ -148,13 +160,13 @@ fn a_changed_row_is_counted_and_audited_with_old_and_new_values_under_by() {
     assert_exit(&s.import("participants", "p.csv", PARTICIPANTS), 0);
     let out = s.import("participants", "p.csv", "participant,site\nU01,Lund\nU02,Uppsala\nU04,Umea\n");
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "p.csv: 3 rows: 1 new, 1 changed, 1 unchanged\n");
+    assert_eq!(stdout(&out), "p.csv: comma-separated, UTF-8, LF\np.csv: 3 rows: 1 new, 1 changed, 1 unchanged\n");
     let out = s.run(&["import", "participants", "p.csv", "--by", "A. Manager"]);
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "p.csv: 3 rows: 0 new, 0 changed, 3 unchanged\n");
+    assert_eq!(stdout(&out), "p.csv: comma-separated, UTF-8, LF\np.csv: 3 rows: 0 new, 0 changed, 3 unchanged\n");
     let out = s.import("participants", "one.csv", "participant,site\nU01,Uppsala\n");
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "one.csv: 1 row: 0 new, 1 changed, 0 unchanged\n");
+    assert_eq!(stdout(&out), "one.csv: comma-separated, UTF-8, LF\none.csv: 1 row: 0 new, 1 changed, 0 unchanged\n");
 
     // --by names the actor.
     s.file("p5.csv", "participant\nU05\n");
