@@ -50,11 +50,11 @@ fn get_format(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Format>> {
     }
 }
 
-const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
+pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
 
-fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
+pub(super) fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
         id: row.get(at)?,
         observation_id: row.get(at + 1)?,
