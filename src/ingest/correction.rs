@@ -323,6 +323,11 @@ impl<'a> Corrections<'a> {
             })?;
             report.closed.push(m.id);
         }
+        // Only flags left, on a value that is no longer current (a later
+        // correction replaced it): closed, nothing to place.
+        if results_elsewhere.is_empty() && !open_elsewhere.iter().any(|m| m.holds) {
+            return Ok(None);
+        }
         report.moved += 1;
         if current.iter().any(|r| to.holds(&r.slot)) {
             // Its value is already current at the new place.
