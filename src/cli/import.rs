@@ -4,7 +4,9 @@
 //! applied in one write transaction, so a file is imported entirely or not at
 //! all. Each change is audited with old and new values under the `--by`
 //! actor; a row that is already as in the file writes nothing, so importing
-//! the same file again changes nothing.
+//! the same file again changes nothing. A changed sample row or meal start
+//! moves or re-checks the results it concerns in the same transaction
+//! ([`Corrections`]), and the command prints what moved.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -496,3 +496,42 @@ fn a_refused_file_moves_nothing_and_rechecks_nothing() {
     assert!(mismatches(&s).is_empty());
     assert_eq!(count(&s, "SELECT count(*) FROM sample WHERE sample_id = 'S-30' AND participant = 'U01'"), 1);
 }
+
+#[test]
+fn a_patient_id_that_cannot_be_read_back_holds_a_move_to_another_participant() {
+    // Captured E1381 frames: masking the name breaks the stored copy's checksums,
+    // so the patient ID (U01) cannot be read again from it.
+    let text = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1|U01|||Andersson^Anna\r".to_owned()
+        + &order(1, "S-1")
+        + &r("CPEP", "0.52", "nmol/L")
+        + &order(2, "S-2")
+        + &r("CPEP", "0.80", "nmol/L")
+        + "L|1|N\r";
+    let mut framed = vec![0x05];
+    for f in labfeed::astm::encode_frames(text.as_bytes(), 240) {
+        framed.extend(f);
+    }
+    framed.push(0x04);
+    let s = Study::new(&[]);
+    import(&s, "participants", "participant\nU01\nU02\n");
+    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-03T08:30\n");
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-1,U01,V0,30\nS-2,U01,V0,60\n");
+    let file = s.dir.path().join("framed.astm");
+    std::fs::write(&file, &framed).unwrap();
+    ok(&s.run(&["ingest", path(&file)]));
+    assert_eq!(exported(&s).len(), 2, "{:?}", exported(&s));
+
+    let out = import(&s, "samples", "sample_id,participant,visit,minute\nS-1,U02,V0,30\nS-2,U01,V0,90\n");
+    assert!(
+        out.contains("S-1 moved U01/V0/30 → U02/V0/30 (1 result moved; 1 new mismatch PARTICIPANT_CONFLICT #"),
+        "{out}"
+    );
+    assert!(out.contains("S-2 moved U01/V0/60 → U01/V0/90 (1 result moved)"), "same participant: {out}");
+    let detail: String =
+        db(&s).query_row("SELECT detail FROM mismatch WHERE code = 'PARTICIPANT_CONFLICT'", [], |r| r.get(0)).unwrap();
+    assert!(detail.contains("could not be read back from the stored copy"), "{detail}");
+    assert!(!detail.contains("Andersson"), "{detail}");
+    let after = exported(&s);
+    assert!(at(&after, "U02", "30").is_empty() && at(&after, "U01", "30").is_empty(), "{after:?}");
+    assert_eq!(at(&after, "U01", "90"), [("c_peptide".into(), "0.8".into())]);
+}
