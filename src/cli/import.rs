@@ -170,7 +170,9 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
                 }
             }
         }
-        if !effects.is_empty() {
+        // Which MISSING_RESULT rows exist follows the meal starts and the
+        // slots emptied or filled above.
+        if counts.new + counts.changed > 0 {
             // TODO(review-merge): allocate MISSING ids here
         }
         Ok::<_, Failure>((counts, effects))

@@ -604,3 +604,74 @@ fn reported_patient_id(tx: &Tx<'_>, source: &ObservationSource, o: &ObservationR
     });
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(participant: &str, minute: i64) -> Place {
+        Place { participant: participant.into(), visit: "V0".into(), minute }
+    }
+
+    fn moved(n: usize) -> SampleMove {
+        SampleMove {
+            sample_id: "S-30".into(),
+            from: Some(place("U01", 30)),
+            to: place("U02", 30),
+            moved: n,
+            duplicates: 0,
+            raised: Vec::new(),
+            closed: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_move_is_said_in_one_line_with_plurals_right() {
+        assert_eq!(moved(0).to_string(), "S-30 moved U01/V0/30 → U02/V0/30 (no results to move)");
+        assert_eq!(moved(1).to_string(), "S-30 moved U01/V0/30 → U02/V0/30 (1 result moved)");
+        let mut m = moved(2);
+        m.raised.push((MismatchId(17), MismatchCode::DuplicateConflict));
+        assert_eq!(
+            m.to_string(),
+            "S-30 moved U01/V0/30 → U02/V0/30 (2 results moved; 1 new mismatch DUPLICATE_CONFLICT #17)"
+        );
+        m.raised.push((MismatchId(18), MismatchCode::OutOfWindow));
+        m.closed.extend([MismatchId(3), MismatchId(4)]);
+        m.from = None;
+        assert_eq!(
+            m.to_string(),
+            "S-30 placed at U02/V0/30 (2 results moved; 2 new mismatches DUPLICATE_CONFLICT #17, OUT_OF_WINDOW \
+             #18; 2 mismatches closed at the old slot (#3, #4))"
+        );
+    }
+
+    #[test]
+    fn a_meal_start_change_is_said_with_old_and_new_time() {
+        let mut c = MealStartChange {
+            participant: "U01".into(),
+            visit: "V24".into(),
+            old: Some("2026-03-02T08:30".parse().unwrap()),
+            new: Some("2026-03-02T09:00:30".parse().unwrap()),
+            rechecked: 14,
+            closed: vec![MismatchId(1)],
+            raised: vec![MismatchId(2), MismatchId(3)],
+            replaced: Vec::new(),
+        };
+        assert_eq!(
+            c.to_string(),
+            "U01/V24 meal_start 2026-03-02T08:30 → 2026-03-02T09:00:30: 14 results re-checked, 1 OUT_OF_WINDOW \
+             flag closed, 2 raised"
+        );
+        c.new = None;
+        c.rechecked = 1;
+        c.closed.push(MismatchId(4));
+        c.raised.clear();
+        c.replaced.push((MismatchId(5), MismatchId(6)));
+        assert_eq!(
+            c.to_string(),
+            "U01/V24 meal_start 2026-03-02T08:30 → (none): 1 result re-checked, 2 OUT_OF_WINDOW flags closed, 0 \
+             raised, 1 with new times (#5 → #6) (no meal start: no window can be checked)"
+        );
+    }
+}
