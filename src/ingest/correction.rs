@@ -519,7 +519,8 @@ impl<'a> Corrections<'a> {
                     participant: None,
                     visit: None,
                     minute: None,
-                    result_id: Some(current.id),
+                    // Nothing new is produced: the value stands.
+                    result_id: None,
                     reason,
                 })
             };
