@@ -488,13 +488,29 @@ impl<'a> Corrections<'a> {
                 new.participant, new.visit, self.because
             ),
         };
-        for current in tx.current_results_of_visit(&new.participant, &new.visit)? {
-            report.rechecked += 1;
-            let Some(o) = tx.observation(current.observation_id)? else { continue };
+        // The visit's accepted values, then any value that still has an open
+        // window flag though it is no longer current (a correction replaced it).
+        let mut values: Vec<(ObservationId, Slot, Option<f64>, bool)> = tx
+            .current_results_of_visit(&new.participant, &new.visit)?
+            .into_iter()
+            .map(|r| (r.observation_id, r.slot, Some(r.value), true))
+            .collect();
+        for m in tx.open_mismatches_of_visit(&new.participant, &new.visit, MismatchCode::OutOfWindow)? {
+            let (Some(id), Some(slot)) = (m.observation_id, m.slot()) else { continue };
+            if !values.iter().any(|(o, s, _, _)| *o == id && *s == slot) {
+                values.push((id, slot, None, false));
+            }
+        }
+        for (observation_id, slot, value, is_current) in values {
+            if is_current {
+                report.rechecked += 1;
+            }
+            let Some(o) = tx.observation(observation_id)? else { continue };
             let Some(source) = tx.observation_source(o.id)? else { continue };
-            let finding = self.window_finding(tx, &o, &source, &current.slot, current.value)?;
+            let value = value.or(o.matched.value);
+            let finding = self.window_finding(tx, &o, &source, &slot, value)?;
             let open: Vec<MismatchRow> = tx
-                .open_mismatches(&current.slot, Some(MismatchCode::OutOfWindow))?
+                .open_mismatches(&slot, Some(MismatchCode::OutOfWindow))?
                 .into_iter()
                 .filter(|m| m.observation_id == Some(o.id))
                 .collect();
@@ -505,10 +521,10 @@ impl<'a> Corrections<'a> {
                     observation_id: Some(o.id),
                     message_id: Some(o.message_id),
                     receipt_id: source.receipt_id,
-                    participant: Some(current.slot.participant.clone()),
-                    visit: Some(current.slot.visit.clone()),
-                    minute: Some(current.slot.minute),
-                    analyte: Some(current.slot.analyte.clone()),
+                    participant: Some(slot.participant.clone()),
+                    visit: Some(slot.visit.clone()),
+                    minute: Some(slot.minute),
+                    analyte: Some(slot.analyte.clone()),
                     detail,
                 })
             };
@@ -535,6 +551,7 @@ impl<'a> Corrections<'a> {
                         report.closed.push(m.id);
                     }
                 }
+                Some(_) if !is_current => {}
                 Some(finding) if open.is_empty() => {
                     // A data manager who accepted this value's window once is not asked again.
                     if tx.accepted_codes_of_observation(o.id)?.contains(&MismatchCode::OutOfWindow) {
@@ -563,7 +580,7 @@ impl<'a> Corrections<'a> {
         o: &ObservationRow,
         source: &ObservationSource,
         slot: &Slot,
-        value: f64,
+        value: Option<f64>,
     ) -> Result<Option<Finding>, StoreError> {
         let config = self.config;
         let instrument: Option<&Instrument> =
@@ -576,8 +593,7 @@ impl<'a> Corrections<'a> {
             minute,
             source: MatchSource::Manifest,
         };
-        let flags =
-            with_study(tx, |study| flag_checks(config, instrument, &slot.analyte, &at, &result, Some(value), study))?;
+        let flags = with_study(tx, |study| flag_checks(config, instrument, &slot.analyte, &at, &result, value, study))?;
         Ok(flags.into_iter().find(|f| f.code == MismatchCode::OutOfWindow))
     }
 }

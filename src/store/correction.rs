@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::store::StoreError;
-use crate::store::read::{RESULT_COLUMNS, Reader, result_row};
+use crate::store::read::{MISMATCH_COLUMNS, MISMATCH_FROM, RESULT_COLUMNS, Reader, mismatch_row, result_row};
 use crate::store::types::*;
 
 /// Where an observation's content came from: enough to read the reported
@@ -64,6 +64,23 @@ impl Reader<'_> {
         );
         let mut stmt = self.connection().prepare_cached(&sql)?;
         let rows = stmt.query_map(params![participant, visit], |r| result_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open mismatches of one code about one visit, by minute, analyte and id.
+    pub fn open_mismatches_of_visit(
+        &self,
+        participant: &str,
+        visit: &str,
+        code: MismatchCode,
+    ) -> Result<Vec<MismatchRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
+             WHERE s.id IS NULL AND m.participant = ?1 AND m.visit = ?2 AND m.code = ?3
+             ORDER BY m.minute, m.analyte, m.id"
+        );
+        let mut stmt = self.connection().prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![participant, visit, code], |r| mismatch_row(r, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -374,6 +374,27 @@ fn a_corrected_result_moves_as_its_current_version_and_stale_flags_close() {
     assert!(open_codes(&s).is_empty(), "{:?}", open_codes(&s));
 }
 
+#[test]
+fn a_cleared_meal_start_also_closes_the_flag_of_a_value_a_correction_replaced() {
+    let s = study(
+        "S-60,U01,V0,60\n",
+        &[
+            ("orig.hl7", central("C1", "U01", "S-60", "202603021000", "0.5")),
+            ("corr.hl7", central_with_status("C2", "U01", "S-60", "202603021000", "0.55", "C")),
+        ],
+    );
+    assert_eq!(window_flags(&s), ["60", "60"]);
+    let out = import(&s, "visits", &format!("{VISITS}U01,V0,\n"));
+    assert!(
+        out.ends_with(
+            "visits.csv: U01/V0 meal_start 2026-03-02T08:30 → (none): 1 result re-checked, 2 OUT_OF_WINDOW flags \
+             closed, 0 raised (no meal start: no window can be checked)\n"
+        ),
+        "{out}"
+    );
+    assert!(window_flags(&s).is_empty());
+}
+
 /// U01's C-peptide at 15, 30 and 60 min, drawn 08:50, 09:00 and 09:30 (central lab, trusted times).
 fn drawn() -> Vec<(&'static str, String)> {
     vec![
