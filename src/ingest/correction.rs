@@ -93,7 +93,7 @@ pub struct SampleMove {
 impl SampleMove {
     /// Whether anything about results changed or was kept back.
     pub fn touched_results(&self) -> bool {
-        self.moved > 0 || !self.kept.is_empty()
+        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty()
     }
 }
 
@@ -104,7 +104,7 @@ impl fmt::Display for SampleMove {
             None => write!(f, "{} placed at {}", self.sample_id, self.to)?,
         }
         let mut parts = Vec::new();
-        if self.moved == 0 && self.kept.is_empty() {
+        if !self.touched_results() {
             parts.push("no results to move".to_owned());
         }
         if self.moved > 0 {
