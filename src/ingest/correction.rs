@@ -23,13 +23,15 @@
 //!   start closes the visit's window flags: there is no window to check.
 //!   MISSING_RESULT follows by itself (reports compute it from the meal start).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::model::{LabResult, ParseOptions};
 use crate::parse::parse_bytes;
 use crate::store::{
     MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow,
-    ObservationSource, ResolutionAction, ResultId, Sample, Slot, StoreError, Tx, Visit,
+    ObservationSource, RawId, ResolutionAction, ResultId, Sample, Slot, StoreError, Tx, Visit,
 };
 use crate::study::config::{Config, Instrument};
 use crate::study::matching::{Finding, MatchSource, SampleSlot, assess_in_slot, flag_checks, resolve_instrument};
@@ -214,11 +216,13 @@ pub struct Corrections<'a> {
     config: &'a Config,
     /// What made the change, for reasons and details: `import of samples.csv`.
     because: String,
+    /// Stored copies already read back for patient IDs, by content.
+    read_back: RefCell<HashMap<RawId, ReadBack>>,
 }
 
 impl<'a> Corrections<'a> {
     pub fn new(config: &'a Config, because: impl Into<String>) -> Corrections<'a> {
-        Corrections { config, because: because.into() }
+        Corrections { config, because: because.into(), read_back: RefCell::new(HashMap::new()) }
     }
 
     /// The manifest rows of these samples are now `new` (they were `old`):
@@ -350,7 +354,7 @@ impl<'a> Corrections<'a> {
         let config = self.config;
         let sample = o.sample_id.clone().unwrap_or_default();
         let mut result = reported_result(o);
-        let patient = reported_patient_id(tx, source, o)?;
+        let patient = self.reported_patient_id(tx, source, o)?;
         let mut unreadable_conflict = None;
         match patient {
             PatientId::Absent => {}
@@ -598,28 +602,53 @@ impl<'a> Corrections<'a> {
     }
 }
 
-/// Read the patient ID of observation `o` again from the stored (masked)
-/// copy of its content: the message by number, the result by its order.
-fn reported_patient_id(tx: &Tx<'_>, source: &ObservationSource, o: &ObservationRow) -> Result<PatientId, StoreError> {
-    let Some(raw) = tx.raw(source.raw_id)? else { return Ok(PatientId::Unreadable) };
-    let mut found = PatientId::Unreadable;
-    let index = usize::try_from(source.seq - 1).ok();
+/// What the stored copy of one content says about each result that parsed
+/// again: (message number, order) → (sample ID, test code, patient ID).
+type ReadBack = HashMap<(i64, i64), (Option<String>, Option<String>, Option<String>)>;
+
+/// Read the stored (masked) copy of a content again, once per import.
+fn read_back(tx: &Tx<'_>, raw_id: RawId) -> Result<ReadBack, StoreError> {
+    let mut found = ReadBack::new();
+    let Some(raw) = tx.raw(raw_id)? else { return Ok(found) };
     parse_bytes(&raw.content, &ParseOptions::default(), &mut |outcome| {
         let Ok(message) = outcome else { return };
-        if i64::try_from(message.number).ok() != Some(source.message_number) {
-            return;
+        let Ok(number) = i64::try_from(message.number) else { return };
+        for (i, r) in message.results.into_iter().enumerate() {
+            let Ok(seq) = i64::try_from(i + 1) else { return };
+            found.insert((number, seq), (r.sample_id, r.test_code, r.patient_id));
         }
-        let Some(r) = index.and_then(|i| message.results.get(i)) else { return };
-        // The same result as stored, or the copy cannot be trusted for this.
-        if r.sample_id != o.sample_id || r.test_code != o.test_code {
-            return;
-        }
-        found = match &r.patient_id {
-            None => PatientId::Absent,
-            Some(id) => PatientId::Sent(id.clone()),
-        };
     });
     Ok(found)
+}
+
+impl Corrections<'_> {
+    /// The patient ID of observation `o` as its stored copy gives it back:
+    /// the message by number, the result by its order.
+    fn reported_patient_id(
+        &self,
+        tx: &Tx<'_>,
+        source: &ObservationSource,
+        o: &ObservationRow,
+    ) -> Result<PatientId, StoreError> {
+        if !self.read_back.borrow().contains_key(&source.raw_id) {
+            let parsed = read_back(tx, source.raw_id)?;
+            self.read_back.borrow_mut().insert(source.raw_id, parsed);
+        }
+        let cache = self.read_back.borrow();
+        let Some((sample, test, patient)) =
+            cache.get(&source.raw_id).and_then(|r| r.get(&(source.message_number, source.seq)))
+        else {
+            return Ok(PatientId::Unreadable);
+        };
+        // The same result as stored, or the copy cannot be trusted for this.
+        if *sample != o.sample_id || *test != o.test_code {
+            return Ok(PatientId::Unreadable);
+        }
+        Ok(match patient {
+            None => PatientId::Absent,
+            Some(id) => PatientId::Sent(id.clone()),
+        })
+    }
 }
 
 #[cfg(test)]
