@@ -236,6 +236,7 @@ impl<'a> Corrections<'a> {
     ) -> Result<Vec<SampleMove>, StoreError> {
         let mut reports = Vec::with_capacity(changes.len());
         let mut pending = Vec::new();
+        let observed = if changes.is_empty() { Default::default() } else { tx.sample_ids_with_movable_observations()? };
         for (index, (old, new)) in changes.iter().enumerate() {
             let to = Place::of_sample(new);
             let mut report = SampleMove {
@@ -248,7 +249,12 @@ impl<'a> Corrections<'a> {
                 closed: Vec::new(),
                 kept: Vec::new(),
             };
-            for id in tx.movable_observations_of_sample(&new.sample_id)? {
+            let ids = if observed.contains(&new.sample_id) {
+                tx.movable_observations_of_sample(&new.sample_id)?
+            } else {
+                Vec::new()
+            };
+            for id in ids {
                 if let Some(out) = self.take_out(tx, id, &to, &mut report)? {
                     pending.push((index, out));
                 }

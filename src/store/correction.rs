@@ -2,6 +2,8 @@
 //! meal start): which results belong to a sample or a visit, and what a data
 //! manager already decided about them.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{OptionalExtension, params};
 
 use crate::store::StoreError;
@@ -32,6 +34,18 @@ impl Reader<'_> {
              ORDER BY id",
         )?;
         let rows = stmt.query_map([sample_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every sample ID that has movable observations (see
+    /// [`Reader::movable_observations_of_sample`]): one scan, so a large
+    /// manifest import does not scan the observations once per row.
+    pub fn sample_ids_with_movable_observations(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT DISTINCT sample_id FROM observation
+             WHERE sample_id IS NOT NULL AND qc = 0 AND outcome IN ('accepted', 'mismatch')",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
