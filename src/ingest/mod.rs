@@ -17,6 +17,7 @@
 //! content's SHA-256), whatever order the files arrive in; a correction that
 //! arrives before its original is applied when the original comes.
 
+pub mod correction;
 pub mod privacy;
 pub mod resolve;
 

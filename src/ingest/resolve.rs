@@ -455,25 +455,30 @@ impl Work<'_> {
         o: &ObservationRow,
     ) -> Result<(LabResult, Option<String>, Option<String>), ResolveError> {
         let link = tx.receipt_instrument(self.mismatch.receipt_id)?;
-        let result = LabResult {
-            sender: o.sender.clone(),
-            sample_id: o.sample_id.clone(),
-            // Not kept (it may be a hospital number); an assignment is the data manager's call.
-            patient_id: None,
-            test_code: o.test_code.clone(),
-            value: o.reported_value.clone(),
-            comparator: o.comparator,
-            numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
-            unit: o.reported_unit.clone(),
-            flags: o.flags.clone(),
-            status: o.status.clone(),
-            collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
-            resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
-            qc: o.qc,
-            comments: Vec::new(),
-            offset: usize::try_from(o.byte_offset).unwrap_or(0),
-        };
-        Ok((result, o.sender.clone(), link))
+        Ok((reported_result(o), o.sender.clone(), link))
+    }
+}
+
+/// The result as the analyzer reported it, rebuilt from its observation (for
+/// the checks to run again). The patient ID is not stored: it is `None` here.
+pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
+    LabResult {
+        sender: o.sender.clone(),
+        sample_id: o.sample_id.clone(),
+        // Not kept (it may be a hospital number); an assignment is the data manager's call.
+        patient_id: None,
+        test_code: o.test_code.clone(),
+        value: o.reported_value.clone(),
+        comparator: o.comparator,
+        numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
+        unit: o.reported_unit.clone(),
+        flags: o.flags.clone(),
+        status: o.status.clone(),
+        collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
+        resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
+        qc: o.qc,
+        comments: Vec::new(),
+        offset: usize::try_from(o.byte_offset).unwrap_or(0),
     }
 }
 

@@ -21,6 +21,7 @@
 //! - No write happens outside a `BEGIN IMMEDIATE` transaction.
 
 mod audit;
+mod correction;
 mod error;
 mod mask;
 mod read;
@@ -36,6 +37,7 @@ pub use audit::{
     AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
 };
+pub use correction::ObservationSource;
 pub use error::StoreError;
 pub use mask::{MASK_BYTE, mask};
 pub use read::Reader;

@@ -50,11 +50,11 @@ fn get_format(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Format>> {
     }
 }
 
-const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
+pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
 
-fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
+pub(super) fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
         id: row.get(at)?,
         observation_id: row.get(at + 1)?,
@@ -77,13 +77,13 @@ fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
     })
 }
 
-const MISMATCH_COLUMNS: &str = "m.id, m.code, m.holds, m.observation_id, m.message_id, m.receipt_id, m.participant, \
+pub(super) const MISMATCH_COLUMNS: &str = "m.id, m.code, m.holds, m.observation_id, m.message_id, m.receipt_id, m.participant, \
      m.visit, m.minute, m.analyte, m.detail, m.created_at, \
      s.id, s.action, s.participant, s.visit, s.minute, s.result_id, s.reason, s.resolved_by, s.resolved_at";
 const MISMATCH_WIDTH: usize = 21;
-const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s ON s.mismatch_id = m.id";
+pub(super) const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s ON s.mismatch_id = m.id";
 
-fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
+pub(super) fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
     let resolution = match row.get::<_, Option<ResolutionId>>(at + 12)? {
         None => None,
         Some(id) => Some(ResolutionRow {

@@ -4,6 +4,7 @@ mod astm;
 mod auc;
 mod cli;
 mod config;
+mod correction;
 mod csv_dialects;
 mod daemon;
 mod demo;

@@ -1,0 +1,730 @@
+//! Study-data corrections that follow the data (SPEC §7 "Study data change"):
+//! an imported sample row that moves a sample, and a changed meal start.
+//!
+//! Runs inside the import's own write transaction, under the importing user,
+//! so the study-data row and every move and re-check it causes are audited
+//! together or not at all.
+//!
+//! - **A sample moves** (another participant, visit or minute): every result
+//!   of the sample leaves its old slot (an accepted value is withdrawn with a
+//!   withdrawn version; open mismatches about it there are closed as `auto`,
+//!   naming the import), and every check runs again at the new slot, as after
+//!   `resolve --assign`. Unlike an assignment, the patient ID the analyzer
+//!   sent is compared again: the manifest changed, not a data manager's mind,
+//!   and a patient ID that disagrees with the new participant is exactly what
+//!   a wrong correction looks like. A different value already in the new slot
+//!   is a DUPLICATE_CONFLICT; it is never overwritten.
+//! - **A data manager's assignment stands**: a result that `resolve --assign`
+//!   placed stays where it was put, and the import says so.
+//! - **A meal start changes**: OUT_OF_WINDOW is checked again for the visit's
+//!   accepted results. A flag that no longer applies is closed (`auto`), a
+//!   value now out of window gets a new flag (accepted and flagged, as at
+//!   ingest), and a flag whose numbers changed is replaced. A cleared meal
+//!   start closes the visit's window flags: there is no window to check.
+//!   MISSING_RESULT follows by itself (reports compute it from the meal start).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::local_time::LocalTime;
+use crate::model::{LabResult, ParseOptions};
+use crate::parse::parse_bytes;
+use crate::store::{
+    MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow,
+    ObservationSource, RawId, ResolutionAction, ResultId, Sample, Slot, StoreError, Tx, Visit,
+};
+use crate::study::config::{Config, Instrument};
+use crate::study::matching::{Finding, MatchSource, SampleSlot, assess_in_slot, flag_checks, resolve_instrument};
+
+use super::resolve::reported_result;
+use super::{same_value, slot_words, value_words, with_study};
+
+/// A participant, visit and minute: where a sample belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub participant: String,
+    pub visit: String,
+    pub minute: i64,
+}
+
+impl Place {
+    fn of_sample(s: &Sample) -> Place {
+        Place { participant: s.participant.clone(), visit: s.visit.clone(), minute: s.minute }
+    }
+
+    fn of_slot(s: &Slot) -> Place {
+        Place { participant: s.participant.clone(), visit: s.visit.clone(), minute: s.minute }
+    }
+
+    /// The place a mismatch is about, when it names one.
+    fn of_mismatch(m: &MismatchRow) -> Option<Place> {
+        Some(Place { participant: m.participant.clone()?, visit: m.visit.clone()?, minute: m.minute? })
+    }
+
+    fn holds(&self, slot: &Slot) -> bool {
+        self.participant == slot.participant && self.visit == slot.visit && self.minute == slot.minute
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.participant, self.visit, self.minute)
+    }
+}
+
+/// What moving one sample did, for the import's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleMove {
+    pub sample_id: String,
+    /// The old manifest row, else where its results were.
+    pub from: Option<Place>,
+    pub to: Place,
+    /// Results taken out of their old slot and checked again at the new one.
+    pub moved: usize,
+    /// Of those, how many found the same value already in the new slot.
+    pub duplicates: usize,
+    /// Mismatches the checks raised at the new slot.
+    pub raised: Vec<(MismatchId, MismatchCode)>,
+    /// Open mismatches closed at the old slot.
+    pub closed: Vec<MismatchId>,
+    /// Results left where a data manager assigned them: their slot and the
+    /// mismatch the assignment resolved.
+    pub kept: Vec<(Slot, MismatchId)>,
+}
+
+impl SampleMove {
+    /// Whether anything about results changed or was kept back.
+    pub fn touched_results(&self) -> bool {
+        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty()
+    }
+}
+
+impl fmt::Display for SampleMove {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(from) => write!(f, "{} moved {from} → {}", self.sample_id, self.to)?,
+            None => write!(f, "{} placed at {}", self.sample_id, self.to)?,
+        }
+        let mut parts = Vec::new();
+        if !self.touched_results() {
+            parts.push("no results to move".to_owned());
+        }
+        if self.moved > 0 {
+            parts.push(format!("{} moved", count(self.moved, "result", "results")));
+        }
+        if self.duplicates > 0 {
+            parts.push(format!("{} already there with the same value (duplicate)", self.duplicates));
+        }
+        if !self.raised.is_empty() {
+            let list: Vec<String> = self.raised.iter().map(|(id, code)| format!("{code} #{id}")).collect();
+            parts.push(format!("{} {}", count(self.raised.len(), "new mismatch", "new mismatches"), list.join(", ")));
+        }
+        if !self.closed.is_empty() {
+            let list: Vec<String> = self.closed.iter().map(|id| format!("#{id}")).collect();
+            parts.push(format!(
+                "{} at the old slot ({})",
+                count(self.closed.len(), "mismatch closed", "mismatches closed"),
+                list.join(", ")
+            ));
+        }
+        for (slot, id) in &self.kept {
+            parts.push(format!("1 result kept at {slot}, where a data manager assigned it (#{id})"));
+        }
+        write!(f, " ({})", parts.join("; "))
+    }
+}
+
+/// What a changed meal start did to its visit's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MealStartChange {
+    pub participant: String,
+    pub visit: String,
+    pub old: Option<LocalTime>,
+    pub new: Option<LocalTime>,
+    /// Accepted results of the visit whose window was checked again.
+    pub rechecked: usize,
+    /// OUT_OF_WINDOW flags that no longer apply.
+    pub closed: Vec<MismatchId>,
+    /// New OUT_OF_WINDOW flags.
+    pub raised: Vec<MismatchId>,
+    /// Flags that still apply with other numbers: (closed, its replacement).
+    pub replaced: Vec<(MismatchId, MismatchId)>,
+}
+
+impl fmt::Display for MealStartChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} meal_start {} → {}: {} re-checked, {} closed, {} raised",
+            self.participant,
+            self.visit,
+            local_words(self.old),
+            local_words(self.new),
+            count(self.rechecked, "result", "results"),
+            count(self.closed.len(), "OUT_OF_WINDOW flag", "OUT_OF_WINDOW flags"),
+            self.raised.len()
+        )?;
+        if !self.replaced.is_empty() {
+            let list: Vec<String> = self.replaced.iter().map(|(old, new)| format!("#{old} → #{new}")).collect();
+            write!(f, ", {} with new times ({})", self.replaced.len(), list.join(", "))?;
+        }
+        if self.new.is_none() && self.old.is_some() {
+            write!(f, " (no meal start: no window can be checked)")?;
+        }
+        Ok(())
+    }
+}
+
+/// `1 result`, `2 results`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `2026-03-02T08:30` (seconds only when there are some; the offset when
+/// there is one), `(none)`.
+fn local_words(t: Option<LocalTime>) -> String {
+    match t {
+        None => "(none)".to_owned(),
+        Some(t) => t.iso_minutes(),
+    }
+}
+
+/// The patient ID a result was sent with, read again from the stored copy
+/// (it is never stored on its own: it may be a hospital number).
+enum PatientId {
+    /// The message carried none.
+    Absent,
+    /// As it stands in the stored copy: a study code, or masked (`***`),
+    /// which was not a study code when it arrived.
+    Sent(String),
+    /// The stored copy does not parse again (e.g. framing checksums that no
+    /// longer match after masking).
+    Unreadable,
+}
+
+/// An observation taken out of its old slot, to be checked at its new one.
+struct TakenOut {
+    observation: ObservationRow,
+    source: ObservationSource,
+    to: Place,
+    participant_changed: bool,
+    minute_changed: bool,
+}
+
+/// Study-data corrections inside one import transaction.
+pub struct Corrections<'a> {
+    config: &'a Config,
+    /// What made the change, for reasons and details: `import of samples.csv`.
+    because: String,
+    /// Stored copies already read back for patient IDs, by content.
+    read_back: RefCell<HashMap<RawId, ReadBack>>,
+}
+
+impl<'a> Corrections<'a> {
+    pub fn new(config: &'a Config, because: impl Into<String>) -> Corrections<'a> {
+        Corrections { config, because: because.into(), read_back: RefCell::new(HashMap::new()) }
+    }
+
+    /// The manifest rows of these samples are now `new` (they were `old`):
+    /// move every result of each sample that is somewhere else. All of them
+    /// leave their old slots before any is checked at its new one, so two
+    /// swapped tubes change places instead of conflicting with each other.
+    pub fn samples_moved(
+        &self,
+        tx: &mut Tx<'_>,
+        changes: &[(Option<Sample>, Sample)],
+    ) -> Result<Vec<SampleMove>, StoreError> {
+        let mut reports = Vec::with_capacity(changes.len());
+        let mut pending = Vec::new();
+        let observed = if changes.is_empty() { Default::default() } else { tx.sample_ids_with_movable_observations()? };
+        for (index, (old, new)) in changes.iter().enumerate() {
+            let to = Place::of_sample(new);
+            let mut report = SampleMove {
+                sample_id: new.sample_id.clone(),
+                from: old.as_ref().map(Place::of_sample),
+                to: to.clone(),
+                moved: 0,
+                duplicates: 0,
+                raised: Vec::new(),
+                closed: Vec::new(),
+                kept: Vec::new(),
+            };
+            let ids = if observed.contains(&new.sample_id) {
+                tx.movable_observations_of_sample(&new.sample_id)?
+            } else {
+                Vec::new()
+            };
+            for id in ids {
+                if let Some(out) = self.take_out(tx, id, &to, &mut report)? {
+                    pending.push((index, out));
+                }
+            }
+            reports.push(report);
+        }
+        for (index, out) in pending {
+            if let Some(report) = reports.get_mut(index) {
+                self.check_at(tx, &out, report)?;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Take an observation of a moving sample out of its old slot: withdraw
+    /// its value there and close its open mismatches there. `None` when it
+    /// stays (already at `to`, nothing current or open, or assigned by a data
+    /// manager); otherwise what [`Self::check_at`] needs.
+    fn take_out(
+        &self,
+        tx: &mut Tx<'_>,
+        id: ObservationId,
+        to: &Place,
+        report: &mut SampleMove,
+    ) -> Result<Option<TakenOut>, StoreError> {
+        let current = tx.current_results_of_observation(id)?;
+        let open = tx.open_mismatches_of_observation(id)?;
+        // Only what has a place moves; a result held before it had one
+        // (unknown instrument, test or sample) stays held where it is.
+        let results_elsewhere: Vec<_> = current.iter().filter(|r| !to.holds(&r.slot)).cloned().collect();
+        let open_elsewhere: Vec<_> =
+            open.iter().filter(|m| Place::of_mismatch(m).is_some_and(|p| p != *to)).cloned().collect();
+        if results_elsewhere.is_empty() && open_elsewhere.is_empty() {
+            return Ok(None);
+        }
+        if let Some(assigned) = tx.assignment_of_observation(id)? {
+            for r in &current {
+                report.kept.push((r.slot.clone(), assigned));
+            }
+            for m in open.iter().filter(|m| current.iter().all(|r| m.slot().as_ref() != Some(&r.slot))) {
+                if let Some(slot) = m.slot() {
+                    report.kept.push((slot, assigned));
+                }
+            }
+            return Ok(None);
+        }
+        let Some(observation) = tx.observation(id)? else { return Ok(None) };
+        let Some(source) = tx.observation_source(id)? else { return Ok(None) };
+        let old_place = results_elsewhere
+            .first()
+            .map(|r| Place::of_slot(&r.slot))
+            .or_else(|| open_elsewhere.iter().find_map(Place::of_mismatch));
+        if report.from.is_none() {
+            report.from = old_place.clone();
+        }
+        let sample = observation.sample_id.as_deref().unwrap_or("");
+        let from_words = old_place.as_ref().map_or_else(String::new, |p| format!(" from {p}"));
+        let reason = format!("sample {sample} moved{from_words} to {to} ({})", self.because);
+
+        let mut withdrawn: Vec<(Slot, ResultId)> = Vec::new();
+        for r in &results_elsewhere {
+            if let Some(stored) = tx.withdraw_result(&r.slot, &reason)? {
+                withdrawn.push((r.slot.clone(), stored.id));
+            }
+        }
+        for m in &open_elsewhere {
+            let result_id = withdrawn.iter().find(|(slot, _)| m.slot().as_ref() == Some(slot)).map(|(_, id)| *id);
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id,
+                reason: reason.clone(),
+            })?;
+            report.closed.push(m.id);
+        }
+        // Only flags left, on a value that is no longer current (a later
+        // correction replaced it): closed, nothing to place.
+        if results_elsewhere.is_empty() && !open_elsewhere.iter().any(|m| m.holds) {
+            return Ok(None);
+        }
+        report.moved += 1;
+        if current.iter().any(|r| to.holds(&r.slot)) {
+            // Its value is already current at the new place.
+            return Ok(None);
+        }
+        Ok(Some(TakenOut {
+            participant_changed: old_place.as_ref().is_some_and(|p| p.participant != to.participant),
+            minute_changed: old_place.as_ref().is_some_and(|p| p.minute != to.minute),
+            observation,
+            source,
+            to: to.clone(),
+        }))
+    }
+
+    /// Every check again at `to`, as after `resolve --assign`, but with the
+    /// patient ID compared; then the slot decision and the flags.
+    fn check_at(&self, tx: &mut Tx<'_>, out: &TakenOut, report: &mut SampleMove) -> Result<(), StoreError> {
+        let TakenOut { observation: o, source, to, participant_changed, minute_changed } = out;
+        let (participant_changed, minute_changed) = (*participant_changed, *minute_changed);
+        let config = self.config;
+        let sample = o.sample_id.clone().unwrap_or_default();
+        let mut result = reported_result(o);
+        let patient = self.reported_patient_id(tx, source, o)?;
+        let mut unreadable_conflict = None;
+        match patient {
+            PatientId::Absent => {}
+            PatientId::Sent(id) => result.patient_id = Some(id),
+            PatientId::Unreadable if participant_changed => {
+                unreadable_conflict = Some(Finding {
+                    code: MismatchCode::ParticipantConflict,
+                    detail: format!(
+                        "the message's patient ID could not be read back from the stored copy to compare it with \
+                         participant {} of sample {sample}; check the sample before accepting it",
+                        to.participant
+                    ),
+                });
+            }
+            // The participant is the same: the comparison at ingest stands.
+            PatientId::Unreadable => {}
+        }
+        let instrument = resolve_instrument(config, source.link_instrument.as_deref(), o.sender.as_deref());
+        let Ok(minute) = i32::try_from(to.minute) else { return Ok(()) };
+        let target = SampleSlot {
+            participant: to.participant.clone(),
+            visit: to.visit.clone(),
+            minute,
+            source: MatchSource::Manifest,
+        };
+        let a = with_study(tx, |study| {
+            assess_in_slot(config, instrument, o.sender.as_deref(), &result, target.clone(), study)
+        })?;
+        let analyte = a.analyte.clone().or_else(|| o.matched.analyte.clone());
+        let accepted = tx.accepted_codes_of_observation(o.id)?;
+        // A problem a data manager accepted stays accepted, unless it is about
+        // the part of the place that changed.
+        let still_accepted = |code: MismatchCode| {
+            accepted.contains(&code)
+                && !(code == MismatchCode::ParticipantConflict && participant_changed)
+                && !(code == MismatchCode::UnscheduledTimepoint && minute_changed)
+        };
+        let hold = unreadable_conflict
+            .into_iter()
+            .chain(a.hold.iter().cloned())
+            .chain(a.further_holds.iter().cloned())
+            .find(|f| !still_accepted(f.code));
+        let raise = |tx: &mut Tx<'_>, code: MismatchCode, holds: bool, detail: String| {
+            tx.insert_mismatch(&NewMismatch {
+                code,
+                holds,
+                observation_id: Some(o.id),
+                message_id: Some(o.message_id),
+                receipt_id: source.receipt_id,
+                participant: Some(to.participant.clone()),
+                visit: Some(to.visit.clone()),
+                minute: Some(to.minute),
+                analyte: analyte.clone(),
+                detail,
+            })
+        };
+        let after = format!("after sample {sample} moved to {to}, {}", self.because);
+        if let Some(finding) = hold {
+            let id = raise(tx, finding.code, true, format!("{} ({after})", finding.detail))?;
+            report.raised.push((id, finding.code));
+            return Ok(());
+        }
+        let (Some(analyte_name), Some(value), Some(unit)) = (analyte.clone(), a.value, a.unit.clone()) else {
+            return Ok(());
+        };
+        let slot = Slot::new(&to.participant, &to.visit, to.minute, &analyte_name);
+        if let Some(current) = tx.current_result(&slot)? {
+            if same_value(current.value, current.comparator, Some(value), a.comparator) {
+                report.duplicates += 1;
+                return Ok(());
+            }
+            let detail = format!(
+                "{} differs from {} already accepted for {} ({after}); the value already there stands until resolved",
+                value_words(Some(value), a.comparator, Some(&unit)),
+                value_words(Some(current.value), current.comparator, Some(&current.unit)),
+                slot_words(&slot),
+            );
+            let id = raise(tx, MismatchCode::DuplicateConflict, true, detail)?;
+            report.raised.push((id, MismatchCode::DuplicateConflict));
+            return Ok(());
+        }
+        let from_words = report.from.as_ref().map_or_else(String::new, |p| format!(" from {p}"));
+        tx.insert_result(&NewResult {
+            observation_id: o.id,
+            slot: slot.clone(),
+            value,
+            unit,
+            comparator: a.comparator,
+            blq: a.blq,
+            reason: format!("sample {sample} moved here{from_words} ({})", self.because),
+        })?;
+        let Some(instrument) = instrument else { return Ok(()) };
+        let flags =
+            with_study(tx, |study| flag_checks(config, instrument, &analyte_name, &target, &result, a.value, study))?;
+        let open_here = tx.open_mismatches(&slot, None)?;
+        for finding in flags {
+            if open_here.iter().any(|m| m.observation_id == Some(o.id) && m.code == finding.code) {
+                continue;
+            }
+            let id = raise(tx, finding.code, false, format!("{} ({after})", finding.detail))?;
+            report.raised.push((id, finding.code));
+        }
+        Ok(())
+    }
+
+    /// A visit's meal start is now `new.meal_start` (it was `old`): check the
+    /// window of its accepted results again.
+    pub fn meal_start_changed(
+        &self,
+        tx: &mut Tx<'_>,
+        old: Option<LocalTime>,
+        new: &Visit,
+    ) -> Result<MealStartChange, StoreError> {
+        let mut report = MealStartChange {
+            participant: new.participant.clone(),
+            visit: new.visit.clone(),
+            old,
+            new: new.meal_start,
+            rechecked: 0,
+            closed: Vec::new(),
+            raised: Vec::new(),
+            replaced: Vec::new(),
+        };
+        let change = match new.meal_start {
+            Some(_) => format!(
+                "the meal start of {}/{} changed from {} to {} ({})",
+                new.participant,
+                new.visit,
+                local_words(old),
+                local_words(new.meal_start),
+                self.because
+            ),
+            None => format!(
+                "the meal start of {}/{} was cleared ({}): no window can be checked",
+                new.participant, new.visit, self.because
+            ),
+        };
+        // The visit's accepted values, then any value that still has an open
+        // window flag though it is no longer current (a correction replaced it).
+        let mut values: Vec<(ObservationId, Slot, Option<f64>, bool)> = tx
+            .current_results_of_visit(&new.participant, &new.visit)?
+            .into_iter()
+            .map(|r| (r.observation_id, r.slot, Some(r.value), true))
+            .collect();
+        for m in tx.open_mismatches_of_visit(&new.participant, &new.visit, MismatchCode::OutOfWindow)? {
+            let (Some(id), Some(slot)) = (m.observation_id, m.slot()) else { continue };
+            if !values.iter().any(|(o, s, _, _)| *o == id && *s == slot) {
+                values.push((id, slot, None, false));
+            }
+        }
+        for (observation_id, slot, value, is_current) in values {
+            if is_current {
+                report.rechecked += 1;
+            }
+            let Some(o) = tx.observation(observation_id)? else { continue };
+            let Some(source) = tx.observation_source(o.id)? else { continue };
+            let value = value.or(o.matched.value);
+            let finding = self.window_finding(tx, &o, &source, &slot, value)?;
+            let open: Vec<MismatchRow> = tx
+                .open_mismatches(&slot, Some(MismatchCode::OutOfWindow))?
+                .into_iter()
+                .filter(|m| m.observation_id == Some(o.id))
+                .collect();
+            let raise = |tx: &mut Tx<'_>, detail: String| {
+                tx.insert_mismatch(&NewMismatch {
+                    code: MismatchCode::OutOfWindow,
+                    holds: false,
+                    observation_id: Some(o.id),
+                    message_id: Some(o.message_id),
+                    receipt_id: source.receipt_id,
+                    participant: Some(slot.participant.clone()),
+                    visit: Some(slot.visit.clone()),
+                    minute: Some(slot.minute),
+                    analyte: Some(slot.analyte.clone()),
+                    detail,
+                })
+            };
+            let close = |tx: &mut Tx<'_>, id: MismatchId, reason: String| {
+                tx.insert_resolution(&NewResolution {
+                    mismatch_id: id,
+                    action: ResolutionAction::Auto,
+                    participant: None,
+                    visit: None,
+                    minute: None,
+                    // Nothing new is produced: the value stands.
+                    result_id: None,
+                    reason,
+                })
+            };
+            match finding {
+                None => {
+                    let why = match new.meal_start {
+                        Some(_) => format!("{change}: the collection time is within the window now"),
+                        None => change.clone(),
+                    };
+                    for m in &open {
+                        close(tx, m.id, why.clone())?;
+                        report.closed.push(m.id);
+                    }
+                }
+                Some(_) if !is_current => {}
+                Some(finding) if open.is_empty() => {
+                    // A data manager who accepted this value's window once is not asked again.
+                    if tx.accepted_codes_of_observation(o.id)?.contains(&MismatchCode::OutOfWindow) {
+                        continue;
+                    }
+                    let id = raise(tx, format!("{} ({change})", finding.detail))?;
+                    report.raised.push(id);
+                }
+                Some(finding) => {
+                    for m in open.iter().filter(|m| !m.detail.starts_with(&finding.detail)) {
+                        let id = raise(tx, format!("{} ({change})", finding.detail))?;
+                        close(tx, m.id, format!("{change}: checked again as mismatch {id}"))?;
+                        report.replaced.push((m.id, id));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// OUT_OF_WINDOW for one accepted value at its slot, with the meal start
+    /// as it is now in this transaction.
+    fn window_finding(
+        &self,
+        tx: &Tx<'_>,
+        o: &ObservationRow,
+        source: &ObservationSource,
+        slot: &Slot,
+        value: Option<f64>,
+    ) -> Result<Option<Finding>, StoreError> {
+        let config = self.config;
+        let instrument: Option<&Instrument> =
+            resolve_instrument(config, source.link_instrument.as_deref(), o.sender.as_deref());
+        let (Some(instrument), Ok(minute)) = (instrument, i32::try_from(slot.minute)) else { return Ok(None) };
+        let result: LabResult = reported_result(o);
+        let at = SampleSlot {
+            participant: slot.participant.clone(),
+            visit: slot.visit.clone(),
+            minute,
+            source: MatchSource::Manifest,
+        };
+        let flags = with_study(tx, |study| flag_checks(config, instrument, &slot.analyte, &at, &result, value, study))?;
+        Ok(flags.into_iter().find(|f| f.code == MismatchCode::OutOfWindow))
+    }
+}
+
+/// What the stored copy of one content says about each result that parsed
+/// again: (message number, order) → (sample ID, test code, patient ID).
+type ReadBack = HashMap<(i64, i64), (Option<String>, Option<String>, Option<String>)>;
+
+/// Read the stored (masked) copy of a content again, once per import.
+fn read_back(tx: &Tx<'_>, raw_id: RawId) -> Result<ReadBack, StoreError> {
+    let mut found = ReadBack::new();
+    let Some(raw) = tx.raw(raw_id)? else { return Ok(found) };
+    parse_bytes(&raw.content, &ParseOptions::default(), &mut |outcome| {
+        let Ok(message) = outcome else { return };
+        let Ok(number) = i64::try_from(message.number) else { return };
+        for (i, r) in message.results.into_iter().enumerate() {
+            let Ok(seq) = i64::try_from(i + 1) else { return };
+            found.insert((number, seq), (r.sample_id, r.test_code, r.patient_id));
+        }
+    });
+    Ok(found)
+}
+
+impl Corrections<'_> {
+    /// The patient ID of observation `o` as its stored copy gives it back:
+    /// the message by number, the result by its order.
+    fn reported_patient_id(
+        &self,
+        tx: &Tx<'_>,
+        source: &ObservationSource,
+        o: &ObservationRow,
+    ) -> Result<PatientId, StoreError> {
+        if !self.read_back.borrow().contains_key(&source.raw_id) {
+            let parsed = read_back(tx, source.raw_id)?;
+            self.read_back.borrow_mut().insert(source.raw_id, parsed);
+        }
+        let cache = self.read_back.borrow();
+        let Some((sample, test, patient)) =
+            cache.get(&source.raw_id).and_then(|r| r.get(&(source.message_number, source.seq)))
+        else {
+            return Ok(PatientId::Unreadable);
+        };
+        // The same result as stored, or the copy cannot be trusted for this.
+        if *sample != o.sample_id || *test != o.test_code {
+            return Ok(PatientId::Unreadable);
+        }
+        Ok(match patient {
+            None => PatientId::Absent,
+            Some(id) => PatientId::Sent(id.clone()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(participant: &str, minute: i64) -> Place {
+        Place { participant: participant.into(), visit: "V0".into(), minute }
+    }
+
+    fn moved(n: usize) -> SampleMove {
+        SampleMove {
+            sample_id: "S-30".into(),
+            from: Some(place("U01", 30)),
+            to: place("U02", 30),
+            moved: n,
+            duplicates: 0,
+            raised: Vec::new(),
+            closed: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_move_is_said_in_one_line_with_plurals_right() {
+        assert_eq!(moved(0).to_string(), "S-30 moved U01/V0/30 → U02/V0/30 (no results to move)");
+        assert_eq!(moved(1).to_string(), "S-30 moved U01/V0/30 → U02/V0/30 (1 result moved)");
+        let mut m = moved(2);
+        m.raised.push((MismatchId(17), MismatchCode::DuplicateConflict));
+        assert_eq!(
+            m.to_string(),
+            "S-30 moved U01/V0/30 → U02/V0/30 (2 results moved; 1 new mismatch DUPLICATE_CONFLICT #17)"
+        );
+        m.raised.push((MismatchId(18), MismatchCode::OutOfWindow));
+        m.closed.extend([MismatchId(3), MismatchId(4)]);
+        m.from = None;
+        assert_eq!(
+            m.to_string(),
+            "S-30 placed at U02/V0/30 (2 results moved; 2 new mismatches DUPLICATE_CONFLICT #17, OUT_OF_WINDOW \
+             #18; 2 mismatches closed at the old slot (#3, #4))"
+        );
+    }
+
+    #[test]
+    fn a_meal_start_change_is_said_with_old_and_new_time() {
+        let mut c = MealStartChange {
+            participant: "U01".into(),
+            visit: "V24".into(),
+            old: Some("2026-03-02T08:30".parse().unwrap()),
+            new: Some("2026-03-02T09:00:30".parse().unwrap()),
+            rechecked: 14,
+            closed: vec![MismatchId(1)],
+            raised: vec![MismatchId(2), MismatchId(3)],
+            replaced: Vec::new(),
+        };
+        assert_eq!(
+            c.to_string(),
+            "U01/V24 meal_start 2026-03-02T08:30 → 2026-03-02T09:00:30: 14 results re-checked, 1 OUT_OF_WINDOW \
+             flag closed, 2 raised"
+        );
+        c.new = None;
+        c.rechecked = 1;
+        c.closed.push(MismatchId(4));
+        c.raised.clear();
+        c.replaced.push((MismatchId(5), MismatchId(6)));
+        assert_eq!(
+            c.to_string(),
+            "U01/V24 meal_start 2026-03-02T08:30 → (none): 1 result re-checked, 2 OUT_OF_WINDOW flags closed, 0 \
+             raised, 1 with new times (#5 → #6) (no meal start: no window can be checked)"
+        );
+    }
+}

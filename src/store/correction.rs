@@ -1,0 +1,122 @@
+//! Queries for study-data corrections (`import` of a changed sample row or
+//! meal start): which results belong to a sample or a visit, and what a data
+//! manager already decided about them.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::StoreError;
+use crate::store::read::{MISMATCH_COLUMNS, MISMATCH_FROM, RESULT_COLUMNS, Reader, mismatch_row, result_row};
+use crate::store::types::*;
+
+/// Where an observation's content came from: enough to read the reported
+/// result again from the stored copy and to raise a mismatch about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservationSource {
+    pub raw_id: RawId,
+    /// The message's number within the content (from 1).
+    pub message_number: i64,
+    /// The result's order within the message (from 1).
+    pub seq: i64,
+    /// The first arrival of the content.
+    pub receipt_id: ReceiptId,
+    /// That arrival's link instrument (`None` for files).
+    pub link_instrument: Option<String>,
+}
+
+impl Reader<'_> {
+    /// The observations of `sample_id` that a sample move concerns: study
+    /// results (not QC) that were accepted or held, not re-deliveries. Oldest first.
+    pub fn movable_observations_of_sample(&self, sample_id: &str) -> Result<Vec<ObservationId>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT id FROM observation WHERE sample_id = ?1 AND qc = 0 AND outcome IN ('accepted', 'mismatch')
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([sample_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every sample ID that has movable observations (see
+    /// [`Reader::movable_observations_of_sample`]): one scan, so a large
+    /// manifest import does not scan the observations once per row.
+    pub fn sample_ids_with_movable_observations(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT DISTINCT sample_id FROM observation
+             WHERE sample_id IS NOT NULL AND qc = 0 AND outcome IN ('accepted', 'mismatch')",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The slots where the observation's value is the current result.
+    pub fn current_results_of_observation(&self, id: ObservationId) -> Result<Vec<ResultRow>, StoreError> {
+        let sql = format!("SELECT {RESULT_COLUMNS} FROM current_result r WHERE r.observation_id = ?1 ORDER BY r.id");
+        let mut stmt = self.connection().prepare_cached(&sql)?;
+        let rows = stmt.query_map([id], |r| result_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest `resolve --assign` of a mismatch about this observation,
+    /// if a data manager ever placed it by hand: its mismatch id.
+    pub fn assignment_of_observation(&self, id: ObservationId) -> Result<Option<MismatchId>, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached(
+                "SELECT m.id FROM mismatch m JOIN resolution s ON s.mismatch_id = m.id
+                 WHERE m.observation_id = ?1 AND s.action = 'assign' ORDER BY s.id DESC LIMIT 1",
+            )?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The current results of one visit, by minute and analyte.
+    pub fn current_results_of_visit(&self, participant: &str, visit: &str) -> Result<Vec<ResultRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} FROM current_result r WHERE r.participant = ?1 AND r.visit = ?2
+             ORDER BY r.minute, r.analyte"
+        );
+        let mut stmt = self.connection().prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![participant, visit], |r| result_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open mismatches of one code about one visit, by minute, analyte and id.
+    pub fn open_mismatches_of_visit(
+        &self,
+        participant: &str,
+        visit: &str,
+        code: MismatchCode,
+    ) -> Result<Vec<MismatchRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
+             WHERE s.id IS NULL AND m.participant = ?1 AND m.visit = ?2 AND m.code = ?3
+             ORDER BY m.minute, m.analyte, m.id"
+        );
+        let mut stmt = self.connection().prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![participant, visit, code], |r| mismatch_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Where an observation came from (see [`ObservationSource`]).
+    pub fn observation_source(&self, id: ObservationId) -> Result<Option<ObservationSource>, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached(
+                "SELECT msg.raw_id, msg.number, o.seq, rc.id, rc.instrument
+                 FROM observation o JOIN message msg ON msg.id = o.message_id
+                 JOIN receipt rc ON rc.id = (SELECT min(id) FROM receipt WHERE raw_id = msg.raw_id)
+                 WHERE o.id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(ObservationSource {
+                    raw_id: r.get(0)?,
+                    message_number: r.get(1)?,
+                    seq: r.get(2)?,
+                    receipt_id: r.get(3)?,
+                    link_instrument: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+}
