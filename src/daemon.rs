@@ -361,7 +361,7 @@ impl Writer {
                         instrument: Some(instrument),
                         received_at: jiff::Timestamp::now(),
                     };
-                    match crate::ingest::record_aborted(&mut self.store, &delivery, &reason) {
+                    match crate::ingest::record_aborted(&mut self.store, &self.config, &delivery, &reason) {
                         Ok(_) => warn!("{source} {origin}: session aborted ({reason}); raw bytes kept, no results"),
                         Err(e) => error!(error = %e, "could not keep the raw bytes of an aborted session"),
                     }
