@@ -59,14 +59,14 @@ impl Delimiters {
     pub fn new(field: u8, encoding_chars: &[u8]) -> Result<Delimiters, String> {
         if !field.is_ascii_punctuation() {
             return Err(format!(
-                "MSH-1 field separator: expected a punctuation character such as |, found \"{}\"",
-                show(&[field])
+                "MSH-1 field separator: expected a punctuation character such as |, found {}",
+                crate::model::shown_safely(&[field])
             ));
         }
         let bad = || {
             format!(
-                "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&), found \"{}\"",
-                show(encoding_chars)
+                "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&), found {}",
+                crate::model::shown_safely(encoding_chars)
             )
         };
         let distinct = encoding_chars.iter().enumerate().all(|(i, b)| {
@@ -129,13 +129,13 @@ pub(crate) fn read_msh_delimiters(segment: &[u8]) -> Result<Delimiters, String> 
             match after_id.first() {
                 None => Err("MSH: expected MSH-1 and MSH-2 (MSH|^~\\&|…), found end of segment".to_owned()),
                 Some(b) if !b.is_ascii_punctuation() => Err(format!(
-                    "MSH-1 field separator: expected a punctuation character such as |, found \"{}\"",
-                    show(&[*b])
+                    "MSH-1 field separator: expected a punctuation character such as |, found {}",
+                    crate::model::shown_safely(&[*b])
                 )),
                 Some(_) => Err(format!(
                     "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&) and a field separator, \
-                     found \"{}\"",
-                    show(segment)
+                     found {}",
+                    crate::model::shown_safely(segment.get(3..).unwrap_or_default())
                 )),
             }
         }
