@@ -422,6 +422,14 @@ impl Writer {
     fn settle(&mut self, path: &Path, s: &Summary) {
         let name = file_name(path);
         let counts = s.counts();
+        if s.outcome == ProcessingOutcome::Duplicate && s.errors > 0 {
+            let reason = format!(
+                "{name} is {}.\nNothing new was stored; fix or re-export the file and drop it again.",
+                s.detail.as_deref().unwrap_or("identical to a file quarantined before")
+            );
+            self.quarantine(path, &reason);
+            return;
+        }
         if s.outcome == ProcessingOutcome::Rejected || s.errors > 0 {
             let reason = format!(
                 "{name} could not be fully parsed ({counts}).\n{}\nResults from the messages that parsed were stored; fix or re-export the file and drop it again.",

@@ -135,6 +135,18 @@ pub fn ingest_batch(
                 run.summary.outcome = ProcessingOutcome::Duplicate;
                 run.summary.duplicates =
                     p.parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
+                // Content that was rejected before is rejected again (and
+                // quarantined again), not waved through as a duplicate.
+                if let Some(earlier) = tx.earlier_rejection(raw_id)? {
+                    run.summary.errors = earlier.errors;
+                    run.summary.detail = Some(format!(
+                        "identical to a file {} on {} ({}): {}",
+                        if earlier.from_inbox { "quarantined" } else { "rejected" },
+                        earlier.received_at,
+                        earlier.origin,
+                        earlier.detail.as_deref().unwrap_or("it could not be parsed")
+                    ));
+                }
             } else {
                 for outcome in &p.parsed {
                     run.message(tx, outcome)?;

@@ -14,6 +14,7 @@ mod ingest;
 mod link;
 mod listen;
 mod mllp;
+mod privacy;
 mod report;
 mod resolve;
 mod sdtm;
