@@ -355,7 +355,10 @@ fn ingest_of_a_rejected_file_twice_exits_1_both_times() {
 
 #[test]
 fn keep_comments_keeps_the_text_of_unmapped_results() {
-    let t = TempStudy::new(&[("sender = \"CENTRALLAB\"", "sender = \"CENTRALLAB\"\nkeep_comments = true")]);
+    let t = TempStudy::new(&[(
+        "sender = \"CENTRALLAB\"\nkeep_comments = false",
+        "sender = \"CENTRALLAB\"\nkeep_comments = true",
+    )]);
     let csv = t.file("participants.csv", "participant\nU04\n");
     assert_eq!(t.run(&["import", "participants", csv.to_str().unwrap()]).status.code(), Some(0));
     let file = t.file("c.hl7", &hl7_upload("U04", 0, "K1"));
