@@ -425,6 +425,18 @@ mod tests {
         assert!(out.contains("\x022P|1||**||*********\x03BB"), "{out:?}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_spans_stay_inside(picks in proptest::collection::vec(0usize..64, 0..200)) {
+            // Bytes that make records, delimiters and frames likely.
+            const ALPHABET: &[u8] = b"HPCOLRMSIDNTEXBK1|^~\\&!@\r\n\x02\x03\x17\x0b\x1c U04-9 \xef\xbb\xbf\x00";
+            let bytes: Vec<u8> = picks.iter().map(|&i| ALPHABET[i % ALPHABET.len()]).collect();
+            for field in personal_fields(&bytes, &STUDY) {
+                proptest::prop_assert!(field.span.start <= field.span.end && field.span.end <= bytes.len());
+            }
+        }
+    }
+
     #[test]
     fn files_without_personal_data_have_none() {
         assert!(personal_fields(b"H|\\^&\rP|1\rO|1|S1\rR|1|^^^G|5\rL|1\r", &Nobody).is_empty());
