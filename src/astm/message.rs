@@ -132,6 +132,8 @@ struct Message<'t> {
     order: Option<Order<'t>>,
     /// The last record that a C record would attach to was an R record.
     after_result: bool,
+    /// Type of the last good record, named when the next line is no record.
+    last_kind: u8,
     /// First problem in the records.
     error: Option<Problem>,
     /// First problem with a frame that carried this message's text; it wins
@@ -479,6 +481,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
             patient: &[],
             order: None,
             after_result: false,
+            last_kind: b'H',
             error: None,
             link_error: problem,
             warnings: Vec::new(),
@@ -513,12 +516,14 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
             let text = match field {
                 [kind] if kind.is_ascii_alphabetic() => format!("{EXPECTED_TYPES}, found {:?}", char::from(*kind)),
                 _ => format!(
-                    "{EXPECTED_TYPES}, found a line that is not a record (the record before it may have been wrapped onto a new line)"
+                    "{EXPECTED_TYPES}, found a line that is not a record (the {} record before it may have been wrapped onto a new line)",
+                    char::from(m.last_kind)
                 ),
             };
             m.error = Some(Problem { offset, text });
             return;
         }
+        m.last_kind = kind;
         match kind {
             b'P' => {
                 let f = Fields::<4>::split(record, d.field, 1);
