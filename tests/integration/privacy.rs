@@ -290,6 +290,10 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
 
     drop(holder);
     assert_everything_clean(&t, &[("ingest", &ingest), ("run --once", &run)]);
+    // Masking and re-delivery keep the audit trail whole.
+    let verify = t.run(&["verify-audit"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    assert_clean("verify-audit", &verify.stdout);
 }
 
 #[test]
@@ -338,6 +342,8 @@ fn a_quarantined_file_dropped_again_is_quarantined_again_and_an_accepted_one_arc
     let ingest = t.run(&["ingest", good_copy.to_str().unwrap()]);
     assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
     assert!(text(&ingest).contains("already received"), "{}", text(&ingest));
+    let verify = t.run(&["verify-audit"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
 #[test]
