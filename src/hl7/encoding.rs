@@ -389,9 +389,9 @@ pub(crate) fn choose_charset(
     let mut warnings = Vec::new();
     if alternates {
         if !msh20.is_empty() {
-            return Err(format!(
-                "MSH-18/MSH-20: character set switching ({msh20}) is not supported: expected one character set"
-            ));
+            return Err(
+                "MSH-18/MSH-20: character set switching is not supported: expected one character set".to_owned()
+            );
         }
         warnings
             .push((None, "MSH-18 lists alternate character sets without MSH-20; only the first is used".to_owned()));
@@ -406,7 +406,10 @@ pub(crate) fn choose_charset(
             let label = format!("iso-8859-{part}");
             match Encoding::for_label(label.as_bytes()) {
                 Some(enc) => Some(enc),
-                None => return Err(format!("MSH-18 character set \"{first}\" is not supported")),
+                None => {
+                    let shown = crate::model::shown_safely(part.as_bytes());
+                    return Err(format!("MSH-18 character set 8859/ followed by {shown} is not supported"));
+                }
             }
         } else if ["ISO IR14", "ISO IR87", "ISO IR159", "GB 18030-2000", "KS X 1001", "CNS 11643-1992", "BIG-5"]
             .into_iter()
