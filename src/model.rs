@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn only_delimiters_and_single_letters_are_shown() {
+        assert_eq!(shown_safely(b"^~"), "\"^~\"");
+        assert_eq!(shown_safely(b"X"), "\"X\"");
+        assert_eq!(shown_safely(b"Johansson"), "9 bytes (not shown)");
+        assert_eq!(shown_safely(b"1"), "\"1\"");
+        assert_eq!(shown_safely(b"\x02"), "1 byte (not shown)");
+        assert_eq!(shown_safely(b"^~\\&#|"), "6 bytes (not shown)");
+        assert_eq!(shown_safely(b""), "nothing");
+    }
+
+    #[test]
     fn line_counts_cr_lf_and_crlf_once_each() {
         let text = b"a\rb\nc\r\nd";
         assert_eq!(line_at(text, 0), 1);

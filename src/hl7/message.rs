@@ -43,12 +43,11 @@ pub(crate) fn offset_in(input: &[u8], part: &[u8]) -> usize {
 /// segment before it (which was likely wrapped), never quoting the line.
 /// (The line number is the caller's to add: counting lines here for every
 /// error would make a file of many broken messages quadratic.)
-pub(crate) fn not_a_segment(piece: Piece<'_>, before: Option<&[u8]>) -> Fail {
-    let wrapped = match before.and_then(|id| std::str::from_utf8(id).ok()) {
-        Some(id) => format!(" (the {id} segment before it may have been wrapped onto a new line)"),
-        None => String::new(),
-    };
-    Fail { offset: piece.offset, text: format!("a line that {NOT_A_SEGMENT}{wrapped}") }
+pub(crate) fn not_a_segment(piece: Piece<'_>, before: &[u8]) -> Fail {
+    let before = String::from_utf8_lossy(before);
+    let text =
+        format!("a line that {NOT_A_SEGMENT} (the {before} segment before it may have been wrapped onto a new line)");
+    Fail { offset: piece.offset, text }
 }
 
 const NOT_A_SEGMENT: &str = "is not a segment: expected a segment ID such as PID or OBX";
@@ -172,7 +171,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     let mut before: &[u8] = b"MSH";
     for seg in segments {
         let Some(id) = valid_id(seg.bytes, d.field) else {
-            return Err(not_a_segment(seg, Some(before)));
+            return Err(not_a_segment(seg, before));
         };
         before = id;
         if raw_lf_possible && let Some(at) = memchr(LF, seg.bytes) {
