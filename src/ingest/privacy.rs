@@ -90,12 +90,15 @@ pub fn is_free_text(bytes: &[u8], offset: usize) -> bool {
 /// The personal-data fields of `bytes` under `policy`.
 pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> {
     let mut found = Vec::new();
-    if bytes.contains(&STX) {
+    if is_framed(bytes) {
         let (text, map) = crate::astm::frame::joined_texts(bytes);
         for (name, span) in scan(&text, policy) {
             for piece in map_span(&map, span) {
                 found.push(PersonalField { field: name.clone(), span: piece });
             }
+        }
+        for span in outside_frames(bytes, &map) {
+            found.push(PersonalField { field: "outside frames".to_owned(), span });
         }
     } else {
         for (name, span) in scan(bytes, policy) {
@@ -103,6 +106,39 @@ pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> 
         }
     }
     found
+}
+
+/// Captured E1381 link bytes: link control first (after a BOM and white
+/// space). Anything else is read as plain records, where a stray STX is
+/// just part of a line (and cannot hide the lines before it).
+fn is_framed(bytes: &[u8]) -> bool {
+    let body = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(&(STX | 0x04 | 0x05 | 0x06 | 0x15)))
+}
+
+/// Text between frames (not framing: a run longer than a frame number or
+/// a two-digit checksum), e.g. records sent without framing in between.
+fn outside_frames(bytes: &[u8], map: &[(usize, usize, usize)]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    let gaps = map.iter().map(|&(_, start, len)| (start, start + len)).chain([(bytes.len(), bytes.len())]);
+    for (start, end) in gaps {
+        let mut run = from;
+        for at in from..start.max(from) {
+            let printable = bytes.get(at).is_some_and(|&b| b >= 0x20 && b != 0x7F);
+            if !printable {
+                if at - run > 2 {
+                    out.push(run..at);
+                }
+                run = at + 1;
+            }
+        }
+        if start.max(from) - run > 2 {
+            out.push(run..start.max(from));
+        }
+        from = end.max(from);
+    }
+    out
 }
 
 /// Map a range of the joined text back to file ranges (one per frame it touches).
@@ -413,6 +449,22 @@ mod tests {
         assert_eq!(names(&fields), ["P.4", "P.6", "P.6"]);
         let out = masked(frames, &Nobody);
         assert!(out.contains("||***\x17AA") && out.contains("\x022******\rL|1"), "{out:?}");
+    }
+
+    #[test]
+    fn a_stray_stx_does_not_hide_the_lines_before_it() {
+        let text = b"MSH|^~\\&|lab\rPID|1||U04||Johansson^Birgitta\rOBX|1|NM|CPEP||0.4\x02\r";
+        let out = masked(text, &STUDY);
+        assert!(!out.contains("Johansson"), "{out:?}");
+    }
+
+    #[test]
+    fn text_between_frames_is_masked_framing_is_not() {
+        let frames = b"\x05\x021H|\\^&\r\x03AA\r\nP|1||Johansson^Birgitta\r\x022L|1\r\x03BB\r\n\x04";
+        let fields = personal_fields(frames, &Nobody);
+        assert_eq!(names(&fields), ["outside frames"]);
+        let out = masked(frames, &Nobody);
+        assert!(out.contains("\x03AA\r\n***********************\r\x022L|1\r\x03BB\r\n\x04"), "{out:?}");
     }
 
     #[test]
