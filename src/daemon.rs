@@ -361,7 +361,7 @@ impl Writer {
                         instrument: Some(instrument),
                         received_at: jiff::Timestamp::now(),
                     };
-                    match crate::ingest::record_aborted(&mut self.store, &delivery, &reason) {
+                    match crate::ingest::record_aborted(&mut self.store, &self.config, &delivery, &reason) {
                         Ok(_) => warn!("{source} {origin}: session aborted ({reason}); raw bytes kept, no results"),
                         Err(e) => error!(error = %e, "could not keep the raw bytes of an aborted session"),
                     }
@@ -422,6 +422,14 @@ impl Writer {
     fn settle(&mut self, path: &Path, s: &Summary) {
         let name = file_name(path);
         let counts = s.counts();
+        if s.outcome == ProcessingOutcome::Duplicate && s.errors > 0 {
+            let reason = format!(
+                "{name} is {}.\nNothing new was stored; fix or re-export the file and drop it again.",
+                s.detail.as_deref().unwrap_or("identical to a file quarantined before")
+            );
+            self.quarantine(path, &reason);
+            return;
+        }
         if s.outcome == ProcessingOutcome::Rejected || s.errors > 0 {
             let reason = format!(
                 "{name} could not be fully parsed ({counts}).\n{}\nResults from the messages that parsed were stored; fix or re-export the file and drop it again.",

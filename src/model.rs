@@ -120,6 +120,24 @@ pub struct MessageError {
     pub text: String,
 }
 
+/// How an error text shows bytes it found: quoted only when they are a few
+/// delimiter characters or one letter (a record type), which cannot
+/// identify anyone; anything else only by its length, because error texts
+/// reach mismatch details, the audit log, reason files and logs (SPEC §7).
+pub fn shown_safely(bytes: &[u8]) -> String {
+    let delimiters = bytes.len() <= 5 && bytes.iter().all(u8::is_ascii_punctuation);
+    let letter = matches!(bytes, [b] if b.is_ascii_alphanumeric());
+    if !bytes.is_empty() && (delimiters || letter) {
+        format!("\"{}\"", String::from_utf8_lossy(bytes))
+    } else {
+        match bytes.len() {
+            0 => "nothing".to_owned(),
+            1 => "1 byte (not shown)".to_owned(),
+            n => format!("{n} bytes (not shown)"),
+        }
+    }
+}
+
 /// What the parsers produce, one per message, in file order.
 pub type MessageOutcome = Result<ParsedMessage, MessageError>;
 
@@ -185,6 +203,17 @@ mod tests {
         for offset in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 4, 0, 13, 99] {
             assert_eq!(counter.line_at(offset), line_at(text, offset), "offset {offset}");
         }
+    }
+
+    #[test]
+    fn only_delimiters_and_single_letters_are_shown() {
+        assert_eq!(shown_safely(b"^~"), "\"^~\"");
+        assert_eq!(shown_safely(b"X"), "\"X\"");
+        assert_eq!(shown_safely(b"Johansson"), "9 bytes (not shown)");
+        assert_eq!(shown_safely(b"1"), "\"1\"");
+        assert_eq!(shown_safely(b"\x02"), "1 byte (not shown)");
+        assert_eq!(shown_safely(b"^~\\&#|"), "6 bytes (not shown)");
+        assert_eq!(shown_safely(b""), "nothing");
     }
 
     #[test]

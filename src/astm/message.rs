@@ -132,6 +132,8 @@ struct Message<'t> {
     order: Option<Order<'t>>,
     /// The last record that a C record would attach to was an R record.
     after_result: bool,
+    /// Type of the last good record, named when the next line is no record.
+    last_kind: u8,
     /// First problem in the records.
     error: Option<Problem>,
     /// First problem with a frame that carried this message's text; it wins
@@ -479,6 +481,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
             patient: &[],
             order: None,
             after_result: false,
+            last_kind: b'H',
             error: None,
             link_error: problem,
             warnings: Vec::new(),
@@ -510,10 +513,17 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
             || !matches!(kind, b'P' | b'O' | b'R' | b'C' | b'Q' | b'M' | b'S')
         {
             let field = record.split(|&b| b == d.field).next().unwrap_or_default();
-            let shown: String = String::from_utf8_lossy(field).chars().take(20).collect();
-            m.error = Some(Problem { offset, text: format!("{EXPECTED_TYPES}, found {shown:?}") });
+            let text = match field {
+                [kind] if kind.is_ascii_alphabetic() => format!("{EXPECTED_TYPES}, found {:?}", char::from(*kind)),
+                _ => format!(
+                    "{EXPECTED_TYPES}, found a line that is not a record (the {} record before it may have been wrapped onto a new line)",
+                    char::from(m.last_kind)
+                ),
+            };
+            m.error = Some(Problem { offset, text });
             return;
         }
+        m.last_kind = kind;
         match kind {
             b'P' => {
                 let f = Fields::<4>::split(record, d.field, 1);
@@ -531,7 +541,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
                     Err(found) => {
                         m.error = Some(Problem {
                             offset,
-                            text: format!("O.8 collection time: expected YYYYMMDD[HHMMSS][+HHMM], found {found:?}"),
+                            text: format!("O.8 collection time: expected YYYYMMDD[HHMMSS][+HHMM], found {found}"),
                         });
                     }
                 }
@@ -548,7 +558,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
                     Err(found) => {
                         m.error = Some(Problem {
                             offset,
-                            text: format!("R.13 result time: expected YYYYMMDD[HHMMSS][+HHMM], found {found:?}"),
+                            text: format!("R.13 result time: expected YYYYMMDD[HHMMSS][+HHMM], found {found}"),
                         });
                         return;
                     }
@@ -664,9 +674,9 @@ fn is_q(field: &[u8], d: &Delimiters) -> bool {
     component(first_repeat(field, d), d, 1).trim_ascii().eq_ignore_ascii_case(b"Q")
 }
 
-/// A date/time field; `Err` holds the text found.
+/// A date/time field; `Err` says what was found without quoting it.
 fn timestamp(field: &[u8]) -> Result<Option<Timestamp>, String> {
-    let shown = || String::from_utf8_lossy(field).chars().take(40).collect::<String>();
+    let shown = || format!("{} that are not a date", crate::model::shown_safely(field.trim_ascii()));
     if field.trim_ascii().is_empty() {
         return Ok(None);
     }

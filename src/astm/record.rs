@@ -71,8 +71,8 @@ pub fn read_header(record: &[u8]) -> Result<Header<'_>, String> {
         [r, c, e] => (r, c, Some(e)),
         _ => {
             return Err(format!(
-                "H.2 delimiter definition: expected repeat, component and escape delimiters (like \\^&), found {:?}",
-                String::from_utf8_lossy(definition)
+                "H.2 delimiter definition: expected repeat, component and escape delimiters (like \\^&), found {}",
+                crate::model::shown_safely(definition)
             ));
         }
     };

@@ -126,6 +126,9 @@ impl Totals {
 fn describe(name: &str, s: &Summary) -> String {
     let counts = s.counts();
     match s.outcome {
+        ProcessingOutcome::Duplicate if s.errors > 0 => {
+            format!("{name}: rejected again: {}", s.detail.as_deref().unwrap_or("identical to a rejected file"))
+        }
         ProcessingOutcome::Duplicate => format!("{name}: already received (identical content): {counts}"),
         ProcessingOutcome::Rejected => {
             format!("{name}: rejected: {}", s.detail.as_deref().unwrap_or("not an ASTM or HL7 file"))

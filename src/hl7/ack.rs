@@ -40,7 +40,7 @@ use std::fmt::Write as _;
 
 use memchr::memchr2;
 
-use super::encoding::{Delimiters, escape, read_msh_delimiters, show};
+use super::encoding::{Delimiters, escape, read_msh_delimiters};
 use super::segment::piece;
 use crate::model::{MessageOutcome, UTF8_BOM};
 
@@ -283,7 +283,10 @@ fn find_header(payload: &[u8]) -> Result<Header<'_>, NoHeader> {
     Err(NoHeader::NotHl7(if first.is_empty() {
         "not an HL7 message: the payload is empty".to_owned()
     } else {
-        format!("not an HL7 message: expected a segment MSH|^~\\&|…, found \"{}\"", show(first))
+        format!(
+            "not an HL7 message: expected a segment MSH|^~\\&|…, found a line of {}",
+            crate::model::shown_safely(first)
+        )
     }))
 }
 

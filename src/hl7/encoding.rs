@@ -59,14 +59,14 @@ impl Delimiters {
     pub fn new(field: u8, encoding_chars: &[u8]) -> Result<Delimiters, String> {
         if !field.is_ascii_punctuation() {
             return Err(format!(
-                "MSH-1 field separator: expected a punctuation character such as |, found \"{}\"",
-                show(&[field])
+                "MSH-1 field separator: expected a punctuation character such as |, found {}",
+                crate::model::shown_safely(&[field])
             ));
         }
         let bad = || {
             format!(
-                "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&), found \"{}\"",
-                show(encoding_chars)
+                "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&), found {}",
+                crate::model::shown_safely(encoding_chars)
             )
         };
         let distinct = encoding_chars.iter().enumerate().all(|(i, b)| {
@@ -129,13 +129,13 @@ pub(crate) fn read_msh_delimiters(segment: &[u8]) -> Result<Delimiters, String> 
             match after_id.first() {
                 None => Err("MSH: expected MSH-1 and MSH-2 (MSH|^~\\&|…), found end of segment".to_owned()),
                 Some(b) if !b.is_ascii_punctuation() => Err(format!(
-                    "MSH-1 field separator: expected a punctuation character such as |, found \"{}\"",
-                    show(&[*b])
+                    "MSH-1 field separator: expected a punctuation character such as |, found {}",
+                    crate::model::shown_safely(&[*b])
                 )),
                 Some(_) => Err(format!(
                     "MSH-2 encoding characters: expected 4 or 5 distinct characters (^~\\&) and a field separator, \
-                     found \"{}\"",
-                    show(segment)
+                     found {}",
+                    crate::model::shown_safely(segment.get(3..).unwrap_or_default())
                 )),
             }
         }
@@ -389,9 +389,9 @@ pub(crate) fn choose_charset(
     let mut warnings = Vec::new();
     if alternates {
         if !msh20.is_empty() {
-            return Err(format!(
-                "MSH-18/MSH-20: character set switching ({msh20}) is not supported: expected one character set"
-            ));
+            return Err(
+                "MSH-18/MSH-20: character set switching is not supported: expected one character set".to_owned()
+            );
         }
         warnings
             .push((None, "MSH-18 lists alternate character sets without MSH-20; only the first is used".to_owned()));
@@ -406,7 +406,10 @@ pub(crate) fn choose_charset(
             let label = format!("iso-8859-{part}");
             match Encoding::for_label(label.as_bytes()) {
                 Some(enc) => Some(enc),
-                None => return Err(format!("MSH-18 character set \"{first}\" is not supported")),
+                None => {
+                    let shown = crate::model::shown_safely(part.as_bytes());
+                    return Err(format!("MSH-18 character set 8859/ followed by {shown} is not supported"));
+                }
             }
         } else if ["ISO IR14", "ISO IR87", "ISO IR159", "GB 18030-2000", "KS X 1001", "CNS 11643-1992", "BIG-5"]
             .into_iter()

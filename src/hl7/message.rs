@@ -39,14 +39,20 @@ pub(crate) fn offset_in(input: &[u8], part: &[u8]) -> usize {
     part.as_ptr().addr().checked_sub(input.as_ptr().addr()).filter(|&o| o <= input.len()).unwrap_or(0)
 }
 
-/// The error for a line that does not start with a segment ID.
+/// The error for a line that does not start with a segment ID, naming the
+/// segment before it (which was likely wrapped), never quoting the line.
 /// (The line number is the caller's to add: counting lines here for every
 /// error would make a file of many broken messages quadratic.)
-pub(crate) fn not_a_segment(piece: Piece<'_>, expected: &str) -> Fail {
-    Fail { offset: piece.offset, text: format!("\"{}\" {expected}", show(piece.bytes)) }
+pub(crate) fn not_a_segment(piece: Piece<'_>, before: &[u8]) -> Fail {
+    let before = String::from_utf8_lossy(before);
+    let text =
+        format!("a line that {NOT_A_SEGMENT} (the {before} segment before it may have been wrapped onto a new line)");
+    Fail { offset: piece.offset, text }
 }
 
 const NOT_A_SEGMENT: &str = "is not a segment: expected a segment ID such as PID or OBX";
+const NOT_A_TIMESTAMP: &str =
+    "expected a date/time YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ], found a value that is not one";
 
 /// HL7 table 0125 (value types), for the OBX-2 check.
 const VALUE_TYPES: &[&str] = &[
@@ -162,10 +168,12 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
         results: Vec::new(),
     };
     let raw_lf_possible = mode == Mode::Cr && unit.bare_lf;
+    let mut before: &[u8] = b"MSH";
     for seg in segments {
         let Some(id) = valid_id(seg.bytes, d.field) else {
-            return Err(not_a_segment(seg, NOT_A_SEGMENT));
+            return Err(not_a_segment(seg, before));
         };
+        before = id;
         if raw_lf_possible && let Some(at) = memchr(LF, seg.bytes) {
             r.warn(seg.offset + at, "raw control character in value (LF): CR ends segments in this message");
         }
@@ -293,8 +301,8 @@ impl<'a> Reader<'a> {
             return Ok(*stamp);
         }
         let text = self.decode(raw, false);
-        let stamp =
-            Timestamp::parse(&text).map_err(|e| Fail { offset: self.at(raw), text: format!("{field}: {e}") })?;
+        let stamp = Timestamp::parse(&text)
+            .map_err(|_| Fail { offset: self.at(raw), text: format!("{field}: {NOT_A_TIMESTAMP}") })?;
         self.stamps.rotate_right(1);
         if let Some(slot) = self.stamps.first_mut() {
             *slot = Some((raw, stamp));

@@ -234,7 +234,7 @@ impl FileReader<'_, '_> {
         let line_bytes = bytes.get(first..).unwrap_or_default();
         let line_bytes = line_bytes.get(..memchr2(CR, LF, line_bytes).unwrap_or(line_bytes.len())).unwrap_or_default();
         let number = self.out.next_number();
-        let text = format!("\"{}\" {expected}", encoding::show(line_bytes));
+        let text = format!("a line of {} {expected}", crate::model::shown_safely(line_bytes));
         self.out.error(MessageError { number, offset, span: offset.max(span.start)..span.end, text });
     }
 }

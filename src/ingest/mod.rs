@@ -103,9 +103,7 @@ pub fn ingest_batch(
             Prepared {
                 format,
                 parsed: parse_all(config, d, format),
-                personal: privacy::personal_fields(d.bytes, &|code| {
-                    store.read(|r| r.participant_exists(code)).unwrap_or(false)
-                }),
+                personal: personal_fields(store, config, d),
                 sha256: sha256_hex(d.bytes),
             }
         })
@@ -138,6 +136,18 @@ pub fn ingest_batch(
                 run.summary.outcome = ProcessingOutcome::Duplicate;
                 run.summary.duplicates =
                     p.parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
+                // Content that was rejected before is rejected again (and
+                // quarantined again), not waved through as a duplicate.
+                if let Some(earlier) = tx.earlier_rejection(raw_id)? {
+                    run.summary.errors = earlier.errors;
+                    run.summary.detail = Some(format!(
+                        "identical to a file {} on {} ({}): {}",
+                        if earlier.from_inbox { "quarantined" } else { "rejected" },
+                        earlier.received_at,
+                        earlier.origin,
+                        earlier.detail.as_deref().unwrap_or("it could not be parsed")
+                    ));
+                }
             } else {
                 for outcome in &p.parsed {
                     run.message(tx, outcome)?;
@@ -166,15 +176,26 @@ pub fn ingest_batch(
 
 /// Keep the raw bytes of an aborted link session (EOT mid-message, timeout,
 /// too many failed tries): stored and audited, never processed into results.
-pub fn record_aborted(store: &mut Store, delivery: &Delivery<'_>, reason: &str) -> Result<ReceiptId, IngestError> {
+pub fn record_aborted(
+    store: &mut Store,
+    config: &Config,
+    delivery: &Delivery<'_>,
+    reason: &str,
+) -> Result<ReceiptId, IngestError> {
     let format = detect(delivery.bytes);
-    let personal =
-        privacy::personal_fields(delivery.bytes, &|code| store.read(|r| r.participant_exists(code)).unwrap_or(false));
+    let personal = personal_fields(store, config, delivery);
     Ok(store.write(|tx| {
         let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
         tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
         Ok(receipt_id)
     })?)
+}
+
+/// What to mask in the stored copy of `d` (see [`privacy`]).
+fn personal_fields(store: &Store, config: &Config, d: &Delivery<'_>) -> Vec<crate::store::PersonalField> {
+    let is_study_code = |code: &str| store.read(|r| r.participant_exists(code)).unwrap_or(false);
+    let policy = privacy::StudyPolicy { config, instrument: d.instrument.as_deref(), is_study_code: &is_study_code };
+    privacy::personal_fields(d.bytes, &policy)
 }
 
 /// Store the content (masked) and the arrival: the "raw first" step.
@@ -351,6 +372,17 @@ impl Run<'_> {
             },
             outcome: ObservationOutcome::Accepted,
         };
+        // Free text of a test that maps to nothing is a comment: not copied
+        // unless the instrument keeps comments (an unknown sender's never).
+        let mapped = a.analyte.is_some();
+        if !mapped
+            && !instrument.is_some_and(|i| i.keep_comments)
+            && privacy::is_free_text(self.delivery.bytes, result.offset)
+        {
+            observation.reported_value = None;
+            observation.comparator = None;
+            observation.reported_numeric = None;
+        }
         if a.qc {
             observation.outcome = ObservationOutcome::Qc;
             tx.insert_observation(&observation)?;

@@ -343,6 +343,29 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The first processing of this content that found unparseable messages,
+    /// so an identical re-delivery is rejected (and quarantined) again.
+    pub fn earlier_rejection(&self, raw_id: RawId) -> Result<Option<EarlierRejection>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT r.received_at, r.origin, r.source, p.errors, p.detail
+                 FROM receipt r JOIN processing p ON p.receipt_id = r.id
+                 WHERE r.raw_id = ?1 AND p.outcome IN ('processed', 'rejected') AND p.errors > 0
+                 ORDER BY r.id LIMIT 1",
+            )?
+            .query_row([raw_id], |r| {
+                Ok(EarlierRejection {
+                    received_at: r.get(0)?,
+                    origin: r.get(1)?,
+                    from_inbox: r.get::<_, String>(2)? == "file",
+                    errors: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
     /// Whether an earlier receipt of this content was processed to the end
     /// (then a new arrival of it is a duplicate).
     pub fn raw_processed(&self, raw_id: RawId) -> Result<bool, StoreError> {

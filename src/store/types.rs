@@ -227,6 +227,18 @@ impl fmt::Display for Slot {
     }
 }
 
+/// An earlier arrival of some content that had unparseable messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRejection {
+    /// UTC, as stored.
+    pub received_at: String,
+    pub origin: String,
+    /// Came through the watch folder (so it went to quarantine).
+    pub from_inbox: bool,
+    pub errors: u32,
+    pub detail: Option<String>,
+}
+
 /// One personal-data field to mask in the stored copy: its name for the
 /// record (`P.6`, `PID.5`) and its byte range in the content.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -140,6 +140,10 @@ pub struct Instrument {
     pub sender: String,
     #[serde(default)]
     pub decimal_comma: bool,
+    /// Keep comment free text (NTE, C, text OBX of unmapped tests): off by
+    /// default because lab staff type names and phone numbers there.
+    #[serde(default)]
+    pub keep_comments: bool,
     /// Test code as sent → analyte name.
     #[serde(default)]
     pub tests: BTreeMap<String, String>,

@@ -53,7 +53,6 @@ fn spec_keys_this_version_does_not_use_are_accepted_with_a_note() {
         &[
             ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.1\"]\nidle_seconds = 60"),
             ("[watch]", "[web]\naddress = \"127.0.0.1:8080\"\n\n[watch]"),
-            ("decimal_comma = false", "decimal_comma = false\nkeep_comments = false"),
         ],
     );
     let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);

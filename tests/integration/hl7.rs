@@ -184,9 +184,11 @@ fn wrapped_pid_line_is_an_error_naming_the_line() {
     assert_eq!(e.number, 1);
     assert_eq!(e.offset, position(&data, b"\nM|||") + 1);
     assert_eq!(e.span, 0..data.len());
-    assert!(e.text.starts_with("\"M|||^^^^00000-0000|"), "{}", e.text);
+    // The wrapped line is personal data: said where, never quoted.
+    assert!(!e.text.contains("00000-0000"), "{}", e.text);
     assert_eq!(labfeed::model::line_at(&data, e.offset), 3);
-    assert!(e.text.ends_with("is not a segment: expected a segment ID such as PID or OBX"), "{}", e.text);
+    assert!(e.text.contains("is not a segment: expected a segment ID such as PID or OBX"), "{}", e.text);
+    assert!(e.text.ends_with("(the PID segment before it may have been wrapped onto a new line)"), "{}", e.text);
 }
 
 #[test]
@@ -769,7 +771,7 @@ fn case21_timestamps_precision_offsets_and_invalid_dates() {
     let data = with_head("OBX|1|NM|GLU||1|u|||||F|||20230230\r");
     let e = error(&data);
     assert!(e.text.starts_with("OBX-14: expected a date/time YYYY[MM[DD"), "{}", e.text);
-    assert!(e.text.ends_with("found \"20230230\""), "{}", e.text);
+    assert!(e.text.ends_with("found a value that is not one"), "{}", e.text);
     assert_eq!(e.offset, position(&data, b"20230230"));
     let e = error(&with_head("OBX|1|NM|GLU||1\rSPM|1|X||SER|||||||||||||196203520\r"));
     assert!(e.text.starts_with("SPM-17: expected a date/time"), "{}", e.text);
@@ -799,7 +801,7 @@ fn case23_batch_structure_problems_affect_only_their_part() {
     let all = parse(file.as_bytes());
     assert_eq!(all.len(), 2);
     let e = all[0].as_ref().expect_err("stray segments after BHS");
-    assert!(e.text.contains("\"PID|1||X\" follows BHS outside any message"), "{}", e.text);
+    assert!(e.text.contains("a line of 8 bytes (not shown) follows BHS outside any message"), "{}", e.text);
     assert_eq!(all[1].as_ref().map(|m| m.results.len()).ok(), Some(1));
     // BHS inside a message ends it; the nested batch is reported.
     let file = format!("BHS|^~\\&\r{msg}BHS|^~\\&\r{msg}BTS|1\rBTS|1\r");
@@ -859,7 +861,7 @@ fn case25_versions_types_and_segment_ids() {
     for bad in ["obx|1|NM|G||1\r", "OB|1\r", "OBXX|1\r", "1AB|x\r"] {
         let data = msg("ORU^R01", "2.5.1", bad);
         let e = error(&data);
-        assert!(e.text.ends_with("is not a segment: expected a segment ID such as PID or OBX"), "{bad}: {}", e.text);
+        assert!(e.text.contains("is not a segment: expected a segment ID such as PID or OBX"), "{bad}: {}", e.text);
         assert_eq!(e.offset, position(&data, bad.as_bytes()));
         assert_eq!(labfeed::model::line_at(&data, e.offset), 3, "{}", e.text);
     }

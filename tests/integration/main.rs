@@ -17,6 +17,7 @@ mod link;
 mod listen;
 mod local_time;
 mod mllp;
+mod privacy;
 mod report;
 mod resolve;
 mod sdtm;

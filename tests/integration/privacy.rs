@@ -1,0 +1,388 @@
+//! Personal data planted everywhere an analyzer or lab staff could put it
+//! (P/PID/NK1 repetitions and components, comments, text results of unmapped
+//! tests, a line wrapped into a parse error, a quarantined file) must not
+//! reach any table, the database files, a report, an export, a reason file
+//! or a log line. And a quarantined file dropped again goes to quarantine
+//! again.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::support::{TempStudy, text};
+
+/// Spellings and pieces of the planted identifiers; none may appear anywhere.
+const NEEDLES: &[&str] = &[
+    "Johansson",
+    "JOHANSSON",
+    "johansson",
+    "Birgitta",
+    "BIRGITTA",
+    "198003",
+    "19800315",
+    "0315-1234",
+    "800315",
+    "070-1234567",
+    "1234567",
+    "Storgatan",
+    "Uppsalav",
+    "Mamma",
+];
+
+/// HL7 from the central lab: identifiers in every PID-2–PID-4 repetition
+/// after the study code, PID-5…, NK1, NTE, and text results of unmapped tests.
+fn hl7_upload(p: &str, minute: i32, control: &str) -> String {
+    format!(
+        "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
+         PID|1|{p}~19800315-1234|{p}^^^TRIAL^PI~198003151234^^^SKV^NNSWE~070-1234567|{p}^Storgatan 12~198003151234|Johansson^Birgitta||19800315|F|||Storgatan 12^^Uppsalavagen||070-1234567\r\
+         NK1|1|Johansson^Mamma|MTH|Storgatan 12^^Uppsala|070-1234567\r\
+         OBR|1||{p}-V0-T{minute}\r\
+         OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r\
+         NTE|1|L|Call Birgitta Johansson on 070-1234567\r\
+         OBX|2|ST|NOTE||Birgitta Johansson 19800315-1234|||||F\r\
+         OBX|3|TX|ADDR||Storgatan 12~070-1234567|||||F\r\
+         OBX|4|FT|PNR||198003151234|||||F\r"
+    )
+}
+
+/// HL7 whose PID was wrapped onto a new line: a parse error next to the name.
+fn hl7_wrapped(p: &str, control: &str) -> String {
+    format!(
+        "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
+         PID|1||{p}||Johansson^Birgitta\r\
+         Birgitta Johansson 19800315-1234 070-1234567|||F\r\
+         OBR|1||{p}-V0-T60\r\
+         OBX|1|NM|1986-9||0.41|nmol/L|||||F\r"
+    )
+}
+
+/// HL7 from a sender no instrument is configured for: comments masked.
+fn hl7_unknown_sender(p: &str, control: &str) -> String {
+    format!(
+        "MSH|^~\\&|OTHERLAB|X|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
+         PID|1||{p}~198003151234||Johansson^Birgitta\r\
+         OBR|1||{p}-V0-T90\r\
+         OBX|1|ST|1986-9||Birgitta Johansson|||||F\r\
+         NTE|1|L|Storgatan 12, 070-1234567\r"
+    )
+}
+
+/// ASTM from the e411: a national ID in a repeat of P.3, P.4, P.5…, C
+/// comments on the patient and the result.
+fn astm_upload(p: &str, minute: i32) -> String {
+    format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+         P|1|{p}\\198003151234|19800315-1234|{p}^Storgatan 12|Johansson^Birgitta^B|Mamma|19800315|F||Storgatan 12^Uppsalavagen||070-1234567\r\
+         C|1|I|Birgitta Johansson 070-1234567|G\r\
+         O|1|{p}-V0-T{minute}||^^^CPEP\r\
+         R|1|^^^CPEP|0.31|nmol/L||N||F||ADMIN||20260302101000\r\
+         C|1|I|called Birgitta Johansson 19800315-1234|G\r\
+         L|1|N\r"
+    )
+}
+
+/// ASTM with a patient line broken in two: the second half is no record.
+fn astm_broken(p: &str, minute: i32) -> String {
+    format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+         P|1|{p}||Johansson^Birgitta\r\
+         Birgitta Johansson 198003151234\r\
+         O|1|{p}-V0-T{minute}||^^^CPEP\r\
+         R|1|^^^CPEP|0.52|nmol/L||N||F||ADMIN||20260302101000\r\
+         L|1|N\r"
+    )
+}
+
+/// The planted files for one round (`p` the participant, so that the two
+/// rounds are different content and neither is a duplicate of the other).
+fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
+    vec![
+        (format!("{round}-central.hl7"), hl7_upload(p, 0, &format!("{round}1"))),
+        (format!("{round}-wrapped.hl7"), hl7_wrapped(p, &format!("{round}2"))),
+        (format!("{round}-other.hl7"), hl7_unknown_sender(p, &format!("{round}3"))),
+        (format!("{round}-e411.astm"), astm_upload(p, 30)),
+        (format!("{round}-broken.astm"), astm_broken(p, 120)),
+    ]
+}
+
+fn study() -> TempStudy {
+    let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
+    let csv = t.file("participants.csv", "participant\nU01\nU02\nU03\nU04\n");
+    let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    t
+}
+
+/// Every needle absent from `haystack`; `what` says where it was looked for.
+fn assert_clean(what: &str, haystack: &[u8]) {
+    for needle in NEEDLES {
+        let found = haystack.windows(needle.len()).position(|w| w == needle.as_bytes());
+        if let Some(at) = found {
+            let from = at.saturating_sub(60);
+            let context = String::from_utf8_lossy(haystack.get(from..(at + 60).min(haystack.len())).unwrap());
+            panic!("{what} contains {needle:?}: …{context}…");
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every column of every row of every table, as text (blobs as bytes).
+fn dump_tables(db: &Path) -> Vec<(String, Vec<u8>)> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tables.iter().any(|t| t == "audit_log") && tables.iter().any(|t| t == "raw"), "{tables:?}");
+    let mut out = Vec::new();
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        let mut bytes = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        bytes.extend_from_slice(t)
+                    }
+                    other => bytes.extend_from_slice(format!("{other:?}").as_bytes()),
+                }
+                bytes.push(b'|');
+            }
+            bytes.push(b'\n');
+        }
+        out.push((table, bytes));
+    }
+    out
+}
+
+fn stdout_of(t: &TempStudy, args: &[&str]) -> Vec<u8> {
+    let out = t.run(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    assert_clean(&format!("stderr of {args:?}"), &out.stderr);
+    out.stdout
+}
+
+/// Every table, the database files, every report and export format.
+fn assert_everything_clean(t: &TempStudy, outputs: &[(&str, &Output)]) {
+    for (what, out) in outputs {
+        assert_clean(&format!("stdout of {what}"), &out.stdout);
+        assert_clean(&format!("stderr of {what}"), &out.stderr);
+    }
+    let db = t.lib("labfeed.db");
+    for (table, bytes) in dump_tables(&db) {
+        assert_clean(&format!("table {table}"), &bytes);
+    }
+    // Everything labfeed wrote beside the database (db, -wal, -shm, lock, audit head), and every
+    // reason file; only the originals in archive and quarantine may hold the identifiers.
+    let originals = [t.lib("archive"), t.lib("quarantine"), t.lib("inbox")];
+    let mut checked = 0;
+    for file in files_under(&t.lib("")) {
+        let name = file.to_string_lossy().into_owned();
+        if name.ends_with(".reason.txt") || !originals.iter().any(|dir| file.starts_with(dir)) {
+            assert_clean(&name, &std::fs::read(&file).unwrap());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the database files were found");
+    for format in ["text", "csv", "html"] {
+        let report = stdout_of(t, &["report", "mismatches", "--all", "--format", format]);
+        assert!(!report.is_empty());
+        assert_clean(&format!("report mismatches --all --format {format}"), &report);
+        let report = stdout_of(t, &["report", "auc", "--format", format]);
+        assert_clean(&format!("report auc --format {format}"), &report);
+    }
+    for what in ["results", "lb"] {
+        let export = stdout_of(t, &["export", what]);
+        assert_clean(&format!("export {what}"), &export);
+    }
+    let status = t.run(&["status"]);
+    assert_clean("status", &status.stdout);
+    assert_clean("status", &status.stderr);
+}
+
+#[test]
+fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
+    let t = study();
+    let db = t.lib("labfeed.db");
+    // Held open so the daemon and `ingest` never remove the -wal file: its
+    // bytes are read before any final checkpoint.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    let _: i64 = holder.query_row("SELECT count(*) FROM raw", [], |r| r.get(0)).unwrap();
+
+    // Round 1: `labfeed ingest`.
+    let mut paths = Vec::new();
+    for (name, content) in uploads("U04", "a") {
+        paths.push(t.file(&name, &content));
+    }
+    let mut args = vec!["ingest".to_owned()];
+    args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ingest = t.run(&args);
+    assert_eq!(ingest.status.code(), Some(1), "broken files make ingest exit 1: {}", text(&ingest));
+    let said = text(&ingest);
+    assert!(said.contains("wrapped onto a new line"), "{said}");
+
+    // Round 2: the watch folder (`run --once`), other content.
+    let inbox = t.lib("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (name, content) in uploads("U03", "b") {
+        std::fs::write(inbox.join(name), content).unwrap();
+    }
+    let run = t.run(&["run", "--once"]);
+    assert_eq!(run.status.code(), Some(1), "quarantined files make run --once exit 1: {}", text(&run));
+
+    // The -wal file as the writers left it, before any checkpoint.
+    let wal = t.lib("labfeed.db-wal");
+    let wal_bytes = std::fs::read(&wal).expect("the -wal file stays while a connection is open");
+    assert!(!wal_bytes.is_empty());
+    assert_clean("labfeed.db-wal", &wal_bytes);
+    assert_clean("labfeed.db", &std::fs::read(&db).unwrap());
+
+    // The broken files went to quarantine with reasons; those say where, not what.
+    let quarantine = t.lib("quarantine");
+    let reasons: Vec<PathBuf> =
+        files_under(&quarantine).into_iter().filter(|p| p.to_string_lossy().ends_with(".reason.txt")).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for reason in &reasons {
+        let body = std::fs::read(reason).unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("byte "), "{}", String::from_utf8_lossy(&body));
+        assert_clean(&reason.display().to_string(), &body);
+    }
+
+    // The good results are in: identifiers were masked, data kept.
+    let results = String::from_utf8(stdout_of(&t, &["export", "results"])).unwrap();
+    assert!(results.contains("U04,V0,0,c_peptide,0.25"), "{results}");
+    assert!(results.contains("U03,V0,30,c_peptide,0.31"), "{results}");
+
+    // The stored copy keeps the study code and the values, masks the rest.
+    let raw: Vec<Vec<u8>> = holder
+        .prepare("SELECT content FROM raw")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let central = raw.iter().find(|c| c.windows(4).any(|w| w == b"a1|P")).expect("round 1 HL7 stored");
+    let central = String::from_utf8_lossy(central);
+    assert!(central.contains("PID|1|U04~*"), "{central}");
+    assert!(central.contains("OBX|1|NM|1986-9||0.25|nmol/L"), "{central}");
+
+    // `parse` shows fields but its errors quote nothing.
+    let parse = t.run(&["parse", "--format", "json", paths[1].to_str().unwrap(), paths[4].to_str().unwrap()]);
+    assert_eq!(parse.status.code(), Some(1), "{}", text(&parse));
+    let errors: Vec<&str> =
+        std::str::from_utf8(&parse.stdout).unwrap().lines().filter(|l| l.contains("\"error\"")).collect();
+    assert_eq!(errors.len(), 2, "{}", text(&parse));
+    for line in errors {
+        assert_clean("parse --format json error", line.as_bytes());
+    }
+
+    drop(holder);
+    assert_everything_clean(&t, &[("ingest", &ingest), ("run --once", &run)]);
+    // Masking and re-delivery keep the audit trail whole.
+    let verify = t.run(&["verify-audit"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    assert_clean("verify-audit", &verify.stdout);
+}
+
+#[test]
+fn a_quarantined_file_dropped_again_is_quarantined_again_and_an_accepted_one_archived() {
+    let t = study();
+    let inbox = t.lib("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let broken = astm_broken("U02", 15);
+    let good = astm_upload("U02", 60);
+    std::fs::write(inbox.join("broken.astm"), &broken).unwrap();
+    std::fs::write(inbox.join("good.astm"), &good).unwrap();
+    let first = t.run(&["run", "--once"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    let quarantine = t.lib("quarantine");
+    let first_reason = std::fs::read_to_string(quarantine.join("broken.astm.reason.txt")).unwrap();
+
+    // The same bytes again, under the same name and another.
+    std::fs::write(inbox.join("broken.astm"), &broken).unwrap();
+    std::fs::write(inbox.join("broken-again.astm"), &broken).unwrap();
+    std::fs::write(inbox.join("good.astm"), &good).unwrap();
+    let again = t.run(&["run", "--once"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(!files_under(&t.lib("archive")).iter().any(|p| p.to_string_lossy().contains("broken")));
+    for name in ["broken-1.astm", "broken-again.astm"] {
+        assert!(quarantine.join(name).is_file(), "{name} quarantined again: {:?}", files_under(&quarantine));
+        let reason = std::fs::read_to_string(quarantine.join(format!("{name}.reason.txt"))).unwrap();
+        assert!(reason.contains("identical to a file quarantined on 20"), "{reason}");
+        assert!(reason.contains("(broken.astm)"), "{reason}");
+        // The original reason is repeated.
+        let original = first_reason.lines().nth(1).unwrap();
+        assert!(reason.contains(original), "{reason}\n---\n{first_reason}");
+        assert_clean(name, reason.as_bytes());
+    }
+    // The accepted file was archived both times (a duplicate the second time).
+    let archived: Vec<PathBuf> =
+        files_under(&t.lib("archive")).into_iter().filter(|p| p.to_string_lossy().contains("good")).collect();
+    assert_eq!(archived.len(), 2, "{archived:?}");
+    assert!(!quarantine.join("good.astm").exists());
+
+    // `ingest` of the quarantined content exits 1 again and says why.
+    let copy = t.file("copy.astm", &broken);
+    let ingest = t.run(&["ingest", copy.to_str().unwrap()]);
+    assert_eq!(ingest.status.code(), Some(1), "{}", text(&ingest));
+    assert!(text(&ingest).contains("rejected again: identical to a file quarantined on"), "{}", text(&ingest));
+    let good_copy = t.file("good-copy.astm", &good);
+    let ingest = t.run(&["ingest", good_copy.to_str().unwrap()]);
+    assert_eq!(ingest.status.code(), Some(0), "{}", text(&ingest));
+    assert!(text(&ingest).contains("already received"), "{}", text(&ingest));
+    let verify = t.run(&["verify-audit"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+#[test]
+fn ingest_of_a_rejected_file_twice_exits_1_both_times() {
+    let t = study();
+    let path = t.file("wrapped.hl7", &hl7_wrapped("U01", "W1"));
+    for round in 0..2 {
+        let out = t.run(&["ingest", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "round {round}: {}", text(&out));
+        assert_clean("ingest", &out.stdout);
+    }
+    let out = t.run(&["ingest", path.to_str().unwrap()]);
+    assert!(text(&out).contains("identical to a file rejected on"), "{}", text(&out));
+}
+
+#[test]
+fn keep_comments_keeps_the_text_of_unmapped_results() {
+    let t = TempStudy::new(&[(
+        "sender = \"CENTRALLAB\"\nkeep_comments = false",
+        "sender = \"CENTRALLAB\"\nkeep_comments = true",
+    )]);
+    let csv = t.file("participants.csv", "participant\nU04\n");
+    assert_eq!(t.run(&["import", "participants", csv.to_str().unwrap()]).status.code(), Some(0));
+    let file = t.file("c.hl7", &hl7_upload("U04", 0, "K1"));
+    let out = t.run(&["ingest", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = String::from_utf8(stdout_of(&t, &["report", "mismatches", "--format", "csv"])).unwrap();
+    assert!(report.contains("Birgitta Johansson 19800315-1234"), "kept on request: {report}");
+    let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
+    let raw: Vec<u8> = conn.query_row("SELECT content FROM raw", [], |r| r.get(0)).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.contains("NTE|1|L|Call Birgitta Johansson on 070-1234567"), "{raw}");
+    // Patient data is masked whatever keep_comments says.
+    assert!(raw.contains("PID|1|U04~*"), "{raw}");
+    assert!(!raw.contains("Johansson^Birgitta"), "{raw}");
+}
