@@ -86,7 +86,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
             if args.format == ReportFormat::Csv {
                 crate::report::auc::write_auc_csv(&mut buffer, &rows)?;
             } else {
-                crate::report::auc::write_auc_text(&mut buffer, &rows, &config.study.id, now)?;
+                crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?;
             }
             rows.len()
         }
@@ -120,7 +120,13 @@ fn mismatches(
     // The whole report is made before anything is written, so a failure never
     // leaves a half-written file behind.
     let mut buffer = Vec::new();
-    let options = MismatchTextOptions { study: &config.study.id, generated_at: review.now, include_resolved: args.all };
+    let options = MismatchTextOptions {
+        study: &config.study.id,
+        generated_at: review.now,
+        include_resolved: args.all,
+        timezone: &config.study.timezone,
+        scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
+    };
     match args.format {
         ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows)?,
         ReportFormat::Text => write_mismatches_text(&mut buffer, &rows, &options)?,
