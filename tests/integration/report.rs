@@ -821,7 +821,7 @@ fn visit_file(participant: &str, visit: &str, day: &str, meal_minutes: i32, cpep
         let clock = format!("{:02}{:02}", at / 60, at % 60);
         t.push_str(&format!("OBR|{}|{participant}-{visit}-T{minute}^STUDY||MMTT|||{day}{clock}\r", i + 1));
         t.push_str(&format!("OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||F\r"));
-        t.push_str(&format!("OBX|2|NM|2345-7^Glucose^LN||100|mg/dL|||||F\r"));
+        t.push_str("OBX|2|NM|2345-7^Glucose^LN||100|mg/dL|||||F\r");
     }
     t
 }
