@@ -104,7 +104,8 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
             rows.len()
         }
     };
-    deliver(&buffer, args.output.as_deref(), count, "AUC rows", out, err)?;
+    let what = if count == 1 { "AUC row" } else { "AUC rows" };
+    deliver(&buffer, args.output.as_deref(), count, what, out, err)?;
     Ok(Outcome::Ok)
 }
 
@@ -135,7 +136,12 @@ fn mismatches(
             write_mismatches_html(&mut buffer, &rows, snapshot, &config, &options)?;
         }
     }
-    let what = if args.all { "mismatches" } else { "open mismatches" };
+    let what = match (args.all, rows.len() == 1) {
+        (true, true) => "mismatch",
+        (true, false) => "mismatches",
+        (false, true) => "open mismatch",
+        (false, false) => "open mismatches",
+    };
     deliver(&buffer, args.output.as_deref(), rows.len(), what, out, err)?;
     Ok(Outcome::Ok)
 }

@@ -82,7 +82,7 @@ pub fn write_auc_text(
     }
     writeln!(
         out,
-        "auc in the unit × min over minutes {} to {}; auc_mean and delta_auc_mean in the unit.",
+        "auc in unit·min over minutes {} to {}; auc_mean and delta_auc_mean in the unit (the unit column).",
         config.mmtt.auc_from, config.mmtt.auc_to
     )?;
     writeln!(out)?;

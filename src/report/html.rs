@@ -62,7 +62,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Words longer than this get break opportunities after their separators.
-const LONG_WORD: usize = 16;
+const LONG_WORD: usize = 12;
 
 /// Where a long name may wrap: after a path, word or extension separator.
 fn is_separator(c: char) -> bool {
@@ -209,23 +209,24 @@ th, td { border: 1px solid #bbb; padding: .2em .4em; text-align: left; vertical-
 th { background: #eee; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.code, td.id, td.sample { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }
-td.id, td.minute, td.state { white-space: nowrap; }
-td.detail { min-width: 14em; }
-td.source { font-size: .9em; }
+td.id, td.minute { white-space: nowrap; }
+td.detail { min-width: 12em; }
+td.from { font-size: .9em; }
+td.from span.received, td.state span.effect { color: #444; }
 tr.resolved { color: #555; }
 tr.baseline td { background: #f4f8fc; }
 span.tag { font-size: .8em; border: 1px solid #888; border-radius: 3px; padding: 0 .3em; margin-left: .3em; }
 figure { margin: .6em 0 1em; }
 figure svg { display: block; width: 100%; max-width: 720px; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .88em; color: #333; max-width: 60em; }
-nav ol { columns: 3 14em; margin: .3em 0; padding-left: 1.4em; }
+nav ol { columns: 2 22em; margin: .3em 0; padding-left: 1.4em; }
 dl.settings { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
 dl.settings dt { font-weight: 600; }
 dl.settings dd { margin: 0; }
 @media print {
   body { max-width: none; margin: 0; padding: 0; font-size: 9pt; }
   table { font-size: 7.5pt; width: 100%; }
-  td.detail { min-width: 10em; }
+  td.detail { min-width: 9em; }
   nav { display: none; }
   h2, h3 { break-after: avoid; }
   figure, tr, div.head { break-inside: avoid; }
@@ -642,38 +643,15 @@ fn write_summary(h: &mut Html, rows: &[ReviewRow<'_>], include_resolved: bool) {
     h.close("tbody").close("table").close("section").line();
 }
 
-/// Column classes, in order; the received column's heading names the zone.
-const MISMATCH_CLASSES: [&str; 12] = [
-    "id",
-    "code",
-    "sample",
-    "minute",
-    "analyte",
-    "reported",
-    "instrument",
-    "detail",
-    "source",
-    "received",
-    "effect",
-    "state",
-];
+/// Column classes of the plain-text cells, in order.
+const MISMATCH_CLASSES: [&str; 7] = ["id", "code", "sample", "minute", "analyte", "reported", "detail"];
 
+/// Ten columns (eleven with `--all`), so the table fits an A4 page: where
+/// it came from (source, instrument and test, received time) shares one
+/// cell, and so do the state and what the value is now.
 fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool, zone: &str) {
-    let received = format!("received ({zone})");
-    let mut names: Vec<&str> = vec![
-        "id",
-        "code",
-        "sample",
-        "minute",
-        "analyte",
-        "reported",
-        "instrument / test",
-        "detail",
-        "source",
-        &received,
-        "value now",
-        "state",
-    ];
+    let from = format!("from (received, {zone})");
+    let mut names: Vec<&str> = vec!["id", "code", "sample", "minute", "analyte", "reported", "detail", &from, "state"];
     if include_resolved {
         names.push("resolution");
     }
@@ -688,14 +666,27 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved:
         };
         let reported = [value, unit].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
         let instrument = [instrument, test].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / ");
-        let cells = [id, code.clone(), sample, minute, analyte, reported, instrument, detail, source, received];
+        let cells = [id, code.clone(), sample, minute, analyte, reported, detail];
         h.open("tr", &[("class", &state), ("data-code", &code)]);
         for (class, text) in MISMATCH_CLASSES.iter().zip(cells) {
             let class = if matches!(*class, "id" | "minute") { format!("{class} num") } else { (*class).to_owned() };
             h.breakable_element("td", &[("class", &class)], &text);
         }
-        h.element("td", &[("class", "effect")], &row_state(row));
-        h.element("td", &[("class", "state")], &state);
+        h.open("td", &[("class", "from")]);
+        let mut first = true;
+        for (class, text) in [("source", source), ("instrument", instrument), ("received", received)] {
+            if text.is_empty() {
+                continue;
+            }
+            if !first {
+                h.empty("br", &[]);
+            }
+            first = false;
+            h.breakable_element("span", &[("class", class)], &text);
+        }
+        h.close("td");
+        h.open("td", &[("class", "state")]).element("span", &[("class", "state")], &state);
+        h.empty("br", &[]).element("span", &[("class", "effect")], &row_state(row)).close("td");
         if include_resolved {
             h.breakable_element("td", &[("class", "resolution")], &resolution_text(row, zone));
         }
@@ -987,8 +978,8 @@ mod tests {
         h.breakable("file:/data/cobas-e411_export.astm at 0.66 <x>");
         assert_eq!(h.0, "file:<wbr/>/<wbr/>data/<wbr/>cobas-<wbr/>e411_<wbr/>export.<wbr/>astm at 0.66 &lt;x&gt;");
         let mut h = Html(String::new());
-        h.breakable("OUT_OF_WINDOW");
-        assert_eq!(h.0, "OUT_OF_WINDOW", "short words stay whole");
+        h.breakable("NOT_FINAL OUT_OF_WINDOW");
+        assert_eq!(h.0, "NOT_FINAL OUT_<wbr/>OF_<wbr/>WINDOW", "short words stay whole");
     }
 
     #[test]
@@ -1115,8 +1106,8 @@ mod tests {
             ),
             "{html}"
         );
-        assert!(html.contains("<td class=\"effect\">moved to U02/V0/90</td>"), "{html}");
-        assert!(html.contains("<td class=\"effect\">rejected: withdrawn from its slot</td>"), "{html}");
+        assert!(html.contains("<span class=\"effect\">moved to U02/V0/90</span>"), "{html}");
+        assert!(html.contains("<span class=\"effect\">rejected: withdrawn from its slot</span>"), "{html}");
         assert!(html.contains("<tr class=\"resolved\" data-code=\"UNKNOWN_SAMPLE\">"), "{html}");
     }
 

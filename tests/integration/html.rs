@@ -250,13 +250,16 @@ fn the_mismatch_page_has_one_chart_per_participant_and_a_table_per_visit() {
     );
     assert_eq!(nothing[0].attribute("data-slots"), Some("14"));
 
-    // Received times are in the study zone, and the column says so.
+    // Ten columns, to fit A4; received times are in the study zone, and the column says so.
     let table = with_class(sections[1], "table", "mismatches")[0];
-    assert!(elements(table, "th").any(|th| text_of(th) == "received (Europe/Stockholm)"));
-    let received = with_class(table, "td", "received");
+    let head: Vec<String> = elements(table, "th").map(text_of).collect();
+    assert_eq!(head.len(), 9, "{head:?}");
+    assert_eq!(head[7], "from (received, Europe/Stockholm)");
+    let received = with_class(table, "span", "received");
+    assert_eq!(received.len(), 3);
     assert!(received.iter().all(|td| text_of(*td).ends_with(" Europe/Stockholm")), "{received:?}");
     // The long file name may wrap after its separators, never inside a word.
-    let source = with_class(table, "td", "source")[0];
+    let source = with_class(table, "span", "source")[0];
     assert!(text_of(source).ends_with(LONG_NAME), "{}", text_of(source));
     assert!(elements(source, "wbr").count() >= 6, "{source:?}");
     for piece in source.children().filter(|c| c.is_text()).filter_map(|c| c.text()) {
@@ -374,8 +377,9 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
         .find(|tr| elements(*tr, "td").any(|td| class_is(&td, "id") && text_of(td) == late))
         .unwrap();
     let cell = |class: &str| text_of(elements(row, "td").find(|td| class_is(td, class)).unwrap());
-    assert_eq!(cell("effect"), "rejected: withdrawn from its slot");
-    assert_eq!(cell("state"), "resolved");
+    let span = |class: &str| text_of(elements(row, "span").find(|s| class_is(s, class)).unwrap());
+    assert_eq!(span("effect"), "rejected: withdrawn from its slot");
+    assert_eq!(span("state"), "resolved");
     assert!(cell("resolution").starts_with("reject by dm at "), "{}", cell("resolution"));
     assert!(cell("resolution").ends_with(" Europe/Stockholm: drawn late"), "{}", cell("resolution"));
     // On the chart the slot is empty now, marked as withdrawn, and no longer flagged.
