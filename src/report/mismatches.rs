@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use crate::report::format::utc_time;
 use crate::report::wording::{current_state, nothing_received, nothing_received_line, plural, zoned_time};
 use crate::store::MismatchReport;
-use crate::study::missing::MissingResult;
+use crate::study::missing::{Absence, MissingResult};
 
 /// The code of a computed missing-result row (never stored).
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
@@ -203,7 +203,7 @@ pub fn write_mismatches_text(
             let row = match row {
                 ReviewRow::Stored(row) => row,
                 ReviewRow::Missing(m) => {
-                    writeln!(out, "  -- {MISSING_RESULT}  minute {}, {}: {}", m.minute, m.analyte, m.detail)?;
+                    writeln!(out, "  -- {MISSING_RESULT}  {}", missing_line(m, zone))?;
                     continue;
                 }
             };
@@ -227,6 +227,19 @@ pub fn write_mismatches_text(
     writeln!(out)?;
     writeln!(out, "{}", count_line(rows, options.include_resolved))?;
     Ok(())
+}
+
+/// `minute 120, glucose: no accepted result (meal start 2026-11-03 08:30 Europe/Stockholm)`,
+/// with why when something did arrive. Said here rather than with the
+/// stored detail, so the meal start names its zone like every time on a line.
+fn missing_line(m: &MissingResult, zone: &str) -> String {
+    let why = match m.absence {
+        Absence::NotReceived => String::new(),
+        Absence::Held(id) => format!("; a result for it is held for review (mismatch {id})"),
+        Absence::Withdrawn => "; its value was withdrawn by a data manager".to_owned(),
+    };
+    let meal = m.meal_start.strftime("%Y-%m-%d %H:%M");
+    format!("minute {}, {}: no accepted result (meal start {meal} {zone}){why}", m.minute, m.analyte)
 }
 
 fn group_title((participant, visit): (Option<&str>, Option<&str>)) -> String {

@@ -878,6 +878,11 @@ fn a_partly_received_visit_lists_each_missing_slot_and_counts_in_the_singular() 
     let text = stdout(&s.run(&["report", "mismatches"]));
     assert!(!text.contains("nothing received yet"), "{text}");
     assert_eq!(text.matches("  -- MISSING_RESULT  minute ").count(), 13, "{text}");
+    // The meal start names its zone, as every time on a line does.
+    assert!(
+        text.contains("\n  -- MISSING_RESULT  minute 120, glucose: no accepted result (meal start 2026-09-02 08:00 Europe/Stockholm)\n"),
+        "{text}"
+    );
     assert!(text.ends_with("\n13 open mismatches\n"), "{text}");
 }
 
