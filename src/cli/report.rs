@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, open_for_reading};
-use crate::report::html::{Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
+use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
 use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
 use crate::store::{MismatchReport, ResultRow, Store, Visit};
 use crate::study::config::Config;
@@ -91,16 +91,17 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
             rows.len()
         }
         ReportFormat::Html => {
-            let (results, visits, flagged) = store
+            let (results, visits, flagged, withdrawn) = store
                 .read(|r| {
                     let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
                     let flagged = flagged_slots(&r.mismatch_report(false)?);
-                    Ok((results, r.visits()?, flagged))
+                    Ok((results, r.visits()?, flagged, r.slot_states()?.withdrawn))
                 })
                 .context("reading the current results")?;
             let rows = crate::study::auc::compute(&config, &results);
             let snapshot = Snapshot { results: &results, visits: &visits };
-            write_auc_html(&mut buffer, &rows, snapshot, &flagged, &config, now)?;
+            let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
+            write_auc_html(&mut buffer, &rows, snapshot, marks, &config, now)?;
             rows.len()
         }
     };

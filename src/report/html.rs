@@ -309,12 +309,13 @@ fn panel_analytes(config: &Config) -> Vec<(&str, &str, Shape)> {
     analytes
 }
 
-/// What marks the chart needs besides the values.
-struct Marks<'a> {
-    /// Slots with an open mismatch.
-    flagged: &'a BTreeSet<Slot>,
-    /// Slots whose value a data manager withdrew.
-    withdrawn: &'a BTreeSet<Slot>,
+/// What the charts mark besides the values, from the same snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Marks<'a> {
+    /// Slots with an open mismatch: a flagged value, or a held-back one.
+    pub flagged: &'a BTreeSet<Slot>,
+    /// Slots whose value a data manager withdrew (rejected or moved away).
+    pub withdrawn: &'a BTreeSet<Slot>,
 }
 
 /// One participant's chart: every visit in `visits` on shared axes, a panel
@@ -712,13 +713,13 @@ fn resolution_text(row: &ReviewRow<'_>, zone: &str) -> String {
 /// The AUC page: the settings the numbers depend on, then per participant
 /// (code order) the SPEC §5 AUC table and one chart of all its visits.
 ///
-/// `rows` from [`crate::study::auc::compute`]; `flagged` are the slots with an
-/// open mismatch (a flagged value counted in the AUC, or a held-back one).
+/// `rows` from [`crate::study::auc::compute`]; `marks` the slots with an
+/// open mismatch and those withdrawn, so the chart shows the current state.
 pub fn write_auc_html(
     out: &mut dyn Write,
     rows: &[AucRow],
     snapshot: Snapshot<'_>,
-    flagged: &BTreeSet<Slot>,
+    marks: Marks<'_>,
     config: &Config,
     generated_at: jiff::Timestamp,
 ) -> io::Result<()> {
@@ -735,8 +736,6 @@ pub fn write_auc_html(
 
     let results = results_by_visit(snapshot.results);
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
-    let withdrawn = BTreeSet::new();
-    let marks = Marks { flagged, withdrawn: &withdrawn };
     for of_participant in rows.chunk_by(|a, b| a.participant == b.participant) {
         let Some(first) = of_participant.first() else { continue };
         let participant = first.participant.as_str();

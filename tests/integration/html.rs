@@ -389,6 +389,15 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     assert!(!minutes_of(v0, "point").contains(&30));
     assert!(minutes_of(v0, "flag").is_empty());
 
+    // So does the AUC page's chart.
+    let out = s.run(&["report", "auc", "--format", "html"]);
+    let html = String::from_utf8(out.stdout).unwrap();
+    let doc = parse(&html);
+    let svg = elements(with_class(doc.root_element(), "section", "participant")[0], "svg").next().unwrap();
+    let v0 = series(panel(svg, "c_peptide"), "V0").unwrap();
+    assert_eq!(minutes_of(v0, "withdrawn"), [30]);
+    assert!(minutes_of(v0, "missing").is_empty());
+
     // The text says the same.
     let out = s.run(&["report", "mismatches", "--all"]);
     let report = String::from_utf8(out.stdout).unwrap();

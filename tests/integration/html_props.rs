@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use labfeed::report::html::{Snapshot, write_auc_html, write_mismatches_html};
+use labfeed::report::html::{Marks, Snapshot, write_auc_html, write_mismatches_html};
 use labfeed::report::{MismatchTextOptions, ReviewRow, review_rows};
 use labfeed::store::{
     MismatchCode, MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction,
@@ -441,7 +441,8 @@ proptest! {
         let visits: Vec<Visit> = Vec::new();
         let rows = labfeed::study::auc::compute(&config, &results);
         let mut out = Vec::new();
-        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, &flagged, &config, at())
+        let marks = Marks { flagged: &flagged, withdrawn: &BTreeSet::new() };
+        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, marks, &config, at())
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);
