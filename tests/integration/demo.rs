@@ -22,7 +22,7 @@ fn demo(dir: &Path) -> Output {
 fn auc_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
         .lines()
-        .skip_while(|l| !l.starts_with("participant  visit  analyte  unit"))
+        .skip_while(|l| !(l.starts_with("participant ") && l.contains(" analyte ") && l.contains(" unit ")))
         .skip(1)
         .take_while(|l| !l.is_empty())
         .map(|l| {
