@@ -184,7 +184,8 @@ impl Html {
     fn head_row(&mut self, names: &[&str]) -> &mut Self {
         self.open("thead", &[]).open("tr", &[]);
         for name in names {
-            self.element("th", &[("scope", "col")], name);
+            // Long column names (`ln_auc_mean_plus_1`) wrap at their `_`.
+            self.breakable_element("th", &[("scope", "col")], name);
         }
         self.close("tr").close("thead").line()
     }
@@ -202,7 +203,7 @@ h2 { font-size: 1.15em; margin: 1.8em 0 .4em; padding-bottom: .15em; border-bott
 h3 { font-size: 1em; margin: 1.2em 0 .3em; }
 p.meta { color: #444; margin: 0 0 1em; }
 p.nothing { font-weight: 600; margin: .3em 0 1em; }
-table { border-collapse: collapse; margin: .4em 0 1em; font-size: .9em; width: 100%; }
+table { border-collapse: collapse; margin: .4em 0 1em; font-size: .9em; width: calc(100% - 2px); }
 table.summary { width: auto; }
 th, td { border: 1px solid #bbb; padding: .2em .4em; text-align: left; vertical-align: top;
   overflow-wrap: normal; word-break: normal; hyphens: none; }
@@ -225,7 +226,8 @@ dl.settings dt { font-weight: 600; }
 dl.settings dd { margin: 0; }
 @media print {
   body { max-width: none; margin: 0; padding: 0; font-size: 9pt; }
-  table { font-size: 7.5pt; width: 100%; }
+  table { font-size: 7.5pt; }
+  th, td { padding: .15em .3em; }
   td.detail { min-width: 9em; }
   nav { display: none; }
   h2, h3 { break-after: avoid; }
