@@ -927,3 +927,23 @@ fn the_auc_text_table_has_units_and_marks_the_baseline_visit() {
     assert_eq!(follow[1], "V4", "not marked: {text}");
     assert!(text.ends_with("\n6 AUC rows\n"), "{text}");
 }
+
+#[test]
+fn one_of_a_kind_is_said_in_the_singular() {
+    let s = two_visit_study();
+    // U02 V4 arrives complete but for glucose at 120: one open mismatch, one slot.
+    let mut file = visit_file("U02", "V4", "20260902", 8 * 60, &[0.02; 7]);
+    let last = file.rfind("OBX|2|").unwrap();
+    file.truncate(last);
+    s.file("u02-v4.hl7", &file);
+    assert_exit(&s.run(&["ingest", "u02-v4.hl7"]), 0);
+    let out = s.run(&["report", "mismatches", "--output", "m.txt"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).ends_with("m.txt: 1 open mismatch\n"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(s.dir.path().join("m.txt")).unwrap();
+    assert!(text.ends_with("\n1 open mismatch\n"), "{text}");
+    let out = s.run(&["report", "mismatches", "--format", "html"]);
+    let html = stdout(&out);
+    assert!(html.contains(". 1 open mismatch. "), "{html}");
+    assert!(html.contains("Participant U02</a> (1 row)") || !html.contains("<nav>"), "{html}");
+}
