@@ -331,10 +331,11 @@ fn participant_chart(
     marks: &Marks<'_>,
 ) -> Option<Chart> {
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
-    // A search, not `get`: the map's keys borrow the snapshot, `v` does not.
-    let of_visit = |v: &str| {
-        results.iter().find(|((p, x), _)| *p == participant && *x == v).map(|(_, r)| r.as_slice()).unwrap_or_default()
-    };
+    // This participant's visits once; then a search, not `get`: the map's
+    // keys borrow the snapshot, `v` does not.
+    let mine: Vec<(&str, &[&ResultRow])> =
+        results.iter().filter(|((p, _), _)| *p == participant).map(|((_, v), r)| (*v, r.as_slice())).collect();
+    let of_visit = |v: &str| mine.iter().find(|(x, _)| *x == v).map(|(_, r)| *r).unwrap_or_default();
     let lines: Vec<VisitLine> = visits
         .iter()
         .map(|v| VisitLine {
@@ -559,8 +560,10 @@ pub fn write_mismatches_html(
     for (i, block) in by_participant.iter().enumerate() {
         let id = format!("p{}", i + 1);
         let Some(participant) = block.first().and_then(|g| g.participant) else {
-            // Rows without a participant: no visit, no chart.
-            for g in block.iter() {
+            // Rows without a participant: no chart. The first section takes
+            // the id the contents link to; ids stay unique.
+            for (j, g) in block.iter().enumerate() {
+                let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
                 h.open("section", &[("id", &id), ("class", "group")]).line();
                 h.element("h2", &[], "Not matched to a participant").line();
                 write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone);

@@ -277,6 +277,10 @@ fn assert_self_contained(html: &str, doc: &Document<'_>) {
         }
         assert!(n.attributes().all(|a| !a.name().to_ascii_lowercase().starts_with("on")), "an event handler");
     }
+    // Every id once, so the contents' links lead to one place.
+    let ids: Vec<&str> = doc.descendants().filter_map(|n| n.attribute("id")).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a repeated id: {ids:?}");
 }
 
 /// `V0 (Baseline)` for a configured visit, else the code, as the page titles it.
