@@ -336,6 +336,7 @@ fn participant_chart(
     let mine: Vec<(&str, &[&ResultRow])> =
         results.iter().filter(|((p, _), _)| *p == participant).map(|((_, v), r)| (*v, r.as_slice())).collect();
     let of_visit = |v: &str| mine.iter().find(|(x, _)| *x == v).map(|(_, r)| *r).unwrap_or_default();
+    let mut unconfigured = config.visits.len();
     let lines: Vec<VisitLine> = visits
         .iter()
         .map(|v| VisitLine {
@@ -343,6 +344,10 @@ fn participant_chart(
             title: visit_title(config, v),
             baseline: baseline == Some(*v),
             received: !of_visit(v).is_empty(),
+            style: config.visit_index(v).unwrap_or_else(|| {
+                unconfigured += 1;
+                unconfigured - 1
+            }),
         })
         .collect();
     if !lines.iter().any(|l| l.received) {
@@ -395,11 +400,10 @@ fn write_chart(h: &mut Html, participant: &str, chart: &Chart) {
     let visits: Vec<String> = chart
         .visits
         .iter()
-        .enumerate()
-        .filter(|(_, v)| v.received)
-        .map(|(i, v)| {
+        .filter(|v| v.received)
+        .map(|v| {
             let base = if v.baseline { ", the baseline visit" } else { "" };
-            format!("{} {}{base}", v.title, visit_style_name(i))
+            format!("{} {}{base}", v.title, visit_style_name(v.style))
         })
         .collect();
     h.text(&format!(
@@ -1048,6 +1052,35 @@ mod tests {
         let flags = with_class(svgs[0], "circle", "flag");
         assert_eq!(flags.len(), 1, "the out-of-window V0 C-peptide at 30");
         assert_eq!(flags[0].attribute("stroke"), Some(FLAG_COLOR));
+    }
+
+    #[test]
+    fn a_visit_looks_the_same_in_every_participants_chart() {
+        let mut results = full_visit("U01", "V0", 1.0);
+        results.extend(full_visit("U01", "V4", 0.1));
+        results.extend(full_visit("U02", "V4", 0.1));
+        let stored = [
+            stored(1, MismatchCode::NotFinal, Some(("U01", 15, "glucose")), "status P"),
+            stored(2, MismatchCode::NotFinal, Some(("U02", 15, "glucose")), "status P"),
+        ];
+        let html = page(&stored, &[], &results, false);
+        let doc = parse(&html);
+        let style = |participant: &str, visit: &str| -> (String, String) {
+            let section = with_class(doc.root_element(), "section", "participant")
+                .into_iter()
+                .find(|s| s.attribute("data-participant") == Some(participant))
+                .unwrap();
+            let series = with_class(section, "g", "series")
+                .into_iter()
+                .find(|s| s.attribute("data-visit") == Some(visit))
+                .unwrap_or_else(|| panic!("{participant} {visit}"));
+            let line = with_class(series, "polyline", "line")[0];
+            let dash = series.attribute("stroke-dasharray").unwrap_or_default().to_owned();
+            (line.attribute("stroke").unwrap_or_default().to_owned(), dash)
+        };
+        assert_eq!(style("U01", "V4"), style("U02", "V4"), "V4 alike whether or not V0 is there");
+        assert_ne!(style("U01", "V0"), style("U01", "V4"));
+        assert_ne!(style("U01", "V0").1, style("U01", "V4").1, "visits differ by line style too");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub const FLAG_COLOR: &str = "#D11A1A";
 /// Visit colours, in visit order (baseline first when it is configured first).
 pub const VISIT_COLORS: [&str; 6] = ["#1F5FA8", "#C26A00", "#1B8A5A", "#7B3294", "#4A4A4A", "#2A9FC4"];
 /// Visit line styles (`stroke-dasharray`), so visits differ without colour too.
-pub const VISIT_DASHES: [&str; 4] = ["", "8 4", "2 3", "10 3 2 3"];
+/// As many as colours: up to six visits differ in both.
+pub const VISIT_DASHES: [&str; 6] = ["", "8 4", "2 3", "10 3 2 3", "16 5", "8 3 2 3 2 3"];
 const INK: &str = "#333333";
 const GRID: &str = "#DDDDDD";
 
@@ -60,7 +61,7 @@ pub fn visit_style(index: usize) -> (&'static str, &'static str) {
 /// How the caption names a visit's line, e.g. `blue solid line`.
 pub fn visit_style_name(index: usize) -> String {
     const COLORS: [&str; 6] = ["blue", "orange", "green", "purple", "grey", "light blue"];
-    const DASHES: [&str; 4] = ["solid", "dashed", "dotted", "dash-dot"];
+    const DASHES: [&str; 6] = ["solid", "dashed", "dotted", "dash-dot", "long-dashed", "dash-dot-dot"];
     let color = COLORS.get(index % COLORS.len()).copied().unwrap_or("grey");
     let dash = DASHES.get(index % DASHES.len()).copied().unwrap_or("solid");
     format!("{color} {dash} line")
@@ -111,6 +112,9 @@ pub struct VisitLine {
     pub baseline: bool,
     /// Some current result exists for the visit; otherwise it draws nothing.
     pub received: bool,
+    /// Which colour and line style ([`visit_style`]): by the visit's place in
+    /// `[[visits]]`, so a visit looks the same in every participant's chart.
+    pub style: usize,
 }
 
 /// One analyte of one visit.
@@ -451,7 +455,7 @@ fn draw_series(
     plot: &Plot,
     seen: &mut Seen,
 ) {
-    let (color, dash) = visit_style(series.visit);
+    let (color, dash) = visit_style(visit.style);
     let _ = write!(
         out,
         "<g class=\"series\" data-visit=\"{}\" data-analyte=\"{}\" data-baseline=\"{}\" stroke-dasharray=\"{dash}\">",
@@ -529,8 +533,8 @@ type Sample = Box<dyn Fn(&mut String, f64, f64)>;
 fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
     let mut out = String::from("<g class=\"legend\">");
     let mut items: Vec<(String, Sample, String)> = Vec::new();
-    for (i, visit) in chart.visits.iter().enumerate() {
-        let (color, dash) = visit_style(i);
+    for visit in &chart.visits {
+        let (color, dash) = visit_style(visit.style);
         let label = match (visit.baseline, visit.received) {
             (true, true) => format!("{}: baseline", visit.title),
             (false, true) => visit.title.clone(),
@@ -627,7 +631,7 @@ mod tests {
     }
 
     fn visit(code: &str, baseline: bool, received: bool) -> VisitLine {
-        VisitLine { code: code.into(), title: code.into(), baseline, received }
+        VisitLine { code: code.into(), title: code.into(), baseline, received, style: 0 }
     }
 
     #[test]
