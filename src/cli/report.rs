@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, open_for_reading};
-use crate::report::html::{Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
+use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
 use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
 use crate::store::{MismatchReport, ResultRow, Store, Visit};
 use crate::study::config::Config;
@@ -86,25 +86,27 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
             if args.format == ReportFormat::Csv {
                 crate::report::auc::write_auc_csv(&mut buffer, &rows)?;
             } else {
-                crate::report::auc::write_auc_text(&mut buffer, &rows, &config.study.id, now)?;
+                crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?;
             }
             rows.len()
         }
         ReportFormat::Html => {
-            let (results, visits, flagged) = store
+            let (results, visits, flagged, withdrawn) = store
                 .read(|r| {
                     let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
                     let flagged = flagged_slots(&r.mismatch_report(false)?);
-                    Ok((results, r.visits()?, flagged))
+                    Ok((results, r.visits()?, flagged, r.slot_states()?.withdrawn))
                 })
                 .context("reading the current results")?;
             let rows = crate::study::auc::compute(&config, &results);
             let snapshot = Snapshot { results: &results, visits: &visits };
-            write_auc_html(&mut buffer, &rows, snapshot, &flagged, &config, now)?;
+            let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
+            write_auc_html(&mut buffer, &rows, snapshot, marks, &config, now)?;
             rows.len()
         }
     };
-    deliver(&buffer, args.output.as_deref(), count, "AUC rows", out, err)?;
+    let what = if count == 1 { "AUC row" } else { "AUC rows" };
+    deliver(&buffer, args.output.as_deref(), count, what, out, err)?;
     Ok(Outcome::Ok)
 }
 
@@ -120,7 +122,13 @@ fn mismatches(
     // The whole report is made before anything is written, so a failure never
     // leaves a half-written file behind.
     let mut buffer = Vec::new();
-    let options = MismatchTextOptions { study: &config.study.id, generated_at: review.now, include_resolved: args.all };
+    let options = MismatchTextOptions {
+        study: &config.study.id,
+        generated_at: review.now,
+        include_resolved: args.all,
+        timezone: &config.study.timezone,
+        scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
+    };
     match args.format {
         ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows)?,
         ReportFormat::Text => write_mismatches_text(&mut buffer, &rows, &options)?,
@@ -129,7 +137,12 @@ fn mismatches(
             write_mismatches_html(&mut buffer, &rows, snapshot, &config, &options)?;
         }
     }
-    let what = if args.all { "mismatches" } else { "open mismatches" };
+    let what = match (args.all, rows.len() == 1) {
+        (true, true) => "mismatch",
+        (true, false) => "mismatches",
+        (false, true) => "open mismatch",
+        (false, false) => "open mismatches",
+    };
     deliver(&buffer, args.output.as_deref(), rows.len(), what, out, err)?;
     Ok(Outcome::Ok)
 }

@@ -5,8 +5,10 @@
 
 use std::io::{self, Write};
 
-use crate::report::format::{format_value, utc_time};
+use crate::report::format::format_value;
+use crate::report::wording::{plural, zoned_time};
 use crate::study::auc::AucRow;
+use crate::study::config::Config;
 
 /// SPEC §5, in order.
 pub const AUC_COLUMNS: [&str; 10] = [
@@ -62,47 +64,86 @@ pub fn write_auc_csv(out: impl Write, rows: &[AucRow]) -> csv::Result<()> {
 
 /// A readable table with the same fields: a title line, a header, one line per
 /// row with columns padded to their widest value (`-` for an empty field),
-/// and a count.
+/// and a count. Each row's analyte unit is in a `unit` column and the
+/// headings say which numbers are in it (`auc (unit·min)`); the baseline
+/// visit reads `V0 (baseline)`.
 pub fn write_auc_text(
     out: &mut dyn Write,
     rows: &[AucRow],
-    study: &str,
+    config: &Config,
     generated_at: jiff::Timestamp,
 ) -> io::Result<()> {
-    writeln!(out, "MMTT AUC for study {study}, as of {}", utc_time(generated_at))?;
+    let zone = config.study.timezone.as_str();
+    writeln!(out, "MMTT AUC for study {}, as of {}", config.study.id, zoned_time(generated_at, zone))?;
+    let baseline = config.baseline_visit().map(|v| v.code.as_str());
+    match baseline {
+        Some(v) => writeln!(out, "Baseline visit {v}: delta_auc_mean is a visit's auc_mean minus {v}'s.")?,
+        None => writeln!(out, "No baseline visit configured: no delta_auc_mean.")?,
+    }
+    writeln!(
+        out,
+        "auc in unit·min over minutes {} to {}; auc_mean and delta_auc_mean in the unit (the unit column).",
+        config.mmtt.auc_from, config.mmtt.auc_to
+    )?;
     writeln!(out)?;
-    let table: Vec<[String; 10]> = std::iter::once(AUC_COLUMNS.map(str::to_owned))
+    let (names, numbers) = AUC_COLUMNS.split_at(3);
+    let head: Vec<String> = names.iter().chain(&["unit"]).chain(numbers).map(|c| auc_heading(c)).collect();
+    let table: Vec<Vec<String>> = std::iter::once(head)
         .chain(rows.iter().map(|r| {
-            let mut fields = auc_record(r).map(|f| if f.is_empty() { "-".to_owned() } else { f });
+            let mut fields: Vec<String> =
+                auc_record(r).into_iter().map(|f| if f.is_empty() { "-".to_owned() } else { f }).collect();
             // Said in words here; in the CSV it is an AUC with `complete` false.
-            if r.interpolated() {
-                fields[7] = "interpolated".to_owned();
+            if r.interpolated()
+                && let Some(f) = fields.get_mut(7)
+            {
+                *f = "interpolated".to_owned();
             }
+            if baseline == Some(r.visit.as_str())
+                && let Some(f) = fields.get_mut(1)
+            {
+                f.push_str(" (baseline)");
+            }
+            let unit = config.analytes.get(&r.analyte).map(|a| a.unit.clone()).unwrap_or_else(|| "-".to_owned());
+            fields.insert(3, unit);
             fields
         }))
         .collect();
-    let mut widths = [0usize; 10];
+    let mut widths = vec![0usize; AUC_COLUMNS.len() + 1];
     for line in &table {
         for (w, f) in widths.iter_mut().zip(line) {
             *w = (*w).max(f.chars().count());
         }
     }
     for line in &table {
-        let fields: Vec<String> = line.iter().zip(widths).map(|(f, w)| format!("{f:<w$}")).collect();
+        let fields: Vec<String> = line.iter().zip(&widths).map(|(f, w)| format!("{f:<w$}")).collect();
         writeln!(out, "{}", fields.join("  ").trim_end())?;
     }
     writeln!(out)?;
     match rows.len() {
         0 => writeln!(out, "No AUC rows.")?,
-        1 => writeln!(out, "1 AUC row")?,
-        n => writeln!(out, "{n} AUC rows")?,
+        n => writeln!(out, "{}", plural(n, "AUC row", "AUC rows"))?,
     }
     Ok(())
+}
+
+/// A heading with its unit, for the text and HTML tables: `auc (unit·min)`,
+/// `auc_mean (unit)`; the unit itself is in the row's `unit` column.
+pub fn auc_heading(column: &str) -> String {
+    match column {
+        "auc" => "auc (unit·min)".to_owned(),
+        "auc_mean" | "delta_auc_mean" => format!("{column} (unit)"),
+        other => other.to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> Config {
+        let text = include_str!("../../config/labfeed.example.toml");
+        Config::from_toml(text, std::path::Path::new("test.toml")).unwrap()
+    }
 
     #[test]
     fn derived_numbers_print_without_the_noise_of_their_arithmetic() {
@@ -152,10 +193,21 @@ mod tests {
     fn text_is_a_table_with_the_same_fields() {
         let mut out = Vec::new();
         let rows = [row(Some(92.4), Some(-0.03), vec![]), row(None, None, vec![30])];
-        write_auc_text(&mut out, &rows, "S", "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
+        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
         let t = String::from_utf8(out).unwrap();
-        assert!(t.starts_with("MMTT AUC for study S, as of 2026-03-02T09:00:00Z\n"), "{t}");
+        let title = "MMTT AUC for study NCT02057211, as of 2026-03-02 10:00:00 Europe/Stockholm\n";
+        assert!(t.starts_with(title), "{t}");
         assert!(t.contains("92.4"), "{t}");
+        let header = t.lines().find(|l| l.starts_with("participant")).unwrap();
+        let columns: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+        assert_eq!(
+            columns[..6],
+            ["participant", "visit", "analyte", "unit", "auc (unit·min)", "auc_mean (unit)"],
+            "{t}"
+        );
+        assert!(header.trim_end().ends_with("delta_auc_mean (unit)"), "{t}");
+        let first = t.lines().find(|l| l.starts_with("U01")).unwrap();
+        assert!(first.contains(" c_peptide  nmol/L "), "{t}");
         assert!(t.contains("30"), "{t}");
         assert!(t.ends_with("\n2 AUC rows\n"), "{t}");
     }
@@ -164,7 +216,7 @@ mod tests {
     fn an_interpolated_auc_is_said_so_in_the_text_and_is_incomplete_in_the_csv() {
         let rows = [row(Some(90.0), None, vec![30]), row(None, None, vec![60])];
         let mut out = Vec::new();
-        write_auc_text(&mut out, &rows, "S", "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
+        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
         let t = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("U01")).collect();
         assert!(lines[0].contains(" interpolated ") && lines[0].contains(" 30 "), "{t}");

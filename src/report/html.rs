@@ -1,27 +1,28 @@
 //! `report mismatches --format html` and `report auc --format html`: one
-//! self-contained page a data manager opens in a browser or prints.
+//! self-contained page a data manager opens in a browser or prints on A4.
 //!
 //! Self-contained: inline CSS, the MMTT curves as inline SVG ([`plot`]), no
 //! script, no link or image outside the page. The page is polyglot HTML5
 //! (also well-formed XML: every element closed, attributes quoted, only the
 //! five XML entities), UTF-8. Every text from data or configuration is
-//! escaped here; nothing is written unescaped except the markup this module
-//! makes and the SVG that plotters makes (which escapes its own text).
+//! escaped here or in [`plot`]; nothing else is written unescaped.
 //!
 //! Like the other writers these only format: rows come in the store's
 //! neutral order (participant code, visit, minute, analyte) and sections
 //! follow that order, so nothing groups or orders participants in a way that
-//! could reveal allocation.
+//! could reveal allocation. Each participant gets one chart with every visit
+//! on shared axes, so baseline and follow-up compare at a glance.
 //!
 //! [`plot`]: crate::report::plot
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use crate::report::auc::{AUC_COLUMNS, auc_record};
-use crate::report::format::{format_value, utc_time};
+use crate::report::auc::{AUC_COLUMNS, auc_heading, auc_record};
+use crate::report::format::format_value;
 use crate::report::mismatches::{MISSING_RESULT, MismatchTextOptions, ReviewRow, mismatch_record};
-use crate::report::plot::{Curve, Point, Series, curve_svg};
+use crate::report::plot::{Chart, Panel, Point, Series, Shape, VisitLine, chart_svg, visit_style_name};
+use crate::report::wording::{nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
 use crate::study::auc::AucRow;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule};
@@ -58,6 +59,14 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Words longer than this get break opportunities after their separators.
+const LONG_WORD: usize = 12;
+
+/// Where a long name may wrap: after a path, word or extension separator.
+fn is_separator(c: char) -> bool {
+    matches!(c, '/' | '\\' | '_' | '-' | '.' | ':' | '@' | '|' | '^' | ',' | ';' | '=' | '&' | '+')
 }
 
 /// A page under construction. Elements are opened and closed through these
@@ -99,9 +108,49 @@ impl Html {
         self
     }
 
+    /// Text whose long words (file names, paths, codes) may wrap after a
+    /// separator (`<wbr/>`) but never inside a word, so a narrow column on
+    /// A4 shows `cobas-e411-export-` / `cut-off.astm`, not `cobas-e4` / `11…`.
+    fn breakable(&mut self, text: &str) -> &mut Self {
+        let mut word = String::new();
+        let flush = |h: &mut Html, word: &mut String| {
+            if word.chars().count() > LONG_WORD {
+                let mut piece = String::new();
+                let mut chars = word.chars().peekable();
+                while let Some(c) = chars.next() {
+                    piece.push(c);
+                    if is_separator(c) && chars.peek().is_some() {
+                        h.0.push_str(&escape(&piece));
+                        h.0.push_str("<wbr/>");
+                        piece.clear();
+                    }
+                }
+                h.0.push_str(&escape(&piece));
+            } else {
+                h.0.push_str(&escape(word));
+            }
+            word.clear();
+        };
+        for c in text.chars() {
+            if c.is_whitespace() {
+                flush(self, &mut word);
+                self.0.push_str(&escape(&c.to_string()));
+            } else {
+                word.push(c);
+            }
+        }
+        flush(self, &mut word);
+        self
+    }
+
     /// `<tag attrs>text</tag>`.
     fn element(&mut self, tag: &str, attrs: &[(&str, &str)], text: &str) -> &mut Self {
         self.open(tag, attrs).text(text).close(tag)
+    }
+
+    /// `<tag attrs>text</tag>` with [`Html::breakable`] text.
+    fn breakable_element(&mut self, tag: &str, attrs: &[(&str, &str)], text: &str) -> &mut Self {
+        self.open(tag, attrs).breakable(text).close(tag)
     }
 
     fn line(&mut self) -> &mut Self {
@@ -135,44 +184,55 @@ impl Html {
     fn head_row(&mut self, names: &[&str]) -> &mut Self {
         self.open("thead", &[]).open("tr", &[]);
         for name in names {
-            self.element("th", &[("scope", "col")], name);
+            // Long column names (`ln_auc_mean_plus_1`) wrap at their `_`.
+            self.breakable_element("th", &[("scope", "col")], name);
         }
         self.close("tr").close("thead").line()
     }
 }
 
-/// Light and printable; no fonts or images from outside the page. No `<`
-/// or `&` (it is written unescaped).
+/// Light and printable on A4; no fonts or images from outside the page. No
+/// `<` or `&` (it is written unescaped). Tables take the page's width and
+/// wrap long names only where `<wbr/>` allows; charts scale to the width.
 const CSS: &str = "
+@page { size: A4; margin: 14mm 12mm; }
 body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #111; background: #fff;
   max-width: 80em; margin: 1.5em auto; padding: 0 1em; }
 h1 { font-size: 1.45em; margin: 0 0 .2em; }
 h2 { font-size: 1.15em; margin: 1.8em 0 .4em; padding-bottom: .15em; border-bottom: 1px solid #999; }
 h3 { font-size: 1em; margin: 1.2em 0 .3em; }
 p.meta { color: #444; margin: 0 0 1em; }
-table { border-collapse: collapse; margin: .4em 0 1em; font-size: .9em; }
-th, td { border: 1px solid #bbb; padding: .2em .45em; text-align: left; vertical-align: top; }
+p.nothing { font-weight: 600; margin: .3em 0 1em; }
+table { border-collapse: collapse; margin: .4em 0 1em; font-size: .9em; width: calc(100% - 2px); }
+table.summary { width: auto; }
+th, td { border: 1px solid #bbb; padding: .2em .4em; text-align: left; vertical-align: top;
+  overflow-wrap: normal; word-break: normal; hyphens: none; }
 th { background: #eee; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.code, td.id, td.sample { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; white-space: nowrap; }
-td.detail { min-width: 18em; }
-td.source { overflow-wrap: anywhere; font-size: .9em; }
+td.code, td.id, td.sample { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }
+td.id, td.minute { white-space: nowrap; }
+td.detail { min-width: 12em; }
+td.from { font-size: .9em; }
+td.from span.received, td.state span.effect { color: #444; }
 tr.resolved { color: #555; }
 tr.baseline td { background: #f4f8fc; }
 span.tag { font-size: .8em; border: 1px solid #888; border-radius: 3px; padding: 0 .3em; margin-left: .3em; }
 figure { margin: .6em 0 1em; }
-figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure svg { display: block; width: 100%; max-width: 720px; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .88em; color: #333; max-width: 60em; }
-nav ol { columns: 3 14em; margin: .3em 0; padding-left: 1.4em; }
+nav ol { columns: 2 22em; margin: .3em 0; padding-left: 1.4em; }
 dl.settings { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; }
 dl.settings dt { font-weight: 600; }
 dl.settings dd { margin: 0; }
 @media print {
-  body { max-width: none; margin: 0; font-size: 10pt; }
+  body { max-width: none; margin: 0; padding: 0; font-size: 9pt; }
+  table { font-size: 7.5pt; }
+  th, td { padding: .15em .3em; }
+  td.detail { min-width: 9em; }
   nav { display: none; }
   h2, h3 { break-after: avoid; }
-  figure, tr, div.head, section.visit { break-inside: avoid; }
-  figure svg { border: none; }
+  figure, tr, div.head { break-inside: avoid; }
+  figure svg { max-width: 100%; border: none; }
 }
 ";
 
@@ -205,73 +265,204 @@ fn results_by_visit(results: &[ResultRow]) -> BTreeMap<(&str, &str), Vec<&Result
     by_visit
 }
 
-/// One visit's curve: C-peptide left, glucose right (the analytes with
-/// built-in meaning); `None` when neither is configured.
-fn visit_curve(
+/// A participant's visits for the chart: those with a meal start, with
+/// results, or named by the report's rows; in `[[visits]]` order, then
+/// unconfigured visits by code.
+fn chart_visits<'a>(
     config: &Config,
     participant: &str,
-    visit: &str,
-    results: &[&ResultRow],
-    flagged: &BTreeSet<Slot>,
-) -> Option<Curve> {
-    let series = |wanted: KnownAnalyte| -> Option<Series> {
-        let (name, analyte) = config.analytes.iter().find(|(n, _)| KnownAnalyte::from_name(n) == Some(wanted))?;
-        let display = analyte_name(name);
-        let mut s = Series { axis: format!("{display} ({})", analyte.unit), name: display, ..Series::default() };
-        for r in results.iter().filter(|r| &r.slot.analyte == name) {
-            let Ok(minute) = i32::try_from(r.slot.minute) else { continue };
-            let censored = r.blq || r.comparator.is_some();
-            s.points.insert(minute, if censored { Point::Censored(r.value) } else { Point::Measured(r.value) });
-        }
-        s.flagged = flagged
-            .iter()
-            .filter(|f| f.participant == participant && f.visit == visit && &f.analyte == name)
-            .filter_map(|f| i32::try_from(f.minute).ok())
-            .collect();
-        Some(s)
-    };
-    let curve = Curve {
-        timepoints: config.mmtt.timepoints.clone(),
-        left: series(KnownAnalyte::CPeptide),
-        right: series(KnownAnalyte::Glucose),
-    };
-    (curve.left.is_some() || curve.right.is_some()).then_some(curve)
+    visits: &'a [Visit],
+    results: &BTreeMap<(&'a str, &'a str), Vec<&'a ResultRow>>,
+    named: impl IntoIterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    let mut codes: Vec<&'a str> = visits
+        .iter()
+        .filter(|v| v.participant == participant && v.meal_start.is_some())
+        .map(|v| v.visit.as_str())
+        .chain(results.keys().filter(|(p, _)| *p == participant).map(|(_, v)| *v))
+        .chain(named)
+        .collect();
+    codes.sort_by_key(|v| (config.visit_index(v).unwrap_or(usize::MAX), *v));
+    codes.dedup();
+    codes
 }
 
-/// The curve as a `<figure>`: the SVG and a caption that says in words what
-/// the markers show (for a reader who cannot see the image, and for print).
-fn write_curve(h: &mut Html, curve: &Curve) -> io::Result<()> {
-    let svg = curve_svg(curve).map_err(io::Error::other)?;
-    h.open("figure", &[("class", "curve")]).line();
-    h.0.push_str(svg.trim_end());
-    h.line().open("figcaption", &[]);
-    let axes: Vec<String> = [(&curve.left, "left"), (&curve.right, "right")]
+/// The configured analytes in panel order: C-peptide, glucose, then the
+/// others by name; each with its marker shape.
+fn panel_analytes(config: &Config) -> Vec<(&str, &str, Shape)> {
+    let mut analytes: Vec<(&str, &str, Shape)> = config
+        .analytes
         .iter()
-        .filter_map(|(s, side)| s.as_ref().map(|s| format!("{} ({side} axis)", s.axis)))
+        .map(|(name, a)| {
+            let shape = match KnownAnalyte::from_name(name) {
+                Some(KnownAnalyte::CPeptide) => Shape::Circle,
+                Some(KnownAnalyte::Glucose) => Shape::Square,
+                None => Shape::Triangle,
+            };
+            (name.as_str(), a.unit.as_str(), shape)
+        })
         .collect();
-    h.text(&format!("{} against minutes after meal start.", axes.join(" and ")));
-    for series in curve.left.iter().chain(&curve.right) {
-        let missing: Vec<i32> = series.missing(&curve.timepoints).collect();
-        let censored: Vec<i32> =
-            series.points.iter().filter(|(_, p)| matches!(p, Point::Censored(_))).map(|(m, _)| *m).collect();
-        let flagged: Vec<i32> = series.flagged.iter().copied().collect();
-        for (class, what, minutes) in
-            [("missing", "missing", missing), ("censored", "censored", censored), ("flagged", "open mismatch", flagged)]
-        {
-            if minutes.is_empty() {
-                continue;
+    let rank = |s: Shape| match s {
+        Shape::Circle => 0,
+        Shape::Square => 1,
+        Shape::Triangle => 2,
+    };
+    analytes.sort_by_key(|(name, _, shape)| (rank(*shape), *name));
+    analytes
+}
+
+/// What the charts mark besides the values, from the same snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Marks<'a> {
+    /// Slots with an open mismatch: a flagged value, or a held-back one.
+    pub flagged: &'a BTreeSet<Slot>,
+    /// Slots whose value a data manager withdrew (rejected or moved away).
+    pub withdrawn: &'a BTreeSet<Slot>,
+}
+
+/// One participant's chart: every visit in `visits` on shared axes, a panel
+/// per configured analyte. `None` when no visit has a result: then there is
+/// nothing to draw, and the page says so instead of an empty chart.
+fn participant_chart(
+    config: &Config,
+    participant: &str,
+    visits: &[&str],
+    results: &BTreeMap<(&str, &str), Vec<&ResultRow>>,
+    marks: &Marks<'_>,
+) -> Option<Chart> {
+    let baseline = config.baseline_visit().map(|v| v.code.as_str());
+    // This participant's visits once; then a search, not `get`: the map's
+    // keys borrow the snapshot, `v` does not.
+    let mine: Vec<(&str, &[&ResultRow])> =
+        results.iter().filter(|((p, _), _)| *p == participant).map(|((_, v), r)| (*v, r.as_slice())).collect();
+    let of_visit = |v: &str| mine.iter().find(|(x, _)| *x == v).map(|(_, r)| *r).unwrap_or_default();
+    let mut unconfigured = config.visits.len();
+    let lines: Vec<VisitLine> = visits
+        .iter()
+        .map(|v| VisitLine {
+            code: (*v).to_owned(),
+            title: visit_title(config, v),
+            baseline: baseline == Some(*v),
+            received: !of_visit(v).is_empty(),
+            style: config.visit_index(v).unwrap_or_else(|| {
+                unconfigured += 1;
+                unconfigured - 1
+            }),
+        })
+        .collect();
+    if !lines.iter().any(|l| l.received) {
+        return None;
+    }
+    let minutes = |slots: &BTreeSet<Slot>, visit: &str, analyte: &str| -> BTreeSet<i32> {
+        slots
+            .iter()
+            .filter(|s| s.participant == participant && s.visit == visit && s.analyte == analyte)
+            .filter_map(|s| i32::try_from(s.minute).ok())
+            .collect()
+    };
+    let panels = panel_analytes(config)
+        .into_iter()
+        .map(|(analyte, unit, shape)| {
+            let series = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.received)
+                .map(|(i, l)| {
+                    let mut s = Series {
+                        visit: i,
+                        flagged: minutes(marks.flagged, &l.code, analyte),
+                        withdrawn: minutes(marks.withdrawn, &l.code, analyte),
+                        ..Series::default()
+                    };
+                    for r in of_visit(&l.code).iter().filter(|r| r.slot.analyte == analyte) {
+                        let Ok(minute) = i32::try_from(r.slot.minute) else { continue };
+                        let censored = r.blq || r.comparator.is_some();
+                        s.points
+                            .insert(minute, if censored { Point::Censored(r.value) } else { Point::Measured(r.value) });
+                    }
+                    s
+                })
+                .collect();
+            Panel { analyte: analyte.to_owned(), name: analyte_name(analyte), unit: unit.to_owned(), shape, series }
+        })
+        .collect();
+    Some(Chart { timepoints: config.mmtt.timepoints.clone(), visits: lines, panels })
+}
+
+/// The chart as a `<figure>`: the SVG and a caption that says in words what
+/// it shows (for a reader who cannot see the image, and for print).
+fn write_chart(h: &mut Html, participant: &str, chart: &Chart) {
+    h.open("figure", &[("class", "curve"), ("data-participant", participant)]).line();
+    h.0.push_str(&chart_svg(chart, &format!("MMTT curves of participant {participant}, every visit on shared axes")));
+    h.line().open("figcaption", &[]);
+    let panels: Vec<String> =
+        chart.panels.iter().map(|p| format!("{} ({}, {}s)", p.name, p.unit, p.shape.name())).collect();
+    let visits: Vec<String> = chart
+        .visits
+        .iter()
+        .filter(|v| v.received)
+        .map(|v| {
+            let base = if v.baseline { ", the baseline visit" } else { "" };
+            format!("{} {}{base}", v.title, visit_style_name(v.style))
+        })
+        .collect();
+    h.text(&format!(
+        "{} against minutes after meal start, every visit on the same axes (one y scale per analyte): {}.",
+        panels.join(" and "),
+        visits.join("; ")
+    ));
+    for v in chart.visits.iter().filter(|v| !v.received) {
+        h.text(" ");
+        h.element(
+            "span",
+            &[("class", "nothing"), ("data-visit", &v.code)],
+            &format!("{}: nothing received yet.", v.title),
+        );
+    }
+    for panel in &chart.panels {
+        for series in &panel.series {
+            let Some(visit) = chart.visits.get(series.visit) else { continue };
+            let missing: Vec<i32> =
+                series.missing(&chart.timepoints).filter(|m| !series.withdrawn.contains(m)).collect();
+            let censored: Vec<i32> =
+                series.points.iter().filter(|(_, p)| matches!(p, Point::Censored(_))).map(|(m, _)| *m).collect();
+            let withdrawn: Vec<i32> = series.withdrawn.iter().copied().collect();
+            let flagged: Vec<i32> = series.flagged.iter().copied().collect();
+            for (class, what, minutes) in [
+                ("missing", "missing", missing),
+                ("censored", "censored", censored),
+                ("withdrawn", "withdrawn by a data manager", withdrawn),
+                ("flagged", "open mismatch", flagged),
+            ] {
+                if minutes.is_empty() {
+                    continue;
+                }
+                let list = minutes.iter().map(i32::to_string).collect::<Vec<_>>().join(" ");
+                h.text(" ");
+                h.element(
+                    "span",
+                    &[
+                        ("class", class),
+                        ("data-visit", &visit.code),
+                        ("data-series", &panel.name),
+                        ("data-minutes", &list),
+                    ],
+                    &format!("{} {} {what} at {} min.", visit.code, panel.name, minute_list(&minutes)),
+                );
             }
-            let list = minutes.iter().map(i32::to_string).collect::<Vec<_>>().join(" ");
-            h.text(" ");
-            h.element(
-                "span",
-                &[("class", class), ("data-series", &series.name), ("data-minutes", &list)],
-                &format!("{} {what} at {} min.", series.name, minute_list(&minutes)),
-            );
         }
     }
     h.close("figcaption").line().close("figure").line();
-    Ok(())
+}
+
+/// The chart of a participant, or one line saying there is nothing to draw.
+fn write_participant_chart(h: &mut Html, chart: Option<Chart>, participant: &str) {
+    match chart {
+        Some(chart) => write_chart(h, participant, &chart),
+        None => {
+            h.element("p", &[("class", "nothing")], "No results received yet for any visit: no curve to draw.").line();
+        }
+    }
 }
 
 /// A stored mismatch that names its whole slot and is still open flags that
@@ -299,21 +490,15 @@ fn groups<'r>(rows: &'r [ReviewRow<'r>]) -> Vec<Group<'r>> {
     groups
 }
 
-fn group_title(config: &Config, g: &Group<'_>) -> String {
-    match (g.participant, g.visit) {
-        (Some(p), Some(v)) => format!("Participant {p}, visit {}", visit_title(config, v)),
-        (Some(p), None) => format!("Participant {p}, visit not known"),
-        (None, _) => "Not matched to a participant".to_owned(),
-    }
+/// The number of scheduled slots of a visit: every minute, every analyte.
+fn scheduled_slots(config: &Config) -> usize {
+    config.mmtt.timepoints.len() * config.analytes.len()
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The mismatch review page: a summary by code, then one section per
-/// participant and visit (rows without a participant first) with the visit's
-/// MMTT curve and a table of its mismatches.
+/// The mismatch review page: a summary by code, then rows without a
+/// participant, then one section per participant with one chart of all its
+/// visits and, per visit, its meal start and a table of its rows (or one
+/// line when nothing was received yet).
 ///
 /// `rows` in report order ([`crate::report::review_rows`]); `snapshot` from
 /// the same read. With `include_resolved`, resolved rows show their decision.
@@ -324,6 +509,7 @@ pub fn write_mismatches_html(
     config: &Config,
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
+    let zone = config.study.timezone.as_str();
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
     let title = format!("Mismatches ({scope}) for study {}", options.study);
     let mut h = Html::start(&title);
@@ -334,16 +520,30 @@ pub fn write_mismatches_html(
     } else {
         plural(open, "open mismatch", "open mismatches")
     };
-    h.element("p", &[("class", "meta")], &format!("As of {} (UTC). {count}.", utc_time(options.generated_at))).line();
+    h.element(
+        "p",
+        &[("class", "meta")],
+        &format!(
+            "As of {}. {count}. Every time on this page is in the study's time zone, {zone}.",
+            zoned_time(options.generated_at, zone)
+        ),
+    )
+    .line();
 
     write_summary(&mut h, rows, options.include_resolved);
     let groups = groups(rows);
-    if groups.len() > 1 {
+    let by_participant: Vec<&[Group<'_>]> = groups.chunk_by(|a, b| a.participant == b.participant).collect();
+    if by_participant.len() > 1 {
         h.open("nav", &[]).element("h2", &[], "Sections").open("ol", &[]);
-        for (i, g) in groups.iter().enumerate() {
-            h.open("li", &[]);
-            h.element("a", &[("href", &format!("#g{}", i + 1))], &group_title(config, g));
-            h.text(&format!(" ({})", g.rows.len())).close("li");
+        for (i, block) in by_participant.iter().enumerate() {
+            let Some(first) = block.first() else { continue };
+            let name = match first.participant {
+                Some(p) => format!("Participant {p}"),
+                None => "Not matched to a participant".to_owned(),
+            };
+            let n: usize = block.iter().map(|g| g.rows.len()).sum();
+            h.open("li", &[]).element("a", &[("href", &format!("#p{}", i + 1))], &name);
+            h.text(&format!(" ({})", plural(n, "row", "rows"))).close("li");
         }
         h.close("ol").close("nav").line();
     }
@@ -352,34 +552,69 @@ pub fn write_mismatches_html(
         ReviewRow::Stored(r) => Some(*r),
         ReviewRow::Missing(_) => None,
     }));
+    let withdrawn: BTreeSet<Slot> = rows
+        .iter()
+        .filter_map(|row| match row {
+            ReviewRow::Missing(m) if m.absence == Absence::Withdrawn => Some(m.slot()),
+            _ => None,
+        })
+        .collect();
+    let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
     let results = results_by_visit(snapshot.results);
-    for (i, g) in groups.iter().enumerate() {
-        let id = format!("g{}", i + 1);
-        let mut attrs = vec![("id", id.as_str()), ("class", "group")];
-        if let Some(p) = g.participant {
-            attrs.push(("data-participant", p));
-        }
-        if let Some(v) = g.visit {
-            attrs.push(("data-visit", v));
-        }
-        h.open("section", &attrs).line();
-        // Title, meal start and curve stay on one printed page.
-        h.open("div", &[("class", "head")]).line();
-        h.element("h2", &[], &group_title(config, g)).line();
-        if let (Some(p), Some(v)) = (g.participant, g.visit) {
-            let meal = snapshot.visits.iter().find(|x| x.participant == p && x.visit == v).and_then(|x| x.meal_start);
-            let meal = match meal {
-                Some(t) => format!("Meal start {} ({}).", t.display_minutes(), config.study.timezone),
-                None => "No meal start recorded for this visit.".to_owned(),
-            };
-            h.element("p", &[("class", "meal")], &meal).line();
-            let visit_results = results.get(&(p, v)).map(Vec::as_slice).unwrap_or_default();
-            if let Some(curve) = visit_curve(config, p, v, visit_results, &flagged) {
-                write_curve(&mut h, &curve)?;
+    for (i, block) in by_participant.iter().enumerate() {
+        let id = format!("p{}", i + 1);
+        let Some(participant) = block.first().and_then(|g| g.participant) else {
+            // Rows without a participant: no chart. The first section takes
+            // the id the contents link to; ids stay unique.
+            for (j, g) in block.iter().enumerate() {
+                let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
+                h.open("section", &[("id", &id), ("class", "group")]).line();
+                h.element("h2", &[], "Not matched to a participant").line();
+                write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone);
+                h.close("section").line();
             }
+            continue;
+        };
+        h.open("section", &[("id", &id), ("class", "participant"), ("data-participant", participant)]).line();
+        h.element("h2", &[], &format!("Participant {participant}")).line();
+        let visits = chart_visits(config, participant, snapshot.visits, &results, block.iter().filter_map(|g| g.visit));
+        write_participant_chart(&mut h, participant_chart(config, participant, &visits, &results, &marks), participant);
+        for g in block.iter() {
+            let mut attrs = vec![("class", "group"), ("data-participant", participant)];
+            if let Some(v) = g.visit {
+                attrs.push(("data-visit", v));
+            }
+            h.open("section", &attrs).line();
+            h.open("div", &[("class", "head")]).line();
+            let heading = match g.visit {
+                Some(v) => format!("Visit {}", visit_title(config, v)),
+                None => "Visit not known".to_owned(),
+            };
+            h.element("h3", &[], &heading).line();
+            if let Some(v) = g.visit {
+                let meal = snapshot
+                    .visits
+                    .iter()
+                    .find(|x| x.participant == participant && x.visit == v)
+                    .and_then(|x| x.meal_start);
+                let meal = match meal {
+                    Some(t) => format!("Meal start {} {zone}.", t.display_minutes()),
+                    None => "No meal start recorded for this visit.".to_owned(),
+                };
+                h.element("p", &[("class", "meal")], &meal).line();
+            }
+            h.close("div").line();
+            let slots = scheduled_slots(config);
+            match g.visit {
+                Some(v) if nothing_received(&g.rows, slots) => {
+                    let line =
+                        format!("{} ({MISSING_RESULT} for every minute and analyte).", nothing_received_line(v, slots));
+                    h.element("p", &[("class", "nothing"), ("data-slots", &slots.to_string())], &line).line();
+                }
+                _ => write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone),
+            }
+            h.close("section").line();
         }
-        h.close("div").line();
-        write_mismatch_table(&mut h, &g.rows, options.include_resolved);
         h.close("section").line();
     }
     h.finish(out)
@@ -418,63 +653,63 @@ fn write_summary(h: &mut Html, rows: &[ReviewRow<'_>], include_resolved: bool) {
     h.close("tbody").close("table").close("section").line();
 }
 
-const MISMATCH_HEADINGS: [(&str, &str); 12] = [
-    ("id", "id"),
-    ("code", "code"),
-    ("sample", "sample"),
-    ("minute", "minute"),
-    ("analyte", "analyte"),
-    ("reported", "reported"),
-    ("instrument", "instrument / test"),
-    ("detail", "detail"),
-    ("source", "source"),
-    ("received", "received (UTC)"),
-    ("effect", "result"),
-    ("state", "state"),
-];
+/// Column classes of the plain-text cells, in order.
+const MISMATCH_CLASSES: [&str; 7] = ["id", "code", "sample", "minute", "analyte", "reported", "detail"];
 
-fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool) {
-    let mut names: Vec<&str> = MISMATCH_HEADINGS.iter().map(|(_, n)| *n).collect();
+/// Ten columns (eleven with `--all`), so the table fits an A4 page: where
+/// it came from (source, instrument and test, received time) shares one
+/// cell, and so do the state and what the value is now.
+fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool, zone: &str) {
+    let from = format!("from (received, {zone})");
+    let mut names: Vec<&str> = vec!["id", "code", "sample", "minute", "analyte", "reported", "detail", &from, "state"];
     if include_resolved {
         names.push("resolution");
     }
     h.open("table", &[("class", "mismatches")]).line().head_row(&names).open("tbody", &[]).line();
     for row in rows {
         // One source of the fields for CSV, text and HTML.
-        let [id, code, sample, _, _, minute, analyte, instrument, test, value, unit, detail, source, received, state] =
+        let [id, code, sample, _, _, minute, analyte, instrument, test, value, unit, detail, source, _, state] =
             mismatch_record(row);
+        let received = match row {
+            ReviewRow::Stored(r) => r.provenance.received_at.map(|t| zoned_time(t, zone)).unwrap_or_default(),
+            ReviewRow::Missing(_) => String::new(),
+        };
         let reported = [value, unit].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
         let instrument = [instrument, test].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / ");
-        let effect = match row {
-            ReviewRow::Stored(r) if r.mismatch.holds => "held back",
-            ReviewRow::Stored(_) => "accepted, flagged",
-            ReviewRow::Missing(m) => match m.absence {
-                Absence::NotReceived => "not received",
-                Absence::Held(_) => "held for review",
-                Absence::Withdrawn => "withdrawn",
-            },
-        };
-        let cells = [id, code.clone(), sample, minute, analyte, reported, instrument, detail, source, received];
+        let cells = [id, code.clone(), sample, minute, analyte, reported, detail];
         h.open("tr", &[("class", &state), ("data-code", &code)]);
-        for ((class, _), text) in MISMATCH_HEADINGS.iter().zip(cells) {
+        for (class, text) in MISMATCH_CLASSES.iter().zip(cells) {
             let class = if matches!(*class, "id" | "minute") { format!("{class} num") } else { (*class).to_owned() };
-            h.element("td", &[("class", &class)], &text);
+            h.breakable_element("td", &[("class", &class)], &text);
         }
-        h.element("td", &[("class", "effect")], effect);
-        h.element("td", &[("class", "state")], &state);
+        h.open("td", &[("class", "from")]);
+        let mut first = true;
+        for (class, text) in [("source", source), ("instrument", instrument), ("received", received)] {
+            if text.is_empty() {
+                continue;
+            }
+            if !first {
+                h.empty("br", &[]);
+            }
+            first = false;
+            h.breakable_element("span", &[("class", class)], &text);
+        }
+        h.close("td");
+        h.open("td", &[("class", "state")]).element("span", &[("class", "state")], &state);
+        h.empty("br", &[]).element("span", &[("class", "effect")], &row_state(row)).close("td");
         if include_resolved {
-            h.element("td", &[("class", "resolution")], &resolution_text(row));
+            h.breakable_element("td", &[("class", "resolution")], &resolution_text(row, zone));
         }
         h.close("tr").line();
     }
     h.close("tbody").close("table").line();
 }
 
-/// `assign by dm at 2026-03-02T08:00:00Z, to U02/V1/90: reason`.
-fn resolution_text(row: &ReviewRow<'_>) -> String {
+/// `assign by dm at 2026-03-02 10:00:00 Europe/Stockholm, to U02/V1/90: reason`.
+fn resolution_text(row: &ReviewRow<'_>, zone: &str) -> String {
     let ReviewRow::Stored(r) = row else { return String::new() };
     let Some(res) = &r.mismatch.resolution else { return String::new() };
-    let mut text = format!("{} by {} at {}", res.action, res.resolved_by, utc_time(res.resolved_at));
+    let mut text = format!("{} by {} at {}", res.action, res.resolved_by, zoned_time(res.resolved_at, zone));
     if let (Some(p), Some(v), Some(n)) = (&res.participant, &res.visit, res.minute) {
         text.push_str(&format!(", assigned to {p}/{v}/{n}"));
     }
@@ -485,18 +720,19 @@ fn resolution_text(row: &ReviewRow<'_>) -> String {
 }
 
 /// The AUC page: the settings the numbers depend on, then per participant
-/// (code order) the SPEC §5 AUC table and each visit's curve.
+/// (code order) the SPEC §5 AUC table and one chart of all its visits.
 ///
-/// `rows` from [`crate::study::auc::compute`]; `flagged` are the slots with an
-/// open mismatch (a flagged value counted in the AUC, or a held-back one).
+/// `rows` from [`crate::study::auc::compute`]; `marks` the slots with an
+/// open mismatch and those withdrawn, so the chart shows the current state.
 pub fn write_auc_html(
     out: &mut dyn Write,
     rows: &[AucRow],
     snapshot: Snapshot<'_>,
-    flagged: &BTreeSet<Slot>,
+    marks: Marks<'_>,
     config: &Config,
     generated_at: jiff::Timestamp,
 ) -> io::Result<()> {
+    let zone = config.study.timezone.as_str();
     let title = format!("MMTT AUC for study {}", config.study.id);
     let mut h = Html::start(&title);
     h.element("h1", &[], &title).line();
@@ -504,7 +740,7 @@ pub fn write_auc_html(
         0 => "No AUC rows".to_owned(),
         n => plural(n, "AUC row", "AUC rows"),
     };
-    h.element("p", &[("class", "meta")], &format!("As of {} (UTC). {count}.", utc_time(generated_at))).line();
+    h.element("p", &[("class", "meta")], &format!("As of {}. {count}.", zoned_time(generated_at, zone))).line();
     write_settings(&mut h, config);
 
     let results = results_by_visit(snapshot.results);
@@ -515,21 +751,9 @@ pub fn write_auc_html(
         h.open("section", &[("class", "participant"), ("data-participant", participant)]).line();
         h.element("h2", &[], &format!("Participant {participant}")).line();
         write_auc_table(&mut h, of_participant, config, baseline);
-        let mut visits: Vec<&str> = Vec::new();
-        for r in of_participant {
-            if !visits.contains(&r.visit.as_str()) {
-                visits.push(&r.visit);
-            }
-        }
-        for visit in visits {
-            h.open("section", &[("class", "visit"), ("data-participant", participant), ("data-visit", visit)]);
-            h.line().element("h3", &[], &format!("Visit {}", visit_title(config, visit))).line();
-            let visit_results = results.get(&(participant, visit)).map(Vec::as_slice).unwrap_or_default();
-            if let Some(curve) = visit_curve(config, participant, visit, visit_results, flagged) {
-                write_curve(&mut h, &curve)?;
-            }
-            h.close("section").line();
-        }
+        let named = of_participant.iter().map(|r| r.visit.as_str());
+        let visits = chart_visits(config, participant, snapshot.visits, &results, named);
+        write_participant_chart(&mut h, participant_chart(config, participant, &visits, &results, &marks), participant);
         h.close("section").line();
     }
     if rows.is_empty() {
@@ -541,7 +765,8 @@ pub fn write_auc_html(
 fn write_auc_table(h: &mut Html, rows: &[AucRow], config: &Config, baseline: Option<&str>) {
     // The SPEC §5 columns, with the unit after the analyte.
     let (names, numbers) = AUC_COLUMNS.split_at(3);
-    let head: Vec<&str> = names.iter().chain(&["unit"]).chain(numbers).copied().collect();
+    let head: Vec<String> = names.iter().chain(&["unit"]).chain(numbers).map(|c| auc_heading(c)).collect();
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
     h.open("table", &[("class", "auc")]).line().head_row(&head).open("tbody", &[]).line();
     for row in rows {
         let is_baseline = baseline == Some(row.visit.as_str());
@@ -634,7 +859,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::report::plot::{FLAG_COLOR, LEFT_COLOR};
+    use crate::report::plot::FLAG_COLOR;
     use crate::report::review_rows;
     use crate::store::{
         MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction, ResolutionId,
@@ -672,23 +897,23 @@ mod tests {
         }
     }
 
-    fn missing(participant: &str, minute: i32, analyte: &str) -> MissingResult {
+    fn missing(participant: &str, visit: &str, minute: i32, analyte: &str) -> MissingResult {
         MissingResult {
             participant: participant.into(),
-            visit: "V0".into(),
+            visit: visit.into(),
             minute,
             analyte: analyte.into(),
             meal_start: "2026-03-02T08:30".parse().unwrap(),
-            absence: crate::study::missing::Absence::NotReceived,
+            absence: Absence::NotReceived,
             detail: format!("no accepted {analyte} result at minute {minute}"),
         }
     }
 
-    fn result(participant: &str, minute: i64, analyte: &str, value: f64) -> ResultRow {
+    fn result(participant: &str, visit: &str, minute: i64, analyte: &str, value: f64) -> ResultRow {
         ResultRow {
             id: ResultId(1),
             observation_id: ObservationId(1),
-            slot: Slot::new(participant, "V0", minute, analyte),
+            slot: Slot::new(participant, visit, minute, analyte),
             value,
             unit: "nmol/L".into(),
             comparator: None,
@@ -702,19 +927,25 @@ mod tests {
         }
     }
 
-    /// Every scheduled result of a visit, C-peptide and glucose.
-    fn full_visit(participant: &str) -> Vec<ResultRow> {
+    /// Every scheduled result of a visit, C-peptide scaled by `scale`.
+    fn full_visit(participant: &str, visit: &str, scale: f64) -> Vec<ResultRow> {
         let mut rows = Vec::new();
         for minute in [-10, 0, 15, 30, 60, 90, 120] {
-            rows.push(result(participant, minute, "c_peptide", 0.5));
-            rows.push(result(participant, minute, "glucose", 6.0));
+            rows.push(result(participant, visit, minute, "c_peptide", 0.5 * scale));
+            rows.push(result(participant, visit, minute, "glucose", 6.0));
         }
         rows
     }
 
     fn page(stored: &[MismatchReport], missing: &[MissingResult], results: &[ResultRow], all: bool) -> String {
         let rows = review_rows(stored, missing);
-        let options = MismatchTextOptions { study: "S&1", generated_at: at(), include_resolved: all };
+        let options = MismatchTextOptions {
+            study: "S&1",
+            generated_at: at(),
+            include_resolved: all,
+            timezone: "Europe/Stockholm",
+            scheduled_slots: 14,
+        };
         let snapshot = Snapshot { results, visits: &[] };
         let mut out = Vec::new();
         write_mismatches_html(&mut out, &rows, snapshot, &config(), &options).unwrap();
@@ -726,18 +957,18 @@ mod tests {
         roxmltree::Document::parse_with_options(html, options).unwrap()
     }
 
-    fn sections<'a, 'i>(doc: &'a roxmltree::Document<'i>) -> Vec<roxmltree::Node<'a, 'i>> {
-        doc.descendants().filter(|n| n.has_tag_name("section") && n.attribute("class") == Some("group")).collect()
+    fn with_class<'a, 'i>(root: roxmltree::Node<'a, 'i>, tag: &str, class: &str) -> Vec<roxmltree::Node<'a, 'i>> {
+        root.descendants()
+            .filter(|n| {
+                n.tag_name().name() == tag && n.attribute("class").is_some_and(|c| c.split(' ').any(|x| x == class))
+            })
+            .collect()
     }
 
-    fn span<'a, 'i>(section: roxmltree::Node<'a, 'i>, class: &str, series: &str) -> Option<&'a str> {
-        section
-            .descendants()
-            .find(|n| {
-                n.has_tag_name("span")
-                    && n.attribute("class") == Some(class)
-                    && n.attribute("data-series") == Some(series)
-            })
+    fn span<'a>(section: roxmltree::Node<'a, '_>, class: &str, visit: &str, series: &str) -> Option<&'a str> {
+        with_class(section, "span", class)
+            .into_iter()
+            .find(|n| n.attribute("data-series") == Some(series) && n.attribute("data-visit") == Some(visit))
             .and_then(|n| n.attribute("data-minutes"))
     }
 
@@ -750,72 +981,134 @@ mod tests {
     }
 
     #[test]
-    fn sections_follow_participant_code_with_the_unmatched_first() {
+    fn long_names_may_wrap_after_separators_only() {
+        let mut h = Html(String::new());
+        h.breakable("file:/data/cobas-e411_export.astm at 0.66 <x>");
+        assert_eq!(h.0, "file:<wbr/>/<wbr/>data/<wbr/>cobas-<wbr/>e411_<wbr/>export.<wbr/>astm at 0.66 &lt;x&gt;");
+        let mut h = Html(String::new());
+        h.breakable("NOT_FINAL OUT_OF_WINDOW");
+        assert_eq!(h.0, "NOT_FINAL OUT_<wbr/>OF_<wbr/>WINDOW", "short words stay whole");
+    }
+
+    #[test]
+    fn sections_follow_participant_code_with_the_unmatched_first_and_one_chart_each() {
         let stored = [
             stored(1, MismatchCode::OutOfWindow, Some(("U10", 30, "c_peptide")), "late"),
             stored(2, MismatchCode::UnknownSample, None, "unknown <script>alert(1)</script>"),
             stored(3, MismatchCode::NotFinal, Some(("U02", 15, "glucose")), "status P"),
         ];
-        let html = page(&stored, &[missing("U02", 60, "glucose")], &full_visit("U10"), false);
+        let html = page(&stored, &[missing("U02", "V0", 60, "glucose")], &full_visit("U10", "V0", 1.0), false);
         let doc = parse(&html);
-        let keys: Vec<Option<&str>> = sections(&doc).iter().map(|s| s.attribute("data-participant")).collect();
-        assert_eq!(keys, [None, Some("U02"), Some("U10")]);
-        // Data is text: the detail's markup is shown, never run.
+        let root = doc.root_element();
+        let unmatched = with_class(root, "section", "group").into_iter().next().unwrap();
+        assert_eq!(unmatched.attribute("data-participant"), None);
+        let keys: Vec<Option<&str>> =
+            with_class(root, "section", "participant").iter().map(|s| s.attribute("data-participant")).collect();
+        assert_eq!(keys, [Some("U02"), Some("U10")]);
         assert!(doc.descendants().all(|n| !n.has_tag_name("script")));
-        assert!(html.contains("unknown &lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("unknown &lt;script&gt;alert(1)&lt;/<wbr/>script&gt;"), "{html}");
         assert!(html.contains("<title>Mismatches (open) for study S&amp;1</title>"));
         assert!(html.contains("<td class=\"sample\">S&lt;1&gt;</td>"));
-        // Only visit sections get a curve; the missing-result row has no id.
+        // U02 has no result: it says so instead of an empty chart.
         let svgs = |s: &roxmltree::Node| s.descendants().filter(|n| n.tag_name().name() == "svg").count();
-        assert_eq!(sections(&doc).iter().map(svgs).collect::<Vec<_>>(), [0, 1, 1]);
-        let u02 = sections(&doc)[1];
-        let ids: Vec<String> = u02
-            .descendants()
-            .filter(|n| n.attribute("class") == Some("id num"))
-            .map(|n| n.text().unwrap_or_default().to_owned())
-            .collect();
+        let sections = with_class(root, "section", "participant");
+        assert_eq!(sections.iter().map(svgs).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(with_class(sections[0], "p", "nothing").len(), 1);
+        let ids: Vec<String> =
+            with_class(sections[0], "td", "id").iter().map(|n| n.text().unwrap_or_default().to_owned()).collect();
         assert_eq!(ids, ["3", ""]);
+        assert!(html.contains("@page { size: A4;"), "printed on A4");
     }
 
     #[test]
-    fn missing_and_flagged_points_are_marked_on_the_curve_and_said_in_the_caption() {
-        let stored = [
-            stored(1, MismatchCode::OutOfWindow, Some(("U10", 30, "c_peptide")), "late"),
-            stored(3, MismatchCode::NotFinal, Some(("U02", 15, "glucose")), "status P"),
-        ];
-        let mut results = full_visit("U10");
-        results.extend(full_visit("U02").into_iter().filter(|r| r.slot.minute != 15 && r.slot.minute != 60));
-        results.retain(|r| !(r.slot.participant == "U02" && r.slot.minute == 0 && r.slot.analyte == "c_peptide"));
-        let mut censored = result("U02", 0, "c_peptide", 0.01);
+    fn every_visit_of_a_participant_shares_one_chart_and_its_y_axis() {
+        let stored = [stored(1, MismatchCode::OutOfWindow, Some(("U10", 30, "c_peptide")), "late")];
+        let mut results = full_visit("U10", "V0", 2.0);
+        results.extend(full_visit("U10", "V4", 0.1).into_iter().filter(|r| r.slot.minute != 60));
+        results.retain(|r| !(r.slot.visit == "V0" && r.slot.minute == 0 && r.slot.analyte == "c_peptide"));
+        let mut censored = result("U10", "V0", 0, "c_peptide", 0.01);
         censored.comparator = Some(Comparator::Lt);
         censored.blq = true;
         results.push(censored);
-        let html = page(&stored, &[missing("U02", 60, "glucose")], &results, false);
+        let html = page(&stored, &[missing("U10", "V4", 60, "glucose")], &results, false);
         let doc = parse(&html);
-        let [u02, u10] = sections(&doc)[..] else { panic!("two sections") };
-        // U02: nothing at 15 or 60; the held glucose at 15 is flagged (ringed on its cross).
-        assert_eq!(span(u02, "missing", "C-peptide"), Some("15 60"));
-        assert_eq!(span(u02, "missing", "glucose"), Some("15 60"));
-        assert_eq!(span(u02, "flagged", "glucose"), Some("15"));
-        assert_eq!(span(u02, "censored", "C-peptide"), Some("0"));
-        assert_eq!(span(u02, "flagged", "C-peptide"), None);
-        // U10: complete, its out-of-window C-peptide at 30 flagged.
-        assert_eq!(span(u10, "missing", "C-peptide"), None);
-        assert_eq!(span(u10, "flagged", "C-peptide"), Some("30"));
-        let rings = |s: roxmltree::Node, color: &str| {
-            s.descendants().filter(|n| n.has_tag_name("circle") && n.attribute("stroke") == Some(color)).count()
-        };
-        // One ring per flagged point plus the legend's sample; crosses are two lines each.
-        assert_eq!(rings(u10, FLAG_COLOR), 2);
-        assert_eq!(rings(u02, FLAG_COLOR), 2);
-        let crosses =
-            u02.descendants().filter(|n| n.has_tag_name("line") && n.attribute("stroke") == Some(LEFT_COLOR)).count();
-        assert_eq!(crosses, 2 * 2);
-        assert_eq!(rings(u02, LEFT_COLOR), 1, "the censored C-peptide is hollow");
+        let section = with_class(doc.root_element(), "section", "participant")[0];
+        let svgs: Vec<_> = section.descendants().filter(|n| n.tag_name().name() == "svg").collect();
+        assert_eq!(svgs.len(), 1, "one chart for both visits");
+        let panels = with_class(svgs[0], "g", "panel");
+        let shapes: Vec<_> = panels.iter().map(|p| p.attribute("data-shape").unwrap()).collect();
+        assert_eq!(shapes, ["circle", "square"]);
+        // One y range for both visits: 0 to 1 nmol/L (V0 at 1.0, V4 at 0.05).
+        assert_eq!((panels[0].attribute("data-y-min"), panels[0].attribute("data-y-max")), (Some("0"), Some("1")));
+        for panel in &panels {
+            let visits: Vec<_> = with_class(*panel, "g", "series").iter().map(|s| s.attribute("data-visit")).collect();
+            assert_eq!(visits, [Some("V0"), Some("V4")]);
+        }
+        assert_eq!(span(section, "missing", "V4", "C-peptide"), Some("60"));
+        assert_eq!(span(section, "missing", "V4", "glucose"), Some("60"));
+        assert_eq!(span(section, "censored", "V0", "C-peptide"), Some("0"));
+        assert_eq!(span(section, "flagged", "V0", "C-peptide"), Some("30"));
+        assert_eq!(span(section, "flagged", "V4", "C-peptide"), None);
+        let flags = with_class(svgs[0], "circle", "flag");
+        assert_eq!(flags.len(), 1, "the out-of-window V0 C-peptide at 30");
+        assert_eq!(flags[0].attribute("stroke"), Some(FLAG_COLOR));
     }
 
     #[test]
-    fn resolved_rows_show_the_decision_with_all() {
+    fn a_visit_looks_the_same_in_every_participants_chart() {
+        let mut results = full_visit("U01", "V0", 1.0);
+        results.extend(full_visit("U01", "V4", 0.1));
+        results.extend(full_visit("U02", "V4", 0.1));
+        let stored = [
+            stored(1, MismatchCode::NotFinal, Some(("U01", 15, "glucose")), "status P"),
+            stored(2, MismatchCode::NotFinal, Some(("U02", 15, "glucose")), "status P"),
+        ];
+        let html = page(&stored, &[], &results, false);
+        let doc = parse(&html);
+        let style = |participant: &str, visit: &str| -> (String, String) {
+            let section = with_class(doc.root_element(), "section", "participant")
+                .into_iter()
+                .find(|s| s.attribute("data-participant") == Some(participant))
+                .unwrap();
+            let series = with_class(section, "g", "series")
+                .into_iter()
+                .find(|s| s.attribute("data-visit") == Some(visit))
+                .unwrap_or_else(|| panic!("{participant} {visit}"));
+            let line = with_class(series, "polyline", "line")[0];
+            let dash = series.attribute("stroke-dasharray").unwrap_or_default().to_owned();
+            (line.attribute("stroke").unwrap_or_default().to_owned(), dash)
+        };
+        assert_eq!(style("U01", "V4"), style("U02", "V4"), "V4 alike whether or not V0 is there");
+        assert_ne!(style("U01", "V0"), style("U01", "V4"));
+        assert_ne!(style("U01", "V0").1, style("U01", "V4").1, "visits differ by line style too");
+    }
+
+    #[test]
+    fn a_visit_with_nothing_received_is_one_line() {
+        let all: Vec<MissingResult> = [-10, 0, 15, 30, 60, 90, 120]
+            .into_iter()
+            .flat_map(|m| [missing("U07", "V4", m, "c_peptide"), missing("U07", "V4", m, "glucose")])
+            .collect();
+        let html = page(&[], &all, &full_visit("U07", "V0", 1.0), false);
+        let doc = parse(&html);
+        let group = with_class(doc.root_element(), "section", "group")
+            .into_iter()
+            .find(|g| g.attribute("data-visit") == Some("V4"))
+            .unwrap();
+        assert_eq!(with_class(group, "table", "mismatches").len(), 0, "no row per slot");
+        let line = with_class(group, "p", "nothing")[0];
+        assert_eq!(
+            line.text(),
+            Some("V4: nothing received yet, 14 slots (MISSING_RESULT for every minute and analyte).")
+        );
+        let legend = with_class(doc.root_element(), "g", "legend-visit");
+        let received: Vec<_> =
+            legend.iter().map(|g| (g.attribute("data-visit"), g.attribute("data-received"))).collect();
+        assert_eq!(received, [(Some("V0"), Some("true")), (Some("V4"), Some("false"))]);
+    }
+
+    #[test]
+    fn resolved_rows_show_the_decision_and_the_current_state_with_all() {
         let mut resolved = stored(5, MismatchCode::UnknownSample, None, "no such sample");
         resolved.mismatch.resolution = Some(ResolutionRow {
             id: ResolutionId(1),
@@ -828,15 +1121,30 @@ mod tests {
             resolved_by: "dm".into(),
             resolved_at: at(),
         });
-        let html = page(&[resolved], &[], &[], true);
+        let mut rejected = stored(6, MismatchCode::OutOfWindow, Some(("U02", 30, "c_peptide")), "late");
+        rejected.mismatch.resolution = Some(ResolutionRow {
+            id: ResolutionId(2),
+            action: ResolutionAction::Reject,
+            participant: None,
+            visit: None,
+            minute: None,
+            result_id: None,
+            reason: "haemolysed".into(),
+            resolved_by: "dm".into(),
+            resolved_at: at(),
+        });
+        let html = page(&[resolved, rejected], &[], &[], true);
         parse(&html);
         assert!(html.contains("<h1>Mismatches (open and resolved) for study S&amp;1</h1>"), "{html}");
         assert!(
             html.contains(
-                "<td class=\"resolution\">assign by dm at 2026-03-02T09:00:00Z, assigned to U02/V0/90: label &lt;typo&gt;</td>"
+                "<td class=\"resolution\">assign by dm at 2026-03-02 10:00:00 Europe/<wbr/>Stockholm, \
+                 assigned to U02/V0/90: label &lt;typo&gt;</td>"
             ),
             "{html}"
         );
+        assert!(html.contains("<span class=\"effect\">moved to U02/V0/90</span>"), "{html}");
+        assert!(html.contains("<span class=\"effect\">rejected: withdrawn from its slot</span>"), "{html}");
         assert!(html.contains("<tr class=\"resolved\" data-code=\"UNKNOWN_SAMPLE\">"), "{html}");
     }
 
@@ -844,7 +1152,7 @@ mod tests {
     fn an_empty_review_says_so_and_is_still_a_document() {
         let html = page(&[], &[], &[], false);
         let doc = parse(&html);
-        assert!(sections(&doc).is_empty());
+        assert!(with_class(doc.root_element(), "section", "group").is_empty());
         assert!(html.contains("<p>No open mismatches.</p>"));
     }
 }

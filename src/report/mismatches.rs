@@ -7,8 +7,9 @@
 use std::io::{self, Write};
 
 use crate::report::format::utc_time;
+use crate::report::wording::{current_state, nothing_received, nothing_received_line, plural, zoned_time};
 use crate::store::MismatchReport;
-use crate::study::missing::MissingResult;
+use crate::study::missing::{Absence, MissingResult};
 
 /// The code of a computed missing-result row (never stored).
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
@@ -152,7 +153,8 @@ pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>]) -> csv::Res
     Ok(())
 }
 
-/// What the text report says about itself in its first line.
+/// What the text report says about itself in its first line, and what it
+/// needs to word its lines.
 #[derive(Debug, Clone)]
 pub struct MismatchTextOptions<'a> {
     /// The study id from the configuration.
@@ -161,49 +163,83 @@ pub struct MismatchTextOptions<'a> {
     pub generated_at: jiff::Timestamp,
     /// Resolved mismatches are listed too (`--all`).
     pub include_resolved: bool,
+    /// `study.timezone`: every time on a line is in it, and says so.
+    pub timezone: &'a str,
+    /// Scheduled slots of a visit (minutes × analytes): a visit whose rows
+    /// are all of them, nothing received, is one line.
+    pub scheduled_slots: usize,
 }
 
 /// A readable listing for a data manager: grouped by participant and visit
 /// in the order given (the store's neutral participant-code order), one
-/// line per mismatch, its resolution on the next line, and a count at the end.
+/// line per mismatch, its resolution and what its value is now on the next
+/// line, a visit with nothing received yet as one line, and a count at the
+/// end. Times are in the study's zone, named on every line that has one.
 pub fn write_mismatches_text(
     out: &mut dyn Write,
     rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
+    let zone = options.timezone;
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
-    writeln!(out, "Mismatches ({scope}) for study {}, as of {}", options.study, utc_time(options.generated_at))?;
-    let mut group: Option<(Option<&str>, Option<&str>)> = None;
-    for row in rows {
-        let key = (row.participant(), row.visit());
-        if group != Some(key) {
-            writeln!(out)?;
-            writeln!(out, "{}", group_title(key))?;
-            group = Some(key);
+    writeln!(
+        out,
+        "Mismatches ({scope}) for study {}, as of {}",
+        options.study,
+        zoned_time(options.generated_at, zone)
+    )?;
+    for group in rows.chunk_by(|a, b| (a.participant(), a.visit()) == (b.participant(), b.visit())) {
+        let Some(first) = group.first() else { continue };
+        let key = (first.participant(), first.visit());
+        writeln!(out)?;
+        writeln!(out, "{}", group_title(key))?;
+        let refs: Vec<&ReviewRow<'_>> = group.iter().collect();
+        if let (Some(visit), true) = (key.1, nothing_received(&refs, options.scheduled_slots)) {
+            let line = nothing_received_line(visit, options.scheduled_slots);
+            writeln!(out, "  -- {MISSING_RESULT}  {line}")?;
+            continue;
         }
-        let row = match row {
-            ReviewRow::Stored(row) => row,
-            ReviewRow::Missing(m) => {
-                writeln!(out, "  -- {MISSING_RESULT}  minute {}, {}: {}", m.minute, m.analyte, m.detail)?;
-                continue;
+        for row in group {
+            let row = match row {
+                ReviewRow::Stored(row) => row,
+                ReviewRow::Missing(m) => {
+                    writeln!(out, "  -- {MISSING_RESULT}  {}", missing_line(m, zone))?;
+                    continue;
+                }
+            };
+            let m = &row.mismatch;
+            writeln!(out, "  {}", mismatch_line(row, zone))?;
+            if let Some(r) = &m.resolution {
+                let mut line = format!(
+                    "      resolved ({}) by {} at {}",
+                    r.action,
+                    r.resolved_by,
+                    zoned_time(r.resolved_at, zone)
+                );
+                line.push_str(&format!("; now {}", current_state(m)));
+                if !r.reason.is_empty() {
+                    line.push_str(&format!(": {}", r.reason));
+                }
+                writeln!(out, "{line}")?;
             }
-        };
-        let m = &row.mismatch;
-        writeln!(out, "  {}", mismatch_line(row))?;
-        if let Some(r) = &m.resolution {
-            let mut line = format!("      resolved ({}) by {} at {}", r.action, r.resolved_by, utc_time(r.resolved_at));
-            if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
-                line.push_str(&format!(", assigned to {p}/{v}/{n}"));
-            }
-            if !r.reason.is_empty() {
-                line.push_str(&format!(": {}", r.reason));
-            }
-            writeln!(out, "{line}")?;
         }
     }
     writeln!(out)?;
     writeln!(out, "{}", count_line(rows, options.include_resolved))?;
     Ok(())
+}
+
+/// `minute 120, glucose: no accepted result (meal start 2026-11-03 08:30 Europe/Stockholm)`,
+/// with why when something did arrive. Said here rather than with the
+/// stored detail, so the meal start names its zone like every time on a line.
+fn missing_line(m: &MissingResult, zone: &str) -> String {
+    let why = match m.absence {
+        Absence::NotReceived => String::new(),
+        Absence::Held(id) => format!("; a result for it is held for review (mismatch {id})"),
+        Absence::Withdrawn => "; its value was withdrawn by a data manager".to_owned(),
+    };
+    let meal = m.meal_start.display_minutes();
+    format!("minute {}, {}: no accepted result (meal start {meal} {zone}){why}", m.minute, m.analyte)
 }
 
 fn group_title((participant, visit): (Option<&str>, Option<&str>)) -> String {
@@ -215,7 +251,7 @@ fn group_title((participant, visit): (Option<&str>, Option<&str>)) -> String {
 }
 
 /// `#12 UNKNOWN_SAMPLE  sample X-1, minute 30, c_peptide, reported <0.010 nmol/L: detail [file, received …]`
-fn mismatch_line(row: &MismatchReport) -> String {
+fn mismatch_line(row: &MismatchReport, zone: &str) -> String {
     let m = &row.mismatch;
     let p = &row.provenance;
     let mut parts = Vec::new();
@@ -246,7 +282,7 @@ fn mismatch_line(row: &MismatchReport) -> String {
         origin.push(i.clone());
     }
     if let Some(t) = p.received_at {
-        origin.push(format!("received {}", utc_time(t)));
+        origin.push(format!("received {}", zoned_time(t, zone)));
     }
     if !origin.is_empty() {
         line.push_str(&format!(" [{}]", origin.join(", ")));
@@ -257,16 +293,15 @@ fn mismatch_line(row: &MismatchReport) -> String {
 fn count_line(rows: &[ReviewRow<'_>], include_resolved: bool) -> String {
     let open = rows.iter().filter(|r| r.is_open()).count();
     let resolved = rows.len() - open;
-    let plural = |n: usize| if n == 1 { "mismatch" } else { "mismatches" };
     if !include_resolved {
         return match open {
             0 => "No open mismatches.".to_owned(),
-            n => format!("{n} open {}", plural(n)),
+            n => plural(n, "open mismatch", "open mismatches"),
         };
     }
     match rows.len() {
         0 => "No mismatches.".to_owned(),
-        n => format!("{n} {}: {open} open, {resolved} resolved", plural(n)),
+        n => format!("{}: {open} open, {resolved} resolved", plural(n, "mismatch", "mismatches")),
     }
 }
 
@@ -312,8 +347,13 @@ mod tests {
     fn text(rows: &[MismatchReport], include_resolved: bool) -> String {
         let rows = review_rows(rows, &[]);
         let mut out = Vec::new();
-        let options =
-            MismatchTextOptions { study: "S", generated_at: "2026-03-02T09:00:00Z".parse().unwrap(), include_resolved };
+        let options = MismatchTextOptions {
+            study: "S",
+            generated_at: "2026-03-02T09:00:00Z".parse().unwrap(),
+            include_resolved,
+            timezone: "Europe/Stockholm",
+            scheduled_slots: 14,
+        };
         write_mismatches_text(&mut out, &rows, &options).unwrap();
         String::from_utf8(out).unwrap()
     }
@@ -330,8 +370,11 @@ mod tests {
         let t = text(&[row(1, Some("U01"), false), row(2, Some("U01"), true), row(3, Some("U02"), false)], true);
         assert_eq!(t.matches("Participant U01, visit V1").count(), 1, "{t}");
         assert_eq!(t.matches("Participant U02, visit V1").count(), 1, "{t}");
-        assert!(t.starts_with("Mismatches (open and resolved) for study S, as of 2026-03-02T09:00:00Z\n"), "{t}");
+        let title = "Mismatches (open and resolved) for study S, as of 2026-03-02 10:00:00 Europe/Stockholm\n";
+        assert!(t.starts_with(title), "{t}");
         assert!(t.contains("  #2 NOT_FINAL  no sample ID, minute 60, glucose: status P\n"), "{t}");
-        assert!(t.contains("      resolved (assign) by dm at 2026-03-02T08:00:00Z, assigned to U02/V1/90\n"), "{t}");
+        let decision =
+            "      resolved (assign) by dm at 2026-03-02 09:00:00 Europe/Stockholm; now moved to U02/V1/90\n";
+        assert!(t.contains(decision), "{t}");
     }
 }

@@ -18,6 +18,7 @@ pub mod mismatches;
 pub mod plot;
 pub mod results;
 pub mod sdtm;
+pub mod wording;
 
 pub use format::{format_value, utc_time};
 pub use mismatches::{

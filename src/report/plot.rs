@@ -1,80 +1,133 @@
-//! The MMTT curve of one visit as an SVG image for the HTML reports:
-//! C-peptide on the left axis, glucose on the right, against the nominal
-//! minutes of `mmtt.timepoints`.
+//! The MMTT curves of one participant as one SVG image for the HTML reports:
+//! one panel per analyte (C-peptide above glucose), and in each panel every
+//! visit on the same axes, so a fall from baseline to follow-up is seen at a
+//! glance. Per-visit scaling made a 14-fold drop look the same.
 //!
-//! Drawn with plotters' SVG backend and no font feature: the SVG names a
-//! font family and the browser lays out the text, so no system library
-//! (freetype, fontconfig) is needed.
+//! Written as SVG text here, not through a plotting crate: the reports need
+//! dashed lines, marker shapes and `data-*` attributes that say what each
+//! mark is (for tests and for anyone reading the file), and the browser lays
+//! out the text, so no font or system library is needed. Every text and
+//! attribute value goes through [`escape`].
 //!
-//! Markers (all in the series colour unless said):
-//! * measured value: a filled circle, joined to its neighbours by a line that
-//!   breaks at a missing point;
-//! * censored or BLQ value: a hollow circle at the bound;
-//! * missing (a scheduled minute without a current result): a cross just
-//!   above the x axis at that minute (C-peptide lowest, glucose above it);
-//! * flagged (an open mismatch in that slot): a red ring around the point,
-//!   or around the missing cross when the value is held back.
+//! Marks, in the visit's colour and line style:
+//! * analyte: C-peptide a circle, glucose a square, any other a triangle;
+//! * measured value: a filled marker, joined to its neighbours by the visit's
+//!   line, which breaks at a missing minute;
+//! * censored or BLQ value: a hollow marker at the bound;
+//! * missing (a scheduled minute of a visit that has results): a cross just
+//!   above the x axis; a boxed cross where a data manager withdrew the value;
+//! * open mismatch: a red ring around the point, or around the cross when
+//!   the value is held back.
+//!
+//! A visit with nothing received is named in the legend as such and draws
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
-
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
-use plotters::prelude::*;
+use std::fmt::Write as _;
 
 use crate::report::format::format_value;
+use crate::report::html::escape;
 
-/// Image size in pixels (the page scales it down to fit).
-pub const WIDTH: u32 = 720;
-/// The chart's height; the legend strip is below it.
-const CHART_HEIGHT: u32 = 300;
-const LEGEND_HEIGHT: u32 = 30;
-/// Total image height.
-pub const HEIGHT: u32 = CHART_HEIGHT + LEGEND_HEIGHT;
+/// Image width in SVG units (the page scales it to the printable width).
+pub const WIDTH: f64 = 720.0;
+/// One analyte's panel, title and minute labels included.
+const PANEL_HEIGHT: f64 = 220.0;
+const LEFT: f64 = 72.0;
+const RIGHT: f64 = 16.0;
+/// Room above a panel's plot for its title, and below it for the minute labels.
+const TITLE_ROOM: f64 = 30.0;
+const LABEL_ROOM: f64 = 34.0;
+const LEGEND_ROW: f64 = 22.0;
+/// About this many units a character at the legend's font size.
+const CHAR_WIDTH: f64 = 7.0;
 
-/// C-peptide's colour, as the SVG writes it.
-pub const LEFT_COLOR: &str = "#1F5FA8";
-/// Glucose's colour, as the SVG writes it.
-pub const RIGHT_COLOR: &str = "#B8520F";
-/// The ring around a flagged point, as the SVG writes it.
+/// The ring around a point with an open mismatch.
 pub const FLAG_COLOR: &str = "#D11A1A";
+/// Visit colours, in visit order (baseline first when it is configured first).
+pub const VISIT_COLORS: [&str; 6] = ["#1F5FA8", "#C26A00", "#1B8A5A", "#7B3294", "#4A4A4A", "#2A9FC4"];
+/// Visit line styles (`stroke-dasharray`), so visits differ without colour too.
+/// As many as colours: up to six visits differ in both.
+pub const VISIT_DASHES: [&str; 6] = ["", "8 4", "2 3", "10 3 2 3", "16 5", "8 3 2 3 2 3"];
+const INK: &str = "#333333";
+const GRID: &str = "#DDDDDD";
 
-const LEFT_RGB: RGBColor = RGBColor(0x1F, 0x5F, 0xA8);
-const RIGHT_RGB: RGBColor = RGBColor(0xB8, 0x52, 0x0F);
-const FLAG_RGB: RGBColor = RGBColor(0xD1, 0x1A, 0x1A);
-const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
-const GRID: RGBColor = RGBColor(0xDD, 0xDD, 0xDD);
-/// Pixels above the x axis of a missing cross, left series then right.
-const MISSING_LIFT: [i32; 2] = [7, 19];
-const FONT: &str = "sans-serif";
+/// A visit's colour and line style, by its position in the chart.
+pub fn visit_style(index: usize) -> (&'static str, &'static str) {
+    let color = VISIT_COLORS.get(index % VISIT_COLORS.len()).copied().unwrap_or(INK);
+    let dash = VISIT_DASHES.get(index % VISIT_DASHES.len()).copied().unwrap_or("");
+    (color, dash)
+}
+
+/// How the caption names a visit's line, e.g. `blue solid line`.
+pub fn visit_style_name(index: usize) -> String {
+    const COLORS: [&str; 6] = ["blue", "orange", "green", "purple", "grey", "light blue"];
+    const DASHES: [&str; 6] = ["solid", "dashed", "dotted", "dash-dot", "long-dashed", "dash-dot-dot"];
+    let color = COLORS.get(index % COLORS.len()).copied().unwrap_or("grey");
+    let dash = DASHES.get(index % DASHES.len()).copied().unwrap_or("solid");
+    format!("{color} {dash} line")
+}
+
+/// An analyte's marker, so analytes differ by more than colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Circle,
+    Square,
+    Triangle,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Circle => "circle",
+            Shape::Square => "square",
+            Shape::Triangle => "triangle",
+        }
+    }
+}
 
 /// One plotted value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Point {
-    /// A measured value in the series' unit.
+    /// A measured value in the panel's unit.
     Measured(f64),
     /// A censored or BLQ value, drawn hollow at its bound.
     Censored(f64),
 }
 
 impl Point {
-    fn value(self) -> f64 {
+    pub fn value(self) -> f64 {
         match self {
             Point::Measured(v) | Point::Censored(v) => v,
         }
     }
 }
 
-/// One analyte of a visit.
+/// A visit in the chart, in the order drawn and listed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitLine {
+    pub code: String,
+    /// E.g. `V0 (Baseline)`.
+    pub title: String,
+    /// The configured baseline visit.
+    pub baseline: bool,
+    /// Some current result exists for the visit; otherwise it draws nothing.
+    pub received: bool,
+    /// Which colour and line style ([`visit_style`]): by the visit's place in
+    /// `[[visits]]`, so a visit looks the same in every participant's chart.
+    pub style: usize,
+}
+
+/// One analyte of one visit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
-    /// Shown in the legend, e.g. `C-peptide`.
-    pub name: String,
-    /// The axis label, e.g. `C-peptide (nmol/L)`.
-    pub axis: String,
+    /// Index into [`Chart::visits`].
+    pub visit: usize,
     /// Values by nominal minute.
     pub points: BTreeMap<i32, Point>,
     /// Minutes with an open mismatch.
     pub flagged: BTreeSet<i32>,
+    /// Minutes whose value a data manager withdrew (rejected or moved).
+    pub withdrawn: BTreeSet<i32>,
 }
 
 impl Series {
@@ -84,178 +137,202 @@ impl Series {
     }
 }
 
-/// One visit's curve.
+/// One analyte: every visit's series on one y axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// The configured analyte name, e.g. `c_peptide`.
+    pub analyte: String,
+    /// Shown, e.g. `C-peptide`.
+    pub name: String,
+    /// The canonical unit, e.g. `nmol/L`.
+    pub unit: String,
+    pub shape: Shape,
+    /// Only visits that have results.
+    pub series: Vec<Series>,
+}
+
+/// One participant's curves.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Curve {
+pub struct Chart {
     /// The scheduled minutes: the x ticks, and where a missing value is marked.
     pub timepoints: Vec<i32>,
-    /// C-peptide, on the left axis.
-    pub left: Option<Series>,
-    /// Glucose, on the right axis.
-    pub right: Option<Series>,
+    pub visits: Vec<VisitLine>,
+    pub panels: Vec<Panel>,
 }
 
-/// Drawing the curve failed (plotters' error, as text).
-#[derive(Debug, thiserror::Error)]
-#[error("drawing the MMTT curve: {0}")]
-pub struct PlotError(String);
-
-fn fail(e: impl std::fmt::Display) -> PlotError {
-    PlotError(e.to_string())
+/// A y axis from its lowest tick to its highest, in steps of `step`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YAxis {
+    pub min: f64,
+    pub max: f64,
+    pub step: f64,
 }
 
-/// The nominal-minute axis: linear, with ticks exactly at the scheduled minutes.
-#[derive(Debug, Clone)]
-struct Minutes {
-    range: Range<i32>,
-    ticks: Vec<i32>,
-}
-
-impl Ranged for Minutes {
-    type FormatOption = DefaultFormatting;
-    type ValueType = i32;
-
-    fn map(&self, value: &i32, limit: (i32, i32)) -> i32 {
-        // In f64: minutes come from outside and may be anything an i32 holds.
-        let span = (f64::from(self.range.end) - f64::from(self.range.start)).max(1.0);
-        let at = (f64::from(*value) - f64::from(self.range.start)) / span;
-        limit.0 + (at * (f64::from(limit.1) - f64::from(limit.0))).round() as i32
+impl YAxis {
+    /// From 0 (or the lowest value, should one be negative) to a round number
+    /// at or above the highest value of every visit: one scale for all visits.
+    pub fn of(panel: &Panel) -> YAxis {
+        let values =
+            || panel.series.iter().flat_map(|s| s.points.values()).map(|p| p.value()).filter(|v| v.is_finite());
+        let hi = values().fold(0.0f64, f64::max);
+        let lo = values().fold(0.0f64, f64::min);
+        let span = hi - lo;
+        if !(span.is_finite() && span > 0.0) {
+            return YAxis { min: lo.min(0.0), max: lo.max(0.0) + 1.0, step: 0.2 };
+        }
+        let step = nice_step(span / 5.0);
+        let min = (lo / step).floor() * step;
+        let max = (hi / step).ceil() * step;
+        if min.is_finite() && max.is_finite() && max > min {
+            YAxis { min, max, step }
+        } else {
+            YAxis { min: lo, max: hi, step: span / 5.0 }
+        }
     }
 
-    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<i32> {
-        // Grid lines only at the bold (labelled) points.
-        if hint.weight().allow_light_points() { Vec::new() } else { self.ticks.clone() }
+    /// The tick values, at most 21.
+    pub fn ticks(&self) -> Vec<f64> {
+        let n = ((self.max - self.min) / self.step).round();
+        let n = if n.is_finite() { n.clamp(1.0, 20.0) as usize } else { 1 };
+        let step = (self.max - self.min) / n as f64;
+        (0..=n).map(|i| self.min + step * i as f64).collect()
     }
-
-    fn range(&self) -> Range<i32> {
-        self.range.clone()
-    }
 }
 
-/// Keep text that plotters writes into the SVG free of control characters,
-/// which XML does not allow (plotters escapes the markup characters itself).
-fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+/// 1, 2, 2.5 or 5 times a power of ten, at or above `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let norm = raw / magnitude;
+    let nice = [1.0, 2.0, 2.5, 5.0].into_iter().find(|n| norm <= n * 1.000_001).unwrap_or(10.0);
+    nice * magnitude
 }
 
-/// A y range from 0 (or the lowest value, should one be negative) with some
-/// room above the highest value.
-fn y_range(series: Option<&Series>) -> Range<f64> {
-    let values = || series.into_iter().flat_map(|s| s.points.values()).map(|p| p.value()).filter(|v| v.is_finite());
-    let top = values().fold(0.0f64, f64::max);
-    let bottom = values().fold(0.0f64, f64::min);
-    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
-    bottom * 1.15..top
-}
-
-fn axis_label(v: &f64) -> String {
+fn axis_label(v: f64) -> String {
     // 6 significant digits keep tick labels short and free of float noise.
-    let rounded: f64 = format!("{v:.5e}").parse().unwrap_or(*v);
+    let rounded: f64 = format!("{v:.5e}").parse().unwrap_or(v);
     format_value(rounded)
 }
 
-/// The curve as one `<svg>` element (no XML prolog), ready to put in a page.
-pub fn curve_svg(curve: &Curve) -> Result<String, PlotError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(fail)?;
-        let (chart_area, legend_area) = root.split_vertically(CHART_HEIGHT);
-        draw_chart(&chart_area, curve)?;
-        draw_legend(&legend_area, curve)?;
-        root.present().map_err(fail)?;
-    }
-    // The backend writes no prolog today; make sure none ends up inside HTML.
-    if let Some(start) = svg.find("<svg") {
-        svg.drain(..start);
-    }
-    Ok(svg)
+/// `12.3`: coordinates to a tenth of a unit.
+fn n(v: f64) -> String {
+    format!("{v:.1}")
 }
 
-fn draw_chart<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    curve: &Curve,
-) -> Result<(), PlotError>
-where
-    DB::ErrorType: 'static,
-{
-    let minutes = || {
-        let all =
-            curve.timepoints.iter().chain(curve.left.iter().chain(&curve.right).flat_map(|s| s.points.keys())).copied();
-        let (lo, hi) = all.fold((i32::MAX, i32::MIN), |(lo, hi), m| (lo.min(m), hi.max(m)));
-        let (lo, hi) = if lo > hi { (0, 120) } else { (lo, hi) };
-        // Saturating: a minute from outside can be anything an i32 holds.
-        let pad = (hi.saturating_sub(lo) / 20).max(2);
-        Minutes { range: lo.saturating_sub(pad)..hi.saturating_add(pad), ticks: curve.timepoints.clone() }
+/// The minute axis: scheduled minutes and any drawn minute, with some room.
+struct Minutes {
+    lo: f64,
+    hi: f64,
+}
+
+impl Minutes {
+    fn of(chart: &Chart) -> Minutes {
+        let drawn = chart.panels.iter().flat_map(|p| &p.series).flat_map(|s| s.points.keys());
+        let all = chart.timepoints.iter().chain(drawn).map(|&m| f64::from(m));
+        let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        let (lo, hi) = if lo > hi { (0.0, 120.0) } else { (lo, hi) };
+        let pad = ((hi - lo) / 20.0).max(2.0);
+        Minutes { lo: lo - pad, hi: hi + pad }
+    }
+
+    fn x(&self, minute: i32) -> f64 {
+        LEFT + (f64::from(minute) - self.lo) / (self.hi - self.lo) * (WIDTH - LEFT - RIGHT)
+    }
+}
+
+/// Pixel rows of one panel's plot area.
+struct Plot {
+    top: f64,
+    bottom: f64,
+    axis: YAxis,
+}
+
+impl Plot {
+    fn y(&self, value: f64) -> f64 {
+        self.bottom - (value - self.axis.min) / (self.axis.max - self.axis.min) * (self.bottom - self.top)
+    }
+}
+
+/// A marker's fill and outline colours.
+#[derive(Clone, Copy)]
+struct Paint<'a> {
+    fill: &'a str,
+    stroke: &'a str,
+}
+
+/// A marker of `shape` centred at (x, y).
+fn marker(out: &mut String, shape: Shape, (x, y): (f64, f64), paint: Paint<'_>, attrs: &str, title: &str) {
+    let r = 4.0;
+    let paint = format!("fill=\"{}\" stroke=\"{}\" stroke-width=\"1.5\"", paint.fill, paint.stroke);
+    let open = match shape {
+        Shape::Circle => format!("<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{r}\" {paint}", n(x), n(y)),
+        Shape::Square => format!(
+            "<rect {attrs} x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" {paint}",
+            n(x - r),
+            n(y - r),
+            n(2.0 * r),
+            n(2.0 * r)
+        ),
+        Shape::Triangle => format!(
+            "<polygon {attrs} points=\"{},{} {},{} {},{}\" {paint}",
+            n(x),
+            n(y - r - 1.0),
+            n(x - r - 0.5),
+            n(y + r),
+            n(x + r + 0.5),
+            n(y + r)
+        ),
     };
-    let text = |size: u32| (FONT, size).into_font().color(&INK);
-    let mut chart = ChartBuilder::on(area)
-        .margin(10)
-        .margin_right(14)
-        .x_label_area_size(42)
-        .y_label_area_size(if curve.left.is_some() { 64 } else { 10 })
-        .right_y_label_area_size(if curve.right.is_some() { 64 } else { 10 })
-        .build_cartesian_2d(minutes(), y_range(curve.left.as_ref()))
-        .map_err(fail)?
-        .set_secondary_coord(minutes(), y_range(curve.right.as_ref()));
-
-    let left_axis = curve.left.as_ref().map(|s| clean(&s.axis)).unwrap_or_default();
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .bold_line_style(GRID)
-        .axis_style(INK)
-        .x_labels(curve.timepoints.len().max(2))
-        .y_labels(6)
-        .x_desc("minutes after meal start")
-        .y_desc(left_axis)
-        .label_style(text(15))
-        .axis_desc_style(text(15))
-        .y_label_formatter(&axis_label)
-        .draw()
-        .map_err(fail)?;
-    if let Some(right) = &curve.right {
-        chart
-            .configure_secondary_axes()
-            .axis_style(INK)
-            .y_labels(6)
-            .y_desc(clean(&right.axis))
-            .label_style(text(15))
-            .axis_desc_style(text(15))
-            .y_label_formatter(&axis_label)
-            .draw()
-            .map_err(fail)?;
+    out.push_str(&open);
+    if title.is_empty() {
+        out.push_str("/>");
+    } else {
+        let tag = match shape {
+            Shape::Circle => "circle",
+            Shape::Square => "rect",
+            Shape::Triangle => "polygon",
+        };
+        let _ = write!(out, "><title>{}</title></{tag}>", escape(title));
     }
-
-    // The missing crosses sit a fixed number of pixels above the bottom of the plot.
-    let height = f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
-    let lift = |range: &Range<f64>, pixels: i32| range.start + f64::from(pixels) * (range.end - range.start) / height;
-    if let Some(series) = &curve.left {
-        let color = LEFT_RGB;
-        let lift = lift(&y_range(Some(series)), MISSING_LIFT[0]);
-        chart.draw_series(lines(series, &curve.timepoints, color)).map_err(fail)?;
-        chart.draw_series(markers(series, color)).map_err(fail)?;
-        chart.draw_series(missing(series, &curve.timepoints, color, lift)).map_err(fail)?;
-        chart.draw_series(flags(series, &curve.timepoints, lift)).map_err(fail)?;
-    }
-    if let Some(series) = &curve.right {
-        let color = RIGHT_RGB;
-        let lift = lift(&y_range(Some(series)), MISSING_LIFT[1]);
-        chart.draw_secondary_series(lines(series, &curve.timepoints, color)).map_err(fail)?;
-        chart.draw_secondary_series(markers(series, color)).map_err(fail)?;
-        chart.draw_secondary_series(missing(series, &curve.timepoints, color, lift)).map_err(fail)?;
-        chart.draw_secondary_series(flags(series, &curve.timepoints, lift)).map_err(fail)?;
-    }
-    Ok(())
 }
 
-/// The line through the values, broken where a scheduled minute is missing.
-fn lines(series: &Series, timepoints: &[i32], color: RGBColor) -> Vec<PathElement<(i32, f64)>> {
+fn cross(out: &mut String, x: f64, y: f64, color: &str) {
+    let r = 4.0;
+    let _ = write!(
+        out,
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+         <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+        n(x - r),
+        n(y - r),
+        n(x + r),
+        n(y + r),
+        n(x - r),
+        n(y + r),
+        n(x + r),
+        n(y - r)
+    );
+}
+
+fn ring(out: &mut String, x: f64, y: f64, r: f64, color: &str, attrs: &str) {
+    let _ = write!(
+        out,
+        "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{r}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+        n(x),
+        n(y)
+    );
+}
+
+fn text(out: &mut String, x: f64, y: f64, anchor: &str, attrs: &str, content: &str) {
+    let _ =
+        write!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" {attrs}>{}</text>", n(x), n(y), escape(content));
+}
+
+/// The lines through a series' values, broken where a scheduled minute is missing.
+fn runs(series: &Series, timepoints: &[i32]) -> Vec<Vec<(i32, f64)>> {
     let mut runs: Vec<Vec<(i32, f64)>> = vec![Vec::new()];
     for (&minute, point) in &series.points {
-        let gap = timepoints.iter().any(|&t| {
-            t < minute && !series.points.contains_key(&t) && runs.last().and_then(|r| r.last()).is_some_and(|l| l.0 < t)
-        });
+        let last = runs.last().and_then(|r| r.last()).map(|l| l.0);
+        let gap = last
+            .is_some_and(|last| timepoints.iter().any(|&t| last < t && t < minute && !series.points.contains_key(&t)));
         if gap {
             runs.push(Vec::new());
         }
@@ -263,107 +340,304 @@ fn lines(series: &Series, timepoints: &[i32], color: RGBColor) -> Vec<PathElemen
             run.push((minute, point.value()));
         }
     }
-    runs.into_iter().filter(|r| r.len() > 1).map(|r| PathElement::new(r, color.stroke_width(2))).collect()
+    runs.into_iter().filter(|r| r.len() > 1).collect()
 }
 
-fn markers(series: &Series, color: RGBColor) -> Vec<Circle<(i32, f64), i32>> {
-    series
-        .points
-        .iter()
-        .map(|(&minute, &point)| match point {
-            Point::Measured(v) => Circle::new((minute, v), 4, color.filled()),
-            Point::Censored(v) => Circle::new((minute, v), 4, WHITE.filled().stroke_width(2)),
-        })
-        .chain(series.points.iter().filter_map(|(&minute, &point)| match point {
-            // The hollow marker: a white disc (hiding the line) with a ring in the series colour.
-            Point::Censored(v) => Some(Circle::new((minute, v), 4, color.stroke_width(2))),
-            Point::Measured(_) => None,
-        }))
-        .collect()
+/// What the legend needs to explain.
+#[derive(Default)]
+struct Seen {
+    censored: bool,
+    missing: bool,
+    withdrawn: bool,
+    flagged: bool,
 }
 
-/// Crosses where a scheduled minute has no value, at `lift` (near the x axis).
-fn missing(series: &Series, timepoints: &[i32], color: RGBColor, lift: f64) -> Vec<Cross<(i32, f64), i32>> {
-    series.missing(timepoints).map(|minute| Cross::new((minute, lift), 4, color.stroke_width(2))).collect()
-}
-
-/// Rings around flagged points; a held-back value has no point, so its ring
-/// goes around the missing cross.
-fn flags(series: &Series, timepoints: &[i32], lift: f64) -> Vec<Circle<(i32, f64), i32>> {
-    let ring = FLAG_RGB.stroke_width(2);
-    series
-        .flagged
-        .iter()
-        .filter_map(|&minute| match series.points.get(&minute) {
-            Some(point) => Some(Circle::new((minute, point.value()), 8, ring)),
-            None if timepoints.contains(&minute) => Some(Circle::new((minute, lift), 8, ring)),
-            None => None,
-        })
-        .collect()
-}
-
-/// A legend entry's sample marker.
-enum Symbol {
-    Dot(RGBColor),
-    Ring(RGBColor, i32),
-    Cross,
-}
-
-/// One line of symbols and words below the chart.
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    curve: &Curve,
-) -> Result<(), PlotError>
-where
-    DB::ErrorType: 'static,
-{
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-    let font = (FONT, 15).into_font().color(&INK).pos(Pos::new(HPos::Left, VPos::Center));
-    let mut items: Vec<(Symbol, &str)> = Vec::new();
-    if let Some(s) = &curve.left {
-        items.push((Symbol::Dot(LEFT_RGB), &s.name));
+/// The chart as one `<svg>` element, ready to put in a page. `label` is its
+/// accessible name.
+pub fn chart_svg(chart: &Chart, label: &str) -> String {
+    let minutes = Minutes::of(chart);
+    let mut body = String::new();
+    let mut seen = Seen::default();
+    let mut top = 0.0;
+    for panel in &chart.panels {
+        draw_panel(&mut body, chart, panel, &minutes, top, &mut seen);
+        top += PANEL_HEIGHT;
     }
-    if let Some(s) = &curve.right {
-        items.push((Symbol::Dot(RIGHT_RGB), &s.name));
+    // The minute axis is named once, under the last panel.
+    text(&mut body, (LEFT + WIDTH - RIGHT) / 2.0, top + 6.0, "middle", "class=\"x-title\"", "minutes after meal start");
+    top += 14.0;
+    let legend = legend(chart, &seen, top + 6.0);
+    let height = top + legend.1 + 8.0;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"mmtt\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
+         role=\"img\" aria-label=\"{label}\" font-family=\"sans-serif\" font-size=\"13\" fill=\"{INK}\">\
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>{body}{legend}</svg>",
+        w = n(WIDTH),
+        h = n(height),
+        label = escape(label),
+        legend = legend.0,
+    )
+}
+
+fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, minutes: &Minutes, top: f64, seen: &mut Seen) {
+    let plot = Plot { top: top + TITLE_ROOM, bottom: top + PANEL_HEIGHT - LABEL_ROOM, axis: YAxis::of(panel) };
+    let _ = write!(
+        out,
+        "<g class=\"panel\" data-analyte=\"{}\" data-unit=\"{}\" data-shape=\"{}\" data-y-min=\"{}\" data-y-max=\"{}\">",
+        escape(&panel.analyte),
+        escape(&panel.unit),
+        panel.shape.name(),
+        axis_label(plot.axis.min),
+        axis_label(plot.axis.max),
+    );
+    let title = format!("{} ({}), {}s; one y axis for every visit", panel.name, panel.unit, panel.shape.name());
+    text(out, LEFT, top + 18.0, "start", "class=\"panel-title\" font-weight=\"600\"", &title);
+    // Grid and y ticks.
+    let right = WIDTH - RIGHT;
+    for tick in plot.axis.ticks() {
+        let y = plot.y(tick);
+        let label = axis_label(tick);
+        let _ = write!(
+            out,
+            "<line class=\"y-grid\" data-value=\"{label}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{GRID}\"/>",
+            n(LEFT),
+            n(y),
+            n(right),
+            n(y)
+        );
+        text(out, LEFT - 6.0, y + 4.0, "end", "class=\"y-tick\"", &label);
     }
-    items.push((Symbol::Ring(INK, 4), "censored (at its bound)"));
-    items.push((Symbol::Cross, "missing"));
-    items.push((Symbol::Ring(FLAG_RGB, 7), "open mismatch"));
-    let y = i32::try_from(LEGEND_HEIGHT / 2).unwrap_or(15);
-    let mut x = 70;
-    for (symbol, label) in items {
-        match symbol {
-            Symbol::Dot(color) => area.draw(&Circle::new((x, y), 4, color.filled())),
-            Symbol::Ring(color, r) => area.draw(&Circle::new((x, y), r, color.stroke_width(2))),
-            Symbol::Cross => area.draw(&Cross::new((x, y), 4, INK.stroke_width(2))),
+    for &m in &chart.timepoints {
+        let x = minutes.x(m);
+        let _ = write!(
+            out,
+            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{GRID}\"/>",
+            n(x),
+            n(plot.top),
+            n(x),
+            n(plot.bottom)
+        );
+        text(out, x, plot.bottom + 16.0, "middle", "class=\"x-tick\"", &m.to_string());
+    }
+    let _ = write!(
+        out,
+        "<path d=\"M{} {} V{} H{}\" fill=\"none\" stroke=\"{INK}\"/>",
+        n(LEFT),
+        n(plot.top),
+        n(plot.bottom),
+        n(right)
+    );
+    // The unit again beside the axis, for a reader who starts there.
+    let mid = (plot.top + plot.bottom) / 2.0;
+    let _ = write!(
+        out,
+        "<text class=\"y-title\" x=\"0\" y=\"0\" text-anchor=\"middle\" transform=\"translate({} {}) rotate(-90)\">{}</text>",
+        n(16.0),
+        n(mid),
+        escape(&panel.unit)
+    );
+
+    for series in &panel.series {
+        let Some(visit) = chart.visits.get(series.visit) else { continue };
+        draw_series(out, chart, panel, series, visit, minutes, &plot, seen);
+    }
+    out.push_str("</g>");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_series(
+    out: &mut String,
+    chart: &Chart,
+    panel: &Panel,
+    series: &Series,
+    visit: &VisitLine,
+    minutes: &Minutes,
+    plot: &Plot,
+    seen: &mut Seen,
+) {
+    let (color, dash) = visit_style(visit.style);
+    let _ = write!(
+        out,
+        "<g class=\"series\" data-visit=\"{}\" data-analyte=\"{}\" data-baseline=\"{}\" stroke-dasharray=\"{dash}\">",
+        escape(&visit.code),
+        escape(&panel.analyte),
+        visit.baseline
+    );
+    for run in runs(series, &chart.timepoints) {
+        let points: Vec<String> = run.iter().map(|&(m, v)| format!("{},{}", n(minutes.x(m)), n(plot.y(v)))).collect();
+        let _ = write!(
+            out,
+            "<polyline class=\"line\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            points.join(" ")
+        );
+    }
+    // Markers are drawn solid whatever the line's dashes.
+    out.push_str("<g stroke-dasharray=\"none\">");
+    for (&minute, &point) in &series.points {
+        let (x, y) = (minutes.x(minute), plot.y(point.value()));
+        let (kind, fill) = match point {
+            Point::Measured(_) => ("measured", color),
+            Point::Censored(_) => ("censored", "#FFFFFF"),
+        };
+        seen.censored |= matches!(point, Point::Censored(_));
+        let attrs = format!("class=\"point {kind}\" data-minute=\"{minute}\"");
+        let censored = if kind == "censored" { " (censored, at its bound)" } else { "" };
+        let title = format!(
+            "{}, {} at {minute} min: {} {}{censored}",
+            visit.code,
+            panel.name,
+            format_value(point.value()),
+            panel.unit
+        );
+        marker(out, panel.shape, (x, y), Paint { fill, stroke: color }, &attrs, &title);
+    }
+    // Missing crosses sit just above the x axis, a row per visit.
+    let lift = plot.bottom - 8.0 - 10.0 * (series.visit % 4) as f64;
+    for minute in series.missing(&chart.timepoints) {
+        let x = minutes.x(minute);
+        let withdrawn = series.withdrawn.contains(&minute);
+        let kind = if withdrawn { "withdrawn" } else { "missing" };
+        seen.missing |= !withdrawn;
+        seen.withdrawn |= withdrawn;
+        let _ = write!(out, "<g class=\"{kind}\" data-minute=\"{minute}\">");
+        if withdrawn {
+            let _ = write!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{color}\"/>",
+                n(x - 6.0),
+                n(lift - 6.0)
+            );
         }
-        .map_err(fail)?;
-        area.draw(&Text::new(clean(label), (x + 12, y), font.clone())).map_err(fail)?;
-        // The browser's font is unknown here; about 7 px a character at this size.
-        x += 34 + 7 * i32::try_from(label.chars().count()).unwrap_or(20);
+        cross(out, x, lift, color);
+        out.push_str("</g>");
     }
-    Ok(())
+    for &minute in &series.flagged {
+        let x = minutes.x(minute);
+        let y = match series.points.get(&minute) {
+            Some(p) => plot.y(p.value()),
+            None if chart.timepoints.contains(&minute) => lift,
+            None => continue,
+        };
+        seen.flagged = true;
+        ring(out, x, y, 8.0, FLAG_COLOR, &format!("class=\"flag\" data-minute=\"{minute}\""));
+    }
+    out.push_str("</g></g>");
+}
+
+/// Draws a legend entry's sample mark centred at (x, y).
+type Sample = Box<dyn Fn(&mut String, f64, f64)>;
+
+/// The legend under the panels: the visits (line style, colour, which is
+/// the baseline, which have nothing yet), then the marks. Returns the SVG
+/// and its height.
+fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
+    let mut out = String::from("<g class=\"legend\">");
+    let mut items: Vec<(String, Sample, String)> = Vec::new();
+    for visit in &chart.visits {
+        let (color, dash) = visit_style(visit.style);
+        let label = match (visit.baseline, visit.received) {
+            (true, true) => format!("{}: baseline", visit.title),
+            (false, true) => visit.title.clone(),
+            (true, false) => format!("{}: baseline, nothing received yet", visit.title),
+            (false, false) => format!("{}: nothing received yet", visit.title),
+        };
+        let received = visit.received;
+        let attrs = format!(
+            "class=\"legend-visit\" data-visit=\"{}\" data-baseline=\"{}\" data-received=\"{}\"",
+            escape(&visit.code),
+            visit.baseline,
+            received
+        );
+        let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| {
+            if received {
+                let _ = write!(
+                    out,
+                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
+                    n(x - 12.0),
+                    n(y),
+                    n(x + 12.0),
+                    n(y)
+                );
+            }
+        });
+        items.push((attrs, sample, label));
+    }
+    for panel in &chart.panels {
+        let shape = panel.shape;
+        let attrs = format!("class=\"legend-analyte\" data-analyte=\"{}\"", escape(&panel.analyte));
+        let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| {
+            marker(out, shape, (x, y), Paint { fill: INK, stroke: INK }, "", "")
+        });
+        items.push((attrs, sample, panel.name.clone()));
+    }
+    let marks: [(bool, &str, &str); 4] = [
+        (seen.censored, "censored", "hollow: censored (at its bound)"),
+        (seen.missing, "missing", "missing"),
+        (seen.withdrawn, "withdrawn", "withdrawn by a data manager"),
+        (seen.flagged, "flag", "open mismatch"),
+    ];
+    for (shown, kind, label) in marks {
+        if !shown {
+            continue;
+        }
+        let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| match kind {
+            "censored" => marker(out, Shape::Circle, (x, y), Paint { fill: "#FFFFFF", stroke: INK }, "", ""),
+            "missing" => cross(out, x, y, INK),
+            "withdrawn" => {
+                let _ = write!(
+                    out,
+                    "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{INK}\"/>",
+                    n(x - 6.0),
+                    n(y - 6.0)
+                );
+                cross(out, x, y, INK);
+            }
+            _ => ring(out, x, y, 7.0, FLAG_COLOR, ""),
+        });
+        items.push((format!("class=\"legend-mark\" data-mark=\"{kind}\""), sample, label.to_owned()));
+    }
+    let (mut x, mut y) = (LEFT, top + LEGEND_ROW / 2.0);
+    let mut rows = 1.0;
+    for (attrs, sample, label) in items {
+        let width = 40.0 + CHAR_WIDTH * label.chars().count() as f64;
+        if x > LEFT && x + width > WIDTH - RIGHT {
+            x = LEFT;
+            y += LEGEND_ROW;
+            rows += 1.0;
+        }
+        let _ = write!(out, "<g {attrs}>");
+        sample(&mut out, x, y);
+        text(&mut out, x + 18.0, y + 4.5, "start", "", &label);
+        out.push_str("</g>");
+        x += width;
+    }
+    out.push_str("</g>");
+    (out, rows * LEGEND_ROW)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn series(name: &str, points: &[(i32, Point)], flagged: &[i32]) -> Series {
+    const TIMES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
+
+    fn series(visit: usize, points: &[(i32, Point)], flagged: &[i32]) -> Series {
         Series {
-            name: name.into(),
-            axis: format!("{name} (unit)"),
+            visit,
             points: points.iter().copied().collect(),
             flagged: flagged.iter().copied().collect(),
+            withdrawn: BTreeSet::new(),
         }
     }
 
-    const TIMES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
+    fn visit(code: &str, baseline: bool, received: bool) -> VisitLine {
+        VisitLine { code: code.into(), title: code.into(), baseline, received, style: 0 }
+    }
 
     #[test]
     fn the_line_breaks_at_a_missing_minute() {
         let s = series(
-            "C",
+            0,
             &[
                 (0, Point::Measured(1.0)),
                 (15, Point::Measured(2.0)),
@@ -372,36 +646,52 @@ mod tests {
             ],
             &[],
         );
-        let runs = lines(&s, &TIMES, LEFT_RGB);
-        assert_eq!(runs.len(), 2, "0–15 and 60–90; 30 is missing");
+        assert_eq!(runs(&s, &TIMES).len(), 2, "0–15 and 60–90; 30 is missing");
         assert_eq!(s.missing(&TIMES).collect::<Vec<_>>(), [-10, 30, 120]);
     }
 
     #[test]
-    fn the_svg_is_one_element_with_markers_and_text_escaped() {
-        let curve = Curve {
+    fn the_y_axis_is_round_and_covers_every_visit() {
+        let panel = Panel {
+            analyte: "c_peptide".into(),
+            name: "C-peptide".into(),
+            unit: "nmol/L".into(),
+            shape: Shape::Circle,
+            series: vec![
+                series(0, &[(60, Point::Measured(0.98))], &[]),
+                series(1, &[(60, Point::Measured(0.07))], &[]),
+            ],
+        };
+        let axis = YAxis::of(&panel);
+        assert_eq!((axis.min, axis.max, axis.step), (0.0, 1.0, 0.2));
+        assert_eq!(axis.ticks().len(), 6);
+        let empty = Panel { series: Vec::new(), ..panel };
+        assert_eq!(YAxis::of(&empty).max, 1.0);
+    }
+
+    #[test]
+    fn the_svg_is_one_element_with_text_escaped_and_visits_in_the_legend() {
+        let chart = Chart {
             timepoints: TIMES.to_vec(),
-            left: Some(series("C-peptide <&>", &[(0, Point::Censored(0.01)), (15, Point::Measured(0.4))], &[15])),
-            right: Some(series("glucose", &[(0, Point::Measured(5.5))], &[30])),
+            visits: vec![visit("V0<&>", true, true), visit("V24", false, false)],
+            panels: vec![Panel {
+                analyte: "c_peptide".into(),
+                name: "C-peptide".into(),
+                unit: "nmol/L".into(),
+                shape: Shape::Circle,
+                series: vec![series(0, &[(0, Point::Censored(0.01)), (15, Point::Measured(0.4))], &[15, 30])],
+            }],
         };
-        let svg = curve_svg(&curve).unwrap();
+        let svg = chart_svg(&chart, "U01 <curves>");
         assert!(svg.starts_with("<svg "), "{}", &svg[..40]);
-        assert!(svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("C-peptide &lt;&amp;&gt;"), "labels are escaped");
-        assert!(!svg.contains("C-peptide <&>"));
+        assert!(svg.contains("V0&lt;&amp;&gt;: baseline"), "{svg}");
+        assert!(svg.contains("V24: nothing received yet"), "{svg}");
         let doc = roxmltree::Document::parse(&svg).unwrap();
-        let circles = doc.descendants().filter(|n| n.has_tag_name("circle")).collect::<Vec<_>>();
-        let rings = circles.iter().filter(|c| c.attribute("stroke") == Some(FLAG_COLOR)).count();
-        assert_eq!(rings, 3, "two flagged slots and the legend's sample");
-        let hollow = circles
-            .iter()
-            .filter(|c| c.attribute("stroke") == Some(LEFT_COLOR) && c.attribute("fill") == Some("none"))
-            .count();
-        assert_eq!(hollow, 1, "the censored C-peptide at minute 0");
-        // Five missing C-peptide minutes and six glucose ones, two lines a cross.
-        let crosses = |color: &str| {
-            doc.descendants().filter(|n| n.has_tag_name("line") && n.attribute("stroke") == Some(color)).count()
-        };
-        assert_eq!((crosses(LEFT_COLOR), crosses(RIGHT_COLOR)), (10, 12));
+        let flags = doc.descendants().filter(|n| n.attribute("class") == Some("flag")).count();
+        assert_eq!(flags, 2, "the flagged point and the held one at 30");
+        let missing = doc.descendants().filter(|n| n.attribute("class") == Some("missing")).count();
+        assert_eq!(missing, 5);
+        let hollow = doc.descendants().filter(|n| n.attribute("class") == Some("point censored")).count();
+        assert_eq!(hollow, 1);
     }
 }

@@ -17,14 +17,21 @@ fn demo(dir: &Path) -> Output {
     labfeed().arg("demo").arg("--dir").arg(dir).output().unwrap()
 }
 
-/// The AUC table's data rows (participant, visit, analyte, then the numbers), from stdout.
+/// The AUC table's data rows (participant, visit, analyte, then the numbers), from stdout:
+/// the baseline mark and the unit column left out.
 fn auc_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
         .lines()
-        .skip_while(|l| !l.starts_with("participant  visit  analyte"))
+        .skip_while(|l| !(l.starts_with("participant ") && l.contains(" analyte ") && l.contains(" unit ")))
         .skip(1)
         .take_while(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .map(|l| {
+            let mut fields: Vec<String> =
+                l.split_whitespace().filter(|f| *f != "(baseline)").map(str::to_owned).collect();
+            assert!(fields.len() > 3 && fields[3].ends_with("/L"), "a unit after the analyte: {l}");
+            fields.remove(3);
+            fields
+        })
         .collect()
 }
 

@@ -1,12 +1,13 @@
 //! `report mismatches --format html` and `report auc --format html` through
 //! the real binary: a small study is imported and ingested (ASTM and HL7),
 //! then the page is opened with an XML parser and its structure checked:
-//! sections in participant-code order, the mismatch rows, one curve per
-//! visit with its markers, and nothing that reaches outside the page.
+//! sections in participant-code order, the mismatch rows, one chart per
+//! participant with every visit on shared axes, a visit with nothing
+//! received as one line, A4 printing, and nothing that reaches outside the page.
 
 use std::path::Path;
 
-use labfeed::report::plot::{FLAG_COLOR, LEFT_COLOR, RIGHT_COLOR};
+use labfeed::report::plot::FLAG_COLOR;
 use roxmltree::{Document, Node, ParsingOptions};
 
 use crate::support::{TempStudy, text};
@@ -17,9 +18,8 @@ fn path(p: &Path) -> &str {
 
 /// Participants imported out of code order; U12 has no visit.
 const PARTICIPANTS: &str = "participant,site\nU07,Uppsala\nU12,Uppsala\nU03,Uppsala\n";
-const VISITS: &str =
-    "participant,visit,meal_start\nU07,V0,2025-03-02T08:30\nU03,V0,2025-03-02T08:30\nU07,V4,2025-09-03T08:00\n";
-
+const VISITS: &str = "participant,visit,meal_start\nU07,V0,2025-03-02T08:30\nU03,V0,2025-03-02T08:30\n\
+                      U07,V4,2025-09-03T08:00\nU03,V4,2025-09-03T08:00\n";
 /// U07 V0 from the cobas e411 (its O.8 is not a draw time, so no window
 /// check): every minute but 30, C-peptide at 0 below the LLOQ.
 fn e411_upload() -> String {
@@ -64,6 +64,33 @@ PID|1||U03^^^TRIAL^PI\r"
     t
 }
 
+/// U03 V4 from the central lab: every minute on time, C-peptide about 14
+/// times lower than at V0 (0.07 against 1.00 at 60 min), glucose normal.
+const U03_V4: [(i32, &str, &str, &str); 7] = [
+    (-10, "0750", "0.018", "95"),
+    (0, "0800", "0.021", "100"),
+    (15, "0815", "0.039", "150"),
+    (30, "0830", "0.057", "190"),
+    (60, "0900", "0.07", "170"),
+    (90, "0930", "0.064", "140"),
+    (120, "1000", "0.05", "120"),
+];
+
+fn central_lab_v4() -> String {
+    let mut t = "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20250912154500||ORU^R01^ORU_R01|C2|P|2.5.1\r\
+PID|1||U03^^^TRIAL^PI\r"
+        .to_owned();
+    for (i, (minute, at, cpep, gluc)) in U03_V4.into_iter().enumerate() {
+        t.push_str(&format!("OBR|{}|U03-V4-T{minute}^STUDY||MMTT|||20250903{at}\r", i + 1));
+        t.push_str(&format!("OBX|1|NM|1986-9^C peptide^LN||{cpep}|nmol/L|||||F\r"));
+        t.push_str(&format!("OBX|2|NM|2345-7^Glucose^LN||{gluc}|mg/dL|||||F\r"));
+    }
+    t
+}
+
+/// A long file name, to see it wrap at its separators and never mid-word.
+const LONG_NAME: &str = "central-lab_export_2025-03-12_batch-0042.hl7";
+
 fn study() -> TempStudy {
     let s = TempStudy::new(&[]);
     for (kind, name, content) in [("participants", "participants.csv", PARTICIPANTS), ("visits", "visits.csv", VISITS)]
@@ -73,8 +100,9 @@ fn study() -> TempStudy {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
     let astm = s.file("e411.astm", &e411_upload());
-    let hl7 = s.file("central.hl7", &central_lab());
-    let out = s.run(&["ingest", path(&astm), path(&hl7)]);
+    let hl7 = s.file(LONG_NAME, &central_lab());
+    let v4 = s.file("central-v4.hl7", &central_lab_v4());
+    let out = s.run(&["ingest", path(&astm), path(&hl7), path(&v4)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     s
 }
@@ -114,47 +142,51 @@ fn assert_self_contained(doc: &Document<'_>, html: &str) {
     assert!(!html.contains("https:") && !html.contains("url("), "nothing fetched from outside");
 }
 
-/// The x pixel of the x-axis tick labelled `minute` in a curve (x labels are
-/// centred on their tick; y labels are anchored at an end).
-fn tick_x(svg: Node<'_, '_>, minute: i32) -> f64 {
-    let label = minute.to_string();
-    let ticks: Vec<f64> = elements(svg, "text")
-        .filter(|t| t.attribute("text-anchor") == Some("middle") && text_of(*t).trim() == label)
-        .map(|t| t.attribute("x").unwrap().parse().unwrap())
-        .collect();
-    assert!(!ticks.is_empty(), "no tick labelled {minute}");
-    ticks[0]
+fn with_class<'a, 'i>(root: Node<'a, 'i>, tag: &'a str, class: &'a str) -> Vec<Node<'a, 'i>> {
+    elements(root, tag).filter(|n| class_is(n, class)).collect()
 }
 
-/// The centres of the crosses drawn in `color` (two lines each).
-fn crosses(svg: Node<'_, '_>, color: &str) -> Vec<f64> {
-    elements(svg, "line")
-        .filter(|l| l.attribute("stroke") == Some(color))
-        .map(|l| {
-            let x = |a: &str| -> f64 { l.attribute(a).unwrap().parse().unwrap() };
-            (x("x1") + x("x2")) / 2.0
-        })
+fn number(n: Node<'_, '_>, attr: &str) -> f64 {
+    n.attribute(attr).unwrap().parse().unwrap()
+}
+
+/// The panel of one analyte in a chart.
+fn panel<'a, 'i>(svg: Node<'a, 'i>, analyte: &str) -> Node<'a, 'i> {
+    with_class(svg, "g", "panel").into_iter().find(|p| p.attribute("data-analyte") == Some(analyte)).unwrap()
+}
+
+/// One visit's series in a panel.
+fn series<'a, 'i>(panel: Node<'a, 'i>, visit: &str) -> Option<Node<'a, 'i>> {
+    with_class(panel, "g", "series").into_iter().find(|s| s.attribute("data-visit") == Some(visit))
+}
+
+/// The minutes of a series' marks of one kind (`missing`, `flag`, …).
+fn minutes_of(series: Node<'_, '_>, class: &str) -> Vec<i32> {
+    series
+        .descendants()
+        .filter(|n| n.is_element() && class_is(n, class))
+        .map(|n| n.attribute("data-minute").unwrap().parse().unwrap())
         .collect()
 }
 
-/// The centres of the rings drawn in `color`.
-fn rings(svg: Node<'_, '_>, color: &str) -> Vec<f64> {
-    elements(svg, "circle")
-        .filter(|c| c.attribute("stroke") == Some(color) && c.attribute("fill") == Some("none"))
-        .map(|c| c.attribute("cx").unwrap().parse().unwrap())
-        .collect()
+/// The y pixel of `value` on a panel's axis, from its grid lines at 0 and at the top.
+fn y_of(panel: Node<'_, '_>, value: f64) -> f64 {
+    let grid = |label: &str| -> f64 {
+        let line = with_class(panel, "line", "y-grid").into_iter().find(|l| l.attribute("data-value") == Some(label));
+        number(line.unwrap(), "y1")
+    };
+    let top = panel.attribute("data-y-max").unwrap();
+    let max: f64 = top.parse().unwrap();
+    let (y0, y1) = (grid("0"), grid(top));
+    y0 + (y1 - y0) * value / max
 }
 
-fn first_svg<'a, 'i>(n: Node<'a, 'i>) -> Node<'a, 'i> {
-    elements(n, "svg").next().unwrap()
-}
-
-fn filled_points(svg: Node<'_, '_>, color: &str) -> usize {
-    elements(svg, "circle").filter(|c| c.attribute("fill") == Some(color)).count()
+fn groups<'a, 'i>(body: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
+    with_class(body, "section", "group")
 }
 
 #[test]
-fn the_mismatch_page_is_a_self_contained_document_grouped_by_participant_and_visit() {
+fn the_mismatch_page_has_one_chart_per_participant_and_a_table_per_visit() {
     let s = study();
     let page = s.dir.path().join("mismatches.html");
     let out = s.run(&["report", "mismatches", "--format", "html", "--output", path(&page)]);
@@ -165,16 +197,24 @@ fn the_mismatch_page_is_a_self_contained_document_grouped_by_participant_and_vis
     assert_self_contained(&doc, &html);
     let body = doc.root_element();
     assert_eq!(text_of(elements(body, "h1").next().unwrap()), "Mismatches (open) for study NCT02057211");
+    let style = text_of(elements(body, "style").next().unwrap());
+    assert!(style.contains("@page { size: A4;"), "{style}");
+    let meta = text_of(with_class(body, "p", "meta")[0]);
+    assert!(meta.ends_with("Every time on this page is in the study's time zone, Europe/Stockholm."), "{meta}");
 
-    // Sections: the unmatched row first, then participant code order (U03
-    // before U07 though imported after it), visits in store order.
-    let sections: Vec<Node> = elements(body, "section").filter(|n| class_is(n, "group")).collect();
+    // The unmatched row first, then one section per participant in code order
+    // (U03 before U07 though imported after it), visits in configuration order.
+    let participants: Vec<&str> =
+        with_class(body, "section", "participant").iter().map(|n| n.attribute("data-participant").unwrap()).collect();
+    assert_eq!(participants, ["U03", "U07"]);
     let keys: Vec<(Option<&str>, Option<&str>)> =
-        sections.iter().map(|n| (n.attribute("data-participant"), n.attribute("data-visit"))).collect();
+        groups(body).iter().map(|n| (n.attribute("data-participant"), n.attribute("data-visit"))).collect();
     assert_eq!(keys, [(None, None), (Some("U03"), Some("V0")), (Some("U07"), Some("V0")), (Some("U07"), Some("V4"))]);
-    let title = |n: &Node| text_of(elements(*n, "h2").next().unwrap());
-    assert_eq!(title(&sections[0]), "Not matched to a participant");
-    assert_eq!(title(&sections[1]), "Participant U03, visit V0 (Baseline)");
+    let sections = groups(body);
+    assert_eq!(text_of(elements(sections[0], "h2").next().unwrap()), "Not matched to a participant");
+    assert_eq!(text_of(elements(sections[1], "h3").next().unwrap()), "Visit V0 (Baseline)");
+    let meal = text_of(with_class(sections[1], "p", "meal")[0]);
+    assert_eq!(meal, "Meal start 2025-03-02 08:30 Europe/Stockholm.");
 
     // The rows: code and detail cells, escaped data shown as text.
     let rows = |n: &Node| -> Vec<(String, String)> {
@@ -192,8 +232,6 @@ fn the_mismatch_page_is_a_self_contained_document_grouped_by_participant_and_vis
     assert!(unmatched[0].1.contains("NO<B>PE"), "{unmatched:?}");
     assert_eq!(elements(body, "B").count(), 0, "the sample ID is text, not markup");
     assert!(html.contains("NO&lt;B&gt;PE"));
-    assert_eq!(elements(sections[0], "svg").count(), 0, "no curve without a visit");
-
     let u03 = rows(&sections[1]);
     let codes: Vec<&str> = u03.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(codes, ["PRETEST_GLUCOSE", "OUT_OF_WINDOW", "OUT_OF_WINDOW"], "0 glucose, 30 both: {u03:?}");
@@ -201,11 +239,35 @@ fn the_mismatch_page_is_a_self_contained_document_grouped_by_participant_and_vis
     let u07_v0 = rows(&sections[2]);
     assert_eq!(u07_v0.len(), 2, "C-peptide and glucose at minute 30: {u07_v0:?}");
     assert!(u07_v0.iter().all(|(c, d)| c == "MISSING_RESULT" && d.contains("minute 30 of visit V0")), "{u07_v0:?}");
-    let u07_v4 = rows(&sections[3]);
-    assert_eq!(u07_v4.len(), 14, "seven minutes × two analytes, nothing received");
 
-    // The summary counts by code.
-    let summary = elements(body, "table").find(|t| class_is(t, "summary")).unwrap();
+    // U07 V4: nothing received, one line instead of fourteen rows.
+    assert!(rows(&sections[3]).is_empty());
+    let nothing = with_class(sections[3], "p", "nothing");
+    assert_eq!(nothing.len(), 1);
+    assert_eq!(
+        text_of(nothing[0]),
+        "V4: nothing received yet, 14 slots (MISSING_RESULT for every minute and analyte)."
+    );
+    assert_eq!(nothing[0].attribute("data-slots"), Some("14"));
+
+    // Ten columns, to fit A4; received times are in the study zone, and the column says so.
+    let table = with_class(sections[1], "table", "mismatches")[0];
+    let head: Vec<String> = elements(table, "th").map(text_of).collect();
+    assert_eq!(head.len(), 9, "{head:?}");
+    assert_eq!(head[7], "from (received, Europe/Stockholm)");
+    let received = with_class(table, "span", "received");
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|td| text_of(*td).ends_with(" Europe/Stockholm")), "{received:?}");
+    // The long file name may wrap after its separators, never inside a word.
+    let source = with_class(table, "span", "source")[0];
+    assert!(text_of(source).ends_with(LONG_NAME), "{}", text_of(source));
+    assert!(elements(source, "wbr").count() >= 6, "{source:?}");
+    for piece in source.children().filter(|c| c.is_text()).filter_map(|c| c.text()) {
+        assert!(piece.ends_with(['/', '_', '-', '.', ':']) || LONG_NAME.ends_with(piece), "split mid-word: {piece:?}");
+    }
+
+    // The summary counts by code: MISSING_RESULT still one per slot.
+    let summary = with_class(body, "table", "summary")[0];
     let counts: Vec<(String, String)> = elements(summary, "tr")
         .filter_map(|tr| {
             let cells: Vec<String> = elements(tr, "td").map(text_of).collect();
@@ -217,48 +279,136 @@ fn the_mismatch_page_is_a_self_contained_document_grouped_by_participant_and_vis
     assert_eq!(count("OUT_OF_WINDOW"), Some("2"));
     assert_eq!(count("UNKNOWN_SAMPLE"), Some("1"));
 
-    // One curve per visit section, with its markers.
-    for n in &sections[1..] {
-        assert_eq!(elements(*n, "svg").count(), 1, "{:?}", n.attribute("data-visit"));
-    }
-    // U03 V0: every point measured; the out-of-window values at 30 and the
-    // pretest glucose at 0 are ringed.
-    let u03_svg = first_svg(sections[1]);
-    assert_eq!(filled_points(u03_svg, LEFT_COLOR), 7 + 1, "seven points and the legend's");
-    assert_eq!(filled_points(u03_svg, RIGHT_COLOR), 7 + 1);
-    assert!(crosses(u03_svg, LEFT_COLOR).is_empty() && crosses(u03_svg, RIGHT_COLOR).is_empty());
-    let flagged = rings(u03_svg, FLAG_COLOR);
-    for minute in [0, 30] {
-        assert!(flagged.contains(&tick_x(u03_svg, minute)), "ring at minute {minute}: {flagged:?}");
-    }
-    assert_eq!(flagged.len(), 3 + 1, "three flagged points and the legend's sample");
-    // U07 V0: minute 30 is missing for both analytes, marked on the axis;
-    // the BLQ C-peptide at 0 is a hollow marker.
-    let u07_svg = first_svg(sections[2]);
-    let x30 = tick_x(u07_svg, 30);
-    assert_eq!(crosses(u07_svg, LEFT_COLOR), [x30, x30], "one C-peptide cross, at minute 30");
-    assert_eq!(crosses(u07_svg, RIGHT_COLOR), [x30, x30], "one glucose cross, at minute 30");
-    assert_eq!(rings(u07_svg, LEFT_COLOR), [tick_x(u07_svg, 0)], "the censored C-peptide at 0");
-    let caption = elements(sections[2], "figcaption").next().unwrap();
-    let missing: Vec<(&str, &str)> = elements(caption, "span")
-        .filter(|s| class_is(s, "missing"))
-        .map(|s| (s.attribute("data-series").unwrap(), s.attribute("data-minutes").unwrap()))
+    // One chart per participant, none for the unmatched rows.
+    assert_eq!(elements(sections[0], "svg").count(), 0, "no curve without a participant");
+    let charts: Vec<Node> = with_class(body, "section", "participant")
+        .iter()
+        .map(|p| {
+            let svgs: Vec<Node> = elements(*p, "svg").collect();
+            assert_eq!(svgs.len(), 1, "{:?}", p.attribute("data-participant"));
+            svgs[0]
+        })
         .collect();
-    assert_eq!(missing, [("C-peptide", "30"), ("glucose", "30")]);
-    assert!(text_of(caption).contains("C-peptide censored at 0 min."), "{}", text_of(caption));
-    // U07 V4: nothing received, every minute crossed.
-    assert_eq!(crosses(first_svg(sections[3]), LEFT_COLOR).len(), 2 * 7);
+
+    // U03: V0 and V4 on the same axes. C-peptide circles, glucose squares.
+    let cpep = panel(charts[0], "c_peptide");
+    let gluc = panel(charts[0], "glucose");
+    assert_eq!((cpep.attribute("data-shape"), gluc.attribute("data-shape")), (Some("circle"), Some("square")));
+    assert_eq!(cpep.attribute("data-unit"), Some("nmol/L"));
+    assert_eq!(gluc.attribute("data-unit"), Some("mmol/L"));
+    assert!(text_of(with_class(cpep, "text", "panel-title")[0]).starts_with("C-peptide (nmol/L)"));
+    for (p, shape) in [(cpep, "circle"), (gluc, "rect")] {
+        for visit in ["V0", "V4"] {
+            let s = series(p, visit).unwrap_or_else(|| panic!("no {visit} series"));
+            let points: Vec<Node> = s.descendants().filter(|n| class_is(n, "point")).collect();
+            assert_eq!(points.len(), 7, "{visit}");
+            assert!(points.iter().all(|n| n.tag_name().name() == shape), "{visit}: {shape}");
+        }
+    }
+    // One y range for both visits: 0 to 1 nmol/L, and each point where that axis puts it.
+    assert_eq!((cpep.attribute("data-y-min"), cpep.attribute("data-y-max")), (Some("0"), Some("1")));
+    for (visit, value) in [("V0", 1.0), ("V4", 0.07)] {
+        let at60 = series(cpep, visit)
+            .unwrap()
+            .descendants()
+            .find(|n| class_is(n, "point") && n.attribute("data-minute") == Some("60"))
+            .unwrap();
+        assert!((number(at60, "cy") - y_of(cpep, value)).abs() < 1.0, "{visit} at 60 on the shared axis");
+    }
+    // The baseline visit is named in the legend; visits differ by line style too.
+    let legend: Vec<(String, Option<&str>)> = with_class(charts[0], "g", "legend-visit")
+        .iter()
+        .map(|g| (text_of(*g), g.attribute("data-baseline")))
+        .collect();
+    assert_eq!(
+        legend,
+        [("V0 (Baseline): baseline".to_owned(), Some("true")), ("V4 (2 years)".to_owned(), Some("false"))]
+    );
+    let dashes: Vec<&str> =
+        ["V0", "V4"].iter().map(|v| series(cpep, v).unwrap().attribute("stroke-dasharray").unwrap()).collect();
+    assert_ne!(dashes[0], dashes[1]);
+    // Flags: the pretest glucose at 0 and both out-of-window values at 30, on V0.
+    assert_eq!(minutes_of(series(cpep, "V0").unwrap(), "flag"), [30]);
+    assert_eq!(minutes_of(series(gluc, "V0").unwrap(), "flag"), [0, 30]);
+    assert!(with_class(charts[0], "circle", "flag").iter().all(|c| c.attribute("stroke") == Some(FLAG_COLOR)));
+
+    // U07: V0 lacks minute 30 (a cross in each panel), its BLQ C-peptide at 0
+    // is hollow; V4 has nothing and draws nothing, and says so.
+    let cpep = panel(charts[1], "c_peptide");
+    let v0 = series(cpep, "V0").unwrap();
+    assert_eq!(minutes_of(v0, "missing"), [30]);
+    assert_eq!(minutes_of(series(panel(charts[1], "glucose"), "V0").unwrap(), "missing"), [30]);
+    assert_eq!(minutes_of(v0, "censored"), [0]);
+    assert!(series(cpep, "V4").is_none(), "no empty series for V4");
+    let v4 = with_class(charts[1], "g", "legend-visit").into_iter().find(|g| g.attribute("data-visit") == Some("V4"));
+    assert_eq!(text_of(v4.unwrap()), "V4 (2 years): nothing received yet");
+    let caption = elements(with_class(body, "section", "participant")[1], "figcaption").next().unwrap();
+    assert!(text_of(caption).contains("V4 (2 years): nothing received yet."), "{}", text_of(caption));
+    assert!(text_of(caption).contains("V0 C-peptide censored at 0 min."), "{}", text_of(caption));
 
     // Standard output works too, and says the same.
     let out = s.run(&["report", "mismatches", "--format", "html"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let again = parse(&stdout);
-    assert_eq!(elements(again.root_element(), "section").filter(|n| class_is(n, "group")).count(), 4);
+    assert_eq!(groups(again.root_element()).len(), 4);
 }
 
 #[test]
-fn the_auc_page_has_a_table_and_a_curve_per_visit_in_participant_code_order() {
+fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
+    let s = study();
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let late = csv
+        .lines()
+        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{csv}"))
+        .to_owned();
+    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let out = s.run(&["report", "mismatches", "--format", "html", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let html = String::from_utf8(out.stdout).unwrap();
+    let doc = parse(&html);
+    let body = doc.root_element();
+    let row = elements(body, "tr")
+        .find(|tr| elements(*tr, "td").any(|td| class_is(&td, "id") && text_of(td) == late))
+        .unwrap();
+    let cell = |class: &str| text_of(elements(row, "td").find(|td| class_is(td, class)).unwrap());
+    let span = |class: &str| text_of(elements(row, "span").find(|s| class_is(s, class)).unwrap());
+    assert_eq!(span("effect"), "rejected: withdrawn from its slot");
+    assert_eq!(span("state"), "resolved");
+    assert!(cell("resolution").starts_with("reject by dm at "), "{}", cell("resolution"));
+    assert!(cell("resolution").ends_with(" Europe/Stockholm: drawn late"), "{}", cell("resolution"));
+    // On the chart the slot is empty now, marked as withdrawn, and no longer flagged.
+    let svg = elements(with_class(body, "section", "participant")[0], "svg").next().unwrap();
+    let v0 = series(panel(svg, "c_peptide"), "V0").unwrap();
+    assert_eq!(minutes_of(v0, "withdrawn"), [30]);
+    assert!(!minutes_of(v0, "point").contains(&30));
+    assert!(minutes_of(v0, "flag").is_empty());
+
+    // So does the AUC page's chart.
+    let out = s.run(&["report", "auc", "--format", "html"]);
+    let html = String::from_utf8(out.stdout).unwrap();
+    let doc = parse(&html);
+    let svg = elements(with_class(doc.root_element(), "section", "participant")[0], "svg").next().unwrap();
+    let v0 = series(panel(svg, "c_peptide"), "V0").unwrap();
+    assert_eq!(minutes_of(v0, "withdrawn"), [30]);
+    assert!(minutes_of(v0, "missing").is_empty());
+
+    // The text says the same.
+    let out = s.run(&["report", "mismatches", "--all"]);
+    let report = String::from_utf8(out.stdout).unwrap();
+    let decision = format!("#{late} OUT_OF_WINDOW");
+    let at = report.find(&decision).unwrap_or_else(|| panic!("{report}"));
+    let next = report[at..].lines().nth(1).unwrap();
+    assert!(next.contains("; now rejected: withdrawn from its slot: drawn late"), "{next}");
+}
+
+#[test]
+fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
     let s = study();
     let page = s.dir.path().join("auc.html");
     let out = s.run(&["report", "auc", "--format", "html", "--output", path(&page)]);
@@ -268,19 +418,18 @@ fn the_auc_page_has_a_table_and_a_curve_per_visit_in_participant_code_order() {
     assert_self_contained(&doc, &html);
     let body = doc.root_element();
 
-    let participants: Vec<&str> = elements(body, "section")
-        .filter(|n| class_is(n, "participant"))
-        .map(|n| n.attribute("data-participant").unwrap())
-        .collect();
+    let sections = with_class(body, "section", "participant");
+    let participants: Vec<&str> = sections.iter().map(|n| n.attribute("data-participant").unwrap()).collect();
     assert_eq!(participants, ["U03", "U07"]);
-    let visits: Vec<(&str, &str)> = elements(body, "section")
-        .filter(|n| class_is(n, "visit"))
-        .map(|n| (n.attribute("data-participant").unwrap(), n.attribute("data-visit").unwrap()))
-        .collect();
-    assert_eq!(visits, [("U03", "V0"), ("U07", "V0")], "only visits with results have AUC rows");
-    for n in elements(body, "section").filter(|n| class_is(n, "visit")) {
-        assert_eq!(elements(n, "svg").count(), 1);
+    for n in &sections {
+        assert_eq!(elements(*n, "svg").count(), 1, "one chart per participant");
     }
+    let svg = elements(sections[0], "svg").next().unwrap();
+    let cpep = panel(svg, "c_peptide");
+    assert!(series(cpep, "V0").is_some() && series(cpep, "V4").is_some(), "U03's visits share one chart");
+    assert_eq!(cpep.attribute("data-y-max"), Some("1"));
+    let flags: usize = with_class(svg, "circle", "flag").len();
+    assert_eq!(flags, 3, "the out-of-window and pretest points");
 
     // The settings the numbers depend on.
     let settings = text_of(elements(body, "dl").next().unwrap());
@@ -289,22 +438,28 @@ fn the_auc_page_has_a_table_and_a_curve_per_visit_in_participant_code_order() {
     assert!(settings.contains("none: a missing point gives no AUC"), "{settings}");
     assert!(settings.contains("V0 (Baseline)"), "{settings}");
 
-    // The table: SPEC §5 fields, the baseline visit marked.
-    let table: Vec<Vec<String>> = elements(body, "table")
-        .filter(|t| class_is(t, "auc"))
+    // The table: SPEC §5 fields with units, the baseline visit marked.
+    let head: Vec<String> = elements(with_class(body, "table", "auc")[0], "th").map(text_of).collect();
+    assert_eq!(head[3..6], ["unit", "auc (unit·min)", "auc_mean (unit)"]);
+    let table: Vec<Vec<String>> = with_class(body, "table", "auc")
+        .into_iter()
         .flat_map(|t| elements(t, "tbody").flat_map(|b| elements(b, "tr")).collect::<Vec<_>>())
         .map(|tr| elements(tr, "td").map(text_of).collect())
         .collect();
     let keys: Vec<String> = table.iter().map(|r| format!("{} {} {}", r[0], r[1], r[2])).collect();
     assert_eq!(
         keys,
-        ["U03 V0baseline c_peptide", "U03 V0baseline glucose", "U07 V0baseline c_peptide", "U07 V0baseline glucose"]
+        [
+            "U03 V0baseline c_peptide",
+            "U03 V0baseline glucose",
+            "U03 V4 c_peptide",
+            "U03 V4 glucose",
+            "U07 V0baseline c_peptide",
+            "U07 V0baseline glucose"
+        ]
     );
     // 7.5·0.30 + 15·0.55 + 22.5·0.80 + 30·1.00 + 30·0.90 + 15·0.70 = 96, mean 0.8.
     assert_eq!(&table[0][3..10], ["nmol/L", "96", "0.8", "0.587786664902", "6", "yes", ""]);
     // U07 V0 lacks minute 30: no AUC with missing = "none".
-    assert_eq!(&table[2][3..11], ["nmol/L", "", "", "", "5", "no", "30", ""]);
-    let u03 = elements(body, "section").find(|n| class_is(n, "visit")).unwrap();
-    let svg = elements(u03, "svg").next().unwrap();
-    assert_eq!(rings(svg, FLAG_COLOR).len(), 3 + 1, "the out-of-window and pretest points, and the legend's");
+    assert_eq!(&table[4][3..11], ["nmol/L", "", "", "", "5", "no", "30", ""]);
 }

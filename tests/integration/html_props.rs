@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use labfeed::report::html::{Snapshot, write_auc_html, write_mismatches_html};
+use labfeed::report::html::{Marks, Snapshot, write_auc_html, write_mismatches_html};
 use labfeed::report::{MismatchTextOptions, ReviewRow, review_rows};
 use labfeed::store::{
     MismatchCode, MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction,
@@ -277,6 +277,10 @@ fn assert_self_contained(html: &str, doc: &Document<'_>) {
         }
         assert!(n.attributes().all(|a| !a.name().to_ascii_lowercase().starts_with("on")), "an event handler");
     }
+    // Every id once, so the contents' links lead to one place.
+    let ids: Vec<&str> = doc.descendants().filter_map(|n| n.attribute("id")).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a repeated id: {ids:?}");
 }
 
 /// `V0 (Baseline)` for a configured visit, else the code, as the page titles it.
@@ -315,7 +319,13 @@ proptest! {
         let config = config();
         let rows = review_rows(&stored, &missing);
         let (results, visits) = snapshot_of(&rows);
-        let options = MismatchTextOptions { study: &study, generated_at: at(), include_resolved: all };
+        let options = MismatchTextOptions {
+            study: &study,
+            generated_at: at(),
+            include_resolved: all,
+            timezone: &config.study.timezone,
+            scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
+        };
         let mut out = Vec::new();
         write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, &config, &options)
             .unwrap();
@@ -366,7 +376,9 @@ proptest! {
         }
 
         // One section per run of rows with the same participant and visit,
-        // titled and keyed with those codes.
+        // keyed with those codes and titled with the visit (or, without a
+        // participant, saying so); one section per participant, titled with
+        // its code, with one chart when some visit of it has results.
         let mut expected: Vec<(Option<&str>, Option<&str>)> = Vec::new();
         for row in &rows {
             let key = (row.participant(), row.visit());
@@ -382,15 +394,33 @@ proptest! {
         for (section, (p, v)) in sections.iter().zip(&expected) {
             prop_assert_eq!(attr(*section, "data-participant"), p.map(visible_attr));
             prop_assert_eq!(attr(*section, "data-visit"), v.map(visible_attr));
-            let h2 = section.descendants().find(|n| n.has_tag_name("h2")).map(text_of);
+            let heading = section.descendants().find(|n| n.has_tag_name("h2") || n.has_tag_name("h3")).map(text_of);
             let title = match (p, v) {
-                (Some(p), Some(v)) => format!("Participant {p}, visit {}", visit_title(&config, v)),
-                (Some(p), None) => format!("Participant {p}, visit not known"),
+                (Some(_), Some(v)) => format!("Visit {}", visit_title(&config, v)),
+                (Some(_), None) => "Visit not known".to_owned(),
                 (None, _) => "Not matched to a participant".to_owned(),
             };
-            prop_assert_eq!(h2, Some(visible(&title)));
+            prop_assert_eq!(heading, Some(visible(&title)));
+        }
+        let mut participants: Vec<(&str, bool)> = Vec::new();
+        for (p, v) in expected.iter() {
+            let Some(p) = p else { continue };
+            match participants.last_mut() {
+                Some((last, with_visit)) if last == p => *with_visit |= v.is_some(),
+                _ => participants.push((p, v.is_some())),
+            }
+        }
+        let of_participant: Vec<Node<'_, '_>> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("section") && n.attribute("class") == Some("participant"))
+            .collect();
+        prop_assert_eq!(of_participant.len(), participants.len());
+        for (section, (p, with_visit)) in of_participant.iter().zip(&participants) {
+            prop_assert_eq!(attr(*section, "data-participant"), Some(visible_attr(p)));
+            let h2 = section.descendants().find(|n| n.has_tag_name("h2")).map(text_of);
+            prop_assert_eq!(h2, Some(visible(&format!("Participant {p}"))));
             let curves = section.descendants().filter(|n| n.tag_name().name() == "svg").count();
-            prop_assert_eq!(curves, usize::from(p.is_some() && v.is_some()));
+            prop_assert_eq!(curves, usize::from(*with_visit));
         }
     }
 
@@ -415,7 +445,8 @@ proptest! {
         let visits: Vec<Visit> = Vec::new();
         let rows = labfeed::study::auc::compute(&config, &results);
         let mut out = Vec::new();
-        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, &flagged, &config, at())
+        let marks = Marks { flagged: &flagged, withdrawn: &BTreeSet::new() };
+        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, marks, &config, at())
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);
@@ -433,16 +464,15 @@ proptest! {
             .collect();
         prop_assert_eq!(shown_visits, rows.iter().map(|r| visible(&r.visit)).collect::<Vec<_>>());
 
-        // A section per participant, a curve per visit, titled with the codes.
-        let mut expected: Vec<(&str, Vec<&str>)> = Vec::new();
+        // A section per participant titled with its code, and one chart in it
+        // with a series for each of its visits in each analyte's panel.
+        let mut expected: Vec<(&str, BTreeSet<&str>)> = Vec::new();
         for r in &rows {
             match expected.last_mut() {
                 Some((p, visits)) if *p == r.participant => {
-                    if !visits.contains(&r.visit.as_str()) {
-                        visits.push(&r.visit);
-                    }
+                    visits.insert(&r.visit);
                 }
-                _ => expected.push((&r.participant, vec![&r.visit])),
+                _ => expected.push((&r.participant, BTreeSet::from([r.visit.as_str()]))),
             }
         }
         let sections: Vec<Node<'_, '_>> = doc
@@ -454,16 +484,24 @@ proptest! {
             prop_assert_eq!(attr(*section, "data-participant"), Some(visible_attr(p)));
             let h2 = section.descendants().find(|n| n.has_tag_name("h2")).map(text_of);
             prop_assert_eq!(h2, Some(visible(&format!("Participant {p}"))));
-            let of_visit: Vec<Node<'_, '_>> = section
+            prop_assert_eq!(section.descendants().filter(|n| n.tag_name().name() == "svg").count(), 1);
+            let wanted: BTreeSet<String> = visits.iter().map(|v| visible_attr(v)).collect();
+            for panel in section.descendants().filter(|n| n.attribute("class") == Some("panel")) {
+                let drawn: BTreeSet<String> = panel
+                    .descendants()
+                    .filter(|n| n.attribute("class") == Some("series"))
+                    .filter_map(|n| attr(n, "data-visit"))
+                    .collect();
+                prop_assert_eq!(&drawn, &wanted);
+            }
+            let legend: Vec<String> = section
                 .descendants()
-                .filter(|n| n.has_tag_name("section") && n.attribute("class") == Some("visit"))
+                .filter(|n| n.attribute("class") == Some("legend-visit"))
+                .map(text_of)
                 .collect();
-            prop_assert_eq!(of_visit.len(), visits.len());
-            for (node, v) in of_visit.iter().zip(visits) {
-                prop_assert_eq!(attr(*node, "data-visit"), Some(visible_attr(v)));
-                let h3 = node.descendants().find(|n| n.has_tag_name("h3")).map(text_of);
-                prop_assert_eq!(h3, Some(visible(&format!("Visit {}", visit_title(&config, v)))));
-                prop_assert_eq!(node.descendants().filter(|n| n.tag_name().name() == "svg").count(), 1);
+            for v in visits {
+                let title = visible(&visit_title(&config, v));
+                prop_assert!(legend.iter().any(|l| l.starts_with(&title)), "{legend:?} {title:?}");
             }
         }
     }

@@ -710,6 +710,7 @@ fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("Mismatches (open) for study NCT02057211, as of 20"), "{text}");
+    assert!(lines[0].ends_with(" Europe/Stockholm"), "one zone, named: {text}");
     assert_eq!(
         lines[1..],
         [
@@ -718,13 +719,13 @@ fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
             &format!(
                 "  #{unknown} UNKNOWN_SAMPLE  sample X99, test CPEP, reported 0.52 nmol/L: \
                  X99 is not in the sample manifest, nor does it match the pattern \
-                 [serial:/dev/ttyUSB0, cobas-e411, received 2026-03-02T09:15:00Z]"
+                 [serial:/dev/ttyUSB0, cobas-e411, received 2026-03-02 10:15:00 Europe/Stockholm]"
             ),
             "",
             "Participant U02, visit V0",
             &format!(
                 "  #{window} OUT_OF_WINDOW  no sample ID, minute 0, c_peptide: \
-                 collected 9 min after the nominal time [serial:/dev/ttyUSB0, received 2026-03-02T09:15:00Z]"
+                 collected 9 min after the nominal time [serial:/dev/ttyUSB0, received 2026-03-02 10:15:00 Europe/Stockholm]"
             ),
             "",
             "2 open mismatches",
@@ -746,7 +747,8 @@ fn report_mismatches_text_groups_by_participant_and_visit_and_counts() {
         "{text}"
     );
     assert!(text.contains("\n      resolved (reject) by A. Manager at 20"), "{text}");
-    assert!(text.contains(": haemolysed\n"), "{text}");
+    // What the value is now, not as it was at ingest; the time in the study zone.
+    assert!(text.contains(" Europe/Stockholm; now rejected: kept out: haemolysed\n"), "{text}");
     assert!(text.ends_with("\n3 mismatches: 2 open, 1 resolved\n"), "{text}");
 }
 
@@ -815,4 +817,146 @@ fn results_ingested_by_the_pipeline_are_exported_and_its_mismatches_reported() {
     // The same file again is a duplicate: the export does not change.
     assert_exit(&s.run(&["ingest", "run.astm"]), 0);
     assert_eq!(stdout(&s.run(&["export", "results"])), export);
+}
+
+/// The scheduled minutes of the example configuration, as in samples.
+const MINUTES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
+
+/// An HL7 result file for one participant's visit: every minute, C-peptide
+/// `cpep[i]` nmol/L and glucose 100 mg/dL, drawn on time after `meal` (HHMM).
+fn visit_file(participant: &str, visit: &str, day: &str, meal_minutes: i32, cpep: &[f64; 7]) -> String {
+    let mut t = format!(
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|{day}1545||ORU^R01^ORU_R01|{participant}{visit}|P|2.5.1\r\
+         PID|1||{participant}^^^TRIAL^PI\r"
+    );
+    for (i, (minute, value)) in MINUTES.iter().zip(cpep).enumerate() {
+        let at = meal_minutes + minute;
+        let clock = format!("{:02}{:02}", at / 60, at % 60);
+        t.push_str(&format!("OBR|{}|{participant}-{visit}-T{minute}^STUDY||MMTT|||{day}{clock}\r", i + 1));
+        t.push_str(&format!("OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||F\r"));
+        t.push_str("OBX|2|NM|2345-7^Glucose^LN||100|mg/dL|||||F\r");
+    }
+    t
+}
+
+/// U01 with a complete baseline and a complete two-year visit; U02 with a
+/// complete baseline and a two-year visit that nothing has arrived for.
+fn two_visit_study() -> Study {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "participants.csv", PARTICIPANTS), 0);
+    let visits = "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU01,V4,2026-09-01T08:00\n\
+                  U02,V0,2026-03-03T08:30\nU02,V4,2026-09-02T08:00\n";
+    assert_exit(&s.import("visits", "visits.csv", visits), 0);
+    let baseline = [0.25, 0.3, 0.55, 0.8, 1.0, 0.9, 0.7];
+    let follow_up = baseline.map(|v| v / 14.0);
+    s.file("u01-v0.hl7", &visit_file("U01", "V0", "20260302", 8 * 60 + 30, &baseline));
+    s.file("u01-v4.hl7", &visit_file("U01", "V4", "20260901", 8 * 60, &follow_up));
+    s.file("u02-v0.hl7", &visit_file("U02", "V0", "20260303", 8 * 60 + 30, &baseline));
+    let out = s.run(&["ingest", "u01-v0.hl7", "u01-v4.hl7", "u02-v0.hl7"]);
+    assert_exit(&out, 0);
+    s
+}
+
+#[test]
+fn a_visit_with_nothing_received_is_one_line_in_the_text_and_a_row_per_slot_in_the_csv() {
+    let s = two_visit_study();
+    let out = s.run(&["report", "mismatches"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let title = lines.iter().position(|l| *l == "Participant U02, visit V4").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(lines[title + 1], "  -- MISSING_RESULT  V4: nothing received yet, 14 slots", "{text}");
+    assert_eq!(lines[title + 2], "", "one line, not fourteen: {text}");
+    assert_eq!(text.matches("MISSING_RESULT").count(), 1, "{text}");
+    // The count still counts every open slot.
+    assert!(text.ends_with("\n14 open mismatches\n"), "{text}");
+    // The CSV keeps one row per slot (SPEC §6).
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let rows = csv_rows(&stdout(&out));
+    let v4: Vec<_> = rows.iter().filter(|r| r[1] == "MISSING_RESULT" && r[3] == "U02" && r[4] == "V4").collect();
+    assert_eq!(v4.len(), 14, "{rows:?}");
+}
+
+#[test]
+fn a_partly_received_visit_lists_each_missing_slot_and_counts_in_the_singular() {
+    let s = two_visit_study();
+    // One result of U02 V4 arrives: 13 slots stay missing, listed one by one.
+    let mut one = visit_file("U02", "V4", "20260902", 8 * 60, &[0.02; 7]);
+    let cut = one.find("OBR|2|").unwrap();
+    one.truncate(cut);
+    let cut = one.find("OBX|2|").unwrap();
+    one.truncate(cut);
+    s.file("u02-v4.hl7", &one);
+    assert_exit(&s.run(&["ingest", "u02-v4.hl7"]), 0);
+    let text = stdout(&s.run(&["report", "mismatches"]));
+    assert!(!text.contains("nothing received yet"), "{text}");
+    assert_eq!(text.matches("  -- MISSING_RESULT  minute ").count(), 13, "{text}");
+    // The meal start names its zone, as every time on a line does.
+    assert!(
+        text.contains("\n  -- MISSING_RESULT  minute 120, glucose: no accepted result (meal start 2026-09-02 08:00 Europe/Stockholm)\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\n13 open mismatches\n"), "{text}");
+}
+
+#[test]
+fn the_auc_text_table_has_units_and_marks_the_baseline_visit() {
+    let s = two_visit_study();
+    let out = s.run(&["report", "auc"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("MMTT AUC for study NCT02057211, as of 20"), "{text}");
+    assert!(lines[0].ends_with(" Europe/Stockholm"), "{text}");
+    assert_eq!(lines[1], "Baseline visit V0: delta_auc_mean is a visit's auc_mean minus V0's.", "{text}");
+    let header = lines.iter().find(|l| l.starts_with("participant")).unwrap();
+    let columns: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        columns,
+        [
+            "participant",
+            "visit",
+            "analyte",
+            "unit",
+            "auc (unit·min)",
+            "auc_mean (unit)",
+            "ln_auc_mean_plus_1",
+            "points",
+            "complete",
+            "missing_minutes",
+            "delta_auc_mean (unit)"
+        ],
+        "{text}"
+    );
+    let row = |prefix: &str| -> Vec<String> {
+        let line = lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {text}"));
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    let base = row("U01          V0 (baseline)  c_peptide");
+    assert_eq!(base[..5], ["U01", "V0 (baseline)", "c_peptide", "nmol/L", "96"], "{text}");
+    let glucose = row("U01          V0 (baseline)  glucose");
+    assert_eq!(glucose[3], "mmol/L", "{text}");
+    let follow = row("U01          V4             c_peptide");
+    assert_eq!(follow[1], "V4", "not marked: {text}");
+    assert!(text.ends_with("\n6 AUC rows\n"), "{text}");
+}
+
+#[test]
+fn one_of_a_kind_is_said_in_the_singular() {
+    let s = two_visit_study();
+    // U02 V4 arrives complete but for glucose at 120: one open mismatch, one slot.
+    let mut file = visit_file("U02", "V4", "20260902", 8 * 60, &[0.02; 7]);
+    let last = file.rfind("OBX|2|").unwrap();
+    file.truncate(last);
+    s.file("u02-v4.hl7", &file);
+    assert_exit(&s.run(&["ingest", "u02-v4.hl7"]), 0);
+    let out = s.run(&["report", "mismatches", "--output", "m.txt"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).ends_with("m.txt: 1 open mismatch\n"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(s.dir.path().join("m.txt")).unwrap();
+    assert!(text.ends_with("\n1 open mismatch\n"), "{text}");
+    let out = s.run(&["report", "mismatches", "--format", "html"]);
+    let html = stdout(&out);
+    assert!(html.contains(". 1 open mismatch. "), "{html}");
+    assert!(html.contains("Participant U02</a> (1 row)") || !html.contains("<nav>"), "{html}");
 }
