@@ -142,6 +142,8 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
                 }
             }
         }
+        // New visits (and meal starts) get their MISSING_RESULT ids in the same transaction.
+        crate::ingest::allocate_missing_slot_ids(tx, &config)?;
         Ok::<_, Failure>(counts)
     });
     match result {
