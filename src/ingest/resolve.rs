@@ -698,9 +698,11 @@ fn reopen(
         }
     }
     for (slot, written) in &per_slot {
-        let last = written.iter().map(|r| r.id).max();
+        // Unchanged since: the slot still says what the decision left there
+        // (the same version, or a later one that put the same back).
+        let last = written.last();
         let latest = tx.latest_version(slot)?;
-        if let Some(latest) = latest.filter(|l| Some(l.id) != last) {
+        if let Some(latest) = latest.filter(|l| !last.is_some_and(|w| same_state(w, l))) {
             return Err(refuse(format!(
                 "{} has changed since this decision (version {}: {}); reopen or resolve that change first",
                 slot_words(slot),
@@ -792,6 +794,18 @@ fn reopen(
         false => format!("reopened ({} undone): {}{held}", decision.action, summary.join("; ")),
     };
     Ok(resolved)
+}
+
+/// Two versions of a slot leave it in the same state: the same value from the
+/// same observation, or both withdrawn.
+fn same_state(a: &ResultRow, b: &ResultRow) -> bool {
+    a.id == b.id
+        || (a.withdrawn && b.withdrawn)
+        || (!a.withdrawn
+            && !b.withdrawn
+            && a.observation_id == b.observation_id
+            && a.value.to_bits() == b.value.to_bits()
+            && a.comparator == b.comparator)
 }
 
 fn slot_of(a: &Assessment) -> Option<Slot> {

@@ -2,22 +2,51 @@
 //!
 //! The stored mismatches and the computed MISSING_RESULT rows are merged into
 //! one list of [`ReviewRow`]s in the store's neutral order (participant code,
-//! visit, minute, analyte).
+//! visit, minute, analyte). A MISSING_RESULT row carries its slot's id (the
+//! same while the slot stays empty) and, once marked not done, that mark.
+//! Every row's decisions over time (decide, reopen, decide again) come as a
+//! [`History`], shown under the row in text and in extra CSV columns.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::ops::Deref;
 
 use crate::report::format::utc_time;
-use crate::store::MismatchReport;
+use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
 use crate::study::missing::MissingResult;
 
-/// The code of a computed missing-result row (never stored).
+/// The code of a MISSING_RESULT row.
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
+
+/// Every resolution row (decisions, reopens, automatic closings) of each
+/// mismatch that has one, oldest first.
+pub type History = BTreeMap<MismatchId, Vec<ResolutionRow>>;
 
 /// One line of the review list: a stored mismatch or a missing result.
 #[derive(Debug, Clone, Copy)]
 pub enum ReviewRow<'a> {
     Stored(&'a MismatchReport),
-    Missing(&'a MissingResult),
+    Missing(MissingRow<'a>),
+}
+
+/// A missing (or not-done) scheduled result with its slot's id. Derefs to
+/// the [`MissingResult`] it is about.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingRow<'a> {
+    pub missing: &'a MissingResult,
+    /// `None` when no writer has allocated the slot's id yet (a database no
+    /// labfeed write has touched since the visit or the schedule changed).
+    pub id: Option<MismatchId>,
+    /// Set when a data manager marked it not done: the row is resolved.
+    pub not_done: Option<&'a NotDoneMark>,
+}
+
+impl Deref for MissingRow<'_> {
+    type Target = MissingResult;
+
+    fn deref(&self) -> &MissingResult {
+        self.missing
+    }
 }
 
 impl ReviewRow<'_> {
@@ -50,20 +79,43 @@ impl ReviewRow<'_> {
         self.key().1
     }
 
-    /// Open until resolved; a missing result is open until it arrives.
+    /// Open until resolved (a reopen opens it again); a missing result is
+    /// open until it arrives or is marked not done.
     pub fn is_open(&self) -> bool {
         match self {
             ReviewRow::Stored(r) => r.mismatch.resolution.is_none(),
-            ReviewRow::Missing(_) => true,
+            ReviewRow::Missing(m) => m.not_done.is_none(),
+        }
+    }
+
+    /// The id `resolve` takes, if the row has one.
+    pub fn id(&self) -> Option<MismatchId> {
+        match self {
+            ReviewRow::Stored(r) => Some(r.mismatch.id),
+            ReviewRow::Missing(m) => m.id,
         }
     }
 }
 
 /// Merge stored mismatches (already in report order) and missing results
 /// into one list in report order; at equal keys stored rows come first.
+/// The missing rows have no ids here (see [`review_rows_with_ids`]).
 pub fn review_rows<'a>(stored: &'a [MismatchReport], missing: &'a [MissingResult]) -> Vec<ReviewRow<'a>> {
+    review_rows_with_ids(stored, missing, &[], &BTreeMap::new())
+}
+
+/// [`review_rows`] with the MISSING_RESULT ids (`ids`, by slot) and the
+/// slots marked not done (listed as resolved; pass none for the open list).
+pub fn review_rows_with_ids<'a>(
+    stored: &'a [MismatchReport],
+    missing: &'a [MissingResult],
+    not_done: &'a [(MissingResult, NotDoneMark)],
+    ids: &BTreeMap<Slot, MismatchId>,
+) -> Vec<ReviewRow<'a>> {
+    let open = missing.iter().map(|m| MissingRow { missing: m, id: ids.get(&m.slot()).copied(), not_done: None });
+    let marked = not_done.iter().map(|(m, mark)| MissingRow { missing: m, id: Some(mark.id), not_done: Some(mark) });
     let mut rows: Vec<ReviewRow<'a>> =
-        stored.iter().map(ReviewRow::Stored).chain(missing.iter().map(ReviewRow::Missing)).collect();
+        stored.iter().map(ReviewRow::Stored).chain(open.chain(marked).map(ReviewRow::Missing)).collect();
     // Stable: equal keys keep stored-before-missing and the store's id order.
     rows.sort_by(|a, b| a.key().cmp(&b.key()));
     rows
@@ -93,15 +145,19 @@ pub fn state(row: &ReviewRow<'_>) -> &'static str {
     if row.is_open() { "open" } else { "resolved" }
 }
 
+/// Appended after the SPEC §5 columns: the latest entry of the row's
+/// history (a reopen included) and the whole history in one cell.
+pub const HISTORY_COLUMNS: [&str; 5] = ["decided_by", "decided_at", "decision", "reason", "history"];
+
 /// The fields of one row, in [`MISMATCH_COLUMNS`] order; absent ones empty.
-/// A missing result has no id (it is not stored, so nothing to resolve).
+/// A missing result's id is its slot's (empty if none is allocated yet).
 pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
     let state = state(row).to_owned();
     let row = match row {
         ReviewRow::Stored(r) => r,
         ReviewRow::Missing(m) => {
             return [
-                String::new(),
+                m.id.map(|id| id.to_string()).unwrap_or_default(),
                 MISSING_RESULT.to_owned(),
                 String::new(),
                 m.participant.clone(),
@@ -141,12 +197,47 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
     ]
 }
 
-/// Write the header row, then one row per mismatch, in the order given.
-pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>]) -> csv::Result<()> {
+/// What one history entry did, in words: `resolved (reject)`, `reopened`, `not done`.
+pub fn decision_label(r: &ResolutionRow) -> String {
+    match r.action {
+        ResolutionAction::Reopen => "reopened".to_owned(),
+        ResolutionAction::NotDone => "not done".to_owned(),
+        action => format!("resolved ({action})"),
+    }
+}
+
+/// `resolved (assign) by dm at 2026-…Z, assigned to U02/V1/90: reason`
+fn history_entry(r: &ResolutionRow) -> String {
+    let mut line = format!("{} by {} at {}", decision_label(r), r.resolved_by, utc_time(r.resolved_at));
+    if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
+        line.push_str(&format!(", assigned to {p}/{v}/{n}"));
+    }
+    if !r.reason.is_empty() {
+        line.push_str(&format!(": {}", r.reason));
+    }
+    line
+}
+
+/// The [`HISTORY_COLUMNS`] of one row.
+pub fn history_record(row: &ReviewRow<'_>, history: &History) -> [String; 5] {
+    let entries = row.id().and_then(|id| history.get(&id)).map(Vec::as_slice).unwrap_or_default();
+    let Some(last) = entries.last() else { return Default::default() };
+    [
+        last.resolved_by.clone(),
+        utc_time(last.resolved_at),
+        last.action.as_str().to_owned(),
+        last.reason.clone(),
+        entries.iter().map(history_entry).collect::<Vec<_>>().join(" | "),
+    ]
+}
+
+/// Write the header row, then one row per mismatch, in the order given: the
+/// SPEC §5 columns, then [`HISTORY_COLUMNS`].
+pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>], history: &History) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(MISMATCH_COLUMNS)?;
+    w.write_record(MISMATCH_COLUMNS.iter().chain(&HISTORY_COLUMNS))?;
     for row in rows {
-        w.write_record(mismatch_record(row))?;
+        w.write_record(mismatch_record(row).iter().chain(&history_record(row, history)))?;
     }
     w.flush()?;
     Ok(())
@@ -171,6 +262,18 @@ pub fn write_mismatches_text(
     rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
+    write_mismatches_text_with_history(out, rows, options, &History::new())
+}
+
+/// [`write_mismatches_text`], with each row's whole history (decisions,
+/// reopens, not done) on the lines under it instead of only the decision
+/// in force.
+pub fn write_mismatches_text_with_history(
+    out: &mut dyn Write,
+    rows: &[ReviewRow<'_>],
+    options: &MismatchTextOptions<'_>,
+    history: &History,
+) -> io::Result<()> {
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
     writeln!(out, "Mismatches ({scope}) for study {}, as of {}", options.study, utc_time(options.generated_at))?;
     let mut group: Option<(Option<&str>, Option<&str>)> = None;
@@ -181,24 +284,34 @@ pub fn write_mismatches_text(
             writeln!(out, "{}", group_title(key))?;
             group = Some(key);
         }
-        let row = match row {
-            ReviewRow::Stored(row) => row,
+        let entries = row.id().and_then(|id| history.get(&id));
+        let current = match row {
+            ReviewRow::Stored(r) => {
+                writeln!(out, "  {}", mismatch_line(r))?;
+                r.mismatch.resolution.as_ref()
+            }
             ReviewRow::Missing(m) => {
-                writeln!(out, "  -- {MISSING_RESULT}  minute {}, {}: {}", m.minute, m.analyte, m.detail)?;
-                continue;
+                let id = m.id.map_or_else(|| "--".to_owned(), |id| format!("#{id}"));
+                writeln!(out, "  {id} {MISSING_RESULT}  minute {}, {}: {}", m.minute, m.analyte, m.detail)?;
+                if entries.is_none()
+                    && let Some(mark) = m.not_done
+                {
+                    writeln!(out, "      not done by {} at {}: {}", mark.by, utc_time(mark.at), mark.reason)?;
+                }
+                None
             }
         };
-        let m = &row.mismatch;
-        writeln!(out, "  {}", mismatch_line(row))?;
-        if let Some(r) = &m.resolution {
-            let mut line = format!("      resolved ({}) by {} at {}", r.action, r.resolved_by, utc_time(r.resolved_at));
-            if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
-                line.push_str(&format!(", assigned to {p}/{v}/{n}"));
+        match entries {
+            Some(entries) => {
+                for entry in entries {
+                    writeln!(out, "      {}", history_entry(entry))?;
+                }
             }
-            if !r.reason.is_empty() {
-                line.push_str(&format!(": {}", r.reason));
+            None => {
+                if let Some(r) = current {
+                    writeln!(out, "      {}", history_entry(r))?;
+                }
             }
-            writeln!(out, "{line}")?;
         }
     }
     writeln!(out)?;

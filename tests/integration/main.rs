@@ -14,6 +14,7 @@ mod ingest;
 mod link;
 mod listen;
 mod mllp;
+mod reopen;
 mod report;
 mod resolve;
 mod sdtm;

@@ -518,6 +518,7 @@ fn populate(s: &Study) -> (MismatchId, MismatchId, MismatchId) {
                 minute: None,
                 result_id: None,
                 reason: "haemolysed".into(),
+                cause: None,
             })
         })
         .unwrap();

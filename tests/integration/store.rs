@@ -161,6 +161,7 @@ fn populated(store: &mut Store) -> Slot {
                 minute: None,
                 result_id: Some(r1.id),
                 reason: "checked with the lab".into(),
+                cause: None,
             })?;
             Ok(())
         })
@@ -566,6 +567,7 @@ fn mismatches_stay_open_until_resolved_once() {
                 minute: None,
                 result_id: None,
                 reason: "haemolysed sample".into(),
+                cause: None,
             })
         })
     };
@@ -597,6 +599,7 @@ fn mismatches_stay_open_until_resolved_once() {
             minute: None,
             result_id: None,
             reason: "x".into(),
+            cause: None,
         })
     });
     assert!(matches!(err, Err(StoreError::NotFound { entity: "mismatch", .. })), "{err:?}");
@@ -943,7 +946,7 @@ fn a_version_1_database_with_results_is_migrated_and_keeps_them_current() {
     drop(conn);
 
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), latest_version());
     let slot = labfeed::store::Slot::new("U01", "V0", 30, "c_peptide");
     let current = store.read(|r| r.current_result(&slot)).unwrap().unwrap();
     assert_eq!((current.value, current.version, current.withdrawn), (0.5, 1, false));
