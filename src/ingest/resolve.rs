@@ -732,6 +732,11 @@ fn reopen(
             Some(id) => tx.result(id)?,
             None => None,
         };
+        // Empty before: "nothing received" again unless a data manager had emptied it.
+        let unfilled = match &before {
+            None => true,
+            Some(b) => b.withdrawn && tx.is_unfilled(b.id)?,
+        };
         match before.filter(|b| !b.withdrawn) {
             Some(b) => {
                 let stored = tx.insert_result(&NewResult {
@@ -752,7 +757,7 @@ fn reopen(
                 ));
             }
             None => {
-                if let Some(stored) = tx.withdraw_result(slot, &tag)? {
+                if let Some(stored) = tx.withdraw_result_as(slot, &tag, unfilled)? {
                     written.push(stored.id);
                     summary.push(format!("{} is empty again", slot_words(slot)));
                 }

@@ -416,7 +416,7 @@ impl<'c> Reader<'c> {
         }
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
-             WHERE r.withdrawn = 1
+             WHERE r.withdrawn = 1 AND r.unfilled = 0
                AND r.version = (SELECT max(version) FROM result x
                                 WHERE x.participant = r.participant AND x.visit = r.visit
                                   AND x.minute = r.minute AND x.analyte = r.analyte)",
@@ -528,6 +528,17 @@ impl<'c> Reader<'c> {
     pub fn result(&self, id: ResultId) -> Result<Option<ResultRow>, StoreError> {
         let sql = format!("SELECT {RESULT_COLUMNS} FROM result r WHERE r.id = ?1");
         Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| result_row(r, 0)).optional()?)
+    }
+
+    /// Whether version `id` is a withdrawal that left its slot as if never
+    /// filled (see [`Tx::withdraw_result_as`](crate::store::Tx::withdraw_result_as)).
+    pub fn is_unfilled(&self, id: ResultId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT unfilled FROM result WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
     }
 
     /// The latest version in a slot, a withdrawal included.

@@ -23,6 +23,10 @@
 
 DROP VIEW open_mismatch;
 
+-- A withdrawal that puts a slot back to "nothing received" rather than
+-- "rejected": a reopen undoing the decision that first filled it.
+ALTER TABLE result ADD COLUMN unfilled INTEGER NOT NULL DEFAULT 0 CHECK (unfilled IN (0, 1));
+
 CREATE TABLE mismatch_v3 (
     id              INTEGER PRIMARY KEY,
     code            TEXT NOT NULL CHECK (code IN (

@@ -298,6 +298,18 @@ impl<'c> Tx<'c> {
     /// withdrawn value for the record. `None` when the slot has no current
     /// value. Audited as `withdraw`.
     pub fn withdraw_result(&mut self, slot: &Slot, reason: &str) -> Result<Option<ResultStored>, StoreError> {
+        self.withdraw_result_as(slot, reason, false)
+    }
+
+    /// [`Tx::withdraw_result`]; with `unfilled`, the slot reads as never
+    /// filled afterwards (reports say "not received", not "rejected"): a
+    /// reopen undoing the decision that first filled it.
+    pub fn withdraw_result_as(
+        &mut self,
+        slot: &Slot,
+        reason: &str,
+        unfilled: bool,
+    ) -> Result<Option<ResultStored>, StoreError> {
         let Some(current) = self.current_result(slot)? else { return Ok(None) };
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
@@ -305,8 +317,8 @@ impl<'c> Tx<'c> {
             .prepare_cached(
                 "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
-                    version, supersedes, accepted_at, accepted_by, reason, withdrawn)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+                    version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)",
             )?
             .execute(params![
                 current.observation_id,
@@ -322,7 +334,8 @@ impl<'c> Tx<'c> {
                 current.id,
                 self.at,
                 self.actor,
-                reason
+                reason,
+                unfilled
             ])?;
         let id = ResultId(self.conn().last_insert_rowid());
         self.audit(
@@ -332,7 +345,7 @@ impl<'c> Tx<'c> {
             json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
                     "visit": slot.visit, "minute": slot.minute, "analyte": slot.analyte, "value": current.value,
                     "unit": current.unit, "comparator": comparator, "version": version,
-                    "supersedes": current.id.get(), "reason": reason }),
+                    "supersedes": current.id.get(), "reason": reason, "unfilled": unfilled }),
         )?;
         Ok(Some(ResultStored { id, version, supersedes: Some(current.id) }))
     }
