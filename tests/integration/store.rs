@@ -209,7 +209,7 @@ fn a_database_from_a_newer_labfeed_is_refused_with_a_clear_message() {
     raw_conn(&path).pragma_update(None, "user_version", 7).unwrap();
 
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 7, known: 2, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::TooNew { found: 7, known, .. } if known == latest_version()), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("newer than this labfeed") && text.contains(&path.display().to_string()), "{text}");
 
