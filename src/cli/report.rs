@@ -55,7 +55,8 @@ pub struct MismatchesArgs {
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// List resolved mismatches too.
+    /// List resolved mismatches too (and not-done missing results), each with its whole history
+    /// of decisions and reopens.
     #[arg(long)]
     pub all: bool,
 }

@@ -158,7 +158,7 @@ vocabulary!(
 
 vocabulary!(
     /// Why a result needs a data manager's look (SPEC §6). `MISSING_RESULT`
-    /// is computed in reports and never stored.
+    /// is not one of these: see [`MISSING_RESULT_CODE`].
     MismatchCode {
         ParseError = "PARSE_ERROR",
         UnknownInstrument = "UNKNOWN_INSTRUMENT",
