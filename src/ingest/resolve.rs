@@ -29,9 +29,9 @@
 //! new rows, and the observation keeps what the analyzer sent. What each
 //! decision wrote is recorded (`resolution_effect`) for a later reopen.
 
-use crate::model::LabResult;
 use std::collections::BTreeMap;
 
+use crate::model::LabResult;
 use crate::store::{
     DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
     NewResolution, NewResult, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow, Slot, Store,
