@@ -254,6 +254,19 @@ fn missing_slot_decision(
                     ),
                 ));
             }
+            let started = tx
+                .visit(&slot.participant, &slot.visit)?
+                .and_then(|v| v.meal_start)
+                .is_some_and(|t| crate::study::missing::meal_started(config, t, jiff::Timestamp::now()));
+            if !started {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "visit {} of {} has no meal start that has passed: nothing is missing yet",
+                        slot.visit, slot.participant
+                    ),
+                ));
+            }
             let scheduled = config.mmtt.timepoints.iter().any(|&m| i64::from(m) == slot.minute)
                 && config.analytes.contains_key(&slot.analyte);
             if !scheduled {

@@ -432,6 +432,90 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_history_is_under_the_row_and_in_the_last_csv_columns() {
+        let at: jiff::Timestamp = "2026-03-05T09:00:00Z".parse().unwrap();
+        let entry = |id: i64, action: ResolutionAction, reason: &str| ResolutionRow {
+            id: ResolutionId(id),
+            action,
+            participant: None,
+            visit: None,
+            minute: None,
+            result_id: None,
+            reason: reason.into(),
+            resolved_by: "dm".into(),
+            resolved_at: at,
+        };
+        let mut decided = row(7, Some("U01"), false);
+        decided.mismatch.resolution = Some(entry(3, ResolutionAction::Accept, "fine after all"));
+        let history: History = [(
+            MismatchId(7),
+            vec![
+                entry(1, ResolutionAction::Reject, "late"),
+                entry(2, ResolutionAction::Reopen, "mistyped"),
+                entry(3, ResolutionAction::Accept, "fine after all"),
+            ],
+        )]
+        .into();
+        let stored = [decided];
+        let rows = review_rows(&stored, &[]);
+        let mut out = Vec::new();
+        let options = MismatchTextOptions { study: "S", generated_at: at, include_resolved: true };
+        write_mismatches_text_with_history(&mut out, &rows, &options, &history).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains(
+                "      resolved (reject) by dm at 2026-03-05T09:00:00Z: late\n      reopened by dm at \
+                 2026-03-05T09:00:00Z: mistyped\n      resolved (accept) by dm at 2026-03-05T09:00:00Z: fine after all\n"
+            ),
+            "{t}"
+        );
+        let mut out = Vec::new();
+        write_mismatches_csv(&mut out, &rows, &history).unwrap();
+        let csv = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",state,decided_by,decided_at,decision,reason,history"), "{csv}");
+        assert!(
+            lines[1].ends_with(
+                ",dm,2026-03-05T09:00:00Z,accept,fine after all,resolved (reject) by dm at \
+             2026-03-05T09:00:00Z: late | reopened by dm at 2026-03-05T09:00:00Z: mistyped | resolved (accept) by dm \
+             at 2026-03-05T09:00:00Z: fine after all"
+            ),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn a_missing_result_shows_its_slot_id_and_a_not_done_one_is_resolved() {
+        let at: jiff::Timestamp = "2026-03-05T09:00:00Z".parse().unwrap();
+        let missing = |minute: i32| MissingResult {
+            participant: "U01".into(),
+            visit: "V1".into(),
+            minute,
+            analyte: "glucose".into(),
+            meal_start: "2026-03-02T08:30".parse().unwrap(),
+            absence: crate::study::missing::Absence::NotReceived,
+            detail: "no result".into(),
+        };
+        let open = [missing(30)];
+        let mark = NotDoneMark { id: MismatchId(41), reason: "no sample".into(), by: "dm".into(), at };
+        let not_done = [(missing(60), mark)];
+        let ids: BTreeMap<Slot, MismatchId> = [(open[0].slot(), MismatchId(40))].into();
+        let rows = review_rows_with_ids(&[], &open, &not_done, &ids);
+        assert_eq!(
+            rows.iter().map(|r| (r.id(), r.is_open())).collect::<Vec<_>>(),
+            [(Some(MismatchId(40)), true), (Some(MismatchId(41)), false)]
+        );
+        assert_eq!(mismatch_record(&rows[0])[0], "40");
+        assert_eq!(mismatch_record(&rows[1])[14], "resolved");
+        let mut out = Vec::new();
+        let options = MismatchTextOptions { study: "S", generated_at: at, include_resolved: true };
+        write_mismatches_text(&mut out, &rows, &options).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(t.contains("  #40 MISSING_RESULT  minute 30, glucose: no result\n"), "{t}");
+        assert!(t.contains("  #41 MISSING_RESULT  minute 60, glucose: no result\n      not done by dm at"), "{t}");
+    }
+
+    #[test]
     fn counts_are_singular_or_plural() {
         assert!(text(&[row(1, Some("U01"), false)], false).ends_with("\n1 open mismatch\n"));
         assert!(text(&[row(1, Some("U01"), false), row(2, None, false)], false).ends_with("\n2 open mismatches\n"));

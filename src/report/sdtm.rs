@@ -477,6 +477,27 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_marked_not_done_gives_the_data_managers_reason() {
+        let config = config();
+        let mark = crate::store::NotDoneMark {
+            id: crate::store::MismatchId(9),
+            reason: "vein collapsed".into(),
+            by: "dm".into(),
+            at: "2026-03-05T09:00:00Z".parse().unwrap(),
+        };
+        let gaps = [missing("U07", "V0", -10, "glucose")];
+        let marked = [(missing("U07", "V0", 0, "glucose"), mark)];
+        let records = lb_records_with_not_done(&config, &[], &[], &gaps, &marked);
+        let reasons: Vec<(&str, &str, &str)> =
+            records.iter().map(|r| (r.lbtpt.as_str(), r.lbstat.as_str(), r.lbreasnd.as_str())).collect();
+        assert_eq!(
+            reasons,
+            [("MMTT -10 MIN", "NOT DONE", "RESULT NOT RECEIVED"), ("MMTT 0 MIN", "NOT DONE", "vein collapsed")]
+        );
+        assert_eq!(records.iter().map(|r| r.lbseq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
     fn an_untrusted_collection_time_and_unconfigured_things_leave_fields_empty() {
         let mut config = config();
         config.analytes.get_mut("glucose").unwrap().specimen = None;

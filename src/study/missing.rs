@@ -77,16 +77,21 @@ pub fn not_done_results(
         .collect()
 }
 
-fn empty_slots(config: &Config, visits: &[Visit], states: &SlotStates, now: jiff::Timestamp) -> Vec<MissingResult> {
+/// Whether a meal start (local study time) is at or before `now`: only then
+/// can a visit lack anything. A time the zone cannot place counts as started.
+pub fn meal_started(config: &Config, meal_start: jiff::civil::DateTime, now: jiff::Timestamp) -> bool {
     let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok();
+    match zone.and_then(|z| z.to_timestamp(meal_start).ok()) {
+        Some(at) => at <= now,
+        None => true,
+    }
+}
+
+fn empty_slots(config: &Config, visits: &[Visit], states: &SlotStates, now: jiff::Timestamp) -> Vec<MissingResult> {
     let mut missing = Vec::new();
     for visit in visits {
         let Some(meal_start) = visit.meal_start else { continue };
-        let started = match zone.as_ref().and_then(|z| z.to_timestamp(meal_start).ok()) {
-            Some(at) => at <= now,
-            None => true,
-        };
-        if !started {
+        if !meal_started(config, meal_start, now) {
             continue;
         }
         for &minute in &config.mmtt.timepoints {

@@ -352,6 +352,21 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
     assert_eq!(status_missing(&s), open_missing);
     assert_eq!(exports(&s), before);
 
+    // A visit whose meal is still to come lacks nothing yet: its slots have ids, but are not missing.
+    let future = s.file("future.csv", "participant,visit,meal_start\nU08,V1,2099-01-05T08:00\n");
+    ok(&s.run(&["import", "visits", path(&future)]));
+    assert!(!missing_ids(&s).keys().any(|k| k.1 == "V1"));
+    let conn = rusqlite::Connection::open(s.lib("labfeed.db")).unwrap();
+    let later: i64 = conn
+        .query_row(
+            "SELECT id FROM mismatch WHERE code = 'MISSING_RESULT' AND participant = 'U08' AND visit = 'V1' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(conn);
+    refused(&resolve(&s, &[&later.to_string(), "--not-done", "--reason", "x", "--by", "dm"]), "nothing is missing yet");
+
     // Not done again, then a result arrives after all: the result stands.
     ok(&resolve(&s, &[&id, "--not-done", "--reason", "no sample", "--by", "dm"]));
     let file =
