@@ -299,7 +299,7 @@ fn missing_slot_decision(
         cause,
     })?;
     let summary = match decision {
-        Decision::Reopen => format!("reopened: {} is missing again", slot_words(slot)),
+        Decision::Reopen => format!("the not-done mark is undone: {} is missing again", slot_words(slot)),
         _ => format!("{} is not done: it leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
     };
     Ok(Resolved {
@@ -808,8 +808,8 @@ fn reopen(
     tx.insert_decision_effects(reopen_id, &DecisionEffects { results: written, raised: Vec::new() })?;
     let held = if mismatch.holds { "; its result is held again" } else { "" };
     resolved.summary = match summary.is_empty() {
-        true => format!("reopened ({} undone){held}", decision.action),
-        false => format!("reopened ({} undone): {}{held}", decision.action, summary.join("; ")),
+        true => format!("the {} is undone; the mismatch is open{held}", decision.action),
+        false => format!("the {} is undone: {}{held}", decision.action, summary.join("; ")),
     };
     Ok(resolved)
 }
