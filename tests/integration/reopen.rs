@@ -488,3 +488,33 @@ fn a_version_2_database_with_decisions_is_migrated_and_its_decisions_can_be_reop
     let open: Vec<String> = open_mismatches(&s).into_iter().filter(|m| m.1 != "MISSING_RESULT").map(|m| m.0).collect();
     assert_eq!(open, ["1", "2", "3"]);
 }
+
+#[test]
+fn reopening_an_acceptance_that_found_the_next_problem_closes_that_one() {
+    let s = study();
+    // Preliminary and implausible: accepting NOT_FINAL raises IMPLAUSIBLE and stores nothing.
+    let file = s.file(
+        "prelim.astm",
+        &e411(
+            &[
+                order(1, "U08-V0-T60"),
+                "R|1|^^^GLUC|80|mmol/L||N||P||ADMIN|20260303100000|20260303101500|E1\r".to_owned(),
+            ]
+            .concat(),
+        ),
+    );
+    ok(&s.run(&["ingest", path(&file)]));
+    let before = exports(&s);
+    let first = id_of(&s, "IMPLAUSIBLE");
+    let not_final = id_of(&s, "NOT_FINAL");
+    ok(&resolve(&s, &[&not_final, "--accept", "--reason", "lab says final", "--by", "dm"]));
+    let raised: Vec<_> =
+        open_mismatches(&s).into_iter().filter(|m| m.1 == "IMPLAUSIBLE" && m.2 == "60" && m.0 != first).collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let out = resolve(&s, &[&not_final, "--reopen", "--reason", "not final after all", "--by", "dm"]);
+    ok(&out);
+    assert!(text(&out).contains(&format!("mismatch {} closed with it", raised[0].0)), "{}", text(&out));
+    assert_eq!(exports(&s), before);
+    assert_eq!(id_of(&s, "NOT_FINAL"), not_final);
+    assert!(!open_mismatches(&s).iter().any(|m| m.0 == raised[0].0));
+}
