@@ -3,7 +3,9 @@
 //! The schema version lives in SQLite's `PRAGMA user_version`. Migration N
 //! brings a database from version N-1 to N in one transaction, so a failed
 //! migration leaves the previous version intact. A database newer than the
-//! code is refused rather than guessed at.
+//! code is refused rather than guessed at. Migrations run with foreign keys
+//! off (a table rebuild drops and renames referenced tables) and each step
+//! checks `PRAGMA foreign_key_check` before it commits.
 
 use std::path::Path;
 use std::time::Duration;
