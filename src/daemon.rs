@@ -112,6 +112,11 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
     let mut store = Store::open(&config.storage.database)
         .with_context(|| format!("opening the study database (storage.database in {})", config.path.display()))?;
     close_interrupted_receipts(&mut store)?;
+    // A configuration that gained timepoints or analytes gives their slots
+    // MISSING_RESULT ids at start, not only with the first delivery.
+    store
+        .write(|tx| crate::ingest::allocate_missing_slot_ids(tx, &config))
+        .context("giving scheduled slots their MISSING_RESULT ids")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

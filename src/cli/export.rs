@@ -15,8 +15,8 @@ use clap::{Args, Subcommand};
 use crate::cli::Outcome;
 use crate::cli::open_for_reading;
 use crate::cli::report::deliver;
-use crate::report::{lb_records, write_lb_csv, write_results_csv};
-use crate::study::missing::missing_results;
+use crate::report::{lb_records_with_not_done, write_lb_csv, write_results_csv};
+use crate::study::missing::{missing_results, not_done_results};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -76,8 +76,10 @@ fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Writ
         .read(|r| {
             let results = r.current_results()?;
             let visits = r.visits()?;
-            let missing = missing_results(&config, &visits, &r.slot_states()?, now);
-            Ok(lb_records(&config, &results, &visits, &missing))
+            let states = r.slot_states()?;
+            let missing = missing_results(&config, &visits, &states, now);
+            let not_done = not_done_results(&config, &visits, &states, now);
+            Ok(lb_records_with_not_done(&config, &results, &visits, &missing, &not_done))
         })
         .context("reading the accepted results and visits")?;
     let mut buffer = Vec::new();

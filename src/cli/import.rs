@@ -170,11 +170,9 @@ pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut
                 }
             }
         }
-        // Which MISSING_RESULT rows exist follows the meal starts and the
-        // slots emptied or filled above.
-        if counts.new + counts.changed > 0 {
-            // TODO(review-merge): allocate MISSING ids here
-        }
+        // New visits (and meal starts) get their MISSING_RESULT ids in the same
+        // transaction; which slots are empty follows the moves above.
+        crate::ingest::allocate_missing_slot_ids(tx, &config)?;
         Ok::<_, Failure>((counts, effects))
     });
     match result {

@@ -13,10 +13,11 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, open_for_reading};
 use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
-use crate::report::{MismatchTextOptions, ReviewRow, review_rows, write_mismatches_csv, write_mismatches_text};
-use crate::store::{MismatchReport, ResultRow, Store, Visit};
+use crate::report::mismatches::{History, review_rows_with_ids, write_mismatches_text_with_history};
+use crate::report::{MismatchTextOptions, ReviewRow, write_mismatches_csv};
+use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
 use crate::study::config::Config;
-use crate::study::missing::{MissingResult, missing_results};
+use crate::study::missing::{MissingResult, missing_results, not_done_results};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -54,7 +55,8 @@ pub struct MismatchesArgs {
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// List resolved mismatches too.
+    /// List resolved mismatches too (and not-done missing results), each with its whole history
+    /// of decisions and reopens.
     #[arg(long)]
     pub all: bool,
 }
@@ -99,7 +101,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
                 })
                 .context("reading the current results")?;
             let rows = crate::study::auc::compute(&config, &results);
-            let snapshot = Snapshot { results: &results, visits: &visits };
+            let snapshot = Snapshot { results: &results, visits: &visits, history: &History::new() };
             let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
             write_auc_html(&mut buffer, &rows, snapshot, marks, &config, now)?;
             rows.len()
@@ -130,10 +132,10 @@ fn mismatches(
         scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
     };
     match args.format {
-        ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows)?,
-        ReportFormat::Text => write_mismatches_text(&mut buffer, &rows, &options)?,
+        ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows, &review.history)?,
+        ReportFormat::Text => write_mismatches_text_with_history(&mut buffer, &rows, &options, &review.history)?,
         ReportFormat::Html => {
-            let snapshot = Snapshot { results: &review.results, visits: &review.visits };
+            let snapshot = Snapshot { results: &review.results, visits: &review.visits, history: &review.history };
             write_mismatches_html(&mut buffer, &rows, snapshot, &config, &options)?;
         }
     }
@@ -153,6 +155,12 @@ fn mismatches(
 pub struct Review {
     pub stored: Vec<MismatchReport>,
     pub missing: Vec<MissingResult>,
+    /// Slots marked not done (read with `include_resolved` only).
+    pub not_done: Vec<(MissingResult, NotDoneMark)>,
+    /// The MISSING_RESULT id of each slot that has one.
+    pub ids: std::collections::BTreeMap<Slot, MismatchId>,
+    /// Every row's decisions, reopens and not-done marks.
+    pub history: History,
     /// Read only for the curves (`with_curves`): the costliest query.
     pub results: Vec<ResultRow>,
     pub visits: Vec<Visit>,
@@ -171,8 +179,14 @@ impl Review {
                     false => Vec::new(),
                 };
                 let visits = r.visits()?;
-                let missing = missing_results(config, &visits, &r.slot_states()?, now);
-                Ok(Review { stored, missing, results, visits, now })
+                let states = r.slot_states()?;
+                let missing = missing_results(config, &visits, &states, now);
+                let not_done = match include_resolved {
+                    true => not_done_results(config, &visits, &states, now),
+                    false => Vec::new(),
+                };
+                let history = r.decision_history()?;
+                Ok(Review { stored, missing, not_done, ids: states.ids, history, results, visits, now })
             })
             .context("reading the mismatches")
     }
@@ -180,7 +194,7 @@ impl Review {
     /// Both kinds merged in report order, visits in configuration order
     /// (V2 before V10), as in `report auc` and `export lb`.
     pub fn rows(&self, config: &Config) -> Vec<ReviewRow<'_>> {
-        let mut rows = review_rows(&self.stored, &self.missing);
+        let mut rows = review_rows_with_ids(&self.stored, &self.missing, &self.not_done, &self.ids);
         let rank = |visit: Option<&str>| match visit {
             None => (0, None),
             Some(v) => match config.visit_index(v) {

@@ -1,9 +1,11 @@
-//! `labfeed resolve ID (--assign PARTICIPANT/VISIT/MINUTE | --accept | --reject) --reason TEXT [--by NAME]`.
+//! `labfeed resolve ID (--assign PARTICIPANT/VISIT/MINUTE | --accept | --reject | --not-done | --reopen)
+//! --reason TEXT [--by NAME]`.
 //!
 //! A data manager's decision on one mismatch (see [`crate::ingest::resolve`]).
 //! Exit 0 when recorded; exit 2, with nothing written, when the decision
-//! cannot be taken (unknown or already resolved mismatch, an action that does
-//! not fit it, an unknown participant or visit).
+//! cannot be taken (unknown or already resolved mismatch, a reopen of an open
+//! one, an action that does not fit it, an assignment to a slot that does not
+//! exist).
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +17,7 @@ use crate::ingest::resolve::{Decision, ResolveError, resolve};
 use crate::store::MismatchId;
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("decision").required(true).args(["assign", "accept", "reject"])))]
+#[command(group(ArgGroup::new("decision").required(true).args(["assign", "accept", "reject", "not_done", "reopen"])))]
 pub struct ResolveArgs {
     /// The mismatch's id, as in `report mismatches` (`12` or `#12`).
     #[arg(value_name = "ID")]
@@ -32,6 +34,14 @@ pub struct ResolveArgs {
     /// Keep the value out of the study (an accepted, flagged value is withdrawn from its slot).
     #[arg(long)]
     pub reject: bool,
+
+    /// For a MISSING_RESULT id: the sample was not drawn or not analysed (`export lb` says NOT DONE).
+    #[arg(long)]
+    pub not_done: bool,
+
+    /// Undo the decision in force: the mismatch is open again and its slot as it was before.
+    #[arg(long)]
+    pub reopen: bool,
 
     /// Why (required; kept in the audit log).
     #[arg(long, value_name = "TEXT")]
@@ -61,6 +71,8 @@ pub fn run(
             Err(why) => return usage(err, why),
         },
         None if args.accept => Decision::Accept,
+        None if args.not_done => Decision::NotDone,
+        None if args.reopen => Decision::Reopen,
         None => Decision::Reject,
     };
     if args.reason.trim().is_empty() {
@@ -77,12 +89,21 @@ pub fn run(
     let mut store = open_store(&config, config_path)?;
     match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
         Ok(done) => {
-            writeln!(out, "mismatch {} ({}) resolved by {by}: {}", done.mismatch_id, done.code, done.summary)?;
+            let verb = if decision == Decision::Reopen { "reopened" } else { "resolved" };
+            writeln!(out, "mismatch {} ({}) {verb} by {by}: {}", done.mismatch_id, done.code, done.summary)?;
             for (id, code, detail) in &done.raised {
                 writeln!(out, "  new mismatch {id} ({code}): {detail}")?;
             }
             for id in &done.also_closed {
-                writeln!(out, "  mismatch {id} closed with it (its value left the slot)")?;
+                match decision {
+                    Decision::Reopen => {
+                        writeln!(out, "  mismatch {id} closed with it (the undone decision raised it)")?
+                    }
+                    _ => writeln!(out, "  mismatch {id} closed with it (its value left the slot)")?,
+                }
+            }
+            for id in &done.also_reopened {
+                writeln!(out, "  mismatch {id} reopened with it (the undone decision had closed it)")?;
             }
             Ok(Outcome::Ok)
         }

@@ -331,6 +331,7 @@ impl<'a> Corrections<'a> {
                 minute: None,
                 result_id,
                 reason: reason.clone(),
+                cause: None,
             })?;
             report.closed.push(m.id);
         }
@@ -549,6 +550,7 @@ impl<'a> Corrections<'a> {
                     // Nothing new is produced: the value stands.
                     result_id: None,
                     reason,
+                    cause: None,
                 })
             };
             match finding {

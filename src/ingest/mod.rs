@@ -119,6 +119,7 @@ pub fn ingest_batch(
     })?;
 
     let summaries = store.write(|tx| {
+        allocate_missing_slot_ids(tx, config)?;
         let mut summaries = Vec::with_capacity(deliveries.len());
         for ((d, p), &(raw_id, receipt_id)) in deliveries.iter().zip(&prepared).zip(&received) {
             let mut run = Run {
@@ -597,10 +598,21 @@ impl Run<'_> {
                 minute: None,
                 result_id: Some(stored.id),
                 reason: format!("the original result arrived ({})", self.delivery.origin),
+                cause: None,
             })?;
         }
         Ok(())
     }
+}
+
+/// Give the scheduled slots of every visit with a meal start their
+/// MISSING_RESULT ids (see [`Tx::allocate_missing_slot_ids`]), from the
+/// configuration's `mmtt.timepoints` and analytes. Any write transaction that
+/// may add visits or follow a configuration change calls this.
+pub fn allocate_missing_slot_ids(tx: &mut Tx<'_>, config: &Config) -> Result<u64, StoreError> {
+    let timepoints: Vec<i64> = config.mmtt.timepoints.iter().map(|&m| i64::from(m)).collect();
+    let analytes: Vec<String> = config.analytes.keys().cloned().collect();
+    tx.allocate_missing_slot_ids(&timepoints, &analytes)
 }
 
 fn same_value(

@@ -18,20 +18,31 @@
 //! - **reject**: the value is not a study result. A held value stays out; an
 //!   accepted (flagged) value is withdrawn from its slot.
 //!
+//! - **not done** (MISSING_RESULT ids only): the sample was not drawn or
+//!   not analysed; the slot leaves the open list. A result that arrives later
+//!   still fills the slot: data win over a note that there are none.
+//! - **reopen**: the decision in force is undone and the mismatch is open
+//!   again. What it wrote is put back as it was (see [`reopen`]); mismatches
+//!   it raised are closed (`auto`), flags it closed along are reopened.
+//!
 //! Nothing is deleted or changed: decisions, withdrawals and new versions are
-//! new rows, and the observation keeps what the analyzer sent.
+//! new rows, and the observation keeps what the analyzer sent. What each
+//! decision wrote is recorded (`resolution_effect`) for a later reopen.
+
+use std::collections::BTreeMap;
 
 use crate::model::LabResult;
 use crate::store::{
-    MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationRow, ResolutionAction,
-    ResultId, Slot, Store, StoreError, Tx,
+    DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
+    NewResolution, NewResult, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow, Slot, Store,
+    StoreError, Tx,
 };
 use crate::study::config::Config;
 use crate::study::matching::{Assessment, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument};
 use crate::timestamp::Timestamp;
 use crate::value::Number;
 
-use super::{same_value, slot_words, value_words, with_study};
+use super::{allocate_missing_slot_ids, same_value, slot_words, value_words, with_study};
 
 /// What the data manager decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +53,10 @@ pub enum Decision {
     Accept,
     /// The value is not a study result.
     Reject,
+    /// A MISSING_RESULT slot: the sample was not drawn or not analysed.
+    NotDone,
+    /// Undo the decision in force; the mismatch is open again.
+    Reopen,
 }
 
 impl Decision {
@@ -50,6 +65,8 @@ impl Decision {
             Decision::Assign { .. } => ResolutionAction::Assign,
             Decision::Accept => ResolutionAction::Accept,
             Decision::Reject => ResolutionAction::Reject,
+            Decision::NotDone => ResolutionAction::NotDone,
+            Decision::Reopen => ResolutionAction::Reopen,
         }
     }
 }
@@ -58,15 +75,20 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub mismatch_id: MismatchId,
-    pub code: MismatchCode,
+    /// The SPEC §6 code (MISSING_RESULT included).
+    pub code: &'static str,
     /// The slot and value version the decision put in place, if any.
     pub accepted: Option<(Slot, ResultId, i64)>,
     /// The slot a value was taken out of, if any.
     pub withdrawn: Option<Slot>,
     /// Mismatches the checks raised again (after an assignment or acceptance).
     pub raised: Vec<(MismatchId, MismatchCode, String)>,
-    /// Other open mismatches closed with it (flags of a value that left its slot).
+    /// Other open mismatches closed with it (flags of a value that left its
+    /// slot; on reopen, the mismatches the undone decision had raised).
     pub also_closed: Vec<MismatchId>,
+    /// Mismatches opened again with it (on reopen: flags the undone decision
+    /// had closed along).
+    pub also_reopened: Vec<MismatchId>,
     /// Plain words on what happened.
     pub summary: String,
 }
@@ -77,10 +99,12 @@ pub enum ResolveError {
     NotFound(MismatchId),
     #[error("mismatch {id} was already resolved ({action}) by {by} at {at}; a decision is never changed")]
     AlreadyResolved { id: MismatchId, action: ResolutionAction, by: String, at: jiff::Timestamp },
+    #[error("mismatch {0} is open: there is no decision to reopen")]
+    NotDecided(MismatchId),
     #[error("a reason is required (--reason TEXT)")]
     NoReason,
     #[error("mismatch {id} ({code}) cannot be {verb}: {why}")]
-    Refused { id: MismatchId, code: MismatchCode, verb: &'static str, why: String },
+    Refused { id: MismatchId, code: &'static str, verb: &'static str, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -99,29 +123,47 @@ pub fn resolve(
         return Err(ResolveError::NoReason);
     }
     store.write_with(by, |tx| {
-        let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
-        if let Some(r) = &mismatch.resolution {
-            return Err(ResolveError::AlreadyResolved {
-                id,
-                action: r.action,
-                by: r.resolved_by.clone(),
-                at: r.resolved_at,
-            });
+        // Slots of visits imported by an older labfeed get their ids here too.
+        allocate_missing_slot_ids(tx, config)?;
+        if let Some(slot) = tx.missing_slot(id)? {
+            return missing_slot_decision(tx, config, &slot, decision, reason);
         }
-        let mut work = Work {
-            config,
-            mismatch: &mismatch,
-            reason,
-            resolved: Resolved {
-                mismatch_id: id,
-                code: mismatch.code,
-                accepted: None,
-                withdrawn: None,
-                raised: Vec::new(),
-                also_closed: Vec::new(),
-                summary: String::new(),
-            },
+        let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
+        let empty = Resolved {
+            mismatch_id: id,
+            code: mismatch.code.as_str(),
+            accepted: None,
+            withdrawn: None,
+            raised: Vec::new(),
+            also_closed: Vec::new(),
+            also_reopened: Vec::new(),
+            summary: String::new(),
         };
+        match (decision, &mismatch.resolution) {
+            (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),
+            (Decision::Reopen, Some(d)) => return reopen(tx, &mismatch, d, reason, empty),
+            (Decision::NotDone, _) => {
+                return Err(ResolveError::Refused {
+                    id,
+                    code: mismatch.code.as_str(),
+                    verb: "marked not done",
+                    why: "--not-done is for MISSING_RESULT rows (a scheduled sample without a result); use --reject \
+                          for a result that is not a study result"
+                        .to_owned(),
+                });
+            }
+            (_, Some(r)) => {
+                return Err(ResolveError::AlreadyResolved {
+                    id,
+                    action: r.action,
+                    by: r.resolved_by.clone(),
+                    at: r.resolved_at,
+                });
+            }
+            (_, None) => {}
+        }
+        let mut work =
+            Work { config, mismatch: &mismatch, reason, resolved: empty, written: Vec::new(), closing: Vec::new() };
         let (result_id, target) = match decision {
             Decision::Reject => (work.reject(tx)?, None),
             Decision::Accept => (work.accept(tx)?, None),
@@ -135,8 +177,9 @@ pub fn resolve(
                 };
                 (work.assign(tx, target)?, Some((participant.clone(), visit.clone(), *minute)))
             }
+            Decision::NotDone | Decision::Reopen => (None, None),
         };
-        tx.insert_resolution(&NewResolution {
+        let resolution = tx.insert_resolution(&NewResolution {
             mismatch_id: id,
             action: decision.action(),
             participant: target.as_ref().map(|t| t.0.clone()),
@@ -144,8 +187,130 @@ pub fn resolve(
             minute: target.as_ref().map(|t| t.2),
             result_id,
             reason: reason.to_owned(),
+            cause: None,
         })?;
+        // The flags of a value that left its slot close with this decision,
+        // which is their cause: reopening it reopens them.
+        for (other, why, withdrawal) in std::mem::take(&mut work.closing) {
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: other,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: Some(withdrawal),
+                reason: why,
+                cause: Some(resolution),
+            })?;
+        }
+        let effects = DecisionEffects {
+            results: std::mem::take(&mut work.written),
+            raised: work.resolved.raised.iter().map(|r| r.0).collect(),
+        };
+        tx.insert_decision_effects(resolution, &effects)?;
         Ok(work.resolved)
+    })
+}
+
+/// `--not-done` or `--reopen` on a MISSING_RESULT id; any other decision is
+/// refused (there is no result to accept, assign or reject).
+fn missing_slot_decision(
+    tx: &mut Tx<'_>,
+    config: &Config,
+    row: &MissingSlotRow,
+    decision: &Decision,
+    reason: &str,
+) -> Result<Resolved, ResolveError> {
+    let refuse =
+        |verb: &'static str, why: String| ResolveError::Refused { id: row.id, code: MISSING_RESULT_CODE, verb, why };
+    let slot = &row.slot;
+    let cause = match (decision, &row.decision) {
+        (Decision::NotDone, Some(d)) => {
+            return Err(ResolveError::AlreadyResolved {
+                id: row.id,
+                action: d.action,
+                by: d.resolved_by.clone(),
+                at: d.resolved_at,
+            });
+        }
+        (Decision::NotDone, None) => {
+            if let Some(current) = tx.current_result(slot)? {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "{} has a result ({}); nothing is missing",
+                        slot_words(slot),
+                        value_words(Some(current.value), current.comparator, Some(&current.unit))
+                    ),
+                ));
+            }
+            if let Some(held) = tx.open_mismatches(slot, None)?.into_iter().find(|m| m.holds) {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "a result for {} is held for review (mismatch {}); decide that one first",
+                        slot_words(slot),
+                        held.id
+                    ),
+                ));
+            }
+            let started = tx
+                .visit(&slot.participant, &slot.visit)?
+                .and_then(|v| v.meal_start)
+                .is_some_and(|t| crate::study::missing::meal_started(config, t, jiff::Timestamp::now()));
+            if !started {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "visit {} of {} has no meal start that has passed: nothing is missing yet",
+                        slot.visit, slot.participant
+                    ),
+                ));
+            }
+            let scheduled = config.mmtt.timepoints.iter().any(|&m| i64::from(m) == slot.minute)
+                && config.analytes.contains_key(&slot.analyte);
+            if !scheduled {
+                return Err(refuse(
+                    "marked not done",
+                    format!("{} is no longer scheduled in the configuration", slot_words(slot)),
+                ));
+            }
+            None
+        }
+        (Decision::Reopen, None) => return Err(ResolveError::NotDecided(row.id)),
+        (Decision::Reopen, Some(d)) => Some(d.id),
+        _ => {
+            return Err(refuse(
+                "decided that way",
+                "it is a missing result: there is no value to accept, assign or reject; use --not-done if the \
+                 sample was not drawn or not analysed"
+                    .to_owned(),
+            ));
+        }
+    };
+    tx.insert_resolution(&NewResolution {
+        mismatch_id: row.id,
+        action: decision.action(),
+        participant: None,
+        visit: None,
+        minute: None,
+        result_id: None,
+        reason: reason.to_owned(),
+        cause,
+    })?;
+    let summary = match decision {
+        Decision::Reopen => format!("the not-done mark is undone: {} is missing again", slot_words(slot)),
+        _ => format!("{} is not done: it leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
+    };
+    Ok(Resolved {
+        mismatch_id: row.id,
+        code: MISSING_RESULT_CODE,
+        accepted: None,
+        withdrawn: None,
+        raised: Vec::new(),
+        also_closed: Vec::new(),
+        also_reopened: Vec::new(),
+        summary,
     })
 }
 
@@ -154,11 +319,15 @@ struct Work<'a> {
     mismatch: &'a MismatchRow,
     reason: &'a str,
     resolved: Resolved,
+    /// Result versions this decision added, for its effects.
+    written: Vec<ResultId>,
+    /// Other mismatches to close with it: id, why, the withdrawal that did it.
+    closing: Vec<(MismatchId, String, ResultId)>,
 }
 
 impl Work<'_> {
     fn refuse(&self, verb: &'static str, why: impl Into<String>) -> ResolveError {
-        ResolveError::Refused { id: self.mismatch.id, code: self.mismatch.code, verb, why: why.into() }
+        ResolveError::Refused { id: self.mismatch.id, code: self.mismatch.code.as_str(), verb, why: why.into() }
     }
 
     /// The observation a mismatch is about; PARSE_ERROR has none.
@@ -264,6 +433,28 @@ impl Work<'_> {
         if !self.config.accepts_visit(&target.visit) {
             return Err(self.refuse("assigned", format!("visit {} is not a configured visit", target.visit)));
         }
+        // The slot must exist before anything is written (issue 10, point 8).
+        if tx.visit(&target.participant, &target.visit)?.is_none() {
+            return Err(self.refuse(
+                "assigned",
+                format!(
+                    "participant {} has no visit {} in the study data (import it with `labfeed import visits`)",
+                    target.participant, target.visit
+                ),
+            ));
+        }
+        if !self.config.mmtt.timepoints.contains(&target.minute) {
+            let scheduled: Vec<String> = self.config.mmtt.timepoints.iter().map(i32::to_string).collect();
+            return Err(self.refuse(
+                "assigned",
+                format!("minute {} is not one of mmtt.timepoints ({})", target.minute, scheduled.join(", ")),
+            ));
+        }
+        if let Some(analyte) = &self.mismatch.analyte
+            && !self.config.analytes.contains_key(analyte)
+        {
+            return Err(self.refuse("assigned", format!("analyte {analyte} is not configured ([analytes.{analyte}])")));
+        }
         let (result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
         let a = with_study(tx, |study| {
@@ -340,6 +531,7 @@ impl Work<'_> {
             blq: a.blq,
             reason: self.tag(action),
         })?;
+        self.written.push(stored.id);
         self.resolved.accepted = Some((slot.clone(), stored.id, stored.version));
         self.resolved.summary = format!(
             "{} is now {} (version {})",
@@ -376,9 +568,11 @@ impl Work<'_> {
             )
         })?;
         for finding in findings {
-            // The same flag on the same value is not raised twice.
+            // The same flag on the same value is not raised twice (a flag
+            // closing with this decision is not open any more).
             let open = tx.open_mismatches_of_observation(observation.id)?;
-            if open.iter().any(|m| m.code == finding.code && m.id != self.mismatch.id) {
+            let closing: Vec<MismatchId> = self.closing.iter().map(|c| c.0).collect();
+            if open.iter().any(|m| m.code == finding.code && m.id != self.mismatch.id && !closing.contains(&m.id)) {
                 continue;
             }
             self.raise(tx, observation, slot, finding.code, false, finding.detail)?;
@@ -425,19 +619,13 @@ impl Work<'_> {
             return Ok(None);
         }
         let Some(stored) = tx.withdraw_result(&slot, &self.tag(why))? else { return Ok(None) };
+        self.written.push(stored.id);
         for other in tx.open_mismatches_of_observation(observation.id)? {
             if other.id == self.mismatch.id || other.holds {
                 continue;
             }
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: other.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id: Some(stored.id),
-                reason: format!("its value was {why} from {} by mismatch {}", slot_words(&slot), self.mismatch.id),
-            })?;
+            let reason = format!("its value was {why} from {} by mismatch {}", slot_words(&slot), self.mismatch.id);
+            self.closing.push((other.id, reason, stored.id));
             self.resolved.also_closed.push(other.id);
         }
         self.resolved.withdrawn = Some(slot.clone());
@@ -480,6 +668,167 @@ pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
         comments: Vec::new(),
         offset: usize::try_from(o.byte_offset).unwrap_or(0),
     }
+}
+
+/// Undo `decision`, the one in force on `mismatch`, and open it again:
+///
+/// - each slot the decision wrote goes back to its version before the
+///   decision: a value it replaced or withdrew is put back (new version), a
+///   value it put into an empty slot is withdrawn;
+/// - mismatches it raised are closed (`auto`, caused by the reopen);
+/// - flags it closed along (`auto` rows it caused) are reopened.
+///
+/// Refused, with nothing written, when something happened since that a
+/// reopen would silently undo too: a slot it wrote has a newer version, or a
+/// mismatch it raised has been decided. Those are undone first, newest first.
+fn reopen(
+    tx: &mut Tx<'_>,
+    mismatch: &MismatchRow,
+    decision: &ResolutionRow,
+    reason: &str,
+    mut resolved: Resolved,
+) -> Result<Resolved, ResolveError> {
+    let refuse =
+        |why: String| ResolveError::Refused { id: mismatch.id, code: mismatch.code.as_str(), verb: "reopened", why };
+    if decision.action == ResolutionAction::Auto {
+        return Err(refuse(format!(
+            "labfeed closed it, not a data manager ({}); reopen the decision that closed it",
+            decision.reason
+        )));
+    }
+    let effects = tx.decision_effects(decision.id)?;
+    for raised in &effects.raised {
+        if let Some(m) = tx.mismatch(*raised)?
+            && let Some(d) = &m.resolution
+        {
+            return Err(refuse(format!(
+                "mismatch {raised} ({}), raised by this decision, was decided since ({} by {} at {}); reopen it \
+                 first",
+                m.code, d.action, d.resolved_by, d.resolved_at
+            )));
+        }
+    }
+    // The versions the decision wrote, per slot, oldest first.
+    let mut per_slot: BTreeMap<Slot, Vec<ResultRow>> = BTreeMap::new();
+    for id in &effects.results {
+        if let Some(row) = tx.result(*id)? {
+            per_slot.entry(row.slot.clone()).or_default().push(row);
+        }
+    }
+    for (slot, written) in &per_slot {
+        // Unchanged since: the slot still says what the decision left there
+        // (the same version, or a later one that put the same back).
+        let last = written.last();
+        let latest = tx.latest_version(slot)?;
+        if let Some(latest) = latest.filter(|l| !last.is_some_and(|w| same_state(w, l))) {
+            return Err(refuse(format!(
+                "{} has changed since this decision (version {}: {}); reopen or resolve that change first",
+                slot_words(slot),
+                latest.version,
+                latest.reason
+            )));
+        }
+    }
+    let closed_along = tx.closed_along_with(decision.id)?;
+
+    let reopen_id = tx.insert_resolution(&NewResolution {
+        mismatch_id: mismatch.id,
+        action: ResolutionAction::Reopen,
+        participant: None,
+        visit: None,
+        minute: None,
+        result_id: None,
+        reason: reason.to_owned(),
+        cause: Some(decision.id),
+    })?;
+    let tag = format!("reopened mismatch {}: {reason}", mismatch.id);
+    let mut written = Vec::new();
+    let mut summary = Vec::new();
+    for (slot, versions) in &per_slot {
+        let Some(first) = versions.first() else { continue };
+        let before = match first.supersedes {
+            Some(id) => tx.result(id)?,
+            None => None,
+        };
+        // Empty before: "nothing received" again unless a data manager had emptied it.
+        let unfilled = match &before {
+            None => true,
+            Some(b) => b.withdrawn && tx.is_unfilled(b.id)?,
+        };
+        match before.filter(|b| !b.withdrawn) {
+            Some(b) => {
+                let stored = tx.insert_result(&NewResult {
+                    observation_id: b.observation_id,
+                    slot: slot.clone(),
+                    value: b.value,
+                    unit: b.unit.clone(),
+                    comparator: b.comparator,
+                    blq: b.blq,
+                    reason: tag.clone(),
+                })?;
+                written.push(stored.id);
+                summary.push(format!(
+                    "{} is {} again (version {})",
+                    slot_words(slot),
+                    value_words(Some(b.value), b.comparator, Some(&b.unit)),
+                    stored.version
+                ));
+            }
+            None => {
+                if let Some(stored) = tx.withdraw_result_as(slot, &tag, unfilled)? {
+                    written.push(stored.id);
+                    summary.push(format!("{} is empty again", slot_words(slot)));
+                }
+            }
+        }
+    }
+    for raised in &effects.raised {
+        if tx.mismatch(*raised)?.is_some_and(|m| m.resolution.is_none()) {
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: *raised,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason: format!("raised by the decision on mismatch {}, which was reopened: {reason}", mismatch.id),
+                cause: Some(reopen_id),
+            })?;
+            resolved.also_closed.push(*raised);
+        }
+    }
+    for (other, auto) in closed_along {
+        tx.insert_resolution(&NewResolution {
+            mismatch_id: other,
+            action: ResolutionAction::Reopen,
+            participant: None,
+            visit: None,
+            minute: None,
+            result_id: None,
+            reason: format!("reopened with mismatch {}: {reason}", mismatch.id),
+            cause: Some(auto),
+        })?;
+        resolved.also_reopened.push(other);
+    }
+    tx.insert_decision_effects(reopen_id, &DecisionEffects { results: written, raised: Vec::new() })?;
+    let held = if mismatch.holds { "; its result is held again" } else { "" };
+    resolved.summary = match summary.is_empty() {
+        true => format!("the {} is undone; the mismatch is open{held}", decision.action),
+        false => format!("the {} is undone: {}{held}", decision.action, summary.join("; ")),
+    };
+    Ok(resolved)
+}
+
+/// Two versions of a slot leave it in the same state: the same value from the
+/// same observation, or both withdrawn.
+fn same_state(a: &ResultRow, b: &ResultRow) -> bool {
+    a.id == b.id
+        || (a.withdrawn && b.withdrawn)
+        || (!a.withdrawn
+            && !b.withdrawn
+            && a.observation_id == b.observation_id
+            && a.value.to_bits() == b.value.to_bits()
+            && a.comparator == b.comparator)
 }
 
 fn slot_of(a: &Assessment) -> Option<Slot> {

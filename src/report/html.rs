@@ -20,7 +20,9 @@ use std::io::{self, Write};
 
 use crate::report::auc::{AUC_COLUMNS, auc_heading, auc_record};
 use crate::report::format::format_value;
-use crate::report::mismatches::{MISSING_RESULT, MismatchTextOptions, ReviewRow, mismatch_record};
+use crate::report::mismatches::{
+    History, MISSING_RESULT, MismatchTextOptions, ReviewRow, history_entry, mismatch_record,
+};
 use crate::report::plot::{Chart, Panel, Point, Series, Shape, VisitLine, chart_svg, visit_style_name};
 use crate::report::wording::{nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
@@ -36,6 +38,8 @@ pub struct Snapshot<'a> {
     pub results: &'a [ResultRow],
     /// The visits, for their meal starts.
     pub visits: &'a [Visit],
+    /// Every decision on each row, oldest first (`--all` shows them all).
+    pub history: &'a History,
 }
 
 /// `text` for HTML content or a quoted attribute value: the markup
@@ -570,7 +574,7 @@ pub fn write_mismatches_html(
                 let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
                 h.open("section", &[("id", &id), ("class", "group")]).line();
                 h.element("h2", &[], "Not matched to a participant").line();
-                write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone);
+                write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone, snapshot.history);
                 h.close("section").line();
             }
             continue;
@@ -611,7 +615,7 @@ pub fn write_mismatches_html(
                         format!("{} ({MISSING_RESULT} for every minute and analyte).", nothing_received_line(v, slots));
                     h.element("p", &[("class", "nothing"), ("data-slots", &slots.to_string())], &line).line();
                 }
-                _ => write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone),
+                _ => write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone, snapshot.history),
             }
             h.close("section").line();
         }
@@ -659,7 +663,7 @@ const MISMATCH_CLASSES: [&str; 7] = ["id", "code", "sample", "minute", "analyte"
 /// Ten columns (eleven with `--all`), so the table fits an A4 page: where
 /// it came from (source, instrument and test, received time) shares one
 /// cell, and so do the state and what the value is now.
-fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool, zone: &str) {
+fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool, zone: &str, history: &History) {
     let from = format!("from (received, {zone})");
     let mut names: Vec<&str> = vec!["id", "code", "sample", "minute", "analyte", "reported", "detail", &from, "state"];
     if include_resolved {
@@ -698,25 +702,34 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved:
         h.open("td", &[("class", "state")]).element("span", &[("class", "state")], &state);
         h.empty("br", &[]).element("span", &[("class", "effect")], &row_state(row)).close("td");
         if include_resolved {
-            h.breakable_element("td", &[("class", "resolution")], &resolution_text(row, zone));
+            h.open("td", &[("class", "resolution")]);
+            for (i, line) in resolution_lines(row, zone, history).iter().enumerate() {
+                if i > 0 {
+                    h.empty("br", &[]);
+                }
+                h.breakable_element("span", &[("class", "decision")], line);
+            }
+            h.close("td");
         }
         h.close("tr").line();
     }
     h.close("tbody").close("table").line();
 }
 
-/// `assign by dm at 2026-03-02 10:00:00 Europe/Stockholm, to U02/V1/90: reason`.
-fn resolution_text(row: &ReviewRow<'_>, zone: &str) -> String {
-    let ReviewRow::Stored(r) = row else { return String::new() };
-    let Some(res) = &r.mismatch.resolution else { return String::new() };
-    let mut text = format!("{} by {} at {}", res.action, res.resolved_by, zoned_time(res.resolved_at, zone));
-    if let (Some(p), Some(v), Some(n)) = (&res.participant, &res.visit, res.minute) {
-        text.push_str(&format!(", assigned to {p}/{v}/{n}"));
+/// Every decision on the row, oldest first, e.g. `assign by dm at
+/// 2026-03-02 10:00:00 Europe/Stockholm, assigned to U02/V1/90: reason`.
+fn resolution_lines(row: &ReviewRow<'_>, zone: &str, history: &History) -> Vec<String> {
+    if let Some(entries) = row.id().and_then(|id| history.get(&id)) {
+        return entries.iter().map(|e| history_entry(e, Some(zone))).collect();
     }
-    if !res.reason.is_empty() {
-        text.push_str(&format!(": {}", res.reason));
+    match row {
+        ReviewRow::Stored(r) => r.mismatch.resolution.iter().map(|res| history_entry(res, Some(zone))).collect(),
+        ReviewRow::Missing(m) => m
+            .not_done
+            .iter()
+            .map(|mark| format!("not done by {} at {}: {}", mark.by, zoned_time(mark.at, zone), mark.reason))
+            .collect(),
     }
-    text
 }
 
 /// The AUC page: the settings the numbers depend on, then per participant
@@ -946,7 +959,7 @@ mod tests {
             timezone: "Europe/Stockholm",
             scheduled_slots: 14,
         };
-        let snapshot = Snapshot { results, visits: &[] };
+        let snapshot = Snapshot { results, visits: &[], history: &History::new() };
         let mut out = Vec::new();
         write_mismatches_html(&mut out, &rows, snapshot, &config(), &options).unwrap();
         String::from_utf8(out).unwrap()
@@ -1138,8 +1151,8 @@ mod tests {
         assert!(html.contains("<h1>Mismatches (open and resolved) for study S&amp;1</h1>"), "{html}");
         assert!(
             html.contains(
-                "<td class=\"resolution\">assign by dm at 2026-03-02 10:00:00 Europe/<wbr/>Stockholm, \
-                 assigned to U02/V0/90: label &lt;typo&gt;</td>"
+                "<td class=\"resolution\"><span class=\"decision\">resolved (assign) by dm at 2026-03-02 10:00:00 \
+                 Europe/<wbr/>Stockholm, assigned to U02/V0/90: label &lt;typo&gt;</span></td>"
             ),
             "{html}"
         );

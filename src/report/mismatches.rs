@@ -2,23 +2,52 @@
 //!
 //! The stored mismatches and the computed MISSING_RESULT rows are merged into
 //! one list of [`ReviewRow`]s in the store's neutral order (participant code,
-//! visit, minute, analyte).
+//! visit, minute, analyte). A MISSING_RESULT row carries its slot's id (the
+//! same while the slot stays empty) and, once marked not done, that mark.
+//! Every row's decisions over time (decide, reopen, decide again) come as a
+//! [`History`], shown under the row in text and in extra CSV columns.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::ops::Deref;
 
 use crate::report::format::utc_time;
 use crate::report::wording::{current_state, nothing_received, nothing_received_line, plural, zoned_time};
-use crate::store::MismatchReport;
+use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
 use crate::study::missing::{Absence, MissingResult};
 
-/// The code of a computed missing-result row (never stored).
+/// The code of a MISSING_RESULT row.
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
+
+/// Every resolution row (decisions, reopens, automatic closings) of each
+/// mismatch that has one, oldest first.
+pub type History = BTreeMap<MismatchId, Vec<ResolutionRow>>;
 
 /// One line of the review list: a stored mismatch or a missing result.
 #[derive(Debug, Clone, Copy)]
 pub enum ReviewRow<'a> {
     Stored(&'a MismatchReport),
-    Missing(&'a MissingResult),
+    Missing(MissingRow<'a>),
+}
+
+/// A missing (or not-done) scheduled result with its slot's id. Derefs to
+/// the [`MissingResult`] it is about.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingRow<'a> {
+    pub missing: &'a MissingResult,
+    /// `None` when no writer has allocated the slot's id yet (a database no
+    /// labfeed write has touched since the visit or the schedule changed).
+    pub id: Option<MismatchId>,
+    /// Set when a data manager marked it not done: the row is resolved.
+    pub not_done: Option<&'a NotDoneMark>,
+}
+
+impl Deref for MissingRow<'_> {
+    type Target = MissingResult;
+
+    fn deref(&self) -> &MissingResult {
+        self.missing
+    }
 }
 
 impl ReviewRow<'_> {
@@ -51,20 +80,43 @@ impl ReviewRow<'_> {
         self.key().1
     }
 
-    /// Open until resolved; a missing result is open until it arrives.
+    /// Open until resolved (a reopen opens it again); a missing result is
+    /// open until it arrives or is marked not done.
     pub fn is_open(&self) -> bool {
         match self {
             ReviewRow::Stored(r) => r.mismatch.resolution.is_none(),
-            ReviewRow::Missing(_) => true,
+            ReviewRow::Missing(m) => m.not_done.is_none(),
+        }
+    }
+
+    /// The id `resolve` takes, if the row has one.
+    pub fn id(&self) -> Option<MismatchId> {
+        match self {
+            ReviewRow::Stored(r) => Some(r.mismatch.id),
+            ReviewRow::Missing(m) => m.id,
         }
     }
 }
 
 /// Merge stored mismatches (already in report order) and missing results
 /// into one list in report order; at equal keys stored rows come first.
+/// The missing rows have no ids here (see [`review_rows_with_ids`]).
 pub fn review_rows<'a>(stored: &'a [MismatchReport], missing: &'a [MissingResult]) -> Vec<ReviewRow<'a>> {
+    review_rows_with_ids(stored, missing, &[], &BTreeMap::new())
+}
+
+/// [`review_rows`] with the MISSING_RESULT ids (`ids`, by slot) and the
+/// slots marked not done (listed as resolved; pass none for the open list).
+pub fn review_rows_with_ids<'a>(
+    stored: &'a [MismatchReport],
+    missing: &'a [MissingResult],
+    not_done: &'a [(MissingResult, NotDoneMark)],
+    ids: &BTreeMap<Slot, MismatchId>,
+) -> Vec<ReviewRow<'a>> {
+    let open = missing.iter().map(|m| MissingRow { missing: m, id: ids.get(&m.slot()).copied(), not_done: None });
+    let marked = not_done.iter().map(|(m, mark)| MissingRow { missing: m, id: Some(mark.id), not_done: Some(mark) });
     let mut rows: Vec<ReviewRow<'a>> =
-        stored.iter().map(ReviewRow::Stored).chain(missing.iter().map(ReviewRow::Missing)).collect();
+        stored.iter().map(ReviewRow::Stored).chain(open.chain(marked).map(ReviewRow::Missing)).collect();
     // Stable: equal keys keep stored-before-missing and the store's id order.
     rows.sort_by(|a, b| a.key().cmp(&b.key()));
     rows
@@ -94,15 +146,19 @@ pub fn state(row: &ReviewRow<'_>) -> &'static str {
     if row.is_open() { "open" } else { "resolved" }
 }
 
+/// Appended after the SPEC §5 columns: the latest entry of the row's
+/// history (a reopen included) and the whole history in one cell.
+pub const HISTORY_COLUMNS: [&str; 5] = ["decided_by", "decided_at", "decision", "reason", "history"];
+
 /// The fields of one row, in [`MISMATCH_COLUMNS`] order; absent ones empty.
-/// A missing result has no id (it is not stored, so nothing to resolve).
+/// A missing result's id is its slot's (empty if none is allocated yet).
 pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
     let state = state(row).to_owned();
     let row = match row {
         ReviewRow::Stored(r) => r,
         ReviewRow::Missing(m) => {
             return [
-                String::new(),
+                m.id.map(|id| id.to_string()).unwrap_or_default(),
                 MISSING_RESULT.to_owned(),
                 String::new(),
                 m.participant.clone(),
@@ -142,12 +198,51 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
     ]
 }
 
-/// Write the header row, then one row per mismatch, in the order given.
-pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>]) -> csv::Result<()> {
+/// What one history entry did, in words: `resolved (reject)`, `reopened`, `not done`.
+pub fn decision_label(r: &ResolutionRow) -> String {
+    match r.action {
+        ResolutionAction::Reopen => "reopened".to_owned(),
+        ResolutionAction::NotDone => "not done".to_owned(),
+        action => format!("resolved ({action})"),
+    }
+}
+
+/// `resolved (assign) by dm at 2026-…Z, assigned to U02/V1/90: reason`
+pub fn history_entry(r: &ResolutionRow, zone: Option<&str>) -> String {
+    let at = match zone {
+        Some(zone) => zoned_time(r.resolved_at, zone),
+        None => utc_time(r.resolved_at),
+    };
+    let mut line = format!("{} by {} at {at}", decision_label(r), r.resolved_by);
+    if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
+        line.push_str(&format!(", assigned to {p}/{v}/{n}"));
+    }
+    if !r.reason.is_empty() {
+        line.push_str(&format!(": {}", r.reason));
+    }
+    line
+}
+
+/// The [`HISTORY_COLUMNS`] of one row.
+pub fn history_record(row: &ReviewRow<'_>, history: &History) -> [String; 5] {
+    let entries = row.id().and_then(|id| history.get(&id)).map(Vec::as_slice).unwrap_or_default();
+    let Some(last) = entries.last() else { return Default::default() };
+    [
+        last.resolved_by.clone(),
+        utc_time(last.resolved_at),
+        last.action.as_str().to_owned(),
+        last.reason.clone(),
+        entries.iter().map(|e| history_entry(e, None)).collect::<Vec<_>>().join(" | "),
+    ]
+}
+
+/// Write the header row, then one row per mismatch, in the order given: the
+/// SPEC §5 columns, then [`HISTORY_COLUMNS`].
+pub fn write_mismatches_csv(out: impl Write, rows: &[ReviewRow<'_>], history: &History) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(MISMATCH_COLUMNS)?;
+    w.write_record(MISMATCH_COLUMNS.iter().chain(&HISTORY_COLUMNS))?;
     for row in rows {
-        w.write_record(mismatch_record(row))?;
+        w.write_record(mismatch_record(row).iter().chain(&history_record(row, history)))?;
     }
     w.flush()?;
     Ok(())
@@ -180,6 +275,18 @@ pub fn write_mismatches_text(
     rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
+    write_mismatches_text_with_history(out, rows, options, &History::new())
+}
+
+/// [`write_mismatches_text`], with each row's whole history (decisions,
+/// reopens, not done) on the lines under it instead of only the decision
+/// in force.
+pub fn write_mismatches_text_with_history(
+    out: &mut dyn Write,
+    rows: &[ReviewRow<'_>],
+    options: &MismatchTextOptions<'_>,
+    history: &History,
+) -> io::Result<()> {
     let zone = options.timezone;
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
     writeln!(
@@ -200,27 +307,44 @@ pub fn write_mismatches_text(
             continue;
         }
         for row in group {
-            let row = match row {
-                ReviewRow::Stored(row) => row,
+            let entries = row.id().and_then(|id| history.get(&id));
+            match row {
+                ReviewRow::Stored(r) => {
+                    writeln!(out, "  {}", mismatch_line(r, zone))?;
+                    let in_force = r.mismatch.resolution.as_ref();
+                    let lines: Vec<&ResolutionRow> = match entries {
+                        Some(entries) => entries.iter().collect(),
+                        None => in_force.into_iter().collect(),
+                    };
+                    for entry in lines {
+                        writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+                    }
+                    if in_force.is_some() {
+                        writeln!(out, "      now {}", current_state(&r.mismatch))?;
+                    }
+                }
                 ReviewRow::Missing(m) => {
-                    writeln!(out, "  -- {MISSING_RESULT}  {}", missing_line(m, zone))?;
-                    continue;
+                    let id = m.id.map_or_else(|| "--".to_owned(), |id| format!("#{id}"));
+                    writeln!(out, "  {id} {MISSING_RESULT}  {}", missing_line(m, zone))?;
+                    match entries {
+                        Some(entries) => {
+                            for entry in entries {
+                                writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+                            }
+                        }
+                        None => {
+                            if let Some(mark) = m.not_done {
+                                writeln!(
+                                    out,
+                                    "      not done by {} at {}: {}",
+                                    mark.by,
+                                    zoned_time(mark.at, zone),
+                                    mark.reason
+                                )?;
+                            }
+                        }
+                    }
                 }
-            };
-            let m = &row.mismatch;
-            writeln!(out, "  {}", mismatch_line(row, zone))?;
-            if let Some(r) = &m.resolution {
-                let mut line = format!(
-                    "      resolved ({}) by {} at {}",
-                    r.action,
-                    r.resolved_by,
-                    zoned_time(r.resolved_at, zone)
-                );
-                line.push_str(&format!("; now {}", current_state(m)));
-                if !r.reason.is_empty() {
-                    line.push_str(&format!(": {}", r.reason));
-                }
-                writeln!(out, "{line}")?;
             }
         }
     }
@@ -359,6 +483,109 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_history_is_under_the_row_and_in_the_last_csv_columns() {
+        let at: jiff::Timestamp = "2026-03-05T09:00:00Z".parse().unwrap();
+        let entry = |id: i64, action: ResolutionAction, reason: &str| ResolutionRow {
+            id: ResolutionId(id),
+            action,
+            participant: None,
+            visit: None,
+            minute: None,
+            result_id: None,
+            reason: reason.into(),
+            resolved_by: "dm".into(),
+            resolved_at: at,
+        };
+        let mut decided = row(7, Some("U01"), false);
+        decided.mismatch.resolution = Some(entry(3, ResolutionAction::Accept, "fine after all"));
+        let history: History = [(
+            MismatchId(7),
+            vec![
+                entry(1, ResolutionAction::Reject, "late"),
+                entry(2, ResolutionAction::Reopen, "mistyped"),
+                entry(3, ResolutionAction::Accept, "fine after all"),
+            ],
+        )]
+        .into();
+        let stored = [decided];
+        let rows = review_rows(&stored, &[]);
+        let mut out = Vec::new();
+        let options = MismatchTextOptions {
+            study: "S",
+            generated_at: at,
+            include_resolved: true,
+            timezone: "UTC",
+            scheduled_slots: 14,
+        };
+        write_mismatches_text_with_history(&mut out, &rows, &options, &history).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains(
+                "      resolved (reject) by dm at 2026-03-05 09:00:00 UTC: late\n      reopened by dm at \
+                 2026-03-05 09:00:00 UTC: mistyped\n      resolved (accept) by dm at 2026-03-05 09:00:00 UTC: fine after \
+                 all\n      now accepted\n"
+            ),
+            "{t}"
+        );
+        let mut out = Vec::new();
+        write_mismatches_csv(&mut out, &rows, &history).unwrap();
+        let csv = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",state,decided_by,decided_at,decision,reason,history"), "{csv}");
+        assert!(
+            lines[1].ends_with(
+                ",dm,2026-03-05T09:00:00Z,accept,fine after all,resolved (reject) by dm at \
+             2026-03-05T09:00:00Z: late | reopened by dm at 2026-03-05T09:00:00Z: mistyped | resolved (accept) by dm \
+             at 2026-03-05T09:00:00Z: fine after all"
+            ),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn a_missing_result_shows_its_slot_id_and_a_not_done_one_is_resolved() {
+        let at: jiff::Timestamp = "2026-03-05T09:00:00Z".parse().unwrap();
+        let missing = |minute: i32| MissingResult {
+            participant: "U01".into(),
+            visit: "V1".into(),
+            minute,
+            analyte: "glucose".into(),
+            meal_start: "2026-03-02T08:30".parse().unwrap(),
+            absence: crate::study::missing::Absence::NotReceived,
+            detail: "no result".into(),
+        };
+        let open = [missing(30)];
+        let mark = NotDoneMark { id: MismatchId(41), reason: "no sample".into(), by: "dm".into(), at };
+        let not_done = [(missing(60), mark)];
+        let ids: BTreeMap<Slot, MismatchId> = [(open[0].slot(), MismatchId(40))].into();
+        let rows = review_rows_with_ids(&[], &open, &not_done, &ids);
+        assert_eq!(
+            rows.iter().map(|r| (r.id(), r.is_open())).collect::<Vec<_>>(),
+            [(Some(MismatchId(40)), true), (Some(MismatchId(41)), false)]
+        );
+        assert_eq!(mismatch_record(&rows[0])[0], "40");
+        assert_eq!(mismatch_record(&rows[1])[14], "resolved");
+        let mut out = Vec::new();
+        let options = MismatchTextOptions {
+            study: "S",
+            generated_at: at,
+            include_resolved: true,
+            timezone: "UTC",
+            scheduled_slots: 14,
+        };
+        write_mismatches_text(&mut out, &rows, &options).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        let line = |minute| {
+            format!("MISSING_RESULT  minute {minute}, glucose: no accepted result (meal start 2026-03-02 08:30 UTC)\n")
+        };
+        assert!(t.contains(&format!("  #40 {}", line(30))), "{t}");
+        assert!(
+            t.contains(&format!("  #41 {}      not done by dm at 2026-03-05 09:00:00 UTC: no sample\n", line(60))),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn counts_are_singular_or_plural() {
         assert!(text(&[row(1, Some("U01"), false)], false).ends_with("\n1 open mismatch\n"));
         assert!(text(&[row(1, Some("U01"), false), row(2, None, false)], false).ends_with("\n2 open mismatches\n"));
@@ -373,8 +600,8 @@ mod tests {
         let title = "Mismatches (open and resolved) for study S, as of 2026-03-02 10:00:00 Europe/Stockholm\n";
         assert!(t.starts_with(title), "{t}");
         assert!(t.contains("  #2 NOT_FINAL  no sample ID, minute 60, glucose: status P\n"), "{t}");
-        let decision =
-            "      resolved (assign) by dm at 2026-03-02 09:00:00 Europe/Stockholm; now moved to U02/V1/90\n";
+        let decision = "      resolved (assign) by dm at 2026-03-02 09:00:00 Europe/Stockholm, assigned to U02/V1/90\n      now \
+                        moved to U02/V1/90\n";
         assert!(t.contains(decision), "{t}");
     }
 }

@@ -26,4 +26,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
-pub use sdtm::{LB_COLUMNS, LbRecord, lb_records, write_lb_csv};
+pub use sdtm::{LB_COLUMNS, LbRecord, lb_records, lb_records_with_not_done, write_lb_csv};

@@ -1,7 +1,8 @@
 //! `export lb`: the CDISC SDTM LB domain (SDTMIG v3.4) as CSV.
 //!
 //! One record per current accepted result, plus one NOT DONE record per
-//! scheduled result that is missing (MISSING_RESULT). Values stay as the lab
+//! scheduled result that is missing (MISSING_RESULT) or that a data manager
+//! marked not done (LBREASND: their reason). Values stay as the lab
 //! reported them in LBORRES; the standardised fields use the analyte's
 //! canonical unit, and a censored value (`<0.010`) keeps its comparator in
 //! LBSTRESC with LBSTRESN empty: no number is ever substituted for it.
@@ -14,7 +15,7 @@ use std::io::Write;
 
 use crate::local_time::LocalTime;
 use crate::report::format::format_value;
-use crate::store::{CurrentResult, Visit};
+use crate::store::{CurrentResult, NotDoneMark, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{Absence, MissingResult};
 use crate::study::units::KnownAnalyte;
@@ -225,6 +226,19 @@ pub fn lb_records(
     visits: &[Visit],
     missing: &[MissingResult],
 ) -> Vec<LbRecord> {
+    lb_records_with_not_done(config, results, visits, missing, &[])
+}
+
+/// [`lb_records`], plus the slots a data manager marked not done
+/// ([`not_done_results`](crate::study::missing::not_done_results)): NOT DONE
+/// with LBREASND the reason they gave.
+pub fn lb_records_with_not_done(
+    config: &Config,
+    results: &[CurrentResult],
+    visits: &[Visit],
+    missing: &[MissingResult],
+    not_done: &[(MissingResult, NotDoneMark)],
+) -> Vec<LbRecord> {
     let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
         visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
     let mut keyed: Vec<(SortKey, LbRecord)> = Vec::with_capacity(results.len() + missing.len());
@@ -255,7 +269,8 @@ pub fn lb_records(
         keyed.push((planned.key(config), record));
     }
 
-    for m in missing {
+    let marked = not_done.iter().map(|(m, mark)| (m, Some(mark)));
+    for (m, mark) in missing.iter().map(|m| (m, None)).chain(marked) {
         let planned = Planned {
             participant: &m.participant,
             visit: &m.visit,
@@ -265,12 +280,12 @@ pub fn lb_records(
         };
         let mut record = planned.record(config);
         record.lbstat = NOT_DONE.to_owned();
-        record.lbreasnd = match m.absence {
-            Absence::NotReceived => RESULT_NOT_RECEIVED,
-            Absence::Held(_) => RESULT_UNDER_REVIEW,
-            Absence::Withdrawn => RESULT_REJECTED,
-        }
-        .to_owned();
+        record.lbreasnd = match (mark, m.absence) {
+            (Some(mark), _) => mark.reason.clone(),
+            (None, Absence::NotReceived) => RESULT_NOT_RECEIVED.to_owned(),
+            (None, Absence::Held(_)) => RESULT_UNDER_REVIEW.to_owned(),
+            (None, Absence::Withdrawn) => RESULT_REJECTED.to_owned(),
+        };
         keyed.push((planned.key(config), record));
     }
 
@@ -457,6 +472,27 @@ mod tests {
         assert_eq!((r.visitnum.as_str(), r.visit.as_str()), ("1", "Baseline"));
         assert_eq!((r.lbtpt.as_str(), r.lbtptnum.as_str(), r.lbeltm.as_str()), ("MMTT -10 MIN", "1", "-PT10M"));
         assert_eq!(r.lbrftdtc, "2026-03-02T08:30");
+    }
+
+    #[test]
+    fn a_slot_marked_not_done_gives_the_data_managers_reason() {
+        let config = config();
+        let mark = crate::store::NotDoneMark {
+            id: crate::store::MismatchId(9),
+            reason: "vein collapsed".into(),
+            by: "dm".into(),
+            at: "2026-03-05T09:00:00Z".parse().unwrap(),
+        };
+        let gaps = [missing("U07", "V0", -10, "glucose")];
+        let marked = [(missing("U07", "V0", 0, "glucose"), mark)];
+        let records = lb_records_with_not_done(&config, &[], &[], &gaps, &marked);
+        let reasons: Vec<(&str, &str, &str)> =
+            records.iter().map(|r| (r.lbtpt.as_str(), r.lbstat.as_str(), r.lbreasnd.as_str())).collect();
+        assert_eq!(
+            reasons,
+            [("MMTT -10 MIN", "NOT DONE", "RESULT NOT RECEIVED"), ("MMTT 0 MIN", "NOT DONE", "vein collapsed")]
+        );
+        assert_eq!(records.iter().map(|r| r.lbseq).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

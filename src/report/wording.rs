@@ -41,8 +41,11 @@ pub fn current_state(m: &MismatchRow) -> String {
             (Some(p), Some(v), Some(n)) => format!("moved to {p}/{v}/{n}"),
             _ => "moved".to_owned(),
         },
-        (ResolutionAction::Auto, true) => "settled by a later delivery".to_owned(),
+        (ResolutionAction::Auto, true) => "closed by labfeed".to_owned(),
         (ResolutionAction::Auto, false) => "accepted (flag closed by labfeed)".to_owned(),
+        (ResolutionAction::NotDone, _) => "not done".to_owned(),
+        // Never in force (a reopen leaves the mismatch open); said for completeness.
+        (ResolutionAction::Reopen, _) => "open again".to_owned(),
     }
 }
 
@@ -50,6 +53,7 @@ pub fn current_state(m: &MismatchRow) -> String {
 pub fn row_state(row: &ReviewRow<'_>) -> String {
     match row {
         ReviewRow::Stored(r) => current_state(&r.mismatch),
+        ReviewRow::Missing(m) if m.not_done.is_some() => "not done".to_owned(),
         ReviewRow::Missing(m) => match m.absence {
             Absence::NotReceived => "not received".to_owned(),
             Absence::Held(_) => "held for review".to_owned(),
@@ -64,7 +68,9 @@ pub fn row_state(row: &ReviewRow<'_>) -> String {
 pub fn nothing_received(rows: &[&ReviewRow<'_>], scheduled: usize) -> bool {
     scheduled > 0
         && rows.len() == scheduled
-        && rows.iter().all(|r| matches!(r, ReviewRow::Missing(m) if m.absence == Absence::NotReceived))
+        && rows
+            .iter()
+            .all(|r| matches!(r, ReviewRow::Missing(m) if m.absence == Absence::NotReceived && m.not_done.is_none()))
 }
 
 /// `V24: nothing received yet, 14 slots`.

@@ -1,4 +1,5 @@
-//! The study database: persistence primitives over `schema_v1.sql`.
+//! The study database: persistence primitives over `schema_v1.sql` and the
+//! migrations after it (`schema_v2.sql`, `schema_v3.sql`).
 //!
 //! - [`Store::open`] creates or opens the file (WAL, `synchronous=FULL`,
 //!   foreign keys on, 5 s busy timeout) and migrates it;
@@ -13,8 +14,9 @@
 //!
 //! Invariants, stated as absences:
 //! - The store never updates or deletes a row of raw, receipt, processing,
-//!   message, observation, result, mismatch, resolution or audit_log (and
-//!   triggers refuse it from anyone else); participant, visit and sample rows
+//!   message, observation, result, mismatch, resolution, resolution_effect
+//!   or audit_log (and triggers refuse it from anyone else); participant,
+//!   visit and sample rows
 //!   change only through the upserts, which audit old and new values.
 //! - No allocation, arm, kit or randomisation data and no names, birth dates,
 //!   addresses or phone numbers have a column; raw copies are stored masked.

@@ -81,22 +81,18 @@ pub(super) const MISMATCH_COLUMNS: &str = "m.id, m.code, m.holds, m.observation_
      m.visit, m.minute, m.analyte, m.detail, m.created_at, \
      s.id, s.action, s.participant, s.visit, s.minute, s.result_id, s.reason, s.resolved_by, s.resolved_at";
 const MISMATCH_WIDTH: usize = 21;
-pub(super) const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s ON s.mismatch_id = m.id";
+/// A mismatch with the decision in force: its latest resolution, unless that
+/// is a reopen (then none: open again). MISSING_RESULT id rows are left out
+/// (see [`Reader::missing_slot`]).
+pub(super) const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s \
+     ON s.id = (SELECT max(x.id) FROM resolution x WHERE x.mismatch_id = m.id) AND s.action <> 'reopen'";
+/// Leaves out the MISSING_RESULT id rows.
+pub(super) const NOT_MISSING: &str = "m.code <> 'MISSING_RESULT'";
 
 pub(super) fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
     let resolution = match row.get::<_, Option<ResolutionId>>(at + 12)? {
         None => None,
-        Some(id) => Some(ResolutionRow {
-            id,
-            action: row.get(at + 13)?,
-            participant: row.get(at + 14)?,
-            visit: row.get(at + 15)?,
-            minute: row.get(at + 16)?,
-            result_id: row.get(at + 17)?,
-            reason: row.get(at + 18)?,
-            resolved_by: row.get(at + 19)?,
-            resolved_at: get_time(row, at + 20)?,
-        }),
+        Some(_) => Some(resolution_row(row, at + 12)?),
     };
     Ok(MismatchRow {
         id: row.get(at)?,
@@ -133,6 +129,23 @@ fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
         received_at: get_opt_time(row, at + 9)?,
         origin: row.get(at + 10)?,
         collected_offset: row.get(at + 11)?,
+    })
+}
+
+const RESOLUTION_COLUMNS: &str =
+    "s.id, s.action, s.participant, s.visit, s.minute, s.result_id, s.reason, s.resolved_by, s.resolved_at";
+
+fn resolution_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResolutionRow> {
+    Ok(ResolutionRow {
+        id: row.get(at)?,
+        action: row.get(at + 1)?,
+        participant: row.get(at + 2)?,
+        visit: row.get(at + 3)?,
+        minute: row.get(at + 4)?,
+        result_id: row.get(at + 5)?,
+        reason: row.get(at + 6)?,
+        resolved_by: row.get(at + 7)?,
+        resolved_at: get_time(row, at + 8)?,
     })
 }
 
@@ -280,7 +293,7 @@ impl<'c> Reader<'c> {
     pub fn open_mismatches(&self, slot: &Slot, code: Option<MismatchCode>) -> Result<Vec<MismatchRow>, StoreError> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
-             WHERE s.id IS NULL AND m.participant = ?1 AND m.visit = ?2 AND m.minute = ?3 AND m.analyte = ?4
+             WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2 AND m.minute = ?3 AND m.analyte = ?4
                AND (?5 IS NULL OR m.code = ?5)
              ORDER BY m.id"
         );
@@ -293,7 +306,7 @@ impl<'c> Reader<'c> {
 
     /// One mismatch with its resolution, if any.
     pub fn mismatch(&self, id: MismatchId) -> Result<Option<MismatchRow>, StoreError> {
-        let sql = format!("SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE m.id = ?1");
+        let sql = format!("SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE m.id = ?1 AND {NOT_MISSING}");
         Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| mismatch_row(r, 0)).optional()?)
     }
 
@@ -306,7 +319,7 @@ impl<'c> Reader<'c> {
             "SELECT {MISMATCH_COLUMNS}, {PROVENANCE_COLUMNS} FROM {MISMATCH_FROM}
              LEFT JOIN observation o ON o.id = m.observation_id
              LEFT JOIN receipt rc ON rc.id = m.receipt_id
-             WHERE ?1 OR s.id IS NULL
+             WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}
              ORDER BY m.participant, m.visit, m.minute, m.analyte, m.id"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -427,7 +440,7 @@ impl<'c> Reader<'c> {
         }
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
-             WHERE r.withdrawn = 1
+             WHERE r.withdrawn = 1 AND r.unfilled = 0
                AND r.version = (SELECT max(version) FROM result x
                                 WHERE x.participant = r.participant AND x.visit = r.visit
                                   AND x.minute = r.minute AND x.analyte = r.analyte)",
@@ -435,7 +448,135 @@ impl<'c> Reader<'c> {
         for s in stmt.query_map([], slot)? {
             states.withdrawn.insert(s?);
         }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
+             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let decision = match r.get::<_, Option<ResolutionId>>(5)? {
+                Some(_) => Some(resolution_row(r, 5)?),
+                None => None,
+            };
+            Ok((slot(r)?, r.get::<_, MismatchId>(4)?, decision))
+        })?;
+        for row in rows {
+            let (s, id, decision) = row?;
+            if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone) {
+                states
+                    .not_done
+                    .insert(s.clone(), NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
+            }
+            states.ids.insert(s, id);
+        }
         Ok(states)
+    }
+
+    /// The MISSING_RESULT id row `id`, with the decision in force on it;
+    /// `None` when `id` is not such a row.
+    pub fn missing_slot(&self, id: MismatchId) -> Result<Option<MissingSlotRow>, StoreError> {
+        let sql = format!(
+            "SELECT m.id, m.participant, m.visit, m.minute, m.analyte, {RESOLUTION_COLUMNS}
+             FROM {MISMATCH_FROM} WHERE m.id = ?1 AND m.code = 'MISSING_RESULT'"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([id], |r| {
+                let decision = match r.get::<_, Option<ResolutionId>>(5)? {
+                    Some(_) => Some(resolution_row(r, 5)?),
+                    None => None,
+                };
+                Ok(MissingSlotRow {
+                    id: r.get(0)?,
+                    slot: Slot { participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)?, analyte: r.get(4)? },
+                    decision,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Every resolution row of one mismatch (decisions, reopens, automatic
+    /// closings), oldest first.
+    pub fn decisions(&self, id: MismatchId) -> Result<Vec<ResolutionRow>, StoreError> {
+        let sql = format!("SELECT {RESOLUTION_COLUMNS} FROM resolution s WHERE s.mismatch_id = ?1 ORDER BY s.id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([id], |r| resolution_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The whole decision history of every mismatch that has one (for
+    /// `report mismatches --all`), each oldest first.
+    pub fn decision_history(&self) -> Result<std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>>, StoreError> {
+        let sql = format!("SELECT s.mismatch_id, {RESOLUTION_COLUMNS} FROM resolution s ORDER BY s.id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut history: std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>> = Default::default();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, MismatchId>(0)?, resolution_row(r, 1)?)))? {
+            let (id, resolution) = row?;
+            history.entry(id).or_default().push(resolution);
+        }
+        Ok(history)
+    }
+
+    /// What decision `id` wrote and raised (see [`DecisionEffects`]).
+    pub fn decision_effects(&self, id: ResolutionId) -> Result<DecisionEffects, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT result_id, mismatch_id FROM resolution_effect WHERE resolution_id = ?1 ORDER BY rowid",
+        )?;
+        let mut effects = DecisionEffects::default();
+        for row in
+            stmt.query_map([id], |r| Ok((r.get::<_, Option<ResultId>>(0)?, r.get::<_, Option<MismatchId>>(1)?)))?
+        {
+            match row? {
+                (Some(result), _) => effects.results.push(result),
+                (None, Some(mismatch)) => effects.raised.push(mismatch),
+                (None, None) => {}
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Mismatches that decision `id` closed along with its own ('auto' rows
+    /// whose cause it is) and that are still closed by that row.
+    pub fn closed_along_with(&self, id: ResolutionId) -> Result<Vec<(MismatchId, ResolutionId)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.mismatch_id, s.id FROM resolution s
+             WHERE s.cause = ?1 AND s.action = 'auto'
+               AND s.id = (SELECT max(x.id) FROM resolution x WHERE x.mismatch_id = s.mismatch_id)
+             ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One result version.
+    pub fn result(&self, id: ResultId) -> Result<Option<ResultRow>, StoreError> {
+        let sql = format!("SELECT {RESULT_COLUMNS} FROM result r WHERE r.id = ?1");
+        Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| result_row(r, 0)).optional()?)
+    }
+
+    /// Whether version `id` is a withdrawal that left its slot as if never
+    /// filled (see [`Tx::withdraw_result_as`](crate::store::Tx::withdraw_result_as)).
+    pub fn is_unfilled(&self, id: ResultId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT unfilled FROM result WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// The latest version in a slot, a withdrawal included.
+    pub fn latest_version(&self, slot: &Slot) -> Result<Option<ResultRow>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} FROM result r
+             WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4
+             ORDER BY r.version DESC LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
+            .optional()?)
     }
 
     /// One observation as stored, with its message's sender.
@@ -495,10 +636,11 @@ impl<'c> Reader<'c> {
     /// The codes of mismatches about one observation that a data manager
     /// accepted: problems already seen and let through.
     pub fn accepted_codes_of_observation(&self, id: ObservationId) -> Result<Vec<MismatchCode>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT m.code FROM mismatch m JOIN resolution s ON s.mismatch_id = m.id
-             WHERE m.observation_id = ?1 AND s.action = 'accept' ORDER BY m.code",
-        )?;
+        let sql = format!(
+            "SELECT DISTINCT m.code FROM {MISMATCH_FROM}
+             WHERE m.observation_id = ?1 AND s.action = 'accept' ORDER BY m.code"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -522,8 +664,8 @@ impl<'c> Reader<'c> {
             .conn
             .prepare_cached(
                 "SELECT EXISTS (
-                   SELECT 1 FROM mismatch m JOIN observation o ON o.id = m.observation_id
-                   WHERE m.code = ?1 AND NOT EXISTS (SELECT 1 FROM resolution s WHERE s.mismatch_id = m.id)
+                   SELECT 1 FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+                   WHERE m.code = ?1
                      AND o.instrument IS ?2 AND o.sample_id IS ?3 AND o.test_code IS ?4
                      AND o.reported_value IS ?5 AND o.reported_unit IS ?6 AND o.status IS ?7
                      AND o.resulted_at IS ?8)",

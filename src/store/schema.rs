@@ -3,12 +3,14 @@
 //! The schema version lives in SQLite's `PRAGMA user_version`. Migration N
 //! brings a database from version N-1 to N in one transaction, so a failed
 //! migration leaves the previous version intact. A database newer than the
-//! code is refused rather than guessed at.
+//! code is refused rather than guessed at. Migrations run with foreign keys
+//! off (a table rebuild drops and renames referenced tables) and each step
+//! checks `PRAGMA foreign_key_check` before it commits.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::store::StoreError;
 
@@ -31,8 +33,11 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, description: "study database schema v1", sql: include_str!("schema_v1.sql") },
     Migration { version: 2, description: "withdrawn result versions", sql: include_str!("schema_v2.sql") },
-    // Placeholder for the review branch's v3, which replaces it when merged.
-    Migration { version: 3, description: "placeholder for the review branch", sql: include_str!("schema_v3.sql") },
+    Migration {
+        version: 3,
+        description: "reversible decisions and MISSING_RESULT ids",
+        sql: include_str!("schema_v3.sql"),
+    },
     Migration {
         version: 4,
         description: "the offset chosen for a repeated local collection time",
@@ -108,6 +113,29 @@ fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[Migration]) ->
     let open_err = |source| StoreError::Open { path: path.to_owned(), source };
     let (version, app_id, has_objects) = header(conn).map_err(open_err)?;
     check_header(path, version, app_id, has_objects, known)?;
+    // Table rebuilds (v3) drop and rename referenced tables: SQLite wants
+    // foreign keys off for that, and they cannot change inside a
+    // transaction. Each step checks them before it commits instead.
+    let foreign_keys: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).map_err(open_err)?;
+    let pending = migrations.iter().any(|m| m.version > version);
+    if pending && foreign_keys {
+        conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
+    }
+    let result = run_migrations(conn, path, migrations, version, known);
+    if pending && foreign_keys {
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+    }
+    result?;
+    Ok(known)
+}
+
+fn run_migrations(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[Migration],
+    version: i64,
+    known: i64,
+) -> Result<(), StoreError> {
     for migration in migrations.iter().filter(|m| m.version > version) {
         let migrate_err = |source| StoreError::Migrate { path: path.to_owned(), version: migration.version, source };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(migrate_err)?;
@@ -117,11 +145,25 @@ fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[Migration]) ->
             continue; // another process got there first
         }
         tx.execute_batch(migration.sql).map_err(migrate_err)?;
+        let broken: Option<String> = tx
+            .query_row(
+                "SELECT \"table\" || ' row ' || rowid || ' -> ' || parent FROM pragma_foreign_key_check",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(migrate_err)?;
+        if let Some(broken) = broken {
+            return Err(StoreError::Invalid {
+                what: "migration",
+                problem: format!("step {} leaves a broken reference ({broken})", migration.version),
+            });
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(migrate_err)?;
         tx.pragma_update(None, "user_version", migration.version).map_err(migrate_err)?;
         tx.commit().map_err(migrate_err)?;
     }
-    Ok(known)
+    Ok(())
 }
 
 /// For a read-only open: the database must be labfeed's and exactly current.

@@ -158,7 +158,7 @@ vocabulary!(
 
 vocabulary!(
     /// Why a result needs a data manager's look (SPEC §6). `MISSING_RESULT`
-    /// is computed in reports and never stored.
+    /// is not one of these: see [`MISSING_RESULT_CODE`].
     MismatchCode {
         ParseError = "PARSE_ERROR",
         UnknownInstrument = "UNKNOWN_INSTRUMENT",
@@ -196,8 +196,45 @@ vocabulary!(
         Reject = "reject",
         /// Resolved by labfeed itself (e.g. a later delivery settled it).
         Auto = "auto",
+        /// A MISSING_RESULT slot: the sample was not drawn or not analysed.
+        NotDone = "not_done",
+        /// An earlier decision undone: the mismatch is open again.
+        Reopen = "reopen",
     }
 );
+
+/// `mismatch.code` of the rows that give MISSING_RESULT slots their ids.
+/// Not a [`MismatchCode`]: such a row is no finding about a result, and
+/// whether it is shown depends on the slot, the clock and the configuration.
+pub const MISSING_RESULT_CODE: &str = "MISSING_RESULT";
+
+/// A MISSING_RESULT slot's id row and the decision in force on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingSlotRow {
+    pub id: MismatchId,
+    pub slot: Slot,
+    /// The latest decision, unless that is a reopen (then `None`: open).
+    pub decision: Option<ResolutionRow>,
+}
+
+/// A slot a data manager marked not done (`resolve --not-done`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotDoneMark {
+    /// The slot's MISSING_RESULT id.
+    pub id: MismatchId,
+    pub reason: String,
+    pub by: String,
+    pub at: jiff::Timestamp,
+}
+
+/// What a decision wrote, so that reopening it can undo exactly that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionEffects {
+    /// Result versions it added (values and withdrawals), oldest first.
+    pub results: Vec<ResultId>,
+    /// Mismatches it raised.
+    pub raised: Vec<MismatchId>,
+}
 
 /// Where one accepted value belongs: the key of result versioning.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -417,6 +454,9 @@ pub struct NewResolution {
     /// The result version the decision produced, if any.
     pub result_id: Option<ResultId>,
     pub reason: String,
+    /// For `reopen`: the decision undone; for `auto`: the decision whose
+    /// effect closed this mismatch along with its own.
+    pub cause: Option<ResolutionId>,
 }
 
 /// A participant (SPEC §4): study code only.
@@ -653,4 +693,8 @@ pub struct SlotStates {
     pub held: std::collections::BTreeMap<Slot, MismatchId>,
     /// Slots whose latest version is a withdrawal.
     pub withdrawn: std::collections::BTreeSet<Slot>,
+    /// The MISSING_RESULT id of every slot that has one.
+    pub ids: std::collections::BTreeMap<Slot, MismatchId>,
+    /// Slots a data manager marked not done (and did not reopen).
+    pub not_done: std::collections::BTreeMap<Slot, NotDoneMark>,
 }

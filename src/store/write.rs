@@ -300,6 +300,18 @@ impl<'c> Tx<'c> {
     /// withdrawn value for the record. `None` when the slot has no current
     /// value. Audited as `withdraw`.
     pub fn withdraw_result(&mut self, slot: &Slot, reason: &str) -> Result<Option<ResultStored>, StoreError> {
+        self.withdraw_result_as(slot, reason, false)
+    }
+
+    /// [`Tx::withdraw_result`]; with `unfilled`, the slot reads as never
+    /// filled afterwards (reports say "not received", not "rejected"): a
+    /// reopen undoing the decision that first filled it.
+    pub fn withdraw_result_as(
+        &mut self,
+        slot: &Slot,
+        reason: &str,
+        unfilled: bool,
+    ) -> Result<Option<ResultStored>, StoreError> {
         let Some(current) = self.current_result(slot)? else { return Ok(None) };
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
@@ -307,8 +319,8 @@ impl<'c> Tx<'c> {
             .prepare_cached(
                 "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
-                    version, supersedes, accepted_at, accepted_by, reason, withdrawn)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+                    version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)",
             )?
             .execute(params![
                 current.observation_id,
@@ -324,7 +336,8 @@ impl<'c> Tx<'c> {
                 current.id,
                 self.at,
                 self.actor,
-                reason
+                reason,
+                unfilled
             ])?;
         let id = ResultId(self.conn().last_insert_rowid());
         self.audit(
@@ -334,7 +347,7 @@ impl<'c> Tx<'c> {
             json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
                     "visit": slot.visit, "minute": slot.minute, "analyte": slot.analyte, "value": current.value,
                     "unit": current.unit, "comparator": comparator, "version": version,
-                    "supersedes": current.id.get(), "reason": reason }),
+                    "supersedes": current.id.get(), "reason": reason, "unfilled": unfilled }),
         )?;
         Ok(Some(ResultStored { id, version, supersedes: Some(current.id) }))
     }
@@ -374,20 +387,36 @@ impl<'c> Tx<'c> {
         Ok(id)
     }
 
-    /// Record a decision on an open mismatch, by this transaction's actor.
-    /// Audited as `resolve`.
+    /// Record a decision on a mismatch, by this transaction's actor: on an
+    /// open one (never decided, or reopened), or a `reopen` of a decided one.
+    /// A mismatch may so have several rows over time; the latest is in force.
+    /// Audited as `resolve` (`reopen` for a reopen).
     pub fn insert_resolution(&mut self, r: &NewResolution) -> Result<ResolutionId, StoreError> {
-        let Some(mismatch) = self.mismatch(r.mismatch_id)? else {
+        let state: Option<(String, Option<String>)> = self
+            .conn()
+            .prepare_cached(
+                "SELECT m.code, (SELECT s.action FROM resolution s WHERE s.mismatch_id = m.id ORDER BY s.id DESC LIMIT 1)
+                 FROM mismatch m WHERE m.id = ?1",
+            )?
+            .query_row([r.mismatch_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((code, latest)) = state else {
             return Err(StoreError::NotFound { entity: "mismatch", key: r.mismatch_id.to_string() });
         };
-        if mismatch.resolution.is_some() {
-            return Err(StoreError::AlreadyResolved(r.mismatch_id));
+        let open = latest.as_deref().is_none_or(|a| a == ResolutionAction::Reopen.as_str());
+        if open == (r.action == ResolutionAction::Reopen) {
+            return Err(if open {
+                StoreError::Invalid { what: "reopen", problem: format!("mismatch {} is open", r.mismatch_id) }
+            } else {
+                StoreError::AlreadyResolved(r.mismatch_id)
+            });
         }
         self.conn()
             .prepare_cached(
                 "INSERT INTO resolution
-                   (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                   (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at,
+                    cause)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 r.mismatch_id,
@@ -398,18 +427,111 @@ impl<'c> Tx<'c> {
                 r.result_id,
                 r.reason,
                 self.actor,
-                self.at
+                self.at,
+                r.cause
             ])?;
         let id = ResolutionId(self.conn().last_insert_rowid());
         self.audit(
-            "resolve",
+            if r.action == ResolutionAction::Reopen { "reopen" } else { "resolve" },
             "resolution",
             id,
-            json!({ "mismatch_id": r.mismatch_id.get(), "code": mismatch.code.as_str(), "action": r.action.as_str(),
+            json!({ "mismatch_id": r.mismatch_id.get(), "code": code, "action": r.action.as_str(),
                     "participant": r.participant, "visit": r.visit, "minute": r.minute,
-                    "result_id": r.result_id.map(|i| i.get()), "reason": r.reason }),
+                    "result_id": r.result_id.map(|i| i.get()), "reason": r.reason,
+                    "cause": r.cause.map(|i| i.get()) }),
         )?;
         Ok(id)
+    }
+
+    /// Record what decision `resolution` wrote and raised, so that a reopen
+    /// can undo exactly that. Audited as `effect` (one row per decision).
+    pub fn insert_decision_effects(
+        &mut self,
+        resolution: ResolutionId,
+        effects: &DecisionEffects,
+    ) -> Result<(), StoreError> {
+        if effects.results.is_empty() && effects.raised.is_empty() {
+            return Ok(());
+        }
+        for result in &effects.results {
+            self.conn()
+                .prepare_cached(
+                    "INSERT INTO resolution_effect (resolution_id, kind, result_id) VALUES (?1, 'result', ?2)",
+                )?
+                .execute(params![resolution, result])?;
+        }
+        for mismatch in &effects.raised {
+            self.conn()
+                .prepare_cached(
+                    "INSERT INTO resolution_effect (resolution_id, kind, mismatch_id) VALUES (?1, 'raised', ?2)",
+                )?
+                .execute(params![resolution, mismatch])?;
+        }
+        self.audit(
+            "effect",
+            "resolution_effect",
+            resolution,
+            json!({ "results": effects.results.iter().map(|i| i.get()).collect::<Vec<_>>(),
+                    "raised": effects.raised.iter().map(|i| i.get()).collect::<Vec<_>>() }),
+        )?;
+        Ok(())
+    }
+
+    /// Give every scheduled slot a MISSING_RESULT id: one `mismatch` row
+    /// (code MISSING_RESULT, holds nothing, no receipt) per `timepoints` ×
+    /// `analytes` of each visit that has a meal start and no such row yet,
+    /// so `resolve ID --not-done` has an id that never changes for that slot.
+    ///
+    /// Call it in any write transaction that may add visits, meal starts or
+    /// (after a configuration change) timepoints and analytes: import,
+    /// ingest batches, resolve. Cheap when nothing is new (one indexed
+    /// `INSERT … SELECT`). Whether a slot is shown as missing is decided by
+    /// the reports (empty slot, meal start passed), not here. Each new row is
+    /// audited as `allocate`. Returns how many were added.
+    pub fn allocate_missing_slot_ids(&mut self, timepoints: &[i64], analytes: &[String]) -> Result<u64, StoreError> {
+        if timepoints.is_empty() || analytes.is_empty() {
+            return Ok(0);
+        }
+        let before: i64 =
+            self.conn().prepare_cached("SELECT coalesce(max(id), 0) FROM mismatch")?.query_row([], |r| r.get(0))?;
+        let timepoints = serde_json::to_string(timepoints)
+            .map_err(|e| StoreError::Invalid { what: "timepoints", problem: e.to_string() })?;
+        let analytes = serde_json::to_string(analytes)
+            .map_err(|e| StoreError::Invalid { what: "analytes", problem: e.to_string() })?;
+        let added = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO mismatch (code, holds, participant, visit, minute, analyte, detail, created_at)
+                 SELECT 'MISSING_RESULT', 0, v.participant, v.visit, t.value, a.value, 'scheduled result slot', ?3
+                 FROM visit v, json_each(?1) t, json_each(?2) a
+                 WHERE v.meal_start IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM mismatch m
+                                   WHERE m.code = 'MISSING_RESULT' AND m.participant = v.participant
+                                     AND m.visit = v.visit AND m.minute = t.value AND m.analyte = a.value)
+                 ORDER BY v.participant, v.visit, t.value, a.value",
+            )?
+            .execute(params![timepoints, analytes, self.at])?;
+        if added == 0 {
+            return Ok(0);
+        }
+        let new: Vec<(MismatchId, String, String, i64, String)> = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, participant, visit, minute, analyte FROM mismatch
+                 WHERE id > ?1 AND code = 'MISSING_RESULT' ORDER BY id",
+            )?
+            .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, participant, visit, minute, analyte) in &new {
+            self.audit(
+                "allocate",
+                "mismatch",
+                id,
+                json!({ "code": MISSING_RESULT_CODE, "holds": false, "participant": participant, "visit": visit,
+                        "minute": minute, "analyte": analyte, "detail": "scheduled result slot" }),
+            )?;
+        }
+        Ok(new.len() as u64)
     }
 
     fn audit_change(&self, entity: &str, key: &str, old: Option<Value>, new: Value) -> Result<(), StoreError> {

@@ -989,8 +989,9 @@ mod tests {
             .replace("database = \"/var/lib/labfeed/labfeed.db\"", "database = \"/var/lib/labfeed/labfeed.db\"\ninstance = \"lab-pc-1\"")
             .replace(
                 "decimal_comma = false",
-                "decimal_comma = false\nkeep_comments = true\nlink_style = \"simplified\"\nmax_frame_bytes = 240",
+                "decimal_comma = false\nlink_style = \"simplified\"\nmax_frame_bytes = 240",
             )
+            .replace("keep_comments = false", "keep_comments = true")
             .replace("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\nidle_seconds = 60");
         let config = load(&text).expect("every SPEC §3 key loads");
         assert_eq!(config.listen.len(), 1);

@@ -1,6 +1,11 @@
 //! MISSING_RESULT (SPEC §6): a scheduled (minute, analyte) of a visit that has
-//! a meal start and no accepted result. Computed for reports, never stored:
-//! it closes by itself when the result arrives (or is assigned there).
+//! a meal start and no accepted result. Computed for reports: it closes by
+//! itself when the result arrives (or is assigned there). Only the slot's id
+//! is stored (one per slot, allocated by the writers, see
+//! `Tx::allocate_missing_slot_ids`), and a data manager's "not done" on it.
+//! A slot marked not done is not missing any more (it is listed by
+//! [`not_done_results`] instead), until a result arrives: then it is filled
+//! and neither.
 //!
 //! Pure: the caller passes the visits, what the store says about the slots
 //! and the time "now" (a visit whose meal has not started yet lacks nothing).
@@ -16,7 +21,8 @@ pub enum Absence {
     Withdrawn,
 }
 
-use crate::store::{MismatchId, Slot, SlotStates, Visit};
+use crate::local_time::LocalTime;
+use crate::store::{MismatchId, NotDoneMark, Slot, SlotStates, Visit};
 use crate::study::config::Config;
 
 /// One scheduled result that is not there.
@@ -49,15 +55,44 @@ pub fn missing_results(
     states: &SlotStates,
     now: jiff::Timestamp,
 ) -> Vec<MissingResult> {
+    let mut all = empty_slots(config, visits, states, now);
+    all.retain(|m| !states.not_done.contains_key(&m.slot()));
+    all
+}
+
+/// The empty scheduled slots (as [`missing_results`] finds them) that a
+/// data manager marked not done, with that mark: `export lb` writes them
+/// as NOT DONE with the reason given.
+pub fn not_done_results(
+    config: &Config,
+    visits: &[Visit],
+    states: &SlotStates,
+    now: jiff::Timestamp,
+) -> Vec<(MissingResult, NotDoneMark)> {
+    empty_slots(config, visits, states, now)
+        .into_iter()
+        .filter_map(|m| {
+            let mark = states.not_done.get(&m.slot())?.clone();
+            Some((m, mark))
+        })
+        .collect()
+}
+
+/// Whether a meal start (local study time) is at or before `now`: only then
+/// can a visit lack anything. A time the zone cannot place counts as started.
+pub fn meal_started(config: &Config, meal_start: LocalTime, now: jiff::Timestamp) -> bool {
     let zone = jiff::tz::TimeZone::get(&config.study.timezone).ok();
+    match zone.and_then(|z| meal_start.to_instant(&z)) {
+        Some(at) => at <= now,
+        None => true,
+    }
+}
+
+fn empty_slots(config: &Config, visits: &[Visit], states: &SlotStates, now: jiff::Timestamp) -> Vec<MissingResult> {
     let mut missing = Vec::new();
     for visit in visits {
         let Some(meal_start) = visit.meal_start else { continue };
-        let started = match zone.as_ref().and_then(|z| meal_start.to_instant(z)) {
-            Some(at) => at <= now,
-            None => true,
-        };
-        if !started {
+        if !meal_started(config, meal_start, now) {
             continue;
         }
         for &minute in &config.mmtt.timepoints {

@@ -94,7 +94,7 @@ fn mismatches(s: &Study) -> Vec<[String; 6]> {
     let out = ok(&s.run(&["report", "mismatches", "--format", "csv", "--all"]));
     csv_rows(&out)[1..]
         .iter()
-        .filter(|r| !r[0].is_empty())
+        .filter(|r| r[1] != "MISSING_RESULT")
         .map(|r| [r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[5].clone(), r[14].clone()])
         .collect()
 }

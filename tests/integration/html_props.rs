@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use labfeed::report::html::{Marks, Snapshot, write_auc_html, write_mismatches_html};
+use labfeed::report::mismatches::History;
 use labfeed::report::{MismatchTextOptions, ReviewRow, review_rows};
 use labfeed::store::{
     MismatchCode, MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction,
@@ -327,7 +328,7 @@ proptest! {
             scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
         };
         let mut out = Vec::new();
-        write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, &config, &options)
+        write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new() }, &config, &options)
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);
@@ -446,7 +447,7 @@ proptest! {
         let rows = labfeed::study::auc::compute(&config, &results);
         let mut out = Vec::new();
         let marks = Marks { flagged: &flagged, withdrawn: &BTreeSet::new() };
-        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits }, marks, &config, at())
+        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new() }, marks, &config, at())
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);

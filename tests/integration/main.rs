@@ -18,6 +18,7 @@ mod listen;
 mod local_time;
 mod mllp;
 mod privacy;
+mod reopen;
 mod report;
 mod resolve;
 mod sdtm;

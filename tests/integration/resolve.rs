@@ -7,26 +7,26 @@ use labfeed::store::Store;
 
 use super::support::{TempStudy as Study, csv_rows, text};
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn e411(body: &str) -> String {
+pub(crate) fn e411(body: &str) -> String {
     format!("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{body}L|1|N\r")
 }
 
-fn order(n: usize, sample: &str) -> String {
+pub(crate) fn order(n: usize, sample: &str) -> String {
     format!("O|{n}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r")
 }
 
-fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
+pub(crate) fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
     format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|{done}|E1\r")
 }
 
 /// A study with U07 (visit V4, meal 08:30) and U08 (V0), and these held or
 /// flagged results: IMPLAUSIBLE, UNKNOWN_SAMPLE, DUPLICATE_CONFLICT (cobas),
 /// OUT_OF_WINDOW and PRETEST_GLUCOSE (central lab, which has draw times).
-fn study() -> Study {
+pub(crate) fn study() -> Study {
     let s = Study::new(&[]);
     let files = [
         ("participants", "participant\nU07\nU08\n"),
@@ -69,7 +69,7 @@ OBX|1|NM|2345-7^Glucose^LN||230|mg/dL|||||F\r",
 }
 
 /// Open mismatches (stored ones, with an id) as (id, code, minute).
-fn open_mismatches(s: &Study) -> Vec<(String, String, String)> {
+pub(crate) fn open_mismatches(s: &Study) -> Vec<(String, String, String)> {
     let out = s.run(&["report", "mismatches", "--format", "csv"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     csv_rows(&String::from_utf8_lossy(&out.stdout))[1..]
@@ -79,7 +79,7 @@ fn open_mismatches(s: &Study) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn id_of(s: &Study, code: &str) -> String {
+pub(crate) fn id_of(s: &Study, code: &str) -> String {
     let all = open_mismatches(s);
     let found: Vec<_> = all.iter().filter(|m| m.1 == code).collect();
     assert_eq!(found.len(), 1, "one open {code}: {all:?}");
@@ -87,7 +87,7 @@ fn id_of(s: &Study, code: &str) -> String {
 }
 
 /// (participant, visit, minute, analyte) → value, from `export results`.
-fn exported(s: &Study) -> Vec<[String; 5]> {
+pub(crate) fn exported(s: &Study) -> Vec<[String; 5]> {
     let out = s.run(&["export", "results"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     csv_rows(&String::from_utf8_lossy(&out.stdout))[1..]
@@ -96,11 +96,11 @@ fn exported(s: &Study) -> Vec<[String; 5]> {
         .collect()
 }
 
-fn has(rows: &[[String; 5]], slot: [&str; 4], value: &str) -> bool {
+pub(crate) fn has(rows: &[[String; 5]], slot: [&str; 4], value: &str) -> bool {
     rows.iter().any(|r| r[..4] == slot && r[4] == value)
 }
 
-fn resolve(s: &Study, args: &[&str]) -> std::process::Output {
+pub(crate) fn resolve(s: &Study, args: &[&str]) -> std::process::Output {
     let mut all = vec!["resolve"];
     all.extend_from_slice(args);
     s.run(&all)
@@ -182,16 +182,16 @@ fn assign_moves_a_result_and_runs_the_checks_again() {
     let out = resolve(&s, &[&unknown, "--assign", "U08/V9/15", "--reason", "x", "--by", "dm"]);
     assert!(text(&out).contains("visit V9 is not a configured visit"), "{}", text(&out));
 
-    // Assigned to an unscheduled minute: closed, and the check holds it again there.
+    // A minute that is not scheduled is refused up front too: the slot must exist.
     let out = resolve(&s, &[&unknown, "--assign", "U08/V0/45", "--reason", "tube label misread", "--by", "dm"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("UNSCHEDULED_TIMEPOINT"), "{}", text(&out));
-    let unscheduled = id_of(&s, "UNSCHEDULED_TIMEPOINT");
-    assert!(!open_mismatches(&s).iter().any(|m| m.0 == unknown));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("minute 45 is not one of mmtt.timepoints"), "{}", text(&out));
+    assert!(open_mismatches(&s).iter().any(|m| m.0 == unknown));
 
-    // Assigned again, to minute 15: accepted there.
-    let out = resolve(&s, &[&unscheduled, "--assign", "U08/V0/15", "--reason", "it was the 15-min tube", "--by", "dm"]);
+    // Assigned to minute 15: accepted there.
+    let out = resolve(&s, &[&unknown, "--assign", "U08/V0/15", "--reason", "it was the 15-min tube", "--by", "dm"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!open_mismatches(&s).iter().any(|m| m.0 == unknown));
     assert!(has(&exported(&s), ["U08", "V0", "15", "c_peptide"], "0.4"));
     // The missing-result row for that slot is gone.
     let out = s.run(&["report", "mismatches", "--format", "csv"]);
