@@ -74,7 +74,7 @@ enum Command {
     Report(report::ReportArgs),
     /// Exports: accepted results, or the CDISC SDTM LB domain, as CSV.
     Export(export::ExportArgs),
-    /// A data manager's decision on a mismatch: assign, accept or reject it, with a reason (audited).
+    /// A data manager's decision on a mismatch: assign, accept or reject it, reopen a decision, or mark a missing result not done, with a reason (audited).
     Resolve(resolve::ResolveArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
     Status,
