@@ -109,14 +109,15 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
     inbox::ensure_dirs(&watch_config).map_err(anyhow::Error::msg)?;
     crate::cli::ensure_database_dir(&config)?;
     let _lock = lock_database(&config.storage.database)?;
-    let mut store = Store::open(&config.storage.database)
-        .with_context(|| format!("opening the study database (storage.database in {})", config.path.display()))?;
-    close_interrupted_receipts(&mut store)?;
+    let mut store = crate::cli::open_store(&config, &config.path)?;
+    let cannot_write = |e: anyhow::Error| read_only(e, &config.storage.database);
+    close_interrupted_receipts(&mut store).map_err(cannot_write)?;
     // A configuration that gained timepoints or analytes gives their slots
     // MISSING_RESULT ids at start, not only with the first delivery.
     store
         .write(|tx| crate::ingest::allocate_missing_slot_ids(tx, &config))
-        .context("giving scheduled slots their MISSING_RESULT ids")?;
+        .context("giving scheduled slots their MISSING_RESULT ids")
+        .map_err(cannot_write)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -124,6 +125,17 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config, watch_config, store, once))
+}
+
+/// SPEC §7 Health: `run` names the database it cannot write at start.
+/// [`crate::cli::open_store`] checks permissions first; this catches what
+/// access(2) cannot see (a read-only mount, SQLite's own refusal).
+fn read_only(e: anyhow::Error, database: &Path) -> anyhow::Error {
+    let refused = e.chain().any(|cause| {
+        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::ReadOnly)
+    });
+    if refused { e.context(format!("the database {} cannot be written", database.display())) } else { e }
 }
 
 /// The single-instance lock beside the database (`<database>.lock`); the OS
