@@ -398,7 +398,7 @@ fn a_quarantine_inside_the_inbox_is_named_by_its_key() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let said = format!(
-        "{}:{}: watch.quarantine: must not be inside the inbox",
+        "{}:{}: watch.quarantine: must not be inside the inbox (watch.inbox = \"{inbox}\")",
         study.config.display(),
         line_of(&config, "quarantine =")
     );
