@@ -533,3 +533,21 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Str
     }
     Ok(Some(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_sqlite_refuses_as_read_only_names_the_database() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("attempt to write a readonly database".to_owned()),
+        );
+        let e = anyhow::Error::new(crate::store::StoreError::from(refused)).context("giving slots their ids");
+        let shown = format!("{:#}", read_only(e, Path::new("/srv/labfeed.db")));
+        assert!(shown.starts_with("the database /srv/labfeed.db cannot be written: giving slots"), "{shown}");
+        let other = anyhow::anyhow!("disk full");
+        assert_eq!(format!("{:#}", read_only(other, Path::new("/srv/labfeed.db"))), "disk full");
+    }
+}
