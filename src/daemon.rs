@@ -109,14 +109,15 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
     inbox::ensure_dirs(&watch_config).map_err(anyhow::Error::msg)?;
     crate::cli::ensure_database_dir(&config)?;
     let _lock = lock_database(&config.storage.database)?;
-    let mut store = Store::open(&config.storage.database)
-        .with_context(|| format!("opening the study database (storage.database in {})", config.path.display()))?;
-    close_interrupted_receipts(&mut store)?;
+    let mut store = crate::cli::open_store(&config, &config.path)?;
+    let cannot_write = |e: anyhow::Error| read_only(e, &config.storage.database);
+    close_interrupted_receipts(&mut store).map_err(cannot_write)?;
     // A configuration that gained timepoints or analytes gives their slots
     // MISSING_RESULT ids at start, not only with the first delivery.
     store
         .write(|tx| crate::ingest::allocate_missing_slot_ids(tx, &config))
-        .context("giving scheduled slots their MISSING_RESULT ids")?;
+        .context("giving scheduled slots their MISSING_RESULT ids")
+        .map_err(cannot_write)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -124,6 +125,17 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config, watch_config, store, once))
+}
+
+/// SPEC §7 Health: `run` names the database it cannot write at start.
+/// [`crate::cli::open_store`] checks permissions first; this catches what
+/// access(2) cannot see (a read-only mount, SQLite's own refusal).
+fn read_only(e: anyhow::Error, database: &Path) -> anyhow::Error {
+    let refused = e.chain().any(|cause| {
+        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::ReadOnly)
+    });
+    if refused { e.context(format!("the database {} cannot be written", database.display())) } else { e }
 }
 
 /// The single-instance lock beside the database (`<database>.lock`); the OS
@@ -520,4 +532,22 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Str
         return Err(format!("{} grew past the size limit while it was read", file_name(path)));
     }
     Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_sqlite_refuses_as_read_only_names_the_database() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("attempt to write a readonly database".to_owned()),
+        );
+        let e = anyhow::Error::new(crate::store::StoreError::from(refused)).context("giving slots their ids");
+        let shown = format!("{:#}", read_only(e, Path::new("/srv/labfeed.db")));
+        assert!(shown.starts_with("the database /srv/labfeed.db cannot be written: giving slots"), "{shown}");
+        let other = anyhow::anyhow!("disk full");
+        assert_eq!(format!("{:#}", read_only(other, Path::new("/srv/labfeed.db"))), "disk full");
+    }
 }

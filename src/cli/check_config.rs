@@ -87,8 +87,8 @@ impl FileSystem for Disk {
 
 /// Every directory `run` writes to (the database's, inbox, archive,
 /// quarantine) must exist, or have an existing parent so that `run` can
-/// create it (SPEC §7), and be writable by this user; so must an existing
-/// database file.
+/// create it (SPEC §7), and be writable by this user; so must the database
+/// file and SQLite's `-wal` and `-shm` beside it, when they exist.
 pub fn directory_problems(config: &Config, text: &str, fs: &dyn FileSystem) -> Vec<Problem> {
     let mut problems = Vec::new();
     let database = &config.storage.database;
@@ -97,12 +97,19 @@ pub fn directory_problems(config: &Config, text: &str, fs: &dyn FileSystem) -> V
     if !url {
         let dir = database.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         dirs.push(("storage", "database", "the database directory", dir.to_owned()));
-        if fs.is_dir(database).is_ok_and(|is_dir| !is_dir) && !fs.writable(database) {
-            problems.push(Problem {
-                line: key_line(text, &["storage", "database"]),
-                key: "storage.database".to_owned(),
-                message: format!("the database {} is not writable by user {}", database.display(), fs.user()),
-            });
+        let problem = |message| Problem {
+            line: key_line(text, &["storage", "database"]),
+            key: "storage.database".to_owned(),
+            message,
+        };
+        if fs.is_dir(database).is_ok_and(|is_dir| is_dir) {
+            problems.push(problem(format!(
+                "{} is a directory; name the database file in it, e.g. {}",
+                database.display(),
+                database.join("labfeed.db").display()
+            )));
+        } else {
+            problems.extend(database_file_problems(database, fs).into_iter().map(problem));
         }
     }
     if let Some(w) = &config.watch {
@@ -117,6 +124,41 @@ pub fn directory_problems(config: &Config, text: &str, fs: &dyn FileSystem) -> V
     }
     problems.sort_by_key(|p| p.line);
     problems
+}
+
+/// The database file and SQLite's `-wal` and `-shm` beside it that exist
+/// but this user cannot write. A read-only command run as root leaves
+/// root-owned `-wal` and `-shm`, and SQLite then refuses every write
+/// ("attempt to write a readonly database").
+pub fn unwritable_database_files(database: &Path, fs: &dyn FileSystem) -> Vec<PathBuf> {
+    ["", "-wal", "-shm"]
+        .into_iter()
+        .map(|suffix| {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|path| fs.is_dir(path).is_ok_and(|is_dir| !is_dir) && !fs.writable(path))
+        .collect()
+}
+
+/// Each unwritable database file in plain words, with the fix.
+fn database_file_problems(database: &Path, fs: &dyn FileSystem) -> Vec<String> {
+    let user = fs.user();
+    let fix = format!("as root: chown {user}: {}*", database.display());
+    unwritable_database_files(database, fs)
+        .into_iter()
+        .map(|path| {
+            if path == database {
+                format!("the database {} is not writable by user {user} ({fix})", path.display())
+            } else {
+                format!(
+                    "SQLite's file {} beside the database is not writable by user {user}, so the database cannot be written either ({fix})",
+                    path.display()
+                )
+            }
+        })
+        .collect()
 }
 
 fn directory_problem(what: &str, dir: &Path, fs: &dyn FileSystem) -> Option<String> {
@@ -138,10 +180,40 @@ fn directory_problem(what: &str, dir: &Path, fs: &dyn FileSystem) -> Option<Stri
                     "{what} {shown} does not exist, and its parent {} is not a directory",
                     parent.display()
                 )),
-                Err(_) => Some(format!("{what} {shown} does not exist, nor does its parent {}", parent.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Some(format!("{what} {shown} does not exist, nor does its parent {}", parent.display()))
+                }
+                Err(e) => Some(format!("{what} {shown} {}", unreachable(dir, e.kind(), fs))),
             }
         }
-        Err(e) => Some(format!("{what} {shown} cannot be examined: {e}")),
+        Err(e) => Some(format!("{what} {shown} {}", unreachable(dir, e.kind(), fs))),
+    }
+}
+
+/// Why `path` cannot be looked at, in plain words: the ancestor that is a
+/// file, or the one this user may not look into.
+fn unreachable(path: &Path, kind: io::ErrorKind, fs: &dyn FileSystem) -> String {
+    let user = fs.user();
+    let mut ancestors: Vec<&Path> = path.ancestors().filter(|a| !a.as_os_str().is_empty()).collect();
+    ancestors.reverse();
+    match kind {
+        io::ErrorKind::NotADirectory => match ancestors.iter().find(|a| fs.is_dir(a).is_ok_and(|is_dir| !is_dir)) {
+            Some(file) => format!("cannot be reached: {} is a file, not a directory", file.display()),
+            None => "cannot be reached: part of the path is a file, not a directory".to_owned(),
+        },
+        io::ErrorKind::PermissionDenied => {
+            // The first ancestor that cannot be looked at lies in the one that refuses.
+            let denied = ancestors
+                .iter()
+                .find(|a| fs.is_dir(a).is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied))
+                .and_then(|a| a.parent());
+            match denied {
+                Some(dir) => format!("cannot be reached by user {user}: permission denied on {}", dir.display()),
+                None => format!("cannot be reached by user {user}: permission denied"),
+            }
+        }
+        io::ErrorKind::InvalidFilename => "cannot be reached: the path or one of its names is too long".to_owned(),
+        other => format!("cannot be examined by user {user} ({other})"),
     }
 }
 

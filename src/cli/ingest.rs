@@ -92,11 +92,8 @@ pub fn run(config_path: &Path, args: &IngestArgs, out: &mut dyn Write, err: &mut
         bar.finish_and_clear();
     }
     if args.files.len() > 1 {
-        writeln!(
-            out,
-            "{} files: {} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
-            total.files, total.accepted, total.duplicates, total.mismatches, total.qc, total.errors
-        )?;
+        let counts = crate::ingest::counts(total.accepted, total.duplicates, total.mismatches, total.qc, total.errors);
+        writeln!(out, "{} file{}: {counts}", total.files, if total.files == 1 { "" } else { "s" })?;
     }
     Ok(outcome)
 }

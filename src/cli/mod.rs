@@ -151,8 +151,32 @@ pub fn open_study(config_path: &Path) -> anyhow::Result<(Config, Store)> {
 /// Open the study database of a loaded configuration for writing (see [`open_study`]).
 pub fn open_store(config: &Config, config_path: &Path) -> anyhow::Result<Store> {
     ensure_database_dir(config)?;
+    require_writable_database(config)?;
     Store::open(&config.storage.database)
         .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))
+}
+
+/// Refuse, naming the database, when this user cannot write it or the
+/// `-wal` / `-shm` beside it: SQLite would open it and fail only at the first
+/// write, with "attempt to write a readonly database".
+pub fn require_writable_database(config: &Config) -> anyhow::Result<()> {
+    let database = &config.storage.database;
+    let disk = check_config::Disk::new();
+    let files = check_config::unwritable_database_files(database, &disk);
+    if files.is_empty() {
+        return Ok(());
+    }
+    let user = check_config::FileSystem::user(&disk);
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    anyhow::bail!(
+        "the database {} cannot be written by user {user}: {} {} not writable by that user \
+         (storage.database in {}; as root: chown {user}: {}*)",
+        database.display(),
+        shown.join(" and "),
+        if files.len() == 1 { "is" } else { "are" },
+        config.path.display(),
+        database.display()
+    )
 }
 
 /// Refuse a database that does not exist yet: for commands that read or

@@ -66,13 +66,21 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// `4 accepted, 0 duplicates, 1 mismatches, 0 QC, 0 errors`: for logs and `ingest`.
+    /// `4 accepted, 0 duplicates, 1 mismatch, 0 QC, 0 errors`: for logs and `ingest`.
     pub fn counts(&self) -> String {
-        format!(
-            "{} accepted, {} duplicates, {} mismatches, {} QC, {} errors",
-            self.accepted, self.duplicates, self.mismatches, self.qc, self.errors
-        )
+        counts(self.accepted, self.duplicates, self.mismatches, self.qc, self.errors)
     }
+}
+
+/// `4 accepted, 1 duplicate, 2 mismatches, 0 QC, 1 error`: one for one, as a reader says it.
+pub fn counts(accepted: u32, duplicates: u32, mismatches: u32, qc: u32, errors: u32) -> String {
+    let n = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{accepted} accepted, {}, {}, {qc} QC, {}",
+        n(duplicates, "duplicate", "duplicates"),
+        n(mismatches, "mismatch", "mismatches"),
+        n(errors, "error", "errors")
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

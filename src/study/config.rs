@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::DeTable;
 
 use crate::study::config_schema;
 use crate::study::units::KnownAnalyte;
@@ -436,39 +437,21 @@ struct RawSamples {
     id_pattern: Option<String>,
 }
 
-/// Collects problems with the line of the span they concern.
+/// Collects problems with the line where their key is written.
 struct Problems<'a> {
     text: &'a str,
+    /// The parsed file, whose spans say where each key is written.
+    root: Spanned<DeTable<'a>>,
     list: Vec<Problem>,
 }
 
 impl Problems<'_> {
-    /// Record a problem with `key` inside the table or value at `span`; the
-    /// line is that of the key itself when it is written in the span.
+    /// Record a problem with `key`; it points at the line where the key is
+    /// written (inside an inline table too), else at its nearest written
+    /// parent, else at `span`.
     fn add(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
-        let leaf = key.rsplit('.').next().unwrap_or("").split('[').next().unwrap_or("");
-        // A table's span may cover only its header: look from there to the next header.
-        let rest = self.text.get(span.start..).unwrap_or("");
-        let mut offset = span.start;
-        let mut at = span.start;
-        for (i, line) in rest.split_inclusive('\n').enumerate() {
-            let trimmed = line.trim_start();
-            if i > 0 && trimmed.starts_with('[') {
-                break;
-            }
-            let quoted = format!("\"{leaf}\"");
-            if !leaf.is_empty()
-                && trimmed
-                    .strip_prefix(leaf)
-                    .or_else(|| trimmed.strip_prefix(quoted.as_str()))
-                    .is_some_and(|after| after.trim_start().starts_with('='))
-            {
-                offset = at;
-                break;
-            }
-            at += line.len();
-        }
+        let offset = config_schema::key_offset(self.root.get_ref(), &key).unwrap_or(span.start);
         self.list.push(Problem { line: line_of(self.text, offset), key, message: message.into() });
     }
 }
@@ -518,7 +501,7 @@ impl Config {
     /// Check configuration text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError { path: path.to_owned(), problems };
-        let (document, syntax) = toml::de::DeTable::parse_recoverable(text);
+        let (document, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             let problems = syntax
                 .iter()
@@ -551,8 +534,10 @@ impl Config {
                 message: e.message().to_owned(),
             }])
         })?;
-        let mut problems = Problems { text, list: Vec::new() };
+        let mut problems = Problems { text, root: document, list: Vec::new() };
         let config = check(raw, path, &mut problems);
+        // In file order, as the file's reader goes through them.
+        problems.list.sort_by_key(|p| p.line);
         if problems.list.is_empty() { Ok(config) } else { Err(fail(problems.list)) }
     }
 
@@ -810,8 +795,15 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
                 p.add(span.clone(), format!("watch.{key}"), "must not be empty");
             }
         }
-        if w.archive.starts_with(&w.inbox) || w.quarantine.starts_with(&w.inbox) {
-            p.add(span.clone(), "watch.archive", "archive and quarantine must not be inside the inbox");
+        for (key, dir) in [("archive", &w.archive), ("quarantine", &w.quarantine)] {
+            if !w.inbox.as_os_str().is_empty() && dir.starts_with(&w.inbox) {
+                // Files moved there would be taken again as new deliveries.
+                p.add(
+                    span.clone(),
+                    format!("watch.{key}"),
+                    format!("must not be inside the inbox (watch.inbox = {:?})", w.inbox.display().to_string()),
+                );
+            }
         }
         w
     });

@@ -161,6 +161,43 @@ pub fn key_line(text: &str, path: &[&str]) -> usize {
     offset.map_or(0, |o| 1 + text.as_bytes().get(..o).map_or(0, |head| head.iter().filter(|&&b| b == b'\n').count()))
 }
 
+/// The byte offset where the dotted `key` (`instruments[0].tests.CPEP`) is
+/// written, even inside an inline table; when the key itself is not written
+/// (a default), where its nearest written parent is. `None` when not even
+/// the first part is written.
+pub fn key_offset(root: &DeTable<'_>, key: &str) -> Option<usize> {
+    let mut table = root;
+    let mut rest = key;
+    let mut found = None;
+    loop {
+        // The longest name here that `rest` starts with: names may hold dots.
+        let matched = table
+            .iter()
+            .filter_map(|(k, v)| {
+                let after = rest.strip_prefix(k.get_ref().as_ref())?;
+                (after.is_empty() || after.starts_with(['.', '['])).then_some((k, v, after))
+            })
+            .max_by_key(|(k, _, _)| k.get_ref().len());
+        let Some((k, mut value, after)) = matched else { return found };
+        found = Some(k.span().start);
+        rest = after;
+        while let Some(after) = rest.strip_prefix('[') {
+            let Some((index, tail)) = after.split_once(']') else { return found };
+            let (Ok(i), DeValue::Array(items)) = (index.parse::<usize>(), value.get_ref()) else { return found };
+            let Some(item) = items.get(i) else { return found };
+            if !item.span().is_empty() {
+                found = Some(item.span().start);
+            }
+            value = item;
+            rest = tail;
+        }
+        let Some(tail) = rest.strip_prefix('.') else { return found };
+        let DeValue::Table(inner) = value.get_ref() else { return found };
+        table = inner;
+        rest = tail;
+    }
+}
+
 /// Keys SPEC §3 defines for features this version does not have yet: they
 /// are accepted, so one file serves several versions, but do nothing.
 pub const NOT_YET_USED: &[&[&str]] =
@@ -397,6 +434,22 @@ mod tests {
         assert_eq!(key_line(text, &["watch", "inbox"]), 6);
         assert_eq!(key_line(text, &["watch", "archive"]), 0);
         assert_eq!(key_line("not toml [", &["watch"]), 0);
+    }
+
+    #[test]
+    fn key_offsets_reach_into_inline_tables_and_arrays_of_tables() {
+        let text = "[[instruments]]\nname = \"a\"\n[[instruments]]\nname = \"b\"\n\
+                    tests = { \"CP.EP\" = \"x\",\n \"GLUC\" = \"y\" }\n[mmtt]\nwindows = { \"45\" = 3 }\n";
+        let root = DeTable::parse(text).unwrap();
+        let line = |key: &str| key_offset(root.get_ref(), key).map(|o| text[..o].matches('\n').count() + 1);
+        assert_eq!(line("instruments[1].tests.CP.EP"), Some(5));
+        assert_eq!(line("instruments[1].tests.GLUC"), Some(6));
+        assert_eq!(line("instruments[1].name"), Some(4));
+        assert_eq!(line("mmtt.windows.45"), Some(8));
+        // Not written: the nearest written parent.
+        assert_eq!(line("mmtt.auc_to"), Some(7));
+        assert_eq!(line("instruments[1].sender"), Some(3));
+        assert_eq!(line("samples.id_pattern"), None);
     }
 
     #[test]

@@ -164,7 +164,8 @@ pub fn delimiter(text: &str, columns: &[&str]) -> Result<Delimiter, DialectError
         }
     };
     let (comma, semicolon) = (header(Delimiter::Comma), header(Delimiter::Semicolon));
-    let known = |fields: &[String]| fields.iter().filter(|f| columns.contains(&f.as_str())).count();
+    // Spreadsheet users type `Participant`; SPEC's names are lower-case.
+    let known = |fields: &[String]| fields.iter().filter(|f| columns.contains(&f.to_lowercase().as_str())).count();
     let (by_comma, by_semicolon) = (known(&comma), known(&semicolon));
     if comma.iter().all(String::is_empty) {
         // No header at all: the reader says so, in the format's words.
@@ -239,6 +240,8 @@ mod tests {
         // One column: the data rows decide, so "U07;Uppsala" is not read as one code.
         assert_eq!(dialect(b"participant\nU07;Uppsala\n", PARTICIPANTS).unwrap().delimiter, Delimiter::Semicolon);
         assert_eq!(dialect(b"participant\nU07\n", PARTICIPANTS).unwrap().delimiter, Delimiter::Comma);
+        // Header names are matched whatever their case.
+        assert_eq!(dialect(b"Participant ; SITE\nU07;x\n", PARTICIPANTS).unwrap().delimiter, Delimiter::Semicolon);
         // An unknown column beside a known one is the reader's to refuse, by name.
         assert_eq!(dialect(b"participant,name\nU07,x\n", PARTICIPANTS).unwrap().delimiter, Delimiter::Comma);
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::local_time::{LocalTime, check_meal_start};
 use crate::study::config::Config;
-use crate::study::csv_dialect::{self, Dialect};
+use crate::study::csv_dialect::{self, Delimiter, Dialect};
 
 /// Which study data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,24 +130,29 @@ pub fn parse_with_dialect(
     let columns: Vec<&str> = required.iter().chain(optional).copied().collect();
     // A file that cannot be read as a CSV of this kind is line 0: the whole file, exit 2.
     let decoded = csv_dialect::detect(bytes, &columns).map_err(|e| err(0, None, e.to_string()))?;
+    let delimiter = decoded.dialect.delimiter;
+    let text = decoded.text.as_ref();
     let mut reader = decoded.reader();
-    let headers: Vec<String> = reader
+    // As written, for messages; matched below in lower case (`Participant`
+    // as a spreadsheet user types it is SPEC's `participant`).
+    let written: Vec<String> = reader
         .headers()
-        .map_err(|e| err(1, None, format!("cannot read the header row: {e}")))?
+        .map_err(|e| err(1, None, format!("cannot read the header row: {}", row_problem(&e, text, delimiter))))?
         .iter()
         .map(str::to_owned)
         .collect();
+    let headers: Vec<String> = written.iter().map(|h| h.to_lowercase()).collect();
     if headers.iter().all(String::is_empty) {
         return Err(err(1, None, format!("the header row is missing: expected {}", required.join(","))));
     }
     // Spreadsheets add empty columns after the last used one (`participant;site;;`):
     // allowed while they stay empty, as nothing can be said about their content.
     let unnamed: Vec<usize> = headers.iter().enumerate().filter(|(_, h)| h.is_empty()).map(|(i, _)| i).collect();
-    for h in headers.iter().filter(|h| !h.is_empty()) {
+    for (h, shown) in headers.iter().zip(&written).filter(|(h, _)| !h.is_empty()) {
         if !required.contains(&h.as_str()) && !optional.contains(&h.as_str()) {
             return Err(err(
                 1,
-                Some(h),
+                Some(shown),
                 format!(
                     "is not a column of a {} file (allowed: {}); study data hold study codes only, never names, dates of birth or allocation",
                     kind.as_str(),
@@ -157,9 +162,9 @@ pub fn parse_with_dialect(
         }
     }
     let mut seen = BTreeSet::new();
-    for h in headers.iter().filter(|h| !h.is_empty()) {
+    for (h, shown) in headers.iter().zip(&written).filter(|(h, _)| !h.is_empty()) {
         if !seen.insert(h.as_str()) {
-            return Err(err(1, Some(h), "appears twice in the header row".to_owned()));
+            return Err(err(1, Some(shown), "appears twice in the header row".to_owned()));
         }
     }
     for r in required {
@@ -176,10 +181,10 @@ pub fn parse_with_dialect(
     let mut keys = BTreeSet::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            err(line, None, format!("not a valid CSV row: {e}"))
+            let line = e.position().map_or(0, |p| physical_line(text, p.byte()));
+            err(line, None, row_problem(&e, text, delimiter))
         })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = record.position().map_or(0, |p| physical_line(text, p.byte()));
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -257,6 +262,41 @@ pub fn parse_with_dialect(
     Ok((rows, decoded.dialect))
 }
 
+/// The 1-based line, as an editor shows it, of the record starting at
+/// `byte` of `text` (LF line ends only). The csv reader's own line count
+/// drifts over the blank lines it skips.
+fn physical_line(text: &str, byte: u64) -> usize {
+    let start = usize::try_from(byte).map_or(text.len(), |b| b.min(text.len()));
+    let (head, rest) = text.as_bytes().split_at(start);
+    // A record never starts with a line end: those are blank lines before it.
+    let blank = rest.iter().take_while(|&&b| b == b'\n').count();
+    1 + head.iter().filter(|&&b| b == b'\n').count() + blank
+}
+
+/// What is wrong with a row the csv reader refused, in the file's terms
+/// rather than the reader's ("found record with 1 fields, but the previous
+/// record has 3 fields").
+fn row_problem(e: &csv::Error, text: &str, delimiter: Delimiter) -> String {
+    let csv::ErrorKind::UnequalLengths { pos, expected_len, len } = e.kind() else {
+        return "this row cannot be read as CSV".to_owned();
+    };
+    let columns = |n: u64| format!("{n} column{}", if n == 1 { "" } else { "s" });
+    let (used, other) = match delimiter {
+        Delimiter::Comma => (',', ';'),
+        Delimiter::Semicolon => (';', ','),
+    };
+    let start = pos.as_ref().map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX));
+    let row = text.get(start..).unwrap_or("").trim_start_matches('\n').lines().next().unwrap_or("");
+    let hint = if len < expected_len && row.contains(other) {
+        format!(" (is it separated by '{other}' while the header uses '{used}'?)")
+    } else if len > expected_len {
+        format!(" (a value holding '{used}' must be in double quotes)")
+    } else {
+        String::new()
+    };
+    format!("this row has {}, the header has {}{hint}", columns(*len), expected_len)
+}
+
 /// `2026-03-02T08:30`, `2026-03-02T08:30:00` or `2026-03-02 08:30` (local
 /// time in `zone`), optionally with its offset (`2026-10-25T02:30+01:00`).
 /// It must name exactly one instant in the zone (SPEC §7 "Local times").
@@ -330,6 +370,42 @@ mod tests {
         assert_eq!(e.line, 3);
         let e = run(Kind::Participants, "participant\nU 07\n").unwrap_err();
         assert_eq!(e.column.as_deref(), Some("participant"));
+    }
+
+    #[test]
+    fn lines_are_counted_as_an_editor_shows_them() {
+        // Blank lines, CR line ends and a quoted line break all count.
+        for text in ["participant,site\n\nU07,x\n\n\nU07,y\n", "participant,site\r\r\nU07,x\r\n\r\rU07,y\r\n"] {
+            let e = run(Kind::Participants, text).unwrap_err();
+            assert_eq!(e.line, 6, "{text:?}: {e}");
+        }
+        let e =
+            run(Kind::Samples, "sample_id,participant,visit,minute\n\"A\n1\",U07,V0,30\n\nA-2,U07,V0,x\n").unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (5, Some("minute")), "{e}");
+    }
+
+    #[test]
+    fn rows_of_the_wrong_width_are_explained_in_the_files_terms() {
+        let e = run(Kind::Visits, "participant,visit,meal_start\nU07;V0;2026-03-02T08:30\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "data.csv:2: this row has 1 column, the header has 3 (is it separated by ';' while the header uses ','?)"
+        );
+        let e = run(Kind::Participants, "participant;site\nU07;Växjö; CLV\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "data.csv:2: this row has 3 columns, the header has 2 (a value holding ';' must be in double quotes)"
+        );
+    }
+
+    #[test]
+    fn header_names_are_matched_whatever_their_case_and_spacing() {
+        let rows = run(Kind::Participants, "Participant ; Site\r\nU07;Örebro\r\n").unwrap();
+        assert_eq!(rows, run(Kind::Participants, "participant,site\nU07,Örebro\n").unwrap());
+        let e = run(Kind::Participants, "Participant,PARTICIPANT\nU07,U08\n").unwrap_err();
+        assert_eq!(e.to_string(), "data.csv:1: column PARTICIPANT: appears twice in the header row");
+        let e = run(Kind::Participants, "Participant,Name\nU07,x\n").unwrap_err();
+        assert!(e.to_string().starts_with("data.csv:1: column Name: is not a column"), "{e}");
     }
 
     #[test]

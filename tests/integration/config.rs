@@ -1,8 +1,12 @@
 //! `labfeed check-config` through the real binary: the config path rules
 //! (SPEC §1) and messages that name the file, line and key.
 
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
+
+use super::support::{TempStudy as Study, text};
 
 fn labfeed(args: &[&str], env_config: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
@@ -157,8 +161,6 @@ fn missing_directories_are_reported_with_their_keys_and_exit_2() {
 
 #[test]
 fn a_directory_the_user_cannot_write_is_reported() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let locked = dir.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
@@ -226,4 +228,180 @@ fn a_missing_config_file_is_a_usage_error_naming_the_path() {
     let out = labfeed(&["--config", "/nonexistent/labfeed.toml", "check-config"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/labfeed.toml"));
+}
+
+/// SQLite writes the `-wal` and `-shm` beside the database too: a read-only
+/// command run as root leaves them root-owned, and then `run` as the
+/// service user cannot write ("attempt to write a readonly database") even
+/// though the database file itself is the user's.
+#[test]
+fn a_database_wal_the_user_cannot_write_is_reported_like_the_database() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // the scenario needs two users
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody account");
+    let study = Study::new(&[]);
+    let participants = study.file("participants.csv", "participant,site\nU01,UPP\n");
+    let out = study.run(&["import", "participants", participants.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = study.run(&["export", "results"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let wal = study.lib("labfeed.db-wal");
+    assert!(wal.exists(), "the read-only export left {} behind", wal.display());
+
+    // The admin gives the service user the study directory and the database, not its -wal.
+    std::fs::set_permissions(study.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = study.lib("");
+    let inbox = study.lib("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let upload = inbox.join("e411.astm");
+    std::fs::write(&upload, "H|\\^&|||cobas-e411\rL|1|N\r").unwrap();
+    for p in [&lib, &study.lib("labfeed.db"), &inbox, &upload] {
+        nix::unistd::chown(p, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = study.command(args);
+        cmd.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+        cmd.output().unwrap()
+    };
+    let check = as_nobody(&["check-config"]);
+    let run = as_nobody(&["run", "--once"]);
+    assert_eq!(run.status.code(), Some(2), "run as nobody cannot write here: {}", text(&run));
+    let database = study.lib("labfeed.db").display().to_string();
+    assert!(text(&run).contains(&database) && text(&run).contains("cannot be written"), "{}", text(&run));
+    assert_eq!(
+        check.status.code(),
+        Some(2),
+        "check-config as nobody must find what stops `run`, but said:\n{}\nwhile run said:\n{}",
+        text(&check),
+        text(&run)
+    );
+    let err = String::from_utf8_lossy(&check.stderr);
+    let said =
+        format!("storage.database: SQLite's file {} beside the database is not writable by user nobody", wal.display());
+    assert!(err.contains(&said), "missing {said:?} in:\n{err}");
+    assert!(err.contains(&format!("chown nobody: {database}*")), "the fix is named:\n{err}");
+
+    // Once the admin follows the advice, both agree.
+    for p in [study.lib("labfeed.db-wal"), study.lib("labfeed.db-shm")] {
+        if p.exists() {
+            nix::unistd::chown(&p, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        }
+    }
+    let check = as_nobody(&["check-config"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+}
+
+/// SPEC §1: "the message names the file, line and key", also for a value
+/// inside an inline table, not the line of the table's header.
+#[test]
+fn a_bad_value_in_an_inline_table_is_named_at_its_own_line() {
+    let study = Study::new(&[
+        (
+            r#"tests = { "CPEP" = "c_peptide", "GLUC" = "glucose" }"#,
+            r#"tests = { "CPEP" = "c_peptid", "GLUC" = "glucose" }"#,
+        ),
+        (r#"windows = { "15" = 2, "30" = 3 }"#, r#"windows = { "15" = 2, "45" = 3 }"#),
+    ]);
+    let config = std::fs::read_to_string(&study.config).unwrap();
+    let out = study.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let file = study.config.display();
+    let tests_line = line_of(&config, r#"tests = { "CPEP""#);
+    let windows_line = line_of(&config, "windows =");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "{file}:{tests_line}: instruments[0].tests.CPEP: analyte \"c_peptid\" is not defined; defined analytes: c_peptide, glucose"
+            ),
+            format!(
+                "{file}:{windows_line}: mmtt.windows.45: \"45\" is not one of mmtt.timepoints [-10, 0, 15, 30, 60, 90, 120]"
+            ),
+            format!("{file}: 2 problems found"),
+        ],
+        "{err}"
+    );
+}
+
+/// "In plain words": a directory under a file, or one the user may not look
+/// into, is explained, never quoted as Rust's "Not a directory (os error 20)".
+#[test]
+fn an_unreachable_directory_is_explained_in_plain_words() {
+    let study = Study::new(&[]);
+    let file = study.file("afile", "x");
+    let quarantine = study.lib("quarantine").display().to_string();
+    let config =
+        std::fs::read_to_string(&study.config).unwrap().replace(&quarantine, &format!("{}/quarantine", file.display()));
+    std::fs::write(&study.config, config).unwrap();
+    let out = study.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let said = format!(
+        "watch.quarantine: the quarantine directory {}/quarantine cannot be reached: {} is a file, not a directory",
+        file.display(),
+        file.display()
+    );
+    assert!(err.contains(&said), "missing {said:?} in:\n{err}");
+    assert!(!err.contains("os error"), "not plain words:\n{err}");
+
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    // A parent the user may not search: it exists, so it is not "missing".
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody account");
+    let study = Study::new(&[]);
+    std::fs::set_permissions(study.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = study.lib("");
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = study.command(&["check-config"]);
+    cmd.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lib = lib.display().to_string();
+    let lib = lib.trim_end_matches('/');
+    let said =
+        format!("watch.inbox: the inbox {lib}/inbox cannot be reached by user nobody: permission denied on {lib}");
+    assert!(err.contains(&said), "missing {said:?} in:\n{err}");
+    assert!(!err.contains("os error") && !err.contains("does not exist"), "{err}");
+}
+
+/// A sysadmin who names the folder instead of the file
+/// (`database = "/var/lib/labfeed"`) is told so before every command fails
+/// with SQLite's "unable to open database file".
+#[test]
+fn a_database_path_that_is_a_directory_is_refused() {
+    let study = Study::new(&[]);
+    let lib = study.lib("");
+    let lib = lib.to_str().unwrap().trim_end_matches('/');
+    let config = std::fs::read_to_string(&study.config).unwrap().replace(&format!("{lib}/labfeed.db"), lib);
+    std::fs::write(&study.config, config).unwrap();
+    let report = study.run(&["report", "mismatches"]);
+    assert_ne!(report.status.code(), Some(0), "{}", text(&report));
+    let out = study.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "the database is a directory, yet:\n{}", text(&out));
+    let said = format!("storage.database: {lib} is a directory; name the database file in it, e.g. {lib}/labfeed.db");
+    assert!(text(&out).contains(&said), "missing {said:?} in:\n{}", text(&out));
+}
+
+/// A quarantine inside the inbox is named by its own key.
+#[test]
+fn a_quarantine_inside_the_inbox_is_named_by_its_key() {
+    let study = Study::new(&[]);
+    let inbox = study.lib("inbox").display().to_string();
+    let quarantine = study.lib("quarantine").display().to_string();
+    let config = std::fs::read_to_string(&study.config).unwrap().replace(&quarantine, &format!("{inbox}/quarantine"));
+    std::fs::write(&study.config, &config).unwrap();
+    let out = study.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let said = format!(
+        "{}:{}: watch.quarantine: must not be inside the inbox (watch.inbox = \"{inbox}\")",
+        study.config.display(),
+        line_of(&config, "quarantine =")
+    );
+    assert!(err.contains(&said), "missing {said:?} in:\n{err}");
+    assert!(!err.contains("watch.archive"), "{err}");
 }

@@ -190,3 +190,65 @@ fn a_file_in_no_known_dialect_is_refused_whole_with_the_reason_and_exit_2() {
     let out = s.run(&["export", "results"]);
     assert_eq!(csv_rows(&String::from_utf8_lossy(&out.stdout)).len(), 1, "nothing was imported");
 }
+
+/// README: "rows are named by the same line numbers either way": the line
+/// a text editor shows, blank lines counted.
+#[test]
+fn a_bad_row_after_blank_lines_is_named_by_its_physical_line() {
+    let study = Study::new(&[]);
+    let participants = study.file("participants.csv", "participant;site\r\nU01;UPP\r\nU02;UPP\r\n");
+    let out = study.run(&["import", "participants", path(&participants)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let visits = study.file(
+        "visits.csv",
+        "participant;visit;meal_start\r\n\r\nU01;V0;2026-03-02T08:30\r\n\r\nU02;V0;2026-02-30T08:30\r\n",
+    );
+    let out = study.run(&["import", "visits", path(&visits)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Line 5 holds 2026-02-30 (1 header, 2 blank, 3 U01, 4 blank, 5 U02).
+    assert!(text(&out).contains("visits.csv:5: column meal_start"), "{}", text(&out));
+
+    // A quoted field over two lines moves the next row's line on by one.
+    let samples =
+        study.file("samples.csv", "sample_id,participant,visit,minute\n\"LAB\n1\",U01,V0,30\n\nLAB-2,U01,V0,soon\n");
+    let out = study.run(&["import", "samples", path(&samples)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("samples.csv:5: column minute"), "{}", text(&out));
+}
+
+/// A header as a spreadsheet user types it ("Participant ; Site") names the
+/// same columns as SPEC's lower-case one.
+#[test]
+fn a_capitalised_spaced_header_is_read_like_the_lower_case_one() {
+    let study = Study::new(&[]);
+    let participants = study.file("participants.csv", "Participant ; Site\r\nU01;UPP\r\n");
+    let out = study.run(&["import", "participants", path(&participants)]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("participants.csv: semicolon-separated, UTF-8, CRLF"), "{said}");
+    let store = Store::open(study.lib("labfeed.db")).unwrap();
+    let stored = store.read(|r| Ok(format!("{:?}", r.participant("U01")?))).unwrap();
+    assert!(stored.contains("UPP"), "{stored}");
+}
+
+/// A row with the wrong number of fields is explained in the file's terms,
+/// not quoted from the CSV reader ("found record with 1 fields, but the
+/// previous record has 2 fields").
+#[test]
+fn a_row_with_too_few_columns_is_explained_in_plain_words() {
+    let study = Study::new(&[]);
+    let participants = study.file("participants.csv", "participant,site\nU01,UPP\n");
+    let out = study.run(&["import", "participants", path(&participants)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let visits = study.file("visits.csv", "participant,visit,meal_start\nU01;V0;2026-03-02T08:30\n");
+    let out = study.run(&["import", "visits", path(&visits)]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(
+            "visits.csv:2: this row has 1 column, the header has 3 (is it separated by ';' while the header uses ','?)"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("CSV error") && !said.contains("byte"), "{said}");
+}
