@@ -21,6 +21,7 @@ mod privacy;
 mod reopen;
 mod report;
 mod resolve;
+mod review_r1;
 mod sdtm;
 mod serial;
 mod sources;

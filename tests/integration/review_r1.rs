@@ -1,0 +1,239 @@
+//! Adversarial review of issue 10, points 1, 2 and 8 (branch r1): study-data
+//! changes combined with decisions and their reopening. Each test is a bug a
+//! data manager runs into; through the real binary on real SQLite files.
+
+use std::path::Path;
+use std::process::Output;
+
+use super::support::{TempStudy as Study, csv_rows, text};
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A central-lab HL7 C-peptide result: patient ID, sample, collection time (OBR-7).
+fn central(control: &str, patient: &str, sample: &str, collected: &str, value: &str) -> String {
+    format!(
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
+PID|1||{patient}^^^TRIAL^PI\r\
+OBR|1|{sample}^STUDY||MMTT|||{collected}\r\
+OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||F\r"
+    )
+}
+
+fn import(s: &Study, kind: &str, body: &str) -> String {
+    let name = format!("{kind}.csv");
+    s.file(&name, body);
+    ok(&s.command(&["import", kind, &name, "--by", "dm"]).current_dir(s.dir.path()).output().unwrap())
+}
+
+fn ingest(s: &Study, name: &str, body: &str) -> String {
+    let f = s.file(name, body);
+    ok(&s.run(&["ingest", path(&f)]))
+}
+
+fn resolve(s: &Study, args: &[&str]) -> Output {
+    let mut all = vec!["resolve"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--by", "dm"]);
+    s.run(&all)
+}
+
+/// U01 and U02, visit V0 each with a meal at 2026-03-02 08:30, and this manifest.
+fn study(samples: &str) -> Study {
+    let s = Study::new(&[]);
+    import(&s, "participants", "participant\nU01\nU02\n");
+    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-02T08:30\n");
+    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{samples}"));
+    s
+}
+
+/// `report mismatches --format csv --all`, without the header.
+fn review(s: &Study) -> Vec<Vec<String>> {
+    csv_rows(&ok(&s.run(&["report", "mismatches", "--format", "csv", "--all"])))[1..].to_vec()
+}
+
+/// The id of the one stored mismatch with this code (any state).
+fn id_of(s: &Study, code: &str) -> String {
+    let rows: Vec<_> = review(s).into_iter().filter(|r| r[1] == code).collect();
+    assert_eq!(rows.len(), 1, "one {code}: {rows:?}");
+    rows[0][0].clone()
+}
+
+/// The MISSING_RESULT id of a slot.
+fn missing_id(s: &Study, participant: &str, minute: &str) -> String {
+    review(s)
+        .into_iter()
+        .find(|r| r[1] == "MISSING_RESULT" && r[3] == participant && r[5] == minute && r[6] == "c_peptide")
+        .map(|r| r[0].clone())
+        .unwrap_or_else(|| panic!("no MISSING_RESULT for {participant} minute {minute}"))
+}
+
+/// (participant, visit, minute, analyte, value, sample_id) from `export results`.
+fn exported(s: &Study) -> Vec<[String; 6]> {
+    csv_rows(&ok(&s.run(&["export", "results"])))[1..]
+        .iter()
+        .map(|r| [r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone(), r[10].clone()])
+        .collect()
+}
+
+/// Every exported result stands where the manifest (`sample,participant,visit,minute` lines) puts its sample.
+#[track_caller]
+fn exports_follow_the_manifest(s: &Study, manifest: &str) {
+    let rows = exported(s);
+    for row in &rows {
+        let place = manifest.lines().find(|l| l.starts_with(&format!("{},", row[5])));
+        if let Some(place) = place {
+            let want: Vec<&str> = place.split(',').skip(1).collect();
+            assert_eq!(
+                [row[0].as_str(), row[1].as_str(), row[2].as_str()],
+                [want[0], want[1], want[2]],
+                "sample {} is exported at {}/{}/{} though the manifest puts it at {}: {rows:?}",
+                row[5],
+                row[0],
+                row[1],
+                row[2],
+                want.join("/")
+            );
+        }
+    }
+}
+
+/// A result held as UNKNOWN_SAMPLE whose sample the manifest names later, for
+/// another participant than the message's patient ID: accepting it must not
+/// skip the patient-ID comparison. The same data in the other order (manifest
+/// first) is a PARTICIPANT_CONFLICT at ingest; accepting "unknown sample" is
+/// not accepting a participant the data manager has not seen (README
+/// "Resolving mismatches": the checks run again).
+#[test]
+fn an_unknown_sample_accepted_after_the_manifest_names_it_still_has_its_patient_id_compared() {
+    let s = study("");
+    ingest(&s, "late.hl7", &central("C1", "U02", "S-77", "202603021000", "0.7"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-77,U01,V0,90\n");
+    ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
+    let rows = exported(&s);
+    assert!(
+        !rows.iter().any(|r| r[0] == "U01" && r[5] == "S-77"),
+        "U02's result (PID U02) was put into U01's slot without a PARTICIPANT_CONFLICT: {rows:?}"
+    );
+    assert!(
+        review(&s).iter().any(|r| r[1] == "PARTICIPANT_CONFLICT" && r[14] == "open"),
+        "the patient-ID conflict is raised: {:?}",
+        review(&s)
+    );
+}
+
+/// A flagged value rejected, its sample then moved by the manifest, then the
+/// rejection reopened: the value must not come back at the slot the manifest
+/// moved the sample away from (SPEC §7 "Study data change": nothing stays at
+/// the old slot). Importing the manifest again cannot repair it (unchanged).
+#[test]
+fn reopening_a_rejection_after_the_sample_moved_does_not_put_the_value_back_at_the_old_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
+    let moved = "S-30,U01,V0,120\n";
+    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{moved}"));
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "rejected by mistake"]));
+    exports_follow_the_manifest(&s, moved);
+    assert_eq!(s.run(&["verify-audit"]).status.code(), Some(0));
+}
+
+/// The same with a held value: rejected, sample moved, reopened, accepted.
+/// The accepted value goes to the mismatch's old slot, not where the
+/// manifest now puts the sample.
+#[test]
+fn a_held_value_reopened_after_its_sample_moved_is_not_accepted_into_the_old_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603021030", "45"));
+    let implausible = id_of(&s, "IMPLAUSIBLE");
+    ok(&resolve(&s, &[&implausible, "--reject", "--reason", "implausible"]));
+    let moved = "S-30,U01,V0,120\n";
+    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{moved}"));
+    ok(&resolve(&s, &[&implausible, "--reopen", "--reason", "lab confirmed the dilution"]));
+    ok(&resolve(&s, &[&implausible, "--accept", "--reason", "lab confirmed the dilution"]));
+    exports_follow_the_manifest(&s, moved);
+}
+
+/// A window flag rejected, the meal start corrected (the value is now within
+/// its window), the rejection reopened: the flag that comes back open still
+/// says "40 min after meal start" for a value that is 30 min after the
+/// corrected meal start (SPEC §7: a changed meal start re-checks OUT_OF_WINDOW).
+#[test]
+fn a_reopened_window_flag_is_checked_against_the_corrected_meal_start() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
+    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "the meal start was wrong, not the draw"]));
+    let open: Vec<_> = review(&s).into_iter().filter(|r| r[1] == "OUT_OF_WINDOW" && r[14] == "open").collect();
+    assert!(open.is_empty(), "a window flag that no longer applies is open again: {open:?}");
+}
+
+/// S-30 moved onto S-60's slot (DUPLICATE_CONFLICT), the data manager accepts
+/// S-30's value there, then the move is found wrong and S-30 goes back. S-60,
+/// which the manifest never moved, has its value 0.9 at minute 60; the slot
+/// must not be left empty ("nothing lost").
+#[test]
+fn moving_a_sample_away_gives_back_the_value_it_had_replaced() {
+    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\n");
+    ingest(&s, "r1.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
+    ingest(&s, "r2.hl7", &central("C2", "U01", "S-60", "202603020930", "0.9"));
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,60\nS-60,U01,V0,60\n");
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "S-30 is the 60-min tube"]));
+    let back = import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\nS-60,U01,V0,60\n");
+    let rows = exported(&s);
+    assert!(
+        rows.iter().any(|r| r[..3] == ["U01", "V0", "60"] && r[4] == "0.9" && r[5] == "S-60"),
+        "S-60's value is gone from U01/V0/60 ({back}): {rows:?}"
+    );
+}
+
+/// A slot marked not done ("vein collapsed"), then a result arrives for it
+/// (so the sample was drawn), then that result is rejected. `export lb` must
+/// not say NOT DONE because "vein collapsed": that mark was overtaken by data.
+#[test]
+fn a_not_done_mark_does_not_come_back_after_a_result_arrived_and_was_rejected() {
+    let s = study("S-30,U01,V0,30\n");
+    let slot = missing_id(&s, "U01", "30");
+    ok(&resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]));
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn 10 min late"]));
+    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
+    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
+    let row = lb
+        .iter()
+        .find(|r| {
+            r[col("USUBJID")].ends_with("-U01") && r[col("LBTESTCD")] == "CPEPTIDE" && r[col("LBTPT")] == "MMTT 30 MIN"
+        })
+        .expect("an LB record for U01 C-peptide 30 min");
+    assert_ne!(
+        row[col("LBREASND")],
+        "vein collapsed",
+        "LB says the sample was not drawn, but it was drawn, analysed and rejected: {row:?}"
+    );
+}
+
+/// A result held as UNKNOWN_SAMPLE whose sample the manifest now puts in a
+/// slot: `--not-done` on that slot's MISSING_RESULT is refused "while a result
+/// for it is held for review" (README). It is accepted.
+#[test]
+fn not_done_is_refused_while_a_result_for_the_slot_is_held_as_an_unknown_sample() {
+    let s = study("");
+    ingest(&s, "late.hl7", &central("C1", "U01", "S-90", "202603021000", "0.7"));
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-90,U01,V0,90\n");
+    let slot = missing_id(&s, "U01", "90");
+    let out = resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]);
+    assert_eq!(out.status.code(), Some(2), "a held result for the slot exists: {}", text(&out));
+}
