@@ -237,3 +237,36 @@ fn not_done_is_refused_while_a_result_for_the_slot_is_held_as_an_unknown_sample(
     let out = resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]);
     assert_eq!(out.status.code(), Some(2), "a held result for the slot exists: {}", text(&out));
 }
+
+/// A DUPLICATE_CONFLICT accepted (which raised a window flag), then the
+/// manifest moves the sample back, which closes that flag (`auto`). Reopening
+/// the acceptance is refused "reopen mismatch N first", and reopening N is
+/// refused "reopen the decision that closed it", which was an import: the
+/// advice goes in a circle and the decision can never be undone.
+#[test]
+fn the_advice_of_a_refused_reopen_after_an_import_can_be_followed() {
+    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\n");
+    ingest(&s, "r1.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
+    ingest(&s, "r2.hl7", &central("C2", "U01", "S-60", "202603020930", "0.9"));
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,60\nS-60,U01,V0,60\n");
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "S-30 is the 60-min tube"]));
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\nS-60,U01,V0,60\n");
+    let out = resolve(&s, &[&conflict, "--reopen", "--reason", "accepted by mistake"]);
+    if out.status.code() == Some(0) {
+        return;
+    }
+    let said = text(&out);
+    let first = said
+        .split("mismatch ")
+        .skip(2)
+        .find_map(|rest| rest.split_whitespace().next().filter(|id| id.chars().all(|c| c.is_ascii_digit())))
+        .unwrap_or_else(|| panic!("refused without naming what to undo first: {said}"));
+    let next = resolve(&s, &[first, "--reopen", "--reason", "as told"]);
+    assert_eq!(
+        next.status.code(),
+        Some(0),
+        "reopening {conflict} said: {said}\nfollowing that advice: {}",
+        text(&next)
+    );
+}
