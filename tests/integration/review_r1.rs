@@ -270,3 +270,22 @@ fn the_advice_of_a_refused_reopen_after_an_import_can_be_followed() {
         text(&next)
     );
 }
+
+/// An unknown tube assigned to U01/V0/30; the meal start is then corrected,
+/// which flags the value there (OUT_OF_WINDOW, raised by the import); the
+/// assignment is reopened, so the value leaves the slot and is held again.
+/// The window flag about a value that is in no slot any more stays open
+/// (a rejection or a move closes the flags of the value it withdraws).
+#[test]
+fn reopening_an_assignment_closes_the_flags_an_import_raised_on_the_value_it_withdraws() {
+    let s = study("");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
+    let said = import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    assert!(said.contains("1 raised"), "{said}");
+    ok(&resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]));
+    assert!(exported(&s).is_empty(), "{:?}", exported(&s));
+    let stale: Vec<_> = review(&s).into_iter().filter(|r| r[1] == "OUT_OF_WINDOW" && r[14] == "open").collect();
+    assert!(stale.is_empty(), "an open window flag on a value that is in no slot: {stale:?}");
+}
