@@ -289,3 +289,25 @@ fn reopening_an_assignment_closes_the_flags_an_import_raised_on_the_value_it_wit
     let stale: Vec<_> = review(&s).into_iter().filter(|r| r[1] == "OUT_OF_WINDOW" && r[14] == "open").collect();
     assert!(stale.is_empty(), "an open window flag on a value that is in no slot: {stale:?}");
 }
+
+/// The autumn night: a 120-min draw sent as 02:30 (no offset) is read as the
+/// occurrence nearest its nominal minute, and the observation records which
+/// (issue 10, point 3). The meal start is then corrected from 00:30 to 01:30:
+/// the window check now reads the draw as the second 02:30 (+01:00) and
+/// raises nothing, but the recorded choice stays +02:00, so `export results`
+/// says the draw was 60 min after the corrected meal start.
+#[test]
+fn a_changed_meal_start_reads_a_repeated_draw_time_again_everywhere() {
+    let s = study("");
+    import(&s, "visits", "participant,visit,meal_start\nU01,V1,2026-10-25T00:30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "U01-V1-T120", "202610250230", "0.8"));
+    import(&s, "visits", "participant,visit,meal_start\nU01,V1,2026-10-25T01:30\n");
+    let flags: Vec<_> = review(&s).into_iter().filter(|r| r[1] == "OUT_OF_WINDOW").collect();
+    assert!(flags.is_empty(), "{flags:?}");
+    let rows = csv_rows(&ok(&s.run(&["export", "results"])));
+    let collected = &rows[1][14];
+    assert_eq!(
+        collected, "2026-10-25T02:30+01:00",
+        "120 min after a 01:30 (+02:00) meal start is the second 02:30; the window check read it so: {rows:?}"
+    );
+}
