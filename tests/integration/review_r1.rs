@@ -311,3 +311,24 @@ fn a_changed_meal_start_reads_a_repeated_draw_time_again_everywhere() {
         "120 min after a 01:30 (+02:00) meal start is the second 02:30; the window check read it so: {rows:?}"
     );
 }
+
+/// A tube mix-up fixed in the manifest: S-30 was never U01's 30-min sample.
+/// `export lb` then says U01's 30-min C-peptide was NOT DONE because the
+/// RESULT was REJECTED, though nobody rejected anything: the 30-min sample
+/// has simply not been received (the move should leave the slot as "nothing
+/// received", as a reopen does).
+#[test]
+fn a_slot_a_manifest_correction_vacated_is_not_reported_as_rejected_in_lb() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,120\n");
+    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
+    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
+    let row = lb
+        .iter()
+        .find(|r| {
+            r[col("USUBJID")].ends_with("-U01") && r[col("LBTESTCD")] == "CPEPTIDE" && r[col("LBTPT")] == "MMTT 30 MIN"
+        })
+        .expect("an LB record for U01 C-peptide 30 min");
+    assert_eq!(row[col("LBREASND")], "RESULT NOT RECEIVED", "{row:?}");
+}
