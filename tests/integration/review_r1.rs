@@ -332,3 +332,30 @@ fn a_slot_a_manifest_correction_vacated_is_not_reported_as_rejected_in_lb() {
         .expect("an LB record for U01 C-peptide 30 min");
     assert_eq!(row[col("LBREASND")], "RESULT NOT RECEIVED", "{row:?}");
 }
+
+/// Two swapped tubes corrected one row at a time (two imports, as a data
+/// manager fixing a manifest line by line does): the first move conflicts
+/// with the tube still there; the second takes that tube away. S-30 stays
+/// held as a DUPLICATE_CONFLICT with a value that is no longer in the slot,
+/// and U02's 30-min C-peptide is empty, where one file would have swapped them.
+#[test]
+fn a_swap_in_two_imports_ends_like_a_swap_in_one() {
+    let s = study("S-30,U01,V0,30\nS-31,U02,V0,30\n");
+    // A cobas upload: no patient ID, so nothing but the manifest says whose tube it is.
+    let e411 = format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{}{}L|1|N\r",
+        "O|1|S-30||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r\
+R|1|^^^CPEP|0.8|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r",
+        "O|2|S-31||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r\
+R|1|^^^CPEP|0.5|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r"
+    );
+    ingest(&s, "tubes.astm", &e411);
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U02,V0,30\n");
+    import(&s, "samples", "sample_id,participant,visit,minute\nS-31,U01,V0,30\n");
+    let rows = exported(&s);
+    assert!(
+        rows.iter().any(|r| r[0] == "U02" && r[2] == "30" && r[5] == "S-30"),
+        "S-30 is not at U02/V0/30 after both rows were corrected: {rows:?}; open: {:?}",
+        review(&s).into_iter().filter(|r| r[1] != "MISSING_RESULT" && r[14] == "open").collect::<Vec<_>>()
+    );
+}
