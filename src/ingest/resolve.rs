@@ -38,10 +38,11 @@ use crate::store::{
     StoreError, Tx,
 };
 use crate::study::config::Config;
-use crate::study::matching::{Assessment, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument};
-use crate::timestamp::Timestamp;
-use crate::value::Number;
+use crate::study::matching::{
+    Assessment, Finding, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument,
+};
 
+use super::reported::{PatientId, PatientIds, reported_result};
 use super::{allocate_missing_slot_ids, same_value, slot_words, value_words, with_study};
 
 /// What the data manager decided.
@@ -373,22 +374,41 @@ impl Work<'_> {
             return Ok(current.filter(|c| Some(c.observation_id) == self.mismatch.observation_id).map(|c| c.id));
         }
         let observation = self.observation(tx, "accepted")?;
-        let (result, sender, link) = self.reported(tx, &observation)?;
+        let (mut result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
-        // The slot the mismatch is about (where ingest or an assignment put
-        // it); a mismatch without one (e.g. UNKNOWN_SAMPLE) looks it up again.
-        let known_slot = self.mismatch_slot().and_then(|s| {
-            Some(SampleSlot {
-                participant: s.participant,
-                visit: s.visit,
-                minute: i32::try_from(s.minute).ok()?,
-                source: MatchSource::Assigned,
-            })
-        });
-        let a = with_study(tx, |study| match known_slot {
+        let (known_slot, compare_patient) = self.accept_place(tx, &observation)?;
+        let mut unreadable = None;
+        if compare_patient {
+            // Accepting one problem is not accepting a participant the data
+            // manager has not seen: the patient ID is compared as at ingest.
+            match self.patient_id(tx, &observation)? {
+                PatientId::Absent => {}
+                PatientId::Sent(id) => result.patient_id = Some(id),
+                PatientId::Unreadable => {
+                    let differs = known_slot
+                        .as_ref()
+                        .is_some_and(|s| self.mismatch.participant.as_deref() != Some(s.participant.as_str()));
+                    if let Some(s) = known_slot.as_ref().filter(|_| differs) {
+                        unreadable = Some(Finding {
+                            code: MismatchCode::ParticipantConflict,
+                            detail: format!(
+                                "the message's patient ID could not be read back from the stored copy to compare it \
+                                 with participant {} of sample {}; check the sample before accepting it",
+                                s.participant,
+                                observation.sample_id.as_deref().unwrap_or("")
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let mut a = with_study(tx, |study| match known_slot {
             Some(slot) => assess_in_slot(self.config, instrument, sender.as_deref(), &result, slot, study),
             None => assess(self.config, instrument, sender.as_deref(), &result, study),
         })?;
+        if let Some(finding) = unreadable {
+            a.further_holds.insert(0, finding);
+        }
         let Some(slot) = slot_of(&a) else {
             let why = match &a.hold {
                 Some(f) => format!("{}; use --assign PARTICIPANT/VISIT/MINUTE or --reject", f.detail),
@@ -421,6 +441,39 @@ impl Work<'_> {
         let stored = self.put(tx, &observation, &slot, &a, "accept")?;
         self.raise_flags(tx, &observation, &slot, &a, &result, instrument)?;
         Ok(stored)
+    }
+
+    /// Where a held value goes when accepted: where a data manager assigned
+    /// it; else where the manifest puts its sample now (it may have moved
+    /// since the mismatch was raised); else the mismatch's slot; else `None`
+    /// (looked up again). The flag says whether the patient ID is compared
+    /// (not against a data manager's assignment).
+    fn accept_place(
+        &self,
+        tx: &Tx<'_>,
+        observation: &ObservationRow,
+    ) -> Result<(Option<SampleSlot>, bool), ResolveError> {
+        if tx.assignment_of_observation(observation.id)?.is_some() {
+            let slot = self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Assigned));
+            return Ok((slot, false));
+        }
+        let manifest = match observation.sample_id.as_deref() {
+            Some(id) => tx.sample(id)?,
+            None => None,
+        };
+        if let Some(row) = manifest {
+            let Ok(minute) = i32::try_from(row.minute) else { return Ok((None, true)) };
+            let slot =
+                SampleSlot { participant: row.participant, visit: row.visit, minute, source: MatchSource::Manifest };
+            return Ok((Some(slot), true));
+        }
+        Ok((self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Assigned)), true))
+    }
+
+    /// The patient ID the observation was sent with (see [`PatientIds`]).
+    fn patient_id(&self, tx: &Tx<'_>, o: &ObservationRow) -> Result<PatientId, ResolveError> {
+        let Some(source) = tx.observation_source(o.id)? else { return Ok(PatientId::Unreadable) };
+        Ok(PatientIds::default().of(tx, &source, o)?)
     }
 
     fn assign(&mut self, tx: &mut Tx<'_>, target: SampleSlot) -> Result<Option<ResultId>, ResolveError> {
@@ -647,29 +700,6 @@ impl Work<'_> {
     }
 }
 
-/// The result as the analyzer reported it, rebuilt from its observation (for
-/// the checks to run again). The patient ID is not stored: it is `None` here.
-pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
-    LabResult {
-        sender: o.sender.clone(),
-        sample_id: o.sample_id.clone(),
-        // Not kept (it may be a hospital number); an assignment is the data manager's call.
-        patient_id: None,
-        test_code: o.test_code.clone(),
-        value: o.reported_value.clone(),
-        comparator: o.comparator,
-        numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
-        unit: o.reported_unit.clone(),
-        flags: o.flags.clone(),
-        status: o.status.clone(),
-        collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
-        resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
-        qc: o.qc,
-        comments: Vec::new(),
-        offset: usize::try_from(o.byte_offset).unwrap_or(0),
-    }
-}
-
 /// Undo `decision`, the one in force on `mismatch`, and open it again:
 ///
 /// - each slot the decision wrote goes back to its version before the
@@ -829,6 +859,15 @@ fn same_state(a: &ResultRow, b: &ResultRow) -> bool {
             && a.observation_id == b.observation_id
             && a.value.to_bits() == b.value.to_bits()
             && a.comparator == b.comparator)
+}
+
+fn sample_slot(s: &Slot, source: MatchSource) -> Option<SampleSlot> {
+    Some(SampleSlot {
+        participant: s.participant.clone(),
+        visit: s.visit.clone(),
+        minute: i32::try_from(s.minute).ok()?,
+        source,
+    })
 }
 
 fn slot_of(a: &Assessment) -> Option<Slot> {
