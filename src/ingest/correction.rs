@@ -686,6 +686,80 @@ impl<'a> Corrections<'a> {
         Ok(report)
     }
 
+    /// Where the manifest puts observation `id`'s sample now, when that is
+    /// not where its value stands and no data manager assigned it: a value a
+    /// reopen put back at a slot its sample has since moved away from. The
+    /// sample's results then move as on import (see [`Self::samples_moved`]).
+    pub fn follow_manifest(&self, tx: &mut Tx<'_>, id: ObservationId) -> Result<Option<SampleMove>, StoreError> {
+        let Some(o) = tx.observation(id)? else { return Ok(None) };
+        let Some(row) = (match o.sample_id.as_deref() {
+            Some(sample) => tx.sample(sample)?,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        let to = Place::of_sample(&row);
+        let elsewhere = tx.current_results_of_observation(id)?.iter().any(|r| !to.holds(&r.slot));
+        if !elsewhere || tx.assignment_of_observation(id)?.is_some() {
+            return Ok(None);
+        }
+        Ok(self.samples_moved(tx, &[(None, row)])?.pop())
+    }
+
+    /// Check an open OUT_OF_WINDOW flag again with the meal start as it is
+    /// now (a reopened flag may have been raised against an older one):
+    /// closed (`auto`) when it no longer applies, replaced when its numbers
+    /// changed. What became of it: `None` when it stands as it is.
+    pub fn recheck_window(&self, tx: &mut Tx<'_>, m: &MismatchRow) -> Result<Option<String>, StoreError> {
+        let (Some(id), Some(slot)) = (m.observation_id, m.slot()) else { return Ok(None) };
+        if m.code != MismatchCode::OutOfWindow || m.resolution.is_some() {
+            return Ok(None);
+        }
+        let (Some(o), Some(source)) = (tx.observation(id)?, tx.observation_source(id)?) else { return Ok(None) };
+        // Nothing to check it with: it stands as it was raised.
+        let instrument = resolve_instrument(self.config, source.link_instrument.as_deref(), o.sender.as_deref());
+        if instrument.is_none() || o.collected_at.is_none() {
+            return Ok(None);
+        }
+        let value = tx.current_result(&slot)?.filter(|r| r.observation_id == id).map(|r| r.value);
+        let finding = self.window_finding(tx, &o, &source, &slot, value.or(o.matched.value))?;
+        let close = |tx: &mut Tx<'_>, reason: String| {
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason,
+                cause: None,
+            })
+        };
+        match finding {
+            None => {
+                close(tx, format!("checked again ({}): the collection time is within the window", self.because))?;
+                Ok(Some(format!("mismatch {} no longer applies and is closed", m.id)))
+            }
+            Some(f) if m.detail.starts_with(&f.detail) => Ok(None),
+            Some(f) => {
+                let new = tx.insert_mismatch(&NewMismatch {
+                    code: MismatchCode::OutOfWindow,
+                    holds: false,
+                    observation_id: Some(id),
+                    message_id: Some(o.message_id),
+                    receipt_id: source.receipt_id,
+                    participant: Some(slot.participant.clone()),
+                    visit: Some(slot.visit.clone()),
+                    minute: Some(slot.minute),
+                    analyte: Some(slot.analyte.clone()),
+                    detail: format!("{} ({})", f.detail, self.because),
+                })?;
+                close(tx, format!("checked again as mismatch {new} ({})", self.because))?;
+                Ok(Some(format!("mismatch {} is replaced by mismatch {new} (new times)", m.id)))
+            }
+        }
+    }
+
     /// OUT_OF_WINDOW for one accepted value at its slot, with the meal start
     /// as it is now in this transaction.
     fn window_finding(

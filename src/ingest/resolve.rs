@@ -34,14 +34,15 @@ use std::collections::BTreeMap;
 use crate::model::LabResult;
 use crate::store::{
     DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
-    NewResolution, NewResult, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow, Slot, Store,
-    StoreError, Tx,
+    NewResolution, NewResult, ObservationId, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow,
+    Slot, Store, StoreError, Tx,
 };
 use crate::study::config::Config;
 use crate::study::matching::{
     Assessment, Finding, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument,
 };
 
+use super::correction::Corrections;
 use super::reported::{PatientId, PatientIds, reported_result};
 use super::{allocate_missing_slot_ids, same_value, slot_words, value_words, with_study};
 
@@ -142,7 +143,7 @@ pub fn resolve(
         };
         match (decision, &mismatch.resolution) {
             (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),
-            (Decision::Reopen, Some(d)) => return reopen(tx, &mismatch, d, reason, empty),
+            (Decision::Reopen, Some(d)) => return reopen(tx, config, &mismatch, d, reason, empty),
             (Decision::NotDone, _) => {
                 return Err(ResolveError::Refused {
                     id,
@@ -708,11 +709,18 @@ impl Work<'_> {
 /// - mismatches it raised are closed (`auto`, caused by the reopen);
 /// - flags it closed along (`auto` rows it caused) are reopened.
 ///
+/// - a value it puts back whose sample the manifest has since moved goes
+///   where the manifest says, as on import; flags still open afterwards are
+///   checked against the meal start as it is now.
+///
 /// Refused, with nothing written, when something happened since that a
 /// reopen would silently undo too: a slot it wrote has a newer version, or a
-/// mismatch it raised has been decided. Those are undone first, newest first.
+/// mismatch it raised has been decided by a data manager. Those are undone
+/// first, newest first. What labfeed already undid (an import closed a
+/// mismatch it raised, or put a slot back as it was) is left as it is.
 fn reopen(
     tx: &mut Tx<'_>,
+    config: &Config,
     mismatch: &MismatchRow,
     decision: &ResolutionRow,
     reason: &str,
@@ -729,7 +737,7 @@ fn reopen(
     let effects = tx.decision_effects(decision.id)?;
     for raised in &effects.raised {
         if let Some(m) = tx.mismatch(*raised)?
-            && let Some(d) = &m.resolution
+            && let Some(d) = m.resolution.as_ref().filter(|d| d.action != ResolutionAction::Auto)
         {
             return Err(refuse(format!(
                 "mismatch {raised} ({}), raised by this decision, was decided since ({} by {} at {}); reopen it \
@@ -745,12 +753,26 @@ fn reopen(
             per_slot.entry(row.slot.clone()).or_default().push(row);
         }
     }
+    // Slots labfeed already put back as they were before the decision.
+    let mut already_back = Vec::new();
     for (slot, written) in &per_slot {
         // Unchanged since: the slot still says what the decision left there
         // (the same version, or a later one that put the same back).
         let last = written.last();
         let latest = tx.latest_version(slot)?;
         if let Some(latest) = latest.filter(|l| !last.is_some_and(|w| same_state(w, l))) {
+            let before = match written.first().and_then(|w| w.supersedes) {
+                Some(id) => tx.result(id)?,
+                None => None,
+            };
+            let back = match &before {
+                None => latest.withdrawn,
+                Some(b) => same_state(b, &latest),
+            };
+            if back {
+                already_back.push(slot.clone());
+                continue;
+            }
             return Err(refuse(format!(
                 "{} has changed since this decision (version {}: {}); reopen or resolve that change first",
                 slot_words(slot),
@@ -774,8 +796,17 @@ fn reopen(
     let tag = format!("reopened mismatch {}: {reason}", mismatch.id);
     let mut written = Vec::new();
     let mut summary = Vec::new();
+    // Values this reopen takes out of a slot: their flags no longer apply there.
+    let mut taken_out: Vec<(Slot, ObservationId)> = Vec::new();
     for (slot, versions) in &per_slot {
+        if already_back.contains(slot) {
+            summary.push(format!("{} is already as it was before", slot_words(slot)));
+            continue;
+        }
         let Some(first) = versions.first() else { continue };
+        if let Some(now) = tx.current_result(slot)? {
+            taken_out.push((slot.clone(), now.observation_id));
+        }
         let before = match first.supersedes {
             Some(id) => tx.result(id)?,
             None => None,
@@ -827,6 +858,32 @@ fn reopen(
             resolved.also_closed.push(*raised);
         }
     }
+    // Flags an import raised on a value this reopen took out of its slot.
+    for (slot, observation) in &taken_out {
+        if tx.current_result(slot)?.is_some_and(|r| r.observation_id == *observation) {
+            continue;
+        }
+        for m in tx.open_mismatches_of_observation(*observation)? {
+            if m.holds || m.id == mismatch.id || m.slot().as_ref() != Some(slot) {
+                continue;
+            }
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason: format!(
+                    "its value left {} when mismatch {} was reopened: {reason}",
+                    slot_words(slot),
+                    mismatch.id
+                ),
+                cause: Some(reopen_id),
+            })?;
+            resolved.also_closed.push(m.id);
+        }
+    }
     for (other, auto) in closed_along {
         tx.insert_resolution(&NewResolution {
             mismatch_id: other,
@@ -840,7 +897,32 @@ fn reopen(
         })?;
         resolved.also_reopened.push(other);
     }
+    let put_back: Vec<ObservationId> = {
+        let mut ids = Vec::new();
+        for id in &written {
+            if let Some(r) = tx.result(*id)?.filter(|r| !r.withdrawn)
+                && !ids.contains(&r.observation_id)
+            {
+                ids.push(r.observation_id);
+            }
+        }
+        ids
+    };
     tx.insert_decision_effects(reopen_id, &DecisionEffects { results: written, raised: Vec::new() })?;
+    // What changed while the decision stood applies to what it put back.
+    let corrections = Corrections::new(config, format!("on reopening mismatch {}", mismatch.id));
+    for observation in put_back {
+        if let Some(moved) = corrections.follow_manifest(tx, observation)? {
+            summary.push(format!("the manifest has moved it since: {moved}"));
+        }
+    }
+    for id in std::iter::once(mismatch.id).chain(resolved.also_reopened.iter().copied()) {
+        if let Some(m) = tx.mismatch(id)?
+            && let Some(said) = corrections.recheck_window(tx, &m)?
+        {
+            summary.push(said);
+        }
+    }
     let held = if mismatch.holds { "; its result is held again" } else { "" };
     resolved.summary = match summary.is_empty() {
         true => format!("the {} is undone; the mismatch is open{held}", decision.action),
