@@ -95,12 +95,15 @@ pub struct SampleMove {
     /// DUPLICATE_CONFLICTs closed because the value they conflicted with
     /// left; their values were checked again in the vacated slot.
     pub unblocked: Vec<MismatchId>,
+    /// Results of the sample held as UNKNOWN_SAMPLE: the manifest names it
+    /// now, so `resolve --accept` can place them (with every check).
+    pub unknown: Vec<MismatchId>,
 }
 
 impl SampleMove {
     /// Whether anything about results changed or was kept back.
     pub fn touched_results(&self) -> bool {
-        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty()
+        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty() || !self.unknown.is_empty()
     }
 }
 
@@ -140,6 +143,16 @@ impl fmt::Display for SampleMove {
             parts.push(format!(
                 "{} closed: the value it conflicted with left ({})",
                 count(self.unblocked.len(), "DUPLICATE_CONFLICT", "DUPLICATE_CONFLICTs"),
+                list.join(", ")
+            ));
+        }
+        if !self.unknown.is_empty() {
+            let list: Vec<String> = self.unknown.iter().map(|id| format!("#{id}")).collect();
+            parts.push(format!(
+                "{} held as UNKNOWN_SAMPLE now {} {}: resolve {} --accept",
+                count(self.unknown.len(), "result", "results"),
+                if self.unknown.len() == 1 { "matches" } else { "match" },
+                self.sample_id,
                 list.join(", ")
             ));
         }
@@ -256,8 +269,10 @@ impl<'a> Corrections<'a> {
                 restored: Vec::new(),
                 vacated: Vec::new(),
                 unblocked: Vec::new(),
+                unknown: Vec::new(),
             };
             let ids = if observed.contains(&new.sample_id) {
+                report.unknown = tx.unknown_sample_mismatches_of(&new.sample_id)?;
                 tx.movable_observations_of_sample(&new.sample_id)?
             } else {
                 Vec::new()
@@ -807,6 +822,7 @@ mod tests {
             restored: Vec::new(),
             vacated: Vec::new(),
             unblocked: Vec::new(),
+            unknown: Vec::new(),
         }
     }
 

@@ -256,6 +256,16 @@ fn missing_slot_decision(
                     ),
                 ));
             }
+            if let Some(held) = tx.unknown_samples_placed_in(slot)?.first() {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "a result held as UNKNOWN_SAMPLE (mismatch {held}) has a sample the manifest now puts in {}; \
+                         decide that one first (resolve {held} --accept)",
+                        slot_words(slot)
+                    ),
+                ));
+            }
             let started = tx
                 .visit(&slot.participant, &slot.visit)?
                 .and_then(|v| v.meal_start)

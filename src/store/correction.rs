@@ -98,6 +98,30 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Open UNKNOWN_SAMPLE mismatches whose sample the manifest now places
+    /// in `slot` (the analyte too, when the mismatch knows it), by id.
+    pub fn unknown_samples_placed_in(&self, slot: &Slot) -> Result<Vec<MismatchId>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT m.id FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+             JOIN sample s ON s.sample_id = o.sample_id
+             WHERE m.code = 'UNKNOWN_SAMPLE' AND m.holds = 1 AND s.participant = ?1 AND s.visit = ?2
+               AND s.minute = ?3 AND (m.analyte IS NULL OR m.analyte = ?4)
+             ORDER BY m.id",
+        )?;
+        let rows = stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open UNKNOWN_SAMPLE mismatches about results of `sample_id`, by id.
+    pub fn unknown_sample_mismatches_of(&self, sample_id: &str) -> Result<Vec<MismatchId>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT m.id FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+             WHERE m.code = 'UNKNOWN_SAMPLE' AND m.holds = 1 AND o.sample_id = ?1 ORDER BY m.id",
+        )?;
+        let rows = stmt.query_map([sample_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Where an observation came from (see [`ObservationSource`]).
     pub fn observation_source(&self, id: ObservationId) -> Result<Option<ObservationSource>, StoreError> {
         Ok(self
