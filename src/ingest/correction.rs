@@ -25,14 +25,16 @@
 
 use std::fmt;
 
-use crate::local_time::LocalTime;
+use crate::local_time::{LocalTime, offset_text};
 use crate::model::LabResult;
 use crate::store::{
     MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow,
     ObservationSource, ResolutionAction, ResultId, ResultRow, Sample, Slot, StoreError, Tx, Visit,
 };
 use crate::study::config::{Config, Instrument};
-use crate::study::matching::{Finding, MatchSource, SampleSlot, assess_in_slot, flag_checks, resolve_instrument};
+use crate::study::matching::{
+    Finding, MatchSource, SampleSlot, assess_in_slot, chosen_offset, flag_checks, resolve_instrument,
+};
 
 use super::reported::{PatientId, PatientIds, reported_result};
 use super::{same_value, slot_words, value_words, with_study};
@@ -570,6 +572,7 @@ impl<'a> Corrections<'a> {
             blq: a.blq,
             reason: format!("sample {sample} moved here{from_words} ({})", self.because),
         })?;
+        self.reread_offset(tx, o, &slot, after)?;
         let Some(instrument) = instrument else { return Ok(()) };
         let flags =
             with_study(tx, |study| flag_checks(config, instrument, &analyte_name, &target, &result, a.value, study))?;
@@ -635,6 +638,9 @@ impl<'a> Corrections<'a> {
             }
             let Some(o) = tx.observation(observation_id)? else { continue };
             let Some(source) = tx.observation_source(o.id)? else { continue };
+            if is_current {
+                self.reread_offset(tx, &o, &slot, &change)?;
+            }
             let value = value.or(o.matched.value);
             let finding = self.window_finding(tx, &o, &source, &slot, value)?;
             let open: Vec<MismatchRow> = tx
@@ -773,6 +779,28 @@ impl<'a> Corrections<'a> {
                 Ok(Some(format!("mismatch {} is replaced by mismatch {new} (new times)", m.id)))
             }
         }
+    }
+
+    /// Read a repeated local collection time of `o` again at `slot` (its
+    /// meal start or minute changed) and record the offset when the choice
+    /// differs from the one in force.
+    fn reread_offset(&self, tx: &mut Tx<'_>, o: &ObservationRow, slot: &Slot, why: &str) -> Result<(), StoreError> {
+        let Ok(minute) = i32::try_from(slot.minute) else { return Ok(()) };
+        let at = SampleSlot {
+            participant: slot.participant.clone(),
+            visit: slot.visit.clone(),
+            minute,
+            source: MatchSource::Manifest,
+        };
+        let result = reported_result(o);
+        let Some(offset) = with_study(tx, |study| chosen_offset(self.config, &at, &result, study))? else {
+            return Ok(());
+        };
+        let offset = offset_text(offset);
+        if tx.collected_offset(o.id)?.as_deref() != Some(offset.as_str()) {
+            tx.record_collected_offset(o.id, &offset, why)?;
+        }
+        Ok(())
     }
 
     /// OUT_OF_WINDOW for one accepted value at its slot, with the meal start

@@ -596,6 +596,12 @@ impl Work<'_> {
             reason: self.tag(action),
         })?;
         self.written.push(stored.id);
+        // A repeated local collection time is read by its (new) slot's meal start.
+        if let Some(offset) = a.collected_offset.map(crate::local_time::offset_text)
+            && tx.collected_offset(observation.id)?.as_deref() != Some(offset.as_str())
+        {
+            tx.record_collected_offset(observation.id, &offset, &self.tag(action))?;
+        }
         self.resolved.accepted = Some((slot.clone(), stored.id, stored.version));
         self.resolved.summary = format!(
             "{} is now {} (version {})",

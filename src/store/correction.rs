@@ -122,6 +122,21 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The offset a repeated local collection time of observation `id` is
+    /// read with now: the latest one read again, else the one of ingest.
+    pub fn collected_offset(&self, id: ObservationId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached(
+                "SELECT coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id
+                                  ORDER BY x.id DESC LIMIT 1), o.collected_offset)
+                 FROM observation o WHERE o.id = ?1",
+            )?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
     /// Where an observation came from (see [`ObservationSource`]).
     pub fn observation_source(&self, id: ObservationId) -> Result<Option<ObservationSource>, StoreError> {
         Ok(self

@@ -113,7 +113,9 @@ pub(super) fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Mismatc
 
 /// Observation fields plus the receipt's source and time, in this order.
 const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
-     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, o.collected_offset";
+     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, \
+     coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
+               ORDER BY x.id DESC LIMIT 1), o.collected_offset)";
 
 fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
     Ok(Provenance {
