@@ -781,10 +781,13 @@ fn reopen(
                 Some(id) => tx.result(id)?,
                 None => None,
             };
-            let back = match &before {
-                None => latest.withdrawn,
-                Some(b) => same_state(b, &latest),
-            };
+            // Only labfeed's own undoing counts: a data manager's later
+            // decision there is undone first (it may rely on this one).
+            let back = !tx.written_by_decision(latest.id)?
+                && match &before {
+                    None => latest.withdrawn,
+                    Some(b) => same_state(b, &latest),
+                };
             if back {
                 already_back.push(slot.clone());
                 continue;

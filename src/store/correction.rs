@@ -137,6 +137,15 @@ impl Reader<'_> {
             .flatten())
     }
 
+    /// Whether result version `id` was written by a data manager's decision
+    /// or a reopen (it is in `resolution_effect`), not by labfeed on its own.
+    pub fn written_by_decision(&self, id: ResultId) -> Result<bool, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM resolution_effect WHERE result_id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
+    }
+
     /// Where an observation came from (see [`ObservationSource`]).
     pub fn observation_source(&self, id: ObservationId) -> Result<Option<ObservationSource>, StoreError> {
         Ok(self

@@ -1,6 +1,7 @@
-//! Adversarial review of issue 10, points 1, 2 and 8 (branch r1): study-data
-//! changes combined with decisions and their reopening. Each test is a bug a
-//! data manager runs into; through the real binary on real SQLite files.
+//! Study-data changes (SPEC §7 "Study data change") combined with a data
+//! manager's decisions and their reopening (review r1 of issue 10, points 1,
+//! 2 and 8): each test is a bug a data manager ran into; through the real
+//! binary on real SQLite files.
 
 use std::path::Path;
 use std::process::Output;
@@ -358,4 +359,40 @@ R|1|^^^CPEP|0.5|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r"
         "S-30 is not at U02/V0/30 after both rows were corrected: {rows:?}; open: {:?}",
         review(&s).into_iter().filter(|r| r[1] != "MISSING_RESULT" && r[14] == "open").collect::<Vec<_>>()
     );
+}
+
+/// An import that names a sample held as UNKNOWN_SAMPLE says which mismatch
+/// to accept (it does not place it: accepting is a data manager's call).
+#[test]
+fn an_import_that_names_a_held_unknown_sample_says_which_mismatch_to_accept() {
+    let s = study("");
+    ingest(&s, "late.hl7", &central("C1", "U01", "S-77", "202603021000", "0.7"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    let said = import(&s, "samples", "sample_id,participant,visit,minute\nS-77,U01,V0,90\n");
+    assert!(
+        said.contains(&format!("1 result held as UNKNOWN_SAMPLE now matches S-77: resolve #{unknown} --accept")),
+        "{said}"
+    );
+    assert!(exported(&s).is_empty(), "{:?}", exported(&s));
+    ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
+    assert!(exported(&s).iter().any(|r| r[..3] == ["U01", "V0", "90"] && r[5] == "S-77"), "{:?}", exported(&s));
+}
+
+/// A reopen is not blocked by what labfeed itself undid (finding 7), but a
+/// data manager's later decision at the slot still blocks it: here the
+/// rejection of a window flag the meal-start correction raised emptied the
+/// slot the assignment had filled; undoing the assignment under it would
+/// leave that rejection about a value that was never there.
+#[test]
+fn a_later_decision_that_emptied_the_slot_still_blocks_reopening_the_assignment() {
+    let s = study("");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
+    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
+    let out = resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("resolved mismatch {flag} (rejected)")), "{}", text(&out));
 }
