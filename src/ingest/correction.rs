@@ -229,6 +229,8 @@ struct TakenOut {
     minute_changed: bool,
     /// Why it is checked again, for the details of what that raises.
     after: String,
+    /// The reason of the result version that places it.
+    placed: String,
 }
 
 /// Study-data corrections inside one import transaction.
@@ -376,6 +378,11 @@ impl<'a> Corrections<'a> {
         }
         Ok(Some(TakenOut {
             after: format!("after sample {sample} moved to {to}, {}", self.because),
+            placed: format!(
+                "sample {sample} moved here{} ({})",
+                report.from.as_ref().map_or_else(String::new, |p| format!(" from {p}")),
+                self.because
+            ),
             participant_changed: old_place.as_ref().is_some_and(|p| p.participant != to.participant),
             minute_changed: old_place.as_ref().is_some_and(|p| p.minute != to.minute),
             observation,
@@ -466,6 +473,7 @@ impl<'a> Corrections<'a> {
                 to: Place::of_slot(slot),
                 participant_changed: false,
                 minute_changed: false,
+                placed: format!("{why}: its value takes the slot (mismatch {})", m.id),
                 after: why,
             };
             return self.check_at(tx, &out, report);
@@ -476,7 +484,7 @@ impl<'a> Corrections<'a> {
     /// Every check again at `to`, as after `resolve --assign`, but with the
     /// patient ID compared; then the slot decision and the flags.
     fn check_at(&self, tx: &mut Tx<'_>, out: &TakenOut, report: &mut SampleMove) -> Result<(), StoreError> {
-        let TakenOut { observation: o, source, to, participant_changed, minute_changed, after } = out;
+        let TakenOut { observation: o, source, to, participant_changed, minute_changed, after, placed } = out;
         let (participant_changed, minute_changed) = (*participant_changed, *minute_changed);
         let config = self.config;
         let sample = o.sample_id.clone().unwrap_or_default();
@@ -562,7 +570,6 @@ impl<'a> Corrections<'a> {
             report.raised.push((id, MismatchCode::DuplicateConflict));
             return Ok(());
         }
-        let from_words = report.from.as_ref().map_or_else(String::new, |p| format!(" from {p}"));
         tx.insert_result(&NewResult {
             observation_id: o.id,
             slot: slot.clone(),
@@ -570,7 +577,7 @@ impl<'a> Corrections<'a> {
             unit,
             comparator: a.comparator,
             blq: a.blq,
-            reason: format!("sample {sample} moved here{from_words} ({})", self.because),
+            reason: placed.clone(),
         })?;
         self.reread_offset(tx, o, &slot, after)?;
         let Some(instrument) = instrument else { return Ok(()) };

@@ -57,14 +57,17 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The latest `resolve --assign` of a mismatch about this observation,
-    /// if a data manager ever placed it by hand: its mismatch id.
+    /// The latest `resolve --assign` in force (not reopened) of a mismatch
+    /// about this observation, if a data manager placed it by hand: its
+    /// mismatch id.
     pub fn assignment_of_observation(&self, id: ObservationId) -> Result<Option<MismatchId>, StoreError> {
         Ok(self
             .connection()
             .prepare_cached(
                 "SELECT m.id FROM mismatch m JOIN resolution s ON s.mismatch_id = m.id
-                 WHERE m.observation_id = ?1 AND s.action = 'assign' ORDER BY s.id DESC LIMIT 1",
+                 WHERE m.observation_id = ?1 AND s.action = 'assign'
+                   AND s.id = (SELECT max(id) FROM resolution WHERE mismatch_id = m.id)
+                 ORDER BY s.id DESC LIMIT 1",
             )?
             .query_row([id], |r| r.get(0))
             .optional()?)
