@@ -393,8 +393,9 @@ impl<'a> Corrections<'a> {
 
     /// Take `r`, current at its slot, out because its sample moved. The value
     /// it had replaced comes back when that one's sample still belongs there
-    /// (nothing is lost); else the slot is empty as if never filled (nobody
-    /// rejected anything: its sample is still to come). The new version.
+    /// (nothing is lost); else the slot is empty as before it came: never
+    /// filled (its sample is still to come) unless a data manager had
+    /// rejected a value there. The new version.
     fn vacate(
         &self,
         tx: &mut Tx<'_>,
@@ -406,7 +407,7 @@ impl<'a> Corrections<'a> {
             Some(id) => tx.result(id)?,
             None => None,
         };
-        if let Some(b) = before.filter(|b| !b.withdrawn && b.observation_id != r.observation_id)
+        if let Some(b) = before.as_ref().filter(|b| !b.withdrawn && b.observation_id != r.observation_id)
             && self.still_belongs(tx, b.observation_id, &r.slot)?
         {
             let stored = tx.insert_result(&NewResult {
@@ -421,7 +422,12 @@ impl<'a> Corrections<'a> {
             report.restored.push(r.slot.clone());
             return Ok(Some(stored.id));
         }
-        let Some(stored) = tx.withdraw_result_as(&r.slot, reason, true)? else { return Ok(None) };
+        // A slot a data manager had emptied before reads so again.
+        let unfilled = match &before {
+            Some(b) if b.withdrawn => tx.is_unfilled(b.id)?,
+            _ => true,
+        };
+        let Some(stored) = tx.withdraw_result_as(&r.slot, reason, unfilled)? else { return Ok(None) };
         report.vacated.push(r.slot.clone());
         Ok(Some(stored.id))
     }
@@ -878,6 +884,20 @@ mod tests {
             m.to_string(),
             "S-30 placed at U02/V0/30 (2 results moved; 2 new mismatches DUPLICATE_CONFLICT #17, OUT_OF_WINDOW \
              #18; 2 mismatches closed at the old slot (#3, #4))"
+        );
+    }
+
+    #[test]
+    fn what_a_move_gave_back_unblocked_or_found_held_is_said() {
+        let mut m = moved(1);
+        m.restored.push(Slot::new("U01", "V0", 30, "c_peptide"));
+        m.unblocked.push(MismatchId(9));
+        m.unknown.extend([MismatchId(12), MismatchId(13)]);
+        assert_eq!(
+            m.to_string(),
+            "S-30 moved U01/V0/30 → U02/V0/30 (1 result moved; U01/V0/30/c_peptide has the value back that it had \
+             replaced; 1 DUPLICATE_CONFLICT closed: the value it conflicted with left (#9); 2 results held as \
+             UNKNOWN_SAMPLE now match S-30: resolve #12, #13 --accept)"
         );
     }
 
