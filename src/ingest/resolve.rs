@@ -783,7 +783,8 @@ fn reopen(
             };
             // Only labfeed's own undoing counts: a data manager's later
             // decision there is undone first (it may rely on this one).
-            let back = !tx.written_by_decision(latest.id)?
+            let by_decision = tx.written_by_decision(latest.id)?;
+            let back = !by_decision
                 && match &before {
                     None => latest.withdrawn,
                     Some(b) => same_state(b, &latest),
@@ -792,8 +793,16 @@ fn reopen(
                 already_back.push(slot.clone());
                 continue;
             }
+            // Advice that can be followed: labfeed's own changes cannot be reopened.
+            let advice = match by_decision {
+                true => "reopen or resolve that change first",
+                false => {
+                    "that change came from a delivery or an import, not a decision, so it cannot be reopened: \
+                     decide the mismatches it raised (`labfeed report mismatches`), or correct the study data again"
+                }
+            };
             return Err(refuse(format!(
-                "{} has changed since this decision (version {}: {}); reopen or resolve that change first",
+                "{} has changed since this decision (version {}: {}); {advice}",
                 slot_words(slot),
                 latest.version,
                 latest.reason

@@ -20,3 +20,7 @@ CREATE TRIGGER observation_offset_no_update BEFORE UPDATE ON observation_offset
 BEGIN SELECT RAISE(ABORT, 'observation_offset is append-only: read the time again with a new row'); END;
 CREATE TRIGGER observation_offset_no_delete BEFORE DELETE ON observation_offset
 BEGIN SELECT RAISE(ABORT, 'observation_offset is append-only: read the time again with a new row'); END;
+
+-- The audit rows of one entity (`report`'s history, and whether a slot was
+-- filled after a not-done mark, in audit order) without a scan of the log.
+CREATE INDEX audit_log_entity ON audit_log (entity, entity_id);
