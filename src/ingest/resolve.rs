@@ -478,7 +478,8 @@ impl Work<'_> {
                 SampleSlot { participant: row.participant, visit: row.visit, minute, source: MatchSource::Manifest };
             return Ok((Some(slot), true));
         }
-        Ok((self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Assigned)), true))
+        // No manifest row and no assignment: ingest found it by the sample ID.
+        Ok((self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Pattern)), true))
     }
 
     /// The patient ID the observation was sent with (see [`PatientIds`]).

@@ -396,3 +396,19 @@ fn a_later_decision_that_emptied_the_slot_still_blocks_reopening_the_assignment(
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(&format!("resolved mismatch {flag} (rejected)")), "{}", text(&out));
 }
+
+/// An assignment that was reopened no longer stands: once the manifest names
+/// the sample, accepting the held value places it where the manifest says.
+#[test]
+fn a_reopened_assignment_no_longer_keeps_the_value_from_the_manifest() {
+    let s = study("");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
+    ok(&resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]));
+    let manifest = "S-99,U01,V0,60\n";
+    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{manifest}"));
+    ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
+    exports_follow_the_manifest(&s, manifest);
+    assert!(exported(&s).iter().any(|r| r[..3] == ["U01", "V0", "60"] && r[5] == "S-99"), "{:?}", exported(&s));
+}
