@@ -23,21 +23,20 @@
 //!   start closes the visit's window flags: there is no window to check.
 //!   MISSING_RESULT follows by itself (reports compute it from the meal start).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 
-use crate::local_time::LocalTime;
-use crate::model::{LabResult, ParseOptions};
-use crate::parse::parse_bytes;
+use crate::local_time::{LocalTime, offset_text};
+use crate::model::LabResult;
 use crate::store::{
     MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow,
-    ObservationSource, RawId, ResolutionAction, ResultId, Sample, Slot, StoreError, Tx, Visit,
+    ObservationSource, ResolutionAction, ResultId, ResultRow, Sample, Slot, StoreError, Tx, Visit,
 };
 use crate::study::config::{Config, Instrument};
-use crate::study::matching::{Finding, MatchSource, SampleSlot, assess_in_slot, flag_checks, resolve_instrument};
+use crate::study::matching::{
+    Finding, MatchSource, SampleSlot, assess_in_slot, chosen_offset, flag_checks, resolve_instrument,
+};
 
-use super::resolve::reported_result;
+use super::reported::{PatientId, PatientIds, reported_result};
 use super::{same_value, slot_words, value_words, with_study};
 
 /// A participant, visit and minute: where a sample belongs.
@@ -91,12 +90,22 @@ pub struct SampleMove {
     /// Results left where a data manager assigned them: their slot and the
     /// mismatch the assignment resolved.
     pub kept: Vec<(Slot, MismatchId)>,
+    /// Old slots that got back the value the moved one had replaced.
+    pub restored: Vec<Slot>,
+    /// Old slots left empty.
+    pub vacated: Vec<Slot>,
+    /// DUPLICATE_CONFLICTs closed because the value they conflicted with
+    /// left; their values were checked again in the vacated slot.
+    pub unblocked: Vec<MismatchId>,
+    /// Results of the sample held as UNKNOWN_SAMPLE: the manifest names it
+    /// now, so `resolve --accept` can place them (with every check).
+    pub unknown: Vec<MismatchId>,
 }
 
 impl SampleMove {
     /// Whether anything about results changed or was kept back.
     pub fn touched_results(&self) -> bool {
-        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty()
+        self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty() || !self.unknown.is_empty()
     }
 }
 
@@ -125,6 +134,27 @@ impl fmt::Display for SampleMove {
             parts.push(format!(
                 "{} at the old slot ({})",
                 count(self.closed.len(), "mismatch closed", "mismatches closed"),
+                list.join(", ")
+            ));
+        }
+        for slot in &self.restored {
+            parts.push(format!("{slot} has the value back that it had replaced"));
+        }
+        if !self.unblocked.is_empty() {
+            let list: Vec<String> = self.unblocked.iter().map(|id| format!("#{id}")).collect();
+            parts.push(format!(
+                "{} closed: the value it conflicted with left ({})",
+                count(self.unblocked.len(), "DUPLICATE_CONFLICT", "DUPLICATE_CONFLICTs"),
+                list.join(", ")
+            ));
+        }
+        if !self.unknown.is_empty() {
+            let list: Vec<String> = self.unknown.iter().map(|id| format!("#{id}")).collect();
+            parts.push(format!(
+                "{} held as UNKNOWN_SAMPLE now {} {}: resolve {} --accept",
+                count(self.unknown.len(), "result", "results"),
+                if self.unknown.len() == 1 { "matches" } else { "match" },
+                self.sample_id,
                 list.join(", ")
             ));
         }
@@ -190,19 +220,6 @@ fn local_words(t: Option<LocalTime>) -> String {
     }
 }
 
-/// The patient ID a result was sent with, read again from the stored copy
-/// (it is never stored on its own: it may be a hospital number).
-enum PatientId {
-    /// The message carried none.
-    Absent,
-    /// As it stands in the stored copy: a study code, or masked (`***`),
-    /// which was not a study code when it arrived.
-    Sent(String),
-    /// The stored copy does not parse again (e.g. framing checksums that no
-    /// longer match after masking).
-    Unreadable,
-}
-
 /// An observation taken out of its old slot, to be checked at its new one.
 struct TakenOut {
     observation: ObservationRow,
@@ -210,6 +227,10 @@ struct TakenOut {
     to: Place,
     participant_changed: bool,
     minute_changed: bool,
+    /// Why it is checked again, for the details of what that raises.
+    after: String,
+    /// The reason of the result version that places it.
+    placed: String,
 }
 
 /// Study-data corrections inside one import transaction.
@@ -217,13 +238,13 @@ pub struct Corrections<'a> {
     config: &'a Config,
     /// What made the change, for reasons and details: `import of samples.csv`.
     because: String,
-    /// Stored copies already read back for patient IDs, by content.
-    read_back: RefCell<HashMap<RawId, ReadBack>>,
+    /// Patient IDs read back from stored copies.
+    patients: PatientIds,
 }
 
 impl<'a> Corrections<'a> {
     pub fn new(config: &'a Config, because: impl Into<String>) -> Corrections<'a> {
-        Corrections { config, because: because.into(), read_back: RefCell::new(HashMap::new()) }
+        Corrections { config, because: because.into(), patients: PatientIds::default() }
     }
 
     /// The manifest rows of these samples are now `new` (they were `old`):
@@ -249,8 +270,13 @@ impl<'a> Corrections<'a> {
                 raised: Vec::new(),
                 closed: Vec::new(),
                 kept: Vec::new(),
+                restored: Vec::new(),
+                vacated: Vec::new(),
+                unblocked: Vec::new(),
+                unknown: Vec::new(),
             };
             let ids = if observed.contains(&new.sample_id) {
+                report.unknown = tx.unknown_sample_mismatches_of(&new.sample_id)?;
                 tx.movable_observations_of_sample(&new.sample_id)?
             } else {
                 Vec::new()
@@ -265,6 +291,11 @@ impl<'a> Corrections<'a> {
         for (index, out) in pending {
             if let Some(report) = reports.get_mut(index) {
                 self.check_at(tx, &out, report)?;
+            }
+        }
+        for report in &mut reports {
+            for slot in report.vacated.clone() {
+                self.unblock(tx, &slot, report)?;
             }
         }
         Ok(reports)
@@ -317,8 +348,8 @@ impl<'a> Corrections<'a> {
 
         let mut withdrawn: Vec<(Slot, ResultId)> = Vec::new();
         for r in &results_elsewhere {
-            if let Some(stored) = tx.withdraw_result(&r.slot, &reason)? {
-                withdrawn.push((r.slot.clone(), stored.id));
+            if let Some(id) = self.vacate(tx, r, &reason, report)? {
+                withdrawn.push((r.slot.clone(), id));
             }
         }
         for m in &open_elsewhere {
@@ -346,6 +377,12 @@ impl<'a> Corrections<'a> {
             return Ok(None);
         }
         Ok(Some(TakenOut {
+            after: format!("after sample {sample} moved to {to}, {}", self.because),
+            placed: format!(
+                "sample {sample} moved here{} ({})",
+                report.from.as_ref().map_or_else(String::new, |p| format!(" from {p}")),
+                self.because
+            ),
             participant_changed: old_place.as_ref().is_some_and(|p| p.participant != to.participant),
             minute_changed: old_place.as_ref().is_some_and(|p| p.minute != to.minute),
             observation,
@@ -354,15 +391,111 @@ impl<'a> Corrections<'a> {
         }))
     }
 
+    /// Take `r`, current at its slot, out because its sample moved. The value
+    /// it had replaced comes back when that one's sample still belongs there
+    /// (nothing is lost); else the slot is empty as before it came: never
+    /// filled (its sample is still to come) unless a data manager had
+    /// rejected a value there. The new version.
+    fn vacate(
+        &self,
+        tx: &mut Tx<'_>,
+        r: &ResultRow,
+        reason: &str,
+        report: &mut SampleMove,
+    ) -> Result<Option<ResultId>, StoreError> {
+        let before = match r.supersedes {
+            Some(id) => tx.result(id)?,
+            None => None,
+        };
+        if let Some(b) = before.as_ref().filter(|b| !b.withdrawn && b.observation_id != r.observation_id)
+            && self.still_belongs(tx, b.observation_id, &r.slot)?
+        {
+            let stored = tx.insert_result(&NewResult {
+                observation_id: b.observation_id,
+                slot: r.slot.clone(),
+                value: b.value,
+                unit: b.unit.clone(),
+                comparator: b.comparator,
+                blq: b.blq,
+                reason: format!("{reason}: the value it had replaced is back"),
+            })?;
+            report.restored.push(r.slot.clone());
+            return Ok(Some(stored.id));
+        }
+        // A slot a data manager had emptied before reads so again.
+        let unfilled = match &before {
+            Some(b) if b.withdrawn => tx.is_unfilled(b.id)?,
+            _ => true,
+        };
+        let Some(stored) = tx.withdraw_result_as(&r.slot, reason, unfilled)? else { return Ok(None) };
+        report.vacated.push(r.slot.clone());
+        Ok(Some(stored.id))
+    }
+
+    /// Whether the manifest (as it is now) leaves observation `id` at `slot`:
+    /// its sample's row names that place, or it has no row (its place came
+    /// from the sample ID or a data manager, which a manifest change does
+    /// not concern).
+    fn still_belongs(&self, tx: &Tx<'_>, id: ObservationId, slot: &Slot) -> Result<bool, StoreError> {
+        let Some(o) = tx.observation(id)? else { return Ok(false) };
+        let row = match o.sample_id.as_deref() {
+            Some(sample) => tx.sample(sample)?,
+            None => None,
+        };
+        Ok(row.is_none_or(|row| Place::of_sample(&row).holds(slot)))
+    }
+
+    /// A slot a move left empty: a value held there as a DUPLICATE_CONFLICT
+    /// with the one that left is no longer in conflict. The oldest such
+    /// conflict is closed (`auto`) and its value checked again there.
+    fn unblock(&self, tx: &mut Tx<'_>, slot: &Slot, report: &mut SampleMove) -> Result<(), StoreError> {
+        if tx.current_result(slot)?.is_some() {
+            return Ok(());
+        }
+        let held = tx.open_mismatches(slot, Some(MismatchCode::DuplicateConflict))?;
+        for m in held.iter().filter(|m| m.holds) {
+            let Some(id) = m.observation_id else { continue };
+            if !self.still_belongs(tx, id, slot)? {
+                continue;
+            }
+            let (Some(observation), Some(source)) = (tx.observation(id)?, tx.observation_source(id)?) else {
+                continue;
+            };
+            let why = format!("the value it conflicted with left {} ({})", slot_words(slot), self.because);
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason: why.clone(),
+                cause: None,
+            })?;
+            report.unblocked.push(m.id);
+            let out = TakenOut {
+                observation,
+                source,
+                to: Place::of_slot(slot),
+                participant_changed: false,
+                minute_changed: false,
+                placed: format!("{why}: its value takes the slot (mismatch {})", m.id),
+                after: why,
+            };
+            return self.check_at(tx, &out, report);
+        }
+        Ok(())
+    }
+
     /// Every check again at `to`, as after `resolve --assign`, but with the
     /// patient ID compared; then the slot decision and the flags.
     fn check_at(&self, tx: &mut Tx<'_>, out: &TakenOut, report: &mut SampleMove) -> Result<(), StoreError> {
-        let TakenOut { observation: o, source, to, participant_changed, minute_changed } = out;
+        let TakenOut { observation: o, source, to, participant_changed, minute_changed, after, placed } = out;
         let (participant_changed, minute_changed) = (*participant_changed, *minute_changed);
         let config = self.config;
         let sample = o.sample_id.clone().unwrap_or_default();
         let mut result = reported_result(o);
-        let patient = self.reported_patient_id(tx, source, o)?;
+        let patient = self.patients.of(tx, source, o)?;
         let mut unreadable_conflict = None;
         match patient {
             PatientId::Absent => {}
@@ -419,7 +552,6 @@ impl<'a> Corrections<'a> {
                 detail,
             })
         };
-        let after = format!("after sample {sample} moved to {to}, {}", self.because);
         if let Some(finding) = hold {
             let id = raise(tx, finding.code, true, format!("{} ({after})", finding.detail))?;
             report.raised.push((id, finding.code));
@@ -444,7 +576,6 @@ impl<'a> Corrections<'a> {
             report.raised.push((id, MismatchCode::DuplicateConflict));
             return Ok(());
         }
-        let from_words = report.from.as_ref().map_or_else(String::new, |p| format!(" from {p}"));
         tx.insert_result(&NewResult {
             observation_id: o.id,
             slot: slot.clone(),
@@ -452,8 +583,9 @@ impl<'a> Corrections<'a> {
             unit,
             comparator: a.comparator,
             blq: a.blq,
-            reason: format!("sample {sample} moved here{from_words} ({})", self.because),
+            reason: placed.clone(),
         })?;
+        self.reread_offset(tx, o, &slot, after)?;
         let Some(instrument) = instrument else { return Ok(()) };
         let flags =
             with_study(tx, |study| flag_checks(config, instrument, &analyte_name, &target, &result, a.value, study))?;
@@ -519,6 +651,9 @@ impl<'a> Corrections<'a> {
             }
             let Some(o) = tx.observation(observation_id)? else { continue };
             let Some(source) = tx.observation_source(o.id)? else { continue };
+            if is_current {
+                self.reread_offset(tx, &o, &slot, &change)?;
+            }
             let value = value.or(o.matched.value);
             let finding = self.window_finding(tx, &o, &source, &slot, value)?;
             let open: Vec<MismatchRow> = tx
@@ -585,6 +720,102 @@ impl<'a> Corrections<'a> {
         Ok(report)
     }
 
+    /// Where the manifest puts observation `id`'s sample now, when that is
+    /// not where its value stands and no data manager assigned it: a value a
+    /// reopen put back at a slot its sample has since moved away from. The
+    /// sample's results then move as on import (see [`Self::samples_moved`]).
+    pub fn follow_manifest(&self, tx: &mut Tx<'_>, id: ObservationId) -> Result<Option<SampleMove>, StoreError> {
+        let Some(o) = tx.observation(id)? else { return Ok(None) };
+        let Some(row) = (match o.sample_id.as_deref() {
+            Some(sample) => tx.sample(sample)?,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        let to = Place::of_sample(&row);
+        let elsewhere = tx.current_results_of_observation(id)?.iter().any(|r| !to.holds(&r.slot));
+        if !elsewhere || tx.assignment_of_observation(id)?.is_some() {
+            return Ok(None);
+        }
+        Ok(self.samples_moved(tx, &[(None, row)])?.pop())
+    }
+
+    /// Check an open OUT_OF_WINDOW flag again with the meal start as it is
+    /// now (a reopened flag may have been raised against an older one):
+    /// closed (`auto`) when it no longer applies, replaced when its numbers
+    /// changed. What became of it: `None` when it stands as it is.
+    pub fn recheck_window(&self, tx: &mut Tx<'_>, m: &MismatchRow) -> Result<Option<String>, StoreError> {
+        let (Some(id), Some(slot)) = (m.observation_id, m.slot()) else { return Ok(None) };
+        if m.code != MismatchCode::OutOfWindow || m.resolution.is_some() {
+            return Ok(None);
+        }
+        let (Some(o), Some(source)) = (tx.observation(id)?, tx.observation_source(id)?) else { return Ok(None) };
+        // Nothing to check it with: it stands as it was raised.
+        let instrument = resolve_instrument(self.config, source.link_instrument.as_deref(), o.sender.as_deref());
+        if instrument.is_none() || o.collected_at.is_none() {
+            return Ok(None);
+        }
+        let value = tx.current_result(&slot)?.filter(|r| r.observation_id == id).map(|r| r.value);
+        let finding = self.window_finding(tx, &o, &source, &slot, value.or(o.matched.value))?;
+        let close = |tx: &mut Tx<'_>, reason: String| {
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason,
+                cause: None,
+            })
+        };
+        match finding {
+            None => {
+                close(tx, format!("checked again ({}): the collection time is within the window", self.because))?;
+                Ok(Some(format!("mismatch {} no longer applies and is closed", m.id)))
+            }
+            Some(f) if m.detail.starts_with(&f.detail) => Ok(None),
+            Some(f) => {
+                let new = tx.insert_mismatch(&NewMismatch {
+                    code: MismatchCode::OutOfWindow,
+                    holds: false,
+                    observation_id: Some(id),
+                    message_id: Some(o.message_id),
+                    receipt_id: source.receipt_id,
+                    participant: Some(slot.participant.clone()),
+                    visit: Some(slot.visit.clone()),
+                    minute: Some(slot.minute),
+                    analyte: Some(slot.analyte.clone()),
+                    detail: format!("{} ({})", f.detail, self.because),
+                })?;
+                close(tx, format!("checked again as mismatch {new} ({})", self.because))?;
+                Ok(Some(format!("mismatch {} is replaced by mismatch {new} (new times)", m.id)))
+            }
+        }
+    }
+
+    /// Read a repeated local collection time of `o` again at `slot` (its
+    /// meal start or minute changed) and record the offset when the choice
+    /// differs from the one in force.
+    fn reread_offset(&self, tx: &mut Tx<'_>, o: &ObservationRow, slot: &Slot, why: &str) -> Result<(), StoreError> {
+        let Ok(minute) = i32::try_from(slot.minute) else { return Ok(()) };
+        let at = SampleSlot {
+            participant: slot.participant.clone(),
+            visit: slot.visit.clone(),
+            minute,
+            source: MatchSource::Manifest,
+        };
+        let result = reported_result(o);
+        let Some(offset) = with_study(tx, |study| chosen_offset(self.config, &at, &result, study))? else {
+            return Ok(());
+        };
+        let offset = offset_text(offset);
+        if tx.collected_offset(o.id)?.as_deref() != Some(offset.as_str()) {
+            tx.record_collected_offset(o.id, &offset, why)?;
+        }
+        Ok(())
+    }
+
     /// OUT_OF_WINDOW for one accepted value at its slot, with the meal start
     /// as it is now in this transaction.
     fn window_finding(
@@ -611,55 +842,6 @@ impl<'a> Corrections<'a> {
     }
 }
 
-/// What the stored copy of one content says about each result that parsed
-/// again: (message number, order) → (sample ID, test code, patient ID).
-type ReadBack = HashMap<(i64, i64), (Option<String>, Option<String>, Option<String>)>;
-
-/// Read the stored (masked) copy of a content again, once per import.
-fn read_back(tx: &Tx<'_>, raw_id: RawId) -> Result<ReadBack, StoreError> {
-    let mut found = ReadBack::new();
-    let Some(raw) = tx.raw(raw_id)? else { return Ok(found) };
-    parse_bytes(&raw.content, &ParseOptions::default(), &mut |outcome| {
-        let Ok(message) = outcome else { return };
-        let Ok(number) = i64::try_from(message.number) else { return };
-        for (i, r) in message.results.into_iter().enumerate() {
-            let Ok(seq) = i64::try_from(i + 1) else { return };
-            found.insert((number, seq), (r.sample_id, r.test_code, r.patient_id));
-        }
-    });
-    Ok(found)
-}
-
-impl Corrections<'_> {
-    /// The patient ID of observation `o` as its stored copy gives it back:
-    /// the message by number, the result by its order.
-    fn reported_patient_id(
-        &self,
-        tx: &Tx<'_>,
-        source: &ObservationSource,
-        o: &ObservationRow,
-    ) -> Result<PatientId, StoreError> {
-        if !self.read_back.borrow().contains_key(&source.raw_id) {
-            let parsed = read_back(tx, source.raw_id)?;
-            self.read_back.borrow_mut().insert(source.raw_id, parsed);
-        }
-        let cache = self.read_back.borrow();
-        let Some((sample, test, patient)) =
-            cache.get(&source.raw_id).and_then(|r| r.get(&(source.message_number, source.seq)))
-        else {
-            return Ok(PatientId::Unreadable);
-        };
-        // The same result as stored, or the copy cannot be trusted for this.
-        if *sample != o.sample_id || *test != o.test_code {
-            return Ok(PatientId::Unreadable);
-        }
-        Ok(match patient {
-            None => PatientId::Absent,
-            Some(id) => PatientId::Sent(id.clone()),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +860,10 @@ mod tests {
             raised: Vec::new(),
             closed: Vec::new(),
             kept: Vec::new(),
+            restored: Vec::new(),
+            vacated: Vec::new(),
+            unblocked: Vec::new(),
+            unknown: Vec::new(),
         }
     }
 
@@ -698,6 +884,20 @@ mod tests {
             m.to_string(),
             "S-30 placed at U02/V0/30 (2 results moved; 2 new mismatches DUPLICATE_CONFLICT #17, OUT_OF_WINDOW \
              #18; 2 mismatches closed at the old slot (#3, #4))"
+        );
+    }
+
+    #[test]
+    fn what_a_move_gave_back_unblocked_or_found_held_is_said() {
+        let mut m = moved(1);
+        m.restored.push(Slot::new("U01", "V0", 30, "c_peptide"));
+        m.unblocked.push(MismatchId(9));
+        m.unknown.extend([MismatchId(12), MismatchId(13)]);
+        assert_eq!(
+            m.to_string(),
+            "S-30 moved U01/V0/30 → U02/V0/30 (1 result moved; U01/V0/30/c_peptide has the value back that it had \
+             replaced; 1 DUPLICATE_CONFLICT closed: the value it conflicted with left (#9); 2 results held as \
+             UNKNOWN_SAMPLE now match S-30: resolve #12, #13 --accept)"
         );
     }
 

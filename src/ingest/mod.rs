@@ -19,6 +19,7 @@
 
 pub mod correction;
 pub mod privacy;
+mod reported;
 pub mod resolve;
 
 use std::cell::RefCell;

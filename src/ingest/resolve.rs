@@ -34,14 +34,16 @@ use std::collections::BTreeMap;
 use crate::model::LabResult;
 use crate::store::{
     DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
-    NewResolution, NewResult, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow, Slot, Store,
-    StoreError, Tx,
+    NewResolution, NewResult, ObservationId, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow,
+    Slot, Store, StoreError, Tx,
 };
 use crate::study::config::Config;
-use crate::study::matching::{Assessment, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument};
-use crate::timestamp::Timestamp;
-use crate::value::Number;
+use crate::study::matching::{
+    Assessment, Finding, MatchSource, SampleSlot, assess, assess_in_slot, resolve_instrument,
+};
 
+use super::correction::Corrections;
+use super::reported::{PatientId, PatientIds, reported_result};
 use super::{allocate_missing_slot_ids, same_value, slot_words, value_words, with_study};
 
 /// What the data manager decided.
@@ -141,7 +143,7 @@ pub fn resolve(
         };
         match (decision, &mismatch.resolution) {
             (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),
-            (Decision::Reopen, Some(d)) => return reopen(tx, &mismatch, d, reason, empty),
+            (Decision::Reopen, Some(d)) => return reopen(tx, config, &mismatch, d, reason, empty),
             (Decision::NotDone, _) => {
                 return Err(ResolveError::Refused {
                     id,
@@ -251,6 +253,16 @@ fn missing_slot_decision(
                         "a result for {} is held for review (mismatch {}); decide that one first",
                         slot_words(slot),
                         held.id
+                    ),
+                ));
+            }
+            if let Some(held) = tx.unknown_samples_placed_in(slot)?.first() {
+                return Err(refuse(
+                    "marked not done",
+                    format!(
+                        "a result held as UNKNOWN_SAMPLE (mismatch {held}) has a sample the manifest now puts in {}; \
+                         decide that one first (resolve {held} --accept)",
+                        slot_words(slot)
                     ),
                 ));
             }
@@ -373,22 +385,41 @@ impl Work<'_> {
             return Ok(current.filter(|c| Some(c.observation_id) == self.mismatch.observation_id).map(|c| c.id));
         }
         let observation = self.observation(tx, "accepted")?;
-        let (result, sender, link) = self.reported(tx, &observation)?;
+        let (mut result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
-        // The slot the mismatch is about (where ingest or an assignment put
-        // it); a mismatch without one (e.g. UNKNOWN_SAMPLE) looks it up again.
-        let known_slot = self.mismatch_slot().and_then(|s| {
-            Some(SampleSlot {
-                participant: s.participant,
-                visit: s.visit,
-                minute: i32::try_from(s.minute).ok()?,
-                source: MatchSource::Assigned,
-            })
-        });
-        let a = with_study(tx, |study| match known_slot {
+        let (known_slot, compare_patient) = self.accept_place(tx, &observation)?;
+        let mut unreadable = None;
+        if compare_patient {
+            // Accepting one problem is not accepting a participant the data
+            // manager has not seen: the patient ID is compared as at ingest.
+            match self.patient_id(tx, &observation)? {
+                PatientId::Absent => {}
+                PatientId::Sent(id) => result.patient_id = Some(id),
+                PatientId::Unreadable => {
+                    let differs = known_slot
+                        .as_ref()
+                        .is_some_and(|s| self.mismatch.participant.as_deref() != Some(s.participant.as_str()));
+                    if let Some(s) = known_slot.as_ref().filter(|_| differs) {
+                        unreadable = Some(Finding {
+                            code: MismatchCode::ParticipantConflict,
+                            detail: format!(
+                                "the message's patient ID could not be read back from the stored copy to compare it \
+                                 with participant {} of sample {}; check the sample before accepting it",
+                                s.participant,
+                                observation.sample_id.as_deref().unwrap_or("")
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let mut a = with_study(tx, |study| match known_slot {
             Some(slot) => assess_in_slot(self.config, instrument, sender.as_deref(), &result, slot, study),
             None => assess(self.config, instrument, sender.as_deref(), &result, study),
         })?;
+        if let Some(finding) = unreadable {
+            a.further_holds.insert(0, finding);
+        }
         let Some(slot) = slot_of(&a) else {
             let why = match &a.hold {
                 Some(f) => format!("{}; use --assign PARTICIPANT/VISIT/MINUTE or --reject", f.detail),
@@ -421,6 +452,40 @@ impl Work<'_> {
         let stored = self.put(tx, &observation, &slot, &a, "accept")?;
         self.raise_flags(tx, &observation, &slot, &a, &result, instrument)?;
         Ok(stored)
+    }
+
+    /// Where a held value goes when accepted: where a data manager assigned
+    /// it; else where the manifest puts its sample now (it may have moved
+    /// since the mismatch was raised); else the mismatch's slot; else `None`
+    /// (looked up again). The flag says whether the patient ID is compared
+    /// (not against a data manager's assignment).
+    fn accept_place(
+        &self,
+        tx: &Tx<'_>,
+        observation: &ObservationRow,
+    ) -> Result<(Option<SampleSlot>, bool), ResolveError> {
+        if tx.assignment_of_observation(observation.id)?.is_some() {
+            let slot = self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Assigned));
+            return Ok((slot, false));
+        }
+        let manifest = match observation.sample_id.as_deref() {
+            Some(id) => tx.sample(id)?,
+            None => None,
+        };
+        if let Some(row) = manifest {
+            let Ok(minute) = i32::try_from(row.minute) else { return Ok((None, true)) };
+            let slot =
+                SampleSlot { participant: row.participant, visit: row.visit, minute, source: MatchSource::Manifest };
+            return Ok((Some(slot), true));
+        }
+        // No manifest row and no assignment: ingest found it by the sample ID.
+        Ok((self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Pattern)), true))
+    }
+
+    /// The patient ID the observation was sent with (see [`PatientIds`]).
+    fn patient_id(&self, tx: &Tx<'_>, o: &ObservationRow) -> Result<PatientId, ResolveError> {
+        let Some(source) = tx.observation_source(o.id)? else { return Ok(PatientId::Unreadable) };
+        Ok(PatientIds::default().of(tx, &source, o)?)
     }
 
     fn assign(&mut self, tx: &mut Tx<'_>, target: SampleSlot) -> Result<Option<ResultId>, ResolveError> {
@@ -532,6 +597,12 @@ impl Work<'_> {
             reason: self.tag(action),
         })?;
         self.written.push(stored.id);
+        // A repeated local collection time is read by its (new) slot's meal start.
+        if let Some(offset) = a.collected_offset.map(crate::local_time::offset_text)
+            && tx.collected_offset(observation.id)?.as_deref() != Some(offset.as_str())
+        {
+            tx.record_collected_offset(observation.id, &offset, &self.tag(action))?;
+        }
         self.resolved.accepted = Some((slot.clone(), stored.id, stored.version));
         self.resolved.summary = format!(
             "{} is now {} (version {})",
@@ -647,29 +718,6 @@ impl Work<'_> {
     }
 }
 
-/// The result as the analyzer reported it, rebuilt from its observation (for
-/// the checks to run again). The patient ID is not stored: it is `None` here.
-pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
-    LabResult {
-        sender: o.sender.clone(),
-        sample_id: o.sample_id.clone(),
-        // Not kept (it may be a hospital number); an assignment is the data manager's call.
-        patient_id: None,
-        test_code: o.test_code.clone(),
-        value: o.reported_value.clone(),
-        comparator: o.comparator,
-        numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
-        unit: o.reported_unit.clone(),
-        flags: o.flags.clone(),
-        status: o.status.clone(),
-        collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
-        resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
-        qc: o.qc,
-        comments: Vec::new(),
-        offset: usize::try_from(o.byte_offset).unwrap_or(0),
-    }
-}
-
 /// Undo `decision`, the one in force on `mismatch`, and open it again:
 ///
 /// - each slot the decision wrote goes back to its version before the
@@ -678,11 +726,18 @@ pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
 /// - mismatches it raised are closed (`auto`, caused by the reopen);
 /// - flags it closed along (`auto` rows it caused) are reopened.
 ///
+/// - a value it puts back whose sample the manifest has since moved goes
+///   where the manifest says, as on import; flags still open afterwards are
+///   checked against the meal start as it is now.
+///
 /// Refused, with nothing written, when something happened since that a
 /// reopen would silently undo too: a slot it wrote has a newer version, or a
-/// mismatch it raised has been decided. Those are undone first, newest first.
+/// mismatch it raised has been decided by a data manager. Those are undone
+/// first, newest first. What labfeed already undid (an import closed a
+/// mismatch it raised, or put a slot back as it was) is left as it is.
 fn reopen(
     tx: &mut Tx<'_>,
+    config: &Config,
     mismatch: &MismatchRow,
     decision: &ResolutionRow,
     reason: &str,
@@ -699,7 +754,7 @@ fn reopen(
     let effects = tx.decision_effects(decision.id)?;
     for raised in &effects.raised {
         if let Some(m) = tx.mismatch(*raised)?
-            && let Some(d) = &m.resolution
+            && let Some(d) = m.resolution.as_ref().filter(|d| d.action != ResolutionAction::Auto)
         {
             return Err(refuse(format!(
                 "mismatch {raised} ({}), raised by this decision, was decided since ({} by {} at {}); reopen it \
@@ -715,14 +770,40 @@ fn reopen(
             per_slot.entry(row.slot.clone()).or_default().push(row);
         }
     }
+    // Slots labfeed already put back as they were before the decision.
+    let mut already_back = Vec::new();
     for (slot, written) in &per_slot {
         // Unchanged since: the slot still says what the decision left there
         // (the same version, or a later one that put the same back).
         let last = written.last();
         let latest = tx.latest_version(slot)?;
         if let Some(latest) = latest.filter(|l| !last.is_some_and(|w| same_state(w, l))) {
+            let before = match written.first().and_then(|w| w.supersedes) {
+                Some(id) => tx.result(id)?,
+                None => None,
+            };
+            // Only labfeed's own undoing counts: a data manager's later
+            // decision there is undone first (it may rely on this one).
+            let by_decision = tx.written_by_decision(latest.id)?;
+            let back = !by_decision
+                && match &before {
+                    None => latest.withdrawn,
+                    Some(b) => same_state(b, &latest),
+                };
+            if back {
+                already_back.push(slot.clone());
+                continue;
+            }
+            // Advice that can be followed: labfeed's own changes cannot be reopened.
+            let advice = match by_decision {
+                true => "reopen or resolve that change first",
+                false => {
+                    "that change came from a delivery or an import, not a decision, so it cannot be reopened: \
+                     decide the mismatches it raised (`labfeed report mismatches`), or correct the study data again"
+                }
+            };
             return Err(refuse(format!(
-                "{} has changed since this decision (version {}: {}); reopen or resolve that change first",
+                "{} has changed since this decision (version {}: {}); {advice}",
                 slot_words(slot),
                 latest.version,
                 latest.reason
@@ -744,8 +825,17 @@ fn reopen(
     let tag = format!("reopened mismatch {}: {reason}", mismatch.id);
     let mut written = Vec::new();
     let mut summary = Vec::new();
+    // Values this reopen takes out of a slot: their flags no longer apply there.
+    let mut taken_out: Vec<(Slot, ObservationId)> = Vec::new();
     for (slot, versions) in &per_slot {
+        if already_back.contains(slot) {
+            summary.push(format!("{} is already as it was before", slot_words(slot)));
+            continue;
+        }
         let Some(first) = versions.first() else { continue };
+        if let Some(now) = tx.current_result(slot)? {
+            taken_out.push((slot.clone(), now.observation_id));
+        }
         let before = match first.supersedes {
             Some(id) => tx.result(id)?,
             None => None,
@@ -797,6 +887,32 @@ fn reopen(
             resolved.also_closed.push(*raised);
         }
     }
+    // Flags an import raised on a value this reopen took out of its slot.
+    for (slot, observation) in &taken_out {
+        if tx.current_result(slot)?.is_some_and(|r| r.observation_id == *observation) {
+            continue;
+        }
+        for m in tx.open_mismatches_of_observation(*observation)? {
+            if m.holds || m.id == mismatch.id || m.slot().as_ref() != Some(slot) {
+                continue;
+            }
+            tx.insert_resolution(&NewResolution {
+                mismatch_id: m.id,
+                action: ResolutionAction::Auto,
+                participant: None,
+                visit: None,
+                minute: None,
+                result_id: None,
+                reason: format!(
+                    "its value left {} when mismatch {} was reopened: {reason}",
+                    slot_words(slot),
+                    mismatch.id
+                ),
+                cause: Some(reopen_id),
+            })?;
+            resolved.also_closed.push(m.id);
+        }
+    }
     for (other, auto) in closed_along {
         tx.insert_resolution(&NewResolution {
             mismatch_id: other,
@@ -810,7 +926,32 @@ fn reopen(
         })?;
         resolved.also_reopened.push(other);
     }
+    let put_back: Vec<ObservationId> = {
+        let mut ids = Vec::new();
+        for id in &written {
+            if let Some(r) = tx.result(*id)?.filter(|r| !r.withdrawn)
+                && !ids.contains(&r.observation_id)
+            {
+                ids.push(r.observation_id);
+            }
+        }
+        ids
+    };
     tx.insert_decision_effects(reopen_id, &DecisionEffects { results: written, raised: Vec::new() })?;
+    // What changed while the decision stood applies to what it put back.
+    let corrections = Corrections::new(config, format!("on reopening mismatch {}", mismatch.id));
+    for observation in put_back {
+        if let Some(moved) = corrections.follow_manifest(tx, observation)? {
+            summary.push(format!("the manifest has moved it since: {moved}"));
+        }
+    }
+    for id in std::iter::once(mismatch.id).chain(resolved.also_reopened.iter().copied()) {
+        if let Some(m) = tx.mismatch(id)?
+            && let Some(said) = corrections.recheck_window(tx, &m)?
+        {
+            summary.push(said);
+        }
+    }
     let held = if mismatch.holds { "; its result is held again" } else { "" };
     resolved.summary = match summary.is_empty() {
         true => format!("the {} is undone; the mismatch is open{held}", decision.action),
@@ -829,6 +970,15 @@ fn same_state(a: &ResultRow, b: &ResultRow) -> bool {
             && a.observation_id == b.observation_id
             && a.value.to_bits() == b.value.to_bits()
             && a.comparator == b.comparator)
+}
+
+fn sample_slot(s: &Slot, source: MatchSource) -> Option<SampleSlot> {
+    Some(SampleSlot {
+        participant: s.participant.clone(),
+        visit: s.visit.clone(),
+        minute: i32::try_from(s.minute).ok()?,
+        source,
+    })
 }
 
 fn slot_of(a: &Assessment) -> Option<Slot> {

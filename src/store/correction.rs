@@ -57,14 +57,17 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The latest `resolve --assign` of a mismatch about this observation,
-    /// if a data manager ever placed it by hand: its mismatch id.
+    /// The latest `resolve --assign` in force (not reopened) of a mismatch
+    /// about this observation, if a data manager placed it by hand: its
+    /// mismatch id.
     pub fn assignment_of_observation(&self, id: ObservationId) -> Result<Option<MismatchId>, StoreError> {
         Ok(self
             .connection()
             .prepare_cached(
                 "SELECT m.id FROM mismatch m JOIN resolution s ON s.mismatch_id = m.id
-                 WHERE m.observation_id = ?1 AND s.action = 'assign' ORDER BY s.id DESC LIMIT 1",
+                 WHERE m.observation_id = ?1 AND s.action = 'assign'
+                   AND s.id = (SELECT max(id) FROM resolution WHERE mismatch_id = m.id)
+                 ORDER BY s.id DESC LIMIT 1",
             )?
             .query_row([id], |r| r.get(0))
             .optional()?)
@@ -96,6 +99,54 @@ impl Reader<'_> {
         let mut stmt = self.connection().prepare_cached(&sql)?;
         let rows = stmt.query_map(params![participant, visit, code], |r| mismatch_row(r, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open UNKNOWN_SAMPLE mismatches whose sample the manifest now places
+    /// in `slot` (the analyte too, when the mismatch knows it), by id.
+    pub fn unknown_samples_placed_in(&self, slot: &Slot) -> Result<Vec<MismatchId>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT m.id FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+             JOIN sample s ON s.sample_id = o.sample_id
+             WHERE m.code = 'UNKNOWN_SAMPLE' AND m.holds = 1 AND s.participant = ?1 AND s.visit = ?2
+               AND s.minute = ?3 AND (m.analyte IS NULL OR m.analyte = ?4)
+             ORDER BY m.id",
+        )?;
+        let rows = stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open UNKNOWN_SAMPLE mismatches about results of `sample_id`, by id.
+    pub fn unknown_sample_mismatches_of(&self, sample_id: &str) -> Result<Vec<MismatchId>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT m.id FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+             WHERE m.code = 'UNKNOWN_SAMPLE' AND m.holds = 1 AND o.sample_id = ?1 ORDER BY m.id",
+        )?;
+        let rows = stmt.query_map([sample_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The offset a repeated local collection time of observation `id` is
+    /// read with now: the latest one read again, else the one of ingest.
+    pub fn collected_offset(&self, id: ObservationId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached(
+                "SELECT coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id
+                                  ORDER BY x.id DESC LIMIT 1), o.collected_offset)
+                 FROM observation o WHERE o.id = ?1",
+            )?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Whether result version `id` was written by a data manager's decision
+    /// or a reopen (it is in `resolution_effect`), not by labfeed on its own.
+    pub fn written_by_decision(&self, id: ResultId) -> Result<bool, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM resolution_effect WHERE result_id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
     }
 
     /// Where an observation came from (see [`ObservationSource`]).

@@ -113,7 +113,9 @@ pub(super) fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Mismatc
 
 /// Observation fields plus the receipt's source and time, in this order.
 const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
-     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, o.collected_offset";
+     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, \
+     coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
+               ORDER BY x.id DESC LIMIT 1), o.collected_offset)";
 
 fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
     Ok(Provenance {
@@ -461,7 +463,9 @@ impl<'c> Reader<'c> {
         })?;
         for row in rows {
             let (s, id, decision) = row?;
-            if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone) {
+            if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone)
+                && !self.filled_since(&s, d.id)?
+            {
                 states
                     .not_done
                     .insert(s.clone(), NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
@@ -469,6 +473,22 @@ impl<'c> Reader<'c> {
             states.ids.insert(s, id);
         }
         Ok(states)
+    }
+
+    /// Whether a value was put into `slot` after decision `id` (in audit
+    /// order, which is exact where times tie): a not-done mark lapses once
+    /// data show the sample was drawn, even if that value is rejected later.
+    fn filled_since(&self, slot: &Slot, id: ResolutionId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (
+                   SELECT 1 FROM result r JOIN audit_log a ON a.entity = 'result' AND a.entity_id = CAST(r.id AS TEXT)
+                   WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 AND r.withdrawn = 0
+                     AND a.seq > (SELECT max(seq) FROM audit_log
+                                  WHERE entity = 'resolution' AND entity_id = CAST(?5 AS TEXT)))",
+            )?
+            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte, id], |r| r.get(0))?)
     }
 
     /// The MISSING_RESULT id row `id`, with the decision in force on it;

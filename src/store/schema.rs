@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the offset chosen for a repeated local collection time",
         sql: include_str!("schema_v4.sql"),
     },
+    Migration {
+        version: 5,
+        description: "a repeated local collection time read again",
+        sql: include_str!("schema_v5.sql"),
+    },
 ];
 
 /// The schema version this code reads and writes.

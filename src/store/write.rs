@@ -241,6 +241,25 @@ impl<'c> Tx<'c> {
         Ok(id)
     }
 
+    /// Record that a repeated local collection time of observation `id` is
+    /// now read with `offset` (`+01:00`): the meal start or minute it was
+    /// chosen by changed. Audited as `reread`.
+    pub fn record_collected_offset(&mut self, id: ObservationId, offset: &str, reason: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, offset, self.at, reason])?;
+        let row = self.conn().last_insert_rowid();
+        self.audit(
+            "reread",
+            "observation_offset",
+            row,
+            json!({ "observation_id": id.get(), "collected_offset": offset, "reason": reason }),
+        )?;
+        Ok(())
+    }
+
     /// Accept a value into its slot as the next version: `version` is the
     /// slot's highest + 1 and `supersedes` the current version's id.
     /// Audited as `accept` (first version) or `supersede`.

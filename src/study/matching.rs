@@ -395,6 +395,21 @@ pub fn flag_checks(
     found
 }
 
+/// The offset a repeated local collection time is read with at `slot`, as
+/// [`assess`] chooses it (`None` when there is no choice to make): read
+/// again when the meal start or the minute changes.
+pub fn chosen_offset(
+    config: &Config,
+    slot: &SampleSlot,
+    result: &LabResult,
+    study: &dyn StudyData,
+) -> Option<jiff::tz::Offset> {
+    match read_collection_time(config, slot, result, study)?.placed {
+        Placed::Chosen { offset, .. } => Some(offset),
+        _ => None,
+    }
+}
+
 /// A collection time read against its slot's meal start.
 struct CollectionTime {
     zone: jiff::tz::TimeZone,

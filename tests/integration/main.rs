@@ -5,6 +5,7 @@ mod auc;
 mod cli;
 mod config;
 mod correction;
+mod corrections_with_decisions;
 mod csv_dialects;
 mod daemon;
 mod demo;
@@ -21,6 +22,7 @@ mod privacy;
 mod reopen;
 mod report;
 mod resolve;
+
 mod sdtm;
 mod serial;
 mod sources;
