@@ -965,3 +965,96 @@ fn one_of_a_kind_is_said_in_the_singular() {
     assert!(html.contains(". 1 open mismatch. "), "{html}");
     assert!(html.contains("Participant U02</a> (1 row)") || !html.contains("<nav>"), "{html}");
 }
+
+/// Review r3: once one slot of a visit is marked not done (the tube was
+/// never drawn), nothing has been received still: the visit stays one line
+/// in the open report, and `--all` lists the not-done slot under that line.
+#[test]
+fn a_visit_with_nothing_received_stays_one_line_after_one_slot_is_marked_not_done() {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "participants.csv", "participant,site\nU01,UPP\n"), 0);
+    assert_exit(&s.import("visits", "visits.csv", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\n"), 0);
+    let before = stdout(&s.run(&["report", "mismatches"]));
+    assert!(before.contains("  -- MISSING_RESULT  V0: nothing received yet, 14 slots\n"), "{before}");
+
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    let id = rows.get(1).and_then(|r| r.first()).expect("a MISSING_RESULT row").clone();
+    let minute = rows.get(1).and_then(|r| r.get(5)).expect("its minute").clone();
+    assert_exit(&s.run(&["resolve", &id, "--not-done", "--reason", "vein collapsed; no -10 sample"]), 0);
+
+    let after = stdout(&s.run(&["report", "mismatches"]));
+    assert_eq!(after.matches("MISSING_RESULT").count(), 1, "still nothing received for U01 V0:\n{after}");
+    assert!(after.contains("  -- MISSING_RESULT  V0: nothing received yet, 13 slots open, 1 not done\n"), "{after}");
+    assert!(after.ends_with("\n13 open mismatches\n"), "{after}");
+
+    // --all: the one line, then the not-done slot with its reason.
+    let all = stdout(&s.run(&["report", "mismatches", "--all"]));
+    let lines: Vec<&str> = all.lines().collect();
+    let at = lines.iter().position(|l| l.contains("nothing received yet")).unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(lines[at], "  -- MISSING_RESULT  V0: nothing received yet, 13 slots open, 1 not done", "{all}");
+    assert!(lines[at + 1].starts_with(&format!("  #{id} MISSING_RESULT  minute {minute}, ")), "{all}");
+    assert!(lines[at + 2].starts_with("      not done by "), "{all}");
+    assert!(lines[at + 2].ends_with(": vein collapsed; no -10 sample"), "{all}");
+    assert_eq!(all.matches("MISSING_RESULT").count(), 2, "{all}");
+
+    // The CSV keeps a row per slot (SPEC §6).
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    assert_eq!(rows.len(), 1 + 13, "{rows:?}");
+}
+
+/// Review r3: a value flagged OUT_OF_WINDOW whose tube the manifest then
+/// moves to another participant is held there as PARTICIPANT_CONFLICT, and
+/// the import closes the flag at the old slot. `--all` says where the value
+/// is now (moved, held there), not "accepted": it is accepted nowhere.
+#[test]
+fn with_all_a_flag_whose_value_a_manifest_correction_moved_says_it_is_held_at_its_new_slot() {
+    let s = Study::new();
+    let imports = [
+        ("participants", "participant\nU01\nU02\n"),
+        ("visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-03T08:30\n"),
+        ("samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\n"),
+    ];
+    for (kind, body) in imports {
+        assert_exit(&s.import(kind, &format!("{kind}.csv"), body), 0);
+    }
+    // Drawn at 09:30, 60 min after the meal: the 30-min value is flagged.
+    s.file(
+        "t30.hl7",
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|C30|P|2.5.1\r\
+         PID|1||U01^^^TRIAL^PI\r\
+         OBR|1|S-30^STUDY||MMTT|||202603020930\r\
+         OBX|1|NM|1986-9^C peptide^LN||0.5|nmol/L|||||F\r",
+    );
+    assert_exit(&s.run(&["ingest", "t30.hl7"]), 0);
+    let report = stdout(&s.run(&["report", "mismatches"]));
+    assert!(report.contains("OUT_OF_WINDOW"), "{report}");
+
+    // The tube was U02's.
+    assert_exit(&s.import("samples", "samples.csv", "sample_id,participant,visit,minute\nS-30,U02,V0,30\n"), 0);
+    let exported = stdout(&s.run(&["export", "results"]));
+    assert_eq!(exported.lines().count(), 1, "the value is accepted nowhere now:\n{exported}");
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    let held = rows.iter().find(|r| r[1] == "PARTICIPANT_CONFLICT").unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!((held[3].as_str(), held[4].as_str(), held[5].as_str()), ("U02", "V0", "30"), "{rows:?}");
+
+    let all = stdout(&s.run(&["report", "mismatches", "--all"]));
+    let flag = all.lines().position(|l| l.contains("OUT_OF_WINDOW")).expect("the flag is listed");
+    let now = all.lines().skip(flag + 1).find(|l| l.trim_start().starts_with("now ")).unwrap_or("");
+    assert!(!now.contains("accepted"), "the value was moved and is held at U02, yet --all says:\n{now}\n\n{all}");
+    assert_eq!(now, format!("      now moved to U02/V0/30, held there for review (#{})", held[0]), "{all}");
+
+    // The HTML state column says the same.
+    let html = stdout(&s.run(&["report", "mismatches", "--all", "--format", "html"]));
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+    let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+    let row = doc
+        .descendants()
+        .find(|n| n.has_tag_name("tr") && n.attribute("data-code") == Some("OUT_OF_WINDOW"))
+        .unwrap_or_else(|| panic!("{html}"));
+    let effect = row
+        .descendants()
+        .find(|n| n.attribute("class") == Some("effect"))
+        .map(|n| n.descendants().filter_map(|t| t.text()).collect::<String>())
+        .unwrap_or_default();
+    assert_eq!(effect, format!("moved to U02/V0/30, held there for review (#{})", held[0]), "{html}");
+}
