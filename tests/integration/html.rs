@@ -408,6 +408,63 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     assert_eq!(next[1], "      now rejected: withdrawn from its slot", "{next:?}");
 }
 
+/// Review r3: a withdrawn slot's boxed cross sat inside the plot, on top of
+/// another visit's low value at the same minute, reading as if that value
+/// was withdrawn. Missing and withdrawn marks now sit in a strip under the
+/// minute axis, one row per visit, named at its left in the visit's colour.
+#[test]
+fn missing_and_withdrawn_marks_sit_under_the_axis_in_their_visits_row() {
+    let s = study();
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let late = csv
+        .lines()
+        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{csv}"))
+        .to_owned();
+    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for args in [&["report", "mismatches", "--format", "html", "--all"][..], &["report", "auc", "--format", "html"]] {
+        let out = s.run(args);
+        let html = String::from_utf8(out.stdout).unwrap();
+        let doc = parse(&html);
+        let mut marks = 0;
+        for svg in elements(doc.root_element(), "svg") {
+            for panel in with_class(svg, "g", "panel") {
+                let axis = y_of(panel, 0.0);
+                let lowest_point = elements(panel, "circle")
+                    .chain(elements(panel, "rect"))
+                    .filter(|n| class_is(n, "point"))
+                    .map(|n| n.attribute("cy").or(n.attribute("y")).unwrap().parse::<f64>().unwrap())
+                    .fold(f64::MIN, f64::max);
+                assert!(lowest_point <= axis + 5.0, "values are drawn above the axis");
+                for g in with_class(panel, "g", "series") {
+                    let visit = g.attribute("data-visit").unwrap();
+                    let label = with_class(panel, "text", "strip-label")
+                        .into_iter()
+                        .find(|t| t.attribute("data-visit") == Some(visit));
+                    for kind in ["missing", "withdrawn"] {
+                        for mark in with_class(g, "g", kind) {
+                            marks += 1;
+                            let line = elements(mark, "line").next().unwrap();
+                            let y = (number(line, "y1") + number(line, "y2")) / 2.0;
+                            assert!(
+                                y > axis + 16.0,
+                                "{kind} mark at {y}, under the minute labels of the axis at {axis}"
+                            );
+                            let label = label.unwrap_or_else(|| panic!("a strip row named {visit}"));
+                            assert_eq!(number(label, "y") - 4.0, y, "in {visit}'s row");
+                            assert_eq!(text_of(label), format!("{visit} missing"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(marks >= 2, "the withdrawn slot and the missing ones are marked: {marks}");
+    }
+}
+
 #[test]
 fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
     let s = study();
