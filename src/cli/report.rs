@@ -18,7 +18,7 @@ use crate::report::now::Now;
 use crate::report::{MismatchTextOptions, ReviewRow, write_mismatches_csv};
 use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
 use crate::study::config::Config;
-use crate::study::missing::{Absence, MissingResult, missing_results, not_done_results};
+use crate::study::missing::{Absence, MissingResult, meal_started, missing_results, not_done_results};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -81,34 +81,34 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
     let (config, store) = open_for_reading(config_path)?;
     let now = jiff::Timestamp::now();
     let mut buffer = Vec::new();
-    let count = match args.format {
-        ReportFormat::Csv | ReportFormat::Text => {
-            let current = store.read(|r| r.current_results()).context("reading the current results")?;
-            let results: Vec<_> = current.into_iter().map(|c| c.result).collect();
-            let rows = crate::study::auc::compute(&config, &results);
-            if args.format == ReportFormat::Csv {
-                crate::report::auc::write_auc_csv(&mut buffer, &rows)?;
-            } else {
-                crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?;
-            }
-            rows.len()
-        }
+    let (results, visits, flagged, withdrawn) = store
+        .read(|r| {
+            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            // Only the chart marks open mismatches and withdrawn slots.
+            let (flagged, withdrawn) = match args.format {
+                ReportFormat::Html => (flagged_slots(&r.mismatch_report(false)?), r.slot_states()?.withdrawn),
+                ReportFormat::Csv | ReportFormat::Text => Default::default(),
+            };
+            Ok((results, r.visits()?, flagged, withdrawn))
+        })
+        .context("reading the current results")?;
+    // Every visit whose meal has started has its rows, received or not.
+    let started = visits
+        .iter()
+        .filter(|v| v.meal_start.is_some_and(|t| meal_started(&config, t, now)))
+        .map(|v| (v.participant.as_str(), v.visit.as_str()));
+    let rows = crate::study::auc::compute_with_visits(&config, &results, started);
+    match args.format {
+        ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
+        ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?,
         ReportFormat::Html => {
-            let (results, visits, flagged, withdrawn) = store
-                .read(|r| {
-                    let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
-                    let flagged = flagged_slots(&r.mismatch_report(false)?);
-                    Ok((results, r.visits()?, flagged, r.slot_states()?.withdrawn))
-                })
-                .context("reading the current results")?;
-            let rows = crate::study::auc::compute(&config, &results);
             let (history, whereabouts) = (History::new(), Now::default());
             let snapshot = Snapshot { results: &results, visits: &visits, history: &history, now: &whereabouts };
             let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
             write_auc_html(&mut buffer, &rows, snapshot, marks, &config, now)?;
-            rows.len()
         }
-    };
+    }
+    let count = rows.len();
     let what = if count == 1 { "AUC row" } else { "AUC rows" };
     deliver(&buffer, args.output.as_deref(), count, what, out, err)?;
     Ok(Outcome::Ok)

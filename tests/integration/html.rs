@@ -513,11 +513,15 @@ fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
             "U03 V4 c_peptide",
             "U03 V4 glucose",
             "U07 V0baseline c_peptide",
-            "U07 V0baseline glucose"
+            "U07 V0baseline glucose",
+            "U07 V4 c_peptide",
+            "U07 V4 glucose"
         ]
     );
     // 7.5·0.30 + 15·0.55 + 22.5·0.80 + 30·1.00 + 30·0.90 + 15·0.70 = 96, mean 0.8.
     assert_eq!(&table[0][3..10], ["nmol/L", "96", "0.8", "0.587786664902", "6", "yes", ""]);
     // U07 V0 lacks minute 30: no AUC with missing = "none".
     assert_eq!(&table[4][3..11], ["nmol/L", "", "", "", "5", "no", "30", ""]);
+    // U07 V4's meal has started and nothing was received: a row all the same.
+    assert_eq!(&table[6][3..11], ["nmol/L", "", "", "", "0", "no", "0, 15, 30, 60, 90, 120", ""]);
 }

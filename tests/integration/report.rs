@@ -943,7 +943,56 @@ fn the_auc_text_table_has_units_and_marks_the_baseline_visit() {
     assert_eq!(glucose[3], "mmol/L", "{text}");
     let follow = row("U01          V4             c_peptide");
     assert_eq!(follow[1], "V4", "not marked: {text}");
-    assert!(text.ends_with("\n6 AUC rows\n"), "{text}");
+    // U02 V4: its meal has started, nothing received: rows without an AUC.
+    let nothing = row("U02          V4             c_peptide");
+    assert_eq!(nothing[3..], ["nmol/L", "-", "-", "-", "0", "false", "0;15;30;60;90;120", "-"], "{text}");
+    assert!(text.ends_with("\n8 AUC rows\n"), "{text}");
+}
+
+/// Review r3: a visit whose meal has started and that nothing has arrived
+/// for has its AUC rows (one per analyte, empty AUC, every minute missing),
+/// like a partly received visit, in CSV, text and HTML; a visit whose meal
+/// is still to come has none.
+#[test]
+fn a_visit_with_nothing_received_has_auc_rows_without_an_auc() {
+    let s = two_visit_study();
+    let visits = "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU01,V4,2026-09-01T08:00\n\
+                  U02,V0,2026-03-03T08:30\nU02,V4,2026-09-02T08:00\nU02,V3,2099-09-02T08:00\n";
+    assert_exit(&s.import("visits", "visits.csv", visits), 0);
+    let out = s.run(&["report", "auc", "--format", "csv"]);
+    assert_exit(&out, 0);
+    let rows = csv_rows(&stdout(&out));
+    let keys: Vec<String> = rows.iter().skip(1).map(|r| format!("{} {} {}", r[0], r[1], r[2])).collect();
+    assert_eq!(
+        keys,
+        [
+            "U01 V0 c_peptide",
+            "U01 V0 glucose",
+            "U01 V4 c_peptide",
+            "U01 V4 glucose",
+            "U02 V0 c_peptide",
+            "U02 V0 glucose",
+            "U02 V4 c_peptide",
+            "U02 V4 glucose"
+        ],
+        "no row for V3, whose meal is to come: {rows:?}"
+    );
+    let v4 = rows.iter().find(|r| r[0] == "U02" && r[1] == "V4" && r[2] == "c_peptide").unwrap();
+    assert_eq!(v4[3..], ["", "", "", "0", "false", "0;15;30;60;90;120", ""], "{rows:?}");
+    let out = s.run(&["report", "auc", "--format", "html"]);
+    assert_exit(&out, 0);
+    let html = stdout(&out);
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+    let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+    let cells: Vec<Vec<String>> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("tr"))
+        .map(|tr| tr.children().filter(|c| c.has_tag_name("td")).map(|td| td.text().unwrap_or("").to_owned()).collect())
+        .filter(|r: &Vec<String>| {
+            r.first().map(String::as_str) == Some("U02") && r.get(1).map(String::as_str) == Some("V4")
+        })
+        .collect();
+    assert_eq!(cells.len(), 2, "{html}");
 }
 
 #[test]
