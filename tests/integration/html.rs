@@ -408,6 +408,57 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     assert_eq!(next[1], "      now rejected: withdrawn from its slot", "{next:?}");
 }
 
+/// Review r3: a printed table cut off a long token with no separator (a
+/// 70-character file name, a 44-character sample ID), and the ISO meal start
+/// of a MISSING_RESULT detail split as `08:` / `45`. Such cells now wrap
+/// anywhere as a last resort (separators stay the preferred places), the
+/// meal start reads as every time on the page, and nothing breaks inside a
+/// number or time.
+#[test]
+fn long_tokens_wrap_rather_than_be_cut_off_and_times_stay_whole() {
+    let s = study();
+    let name = "cobase411exportfromthelaboratoryinformationsystemnightlybatchrun2026xy";
+    assert_eq!(name.len(), 70);
+    let sample = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH";
+    assert_eq!(sample.len(), 44);
+    let upload = format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20250302120000\rP|1|\r\
+         O|1|{sample}||^^^CPEP|R||20250302083000||||N||||1|||||||20250302100000|||F\r\
+         R|1|^^^CPEP|0.5|nmol/L||N||F||ADMIN|20250302100000|20250302101500|E1\rL|1|N\r"
+    );
+    let file = s.file(name, &upload);
+    let out = s.run(&["ingest", path(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = s.run(&["report", "mismatches", "--format", "html"]);
+    let html = String::from_utf8(out.stdout).unwrap();
+    let doc = parse(&html);
+    let body = doc.root_element();
+    let style = text_of(elements(body, "style").next().unwrap());
+    assert!(
+        style.contains("td.sample, td.reported, td.detail, td.from, td.resolution { overflow-wrap: anywhere; }"),
+        "{style}"
+    );
+    let row = elements(body, "tr")
+        .find(|tr| elements(*tr, "td").any(|td| class_is(&td, "sample") && text_of(td) == sample))
+        .unwrap_or_else(|| panic!("the sample ID whole in its cell: {html}"));
+    let from = elements(row, "td").find(|td| class_is(td, "from")).map(text_of).unwrap_or_default();
+    assert!(from.contains(name), "{from}");
+    // U07 V4: nothing received; U07 V0 lacks minute 30: its detail names the meal start as the text report does.
+    let detail = elements(body, "tr")
+        .filter(|tr| tr.attribute("data-code") == Some("MISSING_RESULT"))
+        .filter_map(|tr| elements(tr, "td").find(|td| class_is(td, "detail")).map(text_of))
+        .find(|d| d.contains("minute 30 "))
+        .unwrap_or_else(|| panic!("{html}"));
+    assert!(detail.contains("(meal start 2025-03-02 08:30 Europe/Stockholm)"), "{detail}");
+    assert!(!detail.contains("2025-03-02T08:30"), "{detail}");
+    // No break opportunity between two digits anywhere on the page.
+    let split = html.match_indices("<wbr/>").filter(|(i, _)| {
+        let digit = |at: Option<usize>| at.and_then(|at| html.as_bytes().get(at)).is_some_and(u8::is_ascii_digit);
+        digit(i.checked_sub(2)) && digit(Some(i + 6))
+    });
+    assert_eq!(split.count(), 0, "{html}");
+}
+
 /// Review r3: a withdrawn slot's boxed cross sat inside the plot, on top of
 /// another visit's low value at the same minute, reading as if that value
 /// was withdrawn. Missing and withdrawn marks now sit in a strip under the
