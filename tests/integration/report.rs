@@ -1049,6 +1049,42 @@ fn a_visit_with_nothing_received_stays_one_line_after_one_slot_is_marked_not_don
     // The CSV keeps a row per slot (SPEC §6).
     let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
     assert_eq!(rows.len(), 1 + 13, "{rows:?}");
+
+    // HTML: the same line; with --all the not-done slot in a table under it.
+    for (all, listed) in [(false, 0), (true, 1)] {
+        let args: &[&str] = if all {
+            &["report", "mismatches", "--format", "html", "--all"]
+        } else {
+            &["report", "mismatches", "--format", "html"]
+        };
+        let html = stdout(&s.run(args));
+        let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+        let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+        let line = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("p") && n.attribute("class") == Some("nothing") && n.attribute("data-slots").is_some()
+            })
+            .unwrap_or_else(|| panic!("{html}"));
+        assert_eq!(
+            line.text(),
+            Some(
+                "V0: nothing received yet, 13 slots open, 1 not done (MISSING_RESULT for every open minute and analyte)."
+            )
+        );
+        let rows: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("tr") && n.attribute("data-code") == Some("MISSING_RESULT"))
+            .collect();
+        // The summary table has a MISSING_RESULT row too (it has no class).
+        let listed_rows: Vec<_> = rows.iter().filter(|r| r.attribute("class").is_some()).collect();
+        assert_eq!(listed_rows.len(), listed, "{html}");
+        if let Some(row) = listed_rows.first() {
+            assert_eq!(row.attribute("class"), Some("resolved"));
+            let text: String = row.descendants().filter_map(|n| n.text()).collect();
+            assert!(text.contains("vein collapsed; no -10 sample"), "{text}");
+        }
+    }
 }
 
 /// Review r3: a value flagged OUT_OF_WINDOW whose tube the manifest then
