@@ -638,9 +638,12 @@ pub fn write_mismatches_html(
             });
             match nothing {
                 Some((v, n)) => {
-                    let what = if n.not_done == 0 { "every" } else { "every open" };
-                    let line =
-                        format!("{} ({MISSING_RESULT} for {what} minute and analyte).", nothing_received_line(v, n));
+                    let what = match (n.open, n.not_done) {
+                        (_, 0) => format!(" ({MISSING_RESULT} for every minute and analyte)"),
+                        (0, _) => String::new(),
+                        _ => format!(" ({MISSING_RESULT} for every open minute and analyte)"),
+                    };
+                    let line = format!("{}{what}.", nothing_received_line(v, n));
                     let attrs = [
                         ("class", "nothing"),
                         ("data-slots", &slots.to_string()),
