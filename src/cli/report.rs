@@ -14,10 +14,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::cli::{Outcome, open_for_reading};
 use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
 use crate::report::mismatches::{History, review_rows_with_ids, write_mismatches_text_with_history};
+use crate::report::now::Now;
 use crate::report::{MismatchTextOptions, ReviewRow, write_mismatches_csv};
 use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
 use crate::study::config::Config;
-use crate::study::missing::{MissingResult, missing_results, not_done_results};
+use crate::study::missing::{Absence, MissingResult, meal_started, missing_results, not_done_results};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -80,33 +81,34 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
     let (config, store) = open_for_reading(config_path)?;
     let now = jiff::Timestamp::now();
     let mut buffer = Vec::new();
-    let count = match args.format {
-        ReportFormat::Csv | ReportFormat::Text => {
-            let current = store.read(|r| r.current_results()).context("reading the current results")?;
-            let results: Vec<_> = current.into_iter().map(|c| c.result).collect();
-            let rows = crate::study::auc::compute(&config, &results);
-            if args.format == ReportFormat::Csv {
-                crate::report::auc::write_auc_csv(&mut buffer, &rows)?;
-            } else {
-                crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?;
-            }
-            rows.len()
-        }
+    let (results, visits, flagged, withdrawn) = store
+        .read(|r| {
+            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            // Only the chart marks open mismatches and withdrawn slots.
+            let (flagged, withdrawn) = match args.format {
+                ReportFormat::Html => (flagged_slots(&r.mismatch_report(false)?), r.slot_states()?.withdrawn),
+                ReportFormat::Csv | ReportFormat::Text => Default::default(),
+            };
+            Ok((results, r.visits()?, flagged, withdrawn))
+        })
+        .context("reading the current results")?;
+    // Every visit whose meal has started has its rows, received or not.
+    let started = visits
+        .iter()
+        .filter(|v| v.meal_start.is_some_and(|t| meal_started(&config, t, now)))
+        .map(|v| (v.participant.as_str(), v.visit.as_str()));
+    let rows = crate::study::auc::compute_with_visits(&config, &results, started);
+    match args.format {
+        ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
+        ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?,
         ReportFormat::Html => {
-            let (results, visits, flagged, withdrawn) = store
-                .read(|r| {
-                    let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
-                    let flagged = flagged_slots(&r.mismatch_report(false)?);
-                    Ok((results, r.visits()?, flagged, r.slot_states()?.withdrawn))
-                })
-                .context("reading the current results")?;
-            let rows = crate::study::auc::compute(&config, &results);
-            let snapshot = Snapshot { results: &results, visits: &visits, history: &History::new() };
+            let (history, whereabouts) = (History::new(), Now::default());
+            let snapshot = Snapshot { results: &results, visits: &visits, history: &history, now: &whereabouts };
             let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
             write_auc_html(&mut buffer, &rows, snapshot, marks, &config, now)?;
-            rows.len()
         }
-    };
+    }
+    let count = rows.len();
     let what = if count == 1 { "AUC row" } else { "AUC rows" };
     deliver(&buffer, args.output.as_deref(), count, what, out, err)?;
     Ok(Outcome::Ok)
@@ -133,9 +135,16 @@ fn mismatches(
     };
     match args.format {
         ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows, &review.history)?,
-        ReportFormat::Text => write_mismatches_text_with_history(&mut buffer, &rows, &options, &review.history)?,
+        ReportFormat::Text => {
+            write_mismatches_text_with_history(&mut buffer, &rows, &options, &review.history, &review.whereabouts)?
+        }
         ReportFormat::Html => {
-            let snapshot = Snapshot { results: &review.results, visits: &review.visits, history: &review.history };
+            let snapshot = Snapshot {
+                results: &review.results,
+                visits: &review.visits,
+                history: &review.history,
+                now: &review.whereabouts,
+            };
             write_mismatches_html(&mut buffer, &rows, snapshot, &config, &options)?;
         }
     }
@@ -155,7 +164,7 @@ fn mismatches(
 pub struct Review {
     pub stored: Vec<MismatchReport>,
     pub missing: Vec<MissingResult>,
-    /// Slots marked not done (read with `include_resolved` only).
+    /// Slots marked not done (listed with `include_resolved` only).
     pub not_done: Vec<(MissingResult, NotDoneMark)>,
     /// The MISSING_RESULT id of each slot that has one.
     pub ids: std::collections::BTreeMap<Slot, MismatchId>,
@@ -166,6 +175,8 @@ pub struct Review {
     pub visits: Vec<Visit>,
     /// The time the missing results were computed for (the report's "as of").
     pub now: jiff::Timestamp,
+    /// Where each decided value is now, and the not-done slots of each visit.
+    pub whereabouts: Now,
 }
 
 impl Review {
@@ -174,19 +185,24 @@ impl Review {
         store
             .read(|r| {
                 let stored = r.mismatch_report(include_resolved)?;
-                let results: Vec<ResultRow> = match with_curves {
+                // `--all` says where each decided value is now: from the current results.
+                let results: Vec<ResultRow> = match with_curves || include_resolved {
                     true => r.current_results()?.into_iter().map(|c| c.result).collect(),
                     false => Vec::new(),
                 };
                 let visits = r.visits()?;
                 let states = r.slot_states()?;
                 let missing = missing_results(config, &visits, &states, now);
-                let not_done = match include_resolved {
-                    true => not_done_results(config, &visits, &states, now),
-                    false => Vec::new(),
-                };
+                let mut not_done = not_done_results(config, &visits, &states, now);
+                let never_received =
+                    not_done.iter().filter(|(m, _)| m.absence == Absence::NotReceived).map(|(m, _)| m.slot());
+                let never_received: Vec<Slot> = never_received.collect();
+                let whereabouts = Now::new(&results, &stored, &never_received);
+                if !include_resolved {
+                    not_done.clear();
+                }
                 let history = r.decision_history()?;
-                Ok(Review { stored, missing, not_done, ids: states.ids, history, results, visits, now })
+                Ok(Review { stored, missing, not_done, ids: states.ids, history, results, visits, now, whereabouts })
             })
             .context("reading the mismatches")
     }

@@ -23,8 +23,9 @@ use crate::report::format::format_value;
 use crate::report::mismatches::{
     History, MISSING_RESULT, MismatchTextOptions, ReviewRow, history_entry, mismatch_record,
 };
+use crate::report::now::Now;
 use crate::report::plot::{Chart, Panel, Point, Series, Shape, VisitLine, chart_svg, visit_style_name};
-use crate::report::wording::{nothing_received, nothing_received_line, plural, row_state, zoned_time};
+use crate::report::wording::{missing_detail, nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
 use crate::study::auc::AucRow;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule};
@@ -40,6 +41,8 @@ pub struct Snapshot<'a> {
     pub visits: &'a [Visit],
     /// Every decision on each row, oldest first (`--all` shows them all).
     pub history: &'a History,
+    /// Where each decided value is now, and the not-done slots per visit.
+    pub now: &'a Now,
 }
 
 /// `text` for HTML content or a quoted attribute value: the markup
@@ -113,17 +116,24 @@ impl Html {
     }
 
     /// Text whose long words (file names, paths, codes) may wrap after a
-    /// separator (`<wbr/>`) but never inside a word, so a narrow column on
-    /// A4 shows `cobas-e411-export-` / `cut-off.astm`, not `cobas-e4` / `11…`.
+    /// separator (`<wbr/>`), so a narrow column on A4 shows
+    /// `cobas-e411-export-` / `cut-off.astm`, not `cobas-e4` / `11…`; never
+    /// inside a number or time. A word with no such place wraps anywhere
+    /// only as a last resort (CSS `overflow-wrap`), rather than be cut off.
     fn breakable(&mut self, text: &str) -> &mut Self {
         let mut word = String::new();
         let flush = |h: &mut Html, word: &mut String| {
             if word.chars().count() > LONG_WORD {
                 let mut piece = String::new();
                 let mut chars = word.chars().peekable();
+                let mut before = None;
                 while let Some(c) = chars.next() {
                     piece.push(c);
-                    if is_separator(c) && chars.peek().is_some() {
+                    // Never inside a number, date or time (`08:45`, `2026-01-20`, `0.66`).
+                    let numeric = before.is_some_and(|b: char| b.is_ascii_digit())
+                        && chars.peek().is_some_and(char::is_ascii_digit);
+                    before = Some(c);
+                    if is_separator(c) && chars.peek().is_some() && !numeric {
                         h.0.push_str(&escape(&piece));
                         h.0.push_str("<wbr/>");
                         piece.clear();
@@ -197,7 +207,8 @@ impl Html {
 
 /// Light and printable on A4; no fonts or images from outside the page. No
 /// `<` or `&` (it is written unescaped). Tables take the page's width and
-/// wrap long names only where `<wbr/>` allows; charts scale to the width.
+/// wrap long names where `<wbr/>` allows, a mismatch cell anywhere only when
+/// a word has no such place (nothing cut off); charts scale to the width.
 const CSS: &str = "
 @page { size: A4; margin: 14mm 12mm; }
 body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #111; background: #fff;
@@ -211,6 +222,7 @@ table { border-collapse: collapse; margin: .4em 0 1em; font-size: .9em; width: c
 table.summary { width: auto; }
 th, td { border: 1px solid #bbb; padding: .2em .4em; text-align: left; vertical-align: top;
   overflow-wrap: normal; word-break: normal; hyphens: none; }
+td.sample, td.reported, td.detail, td.from, td.resolution { overflow-wrap: anywhere; }
 th { background: #eee; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.code, td.id, td.sample { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; }
@@ -574,7 +586,13 @@ pub fn write_mismatches_html(
                 let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
                 h.open("section", &[("id", &id), ("class", "group")]).line();
                 h.element("h2", &[], "Not matched to a participant").line();
-                write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone, snapshot.history);
+                let table = Table {
+                    include_resolved: options.include_resolved,
+                    zone,
+                    history: snapshot.history,
+                    now: snapshot.now,
+                };
+                write_mismatch_table(&mut h, &g.rows, &table);
                 h.close("section").line();
             }
             continue;
@@ -609,13 +627,36 @@ pub fn write_mismatches_html(
             }
             h.close("div").line();
             let slots = scheduled_slots(config);
-            match g.visit {
-                Some(v) if nothing_received(&g.rows, slots) => {
-                    let line =
-                        format!("{} ({MISSING_RESULT} for every minute and analyte).", nothing_received_line(v, slots));
-                    h.element("p", &[("class", "nothing"), ("data-slots", &slots.to_string())], &line).line();
+            let table = Table {
+                include_resolved: options.include_resolved,
+                zone,
+                history: snapshot.history,
+                now: snapshot.now,
+            };
+            let nothing = g.visit.and_then(|v| {
+                nothing_received(&g.rows, slots, snapshot.now.not_done_in(participant, v)).map(|n| (v, n))
+            });
+            match nothing {
+                Some((v, n)) => {
+                    let what = match (n.open, n.not_done) {
+                        (_, 0) => format!(" ({MISSING_RESULT} for every minute and analyte)"),
+                        (0, _) => String::new(),
+                        _ => format!(" ({MISSING_RESULT} for every open minute and analyte)"),
+                    };
+                    let line = format!("{}{what}.", nothing_received_line(v, n));
+                    let attrs = [
+                        ("class", "nothing"),
+                        ("data-slots", &slots.to_string()),
+                        ("data-not-done", &n.not_done.to_string()),
+                    ];
+                    h.element("p", &attrs, &line).line();
+                    // With `--all`, the slots marked not done, with their reasons.
+                    let marked: Vec<&ReviewRow<'_>> = g.rows.iter().copied().filter(|r| !r.is_open()).collect();
+                    if !marked.is_empty() {
+                        write_mismatch_table(&mut h, &marked, &table);
+                    }
                 }
-                _ => write_mismatch_table(&mut h, &g.rows, options.include_resolved, zone, snapshot.history),
+                None => write_mismatch_table(&mut h, &g.rows, &table),
             }
             h.close("section").line();
         }
@@ -660,10 +701,19 @@ fn write_summary(h: &mut Html, rows: &[ReviewRow<'_>], include_resolved: bool) {
 /// Column classes of the plain-text cells, in order.
 const MISMATCH_CLASSES: [&str; 7] = ["id", "code", "sample", "minute", "analyte", "reported", "detail"];
 
-/// Ten columns (eleven with `--all`), so the table fits an A4 page: where
-/// it came from (source, instrument and test, received time) shares one
-/// cell, and so do the state and what the value is now.
-fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved: bool, zone: &str, history: &History) {
+/// How a mismatch table is written.
+struct Table<'a> {
+    include_resolved: bool,
+    zone: &'a str,
+    history: &'a History,
+    now: &'a Now,
+}
+
+/// Nine columns (ten with `--all`), so the table fits an A4 page: where it
+/// came from (source, instrument and test, received time) shares one cell,
+/// and so do the state and what the value is now.
+fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], t: &Table<'_>) {
+    let (include_resolved, zone, history) = (t.include_resolved, t.zone, t.history);
     let from = format!("from (received, {zone})");
     let mut names: Vec<&str> = vec!["id", "code", "sample", "minute", "analyte", "reported", "detail", &from, "state"];
     if include_resolved {
@@ -680,6 +730,11 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved:
         };
         let reported = [value, unit].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
         let instrument = [instrument, test].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / ");
+        // A missing result's meal start as every time on the page: local, zone named.
+        let detail = match row {
+            ReviewRow::Missing(m) => missing_detail(m, zone),
+            ReviewRow::Stored(_) => detail,
+        };
         let cells = [id, code.clone(), sample, minute, analyte, reported, detail];
         h.open("tr", &[("class", &state), ("data-code", &code)]);
         for (class, text) in MISMATCH_CLASSES.iter().zip(cells) {
@@ -700,7 +755,7 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], include_resolved:
         }
         h.close("td");
         h.open("td", &[("class", "state")]).element("span", &[("class", "state")], &state);
-        h.empty("br", &[]).element("span", &[("class", "effect")], &row_state(row)).close("td");
+        h.empty("br", &[]).element("span", &[("class", "effect")], &row_state(row, t.now)).close("td");
         if include_resolved {
             h.open("td", &[("class", "resolution")]);
             for (i, line) in resolution_lines(row, zone, history).iter().enumerate() {
@@ -959,7 +1014,8 @@ mod tests {
             timezone: "Europe/Stockholm",
             scheduled_slots: 14,
         };
-        let snapshot = Snapshot { results, visits: &[], history: &History::new() };
+        let (history, now) = (History::new(), Now::default());
+        let snapshot = Snapshot { results, visits: &[], history: &history, now: &now };
         let mut out = Vec::new();
         write_mismatches_html(&mut out, &rows, snapshot, &config(), &options).unwrap();
         String::from_utf8(out).unwrap()
@@ -1001,6 +1057,9 @@ mod tests {
         let mut h = Html(String::new());
         h.breakable("NOT_FINAL OUT_OF_WINDOW");
         assert_eq!(h.0, "NOT_FINAL OUT_<wbr/>OF_<wbr/>WINDOW", "short words stay whole");
+        let mut h = Html(String::new());
+        h.breakable("run-2026-01-20T08:45:00/e411.astm");
+        assert_eq!(h.0, "run-<wbr/>2026-01-20T08:45:00/<wbr/>e411.<wbr/>astm", "never inside a date or time");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::io::{self, Write};
 use std::ops::Deref;
 
 use crate::report::format::utc_time;
-use crate::report::wording::{current_state, nothing_received, nothing_received_line, plural, zoned_time};
+use crate::report::now::Now;
+use crate::report::wording::{absence_words, nothing_received, nothing_received_line, plural, zoned_time};
 use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
-use crate::study::missing::{Absence, MissingResult};
+use crate::study::missing::MissingResult;
 
 /// The code of a MISSING_RESULT row.
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
@@ -275,17 +276,18 @@ pub fn write_mismatches_text(
     rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
 ) -> io::Result<()> {
-    write_mismatches_text_with_history(out, rows, options, &History::new())
+    write_mismatches_text_with_history(out, rows, options, &History::new(), &Now::default())
 }
 
 /// [`write_mismatches_text`], with each row's whole history (decisions,
 /// reopens, not done) on the lines under it instead of only the decision
-/// in force.
+/// in force, and what each value is now (`now`: where the snapshot has it).
 pub fn write_mismatches_text_with_history(
     out: &mut dyn Write,
     rows: &[ReviewRow<'_>],
     options: &MismatchTextOptions<'_>,
     history: &History,
+    now: &Now,
 ) -> io::Result<()> {
     let zone = options.timezone;
     let scope = if options.include_resolved { "open and resolved" } else { "open" };
@@ -301,51 +303,20 @@ pub fn write_mismatches_text_with_history(
         writeln!(out)?;
         writeln!(out, "{}", group_title(key))?;
         let refs: Vec<&ReviewRow<'_>> = group.iter().collect();
-        if let (Some(visit), true) = (key.1, nothing_received(&refs, options.scheduled_slots)) {
-            let line = nothing_received_line(visit, options.scheduled_slots);
-            writeln!(out, "  -- {MISSING_RESULT}  {line}")?;
+        let not_done = match key {
+            (Some(p), Some(v)) => now.not_done_in(p, v),
+            _ => 0,
+        };
+        if let (Some(visit), Some(n)) = (key.1, nothing_received(&refs, options.scheduled_slots, not_done)) {
+            writeln!(out, "  -- {MISSING_RESULT}  {}", nothing_received_line(visit, n))?;
+            // With `--all`, the slots marked not done, each with its reason.
+            for row in group.iter().filter(|r| !r.is_open()) {
+                write_row(out, row, zone, history, now)?;
+            }
             continue;
         }
         for row in group {
-            let entries = row.id().and_then(|id| history.get(&id));
-            match row {
-                ReviewRow::Stored(r) => {
-                    writeln!(out, "  {}", mismatch_line(r, zone))?;
-                    let in_force = r.mismatch.resolution.as_ref();
-                    let lines: Vec<&ResolutionRow> = match entries {
-                        Some(entries) => entries.iter().collect(),
-                        None => in_force.into_iter().collect(),
-                    };
-                    for entry in lines {
-                        writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
-                    }
-                    if in_force.is_some() {
-                        writeln!(out, "      now {}", current_state(&r.mismatch))?;
-                    }
-                }
-                ReviewRow::Missing(m) => {
-                    let id = m.id.map_or_else(|| "--".to_owned(), |id| format!("#{id}"));
-                    writeln!(out, "  {id} {MISSING_RESULT}  {}", missing_line(m, zone))?;
-                    match entries {
-                        Some(entries) => {
-                            for entry in entries {
-                                writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
-                            }
-                        }
-                        None => {
-                            if let Some(mark) = m.not_done {
-                                writeln!(
-                                    out,
-                                    "      not done by {} at {}: {}",
-                                    mark.by,
-                                    zoned_time(mark.at, zone),
-                                    mark.reason
-                                )?;
-                            }
-                        }
-                    }
-                }
-            }
+            write_row(out, row, zone, history, now)?;
         }
     }
     writeln!(out)?;
@@ -353,15 +324,55 @@ pub fn write_mismatches_text_with_history(
     Ok(())
 }
 
+/// One row of the text report and the lines of its history under it.
+fn write_row(out: &mut dyn Write, row: &ReviewRow<'_>, zone: &str, history: &History, now: &Now) -> io::Result<()> {
+    let entries = row.id().and_then(|id| history.get(&id));
+    match row {
+        ReviewRow::Stored(r) => {
+            writeln!(out, "  {}", mismatch_line(r, zone))?;
+            let in_force = r.mismatch.resolution.as_ref();
+            let lines: Vec<&ResolutionRow> = match entries {
+                Some(entries) => entries.iter().collect(),
+                None => in_force.into_iter().collect(),
+            };
+            for entry in lines {
+                writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+            }
+            if in_force.is_some() {
+                writeln!(out, "      now {}", now.value_now(&r.mismatch))?;
+            }
+        }
+        ReviewRow::Missing(m) => {
+            let id = m.id.map_or_else(|| "--".to_owned(), |id| format!("#{id}"));
+            writeln!(out, "  {id} {MISSING_RESULT}  {}", missing_line(m, zone))?;
+            match entries {
+                Some(entries) => {
+                    for entry in entries {
+                        writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+                    }
+                }
+                None => {
+                    if let Some(mark) = m.not_done {
+                        writeln!(
+                            out,
+                            "      not done by {} at {}: {}",
+                            mark.by,
+                            zoned_time(mark.at, zone),
+                            mark.reason
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `minute 120, glucose: no accepted result (meal start 2026-11-03 08:30 Europe/Stockholm)`,
 /// with why when something did arrive. Said here rather than with the
 /// stored detail, so the meal start names its zone like every time on a line.
 fn missing_line(m: &MissingResult, zone: &str) -> String {
-    let why = match m.absence {
-        Absence::NotReceived => String::new(),
-        Absence::Held(id) => format!("; a result for it is held for review (mismatch {id})"),
-        Absence::Withdrawn => "; its value was withdrawn by a data manager".to_owned(),
-    };
+    let why = absence_words(m.absence);
     let meal = m.meal_start.display_minutes();
     format!("minute {}, {}: no accepted result (meal start {meal} {zone}){why}", m.minute, m.analyte)
 }
@@ -517,7 +528,7 @@ mod tests {
             timezone: "UTC",
             scheduled_slots: 14,
         };
-        write_mismatches_text_with_history(&mut out, &rows, &options, &history).unwrap();
+        write_mismatches_text_with_history(&mut out, &rows, &options, &history, &Now::default()).unwrap();
         let t = String::from_utf8(out).unwrap();
         assert!(
             t.contains(

@@ -15,6 +15,7 @@ pub mod auc;
 pub mod format;
 pub mod html;
 pub mod mismatches;
+pub mod now;
 pub mod plot;
 pub mod results;
 pub mod sdtm;

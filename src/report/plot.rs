@@ -14,8 +14,10 @@
 //! * measured value: a filled marker, joined to its neighbours by the visit's
 //!   line, which breaks at a missing minute;
 //! * censored or BLQ value: a hollow marker at the bound;
-//! * missing (a scheduled minute of a visit that has results): a cross just
-//!   above the x axis; a boxed cross where a data manager withdrew the value;
+//! * missing (a scheduled minute of a visit that has results): a cross in a
+//!   strip under the minute axis, one row per visit, named at its left; a
+//!   boxed cross where a data manager withdrew the value. Below the axis, so
+//!   it is never read as another visit's low value at the same minute;
 //! * open mismatch: a red ring around the point, or around the cross when
 //!   the value is held back.
 //!
@@ -38,6 +40,10 @@ const RIGHT: f64 = 16.0;
 const TITLE_ROOM: f64 = 30.0;
 const LABEL_ROOM: f64 = 34.0;
 const LEGEND_ROW: f64 = 22.0;
+/// One visit's row in the strip of missing and withdrawn marks under a panel.
+const STRIP_ROW: f64 = 14.0;
+/// From the minute axis to the strip's first row (the minute labels between).
+const STRIP_GAP: f64 = 24.0;
 /// About this many units a character at the legend's font size.
 const CHAR_WIDTH: f64 = 7.0;
 
@@ -360,8 +366,9 @@ pub fn chart_svg(chart: &Chart, label: &str) -> String {
     let mut seen = Seen::default();
     let mut top = 0.0;
     for panel in &chart.panels {
-        draw_panel(&mut body, chart, panel, &minutes, top, &mut seen);
-        top += PANEL_HEIGHT;
+        let strip = Strip::of(panel, &chart.timepoints);
+        draw_panel(&mut body, chart, panel, &minutes, &strip, top, &mut seen);
+        top += PANEL_HEIGHT + strip.height();
     }
     // The minute axis is named once, under the last panel.
     text(&mut body, (LEFT + WIDTH - RIGHT) / 2.0, top + 6.0, "middle", "class=\"x-title\"", "minutes after meal start");
@@ -379,7 +386,39 @@ pub fn chart_svg(chart: &Chart, label: &str) -> String {
     )
 }
 
-fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, minutes: &Minutes, top: f64, seen: &mut Seen) {
+/// The visits (indices into [`Chart::visits`]) with a missing or withdrawn
+/// mark in a panel: one strip row each, under that panel.
+struct Strip(Vec<usize>);
+
+impl Strip {
+    fn of(panel: &Panel, timepoints: &[i32]) -> Strip {
+        let mut rows: Vec<usize> =
+            panel.series.iter().filter(|s| s.missing(timepoints).next().is_some()).map(|s| s.visit).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        Strip(rows)
+    }
+
+    fn height(&self) -> f64 {
+        STRIP_ROW * self.0.len() as f64
+    }
+
+    /// The centre line of a visit's row under a plot whose axis is at `bottom`.
+    fn y(&self, visit: usize, bottom: f64) -> Option<f64> {
+        let row = self.0.iter().position(|v| *v == visit)?;
+        Some(bottom + STRIP_GAP + STRIP_ROW * (row as f64 + 0.5))
+    }
+}
+
+fn draw_panel(
+    out: &mut String,
+    chart: &Chart,
+    panel: &Panel,
+    minutes: &Minutes,
+    strip: &Strip,
+    top: f64,
+    seen: &mut Seen,
+) {
     let plot = Plot { top: top + TITLE_ROOM, bottom: top + PANEL_HEIGHT - LABEL_ROOM, axis: YAxis::of(panel) };
     let _ = write!(
         out,
@@ -437,9 +476,18 @@ fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, minutes: &Minutes,
         escape(&panel.unit)
     );
 
+    // The strip's rows, each named by its visit in the visit's colour.
+    for &i in &strip.0 {
+        let (Some(visit), Some(y)) = (chart.visits.get(i), strip.y(i, plot.bottom)) else { continue };
+        let (color, _) = visit_style(visit.style);
+        let attrs =
+            format!("class=\"strip-label\" data-visit=\"{}\" font-size=\"11\" fill=\"{color}\"", escape(&visit.code));
+        text(out, LEFT - 6.0, y + 4.0, "end", &attrs, &format!("{} missing", visit.code));
+    }
     for series in &panel.series {
         let Some(visit) = chart.visits.get(series.visit) else { continue };
-        draw_series(out, chart, panel, series, visit, minutes, &plot, seen);
+        let lift = strip.y(series.visit, plot.bottom).unwrap_or(plot.bottom + STRIP_GAP);
+        draw_series(out, chart, panel, series, visit, minutes, &plot, lift, seen);
     }
     out.push_str("</g>");
 }
@@ -453,6 +501,7 @@ fn draw_series(
     visit: &VisitLine,
     minutes: &Minutes,
     plot: &Plot,
+    lift: f64,
     seen: &mut Seen,
 ) {
     let (color, dash) = visit_style(visit.style);
@@ -491,8 +540,8 @@ fn draw_series(
         );
         marker(out, panel.shape, (x, y), Paint { fill, stroke: color }, &attrs, &title);
     }
-    // Missing crosses sit just above the x axis, a row per visit.
-    let lift = plot.bottom - 8.0 - 10.0 * (series.visit % 4) as f64;
+    // Missing and withdrawn marks sit in the visit's row of the strip under
+    // the axis (`lift`), away from every value.
     for minute in series.missing(&chart.timepoints) {
         let x = minutes.x(minute);
         let withdrawn = series.withdrawn.contains(&minute);

@@ -4,8 +4,9 @@
 
 use crate::report::format::utc_time;
 use crate::report::mismatches::ReviewRow;
+pub use crate::report::now::Now;
 use crate::store::{MismatchRow, ResolutionAction};
-use crate::study::missing::Absence;
+use crate::study::missing::{Absence, MissingResult};
 
 /// `1 file`, `2 files`, `0 files`.
 pub fn plural(n: usize, one: &str, many: &str) -> String {
@@ -14,12 +15,19 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// `2026-03-02 10:15:00 Europe/Stockholm`: a stored (UTC) time in the study
 /// zone, with the zone named, so it reads next to local meal and draw times.
+/// A local time that occurs twice (the autumn hour) names its offset too,
+/// `02:30:00 Europe/Stockholm (+01:00)`, or it could be either.
 /// Falls back to `…Z` (UTC) should the zone not load.
 pub fn zoned_time(t: jiff::Timestamp, zone: &str) -> String {
     match jiff::tz::TimeZone::get(zone) {
         Ok(tz) => {
             let whole = jiff::Timestamp::from_second(t.as_second()).unwrap_or(t);
-            format!("{} {zone}", tz.to_datetime(whole).strftime("%Y-%m-%d %H:%M:%S"))
+            let local = tz.to_datetime(whole);
+            let text = format!("{} {zone}", local.strftime("%Y-%m-%d %H:%M:%S"));
+            match tz.to_ambiguous_timestamp(local).is_ambiguous() {
+                true => format!("{text} ({})", crate::local_time::offset_text(tz.to_offset(whole))),
+                false => text,
+            }
         }
         Err(_) => utc_time(t),
     }
@@ -49,10 +57,11 @@ pub fn current_state(m: &MismatchRow) -> String {
     }
 }
 
-/// The state of any review row: a missing result says why it is missing.
-pub fn row_state(row: &ReviewRow<'_>) -> String {
+/// The state of any review row now: a stored one where its value is now
+/// (see [`Now`]), a missing result why it is missing.
+pub fn row_state(row: &ReviewRow<'_>, now: &Now) -> String {
     match row {
-        ReviewRow::Stored(r) => current_state(&r.mismatch),
+        ReviewRow::Stored(r) => now.value_now(&r.mismatch),
         ReviewRow::Missing(m) if m.not_done.is_some() => "not done".to_owned(),
         ReviewRow::Missing(m) => match m.absence {
             Absence::NotReceived => "not received".to_owned(),
@@ -62,20 +71,58 @@ pub fn row_state(row: &ReviewRow<'_>) -> String {
     }
 }
 
-/// A visit's rows stand for "nothing received yet" when they are exactly its
-/// `scheduled` slots, every one missing and nothing held or withdrawn: then
-/// the reports say so in one line instead of a row per slot.
-pub fn nothing_received(rows: &[&ReviewRow<'_>], scheduled: usize) -> bool {
-    scheduled > 0
-        && rows.len() == scheduled
-        && rows
-            .iter()
-            .all(|r| matches!(r, ReviewRow::Missing(m) if m.absence == Absence::NotReceived && m.not_done.is_none()))
+/// Why a slot is empty, after a `;` (empty when nothing arrived).
+pub fn absence_words(absence: Absence) -> String {
+    match absence {
+        Absence::NotReceived => String::new(),
+        Absence::Held(id) => format!("; a result for it is held for review (mismatch {id})"),
+        Absence::Withdrawn => "; its value was withdrawn by a data manager".to_owned(),
+    }
 }
 
-/// `V24: nothing received yet, 14 slots`.
-pub fn nothing_received_line(visit: &str, slots: usize) -> String {
-    format!("{visit}: nothing received yet, {}", plural(slots, "slot", "slots"))
+/// A missing result's detail with its meal start written as every time in
+/// the text and HTML reports, `(meal start 2026-01-20 08:45 Europe/Stockholm)`,
+/// not the stored ISO form (which the CSV keeps and a narrow cell would
+/// break at its `T`).
+pub fn missing_detail(m: &MissingResult, zone: &str) -> String {
+    let stored = format!("(meal start {})", m.meal_start.iso_minutes());
+    let shown = format!("(meal start {} {zone})", m.meal_start.display_minutes());
+    m.detail.replacen(&stored, &shown, 1)
+}
+
+/// The slots of a visit with nothing received: open, and marked not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NothingReceived {
+    pub open: usize,
+    pub not_done: usize,
+}
+
+/// A visit's rows stand for "nothing received yet" when every one is a
+/// missing slot that nothing arrived for (nothing held or withdrawn) and,
+/// with the slots marked not done (`not_done`, listed or not), they are all
+/// its `scheduled` slots: then the reports say so in one line instead of a
+/// row per slot. A not-done mark does not make a visit received.
+pub fn nothing_received(rows: &[&ReviewRow<'_>], scheduled: usize, not_done: usize) -> Option<NothingReceived> {
+    let never_received = rows.iter().all(|r| matches!(r, ReviewRow::Missing(m) if m.absence == Absence::NotReceived));
+    if scheduled == 0 || rows.is_empty() || !never_received {
+        return None;
+    }
+    let open = rows.iter().filter(|r| r.is_open()).count();
+    // With `--all` the not-done slots are rows too; without, only counted.
+    let not_done = not_done.max(rows.len() - open);
+    (open + not_done == scheduled).then_some(NothingReceived { open, not_done })
+}
+
+/// `V24: nothing received yet, 14 slots`, or with a slot marked not done
+/// `V24: nothing received yet, 13 slots open, 1 not done`.
+pub fn nothing_received_line(visit: &str, n: NothingReceived) -> String {
+    match (n.open, n.not_done) {
+        (open, 0) => format!("{visit}: nothing received yet, {}", plural(open, "slot", "slots")),
+        (0, not_done) => format!("{visit}: nothing received, {} not done", plural(not_done, "slot", "slots")),
+        (open, not_done) => {
+            format!("{visit}: nothing received yet, {} open, {not_done} not done", plural(open, "slot", "slots"))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,7 +138,20 @@ mod tests {
         assert_eq!(zoned_time(t, "Europe/Stockholm"), "2026-03-02 10:15:00 Europe/Stockholm");
         assert_eq!(zoned_time(t, "UTC"), "2026-03-02 09:15:00 UTC");
         assert_eq!(zoned_time(t, "Nowhere/Else"), "2026-03-02T09:15:00Z");
-        assert_eq!(nothing_received_line("V24", 14), "V24: nothing received yet, 14 slots");
-        assert_eq!(nothing_received_line("V24", 1), "V24: nothing received yet, 1 slot");
+        let line = |open, not_done| nothing_received_line("V24", NothingReceived { open, not_done });
+        assert_eq!(line(14, 0), "V24: nothing received yet, 14 slots");
+        assert_eq!(line(1, 0), "V24: nothing received yet, 1 slot");
+        assert_eq!(line(13, 1), "V24: nothing received yet, 13 slots open, 1 not done");
+        assert_eq!(line(0, 14), "V24: nothing received, 14 slots not done");
+    }
+
+    #[test]
+    fn a_time_in_the_repeated_autumn_hour_names_its_offset() {
+        let first: jiff::Timestamp = "2026-10-25T00:30:00Z".parse().unwrap();
+        let second: jiff::Timestamp = "2026-10-25T01:30:00Z".parse().unwrap();
+        assert_eq!(zoned_time(first, "Europe/Stockholm"), "2026-10-25 02:30:00 Europe/Stockholm (+02:00)");
+        assert_eq!(zoned_time(second, "Europe/Stockholm"), "2026-10-25 02:30:00 Europe/Stockholm (+01:00)");
+        let after: jiff::Timestamp = "2026-10-25T02:30:00Z".parse().unwrap();
+        assert_eq!(zoned_time(after, "Europe/Stockholm"), "2026-10-25 03:30:00 Europe/Stockholm");
     }
 }

@@ -159,9 +159,26 @@ fn interpolate(minutes: &[i32], measured: &[Option<f64>]) -> Option<Vec<f64>> {
 /// One row per participant, visit and analyte that has any current result,
 /// in the neutral order described in the module notes.
 pub fn compute(config: &Config, results: &[ResultRow]) -> Vec<AucRow> {
+    compute_with_visits(config, results, std::iter::empty::<(&str, &str)>())
+}
+
+/// [`compute`], plus a row for every configured analyte of each visit in
+/// `started` (participant, visit: those whose meal has started), results or
+/// not: a visit with nothing received yet has its rows, with no AUC and every
+/// minute missing, so an analysis sees every visit that took place.
+pub fn compute_with_visits<'a>(
+    config: &Config,
+    results: &[ResultRow],
+    started: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<AucRow> {
     let mmtt = &config.mmtt;
     // (participant, visit, analyte) → usable values by minute.
     let mut series: BTreeMap<(String, String, String), BTreeMap<i32, f64>> = BTreeMap::new();
+    for (participant, visit) in started {
+        for analyte in config.analytes.keys() {
+            series.entry((participant.to_owned(), visit.to_owned(), analyte.clone())).or_default();
+        }
+    }
     for row in results {
         let slot = &row.slot;
         let values = series.entry((slot.participant.clone(), slot.visit.clone(), slot.analyte.clone())).or_default();
@@ -417,5 +434,20 @@ mod tests {
         close(out[3].delta_auc_mean, 0.77 - 0.8);
         close(out[3].ln_auc_mean_plus_1, 1.77f64.ln());
         close(out[1].ln_auc_mean_plus_1, 0.5877866649021191);
+    }
+
+    #[test]
+    fn a_started_visit_with_nothing_received_has_a_row_per_analyte_without_an_auc() {
+        let config = config(&[]);
+        let results: Vec<ResultRow> =
+            MINUTES.iter().zip(REALISTIC).map(|(&m, v)| row("U01", "V0", i64::from(m), "c_peptide", v)).collect();
+        let out = compute_with_visits(&config, &results, [("U01", "V0"), ("U01", "V4")]);
+        let keys: Vec<(&str, &str)> = out.iter().map(|r| (r.visit.as_str(), r.analyte.as_str())).collect();
+        assert_eq!(keys, [("V0", "c_peptide"), ("V0", "glucose"), ("V4", "c_peptide"), ("V4", "glucose")]);
+        let v4 = &out[2];
+        assert_eq!((v4.auc, v4.points, v4.complete, v4.delta_auc_mean), (None, 0, false, None));
+        assert_eq!(v4.missing_minutes, MINUTES);
+        assert_eq!(out[0].auc, Some(96.0), "the received visit as before");
+        assert_eq!(compute(&config, &results).len(), 1, "without visits: only what has results");
     }
 }

@@ -408,6 +408,114 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     assert_eq!(next[1], "      now rejected: withdrawn from its slot", "{next:?}");
 }
 
+/// Review r3: a printed table cut off a long token with no separator (a
+/// 70-character file name, a 44-character sample ID), and the ISO meal start
+/// of a MISSING_RESULT detail split as `08:` / `45`. Such cells now wrap
+/// anywhere as a last resort (separators stay the preferred places), the
+/// meal start reads as every time on the page, and nothing breaks inside a
+/// number or time.
+#[test]
+fn long_tokens_wrap_rather_than_be_cut_off_and_times_stay_whole() {
+    let s = study();
+    let name = "cobase411exportfromthelaboratoryinformationsystemnightlybatchrun2026xy";
+    assert_eq!(name.len(), 70);
+    let sample = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH";
+    assert_eq!(sample.len(), 44);
+    let upload = format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20250302120000\rP|1|\r\
+         O|1|{sample}||^^^CPEP|R||20250302083000||||N||||1|||||||20250302100000|||F\r\
+         R|1|^^^CPEP|0.5|nmol/L||N||F||ADMIN|20250302100000|20250302101500|E1\rL|1|N\r"
+    );
+    let file = s.file(name, &upload);
+    let out = s.run(&["ingest", path(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = s.run(&["report", "mismatches", "--format", "html"]);
+    let html = String::from_utf8(out.stdout).unwrap();
+    let doc = parse(&html);
+    let body = doc.root_element();
+    let style = text_of(elements(body, "style").next().unwrap());
+    assert!(
+        style.contains("td.sample, td.reported, td.detail, td.from, td.resolution { overflow-wrap: anywhere; }"),
+        "{style}"
+    );
+    let row = elements(body, "tr")
+        .find(|tr| elements(*tr, "td").any(|td| class_is(&td, "sample") && text_of(td) == sample))
+        .unwrap_or_else(|| panic!("the sample ID whole in its cell: {html}"));
+    let from = elements(row, "td").find(|td| class_is(td, "from")).map(text_of).unwrap_or_default();
+    assert!(from.contains(name), "{from}");
+    // U07 V4: nothing received; U07 V0 lacks minute 30: its detail names the meal start as the text report does.
+    let detail = elements(body, "tr")
+        .filter(|tr| tr.attribute("data-code") == Some("MISSING_RESULT"))
+        .filter_map(|tr| elements(tr, "td").find(|td| class_is(td, "detail")).map(text_of))
+        .find(|d| d.contains("minute 30 "))
+        .unwrap_or_else(|| panic!("{html}"));
+    assert!(detail.contains("(meal start 2025-03-02 08:30 Europe/Stockholm)"), "{detail}");
+    assert!(!detail.contains("2025-03-02T08:30"), "{detail}");
+    // No break opportunity between two digits anywhere on the page.
+    let split = html.match_indices("<wbr/>").filter(|(i, _)| {
+        let digit = |at: Option<usize>| at.and_then(|at| html.as_bytes().get(at)).is_some_and(u8::is_ascii_digit);
+        digit(i.checked_sub(2)) && digit(Some(i + 6))
+    });
+    assert_eq!(split.count(), 0, "{html}");
+}
+
+/// Review r3: a withdrawn slot's boxed cross sat inside the plot, on top of
+/// another visit's low value at the same minute, reading as if that value
+/// was withdrawn. Missing and withdrawn marks now sit in a strip under the
+/// minute axis, one row per visit, named at its left in the visit's colour.
+#[test]
+fn missing_and_withdrawn_marks_sit_under_the_axis_in_their_visits_row() {
+    let s = study();
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let late = csv
+        .lines()
+        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{csv}"))
+        .to_owned();
+    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for args in [&["report", "mismatches", "--format", "html", "--all"][..], &["report", "auc", "--format", "html"]] {
+        let out = s.run(args);
+        let html = String::from_utf8(out.stdout).unwrap();
+        let doc = parse(&html);
+        let mut marks = 0;
+        for svg in elements(doc.root_element(), "svg") {
+            for panel in with_class(svg, "g", "panel") {
+                let axis = y_of(panel, 0.0);
+                let lowest_point = elements(panel, "circle")
+                    .chain(elements(panel, "rect"))
+                    .filter(|n| class_is(n, "point"))
+                    .map(|n| n.attribute("cy").or(n.attribute("y")).unwrap().parse::<f64>().unwrap())
+                    .fold(f64::MIN, f64::max);
+                assert!(lowest_point <= axis + 5.0, "values are drawn above the axis");
+                for g in with_class(panel, "g", "series") {
+                    let visit = g.attribute("data-visit").unwrap();
+                    let label = with_class(panel, "text", "strip-label")
+                        .into_iter()
+                        .find(|t| t.attribute("data-visit") == Some(visit));
+                    for kind in ["missing", "withdrawn"] {
+                        for mark in with_class(g, "g", kind) {
+                            marks += 1;
+                            let line = elements(mark, "line").next().unwrap();
+                            let y = (number(line, "y1") + number(line, "y2")) / 2.0;
+                            assert!(
+                                y > axis + 16.0,
+                                "{kind} mark at {y}, under the minute labels of the axis at {axis}"
+                            );
+                            let label = label.unwrap_or_else(|| panic!("a strip row named {visit}"));
+                            assert_eq!(number(label, "y") - 4.0, y, "in {visit}'s row");
+                            assert_eq!(text_of(label), format!("{visit} missing"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(marks >= 2, "the withdrawn slot and the missing ones are marked: {marks}");
+    }
+}
+
 #[test]
 fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
     let s = study();
@@ -456,11 +564,15 @@ fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
             "U03 V4 c_peptide",
             "U03 V4 glucose",
             "U07 V0baseline c_peptide",
-            "U07 V0baseline glucose"
+            "U07 V0baseline glucose",
+            "U07 V4 c_peptide",
+            "U07 V4 glucose"
         ]
     );
     // 7.5·0.30 + 15·0.55 + 22.5·0.80 + 30·1.00 + 30·0.90 + 15·0.70 = 96, mean 0.8.
     assert_eq!(&table[0][3..10], ["nmol/L", "96", "0.8", "0.587786664902", "6", "yes", ""]);
     // U07 V0 lacks minute 30: no AUC with missing = "none".
     assert_eq!(&table[4][3..11], ["nmol/L", "", "", "", "5", "no", "30", ""]);
+    // U07 V4's meal has started and nothing was received: a row all the same.
+    assert_eq!(&table[6][3..11], ["nmol/L", "", "", "", "0", "no", "0, 15, 30, 60, 90, 120", ""]);
 }

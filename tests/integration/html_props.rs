@@ -12,6 +12,7 @@ use std::path::Path;
 
 use labfeed::report::html::{Marks, Snapshot, write_auc_html, write_mismatches_html};
 use labfeed::report::mismatches::History;
+use labfeed::report::now::Now;
 use labfeed::report::{MismatchTextOptions, ReviewRow, review_rows};
 use labfeed::store::{
     MismatchCode, MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction,
@@ -328,7 +329,7 @@ proptest! {
             scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
         };
         let mut out = Vec::new();
-        write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new() }, &config, &options)
+        write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new(), now: &Now::default() }, &config, &options)
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);
@@ -447,7 +448,7 @@ proptest! {
         let rows = labfeed::study::auc::compute(&config, &results);
         let mut out = Vec::new();
         let marks = Marks { flagged: &flagged, withdrawn: &BTreeSet::new() };
-        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new() }, marks, &config, at())
+        write_auc_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new(), now: &Now::default() }, marks, &config, at())
             .unwrap();
         let html = String::from_utf8(out).unwrap();
         let doc = parse(&html);

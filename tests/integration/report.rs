@@ -943,7 +943,56 @@ fn the_auc_text_table_has_units_and_marks_the_baseline_visit() {
     assert_eq!(glucose[3], "mmol/L", "{text}");
     let follow = row("U01          V4             c_peptide");
     assert_eq!(follow[1], "V4", "not marked: {text}");
-    assert!(text.ends_with("\n6 AUC rows\n"), "{text}");
+    // U02 V4: its meal has started, nothing received: rows without an AUC.
+    let nothing = row("U02          V4             c_peptide");
+    assert_eq!(nothing[3..], ["nmol/L", "-", "-", "-", "0", "false", "0;15;30;60;90;120", "-"], "{text}");
+    assert!(text.ends_with("\n8 AUC rows\n"), "{text}");
+}
+
+/// Review r3: a visit whose meal has started and that nothing has arrived
+/// for has its AUC rows (one per analyte, empty AUC, every minute missing),
+/// like a partly received visit, in CSV, text and HTML; a visit whose meal
+/// is still to come has none.
+#[test]
+fn a_visit_with_nothing_received_has_auc_rows_without_an_auc() {
+    let s = two_visit_study();
+    let visits = "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU01,V4,2026-09-01T08:00\n\
+                  U02,V0,2026-03-03T08:30\nU02,V4,2026-09-02T08:00\nU02,V3,2099-09-02T08:00\n";
+    assert_exit(&s.import("visits", "visits.csv", visits), 0);
+    let out = s.run(&["report", "auc", "--format", "csv"]);
+    assert_exit(&out, 0);
+    let rows = csv_rows(&stdout(&out));
+    let keys: Vec<String> = rows.iter().skip(1).map(|r| format!("{} {} {}", r[0], r[1], r[2])).collect();
+    assert_eq!(
+        keys,
+        [
+            "U01 V0 c_peptide",
+            "U01 V0 glucose",
+            "U01 V4 c_peptide",
+            "U01 V4 glucose",
+            "U02 V0 c_peptide",
+            "U02 V0 glucose",
+            "U02 V4 c_peptide",
+            "U02 V4 glucose"
+        ],
+        "no row for V3, whose meal is to come: {rows:?}"
+    );
+    let v4 = rows.iter().find(|r| r[0] == "U02" && r[1] == "V4" && r[2] == "c_peptide").unwrap();
+    assert_eq!(v4[3..], ["", "", "", "0", "false", "0;15;30;60;90;120", ""], "{rows:?}");
+    let out = s.run(&["report", "auc", "--format", "html"]);
+    assert_exit(&out, 0);
+    let html = stdout(&out);
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+    let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+    let cells: Vec<Vec<String>> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("tr"))
+        .map(|tr| tr.children().filter(|c| c.has_tag_name("td")).map(|td| td.text().unwrap_or("").to_owned()).collect())
+        .filter(|r: &Vec<String>| {
+            r.first().map(String::as_str) == Some("U02") && r.get(1).map(String::as_str) == Some("V4")
+        })
+        .collect();
+    assert_eq!(cells.len(), 2, "{html}");
 }
 
 #[test]
@@ -964,4 +1013,132 @@ fn one_of_a_kind_is_said_in_the_singular() {
     let html = stdout(&out);
     assert!(html.contains(". 1 open mismatch. "), "{html}");
     assert!(html.contains("Participant U02</a> (1 row)") || !html.contains("<nav>"), "{html}");
+}
+
+/// Review r3: once one slot of a visit is marked not done (the tube was
+/// never drawn), nothing has been received still: the visit stays one line
+/// in the open report, and `--all` lists the not-done slot under that line.
+#[test]
+fn a_visit_with_nothing_received_stays_one_line_after_one_slot_is_marked_not_done() {
+    let s = Study::new();
+    assert_exit(&s.import("participants", "participants.csv", "participant,site\nU01,UPP\n"), 0);
+    assert_exit(&s.import("visits", "visits.csv", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\n"), 0);
+    let before = stdout(&s.run(&["report", "mismatches"]));
+    assert!(before.contains("  -- MISSING_RESULT  V0: nothing received yet, 14 slots\n"), "{before}");
+
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    let id = rows.get(1).and_then(|r| r.first()).expect("a MISSING_RESULT row").clone();
+    let minute = rows.get(1).and_then(|r| r.get(5)).expect("its minute").clone();
+    assert_exit(&s.run(&["resolve", &id, "--not-done", "--reason", "vein collapsed; no -10 sample"]), 0);
+
+    let after = stdout(&s.run(&["report", "mismatches"]));
+    assert_eq!(after.matches("MISSING_RESULT").count(), 1, "still nothing received for U01 V0:\n{after}");
+    assert!(after.contains("  -- MISSING_RESULT  V0: nothing received yet, 13 slots open, 1 not done\n"), "{after}");
+    assert!(after.ends_with("\n13 open mismatches\n"), "{after}");
+
+    // --all: the one line, then the not-done slot with its reason.
+    let all = stdout(&s.run(&["report", "mismatches", "--all"]));
+    let lines: Vec<&str> = all.lines().collect();
+    let at = lines.iter().position(|l| l.contains("nothing received yet")).unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(lines[at], "  -- MISSING_RESULT  V0: nothing received yet, 13 slots open, 1 not done", "{all}");
+    assert!(lines[at + 1].starts_with(&format!("  #{id} MISSING_RESULT  minute {minute}, ")), "{all}");
+    assert!(lines[at + 2].starts_with("      not done by "), "{all}");
+    assert!(lines[at + 2].ends_with(": vein collapsed; no -10 sample"), "{all}");
+    assert_eq!(all.matches("MISSING_RESULT").count(), 2, "{all}");
+
+    // The CSV keeps a row per slot (SPEC §6).
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    assert_eq!(rows.len(), 1 + 13, "{rows:?}");
+
+    // HTML: the same line; with --all the not-done slot in a table under it.
+    for (all, listed) in [(false, 0), (true, 1)] {
+        let args: &[&str] = if all {
+            &["report", "mismatches", "--format", "html", "--all"]
+        } else {
+            &["report", "mismatches", "--format", "html"]
+        };
+        let html = stdout(&s.run(args));
+        let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+        let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+        let line = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("p") && n.attribute("class") == Some("nothing") && n.attribute("data-slots").is_some()
+            })
+            .unwrap_or_else(|| panic!("{html}"));
+        assert_eq!(
+            line.text(),
+            Some(
+                "V0: nothing received yet, 13 slots open, 1 not done (MISSING_RESULT for every open minute and analyte)."
+            )
+        );
+        let rows: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("tr") && n.attribute("data-code") == Some("MISSING_RESULT"))
+            .collect();
+        // The summary table has a MISSING_RESULT row too (it has no class).
+        let listed_rows: Vec<_> = rows.iter().filter(|r| r.attribute("class").is_some()).collect();
+        assert_eq!(listed_rows.len(), listed, "{html}");
+        if let Some(row) = listed_rows.first() {
+            assert_eq!(row.attribute("class"), Some("resolved"));
+            let text: String = row.descendants().filter_map(|n| n.text()).collect();
+            assert!(text.contains("vein collapsed; no -10 sample"), "{text}");
+        }
+    }
+}
+
+/// Review r3: a value flagged OUT_OF_WINDOW whose tube the manifest then
+/// moves to another participant is held there as PARTICIPANT_CONFLICT, and
+/// the import closes the flag at the old slot. `--all` says where the value
+/// is now (moved, held there), not "accepted": it is accepted nowhere.
+#[test]
+fn with_all_a_flag_whose_value_a_manifest_correction_moved_says_it_is_held_at_its_new_slot() {
+    let s = Study::new();
+    let imports = [
+        ("participants", "participant\nU01\nU02\n"),
+        ("visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-03T08:30\n"),
+        ("samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\n"),
+    ];
+    for (kind, body) in imports {
+        assert_exit(&s.import(kind, &format!("{kind}.csv"), body), 0);
+    }
+    // Drawn at 09:30, 60 min after the meal: the 30-min value is flagged.
+    s.file(
+        "t30.hl7",
+        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|C30|P|2.5.1\r\
+         PID|1||U01^^^TRIAL^PI\r\
+         OBR|1|S-30^STUDY||MMTT|||202603020930\r\
+         OBX|1|NM|1986-9^C peptide^LN||0.5|nmol/L|||||F\r",
+    );
+    assert_exit(&s.run(&["ingest", "t30.hl7"]), 0);
+    let report = stdout(&s.run(&["report", "mismatches"]));
+    assert!(report.contains("OUT_OF_WINDOW"), "{report}");
+
+    // The tube was U02's.
+    assert_exit(&s.import("samples", "samples.csv", "sample_id,participant,visit,minute\nS-30,U02,V0,30\n"), 0);
+    let exported = stdout(&s.run(&["export", "results"]));
+    assert_eq!(exported.lines().count(), 1, "the value is accepted nowhere now:\n{exported}");
+    let rows = csv_rows(&stdout(&s.run(&["report", "mismatches", "--format", "csv"])));
+    let held = rows.iter().find(|r| r[1] == "PARTICIPANT_CONFLICT").unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!((held[3].as_str(), held[4].as_str(), held[5].as_str()), ("U02", "V0", "30"), "{rows:?}");
+
+    let all = stdout(&s.run(&["report", "mismatches", "--all"]));
+    let flag = all.lines().position(|l| l.contains("OUT_OF_WINDOW")).expect("the flag is listed");
+    let now = all.lines().skip(flag + 1).find(|l| l.trim_start().starts_with("now ")).unwrap_or("");
+    assert!(!now.contains("accepted"), "the value was moved and is held at U02, yet --all says:\n{now}\n\n{all}");
+    assert_eq!(now, format!("      now moved to U02/V0/30, held there for review (#{})", held[0]), "{all}");
+
+    // The HTML state column says the same.
+    let html = stdout(&s.run(&["report", "mismatches", "--all", "--format", "html"]));
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
+    let doc = roxmltree::Document::parse_with_options(&html, options).unwrap();
+    let row = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("tr") && n.attribute("data-code") == Some("OUT_OF_WINDOW") && n.attribute("class").is_some()
+        })
+        .unwrap_or_else(|| panic!("{html}"));
+    let effect =
+        row.descendants().find(|n| n.attribute("class") == Some("effect")).and_then(|n| n.text()).unwrap_or_default();
+    assert_eq!(effect, format!("moved to U02/V0/30, held there for review (#{})", held[0]), "{html}");
 }
