@@ -208,6 +208,54 @@ pub fn joined_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
     (text, map)
 }
 
+/// Captured link bytes: link control first (after a BOM and white space).
+pub fn is_link_capture(bytes: &[u8]) -> bool {
+    let body = bytes.strip_prefix(crate::model::UTF8_BOM).unwrap_or(bytes);
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(&(STX | EOT | ENQ | ACK | NAK)))
+}
+
+/// After masking: give every frame whose text `masked` changed, and whose
+/// checksum was right in `original`, the checksum of its new text, so the
+/// masked copy still reads as the original did. Same length; frames that
+/// were broken stay broken. Does nothing unless `original` is a link capture.
+pub fn reseal(original: &[u8], masked: &mut [u8]) {
+    if original.len() != masked.len() || !is_link_capture(original) {
+        return;
+    }
+    let mut at = 0;
+    while let Some(stx) = original.get(at..).and_then(|rest| rest.iter().position(|&b| b == STX)).map(|p| at + p) {
+        at = stx + 1;
+        let Some(&digit) = original.get(stx + 1).filter(|d| d.is_ascii_digit()) else { continue };
+        let start = stx + 2;
+        let rest = original.get(start..).unwrap_or_default();
+        let Some(len) = rest.iter().position(|&b| matches!(b, ETX | ETB | STX)) else { break };
+        let end = match rest.get(len) {
+            Some(&ETX) => FrameEnd::Last,
+            Some(&ETB) => FrameEnd::Intermediate,
+            _ => continue,
+        };
+        let sum_at = start + len + 1;
+        let (Some(text), Some(new_text), Some(digits)) =
+            (original.get(start..start + len), masked.get(start..start + len), original.get(sum_at..sum_at + 2))
+        else {
+            break;
+        };
+        at = sum_at;
+        let Ok((_, (sent, lowercase))) = checksum_digits(digits) else { continue };
+        if text == new_text
+            || sent != frame_checksum(digit, text, end)
+            || masked.get(sum_at..sum_at + 2) != Some(digits)
+        {
+            continue;
+        }
+        let sum = frame_checksum(digit, new_text, end);
+        let hex = if lowercase { format!("{sum:02x}") } else { format!("{sum:02X}") };
+        if let Some(slot) = masked.get_mut(sum_at..sum_at + 2) {
+            slot.copy_from_slice(hex.as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

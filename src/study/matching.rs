@@ -152,7 +152,16 @@ fn assess_with(
     let Some(analyte) = a.analyte.clone() else {
         a.hold = Some(Finding {
             code: MismatchCode::UnknownTest,
-            detail: format!("test code {} is not mapped for instrument {}", quoted(test), instrument.name),
+            detail: format!(
+                "test code {} is not mapped for instrument {}{}",
+                quoted(test),
+                instrument.name,
+                if instrument.keep_comments {
+                    ""
+                } else {
+                    "; value not kept: the test is not mapped; map it in [[instruments]] tests and ask for a resend"
+                }
+            ),
         });
         return a;
     };
@@ -457,8 +466,13 @@ fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &
     }
     let local = read.zone.to_datetime(collected_at);
     let mut clock = format!("{:02}:{:02}", local.hour(), local.minute());
-    if let Some(offset) = chosen {
-        clock.push_str(&format!(" ({}, the occurrence nearer the nominal minute)", offset_text(offset)));
+    match chosen {
+        Some(offset) => {
+            clock.push_str(&format!(" ({}, the occurrence nearer the nominal minute)", offset_text(offset)))
+        }
+        // The time carried an offset: shown (as the study zone reads that
+        // instant), so a time in a repeated hour is not ambiguous.
+        None => clock.push_str(&format!(" ({})", offset_text(read.zone.to_offset(collected_at)))),
     }
     let relation = if seconds >= 0 {
         format!("{} min after meal start", (actual).round() as i64)
