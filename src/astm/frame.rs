@@ -261,6 +261,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reseal_fixes_only_frames_that_masking_changed_and_that_were_right() {
+        let good = encode_frame(1, b"P|1||Doe", FrameEnd::Last);
+        let mut original = vec![ENQ];
+        original.extend_from_slice(&good);
+        // A text whose checksum has a hex letter, written in lower case.
+        let mut lower = (b'0'..=b'9')
+            .map(|n| encode_frame(2, &[b'P', b'|', n, b'|', b'|', b'D', b'o', b'e'], FrameEnd::Intermediate))
+            .find(|f| f[f.len() - 4..f.len() - 2].iter().any(u8::is_ascii_uppercase))
+            .unwrap();
+        let digits = lower.len() - 4..lower.len() - 2;
+        lower[digits].make_ascii_lowercase();
+        original.extend_from_slice(&lower);
+        let mut bad = encode_frame(3, b"P|1||Doe", FrameEnd::Last);
+        let at = bad.len() - 4;
+        bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+        original.extend_from_slice(&bad);
+        original.push(EOT);
+        let mut masked = original.clone();
+        for (i, b) in original.iter().enumerate() {
+            if *b == b'D' || *b == b'd' {
+                masked[i..i + 3].copy_from_slice(b"***");
+            }
+        }
+        reseal(&original, &mut masked);
+        assert_eq!(masked.len(), original.len());
+        let mut frames = Vec::new();
+        let mut rest = &masked[1..];
+        while let Ok((more, f)) = frame(rest) {
+            frames.push((f.verifies(), f.lowercase_checksum, f.text.to_vec()));
+            rest = more;
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0], (true, false, b"P|1||***".to_vec()));
+        assert!(frames[1].0 && frames[1].1, "lower case kept");
+        assert!(!frames[2].0, "a frame that was broken stays broken");
+        // Not a link capture: untouched.
+        let plain = b"P|1||Doe\x03AA\r\n".to_vec();
+        let mut copy = plain.clone();
+        reseal(&plain, &mut copy);
+        assert_eq!(copy, plain);
+    }
+
+    #[test]
     fn checksum_matches_published_vectors() {
         // twgenaux "Calculating the checksum of a UTF8 encoded LIS01 frame"; levinalex/lis.
         assert_eq!(frame_checksum(b'1', b"H|\\^&|||Mini LIS||||||||LIS2-A|20210309142633\r", FrameEnd::Last), 0x96);

@@ -577,6 +577,159 @@ mod tests {
     }
 
     #[test]
+    fn segments_labfeed_does_not_read_are_masked_but_for_a_set_id() {
+        let hl7 = b"MSH|^~\\&|lab\rPID|1||U04\rPV1|1|O|Ward 7^^^Uppsala||||DOC1^Lind^Per\rGT1|1|U04|Johansson^Birgitta\rIN1|1|PLAN||Insco\rMRG|198003151234\rZPI|1|Johansson|198003151234\rOBR|1||U04-V0-T0\rOBX|1|NM|CPEP||0.4\r";
+        let fields = personal_fields(hl7, &STUDY);
+        assert_eq!(
+            names(&fields),
+            ["PV1.2", "PV1.3", "PV1.7", "GT1.2", "GT1.3", "IN1.2", "IN1.4", "MRG.1", "ZPI.2", "ZPI.3"]
+        );
+        let out = masked(hl7, &STUDY);
+        assert!(out.contains("\rGT1|1|***|******************\r") && out.contains("\rMRG|************\r"), "{out}");
+        assert!(out.contains("\rOBR|1||U04-V0-T0\rOBX|1|NM|CPEP||0.4\r"), "{out}");
+    }
+
+    #[test]
+    fn a_line_is_a_segment_or_record_only_as_the_parser_reads_it() {
+        for line in
+            [&b"Lee^Annalisa||19800315|F"[..], b"Eva-Lotta Johansson 19800315|F", b"pid|1||U04~1980", b"PI|x", b"PID^1"]
+        {
+            let mut hl7 = b"MSH|^~\\&|lab\rPID|1||U04\r".to_vec();
+            hl7.extend_from_slice(line);
+            hl7.extend_from_slice(b"\rOBX|1|NM|CPEP||0.4\r");
+            let fields = personal_fields(&hl7, &STUDY);
+            assert_eq!(names(&fields), ["line"], "{}: {fields:?}", String::from_utf8_lossy(line));
+            assert_eq!(fields.first().map(|f| f.span.len()), Some(line.len()));
+        }
+        // A file that does not start with a header is neither format: every line is masked.
+        assert_eq!(names(&personal_fields(b"PID|1||X^Y\rMSH|^~\\&|lab\r", &STUDY)), ["line", "line"]);
+        // An ASTM record needs the message's field separator after a type the parser reads.
+        let astm = b"H|\\^&|||lab\rP|1|U04\rX|Johansson\rLee|19800315\rp|1|U04||Birgitta\rL|1\r";
+        assert_eq!(names(&personal_fields(astm, &STUDY)), ["line", "line", "P.5"]);
+    }
+
+    #[test]
+    fn a_segment_split_across_mllp_frames_is_masked_on_both_sides() {
+        let hl7 = b"\x0bMSH|^~\\&|lab\rPID|1||U04||Johans\x1c\r\x0bson^Birgitta||19800315\rOBX|1|NM|CPEP||0.4\r\x1c\r";
+        let out = masked(hl7, &STUDY);
+        assert!(out.contains("PID|1||U04||******\x1c\r\x0b**********************\rOBX|1|NM|CPEP||0.4\r"), "{out:?}");
+    }
+
+    #[test]
+    fn an_astm_query_is_masked_like_a_patient_record() {
+        let astm = b"H|\\^&|||lab\rQ|1|198003151234^S1||ALL||||Lind^Per|070-1234567|||O\rQ|2|U04^S1|U04^S9|ALL\rL|1\r";
+        let fields = personal_fields(astm, &STUDY);
+        assert_eq!(names(&fields), ["Q.3", "Q.9", "Q.10", "Q.3", "Q.4"]);
+        let out = masked(astm, &STUDY);
+        assert!(out.contains("Q|1|***************||ALL||||********|***********|||O\r"), "{out}");
+        assert!(out.contains("Q|2|U04^**|U04^**|ALL\r"), "{out}");
+    }
+
+    #[test]
+    fn the_declared_delimiters_find_the_study_code() {
+        let astm = b"H|\\%&|||lab%1\rP|1|U02%LAB|U03^X\rO|1|S1||%%%CPEP\rR|1|%%%CPEP|0.4\rL|1\r";
+        let out = masked(astm, &STUDY);
+        // `^` is data here: "U03^X" is no study code. The sender is read with `%`, so CPEP maps.
+        assert!(out.contains("P|1|U02%***|*****\r") && out.contains("R|1|%%%CPEP|0.4\r"), "{out}");
+        let hl7 = b"MSH#$~\\&#lab\rPID#1##U04$$$SKV~1980##Johansson\rOBX#1#NM#CPEP##0.4\rOBX#2#NM#PNR##1980\r";
+        let out = masked(hl7, &STUDY);
+        assert!(out.contains("PID#1##U04$**********##*********\r"), "{out}");
+        assert!(out.contains("OBX#1#NM#CPEP##0.4\rOBX#2#NM#PNR##****\r"), "{out}");
+    }
+
+    #[test]
+    fn unmapped_result_values_are_masked_whatever_their_type_unless_kept() {
+        let hl7 = b"MSH|^~\\&|lab\rOBX|1|NM|CPEP||0.4\rOBX|2|NM|PNR||198003151234\rOBX|3|SN|X||^Birgitta\r";
+        let out = masked(hl7, &STUDY);
+        assert!(out.contains("OBX|1|NM|CPEP||0.4\rOBX|2|NM|PNR||************\rOBX|3|SN|X||*********\r"), "{out}");
+        let astm = b"H|\\^&|||lab\rR|1|^^^CPEP|0.4\rR|2|^^^PNAME|Birgitta Johansson\rR|3|GLUC|5.1\rL|1\r";
+        let out = masked(astm, &STUDY);
+        assert!(out.contains("R|1|^^^CPEP|0.4\rR|2|^^^PNAME|******************\rR|3|GLUC|5.1\r"), "{out}");
+        assert_eq!(masked(astm, &Study { keep: true }), String::from_utf8_lossy(astm));
+        // An unknown sender maps nothing.
+        assert!(masked(b"H|\\^&|||other\rR|1|^^^CPEP|0.4\rL|1\r", &STUDY).contains("R|1|^^^CPEP|***\r"));
+    }
+
+    #[test]
+    fn a_masked_framed_capture_keeps_valid_checksums() {
+        let text = b"H|\\^&|||lab\rP|1|U04||Johansson^Birgitta\rO|1|S1\rR|1|^^^CPEP|0.4\rL|1\r";
+        let mut bytes = vec![0x05];
+        for f in crate::astm::encode_frames(text, 20) {
+            bytes.extend(f);
+        }
+        bytes.push(0x04);
+        let out = masked(&bytes, &STUDY);
+        assert!(!out.contains("Johansson") && out.contains("P|1|U04|"), "{out:?}");
+        assert_eq!(out.len(), bytes.len());
+        assert!(every_frame_verifies(out.as_bytes()), "{out:?}");
+    }
+
+    /// Whether every frame in `bytes` has a right checksum.
+    fn every_frame_verifies(bytes: &[u8]) -> bool {
+        let mut count = 0;
+        for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == 0x02) {
+            match crate::astm::frame::frame(bytes.get(at..).unwrap_or_default()) {
+                Ok((_, f)) if f.verifies() => count += 1,
+                _ => return false,
+            }
+        }
+        count > 0
+    }
+
+    /// A header for the property tests: the ways a message declares its syntax.
+    const HEADERS: &[&[u8]] = &[
+        b"H|\\^&|||lab\r",
+        b"H|\\%&|||lab%1\r",
+        b"h!@#$!!!lab\r",
+        b"MSH|^~\\&|lab\r",
+        b"MSH#$~\\&#lab\r",
+        b"\x0bMSH|^~\\&|other\r",
+        b"FHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|lab\r",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn masking_any_message_keeps_its_length_and_never_panics(
+            header in 0usize..HEADERS.len(),
+            picks in proptest::collection::vec(0usize..80, 0..240),
+        ) {
+            // Segment IDs, record types, custom delimiters, MLLP and frame bytes.
+            const ALPHABET: &[u8] = b"PIDQRCOLMSHGTZNXBVpq1|^~\\&%$#!@\r\n\x02\x03\x17\x0b\x1c U04-9 \xef\xbb\xbfAFE";
+            let mut bytes = HEADERS.get(header).copied().unwrap_or_default().to_vec();
+            bytes.extend(picks.iter().map(|&i| ALPHABET[i % ALPHABET.len()]));
+            for policy in [&STUDY as &dyn Policy, &Study { keep: true }, &Nobody] {
+                let fields = personal_fields(&bytes, policy);
+                for field in &fields {
+                    proptest::prop_assert!(field.span.start <= field.span.end && field.span.end <= bytes.len());
+                }
+                let spans: Vec<Range<usize>> = fields.iter().map(|f| f.span.clone()).collect();
+                proptest::prop_assert_eq!(mask(&bytes, &spans).len(), bytes.len());
+            }
+        }
+
+        #[test]
+        fn a_masked_framed_capture_still_verifies(
+            header in 0usize..3,
+            picks in proptest::collection::vec(0usize..64, 0..300),
+            frame_len in 1usize..60,
+        ) {
+            // Frame text may not hold link control bytes or LF.
+            const ALPHABET: &[u8] = b"PQRCOLMSpq1|^\\&%!@\r U04-9 Birgitta\xc3\xa5";
+            let mut text = HEADERS.get(header).copied().unwrap_or_default().to_vec();
+            text.extend(picks.iter().map(|&i| ALPHABET[i % ALPHABET.len()]));
+            let mut bytes = vec![0x05];
+            for f in crate::astm::encode_frames(&text, frame_len) {
+                bytes.extend(f);
+            }
+            bytes.push(0x04);
+            let spans: Vec<Range<usize>> = personal_fields(&bytes, &STUDY).into_iter().map(|f| f.span).collect();
+            let out = mask(&bytes, &spans);
+            proptest::prop_assert_eq!(out.len(), bytes.len());
+            proptest::prop_assert!(every_frame_verifies(&out));
+        }
+    }
+
+    #[test]
     fn files_without_personal_data_have_none() {
         assert!(personal_fields(b"H|\\^&|||lab\rP|1\rO|1|S1\rR|1|^^^GLUC|5\rL|1\r", &STUDY).is_empty());
         assert!(personal_fields(b"", &Nobody).is_empty());
