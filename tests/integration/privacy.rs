@@ -29,18 +29,26 @@ const NEEDLES: &[&str] = &[
 ];
 
 /// HL7 from the central lab: identifiers in every PID-2–PID-4 repetition
-/// after the study code, PID-5…, NK1, NTE, and text results of unmapped tests.
+/// after the study code, PID-5…, NK1, PV1, GT1, IN1, MRG, a Z segment, NTE,
+/// and results of unmapped tests (text, and a national ID typed NM).
 fn hl7_upload(p: &str, minute: i32, control: &str) -> String {
     format!(
         "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
          PID|1|{p}~19800315-1234|{p}^^^TRIAL^PI~198003151234^^^SKV^NNSWE~070-1234567|{p}^Storgatan 12~198003151234|Johansson^Birgitta||19800315|F|||Storgatan 12^^Uppsalavagen||070-1234567\r\
          NK1|1|Johansson^Mamma|MTH|Storgatan 12^^Uppsala|070-1234567\r\
+         PV1|1|O|Storgatan 12^^Uppsala||||070-1234567^Johansson^Mamma\r\
+         GT1|1|{p}|Johansson^Birgitta||Storgatan 12^^Uppsala||070-1234567||19800315\r\
+         IN1|1|PLAN||Insco|||||||||||Johansson^Birgitta|SEL|19800315|Storgatan 12\r\
+         MRG|198003151234\r\
+         ZPI|1|Johansson^Birgitta|198003151234\r\
          OBR|1||{p}-V0-T{minute}\r\
          OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r\
          NTE|1|L|Call Birgitta Johansson on 070-1234567\r\
          OBX|2|ST|NOTE||Birgitta Johansson 19800315-1234|||||F\r\
          OBX|3|TX|ADDR||Storgatan 12~070-1234567|||||F\r\
-         OBX|4|FT|PNR||198003151234|||||F\r"
+         OBX|4|FT|PNR||198003151234|||||F\r\
+         OBX|5|NM|PNR2||198003151234|||||F\r\
+         OBX|6|SN|NAME||Birgitta^Johansson|||||F\r"
     )
 }
 
@@ -62,12 +70,13 @@ fn hl7_unknown_sender(p: &str, control: &str) -> String {
          PID|1||{p}~198003151234||Johansson^Birgitta\r\
          OBR|1||{p}-V0-T90\r\
          OBX|1|ST|1986-9||Birgitta Johansson|||||F\r\
+         OBX|2|NM|1986-9||198003151234|||||F\r\
          NTE|1|L|Storgatan 12, 070-1234567\r"
     )
 }
 
 /// ASTM from the e411: a national ID in a repeat of P.3, P.4, P.5…, C
-/// comments on the patient and the result.
+/// comments on the patient and the result, results of unmapped tests, a query.
 fn astm_upload(p: &str, minute: i32) -> String {
     format!(
         "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
@@ -76,6 +85,9 @@ fn astm_upload(p: &str, minute: i32) -> String {
          O|1|{p}-V0-T{minute}||^^^CPEP\r\
          R|1|^^^CPEP|0.31|nmol/L||N||F||ADMIN||20260302101000\r\
          C|1|I|called Birgitta Johansson 19800315-1234|G\r\
+         R|2|^^^PNAME|Birgitta Johansson|||N||F\r\
+         R|3|^^^PNR|198003151234|||N||F\r\
+         Q|1|198003151234^{p}-V0-T{minute}||ALL||||Johansson^Mamma|070-1234567|||O\r\
          L|1|N\r"
     )
 }
@@ -92,6 +104,24 @@ fn astm_broken(p: &str, minute: i32) -> String {
     )
 }
 
+/// ASTM with its own delimiters (`H|\%&`), framed as a serial link captures it.
+fn astm_framed(p: &str, minute: i32) -> String {
+    let text = format!(
+        "H|\\%&|||cobas-e411%1|||||host|RSUPL%BATCH|P|1|20260302101500\r\
+         P|1|{p}%198003151234||{p}^19800315|Johansson%Birgitta||19800315|F||Storgatan 12||070-1234567\r\
+         O|1|{p}-V0-T{minute}||%%%CPEP\r\
+         R|1|%%%CPEP|0.27|nmol/L||N||F||ADMIN||20260302101000\r\
+         R|2|%%%PNR|198003151234|||N||F\r\
+         L|1|N\r"
+    );
+    let mut out = String::from("\u{5}");
+    for frame in labfeed::astm::encode_frames(text.as_bytes(), 40) {
+        out.push_str(&String::from_utf8(frame).unwrap());
+    }
+    out.push('\u{4}');
+    out
+}
+
 /// The planted files for one round (`p` the participant, so that the two
 /// rounds are different content and neither is a duplicate of the other).
 fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
@@ -101,6 +131,7 @@ fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
         (format!("{round}-other.hl7"), hl7_unknown_sender(p, &format!("{round}3"))),
         (format!("{round}-e411.astm"), astm_upload(p, 30)),
         (format!("{round}-broken.astm"), astm_broken(p, 120)),
+        (format!("{round}-framed.astm"), astm_framed(p, 60)),
     ]
 }
 
@@ -270,6 +301,7 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     let results = String::from_utf8(stdout_of(&t, &["export", "results"])).unwrap();
     assert!(results.contains("U04,V0,0,c_peptide,0.25"), "{results}");
     assert!(results.contains("U03,V0,30,c_peptide,0.31"), "{results}");
+    assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
 
     // The stored copy keeps the study code and the values, masks the rest.
     let raw: Vec<Vec<u8>> = holder
