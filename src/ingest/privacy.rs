@@ -36,9 +36,23 @@ const HL7_PID_IDS: &[usize] = &[2, 3, 4];
 /// leading study code, as in P.3. Physician, phone and user fields are masked.
 const ASTM_Q_KEPT: &[usize] = &[1, 2, 5, 6, 7, 8, 13];
 const ASTM_Q_IDS: &[usize] = &[3, 4];
-/// HL7 segments kept as they are (besides MSH/FHS/BHS, PID, NTE and OBX,
-/// which have their own rules): the ones labfeed reads or that carry
-/// orders, specimens and acknowledgements. Every other segment (NK1, PV1,
+/// People and free text in the records and segments that are otherwise
+/// kept (labfeed reads none of these fields): ASTM O.11 collector, O.14
+/// clinical information, O.17–O.18 ordering physician and phone, R.11
+/// operator; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
+/// address), OBR-10, 13, 16, 17, 28, 32–35 (collector, clinical information,
+/// ordering provider, phone, copies to, interpreters, technician,
+/// transcriptionist), OBX-16 and OBX-25 (observer, medical director),
+/// SPM-14 (description).
+const ASTM_O_PERSONAL: &[usize] = &[11, 14, 17, 18];
+const ASTM_R_PERSONAL: &[usize] = &[11];
+const HL7_ORC_PERSONAL: &[usize] = &[10, 11, 12, 14, 19, 24];
+const HL7_OBR_PERSONAL: &[usize] = &[10, 13, 16, 17, 28, 32, 33, 34, 35];
+const HL7_OBX_PERSONAL: &[usize] = &[16, 25];
+const HL7_SPM_PERSONAL: &[usize] = &[14];
+/// HL7 segments kept (besides MSH/FHS/BHS, PID, NTE and the fields above):
+/// the ones labfeed reads or that carry orders, specimens and
+/// acknowledgements. Every other segment (NK1, PV1,
 /// PV2, PD1, GT1, IN1, IN2, MRG, AL1, DG1, Z segments…) is masked but for
 /// its ID and a set ID: a whitelist, so an unexpected segment is masked.
 const HL7_READ: &[&[u8]] =
@@ -325,16 +339,18 @@ impl Scan<'_> {
             b'C' if !self.keeps_comments() => {
                 mask_record(&rule("C.", ASTM_C_KEPT, &[]), &syntax, line, offset, self.policy, &mut self.found)
             }
-            b'R' if !self.keeps_comments() => {
+            b'R' => {
                 // The parser's test code: R.3 component 1, else component 4.
                 let id = field(line, syntax.field, 1, 3).unwrap_or_default();
                 let first = syntax.component(id, 1);
                 let test = if first.is_empty() { syntax.component(id, 4) } else { first };
-                if !self.maps(test) {
+                if !self.keeps_comments() && !self.maps(test) {
                     self.value(line, &syntax, 1, 4, "R.4", offset);
                 }
+                self.fields_of(line, &syntax, 1, "R.", ASTM_R_PERSONAL, offset);
             }
-            b'C' | b'R' | b'O' | b'M' | b'S' | b'L' => {}
+            b'O' => self.fields_of(line, &syntax, 1, "O.", ASTM_O_PERSONAL, offset),
+            b'C' | b'M' | b'S' | b'L' => {}
             _ => self.whole(offset, line),
         }
         self.syntax = Some(syntax);
@@ -366,14 +382,18 @@ impl Scan<'_> {
             b"PID" => {
                 mask_record(&rule(HL7_PID_KEPT, HL7_PID_IDS), &syntax, line, offset, self.policy, &mut self.found)
             }
-            b"NTE" | b"OBX" if self.keeps_comments() => {}
+            b"NTE" if self.keeps_comments() => {}
             b"NTE" => mask_record(&rule(HL7_NTE_KEPT, &[]), &syntax, line, offset, self.policy, &mut self.found),
             b"OBX" => {
                 let test = syntax.first_part(field(line, syntax.field, 0, 3).unwrap_or_default());
-                if !self.maps(test) {
+                if !self.keeps_comments() && !self.maps(test) {
                     self.value(line, &syntax, 0, 5, "OBX.5", offset);
                 }
+                self.fields_of(line, &syntax, 0, "OBX.", HL7_OBX_PERSONAL, offset);
             }
+            b"ORC" => self.fields_of(line, &syntax, 0, "ORC.", HL7_ORC_PERSONAL, offset),
+            b"OBR" => self.fields_of(line, &syntax, 0, "OBR.", HL7_OBR_PERSONAL, offset),
+            b"SPM" => self.fields_of(line, &syntax, 0, "SPM.", HL7_SPM_PERSONAL, offset),
             id if HL7_READ.contains(&id) => {}
             _ => {
                 // A set ID (a few digits in field 1) says nothing about anyone.
@@ -384,6 +404,15 @@ impl Scan<'_> {
             }
         }
         self.syntax = Some(syntax);
+    }
+
+    /// The non-empty fields `which` (numbered from `first`) of `line`.
+    fn fields_of(&mut self, line: &[u8], syntax: &Syntax, first: usize, prefix: &str, which: &[usize], offset: usize) {
+        for (n, span) in fields(line, syntax.field, first) {
+            if which.contains(&n) && !span.is_empty() {
+                self.found.push((format!("{prefix}{n}"), offset + span.start..offset + span.end));
+            }
+        }
     }
 
     /// Field `n` (numbered from `first`) of `line`: a result value not kept.
@@ -587,6 +616,18 @@ mod tests {
         let out = masked(hl7, &STUDY);
         assert!(out.contains("\rGT1|1|***|******************\r") && out.contains("\rMRG|************\r"), "{out}");
         assert!(out.contains("\rOBR|1||U04-V0-T0\rOBX|1|NM|CPEP||0.4\r"), "{out}");
+    }
+
+    #[test]
+    fn people_and_free_text_in_kept_segments_and_records_are_masked() {
+        let hl7 = b"MSH|^~\\&|lab\rORC|RE|||||||||||Lind^Per\rOBR|1||S1|CPEP|||20260302||||||Birgitta J|||Lind^Per\rOBX|1|NM|CPEP||0.4|||||F||||||Ek^Eva\rSPM|1|S1||||||||||||Birgitta\r";
+        let fields = personal_fields(hl7, &STUDY);
+        assert_eq!(names(&fields), ["ORC.12", "OBR.13", "OBR.16", "OBX.16", "SPM.14"]);
+        let out = masked(hl7, &STUDY);
+        assert!(out.contains("OBR|1||S1|CPEP|||20260302||||||**********|||********\r"), "{out}");
+        assert!(out.contains("OBX|1|NM|CPEP||0.4|||||F||||||******\r"), "{out}");
+        let astm = b"H|\\^&|||lab\rO|1|S1||^^^CPEP|||||||||Birgitta|||Lind^Per|070-1\rR|1|^^^CPEP|0.4|||||F||Ek\rL|1\r";
+        assert_eq!(names(&personal_fields(astm, &STUDY)), ["O.14", "O.17", "O.18", "R.11"]);
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn hl7_upload(p: &str, minute: i32, control: &str) -> String {
          IN1|1|PLAN||Insco|||||||||||Johansson^Birgitta|SEL|19800315|Storgatan 12\r\
          MRG|198003151234\r\
          ZPI|1|Johansson^Birgitta|198003151234\r\
-         OBR|1||{p}-V0-T{minute}\r\
+         OBR|1||{p}-V0-T{minute}||||||||||Birgitta Johansson 19800315\r\
          OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r\
          NTE|1|L|Call Birgitta Johansson on 070-1234567\r\
          OBX|2|ST|NOTE||Birgitta Johansson 19800315-1234|||||F\r\
@@ -82,7 +82,7 @@ fn astm_upload(p: &str, minute: i32) -> String {
         "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
          P|1|{p}\\198003151234|19800315-1234|{p}^Storgatan 12|Johansson^Birgitta^B|Mamma|19800315|F||Storgatan 12^Uppsalavagen||070-1234567\r\
          C|1|I|Birgitta Johansson 070-1234567|G\r\
-         O|1|{p}-V0-T{minute}||^^^CPEP\r\
+         O|1|{p}-V0-T{minute}||^^^CPEP|||||||||Birgitta Johansson\r\
          R|1|^^^CPEP|0.31|nmol/L||N||F||ADMIN||20260302101000\r\
          C|1|I|called Birgitta Johansson 19800315-1234|G\r\
          R|2|^^^PNAME|Birgitta Johansson|||N||F\r\
