@@ -364,8 +364,14 @@ impl Scan<'_> {
             && line.get(3).is_some_and(|sep| !sep.is_ascii_alphanumeric() && !sep.is_ascii_whitespace())
         {
             let syntax = Syntax::declared(line, 3, 0);
-            if line.starts_with(b"MSH") {
-                self.sender = syntax.as_ref().and_then(|s| header_sender(s, field(line, s.field, 1, 3)));
+            if let Some(syntax) = &syntax {
+                if line.starts_with(b"MSH") {
+                    self.sender = header_sender(syntax, field(line, syntax.field, 1, 3));
+                } else {
+                    // FHS-10 / BHS-10: the file's or batch's comment.
+                    let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
+                    self.fields_of(line, syntax, 1, &prefix, &[10], offset);
+                }
             }
             self.syntax = syntax;
             return;
@@ -394,6 +400,8 @@ impl Scan<'_> {
             b"ORC" => self.fields_of(line, &syntax, 0, "ORC.", HL7_ORC_PERSONAL, offset),
             b"OBR" => self.fields_of(line, &syntax, 0, "OBR.", HL7_OBR_PERSONAL, offset),
             b"SPM" => self.fields_of(line, &syntax, 0, "SPM.", HL7_SPM_PERSONAL, offset),
+            // BTS-2 / FTS-2: the batch's or file's comment.
+            b"BTS" | b"FTS" => self.fields_of(line, &syntax, 0, &prefix, &[2], offset),
             id if HL7_READ.contains(&id) => {}
             _ => {
                 // A set ID (a few digits in field 1) says nothing about anyone.
@@ -626,6 +634,9 @@ mod tests {
         let out = masked(hl7, &STUDY);
         assert!(out.contains("OBR|1||S1|CPEP|||20260302||||||**********|||********\r"), "{out}");
         assert!(out.contains("OBX|1|NM|CPEP||0.4|||||F||||||******\r"), "{out}");
+        let batch = b"FHS|^~\\&||||||||Call Birgitta\rBHS|^~\\&\rMSH|^~\\&|lab\rBTS|1|Birgitta\rFTS|1|Birgitta\r";
+        assert_eq!(names(&personal_fields(batch, &STUDY)), ["FHS.10", "BTS.2", "FTS.2"]);
+        assert!(masked(batch, &STUDY).contains("FHS|^~\\&||||||||*************\r"));
         let astm = b"H|\\^&|||lab\rO|1|S1||^^^CPEP|||||||||Birgitta|||Lind^Per|070-1\rR|1|^^^CPEP|0.4|||||F||Ek\rL|1\r";
         assert_eq!(names(&personal_fields(astm, &STUDY)), ["O.14", "O.17", "O.18", "R.11"]);
     }

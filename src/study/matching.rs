@@ -138,7 +138,7 @@ fn assess_with(
         a.hold = Some(Finding {
             code: MismatchCode::UnknownInstrument,
             detail: format!(
-                "sender {} is not a configured instrument ([[instruments]] sender)",
+                "sender {} is not a configured instrument ([[instruments]] sender); value not kept: configure the instrument and ask for a resend",
                 quoted(sender.or(result.sender.as_deref()))
             ),
         });
