@@ -313,10 +313,7 @@ impl Scan<'_> {
     /// One ASTM line: a record only when its type letter is one the parser
     /// reads and the message's field separator follows; else masked whole.
     fn astm(&mut self, offset: usize, line: &[u8]) {
-        if let [b'H' | b'h', sep, ..] = line
-            && !sep.is_ascii_alphanumeric()
-            && !sep.is_ascii_whitespace()
-        {
+        if is_header(Some(Format::Astm), line) {
             let syntax = Syntax::declared(line, 1, 1);
             self.sender = syntax.as_ref().and_then(|s| header_sender(s, field(line, s.field, 1, 5)));
             self.syntax = syntax;
@@ -360,9 +357,7 @@ impl Scan<'_> {
     /// (`[A-Z][A-Z0-9]{2}` and the message's field separator); else masked
     /// whole. Segments labfeed does not read are masked but for a set ID.
     fn hl7(&mut self, offset: usize, line: &[u8]) {
-        if matches!(line.get(..3), Some(b"MSH" | b"FHS" | b"BHS"))
-            && line.get(3).is_some_and(|sep| !sep.is_ascii_alphanumeric() && !sep.is_ascii_whitespace())
-        {
+        if is_header(Some(Format::Hl7), line) {
             let syntax = Syntax::declared(line, 3, 0);
             if let Some(syntax) = &syntax {
                 if line.starts_with(b"MSH") {
@@ -432,13 +427,29 @@ impl Scan<'_> {
     }
 }
 
+/// Whether `line` starts a message (ASTM H, HL7 MSH) or an HL7 batch (FHS, BHS).
+fn is_header(format: Option<Format>, line: &[u8]) -> bool {
+    let separator = |at: usize| line.get(at).is_some_and(|b| !b.is_ascii_alphanumeric() && !b.is_ascii_whitespace());
+    match format {
+        Some(Format::Astm) => matches!(line.first(), Some(b'H' | b'h')) && separator(1),
+        Some(Format::Hl7) => matches!(line.get(..3), Some(b"MSH" | b"FHS" | b"BHS")) && separator(3),
+        None => false,
+    }
+}
+
 fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
     let format = crate::parse::detect(text);
     let mut scan = Scan { policy, syntax: None, sender: None, found: Vec::new() };
     for (offset, line) in lines(text) {
-        // A BOM or padding before the first record is not part of it.
+        // A BOM or padding before a header is not part of it (the parsers
+        // skip it); before any other line it makes the line no record.
         let lead = line.len() - line.strip_prefix(UTF8_BOM).unwrap_or(line).trim_ascii_start().len();
-        let (offset, line) = (offset + lead, line.get(lead..).unwrap_or_default());
+        let trimmed = line.get(lead..).unwrap_or_default();
+        if lead > 0 && !trimmed.is_empty() && !is_header(format, trimmed) {
+            scan.whole(offset, line);
+            continue;
+        }
+        let (offset, line) = (offset + lead, trimmed);
         match (format, line) {
             (_, []) => {}
             (Some(Format::Astm), _) => scan.astm(offset, line),
@@ -653,6 +664,9 @@ mod tests {
             assert_eq!(names(&fields), ["line"], "{}: {fields:?}", String::from_utf8_lossy(line));
             assert_eq!(fields.first().map(|f| f.span.len()), Some(line.len()));
         }
+        // Leading white space makes a line no segment (the parser does not skip it there).
+        let padded = b"MSH|^~\\&|lab\r PID|1||U04\rOBX|1|NM|CPEP||0.4\r";
+        assert_eq!(names(&personal_fields(padded, &STUDY)), ["line"]);
         // A file that does not start with a header is neither format: every line is masked.
         assert_eq!(names(&personal_fields(b"PID|1||X^Y\rMSH|^~\\&|lab\r", &STUDY)), ["line", "line"]);
         // An ASTM record needs the message's field separator after a type the parser reads.
