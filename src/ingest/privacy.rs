@@ -427,6 +427,37 @@ impl Scan<'_> {
     }
 }
 
+/// Whether `line` starts an HL7 unit: a message, or a batch or file header
+/// or trailer (the parser starts one there even after a bare LF).
+fn starts_unit(line: &[u8]) -> bool {
+    matches!(line.get(..3), Some(b"MSH" | b"FHS" | b"BHS" | b"BTS" | b"FTS"))
+        && !line.get(3).is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Whether the HL7 unit starting at `from` has a CR before the next unit or
+/// MLLP block byte.
+fn unit_has_cr(text: &[u8], from: usize) -> bool {
+    let rest = text.get(from..).unwrap_or_default();
+    for (i, &b) in rest.iter().enumerate() {
+        match b {
+            b'\r' => return true,
+            0x0B | 0x1C => return false,
+            b'\n' if i > 0 && starts_unit(rest.get(i + 1..).unwrap_or_default()) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether the line at `start` follows an LF that is not part of a CR line
+/// end (CRLF, LFCR) or MLLP framing.
+fn after_bare_lf(text: &[u8], start: usize) -> bool {
+    let before = text.get(..start).unwrap_or_default();
+    let lfs = before.iter().rev().take_while(|&&b| b == b'\n').count();
+    let previous = before.len().checked_sub(lfs + 1).and_then(|i| before.get(i));
+    lfs > 0 && !matches!(previous, None | Some(b'\r' | 0x0B | 0x1C))
+}
+
 /// Whether `line` starts a message (ASTM H, HL7 MSH) or an HL7 batch (FHS, BHS).
 fn is_header(format: Option<Format>, line: &[u8]) -> bool {
     let separator = |at: usize| line.get(at).is_some_and(|b| !b.is_ascii_alphanumeric() && !b.is_ascii_whitespace());
@@ -440,6 +471,9 @@ fn is_header(format: Option<Format>, line: &[u8]) -> bool {
 fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
     let format = crate::parse::detect(text);
     let mut scan = Scan { policy, syntax: None, sender: None, found: Vec::new() };
+    // Whether the current HL7 unit has CRs: then a bare LF is data, as the
+    // parser reads it, and the text after one belongs to the segment before.
+    let mut cr_mode = false;
     for (offset, line) in lines(text) {
         // A BOM or padding before a header is not part of it (the parsers
         // skip it); before any other line it makes the line no record.
@@ -449,10 +483,15 @@ fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
             scan.whole(offset, line);
             continue;
         }
-        let (offset, line) = (offset + lead, trimmed);
+        let (start, offset, line) = (offset, offset + lead, trimmed);
         match (format, line) {
             (_, []) => {}
             (Some(Format::Astm), _) => scan.astm(offset, line),
+            (Some(Format::Hl7), _) if starts_unit(line) => {
+                cr_mode = unit_has_cr(text, offset);
+                scan.hl7(offset, line);
+            }
+            (Some(Format::Hl7), _) if cr_mode && after_bare_lf(text, start) => scan.whole(offset, line),
             (Some(Format::Hl7), _) => scan.hl7(offset, line),
             (None, _) => scan.whole(offset, line),
         }
@@ -664,6 +703,13 @@ mod tests {
             assert_eq!(names(&fields), ["line"], "{}: {fields:?}", String::from_utf8_lossy(line));
             assert_eq!(fields.first().map(|f| f.span.len()), Some(line.len()));
         }
+        // In a message with CRs a bare LF is data: what follows it belongs to the
+        // segment before, so it is masked whole even when it looks like a segment.
+        let lf = b"MSH|^~\\&|lab\rPID|1||U04||Johansson\nOBX|19800315\r\nOBX|1|NM|CPEP||0.4\r";
+        assert_eq!(names(&personal_fields(lf, &STUDY)), ["PID.5", "line"]);
+        // A message with no CR ends its segments with LF.
+        let lf = b"MSH|^~\\&|lab\nPID|1||U04||Johansson\nOBX|1|NM|CPEP||0.4\n";
+        assert_eq!(names(&personal_fields(lf, &STUDY)), ["PID.5"]);
         // Leading white space makes a line no segment (the parser does not skip it there).
         let padded = b"MSH|^~\\&|lab\r PID|1||U04\rOBX|1|NM|CPEP||0.4\r";
         assert_eq!(names(&personal_fields(padded, &STUDY)), ["line"]);
