@@ -50,11 +50,11 @@ const HL7_ORC_PERSONAL: &[usize] = &[10, 11, 12, 14, 19, 24];
 const HL7_OBR_PERSONAL: &[usize] = &[10, 13, 16, 17, 28, 32, 33, 34, 35];
 const HL7_OBX_PERSONAL: &[usize] = &[16, 25];
 const HL7_SPM_PERSONAL: &[usize] = &[14];
-/// HL7 segments kept (besides MSH/FHS/BHS, PID, NTE and the fields above):
-/// the ones labfeed reads or that carry orders, specimens and
-/// acknowledgements. Every other segment (NK1, PV1,
-/// PV2, PD1, GT1, IN1, IN2, MRG, AL1, DG1, Z segments…) is masked but for
-/// its ID and a set ID: a whitelist, so an unexpected segment is masked.
+/// HL7 segments kept (but for the fields above; MSH, FHS, BHS, PID, NTE and
+/// OBX have their own rules): the ones labfeed reads or that carry orders,
+/// specimens and acknowledgements. Every other segment (NK1, PV1, PV2, PD1,
+/// GT1, IN1, IN2, MRG, AL1, DG1, Z segments…) is masked but for its ID and
+/// a set ID: a whitelist, so a segment nobody foresaw is masked too.
 const HL7_READ: &[&[u8]] =
     &[b"ORC", b"OBR", b"SPM", b"TQ1", b"TQ2", b"TCD", b"SID", b"SAC", b"MSA", b"ERR", b"BTS", b"FTS"];
 /// Comments: ASTM C.1 type, C.2 sequence, C.3 source, C.5 comment type;
@@ -66,8 +66,8 @@ const HL7_NTE_KEPT: &[usize] = &[0, 1, 2];
 pub trait Policy {
     /// Whether `id` is one of the study's participant codes (kept).
     fn is_study_code(&self, id: &str) -> bool;
-    /// Whether comment free text from `sender` is kept (`keep_comments`);
-    /// an unknown sender's is masked.
+    /// Whether comment free text and values of unmapped tests from `sender`
+    /// are kept (`keep_comments`); an unknown sender's are masked.
     fn keeps_comments(&self, sender: Option<&str>) -> bool;
     /// Whether `test` is mapped to an analyte for `sender`'s instrument.
     fn maps_test(&self, sender: Option<&str>, test: &str) -> bool;
@@ -284,8 +284,8 @@ fn header_sender(syntax: &Syntax, field: Option<&[u8]>) -> Option<String> {
     (!sender.is_empty()).then_some(sender)
 }
 
-/// Where the scan is: the file's format, and the current message's
-/// delimiters and sender once its header has been seen.
+/// Where the scan is: the current message's delimiters and sender once its
+/// header has been seen, and what was found so far.
 struct Scan<'p> {
     policy: &'p dyn Policy,
     syntax: Option<Syntax>,
