@@ -48,7 +48,9 @@ fn hl7_upload(p: &str, minute: i32, control: &str) -> String {
          OBX|3|TX|ADDR||Storgatan 12~070-1234567|||||F\r\
          OBX|4|FT|PNR||198003151234|||||F\r\
          OBX|5|NM|PNR2||198003151234|||||F\r\
-         OBX|6|SN|NAME||Birgitta^Johansson|||||F\r"
+         OBX|6|SN|NAME||Birgitta^Johansson|||||F\r\
+         OBX|7|NM|NAME2||Birgitta Johansson|||||F\r\
+         OBX|8|XX|NAME3||Birgitta~Johansson|||||F\r"
     )
 }
 
