@@ -672,3 +672,24 @@ fn a_moved_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() 
     assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
     assert!(raw_copies(&t).contains("P|1|U02%"), "the study code is kept:\n{}", raw_copies(&t));
 }
+
+/// The HL7 counterpart: with a component delimiter `$` (MSH|$~\&), the study
+/// code of PID-3 `U02$$$TRIAL~198003151234` is kept and the rest masked, so
+/// after a manifest correction to U02 the stored copy reads back U02.
+#[test]
+fn a_moved_hl7_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() {
+    let t = study();
+    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS6001,U01,V0,30\n");
+    let msg = "MSH|$~\\&|CENTRALLAB|LAB|||20260302101500||ORU$R01|D1|P|2.5.1\r\
+               PID|1||U02$$$TRIAL~198003151234$$$SKV||Johansson$Birgitta\r\
+               OBR|1||S6001\r\
+               OBX|1|NM|1986-9||0.44|nmol/L|||||F|||20260302081000\r";
+    let said = ingest_bytes(&t, "dollar.hl7", msg.as_bytes());
+    assert!(said.contains("1 mismatches"), "PARTICIPANT_CONFLICT at U01: {said}");
+    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS6001,U02,V0,30\n");
+    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    let raw = raw_copies(&t);
+    assert!(raw.contains("PID|1||U02$*"), "the study code is kept:\n{raw}");
+    assert_absent("the stored copy", &raw, &["198003151234", "Johansson", "Birgitta"]);
+}
