@@ -208,9 +208,100 @@ pub fn joined_texts(bytes: &[u8]) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
     (text, map)
 }
 
+/// Captured link bytes: link control first (after a BOM and white space).
+pub fn is_link_capture(bytes: &[u8]) -> bool {
+    let body = bytes.strip_prefix(crate::model::UTF8_BOM).unwrap_or(bytes);
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(&(STX | EOT | ENQ | ACK | NAK)))
+}
+
+/// After masking: give every frame whose text `masked` changed, and whose
+/// checksum was right in `original`, the checksum of its new text, so the
+/// masked copy still reads as the original did. Same length; frames that
+/// were broken stay broken. Does nothing unless `original` is a link capture.
+pub fn reseal(original: &[u8], masked: &mut [u8]) {
+    if original.len() != masked.len() || !is_link_capture(original) {
+        return;
+    }
+    let mut at = 0;
+    while let Some(stx) = original.get(at..).and_then(|rest| rest.iter().position(|&b| b == STX)).map(|p| at + p) {
+        at = stx + 1;
+        let Some(&digit) = original.get(stx + 1).filter(|d| d.is_ascii_digit()) else { continue };
+        let start = stx + 2;
+        let rest = original.get(start..).unwrap_or_default();
+        let Some(len) = rest.iter().position(|&b| matches!(b, ETX | ETB | STX)) else { break };
+        let end = match rest.get(len) {
+            Some(&ETX) => FrameEnd::Last,
+            Some(&ETB) => FrameEnd::Intermediate,
+            _ => continue,
+        };
+        let sum_at = start + len + 1;
+        let (Some(text), Some(new_text), Some(digits)) =
+            (original.get(start..start + len), masked.get(start..start + len), original.get(sum_at..sum_at + 2))
+        else {
+            break;
+        };
+        at = sum_at;
+        let Ok((_, (sent, lowercase))) = checksum_digits(digits) else { continue };
+        if text == new_text
+            || sent != frame_checksum(digit, text, end)
+            || masked.get(sum_at..sum_at + 2) != Some(digits)
+        {
+            continue;
+        }
+        let sum = frame_checksum(digit, new_text, end);
+        let hex = if lowercase { format!("{sum:02x}") } else { format!("{sum:02X}") };
+        if let Some(slot) = masked.get_mut(sum_at..sum_at + 2) {
+            slot.copy_from_slice(hex.as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reseal_fixes_only_frames_that_masking_changed_and_that_were_right() {
+        let good = encode_frame(1, b"P|1||Doe", FrameEnd::Last);
+        let mut original = vec![ENQ];
+        original.extend_from_slice(&good);
+        // A text whose checksum has a hex letter, written in lower case.
+        let mut lower = (b'0'..=b'9')
+            .map(|n| encode_frame(2, &[b'P', b'|', n, b'|', b'|', b'D', b'o', b'e'], FrameEnd::Intermediate))
+            .find(|f| f[f.len() - 4..f.len() - 2].iter().any(u8::is_ascii_uppercase))
+            .unwrap();
+        let digits = lower.len() - 4..lower.len() - 2;
+        lower[digits].make_ascii_lowercase();
+        original.extend_from_slice(&lower);
+        let mut bad = encode_frame(3, b"P|1||Doe", FrameEnd::Last);
+        let at = bad.len() - 4;
+        bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+        original.extend_from_slice(&bad);
+        original.push(EOT);
+        let mut masked = original.clone();
+        for (i, b) in original.iter().enumerate() {
+            if *b == b'D' || *b == b'd' {
+                masked[i..i + 3].copy_from_slice(b"***");
+            }
+        }
+        reseal(&original, &mut masked);
+        assert_eq!(masked.len(), original.len());
+        let mut frames = Vec::new();
+        let mut rest = &masked[1..];
+        while let Ok((more, f)) = frame(rest) {
+            frames.push((f.verifies(), f.lowercase_checksum, f.text.to_vec()));
+            rest = more;
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0], (true, false, b"P|1||***".to_vec()));
+        assert!(frames[1].0 && frames[1].1, "lower case kept");
+        assert!(!frames[2].0, "a frame that was broken stays broken");
+        // Not a link capture: untouched.
+        let plain = b"P|1||Doe\x03AA\r\n".to_vec();
+        let mut copy = plain.clone();
+        reseal(&plain, &mut copy);
+        assert_eq!(copy, plain);
+    }
 
     #[test]
     fn checksum_matches_published_vectors() {

@@ -382,13 +382,10 @@ impl Run<'_> {
             },
             outcome: ObservationOutcome::Accepted,
         };
-        // Free text of a test that maps to nothing is a comment: not copied
-        // unless the instrument keeps comments (an unknown sender's never).
-        let mapped = a.analyte.is_some();
-        if !mapped
-            && !instrument.is_some_and(|i| i.keep_comments)
-            && privacy::is_free_text(self.delivery.bytes, result.offset)
-        {
+        // The value of a test that maps to nothing is not kept (it may be a
+        // name or a national ID, whatever OBX-2 says) unless the instrument
+        // keeps comments (an unknown sender's never); the stored copy masks it.
+        if a.analyte.is_none() && !instrument.is_some_and(|i| i.keep_comments) {
             observation.reported_value = None;
             observation.comparator = None;
             observation.reported_numeric = None;

@@ -138,7 +138,7 @@ fn assess_with(
         a.hold = Some(Finding {
             code: MismatchCode::UnknownInstrument,
             detail: format!(
-                "sender {} is not a configured instrument ([[instruments]] sender)",
+                "sender {} is not a configured instrument ([[instruments]] sender); value not kept: configure the instrument and ask for a resend",
                 quoted(sender.or(result.sender.as_deref()))
             ),
         });
@@ -152,7 +152,16 @@ fn assess_with(
     let Some(analyte) = a.analyte.clone() else {
         a.hold = Some(Finding {
             code: MismatchCode::UnknownTest,
-            detail: format!("test code {} is not mapped for instrument {}", quoted(test), instrument.name),
+            detail: format!(
+                "test code {} is not mapped for instrument {}{}",
+                quoted(test),
+                instrument.name,
+                if instrument.keep_comments {
+                    ""
+                } else {
+                    "; value not kept: the test is not mapped; map it in [[instruments]] tests and ask for a resend"
+                }
+            ),
         });
         return a;
     };
@@ -472,8 +481,13 @@ fn window_check(config: &Config, slot: &SampleSlot, result: &LabResult, study: &
     }
     let local = read.zone.to_datetime(collected_at);
     let mut clock = format!("{:02}:{:02}", local.hour(), local.minute());
+    let carried = result.collected_at.is_some_and(|t| t.offset_minutes.is_some());
     if let Some(offset) = chosen {
         clock.push_str(&format!(" ({}, the occurrence nearer the nominal minute)", offset_text(offset)));
+    } else if carried {
+        // Shown (the study zone's offset at that instant), so a time in a
+        // repeated hour reads unambiguously.
+        clock.push_str(&format!(" ({})", offset_text(read.zone.to_offset(collected_at))));
     }
     let relation = if seconds >= 0 {
         format!("{} min after meal start", (actual).round() as i64)
@@ -678,6 +692,12 @@ mod tests {
         assert!(run(&c, &r).flags.is_empty());
         r.collected_at = Timestamp::parse("20260302080200+0000").unwrap(); // 09:02 Stockholm
         assert!(run(&c, &r).flags.is_empty());
+        // A carried offset is shown, as the study zone reads that instant.
+        r.collected_at = Timestamp::parse("20260302075200+0000").unwrap(); // 08:52 Stockholm
+        assert_eq!(
+            run(&c, &r).flags[0].detail,
+            "collected 08:52 (+01:00), 22 min after meal start; nominal 30 ± 3 min"
+        );
         // An instrument whose O.8 is a registration time is not window-checked.
         let mut e411 = r.clone();
         e411.sender = Some("cobas-e411".into());

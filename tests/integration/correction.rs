@@ -519,9 +519,9 @@ fn a_refused_file_moves_nothing_and_rechecks_nothing() {
 }
 
 #[test]
-fn a_patient_id_that_cannot_be_read_back_holds_a_move_to_another_participant() {
-    // Captured E1381 frames: masking the name breaks the stored copy's checksums,
-    // so the patient ID (U01) cannot be read again from it.
+fn a_framed_capture_reads_its_patient_id_back_and_holds_a_move_to_another_participant() {
+    // Captured E1381 frames: the frames whose name was masked get new checksums,
+    // so the patient ID (U01) is read again from the stored copy.
     let text = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1|U01|||Andersson^Anna\r".to_owned()
         + &order(1, "S-1")
         + &r("CPEP", "0.52", "nmol/L")
@@ -550,7 +550,7 @@ fn a_patient_id_that_cannot_be_read_back_holds_a_move_to_another_participant() {
     assert!(out.contains("S-2 moved U01/V0/60 → U01/V0/90 (1 result moved)"), "same participant: {out}");
     let detail: String =
         db(&s).query_row("SELECT detail FROM mismatch WHERE code = 'PARTICIPANT_CONFLICT'", [], |r| r.get(0)).unwrap();
-    assert!(detail.contains("could not be read back from the stored copy"), "{detail}");
+    assert!(detail.contains("the message's patient ID differs from participant U02"), "{detail}");
     assert!(!detail.contains("Andersson"), "{detail}");
     let after = exported(&s);
     assert!(at(&after, "U02", "30").is_empty() && at(&after, "U01", "30").is_empty(), "{after:?}");

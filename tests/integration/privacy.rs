@@ -29,18 +29,28 @@ const NEEDLES: &[&str] = &[
 ];
 
 /// HL7 from the central lab: identifiers in every PID-2–PID-4 repetition
-/// after the study code, PID-5…, NK1, NTE, and text results of unmapped tests.
+/// after the study code, PID-5…, NK1, PV1, GT1, IN1, MRG, a Z segment, NTE,
+/// and results of unmapped tests (text, and a national ID typed NM).
 fn hl7_upload(p: &str, minute: i32, control: &str) -> String {
     format!(
         "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
          PID|1|{p}~19800315-1234|{p}^^^TRIAL^PI~198003151234^^^SKV^NNSWE~070-1234567|{p}^Storgatan 12~198003151234|Johansson^Birgitta||19800315|F|||Storgatan 12^^Uppsalavagen||070-1234567\r\
          NK1|1|Johansson^Mamma|MTH|Storgatan 12^^Uppsala|070-1234567\r\
-         OBR|1||{p}-V0-T{minute}\r\
+         PV1|1|O|Storgatan 12^^Uppsala||||070-1234567^Johansson^Mamma\r\
+         GT1|1|{p}|Johansson^Birgitta||Storgatan 12^^Uppsala||070-1234567||19800315\r\
+         IN1|1|PLAN||Insco|||||||||||Johansson^Birgitta|SEL|19800315|Storgatan 12\r\
+         MRG|198003151234\r\
+         ZPI|1|Johansson^Birgitta|198003151234\r\
+         OBR|1||{p}-V0-T{minute}||||||||||Birgitta Johansson 19800315\r\
          OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r\
          NTE|1|L|Call Birgitta Johansson on 070-1234567\r\
          OBX|2|ST|NOTE||Birgitta Johansson 19800315-1234|||||F\r\
          OBX|3|TX|ADDR||Storgatan 12~070-1234567|||||F\r\
-         OBX|4|FT|PNR||198003151234|||||F\r"
+         OBX|4|FT|PNR||198003151234|||||F\r\
+         OBX|5|NM|PNR2||198003151234|||||F\r\
+         OBX|6|SN|NAME||Birgitta^Johansson|||||F\r\
+         OBX|7|NM|NAME2||Birgitta Johansson|||||F\r\
+         OBX|8|XX|NAME3||Birgitta~Johansson|||||F\r"
     )
 }
 
@@ -62,20 +72,24 @@ fn hl7_unknown_sender(p: &str, control: &str) -> String {
          PID|1||{p}~198003151234||Johansson^Birgitta\r\
          OBR|1||{p}-V0-T90\r\
          OBX|1|ST|1986-9||Birgitta Johansson|||||F\r\
+         OBX|2|NM|1986-9||198003151234|||||F\r\
          NTE|1|L|Storgatan 12, 070-1234567\r"
     )
 }
 
 /// ASTM from the e411: a national ID in a repeat of P.3, P.4, P.5…, C
-/// comments on the patient and the result.
+/// comments on the patient and the result, results of unmapped tests, a query.
 fn astm_upload(p: &str, minute: i32) -> String {
     format!(
         "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
          P|1|{p}\\198003151234|19800315-1234|{p}^Storgatan 12|Johansson^Birgitta^B|Mamma|19800315|F||Storgatan 12^Uppsalavagen||070-1234567\r\
          C|1|I|Birgitta Johansson 070-1234567|G\r\
-         O|1|{p}-V0-T{minute}||^^^CPEP\r\
+         O|1|{p}-V0-T{minute}||^^^CPEP|||||||||Birgitta Johansson\r\
          R|1|^^^CPEP|0.31|nmol/L||N||F||ADMIN||20260302101000\r\
          C|1|I|called Birgitta Johansson 19800315-1234|G\r\
+         R|2|^^^PNAME|Birgitta Johansson|||N||F\r\
+         R|3|^^^PNR|198003151234|||N||F\r\
+         Q|1|198003151234^{p}-V0-T{minute}||ALL||||Johansson^Mamma|070-1234567|||O\r\
          L|1|N\r"
     )
 }
@@ -92,6 +106,24 @@ fn astm_broken(p: &str, minute: i32) -> String {
     )
 }
 
+/// ASTM with its own delimiters (`H|\%&`), framed as a serial link captures it.
+fn astm_framed(p: &str, minute: i32) -> String {
+    let text = format!(
+        "H|\\%&|||cobas-e411%1|||||host|RSUPL%BATCH|P|1|20260302101500\r\
+         P|1|{p}%198003151234||{p}^19800315|Johansson%Birgitta||19800315|F||Storgatan 12||070-1234567\r\
+         O|1|{p}-V0-T{minute}||%%%CPEP\r\
+         R|1|%%%CPEP|0.27|nmol/L||N||F||ADMIN||20260302101000\r\
+         R|2|%%%PNR|198003151234|||N||F\r\
+         L|1|N\r"
+    );
+    let mut out = String::from("\u{5}");
+    for frame in labfeed::astm::encode_frames(text.as_bytes(), 40) {
+        out.push_str(&String::from_utf8(frame).unwrap());
+    }
+    out.push('\u{4}');
+    out
+}
+
 /// The planted files for one round (`p` the participant, so that the two
 /// rounds are different content and neither is a duplicate of the other).
 fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
@@ -101,6 +133,7 @@ fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
         (format!("{round}-other.hl7"), hl7_unknown_sender(p, &format!("{round}3"))),
         (format!("{round}-e411.astm"), astm_upload(p, 30)),
         (format!("{round}-broken.astm"), astm_broken(p, 120)),
+        (format!("{round}-framed.astm"), astm_framed(p, 60)),
     ]
 }
 
@@ -270,6 +303,7 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     let results = String::from_utf8(stdout_of(&t, &["export", "results"])).unwrap();
     assert!(results.contains("U04,V0,0,c_peptide,0.25"), "{results}");
     assert!(results.contains("U03,V0,30,c_peptide,0.31"), "{results}");
+    assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
 
     // The stored copy keeps the study code and the values, masks the rest.
     let raw: Vec<Vec<u8>> = holder
@@ -385,4 +419,277 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
     // Patient data is masked whatever keep_comments says.
     assert!(raw.contains("PID|1|U04~*"), "{raw}");
     assert!(!raw.contains("Johansson^Birgitta"), "{raw}");
+}
+
+// Review r2 (issue 10 point 4): personal data that reached the stored copy,
+// the tables or the reports, and an OUT_OF_WINDOW detail that dropped the
+// offset a collection time carried.
+
+fn import(t: &TempStudy, what: &str, name: &str, content: &str) {
+    let csv = t.file(name, content);
+    let out = t.run(&["import", what, csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+fn ingest_bytes(t: &TempStudy, name: &str, bytes: &[u8]) -> String {
+    let path = t.dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let out = t.run(&["ingest", path.to_str().unwrap()]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    text(&out)
+}
+
+/// Every stored copy, as lossy text.
+fn raw_copies(t: &TempStudy) -> String {
+    let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
+    let rows: Vec<Vec<u8>> = conn
+        .prepare("SELECT content FROM raw")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>().join("\n")
+}
+
+/// Every text column of every row of `table`.
+fn table_text(t: &TempStudy, table: &str) -> String {
+    let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
+    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = String::new();
+    while let Some(row) = rows.next().unwrap() {
+        for i in 0..n {
+            if let rusqlite::types::ValueRef::Text(s) = row.get_ref(i).unwrap() {
+                out.push_str(&String::from_utf8_lossy(s));
+                out.push('|');
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn assert_absent(what: &str, haystack: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(!haystack.contains(needle), "{what} contains {needle:?}:\n{haystack}");
+    }
+}
+
+const MSH: &str = "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|";
+
+/// SPEC §7 "Personal data": nothing that identifies a person (names, birth
+/// dates, addresses, phone numbers, identifiers other than the study code)
+/// reaches the stored copy. Guarantor (GT1), insurance (IN1), merge (MRG)
+/// and site-specific Z segments carry exactly that.
+#[test]
+fn guarantor_insurance_merge_and_z_segments_are_masked_in_the_stored_copy() {
+    let t = study();
+    let msg = format!(
+        "{MSH}G1|P|2.5.1\r\
+         PID|1||U04||XX\r\
+         GT1|1|U04|Johansson^Birgitta||Storgatan 12^^Uppsala||070-1234567||19800315\r\
+         IN1|1|PLAN||Insco|||||||||||Johansson^Birgitta|SEL|19800315|Storgatan 12\r\
+         MRG|198003151234\r\
+         ZPI|1|Johansson^Birgitta|198003151234\r\
+         OBR|1||U04-V0-T0\r\
+         OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r"
+    );
+    let said = ingest_bytes(&t, "gt1.hl7", msg.as_bytes());
+    assert!(said.contains("1 accepted"), "{said}");
+    assert_absent(
+        "the stored copy",
+        &raw_copies(&t),
+        &["Johansson", "Birgitta", "19800315", "070-1234567", "Storgatan"],
+    );
+}
+
+/// A wrapped PID continuation line is masked whole even when it looks like a
+/// segment at a glance ("Lee^Anna…", "Eva-Lotta …", a lower-case "pid|"):
+/// the masker's idea of a segment is no looser than the parser's.
+#[test]
+fn a_wrapped_pid_line_that_happens_to_look_like_a_segment_is_still_masked() {
+    let t = study();
+    let wrapped = [
+        ("w1.hl7", format!("{MSH}W1|P|2.5.1\rPID|1||U04||\rLee^Annalisa||19800315|F\rOBR|1||U04-V0-T15\r")),
+        ("w2.hl7", format!("{MSH}W2|P|2.5.1\rPID|1||U04||\rEva-Lotta Johansson 19800315|F\rOBR|1||U04-V0-T15\r")),
+        ("w3.hl7", format!("{MSH}W3|P|2.5.1\rpid|1||U04~198003151234||Johansson^Birgitta\rOBR|1||U04-V0-T15\r")),
+    ];
+    for (name, content) in &wrapped {
+        let said = ingest_bytes(&t, name, content.as_bytes());
+        assert!(said.contains("not a segment"), "{said}");
+    }
+    assert_absent("the stored copy", &raw_copies(&t), &["Annalisa", "Eva-Lotta", "Johansson", "19800315"]);
+}
+
+/// A PID cut in two by an MLLP frame end (a capture of a sender that split
+/// a segment): the second half ("son^Birgitta…") is masked too.
+#[test]
+fn a_pid_split_across_mllp_frames_is_masked() {
+    let t = study();
+    let mut bytes = b"\x0b".to_vec();
+    bytes.extend_from_slice(format!("{MSH}M1|P|2.5.1\rPID|1||U04||Johans").as_bytes());
+    bytes.extend_from_slice(b"\x1c\r\x0bson^Birgitta||19800315\rOBR|1||U04-V0-T90\r");
+    bytes.extend_from_slice(b"OBX|1|NM|1986-9||0.32|nmol/L|||||F|||20260302093000\r\x1c\r");
+    ingest_bytes(&t, "split.hl7", &bytes);
+    assert_absent("the stored copy", &raw_copies(&t), &["Birgitta", "19800315"]);
+}
+
+/// Issue 10 point 4 / SPEC §7: the value of an OBX that maps to no test is
+/// masked and not copied into tables, whatever OBX-2 declares: an NM or SN
+/// typed OBX can hold a national ID or a name.
+#[test]
+fn an_unmapped_obx_typed_nm_holding_a_national_id_or_name_is_masked() {
+    let t = study();
+    let msg = format!(
+        "{MSH}N1|P|2.5.1\r\
+         PID|1||U04\r\
+         OBR|1||U04-V0-T0\r\
+         OBX|1|NM|1986-9||0.25|nmol/L|||||F|||20260302081000\r\
+         OBX|2|NM|PNR||198003151234|||||F\r\
+         OBX|3|NM|NOTE||Birgitta Johansson|||||F\r\
+         OBX|4|SN|NOTE2||Birgitta^Johansson|||||F\r"
+    );
+    ingest_bytes(&t, "nm.hl7", msg.as_bytes());
+    let needles = ["198003151234", "Birgitta", "Johansson"];
+    assert_absent("the stored copy", &raw_copies(&t), &needles);
+    assert_absent("table observation", &table_text(&t, "observation"), &needles);
+    assert_absent("table audit_log", &table_text(&t, "audit_log"), &needles);
+    for format in ["text", "csv", "html"] {
+        let out = t.run(&["report", "mismatches", "--all", "--format", format]);
+        assert_absent(&format!("report mismatches --format {format}"), &String::from_utf8_lossy(&out.stdout), &needles);
+    }
+}
+
+/// An ASTM query record (Q.3 = patient ID ^ specimen ID, LIS2-A2 §11) with a
+/// national ID: masked like P.3.
+#[test]
+fn an_astm_query_record_with_a_national_id_is_masked() {
+    let t = study();
+    let astm = "H|\\^&|||cobas-e411^1|||||host|TSREQ^REAL|P|1|20260302101500\r\
+                Q|1|198003151234^U04-V0-T0||ALL||||||||O\r\
+                L|1|N\r";
+    ingest_bytes(&t, "query.astm", astm.as_bytes());
+    assert_absent("the stored copy", &raw_copies(&t), &["198003151234"]);
+}
+
+fn framed(records: &[&str]) -> Vec<u8> {
+    let mut out = vec![0x05];
+    for (i, r) in records.iter().enumerate() {
+        let mut body = format!("{}", (i + 1) % 8).into_bytes();
+        body.extend_from_slice(r.as_bytes());
+        body.extend_from_slice(b"\r\x03");
+        let sum: u32 = body.iter().map(|&b| u32::from(b)).sum();
+        out.push(0x02);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(format!("{:02X}\r\n", sum % 256).as_bytes());
+    }
+    out.push(0x04);
+    out
+}
+
+/// A framed ASTM capture (E1381, as a serial link stores it) whose P record
+/// holds a name: the masked copy must still parse (checksums recomputed), so
+/// a manifest correction that moves the sample to the participant the
+/// message names reads the patient ID back and raises no PARTICIPANT_CONFLICT.
+#[test]
+fn a_moved_sample_from_a_framed_astm_capture_reads_its_patient_id_back() {
+    let t = study();
+    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS1001,U01,V0,30\n");
+    let h = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500";
+    let bytes =
+        framed(&[h, "P|1|U02||||Johansson^Birgitta", "O|1|S1001||^^^CPEP", "R|1|^^^CPEP|0.46|nmol/L||N||F", "L|1|N"]);
+    let said = ingest_bytes(&t, "framed.astm", &bytes);
+    assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
+    assert!(!raw_copies(&t).contains("Johansson"));
+    // The tube was U02's: the manifest is corrected.
+    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS1001,U02,V0,30\n");
+    let open = t.run(&["report", "mismatches", "--format", "csv"]);
+    let open = String::from_utf8_lossy(&open.stdout);
+    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    let results = String::from_utf8_lossy(&t.run(&["export", "results"]).stdout).into_owned();
+    assert!(results.contains("U02,V0,30,c_peptide,0.46"), "{results}");
+}
+
+fn hl7_at(control: &str, sample: &str, collected: &str) -> String {
+    format!(
+        "{MSH}{control}|P|2.5.1\rPID|1||{}\rOBR|1||{sample}\rOBX|1|NM|1986-9||0.25|nmol/L|||||F|||{collected}\r",
+        &sample[..3]
+    )
+}
+
+/// An OUT_OF_WINDOW detail for a collection time that carried its own offset
+/// shows it: "collected 02:30, 120 min after meal start" for a 01:30 meal
+/// start reads as a contradiction in the repeated hour.
+#[test]
+fn out_of_window_detail_shows_the_offset_a_collection_time_carried() {
+    let t = study();
+    import(&t, "visits", "v.csv", "participant,visit,meal_start\nU02,V0,2026-10-25T01:30\n");
+    ingest_bytes(&t, "b.hl7", hl7_at("T2", "U02-V0-T60", "20261025023000+0100").as_bytes());
+    let report = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    let line = report.lines().find(|l| l.contains("OUT_OF_WINDOW")).expect(&report);
+    assert!(line.contains("+01:00"), "{line}");
+}
+
+/// The ASTM counterpart: an R record of a test the instrument does not map,
+/// whose value is a name or a national ID, reaches neither the stored copy,
+/// the observation table nor the UNKNOWN_TEST rows of a report.
+#[test]
+fn an_unmapped_astm_result_holding_a_name_or_national_id_is_masked() {
+    let t = study();
+    let astm = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+                P|1|U04\r\
+                O|1|U04-V1-T30||^^^CPEP\r\
+                R|1|^^^CPEP|0.41|nmol/L||N||F||||20260302101000\r\
+                R|2|^^^PNAME|Birgitta Johansson|||N||F\r\
+                R|3|^^^PNR|198003151234|||N||F\r\
+                L|1|N\r";
+    let said = ingest_bytes(&t, "unmapped.astm", astm.as_bytes());
+    assert!(said.contains("1 accepted"), "{said}");
+    let needles = ["198003151234", "Birgitta", "Johansson"];
+    assert_absent("the stored copy", &raw_copies(&t), &needles);
+    assert_absent("table observation", &table_text(&t, "observation"), &needles);
+    let out = t.run(&["report", "mismatches", "--format", "csv"]);
+    assert_absent("report mismatches", &String::from_utf8_lossy(&out.stdout), &needles);
+}
+
+/// The masker uses the delimiters the message declares: with an ASTM
+/// component delimiter `%` (H|\%&), the study code of P.3 `U02%LAB` is kept,
+/// so after a manifest correction to U02 the stored copy reads back U02.
+#[test]
+fn a_moved_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() {
+    let t = study();
+    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS5001,U01,V0,30\n");
+    let astm = "H|\\%&|||cobas-e411%1|||||host|RSUPL%BATCH|P|1|20260302101500\r\
+                P|1|U02%LAB\r\
+                O|1|S5001||%%%CPEP\r\
+                R|1|%%%CPEP|0.44|nmol/L||N||F\r\
+                L|1|N\r";
+    ingest_bytes(&t, "percent.astm", astm.as_bytes());
+    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS5001,U02,V0,30\n");
+    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    assert!(raw_copies(&t).contains("P|1|U02%"), "the study code is kept:\n{}", raw_copies(&t));
+}
+
+/// The HL7 counterpart: with a component delimiter `$` (MSH|$~\&), the study
+/// code of PID-3 `U02$$$TRIAL~198003151234` is kept and the rest masked, so
+/// after a manifest correction to U02 the stored copy reads back U02.
+#[test]
+fn a_moved_hl7_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() {
+    let t = study();
+    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS6001,U01,V0,30\n");
+    let msg = "MSH|$~\\&|CENTRALLAB|LAB|||20260302101500||ORU$R01|D1|P|2.5.1\r\
+               PID|1||U02$$$TRIAL~198003151234$$$SKV||Johansson$Birgitta\r\
+               OBR|1||S6001\r\
+               OBX|1|NM|1986-9||0.44|nmol/L|||||F|||20260302081000\r";
+    let said = ingest_bytes(&t, "dollar.hl7", msg.as_bytes());
+    assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
+    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS6001,U02,V0,30\n");
+    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    let raw = raw_copies(&t);
+    assert!(raw.contains("PID|1||U02$*"), "the study code is kept:\n{raw}");
+    assert_absent("the stored copy", &raw, &["198003151234", "Johansson", "Birgitta"]);
 }
