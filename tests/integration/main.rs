@@ -17,12 +17,12 @@ mod ingest;
 mod link;
 mod listen;
 mod local_time;
+mod local_time_corrections;
 mod mllp;
 mod privacy;
 mod reopen;
 mod report;
 mod resolve;
-
 mod sdtm;
 mod serial;
 mod sources;
