@@ -3,30 +3,9 @@
 //! 2 and 8): each test is a bug a data manager ran into; through the real
 //! binary on real SQLite files.
 
-use std::path::Path;
 use std::process::Output;
 
-use super::support::{TempStudy as Study, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A central-lab HL7 C-peptide result: patient ID, sample, collection time (OBR-7).
-fn central(control: &str, patient: &str, sample: &str, collected: &str, value: &str) -> String {
-    format!(
-        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
-PID|1||{patient}^^^TRIAL^PI\r\
-OBR|1|{sample}^STUDY||MMTT|||{collected}\r\
-OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||F\r"
-    )
-}
+use super::support::{TempStudy as Study, central, csv_rows, ok, path, text};
 
 fn import(s: &Study, kind: &str, body: &str) -> String {
     let name = format!("{kind}.csv");

@@ -5,16 +5,10 @@
 //! participant with every visit on shared axes, a visit with nothing
 //! received as one line, A4 printing, and nothing that reaches outside the page.
 
-use std::path::Path;
-
 use labfeed::report::plot::FLAG_COLOR;
 use roxmltree::{Document, Node, ParsingOptions};
 
-use crate::support::{TempStudy, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::support::{TempStudy, path, text};
 
 /// Participants imported out of code order; U12 has no visit.
 const PARTICIPANTS: &str = "participant,site\nU07,Uppsala\nU12,Uppsala\nU03,Uppsala\n";

@@ -3,13 +3,7 @@
 //! database: meal starts in the skipped and the repeated hour, meal starts
 //! with offsets, and collection times in both.
 
-use std::path::Path;
-
-use super::support::{TempStudy, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use super::support::{TempStudy, csv_rows, path, text};
 
 fn study() -> TempStudy {
     let s = TempStudy::new(&[]);

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::support::{TempStudy, text};
+use super::support::{MSH, TempStudy, four_participants as study, hl7_at, import_csv as import, ingest_bytes, text};
 
 /// Spellings and pieces of the planted identifiers; none may appear anywhere.
 const NEEDLES: &[&str] = &[
@@ -135,14 +135,6 @@ fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
         (format!("{round}-broken.astm"), astm_broken(p, 120)),
         (format!("{round}-framed.astm"), astm_framed(p, 60)),
     ]
-}
-
-fn study() -> TempStudy {
-    let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
-    let csv = t.file("participants.csv", "participant\nU01\nU02\nU03\nU04\n");
-    let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    t
 }
 
 /// Every needle absent from `haystack`; `what` says where it was looked for.
@@ -425,20 +417,6 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
 // the tables or the reports, and an OUT_OF_WINDOW detail that dropped the
 // offset a collection time carried.
 
-fn import(t: &TempStudy, what: &str, name: &str, content: &str) {
-    let csv = t.file(name, content);
-    let out = t.run(&["import", what, csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn ingest_bytes(t: &TempStudy, name: &str, bytes: &[u8]) -> String {
-    let path = t.dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let out = t.run(&["ingest", path.to_str().unwrap()]);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-    text(&out)
-}
-
 /// Every stored copy, as lossy text.
 fn raw_copies(t: &TempStudy) -> String {
     let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
@@ -476,8 +454,6 @@ fn assert_absent(what: &str, haystack: &str, needles: &[&str]) {
         assert!(!haystack.contains(needle), "{what} contains {needle:?}:\n{haystack}");
     }
 }
-
-const MSH: &str = "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|";
 
 /// SPEC §7 "Personal data": nothing that identifies a person (names, birth
 /// dates, addresses, phone numbers, identifiers other than the study code)
@@ -610,13 +586,6 @@ fn a_moved_sample_from_a_framed_astm_capture_reads_its_patient_id_back() {
     assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
     let results = String::from_utf8_lossy(&t.run(&["export", "results"]).stdout).into_owned();
     assert!(results.contains("U02,V0,30,c_peptide,0.46"), "{results}");
-}
-
-fn hl7_at(control: &str, sample: &str, collected: &str) -> String {
-    format!(
-        "{MSH}{control}|P|2.5.1\rPID|1||{}\rOBR|1||{sample}\rOBX|1|NM|1986-9||0.25|nmol/L|||||F|||{collected}\r",
-        &sample[..3]
-    )
 }
 
 /// An OUT_OF_WINDOW detail for a collection time that carried its own offset

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use labfeed::store::Store;
 
-use super::resolve::{e411, exported, has, id_of, open_mismatches, order, path, r, resolve, study};
-use super::support::{TempStudy as Study, csv_rows, text};
+use super::resolve::{exported, has, id_of, open_mismatches, r, resolve, study};
+use super::support::{TempStudy as Study, csv_rows, e411, ok, order, path, text};
 
 /// `export results` and `export lb`, as written.
 fn exports(s: &Study) -> (String, String) {
@@ -63,10 +63,6 @@ fn lb_status(s: &Study, participant: &str, test: &str, timepoint: &str) -> Optio
                 && r[col("LBTPT")] == timepoint
         })
         .map(|r| (r[col("LBSTAT")].clone(), r[col("LBREASND")].clone(), r[col("LBSTRESC")].clone()))
-}
-
-fn ok(out: &std::process::Output) {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
 }
 
 fn refused(out: &std::process::Output, says: &str) {

@@ -1,23 +1,9 @@
 //! `labfeed resolve`: a data manager's decisions through the real binary,
 //! checked in the exports, the reports and the audit log.
 
-use std::path::Path;
-
 use labfeed::store::Store;
 
-use super::support::{TempStudy as Study, csv_rows, text};
-
-pub(crate) fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-pub(crate) fn e411(body: &str) -> String {
-    format!("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{body}L|1|N\r")
-}
-
-pub(crate) fn order(n: usize, sample: &str) -> String {
-    format!("O|{n}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r")
-}
+use super::support::{TempStudy as Study, csv_rows, e411, order, path, text};
 
 pub(crate) fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
     format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|{done}|E1\r")
