@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use labfeed::store::Store;
 
-use super::resolve::{exported, has, id_of, open_mismatches, r, resolve, study};
+use super::resolve::{
+    exported, has, id_of, ingest_preliminary_implausible_glucose, open_mismatches, r, resolve, study,
+};
 use super::support::{TempStudy as Study, csv_rows, e411, ok, order, path, text};
 
 /// `export results` and `export lb`, as written.
@@ -489,17 +491,7 @@ fn a_version_2_database_with_decisions_is_migrated_and_its_decisions_can_be_reop
 fn reopening_an_acceptance_that_found_the_next_problem_closes_that_one() {
     let s = study();
     // Preliminary and implausible: accepting NOT_FINAL raises IMPLAUSIBLE and stores nothing.
-    let file = s.file(
-        "prelim.astm",
-        &e411(
-            &[
-                order(1, "U08-V0-T60"),
-                "R|1|^^^GLUC|80|mmol/L||N||P||ADMIN|20260303100000|20260303101500|E1\r".to_owned(),
-            ]
-            .concat(),
-        ),
-    );
-    ok(&s.run(&["ingest", path(&file)]));
+    ingest_preliminary_implausible_glucose(&s);
     let before = exports(&s);
     let first = id_of(&s, "IMPLAUSIBLE");
     let not_final = id_of(&s, "NOT_FINAL");

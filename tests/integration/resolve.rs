@@ -369,10 +369,9 @@ fn accepting_a_mismatch_raised_at_an_assigned_slot_accepts_it_there() {
     assert!(has(&rows, ["U07", "V4", "90", "c_peptide"], "0.5"), "{rows:?}");
 }
 
-#[test]
-fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
-    let s = study();
-    // Preliminary (held as NOT_FINAL) and also implausible, which ingest never got to say.
+/// U08's 60-min glucose of 80 mmol/L, preliminary (held as NOT_FINAL) and
+/// also implausible, which ingest never gets to say.
+pub(crate) fn ingest_preliminary_implausible_glucose(s: &Study) {
     let file = s.file(
         "prelim.astm",
         &e411(
@@ -383,7 +382,14 @@ fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
             .concat(),
         ),
     );
-    assert_eq!(s.run(&["ingest", path(&file)]).status.code(), Some(0));
+    let out = s.run(&["ingest", path(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
+    let s = study();
+    ingest_preliminary_implausible_glucose(&s);
     let not_final = id_of(&s, "NOT_FINAL");
     let out = resolve(&s, &[&not_final, "--accept", "--reason", "lab says final", "--by", "dm"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
