@@ -298,13 +298,7 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
 
     // The stored copy keeps the study code and the values, masks the rest.
-    let raw: Vec<Vec<u8>> = holder
-        .prepare("SELECT content FROM raw")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let raw = raw_contents(&holder);
     let central = raw.iter().find(|c| c.windows(4).any(|w| w == b"a1|P")).expect("round 1 HL7 stored");
     let central = String::from_utf8_lossy(central);
     assert!(central.contains("PID|1|U04~*"), "{central}");
@@ -417,16 +411,19 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
 // the tables or the reports, and an OUT_OF_WINDOW detail that dropped the
 // offset a collection time carried.
 
-/// Every stored copy, as lossy text.
-fn raw_copies(t: &TempStudy) -> String {
-    let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
-    let rows: Vec<Vec<u8>> = conn
-        .prepare("SELECT content FROM raw")
+/// Every stored copy, as stored.
+fn raw_contents(conn: &rusqlite::Connection) -> Vec<Vec<u8>> {
+    conn.prepare("SELECT content FROM raw")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+/// Every stored copy, as lossy text.
+fn raw_copies(t: &TempStudy) -> String {
+    let rows = raw_contents(&rusqlite::Connection::open(t.lib("labfeed.db")).unwrap());
     rows.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
