@@ -103,6 +103,24 @@ pub struct SampleMove {
 }
 
 impl SampleMove {
+    /// A move of `sample_id` before any of its results is touched.
+    fn nothing_yet(sample_id: &str, from: Option<Place>, to: Place) -> SampleMove {
+        SampleMove {
+            sample_id: sample_id.to_owned(),
+            from,
+            to,
+            moved: 0,
+            duplicates: 0,
+            raised: Vec::new(),
+            closed: Vec::new(),
+            kept: Vec::new(),
+            restored: Vec::new(),
+            vacated: Vec::new(),
+            unblocked: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+
     /// Whether anything about results changed or was kept back.
     pub fn touched_results(&self) -> bool {
         self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty() || !self.unknown.is_empty()
@@ -279,20 +297,7 @@ impl<'a> Corrections<'a> {
         let observed = if changes.is_empty() { Default::default() } else { tx.sample_ids_with_movable_observations()? };
         for (index, (old, new)) in changes.iter().enumerate() {
             let to = Place::of_sample(new);
-            let mut report = SampleMove {
-                sample_id: new.sample_id.clone(),
-                from: old.as_ref().map(Place::of_sample),
-                to: to.clone(),
-                moved: 0,
-                duplicates: 0,
-                raised: Vec::new(),
-                closed: Vec::new(),
-                kept: Vec::new(),
-                restored: Vec::new(),
-                vacated: Vec::new(),
-                unblocked: Vec::new(),
-                unknown: Vec::new(),
-            };
+            let mut report = SampleMove::nothing_yet(&new.sample_id, old.as_ref().map(Place::of_sample), to.clone());
             let ids = if observed.contains(&new.sample_id) {
                 report.unknown = tx.unknown_sample_mismatches_of(&new.sample_id)?;
                 tx.movable_observations_of_sample(&new.sample_id)?
@@ -790,20 +795,7 @@ mod tests {
     }
 
     fn moved(n: usize) -> SampleMove {
-        SampleMove {
-            sample_id: "S-30".into(),
-            from: Some(place("U01", 30)),
-            to: place("U02", 30),
-            moved: n,
-            duplicates: 0,
-            raised: Vec::new(),
-            closed: Vec::new(),
-            kept: Vec::new(),
-            restored: Vec::new(),
-            vacated: Vec::new(),
-            unblocked: Vec::new(),
-            unknown: Vec::new(),
-        }
+        SampleMove { moved: n, ..SampleMove::nothing_yet("S-30", Some(place("U01", 30)), place("U02", 30)) }
     }
 
     #[test]
