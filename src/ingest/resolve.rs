@@ -95,6 +95,22 @@ pub struct Resolved {
     pub summary: String,
 }
 
+impl Resolved {
+    /// A decision that has placed, withdrawn, raised and closed nothing (yet).
+    fn nothing(mismatch_id: MismatchId, code: &'static str, summary: String) -> Resolved {
+        Resolved {
+            mismatch_id,
+            code,
+            accepted: None,
+            withdrawn: None,
+            raised: Vec::new(),
+            also_closed: Vec::new(),
+            also_reopened: Vec::new(),
+            summary,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("there is no mismatch {0} (see `labfeed report mismatches`)")]
@@ -131,16 +147,7 @@ pub fn resolve(
             return missing_slot_decision(tx, config, &slot, decision, reason);
         }
         let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
-        let empty = Resolved {
-            mismatch_id: id,
-            code: mismatch.code.as_str(),
-            accepted: None,
-            withdrawn: None,
-            raised: Vec::new(),
-            also_closed: Vec::new(),
-            also_reopened: Vec::new(),
-            summary: String::new(),
-        };
+        let empty = Resolved::nothing(id, mismatch.code.as_str(), String::new());
         match (decision, &mismatch.resolution) {
             (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),
             (Decision::Reopen, Some(d)) => return reopen(tx, config, &mismatch, d, reason, empty),
@@ -300,16 +307,7 @@ fn missing_slot_decision(
         Decision::Reopen => format!("the not-done mark is undone: {} is missing again", slot_words(slot)),
         _ => format!("{} is not done: it leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
     };
-    Ok(Resolved {
-        mismatch_id: row.id,
-        code: MISSING_RESULT_CODE,
-        accepted: None,
-        withdrawn: None,
-        raised: Vec::new(),
-        also_closed: Vec::new(),
-        also_reopened: Vec::new(),
-        summary,
-    })
+    Ok(Resolved::nothing(row.id, MISSING_RESULT_CODE, summary))
 }
 
 struct Work<'a> {

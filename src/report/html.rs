@@ -577,6 +577,8 @@ pub fn write_mismatches_html(
         .collect();
     let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
     let results = results_by_visit(snapshot.results);
+    let table =
+        Table { include_resolved: options.include_resolved, zone, history: snapshot.history, now: snapshot.now };
     for (i, block) in by_participant.iter().enumerate() {
         let id = format!("p{}", i + 1);
         let Some(participant) = block.first().and_then(|g| g.participant) else {
@@ -586,12 +588,6 @@ pub fn write_mismatches_html(
                 let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
                 h.open("section", &[("id", &id), ("class", "group")]).line();
                 h.element("h2", &[], "Not matched to a participant").line();
-                let table = Table {
-                    include_resolved: options.include_resolved,
-                    zone,
-                    history: snapshot.history,
-                    now: snapshot.now,
-                };
                 write_mismatch_table(&mut h, &g.rows, &table);
                 h.close("section").line();
             }
@@ -627,12 +623,6 @@ pub fn write_mismatches_html(
             }
             h.close("div").line();
             let slots = scheduled_slots(config);
-            let table = Table {
-                include_resolved: options.include_resolved,
-                zone,
-                history: snapshot.history,
-                now: snapshot.now,
-            };
             let nothing = g.visit.and_then(|v| {
                 nothing_received(&g.rows, slots, snapshot.now.not_done_in(participant, v)).map(|n| (v, n))
             });
