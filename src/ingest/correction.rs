@@ -29,7 +29,7 @@ use crate::local_time::{LocalTime, offset_text};
 use crate::model::LabResult;
 use crate::store::{
     MismatchCode, MismatchId, MismatchRow, NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow,
-    ObservationSource, ResolutionAction, ResultId, ResultRow, Sample, Slot, StoreError, Tx, Visit,
+    ObservationSource, ResultId, ResultRow, Sample, Slot, StoreError, Tx, Visit,
 };
 use crate::study::config::{Config, Instrument};
 use crate::study::matching::{
@@ -37,7 +37,7 @@ use crate::study::matching::{
 };
 
 use super::reported::{PatientId, PatientIds, reported_result};
-use super::{same_value, slot_words, value_words, with_study};
+use super::{manifest_row, same_value, sample_slot, slot_words, value_words, with_study};
 
 /// A participant, visit and minute: where a sample belongs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,24 @@ pub struct SampleMove {
 }
 
 impl SampleMove {
+    /// A move of `sample_id` before any of its results is touched.
+    fn nothing_yet(sample_id: &str, from: Option<Place>, to: Place) -> SampleMove {
+        SampleMove {
+            sample_id: sample_id.to_owned(),
+            from,
+            to,
+            moved: 0,
+            duplicates: 0,
+            raised: Vec::new(),
+            closed: Vec::new(),
+            kept: Vec::new(),
+            restored: Vec::new(),
+            vacated: Vec::new(),
+            unblocked: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+
     /// Whether anything about results changed or was kept back.
     pub fn touched_results(&self) -> bool {
         self.moved > 0 || !self.kept.is_empty() || !self.closed.is_empty() || !self.unknown.is_empty()
@@ -130,32 +148,29 @@ impl fmt::Display for SampleMove {
             parts.push(format!("{} {}", count(self.raised.len(), "new mismatch", "new mismatches"), list.join(", ")));
         }
         if !self.closed.is_empty() {
-            let list: Vec<String> = self.closed.iter().map(|id| format!("#{id}")).collect();
             parts.push(format!(
                 "{} at the old slot ({})",
                 count(self.closed.len(), "mismatch closed", "mismatches closed"),
-                list.join(", ")
+                id_list(&self.closed)
             ));
         }
         for slot in &self.restored {
             parts.push(format!("{slot} has the value back that it had replaced"));
         }
         if !self.unblocked.is_empty() {
-            let list: Vec<String> = self.unblocked.iter().map(|id| format!("#{id}")).collect();
             parts.push(format!(
                 "{} closed: the value it conflicted with left ({})",
                 count(self.unblocked.len(), "DUPLICATE_CONFLICT", "DUPLICATE_CONFLICTs"),
-                list.join(", ")
+                id_list(&self.unblocked)
             ));
         }
         if !self.unknown.is_empty() {
-            let list: Vec<String> = self.unknown.iter().map(|id| format!("#{id}")).collect();
             parts.push(format!(
                 "{} held as UNKNOWN_SAMPLE now {} {}: resolve {} --accept",
                 count(self.unknown.len(), "result", "results"),
                 if self.unknown.len() == 1 { "matches" } else { "match" },
                 self.sample_id,
-                list.join(", ")
+                id_list(&self.unknown)
             ));
         }
         for (slot, id) in &self.kept {
@@ -211,6 +226,27 @@ fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `#3, #4`.
+fn id_list(ids: &[MismatchId]) -> String {
+    ids.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A new OUT_OF_WINDOW flag on `o`'s accepted value at `slot`.
+fn out_of_window(o: &ObservationRow, source: &ObservationSource, slot: &Slot, detail: String) -> NewMismatch {
+    NewMismatch {
+        code: MismatchCode::OutOfWindow,
+        holds: false,
+        observation_id: Some(o.id),
+        message_id: Some(o.message_id),
+        receipt_id: source.receipt_id,
+        participant: Some(slot.participant.clone()),
+        visit: Some(slot.visit.clone()),
+        minute: Some(slot.minute),
+        analyte: Some(slot.analyte.clone()),
+        detail,
+    }
+}
+
 /// `2026-03-02T08:30` (seconds only when there are some; the offset when
 /// there is one), `(none)`.
 fn local_words(t: Option<LocalTime>) -> String {
@@ -261,20 +297,7 @@ impl<'a> Corrections<'a> {
         let observed = if changes.is_empty() { Default::default() } else { tx.sample_ids_with_movable_observations()? };
         for (index, (old, new)) in changes.iter().enumerate() {
             let to = Place::of_sample(new);
-            let mut report = SampleMove {
-                sample_id: new.sample_id.clone(),
-                from: old.as_ref().map(Place::of_sample),
-                to: to.clone(),
-                moved: 0,
-                duplicates: 0,
-                raised: Vec::new(),
-                closed: Vec::new(),
-                kept: Vec::new(),
-                restored: Vec::new(),
-                vacated: Vec::new(),
-                unblocked: Vec::new(),
-                unknown: Vec::new(),
-            };
+            let mut report = SampleMove::nothing_yet(&new.sample_id, old.as_ref().map(Place::of_sample), to.clone());
             let ids = if observed.contains(&new.sample_id) {
                 report.unknown = tx.unknown_sample_mismatches_of(&new.sample_id)?;
                 tx.movable_observations_of_sample(&new.sample_id)?
@@ -354,16 +377,7 @@ impl<'a> Corrections<'a> {
         }
         for m in &open_elsewhere {
             let result_id = withdrawn.iter().find(|(slot, _)| m.slot().as_ref() == Some(slot)).map(|(_, id)| *id);
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: m.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id,
-                reason: reason.clone(),
-                cause: None,
-            })?;
+            tx.insert_resolution(&NewResolution { result_id, ..NewResolution::auto(m.id, reason.clone()) })?;
             report.closed.push(m.id);
         }
         // Only flags left, on a value that is no longer current (a later
@@ -438,11 +452,7 @@ impl<'a> Corrections<'a> {
     /// not concern).
     fn still_belongs(&self, tx: &Tx<'_>, id: ObservationId, slot: &Slot) -> Result<bool, StoreError> {
         let Some(o) = tx.observation(id)? else { return Ok(false) };
-        let row = match o.sample_id.as_deref() {
-            Some(sample) => tx.sample(sample)?,
-            None => None,
-        };
-        Ok(row.is_none_or(|row| Place::of_sample(&row).holds(slot)))
+        Ok(manifest_row(tx, &o)?.is_none_or(|row| Place::of_sample(&row).holds(slot)))
     }
 
     /// A slot a move left empty: a value held there as a DUPLICATE_CONFLICT
@@ -462,16 +472,7 @@ impl<'a> Corrections<'a> {
                 continue;
             };
             let why = format!("the value it conflicted with left {} ({})", slot_words(slot), self.because);
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: m.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id: None,
-                reason: why.clone(),
-                cause: None,
-            })?;
+            tx.insert_resolution(&NewResolution::auto(m.id, why.clone()))?;
             report.unblocked.push(m.id);
             let out = TakenOut {
                 observation,
@@ -661,32 +662,11 @@ impl<'a> Corrections<'a> {
                 .into_iter()
                 .filter(|m| m.observation_id == Some(o.id))
                 .collect();
-            let raise = |tx: &mut Tx<'_>, detail: String| {
-                tx.insert_mismatch(&NewMismatch {
-                    code: MismatchCode::OutOfWindow,
-                    holds: false,
-                    observation_id: Some(o.id),
-                    message_id: Some(o.message_id),
-                    receipt_id: source.receipt_id,
-                    participant: Some(slot.participant.clone()),
-                    visit: Some(slot.visit.clone()),
-                    minute: Some(slot.minute),
-                    analyte: Some(slot.analyte.clone()),
-                    detail,
-                })
-            };
+            let raise =
+                |tx: &mut Tx<'_>, detail: String| tx.insert_mismatch(&out_of_window(&o, &source, &slot, detail));
+            // Nothing new is produced: the value stands.
             let close = |tx: &mut Tx<'_>, id: MismatchId, reason: String| {
-                tx.insert_resolution(&NewResolution {
-                    mismatch_id: id,
-                    action: ResolutionAction::Auto,
-                    participant: None,
-                    visit: None,
-                    minute: None,
-                    // Nothing new is produced: the value stands.
-                    result_id: None,
-                    reason,
-                    cause: None,
-                })
+                tx.insert_resolution(&NewResolution::auto(id, reason))
             };
             match finding {
                 None => {
@@ -726,12 +706,7 @@ impl<'a> Corrections<'a> {
     /// sample's results then move as on import (see [`Self::samples_moved`]).
     pub fn follow_manifest(&self, tx: &mut Tx<'_>, id: ObservationId) -> Result<Option<SampleMove>, StoreError> {
         let Some(o) = tx.observation(id)? else { return Ok(None) };
-        let Some(row) = (match o.sample_id.as_deref() {
-            Some(sample) => tx.sample(sample)?,
-            None => None,
-        }) else {
-            return Ok(None);
-        };
+        let Some(row) = manifest_row(tx, &o)? else { return Ok(None) };
         let to = Place::of_sample(&row);
         let elsewhere = tx.current_results_of_observation(id)?.iter().any(|r| !to.holds(&r.slot));
         if !elsewhere || tx.assignment_of_observation(id)?.is_some() {
@@ -757,18 +732,7 @@ impl<'a> Corrections<'a> {
         }
         let value = tx.current_result(&slot)?.filter(|r| r.observation_id == id).map(|r| r.value);
         let finding = self.window_finding(tx, &o, &source, &slot, value.or(o.matched.value))?;
-        let close = |tx: &mut Tx<'_>, reason: String| {
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: m.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id: None,
-                reason,
-                cause: None,
-            })
-        };
+        let close = |tx: &mut Tx<'_>, reason: String| tx.insert_resolution(&NewResolution::auto(m.id, reason));
         match finding {
             None => {
                 close(tx, format!("checked again ({}): the collection time is within the window", self.because))?;
@@ -776,18 +740,8 @@ impl<'a> Corrections<'a> {
             }
             Some(f) if m.detail.starts_with(&f.detail) => Ok(None),
             Some(f) => {
-                let new = tx.insert_mismatch(&NewMismatch {
-                    code: MismatchCode::OutOfWindow,
-                    holds: false,
-                    observation_id: Some(id),
-                    message_id: Some(o.message_id),
-                    receipt_id: source.receipt_id,
-                    participant: Some(slot.participant.clone()),
-                    visit: Some(slot.visit.clone()),
-                    minute: Some(slot.minute),
-                    analyte: Some(slot.analyte.clone()),
-                    detail: format!("{} ({})", f.detail, self.because),
-                })?;
+                let new =
+                    tx.insert_mismatch(&out_of_window(&o, &source, &slot, format!("{} ({})", f.detail, self.because)))?;
                 close(tx, format!("checked again as mismatch {new} ({})", self.because))?;
                 Ok(Some(format!("mismatch {} is replaced by mismatch {new} (new times)", m.id)))
             }
@@ -798,13 +752,7 @@ impl<'a> Corrections<'a> {
     /// meal start or minute changed) and record the offset when the choice
     /// differs from the one in force.
     fn reread_offset(&self, tx: &mut Tx<'_>, o: &ObservationRow, slot: &Slot, why: &str) -> Result<(), StoreError> {
-        let Ok(minute) = i32::try_from(slot.minute) else { return Ok(()) };
-        let at = SampleSlot {
-            participant: slot.participant.clone(),
-            visit: slot.visit.clone(),
-            minute,
-            source: MatchSource::Manifest,
-        };
+        let Some(at) = sample_slot(slot, MatchSource::Manifest) else { return Ok(()) };
         let result = reported_result(o);
         let Some(offset) = with_study(tx, |study| chosen_offset(self.config, &at, &result, study))? else {
             return Ok(());
@@ -829,14 +777,10 @@ impl<'a> Corrections<'a> {
         let config = self.config;
         let instrument: Option<&Instrument> =
             resolve_instrument(config, source.link_instrument.as_deref(), o.sender.as_deref());
-        let (Some(instrument), Ok(minute)) = (instrument, i32::try_from(slot.minute)) else { return Ok(None) };
-        let result: LabResult = reported_result(o);
-        let at = SampleSlot {
-            participant: slot.participant.clone(),
-            visit: slot.visit.clone(),
-            minute,
-            source: MatchSource::Manifest,
+        let (Some(instrument), Some(at)) = (instrument, sample_slot(slot, MatchSource::Manifest)) else {
+            return Ok(None);
         };
+        let result: LabResult = reported_result(o);
         let flags = with_study(tx, |study| flag_checks(config, instrument, &slot.analyte, &at, &result, value, study))?;
         Ok(flags.into_iter().find(|f| f.code == MismatchCode::OutOfWindow))
     }
@@ -851,20 +795,7 @@ mod tests {
     }
 
     fn moved(n: usize) -> SampleMove {
-        SampleMove {
-            sample_id: "S-30".into(),
-            from: Some(place("U01", 30)),
-            to: place("U02", 30),
-            moved: n,
-            duplicates: 0,
-            raised: Vec::new(),
-            closed: Vec::new(),
-            kept: Vec::new(),
-            restored: Vec::new(),
-            vacated: Vec::new(),
-            unblocked: Vec::new(),
-            unknown: Vec::new(),
-        }
+        SampleMove { moved: n, ..SampleMove::nothing_yet("S-30", Some(place("U01", 30)), place("U02", 30)) }
     }
 
     #[test]

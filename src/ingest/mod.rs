@@ -29,8 +29,8 @@ use crate::model::{Format, LabResult, LineCounter, MessageOutcome, ParseOptions,
 use crate::parse::{detect, parse_bytes};
 use crate::store::{
     Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw, NewReceipt,
-    NewResolution, NewResult, ObservationFacts, ObservationOutcome, ProcessingOutcome, RawId, Reader, ReceiptId,
-    ResolutionAction, Slot, Source, Store, StoreError, Tx, sha256_hex,
+    NewResolution, NewResult, ObservationFacts, ObservationOutcome, ObservationRow, ProcessingOutcome, RawId, Reader,
+    ReceiptId, Sample, Slot, Source, Store, StoreError, Tx, sha256_hex,
 };
 use crate::study::config::Config;
 use crate::study::matching::{Assessment, Finding, MatchSource, SampleSlot, StudyData, assess, resolve_instrument};
@@ -596,15 +596,10 @@ impl Run<'_> {
                 blq: facts.blq,
                 reason: "correction that arrived before its original, applied when the original came".into(),
             })?;
+            let why = format!("the original result arrived ({})", self.delivery.origin);
             tx.insert_resolution(&NewResolution {
-                mismatch_id: pending.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
                 result_id: Some(stored.id),
-                reason: format!("the original result arrived ({})", self.delivery.origin),
-                cause: None,
+                ..NewResolution::auto(pending.id, why)
             })?;
         }
         Ok(())
@@ -638,6 +633,25 @@ fn value_words(value: Option<f64>, comparator: Option<crate::value::Comparator>,
         Some(unit) => format!("{cmp}{number} {unit}"),
         None => format!("{cmp}{number}"),
     }
+}
+
+/// The manifest row of `o`'s sample, when it has a sample ID and a row.
+fn manifest_row(tx: &Tx<'_>, o: &ObservationRow) -> Result<Option<Sample>, StoreError> {
+    match o.sample_id.as_deref() {
+        Some(sample) => tx.sample(sample),
+        None => Ok(None),
+    }
+}
+
+/// `s` as a place to match at, found by `source`; `None` when its minute
+/// does not fit the matcher's.
+fn sample_slot(s: &Slot, source: MatchSource) -> Option<SampleSlot> {
+    Some(SampleSlot {
+        participant: s.participant.clone(),
+        visit: s.visit.clone(),
+        minute: i32::try_from(s.minute).ok()?,
+        source,
+    })
 }
 
 fn slot_words(slot: &Slot) -> String {

@@ -44,7 +44,7 @@ use crate::study::matching::{
 
 use super::correction::Corrections;
 use super::reported::{PatientId, PatientIds, reported_result};
-use super::{allocate_missing_slot_ids, same_value, slot_words, value_words, with_study};
+use super::{allocate_missing_slot_ids, manifest_row, same_value, sample_slot, slot_words, value_words, with_study};
 
 /// What the data manager decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,22 @@ pub struct Resolved {
     pub summary: String,
 }
 
+impl Resolved {
+    /// A decision that has placed, withdrawn, raised and closed nothing (yet).
+    fn nothing(mismatch_id: MismatchId, code: &'static str, summary: String) -> Resolved {
+        Resolved {
+            mismatch_id,
+            code,
+            accepted: None,
+            withdrawn: None,
+            raised: Vec::new(),
+            also_closed: Vec::new(),
+            also_reopened: Vec::new(),
+            summary,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("there is no mismatch {0} (see `labfeed report mismatches`)")]
@@ -131,16 +147,7 @@ pub fn resolve(
             return missing_slot_decision(tx, config, &slot, decision, reason);
         }
         let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
-        let empty = Resolved {
-            mismatch_id: id,
-            code: mismatch.code.as_str(),
-            accepted: None,
-            withdrawn: None,
-            raised: Vec::new(),
-            also_closed: Vec::new(),
-            also_reopened: Vec::new(),
-            summary: String::new(),
-        };
+        let empty = Resolved::nothing(id, mismatch.code.as_str(), String::new());
         match (decision, &mismatch.resolution) {
             (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),
             (Decision::Reopen, Some(d)) => return reopen(tx, config, &mismatch, d, reason, empty),
@@ -195,14 +202,9 @@ pub fn resolve(
         // which is their cause: reopening it reopens them.
         for (other, why, withdrawal) in std::mem::take(&mut work.closing) {
             tx.insert_resolution(&NewResolution {
-                mismatch_id: other,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
                 result_id: Some(withdrawal),
-                reason: why,
                 cause: Some(resolution),
+                ..NewResolution::auto(other, why)
             })?;
         }
         let effects = DecisionEffects {
@@ -300,30 +302,12 @@ fn missing_slot_decision(
             ));
         }
     };
-    tx.insert_resolution(&NewResolution {
-        mismatch_id: row.id,
-        action: decision.action(),
-        participant: None,
-        visit: None,
-        minute: None,
-        result_id: None,
-        reason: reason.to_owned(),
-        cause,
-    })?;
+    tx.insert_resolution(&NewResolution { cause, ..NewResolution::unplaced(decision.action(), row.id, reason) })?;
     let summary = match decision {
         Decision::Reopen => format!("the not-done mark is undone: {} is missing again", slot_words(slot)),
         _ => format!("{} is not done: it leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
     };
-    Ok(Resolved {
-        mismatch_id: row.id,
-        code: MISSING_RESULT_CODE,
-        accepted: None,
-        withdrawn: None,
-        raised: Vec::new(),
-        also_closed: Vec::new(),
-        also_reopened: Vec::new(),
-        summary,
-    })
+    Ok(Resolved::nothing(row.id, MISSING_RESULT_CODE, summary))
 }
 
 struct Work<'a> {
@@ -468,11 +452,7 @@ impl Work<'_> {
             let slot = self.mismatch_slot().and_then(|s| sample_slot(&s, MatchSource::Assigned));
             return Ok((slot, false));
         }
-        let manifest = match observation.sample_id.as_deref() {
-            Some(id) => tx.sample(id)?,
-            None => None,
-        };
-        if let Some(row) = manifest {
+        if let Some(row) = manifest_row(tx, observation)? {
             let Ok(minute) = i32::try_from(row.minute) else { return Ok((None, true)) };
             let slot =
                 SampleSlot { participant: row.participant, visit: row.visit, minute, source: MatchSource::Manifest };
@@ -813,14 +793,8 @@ fn reopen(
     let closed_along = tx.closed_along_with(decision.id)?;
 
     let reopen_id = tx.insert_resolution(&NewResolution {
-        mismatch_id: mismatch.id,
-        action: ResolutionAction::Reopen,
-        participant: None,
-        visit: None,
-        minute: None,
-        result_id: None,
-        reason: reason.to_owned(),
         cause: Some(decision.id),
+        ..NewResolution::unplaced(ResolutionAction::Reopen, mismatch.id, reason)
     })?;
     let tag = format!("reopened mismatch {}: {reason}", mismatch.id);
     let mut written = Vec::new();
@@ -874,16 +848,8 @@ fn reopen(
     }
     for raised in &effects.raised {
         if tx.mismatch(*raised)?.is_some_and(|m| m.resolution.is_none()) {
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: *raised,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id: None,
-                reason: format!("raised by the decision on mismatch {}, which was reopened: {reason}", mismatch.id),
-                cause: Some(reopen_id),
-            })?;
+            let why = format!("raised by the decision on mismatch {}, which was reopened: {reason}", mismatch.id);
+            tx.insert_resolution(&NewResolution { cause: Some(reopen_id), ..NewResolution::auto(*raised, why) })?;
             resolved.also_closed.push(*raised);
         }
     }
@@ -896,33 +862,17 @@ fn reopen(
             if m.holds || m.id == mismatch.id || m.slot().as_ref() != Some(slot) {
                 continue;
             }
-            tx.insert_resolution(&NewResolution {
-                mismatch_id: m.id,
-                action: ResolutionAction::Auto,
-                participant: None,
-                visit: None,
-                minute: None,
-                result_id: None,
-                reason: format!(
-                    "its value left {} when mismatch {} was reopened: {reason}",
-                    slot_words(slot),
-                    mismatch.id
-                ),
-                cause: Some(reopen_id),
-            })?;
+            let why =
+                format!("its value left {} when mismatch {} was reopened: {reason}", slot_words(slot), mismatch.id);
+            tx.insert_resolution(&NewResolution { cause: Some(reopen_id), ..NewResolution::auto(m.id, why) })?;
             resolved.also_closed.push(m.id);
         }
     }
     for (other, auto) in closed_along {
+        let why = format!("reopened with mismatch {}: {reason}", mismatch.id);
         tx.insert_resolution(&NewResolution {
-            mismatch_id: other,
-            action: ResolutionAction::Reopen,
-            participant: None,
-            visit: None,
-            minute: None,
-            result_id: None,
-            reason: format!("reopened with mismatch {}: {reason}", mismatch.id),
             cause: Some(auto),
+            ..NewResolution::unplaced(ResolutionAction::Reopen, other, why)
         })?;
         resolved.also_reopened.push(other);
     }
@@ -970,15 +920,6 @@ fn same_state(a: &ResultRow, b: &ResultRow) -> bool {
             && a.observation_id == b.observation_id
             && a.value.to_bits() == b.value.to_bits()
             && a.comparator == b.comparator)
-}
-
-fn sample_slot(s: &Slot, source: MatchSource) -> Option<SampleSlot> {
-    Some(SampleSlot {
-        participant: s.participant.clone(),
-        visit: s.visit.clone(),
-        minute: i32::try_from(s.minute).ok()?,
-        source,
-    })
 }
 
 fn slot_of(a: &Assessment) -> Option<Slot> {

@@ -577,6 +577,8 @@ pub fn write_mismatches_html(
         .collect();
     let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
     let results = results_by_visit(snapshot.results);
+    let table =
+        Table { include_resolved: options.include_resolved, zone, history: snapshot.history, now: snapshot.now };
     for (i, block) in by_participant.iter().enumerate() {
         let id = format!("p{}", i + 1);
         let Some(participant) = block.first().and_then(|g| g.participant) else {
@@ -586,12 +588,6 @@ pub fn write_mismatches_html(
                 let id = if j == 0 { id.clone() } else { format!("{id}-{j}") };
                 h.open("section", &[("id", &id), ("class", "group")]).line();
                 h.element("h2", &[], "Not matched to a participant").line();
-                let table = Table {
-                    include_resolved: options.include_resolved,
-                    zone,
-                    history: snapshot.history,
-                    now: snapshot.now,
-                };
                 write_mismatch_table(&mut h, &g.rows, &table);
                 h.close("section").line();
             }
@@ -627,12 +623,6 @@ pub fn write_mismatches_html(
             }
             h.close("div").line();
             let slots = scheduled_slots(config);
-            let table = Table {
-                include_resolved: options.include_resolved,
-                zone,
-                history: snapshot.history,
-                now: snapshot.now,
-            };
             let nothing = g.visit.and_then(|v| {
                 nothing_received(&g.rows, slots, snapshot.now.not_done_in(participant, v)).map(|n| (v, n))
             });
@@ -929,9 +919,9 @@ mod tests {
     use super::*;
     use crate::report::plot::FLAG_COLOR;
     use crate::report::review_rows;
+    use crate::report::test_rows::{accepted, decided};
     use crate::store::{
-        MismatchId, MismatchReport, MismatchRow, ObservationId, Provenance, ReceiptId, ResolutionAction, ResolutionId,
-        ResolutionRow, ResultId,
+        MismatchId, MismatchReport, MismatchRow, Provenance, ReceiptId, ResolutionAction, ResolutionRow,
     };
     use crate::study::missing::MissingResult;
     use crate::value::Comparator;
@@ -978,21 +968,7 @@ mod tests {
     }
 
     fn result(participant: &str, visit: &str, minute: i64, analyte: &str, value: f64) -> ResultRow {
-        ResultRow {
-            id: ResultId(1),
-            observation_id: ObservationId(1),
-            slot: Slot::new(participant, visit, minute, analyte),
-            value,
-            unit: "nmol/L".into(),
-            comparator: None,
-            blq: false,
-            version: 1,
-            supersedes: None,
-            accepted_at: at(),
-            accepted_by: "labfeed".into(),
-            reason: "ingest".into(),
-            withdrawn: false,
-        }
+        accepted(Slot::new(participant, visit, minute, analyte), 1, value, "ingest", at())
     }
 
     /// Every scheduled result of a visit, C-peptide scaled by `scale`.
@@ -1183,28 +1159,13 @@ mod tests {
     fn resolved_rows_show_the_decision_and_the_current_state_with_all() {
         let mut resolved = stored(5, MismatchCode::UnknownSample, None, "no such sample");
         resolved.mismatch.resolution = Some(ResolutionRow {
-            id: ResolutionId(1),
-            action: ResolutionAction::Assign,
             participant: Some("U02".into()),
             visit: Some("V0".into()),
             minute: Some(90),
-            result_id: None,
-            reason: "label <typo>".into(),
-            resolved_by: "dm".into(),
-            resolved_at: at(),
+            ..decided(1, ResolutionAction::Assign, "label <typo>", at())
         });
         let mut rejected = stored(6, MismatchCode::OutOfWindow, Some(("U02", 30, "c_peptide")), "late");
-        rejected.mismatch.resolution = Some(ResolutionRow {
-            id: ResolutionId(2),
-            action: ResolutionAction::Reject,
-            participant: None,
-            visit: None,
-            minute: None,
-            result_id: None,
-            reason: "haemolysed".into(),
-            resolved_by: "dm".into(),
-            resolved_at: at(),
-        });
+        rejected.mismatch.resolution = Some(decided(2, ResolutionAction::Reject, "haemolysed", at()));
         let html = page(&[resolved, rejected], &[], &[], true);
         parse(&html);
         assert!(html.contains("<h1>Mismatches (open and resolved) for study S&amp;1</h1>"), "{html}");

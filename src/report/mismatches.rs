@@ -443,9 +443,8 @@ fn count_line(rows: &[ReviewRow<'_>], include_resolved: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{
-        MismatchCode, MismatchId, MismatchRow, Provenance, ReceiptId, ResolutionAction, ResolutionId, ResolutionRow,
-    };
+    use crate::report::test_rows::decided;
+    use crate::store::{MismatchCode, MismatchId, MismatchRow, Provenance, ReceiptId, ResolutionAction, ResolutionRow};
 
     fn row(id: i64, participant: Option<&str>, resolved: bool) -> MismatchReport {
         let at: jiff::Timestamp = "2026-03-02T08:00:00Z".parse().unwrap();
@@ -464,18 +463,24 @@ mod tests {
                 detail: "status P".into(),
                 created_at: at,
                 resolution: resolved.then(|| ResolutionRow {
-                    id: ResolutionId(1),
-                    action: ResolutionAction::Assign,
                     participant: Some("U02".into()),
                     visit: Some("V1".into()),
                     minute: Some(90),
-                    result_id: None,
-                    reason: String::new(),
-                    resolved_by: "dm".into(),
-                    resolved_at: at,
+                    ..decided(1, ResolutionAction::Assign, "", at)
                 }),
             },
             provenance: Provenance::default(),
+        }
+    }
+
+    /// Open and resolved rows, times in UTC.
+    fn utc_options(at: jiff::Timestamp) -> MismatchTextOptions<'static> {
+        MismatchTextOptions {
+            study: "S",
+            generated_at: at,
+            include_resolved: true,
+            timezone: "UTC",
+            scheduled_slots: 14,
         }
     }
 
@@ -496,17 +501,7 @@ mod tests {
     #[test]
     fn the_whole_history_is_under_the_row_and_in_the_last_csv_columns() {
         let at: jiff::Timestamp = "2026-03-05T09:00:00Z".parse().unwrap();
-        let entry = |id: i64, action: ResolutionAction, reason: &str| ResolutionRow {
-            id: ResolutionId(id),
-            action,
-            participant: None,
-            visit: None,
-            minute: None,
-            result_id: None,
-            reason: reason.into(),
-            resolved_by: "dm".into(),
-            resolved_at: at,
-        };
+        let entry = |id: i64, action: ResolutionAction, reason: &str| decided(id, action, reason, at);
         let mut decided = row(7, Some("U01"), false);
         decided.mismatch.resolution = Some(entry(3, ResolutionAction::Accept, "fine after all"));
         let history: History = [(
@@ -521,13 +516,7 @@ mod tests {
         let stored = [decided];
         let rows = review_rows(&stored, &[]);
         let mut out = Vec::new();
-        let options = MismatchTextOptions {
-            study: "S",
-            generated_at: at,
-            include_resolved: true,
-            timezone: "UTC",
-            scheduled_slots: 14,
-        };
+        let options = utc_options(at);
         write_mismatches_text_with_history(&mut out, &rows, &options, &history, &Now::default()).unwrap();
         let t = String::from_utf8(out).unwrap();
         assert!(
@@ -577,14 +566,7 @@ mod tests {
         assert_eq!(mismatch_record(&rows[0])[0], "40");
         assert_eq!(mismatch_record(&rows[1])[14], "resolved");
         let mut out = Vec::new();
-        let options = MismatchTextOptions {
-            study: "S",
-            generated_at: at,
-            include_resolved: true,
-            timezone: "UTC",
-            scheduled_slots: 14,
-        };
-        write_mismatches_text(&mut out, &rows, &options).unwrap();
+        write_mismatches_text(&mut out, &rows, &utc_options(at)).unwrap();
         let t = String::from_utf8(out).unwrap();
         let line = |minute| {
             format!("MISSING_RESULT  minute {minute}, glucose: no accepted result (meal start 2026-03-02 08:30 UTC)\n")

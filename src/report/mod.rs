@@ -19,6 +19,8 @@ pub mod now;
 pub mod plot;
 pub mod results;
 pub mod sdtm;
+#[cfg(test)]
+mod test_rows;
 pub mod wording;
 
 pub use format::{format_value, utc_time};

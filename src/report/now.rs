@@ -165,7 +165,8 @@ fn decision_target(r: &crate::store::ResolutionRow) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MismatchCode, Provenance, ReceiptId, ResolutionId, ResolutionRow, ResultId};
+    use crate::report::test_rows::{accepted, decided};
+    use crate::store::{MismatchCode, Provenance, ReceiptId};
 
     fn at() -> jiff::Timestamp {
         "2026-03-02T09:00:00Z".parse().unwrap()
@@ -186,38 +187,14 @@ mod tests {
                 analyte: Some(slot.analyte.clone()),
                 detail: String::new(),
                 created_at: at(),
-                resolution: action.map(|action| ResolutionRow {
-                    id: ResolutionId(id),
-                    action,
-                    participant: None,
-                    visit: None,
-                    minute: None,
-                    result_id: None,
-                    reason: String::new(),
-                    resolved_by: "dm".into(),
-                    resolved_at: at(),
-                }),
+                resolution: action.map(|action| decided(id, action, "", at())),
             },
             provenance: Provenance::default(),
         }
     }
 
     fn result(slot: &Slot, observation: i64) -> ResultRow {
-        ResultRow {
-            id: ResultId(1),
-            observation_id: ObservationId(observation),
-            slot: slot.clone(),
-            value: 0.5,
-            unit: "nmol/L".into(),
-            comparator: None,
-            blq: false,
-            version: 1,
-            supersedes: None,
-            accepted_at: at(),
-            accepted_by: "labfeed".into(),
-            reason: String::new(),
-            withdrawn: false,
-        }
+        accepted(slot.clone(), observation, 0.5, "", at())
     }
 
     #[test]

@@ -301,6 +301,17 @@ fn marker(out: &mut String, shape: Shape, (x, y): (f64, f64), paint: Paint<'_>, 
     }
 }
 
+/// A cross in a box: the chart and its legend draw the same mark.
+fn withdrawn_mark(out: &mut String, x: f64, y: f64, color: &str) {
+    let _ = write!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{color}\"/>",
+        n(x - 6.0),
+        n(y - 6.0)
+    );
+    cross(out, x, y, color);
+}
+
 fn cross(out: &mut String, x: f64, y: f64, color: &str) {
     let r = 4.0;
     let _ = write!(
@@ -550,14 +561,10 @@ fn draw_series(
         seen.withdrawn |= withdrawn;
         let _ = write!(out, "<g class=\"{kind}\" data-minute=\"{minute}\">");
         if withdrawn {
-            let _ = write!(
-                out,
-                "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{color}\"/>",
-                n(x - 6.0),
-                n(lift - 6.0)
-            );
+            withdrawn_mark(out, x, lift, color);
+        } else {
+            cross(out, x, lift, color);
         }
-        cross(out, x, lift, color);
         out.push_str("</g>");
     }
     for &minute in &series.flagged {
@@ -632,15 +639,7 @@ fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
         let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| match kind {
             "censored" => marker(out, Shape::Circle, (x, y), Paint { fill: "#FFFFFF", stroke: INK }, "", ""),
             "missing" => cross(out, x, y, INK),
-            "withdrawn" => {
-                let _ = write!(
-                    out,
-                    "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{INK}\"/>",
-                    n(x - 6.0),
-                    n(y - 6.0)
-                );
-                cross(out, x, y, INK);
-            }
+            "withdrawn" => withdrawn_mark(out, x, y, INK),
             _ => ring(out, x, y, 7.0, FLAG_COLOR, ""),
         });
         items.push((format!("class=\"legend-mark\" data-mark=\"{kind}\""), sample, label.to_owned()));

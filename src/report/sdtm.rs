@@ -330,7 +330,8 @@ mod tests {
     }
 
     use super::*;
-    use crate::store::{ObservationId, Provenance, ResultId, ResultRow, Slot};
+    use crate::report::test_rows::accepted;
+    use crate::store::{Provenance, ResultRow, Slot};
 
     const EXAMPLE: &str = include_str!("../../config/labfeed.example.toml");
 
@@ -342,19 +343,9 @@ mod tests {
         let unit = if slot.analyte == "glucose" { "mmol/L" } else { "nmol/L" };
         CurrentResult {
             result: ResultRow {
-                id: ResultId(1),
-                observation_id: ObservationId(1),
-                slot,
-                value,
                 unit: unit.into(),
                 comparator,
-                blq: false,
-                version: 1,
-                supersedes: None,
-                accepted_at: "2026-03-02T10:00:00Z".parse().unwrap(),
-                accepted_by: "labfeed".into(),
-                reason: "ingest".into(),
-                withdrawn: false,
+                ..accepted(slot, 1, value, "ingest", "2026-03-02T10:00:00Z".parse().unwrap())
             },
             provenance: Provenance {
                 reported_value: Some(reported.0.into()),

@@ -459,6 +459,28 @@ pub struct NewResolution {
     pub cause: Option<ResolutionId>,
 }
 
+impl NewResolution {
+    /// A decision that places nothing (no target, no result, no cause): the
+    /// common case of closes and reopens, which set the rest when they have it.
+    pub fn unplaced(action: ResolutionAction, mismatch_id: MismatchId, reason: impl Into<String>) -> NewResolution {
+        NewResolution {
+            mismatch_id,
+            action,
+            participant: None,
+            visit: None,
+            minute: None,
+            result_id: None,
+            reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    /// An `auto` close: labfeed closed it because what it was about changed.
+    pub fn auto(mismatch_id: MismatchId, reason: impl Into<String>) -> NewResolution {
+        NewResolution::unplaced(ResolutionAction::Auto, mismatch_id, reason)
+    }
+}
+
 /// A participant (SPEC §4): study code only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {

@@ -2,53 +2,12 @@
 //! change"): a re-imported manifest row moves its sample's results, a
 //! changed meal start re-checks OUT_OF_WINDOW, all in one audited transaction.
 
-use std::path::Path;
 use std::process::Output;
 
-use super::support::{TempStudy as Study, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A cobas e411 upload (no patient ID, no trusted draw time).
-fn e411(body: &str) -> String {
-    format!("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{body}L|1|N\r")
-}
-
-fn order(n: usize, sample: &str) -> String {
-    format!("O|{n}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r")
-}
+use super::support::{TempStudy as Study, central, central_with_status, csv_rows, e411, ok, order, path, text};
 
 fn r(test: &str, value: &str, unit: &str) -> String {
     format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|20260302101500|E1\r")
-}
-
-/// A central-lab HL7 result: patient ID, sample, collection time (OBR-7), C-peptide.
-fn central(control: &str, patient: &str, sample: &str, collected: &str, value: &str) -> String {
-    central_with_status(control, patient, sample, collected, value, "F")
-}
-
-fn central_with_status(
-    control: &str,
-    patient: &str,
-    sample: &str,
-    collected: &str,
-    value: &str,
-    status: &str,
-) -> String {
-    format!(
-        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
-PID|1||{patient}^^^TRIAL^PI\r\
-OBR|1|{sample}^STUDY||MMTT|||{collected}\r\
-OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||{status}\r"
-    )
 }
 
 /// A study with U01 and U02 (visit V0 each, meal at 08:30 on 2 and 3

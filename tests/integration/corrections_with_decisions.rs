@@ -3,30 +3,9 @@
 //! 2 and 8): each test is a bug a data manager ran into; through the real
 //! binary on real SQLite files.
 
-use std::path::Path;
 use std::process::Output;
 
-use super::support::{TempStudy as Study, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A central-lab HL7 C-peptide result: patient ID, sample, collection time (OBR-7).
-fn central(control: &str, patient: &str, sample: &str, collected: &str, value: &str) -> String {
-    format!(
-        "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
-PID|1||{patient}^^^TRIAL^PI\r\
-OBR|1|{sample}^STUDY||MMTT|||{collected}\r\
-OBX|1|NM|1986-9^C peptide^LN||{value}|nmol/L|||||F\r"
-    )
-}
+use super::support::{TempStudy as Study, central, csv_rows, ok, path, text};
 
 fn import(s: &Study, kind: &str, body: &str) -> String {
     let name = format!("{kind}.csv");
@@ -51,8 +30,51 @@ fn study(samples: &str) -> Study {
     let s = Study::new(&[]);
     import(&s, "participants", "participant\nU01\nU02\n");
     import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:30\nU02,V0,2026-03-02T08:30\n");
-    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{samples}"));
+    manifest(&s, samples);
     s
+}
+
+/// Import these `sample,participant,visit,minute` lines as the sample manifest.
+fn manifest(s: &Study, rows: &str) -> String {
+    import(s, "samples", &format!("sample_id,participant,visit,minute\n{rows}"))
+}
+
+/// U01's meal start corrected from 08:30 to 08:40.
+const LATER_MEAL: &str = "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n";
+
+/// S-30 moved onto S-60's slot, the DUPLICATE_CONFLICT accepted there, then
+/// the move undone by the manifest: the conflict's id and what that import said.
+fn accepted_conflict_then_moved_back() -> (Study, String, String) {
+    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\n");
+    ingest(&s, "r1.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
+    ingest(&s, "r2.hl7", &central("C2", "U01", "S-60", "202603020930", "0.9"));
+    manifest(&s, "S-30,U01,V0,60\nS-60,U01,V0,60\n");
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "S-30 is the 60-min tube"]));
+    let back = manifest(&s, "S-30,U01,V0,30\nS-60,U01,V0,60\n");
+    (s, conflict, back)
+}
+
+/// An unknown tube (S-99) assigned to U01/V0/30: the study and the UNKNOWN_SAMPLE id.
+fn assigned_unknown_tube() -> (Study, String) {
+    let s = study("");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
+    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
+    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
+    (s, unknown)
+}
+
+/// The `export lb` record of U01's 30-min C-peptide, and its LBREASND.
+fn lb_u01_cpeptide_30(s: &Study) -> (Vec<String>, String) {
+    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
+    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
+    let row = lb
+        .iter()
+        .find(|r| {
+            r[col("USUBJID")].ends_with("-U01") && r[col("LBTESTCD")] == "CPEPTIDE" && r[col("LBTPT")] == "MMTT 30 MIN"
+        })
+        .expect("an LB record for U01 C-peptide 30 min");
+    (row.clone(), row[col("LBREASND")].clone())
 }
 
 /// `report mismatches --format csv --all`, without the header.
@@ -117,7 +139,7 @@ fn an_unknown_sample_accepted_after_the_manifest_names_it_still_has_its_patient_
     let s = study("");
     ingest(&s, "late.hl7", &central("C1", "U02", "S-77", "202603021000", "0.7"));
     let unknown = id_of(&s, "UNKNOWN_SAMPLE");
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-77,U01,V0,90\n");
+    manifest(&s, "S-77,U01,V0,90\n");
     ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
     let rows = exported(&s);
     assert!(
@@ -142,7 +164,7 @@ fn reopening_a_rejection_after_the_sample_moved_does_not_put_the_value_back_at_t
     let flag = id_of(&s, "OUT_OF_WINDOW");
     ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
     let moved = "S-30,U01,V0,120\n";
-    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{moved}"));
+    manifest(&s, moved);
     ok(&resolve(&s, &[&flag, "--reopen", "--reason", "rejected by mistake"]));
     exports_follow_the_manifest(&s, moved);
     assert_eq!(s.run(&["verify-audit"]).status.code(), Some(0));
@@ -158,7 +180,7 @@ fn a_held_value_reopened_after_its_sample_moved_is_not_accepted_into_the_old_slo
     let implausible = id_of(&s, "IMPLAUSIBLE");
     ok(&resolve(&s, &[&implausible, "--reject", "--reason", "implausible"]));
     let moved = "S-30,U01,V0,120\n";
-    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{moved}"));
+    manifest(&s, moved);
     ok(&resolve(&s, &[&implausible, "--reopen", "--reason", "lab confirmed the dilution"]));
     ok(&resolve(&s, &[&implausible, "--accept", "--reason", "lab confirmed the dilution"]));
     exports_follow_the_manifest(&s, moved);
@@ -174,7 +196,7 @@ fn a_reopened_window_flag_is_checked_against_the_corrected_meal_start() {
     ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
     let flag = id_of(&s, "OUT_OF_WINDOW");
     ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
-    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    import(&s, "visits", LATER_MEAL);
     ok(&resolve(&s, &[&flag, "--reopen", "--reason", "the meal start was wrong, not the draw"]));
     let open: Vec<_> = review(&s).into_iter().filter(|r| r[1] == "OUT_OF_WINDOW" && r[14] == "open").collect();
     assert!(open.is_empty(), "a window flag that no longer applies is open again: {open:?}");
@@ -186,13 +208,7 @@ fn a_reopened_window_flag_is_checked_against_the_corrected_meal_start() {
 /// must not be left empty ("nothing lost").
 #[test]
 fn moving_a_sample_away_gives_back_the_value_it_had_replaced() {
-    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\n");
-    ingest(&s, "r1.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
-    ingest(&s, "r2.hl7", &central("C2", "U01", "S-60", "202603020930", "0.9"));
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,60\nS-60,U01,V0,60\n");
-    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
-    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "S-30 is the 60-min tube"]));
-    let back = import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\nS-60,U01,V0,60\n");
+    let (s, _, back) = accepted_conflict_then_moved_back();
     let rows = exported(&s);
     assert!(
         rows.iter().any(|r| r[..3] == ["U01", "V0", "60"] && r[4] == "0.9" && r[5] == "S-60"),
@@ -211,17 +227,9 @@ fn a_not_done_mark_does_not_come_back_after_a_result_arrived_and_was_rejected() 
     ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
     let flag = id_of(&s, "OUT_OF_WINDOW");
     ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn 10 min late"]));
-    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
-    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
-    let row = lb
-        .iter()
-        .find(|r| {
-            r[col("USUBJID")].ends_with("-U01") && r[col("LBTESTCD")] == "CPEPTIDE" && r[col("LBTPT")] == "MMTT 30 MIN"
-        })
-        .expect("an LB record for U01 C-peptide 30 min");
+    let (row, reason) = lb_u01_cpeptide_30(&s);
     assert_ne!(
-        row[col("LBREASND")],
-        "vein collapsed",
+        reason, "vein collapsed",
         "LB says the sample was not drawn, but it was drawn, analysed and rejected: {row:?}"
     );
 }
@@ -233,7 +241,7 @@ fn a_not_done_mark_does_not_come_back_after_a_result_arrived_and_was_rejected() 
 fn not_done_is_refused_while_a_result_for_the_slot_is_held_as_an_unknown_sample() {
     let s = study("");
     ingest(&s, "late.hl7", &central("C1", "U01", "S-90", "202603021000", "0.7"));
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-90,U01,V0,90\n");
+    manifest(&s, "S-90,U01,V0,90\n");
     let slot = missing_id(&s, "U01", "90");
     let out = resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]);
     assert_eq!(out.status.code(), Some(2), "a held result for the slot exists: {}", text(&out));
@@ -246,13 +254,7 @@ fn not_done_is_refused_while_a_result_for_the_slot_is_held_as_an_unknown_sample(
 /// advice goes in a circle and the decision can never be undone.
 #[test]
 fn the_advice_of_a_refused_reopen_after_an_import_can_be_followed() {
-    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\n");
-    ingest(&s, "r1.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
-    ingest(&s, "r2.hl7", &central("C2", "U01", "S-60", "202603020930", "0.9"));
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,60\nS-60,U01,V0,60\n");
-    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
-    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "S-30 is the 60-min tube"]));
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,30\nS-60,U01,V0,60\n");
+    let (s, conflict, _) = accepted_conflict_then_moved_back();
     let out = resolve(&s, &[&conflict, "--reopen", "--reason", "accepted by mistake"]);
     if out.status.code() == Some(0) {
         return;
@@ -279,11 +281,8 @@ fn the_advice_of_a_refused_reopen_after_an_import_can_be_followed() {
 /// (a rejection or a move closes the flags of the value it withdraws).
 #[test]
 fn reopening_an_assignment_closes_the_flags_an_import_raised_on_the_value_it_withdraws() {
-    let s = study("");
-    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
-    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
-    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
-    let said = import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    let (s, unknown) = assigned_unknown_tube();
+    let said = import(&s, "visits", LATER_MEAL);
     assert!(said.contains("1 raised"), "{said}");
     ok(&resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]));
     assert!(exported(&s).is_empty(), "{:?}", exported(&s));
@@ -322,16 +321,9 @@ fn a_changed_meal_start_reads_a_repeated_draw_time_again_everywhere() {
 fn a_slot_a_manifest_correction_vacated_is_not_reported_as_rejected_in_lb() {
     let s = study("S-30,U01,V0,30\n");
     ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020900", "0.8"));
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U01,V0,120\n");
-    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
-    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
-    let row = lb
-        .iter()
-        .find(|r| {
-            r[col("USUBJID")].ends_with("-U01") && r[col("LBTESTCD")] == "CPEPTIDE" && r[col("LBTPT")] == "MMTT 30 MIN"
-        })
-        .expect("an LB record for U01 C-peptide 30 min");
-    assert_eq!(row[col("LBREASND")], "RESULT NOT RECEIVED", "{row:?}");
+    manifest(&s, "S-30,U01,V0,120\n");
+    let (row, reason) = lb_u01_cpeptide_30(&s);
+    assert_eq!(reason, "RESULT NOT RECEIVED", "{row:?}");
 }
 
 /// Two swapped tubes corrected one row at a time (two imports, as a data
@@ -351,8 +343,8 @@ R|1|^^^CPEP|0.8|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r",
 R|1|^^^CPEP|0.5|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r"
     );
     ingest(&s, "tubes.astm", &e411);
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U02,V0,30\n");
-    import(&s, "samples", "sample_id,participant,visit,minute\nS-31,U01,V0,30\n");
+    manifest(&s, "S-30,U02,V0,30\n");
+    manifest(&s, "S-31,U01,V0,30\n");
     let rows = exported(&s);
     assert!(
         rows.iter().any(|r| r[0] == "U02" && r[2] == "30" && r[5] == "S-30"),
@@ -368,7 +360,7 @@ fn an_import_that_names_a_held_unknown_sample_says_which_mismatch_to_accept() {
     let s = study("");
     ingest(&s, "late.hl7", &central("C1", "U01", "S-77", "202603021000", "0.7"));
     let unknown = id_of(&s, "UNKNOWN_SAMPLE");
-    let said = import(&s, "samples", "sample_id,participant,visit,minute\nS-77,U01,V0,90\n");
+    let said = manifest(&s, "S-77,U01,V0,90\n");
     assert!(
         said.contains(&format!("1 result held as UNKNOWN_SAMPLE now matches S-77: resolve #{unknown} --accept")),
         "{said}"
@@ -385,11 +377,8 @@ fn an_import_that_names_a_held_unknown_sample_says_which_mismatch_to_accept() {
 /// leave that rejection about a value that was never there.
 #[test]
 fn a_later_decision_that_emptied_the_slot_still_blocks_reopening_the_assignment() {
-    let s = study("");
-    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
-    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
-    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
-    import(&s, "visits", "participant,visit,meal_start\nU01,V0,2026-03-02T08:40\nU02,V0,2026-03-02T08:30\n");
+    let (s, unknown) = assigned_unknown_tube();
+    import(&s, "visits", LATER_MEAL);
     let flag = id_of(&s, "OUT_OF_WINDOW");
     ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
     let out = resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]);
@@ -401,14 +390,11 @@ fn a_later_decision_that_emptied_the_slot_still_blocks_reopening_the_assignment(
 /// the sample, accepting the held value places it where the manifest says.
 #[test]
 fn a_reopened_assignment_no_longer_keeps_the_value_from_the_manifest() {
-    let s = study("");
-    ingest(&s, "r.hl7", &central("C1", "U01", "S-99", "202603020900", "0.8"));
-    let unknown = id_of(&s, "UNKNOWN_SAMPLE");
-    ok(&resolve(&s, &[&unknown, "--assign", "U01/V0/30", "--reason", "label misread"]));
+    let (s, unknown) = assigned_unknown_tube();
     ok(&resolve(&s, &[&unknown, "--reopen", "--reason", "wrong slot"]));
-    let manifest = "S-99,U01,V0,60\n";
-    import(&s, "samples", &format!("sample_id,participant,visit,minute\n{manifest}"));
+    let rows = "S-99,U01,V0,60\n";
+    manifest(&s, rows);
     ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
-    exports_follow_the_manifest(&s, manifest);
+    exports_follow_the_manifest(&s, rows);
     assert!(exported(&s).iter().any(|r| r[..3] == ["U01", "V0", "60"] && r[5] == "S-99"), "{:?}", exported(&s));
 }

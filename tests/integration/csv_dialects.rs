@@ -3,11 +3,9 @@
 //! original, `import` says how it read the file, and an unreadable file is
 //! refused whole with the reason (exit 2).
 
-use std::path::Path;
-
 use labfeed::store::Store;
 
-use super::support::{TempStudy as Study, csv_rows, text};
+use super::support::{TempStudy as Study, csv_rows, path, text};
 
 const PARTICIPANTS: &str = "participant,site\nU07,Örebro\nU08,\"Växjö, Centrallasarettet\"\nU09,\n";
 const VISITS: &str = "participant,visit,meal_start\nU07,V0,2026-03-02T08:30\nU08,V0,2026-03-03 08:00\nU09,V0,\n";
@@ -68,10 +66,6 @@ fn in_dialect(text: &str, d: Dialect) -> Vec<u8> {
         bytes.extend_from_slice(written.as_bytes());
     }
     bytes
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// An e411 batch with results for the three manifest samples.

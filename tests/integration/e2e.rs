@@ -2,13 +2,7 @@
 //! `import` → `ingest` → `export results` / `report mismatches`, checking that
 //! every mismatch code that can arise at ingest shows up in the report.
 
-use std::path::Path;
-
-use super::support::{TempStudy as Study, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use super::support::{TempStudy as Study, csv_rows, path, text};
 
 #[test]
 fn a_small_study_from_import_to_report_shows_every_ingest_mismatch_code() {

@@ -5,16 +5,10 @@
 //! participant with every visit on shared axes, a visit with nothing
 //! received as one line, A4 printing, and nothing that reaches outside the page.
 
-use std::path::Path;
-
 use labfeed::report::plot::FLAG_COLOR;
 use roxmltree::{Document, Node, ParsingOptions};
 
-use crate::support::{TempStudy, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::support::{TempStudy, path, text};
 
 /// Participants imported out of code order; U12 has no visit.
 const PARTICIPANTS: &str = "participant,site\nU07,Uppsala\nU12,Uppsala\nU03,Uppsala\n";
@@ -105,6 +99,21 @@ fn study() -> TempStudy {
     let out = s.run(&["ingest", path(&astm), path(&hl7), path(&v4)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     s
+}
+
+/// Reject U03's late 30-min C-peptide (its OUT_OF_WINDOW flag), as `dm`; the flag's id.
+fn reject_the_late_u03_draw(s: &TempStudy) -> String {
+    let out = s.run(&["report", "mismatches", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let late = csv
+        .lines()
+        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{csv}"))
+        .to_owned();
+    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    late
 }
 
 fn parse(html: &str) -> Document<'_> {
@@ -357,16 +366,7 @@ fn the_mismatch_page_has_one_chart_per_participant_and_a_table_per_visit() {
 #[test]
 fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     let s = study();
-    let out = s.run(&["report", "mismatches", "--format", "csv"]);
-    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
-    let late = csv
-        .lines()
-        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
-        .and_then(|l| l.split(',').next())
-        .unwrap_or_else(|| panic!("{csv}"))
-        .to_owned();
-    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let late = reject_the_late_u03_draw(&s);
 
     let out = s.run(&["report", "mismatches", "--format", "html", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -466,16 +466,7 @@ fn long_tokens_wrap_rather_than_be_cut_off_and_times_stay_whole() {
 #[test]
 fn missing_and_withdrawn_marks_sit_under_the_axis_in_their_visits_row() {
     let s = study();
-    let out = s.run(&["report", "mismatches", "--format", "csv"]);
-    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
-    let late = csv
-        .lines()
-        .find(|l| l.contains(",OUT_OF_WINDOW,") && l.contains(",U03,V0,30,c_peptide,"))
-        .and_then(|l| l.split(',').next())
-        .unwrap_or_else(|| panic!("{csv}"))
-        .to_owned();
-    let out = s.run(&["resolve", &late, "--reject", "--reason", "drawn late", "--by", "dm"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    reject_the_late_u03_draw(&s);
     for args in [&["report", "mismatches", "--format", "html", "--all"][..], &["report", "auc", "--format", "html"]] {
         let out = s.run(args);
         let html = String::from_utf8(out.stdout).unwrap();

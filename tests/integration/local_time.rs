@@ -3,13 +3,7 @@
 //! database: meal starts in the skipped and the repeated hour, meal starts
 //! with offsets, and collection times in both.
 
-use std::path::Path;
-
-use super::support::{TempStudy, csv_rows, text};
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use super::support::{TempStudy, csv_rows, path, text};
 
 fn study() -> TempStudy {
     let s = TempStudy::new(&[]);
@@ -23,6 +17,14 @@ fn import_visits(s: &TempStudy, meal_start: &str) -> std::process::Output {
     let visits =
         s.file("visits.csv", &format!("participant,visit,meal_start\nU07,V0,2026-03-02T08:30\nU07,V4,{meal_start}\n"));
     s.run(&["import", "visits", path(&visits)])
+}
+
+/// Standard error of an import of visits that is refused (exit 1).
+#[track_caller]
+fn refused_visits(s: &TempStudy, meal_start: &str) -> String {
+    let out = import_visits(s, meal_start);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn db(s: &TempStudy) -> rusqlite::Connection {
@@ -65,10 +67,8 @@ fn codes_at(rows: &[Vec<String>], minute: &str) -> Vec<String> {
 #[test]
 fn a_meal_start_the_zone_skips_is_refused_with_file_line_and_column_and_nothing_is_imported() {
     let s = study();
-    let out = import_visits(&s, "2026-03-29T02:30");
     // As for any refused row (SPEC §1: 1 = some input was rejected).
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_visits(&s, "2026-03-29T02:30");
     assert!(
         err.contains(
             "visits.csv:3: column meal_start: 2026-03-29T02:30 does not exist in Europe/Stockholm: the clocks jump from +01:00 to +02:00 over it"
@@ -82,9 +82,7 @@ fn a_meal_start_the_zone_skips_is_refused_with_file_line_and_column_and_nothing_
 #[test]
 fn a_meal_start_in_the_repeated_hour_needs_its_offset_and_the_message_names_both() {
     let s = study();
-    let out = import_visits(&s, "2026-10-25T02:30");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_visits(&s, "2026-10-25T02:30");
     assert!(
         err.contains("visits.csv:3: column meal_start: 2026-10-25T02:30 happens twice in Europe/Stockholm"),
         "{err}"
@@ -93,9 +91,7 @@ fn a_meal_start_in_the_repeated_hour_needs_its_offset_and_the_message_names_both
     assert_eq!(visit_count(&s), 0);
 
     // An offset the zone does not have then is refused, naming the ones it has.
-    let out = import_visits(&s, "2026-10-25T02:30+03:00");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_visits(&s, "2026-10-25T02:30+03:00");
     assert!(
         err.contains("visits.csv:3: column meal_start: 2026-10-25T02:30+03:00 is not a time Europe/Stockholm has"),
         "{err}"

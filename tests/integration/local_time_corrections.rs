@@ -4,38 +4,7 @@
 //! (and so `export results` and `export lb`) follows the check (issue 10,
 //! point 3, with point 1).
 
-use super::support::{TempStudy, text};
-
-fn study() -> TempStudy {
-    let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
-    let csv = t.file("participants.csv", "participant\nU01\nU02\nU03\nU04\n");
-    let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    t
-}
-
-fn import(t: &TempStudy, what: &str, name: &str, content: &str) {
-    let csv = t.file(name, content);
-    let out = t.run(&["import", what, csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn ingest_bytes(t: &TempStudy, name: &str, bytes: &[u8]) -> String {
-    let path = t.dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let out = t.run(&["ingest", path.to_str().unwrap()]);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-    text(&out)
-}
-
-const MSH: &str = "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|";
-
-fn hl7_at(control: &str, sample: &str, collected: &str) -> String {
-    format!(
-        "{MSH}{control}|P|2.5.1\rPID|1||{}\rOBR|1||{sample}\rOBX|1|NM|1986-9||0.25|nmol/L|||||F|||{collected}\r",
-        &sample[..3]
-    )
-}
+use super::support::{four_participants as study, hl7_at, import_csv as import, ingest_bytes};
 
 /// Issue 10 point 3: "a collection time without an offset in a repeated hour
 /// is read as the occurrence nearest its nominal minute, and the observation

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::support::{TempStudy, text};
+use super::support::{MSH, TempStudy, four_participants as study, hl7_at, import_csv as import, ingest_bytes, text};
 
 /// Spellings and pieces of the planted identifiers; none may appear anywhere.
 const NEEDLES: &[&str] = &[
@@ -135,14 +135,6 @@ fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
         (format!("{round}-broken.astm"), astm_broken(p, 120)),
         (format!("{round}-framed.astm"), astm_framed(p, 60)),
     ]
-}
-
-fn study() -> TempStudy {
-    let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
-    let csv = t.file("participants.csv", "participant\nU01\nU02\nU03\nU04\n");
-    let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    t
 }
 
 /// Every needle absent from `haystack`; `what` says where it was looked for.
@@ -306,13 +298,7 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
 
     // The stored copy keeps the study code and the values, masks the rest.
-    let raw: Vec<Vec<u8>> = holder
-        .prepare("SELECT content FROM raw")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let raw = raw_contents(&holder);
     let central = raw.iter().find(|c| c.windows(4).any(|w| w == b"a1|P")).expect("round 1 HL7 stored");
     let central = String::from_utf8_lossy(central);
     assert!(central.contains("PID|1|U04~*"), "{central}");
@@ -425,30 +411,19 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
 // the tables or the reports, and an OUT_OF_WINDOW detail that dropped the
 // offset a collection time carried.
 
-fn import(t: &TempStudy, what: &str, name: &str, content: &str) {
-    let csv = t.file(name, content);
-    let out = t.run(&["import", what, csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn ingest_bytes(t: &TempStudy, name: &str, bytes: &[u8]) -> String {
-    let path = t.dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let out = t.run(&["ingest", path.to_str().unwrap()]);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-    text(&out)
-}
-
-/// Every stored copy, as lossy text.
-fn raw_copies(t: &TempStudy) -> String {
-    let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
-    let rows: Vec<Vec<u8>> = conn
-        .prepare("SELECT content FROM raw")
+/// Every stored copy, as stored.
+fn raw_contents(conn: &rusqlite::Connection) -> Vec<Vec<u8>> {
+    conn.prepare("SELECT content FROM raw")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+/// Every stored copy, as lossy text.
+fn raw_copies(t: &TempStudy) -> String {
+    let rows = raw_contents(&rusqlite::Connection::open(t.lib("labfeed.db")).unwrap());
     rows.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
@@ -476,8 +451,6 @@ fn assert_absent(what: &str, haystack: &str, needles: &[&str]) {
         assert!(!haystack.contains(needle), "{what} contains {needle:?}:\n{haystack}");
     }
 }
-
-const MSH: &str = "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|";
 
 /// SPEC §7 "Personal data": nothing that identifies a person (names, birth
 /// dates, addresses, phone numbers, identifiers other than the study code)
@@ -589,6 +562,19 @@ fn framed(records: &[&str]) -> Vec<u8> {
     out
 }
 
+/// Ingest `bytes` with `sample` listed at U01/V0/30, then correct the
+/// manifest to U02, the message's patient: no PARTICIPANT_CONFLICT stays
+/// open. What ingest said.
+#[track_caller]
+fn ingest_then_move_to_u02(t: &TempStudy, sample: &str, name: &str, bytes: &[u8]) -> String {
+    import(t, "samples", "s1.csv", &format!("sample_id,participant,visit,minute\n{sample},U01,V0,30\n"));
+    let said = ingest_bytes(t, name, bytes);
+    import(t, "samples", "s2.csv", &format!("sample_id,participant,visit,minute\n{sample},U02,V0,30\n"));
+    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    said
+}
+
 /// A framed ASTM capture (E1381, as a serial link stores it) whose P record
 /// holds a name: the masked copy must still parse (checksums recomputed), so
 /// a manifest correction that moves the sample to the participant the
@@ -596,27 +582,14 @@ fn framed(records: &[&str]) -> Vec<u8> {
 #[test]
 fn a_moved_sample_from_a_framed_astm_capture_reads_its_patient_id_back() {
     let t = study();
-    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS1001,U01,V0,30\n");
     let h = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500";
     let bytes =
         framed(&[h, "P|1|U02||||Johansson^Birgitta", "O|1|S1001||^^^CPEP", "R|1|^^^CPEP|0.46|nmol/L||N||F", "L|1|N"]);
-    let said = ingest_bytes(&t, "framed.astm", &bytes);
+    let said = ingest_then_move_to_u02(&t, "S1001", "framed.astm", &bytes);
     assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
     assert!(!raw_copies(&t).contains("Johansson"));
-    // The tube was U02's: the manifest is corrected.
-    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS1001,U02,V0,30\n");
-    let open = t.run(&["report", "mismatches", "--format", "csv"]);
-    let open = String::from_utf8_lossy(&open.stdout);
-    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
     let results = String::from_utf8_lossy(&t.run(&["export", "results"]).stdout).into_owned();
     assert!(results.contains("U02,V0,30,c_peptide,0.46"), "{results}");
-}
-
-fn hl7_at(control: &str, sample: &str, collected: &str) -> String {
-    format!(
-        "{MSH}{control}|P|2.5.1\rPID|1||{}\rOBR|1||{sample}\rOBX|1|NM|1986-9||0.25|nmol/L|||||F|||{collected}\r",
-        &sample[..3]
-    )
 }
 
 /// An OUT_OF_WINDOW detail for a collection time that carried its own offset
@@ -660,16 +633,12 @@ fn an_unmapped_astm_result_holding_a_name_or_national_id_is_masked() {
 #[test]
 fn a_moved_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() {
     let t = study();
-    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS5001,U01,V0,30\n");
     let astm = "H|\\%&|||cobas-e411%1|||||host|RSUPL%BATCH|P|1|20260302101500\r\
                 P|1|U02%LAB\r\
                 O|1|S5001||%%%CPEP\r\
                 R|1|%%%CPEP|0.44|nmol/L||N||F\r\
                 L|1|N\r";
-    ingest_bytes(&t, "percent.astm", astm.as_bytes());
-    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS5001,U02,V0,30\n");
-    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
-    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
+    ingest_then_move_to_u02(&t, "S5001", "percent.astm", astm.as_bytes());
     assert!(raw_copies(&t).contains("P|1|U02%"), "the study code is kept:\n{}", raw_copies(&t));
 }
 
@@ -679,16 +648,12 @@ fn a_moved_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() 
 #[test]
 fn a_moved_hl7_sample_with_a_custom_component_delimiter_reads_its_patient_id_back() {
     let t = study();
-    import(&t, "samples", "s1.csv", "sample_id,participant,visit,minute\nS6001,U01,V0,30\n");
     let msg = "MSH|$~\\&|CENTRALLAB|LAB|||20260302101500||ORU$R01|D1|P|2.5.1\r\
                PID|1||U02$$$TRIAL~198003151234$$$SKV||Johansson$Birgitta\r\
                OBR|1||S6001\r\
                OBX|1|NM|1986-9||0.44|nmol/L|||||F|||20260302081000\r";
-    let said = ingest_bytes(&t, "dollar.hl7", msg.as_bytes());
+    let said = ingest_then_move_to_u02(&t, "S6001", "dollar.hl7", msg.as_bytes());
     assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
-    import(&t, "samples", "s2.csv", "sample_id,participant,visit,minute\nS6001,U02,V0,30\n");
-    let open = String::from_utf8_lossy(&t.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
-    assert!(!open.contains("PARTICIPANT_CONFLICT"), "the message's patient ID is U02:\n{open}");
     let raw = raw_copies(&t);
     assert!(raw.contains("PID|1||U02$*"), "the study code is kept:\n{raw}");
     assert_absent("the stored copy", &raw, &["198003151234", "Johansson", "Birgitta"]);

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use labfeed::store::Store;
 
-use super::resolve::{e411, exported, has, id_of, open_mismatches, order, path, r, resolve, study};
-use super::support::{TempStudy as Study, csv_rows, text};
+use super::resolve::{
+    exported, has, id_of, ingest_preliminary_implausible_glucose, open_mismatches, r, resolve, study,
+};
+use super::support::{TempStudy as Study, csv_rows, e411, ok, order, path, text};
 
 /// `export results` and `export lb`, as written.
 fn exports(s: &Study) -> (String, String) {
@@ -63,10 +65,6 @@ fn lb_status(s: &Study, participant: &str, test: &str, timepoint: &str) -> Optio
                 && r[col("LBTPT")] == timepoint
         })
         .map(|r| (r[col("LBSTAT")].clone(), r[col("LBREASND")].clone(), r[col("LBSTRESC")].clone()))
-}
-
-fn ok(out: &std::process::Output) {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
 }
 
 fn refused(out: &std::process::Output, says: &str) {
@@ -493,17 +491,7 @@ fn a_version_2_database_with_decisions_is_migrated_and_its_decisions_can_be_reop
 fn reopening_an_acceptance_that_found_the_next_problem_closes_that_one() {
     let s = study();
     // Preliminary and implausible: accepting NOT_FINAL raises IMPLAUSIBLE and stores nothing.
-    let file = s.file(
-        "prelim.astm",
-        &e411(
-            &[
-                order(1, "U08-V0-T60"),
-                "R|1|^^^GLUC|80|mmol/L||N||P||ADMIN|20260303100000|20260303101500|E1\r".to_owned(),
-            ]
-            .concat(),
-        ),
-    );
-    ok(&s.run(&["ingest", path(&file)]));
+    ingest_preliminary_implausible_glucose(&s);
     let before = exports(&s);
     let first = id_of(&s, "IMPLAUSIBLE");
     let not_final = id_of(&s, "NOT_FINAL");

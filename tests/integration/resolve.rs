@@ -1,23 +1,9 @@
 //! `labfeed resolve`: a data manager's decisions through the real binary,
 //! checked in the exports, the reports and the audit log.
 
-use std::path::Path;
-
 use labfeed::store::Store;
 
-use super::support::{TempStudy as Study, csv_rows, text};
-
-pub(crate) fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-pub(crate) fn e411(body: &str) -> String {
-    format!("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r{body}L|1|N\r")
-}
-
-pub(crate) fn order(n: usize, sample: &str) -> String {
-    format!("O|{n}|{sample}||^^^CPEP|R||20260302083000||||N||||1|||||||20260302100000|||F\r")
-}
+use super::support::{TempStudy as Study, csv_rows, e411, order, path, text};
 
 pub(crate) fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
     format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|{done}|E1\r")
@@ -383,10 +369,9 @@ fn accepting_a_mismatch_raised_at_an_assigned_slot_accepts_it_there() {
     assert!(has(&rows, ["U07", "V4", "90", "c_peptide"], "0.5"), "{rows:?}");
 }
 
-#[test]
-fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
-    let s = study();
-    // Preliminary (held as NOT_FINAL) and also implausible, which ingest never got to say.
+/// U08's 60-min glucose of 80 mmol/L, preliminary (held as NOT_FINAL) and
+/// also implausible, which ingest never gets to say.
+pub(crate) fn ingest_preliminary_implausible_glucose(s: &Study) {
     let file = s.file(
         "prelim.astm",
         &e411(
@@ -397,7 +382,14 @@ fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
             .concat(),
         ),
     );
-    assert_eq!(s.run(&["ingest", path(&file)]).status.code(), Some(0));
+    let out = s.run(&["ingest", path(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
+    let s = study();
+    ingest_preliminary_implausible_glucose(&s);
     let not_final = id_of(&s, "NOT_FINAL");
     let out = resolve(&s, &[&not_final, "--accept", "--reason", "lab says final", "--by", "dm"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
