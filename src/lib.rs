@@ -14,6 +14,7 @@ pub mod hl7;
 pub mod ingest;
 pub mod local_time;
 pub mod logging;
+pub mod login;
 pub mod model;
 pub mod parse;
 pub mod report;

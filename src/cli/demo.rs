@@ -29,6 +29,7 @@ use crate::cli::import::{ImportArgs, KindArg};
 use crate::cli::report::{self, AucArgs, MismatchesArgs, Report, ReportArgs, ReportFormat, Review};
 use crate::cli::simulate::Line;
 use crate::cli::{Outcome, load_config};
+use crate::store::{Account, Role, Signature, Store};
 use crate::study::config::Watch;
 
 /// `labfeed demo [--dir DIR]`.
@@ -68,8 +69,9 @@ const DROPPED_AFTER: [(&str, &[u8]); 2] = [
     ("cobas-e411-export-cut-off.astm", include_bytes!("../../fixtures/demo/cobas-e411-export-cut-off.astm")),
 ];
 
-/// Who the demo's imports are audited as.
-const ACTOR: &str = "labfeed demo";
+/// The demo's accounts: an admin, and the data manager who imports and resolves.
+const DEMO_ADMIN: (&str, &str) = ("demo.admin", "Demo Admin");
+const DEMO_DATA_MANAGER: (&str, &str) = ("demo.dm", "Demo Data Manager");
 /// How long the daemon may take to archive or quarantine every dropped file.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the daemon may take to stop after SIGTERM (it promises 5 s).
@@ -97,7 +99,15 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
     let watch = config.watch.clone().context("the demo configuration has no [watch] table")?;
     writeln!(err, "demo: wrote {} (analyzer line {})", config_path.display(), line.path.display())?;
 
-    import_study(&dir, &config_path)?;
+    let (data_manager, accounts_file) = create_accounts(&dir, &config)?;
+    writeln!(
+        err,
+        "demo: created accounts {} (admin) and {} (data-manager); their passwords are in {}",
+        DEMO_ADMIN.0,
+        DEMO_DATA_MANAGER.0,
+        accounts_file.display()
+    )?;
+    import_study(&dir, &config_path, &data_manager)?;
     writeln!(err, "demo: imported participants, visits and samples from {}", dir.join("study").display())?;
 
     // The inbox exists before the daemon starts, so files can be dropped at once:
@@ -181,6 +191,12 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
     for command in ["report mismatches", "report auc", "export results", "status"] {
         writeln!(out, "  labfeed --config {config_arg} {command}")?;
     }
+    writeln!(
+        out,
+        "Decide on a mismatch as the demo's data manager (password in {}):",
+        shell_word(&accounts_file.display().to_string())
+    )?;
+    writeln!(out, "  labfeed --config {config_arg} --user {} resolve ID --accept --reason TEXT", DEMO_DATA_MANAGER.0)?;
     out.flush()?;
     Ok(Outcome::Ok)
 }
@@ -260,16 +276,75 @@ fn shell_word(text: &str) -> String {
     }
 }
 
-/// Write the study CSVs into `<dir>/study/` and import them as `labfeed import` does.
-fn import_study(dir: &Path, config_path: &Path) -> anyhow::Result<()> {
+/// A password nobody has to remember: 20 letters and digits.
+fn random_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the demo passwords: {e}"))?;
+    Ok(bytes.iter().map(|b| char::from(ALPHABET[usize::from(b % 32)])).collect())
+}
+
+/// A demo account with a random password, not yet stored.
+fn demo_account((name, full_name): (&str, &str), role: Role) -> anyhow::Result<(Account, String)> {
+    let password = random_password()?;
+    let account = Account {
+        name: name.to_owned(),
+        full_name: full_name.to_owned(),
+        role,
+        password_hash: crate::login::hash_password(&password)?,
+        enabled: true,
+        created_at: jiff::Timestamp::now(),
+        failed_logins: 0,
+        refused_until: None,
+    };
+    Ok((account, password))
+}
+
+/// The demo's admin (the first admin signs its own account) and data
+/// manager, with random passwords written to `<dir>/accounts.txt` (readable
+/// by its owner only); the data manager signs the study imports.
+fn create_accounts(dir: &Path, config: &crate::study::config::Config) -> anyhow::Result<(Signature, PathBuf)> {
+    let mut store = Store::open(&config.storage.database)?;
+    let (admin, admin_password) = demo_account(DEMO_ADMIN, Role::Admin)?;
+    let (manager, manager_password) = demo_account(DEMO_DATA_MANAGER, Role::DataManager)?;
+    for (account, meaning) in [(&admin, "user add (first admin)"), (&manager, "user add")] {
+        let signature = crate::login::signature(&admin, meaning, Some("labfeed demo"), None);
+        store.write_signed(&signature, |tx| {
+            tx.add_account(&account.name, &account.full_name, account.role, &account.password_hash)
+        })?;
+    }
+    let file = dir.join("accounts.txt");
+    let text = format!(
+        "# labfeed demo accounts: --user NAME, then the password when asked (or on stdin with --password-stdin)\n\
+         {}\tadmin\t{admin_password}\n{}\tdata-manager\t{manager_password}\n",
+        admin.name, manager.name
+    );
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("cannot create {}", file.display()))?;
+        f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok((crate::login::signature(&manager, "import", Some("labfeed demo study data"), None), file))
+}
+
+/// Write the study CSVs into `<dir>/study/` and import them as `labfeed
+/// import` does, signed by the demo's data manager.
+fn import_study(dir: &Path, config_path: &Path, data_manager: &Signature) -> anyhow::Result<()> {
     let study = dir.join("study");
     std::fs::create_dir(&study).with_context(|| format!("cannot create {}", study.display()))?;
     for (kind, name, text) in STUDY_FILES {
         let file = study.join(name);
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-        let args = ImportArgs { kind, file, by: Some(ACTOR.to_owned()) };
+        let args = ImportArgs { kind, file, reason: None, by: None };
         let (mut said, mut complained) = (Vec::new(), Vec::new());
-        let outcome = crate::cli::import::run(config_path, &args, &mut said, &mut complained)?;
+        let outcome = crate::cli::import::import_signed(config_path, &args, &mut said, &mut complained, |_, _, meaning| {
+            Ok(Signature { meaning: meaning.to_owned(), ..data_manager.clone() })
+        })?;
         if outcome != Outcome::Ok {
             bail!("importing {name} failed: {}", String::from_utf8_lossy(&complained).trim());
         }

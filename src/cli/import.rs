@@ -2,8 +2,9 @@
 //!
 //! The whole file is checked first ([`import::read_with_dialect`]), then every row is
 //! applied in one write transaction, so a file is imported entirely or not at
-//! all. Each change is audited with old and new values under the `--by`
-//! actor; a row that is already as in the file writes nothing, so importing
+//! all. The transaction is signed by the logged-in account (SPEC §8; `lab`
+//! may import samples, `data-manager` anything) and each change is audited
+//! with old and new values; a row that is already as in the file writes nothing, so importing
 //! the same file again changes nothing. A changed sample row or meal start
 //! moves or re-checks the results it concerns in the same transaction
 //! ([`Corrections`]), and the command prints what moved.
@@ -13,9 +14,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::login::{Login, plain_text, refused};
 use crate::cli::{Outcome, load_config, open_store};
 use crate::ingest::correction::Corrections;
-use crate::store::{Change, Participant, Sample, StoreError, Visit};
+use crate::login::LoginError;
+use crate::store::{Change, Participant, Role, Sample, Signature, StoreError, Visit};
 use crate::study::import::{self, ImportError, Kind, Rows};
 
 #[derive(Debug, Args)]
@@ -28,7 +31,11 @@ pub struct ImportArgs {
     #[arg(value_name = "CSV")]
     pub file: PathBuf,
 
-    /// Who is importing, for the audit log (default: $USER, else the account name).
+    /// Why, for the signature (e.g. "tube mix-up on 2026-03-02 corrected").
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// On whose behalf, as a note beside the signature; the signer is always the logged-in account.
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
 }
@@ -88,33 +95,60 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// The actor for the audit log: `--by`, else the login name.
-fn actor(by: Option<&str>) -> Result<String, String> {
-    match by {
-        Some(name) if name.trim().is_empty() => Err("--by needs a name (who is importing)".to_owned()),
-        Some(name) => Ok(name.trim().to_owned()),
-        None => Ok(crate::cli::login_name()),
-    }
-}
-
-pub fn run(config_path: &Path, args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let actor = match actor(args.by.as_deref()) {
-        Ok(actor) => actor,
-        Err(message) => {
-            writeln!(err, "labfeed: {message}")?;
+pub fn run(
+    config_path: &Path,
+    login: &Login,
+    args: &ImportArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let note = |flag: &str, text: &Option<String>| text.as_deref().map(|t| plain_text(flag, t)).transpose();
+    let (reason, by) = match (note("--reason", &args.reason), note("--by", &args.by)) {
+        (Ok(reason), Ok(by)) => (reason, by),
+        (Err(message), _) | (_, Err(message)) => {
+            writeln!(err, "labfeed: import: {message}")?;
             return Ok(Outcome::Usage);
         }
     };
+    import_signed(config_path, args, out, err, |store, needs, meaning| {
+        let account = login.account(store, needs, meaning)?;
+        Ok(crate::login::signature(&account, meaning, reason.as_deref(), by.as_deref()))
+    })
+}
+
+/// `import`, signed by what `sign` returns once the file is known to be
+/// readable (given the role the import needs and what the signature means).
+pub fn import_signed(
+    config_path: &Path,
+    args: &ImportArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    sign: impl FnOnce(&mut crate::store::Store, Role, &'static str) -> Result<Signature, LoginError>,
+) -> anyhow::Result<Outcome> {
+    let kind = Kind::from(args.kind);
+    let (needs, meaning) = match args.kind {
+        KindArg::Participants => (Role::DataManager, "import participants"),
+        KindArg::Visits => (Role::DataManager, "import visits"),
+        KindArg::Samples => (Role::Lab, "import samples"),
+    };
     // Check the file before touching the database: a refused file takes no lock.
     let config = load_config(config_path)?;
-    let (rows, dialect) = match import::read_with_dialect(Kind::from(args.kind), &args.file, &config) {
+    let (rows, dialect) = match import::read_with_dialect(kind, &args.file, &config) {
         Ok(read) => read,
         Err(e) => return refuse(&e, err),
     };
     let mut store = open_store(&config, config_path)?;
+    let signature = match sign(&mut store, needs, meaning) {
+        Ok(signature) => signature,
+        Err(LoginError::Store(e)) => return Err(anyhow::Error::new(e).context("logging in")),
+        Err(e) => {
+            refused(err, "import", &e)?;
+            return Ok(Outcome::Usage);
+        }
+    };
     let file = args.file.as_path();
     let corrections = Corrections::new(&config, format!("import of {}", file.display()));
-    let result = store.write_with(&actor, |tx| {
+    let result = store.write_signed(&signature, |tx| {
         let mut counts = Counts::default();
         // What the changed rows did to results, one line each.
         let mut effects: Vec<String> = Vec::new();

@@ -14,12 +14,14 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod ingest;
+pub mod login;
 pub mod parse;
 pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod simulate;
 pub mod status;
+pub mod user;
 pub mod verify;
 
 /// How a command ended, as the exit code scripts rely on.
@@ -54,6 +56,14 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = "LABFEED_CONFIG")]
     config: Option<PathBuf>,
 
+    /// The account that signs a change (import, resolve, user); default: $LABFEED_USER.
+    #[arg(long, global = true, value_name = "NAME", env = "LABFEED_USER")]
+    user: Option<String>,
+
+    /// Read your password from the first line of standard input instead of asking on the terminal.
+    #[arg(long, global = true)]
+    password_stdin: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +86,8 @@ enum Command {
     Export(export::ExportArgs),
     /// A data manager's decision on a mismatch: assign, accept or reject it, reopen a decision, or mark a missing result not done, with a reason (audited).
     Resolve(resolve::ResolveArgs),
+    /// Accounts: add, list, disable, set a password (admins; the first admin needs no login).
+    User(user::UserArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
     Status,
     /// Send a file as an analyzer would (ASTM E1381 framing with retries, or HL7 over MLLP) and report the answers.
@@ -100,38 +112,21 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let config_path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let login = login::Login { user: cli.user, password_stdin: cli.password_stdin };
     match cli.command {
         Command::Parse(args) => parse::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::CheckConfig => check_config::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Ingest(args) => ingest::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::VerifyAudit => verify::run(&config_path, &mut stdout.lock()),
-        Command::Import(args) => import::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Import(args) => import::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
-        Command::Resolve(args) => resolve::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Resolve(args) => resolve::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::User(args) => user::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),
         Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),
         Command::Demo(args) => demo::run(&args, &mut stdout.lock(), &mut stderr.lock()),
-    }
-}
-
-/// Who runs this command, for the audit log when no `--by` is given:
-/// `$USER`, else `$LOGNAME`, else the account name of this process's user,
-/// else `uid N`: always a person or account, never a made-up name.
-pub fn login_name() -> String {
-    let from_env = ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|var| std::env::var(var).ok())
-        .map(|name| name.trim().to_owned())
-        .find(|name| !name.is_empty());
-    if let Some(name) = from_env {
-        return name;
-    }
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(user)) if !user.name.trim().is_empty() => user.name,
-        _ => format!("uid {uid}"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `labfeed resolve ID (--assign PARTICIPANT/VISIT/MINUTE | --accept | --reject | --not-done | --reopen)
-//! --reason TEXT [--by NAME]`.
+//! --reason TEXT [--by NAME]`, signed by the logged-in data manager (SPEC §8).
 //!
 //! A data manager's decision on one mismatch (see [`crate::ingest::resolve`]).
 //! Exit 0 when recorded; exit 2, with nothing written, when the decision
@@ -12,9 +12,11 @@ use std::path::Path;
 
 use clap::{ArgGroup, Args};
 
+use crate::cli::login::{Login, plain_text, refused};
 use crate::cli::{Outcome, load_config, open_store, require_database};
 use crate::ingest::resolve::{Decision, ResolveError, resolve};
-use crate::store::MismatchId;
+use crate::login::LoginError;
+use crate::store::{MismatchId, Role};
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("decision").required(true).args(["assign", "accept", "reject", "not_done", "reopen"])))]
@@ -47,13 +49,14 @@ pub struct ResolveArgs {
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
 
-    /// Who decides (default: $USER, else the account name).
+    /// On whose behalf, as a note beside the signature; the signer is always the logged-in account.
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
 }
 
 pub fn run(
     config_path: &Path,
+    login: &Login,
     args: &ResolveArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -75,21 +78,35 @@ pub fn run(
         None if args.reopen => Decision::Reopen,
         None => Decision::Reject,
     };
-    if args.reason.trim().is_empty() {
-        return usage(err, "--reason needs a text (why this decision)".to_owned());
-    }
-    let by = match args.by.as_deref().map(str::trim) {
-        Some("") => return usage(err, "--by needs a name (who decides)".to_owned()),
-        Some(name) => name.to_owned(),
-        None => crate::cli::login_name(),
+    let reason = match plain_text("--reason", &args.reason) {
+        Ok(reason) => reason,
+        Err(_) if args.reason.trim().is_empty() => {
+            return usage(err, "--reason needs a text (why this decision)".to_owned());
+        }
+        Err(why) => return usage(err, why),
+    };
+    let on_behalf_of = match args.by.as_deref().map(|by| plain_text("--by", by)).transpose() {
+        Ok(by) => by,
+        Err(why) => return usage(err, why),
     };
     // A wrong storage.database must not create an empty study to resolve nothing in.
     let config = load_config(config_path)?;
     require_database(&config, config_path)?;
     let mut store = open_store(&config, config_path)?;
-    match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
+    let account = match login.account(&mut store, Role::DataManager, "resolve") {
+        Ok(account) => account,
+        Err(LoginError::Store(e)) => return Err(anyhow::Error::new(e).context("logging in")),
+        Err(e) => {
+            refused(err, "resolve", &e)?;
+            return Ok(Outcome::Usage);
+        }
+    };
+    let signature =
+        crate::login::signature(&account, decision.meaning(), Some(reason.as_str()), on_behalf_of.as_deref());
+    match resolve(&mut store, &config, MismatchId(id), &decision, &signature) {
         Ok(done) => {
             let verb = if decision == Decision::Reopen { "reopened" } else { "resolved" };
+            let by = crate::cli::user::signed_by(&signature);
             writeln!(out, "mismatch {} ({}) {verb} by {by}: {}", done.mismatch_id, done.code, done.summary)?;
             for (id, code, detail) in &done.raised {
                 writeln!(out, "  new mismatch {id} ({code}): {detail}")?;

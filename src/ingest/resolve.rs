@@ -35,7 +35,7 @@ use crate::model::LabResult;
 use crate::store::{
     DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
     NewResolution, NewResult, ObservationId, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow,
-    Slot, Store, StoreError, Tx,
+    Signature, Slot, Store, StoreError, Tx,
 };
 use crate::study::config::Config;
 use crate::study::matching::{
@@ -69,6 +69,17 @@ impl Decision {
             Decision::Reject => ResolutionAction::Reject,
             Decision::NotDone => ResolutionAction::NotDone,
             Decision::Reopen => ResolutionAction::Reopen,
+        }
+    }
+
+    /// What a signature on this decision means (SPEC §8).
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Decision::Assign { .. } => "resolve assign",
+            Decision::Accept => "resolve accept",
+            Decision::Reject => "resolve reject",
+            Decision::NotDone => "resolve not-done",
+            Decision::Reopen => "resolve reopen",
         }
     }
 }
@@ -127,20 +138,20 @@ pub enum ResolveError {
     Store(#[from] StoreError),
 }
 
-/// Record `decision` on mismatch `id`, by `by`, with `reason`.
+/// Record `decision` on mismatch `id` in one transaction signed by
+/// `signature`, whose reason is the decision's.
 pub fn resolve(
     store: &mut Store,
     config: &Config,
     id: MismatchId,
     decision: &Decision,
-    reason: &str,
-    by: &str,
+    signature: &Signature,
 ) -> Result<Resolved, ResolveError> {
-    let reason = reason.trim();
+    let reason = signature.reason.as_deref().map(str::trim).unwrap_or_default();
     if reason.is_empty() {
         return Err(ResolveError::NoReason);
     }
-    store.write_with(by, |tx| {
+    store.write_signed(signature, |tx| {
         // Slots of visits imported by an older labfeed get their ids here too.
         allocate_missing_slot_ids(tx, config)?;
         if let Some(slot) = tx.missing_slot(id)? {

@@ -22,6 +22,7 @@
 //!   addresses or phone numbers have a column; raw copies are stored masked.
 //! - No write happens outside a `BEGIN IMMEDIATE` transaction.
 
+mod account;
 mod audit;
 mod correction;
 mod error;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use account::{Account, Role, Signature};
 pub use audit::{
     AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
@@ -148,6 +150,20 @@ impl Store {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.write_with(actor, f)
+    }
+
+    /// Run `f` in one write transaction signed by a person (SPEC §8): the
+    /// signature is its first audit row (none if nothing changes), the
+    /// account its actor.
+    pub fn write_signed<T, E: From<StoreError>>(
+        &mut self,
+        signature: &Signature,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_with(&signature.account, |tx| {
+            tx.set_signature(signature);
+            f(tx)
+        })
     }
 
     /// Like [`Store::write_as`], for closures with their own error type

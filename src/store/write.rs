@@ -1,11 +1,13 @@
 //! The write primitives: each inserts (or updates study data) and appends
 //! its audit row, inside the caller's transaction.
 
+use std::cell::Cell;
 use std::ops::Deref;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 
+use crate::store::account::{Signature, signature_json};
 use crate::store::StoreError;
 use crate::store::audit::{self, sha256_hex};
 use crate::store::mask::{mask, masked_label};
@@ -20,6 +22,10 @@ pub struct Tx<'c> {
     reader: Reader<'c>,
     actor: String,
     at: String,
+    /// A person's signature, written before the first row it signs: a
+    /// signed transaction that changes nothing leaves no trace.
+    signature: Option<Signature>,
+    signed: Cell<bool>,
 }
 
 impl<'c> Deref for Tx<'c> {
@@ -52,18 +58,39 @@ fn sample_json(s: &Sample) -> Value {
 
 impl<'c> Tx<'c> {
     pub(crate) fn new(transaction: Transaction<'c>, conn: &'c Connection, actor: &str) -> Tx<'c> {
-        Tx { transaction, reader: Reader::new(conn), actor: actor.to_owned(), at: utc_text(jiff::Timestamp::now()) }
+        Tx {
+            transaction,
+            reader: Reader::new(conn),
+            actor: actor.to_owned(),
+            at: utc_text(jiff::Timestamp::now()),
+            signature: None,
+            signed: Cell::new(false),
+        }
+    }
+
+    /// Sign this transaction: `signature` is audited before its first change.
+    pub(crate) fn set_signature(&mut self, signature: &Signature) {
+        self.signature = Some(signature.clone());
     }
 
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         Ok(self.transaction.commit()?)
     }
 
-    fn conn(&self) -> &Connection {
+    /// The transaction's time: every row it writes carries it.
+    pub(super) fn now(&self) -> jiff::Timestamp {
+        self.at.parse().unwrap_or_else(|_| jiff::Timestamp::now())
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
         &self.transaction
     }
 
-    fn audit(&self, action: &str, entity: &str, entity_id: impl ToString, detail: Value) -> Result<i64, StoreError> {
+    pub(super) fn audit(&self, action: &str, entity: &str, entity_id: impl ToString, detail: Value) -> Result<i64, StoreError> {
+        if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {
+            let detail = signature_json(signature);
+            audit::append(self.conn(), &self.at, &self.actor, "sign", "account", Some(&signature.account), &detail)?;
+        }
         audit::append(self.conn(), &self.at, &self.actor, action, entity, Some(&entity_id.to_string()), &detail)
     }
 

@@ -10,7 +10,7 @@ use super::support::{TempStudy as Study, central, csv_rows, ok, path, text};
 fn import(s: &Study, kind: &str, body: &str) -> String {
     let name = format!("{kind}.csv");
     s.file(&name, body);
-    ok(&s.command(&["import", kind, &name, "--by", "dm"]).current_dir(s.dir.path()).output().unwrap())
+    ok(&s.run_in(s.dir.path(), &["import", kind, &name, "--by", "dm"]))
 }
 
 fn ingest(s: &Study, name: &str, body: &str) -> String {

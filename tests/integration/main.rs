@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step on 2 cores).
 
+mod accounts;
 mod astm;
 mod auc;
 mod cli;

@@ -88,7 +88,7 @@ fn reopening_a_rejection_restores_the_exports_and_the_mismatch_can_be_decided_ag
     assert_ne!(exports(&s), before);
     let out = resolve(&s, &[&flagged, "--reopen", "--reason", "the draw time was mistyped", "--by", "dm.lead"]);
     ok(&out);
-    assert!(text(&out).contains(&format!("mismatch {flagged} (OUT_OF_WINDOW) reopened by dm.lead")), "{}", text(&out));
+    assert!(text(&out).contains(&format!("mismatch {flagged} (OUT_OF_WINDOW) reopened by dm.anna (Anna Data, data-manager)")), "{}", text(&out));
     assert!(text(&out).contains("U07 V4 minute 30 c_peptide is 0.8 nmol/L again"), "{}", text(&out));
     assert_eq!(exports(&s), before, "results and LB exactly as before the rejection");
     assert!(open_mismatches(&s).iter().any(|m| m.0 == flagged));
@@ -100,10 +100,10 @@ fn reopening_a_rejection_restores_the_exports_and_the_mismatch_can_be_decided_ag
     let report = text(&s.run(&["report", "mismatches", "--all"]));
     let lines: Vec<&str> = report.lines().collect();
     let at = lines.iter().position(|l| l.starts_with(&format!("  #{flagged} OUT_OF_WINDOW"))).expect(&report);
-    assert!(lines[at + 1].starts_with("      resolved (reject) by dm at "), "{report}");
+    assert!(lines[at + 1].starts_with("      resolved (reject) by dm.anna at "), "{report}");
     assert!(lines[at + 1].ends_with(": drawn late"), "{report}");
-    assert!(lines[at + 2].starts_with("      reopened by dm.lead at "), "{report}");
-    assert!(lines[at + 3].starts_with("      resolved (accept) by dm at "), "{report}");
+    assert!(lines[at + 2].starts_with("      reopened by dm.anna at "), "{report}");
+    assert!(lines[at + 3].starts_with("      resolved (accept) by dm.anna at "), "{report}");
     // The CSV keeps the SPEC §5 columns first, then the latest decision and the history.
     let rows = review_csv(&s, true);
     assert_eq!(
@@ -113,9 +113,9 @@ fn reopening_a_rejection_restores_the_exports_and_the_mismatch_can_be_decided_ag
         rows[0]
     );
     let row = rows.iter().find(|r| r[0] == flagged).unwrap();
-    assert_eq!((row[14].as_str(), row[15].as_str(), row[17].as_str()), ("resolved", "dm", "accept"));
+    assert_eq!((row[14].as_str(), row[15].as_str(), row[17].as_str()), ("resolved", "dm.anna", "accept"));
     assert_eq!(row[19].matches(" | ").count(), 2, "{row:?}");
-    assert!(row[19].contains("reopened by dm.lead"), "{row:?}");
+    assert!(row[19].contains("reopened by dm.anna"), "{row:?}");
 
     // Reopened again and rejected: still one audit chain.
     ok(&resolve(&s, &[&flagged, "--reopen", "--reason", "second thoughts", "--by", "dm"]));
@@ -341,7 +341,7 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
     let rows = review_csv(&s, true);
     let row = rows.iter().find(|r| r[0] == id).expect("listed with --all");
     assert_eq!((row[1].as_str(), row[14].as_str(), row[17].as_str()), ("MISSING_RESULT", "resolved", "not_done"));
-    assert!(text(&s.run(&["report", "mismatches", "--all"])).contains("      not done by dm at "));
+    assert!(text(&s.run(&["report", "mismatches", "--all"])).contains("      not done by dm.anna at "));
     refused(&resolve(&s, &[&id, "--not-done", "--reason", "x", "--by", "dm"]), "already resolved (not_done)");
 
     // Reopened: missing (and counted) again, with the same id.

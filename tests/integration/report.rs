@@ -10,6 +10,8 @@ use labfeed::store::*;
 use labfeed::value::{Comparator, Number};
 use tempfile::TempDir;
 
+use crate::support::{DATA_MANAGER, Signer};
+
 const RESULTS_HEADER: &str = "participant,visit,minute,analyte,value,unit,comparator,blq,reported_value,reported_unit,\
 sample_id,instrument,test_code,status,collected_at,resulted_at,source,received_at";
 const MISMATCHES_HEADER: &str = "id,code,sample_id,participant,visit,minute,analyte,instrument,test_code,\
@@ -21,6 +23,7 @@ struct Study {
     dir: TempDir,
     config: PathBuf,
     db: PathBuf,
+    signer: Signer,
 }
 
 impl Study {
@@ -34,19 +37,15 @@ impl Study {
         let config = dir.path().join("labfeed.toml");
         std::fs::write(&config, text).unwrap();
         let db = root.join("labfeed.db");
-        Study { dir, config, db }
+        let signer = Signer::new(&config);
+        Study { dir, config, db, signer }
     }
 
+    /// `labfeed ARGS` from the study directory; changes are signed by [`DATA_MANAGER`].
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_labfeed"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("LABFEED_CONFIG")
-            .env("USER", "tester")
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run the labfeed binary")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
+        cmd.arg("--config").arg(&self.config).args(args).env_remove("LABFEED_CONFIG").current_dir(self.dir.path());
+        self.signer.output(cmd, args)
     }
 
     fn file(&self, name: &str, text: &str) -> PathBuf {
@@ -124,9 +123,10 @@ fn study_data_imports_with_a_summary_and_a_second_import_changes_nothing() {
     );
 
     let audited = s.audit_rows();
-    // One audit row per new participant, visit and sample, and one per MISSING_RESULT id
+    // The two accounts (a signature and an account row each); per import a signature;
+    // one audit row per new participant, visit and sample, and one per MISSING_RESULT id
     // given to the slots of the two visits with a meal start (7 minutes × 2 analytes each).
-    assert_eq!(audited, 8 + 2 * 7 * 2);
+    assert_eq!(audited, 2 * 2 + 3 + 8 + 2 * 7 * 2);
     for (kind, name, rows) in
         [("participants", "participants.csv", 3), ("visits", "visits.csv", 3), ("samples", "samples.csv", 2)]
     {
@@ -149,7 +149,7 @@ fn study_data_imports_with_a_summary_and_a_second_import_changes_nothing() {
             assert_eq!(r.sample("S-2")?.unwrap().minute, 30);
             let trail = r.audit_trail("participant", "U01")?;
             assert_eq!(trail.len(), 1);
-            assert_eq!((trail[0].actor.as_str(), trail[0].action.as_str()), ("tester", "import"));
+            assert_eq!((trail[0].actor.as_str(), trail[0].action.as_str()), (DATA_MANAGER.0, "import"));
             Ok(())
         })
         .unwrap();
@@ -170,7 +170,7 @@ fn a_changed_row_is_counted_and_audited_with_old_and_new_values_under_by() {
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "one.csv: comma-separated, UTF-8, LF\none.csv: 1 row: 0 new, 1 changed, 0 unchanged\n");
 
-    // --by names the actor.
+    // --by is only a note: the logged-in account is the actor.
     s.file("p5.csv", "participant\nU05\n");
     assert_exit(&s.run(&["import", "participants", "p5.csv", "--by", "A. Manager"]), 0);
     s.store()
@@ -181,7 +181,7 @@ fn a_changed_row_is_counted_and_audited_with_old_and_new_values_under_by() {
             assert_eq!(detail["change"], "changed");
             assert_eq!(detail["old"]["site"], "Uppsala");
             assert_eq!(detail["new"]["site"], "Lund");
-            assert_eq!(r.audit_trail("participant", "U05")?[0].actor, "A. Manager");
+            assert_eq!(r.audit_trail("participant", "U05")?[0].actor, DATA_MANAGER.0);
             Ok(())
         })
         .unwrap();
@@ -257,10 +257,11 @@ fn a_bad_row_refuses_the_whole_file_with_file_line_and_column() {
 fn usage_and_configuration_problems_exit_2() {
     let s = Study::new();
     // A file that cannot be read is a usage error, like `parse`.
-    let out = s.run(&["import", "participants", "missing.csv"]);
+    // (Named users: no account is created, so no database either.)
+    let out = s.run(&["import", "participants", "missing.csv", "--user", "nobody"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("missing.csv: cannot read"), "{}", stderr(&out));
-    let out = s.run(&["import", "arms", "x.csv"]);
+    let out = s.run(&["import", "arms", "x.csv", "--user", "nobody"]);
     assert_exit(&out, 2);
     let out = s.run(&["report", "mismatches", "--format", "html"]);
     assert_exit(&out, 2);

@@ -3,7 +3,7 @@
 
 use labfeed::store::Store;
 
-use super::support::{TempStudy as Study, csv_rows, e411, order, path, text};
+use super::support::{DATA_MANAGER, TempStudy as Study, csv_rows, e411, order, path, text, with_stdin};
 
 pub(crate) fn r(test: &str, value: &str, unit: &str, done: &str) -> String {
     format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN|20260302100000|{done}|E1\r")
@@ -319,31 +319,44 @@ fn an_accepted_value_assigned_elsewhere_moves_and_is_checked_again_there() {
 }
 
 #[test]
-fn without_by_the_decision_is_attributed_to_the_account_running_it() {
+fn user_logname_and_by_never_name_the_signer() {
     let s = study();
     let flagged = id_of(&s, "PRETEST_GLUCOSE");
-    let out = s
-        .command(&["resolve", &flagged, "--accept", "--reason", "checked"])
-        .env_remove("USER")
-        .env("LOGNAME", "dm.logname")
-        .output()
-        .unwrap();
+    s.create_accounts();
+    let by = ["--by", "Dr. Chief Investigator", "--user", DATA_MANAGER.0, "--password-stdin"];
+    let mut cmd = s.command(&[&["resolve", flagged.as_str(), "--accept", "--reason", "checked"][..], &by[..]].concat());
+    cmd.env("USER", "mallory").env("LOGNAME", "mallory");
+    let out = with_stdin(cmd, &format!("{}\n", DATA_MANAGER.1));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("resolved by dm.logname"), "{}", text(&out));
+    assert!(text(&out).contains("resolved by dm.anna (Anna Data, data-manager)"), "{}", text(&out));
+    assert!(!text(&out).contains("mallory") && !text(&out).contains("Chief"), "{}", text(&out));
     let conn = rusqlite::Connection::open(s.lib("labfeed.db")).unwrap();
-    let actor: String =
-        conn.query_row("SELECT actor FROM audit_log WHERE action = 'resolve'", [], |r| r.get(0)).unwrap();
-    assert_eq!(actor, "dm.logname");
-    // With neither variable, the account name of the process (never an invented name).
-    let other = id_of(&s, "UNKNOWN_SAMPLE");
-    let out = s
-        .command(&["resolve", &other, "--reject", "--reason", "not ours"])
-        .env_remove("USER")
-        .env_remove("LOGNAME")
-        .output()
+    let (actor, detail): (String, String) = conn
+        .query_row("SELECT actor, detail FROM audit_log WHERE action = 'sign' ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!text(&out).contains("resolved by labfeed:"), "{}", text(&out));
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(actor, DATA_MANAGER.0);
+    assert_eq!(detail["full_name"], "Anna Data");
+    assert_eq!(detail["role"], "data-manager");
+    assert_eq!(detail["meaning"], "resolve accept");
+    assert_eq!(detail["reason"], "checked");
+    assert_eq!(detail["on_behalf_of"], "Dr. Chief Investigator");
+    let os = detail["os_account"].as_str().unwrap();
+    assert!(os.contains(&format!("uid {}", nix::unistd::getuid())) && !os.contains("mallory"), "{os}");
+    let resolver: String =
+        conn.query_row("SELECT actor FROM audit_log WHERE action = 'resolve'", [], |r| r.get(0)).unwrap();
+    assert_eq!(resolver, DATA_MANAGER.0);
+
+    // No login: refused, whatever $USER says, and nothing changes.
+    let other = id_of(&s, "UNKNOWN_SAMPLE");
+    let audited: i64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap();
+    let out = s.command(&["resolve", &other, "--reject", "--reason", "not ours"]).env("USER", "mallory").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--user NAME"), "{}", text(&out));
+    let after: i64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap();
+    assert_eq!(after, audited);
 }
 
 #[test]
@@ -407,7 +420,7 @@ fn accepting_one_problem_does_not_accept_the_next_one_the_checks_find() {
 #[test]
 fn resolve_with_a_wrong_database_path_creates_nothing() {
     let s = Study::new(&[]);
-    let out = resolve(&s, &["1", "--reject", "--reason", "x", "--by", "dm"]);
+    let out = resolve(&s, &["1", "--reject", "--reason", "x", "--user", "dm.anna"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
     assert!(!s.lib("labfeed.db").exists());

@@ -1,8 +1,10 @@
 //! Shared scaffolding: a study in a temporary directory, driven through the
 //! real `labfeed` binary.
 
+use std::cell::Cell;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub const EXAMPLE_CONFIG: &str = include_str!("../../config/labfeed.example.toml");
 
@@ -11,6 +13,18 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../config/labfeed.example.toml
 pub struct TempStudy {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    signer: Signer,
+}
+
+/// The first admin of every test study, and its password.
+pub const ADMIN: (&str, &str) = ("admin.ada", "admin-password-1");
+/// The data manager that signs the tests' changes unless a test logs in itself.
+pub const DATA_MANAGER: (&str, &str) = ("dm.anna", "dm-password-0001");
+
+/// Commands that change study data and so need a login (SPEC §1).
+fn needs_login(args: &[&str]) -> bool {
+    matches!(args.first(), Some(&("import" | "resolve" | "lock" | "unlock")))
+        && !args.iter().any(|a| *a == "--user" || a.starts_with("--user="))
 }
 
 impl TempStudy {
@@ -25,7 +39,8 @@ impl TempStudy {
         }
         let config = dir.path().join("labfeed.toml");
         std::fs::write(&config, text).unwrap();
-        TempStudy { dir, config }
+        let signer = Signer::new(&config);
+        TempStudy { dir, config, signer }
     }
 
     /// `<tmp>/lib/<name>`: the database, inbox, archive and quarantine live here.
@@ -53,9 +68,102 @@ impl TempStudy {
         cmd
     }
 
+    /// Run `labfeed ARGS`; a command that needs a login is signed by
+    /// [`DATA_MANAGER`] (created, with [`ADMIN`], on first use).
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.signed(self.command(args), args)
     }
+
+    /// Like [`TempStudy::run`], from `dir` (relative paths in ARGS).
+    pub fn run_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.current_dir(dir);
+        self.signed(cmd, args)
+    }
+
+    /// `cmd`, logged in as [`DATA_MANAGER`] when `args` need a login.
+    pub fn signed(&self, cmd: Command, args: &[&str]) -> Output {
+        self.signer.output(cmd, args)
+    }
+
+    /// `labfeed ARGS` with `input` on standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        with_stdin(self.command(args), input)
+    }
+
+    /// [`ADMIN`] and [`DATA_MANAGER`], once per study.
+    pub fn create_accounts(&self) {
+        self.signer.create_accounts();
+    }
+}
+
+/// Logs the tests' changes in as [`DATA_MANAGER`], creating the study's
+/// accounts on first use.
+pub struct Signer {
+    config: PathBuf,
+    done: Cell<bool>,
+}
+
+impl Signer {
+    pub fn new(config: &Path) -> Signer {
+        Signer { config: config.to_owned(), done: Cell::new(false) }
+    }
+
+    fn labfeed(&self, args: &[&str], input: &str) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
+        cmd.arg("--config").arg(&self.config).args(args).env_remove("LABFEED_CONFIG").env_remove("LABFEED_USER");
+        with_stdin(cmd, input)
+    }
+
+    /// `cmd` (a `labfeed ARGS`), logged in as [`DATA_MANAGER`] when `args`
+    /// need a login and name no user.
+    pub fn output(&self, mut cmd: Command, args: &[&str]) -> Output {
+        if !needs_login(args) {
+            return cmd.output().unwrap();
+        }
+        self.create_accounts();
+        cmd.args(["--user", DATA_MANAGER.0, "--password-stdin"]);
+        with_stdin(cmd, &format!("{}\n", DATA_MANAGER.1))
+    }
+
+    pub fn create_accounts(&self) {
+        if self.done.get() {
+            return;
+        }
+        let out = self.labfeed(
+            &["user", "add", ADMIN.0, "--role", "admin", "--full-name", "Ada Admin", "--new-password-stdin"],
+            &format!("{}\n", ADMIN.1),
+        );
+        assert!(out.status.success(), "creating the first admin: {}", text(&out));
+        let out = self.labfeed(
+            &[
+                "--user",
+                ADMIN.0,
+                "--password-stdin",
+                "user",
+                "add",
+                DATA_MANAGER.0,
+                "--role",
+                "data-manager",
+                "--full-name",
+                "Anna Data",
+                "--new-password-stdin",
+            ],
+            &format!("{}\n{}\n", ADMIN.1, DATA_MANAGER.1),
+        );
+        assert!(out.status.success(), "creating the data manager: {}", text(&out));
+        self.done.set(true);
+    }
+}
+
+/// Run `cmd` with `input` written to its standard input.
+pub fn with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The child may exit before reading (a refused command): ignore a broken pipe.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    child.wait_with_output().unwrap()
 }
 
 /// Standard output and error together, for assertion messages.

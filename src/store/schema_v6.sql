@@ -1,0 +1,22 @@
+-- labfeed study database, schema version 6: accounts (SPEC §8).
+--
+-- A person changes study data only under an account of this table. Accounts
+-- are disabled, never deleted, so every old signature keeps its name; the
+-- name and creation time never change. The password is kept only as an
+-- argon2id PHC string. `failed_logins` counts failures in a row;
+-- `refused_until` (UTC RFC 3339) is set after the fifth.
+CREATE TABLE account (
+    name          TEXT PRIMARY KEY NOT NULL,
+    full_name     TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('viewer', 'lab', 'data-manager', 'admin')),
+    password_hash TEXT NOT NULL CHECK (password_hash GLOB '$argon2id$*'),
+    enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    created_at    TEXT NOT NULL,
+    failed_logins INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+    refused_until TEXT
+) STRICT;
+
+CREATE TRIGGER account_no_delete BEFORE DELETE ON account
+BEGIN SELECT RAISE(ABORT, 'accounts are disabled, never deleted'); END;
+CREATE TRIGGER account_name_fixed BEFORE UPDATE OF name, created_at, role ON account
+BEGIN SELECT RAISE(ABORT, 'an account keeps its name, role and creation time'); END;
