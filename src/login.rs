@@ -7,7 +7,7 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-use crate::store::{Account, Role, Signature, Store, StoreError, SYSTEM_ACTOR};
+use crate::store::{Account, Role, SYSTEM_ACTOR, Signature, Store, StoreError};
 
 /// Failed logins in a row after which an account is refused for a while.
 pub const MAX_FAILED_LOGINS: u32 = 5;
@@ -20,7 +20,9 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 pub enum LoginError {
     #[error("no login given: this command needs --user NAME (or $LABFEED_USER) and that account's password")]
     NoUser,
-    #[error("the study database has no accounts yet: an admin creates the first one with `labfeed user add NAME --role admin`")]
+    #[error(
+        "the study database has no accounts yet: an admin creates the first one with `labfeed user add NAME --role admin`"
+    )]
     NoAccounts,
     /// Unknown account and wrong password read alike, so names cannot be probed.
     #[error("login refused for {0}: unknown account or wrong password")]
@@ -95,7 +97,13 @@ pub fn os_account() -> String {
 /// Check a login for `what` (e.g. `resolve`), which needs `needs`. A refusal
 /// is audited in its own transaction (it must survive the refused command);
 /// the fifth in a row refuses the account for [`REFUSAL`].
-pub fn authenticate(store: &mut Store, name: &str, password: &str, needs: Role, what: &str) -> Result<Account, LoginError> {
+pub fn authenticate(
+    store: &mut Store,
+    name: &str,
+    password: &str,
+    needs: Role,
+    what: &str,
+) -> Result<Account, LoginError> {
     let now = jiff::Timestamp::now();
     let account = store.read(|r| r.account(name))?;
     let refuse = |store: &mut Store, why: &str, refuse_until: Option<jiff::Timestamp>| -> Result<(), LoginError> {

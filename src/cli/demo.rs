@@ -342,9 +342,10 @@ fn import_study(dir: &Path, config_path: &Path, data_manager: &Signature) -> any
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         let args = ImportArgs { kind, file, reason: None, by: None };
         let (mut said, mut complained) = (Vec::new(), Vec::new());
-        let outcome = crate::cli::import::import_signed(config_path, &args, &mut said, &mut complained, |_, _, meaning| {
-            Ok(Signature { meaning: meaning.to_owned(), ..data_manager.clone() })
-        })?;
+        let outcome =
+            crate::cli::import::import_signed(config_path, &args, &mut said, &mut complained, |_, _, meaning| {
+                Ok(Signature { meaning: meaning.to_owned(), ..data_manager.clone() })
+            })?;
         if outcome != Outcome::Ok {
             bail!("importing {name} failed: {}", String::from_utf8_lossy(&complained).trim());
         }

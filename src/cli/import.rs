@@ -18,7 +18,7 @@ use crate::cli::login::{Login, plain_text, refused};
 use crate::cli::{Outcome, load_config, open_store};
 use crate::ingest::correction::Corrections;
 use crate::login::LoginError;
-use crate::store::{Change, Participant, Role, Sample, Signature, StoreError, Visit};
+use crate::store::{Change, Lock, Participant, Role, Sample, Signature, StoreError, Visit};
 use crate::study::import::{self, ImportError, Kind, Rows};
 
 #[derive(Debug, Args)]
@@ -154,10 +154,13 @@ pub fn import_signed(
         let mut effects: Vec<String> = Vec::new();
         match &rows {
             Rows::Participants(list) => {
-                for (_, row) in list {
-                    counts.add(
-                        tx.upsert_participant(&Participant { code: row.participant.clone(), site: row.site.clone() })?,
-                    );
+                for (line, row) in list {
+                    let change =
+                        tx.upsert_participant(&Participant { code: row.participant.clone(), site: row.site.clone() })?;
+                    if change != Change::Unchanged {
+                        refuse_if_locked(tx.lock_on_participant(&row.participant)?, file, *line, "participant")?;
+                    }
+                    counts.add(change);
                 }
             }
             Rows::Visits(list) => {
@@ -169,6 +172,9 @@ pub fn import_signed(
                     };
                     let old_start = tx.visit(&visit.participant, &visit.visit)?.and_then(|v| v.meal_start);
                     let change = tx.upsert_visit(&visit).map_err(|e| located(e, file, *line))?;
+                    if change != Change::Unchanged {
+                        refuse_if_locked(tx.lock_on(&visit.participant, &visit.visit)?, file, *line, "visit")?;
+                    }
                     counts.add(change);
                     if change != Change::Unchanged && old_start != visit.meal_start {
                         let effect = corrections.meal_start_changed(tx, old_start, &visit)?;
@@ -189,6 +195,14 @@ pub fn import_signed(
                     };
                     let old = tx.sample(&sample.sample_id)?;
                     let change = tx.upsert_sample(&sample).map_err(|e| located(e, file, *line))?;
+                    if change != Change::Unchanged {
+                        // A sample may neither leave nor enter a locked visit.
+                        for (p, v) in
+                            old.iter().map(|o| (&o.participant, &o.visit)).chain([(&sample.participant, &sample.visit)])
+                        {
+                            refuse_if_locked(tx.lock_on(p, v)?, file, *line, "visit")?;
+                        }
+                    }
                     counts.add(change);
                     if change != Change::Unchanged {
                         moved.push((change, old, sample));
@@ -233,6 +247,19 @@ pub fn import_signed(
             "importing {} into the study database (nothing from the file was imported)",
             file.display()
         ))),
+    }
+}
+
+/// A row that would change locked data refuses the whole file (SPEC §8).
+fn refuse_if_locked(lock: Option<Lock>, file: &Path, line: usize, column: &str) -> Result<(), Failure> {
+    match lock {
+        None => Ok(()),
+        Some(lock) => Err(Failure::Row(ImportError {
+            file: file.to_owned(),
+            line,
+            column: Some(column.to_owned()),
+            message: format!("{lock}: a locked visit takes no change (`labfeed unlock` it first)"),
+        })),
     }
 }
 

@@ -84,7 +84,10 @@ pub fn plain_text(flag: &str, text: &str) -> Result<String, String> {
         return Err(format!("{flag} needs a text"));
     }
     if let Some(c) = text.chars().find(|c| c.is_control()) {
-        return Err(format!("{flag} must be one line of text without control characters (found U+{:04X})", u32::from(c)));
+        return Err(format!(
+            "{flag} must be one line of text without control characters (found U+{:04X})",
+            u32::from(c)
+        ));
     }
     Ok(text.to_owned())
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod ingest;
+pub mod lock;
 pub mod login;
 pub mod parse;
 pub mod report;
@@ -86,6 +87,10 @@ enum Command {
     Export(export::ExportArgs),
     /// A data manager's decision on a mismatch: assign, accept or reject it, reopen a decision, or mark a missing result not done, with a reason (audited).
     Resolve(resolve::ResolveArgs),
+    /// Lock a visit, a participant or the whole study: deliveries are held as LOCKED and decisions refused (signed).
+    Lock(lock::LockArgs),
+    /// Lift a lock (signed, with a reason).
+    Unlock(lock::LockArgs),
     /// Accounts: add, list, disable, set a password (admins; the first admin needs no login).
     User(user::UserArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
@@ -122,6 +127,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Report(args) => report::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Export(args) => export::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Resolve(args) => resolve::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Lock(args) => lock::run(&config_path, &login, &args, true, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Unlock(args) => lock::run(&config_path, &login, &args, false, &mut stdout.lock(), &mut stderr.lock()),
         Command::User(args) => user::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),

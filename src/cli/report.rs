@@ -132,6 +132,7 @@ fn mismatches(
         include_resolved: args.all,
         timezone: &config.study.timezone,
         scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
+        locks: &review.locks,
     };
     match args.format {
         ReportFormat::Csv => write_mismatches_csv(&mut buffer, &rows, &review.history)?,
@@ -177,6 +178,8 @@ pub struct Review {
     pub now: jiff::Timestamp,
     /// Where each decided value is now, and the not-done slots of each visit.
     pub whereabouts: Now,
+    /// The data locks in force.
+    pub locks: Vec<crate::store::Lock>,
 }
 
 impl Review {
@@ -202,7 +205,19 @@ impl Review {
                     not_done.clear();
                 }
                 let history = r.decision_history()?;
-                Ok(Review { stored, missing, not_done, ids: states.ids, history, results, visits, now, whereabouts })
+                let locks = r.locks()?;
+                Ok(Review {
+                    stored,
+                    missing,
+                    not_done,
+                    ids: states.ids,
+                    history,
+                    results,
+                    visits,
+                    now,
+                    whereabouts,
+                    locks,
+                })
             })
             .context("reading the mismatches")
     }

@@ -69,6 +69,7 @@ struct Report {
     arrivals: Vec<Arrival>,
     unprocessed: usize,
     open_mismatches: BTreeMap<String, u64>,
+    locks: Vec<crate::store::Lock>,
     now: jiff::Timestamp,
 }
 
@@ -93,14 +94,14 @@ struct Arrival {
 
 fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
     let now = jiff::Timestamp::now();
-    let (arrivals, unprocessed, open_mismatches) = store.read(|r| {
+    let (arrivals, unprocessed, open_mismatches, locks) = store.read(|r| {
         let mut open = open_mismatches_by_code(r)?;
         // Computed, as in `report mismatches`: scheduled results not (yet) there.
         let missing = missing_results(config, &r.visits()?, &r.slot_states()?, now).len() as u64;
         if missing > 0 {
             open.insert(MISSING_RESULT.to_owned(), missing);
         }
-        Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open))
+        Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open, r.locks()?))
     })?;
     Ok(Report {
         schema_version: store.schema_version()?,
@@ -110,6 +111,7 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
         arrivals,
         unprocessed,
         open_mismatches,
+        locks,
         now,
     })
 }
@@ -301,6 +303,16 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
     writeln!(out, "open mismatches: {total}")?;
     for (code, n) in &report.open_mismatches {
         writeln!(out, "  {code}: {n}")?;
+    }
+    match report.locks.as_slice() {
+        [] => writeln!(out, "data locks: none")?,
+        locks => {
+            writeln!(out, "data locks: {}", locks.len())?;
+            for lock in locks {
+                let line = crate::report::mismatches::lock_line(lock, &config.study.timezone);
+                writeln!(out, "  {}", line.trim_start_matches("Locked: "))?;
+            }
+        }
     }
     Ok(())
 }

@@ -144,7 +144,8 @@ fn change(store: &mut Store, login: &Login, command: &UserCommand, out: &mut dyn
                 store.write_signed(&signature, |tx| tx.add_account(name, &full_name, role, &hash))?;
                 signature
             };
-            writeln!(out, "account {name} ({full_name}, {role}) added, signed by {}", signed_by(&signature)).map_err(io)?;
+            writeln!(out, "account {name} ({full_name}, {role}) added, signed by {}", signed_by(&signature))
+                .map_err(io)?;
         }
         UserCommand::List => {
             login.account(store, Role::Admin, "user list")?;
@@ -180,7 +181,8 @@ fn change(store: &mut Store, login: &Login, command: &UserCommand, out: &mut dyn
                 return Err(LoginError::Password(format!("{name} is disabled already")));
             }
             if target.role == Role::Admin {
-                let admins = store.read(|r| r.accounts())?.iter().filter(|a| a.enabled && a.role == Role::Admin).count();
+                let admins =
+                    store.read(|r| r.accounts())?.iter().filter(|a| a.enabled && a.role == Role::Admin).count();
                 if admins <= 1 {
                     return Err(LoginError::Password(format!(
                         "{name} is the last enabled admin; add another admin before disabling it"

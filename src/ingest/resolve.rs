@@ -33,9 +33,9 @@ use std::collections::BTreeMap;
 
 use crate::model::LabResult;
 use crate::store::{
-    DecisionEffects, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow, NewMismatch,
-    NewResolution, NewResult, ObservationId, ObservationRow, ResolutionAction, ResolutionRow, ResultId, ResultRow,
-    Signature, Slot, Store, StoreError, Tx,
+    DecisionEffects, Lock, LockScope, MISSING_RESULT_CODE, MismatchCode, MismatchId, MismatchRow, MissingSlotRow,
+    NewMismatch, NewResolution, NewResult, ObservationId, ObservationRow, ResolutionAction, ResolutionRow, ResultId,
+    ResultRow, Signature, Slot, Store, StoreError, Tx,
 };
 use crate::study::config::Config;
 use crate::study::matching::{
@@ -122,8 +122,30 @@ impl Resolved {
     }
 }
 
+/// Refuse a decision that would touch a locked visit (SPEC §8).
+fn refuse_if_locked<'a>(
+    tx: &Tx<'_>,
+    id: MismatchId,
+    code: &'static str,
+    visits: impl IntoIterator<Item = (Option<&'a String>, Option<&'a String>)>,
+) -> Result<(), ResolveError> {
+    for (participant, visit) in visits {
+        let lock = match (participant, visit) {
+            (Some(p), Some(v)) => tx.lock_on(p, v)?,
+            (Some(p), None) => tx.lock_on_participant(p)?,
+            _ => tx.locks()?.into_iter().find(|l| l.scope == LockScope::Study),
+        };
+        if let Some(lock) = lock {
+            return Err(ResolveError::Locked { id, code, lock });
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
+    #[error("mismatch {id} ({code}) cannot be decided: {lock}; `labfeed unlock` it first")]
+    Locked { id: MismatchId, code: &'static str, lock: Lock },
     #[error("there is no mismatch {0} (see `labfeed report mismatches`)")]
     NotFound(MismatchId),
     #[error("mismatch {id} was already resolved ({action}) by {by} at {at}; a decision is never changed")]
@@ -155,9 +177,20 @@ pub fn resolve(
         // Slots of visits imported by an older labfeed get their ids here too.
         allocate_missing_slot_ids(tx, config)?;
         if let Some(slot) = tx.missing_slot(id)? {
+            refuse_if_locked(tx, id, MISSING_RESULT_CODE, [(Some(&slot.slot.participant), Some(&slot.slot.visit))])?;
             return missing_slot_decision(tx, config, &slot, decision, reason);
         }
         let Some(mismatch) = tx.mismatch(id)? else { return Err(ResolveError::NotFound(id)) };
+        // A decision touches the mismatch's visit, the one a decision in
+        // force put the value in, and an assignment's target: none may be locked.
+        let decided = mismatch.resolution.as_ref().map(|r| (r.participant.as_ref(), r.visit.as_ref()));
+        let target = match decision {
+            Decision::Assign { participant, visit, .. } => Some((Some(participant), Some(visit))),
+            _ => None,
+        };
+        let visits =
+            [(mismatch.participant.as_ref(), mismatch.visit.as_ref())].into_iter().chain(decided).chain(target);
+        refuse_if_locked(tx, id, mismatch.code.as_str(), visits)?;
         let empty = Resolved::nothing(id, mismatch.code.as_str(), String::new());
         match (decision, &mismatch.resolution) {
             (Decision::Reopen, None) => return Err(ResolveError::NotDecided(id)),

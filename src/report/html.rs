@@ -545,6 +545,9 @@ pub fn write_mismatches_html(
         ),
     )
     .line();
+    for lock in options.locks {
+        h.element("p", &[("class", "lock")], &crate::report::mismatches::lock_line(lock, zone)).line();
+    }
 
     write_summary(&mut h, rows, options.include_resolved);
     let groups = groups(rows);
@@ -989,6 +992,7 @@ mod tests {
             include_resolved: all,
             timezone: "Europe/Stockholm",
             scheduled_slots: 14,
+            locks: &[],
         };
         let (history, now) = (History::new(), Now::default());
         let snapshot = Snapshot { results, visits: &[], history: &history, now: &now };

@@ -14,7 +14,7 @@ use std::ops::Deref;
 use crate::report::format::utc_time;
 use crate::report::now::Now;
 use crate::report::wording::{absence_words, nothing_received, nothing_received_line, plural, zoned_time};
-use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
+use crate::store::{Lock, MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
 use crate::study::missing::MissingResult;
 
 /// The code of a MISSING_RESULT row.
@@ -264,6 +264,13 @@ pub struct MismatchTextOptions<'a> {
     /// Scheduled slots of a visit (minutes × analytes): a visit whose rows
     /// are all of them, nothing received, is one line.
     pub scheduled_slots: usize,
+    /// The data locks in force (SPEC §8), listed under the title.
+    pub locks: &'a [Lock],
+}
+
+/// `Locked: visit U01/V0 since 2026-… Europe/Stockholm by dm.anna: data cleaned`.
+pub fn lock_line(lock: &Lock, zone: &str) -> String {
+    format!("Locked: {} since {} by {}: {}", lock.scope, zoned_time(lock.at, zone), lock.by, lock.reason)
 }
 
 /// A readable listing for a data manager: grouped by participant and visit
@@ -297,6 +304,9 @@ pub fn write_mismatches_text_with_history(
         options.study,
         zoned_time(options.generated_at, zone)
     )?;
+    for lock in options.locks {
+        writeln!(out, "{}", lock_line(lock, zone))?;
+    }
     for group in rows.chunk_by(|a, b| (a.participant(), a.visit()) == (b.participant(), b.visit())) {
         let Some(first) = group.first() else { continue };
         let key = (first.participant(), first.visit());
@@ -481,6 +491,7 @@ mod tests {
             include_resolved: true,
             timezone: "UTC",
             scheduled_slots: 14,
+            locks: &[],
         }
     }
 
@@ -493,6 +504,7 @@ mod tests {
             include_resolved,
             timezone: "Europe/Stockholm",
             scheduled_slots: 14,
+            locks: &[],
         };
         write_mismatches_text(&mut out, &rows, &options).unwrap();
         String::from_utf8(out).unwrap()

@@ -85,8 +85,7 @@ pub struct Signature {
     pub on_behalf_of: Option<String>,
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "name, full_name, role, password_hash, enabled, created_at, failed_logins, refused_until";
+const ACCOUNT_COLUMNS: &str = "name, full_name, role, password_hash, enabled, created_at, failed_logins, refused_until";
 
 fn account_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let bad = |idx: usize, what: String| {
@@ -159,7 +158,13 @@ fn account_json(a: &Account) -> serde_json::Value {
 
 impl Tx<'_> {
     /// Add an account (enabled, no failed logins); refused if the name is taken.
-    pub fn add_account(&mut self, name: &str, full_name: &str, role: Role, password_hash: &str) -> Result<(), StoreError> {
+    pub fn add_account(
+        &mut self,
+        name: &str,
+        full_name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
         if self.account(name)?.is_some() {
             return Err(StoreError::Invalid {
                 what: "account",

@@ -26,6 +26,7 @@ mod account;
 mod audit;
 mod correction;
 mod error;
+mod lock;
 mod mask;
 mod read;
 mod schema;
@@ -43,6 +44,7 @@ pub use audit::{
 };
 pub use correction::ObservationSource;
 pub use error::StoreError;
+pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
 pub use read::Reader;
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};

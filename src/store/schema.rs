@@ -48,7 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "a repeated local collection time read again",
         sql: include_str!("schema_v5.sql"),
     },
-    Migration { version: 6, description: "accounts", sql: include_str!("schema_v6.sql") },
+    Migration { version: 6, description: "accounts and data locks", sql: include_str!("schema_v6.sql") },
 ];
 
 /// The schema version this code reads and writes.

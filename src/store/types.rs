@@ -174,6 +174,7 @@ vocabulary!(
         DuplicateConflict = "DUPLICATE_CONFLICT",
         CorrectionWithoutOriginal = "CORRECTION_WITHOUT_ORIGINAL",
         PretestGlucose = "PRETEST_GLUCOSE",
+        Locked = "LOCKED",
     }
 );
 

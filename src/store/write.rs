@@ -7,8 +7,8 @@ use std::ops::Deref;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 
-use crate::store::account::{Signature, signature_json};
 use crate::store::StoreError;
+use crate::store::account::{Signature, signature_json};
 use crate::store::audit::{self, sha256_hex};
 use crate::store::mask::{mask, masked_label};
 use crate::store::read::{Reader, utc_text};
@@ -82,11 +82,22 @@ impl<'c> Tx<'c> {
         self.at.parse().unwrap_or_else(|_| jiff::Timestamp::now())
     }
 
+    /// Who this transaction writes as (an account name, or labfeed itself).
+    pub(super) fn actor(&self) -> &str {
+        &self.actor
+    }
+
     pub(super) fn conn(&self) -> &Connection {
         &self.transaction
     }
 
-    pub(super) fn audit(&self, action: &str, entity: &str, entity_id: impl ToString, detail: Value) -> Result<i64, StoreError> {
+    pub(super) fn audit(
+        &self,
+        action: &str,
+        entity: &str,
+        entity_id: impl ToString,
+        detail: Value,
+    ) -> Result<i64, StoreError> {
         if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {
             let detail = signature_json(signature);
             audit::append(self.conn(), &self.at, &self.actor, "sign", "account", Some(&signature.account), &detail)?;

@@ -32,7 +32,8 @@ fn audit_count(t: &TempStudy, action: &str) -> i64 {
 fn the_first_admin_needs_no_login_and_every_later_user_command_an_admins() {
     let t = study();
     // No admin yet: the first account must be one.
-    let out = t.run_with_stdin(&["user", "add", "lab.lars", "--role", "lab", "--new-password-stdin"], "lab-password-01\n");
+    let out =
+        t.run_with_stdin(&["user", "add", "lab.lars", "--role", "lab", "--new-password-stdin"], "lab-password-01\n");
     assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert!(text(&out).contains("first account must be an admin"), "{}", text(&out));
 
@@ -44,10 +45,15 @@ fn the_first_admin_needs_no_login_and_every_later_user_command_an_admins() {
     assert!(text(&out).contains("account admin.ada (Ada Admin, admin) added"), "{}", text(&out));
 
     // Now a second admin needs a login, and an admin's.
-    let out = t.run_with_stdin(&["user", "add", "eve", "--role", "admin", "--new-password-stdin"], "eve-password-0001\n");
+    let out =
+        t.run_with_stdin(&["user", "add", "eve", "--role", "admin", "--new-password-stdin"], "eve-password-0001\n");
     assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--user"), "{}", text(&out));
-    let out = admin(&t, &["user", "add", DATA_MANAGER.0, "--role", "data-manager", "--new-password-stdin"], "dm-password-0001\n");
+    let out = admin(
+        &t,
+        &["user", "add", DATA_MANAGER.0, "--role", "data-manager", "--new-password-stdin"],
+        "dm-password-0001\n",
+    );
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let out = as_user(
         &t,
@@ -71,7 +77,11 @@ fn passwords_follow_the_rules_and_are_never_stored_in_clear() {
     let t = study();
     t.create_accounts();
     for (password, why) in [("short-pw", "at least 12 characters"), ("lab.lars.1234", "not be the account name")] {
-        let out = admin(&t, &["user", "add", "lab.lars.1234", "--role", "lab", "--new-password-stdin"], &format!("{password}\n"));
+        let out = admin(
+            &t,
+            &["user", "add", "lab.lars.1234", "--role", "lab", "--new-password-stdin"],
+            &format!("{password}\n"),
+        );
         assert_eq!(code(&out), Some(2), "{}", text(&out));
         assert!(text(&out).contains(why), "{}", text(&out));
     }
@@ -95,7 +105,8 @@ fn passwords_follow_the_rules_and_are_never_stored_in_clear() {
         }
     }
     let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
-    let hash: String = conn.query_row("SELECT password_hash FROM account WHERE name = 'lars'", [], |r| r.get(0)).unwrap();
+    let hash: String =
+        conn.query_row("SELECT password_hash FROM account WHERE name = 'lars'", [], |r| r.get(0)).unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     let audited: String = conn
         .query_row("SELECT detail FROM audit_log WHERE action = 'user add' AND entity_id = 'lars'", [], |r| r.get(0))
@@ -179,14 +190,19 @@ fn roles_grant_what_spec_says() {
     let lab = |args: &[&str]| as_user(&t, "lab.lars", args, "lab-password-0001\n");
     let out = lab(&["import", "visits", visits.to_str().unwrap()]);
     assert_eq!(code(&out), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("lab.lars is a lab account; import visits needs the data-manager role"), "{}", text(&out));
+    assert!(
+        text(&out).contains("lab.lars is a lab account; import visits needs the data-manager role"),
+        "{}",
+        text(&out)
+    );
     let out = t.run(&["import", "visits", visits.to_str().unwrap()]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let out = lab(&["import", "samples", samples.to_str().unwrap()]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
-    let signer: String =
-        conn.query_row("SELECT actor FROM audit_log WHERE entity = 'sample' AND entity_id = 'S-1'", [], |r| r.get(0)).unwrap();
+    let signer: String = conn
+        .query_row("SELECT actor FROM audit_log WHERE entity = 'sample' AND entity_id = 'S-1'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(signer, "lab.lars");
     let out = lab(&["resolve", "1", "--not-done", "--reason", "no sample"]);
     assert_eq!(code(&out), Some(2), "{}", text(&out));
@@ -214,7 +230,12 @@ fn anyone_may_change_their_own_password_and_only_an_admin_anyone_elses() {
         &format!("{}\nmy own new password\n", DATA_MANAGER.1),
     );
     assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let out = as_user(&t, DATA_MANAGER.0, &["user", "passwd", DATA_MANAGER.0, "--new-password-stdin"], &format!("{}\nx\n", DATA_MANAGER.1));
+    let out = as_user(
+        &t,
+        DATA_MANAGER.0,
+        &["user", "passwd", DATA_MANAGER.0, "--new-password-stdin"],
+        &format!("{}\nx\n", DATA_MANAGER.1),
+    );
     assert_eq!(code(&out), Some(2), "the old password no longer logs in: {}", text(&out));
     assert_eq!(audit_count(&t, "user passwd"), 1);
 }

@@ -327,6 +327,7 @@ proptest! {
             include_resolved: all,
             timezone: &config.study.timezone,
             scheduled_slots: config.mmtt.timepoints.len() * config.analytes.len(),
+            locks: &[],
         };
         let mut out = Vec::new();
         write_mismatches_html(&mut out, &rows, Snapshot { results: &results, visits: &visits, history: &History::new(), now: &Now::default() }, &config, &options)

@@ -19,6 +19,7 @@ mod link;
 mod listen;
 mod local_time;
 mod local_time_corrections;
+mod lock;
 mod mllp;
 mod privacy;
 mod reopen;

@@ -88,7 +88,12 @@ fn reopening_a_rejection_restores_the_exports_and_the_mismatch_can_be_decided_ag
     assert_ne!(exports(&s), before);
     let out = resolve(&s, &[&flagged, "--reopen", "--reason", "the draw time was mistyped", "--by", "dm.lead"]);
     ok(&out);
-    assert!(text(&out).contains(&format!("mismatch {flagged} (OUT_OF_WINDOW) reopened by dm.anna (Anna Data, data-manager)")), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains(&format!("mismatch {flagged} (OUT_OF_WINDOW) reopened by dm.anna (Anna Data, data-manager)")),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("U07 V4 minute 30 c_peptide is 0.8 nmol/L again"), "{}", text(&out));
     assert_eq!(exports(&s), before, "results and LB exactly as before the rejection");
     assert!(open_mismatches(&s).iter().any(|m| m.0 == flagged));

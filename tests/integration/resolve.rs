@@ -352,7 +352,8 @@ fn user_logname_and_by_never_name_the_signer() {
     // No login: refused, whatever $USER says, and nothing changes.
     let other = id_of(&s, "UNKNOWN_SAMPLE");
     let audited: i64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap();
-    let out = s.command(&["resolve", &other, "--reject", "--reason", "not ours"]).env("USER", "mallory").output().unwrap();
+    let out =
+        s.command(&["resolve", &other, "--reject", "--reason", "not ours"]).env("USER", "mallory").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--user NAME"), "{}", text(&out));
     let after: i64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap();

@@ -1,0 +1,107 @@
+//! `labfeed lock|unlock (--visit P/V | --participant P | --study) --reason TEXT`:
+//! the data lock (SPEC §8), signed by a data manager.
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::{ArgGroup, Args};
+
+use crate::cli::login::{Login, plain_text, refused};
+use crate::cli::{Outcome, load_config, open_store, require_database};
+use crate::login::LoginError;
+use crate::store::{LockScope, Role, StoreError};
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["visit", "participant", "study"])))]
+pub struct LockArgs {
+    /// One visit: PARTICIPANT/VISIT (e.g. U07/V24).
+    #[arg(long, value_name = "PARTICIPANT/VISIT")]
+    pub visit: Option<String>,
+    /// Every visit of one participant.
+    #[arg(long, value_name = "PARTICIPANT")]
+    pub participant: Option<String>,
+    /// The whole study.
+    #[arg(long)]
+    pub study: bool,
+    /// Why (required; kept with the signature).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+/// Lock (`lock`) or unlock the scope `args` names.
+pub fn run(
+    config_path: &Path,
+    login: &Login,
+    args: &LockArgs,
+    lock: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let command = if lock { "lock" } else { "unlock" };
+    let usage = |err: &mut dyn Write, text: String| -> anyhow::Result<Outcome> {
+        writeln!(err, "labfeed: {command}: {text}")?;
+        Ok(Outcome::Usage)
+    };
+    let scope = match (&args.visit, &args.participant) {
+        (Some(v), _) => match v.split_once('/').map(|(p, v)| (p.trim(), v.trim())) {
+            Some((p, v)) if !p.is_empty() && !v.is_empty() && !v.contains('/') => {
+                LockScope::Visit { participant: p.to_owned(), visit: v.to_owned() }
+            }
+            _ => return usage(err, format!("--visit {v:?}: expected PARTICIPANT/VISIT, e.g. U07/V24")),
+        },
+        (None, Some(p)) if !p.trim().is_empty() => LockScope::Participant(p.trim().to_owned()),
+        (None, Some(_)) => return usage(err, "--participant needs a participant code".to_owned()),
+        (None, None) => LockScope::Study,
+    };
+    let reason = match plain_text("--reason", &args.reason) {
+        Ok(reason) => reason,
+        Err(why) => return usage(err, why),
+    };
+    let config = load_config(config_path)?;
+    require_database(&config, config_path)?;
+    let mut store = open_store(&config, config_path)?;
+    // What is to be locked must exist; what is to be unlocked must be locked itself.
+    let known = store.read(|r| match &scope {
+        LockScope::Study => Ok(true),
+        LockScope::Participant(p) => r.participant_exists(p),
+        LockScope::Visit { participant, visit } => Ok(r.visit(participant, visit)?.is_some()),
+    })?;
+    if !known {
+        return usage(err, format!("there is no {scope} in the study database; nothing changed"));
+    }
+    let current = store.read(|r| r.lock_of(&scope))?;
+    match (&current, lock) {
+        (Some(l), true) => return usage(err, format!("{l}; nothing changed")),
+        (None, false) => {
+            let covering = store.read(|r| match &scope {
+                LockScope::Visit { participant, visit } => r.lock_on(participant, visit),
+                LockScope::Participant(p) => r.lock_on_participant(p),
+                LockScope::Study => Ok(None),
+            })?;
+            let why = match covering {
+                Some(l) => format!(
+                    "{scope} has no lock of its own: it is covered by the lock on {} (unlock that instead)",
+                    l.scope
+                ),
+                None => format!("{scope} is not locked"),
+            };
+            return usage(err, format!("{why}; nothing changed"));
+        }
+        _ => {}
+    }
+    let account = match login.account(&mut store, Role::DataManager, command) {
+        Ok(account) => account,
+        Err(LoginError::Store(e)) => return Err(anyhow::Error::new(e).context("logging in")),
+        Err(e) => {
+            refused(err, command, &e)?;
+            return Ok(Outcome::Usage);
+        }
+    };
+    let signature = crate::login::signature(&account, command, Some(&reason), None);
+    store.write_signed(&signature, |tx| tx.set_lock(&scope, lock, &reason)).map_err(|e: StoreError| {
+        anyhow::Error::new(e).context(format!("{command}: recording it in the study database"))
+    })?;
+    let done = if lock { "locked" } else { "unlocked" };
+    writeln!(out, "{scope} {done}, signed by {}: {reason}", crate::cli::user::signed_by(&signature))?;
+    Ok(Outcome::Ok)
+}
