@@ -500,7 +500,7 @@ impl<'a> Corrections<'a> {
         let mut unreadable_conflict = None;
         match patient {
             PatientId::Absent => {}
-            PatientId::Sent(id) => result.patient_id = Some(id),
+            PatientId::Sent(ids) => result.patient_ids = ids,
             PatientId::Unreadable if participant_changed => {
                 unreadable_conflict = Some(Finding {
                     code: MismatchCode::ParticipantConflict,

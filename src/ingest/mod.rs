@@ -109,10 +109,11 @@ pub fn ingest_batch(
         .iter()
         .map(|d| {
             let format = detect(d.bytes);
+            let parsed = parse_all(config, d, format);
             Prepared {
                 format,
-                parsed: parse_all(config, d, format),
-                personal: personal_fields(store, config, d),
+                personal: personal_fields(store, config, d, &parsed),
+                parsed,
                 sha256: sha256_hex(d.bytes),
             }
         })
@@ -193,7 +194,7 @@ pub fn record_aborted(
     reason: &str,
 ) -> Result<ReceiptId, IngestError> {
     let format = detect(delivery.bytes);
-    let personal = personal_fields(store, config, delivery);
+    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format));
     Ok(store.write(|tx| {
         let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
         tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
@@ -201,11 +202,17 @@ pub fn record_aborted(
     })?)
 }
 
-/// What to mask in the stored copy of `d` (see [`privacy`]).
-fn personal_fields(store: &Store, config: &Config, d: &Delivery<'_>) -> Vec<crate::store::PersonalField> {
+/// What to mask in the stored copy of `d` (see [`privacy`]), parsed as `parsed`.
+fn personal_fields(
+    store: &Store,
+    config: &Config,
+    d: &Delivery<'_>,
+    parsed: &[MessageOutcome],
+) -> Vec<crate::store::PersonalField> {
     let is_study_code = |code: &str| store.read(|r| r.participant_exists(code)).unwrap_or(false);
     let policy = privacy::StudyPolicy { config, instrument: d.instrument.as_deref(), is_study_code: &is_study_code };
-    privacy::personal_fields(d.bytes, &policy)
+    let failed: Vec<_> = parsed.iter().filter_map(|o| o.as_ref().err()).map(|e| e.span.clone()).collect();
+    privacy::personal_fields(d.bytes, &policy, &failed)
 }
 
 /// Store the content (masked) and the arrival: the "raw first" step.

@@ -42,13 +42,18 @@ const ASTM_Q_IDS: &[usize] = &[3, 4];
 /// operator; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
 /// address), OBR-10, 13, 16, 17, 28, 32–35 (collector, clinical information,
 /// ordering provider, phone, copies to, interpreters, technician,
-/// transcriptionist), OBX-16 and OBX-25 (observer, medical director),
-/// SPM-14 (description).
+/// transcriptionist), SPM-14 (description).
 const ASTM_O_PERSONAL: &[usize] = &[11, 14, 17, 18];
 const ASTM_R_PERSONAL: &[usize] = &[11];
 const HL7_ORC_PERSONAL: &[usize] = &[10, 11, 12, 14, 19, 24];
 const HL7_OBR_PERSONAL: &[usize] = &[10, 13, 16, 17, 28, 32, 33, 34, 35];
-const HL7_OBX_PERSONAL: &[usize] = &[16, 25];
+/// OBX keeps what labfeed reads and what describes the measurement (set
+/// ID, type, test, sub-ID, value (see `Scan::hl7`), units, range, flags,
+/// probability, status, dates, method, equipment, site, instance, mood);
+/// every other field is masked: OBX-10 nature of abnormal test, OBX-13
+/// access checks, OBX-15 producer, OBX-16 observer, OBX-23–25 performing
+/// organisation, address and director, and any field after them.
+const HL7_OBX_KEPT: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 17, 18, 19, 20, 21, 22];
 const HL7_SPM_PERSONAL: &[usize] = &[14];
 /// HL7 segments kept (but for the fields above; MSH, FHS, BHS, PID, NTE and
 /// OBX have their own rules): the ones labfeed reads or that carry orders,
@@ -95,12 +100,19 @@ impl Policy for StudyPolicy<'_> {
     }
 }
 
-/// The personal-data fields of `bytes` under `policy`.
-pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> {
+/// The personal-data fields of `bytes` under `policy`. `failed` are the
+/// byte ranges of the messages that failed to parse: those keep only their
+/// structure (segment IDs, record types, delimiters), since what broke them
+/// may have moved anything into any field.
+pub fn personal_fields(bytes: &[u8], policy: &dyn Policy, failed: &[Range<usize>]) -> Vec<PersonalField> {
     let mut found = Vec::new();
+    let in_failed = |at: usize| failed.iter().any(|span| span.contains(&at));
     if is_framed(bytes) {
         let (text, map) = crate::astm::frame::joined_texts(bytes);
-        for (name, span) in scan(&text, policy) {
+        let file_offset = |at: usize| {
+            map.iter().find(|&&(start, _, len)| (start..start + len).contains(&at)).map(|&(start, file, _)| file + at - start)
+        };
+        for (name, span) in scan(&text, policy, &|at| file_offset(at).is_some_and(in_failed)) {
             for piece in map_span(&map, span) {
                 found.push(PersonalField { field: name.clone(), span: piece });
             }
@@ -109,7 +121,7 @@ pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> 
             found.push(PersonalField { field: "outside frames".to_owned(), span });
         }
     } else {
-        for (name, span) in scan(bytes, policy) {
+        for (name, span) in scan(bytes, policy, &in_failed) {
             found.push(PersonalField { field: name, span });
         }
     }
@@ -190,6 +202,7 @@ const STANDARD_INNER: &[u8] = b"^~&\\!@";
 /// MSH-1–MSH-2), so the study code part is found as the parsers find it.
 struct Syntax {
     field: u8,
+    repetition: u8,
     component: u8,
     /// Every delimiter used inside a field: repetition, component, escape
     /// (and HL7 sub-component, truncation).
@@ -198,17 +211,38 @@ struct Syntax {
 
 impl Syntax {
     /// From a header line whose field separator is `line[at]` and whose
-    /// encoding characters follow it up to the next field separator; the
-    /// component delimiter is the `component`-th of them (ASTM 1, HL7 0).
-    fn declared(line: &[u8], at: usize, component: usize) -> Option<Syntax> {
+    /// encoding characters follow it up to the next field separator (ASTM:
+    /// repeat, component…; HL7: component, repetition…).
+    fn declared(line: &[u8], at: usize, format: Format) -> Option<Syntax> {
+        let (repetition, component, standard) = match format {
+            Format::Astm => (0, 1, b'\\'),
+            Format::Hl7 => (1, 0, b'~'),
+        };
         let field = *line.get(at)?;
         let rest = line.get(at + 1..).unwrap_or_default();
         let declared = rest.get(..rest.iter().position(|&b| b == field).unwrap_or(rest.len())).unwrap_or_default();
-        if declared.len() > component && !declared.iter().any(|&b| b.is_ascii_alphanumeric() || b == b' ') {
-            let component = declared.get(component).copied().unwrap_or(b'^');
-            return Some(Syntax { field, component, inner: declared.to_vec() });
+        if declared.len() > component.max(repetition)
+            && !declared.iter().any(|&b| b.is_ascii_alphanumeric() || b == b' ')
+        {
+            let pick = |i: usize, or: u8| declared.get(i).copied().unwrap_or(or);
+            let (repetition, component) = (pick(repetition, standard), pick(component, b'^'));
+            return Some(Syntax { field, repetition, component, inner: declared.to_vec() });
         }
-        Some(Syntax { field, component: b'^', inner: STANDARD_INNER.to_vec() })
+        Some(Syntax { field, repetition: standard, component: b'^', inner: STANDARD_INNER.to_vec() })
+    }
+
+    /// Where in identifier `field` the study code is: the first component
+    /// of the first repetition that is one (as the parsers read each one).
+    fn study_code(&self, field: &[u8], policy: &dyn Policy) -> Option<Range<usize>> {
+        let mut start = 0;
+        for repetition in field.split(|&b| b == self.repetition) {
+            let lead = self.first_part_len(repetition);
+            if policy.is_study_code(&text_of(repetition.get(..lead).unwrap_or_default())) {
+                return Some(start..start + lead);
+            }
+            start += repetition.len() + 1;
+        }
+        None
     }
 
     /// Length of the first component of the first repetition of `field`.
@@ -263,17 +297,41 @@ fn mask_record(
             continue;
         }
         let value = line.get(span.clone()).unwrap_or_default();
-        let mut from = span.start;
-        if rule.ids.contains(&n) {
-            let lead = syntax.first_part_len(value);
-            if policy.is_study_code(&text_of(value.get(..lead).unwrap_or_default())) {
-                // The delimiter after the code stays, so the stored copy
-                // still reads back with the same patient ID.
-                from += (lead + 1).min(value.len());
-            }
+        let name = || format!("{}{n}", rule.prefix);
+        let code = rule.ids.contains(&n).then(|| syntax.study_code(value, policy)).flatten();
+        let Some(code) = code else {
+            found.push((name(), offset + span.start..offset + span.end));
+            continue;
+        };
+        // The delimiters either side of the code stay, so the stored copy
+        // still reads back with the same patient ID.
+        let before = span.start..span.start + code.start.saturating_sub(1);
+        let after = (span.start + code.end + 1).min(span.end)..span.end;
+        for part in [before, after].into_iter().filter(|p| !p.is_empty()) {
+            found.push((name(), offset + part.start..offset + part.end));
         }
-        if from < span.end {
-            found.push((format!("{}{n}", rule.prefix), offset + from..offset + span.end));
+    }
+}
+
+/// Every field of `line` from field `keep` on (numbered from `first`),
+/// but the delimiters: a record of a kind labfeed does not read, or of a
+/// message that failed to parse, keeps its ID and its structure only.
+fn mask_structure(
+    prefix: &str,
+    syntax: &Syntax,
+    line: &[u8],
+    (first, keep): (usize, usize),
+    offset: usize,
+    found: &mut Vec<(String, Range<usize>)>,
+) {
+    for (n, span) in fields(line, syntax.field, first).filter(|(n, _)| *n >= keep) {
+        let value = line.get(span.clone()).unwrap_or_default();
+        let mut from = 0;
+        for part in value.split(|b| syntax.inner.contains(b)) {
+            if !part.is_empty() {
+                found.push((format!("{prefix}{n}"), offset + span.start + from..offset + span.start + from + part.len()));
+            }
+            from += part.len() + 1;
         }
     }
 }
@@ -290,6 +348,8 @@ struct Scan<'p> {
     policy: &'p dyn Policy,
     syntax: Option<Syntax>,
     sender: Option<String>,
+    /// The current line belongs to a message that failed to parse.
+    failed: bool,
     found: Vec<(String, Range<usize>)>,
 }
 
@@ -314,8 +374,17 @@ impl Scan<'_> {
     /// reads and the message's field separator follows; else masked whole.
     fn astm(&mut self, offset: usize, line: &[u8]) {
         if is_header(Some(Format::Astm), line) {
-            let syntax = Syntax::declared(line, 1, 1);
-            self.sender = syntax.as_ref().and_then(|s| header_sender(s, field(line, s.field, 1, 5)));
+            let syntax = Syntax::declared(line, 1, Format::Astm);
+            if let Some(syntax) = &syntax {
+                self.sender = header_sender(syntax, field(line, syntax.field, 1, 5));
+                if self.failed {
+                    // Kept: H.1 and the delimiters (H.2).
+                    mask_structure("H.", syntax, line, (1, 3), offset, &mut self.found);
+                } else {
+                    // H.4: the access password.
+                    self.fields_of(line, syntax, 1, "H.", &[4], offset);
+                }
+            }
             self.syntax = syntax;
             return;
         }
@@ -325,6 +394,12 @@ impl Scan<'_> {
             [kind, sep, ..] if *sep == syntax.field => kind.to_ascii_uppercase(),
             _ => 0,
         };
+        if self.failed && kind.is_ascii_alphabetic() {
+            let prefix = format!("{}.", char::from(kind));
+            mask_structure(&prefix, &syntax, line, (1, 2), offset, &mut self.found);
+            self.syntax = Some(syntax);
+            return;
+        }
         let rule = |prefix, kept, ids| Rule { prefix, first: 1, kept, ids };
         match kind {
             b'P' => {
@@ -347,7 +422,13 @@ impl Scan<'_> {
                 self.fields_of(line, &syntax, 1, "R.", ASTM_R_PERSONAL, offset);
             }
             b'O' => self.fields_of(line, &syntax, 1, "O.", ASTM_O_PERSONAL, offset),
-            b'C' | b'M' | b'S' | b'L' => {}
+            b'C' | b'L' => {}
+            // Manufacturer (M), scientific (S) and unknown records: labfeed
+            // reads none of them and their layout is anyone's.
+            kind if kind.is_ascii_alphabetic() => {
+                let prefix = format!("{}.", char::from(kind));
+                mask_structure(&prefix, &syntax, line, (1, 2), offset, &mut self.found);
+            }
             _ => self.whole(offset, line),
         }
         self.syntax = Some(syntax);
@@ -358,13 +439,17 @@ impl Scan<'_> {
     /// whole. Segments labfeed does not read are masked but for a set ID.
     fn hl7(&mut self, offset: usize, line: &[u8]) {
         if is_header(Some(Format::Hl7), line) {
-            let syntax = Syntax::declared(line, 3, 0);
+            let syntax = Syntax::declared(line, 3, Format::Hl7);
             if let Some(syntax) = &syntax {
+                let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
+                if self.failed {
+                    // Kept: the segment ID and the delimiters (MSH-1, MSH-2).
+                    mask_structure(&prefix, syntax, line, (1, 3), offset, &mut self.found);
+                }
                 if line.starts_with(b"MSH") {
                     self.sender = header_sender(syntax, field(line, syntax.field, 1, 3));
-                } else {
+                } else if !self.failed {
                     // FHS-10 / BHS-10: the file's or batch's comment.
-                    let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
                     self.fields_of(line, syntax, 1, &prefix, &[10], offset);
                 }
             }
@@ -378,6 +463,11 @@ impl Scan<'_> {
             return;
         };
         let prefix = format!("{}.", String::from_utf8_lossy(id));
+        if self.failed {
+            mask_structure(&prefix, &syntax, line, (0, 1), offset, &mut self.found);
+            self.syntax = Some(syntax);
+            return;
+        }
         let rule = |kept, ids| Rule { prefix: &prefix, first: 0, kept, ids };
         match id {
             b"PID" => {
@@ -390,7 +480,7 @@ impl Scan<'_> {
                 if !self.keeps_comments() && !self.maps(test) {
                     self.value(line, &syntax, 0, 5, "OBX.5", offset);
                 }
-                self.fields_of(line, &syntax, 0, "OBX.", HL7_OBX_PERSONAL, offset);
+                mask_record(&rule(HL7_OBX_KEPT, &[]), &syntax, line, offset, self.policy, &mut self.found);
             }
             b"ORC" => self.fields_of(line, &syntax, 0, "ORC.", HL7_ORC_PERSONAL, offset),
             b"OBR" => self.fields_of(line, &syntax, 0, "OBR.", HL7_OBR_PERSONAL, offset),
@@ -468,9 +558,10 @@ fn is_header(format: Option<Format>, line: &[u8]) -> bool {
     }
 }
 
-fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
+/// `failed` says whether an offset of `text` is in a message that failed to parse.
+fn scan(text: &[u8], policy: &dyn Policy, failed: &dyn Fn(usize) -> bool) -> Vec<(String, Range<usize>)> {
     let format = crate::parse::detect(text);
-    let mut scan = Scan { policy, syntax: None, sender: None, found: Vec::new() };
+    let mut scan = Scan { policy, syntax: None, sender: None, failed: false, found: Vec::new() };
     // Whether the current HL7 unit has CRs: then a bare LF is data, as the
     // parser reads it, and the text after one belongs to the segment before.
     let mut cr_mode = false;
@@ -484,6 +575,7 @@ fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
             continue;
         }
         let (start, offset, line) = (offset, offset + lead, trimmed);
+        scan.failed = failed(offset);
         match (format, line) {
             (_, []) => {}
             (Some(Format::Astm), _) => scan.astm(offset, line),
@@ -538,6 +630,11 @@ mod tests {
     }
 
     const STUDY: Study = Study { keep: false };
+
+    /// Of a file whose messages all parse.
+    fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> {
+        super::personal_fields(bytes, policy, &[])
+    }
 
     fn names(fields: &[PersonalField]) -> Vec<&str> {
         fields.iter().map(|f| f.field.as_str()).collect()

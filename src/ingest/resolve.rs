@@ -378,7 +378,7 @@ impl Work<'_> {
             // manager has not seen: the patient ID is compared as at ingest.
             match self.patient_id(tx, &observation)? {
                 PatientId::Absent => {}
-                PatientId::Sent(id) => result.patient_id = Some(id),
+                PatientId::Sent(ids) => result.patient_ids = ids,
                 PatientId::Unreadable => {
                     let differs = known_slot
                         .as_ref()

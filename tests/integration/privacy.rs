@@ -133,7 +133,7 @@ fn hl7_code_second(p: &str, control: &str) -> String {
         "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
          PID|1||198003151234^^^SKV^NNSWE~{p}^^^STUDY^PI~070-1234567||Johansson^Birgitta\r\
          OBR|1||{p}-V0-T15\r\
-         OBX|1|NM|1986-9||0.22|nmol/L|||Birgitta|F|||20260302081500||Johansson^Birgitta|||||||Storgatan 12 Lab|Storgatan 12^^Uppsala|Johansson^Mamma\r"
+         OBX|1|NM|1986-9||0.22|nmol/L||||Birgitta|F||Birgitta|20260302081500||Johansson^Birgitta|||||||Storgatan 12 Lab|Storgatan 12^^Uppsala|Johansson^Mamma\r"
     )
 }
 
