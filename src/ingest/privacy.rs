@@ -1,10 +1,11 @@
 //! Finding the personal data in a received file, so the stored copy can be
 //! masked: names, identifiers other than study codes, addresses, phone
 //! numbers and dates of birth (ASTM P and Q, HL7 PID and every segment
-//! labfeed does not read), comment free text (HL7 NTE, ASTM C) and the values
-//! of results that map to no test, unless the instrument keeps comments, and
-//! lines that the parser would not take as a record or segment (a PID
-//! wrapped onto a new line, a patient list dropped by mistake).
+//! labfeed does not read, ASTM M and S records), comment free text (HL7 NTE,
+//! ASTM C) and the values of results that map to no test, unless the
+//! instrument keeps comments, lines that the parser would not take as a
+//! record or segment (a PID wrapped onto a new line, a patient list dropped
+//! by mistake), and all but the structure of a message that failed to parse.
 //!
 //! Works on the raw bytes, framing included: spans are byte ranges of the
 //! file, so the masked copy keeps every offset. The parsers are not used
@@ -24,11 +25,12 @@ use crate::study::matching::resolve_instrument;
 ///
 /// ASTM P (type letter = field 1): P.1 record type, P.2 sequence, P.9 sex;
 /// of P.3–P.5 (patient IDs) only the first component of the first
-/// repetition, and only when it is a study participant code.
+/// repetition that is a study participant code (the parsers give every
+/// repetition, and matching takes the participant among them).
 const ASTM_P_KEPT: &[usize] = &[1, 2, 9];
 const ASTM_P_IDS: &[usize] = &[3, 4, 5];
 /// HL7 PID (segment ID = field 0): PID-1 set ID, PID-8 sex; of PID-2–PID-4
-/// only the leading study code.
+/// only the study code, as in P.3.
 const HL7_PID_KEPT: &[usize] = &[0, 1, 8];
 const HL7_PID_IDS: &[usize] = &[2, 3, 4];
 /// ASTM Q (query): Q.1 type, Q.2 sequence, Q.5 test, Q.6–Q.8 time limits and
@@ -39,7 +41,7 @@ const ASTM_Q_IDS: &[usize] = &[3, 4];
 /// People and free text in the records and segments that are otherwise
 /// kept (labfeed reads none of these fields): ASTM O.11 collector, O.14
 /// clinical information, O.17–O.18 ordering physician and phone, R.11
-/// operator; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
+/// operator, H.4 password; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
 /// address), OBR-10, 13, 16, 17, 28, 32–35 (collector, clinical information,
 /// ordering provider, phone, copies to, interpreters, technician,
 /// transcriptionist), SPM-14 (description).
@@ -110,7 +112,9 @@ pub fn personal_fields(bytes: &[u8], policy: &dyn Policy, failed: &[Range<usize>
     if is_framed(bytes) {
         let (text, map) = crate::astm::frame::joined_texts(bytes);
         let file_offset = |at: usize| {
-            map.iter().find(|&&(start, _, len)| (start..start + len).contains(&at)).map(|&(start, file, _)| file + at - start)
+            map.iter()
+                .find(|&&(start, _, len)| (start..start + len).contains(&at))
+                .map(|&(start, file, _)| file + at - start)
         };
         for (name, span) in scan(&text, policy, &|at| file_offset(at).is_some_and(in_failed)) {
             for piece in map_span(&map, span) {
@@ -278,12 +282,12 @@ struct Rule<'r> {
     /// Number of the record's first field (ASTM type letter 1, HL7 segment ID 0).
     first: usize,
     kept: &'r [usize],
-    /// Identifier fields: their leading study code is kept, the rest masked.
+    /// Identifier fields: their study code is kept, the rest masked.
     ids: &'r [usize],
 }
 
 /// Mask every non-empty field of `line` except the kept ones and the
-/// leading study code of identifier fields.
+/// study code of identifier fields.
 fn mask_record(
     rule: &Rule<'_>,
     syntax: &Syntax,
@@ -329,7 +333,10 @@ fn mask_structure(
         let mut from = 0;
         for part in value.split(|b| syntax.inner.contains(b)) {
             if !part.is_empty() {
-                found.push((format!("{prefix}{n}"), offset + span.start + from..offset + span.start + from + part.len()));
+                found.push((
+                    format!("{prefix}{n}"),
+                    offset + span.start + from..offset + span.start + from + part.len(),
+                ));
             }
             from += part.len() + 1;
         }
@@ -667,9 +674,11 @@ mod tests {
         let out = masked(hl7, &STUDY);
         assert!(!out.contains("1965") && !out.contains("SKV") && !out.contains("X1"), "{out}");
         assert!(out.contains("PID|1|U04~**|U04~************************|U04^***\r"), "{out}");
-        // A national ID first is masked whole, even with a study code after it.
-        let out = masked(b"MSH|^~\\&|LAB\rPID|1||196503151234~U04\r", &STUDY);
-        assert!(out.contains("PID|1||****************\r"), "{out}");
+        // The study code may be any repetition: the others are masked, it is kept.
+        let out = masked(b"MSH|^~\\&|LAB\rPID|1||196503151234^^^SKV^NNSWE~U04^^^STUDY~X9\r", &STUDY);
+        assert!(out.contains("PID|1||************************~U04^**********\r"), "{out}");
+        let out = masked(b"H|\\^&\rP|1|196503151234^X\\U04^Y\\U05|1965\rL|1\r", &STUDY);
+        assert!(out.contains("P|1|**************\\U04^*****|****\r"), "{out}");
     }
 
     #[test]
@@ -775,12 +784,17 @@ mod tests {
 
     #[test]
     fn people_and_free_text_in_kept_segments_and_records_are_masked() {
-        let hl7 = b"MSH|^~\\&|lab\rORC|RE|||||||||||Lind^Per\rOBR|1||S1|CPEP|||20260302||||||Birgitta J|||Lind^Per\rOBX|1|NM|CPEP||0.4|||||F||||||Ek^Eva\rSPM|1|S1||||||||||||Birgitta\r";
+        let hl7 = b"MSH|^~\\&|lab\rORC|RE|||||||||||Lind^Per\rOBR|1||S1|CPEP|||20260302||||||Birgitta J|||Lind^Per\rOBX|1|NM|CPEP||0.4||||||F|||||Ek^Eva\rSPM|1|S1||||||||||||Birgitta\r";
         let fields = personal_fields(hl7, &STUDY);
         assert_eq!(names(&fields), ["ORC.12", "OBR.13", "OBR.16", "OBX.16", "SPM.14"]);
         let out = masked(hl7, &STUDY);
         assert!(out.contains("OBR|1||S1|CPEP|||20260302||||||**********|||********\r"), "{out}");
-        assert!(out.contains("OBX|1|NM|CPEP||0.4|||||F||||||******\r"), "{out}");
+        assert!(out.contains("OBX|1|NM|CPEP||0.4||||||F|||||******\r"), "{out}");
+        // Every OBX field labfeed does not read and that may name someone.
+        let obx = b"MSH|^~\\&|lab\rOBX|1|NM|CPEP||0.4|nmol/L|0-1|N||Eva|F||Eva|20260302|Eva|Eva|M|E|20260302|S|I|RSLT|Eva|Eva|Eva|Eva\r";
+        let fields = personal_fields(obx, &STUDY);
+        assert_eq!(names(&fields), ["OBX.10", "OBX.13", "OBX.15", "OBX.16", "OBX.23", "OBX.24", "OBX.25", "OBX.26"]);
+        assert!(!masked(obx, &STUDY).contains("Eva"));
         let batch = b"FHS|^~\\&||||||||Call Birgitta\rBHS|^~\\&\rMSH|^~\\&|lab\rBTS|1|Birgitta\rFTS|1|Birgitta\r";
         assert_eq!(names(&personal_fields(batch, &STUDY)), ["FHS.10", "BTS.2", "FTS.2"]);
         assert!(masked(batch, &STUDY).contains("FHS|^~\\&||||||||*************\r"));
@@ -812,9 +826,10 @@ mod tests {
         assert_eq!(names(&personal_fields(padded, &STUDY)), ["line"]);
         // A file that does not start with a header is neither format: every line is masked.
         assert_eq!(names(&personal_fields(b"PID|1||X^Y\rMSH|^~\\&|lab\r", &STUDY)), ["line", "line"]);
-        // An ASTM record needs the message's field separator after a type the parser reads.
+        // An ASTM record needs the message's field separator after its type
+        // letter; one of a type the parser does not read keeps only the letter.
         let astm = b"H|\\^&|||lab\rP|1|U04\rX|Johansson\rLee|19800315\rp|1|U04||Birgitta\rL|1\r";
-        assert_eq!(names(&personal_fields(astm, &STUDY)), ["line", "line", "P.5"]);
+        assert_eq!(names(&personal_fields(astm, &STUDY)), ["X.2", "line", "P.5"]);
     }
 
     #[test]
@@ -936,6 +951,47 @@ mod tests {
             proptest::prop_assert_eq!(out.len(), bytes.len());
             proptest::prop_assert!(every_frame_verifies(&out));
         }
+    }
+
+    #[test]
+    fn the_astm_password_and_manufacturer_and_scientific_records_are_masked() {
+        let astm = b"H|\\^&||Birgitta|lab\rP|1|U04\rM|1|Johansson^Birgitta|1980\\1981\rS|1|Birgitta\rL|1\r";
+        let fields = personal_fields(astm, &STUDY);
+        assert_eq!(names(&fields), ["H.4", "M.2", "M.3", "M.3", "M.4", "M.4", "S.2", "S.3"]);
+        let out = masked(astm, &STUDY);
+        assert!(out.contains("H|\\^&||********|lab\r"), "{out}");
+        assert!(out.contains("M|*|*********^********|****\\****\rS|*|********\r"), "{out}");
+    }
+
+    /// `bytes` masked, with the message at `failed` failing to parse.
+    fn masked_failing(bytes: &[u8], failed: Range<usize>) -> Vec<u8> {
+        let fields = super::personal_fields(bytes, &STUDY, std::slice::from_ref(&failed));
+        mask(bytes, &fields.into_iter().map(|f| f.span).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_message_that_failed_to_parse_keeps_only_its_structure() {
+        // The second message fails (say, on OBX-14): every field is masked, kept or not.
+        let first = b"MSH|^~\\&|lab|X|||1||ORU^R01|C1\rPID|1||U04\rOBR|1||U04-V0-T0\rOBX|1|NM|CPEP||0.4|nmol/L\r";
+        let second = b"MSH|^~\\&|lab|X|||1||ORU^R01|C2\rPID|1||U04~Eva\rOBR|1||Eva-V0-T0\rOBX|1|NM|CPEP||0.4|Eva|||||F|||2026X\r";
+        let hl7 = [&first[..], second].concat();
+        let out = String::from_utf8_lossy(&masked_failing(&hl7, first.len()..hl7.len())).into_owned();
+        assert!(out.starts_with(&*String::from_utf8_lossy(first)), "{out}");
+        let expected =
+            "MSH|^~\\&|***|*|||*||***^***|**\rPID|*||***~***\rOBR|*||*********\rOBX|*|**|****||***|***|||||*|||*****\r";
+        assert!(out.ends_with(expected), "{out}");
+        // ASTM, framed: the checksums still verify; record types and delimiters stay.
+        let text = b"H|\\^&|||lab\rP|1|U04\rO|1|Eva||^^^CPEP\rR|1|^^^CPEP|0.4|Eva\rX|Eva\rL|1\r";
+        let mut bytes = vec![0x05];
+        for f in crate::astm::encode_frames(text, 20) {
+            bytes.extend(f);
+        }
+        bytes.push(0x04);
+        let out = masked_failing(&bytes, 0..bytes.len());
+        assert!(every_frame_verifies(&out));
+        let (joined, _) = crate::astm::frame::joined_texts(&out);
+        let joined = String::from_utf8_lossy(&joined).into_owned();
+        assert_eq!(joined, "H|\\^&|||***\rP|*|***\rO|*|***||^^^****\rR|*|^^^****|***|***\rX|***\rL|*\r");
     }
 
     #[test]

@@ -199,10 +199,14 @@ fn structure_only(text: &str) -> String {
         .split('\r')
         .map(|line| {
             let id = if hl7 { 3 } else { 1 };
-            let declared = if line.starts_with("MSH") { 8 } else if line.starts_with('H') { 5 } else { id };
-            line.char_indices()
-                .map(|(i, c)| if i < declared || "|^~\\&".contains(c) { c } else { '*' })
-                .collect()
+            let declared = if line.starts_with("MSH") {
+                8
+            } else if line.starts_with('H') {
+                5
+            } else {
+                id
+            };
+            line.char_indices().map(|(i, c)| if i < declared || "|^~\\&".contains(c) { c } else { '*' }).collect()
         })
         .collect();
     lines.join("\r")
@@ -368,7 +372,9 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     assert!(results.contains("U03,V0,30,c_peptide,0.31"), "{results}");
     assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
     // The study code in a later repetition is the message's patient: no PARTICIPANT_CONFLICT.
-    for (p, value) in [("U04", "V0,15,c_peptide,0.22"), ("U04", "V1,15,c_peptide,0.23"), ("U03", "V0,15,c_peptide,0.22")] {
+    for (p, value) in
+        [("U04", "V0,15,c_peptide,0.22"), ("U04", "V1,15,c_peptide,0.23"), ("U03", "V0,15,c_peptide,0.22")]
+    {
         assert!(results.contains(&format!("{p},{value}")), "{p},{value}: {results}");
     }
 
