@@ -211,6 +211,9 @@ struct Syntax {
     /// Every delimiter used inside a field: repetition, component, escape
     /// (and HL7 sub-component, truncation).
     inner: Vec<u8>,
+    /// The header's delimiter field was read as delimiters (else the
+    /// standard ones are assumed, and that field may be anything).
+    declared: bool,
 }
 
 impl Syntax {
@@ -230,9 +233,16 @@ impl Syntax {
         {
             let pick = |i: usize, or: u8| declared.get(i).copied().unwrap_or(or);
             let (repetition, component) = (pick(repetition, standard), pick(component, b'^'));
-            return Some(Syntax { field, repetition, component, inner: declared.to_vec() });
+            return Some(Syntax { field, repetition, component, inner: declared.to_vec(), declared: true });
         }
-        Some(Syntax { field, repetition: standard, component: b'^', inner: STANDARD_INNER.to_vec() })
+        Some(Syntax { field, repetition: standard, component: b'^', inner: STANDARD_INNER.to_vec(), declared: false })
+    }
+
+    /// The fields a header of a message that failed to parse keeps (numbered
+    /// from 1): its ID and the delimiters it declares (H.2, MSH-2), when
+    /// they were read as such; else only its ID.
+    fn header_kept(&self) -> usize {
+        if self.declared { 3 } else { 2 }
     }
 
     /// Where in identifier `field` the study code is: the first component
@@ -385,8 +395,7 @@ impl Scan<'_> {
             if let Some(syntax) = &syntax {
                 self.sender = header_sender(syntax, field(line, syntax.field, 1, 5));
                 if self.failed {
-                    // Kept: H.1 and the delimiters (H.2).
-                    mask_structure("H.", syntax, line, (1, 3), offset, &mut self.found);
+                    mask_structure("H.", syntax, line, (1, syntax.header_kept()), offset, &mut self.found);
                 } else {
                     // H.4: the access password.
                     self.fields_of(line, syntax, 1, "H.", &[4], offset);
@@ -450,8 +459,7 @@ impl Scan<'_> {
             if let Some(syntax) = &syntax {
                 let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
                 if self.failed {
-                    // Kept: the segment ID and the delimiters (MSH-1, MSH-2).
-                    mask_structure(&prefix, syntax, line, (1, 3), offset, &mut self.found);
+                    mask_structure(&prefix, syntax, line, (1, syntax.header_kept()), offset, &mut self.found);
                 }
                 if line.starts_with(b"MSH") {
                     self.sender = header_sender(syntax, field(line, syntax.field, 1, 3));
@@ -992,6 +1000,9 @@ mod tests {
         let (joined, _) = crate::astm::frame::joined_texts(&out);
         let joined = String::from_utf8_lossy(&joined).into_owned();
         assert_eq!(joined, "H|\\^&|||***\rP|*|***\rO|*|***||^^^****\rR|*|^^^****|***|***\rX|***\rL|*\r");
+        // A header whose delimiter field is no delimiters keeps only its ID.
+        let astm = b"H|Eva Lind|||lab\rL|1\r";
+        assert_eq!(masked_failing(astm, 0..astm.len()), b"H|********|||***\rL|*\r");
     }
 
     #[test]
