@@ -635,6 +635,13 @@ fn value_words(value: Option<f64>, comparator: Option<crate::value::Comparator>,
     }
 }
 
+/// The first character of `text` that would break a one-line reason or name
+/// in the audit log and the reports: a control character (C0, DEL, C1) or a
+/// line or paragraph separator.
+pub fn control_character(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 /// The manifest row of `o`'s sample, when it has a sample ID and a row.
 fn manifest_row(tx: &Tx<'_>, o: &ObservationRow) -> Result<Option<Sample>, StoreError> {
     match o.sample_id.as_deref() {
