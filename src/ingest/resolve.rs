@@ -934,6 +934,17 @@ fn reopen(
         }
     }
     for id in std::iter::once(mismatch.id).chain(resolved.also_reopened.iter().copied()) {
+        // A flag whose value an import moved on while the decision stood
+        // flags nothing at its slot: closed, as the move closes such flags.
+        if let Some(m) = tx.mismatch(id)?.filter(|m| !m.holds && m.resolution.is_none())
+            && let (Some(observation), Some(slot)) = (m.observation_id, m.slot())
+            && tx.current_result(&slot)?.is_none_or(|r| r.observation_id != observation)
+        {
+            let why = format!("its value is no longer at {}: {reason}", slot_words(&slot));
+            tx.insert_resolution(&NewResolution { cause: Some(reopen_id), ..NewResolution::auto(id, why) })?;
+            summary.push(format!("mismatch {id} closed: its value is no longer at {}", slot_words(&slot)));
+            continue;
+        }
         if let Some(m) = tx.mismatch(id)?
             && let Some(said) = corrections.recheck_window(tx, &m)?
         {

@@ -650,3 +650,24 @@ fn a_held_value_for_a_slot_marked_not_done_leaves_the_mark_until_it_is_accepted(
     ok(&resolve(&s, &[&open[0][0], "--accept", "--reason", "lab confirmed"]));
     assert_eq!(lb_at(&s, "U01", "30"), [String::new(), String::new(), "45".to_owned()]);
 }
+
+/// Finding 2 with a flag: its acceptance reopened after the manifest moved
+/// the value on. The flag is about a value that is no longer at its slot:
+/// it does not come back open there (the move closed it as it closes every
+/// flag it takes a value away from); the value stands where it is now.
+#[test]
+fn reopening_a_flag_acceptance_after_the_sample_moved_leaves_no_flag_at_the_old_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--accept", "--reason", "within tolerance"]));
+    manifest(&s, "S-30,U01,V0,60\n");
+    let before = held(&s);
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "accepted by mistake"]));
+    let open = held(&s);
+    assert!(!open.iter().any(|m| m[3] == "30"), "a flag is open at the slot the value left: {open:?}");
+    assert_eq!(open, before, "{open:?}");
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..3], ["U01", "V0", "60"], "{rows:?}");
+}
