@@ -714,3 +714,16 @@ impl StudyData for StoreStudy<'_, '_> {
         self.keep(self.reader.visit(participant, visit))?.meal_start
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::control_character;
+
+    #[test]
+    fn control_characters_are_found_plain_text_is_not() {
+        for bad in ["a\0b", "a\nb", "a\rb", "a\tb", "a\x1b[31mb", "a\u{7f}b", "a\u{85}b", "a\u{2028}b"] {
+            assert!(control_character(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(control_character("haemolysed; Örebro lab, 30-min tube (A. Andersson)"), None);
+    }
+}

@@ -718,7 +718,11 @@ impl Work<'_> {
 ///
 /// - a value it puts back whose sample the manifest has since moved goes
 ///   where the manifest says, as on import; flags still open afterwards are
-///   checked against the meal start as it is now.
+///   checked against the meal start as it is now;
+/// - a value it put in that an import has since moved on is taken out where
+///   it is now; a held value is held where the manifest puts it now (the
+///   reopened mismatch closes there and the checks raise its successor), and
+///   a flag whose value left its slot closes.
 ///
 /// Refused, with nothing written, when something happened since that a
 /// reopen would silently undo too: a slot it wrote has a newer version, or a

@@ -671,3 +671,24 @@ fn reopening_a_flag_acceptance_after_the_sample_moved_leaves_no_flag_at_the_old_
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0][..3], ["U01", "V0", "60"], "{rows:?}");
 }
+
+/// Finding 2 with a rejected rerun: the first value moved with its sample;
+/// the rejection reopened holds the rerun once, against the first value at
+/// the new slot (not at the old one).
+#[test]
+fn reopening_a_rejected_rerun_after_the_sample_moved_holds_it_once_at_the_new_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r1.astm", &tube("S-30", "0.8"));
+    ingest(&s, "r2.astm", &tube("S-30", "0.9"));
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--reject", "--reason", "rerun out of range"]));
+    manifest(&s, "S-30,U02,V0,30\n");
+    ok(&resolve(&s, &[&conflict, "--reopen", "--reason", "rejected by mistake"]));
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0][1..], ["DUPLICATE_CONFLICT", "U02", "30"], "{open:?}");
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..5], ["U02", "V0", "30", "c_peptide", "0.8"], "{rows:?}");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+}
