@@ -92,6 +92,9 @@ impl From<StoreError> for Failure {
 fn actor(by: Option<&str>) -> Result<String, String> {
     match by {
         Some(name) if name.trim().is_empty() => Err("--by needs a name (who is importing)".to_owned()),
+        Some(name) if let Some(found) = crate::ingest::control_character(name) => {
+            Err(format!("--by must not contain control characters (found {found:?}): it is one line of plain text"))
+        }
         Some(name) => Ok(name.trim().to_owned()),
         None => Ok(crate::cli::login_name()),
     }

@@ -89,7 +89,11 @@ pub fn run(
     let mut store = open_store(&config, config_path)?;
     match resolve(&mut store, &config, MismatchId(id), &decision, &args.reason, &by) {
         Ok(done) => {
-            let verb = if decision == Decision::Reopen { "reopened" } else { "resolved" };
+            let verb = match decision {
+                Decision::Reopen => "reopened",
+                Decision::NotDone => "marked not done",
+                _ => "resolved",
+            };
             writeln!(out, "mismatch {} ({}) {verb} by {by}: {}", done.mismatch_id, done.code, done.summary)?;
             for (id, code, detail) in &done.raised {
                 writeln!(out, "  new mismatch {id} ({code}): {detail}")?;

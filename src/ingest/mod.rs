@@ -642,6 +642,13 @@ fn value_words(value: Option<f64>, comparator: Option<crate::value::Comparator>,
     }
 }
 
+/// The first character of `text` that would break a one-line reason or name
+/// in the audit log and the reports: a control character (C0, DEL, C1) or a
+/// line or paragraph separator.
+pub fn control_character(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 /// The manifest row of `o`'s sample, when it has a sample ID and a row.
 fn manifest_row(tx: &Tx<'_>, o: &ObservationRow) -> Result<Option<Sample>, StoreError> {
     match o.sample_id.as_deref() {
@@ -712,5 +719,18 @@ impl StudyData for StoreStudy<'_, '_> {
 
     fn meal_start(&self, participant: &str, visit: &str) -> Option<crate::local_time::LocalTime> {
         self.keep(self.reader.visit(participant, visit))?.meal_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_character;
+
+    #[test]
+    fn control_characters_are_found_plain_text_is_not() {
+        for bad in ["a\0b", "a\nb", "a\rb", "a\tb", "a\x1b[31mb", "a\u{7f}b", "a\u{85}b", "a\u{2028}b"] {
+            assert!(control_character(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(control_character("haemolysed; Örebro lab, 30-min tube (A. Andersson)"), None);
     }
 }
