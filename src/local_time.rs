@@ -284,6 +284,10 @@ impl LocalTime {
             }
             None => (time, None),
         };
+        // jiff reads second 60 (a leap second) as 59: no clock shows it.
+        if clock.split(':').nth(2).is_some_and(|s| s.starts_with("60")) {
+            return Err(err());
+        }
         let civil: DateTime = format!("{date}T{clock}").parse().map_err(|_| err())?;
         Ok(LocalTime { civil, offset })
     }
@@ -428,6 +432,14 @@ mod tests {
             place_near(&z, "2026-03-02T08:30".parse().unwrap(), nominal(0)),
             Some(Placed::At("2026-03-02T07:30:00Z".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn a_leap_second_is_not_a_local_time() {
+        for text in ["2026-03-01T08:00:60", "2026-03-01 08:00:60", "2026-03-01T08:00:60.5+01:00"] {
+            assert!(LocalTime::parse(text).is_err(), "{text}");
+        }
+        assert_eq!(lt("2026-03-01T08:00:59").civil().second(), 59);
     }
 
     #[test]

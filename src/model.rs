@@ -33,6 +33,13 @@ impl Format {
     }
 }
 
+impl LabResult {
+    /// The first patient ID sent (what `parse` shows).
+    pub fn patient_id(&self) -> Option<&str> {
+        self.patient_ids.first().map(String::as_str)
+    }
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -52,9 +59,10 @@ pub struct LabResult {
     pub sender: Option<String>,
     /// Specimen ID, the key that ties a result to participant, visit and minute.
     pub sample_id: Option<String>,
-    /// Patient ID as sent; only compared against the manifest, never stored as
-    /// an identity.
-    pub patient_id: Option<String>,
+    /// Patient IDs as sent, one per repetition (ASTM P.3, else P.4; HL7
+    /// PID-3), first component each: a national ID may come before the study
+    /// code. Only compared against the sample's participant, never stored.
+    pub patient_ids: Vec<String>,
     /// The instrument's or lab's test code (e.g. `CPEP`).
     pub test_code: Option<String>,
     /// The value as reported (`<0.010`, `7,41`, `-1^0.750`).

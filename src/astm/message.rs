@@ -527,7 +527,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
         match kind {
             b'P' => {
                 let f = Fields::<4>::split(record, d.field, 1);
-                m.patient = id_component(f.get(3), f.get(4), &d);
+                m.patient = id_field(f.get(3), f.get(4), &d);
                 m.order = None;
                 m.after_result = false;
             }
@@ -640,7 +640,11 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
             results.push(LabResult {
                 sender: sender.clone(),
                 sample_id: leaves.id(p.sample, p.offset),
-                patient_id: leaves.id(p.patient, p.offset),
+                patient_ids: p
+                    .patient
+                    .split(|&b| b == d.repeat)
+                    .filter_map(|repeat| leaves.id(component(repeat, &d, 1), p.offset))
+                    .collect(),
                 test_code,
                 value,
                 comparator,
@@ -667,6 +671,13 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
 fn id_component<'a>(first: &'a [u8], second: &'a [u8], d: &Delimiters) -> &'a [u8] {
     let a = component(first_repeat(first, d), d, 1);
     if a.trim_ascii().is_empty() { component(first_repeat(second, d), d, 1) } else { a }
+}
+
+/// P.3, else P.4 when no repeat of P.3 has a first component: the field
+/// whose repeats are the patient IDs (the study code may be any of them).
+fn id_field<'a>(first: &'a [u8], second: &'a [u8], d: &Delimiters) -> &'a [u8] {
+    let blank = first.split(|&b| b == d.repeat).all(|r| component(r, d, 1).trim_ascii().is_empty());
+    if blank { second } else { first }
 }
 
 /// H.12 / O.12 says QC: first component `Q`.
@@ -837,6 +848,14 @@ mod tests {
         assert_eq!(sub_str(whole, bytes.get(4..6).unwrap_or_default()), Some("µ"));
         assert_eq!(sub_str(whole, bytes.get(5..6).unwrap_or_default()), None, "not on a char boundary");
         assert_eq!(sub_str(whole, b"abc"), None, "bytes from elsewhere");
+    }
+
+    #[test]
+    fn id_field_is_the_second_when_no_repeat_of_the_first_has_an_id() {
+        let d = Delimiters::STANDARD;
+        assert_eq!(id_field(b"", b"B", &d), b"B");
+        assert_eq!(id_field(b" ^x\\^y", b"B", &d), b"B");
+        assert_eq!(id_field(b"^x\\U04", b"B", &d), b"^x\\U04");
     }
 
     #[test]

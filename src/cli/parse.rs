@@ -229,7 +229,7 @@ fn json_result<'a>(file: &'a str, message: &ParsedMessage, result: &'a LabResult
         format: message.format,
         sender: result.sender.as_deref(),
         sample_id: result.sample_id.as_deref(),
-        patient_id: result.patient_id.as_deref(),
+        patient_id: result.patient_id(),
         test_code: result.test_code.as_deref(),
         value: result.value.as_deref(),
         comparator: result.comparator,
@@ -278,7 +278,7 @@ fn print_message_text(
         if let Some(t) = &result.collected_at {
             line.push_str(&format!("  collected {t}"));
         }
-        if let Some(patient) = &result.patient_id {
+        if let Some(patient) = result.patient_id() {
             line.push_str(&format!("  patient {patient}"));
         }
         if result.qc {

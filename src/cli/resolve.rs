@@ -105,7 +105,11 @@ pub fn run(
         crate::login::signature(&account, decision.meaning(), Some(reason.as_str()), on_behalf_of.as_deref());
     match resolve(&mut store, &config, MismatchId(id), &decision, &signature) {
         Ok(done) => {
-            let verb = if decision == Decision::Reopen { "reopened" } else { "resolved" };
+            let verb = match decision {
+                Decision::Reopen => "reopened",
+                Decision::NotDone => "marked not done",
+                _ => "resolved",
+            };
             let by = crate::cli::user::signed_by(&signature);
             writeln!(out, "mismatch {} ({}) {verb} by {by}: {}", done.mismatch_id, done.code, done.summary)?;
             for (id, code, detail) in &done.raised {

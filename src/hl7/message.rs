@@ -159,7 +159,7 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
     let mut walk = Walk {
         layout: layout.unwrap_or(Layout::SpecimenAfter),
         sender: sender.clone(),
-        patient: None,
+        patient: Vec::new(),
         last_parent: Parent::None,
         group: None,
         specimen: None,
@@ -390,7 +390,8 @@ struct Group {
 struct Walk {
     layout: Layout,
     sender: Option<String>,
-    patient: Option<String>,
+    /// PID-3, component 1 of each repetition (the study code may be any).
+    patient: Vec<String>,
     last_parent: Parent,
     group: Option<Group>,
     /// OUL^R22: the latest SPM, for the OBR groups after it.
@@ -411,7 +412,13 @@ impl Walk {
                 self.last_parent = Parent::None;
                 self.comments_open = false;
                 let f = Fields::split_upto(seg.bytes, r.d.field, 3);
-                self.patient = r.ident(r.component(f.get(3), 0));
+                let (repetition, component) = (r.d.repetition, r.d.component);
+                self.patient = f
+                    .get(3)
+                    .split(|&b| b == repetition)
+                    .filter(|rep| !is_null(rep))
+                    .filter_map(|rep| r.ident(piece(rep, component, 0)))
+                    .collect();
             }
             b"OBR" => {
                 self.close_group();
@@ -561,7 +568,7 @@ fn read_result<'a>(
     seg: Piece<'a>,
     order: &Order,
     sender: &Option<String>,
-    patient: &Option<String>,
+    patient: &[String],
 ) -> Step<Pending> {
     let d = r.d;
     let f = Fields::split_upto(seg.bytes, d.field, 19);
@@ -570,7 +577,7 @@ fn read_result<'a>(
     let obx5 = f.get(5);
     let mut result = LabResult {
         sender: sender.clone(),
-        patient_id: patient.clone(),
+        patient_ids: patient.to_vec(),
         test_code: r.ident(r.component(f.get(3), 0)),
         offset: seg.offset,
         ..LabResult::default()

@@ -417,11 +417,19 @@ impl<'a> Corrections<'a> {
         reason: &str,
         report: &mut SampleMove,
     ) -> Result<Option<ResultId>, StoreError> {
-        let before = match r.supersedes {
+        // The slot before this value first came: a rejection of the same
+        // value that a reopen undid is not "a data manager emptied it".
+        let mut before = match r.supersedes {
             Some(id) => tx.result(id)?,
             None => None,
         };
-        if let Some(b) = before.as_ref().filter(|b| !b.withdrawn && b.observation_id != r.observation_id)
+        while let Some(b) = before.as_ref().filter(|b| b.observation_id == r.observation_id) {
+            before = match b.supersedes {
+                Some(id) => tx.result(id)?,
+                None => None,
+            };
+        }
+        if let Some(b) = before.as_ref().filter(|b| !b.withdrawn)
             && self.still_belongs(tx, b.observation_id, &r.slot)?
         {
             let stored = tx.insert_result(&NewResult {
@@ -446,11 +454,19 @@ impl<'a> Corrections<'a> {
         Ok(Some(stored.id))
     }
 
+    /// Take `r` out of its slot as a move does ([`Self::vacate`]): a reopen
+    /// undoing the decision whose value the manifest has moved here since.
+    pub fn take_back(&self, tx: &mut Tx<'_>, r: &ResultRow, reason: &str) -> Result<Option<ResultId>, StoreError> {
+        let here = Place::of_slot(&r.slot);
+        let mut report = SampleMove::nothing_yet("", None, here);
+        self.vacate(tx, r, reason, &mut report)
+    }
+
     /// Whether the manifest (as it is now) leaves observation `id` at `slot`:
     /// its sample's row names that place, or it has no row (its place came
     /// from the sample ID or a data manager, which a manifest change does
     /// not concern).
-    fn still_belongs(&self, tx: &Tx<'_>, id: ObservationId, slot: &Slot) -> Result<bool, StoreError> {
+    pub fn still_belongs(&self, tx: &Tx<'_>, id: ObservationId, slot: &Slot) -> Result<bool, StoreError> {
         let Some(o) = tx.observation(id)? else { return Ok(false) };
         Ok(manifest_row(tx, &o)?.is_none_or(|row| Place::of_sample(&row).holds(slot)))
     }
@@ -500,7 +516,7 @@ impl<'a> Corrections<'a> {
         let mut unreadable_conflict = None;
         match patient {
             PatientId::Absent => {}
-            PatientId::Sent(id) => result.patient_id = Some(id),
+            PatientId::Sent(ids) => result.patient_ids = ids,
             PatientId::Unreadable if participant_changed => {
                 unreadable_conflict = Some(Finding {
                     code: MismatchCode::ParticipantConflict,
@@ -701,14 +717,19 @@ impl<'a> Corrections<'a> {
     }
 
     /// Where the manifest puts observation `id`'s sample now, when that is
-    /// not where its value stands and no data manager assigned it: a value a
-    /// reopen put back at a slot its sample has since moved away from. The
+    /// not where its value stands (or is held) and no data manager assigned
+    /// it: a value a reopen put back, or holds again, at a slot its sample
+    /// has since moved away from. The
     /// sample's results then move as on import (see [`Self::samples_moved`]).
     pub fn follow_manifest(&self, tx: &mut Tx<'_>, id: ObservationId) -> Result<Option<SampleMove>, StoreError> {
         let Some(o) = tx.observation(id)? else { return Ok(None) };
         let Some(row) = manifest_row(tx, &o)? else { return Ok(None) };
         let to = Place::of_sample(&row);
-        let elsewhere = tx.current_results_of_observation(id)?.iter().any(|r| !to.holds(&r.slot));
+        let held_elsewhere = tx
+            .open_mismatches_of_observation(id)?
+            .iter()
+            .any(|m| m.holds && Place::of_mismatch(m).is_some_and(|p| p != to));
+        let elsewhere = held_elsewhere || tx.current_results_of_observation(id)?.iter().any(|r| !to.holds(&r.slot));
         if !elsewhere || tx.assignment_of_observation(id)?.is_some() {
             return Ok(None);
         }

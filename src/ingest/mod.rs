@@ -109,10 +109,11 @@ pub fn ingest_batch(
         .iter()
         .map(|d| {
             let format = detect(d.bytes);
+            let parsed = parse_all(config, d, format);
             Prepared {
                 format,
-                parsed: parse_all(config, d, format),
-                personal: personal_fields(store, config, d),
+                personal: personal_fields(store, config, d, &parsed),
+                parsed,
                 sha256: sha256_hex(d.bytes),
             }
         })
@@ -193,7 +194,7 @@ pub fn record_aborted(
     reason: &str,
 ) -> Result<ReceiptId, IngestError> {
     let format = detect(delivery.bytes);
-    let personal = personal_fields(store, config, delivery);
+    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format));
     Ok(store.write(|tx| {
         let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
         tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
@@ -201,11 +202,17 @@ pub fn record_aborted(
     })?)
 }
 
-/// What to mask in the stored copy of `d` (see [`privacy`]).
-fn personal_fields(store: &Store, config: &Config, d: &Delivery<'_>) -> Vec<crate::store::PersonalField> {
+/// What to mask in the stored copy of `d` (see [`privacy`]), parsed as `parsed`.
+fn personal_fields(
+    store: &Store,
+    config: &Config,
+    d: &Delivery<'_>,
+    parsed: &[MessageOutcome],
+) -> Vec<crate::store::PersonalField> {
     let is_study_code = |code: &str| store.read(|r| r.participant_exists(code)).unwrap_or(false);
     let policy = privacy::StudyPolicy { config, instrument: d.instrument.as_deref(), is_study_code: &is_study_code };
-    privacy::personal_fields(d.bytes, &policy)
+    let failed: Vec<_> = parsed.iter().filter_map(|o| o.as_ref().err()).map(|e| e.span.clone()).collect();
+    privacy::personal_fields(d.bytes, &policy, &failed)
 }
 
 /// Store the content (masked) and the arrival: the "raw first" step.
@@ -654,6 +661,13 @@ fn value_words(value: Option<f64>, comparator: Option<crate::value::Comparator>,
     }
 }
 
+/// The first character of `text` that would break a one-line reason or name
+/// in the audit log and the reports: a control character (C0, DEL, C1) or a
+/// line or paragraph separator.
+pub fn control_character(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 /// The manifest row of `o`'s sample, when it has a sample ID and a row.
 fn manifest_row(tx: &Tx<'_>, o: &ObservationRow) -> Result<Option<Sample>, StoreError> {
     match o.sample_id.as_deref() {
@@ -724,5 +738,18 @@ impl StudyData for StoreStudy<'_, '_> {
 
     fn meal_start(&self, participant: &str, visit: &str) -> Option<crate::local_time::LocalTime> {
         self.keep(self.reader.visit(participant, visit))?.meal_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_character;
+
+    #[test]
+    fn control_characters_are_found_plain_text_is_not() {
+        for bad in ["a\0b", "a\nb", "a\rb", "a\tb", "a\x1b[31mb", "a\u{7f}b", "a\u{85}b", "a\u{2028}b"] {
+            assert!(control_character(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(control_character("haemolysed; Örebro lab, 30-min tube (A. Andersson)"), None);
     }
 }

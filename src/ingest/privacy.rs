@@ -1,10 +1,11 @@
 //! Finding the personal data in a received file, so the stored copy can be
 //! masked: names, identifiers other than study codes, addresses, phone
 //! numbers and dates of birth (ASTM P and Q, HL7 PID and every segment
-//! labfeed does not read), comment free text (HL7 NTE, ASTM C) and the values
-//! of results that map to no test, unless the instrument keeps comments, and
-//! lines that the parser would not take as a record or segment (a PID
-//! wrapped onto a new line, a patient list dropped by mistake).
+//! labfeed does not read, ASTM M and S records), comment free text (HL7 NTE,
+//! ASTM C) and the values of results that map to no test, unless the
+//! instrument keeps comments, lines that the parser would not take as a
+//! record or segment (a PID wrapped onto a new line, a patient list dropped
+//! by mistake), and all but the structure of a message that failed to parse.
 //!
 //! Works on the raw bytes, framing included: spans are byte ranges of the
 //! file, so the masked copy keeps every offset. The parsers are not used
@@ -24,11 +25,12 @@ use crate::study::matching::resolve_instrument;
 ///
 /// ASTM P (type letter = field 1): P.1 record type, P.2 sequence, P.9 sex;
 /// of P.3–P.5 (patient IDs) only the first component of the first
-/// repetition, and only when it is a study participant code.
+/// repetition that is a study participant code (the parsers give every
+/// repetition, and matching takes the participant among them).
 const ASTM_P_KEPT: &[usize] = &[1, 2, 9];
 const ASTM_P_IDS: &[usize] = &[3, 4, 5];
 /// HL7 PID (segment ID = field 0): PID-1 set ID, PID-8 sex; of PID-2–PID-4
-/// only the leading study code.
+/// only the study code, as in P.3.
 const HL7_PID_KEPT: &[usize] = &[0, 1, 8];
 const HL7_PID_IDS: &[usize] = &[2, 3, 4];
 /// ASTM Q (query): Q.1 type, Q.2 sequence, Q.5 test, Q.6–Q.8 time limits and
@@ -39,16 +41,21 @@ const ASTM_Q_IDS: &[usize] = &[3, 4];
 /// People and free text in the records and segments that are otherwise
 /// kept (labfeed reads none of these fields): ASTM O.11 collector, O.14
 /// clinical information, O.17–O.18 ordering physician and phone, R.11
-/// operator; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
+/// operator, H.4 password; HL7 ORC-10–12, 14, 19, 24 (staff, call-back phone, provider
 /// address), OBR-10, 13, 16, 17, 28, 32–35 (collector, clinical information,
 /// ordering provider, phone, copies to, interpreters, technician,
-/// transcriptionist), OBX-16 and OBX-25 (observer, medical director),
-/// SPM-14 (description).
+/// transcriptionist), SPM-14 (description).
 const ASTM_O_PERSONAL: &[usize] = &[11, 14, 17, 18];
 const ASTM_R_PERSONAL: &[usize] = &[11];
 const HL7_ORC_PERSONAL: &[usize] = &[10, 11, 12, 14, 19, 24];
 const HL7_OBR_PERSONAL: &[usize] = &[10, 13, 16, 17, 28, 32, 33, 34, 35];
-const HL7_OBX_PERSONAL: &[usize] = &[16, 25];
+/// OBX keeps what labfeed reads and what describes the measurement (set
+/// ID, type, test, sub-ID, value (see `Scan::hl7`), units, range, flags,
+/// probability, status, dates, method, equipment, site, instance, mood);
+/// every other field is masked: OBX-10 nature of abnormal test, OBX-13
+/// access checks, OBX-15 producer, OBX-16 observer, OBX-23–25 performing
+/// organisation, address and director, and any field after them.
+const HL7_OBX_KEPT: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 17, 18, 19, 20, 21, 22];
 const HL7_SPM_PERSONAL: &[usize] = &[14];
 /// HL7 segments kept (but for the fields above; MSH, FHS, BHS, PID, NTE and
 /// OBX have their own rules): the ones labfeed reads or that carry orders,
@@ -95,12 +102,21 @@ impl Policy for StudyPolicy<'_> {
     }
 }
 
-/// The personal-data fields of `bytes` under `policy`.
-pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> {
+/// The personal-data fields of `bytes` under `policy`. `failed` are the
+/// byte ranges of the messages that failed to parse: those keep only their
+/// structure (segment IDs, record types, delimiters), since what broke them
+/// may have moved anything into any field.
+pub fn personal_fields(bytes: &[u8], policy: &dyn Policy, failed: &[Range<usize>]) -> Vec<PersonalField> {
     let mut found = Vec::new();
+    let in_failed = |at: usize| failed.iter().any(|span| span.contains(&at));
     if is_framed(bytes) {
         let (text, map) = crate::astm::frame::joined_texts(bytes);
-        for (name, span) in scan(&text, policy) {
+        let file_offset = |at: usize| {
+            map.iter()
+                .find(|&&(start, _, len)| (start..start + len).contains(&at))
+                .map(|&(start, file, _)| file + at - start)
+        };
+        for (name, span) in scan(&text, policy, &|at| file_offset(at).is_some_and(in_failed)) {
             for piece in map_span(&map, span) {
                 found.push(PersonalField { field: name.clone(), span: piece });
             }
@@ -109,7 +125,7 @@ pub fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> 
             found.push(PersonalField { field: "outside frames".to_owned(), span });
         }
     } else {
-        for (name, span) in scan(bytes, policy) {
+        for (name, span) in scan(bytes, policy, &in_failed) {
             found.push(PersonalField { field: name, span });
         }
     }
@@ -190,25 +206,57 @@ const STANDARD_INNER: &[u8] = b"^~&\\!@";
 /// MSH-1–MSH-2), so the study code part is found as the parsers find it.
 struct Syntax {
     field: u8,
+    repetition: u8,
     component: u8,
     /// Every delimiter used inside a field: repetition, component, escape
     /// (and HL7 sub-component, truncation).
     inner: Vec<u8>,
+    /// The header's delimiter field was read as delimiters (else the
+    /// standard ones are assumed, and that field may be anything).
+    declared: bool,
 }
 
 impl Syntax {
     /// From a header line whose field separator is `line[at]` and whose
-    /// encoding characters follow it up to the next field separator; the
-    /// component delimiter is the `component`-th of them (ASTM 1, HL7 0).
-    fn declared(line: &[u8], at: usize, component: usize) -> Option<Syntax> {
+    /// encoding characters follow it up to the next field separator (ASTM:
+    /// repeat, component…; HL7: component, repetition…).
+    fn declared(line: &[u8], at: usize, format: Format) -> Option<Syntax> {
+        let (repetition, component, standard) = match format {
+            Format::Astm => (0, 1, b'\\'),
+            Format::Hl7 => (1, 0, b'~'),
+        };
         let field = *line.get(at)?;
         let rest = line.get(at + 1..).unwrap_or_default();
         let declared = rest.get(..rest.iter().position(|&b| b == field).unwrap_or(rest.len())).unwrap_or_default();
-        if declared.len() > component && !declared.iter().any(|&b| b.is_ascii_alphanumeric() || b == b' ') {
-            let component = declared.get(component).copied().unwrap_or(b'^');
-            return Some(Syntax { field, component, inner: declared.to_vec() });
+        if declared.len() > component.max(repetition)
+            && !declared.iter().any(|&b| b.is_ascii_alphanumeric() || b == b' ')
+        {
+            let pick = |i: usize, or: u8| declared.get(i).copied().unwrap_or(or);
+            let (repetition, component) = (pick(repetition, standard), pick(component, b'^'));
+            return Some(Syntax { field, repetition, component, inner: declared.to_vec(), declared: true });
         }
-        Some(Syntax { field, component: b'^', inner: STANDARD_INNER.to_vec() })
+        Some(Syntax { field, repetition: standard, component: b'^', inner: STANDARD_INNER.to_vec(), declared: false })
+    }
+
+    /// The fields a header of a message that failed to parse keeps (numbered
+    /// from 1): its ID and the delimiters it declares (H.2, MSH-2), when
+    /// they were read as such; else only its ID.
+    fn header_kept(&self) -> usize {
+        if self.declared { 3 } else { 2 }
+    }
+
+    /// Where in identifier `field` the study code is: the first component
+    /// of the first repetition that is one (as the parsers read each one).
+    fn study_code(&self, field: &[u8], policy: &dyn Policy) -> Option<Range<usize>> {
+        let mut start = 0;
+        for repetition in field.split(|&b| b == self.repetition) {
+            let lead = self.first_part_len(repetition);
+            if policy.is_study_code(&text_of(repetition.get(..lead).unwrap_or_default())) {
+                return Some(start..start + lead);
+            }
+            start += repetition.len() + 1;
+        }
+        None
     }
 
     /// Length of the first component of the first repetition of `field`.
@@ -244,12 +292,12 @@ struct Rule<'r> {
     /// Number of the record's first field (ASTM type letter 1, HL7 segment ID 0).
     first: usize,
     kept: &'r [usize],
-    /// Identifier fields: their leading study code is kept, the rest masked.
+    /// Identifier fields: their study code is kept, the rest masked.
     ids: &'r [usize],
 }
 
 /// Mask every non-empty field of `line` except the kept ones and the
-/// leading study code of identifier fields.
+/// study code of identifier fields.
 fn mask_record(
     rule: &Rule<'_>,
     syntax: &Syntax,
@@ -263,17 +311,44 @@ fn mask_record(
             continue;
         }
         let value = line.get(span.clone()).unwrap_or_default();
-        let mut from = span.start;
-        if rule.ids.contains(&n) {
-            let lead = syntax.first_part_len(value);
-            if policy.is_study_code(&text_of(value.get(..lead).unwrap_or_default())) {
-                // The delimiter after the code stays, so the stored copy
-                // still reads back with the same patient ID.
-                from += (lead + 1).min(value.len());
-            }
+        let name = || format!("{}{n}", rule.prefix);
+        let code = rule.ids.contains(&n).then(|| syntax.study_code(value, policy)).flatten();
+        let Some(code) = code else {
+            found.push((name(), offset + span.start..offset + span.end));
+            continue;
+        };
+        // The delimiters either side of the code stay, so the stored copy
+        // still reads back with the same patient ID.
+        let before = span.start..span.start + code.start.saturating_sub(1);
+        let after = (span.start + code.end + 1).min(span.end)..span.end;
+        for part in [before, after].into_iter().filter(|p| !p.is_empty()) {
+            found.push((name(), offset + part.start..offset + part.end));
         }
-        if from < span.end {
-            found.push((format!("{}{n}", rule.prefix), offset + from..offset + span.end));
+    }
+}
+
+/// Every field of `line` from field `keep` on (numbered from `first`),
+/// but the delimiters: a record of a kind labfeed does not read, or of a
+/// message that failed to parse, keeps its ID and its structure only.
+fn mask_structure(
+    prefix: &str,
+    syntax: &Syntax,
+    line: &[u8],
+    (first, keep): (usize, usize),
+    offset: usize,
+    found: &mut Vec<(String, Range<usize>)>,
+) {
+    for (n, span) in fields(line, syntax.field, first).filter(|(n, _)| *n >= keep) {
+        let value = line.get(span.clone()).unwrap_or_default();
+        let mut from = 0;
+        for part in value.split(|b| syntax.inner.contains(b)) {
+            if !part.is_empty() {
+                found.push((
+                    format!("{prefix}{n}"),
+                    offset + span.start + from..offset + span.start + from + part.len(),
+                ));
+            }
+            from += part.len() + 1;
         }
     }
 }
@@ -290,6 +365,8 @@ struct Scan<'p> {
     policy: &'p dyn Policy,
     syntax: Option<Syntax>,
     sender: Option<String>,
+    /// The current line belongs to a message that failed to parse.
+    failed: bool,
     found: Vec<(String, Range<usize>)>,
 }
 
@@ -314,8 +391,16 @@ impl Scan<'_> {
     /// reads and the message's field separator follows; else masked whole.
     fn astm(&mut self, offset: usize, line: &[u8]) {
         if is_header(Some(Format::Astm), line) {
-            let syntax = Syntax::declared(line, 1, 1);
-            self.sender = syntax.as_ref().and_then(|s| header_sender(s, field(line, s.field, 1, 5)));
+            let syntax = Syntax::declared(line, 1, Format::Astm);
+            if let Some(syntax) = &syntax {
+                self.sender = header_sender(syntax, field(line, syntax.field, 1, 5));
+                if self.failed {
+                    mask_structure("H.", syntax, line, (1, syntax.header_kept()), offset, &mut self.found);
+                } else {
+                    // H.4: the access password.
+                    self.fields_of(line, syntax, 1, "H.", &[4], offset);
+                }
+            }
             self.syntax = syntax;
             return;
         }
@@ -325,6 +410,12 @@ impl Scan<'_> {
             [kind, sep, ..] if *sep == syntax.field => kind.to_ascii_uppercase(),
             _ => 0,
         };
+        if self.failed && kind.is_ascii_alphabetic() {
+            let prefix = format!("{}.", char::from(kind));
+            mask_structure(&prefix, &syntax, line, (1, 2), offset, &mut self.found);
+            self.syntax = Some(syntax);
+            return;
+        }
         let rule = |prefix, kept, ids| Rule { prefix, first: 1, kept, ids };
         match kind {
             b'P' => {
@@ -347,7 +438,13 @@ impl Scan<'_> {
                 self.fields_of(line, &syntax, 1, "R.", ASTM_R_PERSONAL, offset);
             }
             b'O' => self.fields_of(line, &syntax, 1, "O.", ASTM_O_PERSONAL, offset),
-            b'C' | b'M' | b'S' | b'L' => {}
+            b'C' | b'L' => {}
+            // Manufacturer (M), scientific (S) and unknown records: labfeed
+            // reads none of them and their layout is anyone's.
+            kind if kind.is_ascii_alphabetic() => {
+                let prefix = format!("{}.", char::from(kind));
+                mask_structure(&prefix, &syntax, line, (1, 2), offset, &mut self.found);
+            }
             _ => self.whole(offset, line),
         }
         self.syntax = Some(syntax);
@@ -358,13 +455,16 @@ impl Scan<'_> {
     /// whole. Segments labfeed does not read are masked but for a set ID.
     fn hl7(&mut self, offset: usize, line: &[u8]) {
         if is_header(Some(Format::Hl7), line) {
-            let syntax = Syntax::declared(line, 3, 0);
+            let syntax = Syntax::declared(line, 3, Format::Hl7);
             if let Some(syntax) = &syntax {
+                let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
+                if self.failed {
+                    mask_structure(&prefix, syntax, line, (1, syntax.header_kept()), offset, &mut self.found);
+                }
                 if line.starts_with(b"MSH") {
                     self.sender = header_sender(syntax, field(line, syntax.field, 1, 3));
-                } else {
+                } else if !self.failed {
                     // FHS-10 / BHS-10: the file's or batch's comment.
-                    let prefix = format!("{}.", String::from_utf8_lossy(line.get(..3).unwrap_or_default()));
                     self.fields_of(line, syntax, 1, &prefix, &[10], offset);
                 }
             }
@@ -378,6 +478,11 @@ impl Scan<'_> {
             return;
         };
         let prefix = format!("{}.", String::from_utf8_lossy(id));
+        if self.failed {
+            mask_structure(&prefix, &syntax, line, (0, 1), offset, &mut self.found);
+            self.syntax = Some(syntax);
+            return;
+        }
         let rule = |kept, ids| Rule { prefix: &prefix, first: 0, kept, ids };
         match id {
             b"PID" => {
@@ -390,7 +495,7 @@ impl Scan<'_> {
                 if !self.keeps_comments() && !self.maps(test) {
                     self.value(line, &syntax, 0, 5, "OBX.5", offset);
                 }
-                self.fields_of(line, &syntax, 0, "OBX.", HL7_OBX_PERSONAL, offset);
+                mask_record(&rule(HL7_OBX_KEPT, &[]), &syntax, line, offset, self.policy, &mut self.found);
             }
             b"ORC" => self.fields_of(line, &syntax, 0, "ORC.", HL7_ORC_PERSONAL, offset),
             b"OBR" => self.fields_of(line, &syntax, 0, "OBR.", HL7_OBR_PERSONAL, offset),
@@ -468,9 +573,10 @@ fn is_header(format: Option<Format>, line: &[u8]) -> bool {
     }
 }
 
-fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
+/// `failed` says whether an offset of `text` is in a message that failed to parse.
+fn scan(text: &[u8], policy: &dyn Policy, failed: &dyn Fn(usize) -> bool) -> Vec<(String, Range<usize>)> {
     let format = crate::parse::detect(text);
-    let mut scan = Scan { policy, syntax: None, sender: None, found: Vec::new() };
+    let mut scan = Scan { policy, syntax: None, sender: None, failed: false, found: Vec::new() };
     // Whether the current HL7 unit has CRs: then a bare LF is data, as the
     // parser reads it, and the text after one belongs to the segment before.
     let mut cr_mode = false;
@@ -484,6 +590,7 @@ fn scan(text: &[u8], policy: &dyn Policy) -> Vec<(String, Range<usize>)> {
             continue;
         }
         let (start, offset, line) = (offset, offset + lead, trimmed);
+        scan.failed = failed(offset);
         match (format, line) {
             (_, []) => {}
             (Some(Format::Astm), _) => scan.astm(offset, line),
@@ -539,6 +646,11 @@ mod tests {
 
     const STUDY: Study = Study { keep: false };
 
+    /// Of a file whose messages all parse.
+    fn personal_fields(bytes: &[u8], policy: &dyn Policy) -> Vec<PersonalField> {
+        super::personal_fields(bytes, policy, &[])
+    }
+
     fn names(fields: &[PersonalField]) -> Vec<&str> {
         fields.iter().map(|f| f.field.as_str()).collect()
     }
@@ -570,9 +682,11 @@ mod tests {
         let out = masked(hl7, &STUDY);
         assert!(!out.contains("1965") && !out.contains("SKV") && !out.contains("X1"), "{out}");
         assert!(out.contains("PID|1|U04~**|U04~************************|U04^***\r"), "{out}");
-        // A national ID first is masked whole, even with a study code after it.
-        let out = masked(b"MSH|^~\\&|LAB\rPID|1||196503151234~U04\r", &STUDY);
-        assert!(out.contains("PID|1||****************\r"), "{out}");
+        // The study code may be any repetition: the others are masked, it is kept.
+        let out = masked(b"MSH|^~\\&|LAB\rPID|1||196503151234^^^SKV^NNSWE~U04^^^STUDY~X9\r", &STUDY);
+        assert!(out.contains("PID|1||************************~U04^**********\r"), "{out}");
+        let out = masked(b"H|\\^&\rP|1|196503151234^X\\U04^Y\\U05|1965\rL|1\r", &STUDY);
+        assert!(out.contains("P|1|**************\\U04^*****|****\r"), "{out}");
     }
 
     #[test]
@@ -678,12 +792,17 @@ mod tests {
 
     #[test]
     fn people_and_free_text_in_kept_segments_and_records_are_masked() {
-        let hl7 = b"MSH|^~\\&|lab\rORC|RE|||||||||||Lind^Per\rOBR|1||S1|CPEP|||20260302||||||Birgitta J|||Lind^Per\rOBX|1|NM|CPEP||0.4|||||F||||||Ek^Eva\rSPM|1|S1||||||||||||Birgitta\r";
+        let hl7 = b"MSH|^~\\&|lab\rORC|RE|||||||||||Lind^Per\rOBR|1||S1|CPEP|||20260302||||||Birgitta J|||Lind^Per\rOBX|1|NM|CPEP||0.4||||||F|||||Ek^Eva\rSPM|1|S1||||||||||||Birgitta\r";
         let fields = personal_fields(hl7, &STUDY);
         assert_eq!(names(&fields), ["ORC.12", "OBR.13", "OBR.16", "OBX.16", "SPM.14"]);
         let out = masked(hl7, &STUDY);
         assert!(out.contains("OBR|1||S1|CPEP|||20260302||||||**********|||********\r"), "{out}");
-        assert!(out.contains("OBX|1|NM|CPEP||0.4|||||F||||||******\r"), "{out}");
+        assert!(out.contains("OBX|1|NM|CPEP||0.4||||||F|||||******\r"), "{out}");
+        // Every OBX field labfeed does not read and that may name someone.
+        let obx = b"MSH|^~\\&|lab\rOBX|1|NM|CPEP||0.4|nmol/L|0-1|N||Eva|F||Eva|20260302|Eva|Eva|M|E|20260302|S|I|RSLT|Eva|Eva|Eva|Eva\r";
+        let fields = personal_fields(obx, &STUDY);
+        assert_eq!(names(&fields), ["OBX.10", "OBX.13", "OBX.15", "OBX.16", "OBX.23", "OBX.24", "OBX.25", "OBX.26"]);
+        assert!(!masked(obx, &STUDY).contains("Eva"));
         let batch = b"FHS|^~\\&||||||||Call Birgitta\rBHS|^~\\&\rMSH|^~\\&|lab\rBTS|1|Birgitta\rFTS|1|Birgitta\r";
         assert_eq!(names(&personal_fields(batch, &STUDY)), ["FHS.10", "BTS.2", "FTS.2"]);
         assert!(masked(batch, &STUDY).contains("FHS|^~\\&||||||||*************\r"));
@@ -715,9 +834,10 @@ mod tests {
         assert_eq!(names(&personal_fields(padded, &STUDY)), ["line"]);
         // A file that does not start with a header is neither format: every line is masked.
         assert_eq!(names(&personal_fields(b"PID|1||X^Y\rMSH|^~\\&|lab\r", &STUDY)), ["line", "line"]);
-        // An ASTM record needs the message's field separator after a type the parser reads.
+        // An ASTM record needs the message's field separator after its type
+        // letter; one of a type the parser does not read keeps only the letter.
         let astm = b"H|\\^&|||lab\rP|1|U04\rX|Johansson\rLee|19800315\rp|1|U04||Birgitta\rL|1\r";
-        assert_eq!(names(&personal_fields(astm, &STUDY)), ["line", "line", "P.5"]);
+        assert_eq!(names(&personal_fields(astm, &STUDY)), ["X.2", "line", "P.5"]);
     }
 
     #[test]
@@ -839,6 +959,50 @@ mod tests {
             proptest::prop_assert_eq!(out.len(), bytes.len());
             proptest::prop_assert!(every_frame_verifies(&out));
         }
+    }
+
+    #[test]
+    fn the_astm_password_and_manufacturer_and_scientific_records_are_masked() {
+        let astm = b"H|\\^&||Birgitta|lab\rP|1|U04\rM|1|Johansson^Birgitta|1980\\1981\rS|1|Birgitta\rL|1\r";
+        let fields = personal_fields(astm, &STUDY);
+        assert_eq!(names(&fields), ["H.4", "M.2", "M.3", "M.3", "M.4", "M.4", "S.2", "S.3"]);
+        let out = masked(astm, &STUDY);
+        assert!(out.contains("H|\\^&||********|lab\r"), "{out}");
+        assert!(out.contains("M|*|*********^********|****\\****\rS|*|********\r"), "{out}");
+    }
+
+    /// `bytes` masked, with the message at `failed` failing to parse.
+    fn masked_failing(bytes: &[u8], failed: Range<usize>) -> Vec<u8> {
+        let fields = super::personal_fields(bytes, &STUDY, std::slice::from_ref(&failed));
+        mask(bytes, &fields.into_iter().map(|f| f.span).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_message_that_failed_to_parse_keeps_only_its_structure() {
+        // The second message fails (say, on OBX-14): every field is masked, kept or not.
+        let first = b"MSH|^~\\&|lab|X|||1||ORU^R01|C1\rPID|1||U04\rOBR|1||U04-V0-T0\rOBX|1|NM|CPEP||0.4|nmol/L\r";
+        let second = b"MSH|^~\\&|lab|X|||1||ORU^R01|C2\rPID|1||U04~Eva\rOBR|1||Eva-V0-T0\rOBX|1|NM|CPEP||0.4|Eva|||||F|||2026X\r";
+        let hl7 = [&first[..], second].concat();
+        let out = String::from_utf8_lossy(&masked_failing(&hl7, first.len()..hl7.len())).into_owned();
+        assert!(out.starts_with(&*String::from_utf8_lossy(first)), "{out}");
+        let expected =
+            "MSH|^~\\&|***|*|||*||***^***|**\rPID|*||***~***\rOBR|*||*********\rOBX|*|**|****||***|***|||||*|||*****\r";
+        assert!(out.ends_with(expected), "{out}");
+        // ASTM, framed: the checksums still verify; record types and delimiters stay.
+        let text = b"H|\\^&|||lab\rP|1|U04\rO|1|Eva||^^^CPEP\rR|1|^^^CPEP|0.4|Eva\rX|Eva\rL|1\r";
+        let mut bytes = vec![0x05];
+        for f in crate::astm::encode_frames(text, 20) {
+            bytes.extend(f);
+        }
+        bytes.push(0x04);
+        let out = masked_failing(&bytes, 0..bytes.len());
+        assert!(every_frame_verifies(&out));
+        let (joined, _) = crate::astm::frame::joined_texts(&out);
+        let joined = String::from_utf8_lossy(&joined).into_owned();
+        assert_eq!(joined, "H|\\^&|||***\rP|*|***\rO|*|***||^^^****\rR|*|^^^****|***|***\rX|***\rL|*\r");
+        // A header whose delimiter field is no delimiters keeps only its ID.
+        let astm = b"H|Eva Lind|||lab\rL|1\r";
+        assert_eq!(masked_failing(astm, 0..astm.len()), b"H|********|||***\rL|*\r");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
     LabResult {
         sender: o.sender.clone(),
         sample_id: o.sample_id.clone(),
-        patient_id: None,
+        patient_ids: Vec::new(),
         test_code: o.test_code.clone(),
         value: o.reported_value.clone(),
         comparator: o.comparator,
@@ -34,14 +34,14 @@ pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
     }
 }
 
-/// The patient ID a result was sent with, read again from the stored copy
+/// The patient IDs a result was sent with, read again from the stored copy
 /// (it is never stored on its own: it may be a hospital number).
 pub(crate) enum PatientId {
     /// The message carried none.
     Absent,
-    /// As it stands in the stored copy: a study code, or masked (`***`),
+    /// As they stand in the stored copy: a study code, or masked (`***`),
     /// which was not a study code when it arrived.
-    Sent(String),
+    Sent(Vec<String>),
     /// The stored copy does not parse again (e.g. framing checksums that no
     /// longer match after masking).
     Unreadable,
@@ -49,7 +49,7 @@ pub(crate) enum PatientId {
 
 /// What the stored copy of one content says about each result that parsed
 /// again: (message number, order) → (sample ID, test code, patient ID).
-type ReadBack = HashMap<(i64, i64), (Option<String>, Option<String>, Option<String>)>;
+type ReadBack = HashMap<(i64, i64), (Option<String>, Option<String>, Vec<String>)>;
 
 /// Patient IDs read back from stored copies; each copy is parsed once.
 #[derive(Default)]
@@ -80,10 +80,7 @@ impl PatientIds {
         if *sample != o.sample_id || *test != o.test_code {
             return Ok(PatientId::Unreadable);
         }
-        Ok(match patient {
-            None => PatientId::Absent,
-            Some(id) => PatientId::Sent(id.clone()),
-        })
+        Ok(if patient.is_empty() { PatientId::Absent } else { PatientId::Sent(patient.clone()) })
     }
 }
 
@@ -96,7 +93,7 @@ fn read_back(tx: &Reader<'_>, raw_id: RawId) -> Result<ReadBack, StoreError> {
         let Ok(number) = i64::try_from(message.number) else { return };
         for (i, r) in message.results.into_iter().enumerate() {
             let Ok(seq) = i64::try_from(i + 1) else { return };
-            found.insert((number, seq), (r.sample_id, r.test_code, r.patient_id));
+            found.insert((number, seq), (r.sample_id, r.test_code, r.patient_ids));
         }
     });
     Ok(found)

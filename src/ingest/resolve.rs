@@ -154,6 +154,8 @@ pub enum ResolveError {
     NotDecided(MismatchId),
     #[error("a reason is required (--reason TEXT)")]
     NoReason,
+    #[error("{option} must not contain control characters (found {found:?}): it is one line of plain text")]
+    ControlCharacter { option: &'static str, found: char },
     #[error("mismatch {id} ({code}) cannot be {verb}: {why}")]
     Refused { id: MismatchId, code: &'static str, verb: &'static str, why: String },
     #[error(transparent)]
@@ -172,6 +174,12 @@ pub fn resolve(
     let reason = signature.reason.as_deref().map(str::trim).unwrap_or_default();
     if reason.is_empty() {
         return Err(ResolveError::NoReason);
+    }
+    let on_behalf_of = signature.on_behalf_of.as_deref().unwrap_or_default();
+    for (option, text) in [("--reason", reason), ("--by", on_behalf_of)] {
+        if let Some(found) = super::control_character(text) {
+            return Err(ResolveError::ControlCharacter { option, found });
+        }
     }
     store.write_signed(signature, |tx| {
         // Slots of visits imported by an older labfeed get their ids here too.
@@ -274,12 +282,15 @@ fn missing_slot_decision(
     let slot = &row.slot;
     let cause = match (decision, &row.decision) {
         (Decision::NotDone, Some(d)) => {
-            return Err(ResolveError::AlreadyResolved {
-                id: row.id,
-                action: d.action,
-                by: d.resolved_by.clone(),
-                at: d.resolved_at,
-            });
+            return Err(refuse(
+                "marked not done",
+                format!(
+                    "{} is already marked not done (by {} at {}); reopen it first to change the mark",
+                    slot_words(slot),
+                    d.resolved_by,
+                    d.resolved_at
+                ),
+            ));
         }
         (Decision::NotDone, None) => {
             if let Some(current) = tx.current_result(slot)? {
@@ -349,7 +360,7 @@ fn missing_slot_decision(
     tx.insert_resolution(&NewResolution { cause, ..NewResolution::unplaced(decision.action(), row.id, reason) })?;
     let summary = match decision {
         Decision::Reopen => format!("the not-done mark is undone: {} is missing again", slot_words(slot)),
-        _ => format!("{} is not done: it leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
+        _ => format!("{} leaves the open list and `export lb` says NOT DONE", slot_words(slot)),
     };
     Ok(Resolved::nothing(row.id, MISSING_RESULT_CODE, summary))
 }
@@ -422,7 +433,7 @@ impl Work<'_> {
             // manager has not seen: the patient ID is compared as at ingest.
             match self.patient_id(tx, &observation)? {
                 PatientId::Absent => {}
-                PatientId::Sent(id) => result.patient_id = Some(id),
+                PatientId::Sent(ids) => result.patient_ids = ids,
                 PatientId::Unreadable => {
                     let differs = known_slot
                         .as_ref()
@@ -752,7 +763,11 @@ impl Work<'_> {
 ///
 /// - a value it puts back whose sample the manifest has since moved goes
 ///   where the manifest says, as on import; flags still open afterwards are
-///   checked against the meal start as it is now.
+///   checked against the meal start as it is now;
+/// - a value it put in that an import has since moved on is taken out where
+///   it is now; a held value is held where the manifest puts it now (the
+///   reopened mismatch closes there and the checks raise its successor), and
+///   a flag whose value left its slot closes.
 ///
 /// Refused, with nothing written, when something happened since that a
 /// reopen would silently undo too: a slot it wrote has a newer version, or a
@@ -794,8 +809,12 @@ fn reopen(
             per_slot.entry(row.slot.clone()).or_default().push(row);
         }
     }
+    let corrections = Corrections::new(config, format!("on reopening mismatch {}", mismatch.id));
     // Slots labfeed already put back as they were before the decision.
     let mut already_back = Vec::new();
+    // Values the decision put in that an import has since moved on with
+    // their sample: undone where they are now.
+    let mut followed: Vec<ObservationId> = Vec::new();
     for (slot, written) in &per_slot {
         // Unchanged since: the slot still says what the decision left there
         // (the same version, or a later one that put the same back).
@@ -809,6 +828,13 @@ fn reopen(
             // Only labfeed's own undoing counts: a data manager's later
             // decision there is undone first (it may rely on this one).
             let by_decision = tx.written_by_decision(latest.id)?;
+            let moved_on = match last.filter(|w| !w.withdrawn && !by_decision) {
+                Some(w) => !corrections.still_belongs(tx, w.observation_id, slot)?,
+                None => false,
+            };
+            if let Some(w) = last.filter(|_| moved_on) {
+                followed.push(w.observation_id);
+            }
             let back = !by_decision
                 && match &before {
                     None => latest.withdrawn,
@@ -816,6 +842,11 @@ fn reopen(
                 };
             if back {
                 already_back.push(slot.clone());
+                continue;
+            }
+            // The move emptied the slot; the value before the decision goes
+            // back and follows the manifest below.
+            if moved_on && latest.withdrawn {
                 continue;
             }
             // Advice that can be followed: labfeed's own changes cannot be reopened.
@@ -845,6 +876,18 @@ fn reopen(
     let mut summary = Vec::new();
     // Values this reopen takes out of a slot: their flags no longer apply there.
     let mut taken_out: Vec<(Slot, ObservationId)> = Vec::new();
+    for observation in &followed {
+        if tx.assignment_of_observation(*observation)?.is_some() {
+            continue;
+        }
+        for r in tx.current_results_of_observation(*observation)? {
+            if let Some(id) = corrections.take_back(tx, &r, &tag)? {
+                written.push(id);
+                taken_out.push((r.slot.clone(), *observation));
+                summary.push(format!("{} is as before the value came", slot_words(&r.slot)));
+            }
+        }
+    }
     for (slot, versions) in &per_slot {
         if already_back.contains(slot) {
             summary.push(format!("{} is already as it was before", slot_words(slot)));
@@ -921,7 +964,8 @@ fn reopen(
         resolved.also_reopened.push(other);
     }
     let put_back: Vec<ObservationId> = {
-        let mut ids = Vec::new();
+        // A held value is held where the manifest puts its sample now.
+        let mut ids: Vec<ObservationId> = mismatch.observation_id.filter(|_| mismatch.holds).into_iter().collect();
         for id in &written {
             if let Some(r) = tx.result(*id)?.filter(|r| !r.withdrawn)
                 && !ids.contains(&r.observation_id)
@@ -933,13 +977,23 @@ fn reopen(
     };
     tx.insert_decision_effects(reopen_id, &DecisionEffects { results: written, raised: Vec::new() })?;
     // What changed while the decision stood applies to what it put back.
-    let corrections = Corrections::new(config, format!("on reopening mismatch {}", mismatch.id));
     for observation in put_back {
         if let Some(moved) = corrections.follow_manifest(tx, observation)? {
             summary.push(format!("the manifest has moved it since: {moved}"));
         }
     }
     for id in std::iter::once(mismatch.id).chain(resolved.also_reopened.iter().copied()) {
+        // A flag whose value an import moved on while the decision stood
+        // flags nothing at its slot: closed, as the move closes such flags.
+        if let Some(m) = tx.mismatch(id)?.filter(|m| !m.holds && m.resolution.is_none())
+            && let (Some(observation), Some(slot)) = (m.observation_id, m.slot())
+            && tx.current_result(&slot)?.is_none_or(|r| r.observation_id != observation)
+        {
+            let why = format!("its value is no longer at {}: {reason}", slot_words(&slot));
+            tx.insert_resolution(&NewResolution { cause: Some(reopen_id), ..NewResolution::auto(id, why) })?;
+            summary.push(format!("mismatch {id} closed: its value is no longer at {}", slot_words(&slot)));
+            continue;
+        }
         if let Some(m) = tx.mismatch(id)?
             && let Some(said) = corrections.recheck_window(tx, &m)?
         {

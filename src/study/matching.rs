@@ -183,7 +183,8 @@ fn assess_with(
         a.unit = Some(unit.clone());
         a.blq = is_blq(config, &analyte, *value, result.comparator);
     }
-    let mut holds = holding_problems(config, instrument, &analyte, &slot, result, &converted).into_iter();
+    let patient = message_patient(result, study);
+    let mut holds = holding_problems(config, instrument, &analyte, &slot, result, patient, &converted).into_iter();
     a.hold = holds.next();
     a.further_holds = holds.collect();
     if a.hold.is_none() {
@@ -274,6 +275,13 @@ fn is_blq(config: &Config, analyte: &str, value: f64, comparator: Option<Compara
     }
 }
 
+/// The message's patient: the first patient ID that is a study participant
+/// (the one repetition the stored copy keeps), else the first sent.
+fn message_patient<'r>(result: &'r LabResult, study: &dyn StudyData) -> Option<&'r str> {
+    let ids = &result.patient_ids;
+    ids.iter().find(|id| study.participant_exists(id)).or(ids.first()).map(String::as_str)
+}
+
 /// Every problem that holds the result back, in check order.
 fn holding_problems(
     config: &Config,
@@ -281,10 +289,11 @@ fn holding_problems(
     analyte: &str,
     slot: &SampleSlot,
     result: &LabResult,
+    patient: Option<&str>,
     converted: &Result<(f64, String), Finding>,
 ) -> Vec<Finding> {
     let mut found = Vec::new();
-    if let Some(patient) = result.patient_id.as_deref()
+    if let Some(patient) = patient
         && patient != slot.participant
     {
         // The patient ID itself is not repeated: it may be a hospital number.
@@ -669,12 +678,17 @@ mod tests {
     #[test]
     fn a_different_patient_id_is_a_conflict_and_is_not_repeated_in_the_detail() {
         let mut r = result("U07-V4-T30", "1986-9", "0.4", "nmol/L");
-        r.patient_id = Some("19650102-1234".into());
+        r.patient_ids = vec!["19650102-1234".into()];
         let hold = run(&config(), &r).hold.unwrap();
         assert_eq!(hold.code, MismatchCode::ParticipantConflict);
         assert!(!hold.detail.contains("19650102"), "{}", hold.detail);
-        r.patient_id = Some("U07".into());
+        r.patient_ids = vec!["U07".into()];
         assert_eq!(run(&config(), &r).hold, None);
+        // The study code may follow a national ID: it is the message's patient.
+        r.patient_ids = vec!["19650102-1234".into(), "U07".into()];
+        assert_eq!(run(&config(), &r).hold, None);
+        r.patient_ids = vec!["19650102-1234".into(), "U05".into()];
+        assert_eq!(hold_code(&run(&config(), &r)), Some("PARTICIPANT_CONFLICT"));
     }
 
     #[test]

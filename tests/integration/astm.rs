@@ -109,7 +109,8 @@ fn every_fixture_gives_numbered_outcomes_with_spans_and_offsets_inside_the_file(
                     assert_eq!(m.format, Format::Astm);
                     for r in &m.results {
                         assert!(span.contains(&r.offset), "{name}: result offset {} outside {span:?}", r.offset);
-                        for text in [&r.sender, &r.sample_id, &r.patient_id, &r.test_code, &r.value, &r.unit]
+                        assert!(r.patient_ids.iter().all(|p| !p.is_empty()), "{name}: an empty patient ID");
+                        for text in [&r.sender, &r.sample_id, &r.test_code, &r.value, &r.unit]
                             .into_iter()
                             .chain([&r.flags, &r.status])
                         {
@@ -164,7 +165,7 @@ fn cobas_e411_upload_1_maps_every_field() {
     let first = &r[0];
     assert_eq!(first.sender.as_deref(), Some("cobas-e411"));
     assert_eq!(first.sample_id.as_deref(), Some("801030-02-6026"));
-    assert_eq!(first.patient_id, None);
+    assert_eq!(first.patient_id(), None);
     assert_eq!((first.value.as_deref(), num(first), first.comparator), (Some("317.6"), Some("317.6".into()), None));
     assert_eq!(
         (first.unit.as_deref(), first.flags.as_deref(), first.status.as_deref()),
@@ -240,7 +241,7 @@ fn immulite_26_frames_with_7_to_1_wraps_six_patients_and_no_escape_character() {
     assert_eq!(wraps.len(), 3, "{:?}", m.warnings);
     let r = &m.results;
     assert_eq!(r.len(), 9);
-    let mut patients: Vec<_> = r.iter().filter_map(|r| r.patient_id.clone()).collect();
+    let mut patients: Vec<_> = r.iter().filter_map(|r| r.patient_id().map(str::to_owned)).collect();
     patients.dedup();
     assert_eq!(patients, ["119813;TGH", "325031;AH", "326829;AH", "124462;TGH", "556395;AH", "556357;MB"]);
     let fer = &r[2];
@@ -348,7 +349,7 @@ fn utf8_and_shift_jis_patient_frames_verify_and_decode() {
         file.extend(frame::encode_frame(3, b"O|1|SID1\rR|1|^^^GLU|5.0\rL|1|N\r", FrameEnd::Last));
         let outcomes = parse(&file);
         let m = outcomes[0].as_ref().unwrap_or_else(|e| panic!("{name}: {}", e.text));
-        assert_eq!(m.results[0].patient_id.as_deref(), Some("666"));
+        assert_eq!(m.results[0].patient_id(), Some("666"));
         let fallback = m.warnings.iter().any(|w| w.text.contains("Windows-1252"));
         assert_eq!(fallback, name.contains("shiftjis"), "{name}: {:?}", m.warnings);
     }
@@ -421,7 +422,7 @@ fn mmtt_upload_gives_c_peptide_and_glucose_per_timepoint() {
             (Some("U07-V4-T030"), Some("GLUC/1/not"), Some("9.8"), Some("9.8".into()), None),
         ]
     );
-    assert!(r.iter().all(|r| r.patient_id.as_deref() == Some("U07") && !r.qc));
+    assert!(r.iter().all(|r| r.patient_id() == Some("U07") && !r.qc));
     assert_eq!(iso(r[2].collected_at).as_deref(), Some("2026-03-02T09:15:00"));
     assert_eq!(iso(r[3].resulted_at).as_deref(), Some("2026-03-02T10:09:10"));
     assert_eq!(r[0].comments, ["27"]);
@@ -516,7 +517,7 @@ fn case_15_each_message_uses_its_own_headers_delimiters() {
     assert_eq!((genexpert.sample_id.as_deref(), genexpert.test_code.as_deref()), (Some("U09-V2-T000"), Some("CPEP")));
     assert_eq!(genexpert.comments, ["lot^A12\\lot@B34"], "repeats joined with \\, \\S\\ and \\R\\ decoded");
     let selectra = &msgs[1].results[0];
-    assert_eq!((selectra.test_code.as_deref(), selectra.patient_id.as_deref()), (Some("GLUC"), Some("12345677")));
+    assert_eq!((selectra.test_code.as_deref(), selectra.patient_id()), (Some("GLUC"), Some("12345677")));
     assert_eq!(selectra.comments, ["see!note|two\\three~"]);
     assert_eq!(iso(selectra.collected_at).as_deref(), Some("2026-03-02T08:15:00"));
     let immulite = &msgs[2].results[0];
@@ -847,7 +848,7 @@ proptest! {
             (!t.is_empty()).then_some(t)
         };
         let value = |i: usize| Some(text(i)).filter(|t| !blank(t));
-        prop_assert_eq!(r.and_then(|r| r.patient_id.clone()), expect(1));
+        prop_assert_eq!(r.and_then(|r| r.patient_id().map(str::to_owned)), expect(1));
         prop_assert_eq!(r.and_then(|r| r.sample_id.clone()), expect(2));
         prop_assert_eq!(r.and_then(|r| r.value.clone()), value(4));
         prop_assert_eq!(r.and_then(|r| r.unit.clone()), expect(5));

@@ -182,7 +182,11 @@ fn a_held_value_reopened_after_its_sample_moved_is_not_accepted_into_the_old_slo
     let moved = "S-30,U01,V0,120\n";
     manifest(&s, moved);
     ok(&resolve(&s, &[&implausible, "--reopen", "--reason", "lab confirmed the dilution"]));
-    ok(&resolve(&s, &[&implausible, "--accept", "--reason", "lab confirmed the dilution"]));
+    // Held again where the manifest puts the sample now, as an import moves a held value.
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0][1..], ["IMPLAUSIBLE", "U01", "120"], "{open:?}");
+    ok(&resolve(&s, &[&open[0][0], "--accept", "--reason", "lab confirmed the dilution"]));
     exports_follow_the_manifest(&s, moved);
 }
 
@@ -397,4 +401,294 @@ fn a_reopened_assignment_no_longer_keeps_the_value_from_the_manifest() {
     ok(&resolve(&s, &[&unknown, "--accept", "--reason", "the manifest has it now"]));
     exports_follow_the_manifest(&s, rows);
     assert!(exported(&s).iter().any(|r| r[..3] == ["U01", "V0", "60"] && r[5] == "S-99"), "{:?}", exported(&s));
+}
+
+/// A cobas e411 C-peptide result for `sample` (no patient ID, so a move to
+/// another participant raises no PARTICIPANT_CONFLICT; no trusted draw time).
+fn tube(sample: &str, value: &str) -> String {
+    super::support::e411(&format!(
+        "{}R|1|^^^CPEP|{value}|nmol/L||N||F||ADMIN|20260302100000|20260302101500|E1\r",
+        super::support::order(1, sample)
+    ))
+}
+
+/// The open mismatches other than MISSING_RESULT: (id, code, participant, minute).
+fn held(s: &Study) -> Vec<[String; 4]> {
+    review(s)
+        .into_iter()
+        .filter(|r| r[1] != "MISSING_RESULT" && r[14] == "open")
+        .map(|r| [r[0].clone(), r[1].clone(), r[3].clone(), r[5].clone()])
+        .collect()
+}
+
+/// The `export lb` (LBSTAT, LBREASND, LBORRES) of `participant`'s C-peptide at `minute`.
+fn lb_at(s: &Study, participant: &str, minute: &str) -> [String; 3] {
+    let lb = csv_rows(&ok(&s.run(&["export", "lb"])));
+    let col = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
+    let rows: Vec<_> = lb
+        .iter()
+        .filter(|r| {
+            r[col("USUBJID")].ends_with(&format!("-{participant}"))
+                && r[col("LBTESTCD")] == "CPEPTIDE"
+                && r[col("LBTPT")] == format!("MMTT {minute} MIN")
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one LB record for {participant} minute {minute}: {rows:?}");
+    [rows[0][col("LBSTAT")].clone(), rows[0][col("LBREASND")].clone(), rows[0][col("LBORRES")].clone()]
+}
+
+/// Every C-peptide value in `report auc --format csv` (participant, auc, points).
+fn aucs(s: &Study) -> Vec<[String; 3]> {
+    let rows = csv_rows(&ok(&s.run(&["report", "auc", "--format", "csv"])));
+    rows[1..].iter().filter(|r| r[2] == "c_peptide").map(|r| [r[0].clone(), r[3].clone(), r[6].clone()]).collect()
+}
+
+/// No trace of `value` in the exports or the AUC table, at any slot.
+#[track_caller]
+fn nowhere(s: &Study, value: &str) {
+    let rows = exported(s);
+    assert!(!rows.iter().any(|r| r[4] == value), "{value} is still exported: {rows:?}");
+    for p in ["U01", "U02"] {
+        let lb = lb_at(s, p, "30");
+        assert_ne!(lb[2], value, "{value} is still in LB at {p}/30: {lb:?}");
+    }
+    let auc = aucs(s);
+    assert!(auc.iter().all(|r| r[1].is_empty()), "an AUC is computed from {value}: {auc:?}");
+}
+
+/// Finding 1: a held value (IMPLAUSIBLE) whose sample the manifest moves to
+/// U02, then rejected. The rejection is about the value where it is now.
+#[test]
+fn rejecting_a_held_value_after_its_sample_moved_keeps_it_out_everywhere() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.astm", &tube("S-30", "45"));
+    manifest(&s, "S-30,U02,V0,30\n");
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "one held copy after the move: {open:?}");
+    assert_eq!(open[0][1..], ["IMPLAUSIBLE", "U02", "30"], "{open:?}");
+    ok(&resolve(&s, &[&open[0][0], "--reject", "--reason", "implausible"]));
+    assert!(held(&s).is_empty(), "{:?}", held(&s));
+    nowhere(&s, "45");
+    // A held value never was in a slot: rejecting it withdraws nothing (README, LBREASND).
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+    assert_eq!(lb_at(&s, "U02", "30")[1], "RESULT NOT RECEIVED");
+}
+
+/// Findings 1 and 2: a held value accepted, its sample moved (the value goes
+/// with it), then the acceptance reopened: the value leaves the slot it is in
+/// now, and it is held once, by the reopened mismatch.
+#[test]
+fn reopening_an_acceptance_after_the_sample_moved_withdraws_the_value_where_it_is_now() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.astm", &tube("S-30", "45"));
+    let implausible = id_of(&s, "IMPLAUSIBLE");
+    ok(&resolve(&s, &[&implausible, "--accept", "--reason", "lab confirmed"]));
+    manifest(&s, "S-30,U02,V0,30\n");
+    assert!(exported(&s).iter().any(|r| r[0] == "U02" && r[4] == "45"), "{:?}", exported(&s));
+    let said = ok(&resolve(&s, &[&implausible, "--reopen", "--reason", "accepted by mistake"]));
+    nowhere(&s, "45");
+    // Held again once, where the sample is now (as an import moves a held
+    // value: the reopened mismatch is closed there and checked again here).
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "exactly one open mismatch holds the value: {open:?}");
+    assert_eq!(open[0][1..], ["IMPLAUSIBLE", "U02", "30"], "{open:?}");
+    assert!(said.contains(&format!("IMPLAUSIBLE #{}", open[0][0])), "{said}");
+    let implausible = open[0][0].clone();
+    assert_eq!(lb_at(&s, "U02", "30")[1], "RESULT UNDER REVIEW");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+    // Decided again, it is rejected where it is now.
+    ok(&resolve(&s, &[&implausible, "--reject", "--reason", "implausible after all"]));
+    nowhere(&s, "45");
+    assert!(held(&s).is_empty(), "{:?}", held(&s));
+    assert_eq!(s.run(&["verify-audit"]).status.code(), Some(0));
+}
+
+/// Finding 1 with a conflicting rerun: held as DUPLICATE_CONFLICT, the
+/// sample moved, the rerun rejected: the first value stands at the new slot.
+#[test]
+fn rejecting_a_conflicting_rerun_after_the_sample_moved_leaves_the_first_value_at_the_new_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r1.astm", &tube("S-30", "0.8"));
+    ingest(&s, "r2.astm", &tube("S-30", "0.9"));
+    manifest(&s, "S-30,U02,V0,30\n");
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "one held copy after the move: {open:?}");
+    ok(&resolve(&s, &[&open[0][0], "--reject", "--reason", "rerun out of range"]));
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..5], ["U02", "V0", "30", "c_peptide", "0.8"], "{rows:?}");
+    assert_eq!(lb_at(&s, "U02", "30")[2], "0.8");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+}
+
+/// Findings 1 and 2 with an accepted rerun: the rerun replaced the first
+/// value, the sample moved, the acceptance reopened: the first value is back
+/// at the new slot (not the old), the rerun is held once.
+#[test]
+fn reopening_an_accepted_rerun_after_the_sample_moved_gives_back_the_first_value_where_it_is_now() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r1.astm", &tube("S-30", "0.8"));
+    ingest(&s, "r2.astm", &tube("S-30", "0.9"));
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--accept", "--reason", "the rerun is right"]));
+    manifest(&s, "S-30,U02,V0,30\n");
+    ok(&resolve(&s, &[&conflict, "--reopen", "--reason", "the first run is right"]));
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..5], ["U02", "V0", "30", "c_peptide", "0.8"], "{rows:?}");
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "exactly one open mismatch: {open:?}");
+    assert_eq!(open[0][1..], ["DUPLICATE_CONFLICT", "U02", "30"], "{open:?}");
+    // Decided again: the rerun replaces the first value at the new slot only.
+    ok(&resolve(&s, &[&open[0][0], "--accept", "--reason", "the rerun is right after all"]));
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..5], ["U02", "V0", "30", "c_peptide", "0.9"], "{rows:?}");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+}
+
+/// Finding 1 with a flagged (accepted) value: moved, then its flag rejected:
+/// withdrawn where it is now.
+#[test]
+fn rejecting_a_flag_after_the_sample_moved_withdraws_the_value_where_it_is_now() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    manifest(&s, "S-30,U01,V0,60\n");
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0][1..], ["OUT_OF_WINDOW", "U01", "60"], "{open:?}");
+    ok(&resolve(&s, &[&open[0][0], "--reject", "--reason", "drawn late"]));
+    assert!(exported(&s).is_empty(), "{:?}", exported(&s));
+    assert!(aucs(&s).iter().all(|r| r[1].is_empty()), "{:?}", aucs(&s));
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+    assert_eq!(lb_at(&s, "U01", "60")[1], "RESULT REJECTED");
+}
+
+/// Finding 3: a not-done mark survives an import that corrects another row,
+/// and one that moves the visit's other sample.
+#[test]
+fn a_not_done_mark_survives_a_manifest_import_that_corrects_another_row() {
+    let s = study("S-30,U01,V0,30\nS-60,U01,V0,60\nS-70,U02,V0,30\n");
+    let slot = missing_id(&s, "U01", "30");
+    let said = text(&resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]));
+    assert!(said.contains("marked not done"), "{said}");
+    let marked = |s: &Study| {
+        assert_eq!(lb_at(s, "U01", "30")[..2], ["NOT DONE", "vein collapsed"]);
+        let rows = review(s);
+        let row = rows.iter().find(|r| r[0] == slot).expect("listed with --all");
+        assert_eq!(row[14], "resolved", "{row:?}");
+        let other = |r: &&Vec<String>| r[0] != slot && r[1] == "MISSING_RESULT" && r[3] == "U01" && r[5] == "30";
+        assert!(!rows.iter().filter(other).any(|r| r[6] == "c_peptide"), "{rows:?}");
+    };
+    manifest(&s, "S-30,U01,V0,30\nS-60,U01,V0,60\nS-70,U02,V0,60\n");
+    marked(&s);
+    manifest(&s, "S-30,U01,V0,30\nS-60,U01,V0,90\nS-70,U02,V0,60\n");
+    marked(&s);
+    // The slot's own sample row moved away: the slot is still not done.
+    manifest(&s, "S-30,U01,V0,120\nS-60,U01,V0,90\nS-70,U02,V0,60\n");
+    marked(&s);
+    let again = resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("already marked not done"), "{}", text(&again));
+    ok(&resolve(&s, &[&slot, "--reopen", "--reason", "the sample was found"]));
+    assert_eq!(missing_id(&s, "U01", "30"), slot);
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
+    let said = text(&resolve(&s, &[&slot, "--not-done", "--reason", "lost in transit"]));
+    assert!(said.contains("marked not done"), "{said}");
+    assert_eq!(lb_at(&s, "U01", "30")[..2], ["NOT DONE", "lost in transit"]);
+}
+
+/// Finding 4: a held value rejected then reopened is under review again in
+/// LB, not rejected.
+#[test]
+fn a_rejection_reopened_is_under_review_again_in_lb() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.astm", &tube("S-30", "45"));
+    let implausible = id_of(&s, "IMPLAUSIBLE");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT UNDER REVIEW");
+    ok(&resolve(&s, &[&implausible, "--reject", "--reason", "implausible"]));
+    ok(&resolve(&s, &[&implausible, "--reopen", "--reason", "rejected by mistake"]));
+    assert_eq!(lb_at(&s, "U01", "30")[..2], ["NOT DONE", "RESULT UNDER REVIEW"]);
+    assert_eq!(held(&s).len(), 1, "{:?}", held(&s));
+    // The same for a flagged value: back in its slot.
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "rejected by mistake"]));
+    assert_eq!(lb_at(&s, "U01", "30"), [String::new(), String::new(), "0.8".to_owned()]);
+    // And after the manifest moved the sample: the old slot was not rejected either.
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--reject", "--reason", "drawn late"]));
+    manifest(&s, "S-30,U02,V0,30\n");
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "rejected by mistake"]));
+    assert_eq!(lb_at(&s, "U01", "30")[..2], ["NOT DONE", "RESULT NOT RECEIVED"]);
+    assert_ne!(lb_at(&s, "U02", "30")[1], "RESULT REJECTED");
+}
+
+/// Finding 5: a slot marked not done then receiving a held value stays NOT
+/// DONE with the data manager's reason while the value is held (the mark
+/// lapses only when a value is accepted); the held value is listed in
+/// `report mismatches`; rejecting it leaves the mark; accepting it ends it.
+#[test]
+fn a_held_value_for_a_slot_marked_not_done_leaves_the_mark_until_it_is_accepted() {
+    let s = study("S-30,U01,V0,30\n");
+    let slot = missing_id(&s, "U01", "30");
+    ok(&resolve(&s, &[&slot, "--not-done", "--reason", "vein collapsed"]));
+    ingest(&s, "r.astm", &tube("S-30", "45"));
+    assert_eq!(lb_at(&s, "U01", "30"), ["NOT DONE".to_owned(), "vein collapsed".to_owned(), String::new()]);
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "{open:?}");
+    let missing = |r: &&Vec<String>| r[1] == "MISSING_RESULT" && r[14] == "open" && r[3] == "U01" && r[5] == "30";
+    assert!(!review(&s).iter().filter(missing).any(|r| r[6] == "c_peptide"), "{:?}", review(&s));
+    ok(&resolve(&s, &[&open[0][0], "--reject", "--reason", "implausible"]));
+    assert_eq!(lb_at(&s, "U01", "30")[..2], ["NOT DONE", "vein collapsed"]);
+    ok(&resolve(&s, &[&open[0][0], "--reopen", "--reason", "look again"]));
+    assert_eq!(lb_at(&s, "U01", "30")[..2], ["NOT DONE", "vein collapsed"]);
+    ok(&resolve(&s, &[&open[0][0], "--accept", "--reason", "lab confirmed"]));
+    assert_eq!(lb_at(&s, "U01", "30"), [String::new(), String::new(), "45".to_owned()]);
+}
+
+/// Finding 2 with a flag: its acceptance reopened after the manifest moved
+/// the value on. The flag is about a value that is no longer at its slot:
+/// it does not come back open there (the move closed it as it closes every
+/// flag it takes a value away from); the value stands where it is now.
+#[test]
+fn reopening_a_flag_acceptance_after_the_sample_moved_leaves_no_flag_at_the_old_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r.hl7", &central("C1", "U01", "S-30", "202603020910", "0.8"));
+    let flag = id_of(&s, "OUT_OF_WINDOW");
+    ok(&resolve(&s, &[&flag, "--accept", "--reason", "within tolerance"]));
+    manifest(&s, "S-30,U01,V0,60\n");
+    let before = held(&s);
+    ok(&resolve(&s, &[&flag, "--reopen", "--reason", "accepted by mistake"]));
+    let open = held(&s);
+    assert!(!open.iter().any(|m| m[3] == "30"), "a flag is open at the slot the value left: {open:?}");
+    assert_eq!(open, before, "{open:?}");
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..3], ["U01", "V0", "60"], "{rows:?}");
+}
+
+/// Finding 2 with a rejected rerun: the first value moved with its sample;
+/// the rejection reopened holds the rerun once, against the first value at
+/// the new slot (not at the old one).
+#[test]
+fn reopening_a_rejected_rerun_after_the_sample_moved_holds_it_once_at_the_new_slot() {
+    let s = study("S-30,U01,V0,30\n");
+    ingest(&s, "r1.astm", &tube("S-30", "0.8"));
+    ingest(&s, "r2.astm", &tube("S-30", "0.9"));
+    let conflict = id_of(&s, "DUPLICATE_CONFLICT");
+    ok(&resolve(&s, &[&conflict, "--reject", "--reason", "rerun out of range"]));
+    manifest(&s, "S-30,U02,V0,30\n");
+    ok(&resolve(&s, &[&conflict, "--reopen", "--reason", "rejected by mistake"]));
+    let open = held(&s);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0][1..], ["DUPLICATE_CONFLICT", "U02", "30"], "{open:?}");
+    let rows = exported(&s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..5], ["U02", "V0", "30", "c_peptide", "0.8"], "{rows:?}");
+    assert_eq!(lb_at(&s, "U01", "30")[1], "RESULT NOT RECEIVED");
 }

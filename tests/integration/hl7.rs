@@ -98,7 +98,7 @@ fn synthetic_mmtt_sample_maps_every_field() {
     let [cpep, gluc] = m.results.as_slice() else { panic!("two results expected") };
     assert_eq!(cpep.sender.as_deref(), Some("CENTRALLAB"));
     assert_eq!(cpep.sample_id.as_deref(), Some("A2603120017-01"));
-    assert_eq!(cpep.patient_id.as_deref(), Some("TN-04-0173"));
+    assert_eq!(cpep.patient_id(), Some("TN-04-0173"));
     assert_eq!(cpep.test_code.as_deref(), Some("1986-9"));
     assert_eq!(cpep.value.as_deref(), Some("<^0.02"));
     assert_eq!(cpep.comparator, Some(Comparator::Lt));
@@ -135,7 +135,7 @@ fn nist_original_and_correction_keep_status_value_and_unit_as_sent() {
     assert_eq!(num(b).as_deref(), Some("25"));
     // No SPM-2: the filler order number (OBR-3) is the sample.
     assert_eq!(a.sample_id.as_deref(), Some("9700123"));
-    assert_eq!(a.patient_id.as_deref(), Some("9817566735"));
+    assert_eq!(a.patient_id(), Some("9817566735"));
     assert_eq!(a.test_code.as_deref(), Some("10368-9"));
     assert_eq!(iso(a.collected_at).as_deref(), Some("2008-08-15T10:30-07:00"));
     assert_eq!(iso(a.resulted_at).as_deref(), Some("2008-08-18T18:00-07:00"));
@@ -152,7 +152,7 @@ fn hamaluik_cbc_gives_14_results_with_escaped_units() {
     assert_eq!(wbc.unit.as_deref(), Some("10^9/L"));
     assert_eq!(m.results[1].unit.as_deref(), Some("10^12/L"));
     assert_eq!(wbc.sample_id.as_deref(), Some("PT1311:H00001R"));
-    assert_eq!(wbc.patient_id.as_deref(), Some("AND234DA_PID3"));
+    assert_eq!(wbc.patient_id(), Some("AND234DA_PID3"));
     assert_eq!(num(wbc).as_deref(), Some("10.1"));
     assert_eq!(wbc.flags.as_deref(), Some("H"));
     assert_eq!(iso(wbc.collected_at).as_deref(), Some("2014-11-13T09:14"));
@@ -327,7 +327,7 @@ fn cdc_elr_specimen_id_and_collection_time_come_from_spm() {
     assert_eq!(iso(r[0].collected_at).as_deref(), Some("2021-01-11T16:04:00"));
     assert_eq!(iso(r[0].resulted_at).as_deref(), Some("2021-01-12T10:28:00"));
     assert_eq!((r[0].value.as_deref(), r[0].numeric.as_ref()), (Some("Negative"), None));
-    assert_eq!(r[0].patient_id.as_deref(), Some("REDACTED"));
+    assert_eq!(r[0].patient_id(), Some("REDACTED"));
 }
 
 // ---------------------------------------------------------------------------
@@ -582,7 +582,7 @@ fn case08_trailing_separators_and_empty_structure_parse_the_same() {
     assert_eq!(all[0], all[2]);
     let data = b"MSH|^~\\&|L|F|||20260312||ORU^R01|C|P|2.5.1\rPID|1||^^^&&ISO^MR||~^^^^^^S\rOBR|1||S\rOBX|1|NM|GLU||5.5|mmol/L|||||F\rNTE\r";
     let r = results(data);
-    assert_eq!((r[0].patient_id.as_deref(), r[0].comments.len()), (None, 0));
+    assert_eq!((r[0].patient_id(), r[0].comments.len()), (None, 0));
 }
 
 #[test]
@@ -593,7 +593,7 @@ fn case09_null_fields_are_none() {
     assert_eq!(r[0].status.as_deref(), Some("X"));
     assert_eq!(r[1].test_code.as_deref(), Some("\"\""), "component-level \"\" is kept as sent");
     let pid_null = b"MSH|^~\\&|L|F|||20260312||ORU^R01|C|P|2.5.1\rPID|1||\"\"\rOBR|1||S\rOBX|1|NM|GLU||1\r";
-    assert_eq!(results(pid_null)[0].patient_id, None);
+    assert_eq!(results(pid_null)[0].patient_id(), None);
 }
 
 #[test]
@@ -726,9 +726,9 @@ OBR|1||ORD-B||||20260311090000\rOBX|1|NM|GLU||6.1|mmol/L|||||F\r";
     assert!(r[1].comments.is_empty() && r[2].comments.is_empty());
     assert_eq!((r[0].sample_id.as_deref(), r[1].sample_id.as_deref()), (Some("SPEC-A"), Some("SPEC-A")));
     assert_eq!(iso(r[0].collected_at).as_deref(), Some("2026-03-11T08:15:00"), "SPM-17 wins over OBR-7");
-    assert_eq!((r[2].sample_id.as_deref(), r[2].patient_id.as_deref()), (Some("ORD-B"), Some("P-B")));
+    assert_eq!((r[2].sample_id.as_deref(), r[2].patient_id()), (Some("ORD-B"), Some("P-B")));
     assert_eq!(iso(r[2].collected_at).as_deref(), Some("2026-03-11T09:00:00"));
-    assert_eq!(r[0].patient_id.as_deref(), Some("P-A"));
+    assert_eq!(r[0].patient_id(), Some("P-A"));
 }
 
 #[test]
@@ -744,14 +744,17 @@ fn case19_patient_id_is_pid3_first_repetition_component_one() {
     let pid = |field: &str| {
         let data =
             format!("MSH|^~\\&|L|F|||20260312||ORU^R01|C|P|2.5.1\rPID|1|ALT|{field}\rOBR|1||S\rOBX|1|NM|GLU||1\r");
-        results(data.as_bytes())[0].patient_id.clone()
+        results(data.as_bytes())[0].patient_id().map(str::to_owned)
     };
     assert_eq!(pid("0000000000^^^GRAO^NI~5948556^^^Laboratory^MR").as_deref(), Some("0000000000"));
     assert_eq!(pid("  000123  ^^^TRIAL^PI").as_deref(), Some("000123"), "trimmed, leading zeros kept");
+    // Every repetition is a patient ID (the study code may be any of them).
+    let data = "MSH|^~\\&|L|F|||20260312||ORU^R01|C|P|2.5.1\rPID|1||0000000000^^^GRAO^NI~~\"\"~U04^^^STUDY\rOBR|1||S\rOBX|1|NM|GLU||1\r";
+    assert_eq!(results(data.as_bytes())[0].patient_ids, ["0000000000", "U04"]);
     assert_eq!(pid("^^^&&ISO^MR"), None);
     assert_eq!(pid(""), None, "PID-2 is not used");
     let no_pid = results(b"MSH|^~\\&|L|F|||20260312||ORU^R01|C|P|2.5.1\rOBR|1||S\rOBX|1|NM|GLU||1\r");
-    assert_eq!(no_pid[0].patient_id, None);
+    assert_eq!(no_pid[0].patient_id(), None);
 }
 
 #[test]

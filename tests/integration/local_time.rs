@@ -262,3 +262,19 @@ fn a_version_2_database_gains_collected_offset_empty_for_its_observations_and_ch
     );
     assert!(bad.is_err(), "only +HH:MM / -HH:MM is stored");
 }
+
+/// A leap second (`:60`) is no valid local time: refused like any bad time,
+/// naming file, line and column, and nothing of the file is imported.
+#[test]
+fn a_meal_start_with_60_seconds_is_refused_with_file_line_and_column() {
+    let s = study();
+    for bad in ["2026-03-01T08:00:60", "2026-03-01T08:00:60+01:00"] {
+        let err = refused_visits(&s, bad);
+        assert!(
+            err.contains(&format!("visits.csv:3: column meal_start: \"{bad}\" is not a local date and time")),
+            "{err}"
+        );
+        assert!(err.contains("nothing imported; the whole file is refused"), "{err}");
+        assert_eq!(visit_count(&s), 0, "line 2 is not imported either");
+    }
+}

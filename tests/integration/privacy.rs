@@ -124,6 +124,56 @@ fn astm_framed(p: &str, minute: i32) -> String {
     out
 }
 
+/// HL7 whose study code is the second repetition of PID-3 (a national ID
+/// first), with people and free text in the OBX fields labfeed does not read:
+/// OBX-10 nature of abnormal test, OBX-13 access checks, OBX-16 observer,
+/// OBX-23–25 performing organisation, address and director.
+fn hl7_code_second(p: &str, control: &str) -> String {
+    format!(
+        "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
+         PID|1||198003151234^^^SKV^NNSWE~{p}^^^STUDY^PI~070-1234567||Johansson^Birgitta\r\
+         OBR|1||{p}-V0-T15\r\
+         OBX|1|NM|1986-9||0.22|nmol/L||||Birgitta|F||Birgitta|20260302081500||Johansson^Birgitta|||||||Storgatan 12 Lab|Storgatan 12^^Uppsala|Johansson^Mamma\r"
+    )
+}
+
+/// ASTM whose study code is the second repetition of P.3, with a password
+/// (H.4), and names in a manufacturer (M) and a scientific (S) record.
+fn astm_code_second(p: &str) -> String {
+    format!(
+        "H|\\^&||Birgitta|cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+         P|1|198003151234\\{p}^Johansson|19800315\r\
+         M|1|Johansson^Birgitta|198003151234\r\
+         O|1|{p}-V1-T15||^^^CPEP\r\
+         R|1|^^^CPEP|0.23|nmol/L||N||F||||20260302101000\r\
+         S|1|Birgitta Johansson^070-1234567\r\
+         L|1|N\r"
+    )
+}
+
+/// Messages that fail to parse, with identifiers in fields that are kept
+/// when a message parses (OBR-3, OBX-6, O.3, R.5, an unknown record type):
+/// a message that does not parse is masked but for its structure.
+fn hl7_failing(p: &str, control: &str) -> String {
+    format!(
+        "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|{control}|P|2.5.1\r\
+         PID|1||{p}\r\
+         OBR|1||{p}-Johansson-T0\r\
+         OBX|1|NM|1986-9||0.41|Birgitta|||||F|||2026030X\r"
+    )
+}
+
+fn astm_failing(p: &str) -> String {
+    format!(
+        "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+         P|1|{p}\r\
+         O|1|{p}-Johansson||^^^CPEP\r\
+         R|1|^^^CPEP|0.52|Birgitta||N||F||ADMIN||20260302101000\r\
+         X|1|070-1234567^Storgatan 12\r\
+         L|1|N\r"
+    )
+}
+
 /// The planted files for one round (`p` the participant, so that the two
 /// rounds are different content and neither is a duplicate of the other).
 fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
@@ -134,7 +184,32 @@ fn uploads(p: &str, round: &str) -> Vec<(String, String)> {
         (format!("{round}-e411.astm"), astm_upload(p, 30)),
         (format!("{round}-broken.astm"), astm_broken(p, 120)),
         (format!("{round}-framed.astm"), astm_framed(p, 60)),
+        (format!("{round}-second.hl7"), hl7_code_second(p, &format!("{round}4"))),
+        (format!("{round}-second.astm"), astm_code_second(p)),
+        (format!("{round}-failing.hl7"), hl7_failing(p, &format!("{round}5"))),
+        (format!("{round}-failing.astm"), astm_failing(p)),
     ]
+}
+
+/// `text` with every byte masked but the segment IDs or record types, the
+/// declared delimiters and the line ends.
+fn structure_only(text: &str) -> String {
+    let hl7 = text.starts_with("MSH");
+    let lines: Vec<String> = text
+        .split('\r')
+        .map(|line| {
+            let id = if hl7 { 3 } else { 1 };
+            let declared = if line.starts_with("MSH") {
+                8
+            } else if line.starts_with('H') {
+                5
+            } else {
+                id
+            };
+            line.char_indices().map(|(i, c)| if i < declared || "|^~\\&".contains(c) { c } else { '*' }).collect()
+        })
+        .collect();
+    lines.join("\r")
 }
 
 /// Every needle absent from `haystack`; `what` says where it was looked for.
@@ -284,7 +359,7 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     let quarantine = t.lib("quarantine");
     let reasons: Vec<PathBuf> =
         files_under(&quarantine).into_iter().filter(|p| p.to_string_lossy().ends_with(".reason.txt")).collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
     for reason in &reasons {
         let body = std::fs::read(reason).unwrap();
         assert!(String::from_utf8_lossy(&body).contains("byte "), "{}", String::from_utf8_lossy(&body));
@@ -296,6 +371,12 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     assert!(results.contains("U04,V0,0,c_peptide,0.25"), "{results}");
     assert!(results.contains("U03,V0,30,c_peptide,0.31"), "{results}");
     assert!(results.contains("U04,V0,60,c_peptide,0.27"), "framed, own delimiters: {results}");
+    // The study code in a later repetition is the message's patient: no PARTICIPANT_CONFLICT.
+    for (p, value) in
+        [("U04", "V0,15,c_peptide,0.22"), ("U04", "V1,15,c_peptide,0.23"), ("U03", "V0,15,c_peptide,0.22")]
+    {
+        assert!(results.contains(&format!("{p},{value}")), "{p},{value}: {results}");
+    }
 
     // The stored copy keeps the study code and the values, masks the rest.
     let raw = raw_contents(&holder);
@@ -303,6 +384,14 @@ fn planted_identifiers_reach_no_table_file_report_reason_or_log() {
     let central = String::from_utf8_lossy(central);
     assert!(central.contains("PID|1|U04~*"), "{central}");
     assert!(central.contains("OBX|1|NM|1986-9||0.25|nmol/L"), "{central}");
+    let second = raw.iter().find(|c| c.windows(4).any(|w| w == b"a4|P")).expect("round 1 second HL7 stored");
+    let second = String::from_utf8_lossy(second);
+    assert!(second.contains("PID|1||************************~U04^*"), "{second}");
+    // A message that fails to parse keeps only its structure.
+    for failing in [hl7_failing("U04", "a5"), astm_failing("U04")] {
+        let structure = structure_only(&failing);
+        assert!(raw.iter().any(|c| c == structure.as_bytes()), "{structure}");
+    }
 
     // `parse` shows fields but its errors quote nothing.
     let parse = t.run(&["parse", "--format", "json", paths[1].to_str().unwrap(), paths[4].to_str().unwrap()]);
@@ -657,4 +746,39 @@ fn a_moved_hl7_sample_with_a_custom_component_delimiter_reads_its_patient_id_bac
     let raw = raw_copies(&t);
     assert!(raw.contains("PID|1||U02$*"), "the study code is kept:\n{raw}");
     assert_absent("the stored copy", &raw, &["198003151234", "Johansson", "Birgitta"]);
+}
+
+/// The study code may be any repetition of PID-3: the message's patient is
+/// that repetition (U02 here, after a national ID), at ingest and when the
+/// masked copy is read back for a manifest correction.
+#[test]
+fn a_study_code_in_a_later_pid3_repetition_is_the_patient_and_is_read_back() {
+    let t = study();
+    let msg = "MSH|^~\\&|CENTRALLAB|LAB|||20260302101500||ORU^R01|R1|P|2.5.1\r\
+               PID|1||198003151234^^^SKV^NNSWE~U02^^^STUDY\r\
+               OBR|1||S7001\r\
+               OBX|1|NM|1986-9||0.44|nmol/L|||||F|||20260302081000\r";
+    let said = ingest_then_move_to_u02(&t, "S7001", "second.hl7", msg.as_bytes());
+    assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
+    let raw = raw_copies(&t);
+    assert!(raw.contains("PID|1||************************~U02^*"), "{raw}");
+    let results = String::from_utf8_lossy(&t.run(&["export", "results"]).stdout).into_owned();
+    assert!(results.contains("U02,V0,30,c_peptide,0.44"), "{results}");
+}
+
+/// The ASTM counterpart: the study code in the second repetition of P.3.
+#[test]
+fn a_study_code_in_a_later_p3_repetition_is_the_patient_and_is_read_back() {
+    let t = study();
+    let astm = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\r\
+                P|1|198003151234^X\\U02^Y|19800315\r\
+                O|1|S7002||^^^CPEP\r\
+                R|1|^^^CPEP|0.45|nmol/L||N||F\r\
+                L|1|N\r";
+    let said = ingest_then_move_to_u02(&t, "S7002", "second.astm", astm.as_bytes());
+    assert!(said.contains("1 mismatch,"), "PARTICIPANT_CONFLICT at U01: {said}");
+    let raw = raw_copies(&t);
+    assert!(raw.contains("P|1|**************\\U02^*|********\r"), "{raw}");
+    let results = String::from_utf8_lossy(&t.run(&["export", "results"]).stdout).into_owned();
+    assert!(results.contains("U02,V0,30,c_peptide,0.45"), "{results}");
 }

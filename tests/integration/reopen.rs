@@ -336,7 +336,7 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
 
     let out = resolve(&s, &[&id, "--not-done", "--reason", "vein collapsed, no sample", "--by", "dm"]);
     ok(&out);
-    assert!(text(&out).contains(&format!("mismatch {id} (MISSING_RESULT) resolved by dm")), "{}", text(&out));
+    assert!(text(&out).contains(&format!("mismatch {id} (MISSING_RESULT) marked not done by dm")), "{}", text(&out));
     assert!(!missing_ids(&s).values().any(|v| *v == id), "left the open list");
     assert_eq!(status_missing(&s), open_missing - 1);
     assert_eq!(
@@ -347,7 +347,7 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
     let row = rows.iter().find(|r| r[0] == id).expect("listed with --all");
     assert_eq!((row[1].as_str(), row[14].as_str(), row[17].as_str()), ("MISSING_RESULT", "resolved", "not_done"));
     assert!(text(&s.run(&["report", "mismatches", "--all"])).contains("      not done by dm.anna at "));
-    refused(&resolve(&s, &[&id, "--not-done", "--reason", "x", "--by", "dm"]), "already resolved (not_done)");
+    refused(&resolve(&s, &[&id, "--not-done", "--reason", "x", "--by", "dm"]), "is already marked not done");
 
     // Reopened: missing (and counted) again, with the same id.
     ok(&resolve(&s, &[&id, "--reopen", "--reason", "the sample was found", "--by", "dm"]));

@@ -426,3 +426,37 @@ fn resolve_with_a_wrong_database_path_creates_nothing() {
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
     assert!(!s.lib("labfeed.db").exists());
 }
+
+/// Control characters in `--reason` or `--by` would break the one-line
+/// history of `report mismatches --all` and could forge lines in it: refused
+/// (exit 2) with a message naming the option, and nothing is written.
+#[test]
+fn control_characters_in_the_reason_or_the_name_are_refused_and_nothing_changes() {
+    let s = study();
+    let id = id_of(&s, "IMPLAUSIBLE");
+    let before = (exported(&s), open_mismatches(&s));
+    let audit = |s: &Study| -> i64 {
+        let conn = rusqlite::Connection::open(s.lib("labfeed.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap()
+    };
+    let rows = audit(&s);
+    for bad in ["a\nresolved (accept) by x", "a\rb", "a\tb", "a\x1b[2Jb", "a\u{7f}b", "a\u{85}b"] {
+        for (option, args) in [
+            ("--reason", ["--reject", "--reason", bad, "--by", "dm"]),
+            ("--by", ["--reject", "--reason", "implausible", "--by", bad]),
+        ] {
+            let mut all = vec![id.as_str()];
+            all.extend_from_slice(&args);
+            let out = resolve(&s, &all);
+            assert_eq!(out.status.code(), Some(2), "{option} {bad:?}: {}", text(&out));
+            assert!(text(&out).contains(&format!("{option} must not contain control characters")), "{}", text(&out));
+        }
+    }
+    assert_eq!((exported(&s), open_mismatches(&s)), before);
+    assert_eq!(audit(&s), rows);
+    // A name with a control character is refused by import too.
+    let f = s.file("more.csv", "participant\nU09\n");
+    let out = s.run(&["import", "participants", path(&f), "--by", "dm\nroot"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--by must not contain control characters"), "{}", text(&out));
+}
