@@ -1025,3 +1025,39 @@ OBR|1||S-1\rOBX|1|NM|CPEP||0.4|nmol/L|||||F\rSPM|1|^S-1||SER\rOBX|1|NM|TEMP^Spec
     assert!(m.warnings.iter().any(|w| w.text.contains("OBX before any OBR")), "{:?}", m.warnings);
     assert!(m.warnings.iter().any(|w| w.text.contains("describes the specimen")), "{:?}", m.warnings);
 }
+
+#[test]
+fn oru_r30_to_r32_results_are_read_like_r01() {
+    // ORU_R30 (point-of-care, R30/R31/R32): PID, optional OBX, then ORC, OBR, OBX.
+    for event in ["R30", "R31", "R32", "R30^ORU_R30"] {
+        let data = format!(
+            "MSH|^~\\&|POC|F|||20260312||ORU^{event}|C|P|2.5.1\rPID|1||P-1\rORC|NW\rOBR|1||S-1|||20260312081200\rOBX|1|NM|GLU||5.4|mmol/L|||||F\r"
+        );
+        let m = single(data.as_bytes());
+        assert_eq!(m.results.len(), 1, "{event}");
+        assert_eq!(m.results[0].sample_id.as_deref(), Some("S-1"), "{event}");
+        assert!(!has_warning(&m, "message type"), "{event}: {:?}", m.warnings);
+    }
+}
+
+#[test]
+fn a_message_type_that_is_not_read_is_an_error_naming_it_and_where() {
+    for msh9 in ["ADT^A04", "OUL^R23", "ORU^W01", "OML^O21", "ACK^R01"] {
+        let data = format!("MSH|^~\\&|L|F|||20260312||{msh9}|C|P|2.5.1\rPID|1||Lindqvist\rOBR|1||S\rOBX|1|NM|G||1\r");
+        let e = error(data.as_bytes());
+        assert_eq!(e.offset, position(data.as_bytes(), msh9.as_bytes()), "{msh9}");
+        assert!(e.text.starts_with(&format!("MSH-9 message type {msh9} ")), "{msh9}: {}", e.text);
+        assert!(e.text.contains("ORU^R01"), "names what is read: {}", e.text);
+        assert!(!e.text.contains("Lindqvist"), "{}", e.text);
+    }
+    // The other messages of the file are still read.
+    let file = format!(
+        "{}MSH|^~\\&|L|F|||20260312||ADT^A08|A|P|2.5\rPID|1||X\r{}",
+        String::from_utf8(with_head("OBX|1|NM|G||1\r")).unwrap(),
+        String::from_utf8(with_head("OBX|1|NM|G||2\r")).unwrap()
+    );
+    let all = parse(file.as_bytes());
+    assert_eq!(all.len(), 3);
+    assert!(all[0].is_ok() && all[2].is_ok());
+    assert!(all[1].as_ref().unwrap_err().text.contains("ADT^A08"));
+}
