@@ -285,7 +285,8 @@ fn an_unread_message_type_gets_ae_naming_it_and_oru_r32_is_stored_before_aa() {
     let ack = read_ack(&mut s);
     assert_eq!(msa(&ack)[1..3], ["AE", "AD-1"], "{ack}");
     let err = ack.split('\r').find(|x| x.starts_with("ERR|")).unwrap_or_else(|| panic!("no ERR: {ack}"));
-    assert!(err.contains("ADT^A08") && err.contains("MSH^1^9"), "{err}");
+    // `^` is escaped in ERR-8 text.
+    assert!(err.contains("ADT\\S\\A08") && err.contains("MSH^1^9"), "{err}");
     assert!(err.contains("200"), "unsupported message type: {err}");
     // Stored and visible as a PARSE_ERROR, not dropped.
     let report = String::from_utf8_lossy(&d.study.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
