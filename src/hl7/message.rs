@@ -63,8 +63,7 @@ const VALUE_TYPES: &[&str] = &[
 
 /// Why a message of another type fails: it may carry results in a structure
 /// this parser does not know, so it is shown to a person, not skipped.
-pub(crate) const NOT_READ: &str =
-    "is not one labfeed reads results from (ORU^R01, ORU^R30, ORU^R31, ORU^R32, OUL^R21, OUL^R22): the message was not read";
+pub(crate) const NOT_READ: &str = "is not one labfeed reads results from (ORU^R01, ORU^R30, ORU^R31, ORU^R32, OUL^R21, OUL^R22): the message was not read";
 
 /// HL7 versions this parser is written for.
 const VERSIONS: &[&str] = &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];

@@ -28,9 +28,9 @@ use std::cmp::Ordering;
 use crate::model::{Format, LabResult, LineCounter, MessageOutcome, ParseOptions, ParsedMessage};
 use crate::parse::{detect, parse_bytes};
 use crate::store::{
-    HeldForSetup, Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw, NewReceipt,
-    NewResolution, NewResult, ObservationFacts, ObservationOutcome, ObservationRow, ProcessingOutcome, RawId, Reader,
-    ReceiptId, Sample, Slot, Source, Store, StoreError, Tx, sha256_hex,
+    HeldForSetup, Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw,
+    NewReceipt, NewResolution, NewResult, ObservationFacts, ObservationOutcome, ObservationRow, ProcessingOutcome,
+    RawId, Reader, ReceiptId, Sample, Slot, Source, Store, StoreError, Tx, sha256_hex,
 };
 use crate::study::config::Config;
 use crate::study::matching::{Assessment, Finding, MatchSource, SampleSlot, StudyData, assess, resolve_instrument};
@@ -153,8 +153,7 @@ pub fn ingest_batch(
                 let held = tx.held_for_setup(raw_id)?;
                 for m in p.parsed.iter().flatten() {
                     for (i, result) in m.results.iter().enumerate() {
-                        let again =
-                            held.iter().find(|h| h.message_number == m.number as i64 && h.seq == i as i64 + 1);
+                        let again = held.iter().find(|h| h.message_number == m.number as i64 && h.seq == i as i64 + 1);
                         match again {
                             Some(h) => run.result(tx, m, h.message_id, i as u32 + 1, result, Some(h))?,
                             None => run.summary.duplicates += 1,

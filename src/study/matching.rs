@@ -191,8 +191,7 @@ fn assess_with(
 
 /// What to do after a configuration fix: an identical re-delivery is read
 /// again with it and closes the mismatch (the ingest pipeline does that).
-pub const REDELIVER: &str =
-    "drop the file in the inbox again or `labfeed ingest` it (the same content is read again with the new configuration)";
+pub const REDELIVER: &str = "drop the file in the inbox again or `labfeed ingest` it (the same content is read again with the new configuration)";
 
 fn quoted(s: Option<&str>) -> String {
     s.map_or_else(|| "(none)".to_owned(), |s| format!("{s:?}"))

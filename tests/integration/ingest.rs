@@ -477,8 +477,14 @@ mod redelivery {
     #[test]
     fn a_redelivery_after_fixing_the_unit_is_read_again_and_a_new_problem_is_a_new_mismatch() {
         let t = study(&[
-            (r#""CPEP" = "c_peptide", "GLUC" = "glucose""#, r#""CPEP" = "c_peptide", "GLUC" = "glucose", "INS" = "insulin""#),
-            ("[analytes.glucose]", "[analytes.insulin]\nunit = \"pmol/L\"\nplausible = [0.0, 10.0]\n\n[analytes.glucose]"),
+            (
+                r#""CPEP" = "c_peptide", "GLUC" = "glucose""#,
+                r#""CPEP" = "c_peptide", "GLUC" = "glucose", "INS" = "insulin""#,
+            ),
+            (
+                "[analytes.glucose]",
+                "[analytes.insulin]\nunit = \"pmol/L\"\nplausible = [0.0, 10.0]\n\n[analytes.glucose]",
+            ),
         ]);
         let upload = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("INS", "42", "mU/L")));
         ingest_bytes(&t, "ins.astm", upload.as_bytes());
@@ -542,16 +548,16 @@ mod redelivery {
         let head = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r";
         let orphan = format!("{head}R|1|^^^CPEP|0.31|nmol/L||N||F\rL|1|N\r");
         let good = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("CPEP", "0.50", "nmol/L")));
-        let late = format!(
-            "{head}{}R|1|^^^CPEP|0.33|nmol/L||N||F||ADMIN||2026133099\rL|1|N\r",
-            order(1, "U01-V0-T60")
-        );
+        let late = format!("{head}{}R|1|^^^CPEP|0.33|nmol/L||N||F||ADMIN||2026133099\rL|1|N\r", order(1, "U01-V0-T60"));
         let file = format!("{orphan}{good}{late}");
         let second = orphan.len() + good.len();
         let out = ingest_bytes(&t, "three.astm", file.as_bytes());
         assert!(out.contains("1 accepted"), "{out}");
         assert!(out.contains("message 1: byte "), "{out}");
-        assert!(out.contains(&format!("message 3: byte {}", second + head.len() + order(1, "U01-V0-T60").len())), "{out}");
+        assert!(
+            out.contains(&format!("message 3: byte {}", second + head.len() + order(1, "U01-V0-T60").len())),
+            "{out}"
+        );
         assert!(!out.contains("2026133099"), "nothing quoted: {out}");
         let details: Vec<String> = rows(&t, &["report", "mismatches", "--format", "csv"])
             .into_iter()

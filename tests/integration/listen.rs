@@ -289,7 +289,8 @@ fn an_unread_message_type_gets_ae_naming_it_and_oru_r32_is_stored_before_aa() {
     assert!(err.contains("ADT\\S\\A08") && err.contains("MSH^1^9"), "{err}");
     assert!(err.contains("200"), "unsupported message type: {err}");
     // Stored and visible as a PARSE_ERROR, not dropped.
-    let report = String::from_utf8_lossy(&d.study.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    let report =
+        String::from_utf8_lossy(&d.study.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
     assert!(report.contains("PARSE_ERROR") && report.contains("ADT^A08"), "{report}");
 
     let r32 = oru("R32-1", "0.7").replace("ORU^R01^ORU_R01", "ORU^R32^ORU_R30");
