@@ -581,4 +581,25 @@ mod redelivery {
         let again = std::fs::read_to_string(t.lib("quarantine").join("three-1.astm.reason.txt")).unwrap();
         assert!(again.contains("message 1: byte ") && again.contains("message 3: byte "), "{again}");
     }
+
+    #[test]
+    fn an_hl7_message_type_that_is_not_read_is_named_and_r30_is_read() {
+        let t = study(&[]);
+        let oru = |kind: &str, control: &str, value: &str| {
+            format!(
+                "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||{kind}|{control}|P|2.5.1\rPID|1||U01\rOBR|1|U01-V0-T30||MMTT\rOBX|1|NM|1986-9||{value}|nmol/L|||||F\r"
+            )
+        };
+        let file = format!("{}{}", oru("ORU^R30^ORU_R30", "A", "0.61"), oru("ADT^A08", "B", "0.62"));
+        let path = t.file("mixed.hl7", &file);
+        let out = t.run(&["ingest", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let second = file.find("ADT^A08").unwrap();
+        assert!(
+            text(&out).contains(&format!("message 2: byte {second} (line 5): MSH-9 message type ADT^A08")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(exported(&t), [("c_peptide".into(), "0.61".into())]);
+    }
 }
