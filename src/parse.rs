@@ -21,8 +21,8 @@ pub fn detect(input: &[u8]) -> Option<Format> {
 }
 
 /// Parse a whole file, whatever its format, reporting each message in order.
-/// Returns the format, or `None` when the bytes are neither ASTM nor HL7 (then
-/// one error is reported for the whole file).
+/// Returns the format, or `None` when the bytes are neither ASTM nor HL7.
+/// A file in which no message was found reports one error for the whole file.
 pub fn parse_bytes(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) -> Option<Format> {
     let format = detect(input);
     let mut seen = 0usize;
