@@ -448,8 +448,12 @@ impl Writer {
             return;
         }
         if s.outcome == ProcessingOutcome::Rejected || s.errors > 0 {
+            let stored = match s.outcome {
+                ProcessingOutcome::Rejected => "Nothing of it could be read",
+                _ => "Results from the messages that parsed were stored",
+            };
             let reason = format!(
-                "{name} could not be fully parsed ({counts}).\n{}\nResults from the messages that parsed were stored; fix or re-export the file and drop it again.",
+                "{name} could not be fully parsed ({counts}).\n{}\n{stored}; fix or re-export the file and drop it again.",
                 s.detail.as_deref().unwrap_or("The file is neither ASTM nor HL7.")
             );
             self.quarantine(path, &reason);

@@ -21,30 +21,38 @@ pub fn detect(input: &[u8]) -> Option<Format> {
 }
 
 /// Parse a whole file, whatever its format, reporting each message in order.
-/// Returns the format, or `None` when the bytes are neither ASTM nor HL7 (then
-/// one error is reported for the whole file).
+/// Returns the format, or `None` when the bytes are neither ASTM nor HL7.
+/// A file in which no message was found reports one error for the whole file.
 pub fn parse_bytes(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) -> Option<Format> {
-    match detect(input) {
-        Some(Format::Astm) => {
-            astm::parse_file(input, opts, on_message);
-            Some(Format::Astm)
-        }
-        Some(Format::Hl7) => {
-            hl7::parse_file(input, opts, on_message);
-            Some(Format::Hl7)
-        }
-        None => {
-            let offset = input.strip_prefix(UTF8_BOM).map_or(0, |_| UTF8_BOM.len());
-            let text = if input.get(offset..).unwrap_or_default().iter().all(u8::is_ascii_whitespace) {
-                "the file is empty: expected an ASTM message (H|\\^&…) or an HL7 message (MSH|^~\\&…)".to_owned()
-            } else {
-                "expected an ASTM header record (H|\\^&…), ASTM link framing (ENQ/STX) or an HL7 message (MSH|^~\\&…)"
-                    .to_owned()
-            };
-            on_message(Err(MessageError { number: 1, offset, span: 0..input.len(), text }));
-            None
-        }
+    let format = detect(input);
+    let mut seen = 0usize;
+    let mut count = |o: MessageOutcome| {
+        seen += 1;
+        on_message(o);
+    };
+    match format {
+        Some(Format::Astm) => astm::parse_file(input, opts, &mut count),
+        Some(Format::Hl7) => hl7::parse_file(input, opts, &mut count),
+        None => {}
     }
+    // A file with nothing to read (link control bytes only, an empty MLLP
+    // frame or batch, blank, empty) is an error, never a clean "0 results".
+    if seen == 0 {
+        let offset = input.strip_prefix(UTF8_BOM).map_or(0, |_| UTF8_BOM.len());
+        let rest = input.get(offset..).unwrap_or_default();
+        let why = if rest.is_empty() {
+            "the file is empty"
+        } else if rest.iter().all(u8::is_ascii_whitespace) {
+            "the file holds only blank space"
+        } else if format.is_some() {
+            "the file holds framing or envelope bytes but no message"
+        } else {
+            "expected an ASTM header record (H|\\^&…), ASTM link framing (ENQ/STX) or an HL7 message (MSH|^~\\&…)"
+        };
+        let text = format!("no ASTM or HL7 message found: {why}");
+        on_message(Err(MessageError { number: 1, offset, span: 0..input.len(), text }));
+    }
+    format
 }
 
 #[cfg(test)]

@@ -119,20 +119,29 @@ impl Totals {
     }
 }
 
-/// One line per file: what came of its results, and why if it was rejected.
+/// One line per file: what came of its results, and why if it was rejected
+/// (every broken message on a line of its own).
 fn describe(name: &str, s: &Summary) -> String {
     let counts = s.counts();
+    let detail = |fallback: &str| s.detail.as_deref().unwrap_or(fallback).replace('\n', "\n  ");
     match s.outcome {
         ProcessingOutcome::Duplicate if s.errors > 0 => {
-            format!("{name}: rejected again: {}", s.detail.as_deref().unwrap_or("identical to a rejected file"))
+            format!("{name}: rejected again: {}", detail("identical to a rejected file"))
         }
         ProcessingOutcome::Duplicate => format!("{name}: already received (identical content): {counts}"),
-        ProcessingOutcome::Rejected => {
-            format!("{name}: rejected: {}", s.detail.as_deref().unwrap_or("not an ASTM or HL7 file"))
+        ProcessingOutcome::Rejected => format!("{name}: rejected: {}", detail("not an ASTM or HL7 file")),
+        _ => {
+            let again = match s.superseded {
+                0 => String::new(),
+                n => format!(
+                    "; read again with the current configuration ({} of an earlier delivery closed)",
+                    if n == 1 { "1 mismatch".to_owned() } else { format!("{n} mismatches") }
+                ),
+            };
+            match &s.detail {
+                Some(_) => format!("{name}: {counts}{again}; broken messages:\n  {}", detail("")),
+                None => format!("{name}: {counts}{again}"),
+            }
         }
-        _ => match &s.detail {
-            Some(detail) => format!("{name}: {counts}; first error: {detail}"),
-            None => format!("{name}: {counts}"),
-        },
     }
 }

@@ -211,7 +211,15 @@ fn age(received_at: &str, now: jiff::Timestamp) -> String {
 
 /// What came of an arrival, e.g. `processed, 4 accepted, 1 mismatch`.
 fn what_came_of_it(a: &Arrival) -> String {
-    let detail = a.detail.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    // One line per arrival: the first broken message, and how many more.
+    let detail = a.detail.as_deref().map(str::trim).filter(|d| !d.is_empty()).map(|d| {
+        let mut lines = d.lines();
+        let first = lines.next().unwrap_or_default();
+        match lines.count() {
+            0 => first.to_owned(),
+            more => format!("{first} (and {more} more)"),
+        }
+    });
     match a.outcome {
         None => "not processed yet".to_owned(),
         Some(ProcessingOutcome::Duplicate) => "duplicate of an earlier delivery".to_owned(),

@@ -517,7 +517,13 @@ pub fn decide(payload: &[u8], outcomes: &[MessageOutcome]) -> AckDecision {
     let first_error = outcomes.iter().find_map(|o| o.as_ref().err());
     match (first_error, outcomes.is_empty()) {
         (Some(e), _) => {
-            let code = if names_field(&e.text) { ErrorCode::DataType } else { ErrorCode::SegmentSequence };
+            let code = if e.text.ends_with(super::message::NOT_READ) {
+                ErrorCode::UnsupportedMessageType
+            } else if names_field(&e.text) {
+                ErrorCode::DataType
+            } else {
+                ErrorCode::SegmentSequence
+            };
             let error = AckError { text: e.text.clone(), code, location: locate(payload, e.offset) };
             AckDecision { code: AckCode::Error, error: Some(error) }
         }

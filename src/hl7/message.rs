@@ -61,6 +61,10 @@ const VALUE_TYPES: &[&str] = &[
     "XTN",
 ];
 
+/// Why a message of another type fails: it may carry results in a structure
+/// this parser does not know, so it is shown to a person, not skipped.
+pub(crate) const NOT_READ: &str = "is not one labfeed reads results from (ORU^R01, ORU^R30, ORU^R31, ORU^R32, OUL^R21, OUL^R22): the message was not read";
+
 /// HL7 versions this parser is written for.
 const VERSIONS: &[&str] = &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
 
@@ -154,10 +158,10 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
 
     let sender = r.ident(r.component(msh.get(3), 0));
     let control_id = r.ident(r.component(msh.get(10), 0));
-    let layout = r.check_header(&msh);
+    let layout = r.check_header(&msh)?;
 
     let mut walk = Walk {
-        layout: layout.unwrap_or(Layout::SpecimenAfter),
+        layout,
         sender: sender.clone(),
         patient: Vec::new(),
         last_parent: Parent::None,
@@ -177,10 +181,8 @@ fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step
         if raw_lf_possible && let Some(at) = memchr(LF, seg.bytes) {
             r.warn(seg.offset + at, "raw control character in value (LF): CR ends segments in this message");
         }
-        if layout.is_some() {
-            let id: [u8; 3] = id.try_into().unwrap_or([0; 3]);
-            walk.segment(&mut r, id, seg)?;
-        }
+        let id: [u8; 3] = id.try_into().unwrap_or([0; 3]);
+        walk.segment(&mut r, id, seg)?;
     }
     walk.close_group();
     Ok(Read { sender, control_id, results: walk.results, warnings: r.warnings })
@@ -310,29 +312,29 @@ impl<'a> Reader<'a> {
         Ok(stamp)
     }
 
-    /// Header checks that warn; returns the result layout when the message
-    /// type carries lab results.
-    fn check_header(&mut self, msh: &Fields<'a>) -> Option<Layout> {
+    /// Header checks that warn; returns the result layout. A message type
+    /// that is not read fails the message, so it is never dropped silently.
+    fn check_header(&mut self, msh: &Fields<'a>) -> Step<Layout> {
         let msh9 = msh.get(9);
         let code = trim_ascii(self.component(msh9, 0));
         let event = trim_ascii(self.component(msh9, 1));
         let is = |s: &[u8], name: &str| s.eq_ignore_ascii_case(name.as_bytes());
-        let layout = if is(code, "ORU") && (event.is_empty() || is(event, "R01")) || is(code, "OUL") && is(event, "R21")
+        // ORU_R30 (R30–R32, point of care) has the results after OBR as R01 does.
+        let oru = ["R01", "R30", "R31", "R32"];
+        let layout = if is(code, "ORU") && (event.is_empty() || oru.iter().any(|e| is(event, e)))
+            || is(code, "OUL") && is(event, "R21")
         {
-            Some(Layout::SpecimenAfter)
+            Layout::SpecimenAfter
         } else if is(code, "OUL") && is(event, "R22") {
-            Some(Layout::SpecimenBefore)
+            Layout::SpecimenBefore
         } else {
-            None
-        };
-        if layout.is_none() {
             let name = match (code.is_empty(), event.is_empty()) {
                 (true, _) => "(empty)".to_owned(),
                 (false, true) => show(code),
                 (false, false) => format!("{}^{}", show(code), show(event)),
             };
-            self.warn(self.at(msh9), format!("message type {name} carries no lab results"));
-        }
+            return Err(Fail { offset: self.at(msh9), text: format!("MSH-9 message type {name} {NOT_READ}") });
+        };
         let processing = trim_ascii(self.component(msh.get(11), 0));
         match processing {
             b"T" => self.warn(self.at(processing), "MSH-11 processing ID T: training data, not production"),
@@ -348,7 +350,7 @@ impl<'a> Reader<'a> {
             };
             self.warn(self.at(msh.get(12)), text);
         }
-        layout
+        Ok(layout)
     }
 }
 

@@ -1,4 +1,5 @@
-//! HL7 v2 (ER7, "pipe-hat") results: ORU^R01, OUL^R21 and OUL^R22, v2.3–2.8.
+//! HL7 v2 (ER7, "pipe-hat") results: ORU^R01, ORU^R30–R32, OUL^R21 and OUL^R22, v2.3–2.8;
+//! any other message type is an error of that message.
 //!
 //! [`parse_file`] takes the bytes of a dropped file and reports one
 //! [`MessageOutcome`] per MSH message, in file order. A broken message is an

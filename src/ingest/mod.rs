@@ -28,9 +28,9 @@ use std::cmp::Ordering;
 use crate::model::{Format, LabResult, LineCounter, MessageOutcome, ParseOptions, ParsedMessage};
 use crate::parse::{detect, parse_bytes};
 use crate::store::{
-    Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw, NewReceipt,
-    NewResolution, NewResult, ObservationFacts, ObservationOutcome, ObservationRow, ProcessingOutcome, RawId, Reader,
-    ReceiptId, Sample, Slot, Source, Store, StoreError, Tx, sha256_hex,
+    HeldForSetup, Matched, MessageId, MismatchCode, NewMessage, NewMismatch, NewObservation, NewProcessing, NewRaw,
+    NewReceipt, NewResolution, NewResult, ObservationFacts, ObservationOutcome, ObservationRow, ProcessingOutcome,
+    RawId, Reader, ReceiptId, Sample, Slot, Source, Store, StoreError, Tx, sha256_hex,
 };
 use crate::study::config::Config;
 use crate::study::matching::{Assessment, Finding, MatchSource, SampleSlot, StudyData, assess, resolve_instrument};
@@ -62,7 +62,11 @@ pub struct Summary {
     pub qc: u32,
     /// Messages that could not be parsed.
     pub errors: u32,
-    /// The first reason a message was rejected, in plain words.
+    /// Mismatches of an earlier delivery of the same content that this one
+    /// read again and closed (after a configuration fix).
+    pub superseded: u32,
+    /// Why each broken message was rejected (one line each, where and what,
+    /// no content), or why an identical content was rejected before.
     pub detail: Option<String>,
 }
 
@@ -140,16 +144,30 @@ pub fn ingest_batch(
                 receipt_id,
                 summary: empty_summary(receipt_id, p.format),
                 lines: LineCounter::new(d.bytes),
+                broken: Vec::new(),
             };
             run.summary.messages = p.parsed.len() as u32;
-            // Processed before (now or earlier in this batch): a duplicate delivery.
+            // Processed before (now or earlier in this batch): a duplicate delivery,
+            // except for results held by what a configuration fix may clear.
             if tx.raw_processed(raw_id)? {
                 run.summary.outcome = ProcessingOutcome::Duplicate;
-                run.summary.duplicates =
-                    p.parsed.iter().map(|o| o.as_ref().map_or(0, |m| m.results.len() as u32)).sum();
+                let held = tx.held_for_setup(raw_id)?;
+                for m in p.parsed.iter().flatten() {
+                    for (i, result) in m.results.iter().enumerate() {
+                        let again = held.iter().find(|h| h.message_number == m.number as i64 && h.seq == i as i64 + 1);
+                        match again {
+                            Some(h) => run.result(tx, m, h.message_id, i as u32 + 1, result, Some(h))?,
+                            None => run.summary.duplicates += 1,
+                        }
+                    }
+                }
+                if run.summary.superseded > 0 {
+                    run.summary.outcome = ProcessingOutcome::Processed;
+                }
                 // Content that was rejected before is rejected again (and
                 // quarantined again), not waved through as a duplicate.
                 if let Some(earlier) = tx.earlier_rejection(raw_id)? {
+                    run.summary.outcome = ProcessingOutcome::Duplicate;
                     run.summary.errors = earlier.errors;
                     run.summary.detail = Some(format!(
                         "identical to a file {} on {} ({}): {}",
@@ -166,6 +184,7 @@ pub fn ingest_batch(
                 if run.summary.errors > 0 && run.summary.errors == run.summary.messages {
                     run.summary.outcome = ProcessingOutcome::Rejected;
                 }
+                run.summary.detail = broken_list(&run.broken);
             }
             let s = &run.summary;
             tx.insert_processing(&NewProcessing {
@@ -244,6 +263,7 @@ fn empty_summary(receipt_id: ReceiptId, format: Option<Format>) -> Summary {
         mismatches: 0,
         qc: 0,
         errors: 0,
+        superseded: 0,
         detail: None,
     }
 }
@@ -285,6 +305,8 @@ struct Run<'a> {
     summary: Summary,
     /// Line numbers for PARSE_ERROR details, counted once through the file.
     lines: LineCounter<'a>,
+    /// Why each broken message was rejected, in file order.
+    broken: Vec<String>,
 }
 
 /// How a result that passed every per-result check fits its slot.
@@ -329,7 +351,7 @@ impl Run<'_> {
                 })?;
                 self.summary.errors += 1;
                 self.summary.mismatches += 1;
-                self.summary.detail.get_or_insert(detail);
+                self.broken.push(detail);
             }
             Ok(m) => {
                 let message_id = tx.insert_message(&NewMessage {
@@ -343,13 +365,16 @@ impl Run<'_> {
                     error_offset: None,
                 })?;
                 for (i, result) in m.results.iter().enumerate() {
-                    self.result(tx, m, message_id, i as u32 + 1, result)?;
+                    self.result(tx, m, message_id, i as u32 + 1, result, None)?;
                 }
             }
         }
         Ok(())
     }
 
+    /// One reported result. `again`: a result of an earlier delivery of this
+    /// content, held by a mismatch the setup decides, read again now; its
+    /// observation is reused and the old mismatch closed unless it still holds.
     fn result(
         &mut self,
         tx: &mut Tx<'_>,
@@ -357,6 +382,7 @@ impl Run<'_> {
         message_id: MessageId,
         seq: u32,
         result: &LabResult,
+        again: Option<&HeldForSetup>,
     ) -> Result<(), StoreError> {
         let config = self.config;
         let instrument = resolve_instrument(config, self.delivery.instrument.as_deref(), message.sender.as_deref());
@@ -399,9 +425,9 @@ impl Run<'_> {
         }
         if a.qc {
             observation.outcome = ObservationOutcome::Qc;
-            tx.insert_observation(&observation)?;
+            observe(tx, &observation, again)?;
             self.summary.qc += 1;
-            return Ok(());
+            return self.supersede(tx, again, "it is a QC result".into(), None);
         }
         // A locked visit takes no change (SPEC §8): the result is held as
         // LOCKED, unless it is one the slot already has.
@@ -423,7 +449,7 @@ impl Run<'_> {
             return self.hold(tx, observation, Finding { code: MismatchCode::Locked, detail });
         }
         if let Some(hold) = &a.hold {
-            return self.hold(tx, observation, hold.clone());
+            return self.hold(tx, observation, hold.clone(), again);
         }
         let (Some(slot), Some(analyte), Some(value), Some(unit)) = (&a.slot, &a.analyte, a.value, &a.unit) else {
             // assess() only leaves these empty together with a hold.
@@ -431,25 +457,27 @@ impl Run<'_> {
                 tx,
                 observation,
                 Finding { code: MismatchCode::NonNumeric, detail: "the result could not be matched".into() },
+                again,
             );
         };
         let slot = Slot::new(&slot.participant, &slot.visit, i64::from(slot.minute), analyte);
         let (reason, displaced) = match self.decide(tx, &slot, &a, result)? {
             SlotDecision::Duplicate => {
                 observation.outcome = ObservationOutcome::Duplicate;
-                tx.insert_observation(&observation)?;
+                observe(tx, &observation, again)?;
                 self.summary.duplicates += 1;
-                return Ok(());
+                let now = format!("{} already holds this value", slot_words(&slot));
+                return self.supersede(tx, again, now, None);
             }
-            SlotDecision::Hold(finding) => return self.hold(tx, observation, finding),
+            SlotDecision::Hold(finding) => return self.hold(tx, observation, finding, again),
             SlotDecision::Accept { reason } => (reason, None),
             SlotDecision::TakeOver { displaced } => (
                 "measured before the value it replaces, which arrived first; the first measurement stands".to_owned(),
                 Some(displaced),
             ),
         };
-        let observation_id = tx.insert_observation(&observation)?;
-        tx.insert_result(&NewResult {
+        let observation_id = observe(tx, &observation, again)?;
+        let stored = tx.insert_result(&NewResult {
             observation_id,
             slot: slot.clone(),
             value,
@@ -459,6 +487,7 @@ impl Run<'_> {
             reason,
         })?;
         self.summary.accepted += 1;
+        self.supersede(tx, again, format!("it was accepted for {}", slot_words(&slot)), Some(stored.id))?;
         self.flag(tx, observation_id, &slot, &a.flags)?;
         match displaced {
             None => self.apply_pending_corrections(tx, &slot)?,
@@ -542,17 +571,30 @@ impl Run<'_> {
             .then_with(|| (result.offset as i64).cmp(&standing.byte_offset))
     }
 
-    fn hold(&mut self, tx: &mut Tx<'_>, mut observation: NewObservation, finding: Finding) -> Result<(), StoreError> {
-        if tx.open_mismatch_for_same_report(finding.code, &observation)? {
+    fn hold(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mut observation: NewObservation,
+        finding: Finding,
+        again: Option<&HeldForSetup>,
+    ) -> Result<(), StoreError> {
+        let still_held = match again {
+            Some(h) => h.code == finding.code,
+            None => tx.open_mismatch_for_same_report(finding.code, &observation)?,
+        };
+        if still_held {
             observation.outcome = ObservationOutcome::Duplicate;
-            tx.insert_observation(&observation)?;
+            if again.is_none() {
+                tx.insert_observation(&observation)?;
+            }
             self.summary.duplicates += 1;
             return Ok(());
         }
         observation.outcome = ObservationOutcome::Mismatch;
-        let observation_id = tx.insert_observation(&observation)?;
+        let observation_id = observe(tx, &observation, again)?;
         let m = &observation.matched;
-        tx.insert_mismatch(&NewMismatch {
+        let code = finding.code;
+        let id = tx.insert_mismatch(&NewMismatch {
             code: finding.code,
             holds: true,
             observation_id: Some(observation_id),
@@ -565,6 +607,27 @@ impl Run<'_> {
             detail: finding.detail,
         })?;
         self.summary.mismatches += 1;
+        self.supersede(tx, again, format!("it is held as {code} instead (mismatch {id})"), None)
+    }
+
+    /// Close the mismatch of an earlier delivery that this re-delivery read
+    /// again: labfeed's own decision (`auto`), saying what came of it `now`.
+    fn supersede(
+        &mut self,
+        tx: &mut Tx<'_>,
+        again: Option<&HeldForSetup>,
+        now: String,
+        result_id: Option<crate::store::ResultId>,
+    ) -> Result<(), StoreError> {
+        let Some(h) = again else { return Ok(()) };
+        let why = format!(
+            "superseded by the re-delivery of the same content ({}, received {}): read with the current \
+             configuration, {now}",
+            self.delivery.origin,
+            self.delivery.received_at.round(jiff::Unit::Second).unwrap_or(self.delivery.received_at)
+        );
+        tx.insert_resolution(&NewResolution { result_id, ..NewResolution::auto(h.mismatch_id, why) })?;
+        self.summary.superseded += 1;
         Ok(())
     }
 
@@ -630,6 +693,39 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The observation of a result: the one an earlier delivery stored when the
+/// result is read again (one per result of a content), else a new one.
+fn observe(
+    tx: &mut Tx<'_>,
+    observation: &NewObservation,
+    again: Option<&HeldForSetup>,
+) -> Result<crate::store::ObservationId, StoreError> {
+    match again {
+        Some(h) => Ok(h.observation_id),
+        None => tx.insert_observation(observation),
+    }
+}
+
+/// At most this many broken messages are listed in a file's summary; the
+/// PARSE_ERROR mismatches name every one.
+const BROKEN_LISTED: usize = 100;
+
+/// Every broken message, one per line, for the summary, the log and the
+/// reason file; `None` when none was.
+fn broken_list(broken: &[String]) -> Option<String> {
+    if broken.is_empty() {
+        return None;
+    }
+    let mut lines: Vec<String> = broken.iter().take(BROKEN_LISTED).cloned().collect();
+    if broken.len() > BROKEN_LISTED {
+        lines.push(format!(
+            "and {} more broken messages (`labfeed report mismatches` lists each as PARSE_ERROR)",
+            broken.len() - BROKEN_LISTED
+        ));
+    }
+    Some(lines.join("\n"))
 }
 
 /// Give the scheduled slots of every visit with a meal start their

@@ -394,6 +394,24 @@ impl Work<'_> {
         tx.observation(id)?.ok_or_else(none)
     }
 
+    /// A value that was not kept (its test or sender mapped to nothing when
+    /// it arrived) cannot be placed from what is stored: only the file can.
+    fn refuse_unkept(&self, o: &ObservationRow, verb: &'static str) -> Result<(), ResolveError> {
+        let unkept = matches!(self.mismatch.code, MismatchCode::UnknownTest | MismatchCode::UnknownInstrument)
+            && o.reported_value.is_none();
+        if !unkept {
+            return Ok(());
+        }
+        Err(self.refuse(
+            verb,
+            format!(
+                "its value was not kept (its {} mapped to nothing when it arrived); fix the configuration, then {}",
+                if self.mismatch.code == MismatchCode::UnknownTest { "test" } else { "sender" },
+                crate::study::matching::REDELIVER
+            ),
+        ))
+    }
+
     fn tag(&self, action: &str) -> String {
         format!("resolved mismatch {} ({action}): {}", self.mismatch.id, self.reason)
     }
@@ -424,6 +442,7 @@ impl Work<'_> {
             return Ok(current.filter(|c| Some(c.observation_id) == self.mismatch.observation_id).map(|c| c.id));
         }
         let observation = self.observation(tx, "accepted")?;
+        self.refuse_unkept(&observation, "accepted")?;
         let (mut result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
         let (known_slot, compare_patient) = self.accept_place(tx, &observation)?;
@@ -461,6 +480,8 @@ impl Work<'_> {
         }
         let Some(slot) = slot_of(&a) else {
             let why = match &a.hold {
+                // Without an analyte an assignment is refused too.
+                Some(f) if a.analyte.is_none() => format!("{}; or use --reject", f.detail),
                 Some(f) => format!("{}; use --assign PARTICIPANT/VISIT/MINUTE or --reject", f.detail),
                 None => "the result has no slot or value; use --assign or --reject".to_owned(),
             };
@@ -555,6 +576,7 @@ impl Work<'_> {
         {
             return Err(self.refuse("assigned", format!("analyte {analyte} is not configured ([analytes.{analyte}])")));
         }
+        self.refuse_unkept(&observation, "assigned")?;
         let (result, sender, link) = self.reported(tx, &observation)?;
         let instrument = resolve_instrument(self.config, link.as_deref(), sender.as_deref());
         let a = with_study(tx, |study| {

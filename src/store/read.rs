@@ -705,6 +705,37 @@ impl<'c> Reader<'c> {
             )?)
     }
 
+    /// Results of this content still held by a mismatch that a change of
+    /// configuration or study data may clear (see
+    /// [`MismatchCode::depends_on_setup`]), and that no person has decided on:
+    /// a re-delivery reads them again.
+    pub fn held_for_setup(&self, raw_id: RawId) -> Result<Vec<HeldForSetup>, StoreError> {
+        let codes: Vec<String> =
+            MismatchCode::ALL.iter().filter(|c| c.depends_on_setup()).map(|c| format!("'{}'", c.as_str())).collect();
+        let sql = format!(
+            "SELECT m.id, m.code, o.id, o.message_id, msg.number, o.seq
+             FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
+             JOIN message msg ON msg.id = o.message_id
+             WHERE msg.raw_id = ?1 AND m.holds = 1 AND m.code IN ({})
+               AND NOT EXISTS (SELECT 1 FROM mismatch x JOIN resolution r ON r.mismatch_id = x.id
+                               WHERE x.observation_id = o.id AND r.action <> 'auto')
+             ORDER BY m.id",
+            codes.join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([raw_id], |r| {
+            Ok(HeldForSetup {
+                mismatch_id: r.get(0)?,
+                code: r.get(1)?,
+                observation_id: r.get(2)?,
+                message_id: r.get(3)?,
+                message_number: r.get(4)?,
+                seq: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many mismatches are open.
     pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
         Ok(self

@@ -184,6 +184,34 @@ impl MismatchCode {
     pub fn holds_by_default(self) -> bool {
         !matches!(self, MismatchCode::OutOfWindow | MismatchCode::PretestGlucose)
     }
+
+    /// A hold that the configuration or the study data decide, not the
+    /// content alone: after a fix, a re-delivery of the same content is read
+    /// again (the others stay duplicates).
+    pub fn depends_on_setup(self) -> bool {
+        matches!(
+            self,
+            MismatchCode::UnknownInstrument
+                | MismatchCode::UnknownTest
+                | MismatchCode::UnknownSample
+                | MismatchCode::UnknownUnit
+                | MismatchCode::NonNumeric
+                | MismatchCode::Implausible
+                | MismatchCode::UnscheduledTimepoint
+        )
+    }
+}
+
+/// A result of some content held by a mismatch that [`MismatchCode::depends_on_setup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldForSetup {
+    pub mismatch_id: MismatchId,
+    pub code: MismatchCode,
+    pub observation_id: ObservationId,
+    pub message_id: MessageId,
+    /// The message's number in its file and the result's order in it.
+    pub message_number: i64,
+    pub seq: i64,
 }
 
 vocabulary!(

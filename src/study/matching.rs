@@ -138,7 +138,8 @@ fn assess_with(
         a.hold = Some(Finding {
             code: MismatchCode::UnknownInstrument,
             detail: format!(
-                "sender {} is not a configured instrument ([[instruments]] sender); value not kept: configure the instrument and ask for a resend",
+                "sender {} is not a configured instrument ([[instruments]] sender); value not kept: add the instrument \
+                 to the configuration, then {REDELIVER}",
                 quoted(sender.or(result.sender.as_deref()))
             ),
         });
@@ -153,14 +154,10 @@ fn assess_with(
         a.hold = Some(Finding {
             code: MismatchCode::UnknownTest,
             detail: format!(
-                "test code {} is not mapped for instrument {}{}",
+                "test code {} is not mapped for instrument {}{}; map it in [[instruments]] tests, then {REDELIVER}",
                 quoted(test),
                 instrument.name,
-                if instrument.keep_comments {
-                    ""
-                } else {
-                    "; value not kept: the test is not mapped; map it in [[instruments]] tests and ask for a resend"
-                }
+                if instrument.keep_comments { "" } else { "; value not kept: the test is not mapped" }
             ),
         });
         return a;
@@ -192,6 +189,10 @@ fn assess_with(
     }
     a
 }
+
+/// What to do after a configuration fix: an identical re-delivery is read
+/// again with it and closes the mismatch (the ingest pipeline does that).
+pub const REDELIVER: &str = "drop the file in the inbox again or `labfeed ingest` it (the same content is read again with the new configuration)";
 
 fn quoted(s: Option<&str>) -> String {
     s.map_or_else(|| "(none)".to_owned(), |s| format!("{s:?}"))

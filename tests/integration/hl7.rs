@@ -193,7 +193,10 @@ fn wrapped_pid_line_is_an_error_naming_the_line() {
 
 #[test]
 fn fhs_bhs_file_gives_two_batches_three_messages_no_results() {
-    let data = fixture("python-hl7-fhs-bhs-two-batches.hl7");
+    // ADT in the corpus; the envelope is what matters, so read as ORU (same length, same offsets).
+    let adt = fixture("python-hl7-fhs-bhs-two-batches.hl7");
+    assert!(parse(&adt).iter().all(|o| o.as_ref().is_err_and(|e| e.text.contains("ADT^A04"))));
+    let data = String::from_utf8(adt).unwrap().replace("ADT^A04^ADT_A01", "ORU^R01^ORU_R01").into_bytes();
     let all = messages(&data);
     assert_eq!(all.iter().map(|m| m.number).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(
@@ -201,7 +204,6 @@ fn fhs_bhs_file_gives_two_batches_three_messages_no_results() {
         [Some("12334456778890"), Some("12334456778891"), Some("12334456778890")]
     );
     assert!(all.iter().all(|m| m.results.is_empty()));
-    assert!(all.iter().all(|m| has_warning(m, "message type ADT^A04 carries no lab results")));
     // Counts are right (BTS|2, BTS|1, FTS|2): no envelope warning.
     assert!(all.iter().flat_map(|m| &m.warnings).all(|w| !w.text.contains("BTS") && !w.text.contains("FTS")));
     // Message spans start at their MSH, not at the envelope.
@@ -270,9 +272,8 @@ fn protogen_ack_escapes_decode_and_ack_carries_no_results() {
     assert_eq!(unescape(msa3, &Delimiters::default()), "Hello World: this is \\S\\: `^' \u{1}\u{2}\u{3}\r\n0123");
     let mut ack = b"MSH|^~\\&|LIS|LAB|||20260312||ACK^R01^ACK|A-1|P|2.5.1\r".to_vec();
     ack.extend_from_slice(&data);
-    let m = single(&ack);
-    assert!(m.results.is_empty());
-    assert!(has_warning(&m, "message type ACK^R01 carries no lab results"));
+    let e = error(&ack);
+    assert!(e.text.starts_with("MSH-9 message type ACK^R01 is not one labfeed reads"), "{}", e.text);
 }
 
 #[test]
@@ -292,10 +293,15 @@ fn bulgarian_utf8_cyrillic_and_hex_escapes() {
 }
 
 #[test]
-fn msh18_8859_1_adt_parses_without_results() {
-    let m = single(&fixture("efferent-v2-3-msh-8859-1.hl7"));
+fn msh18_8859_1_adt_is_refused_by_type_and_its_header_decodes() {
+    let adt = fixture("efferent-v2-3-msh-8859-1.hl7");
+    assert!(error(&adt).text.contains("message type ADT^A01 is not one labfeed reads"));
+    // Read as an ORU (same length), the 8859/1 header still decodes.
+    let pos = position(&adt, b"ADT^A01");
+    let mut data = adt.clone();
+    data.splice(pos..pos + 7, b"ORU^R01".iter().copied());
+    let m = single(&data);
     assert_eq!(m.control_id.as_deref(), Some("HL7Gtw018FFE7D23AC00"));
-    assert!(has_warning(&m, "message type ADT^A01 carries no lab results"));
 }
 
 #[test]
@@ -791,9 +797,12 @@ fn case23_several_messages_blank_lines_and_an_ack() {
         oru("2"),
         oru("3")
     );
-    let all = messages(file.as_bytes());
-    assert_eq!(all.iter().map(|m| (m.number, m.results.len())).collect::<Vec<_>>(), [(1, 1), (2, 1), (3, 0), (4, 1)]);
-    assert_eq!(all[3].results[0].sample_id.as_deref(), Some("S-3"));
+    // The ACK is an error of its own; the messages around it are read.
+    let all = parse(file.as_bytes());
+    let counts: Vec<_> = all.iter().map(|o| o.as_ref().map(|m| (m.number, m.results.len())).ok()).collect();
+    assert_eq!(counts, [Some((1, 1)), Some((2, 1)), None, Some((4, 1))]);
+    assert!(all[2].as_ref().is_err_and(|e| e.number == 3 && e.text.contains("ACK^R01")));
+    assert_eq!(all[3].as_ref().unwrap().results[0].sample_id.as_deref(), Some("S-3"));
 }
 
 #[test]
@@ -857,9 +866,8 @@ fn case25_versions_types_and_segment_ids() {
     for msh9 in ["ORU^R01", "ORU^R01^ORU_R01", "ORU", "OUL^R21", "oru^r01"] {
         assert_eq!(results(&msg(msh9, "2.5.1", "OBX|1|NM|G||1\r")).len(), 1, "{msh9}");
     }
-    let adt = single(&msg("ADT^A04", "2.5", "OBX|1|NM|G||1\r"));
-    assert!(adt.results.is_empty());
-    assert!(has_warning(&adt, "message type ADT^A04 carries no lab results"));
+    let adt = error(&msg("ADT^A04", "2.5", "OBX|1|NM|G||1\r"));
+    assert!(adt.text.starts_with("MSH-9 message type ADT^A04 is not one labfeed reads"), "{}", adt.text);
     assert_eq!(results(&msg("ORU^R01", "2.5.1", "ZA1|x\rOBX|1|NM|G||1\r")).len(), 1);
     for bad in ["obx|1|NM|G||1\r", "OB|1\r", "OBXX|1\r", "1AB|x\r"] {
         let data = msg("ORU^R01", "2.5.1", bad);
@@ -1027,4 +1035,40 @@ OBR|1||S-1\rOBX|1|NM|CPEP||0.4|nmol/L|||||F\rSPM|1|^S-1||SER\rOBX|1|NM|TEMP^Spec
     assert_eq!(m.results[0].sample_id, None);
     assert!(m.warnings.iter().any(|w| w.text.contains("OBX before any OBR")), "{:?}", m.warnings);
     assert!(m.warnings.iter().any(|w| w.text.contains("describes the specimen")), "{:?}", m.warnings);
+}
+
+#[test]
+fn oru_r30_to_r32_results_are_read_like_r01() {
+    // ORU_R30 (point-of-care, R30/R31/R32): PID, optional OBX, then ORC, OBR, OBX.
+    for event in ["R30", "R31", "R32", "R30^ORU_R30"] {
+        let data = format!(
+            "MSH|^~\\&|POC|F|||20260312||ORU^{event}|C|P|2.5.1\rPID|1||P-1\rORC|NW\rOBR|1||S-1|||20260312081200\rOBX|1|NM|GLU||5.4|mmol/L|||||F\r"
+        );
+        let m = single(data.as_bytes());
+        assert_eq!(m.results.len(), 1, "{event}");
+        assert_eq!(m.results[0].sample_id.as_deref(), Some("S-1"), "{event}");
+        assert!(!has_warning(&m, "message type"), "{event}: {:?}", m.warnings);
+    }
+}
+
+#[test]
+fn a_message_type_that_is_not_read_is_an_error_naming_it_and_where() {
+    for msh9 in ["ADT^A04", "OUL^R23", "ORU^W01", "OML^O21", "ACK^R01"] {
+        let data = format!("MSH|^~\\&|L|F|||20260312||{msh9}|C|P|2.5.1\rPID|1||Lindqvist\rOBR|1||S\rOBX|1|NM|G||1\r");
+        let e = error(data.as_bytes());
+        assert_eq!(e.offset, position(data.as_bytes(), msh9.as_bytes()), "{msh9}");
+        assert!(e.text.starts_with(&format!("MSH-9 message type {msh9} ")), "{msh9}: {}", e.text);
+        assert!(e.text.contains("ORU^R01"), "names what is read: {}", e.text);
+        assert!(!e.text.contains("Lindqvist"), "{}", e.text);
+    }
+    // The other messages of the file are still read.
+    let file = format!(
+        "{}MSH|^~\\&|L|F|||20260312||ADT^A08|A|P|2.5\rPID|1||X\r{}",
+        String::from_utf8(with_head("OBX|1|NM|G||1\r")).unwrap(),
+        String::from_utf8(with_head("OBX|1|NM|G||2\r")).unwrap()
+    );
+    let all = parse(file.as_bytes());
+    assert_eq!(all.len(), 3);
+    assert!(all[0].is_ok() && all[2].is_ok());
+    assert!(all[1].as_ref().unwrap_err().text.contains("ADT^A08"));
 }

@@ -341,3 +341,265 @@ fn personal_data_never_reaches_the_database_file() {
     }
     assert_eq!(s.results().len(), 1, "the result itself was accepted");
 }
+
+// Re-delivery after a configuration fix, files without any message, files
+// with several broken messages: through `ingest` and the inbox (support.rs).
+
+mod redelivery {
+    use super::super::support::{TempStudy, csv_rows, e411, ingest_bytes, ok, order, text};
+
+    /// A study with participant U01 and `edits` to the example config.
+    fn study(edits: &[(&str, &str)]) -> TempStudy {
+        let mut all = vec![("settle_seconds = 1.0", "settle_seconds = 0.1")];
+        all.extend_from_slice(edits);
+        let t = TempStudy::new(&all);
+        let csv = t.file("participants.csv", "participant\nU01\n");
+        ok(&t.run(&["import", "participants", csv.to_str().unwrap()]));
+        t
+    }
+
+    /// Replace `from` with `to` in the study's config (the sysadmin's fix).
+    fn fix_config(t: &TempStudy, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&t.config).unwrap();
+        assert!(text.contains(from), "{from:?} not in the config");
+        std::fs::write(&t.config, text.replacen(from, to, 1)).unwrap();
+        ok(&t.run(&["check-config"]));
+    }
+
+    fn rows(t: &TempStudy, args: &[&str]) -> Vec<Vec<String>> {
+        csv_rows(&ok(&t.run(args))).into_iter().skip(1).collect()
+    }
+
+    /// `(code, state, history)` of every mismatch but MISSING_RESULT.
+    fn mismatches(t: &TempStudy) -> Vec<(String, String, String)> {
+        rows(t, &["report", "mismatches", "--format", "csv", "--all"])
+            .into_iter()
+            .filter(|r| r[1] != "MISSING_RESULT")
+            .map(|r| (r[1].clone(), r[14].clone(), r.last().cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// `(analyte, value)` of every exported result.
+    fn exported(t: &TempStudy) -> Vec<(String, String)> {
+        rows(t, &["export", "results"]).into_iter().map(|r| (r[3].clone(), r[4].clone())).collect()
+    }
+
+    fn result(test: &str, value: &str, unit: &str) -> String {
+        format!("R|1|^^^{test}|{value}|{unit}||N||F||ADMIN||20260302101100\r")
+    }
+
+    /// The re-delivery's mismatch is closed by labfeed, saying why.
+    fn assert_superseded(t: &TempStudy, code: &str) {
+        let all = mismatches(t);
+        let row = all.iter().find(|m| m.0 == code).unwrap_or_else(|| panic!("no {code}: {all:?}"));
+        assert_eq!(row.1, "resolved", "{all:?}");
+        assert!(row.2.contains("superseded by the re-delivery"), "{all:?}");
+        assert!(all.iter().all(|m| m.1 == "resolved"), "nothing left open: {all:?}");
+    }
+
+    #[test]
+    fn a_redelivery_after_mapping_the_test_is_read_again_and_an_accepted_one_stays_a_duplicate() {
+        let t = study(&[(r#""CPEP" = "c_peptide", "GLUC" = "glucose""#, r#""CPEP" = "c_peptide""#)]);
+        let upload = e411(&format!(
+            "{}{}{}",
+            order(1, "U01-V0-T30"),
+            result("CPEP", "0.50", "nmol/L"),
+            result("GLUC", "5.5", "mmol/L")
+        ));
+        let first = ingest_bytes(&t, "a.astm", upload.as_bytes());
+        assert!(first.contains("1 accepted, 0 duplicates, 1 mismatch"), "{first}");
+        assert_eq!(mismatches(&t).len(), 1);
+
+        // Dropped again before the fix: a duplicate, the mismatch stays open, nothing twice.
+        let again = ingest_bytes(&t, "a.astm", upload.as_bytes());
+        assert!(again.contains("already received"), "{again}");
+        assert_eq!(mismatches(&t)[0].1, "open");
+
+        fix_config(&t, r#""CPEP" = "c_peptide""#, r#""CPEP" = "c_peptide", "GLUC" = "glucose""#);
+        let fixed = ingest_bytes(&t, "a-copy.astm", upload.as_bytes());
+        assert!(fixed.contains("1 accepted, 1 duplicate, 0 mismatches"), "{fixed}");
+        assert_eq!(exported(&t), [("c_peptide".into(), "0.5".into()), ("glucose".into(), "5.5".into())]);
+        assert_superseded(&t, "UNKNOWN_TEST");
+
+        // Everything is in now: a truly identical re-delivery.
+        let last = ingest_bytes(&t, "a.astm", upload.as_bytes());
+        assert!(last.contains("already received (identical content): 0 accepted, 2 duplicates"), "{last}");
+        assert_eq!(exported(&t).len(), 2);
+        assert_eq!(mismatches(&t).len(), 1);
+        ok(&t.run(&["verify-audit"]));
+    }
+
+    #[test]
+    fn a_redelivery_to_the_inbox_after_setting_decimal_comma_is_read_again_and_archived() {
+        let t = study(&[]);
+        let upload = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("CPEP", "0,25", "nmol/L")));
+        let inbox = t.lib("inbox");
+        std::fs::create_dir_all(&inbox).unwrap();
+        std::fs::write(inbox.join("comma.astm"), &upload).unwrap();
+        ok(&t.run(&["run", "--once"]));
+        assert_eq!(mismatches(&t)[0].0, "NON_NUMERIC");
+        assert!(exported(&t).is_empty());
+
+        fix_config(&t, "decimal_comma = false", "decimal_comma = true");
+        std::fs::write(inbox.join("comma.astm"), &upload).unwrap();
+        let out = t.run(&["run", "--once"]);
+        ok(&out);
+        assert_eq!(exported(&t), [("c_peptide".into(), "0.25".into())]);
+        assert_superseded(&t, "NON_NUMERIC");
+        assert!(std::fs::read_dir(t.lib("quarantine")).unwrap().next().is_none(), "nothing quarantined");
+    }
+
+    #[test]
+    fn a_redelivery_after_configuring_the_sender_is_read_again_and_the_advice_says_to_drop_it_again() {
+        let t = study(&[]);
+        let upload = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("CPEP", "0.40", "nmol/L")))
+            .replace("cobas-e411^1", "cobas-e601^1");
+        let first = ingest_bytes(&t, "e601.astm", upload.as_bytes());
+        assert!(first.contains("1 mismatch"), "{first}");
+        let report = rows(&t, &["report", "mismatches", "--format", "csv"]);
+        let detail = &report.iter().find(|r| r[1] == "UNKNOWN_INSTRUMENT").unwrap()[11];
+        // The advice is what works: fix the config, then deliver the file again.
+        assert!(detail.contains("[[instruments]]"), "{detail}");
+        assert!(detail.contains("drop the file in the inbox again or `labfeed ingest` it"), "{detail}");
+        assert!(!detail.contains("resend"), "{detail}");
+
+        fix_config(
+            &t,
+            "[[instruments]]\nname = \"central-lab\"",
+            "[[instruments]]\nname = \"cobas-e601\"\nsender = \"cobas-e601\"\ntests = { \"CPEP\" = \"c_peptide\" }\n\n[[instruments]]\nname = \"central-lab\"",
+        );
+        let fixed = ingest_bytes(&t, "e601.astm", upload.as_bytes());
+        assert!(fixed.contains("1 accepted, 0 duplicates, 0 mismatches"), "{fixed}");
+        assert_eq!(exported(&t), [("c_peptide".into(), "0.4".into())]);
+        assert_superseded(&t, "UNKNOWN_INSTRUMENT");
+    }
+
+    #[test]
+    fn a_redelivery_after_fixing_the_unit_is_read_again_and_a_new_problem_is_a_new_mismatch() {
+        let t = study(&[
+            (
+                r#""CPEP" = "c_peptide", "GLUC" = "glucose""#,
+                r#""CPEP" = "c_peptide", "GLUC" = "glucose", "INS" = "insulin""#,
+            ),
+            (
+                "[analytes.glucose]",
+                "[analytes.insulin]\nunit = \"pmol/L\"\nplausible = [0.0, 10.0]\n\n[analytes.glucose]",
+            ),
+        ]);
+        let upload = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("INS", "42", "mU/L")));
+        ingest_bytes(&t, "ins.astm", upload.as_bytes());
+        assert_eq!(mismatches(&t)[0].0, "UNKNOWN_UNIT");
+
+        // The unit now fits, but the value is outside the plausible range: held again, for that.
+        fix_config(&t, "unit = \"pmol/L\"", "unit = \"mU/L\"");
+        let fixed = ingest_bytes(&t, "ins.astm", upload.as_bytes());
+        assert!(fixed.contains("0 accepted, 0 duplicates, 1 mismatch"), "{fixed}");
+        let all = mismatches(&t);
+        assert_eq!(all.iter().filter(|m| m.1 == "open").map(|m| m.0.as_str()).collect::<Vec<_>>(), ["IMPLAUSIBLE"]);
+        assert!(all.iter().any(|m| m.0 == "UNKNOWN_UNIT" && m.2.contains("superseded by the re-delivery")), "{all:?}");
+
+        // Still implausible on the next delivery: a duplicate, no second mismatch.
+        let again = ingest_bytes(&t, "ins.astm", upload.as_bytes());
+        assert!(again.contains("already received"), "{again}");
+        assert_eq!(mismatches(&t).len(), 2);
+        fix_config(&t, "plausible = [0.0, 10.0]", "plausible = [0.0, 100.0]");
+        let last = ingest_bytes(&t, "ins.astm", upload.as_bytes());
+        assert!(last.contains("1 accepted"), "{last}");
+        assert_eq!(exported(&t), [("insulin".into(), "42".into())]);
+        assert_superseded(&t, "IMPLAUSIBLE");
+    }
+
+    #[test]
+    fn a_file_without_any_message_is_rejected_not_archived() {
+        let t = study(&[]);
+        let cases: [(&str, &[u8]); 6] = [
+            ("enq-eot.astm", b"\x05\x04"),
+            ("nul.astm", b"\x00\x00\x00"),
+            ("blank.hl7", b" \r\n\t\r\n"),
+            ("empty.hl7", b""),
+            ("empty-frame.hl7", b"\x0b\x1c\r"),
+            ("batch-only.hl7", b"BHS|^~\\&\rBTS|0\r"),
+        ];
+        for (name, bytes) in cases {
+            let path = t.dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let out = t.run(&["ingest", path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+            assert!(text(&out).contains("no ASTM or HL7 message found"), "{name}: {}", text(&out));
+        }
+        let inbox = t.lib("inbox");
+        std::fs::create_dir_all(&inbox).unwrap();
+        for (name, bytes) in cases {
+            std::fs::write(inbox.join(name), bytes).unwrap();
+        }
+        let out = t.run(&["run", "--once"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        for (name, _) in cases {
+            let reason = std::fs::read_to_string(t.lib("quarantine").join(format!("{name}.reason.txt")))
+                .unwrap_or_else(|e| panic!("{name} quarantined: {e}"));
+            assert!(reason.contains("no ASTM or HL7 message found"), "{name}: {reason}");
+        }
+        assert!(std::fs::read_dir(t.lib("archive")).unwrap().next().is_none(), "nothing archived");
+    }
+
+    #[test]
+    fn every_broken_message_of_a_file_is_named_with_its_position_and_nothing_quoted() {
+        let t = study(&[]);
+        let head = "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1\r";
+        let orphan = format!("{head}R|1|^^^CPEP|0.31|nmol/L||N||F\rL|1|N\r");
+        let good = e411(&format!("{}{}", order(1, "U01-V0-T30"), result("CPEP", "0.50", "nmol/L")));
+        let late = format!("{head}{}R|1|^^^CPEP|0.33|nmol/L||N||F||ADMIN||2026133099\rL|1|N\r", order(1, "U01-V0-T60"));
+        let file = format!("{orphan}{good}{late}");
+        let second = orphan.len() + good.len();
+        let out = ingest_bytes(&t, "three.astm", file.as_bytes());
+        assert!(out.contains("1 accepted"), "{out}");
+        assert!(out.contains("message 1: byte "), "{out}");
+        assert!(
+            out.contains(&format!("message 3: byte {}", second + head.len() + order(1, "U01-V0-T60").len())),
+            "{out}"
+        );
+        assert!(!out.contains("2026133099"), "nothing quoted: {out}");
+        let details: Vec<String> = rows(&t, &["report", "mismatches", "--format", "csv"])
+            .into_iter()
+            .filter(|r| r[1] == "PARSE_ERROR")
+            .map(|r| r[11].clone())
+            .collect();
+        assert_eq!(details.len(), 2, "{details:?}");
+
+        let inbox = t.lib("inbox");
+        std::fs::create_dir_all(&inbox).unwrap();
+        std::fs::write(inbox.join("three.astm"), file.replace("0.50", "0.51")).unwrap();
+        let run = t.run(&["run", "--once"]);
+        assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+        let reason = std::fs::read_to_string(t.lib("quarantine").join("three.astm.reason.txt")).unwrap();
+        assert!(reason.contains("message 1: byte ") && reason.contains("message 3: byte "), "{reason}");
+        assert!(!reason.contains("2026133099") && !reason.contains("0.31"), "nothing quoted: {reason}");
+
+        // Dropped again: quarantined again, still naming both.
+        std::fs::write(inbox.join("three.astm"), file.replace("0.50", "0.51")).unwrap();
+        assert_eq!(t.run(&["run", "--once"]).status.code(), Some(1));
+        let again = std::fs::read_to_string(t.lib("quarantine").join("three-1.astm.reason.txt")).unwrap();
+        assert!(again.contains("message 1: byte ") && again.contains("message 3: byte "), "{again}");
+    }
+
+    #[test]
+    fn an_hl7_message_type_that_is_not_read_is_named_and_r30_is_read() {
+        let t = study(&[]);
+        let oru = |kind: &str, control: &str, value: &str| {
+            format!(
+                "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||{kind}|{control}|P|2.5.1\rPID|1||U01\rOBR|1|U01-V0-T30||MMTT\rOBX|1|NM|1986-9||{value}|nmol/L|||||F\r"
+            )
+        };
+        let file = format!("{}{}", oru("ORU^R30^ORU_R30", "A", "0.61"), oru("ADT^A08", "B", "0.62"));
+        let path = t.file("mixed.hl7", &file);
+        let out = t.run(&["ingest", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let second = file.find("ADT^A08").unwrap();
+        assert!(
+            text(&out).contains(&format!("message 2: byte {second} (line 5): MSH-9 message type ADT^A08")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(exported(&t), [("c_peptide".into(), "0.61".into())]);
+    }
+}

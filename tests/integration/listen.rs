@@ -275,3 +275,26 @@ fn a_maglumi_style_simplified_envelope_is_received_when_the_instrument_says_so()
     s.write_all(&[EOT]).unwrap();
     assert_eq!(d.exported(), 1);
 }
+
+#[test]
+fn an_unread_message_type_gets_ae_naming_it_and_oru_r32_is_stored_before_aa() {
+    let d = Daemon::start();
+    let mut s = d.connect();
+    let adt = "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260312154500||ADT^A08|AD-1|P|2.5.1\rPID|1||U07\r";
+    s.write_all(&frame(adt)).unwrap();
+    let ack = read_ack(&mut s);
+    assert_eq!(msa(&ack)[1..3], ["AE", "AD-1"], "{ack}");
+    let err = ack.split('\r').find(|x| x.starts_with("ERR|")).unwrap_or_else(|| panic!("no ERR: {ack}"));
+    // `^` is escaped in ERR-8 text.
+    assert!(err.contains("ADT\\S\\A08") && err.contains("MSH^1^9"), "{err}");
+    assert!(err.contains("200"), "unsupported message type: {err}");
+    // Stored and visible as a PARSE_ERROR, not dropped.
+    let report =
+        String::from_utf8_lossy(&d.study.run(&["report", "mismatches", "--format", "csv"]).stdout).into_owned();
+    assert!(report.contains("PARSE_ERROR") && report.contains("ADT^A08"), "{report}");
+
+    let r32 = oru("R32-1", "0.7").replace("ORU^R01^ORU_R01", "ORU^R32^ORU_R30");
+    s.write_all(&frame(&r32)).unwrap();
+    assert_eq!(msa(&read_ack(&mut s))[1..3], ["AA", "R32-1"]);
+    assert_eq!(d.exported(), 1);
+}

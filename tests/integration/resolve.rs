@@ -460,3 +460,35 @@ fn control_characters_in_the_reason_or_the_name_are_refused_and_nothing_changes(
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--by must not contain control characters"), "{}", text(&out));
 }
+
+#[test]
+fn an_unkept_value_is_not_accepted_from_what_is_stored_and_the_advice_is_to_deliver_it_again() {
+    let s = Study::new(&[(r#""CPEP" = "c_peptide", "GLUC" = "glucose""#, r#""CPEP" = "c_peptide""#)]);
+    let f = s.file("participants.csv", "participant\nU07\n");
+    assert_eq!(s.run(&["import", "participants", path(&f)]).status.code(), Some(0));
+    let v = s.file("visits.csv", "participant,visit,meal_start\nU07,V4,2026-03-02T08:30\n");
+    assert_eq!(s.run(&["import", "visits", path(&v)]).status.code(), Some(0));
+    let upload =
+        s.file("g.astm", &e411(&[order(1, "U07-V4-T60"), r("GLUC", "5.5", "mmol/L", "20260302101500")].concat()));
+    assert_eq!(s.run(&["ingest", path(&upload)]).status.code(), Some(0));
+    let id = id_of(&s, "UNKNOWN_TEST");
+    for action in [&["--accept"][..], &["--assign", "U07/V4/60"]] {
+        let mut args = vec![id.as_str()];
+        args.extend_from_slice(action);
+        args.extend_from_slice(&["--reason", "mapped now"]);
+        let out = resolve(&s, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("its value was not kept"), "{}", text(&out));
+        assert!(text(&out).contains("drop the file in the inbox again or `labfeed ingest` it"), "{}", text(&out));
+    }
+    // What the advice says works.
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, config.replace(r#""CPEP" = "c_peptide""#, r#""CPEP" = "c_peptide", "GLUC" = "glucose""#))
+        .unwrap();
+    assert_eq!(s.run(&["ingest", path(&upload)]).status.code(), Some(0));
+    assert!(has(&exported(&s), ["U07", "V4", "60", "glucose"], "5.5"), "{:?}", exported(&s));
+    assert!(open_mismatches(&s).iter().all(|m| m.1 != "UNKNOWN_TEST"));
+    // labfeed closed it: there is no person's decision to reopen.
+    let out = resolve(&s, &[&id, "--reopen", "--reason", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
