@@ -85,7 +85,7 @@ pub fn plain_text(flag: &str, text: &str) -> Result<String, String> {
     }
     if let Some(c) = text.chars().find(|c| c.is_control()) {
         return Err(format!(
-            "{flag} must be one line of text without control characters (found U+{:04X})",
+            "{flag} must not contain control characters (found U+{:04X}): it is one line of plain text",
             u32::from(c)
         ));
     }

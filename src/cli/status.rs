@@ -307,11 +307,6 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
         )?;
     }
 
-    let total: u64 = report.open_mismatches.values().sum();
-    writeln!(out, "open mismatches: {total}")?;
-    for (code, n) in &report.open_mismatches {
-        writeln!(out, "  {code}: {n}")?;
-    }
     match report.locks.as_slice() {
         [] => writeln!(out, "data locks: none")?,
         locks => {
@@ -321,6 +316,11 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
                 writeln!(out, "  {}", line.trim_start_matches("Locked: "))?;
             }
         }
+    }
+    let total: u64 = report.open_mismatches.values().sum();
+    writeln!(out, "open mismatches: {total}")?;
+    for (code, n) in &report.open_mismatches {
+        writeln!(out, "  {code}: {n}")?;
     }
     Ok(())
 }

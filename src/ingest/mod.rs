@@ -429,27 +429,25 @@ impl Run<'_> {
             self.summary.qc += 1;
             return self.supersede(tx, again, "it is a QC result".into(), None);
         }
-        // A locked visit takes no change (SPEC §8): the result is held as
-        // LOCKED, unless it is one the slot already has.
-        if let Some(found) = &a.slot
-            && let Some(lock) = tx.lock_on(&found.participant, &found.visit)?
-        {
-            if let Some(analyte) = &a.analyte
-                && a.hold.is_none()
-            {
-                let slot = Slot::new(&found.participant, &found.visit, i64::from(found.minute), analyte);
-                if let SlotDecision::Duplicate = self.decide(tx, &slot, &a, result)? {
-                    observation.outcome = ObservationOutcome::Duplicate;
-                    tx.insert_observation(&observation)?;
-                    self.summary.duplicates += 1;
-                    return Ok(());
-                }
-            }
-            let detail = format!("{lock}: the result is held and changes nothing until it is unlocked");
-            return self.hold(tx, observation, Finding { code: MismatchCode::Locked, detail });
-        }
         if let Some(hold) = &a.hold {
             return self.hold(tx, observation, hold.clone(), again);
+        }
+        // A locked visit takes no change (SPEC §8): a result that would
+        // change it is held as LOCKED, unless the slot already has it. (A
+        // result held for another reason changes nothing there anyway.)
+        if let (Some(found), Some(analyte)) = (&a.slot, &a.analyte)
+            && let Some(lock) = tx.lock_on(&found.participant, &found.visit)?
+        {
+            let slot = Slot::new(&found.participant, &found.visit, i64::from(found.minute), analyte);
+            if let SlotDecision::Duplicate = self.decide(tx, &slot, &a, result)? {
+                observation.outcome = ObservationOutcome::Duplicate;
+                observe(tx, &observation, again)?;
+                self.summary.duplicates += 1;
+                let now = format!("{} already holds this value", slot_words(&slot));
+                return self.supersede(tx, again, now, None);
+            }
+            let detail = format!("{lock}: the result is held and changes nothing until it is unlocked");
+            return self.hold(tx, observation, Finding { code: MismatchCode::Locked, detail }, again);
         }
         let (Some(slot), Some(analyte), Some(value), Some(unit)) = (&a.slot, &a.analyte, a.value, &a.unit) else {
             // assess() only leaves these empty together with a hold.
