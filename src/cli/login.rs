@@ -60,7 +60,7 @@ pub fn new_password(account: &str, from_stdin: bool) -> Result<String, LoginErro
         stdin_line("the new password (--new-password-stdin)")?
     } else {
         let first = ask(&format!("New password for {account}: "))?;
-        let again = ask(&format!("The same password again: "))?;
+        let again = ask("The same password again: ")?;
         if first != again {
             return Err(LoginError::Password("the two passwords differ; nothing changed".to_owned()));
         }

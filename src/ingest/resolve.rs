@@ -136,7 +136,7 @@ fn refuse_if_locked<'a>(
             _ => tx.locks()?.into_iter().find(|l| l.scope == LockScope::Study),
         };
         if let Some(lock) = lock {
-            return Err(ResolveError::Locked { id, code, lock });
+            return Err(ResolveError::Locked { id, code, lock: Box::new(lock) });
         }
     }
     Ok(())
@@ -145,7 +145,7 @@ fn refuse_if_locked<'a>(
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("mismatch {id} ({code}) cannot be decided: {lock}; `labfeed unlock` it first")]
-    Locked { id: MismatchId, code: &'static str, lock: Lock },
+    Locked { id: MismatchId, code: &'static str, lock: Box<Lock> },
     #[error("there is no mismatch {0} (see `labfeed report mismatches`)")]
     NotFound(MismatchId),
     #[error("mismatch {id} was already resolved ({action}) by {by} at {at}; a decision is never changed")]
