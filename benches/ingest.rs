@@ -100,6 +100,7 @@ fn main() {
         accepted as f64 / seconds
     );
     drop(store);
+    print_database_size(&database, accepted);
 
     // The same rows through the sqlite3 shell's CSV import, for comparison.
     if Command::new("sqlite3").arg("-version").output().is_err() {
@@ -213,4 +214,26 @@ fn main() {
     assert!(status.success());
     println!("sqlite3 .import of the same {rows} rows labfeed wrote, one bulk load: {same:.2} s");
     println!("labfeed / sqlite3 bulk load of the same rows: {:.2}x", seconds / same);
+}
+
+/// Database bytes per result after a checkpoint (WAL folded in), in all and
+/// for the audit log's rows alone (their column bytes).
+fn print_database_size(database: &Path, results: u64) {
+    let conn = rusqlite::Connection::open(database).expect("reopen");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+    let audit: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(length(at) + length(actor) + length(action) + length(entity) \
+             + coalesce(length(entity_id), 0) + length(detail) + length(prev_hash) + length(hash) + 8), 0) FROM audit_log",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit size");
+    drop(conn);
+    let bytes = std::fs::metadata(database).expect("database size").len();
+    println!(
+        "database: {bytes} bytes = {:.0} bytes per result; audit rows {:.0} bytes per result",
+        bytes as f64 / results as f64,
+        audit as f64 / results as f64
+    );
 }

@@ -154,8 +154,39 @@ pub fn open_study(config_path: &Path) -> anyhow::Result<(Config, Store)> {
 pub fn open_store(config: &Config, config_path: &Path) -> anyhow::Result<Store> {
     ensure_database_dir(config)?;
     require_writable_database(config)?;
-    Store::open(&config.storage.database)
+    let audit = audit_settings(config)?;
+    Store::open_with(&config.storage.database, audit)
         .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))
+}
+
+/// The audit key and head file of a configuration (SPEC §9). Under systemd,
+/// a key passed with `LoadCredential=NAME:PATH` is read from
+/// `$CREDENTIALS_DIRECTORY/NAME` when NAME is the key file's name, so the
+/// service can read a key its users cannot.
+pub fn audit_settings(config: &Config) -> anyhow::Result<crate::store::AuditSettings> {
+    let key = match &config.audit.key_file {
+        None => None,
+        Some(path) => {
+            let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .zip(path.file_name())
+                .map(|(dir, name)| Path::new(&dir).join(name))
+                .filter(|p| p.is_file());
+            let from = credential.as_deref().unwrap_or(path);
+            let bytes = std::fs::read(from).with_context(|| {
+                format!(
+                    "cannot read the audit key {} ([audit] key_file in {}); run labfeed as the account the key \
+                     belongs to (the service's), or give it through systemd's LoadCredential=",
+                    from.display(),
+                    config.path.display()
+                )
+            })?;
+            let key = crate::store::AuditKey::new(bytes).map_err(|why| {
+                anyhow::anyhow!("the audit key {} ([audit] key_file in {}): {why}", from.display(), config.path.display())
+            })?;
+            Some(key)
+        }
+    };
+    Ok(crate::store::AuditSettings { key, head_file: config.audit.head_file.clone() })
 }
 
 /// Refuse, naming the database, when this user cannot write it or the

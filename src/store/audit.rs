@@ -2,15 +2,18 @@
 //! insertion or a deletion in the middle of the trail is detected.
 //!
 //! `hash = sha256(canonical(prev_hash, seq, at, actor, action, entity,
-//! entity_id, detail))`, lowercase hex. The canonical form starts with a
+//! entity_id, detail))`, lowercase hex; with an audit key (SPEC §9) a row is
+//! `keyed` and its hash is HMAC-SHA256 under the key instead, so nobody
+//! without the key can recompute the chain. The canonical form starts with a
 //! version tag and writes every field as a type byte, an 8-byte big-endian
 //! length and the bytes, so no two different rows serialise alike (no
 //! concatenation ambiguity, NULL distinct from empty text). Deleting the
-//! newest rows is the one change a chain cannot show by itself: log the head
-//! hash ([`ChainReport::head`]) outside the database now and then.
+//! newest rows is the one change a chain cannot show by itself: the head is
+//! also recorded outside the database ([`crate::store::head`]).
 
 use std::fmt;
 
+use hmac::{KeyInit, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -21,6 +24,38 @@ use crate::store::StoreError;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 const DOMAIN: &[u8] = b"labfeed audit_log v1\0";
+const KEYED_DOMAIN: &[u8] = b"labfeed audit_log v2 keyed\0";
+
+/// The secret that keys the chain and the head file (`[audit] key_file`).
+/// Never printed: its `Debug` says only that it is there.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// The fewest secret bytes a key file holds (SPEC §9).
+pub const MIN_KEY_BYTES: usize = 32;
+
+impl AuditKey {
+    /// A key of at least [`MIN_KEY_BYTES`] bytes (a key file's content, as is).
+    pub fn new(bytes: Vec<u8>) -> Result<AuditKey, String> {
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(format!("it holds {} bytes; an audit key needs at least {MIN_KEY_BYTES}", bytes.len()));
+        }
+        Ok(AuditKey(bytes))
+    }
+
+    /// HMAC-SHA256 of `data` under this key, lowercase hex.
+    pub fn mac_hex(&self, data: &[u8]) -> String {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(data);
+        hex(&mac.finalize().into_bytes())
+    }
+}
 
 /// One audit row, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +71,12 @@ pub struct AuditEntry {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The hash is an HMAC under the audit key (SPEC §9).
+    pub keyed: bool,
 }
 
 /// The audit columns, in the order [`AuditEntry::from_row`] reads them.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, entity, entity_id, detail, prev_hash, hash";
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed";
 
 impl AuditEntry {
     /// One row selected with [`AUDIT_COLUMNS`].
@@ -54,6 +91,7 @@ impl AuditEntry {
             detail: row.get(6)?,
             prev_hash: row.get(7)?,
             hash: row.get(8)?,
+            keyed: row.get(9)?,
         })
     }
 }
@@ -74,18 +112,42 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn put_text(hasher: &mut Sha256, text: Option<&str>) {
+fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
-        None => hasher.update([0u8]),
+        None => out.push(0),
         Some(t) => {
-            hasher.update([1u8]);
-            hasher.update((t.len() as u64).to_be_bytes());
-            hasher.update(t.as_bytes());
+            out.push(1);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
         }
     }
 }
 
-/// The hash of an audit row whose predecessor's hash is `prev_hash`.
+/// The bytes a row's hash is taken over.
+#[allow(clippy::too_many_arguments)]
+fn canonical(
+    domain: &[u8],
+    prev_hash: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    entity: &str,
+    entity_id: Option<&str>,
+    detail: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(domain.len() + 200 + detail.len());
+    out.extend_from_slice(domain);
+    put_text(&mut out, Some(prev_hash));
+    out.push(2);
+    out.extend_from_slice(&seq.to_be_bytes());
+    for field in [Some(at), Some(actor), Some(action), Some(entity), entity_id, Some(detail)] {
+        put_text(&mut out, field);
+    }
+    out
+}
+
+/// The hash of an unkeyed audit row whose predecessor's hash is `prev_hash`.
 #[allow(clippy::too_many_arguments)]
 pub fn entry_hash(
     prev_hash: &str,
@@ -97,15 +159,23 @@ pub fn entry_hash(
     entity_id: Option<&str>,
     detail: &str,
 ) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(DOMAIN);
-    put_text(&mut hasher, Some(prev_hash));
-    hasher.update([2u8]);
-    hasher.update(seq.to_be_bytes());
-    for field in [Some(at), Some(actor), Some(action), Some(entity), entity_id, Some(detail)] {
-        put_text(&mut hasher, field);
-    }
-    hex(&hasher.finalize())
+    sha256_hex(&canonical(DOMAIN, prev_hash, seq, at, actor, action, entity, entity_id, detail))
+}
+
+/// The hash of a keyed audit row: HMAC-SHA256 under `key`.
+#[allow(clippy::too_many_arguments)]
+pub fn keyed_entry_hash(
+    key: &AuditKey,
+    prev_hash: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    entity: &str,
+    entity_id: Option<&str>,
+    detail: &str,
+) -> String {
+    key.mac_hex(&canonical(KEYED_DOMAIN, prev_hash, seq, at, actor, action, entity, entity_id, detail))
 }
 
 /// JSON text with object keys sorted (by their UTF-8 bytes) at every level and
@@ -147,16 +217,19 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// Append one row to the chain, in the caller's transaction. Returns its seq.
+/// Append one row to the chain, in the caller's transaction, keyed when a
+/// key is given. Returns its seq and hash.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn append(
     conn: &Connection,
+    key: Option<&AuditKey>,
     at: &str,
     actor: &str,
     action: &str,
     entity: &str,
     entity_id: Option<&str>,
     detail: &Value,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, String), StoreError> {
     let detail = canonical_json(detail);
     let last: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
@@ -166,13 +239,16 @@ pub(crate) fn append(
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
     };
-    let hash = entry_hash(&prev_hash, seq, at, actor, action, entity, entity_id, &detail);
+    let hash = match key {
+        Some(key) => keyed_entry_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail),
+        None => entry_hash(&prev_hash, seq, at, actor, action, entity, entity_id, &detail),
+    };
     conn.prepare_cached(
-        "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![seq, at, actor, action, entity, entity_id, detail, prev_hash, hash])?;
-    Ok(seq)
+    .execute(params![seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, key.is_some()])?;
+    Ok((seq, hash))
 }
 
 /// What [`verify_audit_chain`] found.
@@ -185,6 +261,10 @@ pub struct ChainReport {
     pub head: Option<(i64, String)>,
     /// The first row that does not fit the chain, if any.
     pub broken: Option<ChainBreak>,
+    /// The first keyed row, if any (the chain is keyed from there on).
+    pub keyed_from: Option<i64>,
+    /// Keyed rows whose hash could not be checked: no key was given.
+    pub unchecked_keyed: u64,
 }
 
 impl ChainReport {
@@ -208,6 +288,8 @@ pub enum ChainProblem {
     PrevHashMismatch { expected: String, found: String },
     /// The row's content does not give its stored `hash`: the row was edited.
     HashMismatch { computed: String, stored: String },
+    /// An unkeyed row after a keyed one: the chain was rewritten without the key.
+    UnkeyedAfterKeyed { keyed_from: i64 },
 }
 
 impl fmt::Display for ChainBreak {
@@ -224,46 +306,60 @@ impl fmt::Display for ChainBreak {
                 "audit_log seq {}: content hashes to {computed}, but the row says {stored} (the row was edited)",
                 self.seq
             ),
+            ChainProblem::UnkeyedAfterKeyed { keyed_from } => write!(
+                f,
+                "audit_log seq {}: the row is not keyed, but the chain is keyed from seq {keyed_from} on \
+                 (rows were rewritten without the key)",
+                self.seq
+            ),
         }
     }
 }
 
 /// Recompute every hash of the audit log, oldest first, and report the first
-/// row that breaks the chain.
-pub fn verify_audit_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
+/// row that breaks the chain. Keyed rows are checked with `key`; without it
+/// only their links are (and [`ChainReport::unchecked_keyed`] counts them).
+pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<ChainReport, StoreError> {
     let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
     let mut expected_prev = GENESIS_HASH.to_owned();
-    let mut report = ChainReport { rows_checked: 0, head: None, broken: None };
+    let mut report = ChainReport { rows_checked: 0, head: None, broken: None, keyed_from: None, unchecked_keyed: 0 };
     while let Some(row) = rows.next()? {
-        let entry = AuditEntry::from_row(row)?;
+        let e = AuditEntry::from_row(row)?;
         report.rows_checked += 1;
-        report.head = Some((entry.seq, entry.hash.clone()));
-        if entry.prev_hash != expected_prev {
-            report.broken = Some(ChainBreak {
-                seq: entry.seq,
-                problem: ChainProblem::PrevHashMismatch { expected: expected_prev, found: entry.prev_hash },
-            });
+        report.head = Some((e.seq, e.hash.clone()));
+        let problem = if e.prev_hash != expected_prev {
+            Some(ChainProblem::PrevHashMismatch { expected: expected_prev.clone(), found: e.prev_hash.clone() })
+        } else if let (false, Some(keyed_from)) = (e.keyed, report.keyed_from) {
+            Some(ChainProblem::UnkeyedAfterKeyed { keyed_from })
+        } else {
+            let id = e.entity_id.as_deref();
+            let computed = match (e.keyed, key) {
+                (true, Some(key)) => {
+                    Some(keyed_entry_hash(key, &e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail))
+                }
+                (true, None) => None,
+                (false, _) => Some(entry_hash(&e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail)),
+            };
+            match computed {
+                None => {
+                    report.unchecked_keyed += 1;
+                    None
+                }
+                Some(computed) if computed != e.hash => {
+                    Some(ChainProblem::HashMismatch { computed, stored: e.hash.clone() })
+                }
+                Some(_) => None,
+            }
+        };
+        if let Some(problem) = problem {
+            report.broken = Some(ChainBreak { seq: e.seq, problem });
             break;
         }
-        let computed = entry_hash(
-            &entry.prev_hash,
-            entry.seq,
-            &entry.at,
-            &entry.actor,
-            &entry.action,
-            &entry.entity,
-            entry.entity_id.as_deref(),
-            &entry.detail,
-        );
-        if computed != entry.hash {
-            report.broken = Some(ChainBreak {
-                seq: entry.seq,
-                problem: ChainProblem::HashMismatch { computed, stored: entry.hash },
-            });
-            break;
+        if e.keyed && report.keyed_from.is_none() {
+            report.keyed_from = Some(e.seq);
         }
-        expected_prev = entry.hash;
+        expected_prev = e.hash;
     }
     Ok(report)
 }

@@ -26,24 +26,31 @@ mod account;
 mod audit;
 mod correction;
 mod error;
+pub mod head;
+mod integrity;
 mod lock;
 mod mask;
 mod read;
 mod schema;
 mod types;
+pub mod vouch;
 mod write;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use serde_json::json;
 
 pub use account::{Account, Role, Signature};
 pub use audit::{
-    AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
+    AuditKey, MIN_KEY_BYTES, keyed_entry_hash, AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
 };
 pub use correction::ObservationSource;
 pub use error::StoreError;
+pub use integrity::Integrity;
 pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
 pub use read::Reader;
@@ -65,25 +72,84 @@ pub struct Settings {
     pub busy_timeout_ms: i64,
 }
 
+/// How the audit chain of a store is kept (SPEC §9).
+#[derive(Debug, Clone, Default)]
+pub struct AuditSettings {
+    /// Keys the chain and the head file (`[audit] key_file`).
+    pub key: Option<AuditKey>,
+    /// Where the head is recorded (`[audit] head_file`); default beside the database.
+    pub head_file: Option<PathBuf>,
+}
+
 /// An open study database.
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    key: Option<AuditKey>,
+    head_file: PathBuf,
+    /// The rows the open transaction writes (the connection's update hook).
+    written: Arc<Mutex<vouch::Written>>,
 }
 
 impl Store {
     /// Create or open the database at `path` for reading and writing, and
     /// migrate it to the latest schema. The directory must exist.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path, AuditSettings::default())
+    }
+
+    /// [`Store::open`] with an audit key and head file. A database from
+    /// before schema 7 gets one audited row that vouches for every row it
+    /// holds; a chain that was not keyed is continued keyed from an audited
+    /// row that says so.
+    pub fn open_with(path: impl AsRef<Path>, audit: AuditSettings) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::configure_writer(&conn, &path)?;
+        let before: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::migrate(&mut conn, &path)?;
-        Ok(Store { conn, path, read_only: false })
+        let written = Arc::new(Mutex::new(vouch::Written::default()));
+        let log = Arc::clone(&written);
+        conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, rowid: i64| {
+            if let (Some(v), Ok(mut w)) = (vouch::vouched(table), log.lock()) {
+                w.add(v.table, rowid);
+            }
+        }))
+        .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let head_file = audit.head_file.unwrap_or_else(|| head::default_path(&path));
+        let mut store = Store { conn, path, read_only: false, key: audit.key, head_file, written };
+        store.upgrade_audit(before)?;
+        Ok(store)
+    }
+
+    /// The audited points where the chain changed: every row of a database
+    /// from before schema 7 vouched for at once, and the first keyed row.
+    fn upgrade_audit(&mut self, schema_before: i64) -> Result<(), StoreError> {
+        let last: Option<bool> = self
+            .conn
+            .query_row("SELECT keyed FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        let vouch_all = (1..7).contains(&schema_before) && last.is_some();
+        let start_keyed = self.key.is_some() && last == Some(false);
+        if !vouch_all && !start_keyed {
+            return Ok(());
+        }
+        self.write(|tx| {
+            if vouch_all {
+                let rows = tx.vouch_every_row()?;
+                tx.note("vouch existing rows", "audit_log", json!({ "schema_before": schema_before, "rows": rows }))?;
+            }
+            if start_keyed {
+                tx.note("key in use", "audit_log", json!({ "keyed": "this row and every later row" }))?;
+            }
+            Ok(())
+        })
     }
 
     /// Open an existing, migrated database for reading only (reports, status,
@@ -95,7 +161,9 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::configure_reader(&conn, &path)?;
         schema::check_current(&conn, &path)?;
-        Ok(Store { conn, path, read_only: true })
+        let head_file = head::default_path(&path);
+        let written = Arc::new(Mutex::new(vouch::Written::default()));
+        Ok(Store { conn, path, read_only: true, key: None, head_file, written })
     }
 
     /// The database file.
@@ -187,9 +255,11 @@ impl Store {
         // Dropping it without commit (error or panic) rolls back.
         let transaction =
             Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(StoreError::from)?;
-        let mut tx = Tx::new(transaction, &self.conn, actor);
+        let mut tx = Tx::new(transaction, &self.conn, actor, self.key.clone(), Arc::clone(&self.written));
         let value = f(&mut tx)?;
-        tx.commit()?;
+        if let Some((seq, hash)) = tx.commit()? {
+            self.record_head(seq, &hash);
+        }
         Ok(value)
     }
 
@@ -201,8 +271,29 @@ impl Store {
         Ok(value)
     }
 
-    /// Recompute the audit log's hash chain (see [`verify_audit_chain`]).
+    /// Record the chain's head outside the database, and in the log. A head
+    /// that cannot be written does not undo the commit: it is logged.
+    fn record_head(&self, seq: i64, hash: &str) {
+        let at = read::utc_text(jiff::Timestamp::now());
+        match head::record(&self.head_file, self.key.as_ref(), seq, hash, &at) {
+            Ok(()) => tracing::info!(seq, hash, head_file = %self.head_file.display(), "audit head"),
+            Err(e) => tracing::error!(
+                seq,
+                hash,
+                head_file = %self.head_file.display(),
+                "audit head not recorded: {e}"
+            ),
+        }
+    }
+
+    /// Everything `verify-audit` checks (SPEC §9), with `key` for keyed rows
+    /// and the head file's seal, the head read from `head_file`.
+    pub fn verify_integrity(&self, key: Option<&AuditKey>, head_file: &Path) -> Result<Integrity, StoreError> {
+        self.read(|r| integrity::verify(r.connection(), key, head_file))
+    }
+
+    /// Recompute the audit log's hash chain (see [`verify_audit_chain`]), keyed rows with `key`.
     pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.read(|r| verify_audit_chain(r.connection()))
+        self.read(|r| verify_audit_chain(r.connection(), None))
     }
 }

@@ -475,18 +475,18 @@ impl<'c> Reader<'c> {
         Ok(states)
     }
 
-    /// Whether a value was put into `slot` after decision `id` (in audit
-    /// order, which is exact where times tie): a not-done mark lapses once
-    /// data show the sample was drawn, even if that value is rejected later.
+    /// Whether a value was put into `slot` after decision `id` (a result id
+    /// above the decision's watermark, which is exact where times tie): a
+    /// not-done mark lapses once data show the sample was drawn, even if
+    /// that value is rejected later.
     fn filled_since(&self, slot: &Slot, id: ResolutionId) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT EXISTS (
-                   SELECT 1 FROM result r JOIN audit_log a ON a.entity = 'result' AND a.entity_id = CAST(r.id AS TEXT)
-                   WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 AND r.withdrawn = 0
-                     AND a.seq > (SELECT max(seq) FROM audit_log
-                                  WHERE entity = 'resolution' AND entity_id = CAST(?5 AS TEXT)))",
+                   SELECT 1 FROM result r, resolution d
+                   WHERE d.id = ?5 AND r.id > d.result_watermark
+                     AND r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 AND r.withdrawn = 0)",
             )?
             .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte, id], |r| r.get(0))?)
     }

@@ -1,15 +1,19 @@
-//! The write primitives: each inserts (or updates study data) and appends
-//! its audit row, inside the caller's transaction.
+//! The write primitives: each inserts (or updates study data) inside the
+//! caller's transaction. A person's transaction audits every change with
+//! its content; every transaction ends with a `commit` audit row that
+//! vouches for the rows it wrote ([`crate::store::vouch`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 
 use crate::store::StoreError;
 use crate::store::account::{Signature, signature_json};
-use crate::store::audit::{self, sha256_hex};
+use crate::store::audit::{self, AuditKey, sha256_hex};
+use crate::store::vouch::Written;
 use crate::store::mask::{mask, masked_label};
 use crate::store::read::{Reader, utc_text};
 use crate::store::types::*;
@@ -26,7 +30,27 @@ pub struct Tx<'c> {
     /// signed transaction that changes nothing leaves no trace.
     signature: Option<Signature>,
     signed: Cell<bool>,
+    key: Option<AuditKey>,
+    /// The rows written so far, filled by the connection's update hook.
+    written: Arc<Mutex<Written>>,
+    /// Seq and hash of the last audit row this transaction appended.
+    last: RefCell<Option<(i64, String)>>,
 }
+
+/// Audit entities of machine inserts: in labfeed's own transactions they are
+/// vouched for by the `commit` row alone (a copy of each tripled the database).
+const MACHINE_ENTITIES: &[&str] = &[
+    "raw",
+    "receipt",
+    "processing",
+    "message",
+    "observation",
+    "observation_offset",
+    "result",
+    "mismatch",
+    "resolution",
+    "resolution_effect",
+];
 
 impl<'c> Deref for Tx<'c> {
     type Target = Reader<'c>;
@@ -57,7 +81,16 @@ fn sample_json(s: &Sample) -> Value {
 }
 
 impl<'c> Tx<'c> {
-    pub(crate) fn new(transaction: Transaction<'c>, conn: &'c Connection, actor: &str) -> Tx<'c> {
+    pub(crate) fn new(
+        transaction: Transaction<'c>,
+        conn: &'c Connection,
+        actor: &str,
+        key: Option<AuditKey>,
+        written: Arc<Mutex<Written>>,
+    ) -> Tx<'c> {
+        if let Ok(mut w) = written.lock() {
+            *w = Written::default();
+        }
         Tx {
             transaction,
             reader: Reader::new(conn),
@@ -65,6 +98,9 @@ impl<'c> Tx<'c> {
             at: utc_text(jiff::Timestamp::now()),
             signature: None,
             signed: Cell::new(false),
+            key,
+            written,
+            last: RefCell::new(None),
         }
     }
 
@@ -73,8 +109,51 @@ impl<'c> Tx<'c> {
         self.signature = Some(signature.clone());
     }
 
-    pub(crate) fn commit(self) -> Result<(), StoreError> {
-        Ok(self.transaction.commit()?)
+    /// Vouch for the rows written (one `commit` audit row), then commit.
+    /// Returns the chain's new head, if this transaction appended to it.
+    pub(crate) fn commit(self) -> Result<Option<(i64, String)>, StoreError> {
+        let written = match self.written.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() }),
+        };
+        if !written.is_empty() {
+            let detail = written.detail(self.conn())?;
+            self.append("commit", "transaction", None, &detail)?;
+        }
+        let head = self.last.take();
+        self.transaction.commit()?;
+        Ok(head)
+    }
+
+    /// An audit row about the audit itself (an upgrade, the key taken into use).
+    pub(crate) fn note(&self, action: &str, entity: &str, detail: Value) -> Result<i64, StoreError> {
+        self.append(action, entity, None, &detail)
+    }
+
+    /// Have the `commit` row vouch for every row of every vouched table (an
+    /// upgrade from before schema 7). Returns how many rows.
+    pub(crate) fn vouch_every_row(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        let mut written = match self.written.lock() {
+            Ok(w) => w,
+            Err(_) => return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() }),
+        };
+        for v in crate::store::vouch::VOUCHED {
+            let mut stmt = self.conn().prepare(&format!("SELECT rowid FROM {}", v.table))?;
+            for rowid in stmt.query_map([], |r| r.get::<_, i64>(0))? {
+                written.add(v.table, rowid?);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Append one audit row, keyed when the store has a key.
+    fn append(&self, action: &str, entity: &str, entity_id: Option<&str>, detail: &Value) -> Result<i64, StoreError> {
+        let (seq, hash) =
+            audit::append(self.conn(), self.key.as_ref(), &self.at, &self.actor, action, entity, entity_id, detail)?;
+        *self.last.borrow_mut() = Some((seq, hash));
+        Ok(seq)
     }
 
     /// The transaction's time: every row it writes carries it.
@@ -98,11 +177,13 @@ impl<'c> Tx<'c> {
         entity_id: impl ToString,
         detail: Value,
     ) -> Result<i64, StoreError> {
-        if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {
-            let detail = signature_json(signature);
-            audit::append(self.conn(), &self.at, &self.actor, "sign", "account", Some(&signature.account), &detail)?;
+        if self.signature.is_none() && MACHINE_ENTITIES.contains(&entity) {
+            return Ok(0);
         }
-        audit::append(self.conn(), &self.at, &self.actor, action, entity, Some(&entity_id.to_string()), &detail)
+        if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {
+            self.append("sign", "account", Some(&signature.account), &signature_json(signature))?;
+        }
+        self.append(action, entity, Some(&entity_id.to_string()), &detail)
     }
 
     fn require_participant(&self, code: &str) -> Result<(), StoreError> {
@@ -472,8 +553,8 @@ impl<'c> Tx<'c> {
             .prepare_cached(
                 "INSERT INTO resolution
                    (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at,
-                    cause)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    cause, result_watermark)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, (SELECT coalesce(max(id), 0) FROM result))",
             )?
             .execute(params![
                 r.mismatch_id,

@@ -30,6 +30,8 @@ pub struct Config {
     pub path: PathBuf,
     pub study: Study,
     pub storage: Storage,
+    /// `[audit]` (SPEC §9): the key and head file of the audit chain.
+    pub audit: Audit,
     pub watch: Option<Watch>,
     pub logging: Logging,
     /// Analytes by name (`c_peptide`, `glucose`).
@@ -53,6 +55,16 @@ pub struct Study {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Storage {
     pub database: PathBuf,
+}
+
+/// `[audit]`: both optional. Without a key the chain is plain SHA-256, which
+/// anyone with write access can recompute.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Audit {
+    /// At least 32 secret bytes, readable by the service alone.
+    pub key_file: Option<PathBuf>,
+    /// Where the chain's head is recorded (default: beside the database).
+    pub head_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,6 +365,8 @@ impl fmt::Display for ConfigError {
 struct RawConfig {
     study: Spanned<Study>,
     storage: Storage,
+    #[serde(default)]
+    audit: Audit,
     watch: Option<Spanned<Watch>>,
     logging: Option<Spanned<Logging>>,
     #[serde(default)]
@@ -826,6 +840,7 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         path: path.to_owned(),
         study,
         storage: raw.storage,
+        audit: raw.audit,
         watch,
         logging,
         analytes,

@@ -684,7 +684,7 @@ fn the_audit_chain_verifies_and_names_the_tampered_row() {
     let changed =
         conn.execute("UPDATE audit_log SET detail = replace(detail, 'P020', 'P021') WHERE seq = ?1", [seq]).unwrap();
     assert_eq!(changed, 1);
-    let report = verify_audit_chain(&conn).unwrap();
+    let report = verify_audit_chain(&conn, None).unwrap();
     let broken = report.broken.clone().unwrap();
     assert_eq!(broken.seq, seq, "{report:?}");
     assert!(matches!(broken.problem, ChainProblem::HashMismatch { .. }));

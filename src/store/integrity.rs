@@ -1,0 +1,239 @@
+//! `verify-audit` (SPEC §9): is the record what labfeed wrote?
+//!
+//! In order, the first failure being the answer: the schema and triggers
+//! are the ones labfeed created; the chain is unbroken (keyed rows checked
+//! with the key); it reaches the head recorded outside the database; and
+//! every row of every vouched table matches a `commit` row of the chain,
+//! with no row unaccounted for and no vouched row missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+use crate::store::audit::{AuditKey, ChainReport, verify_audit_chain};
+use crate::store::head::{self, Head};
+use crate::store::vouch::{VOUCHED, Vouched, VouchedRange, range_digest, ranges_of, row_digests};
+
+/// What `verify-audit` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integrity {
+    pub chain: ChainReport,
+    /// The head recorded outside the database, if there is one.
+    pub head: Option<Head>,
+    /// Rows of the vouched tables checked against the chain.
+    pub rows_checked: u64,
+    /// The first problem, in plain words naming the table and row; `None`: verified.
+    pub problem: Option<String>,
+}
+
+/// Check everything (see the module doc); `key` checks keyed rows and the
+/// head file's seal.
+pub fn verify(conn: &Connection, key: Option<&AuditKey>, head_file: &Path) -> Result<Integrity, StoreError> {
+    let chain = verify_audit_chain(conn, key)?;
+    let mut found = Integrity { chain: chain.clone(), head: None, rows_checked: 0, problem: None };
+    if let Some(problem) = schema_problem(conn)? {
+        found.problem = Some(problem);
+        return Ok(found);
+    }
+    if let Some(broken) = &chain.broken {
+        found.problem = Some(broken.to_string());
+        return Ok(found);
+    }
+    match head::read(head_file, key) {
+        Err(e) => {
+            found.problem = Some(format!("the head file {} {e}", head_file.display()));
+            return Ok(found);
+        }
+        Ok(None) if key.is_some() && chain.keyed_from.is_some() => {
+            found.problem = Some(format!(
+                "the head file {} is missing: without it, deleted newest rows cannot be ruled out",
+                head_file.display()
+            ));
+            return Ok(found);
+        }
+        Ok(None) => {}
+        Ok(Some(recorded)) => {
+            if let Some(problem) = head_problem(conn, &recorded, &chain)? {
+                found.problem = Some(problem);
+                return Ok(found);
+            }
+            found.head = Some(recorded);
+        }
+    }
+    let (rows_checked, problem) = rows_problem(conn)?;
+    found.rows_checked = rows_checked;
+    found.problem = problem;
+    Ok(found)
+}
+
+/// The chain must still hold the recorded head, row for row.
+fn head_problem(conn: &Connection, recorded: &Head, chain: &ChainReport) -> Result<Option<String>, StoreError> {
+    let last = chain.head.as_ref().map_or(0, |(seq, _)| *seq);
+    if recorded.seq > last {
+        return Ok(Some(format!(
+            "the audit chain ends at seq {last}, before the head recorded outside the database at seq {} \
+             ({}): its newest rows were deleted",
+            recorded.seq, recorded.at
+        )));
+    }
+    let hash: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT hash FROM audit_log WHERE seq = ?1",
+        [recorded.seq],
+        |r| r.get(0),
+    ))?;
+    if hash.as_deref() != Some(recorded.hash.as_str()) {
+        return Ok(Some(format!(
+            "audit_log seq {}: its hash is not the one recorded outside the database at {} (the chain was rewritten)",
+            recorded.seq, recorded.at
+        )));
+    }
+    Ok(None)
+}
+
+/// The schema labfeed creates: every table, index, view and trigger.
+fn expected_schema() -> Result<BTreeMap<String, (String, String)>, StoreError> {
+    let mut conn = Connection::open_in_memory()?;
+    crate::store::schema::migrate(&mut conn, Path::new(":memory:"))?;
+    schema_of(&conn)
+}
+
+fn schema_of(conn: &Connection) -> Result<BTreeMap<String, (String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, String>(0)?, r.get::<_, String>(2)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
+    let expected = expected_schema()?;
+    let actual = schema_of(conn)?;
+    // SQL text is compared without layout: ALTER TABLE rewrites it.
+    let squeeze = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (name, (kind, sql)) in &expected {
+        match actual.get(name) {
+            None => return Ok(Some(format!("{kind} {name} is missing: the schema is not the one labfeed created"))),
+            Some((k, s)) if k != kind || squeeze(s) != squeeze(sql) => {
+                return Ok(Some(format!("{kind} {name} differs from the one labfeed created")));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((name, (kind, _))) = actual.iter().find(|(name, _)| !expected.contains_key(*name)) {
+        return Ok(Some(format!("{kind} {name} was not created by labfeed")));
+    }
+    Ok(None)
+}
+
+/// Every `commit` row's ranges, by table, oldest first.
+fn vouched_ranges(conn: &Connection) -> Result<Result<BTreeMap<String, Vec<VouchedRange>>, String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT seq, detail FROM audit_log WHERE action = 'commit' ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut by_table: BTreeMap<String, Vec<VouchedRange>> = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        let (seq, detail): (i64, String) = (row.get(0)?, row.get(1)?);
+        match ranges_of(seq, &detail) {
+            Ok(ranges) => {
+                for (table, range) in ranges {
+                    by_table.entry(table).or_default().push(range);
+                }
+            }
+            Err(why) => return Ok(Err(format!("audit_log seq {seq}: a commit row labfeed did not write: {why}"))),
+        }
+    }
+    Ok(Ok(by_table))
+}
+
+fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> {
+    let by_table = match vouched_ranges(conn)? {
+        Ok(by_table) => by_table,
+        Err(problem) => return Ok((0, Some(problem))),
+    };
+    let mut checked = 0;
+    for v in VOUCHED {
+        let ranges = by_table.get(v.table).map(Vec::as_slice).unwrap_or_default();
+        let (n, problem) = if v.mutable { mutable_problem(conn, v, ranges)? } else { append_only_problem(conn, v, ranges)? };
+        checked += n;
+        if problem.is_some() {
+            return Ok((checked, problem));
+        }
+    }
+    Ok((checked, None))
+}
+
+fn rowids(conn: &Connection, table: &str) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT rowid FROM {table} ORDER BY rowid"))?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Append-only tables: disjoint ranges that cover every row exactly.
+fn append_only_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
+    let mut sorted: Vec<&VouchedRange> = ranges.iter().collect();
+    sorted.sort_by_key(|r| r.first);
+    let present = rowids(conn, v.table)?;
+    let mut covered = BTreeSet::new();
+    let mut previous_last = 0;
+    for range in &sorted {
+        if range.first <= previous_last {
+            return Ok((0, Some(format!(
+                "audit_log seq {}: vouches again for {} rows {}–{}, which an earlier commit vouched for",
+                range.seq, v.table, range.first, range.last
+            ))));
+        }
+        previous_last = range.last;
+        let rows = row_digests(conn, v, range.first, range.last)?;
+        if range_digest(&rows) != range.digest {
+            let have: BTreeSet<i64> = rows.iter().map(|(id, _)| *id).collect();
+            let problem = match (range.first..=range.last).find(|id| !have.contains(id)) {
+                Some(id) => format!(
+                    "{} row {id} is missing: audit_log seq {} vouches for rows {}–{} (it was deleted)",
+                    v.table, range.seq, range.first, range.last
+                ),
+                None => format!(
+                    "{} rows {}–{} do not match what audit_log seq {} vouches for (changed behind labfeed's back)",
+                    v.table, range.first, range.last, range.seq
+                ),
+            };
+            return Ok((0, Some(problem)));
+        }
+        covered.extend(range.first..=range.last);
+    }
+    if let Some(id) = present.iter().find(|id| !covered.contains(id)) {
+        return Ok((0, Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table))));
+    }
+    Ok((present.len() as u64, None))
+}
+
+/// Tables whose rows change: the latest commit naming a row vouches for it.
+fn mutable_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
+    let mut latest: BTreeMap<i64, &VouchedRange> = BTreeMap::new();
+    for range in ranges {
+        for id in range.first..=range.last {
+            latest.insert(id, range);
+        }
+    }
+    let present = rowids(conn, v.table)?;
+    for id in &present {
+        let Some(range) = latest.get(id) else {
+            return Ok((0, Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table))));
+        };
+        let rows = row_digests(conn, v, range.first, range.last)?;
+        if range_digest(&rows) != range.digest {
+            return Ok((0, Some(format!(
+                "{} row {id} does not match what audit_log seq {} vouches for (changed behind labfeed's back)",
+                v.table, range.seq
+            ))));
+        }
+    }
+    let have: BTreeSet<i64> = present.iter().copied().collect();
+    if let Some((id, range)) = latest.iter().find(|(id, _)| !have.contains(id)) {
+        return Ok((0, Some(format!(
+            "{} row {id} is missing: audit_log seq {} vouches for it (it was deleted)",
+            v.table, range.seq
+        ))));
+    }
+    Ok((present.len() as u64, None))
+}

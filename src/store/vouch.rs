@@ -1,0 +1,218 @@
+//! What the audit chain vouches for (SPEC §9): every row labfeed writes.
+//!
+//! A transaction ends with one `commit` audit row that names the rows it
+//! inserted or changed, table by table, as ranges of rowids with a SHA-256
+//! of their content. A machine insert is vouched for by that hash, not by a
+//! copy (a copy tripled the database); people's changes also keep their old
+//! and new values in their own audit rows. `verify-audit` recomputes every
+//! hash from the tables, so a row changed, added or removed behind
+//! labfeed's back no longer matches what the chain vouches for.
+//!
+//! The digest of a row is over its rowid and the [`VOUCHED`] columns, each
+//! with a type tag and length, in order; a range's digest is over its rows'
+//! digests. Tables whose rows change (participants, visits, samples,
+//! accounts) are vouched row by row, the latest commit naming a row wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::store::StoreError;
+use crate::store::audit::hex;
+
+/// One table the chain vouches for.
+#[derive(Debug, Clone, Copy)]
+pub struct Vouched {
+    pub table: &'static str,
+    /// The columns hashed, in order (version 1 of the layout).
+    pub columns: &'static str,
+    /// Rows change after they are written: vouched one by one.
+    pub mutable: bool,
+}
+
+/// The layout version in each commit row (`"v"`), should a column be added.
+pub const LAYOUT: i64 = 1;
+
+/// Every table labfeed writes, except the audit log itself. An account's
+/// failed-login count and refusal change with every login attempt; they are
+/// audited by their own rows and left out of the digest.
+pub const VOUCHED: &[Vouched] = &[
+    Vouched { table: "raw", columns: "sha256, size, format, content, masked, first_received_at", mutable: false },
+    Vouched { table: "receipt", columns: "raw_id, received_at, source, origin, instrument", mutable: false },
+    Vouched {
+        table: "processing",
+        columns: "receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail",
+        mutable: false,
+    },
+    Vouched {
+        table: "message",
+        columns: "raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset",
+        mutable: false,
+    },
+    Vouched {
+        table: "observation",
+        columns: "message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit, \
+                  comparator, reported_numeric, flags, status, collected_at, resulted_at, qc, participant, visit, \
+                  minute, analyte, value, unit, blq, outcome, collected_offset",
+        mutable: false,
+    },
+    Vouched { table: "observation_offset", columns: "observation_id, collected_offset, at, reason", mutable: false },
+    Vouched {
+        table: "result",
+        columns: "observation_id, participant, visit, minute, analyte, value, unit, comparator, blq, version, \
+                  supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled",
+        mutable: false,
+    },
+    Vouched {
+        table: "mismatch",
+        columns: "code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte, detail, \
+                  created_at",
+        mutable: false,
+    },
+    Vouched {
+        table: "resolution",
+        columns: "mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at, cause, \
+                  result_watermark",
+        mutable: false,
+    },
+    Vouched { table: "resolution_effect", columns: "resolution_id, kind, result_id, mismatch_id", mutable: false },
+    Vouched { table: "data_lock", columns: "scope, participant, visit, locked, at, by, reason", mutable: false },
+    Vouched { table: "participant", columns: "code, site", mutable: true },
+    Vouched { table: "visit", columns: "participant, visit, meal_start", mutable: true },
+    Vouched { table: "sample", columns: "sample_id, participant, visit, minute", mutable: true },
+    Vouched { table: "account", columns: "name, full_name, role, password_hash, enabled, created_at", mutable: true },
+];
+
+pub fn vouched(table: &str) -> Option<&'static Vouched> {
+    VOUCHED.iter().find(|v| v.table == table)
+}
+
+fn put(hasher: &mut Sha256, value: ValueRef<'_>) {
+    let mut field = |tag: u8, bytes: &[u8]| {
+        hasher.update([tag]);
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    match value {
+        ValueRef::Null => field(0, &[]),
+        ValueRef::Integer(i) => field(1, &i.to_be_bytes()),
+        ValueRef::Real(f) => field(2, &f.to_bits().to_be_bytes()),
+        ValueRef::Text(t) => field(3, t),
+        ValueRef::Blob(b) => field(4, b),
+    }
+}
+
+/// The digests of the rows of `v.table` with rowids in `first..=last`, by rowid.
+pub fn row_digests(conn: &Connection, v: &Vouched, first: i64, last: i64) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
+    let sql = format!("SELECT rowid, {} FROM {} WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid", v.columns, v.table);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let width = stmt.column_count();
+    let mut rows = stmt.query(params![first, last])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let mut hasher = Sha256::new();
+        hasher.update(b"labfeed row v1\0");
+        hasher.update(v.table.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(rowid.to_be_bytes());
+        for i in 1..width {
+            put(&mut hasher, row.get_ref(i)?);
+        }
+        out.push((rowid, hasher.finalize().into()));
+    }
+    Ok(out)
+}
+
+/// The digest of a range: over each row's rowid and digest, so a missing or
+/// added row changes it as surely as a changed one.
+pub fn range_digest(rows: &[(i64, [u8; 32])]) -> String {
+    let mut hasher = Sha256::new();
+    for (rowid, digest) in rows {
+        hasher.update(rowid.to_be_bytes());
+        hasher.update(digest);
+    }
+    hex(&hasher.finalize())
+}
+
+/// Rowids written in one transaction, table by table.
+#[derive(Debug, Default, Clone)]
+pub struct Written(BTreeMap<&'static str, BTreeSet<i64>>);
+
+impl Written {
+    pub fn add(&mut self, table: &'static str, rowid: i64) {
+        self.0.entry(table).or_default().insert(rowid);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `commit` row's detail: `{"v": 1, "rows": {table: [[first, last, digest], …]}}`,
+    /// consecutive rowids of an append-only table in one range, a mutable
+    /// table's rows one by one.
+    pub fn detail(&self, conn: &Connection) -> Result<Value, StoreError> {
+        let mut tables = Map::new();
+        for (table, rowids) in &self.0 {
+            let Some(v) = vouched(table) else { continue };
+            let mut ranges: Vec<(i64, i64)> = Vec::new();
+            for &id in rowids {
+                match ranges.last_mut() {
+                    Some((_, last)) if !v.mutable && *last + 1 == id => *last = id,
+                    _ => ranges.push((id, id)),
+                }
+            }
+            let mut list = Vec::with_capacity(ranges.len());
+            for (first, last) in ranges {
+                let rows = row_digests(conn, v, first, last)?;
+                list.push(json!([first, last, range_digest(&rows)]));
+            }
+            tables.insert((*table).to_owned(), Value::Array(list));
+        }
+        Ok(json!({ "v": LAYOUT, "rows": tables }))
+    }
+}
+
+/// One range a commit row vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VouchedRange {
+    pub seq: i64,
+    pub first: i64,
+    pub last: i64,
+    pub digest: String,
+}
+
+/// The ranges of a `commit` row's detail, by table (malformed entries are
+/// an error: the row was not written by labfeed).
+pub fn ranges_of(seq: i64, detail: &str) -> Result<Vec<(String, VouchedRange)>, String> {
+    let value: Value = serde_json::from_str(detail).map_err(|e| format!("its detail is not JSON ({e})"))?;
+    if value.get("v").and_then(Value::as_i64) != Some(LAYOUT) {
+        return Err(format!("its layout version is not {LAYOUT}"));
+    }
+    let Some(rows) = value.get("rows").and_then(Value::as_object) else {
+        return Err("it names no rows".to_owned());
+    };
+    let mut out = Vec::new();
+    for (table, list) in rows {
+        if vouched(table).is_none() {
+            return Err(format!("it names table {table:?}, which labfeed does not vouch for"));
+        }
+        for entry in list.as_array().into_iter().flatten() {
+            let parts = entry.as_array().map(Vec::as_slice).unwrap_or_default();
+            match parts {
+                [first, last, digest] => match (first.as_i64(), last.as_i64(), digest.as_str()) {
+                    (Some(first), Some(last), Some(digest)) if first <= last => out.push((
+                        table.clone(),
+                        VouchedRange { seq, first, last, digest: digest.to_owned() },
+                    )),
+                    _ => return Err(format!("a range of {table} is malformed")),
+                },
+                _ => return Err(format!("a range of {table} is malformed")),
+            }
+        }
+    }
+    Ok(out)
+}
