@@ -24,6 +24,7 @@
 
 mod account;
 mod audit;
+mod audit_trail;
 mod correction;
 mod error;
 mod lock;
@@ -42,6 +43,7 @@ pub use audit::{
     AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
 };
+pub use audit_trail::{AuditFilter, AuditRow};
 pub use correction::ObservationSource;
 pub use error::StoreError;
 pub use lock::{Lock, LockScope};
