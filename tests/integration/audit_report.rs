@@ -93,7 +93,6 @@ fn the_audit_trail_says_who_what_when_and_why_in_plain_words() {
     assert_eq!(code(&out), Some(2), "{}", text(&out));
 
     let trail = audit(&t, &[]);
-    println!("{trail}");
     for expected in [
         "dm.anna (Anna Data, data-manager), OS account ",
         "admin.ada (Ada Admin, admin), OS account ",
