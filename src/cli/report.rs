@@ -1,5 +1,7 @@
-//! `labfeed report mismatches [--format text|csv|html] [--output PATH] [--all]`
-//! and `labfeed report auc [--format text|csv|html] [--output PATH]`.
+//! `labfeed report mismatches [--format text|csv|html] [--output PATH] [--all]`,
+//! `labfeed report auc [--format text|csv|html] [--output PATH]` and
+//! `labfeed report audit [--format text|csv] [--output PATH] [--since T]
+//! [--account A] [--entity E[/ID]]`.
 //!
 //! Each report reads one snapshot of the study database (read-only, so it
 //! works while the daemon writes): the rows and, for HTML, the current
@@ -12,11 +14,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::{Outcome, open_for_reading};
+use crate::report::audit::{AuditCsv, AuditOptions, AuditText, EntityFilter};
 use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
 use crate::report::mismatches::{History, review_rows_with_ids, write_mismatches_text_with_history};
 use crate::report::now::Now;
 use crate::report::{MismatchTextOptions, ReviewRow, write_mismatches_csv};
-use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
+use crate::store::{AuditFilter, MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{Absence, MissingResult, meal_started, missing_results, not_done_results};
 
@@ -32,6 +35,62 @@ pub enum Report {
     Mismatches(MismatchesArgs),
     /// MMTT AUC per participant, visit and analyte, with the change from baseline.
     Auc(AucArgs),
+    /// The audit trail: who signed what, when and why, with old and new values (labfeed's own rows counted).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// text: one block per transaction, labfeed's machine rows counted; csv: one line per audit row.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+
+    /// Write to this file (created or replaced) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Only what happened at or after this time: a date (2026-03-02, from midnight UTC) or an
+    /// RFC 3339 time (2026-03-02T08:00:00+01:00; UTC when it has no offset).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<String>,
+
+    /// Only the transactions signed by this account (`labfeed`: labfeed's own).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Only rows about this entity (result, mismatch, account, lock, participant, visit, sample, …),
+    /// or about one of them: ENTITY/ID (mismatch/12, visit/U01/V0).
+    #[arg(long, value_name = "ENTITY[/ID]")]
+    pub entity: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Csv,
+}
+
+/// `--since`: a date or an RFC 3339 time (UTC without an offset), as the
+/// audit log's UTC text at whole seconds (a fraction rounds up, so the
+/// comparison stays exact).
+fn parse_since(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let time = if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        Some(t)
+    } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        jiff::tz::TimeZone::UTC.to_timestamp(dt).ok()
+    } else if let Ok(d) = text.parse::<jiff::civil::Date>() {
+        jiff::tz::TimeZone::UTC.to_timestamp(d.at(0, 0, 0, 0)).ok()
+    } else {
+        None
+    };
+    let Some(time) = time else {
+        return Err(
+            "expected a date (2026-03-02) or an RFC 3339 time (2026-03-02T08:00:00Z; UTC without an offset)".to_owned()
+        );
+    };
+    let second = time.as_second() + i64::from(time.subsec_nanosecond() > 0);
+    jiff::Timestamp::from_second(second).map(crate::report::utc_time).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -74,7 +133,69 @@ pub fn run(config_path: &Path, args: &ReportArgs, out: &mut dyn Write, err: &mut
     match &args.report {
         Report::Mismatches(a) => mismatches(config_path, a, out, err),
         Report::Auc(a) => auc(config_path, a, out, err),
+        Report::Audit(a) => audit(config_path, a, out, err),
     }
+}
+
+/// The audit trail, read in one snapshot and written as it is read (a large
+/// study's CSV has millions of lines). A file that could not be finished is
+/// removed.
+fn audit(config_path: &Path, args: &AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let (config, store) = open_for_reading(config_path)?;
+    let filter = AuditFilter { since: args.since.clone(), actor: args.account.clone() };
+    let entity = args.entity.as_deref().map(EntityFilter::parse);
+    let mut file = match &args.output {
+        Some(path) => Some(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?),
+        None => None,
+    };
+    let mut sink: Box<dyn Write + '_> = match file.as_mut() {
+        Some(f) => Box::new(std::io::BufWriter::new(f)),
+        None => Box::new(std::io::BufWriter::new(&mut *out)),
+    };
+    let options = AuditOptions {
+        study: &config.study.id,
+        generated_at: jiff::Timestamp::now(),
+        since: args.since.as_deref(),
+        account: args.account.as_deref(),
+        entity: args.entity.as_deref(),
+    };
+    let written = store
+        .read(|r| {
+            Ok(match args.format {
+                AuditFormat::Csv => AuditCsv::new(&mut sink, entity.clone())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut w| {
+                        r.each_audit_row(&filter, |row| w.push(row).map_err(anyhow::Error::from))?;
+                        Ok(w.finish()?)
+                    })
+                    .map(|n| (n, if n == 1 { "audit row" } else { "audit rows" })),
+                AuditFormat::Text => AuditText::new(&mut sink, &options, entity.clone())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut w| {
+                        r.each_audit_row(&filter, |row| w.push(row).map_err(anyhow::Error::from))?;
+                        Ok(w.finish()?)
+                    })
+                    .map(|n| (n, if n == 1 { "transaction" } else { "transactions" })),
+            })
+        })
+        .context("reading the audit trail")
+        .and_then(|result| result)
+        .and_then(|n| {
+            sink.flush()?;
+            Ok(n)
+        });
+    drop(sink);
+    match (written, &args.output) {
+        (Ok((n, what)), Some(path)) => writeln!(err, "{}: {n} {what}", path.display())?,
+        (Ok(_), None) => {}
+        (Err(e), path) => {
+            if let Some(path) = path {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(Outcome::Ok)
 }
 
 fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -204,7 +325,8 @@ impl Review {
                 if !include_resolved {
                     not_done.clear();
                 }
-                let history = r.decision_history()?;
+                let signers = crate::report::wording::Signers::new(r.accounts()?);
+                let history = History { decisions: r.decision_history()?, signers };
                 let locks = r.locks()?;
                 Ok(Review {
                     stored,

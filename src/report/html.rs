@@ -764,18 +764,21 @@ fn write_mismatch_table(h: &mut Html, rows: &[&ReviewRow<'_>], t: &Table<'_>) {
     h.close("tbody").close("table").line();
 }
 
-/// Every decision on the row, oldest first, e.g. `assign by dm at
+/// Every decision on the row, oldest first, e.g. `assign by dm.anna (Anna Data, data-manager) at
 /// 2026-03-02 10:00:00 Europe/Stockholm, assigned to U02/V1/90: reason`.
 fn resolution_lines(row: &ReviewRow<'_>, zone: &str, history: &History) -> Vec<String> {
     if let Some(entries) = row.id().and_then(|id| history.get(&id)) {
-        return entries.iter().map(|e| history_entry(e, Some(zone))).collect();
+        return entries.iter().map(|e| history_entry(e, Some(zone), &history.signers)).collect();
     }
+    let who = |name: &str| history.signers.who(name);
     match row {
-        ReviewRow::Stored(r) => r.mismatch.resolution.iter().map(|res| history_entry(res, Some(zone))).collect(),
+        ReviewRow::Stored(r) => {
+            r.mismatch.resolution.iter().map(|res| history_entry(res, Some(zone), &history.signers)).collect()
+        }
         ReviewRow::Missing(m) => m
             .not_done
             .iter()
-            .map(|mark| format!("not done by {} at {}: {}", mark.by, zoned_time(mark.at, zone), mark.reason))
+            .map(|mark| format!("not done by {} at {}: {}", who(&mark.by), zoned_time(mark.at, zone), mark.reason))
             .collect(),
     }
 }

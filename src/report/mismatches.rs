@@ -13,7 +13,7 @@ use std::ops::Deref;
 
 use crate::report::format::utc_time;
 use crate::report::now::Now;
-use crate::report::wording::{absence_words, nothing_received, nothing_received_line, plural, zoned_time};
+use crate::report::wording::{Signers, absence_words, nothing_received, nothing_received_line, plural, zoned_time};
 use crate::store::{Lock, MismatchId, MismatchReport, NotDoneMark, ResolutionAction, ResolutionRow, Slot};
 use crate::study::missing::MissingResult;
 
@@ -21,8 +21,23 @@ use crate::study::missing::MissingResult;
 pub const MISSING_RESULT: &str = "MISSING_RESULT";
 
 /// Every resolution row (decisions, reopens, automatic closings) of each
-/// mismatch that has one, oldest first.
-pub type History = BTreeMap<MismatchId, Vec<ResolutionRow>>;
+/// mismatch that has one, oldest first, and who signed them.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub decisions: BTreeMap<MismatchId, Vec<ResolutionRow>>,
+    pub signers: Signers,
+}
+
+impl History {
+    pub fn new() -> History {
+        History::default()
+    }
+
+    /// Mismatch `id`'s entries, oldest first.
+    pub fn get(&self, id: &MismatchId) -> Option<&Vec<ResolutionRow>> {
+        self.decisions.get(id)
+    }
+}
 
 /// One line of the review list: a stored mismatch or a missing result.
 #[derive(Debug, Clone, Copy)]
@@ -148,8 +163,10 @@ pub fn state(row: &ReviewRow<'_>) -> &'static str {
 }
 
 /// Appended after the SPEC §5 columns: the latest entry of the row's
-/// history (a reopen included) and the whole history in one cell.
-pub const HISTORY_COLUMNS: [&str; 5] = ["decided_by", "decided_at", "decision", "reason", "history"];
+/// history (a reopen included) and the whole history in one cell, then the
+/// latest signer's full name and role (from the account).
+pub const HISTORY_COLUMNS: [&str; 7] =
+    ["decided_by", "decided_at", "decision", "reason", "history", "decided_by_name", "decided_by_role"];
 
 /// The fields of one row, in [`MISMATCH_COLUMNS`] order; absent ones empty.
 /// A missing result's id is its slot's (empty if none is allocated yet).
@@ -208,13 +225,14 @@ pub fn decision_label(r: &ResolutionRow) -> String {
     }
 }
 
-/// `resolved (assign) by dm at 2026-…Z, assigned to U02/V1/90: reason`
-pub fn history_entry(r: &ResolutionRow, zone: Option<&str>) -> String {
+/// `resolved (assign) by dm.anna (Anna Data, data-manager) at 2026-…Z,
+/// assigned to U02/V1/90: reason`
+pub fn history_entry(r: &ResolutionRow, zone: Option<&str>, signers: &Signers) -> String {
     let at = match zone {
         Some(zone) => zoned_time(r.resolved_at, zone),
         None => utc_time(r.resolved_at),
     };
-    let mut line = format!("{} by {} at {at}", decision_label(r), r.resolved_by);
+    let mut line = format!("{} by {} at {at}", decision_label(r), signers.who(&r.resolved_by));
     if let (Some(p), Some(v), Some(n)) = (&r.participant, &r.visit, r.minute) {
         line.push_str(&format!(", assigned to {p}/{v}/{n}"));
     }
@@ -225,15 +243,18 @@ pub fn history_entry(r: &ResolutionRow, zone: Option<&str>) -> String {
 }
 
 /// The [`HISTORY_COLUMNS`] of one row.
-pub fn history_record(row: &ReviewRow<'_>, history: &History) -> [String; 5] {
+pub fn history_record(row: &ReviewRow<'_>, history: &History) -> [String; 7] {
     let entries = row.id().and_then(|id| history.get(&id)).map(Vec::as_slice).unwrap_or_default();
     let Some(last) = entries.last() else { return Default::default() };
+    let (name, role) = history.signers.name_and_role(&last.resolved_by);
     [
         last.resolved_by.clone(),
         utc_time(last.resolved_at),
         last.action.as_str().to_owned(),
         last.reason.clone(),
-        entries.iter().map(|e| history_entry(e, None)).collect::<Vec<_>>().join(" | "),
+        entries.iter().map(|e| history_entry(e, None, &history.signers)).collect::<Vec<_>>().join(" | "),
+        name,
+        role,
     ]
 }
 
@@ -346,7 +367,7 @@ fn write_row(out: &mut dyn Write, row: &ReviewRow<'_>, zone: &str, history: &His
                 None => in_force.into_iter().collect(),
             };
             for entry in lines {
-                writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+                writeln!(out, "      {}", history_entry(entry, Some(zone), &history.signers))?;
             }
             if in_force.is_some() {
                 writeln!(out, "      now {}", now.value_now(&r.mismatch))?;
@@ -358,7 +379,7 @@ fn write_row(out: &mut dyn Write, row: &ReviewRow<'_>, zone: &str, history: &His
             match entries {
                 Some(entries) => {
                     for entry in entries {
-                        writeln!(out, "      {}", history_entry(entry, Some(zone)))?;
+                        writeln!(out, "      {}", history_entry(entry, Some(zone), &history.signers))?;
                     }
                 }
                 None => {
@@ -366,7 +387,7 @@ fn write_row(out: &mut dyn Write, row: &ReviewRow<'_>, zone: &str, history: &His
                         writeln!(
                             out,
                             "      not done by {} at {}: {}",
-                            mark.by,
+                            history.signers.who(&mark.by),
                             zoned_time(mark.at, zone),
                             mark.reason
                         )?;
@@ -516,7 +537,7 @@ mod tests {
         let entry = |id: i64, action: ResolutionAction, reason: &str| decided(id, action, reason, at);
         let mut decided = row(7, Some("U01"), false);
         decided.mismatch.resolution = Some(entry(3, ResolutionAction::Accept, "fine after all"));
-        let history: History = [(
+        let decisions = [(
             MismatchId(7),
             vec![
                 entry(1, ResolutionAction::Reject, "late"),
@@ -525,6 +546,7 @@ mod tests {
             ],
         )]
         .into();
+        let history = History { decisions, ..History::default() };
         let stored = [decided];
         let rows = review_rows(&stored, &[]);
         let mut out = Vec::new();
@@ -543,12 +565,15 @@ mod tests {
         write_mismatches_csv(&mut out, &rows, &history).unwrap();
         let csv = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert!(lines[0].ends_with(",state,decided_by,decided_at,decision,reason,history"), "{csv}");
+        assert!(
+            lines[0].ends_with(",state,decided_by,decided_at,decision,reason,history,decided_by_name,decided_by_role"),
+            "{csv}"
+        );
         assert!(
             lines[1].ends_with(
                 ",dm,2026-03-05T09:00:00Z,accept,fine after all,resolved (reject) by dm at \
              2026-03-05T09:00:00Z: late | reopened by dm at 2026-03-05T09:00:00Z: mistyped | resolved (accept) by dm \
-             at 2026-03-05T09:00:00Z: fine after all"
+             at 2026-03-05T09:00:00Z: fine after all,,"
             ),
             "{csv}"
         );

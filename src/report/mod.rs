@@ -12,6 +12,7 @@
 //! records itself, in the same neutral order.
 
 pub mod auc;
+pub mod audit;
 pub mod format;
 pub mod html;
 pub mod mismatches;

@@ -2,11 +2,55 @@
 //! (one zone per line, always named), what a mismatch's value is now, and
 //! the one line that stands for a visit with nothing received yet.
 
+use std::collections::BTreeMap;
+
 use crate::report::format::utc_time;
 use crate::report::mismatches::ReviewRow;
 pub use crate::report::now::Now;
-use crate::store::{MismatchRow, ResolutionAction};
+use crate::store::{Account, MismatchRow, ResolutionAction, Role, SYSTEM_ACTOR};
 use crate::study::missing::{Absence, MissingResult};
+
+/// The full name and role of each account that may have signed something
+/// (accounts are never deleted or renamed, so an old signature finds its own).
+#[derive(Debug, Clone, Default)]
+pub struct Signers(BTreeMap<String, (String, Role)>);
+
+impl Signers {
+    pub fn new(accounts: impl IntoIterator<Item = Account>) -> Signers {
+        Signers(accounts.into_iter().map(|a| (a.name, (a.full_name, a.role))).collect())
+    }
+
+    /// `dm.anna (Anna Data, data-manager)`, `labfeed (system)`, or the bare
+    /// name for an actor that is no account (a name given before accounts).
+    pub fn who(&self, name: &str) -> String {
+        match self.0.get(name) {
+            Some((full_name, role)) => signer_words(name, full_name, role.as_str()),
+            None if name == SYSTEM_ACTOR => format!("{SYSTEM_ACTOR} (system)"),
+            None => name.to_owned(),
+        }
+    }
+
+    /// The full name and role of `name` (`labfeed`, `system`), empty if unknown.
+    pub fn name_and_role(&self, name: &str) -> (String, String) {
+        match self.0.get(name) {
+            Some((full_name, role)) => (full_name.clone(), role.as_str().to_owned()),
+            None if name == SYSTEM_ACTOR => (SYSTEM_ACTOR.to_owned(), "system".to_owned()),
+            None => Default::default(),
+        }
+    }
+}
+
+/// `dm.anna (Anna Data, data-manager)`; without a full name, `dm.anna (data-manager)`.
+pub fn signer_words(account: &str, full_name: &str, role: &str) -> String {
+    // An account added without a full name has its own name as one.
+    let full_name = if full_name.trim() == account { "" } else { full_name };
+    match (full_name.trim(), role.trim()) {
+        ("", "") => account.to_owned(),
+        ("", role) => format!("{account} ({role})"),
+        (full_name, "") => format!("{account} ({full_name})"),
+        (full_name, role) => format!("{account} ({full_name}, {role})"),
+    }
+}
 
 /// `1 file`, `2 files`, `0 files`.
 pub fn plural(n: usize, one: &str, many: &str) -> String {

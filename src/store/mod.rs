@@ -24,6 +24,7 @@
 
 mod account;
 mod audit;
+mod audit_trail;
 mod correction;
 mod error;
 pub mod head;
@@ -48,6 +49,7 @@ pub use audit::{
     AuditKey, MIN_KEY_BYTES, keyed_entry_hash, AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
 };
+pub use audit_trail::{AuditFilter, AuditRow};
 pub use correction::ObservationSource;
 pub use error::StoreError;
 pub use integrity::Integrity;

@@ -380,7 +380,11 @@ fn with_all_a_flagged_value_later_rejected_is_shown_withdrawn() {
     let span = |class: &str| text_of(elements(row, "span").find(|s| class_is(s, class)).unwrap());
     assert_eq!(span("effect"), "rejected: withdrawn from its slot");
     assert_eq!(span("state"), "resolved");
-    assert!(cell("resolution").starts_with("resolved (reject) by dm.anna at "), "{}", cell("resolution"));
+    assert!(
+        cell("resolution").starts_with("resolved (reject) by dm.anna (Anna Data, data-manager) at "),
+        "{}",
+        cell("resolution")
+    );
     assert!(cell("resolution").ends_with(" Europe/Stockholm: drawn late"), "{}", cell("resolution"));
     // On the chart the slot is empty now, marked as withdrawn, and no longer flagged.
     let svg = elements(with_class(body, "section", "participant")[0], "svg").next().unwrap();

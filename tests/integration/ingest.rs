@@ -375,7 +375,7 @@ mod redelivery {
         rows(t, &["report", "mismatches", "--format", "csv", "--all"])
             .into_iter()
             .filter(|r| r[1] != "MISSING_RESULT")
-            .map(|r| (r[1].clone(), r[14].clone(), r.last().cloned().unwrap_or_default()))
+            .map(|r| (r[1].clone(), r[14].clone(), r.get(19).cloned().unwrap_or_default()))
             .collect()
     }
 

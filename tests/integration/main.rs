@@ -3,6 +3,7 @@
 mod accounts;
 mod astm;
 mod auc;
+mod audit_report;
 mod cli;
 mod config;
 mod correction;

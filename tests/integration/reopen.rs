@@ -105,15 +105,16 @@ fn reopening_a_rejection_restores_the_exports_and_the_mismatch_can_be_decided_ag
     let report = text(&s.run(&["report", "mismatches", "--all"]));
     let lines: Vec<&str> = report.lines().collect();
     let at = lines.iter().position(|l| l.starts_with(&format!("  #{flagged} OUT_OF_WINDOW"))).expect(&report);
-    assert!(lines[at + 1].starts_with("      resolved (reject) by dm.anna at "), "{report}");
+    assert!(lines[at + 1].starts_with("      resolved (reject) by dm.anna (Anna Data, data-manager) at "), "{report}");
     assert!(lines[at + 1].ends_with(": drawn late"), "{report}");
-    assert!(lines[at + 2].starts_with("      reopened by dm.anna at "), "{report}");
-    assert!(lines[at + 3].starts_with("      resolved (accept) by dm.anna at "), "{report}");
+    assert!(lines[at + 2].starts_with("      reopened by dm.anna (Anna Data, data-manager) at "), "{report}");
+    assert!(lines[at + 3].starts_with("      resolved (accept) by dm.anna (Anna Data, data-manager) at "), "{report}");
     // The CSV keeps the SPEC §5 columns first, then the latest decision and the history.
     let rows = review_csv(&s, true);
     assert_eq!(
         rows[0][15..],
-        ["decided_by", "decided_at", "decision", "reason", "history"].map(String::from),
+        ["decided_by", "decided_at", "decision", "reason", "history", "decided_by_name", "decided_by_role"]
+            .map(String::from),
         "{:?}",
         rows[0]
     );
@@ -346,7 +347,10 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
     let rows = review_csv(&s, true);
     let row = rows.iter().find(|r| r[0] == id).expect("listed with --all");
     assert_eq!((row[1].as_str(), row[14].as_str(), row[17].as_str()), ("MISSING_RESULT", "resolved", "not_done"));
-    assert!(text(&s.run(&["report", "mismatches", "--all"])).contains("      not done by dm.anna at "));
+    assert!(
+        text(&s.run(&["report", "mismatches", "--all"]))
+            .contains("      not done by dm.anna (Anna Data, data-manager) at ")
+    );
     refused(&resolve(&s, &[&id, "--not-done", "--reason", "x", "--by", "dm"]), "is already marked not done");
 
     // Reopened: missing (and counted) again, with the same id.

@@ -15,7 +15,8 @@ use crate::support::{DATA_MANAGER, Signer};
 const RESULTS_HEADER: &str = "participant,visit,minute,analyte,value,unit,comparator,blq,reported_value,reported_unit,\
 sample_id,instrument,test_code,status,collected_at,resulted_at,source,received_at";
 const MISMATCHES_HEADER: &str = "id,code,sample_id,participant,visit,minute,analyte,instrument,test_code,\
-reported_value,reported_unit,detail,source,received_at,state,decided_by,decided_at,decision,reason,history";
+reported_value,reported_unit,detail,source,received_at,state,decided_by,decided_at,decision,reason,history,\
+decided_by_name,decided_by_role";
 
 /// A study in a temporary directory: the example configuration with every
 /// path pointing inside it.
