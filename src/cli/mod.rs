@@ -14,6 +14,7 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod ingest;
+pub mod audit_key;
 pub mod lock;
 pub mod login;
 pub mod parse;
@@ -91,6 +92,8 @@ enum Command {
     Lock(lock::LockArgs),
     /// Lift a lock (signed, with a reason).
     Unlock(lock::LockArgs),
+    /// Write a new audit key file (32 random bytes as hex, mode 0400) for [audit] key_file; never overwrites.
+    NewAuditKey(audit_key::NewAuditKeyArgs),
     /// Accounts: add, list, disable, set a password (admins; the first admin needs no login).
     User(user::UserArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
@@ -129,6 +132,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Resolve(args) => resolve::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Lock(args) => lock::run(&config_path, &login, &args, true, &mut stdout.lock(), &mut stderr.lock()),
         Command::Unlock(args) => lock::run(&config_path, &login, &args, false, &mut stdout.lock(), &mut stderr.lock()),
+        Command::NewAuditKey(args) => audit_key::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::User(args) => user::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),
@@ -180,6 +184,11 @@ pub fn audit_settings(config: &Config) -> anyhow::Result<crate::store::AuditSett
                     config.path.display()
                 )
             })?;
+            // A trailing line break (an editor's, or the generated file's) is not part of the key.
+            let mut bytes = bytes;
+            while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                bytes.pop();
+            }
             let key = crate::store::AuditKey::new(bytes).map_err(|why| {
                 anyhow::anyhow!("the audit key {} ([audit] key_file in {}): {why}", from.display(), config.path.display())
             })?;

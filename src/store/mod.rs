@@ -46,7 +46,7 @@ use serde_json::json;
 
 pub use account::{Account, Role, Signature};
 pub use audit::{
-    AuditKey, MIN_KEY_BYTES, keyed_entry_hash, AuditEntry, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
+    AuditEntry, AuditKey, MIN_KEY_BYTES, hex, keyed_entry_hash, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
     verify_audit_chain,
 };
 pub use audit_trail::{AuditFilter, AuditRow};
