@@ -29,7 +29,11 @@ pub fn run(args: &NewAuditKeyArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     let mut file = match file {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            writeln!(err, "labfeed: new-audit-key: {} exists already; a key is never overwritten", args.path.display())?;
+            writeln!(
+                err,
+                "labfeed: new-audit-key: {} exists already; a key is never overwritten",
+                args.path.display()
+            )?;
             return Ok(Outcome::Usage);
         }
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", args.path.display())),

@@ -9,12 +9,12 @@ use clap::{Parser, Subcommand};
 use crate::store::Store;
 use crate::study::config::{Config, DEFAULT_CONFIG_PATH};
 
+pub mod audit_key;
 pub mod check_config;
 pub mod demo;
 pub mod export;
 pub mod import;
 pub mod ingest;
-pub mod audit_key;
 pub mod lock;
 pub mod login;
 pub mod parse;
@@ -190,7 +190,11 @@ pub fn audit_settings(config: &Config) -> anyhow::Result<crate::store::AuditSett
                 bytes.pop();
             }
             let key = crate::store::AuditKey::new(bytes).map_err(|why| {
-                anyhow::anyhow!("the audit key {} ([audit] key_file in {}): {why}", from.display(), config.path.display())
+                anyhow::anyhow!(
+                    "the audit key {} ([audit] key_file in {}): {why}",
+                    from.display(),
+                    config.path.display()
+                )
             })?;
             Some(key)
         }

@@ -20,11 +20,15 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let chain = &found.chain;
     let keyed = match (chain.keyed_from, &audit.key) {
         (Some(seq), Some(_)) => format!(", keyed from seq {seq} on"),
-        (Some(seq), None) => format!(", keyed from seq {seq} on ({} keyed rows not checked: no key)", chain.unchecked_keyed),
+        (Some(seq), None) => {
+            format!(", keyed from seq {seq} on ({} keyed rows not checked: no key)", chain.unchecked_keyed)
+        }
         (None, _) => String::new(),
     };
     match &chain.head {
-        Some((seq, hash)) => writeln!(out, "audit chain intact: {} rows{keyed}; head seq {seq}, hash {hash}", chain.rows_checked)?,
+        Some((seq, hash)) => {
+            writeln!(out, "audit chain intact: {} rows{keyed}; head seq {seq}, hash {hash}", chain.rows_checked)?
+        }
         None => writeln!(out, "audit chain intact: the log is empty")?,
     }
     match &found.head {

@@ -312,8 +312,47 @@ pub fn change_words(row: &AuditRow, d: &Value) -> String {
             or(f("observation_id"), "?"),
             or(f("collected_offset"), "?")
         ),
+        ("commit", _) => {
+            let tables: Vec<String> = commit_counts(d).into_iter().map(|(a, n)| counted_words(a, n)).collect();
+            format!("vouches for the rows written: {}", tables.join(", "))
+        }
         (action, entity) => format!("{action} {entity} {id}").trim().to_owned(),
     }
+}
+
+/// The rows a `commit` row vouches for, counted under the action words of
+/// [`counted_words`] (`raw` rows are contents stored, and so on).
+fn commit_counts(d: &Value) -> Vec<(&'static str, usize)> {
+    let Some(tables) = d.get("rows").and_then(Value::as_object) else { return Vec::new() };
+    let mut counts = Vec::new();
+    for (table, ranges) in tables {
+        let n: i64 = ranges
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some(r.get(1)?.as_i64()? - r.get(0)?.as_i64()? + 1))
+            .sum();
+        let action = match table.as_str() {
+            "raw" => "store",
+            "receipt" => "receive",
+            "processing" => "process",
+            "message" => "parse",
+            "observation" => "observe",
+            "observation_offset" => "reread",
+            "result" => "accept",
+            "mismatch" => "mismatch",
+            "resolution" => "resolve",
+            "resolution_effect" => "effect",
+            "data_lock" => "lock",
+            "participant" => "participant",
+            "visit" => "visit",
+            "sample" => "sample",
+            "account" => "account",
+            _ => "row",
+        };
+        counts.push((action, usize::try_from(n).unwrap_or(0)));
+    }
+    counts
 }
 
 /// Rows a person's transaction lists one by one; the rest (machine rows)
@@ -350,6 +389,10 @@ fn counted_words(action: &str, n: usize) -> String {
         "mismatch" => plural(n, "mismatch", "mismatches"),
         "allocate" => plural(n, "missing-result slot id", "missing-result slot ids"),
         "effect" => plural(n, "decision effect", "decision effects"),
+        "resolve" => plural(n, "decision", "decisions"),
+        "participant" | "visit" | "sample" | "account" => {
+            format!("{n} {action} {}", if n == 1 { "row" } else { "rows" })
+        }
         other => format!("{n} × {other}"),
     }
 }
@@ -551,6 +594,18 @@ impl<'o> AuditText<'o> {
             return Ok(());
         }
         self.block.rows += 1;
+        if row.action == "commit" {
+            // A person's changes are listed one by one; labfeed's are counted from what its commit vouches for.
+            if self.block.signer.is_system() {
+                for (action, n) in commit_counts(&detail) {
+                    match self.block.counts.iter_mut().find(|(a, _)| a == action) {
+                        Some((_, m)) => *m += n,
+                        None => self.block.counts.push((action.to_owned(), n)),
+                    }
+                }
+            }
+            return Ok(());
+        }
         if listed(&row.action, self.block.signer.is_system()) {
             self.block.lines.push(change_words(&row, &detail));
         } else {

@@ -335,11 +335,21 @@ pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<C
         } else {
             let id = e.entity_id.as_deref();
             let computed = match (e.keyed, key) {
-                (true, Some(key)) => {
-                    Some(keyed_entry_hash(key, &e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail))
-                }
+                (true, Some(key)) => Some(keyed_entry_hash(
+                    key,
+                    &e.prev_hash,
+                    e.seq,
+                    &e.at,
+                    &e.actor,
+                    &e.action,
+                    &e.entity,
+                    id,
+                    &e.detail,
+                )),
                 (true, None) => None,
-                (false, _) => Some(entry_hash(&e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail)),
+                (false, _) => {
+                    Some(entry_hash(&e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail))
+                }
             };
             match computed {
                 None => {

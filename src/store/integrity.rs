@@ -103,7 +103,8 @@ fn schema_of(conn: &Connection) -> Result<BTreeMap<String, (String, String)>, St
     let mut stmt = conn.prepare(
         "SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, String>(0)?, r.get::<_, String>(2)?))))?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, String>(0)?, r.get::<_, String>(2)?))))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -154,7 +155,8 @@ fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> 
     let mut checked = 0;
     for v in VOUCHED {
         let ranges = by_table.get(v.table).map(Vec::as_slice).unwrap_or_default();
-        let (n, problem) = if v.mutable { mutable_problem(conn, v, ranges)? } else { append_only_problem(conn, v, ranges)? };
+        let (n, problem) =
+            if v.mutable { mutable_problem(conn, v, ranges)? } else { append_only_problem(conn, v, ranges)? };
         checked += n;
         if problem.is_some() {
             return Ok((checked, problem));
@@ -170,7 +172,11 @@ fn rowids(conn: &Connection, table: &str) -> Result<Vec<i64>, StoreError> {
 }
 
 /// Append-only tables: disjoint ranges that cover every row exactly.
-fn append_only_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
+fn append_only_problem(
+    conn: &Connection,
+    v: &Vouched,
+    ranges: &[VouchedRange],
+) -> Result<(u64, Option<String>), StoreError> {
     let mut sorted: Vec<&VouchedRange> = ranges.iter().collect();
     sorted.sort_by_key(|r| r.first);
     let present = rowids(conn, v.table)?;
@@ -178,10 +184,13 @@ fn append_only_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) 
     let mut previous_last = 0;
     for range in &sorted {
         if range.first <= previous_last {
-            return Ok((0, Some(format!(
-                "audit_log seq {}: vouches again for {} rows {}–{}, which an earlier commit vouched for",
-                range.seq, v.table, range.first, range.last
-            ))));
+            return Ok((
+                0,
+                Some(format!(
+                    "audit_log seq {}: vouches again for {} rows {}–{}, which an earlier commit vouched for",
+                    range.seq, v.table, range.first, range.last
+                )),
+            ));
         }
         previous_last = range.last;
         let rows = row_digests(conn, v, range.first, range.last)?;
@@ -202,13 +211,20 @@ fn append_only_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) 
         covered.extend(range.first..=range.last);
     }
     if let Some(id) = present.iter().find(|id| !covered.contains(id)) {
-        return Ok((0, Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table))));
+        return Ok((
+            0,
+            Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table)),
+        ));
     }
     Ok((present.len() as u64, None))
 }
 
 /// Tables whose rows change: the latest commit naming a row vouches for it.
-fn mutable_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
+fn mutable_problem(
+    conn: &Connection,
+    v: &Vouched,
+    ranges: &[VouchedRange],
+) -> Result<(u64, Option<String>), StoreError> {
     let mut latest: BTreeMap<i64, &VouchedRange> = BTreeMap::new();
     for range in ranges {
         for id in range.first..=range.last {
@@ -218,22 +234,31 @@ fn mutable_problem(conn: &Connection, v: &Vouched, ranges: &[VouchedRange]) -> R
     let present = rowids(conn, v.table)?;
     for id in &present {
         let Some(range) = latest.get(id) else {
-            return Ok((0, Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table))));
+            return Ok((
+                0,
+                Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table)),
+            ));
         };
         let rows = row_digests(conn, v, range.first, range.last)?;
         if range_digest(&rows) != range.digest {
-            return Ok((0, Some(format!(
-                "{} row {id} does not match what audit_log seq {} vouches for (changed behind labfeed's back)",
-                v.table, range.seq
-            ))));
+            return Ok((
+                0,
+                Some(format!(
+                    "{} row {id} does not match what audit_log seq {} vouches for (changed behind labfeed's back)",
+                    v.table, range.seq
+                )),
+            ));
         }
     }
     let have: BTreeSet<i64> = present.iter().copied().collect();
     if let Some((id, range)) = latest.iter().find(|(id, _)| !have.contains(id)) {
-        return Ok((0, Some(format!(
-            "{} row {id} is missing: audit_log seq {} vouches for it (it was deleted)",
-            v.table, range.seq
-        ))));
+        return Ok((
+            0,
+            Some(format!(
+                "{} row {id} is missing: audit_log seq {} vouches for it (it was deleted)",
+                v.table, range.seq
+            )),
+        ));
     }
     Ok((present.len() as u64, None))
 }

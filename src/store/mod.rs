@@ -46,8 +46,8 @@ use serde_json::json;
 
 pub use account::{Account, Role, Signature};
 pub use audit::{
-    AuditEntry, AuditKey, MIN_KEY_BYTES, hex, keyed_entry_hash, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, canonical_json, entry_hash, sha256_hex,
-    verify_audit_chain,
+    AuditEntry, AuditKey, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, MIN_KEY_BYTES, canonical_json,
+    entry_hash, hex, keyed_entry_hash, sha256_hex, verify_audit_chain,
 };
 pub use audit_trail::{AuditFilter, AuditRow};
 pub use correction::ObservationSource;

@@ -49,11 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema_v5.sql"),
     },
     Migration { version: 6, description: "accounts and data locks", sql: include_str!("schema_v6.sql") },
-    Migration {
-        version: 7,
-        description: "keyed audit chain and vouched rows",
-        sql: include_str!("schema_v7.sql"),
-    },
+    Migration { version: 7, description: "keyed audit chain and vouched rows", sql: include_str!("schema_v7.sql") },
 ];
 
 /// The schema version this code reads and writes.

@@ -204,10 +204,9 @@ pub fn ranges_of(seq: i64, detail: &str) -> Result<Vec<(String, VouchedRange)>, 
             let parts = entry.as_array().map(Vec::as_slice).unwrap_or_default();
             match parts {
                 [first, last, digest] => match (first.as_i64(), last.as_i64(), digest.as_str()) {
-                    (Some(first), Some(last), Some(digest)) if first <= last => out.push((
-                        table.clone(),
-                        VouchedRange { seq, first, last, digest: digest.to_owned() },
-                    )),
+                    (Some(first), Some(last), Some(digest)) if first <= last => {
+                        out.push((table.clone(), VouchedRange { seq, first, last, digest: digest.to_owned() }))
+                    }
                     _ => return Err(format!("a range of {table} is malformed")),
                 },
                 _ => return Err(format!("a range of {table} is malformed")),

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use crate::store::StoreError;
 use crate::store::account::{Signature, signature_json};
 use crate::store::audit::{self, AuditKey, sha256_hex};
-use crate::store::vouch::Written;
 use crate::store::mask::{mask, masked_label};
 use crate::store::read::{Reader, utc_text};
 use crate::store::types::*;
+use crate::store::vouch::Written;
 
 /// One open write transaction (`BEGIN IMMEDIATE`). Obtained from
 /// [`Store::write`](crate::store::Store::write); derefs to a [`Reader`] for
@@ -114,7 +114,9 @@ impl<'c> Tx<'c> {
     pub(crate) fn commit(self) -> Result<Option<(i64, String)>, StoreError> {
         let written = match self.written.lock() {
             Ok(mut w) => std::mem::take(&mut *w),
-            Err(_) => return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() }),
+            Err(_) => {
+                return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() });
+            }
         };
         if !written.is_empty() {
             let detail = written.detail(self.conn())?;
@@ -136,7 +138,9 @@ impl<'c> Tx<'c> {
         let mut n = 0;
         let mut written = match self.written.lock() {
             Ok(w) => w,
-            Err(_) => return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() }),
+            Err(_) => {
+                return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() });
+            }
         };
         for v in crate::store::vouch::VOUCHED {
             let mut stmt = self.conn().prepare(&format!("SELECT rowid FROM {}", v.table))?;
@@ -177,7 +181,7 @@ impl<'c> Tx<'c> {
         entity_id: impl ToString,
         detail: Value,
     ) -> Result<i64, StoreError> {
-        if self.signature.is_none() && MACHINE_ENTITIES.contains(&entity) {
+        if self.actor == crate::store::SYSTEM_ACTOR && MACHINE_ENTITIES.contains(&entity) {
             return Ok(0);
         }
         if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {

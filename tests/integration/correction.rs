@@ -136,7 +136,7 @@ fn a_tube_mix_up_fixed_in_the_manifest_moves_every_result_of_the_sample() {
         2,
         "new, then changed"
     );
-    assert_eq!(audit_rows(&s), audited + 6, "five changes and the signature");
+    assert_eq!(audit_rows(&s), audited + 7, "five changes, the signature and the commit row");
     assert_eq!(
         count(&s, "SELECT count(*) FROM result WHERE participant = 'U01' AND minute = 30 AND withdrawn = 1"),
         2,
@@ -147,7 +147,7 @@ fn a_tube_mix_up_fixed_in_the_manifest_moves_every_result_of_the_sample() {
     // Importing the corrected file again changes nothing.
     let out = import(&s, "samples", "sample_id,participant,visit,minute\nS-30,U02,V0,30\nS-60,U01,V0,60\n");
     assert_eq!(out, "samples.csv: comma-separated, UTF-8, LF\nsamples.csv: 2 rows: 0 new, 0 changed, 2 unchanged\n");
-    assert_eq!(audit_rows(&s), audited + 6, "no audit row");
+    assert_eq!(audit_rows(&s), audited + 7, "no audit row");
     assert_eq!(exported(&s), after);
 }
 
@@ -431,7 +431,7 @@ fn a_cleared_meal_start_closes_the_window_flags() {
          closed, 0 raised (no meal start: no window can be checked)\n"
     );
     assert!(window_flags(&s).is_empty());
-    assert_eq!(audit_rows(&s), audited + 5, "the signature, the visit row and three closures");
+    assert_eq!(audit_rows(&s), audited + 6, "the signature, the visit row, three closures and the commit row");
     let reasons: Vec<String> = db(&s)
         .prepare("SELECT reason FROM resolution WHERE action = 'auto'")
         .unwrap()
@@ -451,7 +451,7 @@ fn a_cleared_meal_start_closes_the_window_flags() {
     // Unchanged again: nothing written.
     let out = import(&s, "visits", &format!("{VISITS}U01,V0,\n"));
     assert_eq!(out, "visits.csv: comma-separated, UTF-8, LF\nvisits.csv: 2 rows: 0 new, 0 changed, 2 unchanged\n");
-    assert_eq!(audit_rows(&s), audited + 5);
+    assert_eq!(audit_rows(&s), audited + 6);
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), latest_version());
-    assert_eq!(latest_version(), 6);
+    assert_eq!(latest_version(), 7);
     drop(store);
 
     let conn = raw_conn(&path);
@@ -207,10 +207,13 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
 fn a_database_from_a_newer_labfeed_is_refused_with_a_clear_message() {
     let (_dir, path) = temp_db();
     drop(Store::open(&path).unwrap());
-    raw_conn(&path).pragma_update(None, "user_version", 7).unwrap();
+    raw_conn(&path).pragma_update(None, "user_version", latest_version() + 1).unwrap();
 
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 7, known, .. } if known == latest_version()), "{err:?}");
+    assert!(
+        matches!(err, StoreError::TooNew { found, known, .. } if known == latest_version() && found == known + 1),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("newer than this labfeed") && text.contains(&path.display().to_string()), "{text}");
 
@@ -218,7 +221,7 @@ fn a_database_from_a_newer_labfeed_is_refused_with_a_clear_message() {
     assert!(matches!(err, StoreError::TooNew { .. }), "{err:?}");
     // Refusing did not touch it.
     let uv: i64 = raw_conn(&path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(uv, 7);
+    assert_eq!(uv, latest_version() + 1);
 }
 
 #[test]
@@ -341,10 +344,8 @@ fn a_correction_is_a_new_version_that_supersedes_the_current_one() {
             assert_eq!(all[0].provenance.test_code.as_deref(), Some("CPEP"));
             assert_eq!(all[0].provenance.collected_at.as_deref(), Some("2026-03-02T08:45:00"));
             assert_eq!(all[0].provenance.received_at, Some(time("2026-03-02T08:00:00Z")));
-            let trail = r.audit_trail("result", &second.id.to_string())?;
-            assert_eq!(trail.len(), 1);
-            assert_eq!(trail[0].action, "supersede");
-            assert!(trail[0].detail.contains(&format!("\"supersedes\":{}", first.id)), "{}", trail[0].detail);
+            // labfeed's own insert has no audit row of its own: its transaction's commit row vouches for it.
+            assert!(r.audit_trail("result", &second.id.to_string())?.is_empty());
             Ok(())
         })
         .unwrap();
@@ -401,16 +402,16 @@ fn study_data_upserts_are_idempotent_and_audit_old_and_new_values() {
     };
     assert_eq!(import(&mut store, &visit), [Change::New; 3]);
     let conn = raw_conn(&path);
-    assert_eq!(count(&conn, "audit_log"), 3);
+    assert_eq!(count(&conn, "audit_log"), 4, "three changes and the commit row");
 
     assert_eq!(import(&mut store, &visit), [Change::Unchanged; 3]);
-    assert_eq!(count(&conn, "audit_log"), 3, "an identical import writes no audit row");
+    assert_eq!(count(&conn, "audit_log"), 4, "an identical import writes no audit row");
 
     let moved = Visit { meal_start: meal("2026-03-02T08:05"), ..visit.clone() };
     assert_eq!(import(&mut store, &moved), [Change::Unchanged, Change::Changed, Change::Unchanged]);
-    assert_eq!(count(&conn, "audit_log"), 4);
+    assert_eq!(count(&conn, "audit_log"), 6, "the change and its commit row");
     let (action, entity, entity_id, detail): (String, String, String, String) = conn
-        .query_row("SELECT action, entity, entity_id, detail FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| {
+        .query_row("SELECT action, entity, entity_id, detail FROM audit_log WHERE action <> 'commit' ORDER BY seq DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap();
@@ -488,9 +489,11 @@ fn raw_content_is_stored_once_by_sha256_of_the_original_bytes_and_masked() {
     assert_eq!(count(&conn, "raw"), 1);
     assert_eq!(store.read(|r| r.raw_id_by_sha256(&sha256_hex(bytes))).unwrap(), Some(a.id));
     assert_eq!(store.read(|r| r.raw_id_by_sha256(&sha256_hex(b"other"))).unwrap(), None);
-    // The audit row says what was masked, never the content.
-    let detail: String = conn.query_row("SELECT detail FROM audit_log WHERE entity = 'raw'", [], |r| r.get(0)).unwrap();
-    assert!(detail.contains("P.6,P.8") && !detail.contains("Doe"), "{detail}");
+    // The raw row says what was masked; the audit vouches for it by hash, never a copy.
+    let masked: String = conn.query_row("SELECT masked FROM raw", [], |r| r.get(0)).unwrap();
+    assert!(masked.contains("P.6,P.8"), "{masked}");
+    let detail: String = conn.query_row("SELECT group_concat(detail) FROM audit_log", [], |r| r.get(0)).unwrap();
+    assert!(detail.contains("\"raw\"") && !detail.contains("Doe") && !detail.contains("PAT-7"), "{detail}");
 }
 
 #[test]
@@ -664,7 +667,7 @@ fn the_audit_chain_verifies_and_names_the_tampered_row() {
     assert!(report.is_intact(), "{report:?}");
     let conn = raw_conn(&path);
     let rows = count(&conn, "audit_log");
-    assert!(rows > 50);
+    assert!(rows > 40);
     assert_eq!(report.rows_checked, rows as u64);
     let (head_seq, head_hash) = report.head.clone().unwrap();
     assert_eq!(head_seq, rows);
