@@ -17,7 +17,8 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let problems = match Config::load(path) {
         Ok(config) => {
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            let problems = directory_problems(&config, &text, &Disk::new());
+            let mut problems = directory_problems(&config, &text, &Disk::new());
+            problems.extend(audit_key_problem(&config, &text));
             if problems.is_empty() {
                 print_summary(&config, out)?;
                 // Accepted so that one file serves several versions, but a
@@ -35,6 +36,34 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let n = problems.problems.len();
     writeln!(err, "{}: {n} problem{} found", path.display(), if n == 1 { "" } else { "s" })?;
     Ok(Outcome::Usage)
+}
+
+/// `[audit] key_file` must be a key this user can read, of at least 32
+/// bytes, that nobody else can (SPEC §9).
+fn audit_key_problem(config: &Config, text: &str) -> Option<Problem> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = config.audit.key_file.as_ref()?;
+    let problem = |message: String| Problem { line: key_line(text, &["audit", "key_file"]), key: "audit.key_file".to_owned(), message };
+    if let Err(e) = crate::cli::audit_settings(config) {
+        let why = match std::fs::metadata(path) {
+            Err(m) if m.kind() == io::ErrorKind::NotFound => format!(
+                "the audit key {} does not exist (make one with `labfeed new-audit-key {}`)",
+                path.display(),
+                path.display()
+            ),
+            _ => format!("{e:#}"),
+        };
+        return Some(problem(why));
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        problem(format!(
+            "the audit key {} can be read by others than its owner (mode {:04o}); chmod 0400 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ))
+    })
 }
 
 /// What the directory check asks of the file system (a seam for tests).

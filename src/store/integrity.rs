@@ -41,12 +41,23 @@ pub fn verify(conn: &Connection, key: Option<&AuditKey>, head_file: &Path) -> Re
         found.problem = Some(broken.to_string());
         return Ok(found);
     }
+    // A keyed writer keys the chain as soon as it opens the database, so
+    // with a key, a chain without a keyed row was rewritten without it (or
+    // labfeed has not opened it since the key was configured).
+    if key.is_some() && chain.head.is_some() && chain.keyed_from.is_none() {
+        found.problem = Some(
+            "the audit chain has no keyed row although a key is configured: it was rewritten without the key, \
+             or labfeed has not written to it since the key was configured (start the service once, then verify again)"
+                .to_owned(),
+        );
+        return Ok(found);
+    }
     match head::read(head_file, key) {
         Err(e) => {
             found.problem = Some(format!("the head file {} {e}", head_file.display()));
             return Ok(found);
         }
-        Ok(None) if key.is_some() && chain.keyed_from.is_some() => {
+        Ok(None) if key.is_some() && chain.head.is_some() => {
             found.problem = Some(format!(
                 "the head file {} is missing: without it, deleted newest rows cannot be ruled out",
                 head_file.display()

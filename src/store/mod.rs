@@ -276,6 +276,26 @@ impl Store {
     /// Record the chain's head outside the database, and in the log. A head
     /// that cannot be written does not undo the commit: it is logged.
     fn record_head(&self, seq: i64, hash: &str) {
+        // A head the chain no longer holds is evidence: never write over it.
+        if let Ok(Some(recorded)) = head::read(&self.head_file, self.key.as_ref()) {
+            let held: Option<String> = self
+                .conn
+                .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [recorded.seq], |r| r.get(0))
+                .optional()
+                .ok()
+                .flatten();
+            if held.as_deref() != Some(recorded.hash.as_str()) {
+                tracing::error!(
+                    recorded_seq = recorded.seq,
+                    seq,
+                    hash,
+                    head_file = %self.head_file.display(),
+                    "the audit chain no longer holds the head recorded outside the database; the head file is kept \
+                     as evidence (run labfeed verify-audit)"
+                );
+                return;
+            }
+        }
         let at = read::utc_text(jiff::Timestamp::now());
         match head::record(&self.head_file, self.key.as_ref(), seq, hash, &at) {
             Ok(()) => tracing::info!(seq, hash, head_file = %self.head_file.display(), "audit head"),
