@@ -32,3 +32,4 @@ mod sources;
 mod status;
 mod store;
 mod support;
+mod tamper;
