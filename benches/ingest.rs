@@ -233,7 +233,9 @@ fn print_database_size(database: &Path, results: u64) {
     if let Ok(mut stmt) = conn.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 12") {
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)));
         let parts: Vec<String> = rows
-            .map(|rows| rows.flatten().map(|(name, size)| format!("{name} {:.0}", size as f64 / results as f64)).collect())
+            .map(|rows| {
+                rows.flatten().map(|(name, size)| format!("{name} {:.0}", size as f64 / results as f64)).collect()
+            })
             .unwrap_or_default();
         println!("bytes per result by table and index: {}", parts.join(", "));
     }

@@ -43,7 +43,11 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
 fn audit_key_problem(config: &Config, text: &str) -> Option<Problem> {
     use std::os::unix::fs::PermissionsExt;
     let path = config.audit.key_file.as_ref()?;
-    let problem = |message: String| Problem { line: key_line(text, &["audit", "key_file"]), key: "audit.key_file".to_owned(), message };
+    let problem = |message: String| Problem {
+        line: key_line(text, &["audit", "key_file"]),
+        key: "audit.key_file".to_owned(),
+        message,
+    };
     if let Err(e) = crate::cli::audit_settings(config) {
         let why = match std::fs::metadata(path) {
             Err(m) if m.kind() == io::ErrorKind::NotFound => format!(
