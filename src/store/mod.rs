@@ -143,12 +143,12 @@ impl Store {
             return Ok(());
         }
         self.write(|tx| {
+            if start_keyed {
+                tx.note("key in use", "audit_log", json!({ "keyed": "this row and every later row" }))?;
+            }
             if vouch_all {
                 let rows = tx.vouch_every_row()?;
                 tx.note("vouch existing rows", "audit_log", json!({ "schema_before": schema_before, "rows": rows }))?;
-            }
-            if start_keyed {
-                tx.note("key in use", "audit_log", json!({ "keyed": "this row and every later row" }))?;
             }
             Ok(())
         })

@@ -3,6 +3,7 @@
 mod accounts;
 mod astm;
 mod auc;
+mod audit_key;
 mod audit_report;
 mod cli;
 mod config;
