@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::report::format::format_value;
 use crate::report::wording::{plural, signer_words};
-use crate::store::{AuditRow, SYSTEM_ACTOR};
+use crate::store::{AuditEntry, SYSTEM_ACTOR};
 
 /// The CSV columns, in order.
 pub const AUDIT_COLUMNS: [&str; 13] = [
@@ -51,7 +51,7 @@ pub struct Signer {
 }
 
 impl Signer {
-    fn signed(row: &AuditRow, detail: &Value) -> Signer {
+    fn signed(row: &AuditEntry, detail: &Value) -> Signer {
         let field = |key: &str| text(detail, key).unwrap_or_default();
         Signer {
             account: row.actor.clone(),
@@ -126,7 +126,7 @@ impl EntityFilter {
 
     /// A decision is about its mismatch, a lock about what it locks, a
     /// result or mismatch about its participant and visit too.
-    fn matches(&self, row: &AuditRow, detail: &Value) -> bool {
+    fn matches(&self, row: &AuditEntry, detail: &Value) -> bool {
         let Some(id) = &self.id else {
             return row.entity == self.entity
                 || (self.entity == "mismatch" && matches!(row.entity.as_str(), "resolution" | "resolution_effect"));
@@ -212,7 +212,7 @@ fn import_words(entity: &str, id: &str, d: &Value) -> String {
 }
 
 /// One audit row in plain words. Unknown rows say their action and entity.
-pub fn change_words(row: &AuditRow, d: &Value) -> String {
+pub fn change_words(row: &AuditEntry, d: &Value) -> String {
     let id = row.entity_id.clone().unwrap_or_default();
     let f = |k: &str| text(d, k);
     let or = |v: Option<String>, default: &str| v.unwrap_or_else(|| default.to_owned());
@@ -418,7 +418,7 @@ impl Transactions {
     }
 
     /// Whether `row` starts a new transaction (then [`Transactions::signer`] is its).
-    fn step(&mut self, row: &AuditRow, detail: &Value) -> bool {
+    fn step(&mut self, row: &AuditEntry, detail: &Value) -> bool {
         let key = (row.at.clone(), row.actor.clone());
         if row.action == "sign" {
             self.signer = Signer::signed(row, detail);
@@ -432,7 +432,7 @@ impl Transactions {
     }
 }
 
-fn detail_of(row: &AuditRow) -> Value {
+fn detail_of(row: &AuditEntry) -> Value {
     serde_json::from_str(&row.detail).unwrap_or(Value::Null)
 }
 
@@ -442,7 +442,7 @@ pub struct AuditCsv<W: Write> {
     out: csv::Writer<W>,
     transactions: Transactions,
     entity: Option<EntityFilter>,
-    pending_sign: Option<AuditRow>,
+    pending_sign: Option<AuditEntry>,
     pub rows: usize,
 }
 
@@ -453,7 +453,7 @@ impl<W: Write> AuditCsv<W> {
         Ok(AuditCsv { out, transactions: Transactions::new(), entity, pending_sign: None, rows: 0 })
     }
 
-    pub fn push(&mut self, row: AuditRow) -> csv::Result<()> {
+    pub fn push(&mut self, row: AuditEntry) -> csv::Result<()> {
         let detail = detail_of(&row);
         self.transactions.step(&row, &detail);
         if row.action == "sign" {
@@ -470,7 +470,7 @@ impl<W: Write> AuditCsv<W> {
         self.write(&row, &detail)
     }
 
-    fn write(&mut self, row: &AuditRow, detail: &Value) -> csv::Result<()> {
+    fn write(&mut self, row: &AuditEntry, detail: &Value) -> csv::Result<()> {
         let s = &self.transactions.signer;
         let meaning = if s.is_system() { system_meaning(&row.action) } else { s.meaning.as_str() };
         self.out.write_record([
@@ -577,7 +577,7 @@ impl<'o> AuditText<'o> {
         Ok(AuditText { out, transactions: Transactions::new(), entity, block: Block::default(), blocks: 0, rows: 0 })
     }
 
-    pub fn push(&mut self, row: AuditRow) -> io::Result<()> {
+    pub fn push(&mut self, row: AuditEntry) -> io::Result<()> {
         let detail = detail_of(&row);
         if self.transactions.step(&row, &detail) {
             self.flush()?;
@@ -645,8 +645,8 @@ impl<'o> AuditText<'o> {
 mod tests {
     use super::*;
 
-    fn row(action: &str, entity: &str, id: &str, detail: &str) -> AuditRow {
-        AuditRow {
+    fn row(action: &str, entity: &str, id: &str, detail: &str) -> AuditEntry {
+        AuditEntry {
             seq: 1,
             at: "2026-03-02T07:45:00Z".to_owned(),
             actor: "dm.anna".to_owned(),
@@ -654,10 +654,13 @@ mod tests {
             entity: entity.to_owned(),
             entity_id: Some(id.to_owned()),
             detail: detail.to_owned(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            keyed: false,
         }
     }
 
-    fn words(r: &AuditRow) -> String {
+    fn words(r: &AuditEntry) -> String {
         change_words(r, &detail_of(r))
     }
 

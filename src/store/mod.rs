@@ -49,7 +49,7 @@ pub use audit::{
     AuditEntry, AuditKey, ChainBreak, ChainProblem, ChainReport, GENESIS_HASH, MIN_KEY_BYTES, canonical_json,
     entry_hash, hex, keyed_entry_hash, sha256_hex, verify_audit_chain,
 };
-pub use audit_trail::{AuditFilter, AuditRow};
+pub use audit_trail::AuditFilter;
 pub use correction::ObservationSource;
 pub use error::StoreError;
 pub use integrity::Integrity;
