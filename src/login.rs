@@ -13,6 +13,8 @@ use crate::store::{Account, Role, SYSTEM_ACTOR, Signature, Store, StoreError};
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// How long an account is refused after [`MAX_FAILED_LOGINS`].
 pub const REFUSAL: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+/// Why a login failed, as audited; only this one counts towards a refusal.
+const WRONG_PASSWORD: &str = "wrong password";
 /// The shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -108,7 +110,8 @@ pub fn authenticate(
     let account = store.read(|r| r.account(name))?;
     let refuse = |store: &mut Store, why: &str, refuse_until: Option<jiff::Timestamp>| -> Result<(), LoginError> {
         let os = os_account();
-        store.write(|tx| tx.record_failed_login(name, why, &os, refuse_until))?;
+        let counted = why == WRONG_PASSWORD;
+        store.write(|tx| tx.record_failed_login(name, why, &os, counted, refuse_until))?;
         tracing::warn!(account = name, why, "login refused");
         Ok(())
     };
@@ -130,7 +133,7 @@ pub fn authenticate(
     if !password_matches(&account.password_hash, password) {
         let failures = account.failed_logins.saturating_add(1);
         let until = (failures >= MAX_FAILED_LOGINS).then(|| now.checked_add(REFUSAL).ok()).flatten();
-        refuse(store, "wrong password", until)?;
+        refuse(store, WRONG_PASSWORD, until)?;
         return Err(match until {
             Some(until) => LoginError::RefusedForNow {
                 name: name.to_owned(),

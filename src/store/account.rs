@@ -213,16 +213,19 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// A refused login, audited. For an existing account the failure is
-    /// counted, and `refuse_until` (if given) starts a refusal.
+    /// A refused login, audited. A wrong password of an existing account is
+    /// `counted` as a failure in a row, and `refuse_until` (if given) starts
+    /// a refusal; a right password refused (disabled, role, refusal in force)
+    /// is only audited.
     pub fn record_failed_login(
         &mut self,
         name: &str,
         why: &str,
         os_account: &str,
+        counted: bool,
         refuse_until: Option<jiff::Timestamp>,
     ) -> Result<(), StoreError> {
-        let in_a_row = match self.account(name)? {
+        let in_a_row = match self.account(name)?.filter(|_| counted) {
             Some(a) => {
                 let in_a_row = a.failed_logins.saturating_add(1);
                 self.conn()

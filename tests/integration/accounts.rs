@@ -262,3 +262,19 @@ fn a_terminal_is_needed_for_a_password_unless_stdin_is_named() {
     let out = super::support::with_stdin(cmd, &format!("{}\n", DATA_MANAGER.1));
     assert_eq!(code(&out), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn refusals_for_a_role_are_audited_but_do_not_lock_the_account_out() {
+    let t = study();
+    t.create_accounts();
+    let out = admin(&t, &["user", "add", "lab.lars", "--role", "lab", "--new-password-stdin"], "lab-password-0001\n");
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    for _ in 0..6 {
+        let out = as_user(&t, "lab.lars", &["lock", "--study", "--reason", "x"], "lab-password-0001\n");
+        assert_eq!(code(&out), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("needs the data-manager role"), "{}", text(&out));
+    }
+    assert_eq!(audit_count(&t, "login failed"), 6);
+    let out = admin(&t, &["user", "list"], "");
+    assert!(text(&out).contains("lab.lars\tlab.lars\tlab\tenabled"), "not refused: {}", text(&out));
+}
