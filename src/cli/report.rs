@@ -202,7 +202,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
     let (config, store) = open_for_reading(config_path)?;
     let now = jiff::Timestamp::now();
     let mut buffer = Vec::new();
-    let (results, visits, flagged, withdrawn) = store
+    let (results, visits, flagged, withdrawn, locks) = store
         .read(|r| {
             let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
             // Only the chart marks open mismatches and withdrawn slots.
@@ -210,7 +210,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
                 ReportFormat::Html => (flagged_slots(&r.mismatch_report(false)?), r.slot_states()?.withdrawn),
                 ReportFormat::Csv | ReportFormat::Text => Default::default(),
             };
-            Ok((results, r.visits()?, flagged, withdrawn))
+            Ok((results, r.visits()?, flagged, withdrawn, r.locks()?))
         })
         .context("reading the current results")?;
     // Every visit whose meal has started has its rows, received or not.
@@ -221,7 +221,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
     let rows = crate::study::auc::compute_with_visits(&config, &results, started);
     match args.format {
         ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
-        ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now)?,
+        ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now, &locks)?,
         ReportFormat::Html => {
             let (history, whereabouts) = (History::new(), Now::default());
             let snapshot = Snapshot { results: &results, visits: &visits, history: &history, now: &whereabouts };

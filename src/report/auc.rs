@@ -66,15 +66,20 @@ pub fn write_auc_csv(out: impl Write, rows: &[AucRow]) -> csv::Result<()> {
 /// row with columns padded to their widest value (`-` for an empty field),
 /// and a count. Each row's analyte unit is in a `unit` column and the
 /// headings say which numbers are in it (`auc (unit·min)`); the baseline
-/// visit reads `V0 (baseline)`.
+/// visit reads `V0 (baseline)`. The data locks in force are listed under
+/// the title: a statistician sees which numbers can no longer change.
 pub fn write_auc_text(
     out: &mut dyn Write,
     rows: &[AucRow],
     config: &Config,
     generated_at: jiff::Timestamp,
+    locks: &[crate::store::Lock],
 ) -> io::Result<()> {
     let zone = config.study.timezone.as_str();
     writeln!(out, "MMTT AUC for study {}, as of {}", config.study.id, zoned_time(generated_at, zone))?;
+    for lock in locks {
+        writeln!(out, "{}", crate::report::mismatches::lock_line(lock, zone))?;
+    }
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
     match baseline {
         Some(v) => writeln!(out, "Baseline visit {v}: delta_auc_mean is a visit's auc_mean minus {v}'s.")?,
@@ -193,7 +198,7 @@ mod tests {
     fn text_is_a_table_with_the_same_fields() {
         let mut out = Vec::new();
         let rows = [row(Some(92.4), Some(-0.03), vec![]), row(None, None, vec![30])];
-        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
+        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap(), &[]).unwrap();
         let t = String::from_utf8(out).unwrap();
         let title = "MMTT AUC for study NCT02057211, as of 2026-03-02 10:00:00 Europe/Stockholm\n";
         assert!(t.starts_with(title), "{t}");
@@ -216,7 +221,7 @@ mod tests {
     fn an_interpolated_auc_is_said_so_in_the_text_and_is_incomplete_in_the_csv() {
         let rows = [row(Some(90.0), None, vec![30]), row(None, None, vec![60])];
         let mut out = Vec::new();
-        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap()).unwrap();
+        write_auc_text(&mut out, &rows, &config(), "2026-03-02T09:00:00Z".parse().unwrap(), &[]).unwrap();
         let t = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("U01")).collect();
         assert!(lines[0].contains(" interpolated ") && lines[0].contains(" 30 "), "{t}");

@@ -77,6 +77,8 @@ fn a_locked_visit_holds_deliveries_as_locked_and_changes_nothing() {
     );
     let html = ok(&t.run(&["report", "mismatches", "--format", "html"]));
     assert!(html.contains("Locked: visit U01/V0 since "), "{html}");
+    let auc = ok(&t.run(&["report", "auc"]));
+    assert!(auc.contains("Locked: visit U01/V0 since "), "{auc}");
     let status = ok(&t.run(&["status"]));
     assert!(status.contains("data locks: 1\n  visit U01/V0 since "), "{status}");
 
