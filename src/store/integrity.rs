@@ -29,8 +29,15 @@ pub struct Integrity {
 }
 
 /// Check everything (see the module doc); `key` checks keyed rows and the
-/// head file's seal.
-pub fn verify(conn: &Connection, key: Option<&AuditKey>, head_file: &Path) -> Result<Integrity, StoreError> {
+/// head file's seal. `recorded` is the head file as read *before* the
+/// database snapshot began: a head is written after its commit, so one read
+/// first is never ahead of the snapshot while labfeed keeps writing.
+pub fn verify(
+    conn: &Connection,
+    key: Option<&AuditKey>,
+    head_file: &Path,
+    recorded: Result<Option<Head>, head::HeadError>,
+) -> Result<Integrity, StoreError> {
     let chain = verify_audit_chain(conn, key)?;
     let mut found = Integrity { chain: chain.clone(), head: None, rows_checked: 0, problem: None };
     if let Some(problem) = schema_problem(conn)? {
@@ -52,7 +59,7 @@ pub fn verify(conn: &Connection, key: Option<&AuditKey>, head_file: &Path) -> Re
         );
         return Ok(found);
     }
-    match head::read(head_file, key) {
+    match recorded {
         Err(e) => {
             found.problem = Some(format!("the head file {} {e}", head_file.display()));
             return Ok(found);
@@ -191,7 +198,6 @@ fn append_only_problem(
     let mut sorted: Vec<&VouchedRange> = ranges.iter().collect();
     sorted.sort_by_key(|r| r.first);
     let present = rowids(conn, v.table)?;
-    let mut covered = BTreeSet::new();
     let mut previous_last = 0;
     for range in &sorted {
         if range.first <= previous_last {
@@ -219,9 +225,16 @@ fn append_only_problem(
             };
             return Ok((0, Some(problem)));
         }
-        covered.extend(range.first..=range.last);
     }
-    if let Some(id) = present.iter().find(|id| !covered.contains(id)) {
+    // The ranges are sorted and disjoint: walk them beside the rowids.
+    let mut next = sorted.iter().peekable();
+    let uncovered = present.iter().find(|&&id| {
+        while next.peek().is_some_and(|r| r.last < id) {
+            next.next();
+        }
+        !next.peek().is_some_and(|r| r.first <= id)
+    });
+    if let Some(id) = uncovered {
         return Ok((
             0,
             Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table)),

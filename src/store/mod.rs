@@ -311,7 +311,8 @@ impl Store {
     /// Everything `verify-audit` checks (SPEC §9), with `key` for keyed rows
     /// and the head file's seal, the head read from `head_file`.
     pub fn verify_integrity(&self, key: Option<&AuditKey>, head_file: &Path) -> Result<Integrity, StoreError> {
-        self.read(|r| integrity::verify(r.connection(), key, head_file))
+        let recorded = head::read(head_file, key);
+        self.read(|r| integrity::verify(r.connection(), key, head_file, recorded))
     }
 
     /// Recompute the audit log's hash chain (see [`verify_audit_chain`]), keyed rows with `key`.
