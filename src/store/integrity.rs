@@ -232,7 +232,7 @@ fn append_only_problem(
         while next.peek().is_some_and(|r| r.last < id) {
             next.next();
         }
-        !next.peek().is_some_and(|r| r.first <= id)
+        next.peek().is_none_or(|r| r.first > id)
     });
     if let Some(id) = uncovered {
         return Ok((
