@@ -47,6 +47,77 @@ L|1|N\r"
     (text, rows)
 }
 
+/// One visit's whole MMTT in one upload, as an analyzer's batch sends it:
+/// 7 samples, C-peptide and glucose each (14 results).
+fn visit_upload(v: usize) -> String {
+    let participant = format!("U{:03}", v / 5);
+    let visit = VISITS[v % 5];
+    let mut text = String::from("H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302101500\rP|1\r");
+    for (i, minute) in MINUTES.iter().enumerate() {
+        let n = v * 7 + i;
+        text.push_str(&format!(
+            "O|{}|{participant}-{visit}-T{minute}|{n}^0012^2^^S1^SC|^^^CPEP^1\\^^^GLUC^1|R||20260302084500||||N||||1|||||||20260302101200|||F\r\
+R|1|^^^CPEP|{}.{:03}|nmol/L||N||F||ADMIN|20260302100000|20260302101000|E1\r\
+R|2|^^^GLUC|{}.{}|mmol/L||N||F||ADMIN|20260302100000|20260302101100|E1\r",
+            i + 1,
+            n % 3,
+            n % 1000,
+            4 + n % 9,
+            n % 10
+        ));
+    }
+    text.push_str("L|1|N\r");
+    text
+}
+
+/// The same pipeline on visit-sized uploads (a backlog of batch uploads).
+fn bench_visit_uploads(dir: &Path, visits: usize) {
+    let database = dir.join("visits.db");
+    let config_text = include_str!("../config/labfeed.example.toml")
+        .replace("/var/lib/labfeed/labfeed.db", database.to_str().expect("utf-8 path"));
+    let config = Config::from_toml(&config_text, Path::new("bench.toml")).expect("config");
+    let mut store = Store::open(&database).expect("open");
+    store
+        .write(|tx| {
+            for p in 0..=visits / 5 {
+                let code = format!("U{p:03}");
+                tx.upsert_participant(&Participant { code: code.clone(), site: None })?;
+                for v in VISITS {
+                    tx.upsert_visit(&Visit { participant: code.clone(), visit: v.into(), meal_start: None })?;
+                }
+            }
+            Ok(())
+        })
+        .expect("study data");
+    let uploads: Vec<String> = (0..visits).map(visit_upload).collect();
+    let start = Instant::now();
+    let mut accepted = 0u64;
+    for (b, chunk) in uploads.chunks(500).enumerate() {
+        let deliveries: Vec<Delivery<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Delivery {
+                bytes: text.as_bytes(),
+                source: Source::Ingest,
+                origin: format!("backlog/visit-{:05}.astm", b * 500 + i),
+                instrument: None,
+                received_at: jiff::Timestamp::now(),
+            })
+            .collect();
+        for summary in ingest_batch(&mut store, &config, &deliveries).expect("ingest") {
+            accepted += u64::from(summary.accepted);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(accepted, 14 * visits as u64, "every result accepted");
+    println!(
+        "labfeed ingest, one visit per file: {visits} files, {accepted} results in {seconds:.2} s = {:.0} results/s",
+        accepted as f64 / seconds
+    );
+    drop(store);
+    print_database_size(&database, accepted);
+}
+
 fn main() {
     // `cargo test` runs benches in test mode with `--bench` absent; keep that instant.
     if !std::env::args().any(|a| a == "--bench") {
@@ -101,6 +172,7 @@ fn main() {
     );
     drop(store);
     print_database_size(&database, accepted);
+    bench_visit_uploads(dir.path(), files / 7);
 
     // The same rows through the sqlite3 shell's CSV import, for comparison.
     if Command::new("sqlite3").arg("-version").output().is_err() {
