@@ -41,6 +41,37 @@ pub(crate) fn masked_label<'a>(fields: impl IntoIterator<Item = (&'a str, &'a Ra
     names.join(",")
 }
 
+/// Below this many bytes a copy is kept as is: DEFLATE has nothing to win.
+const PACK_FROM: usize = 128;
+
+/// The form a masked copy is stored in: DEFLATE when that saves at least a
+/// tenth, else as is (`None`).
+pub(crate) fn pack(content: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
+    if content.len() < PACK_FROM {
+        return (content, None);
+    }
+    let packed = miniz_oxide::deflate::compress_to_vec(&content, 1);
+    if packed.len() * 10 <= content.len() * 9 { (packed, Some("deflate")) } else { (content, None) }
+}
+
+/// The masked copy back from its stored form; `size` is its length.
+pub(crate) fn unpack(stored: Vec<u8>, encoding: Option<&str>, size: i64) -> Result<Vec<u8>, String> {
+    match encoding {
+        None => Ok(stored),
+        Some("deflate") => {
+            let limit = usize::try_from(size).map_err(|_| format!("size {size}"))?;
+            let content = miniz_oxide::inflate::decompress_to_vec_with_limit(&stored, limit)
+                .map_err(|e| format!("cannot be inflated: {e:?}"))?;
+            if content.len() == limit {
+                Ok(content)
+            } else {
+                Err(format!("inflates to {} bytes, not {size}", content.len()))
+            }
+        }
+        Some(other) => Err(format!("unknown encoding {other:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +129,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_copy_is_deflated_only_when_it_pays_and_always_comes_back() {
+        let short = b"H|\\^&|||e411\rL|1|N\r".to_vec();
+        assert_eq!(pack(short.clone()), (short.clone(), None));
+        let long: Vec<u8> = b"R|1|^^^CPEP|0.25|nmol/L||N||F||ADMIN|20260302100000\r".repeat(8);
+        let (packed, encoding) = pack(long.clone());
+        assert_eq!(encoding, Some("deflate"));
+        assert!(packed.len() < long.len() / 2, "{} of {}", packed.len(), long.len());
+        assert_eq!(unpack(packed.clone(), encoding, long.len() as i64).unwrap(), long);
+        assert!(unpack(packed.clone(), encoding, 10).is_err(), "more than its size");
+        assert!(unpack(b"not deflate".to_vec(), encoding, 100).is_err());
+        assert!(unpack(packed, Some("zstd"), long.len() as i64).is_err());
     }
 }

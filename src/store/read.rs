@@ -189,15 +189,20 @@ impl<'c> Reader<'c> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, sha256, size, format, content, masked, first_received_at FROM raw WHERE id = ?1",
+                "SELECT id, sha256, size, format, content, masked, first_received_at, encoding FROM raw WHERE id = ?1",
             )?
             .query_row([id], |r| {
+                let size: i64 = r.get(2)?;
+                let stored: Vec<u8> = r.get(4)?;
+                let encoding: Option<String> = r.get(7)?;
+                let content = crate::store::mask::unpack(stored, encoding.as_deref(), size)
+                    .map_err(|why| conversion_error(4, format!("raw content: {why}")))?;
                 Ok(RawRow {
                     id: r.get(0)?,
                     sha256: r.get(1)?,
-                    size: r.get(2)?,
+                    size,
                     format: get_format(r, 3)?,
-                    content: r.get(4)?,
+                    content,
                     masked: r.get(5)?,
                     first_received_at: get_time(r, 6)?,
                 })

@@ -5,6 +5,11 @@
 -- rows stay as they were (plain SHA-256) and are verified as before.
 ALTER TABLE audit_log ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0 CHECK (keyed IN (0, 1));
 
+-- How a raw copy is kept: NULL as is, 'deflate' compressed (DEFLATE, RFC
+-- 1951). Analyzer text packs to about half; a raw copy is the largest part
+-- of the database.
+ALTER TABLE raw ADD COLUMN encoding TEXT CHECK (encoding IS NULL OR encoding = 'deflate');
+
 -- The largest result id when a decision was recorded: a result with a
 -- larger id came after it (a not-done mark lapses once a value is put in).
 -- Machine inserts are vouched by one `commit` audit row per transaction, so

@@ -40,7 +40,11 @@ pub const LAYOUT: i64 = 1;
 /// failed-login count and refusal change with every login attempt; they are
 /// audited by their own rows and left out of the digest.
 pub const VOUCHED: &[Vouched] = &[
-    Vouched { table: "raw", columns: "sha256, size, format, content, masked, first_received_at", mutable: false },
+    Vouched {
+        table: "raw",
+        columns: "sha256, size, format, content, masked, first_received_at, encoding",
+        mutable: false,
+    },
     Vouched { table: "receipt", columns: "raw_id, received_at, source, origin, instrument", mutable: false },
     Vouched {
         table: "processing",

@@ -207,17 +207,17 @@ impl<'c> Tx<'c> {
             return Ok(RawStored { id, new: false });
         }
         let spans: Vec<_> = raw.personal.iter().map(|p| p.span.clone()).collect();
-        let content = mask(raw.bytes, &spans);
+        let (content, encoding) = crate::store::mask::pack(mask(raw.bytes, &spans));
         let masked = masked_label(raw.personal.iter().map(|p| (p.field.as_str(), &p.span)), raw.bytes.len());
         let size = raw.bytes.len() as i64;
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
         self.conn()
             .prepare_cached(
-                "INSERT INTO raw (sha256, size, format, content, masked, first_received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![sha256, size, format, content, masked, received_at])?;
+            .execute(params![sha256, size, format, content, masked, received_at, encoding])?;
         let id = RawId(self.conn().last_insert_rowid());
         self.audit(
             "store",

@@ -488,7 +488,7 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
     let report = String::from_utf8(stdout_of(&t, &["report", "mismatches", "--format", "csv"])).unwrap();
     assert!(report.contains("Birgitta Johansson 19800315-1234"), "kept on request: {report}");
     let conn = rusqlite::Connection::open(t.lib("labfeed.db")).unwrap();
-    let raw: Vec<u8> = conn.query_row("SELECT content FROM raw", [], |r| r.get(0)).unwrap();
+    let raw = raw_contents(&conn).concat();
     let raw = String::from_utf8_lossy(&raw);
     assert!(raw.contains("NTE|1|L|Call Birgitta Johansson on 070-1234567"), "{raw}");
     // Patient data is masked whatever keep_comments says.
@@ -500,14 +500,9 @@ fn keep_comments_keeps_the_text_of_unmapped_results() {
 // the tables or the reports, and an OUT_OF_WINDOW detail that dropped the
 // offset a collection time carried.
 
-/// Every stored copy, as stored.
+/// Every stored copy, inflated where it is kept deflated.
 fn raw_contents(conn: &rusqlite::Connection) -> Vec<Vec<u8>> {
-    conn.prepare("SELECT content FROM raw")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    super::support::raw_copies(conn)
 }
 
 /// Every stored copy, as lossy text.

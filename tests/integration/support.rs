@@ -258,3 +258,18 @@ pub fn hl7_at(control: &str, sample: &str, collected: &str) -> String {
         &sample[..3]
     )
 }
+
+/// Every stored raw copy as labfeed reads it back: inflated where it is kept
+/// deflated (`raw.encoding`), in id order.
+pub fn raw_copies(conn: &rusqlite::Connection) -> Vec<Vec<u8>> {
+    let mut stmt = conn.prepare("SELECT content, encoding FROM raw ORDER BY id").unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?))).unwrap();
+    rows.map(|row| match row.unwrap() {
+        (content, None) => content,
+        (packed, Some(encoding)) => {
+            assert_eq!(encoding, "deflate");
+            miniz_oxide::inflate::decompress_to_vec(&packed).unwrap()
+        }
+    })
+    .collect()
+}

@@ -494,14 +494,23 @@ fn rewritten_raw_content_is_found() {
     let conn = s.db();
     let id = scalar(&conn, "SELECT min(id) FROM raw");
     without_trigger(&conn, "raw_no_update", |conn| {
-        let n = conn
-            .execute(
-                "UPDATE raw SET content = CAST(replace(CAST(content AS TEXT), '0.25', '0.35') AS BLOB)
-                 WHERE id = ?1 AND instr(CAST(content AS TEXT), '0.25') > 0",
-                [id],
-            )
+        // As someone who knows the format would: inflate, edit, deflate again.
+        let (stored, encoding): (Vec<u8>, Option<String>) = conn
+            .query_row("SELECT content, encoding FROM raw WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
-        assert_eq!(n, 1, "the first delivery holds 0.25");
+        let plain = match encoding.as_deref() {
+            Some("deflate") => miniz_oxide::inflate::decompress_to_vec(&stored).unwrap(),
+            _ => stored,
+        };
+        let text = String::from_utf8(plain).unwrap();
+        assert!(text.contains("0.25"), "the first delivery holds 0.25");
+        let edited = text.replace("0.25", "0.35").into_bytes();
+        let stored = match encoding.as_deref() {
+            Some("deflate") => miniz_oxide::deflate::compress_to_vec(&edited, 6),
+            _ => edited,
+        };
+        let n = conn.execute("UPDATE raw SET content = ?2 WHERE id = ?1", rusqlite::params![id, stored]).unwrap();
+        assert_eq!(n, 1);
     });
     drop(conn);
     let said = s.refused();
