@@ -70,16 +70,16 @@ R|2|^^^GLUC|{}.{}|mmol/L||N||F||ADMIN|20260302100000|20260302101100|E1\r",
     text
 }
 
-/// The same pipeline on visit-sized uploads (a backlog of batch uploads).
-fn bench_visit_uploads(dir: &Path, visits: usize) {
-    let database = dir.join("visits.db");
+/// A study database at `database` with `participants` participants of five
+/// visits each, and the configuration that points at it.
+fn study(database: &Path, participants: usize) -> (Config, Store) {
     let config_text = include_str!("../config/labfeed.example.toml")
         .replace("/var/lib/labfeed/labfeed.db", database.to_str().expect("utf-8 path"));
     let config = Config::from_toml(&config_text, Path::new("bench.toml")).expect("config");
-    let mut store = Store::open(&database).expect("open");
+    let mut store = Store::open(database).expect("open");
     store
         .write(|tx| {
-            for p in 0..=visits / 5 {
+            for p in 0..=participants {
                 let code = format!("U{p:03}");
                 tx.upsert_participant(&Participant { code: code.clone(), site: None })?;
                 for v in VISITS {
@@ -89,26 +89,40 @@ fn bench_visit_uploads(dir: &Path, visits: usize) {
             Ok(())
         })
         .expect("study data");
-    let uploads: Vec<String> = (0..visits).map(visit_upload).collect();
+    (config, store)
+}
+
+/// Push `texts` through the pipeline as `labfeed ingest` does (batches of
+/// 500 files, two durable commits each): results accepted and seconds taken.
+fn ingest_all<'a>(store: &mut Store, config: &Config, texts: impl Iterator<Item = &'a str>, name: &str) -> (u64, f64) {
+    let texts: Vec<&str> = texts.collect();
     let start = Instant::now();
     let mut accepted = 0u64;
-    for (b, chunk) in uploads.chunks(500).enumerate() {
+    for (b, chunk) in texts.chunks(500).enumerate() {
         let deliveries: Vec<Delivery<'_>> = chunk
             .iter()
             .enumerate()
             .map(|(i, text)| Delivery {
                 bytes: text.as_bytes(),
                 source: Source::Ingest,
-                origin: format!("backlog/visit-{:05}.astm", b * 500 + i),
+                origin: format!("backlog/{name}-{:05}.astm", b * 500 + i),
                 instrument: None,
                 received_at: jiff::Timestamp::now(),
             })
             .collect();
-        for summary in ingest_batch(&mut store, &config, &deliveries).expect("ingest") {
+        for summary in ingest_batch(store, config, &deliveries).expect("ingest") {
             accepted += u64::from(summary.accepted);
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
+    (accepted, start.elapsed().as_secs_f64())
+}
+
+/// The same pipeline on visit-sized uploads (a backlog of batch uploads).
+fn bench_visit_uploads(dir: &Path, visits: usize) {
+    let database = dir.join("visits.db");
+    let (config, mut store) = study(&database, visits / 5);
+    let uploads: Vec<String> = (0..visits).map(visit_upload).collect();
+    let (accepted, seconds) = ingest_all(&mut store, &config, uploads.iter().map(String::as_str), "visit");
     assert_eq!(accepted, 14 * visits as u64, "every result accepted");
     println!(
         "labfeed ingest, one visit per file: {visits} files, {accepted} results in {seconds:.2} s = {:.0} results/s",
@@ -126,44 +140,10 @@ fn main() {
     let files: usize = std::env::var("LABFEED_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let database = dir.path().join("bench.db");
-    let config_text = include_str!("../config/labfeed.example.toml")
-        .replace("/var/lib/labfeed/labfeed.db", database.to_str().expect("utf-8 path"));
-    let config = Config::from_toml(&config_text, Path::new("bench.toml")).expect("config");
-    let mut store = Store::open(&database).expect("open");
-    store
-        .write(|tx| {
-            for p in 0..=files / 35 {
-                let code = format!("U{p:03}");
-                tx.upsert_participant(&Participant { code: code.clone(), site: None })?;
-                for v in VISITS {
-                    tx.upsert_visit(&Visit { participant: code.clone(), visit: v.into(), meal_start: None })?;
-                }
-            }
-            Ok(())
-        })
-        .expect("study data");
+    let (config, mut store) = study(&database, files / 35);
 
     let uploads: Vec<_> = (0..files).map(upload).collect();
-    let start = Instant::now();
-    let mut accepted = 0u64;
-    // As `labfeed ingest` does: batches of 500 files, two durable commits each.
-    for (b, chunk) in uploads.chunks(500).enumerate() {
-        let deliveries: Vec<Delivery<'_>> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (text, _))| Delivery {
-                bytes: text.as_bytes(),
-                source: Source::Ingest,
-                origin: format!("backlog/{:05}.astm", b * 500 + i),
-                instrument: None,
-                received_at: jiff::Timestamp::now(),
-            })
-            .collect();
-        for summary in ingest_batch(&mut store, &config, &deliveries).expect("ingest") {
-            accepted += u64::from(summary.accepted);
-        }
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let (accepted, seconds) = ingest_all(&mut store, &config, uploads.iter().map(|(text, _)| text.as_str()), "sample");
     assert_eq!(accepted, 2 * files as u64, "every result accepted");
     println!(
         "labfeed ingest: {files} files, {accepted} results in {seconds:.2} s = {:.0} files/s, {:.0} results/s (durable commits, 500 files per batch)",
