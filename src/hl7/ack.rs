@@ -24,7 +24,11 @@
 //! - **No usable MSH, no echo.** When the payload has no line starting with
 //!   `MSH` followed by valid delimiters, nothing in it can be trusted: the
 //!   ACK uses the default delimiters, MSA-1 is AR whatever code was asked
-//!   for, MSA-2 is empty, and an ERR says why (SPEC §7).
+//!   for, MSA-2 is empty, and an ERR says why (SPEC §7). Its MSH is still a
+//!   complete v2.5.1 header, every required field valued: MSH-3/MSH-4
+//!   `labfeed` (we are the sender; the receiver is unknown, MSH-5/6 empty,
+//!   both optional), MSH-9 `ACK^^ACK` (no trigger to echo, but the message
+//!   structure is required), MSH-11 `P`, MSH-12 `2.5.1`.
 //! - **ERR layout by version.** v2.5 and later (and unreadable versions):
 //!   ERR-2 location `SEG^seq^field`, ERR-3 `code^text^HL70357`, ERR-4 `E`,
 //!   ERR-8 the text (HAPI puts it there too). Before v2.5: ERR-1 as ELD
@@ -48,6 +52,10 @@ const CR: u8 = b'\r';
 const LF: u8 = b'\n';
 /// MSH-12 of a generic ACK (no usable MSH in the original).
 const DEFAULT_VERSION: &str = "2.5.1";
+/// MSH-3 and MSH-4 of a generic ACK: labfeed is both the sending
+/// application and, lacking anything better at this layer, its facility.
+const OWN_APPLICATION: &str = "labfeed";
+const OWN_FACILITY: &str = "labfeed";
 const MSA3_MAX: usize = 80;
 const ERR_TEXT_MAX: usize = 250;
 
@@ -375,12 +383,15 @@ fn with_header(h: &Header<'_>, code: AckCode, error: Option<&AckError>, stamp: &
 }
 
 /// The ACK for a payload with no usable MSH: default delimiters, AR, empty
-/// MSA-2.
+/// MSA-2, labfeed as sender (see the module docs).
 fn generic(error: &AckError, stamp: &str, control_id: &str) -> Vec<u8> {
     let d = Delimiters::default();
     let mut out = Vec::with_capacity(256);
     let control = text(control_id, &d, false, usize::MAX);
-    let _ = write!(Bytes(&mut out), "MSH|^~\\&|||||{stamp}||ACK|{control}|P|{DEFAULT_VERSION}\r");
+    let _ = write!(
+        Bytes(&mut out),
+        "MSH|^~\\&|{OWN_APPLICATION}|{OWN_FACILITY}|||{stamp}||ACK^^ACK|{control}|P|{DEFAULT_VERSION}\r"
+    );
     msa(&mut out, AckCode::Reject, b"", Some(error), &d, false, true);
     err(&mut out, error, &d, false, ErrLayout::Erl);
     out
@@ -676,11 +687,41 @@ mod tests {
     fn bad_delimiters_give_a_generic_reject() {
         let msg = b"MSH|^~|LAB||||||ORU^R01|X9|P|2.5.1\r";
         let l = lines(&ack(msg, AckCode::Accept, None, now(), "A1"));
-        assert_eq!(l[0], "MSH|^~\\&|||||20260312154500+0000||ACK|A1|P|2.5.1");
+        assert_eq!(l[0], "MSH|^~\\&|labfeed|labfeed|||20260312154500+0000||ACK^^ACK|A1|P|2.5.1");
         assert!(l[1].starts_with("MSA|AR||MSH-2 encoding characters"), "{}", l[1]);
         let d = decide(msg, &[]);
         assert_eq!(d.code, AckCode::Reject);
         assert_eq!(d.error.unwrap().code, ErrorCode::DataType);
+    }
+
+    #[test]
+    fn not_hl7_gets_a_complete_2_5_1_header() {
+        let l = lines(&ack(b"hello, this is not HL7", AckCode::Accept, None, now(), "A1"));
+        assert_eq!(l.len(), 3, "{l:?}");
+        let msh: Vec<&str> = l[0].split('|').collect();
+        // msh[n] is MSH-(n+1): the segment ID takes index 0, MSH-1 is the separator.
+        assert_eq!(msh[0], "MSH");
+        assert_eq!(msh[1], "^~\\&", "MSH-2");
+        assert_eq!(msh[2], "labfeed", "MSH-3 sending application");
+        assert_eq!(msh[3], "labfeed", "MSH-4 sending facility");
+        assert_eq!(msh[4..6], ["", ""], "MSH-5/6: receiver unknown");
+        assert_eq!(msh[6], "20260312154500+0000", "MSH-7");
+        assert_eq!(msh[8], "ACK^^ACK", "MSH-9 type, no trigger, structure");
+        assert_eq!(msh[9], "A1", "MSH-10");
+        assert_eq!(msh[10], "P", "MSH-11");
+        assert_eq!(msh[11], "2.5.1", "MSH-12");
+        assert_eq!(msh.len(), 12);
+        let msa: Vec<&str> = l[1].split('|').collect();
+        assert_eq!(msa[..3], ["MSA", "AR", ""], "MSA-1 AR, MSA-2 empty");
+        assert!(l[2].starts_with("ERR|||100^Segment sequence error^HL70357|E|"), "{}", l[2]);
+    }
+
+    #[test]
+    fn structure_is_sent_from_2_3_1_even_without_a_trigger() {
+        let no_trigger = b"MSH|^~\\&|LAB||||||ORU|X9|P|2.5.1\r";
+        assert!(lines(&ack(no_trigger, AckCode::Accept, None, now(), "A1"))[0].contains("||ACK^^ACK|A1|"));
+        let old = b"MSH|^~\\&|LAB||||||ORU|X9|P|2.3\r";
+        assert!(lines(&ack(old, AckCode::Accept, None, now(), "A1"))[0].contains("||ACK|A1|"));
     }
 
     #[test]

@@ -123,6 +123,39 @@ fn not_hl7_gets_ar_and_the_connection_stays_usable() {
     assert_eq!(d.exported(), 1);
 }
 
+/// The AR for bytes that are not HL7 is a complete v2.5.1 ACK (strict
+/// parsers such as hl7apy refuse MSH-9 `ACK` alone): checked field by field
+/// and read back with labfeed's own HL7 reader.
+#[test]
+fn not_hl7_gets_an_ar_with_a_complete_2_5_1_header() {
+    use labfeed::hl7::ack::{AckCode, AckMode, ack, ack_mode};
+    let d = Daemon::start();
+    let mut s = d.connect();
+    for junk in ["H|\\^&|||cobas\r", "GET / HTTP/1.1\r\n\r\n"] {
+        s.write_all(&frame(junk)).unwrap();
+        let reply = read_ack(&mut s);
+        let segments: Vec<&str> = reply.split_terminator('\r').collect();
+        assert_eq!(segments.len(), 3, "{reply:?}");
+        // msh[n] is MSH-(n+1).
+        let msh: Vec<&str> = segments[0].split('|').collect();
+        assert_eq!(msh[..6], ["MSH", "^~\\&", "labfeed", "labfeed", "", ""], "{reply:?}");
+        assert!(msh[6].len() == 19 && msh[6].ends_with("+0000"), "MSH-7 {}", msh[6]);
+        assert_eq!(msh[8], "ACK^^ACK", "MSH-9");
+        assert!(msh[9].starts_with("LF"), "MSH-10 {}", msh[9]);
+        assert_eq!(msh[10..], ["P", "2.5.1"], "MSH-11, MSH-12");
+        assert_eq!(segments[1].split('|').take(3).collect::<Vec<_>>(), ["MSA", "AR", ""], "{reply:?}");
+        assert!(segments[2].starts_with("ERR|||100^Segment sequence error^HL70357|E|"), "{reply:?}");
+        // labfeed's HL7 reader finds a usable MSH, and acknowledging the ACK
+        // echoes its sender and control ID.
+        assert_eq!(ack_mode(reply.as_bytes()), Some(AckMode::Original));
+        let again =
+            String::from_utf8(ack(reply.as_bytes(), AckCode::Accept, None, jiff::Timestamp::UNIX_EPOCH, "T1")).unwrap();
+        assert!(again.starts_with("MSH|^~\\&|||labfeed|labfeed|"), "{again:?}");
+        assert!(again.contains(&format!("\rMSA|AA|{}\r", msh[9])), "{again:?}");
+    }
+    assert_eq!(d.exported(), 0);
+}
+
 #[test]
 fn an_exact_duplicate_is_acknowledged_and_stored_once() {
     let d = Daemon::start();

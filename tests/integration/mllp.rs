@@ -138,7 +138,7 @@ fn non_hl7_payload_gets_ar_with_empty_msa2() {
         for code in [decision.code, AckCode::Accept] {
             let seg = segments(&ack(payload, code, decision.error.as_ref(), now(), "A-6"));
             assert_eq!(seg.len(), 3, "{seg:?}");
-            assert_eq!(seg[0], "MSH|^~\\&|||||20260312234500+0000||ACK|A-6|P|2.5.1");
+            assert_eq!(seg[0], "MSH|^~\\&|labfeed|labfeed|||20260312234500+0000||ACK^^ACK|A-6|P|2.5.1");
             let msa = fields(&seg[1], '|');
             assert_eq!(&msa[..3], ["MSA", "AR", ""]);
             assert!(msa[3].starts_with("not an HL7 message"), "{}", msa[3]);
