@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::Deref;
 
-use crate::model::printable;
 use crate::report::format::utc_time;
 use crate::report::now::Now;
 use crate::report::wording::{Signers, absence_words, nothing_received, nothing_received_line, plural, zoned_time};
@@ -188,7 +187,7 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
                 String::new(),
                 String::new(),
                 String::new(),
-                printable(&m.detail).into_owned(),
+                m.detail.clone(),
                 String::new(),
                 String::new(),
                 state,
@@ -210,7 +209,7 @@ pub fn mismatch_record(row: &ReviewRow<'_>) -> [String; 15] {
         text(&p.test_code),
         text(&p.reported_value),
         text(&p.reported_unit),
-        printable(&m.detail).into_owned(),
+        m.detail.clone(),
         p.source_text(),
         p.received_at.map(utc_time).unwrap_or_default(),
         state,
@@ -440,7 +439,7 @@ fn mismatch_line(row: &MismatchReport, zone: &str) -> String {
         (None, Some(u)) => parts.push(format!("reported no value ({u})")),
         (None, None) => {}
     }
-    let mut line = format!("#{} {}  {}: {}", m.id, m.code, parts.join(", "), printable(&m.detail));
+    let mut line = format!("#{} {}  {}: {}", m.id, m.code, parts.join(", "), m.detail);
     let mut origin = Vec::new();
     if p.source.is_some() {
         origin.push(p.source_text());
