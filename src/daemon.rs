@@ -501,8 +501,11 @@ impl Writer {
     }
 }
 
+/// The name stored as a file's origin, control characters escaped: it is
+/// shown in logs, `status` and reports.
 fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    crate::model::printable(&name).into_owned()
 }
 
 /// Read a file the watcher found complete: `Ok(None)` if it is gone, an

@@ -22,7 +22,8 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -64,12 +65,14 @@ pub fn init(level: &str) -> anyhow::Result<Destination> {
     let stderr_plain = (destination == Destination::StderrUnderSystemd).then(|| {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            .fmt_fields(PrintableFields::default())
             .event_format(SyslogPrefix(tracing_subscriber::fmt::format().compact().without_time().with_ansi(false)))
             .with_writer(std::io::stderr)
     });
     let stderr_human = (destination == Destination::Stderr).then(|| {
         tracing_subscriber::fmt::layer()
             .compact()
+            .fmt_fields(PrintableFields::default())
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
     });
@@ -114,6 +117,21 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
         self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// The default field formatting with control characters escaped
+/// ([`crate::model::printable`]): a file name with a newline or an escape
+/// sequence in it can neither forge a log line nor reach the terminal. (The
+/// journal stores each field as it is, one entry per event.)
+#[derive(Default)]
+struct PrintableFields(DefaultFields);
+
+impl<'w> FormatFields<'w> for PrintableFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut text = String::new();
+        self.0.format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&crate::model::printable(&text))
     }
 }
 

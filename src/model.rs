@@ -146,6 +146,26 @@ pub fn shown_safely(bytes: &[u8]) -> String {
     }
 }
 
+/// `text` with control characters (newline, ESC, DEL, C1) and bidi
+/// overrides escaped (`\n`, `\u{1b}`): a file name or origin shown in a log
+/// line, a report or a terminal can then neither start a forged line nor
+/// send an escape sequence. Everything else is kept as it is.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What the parsers produce, one per message, in file order.
 pub type MessageOutcome = Result<ParsedMessage, MessageError>;
 
@@ -203,6 +223,12 @@ impl<'a> LineCounter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("e411 run.astm"), "e411 run.astm");
+        assert_eq!(printable("a\nb\x1b[31mc\td\u{202E}é"), "a\\nb\\u{1b}[31mc\\td\\u{202e}é");
+    }
 
     #[test]
     fn line_counter_agrees_with_line_at_in_any_order() {

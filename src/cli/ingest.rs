@@ -42,7 +42,8 @@ pub fn run(config_path: &Path, args: &IngestArgs, out: &mut dyn Write, err: &mut
     let mut batch_bytes = 0usize;
     let mut paths = args.files.iter().peekable();
     while let Some(path) = paths.next() {
-        let name = path.display().to_string();
+        // The name as it is shown and stored, control characters escaped.
+        let name = crate::model::printable(&path.display().to_string()).into_owned();
         match std::fs::read(path) {
             Ok(bytes) => {
                 batch_bytes += bytes.len();

@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::Outcome;
+use crate::model::printable;
 use crate::report::MISSING_RESULT;
 use crate::service::{DaemonState, daemon_state, lock_path};
 use crate::sources::inbox::is_temporary_name;
@@ -286,10 +287,10 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
             out,
             "  {}:{}{link} at {}{}: {}",
             a.source,
-            a.origin,
+            printable(&a.origin),
             a.received_at,
             age(&a.received_at, report.now),
-            what_came_of_it(a)
+            printable(&what_came_of_it(a))
         )?;
     }
     let silent = silent_inputs(config, &report.arrivals);

@@ -13,11 +13,13 @@
 //! link is impossible (another file system, or `fs.protected_hardlinks`
 //! refusing a file owned by another user), the file is copied to a new name
 //! opened with `create_new`, fsynced, and only then removed from the inbox.
+//! An archived or quarantined regular file, and a reason file, is read-only:
+//! owner and group may read it (0440 at most), nobody may write it.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -167,15 +169,20 @@ pub fn quarantine(file: &Path, quarantine_root: &Path, reason: &str) -> io::Resu
         fs::symlink_metadata(reason_path(candidate)).is_err()
     })?;
     let when = jiff::ZonedDateTime::now().strftime("%Y-%m-%d %H:%M:%S %:z");
-    let text = format!("{reason}\n\nQuarantined by labfeed at {when}.\nIt arrived as {}.\n", file.display());
+    // Control characters in a name stay escaped in the file too (`cat` shows it).
+    let reason: Vec<_> = reason.lines().map(crate::model::printable).collect();
+    let arrived = crate::model::printable(&file.display().to_string()).into_owned();
+    let text = format!("{}\n\nQuarantined by labfeed at {when}.\nIt arrived as {arrived}.\n", reason.join("\n"));
     let reason_file = reason_path(&target);
     // `create_new` never overwrites, nor follows a link planted under that name.
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(READ_ONLY)
         .open(&reason_file)
         .map_err(|e| with_path(e, "cannot write", &reason_file))?;
     out.write_all(text.as_bytes())
+        .and_then(|()| out.set_permissions(fs::Permissions::from_mode(READ_ONLY)))
         .and_then(|()| out.sync_all())
         .map_err(|e| with_path(e, "cannot write", &reason_file))?;
     sync_dir(quarantine_root)?;
@@ -271,7 +278,15 @@ fn move_no_clobber(file: &Path, dir: &Path, name: &OsStr, acceptable: impl Fn(&P
             place_dir(file, &target)
         } else if linkable {
             match fs::hard_link(file, &target) {
-                Ok(()) => Ok(true),
+                Ok(()) if !meta.is_file() => Ok(true),
+                Ok(()) => match fs::set_permissions(&target, read_only(&meta)) {
+                    Ok(()) => Ok(true),
+                    // Another user's file cannot be made read-only: a copy of our own can.
+                    Err(_) => {
+                        linkable = false;
+                        fs::remove_file(&target).and_then(|()| copy_new(file, &meta, &target))
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
                 // Another file system, a file system without hard links, or
                 // `fs.protected_hardlinks` refusing another user's file.
@@ -332,7 +347,7 @@ fn copy_new(source: &Path, meta: &fs::Metadata, target: &Path) -> io::Result<boo
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::Unsupported, "only regular files and symbolic links can be copied"));
     }
-    let mut out = match OpenOptions::new().write(true).create_new(true).open(target) {
+    let mut out = match OpenOptions::new().write(true).create_new(true).mode(READ_ONLY).open(target) {
         Ok(out) => out,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(e),
@@ -343,6 +358,7 @@ fn copy_new(source: &Path, meta: &fs::Metadata, target: &Path) -> io::Result<boo
         if let Ok(modified) = meta.modified() {
             out.set_modified(modified)?;
         }
+        out.set_permissions(read_only(meta))?;
         out.sync_all()
     })();
     if let Err(e) = copied {
@@ -352,6 +368,16 @@ fn copy_new(source: &Path, meta: &fs::Metadata, target: &Path) -> io::Result<boo
         return Err(e);
     }
     Ok(true)
+}
+
+/// The most an archived or quarantined file, or a reason file, allows:
+/// owner and group read it, nobody writes it.
+const READ_ONLY: u32 = 0o440;
+
+/// The file's mode without any write bit or access for others, never
+/// looser than it was; the owner keeps read access.
+fn read_only(meta: &fs::Metadata) -> fs::Permissions {
+    fs::Permissions::from_mode((meta.mode() & READ_ONLY) | 0o400)
 }
 
 /// fsync a directory, so the names in it survive a power cut.
@@ -473,6 +499,7 @@ mod tests {
         assert_eq!(placed, vec![day_dir.join("run.astm"), day_dir.join("run-1.astm"), day_dir.join("run-2.astm")]);
         for (path, content) in placed.iter().zip(["first", "second", "third"]) {
             assert_eq!(fs::read_to_string(path).unwrap(), content);
+            assert_eq!(fs::metadata(path).unwrap().mode() & 0o777, 0o440, "read-only");
         }
     }
 
@@ -514,6 +541,7 @@ mod tests {
         assert!(copy_new(&src, &meta, &fresh).unwrap());
         assert_eq!(fs::read_to_string(&fresh).unwrap(), "payload");
         assert_eq!(fs::metadata(&fresh).unwrap().modified().unwrap(), meta.modified().unwrap());
+        assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o222, 0, "read-only");
     }
 
     #[test]

@@ -15,8 +15,10 @@
 
 use std::fmt;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::store::FILE_MODE;
 use crate::store::audit::{AuditKey, sha256_hex};
 
 const MAGIC: &str = "labfeed audit head v1";
@@ -84,8 +86,12 @@ pub fn record(path: &Path, key: Option<&AuditKey>, seq: i64, hash: &str, at: &st
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    // A replaced head keeps the mode it had (an administrator's stricter one
+    // stays); a new one gets FILE_MODE, whatever the umask.
+    let mode = std::fs::metadata(path).map_or(FILE_MODE, |m| m.permissions().mode() & 0o7777);
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(text.as_bytes())?;
     }
     std::fs::rename(&tmp, path)

@@ -60,6 +60,24 @@ pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_ver
 pub use types::*;
 pub use write::Tx;
 
+/// The mode of the files labfeed creates for a study: the database, its
+/// `-wal` and `-shm`, and the audit head file. Owner and group read it;
+/// nobody else may, whatever the umask.
+pub const FILE_MODE: u32 = 0o640;
+
+/// Create a missing database file as an empty one with [`FILE_MODE`]:
+/// SQLite then gives `-wal` and `-shm` the database's mode, also against the
+/// umask. An existing file keeps its mode (a stricter one set by an
+/// administrator stays). Errors are left for SQLite's open to report.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path);
+    // `mode` is masked by the umask; set it outright on the file just made.
+    if let Ok(file) = created {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE));
+    }
+}
+
 /// The actor recorded for changes labfeed makes by itself.
 pub const SYSTEM_ACTOR: &str = "labfeed";
 
@@ -108,6 +126,7 @@ impl Store {
     /// row that says so.
     pub fn open_with(path: impl AsRef<Path>, audit: AuditSettings) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
+        create_private(&path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;

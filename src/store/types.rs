@@ -665,10 +665,11 @@ impl Provenance {
     }
 
     /// `source:origin`, e.g. `ingest:/data/e411.astm` or `serial:/dev/ttyUSB0`:
-    /// enough to find the raw bytes again.
+    /// enough to find the raw bytes again. Control characters in the origin
+    /// are escaped ([`crate::model::printable`]): reports show it as it is.
     pub fn source_text(&self) -> String {
         match (&self.source, &self.origin) {
-            (Some(s), Some(o)) => format!("{s}:{o}"),
+            (Some(s), Some(o)) => format!("{s}:{}", crate::model::printable(o)),
             (Some(s), None) => s.to_string(),
             (None, _) => String::new(),
         }

@@ -276,3 +276,107 @@ fn a_file_whose_commit_failed_is_taken_again_while_the_daemon_runs() {
     assert!(s.export().iter().any(|row| row.starts_with("U007,")), "{:?}", s.export());
     stop(child);
 }
+
+/// `labfeed ARGS` for the study, run under `umask` (a shell sets it, then execs).
+fn under_umask(t: &TempStudy, umask: &str, args: &[&str]) -> Command {
+    let labfeed = t.command(args);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+        .arg(labfeed.get_program())
+        .args(labfeed.get_args())
+        .env_remove("LABFEED_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+#[test]
+fn database_wal_shm_and_head_are_0640_and_kept_files_read_only_whatever_the_umask() {
+    for umask in ["022", "000"] {
+        let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.3")]);
+        let s = Study { t };
+        std::fs::create_dir_all(s.inbox()).unwrap();
+        std::fs::write(s.inbox().join("bad.hl7"), "MSH|^~|BAD\rPID|1\r").unwrap();
+        let log = std::fs::File::create(s.t.dir.path().join("daemon.log")).unwrap();
+        let child = under_umask(&s.t, umask, &["run"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        std::fs::write(s.inbox().join("a.astm"), upload(1, 1)).unwrap();
+        wait_for(|| !archived(&s.archive()).is_empty(), "the file to be archived");
+        wait_for(|| s.quarantine().join("bad.hl7.reason.txt").exists(), "the bad file to be quarantined");
+        // While the daemon holds the database open, all four files exist.
+        let db = s.t.lib("labfeed.db");
+        let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", db.display()));
+        for file in [db.clone(), with("-wal"), with("-shm"), with(".audit-head")] {
+            assert_eq!(mode(&file), 0o640, "umask {umask}: {}", file.display());
+        }
+        for kept in
+            [&archived(&s.archive())[0], &s.quarantine().join("bad.hl7"), &s.quarantine().join("bad.hl7.reason.txt")]
+        {
+            assert_eq!(mode(kept) & 0o222, 0, "umask {umask}: {} is writable", kept.display());
+            assert!(std::fs::OpenOptions::new().write(true).open(kept).is_err() || is_root(), "{}", kept.display());
+        }
+        assert!(stop(child).success());
+    }
+}
+
+/// Root writes any file; the mode check above still holds.
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[test]
+fn a_stricter_mode_an_administrator_set_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Study::new();
+    let db = s.t.lib("labfeed.db");
+    let head = s.t.lib("labfeed.db.audit-head");
+    for file in [&db, &head] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::create_dir_all(s.inbox()).unwrap();
+    std::fs::write(s.inbox().join("a.astm"), upload(2, 1)).unwrap();
+    let out = under_umask(&s.t, "000", &["run", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((mode(&db), mode(&head)), (0o600, 0o600));
+}
+
+#[test]
+fn a_newline_or_escape_in_a_file_name_is_escaped_in_logs_ingest_status_and_reports() {
+    let s = Study::new();
+    let evil = "evil\nFORGED line\x1b[31m.astm";
+    let shown = "evil\\nFORGED line\\u{1b}[31m.astm";
+    // Participant U150 is not in the study: the result becomes a mismatch
+    // whose report names the file.
+    std::fs::create_dir_all(s.inbox()).unwrap();
+    std::fs::write(s.inbox().join(evil), upload(150, 1)).unwrap();
+    let out = s.run_once();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let elsewhere = s.t.dir.path().join(evil);
+    std::fs::write(&elsewhere, upload(151, 2)).unwrap();
+    let ingest = s.t.run(&["ingest", elsewhere.to_str().unwrap()]);
+    let status = s.t.run(&["status"]);
+    let text = s.t.run(&["report", "mismatches"]);
+    let csv = s.t.run(&["report", "mismatches", "--format", "csv"]);
+    let html = s.t.run(&["report", "mismatches", "--format", "html"]);
+    for (what, output, must_name) in [
+        ("log", log.clone(), true),
+        ("ingest", String::from_utf8_lossy(&ingest.stdout).into_owned(), true),
+        ("status", String::from_utf8_lossy(&status.stdout).into_owned(), true),
+        ("report", String::from_utf8_lossy(&text.stdout).into_owned(), true),
+        ("csv", String::from_utf8_lossy(&csv.stdout).into_owned(), true),
+        // HTML breaks long words with <wbr/>: the escaped ESC is there, split.
+        ("html", String::from_utf8_lossy(&html.stdout).into_owned(), false),
+    ] {
+        assert!(!output.contains('\x1b'), "{what} has a raw ESC:\n{output}");
+        assert!(!output.lines().any(|l| l.starts_with("FORGED")), "{what} has a forged line:\n{output}");
+        assert!(!must_name || output.contains(shown), "{what} does not name the file as {shown}:\n{output}");
+    }
+    assert!(String::from_utf8_lossy(&html.stdout).contains("u{1b}[31m"));
+    let archived = archived(&s.archive());
+    assert!(archived.iter().any(|p| p.file_name().is_some_and(|n| n == evil)), "the file keeps its name: {archived:?}");
+}
