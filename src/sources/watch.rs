@@ -3,21 +3,23 @@
 //!
 //! # When a file is complete
 //!
-//! A file is taken once it was *finished* (closed after writing, or renamed
-//! into the inbox) and then stayed unchanged (size and modification time) for
-//! `watch.settle_seconds`. [`Settler`] makes that decision without I/O; the
-//! watcher feeds it what it sees:
+//! [`Settler`] decides, without I/O, from what the watcher sees:
 //!
+//! - inotify `Close(Write)` (closed after writing) or a rename into the inbox
+//!   (`Modify(Name(To))`, or the new name of `Modify(Name(Both))`): the file
+//!   is complete now and taken at once, with no settle time.
 //! - inotify `Create` and `Modify(Data)` mean a writer is at work: the path is
-//!   *not* finished, whatever its state before, until `Close(Write)` or a
-//!   rename into the inbox (`Modify(Name(To))`).
+//!   *not* complete, whatever its state before, until one of the above.
 //! - The first scan (files present before start), a rescan after lost events
 //!   (queue overflow) and every look in `poll` mode, where no events exist,
-//!   count as finished: only stability decides.
-//! - The periodic safety-net rescan in inotify mode does not finish a path
-//!   that events showed being written: a writer holding a file open is
-//!   waited for. A path it finds that no event announced counts as finished.
-//!   A path waiting for its writer longer than ten minutes is logged (once).
+//!   find a path: it is taken once unchanged (size and modification time) for
+//!   `watch.settle_seconds`. So is a path closed or renamed in whose size or
+//!   modification time then moved without a new close: the close vouched
+//!   only for what it closed.
+//! - The periodic safety-net rescan in inotify mode keeps what events said:
+//!   a writer holding a file open is waited for. A path it finds that no
+//!   event announced is found, as above. A path waiting for its writer longer
+//!   than ten minutes is logged (once).
 //!
 //! Before a settled file is handed over it is looked at again (`lstat`); if
 //! its size or modification time moved, the clock restarts.
@@ -69,12 +71,23 @@ pub struct Settler {
     files: HashMap<PathBuf, Pending>,
 }
 
+/// How far a path is known to be complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// A writer is at work (created or written, not closed yet): never ready.
+    Writing,
+    /// Found where no event said it is complete: ready once unchanged for the settle time.
+    Found,
+    /// Closed after writing or renamed in: ready at once.
+    Closed,
+}
+
 #[derive(Debug)]
 struct Pending {
     size: u64,
     modified: SystemTime,
-    finished: bool,
-    /// Last change of size, mtime or `finished`.
+    state: Completion,
+    /// Last change of size, mtime or `state`.
     since: Instant,
     /// Returned by `ready` since the last change.
     returned: bool,
@@ -87,23 +100,21 @@ impl Settler {
         Settler { settle, files: HashMap::new() }
     }
 
-    /// The path was seen with this size and mtime. `finished`: a
-    /// close-after-write or rename-in event was seen (or the path was found by
-    /// a scan or poll, where no events exist); `false` means a writer may
-    /// still be at work, and unfinishes a path seen finished before. A change
-    /// of size or mtime, or of `finished`, restarts the clock.
-    pub fn observe(&mut self, path: PathBuf, size: u64, modified: SystemTime, finished: bool, now: Instant) {
+    /// The path was seen with this size and mtime, in this state
+    /// ([`Completion::Writing`] undoes an earlier close). A change of size or
+    /// mtime, or of state, restarts the clock.
+    pub fn observe(&mut self, path: PathBuf, size: u64, modified: SystemTime, state: Completion, now: Instant) {
         match self.files.get_mut(&path) {
             Some(p) if p.size == size && p.modified == modified => {
-                if p.finished != finished {
-                    p.finished = finished;
+                if p.state != state {
+                    p.state = state;
                     p.since = now;
                     p.returned = false;
                     p.stall_reported = false;
                 }
             }
             _ => {
-                let pending = Pending { size, modified, finished, since: now, returned: false, stall_reported: false };
+                let pending = Pending { size, modified, state, since: now, returned: false, stall_reported: false };
                 self.files.insert(path, pending);
             }
         }
@@ -119,9 +130,9 @@ impl Settler {
         self.files.retain(|path, _| keep(path));
     }
 
-    /// Whether the path was seen finished; `None` when it is not tracked.
-    pub fn finished(&self, path: &Path) -> Option<bool> {
-        self.files.get(path).map(|p| p.finished)
+    /// The path's state; `None` when it is not tracked.
+    pub fn state(&self, path: &Path) -> Option<Completion> {
+        self.files.get(path).map(|p| p.state)
     }
 
     /// The size and mtime last observed for the path.
@@ -129,13 +140,31 @@ impl Settler {
         self.files.get(path).map(|p| (p.size, p.modified))
     }
 
-    /// Paths finished and unchanged for the settle time, sorted; each returned
-    /// once until it is observed changed or forgotten.
+    /// When the path becomes ready if nothing changes; `None` while written.
+    fn due(&self, p: &Pending) -> Option<Instant> {
+        match p.state {
+            Completion::Writing => None,
+            Completion::Found => Some(p.since.checked_add(self.settle).unwrap_or(p.since)),
+            Completion::Closed => Some(p.since),
+        }
+    }
+
+    /// Paths closed or renamed in, and paths found and unchanged for the
+    /// settle time, sorted; each returned once until it is observed changed
+    /// or forgotten.
     pub fn ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        let settle = self.settle;
         let mut out: Vec<PathBuf> = self
             .files
             .iter_mut()
-            .filter(|(_, p)| p.finished && !p.returned && now.saturating_duration_since(p.since) >= self.settle)
+            .filter(|(_, p)| {
+                !p.returned
+                    && match p.state {
+                        Completion::Writing => false,
+                        Completion::Found => now.saturating_duration_since(p.since) >= settle,
+                        Completion::Closed => true,
+                    }
+            })
             .map(|(path, p)| {
                 p.returned = true;
                 path.clone()
@@ -147,11 +176,7 @@ impl Settler {
 
     /// When the next path becomes ready (if nothing changes).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.files
-            .values()
-            .filter(|p| p.finished && !p.returned)
-            .map(|p| p.since.checked_add(self.settle).unwrap_or(p.since))
-            .min()
+        self.files.values().filter(|p| !p.returned).filter_map(|p| self.due(p)).min()
     }
 
     /// Unfinished paths unchanged for `after` (a writer holds them open, or
@@ -160,7 +185,9 @@ impl Settler {
         let mut out: Vec<PathBuf> = self
             .files
             .iter_mut()
-            .filter(|(_, p)| !p.finished && !p.stall_reported && now.saturating_duration_since(p.since) >= after)
+            .filter(|(_, p)| {
+                p.state == Completion::Writing && !p.stall_reported && now.saturating_duration_since(p.since) >= after
+            })
             .map(|(path, p)| {
                 p.stall_reported = true;
                 path.clone()
@@ -215,9 +242,11 @@ pub enum WatchError {
 enum Signal {
     /// A writer is at work (create, data written).
     Writing,
-    /// Closed after writing or renamed in (or found where no events exist).
-    Finished,
-    /// Something happened; keep what was known (an untracked path counts as finished).
+    /// Closed after writing or renamed in: complete now.
+    Closed,
+    /// Found by a scan or poll, where no events exist: stability decides.
+    Found,
+    /// Something happened; keep what was known (an untracked path is found).
     Recheck,
 }
 
@@ -261,13 +290,25 @@ impl Tracker {
             tracing::info!("refused: {reason}");
             return Some(Arrival::Refused(path, reason));
         }
-        let finished = match signal {
-            Signal::Writing => false,
-            Signal::Finished => true,
-            Signal::Recheck => self.settler.finished(&path).unwrap_or(true),
+        let state = match signal {
+            Signal::Writing => Completion::Writing,
+            Signal::Closed => Completion::Closed,
+            Signal::Found => Completion::Found,
+            Signal::Recheck => self.kept(&path, stat.stamp.size, stat.stamp.modified),
         };
-        self.settler.observe(path, stat.stamp.size, stat.stamp.modified, finished, now);
+        self.settler.observe(path, stat.stamp.size, stat.stamp.modified, state, now);
         None
+    }
+
+    /// The state a path keeps when seen with this size and mtime and no new
+    /// signal. A close vouches only for what it closed: changed since, the
+    /// path must settle.
+    fn kept(&self, path: &Path, size: u64, modified: SystemTime) -> Completion {
+        match self.settler.state(path) {
+            None => Completion::Found,
+            Some(Completion::Closed) if self.settler.stamp(path) != Some((size, modified)) => Completion::Found,
+            Some(state) => state,
+        }
     }
 
     /// Take in a complete listing of the inbox: paths not in it are gone.
@@ -287,8 +328,8 @@ impl Tracker {
         };
         let (size, modified) = self.settler.stamp(&path)?;
         if (size, modified) != (stamp.size, stamp.modified) {
-            let finished = self.settler.finished(&path).unwrap_or(true);
-            self.settler.observe(path, stamp.size, stamp.modified, finished, now);
+            let state = self.kept(&path, stamp.size, stamp.modified);
+            self.settler.observe(path, stamp.size, stamp.modified, state, now);
             return None;
         }
         self.settler.forget(&path);
@@ -341,14 +382,14 @@ impl Batch {
                 continue;
             }
             let (signal, vanished) = match event.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Signal::Finished, false),
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Signal::Closed, false),
                 // Opens (also the daemon's own reads) say nothing.
                 EventKind::Access(_) => continue,
                 EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => (Signal::Writing, false),
-                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => (Signal::Finished, false),
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => (Signal::Closed, false),
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)) => (Signal::Recheck, true),
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if i == 0 => (Signal::Recheck, true),
-                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => (Signal::Finished, false),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => (Signal::Closed, false),
                 EventKind::Remove(_) => (Signal::Recheck, true),
                 _ => (Signal::Recheck, false),
             };
@@ -472,7 +513,7 @@ async fn run(
         WatchMode::Poll => None,
     };
     let armed = watcher.is_some();
-    let rescan_signal = if armed { Signal::Recheck } else { Signal::Finished };
+    let rescan_signal = if armed { Signal::Recheck } else { Signal::Found };
     tracing::info!(
         "watching the inbox {} ({})",
         inbox.display(),
@@ -484,7 +525,7 @@ async fn run(
         settler: Settler::new(settle_duration(watch.settle_seconds)),
         sent: HashMap::new(),
     };
-    let mut out = tracker.listed(scan(&inbox).await?, Signal::Finished, now());
+    let mut out = tracker.listed(scan(&inbox).await?, Signal::Found, now());
     let start = tokio::time::Instant::now() + period;
     let mut tick = tokio::time::interval_at(start, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -554,7 +595,7 @@ async fn run(
             if batch.rescan {
                 // Events were lost, a close among them maybe: stability decides.
                 let listing = scan(&inbox).await?;
-                out.extend(tracker.listed(listing, Signal::Finished, now));
+                out.extend(tracker.listed(listing, Signal::Found, now));
             }
         }
 
@@ -646,7 +687,7 @@ mod tests {
     fn not_ready_before_settle_ready_after() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 10, mtime(1), true, start);
+        s.observe(p("a"), 10, mtime(1), Completion::Found, start);
         assert_eq!(s.next_deadline(), Some(start + SETTLE));
         assert!(s.ready(start).is_empty());
         assert!(s.ready(start + SETTLE - Duration::from_millis(1)).is_empty());
@@ -657,12 +698,12 @@ mod tests {
     fn a_change_restarts_the_clock() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 10, mtime(1), true, start);
-        s.observe(p("a"), 20, mtime(2), true, start + Duration::from_secs(1));
+        s.observe(p("a"), 10, mtime(1), Completion::Found, start);
+        s.observe(p("a"), 20, mtime(2), Completion::Found, start + Duration::from_secs(1));
         assert!(s.ready(start + SETTLE).is_empty());
         assert_eq!(s.next_deadline(), Some(start + Duration::from_secs(1) + SETTLE));
         // Only the mtime moving restarts it too.
-        s.observe(p("a"), 20, mtime(3), true, start + Duration::from_secs(2));
+        s.observe(p("a"), 20, mtime(3), Completion::Found, start + Duration::from_secs(2));
         assert!(s.ready(start + Duration::from_secs(3)).is_empty());
         assert_eq!(s.ready(start + Duration::from_secs(4)), vec![p("a")]);
     }
@@ -671,31 +712,36 @@ mod tests {
     fn the_same_observation_does_not_restart_the_clock() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 10, mtime(1), true, start);
-        s.observe(p("a"), 10, mtime(1), true, start + Duration::from_secs(1));
+        s.observe(p("a"), 10, mtime(1), Completion::Found, start);
+        s.observe(p("a"), 10, mtime(1), Completion::Found, start + Duration::from_secs(1));
         assert_eq!(s.ready(start + SETTLE), vec![p("a")]);
     }
 
     #[test]
-    fn unfinished_never_becomes_ready_until_finished() {
+    fn a_path_being_written_is_never_ready_and_a_closed_one_is_ready_at_once() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 10, mtime(1), false, start);
+        s.observe(p("a"), 10, mtime(1), Completion::Writing, start);
         assert_eq!(s.next_deadline(), None);
         assert!(s.ready(start + Duration::from_secs(3600)).is_empty());
         let closed = start + Duration::from_secs(3600);
-        s.observe(p("a"), 10, mtime(1), true, closed);
-        assert!(s.ready(closed + SETTLE - Duration::from_millis(1)).is_empty(), "the clock starts at the close");
-        assert_eq!(s.ready(closed + SETTLE), vec![p("a")]);
+        s.observe(p("a"), 10, mtime(1), Completion::Closed, closed);
+        assert_eq!(s.next_deadline(), Some(closed));
+        assert_eq!(s.ready(closed), vec![p("a")], "no settle time after a close");
+        // Found after a writer (events lost): the clock starts then.
+        s.observe(p("b"), 10, mtime(1), Completion::Writing, start);
+        s.observe(p("b"), 10, mtime(1), Completion::Found, closed);
+        assert!(s.ready(closed + SETTLE - Duration::from_millis(1)).is_empty());
+        assert_eq!(s.ready(closed + SETTLE), vec![p("b")]);
     }
 
     #[test]
     fn a_writer_at_work_unfinishes_a_finished_path() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 10, mtime(1), true, start);
-        s.observe(p("a"), 10, mtime(1), false, start + Duration::from_secs(1));
-        assert_eq!(s.finished(&p("a")), Some(false));
+        s.observe(p("a"), 10, mtime(1), Completion::Found, start);
+        s.observe(p("a"), 10, mtime(1), Completion::Writing, start + Duration::from_secs(1));
+        assert_eq!(s.state(&p("a")), Some(Completion::Writing));
         assert!(s.ready(start + Duration::from_secs(100)).is_empty());
     }
 
@@ -703,17 +749,17 @@ mod tests {
     fn each_path_is_returned_once_until_it_changes() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("b"), 1, mtime(1), true, start);
-        s.observe(p("a"), 1, mtime(1), true, start);
+        s.observe(p("b"), 1, mtime(1), Completion::Found, start);
+        s.observe(p("a"), 1, mtime(1), Completion::Found, start);
         assert_eq!(s.ready(start + SETTLE), vec![p("a"), p("b")], "sorted");
         assert!(s.ready(start + SETTLE * 2).is_empty());
         assert_eq!(s.next_deadline(), None);
         // Seen again unchanged: still not returned again.
-        s.observe(p("a"), 1, mtime(1), true, start + SETTLE * 3);
+        s.observe(p("a"), 1, mtime(1), Completion::Found, start + SETTLE * 3);
         assert!(s.ready(start + SETTLE * 10).is_empty());
         // Changed: returned again once settled.
         let later = start + SETTLE * 10;
-        s.observe(p("a"), 2, mtime(2), true, later);
+        s.observe(p("a"), 2, mtime(2), Completion::Found, later);
         assert_eq!(s.ready(later + SETTLE), vec![p("a")]);
     }
 
@@ -721,16 +767,16 @@ mod tests {
     fn forget_and_retain_drop_paths() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("a"), 1, mtime(1), true, start);
-        s.observe(p("b"), 1, mtime(1), true, start);
-        s.observe(p("c"), 1, mtime(1), true, start);
+        s.observe(p("a"), 1, mtime(1), Completion::Found, start);
+        s.observe(p("b"), 1, mtime(1), Completion::Found, start);
+        s.observe(p("c"), 1, mtime(1), Completion::Found, start);
         s.forget(&p("a"));
         s.retain(|path| path != p("b"));
-        assert_eq!(s.finished(&p("a")), None);
+        assert_eq!(s.state(&p("a")), None);
         assert_eq!(s.ready(start + SETTLE), vec![p("c")]);
         // Forgotten then seen again: a new file, returned again.
         s.forget(&p("c"));
-        s.observe(p("c"), 1, mtime(1), true, start + SETTLE);
+        s.observe(p("c"), 1, mtime(1), Completion::Found, start + SETTLE);
         assert_eq!(s.ready(start + SETTLE * 2), vec![p("c")]);
     }
 
@@ -738,7 +784,7 @@ mod tests {
     fn zero_settle_is_ready_at_once() {
         let start = t0();
         let mut s = Settler::new(Duration::ZERO);
-        s.observe(p("a"), 1, mtime(1), true, start);
+        s.observe(p("a"), 1, mtime(1), Completion::Found, start);
         assert_eq!(s.ready(start), vec![p("a")]);
     }
 
@@ -746,8 +792,8 @@ mod tests {
     fn stalled_reports_unfinished_paths_once() {
         let start = t0();
         let mut s = Settler::new(SETTLE);
-        s.observe(p("open"), 1, mtime(1), false, start);
-        s.observe(p("done"), 1, mtime(1), true, start);
+        s.observe(p("open"), 1, mtime(1), Completion::Writing, start);
+        s.observe(p("done"), 1, mtime(1), Completion::Found, start);
         let after = Duration::from_secs(600);
         assert!(s.stalled(start + after - Duration::from_secs(1), after).is_empty());
         assert_eq!(s.stalled(start + after, after), vec![p("open")]);
@@ -766,17 +812,17 @@ mod tests {
     fn tracker_hands_over_once_while_the_file_stays() {
         let start = t0();
         let mut t = tracker();
-        assert!(t.see(p("a"), stat_of(5, 1, 7), Signal::Finished, start).is_none());
+        assert!(t.see(p("a"), stat_of(5, 1, 7), Signal::Found, start).is_none());
         let due = t.settler.ready(start + SETTLE);
         assert_eq!(due, vec![p("a")]);
         assert_eq!(t.confirm(p("a"), stat_of(5, 1, 7), start + SETTLE), Some(Arrival::Ready(p("a"))));
         // Still there at later scans: nothing more.
         let listing = vec![(p("a"), stat_of(5, 1, 7))];
-        assert!(t.listed(listing, Signal::Finished, start + SETTLE * 2).is_empty());
+        assert!(t.listed(listing, Signal::Found, start + SETTLE * 2).is_empty());
         assert!(t.settler.ready(start + SETTLE * 10).is_empty());
         // Gone from a scan, then a new file under the same name: taken again.
-        assert!(t.listed(Vec::new(), Signal::Finished, start + SETTLE * 10).is_empty());
-        t.see(p("a"), stat_of(5, 1, 8), Signal::Finished, start + SETTLE * 10);
+        assert!(t.listed(Vec::new(), Signal::Found, start + SETTLE * 10).is_empty());
+        t.see(p("a"), stat_of(5, 1, 8), Signal::Found, start + SETTLE * 10);
         assert_eq!(t.settler.ready(start + SETTLE * 11), vec![p("a")]);
     }
 
@@ -784,7 +830,7 @@ mod tests {
     fn tracker_restarts_when_the_file_moved_before_handover() {
         let start = t0();
         let mut t = tracker();
-        t.see(p("a"), stat_of(5, 1, 7), Signal::Finished, start);
+        t.see(p("a"), stat_of(5, 1, 7), Signal::Found, start);
         assert_eq!(t.settler.ready(start + SETTLE), vec![p("a")]);
         assert_eq!(t.confirm(p("a"), stat_of(9, 2, 7), start + SETTLE), None);
         assert!(t.settler.ready(start + SETTLE).is_empty());
@@ -796,7 +842,7 @@ mod tests {
     fn tracker_refuses_oversized_files_after_settling() {
         let start = t0();
         let mut t = tracker();
-        t.see(p("big"), stat_of(101, 1, 7), Signal::Finished, start);
+        t.see(p("big"), stat_of(101, 1, 7), Signal::Found, start);
         t.settler.ready(start + SETTLE);
         match t.confirm(p("big"), stat_of(101, 1, 7), start + SETTLE) {
             Some(Arrival::Refused(path, reason)) => {
@@ -805,6 +851,34 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn tracker_hands_over_a_closed_file_at_once_unless_it_moved_since() {
+        let start = t0();
+        let mut t = tracker();
+        t.see(p("a"), stat_of(5, 1, 7), Signal::Closed, start);
+        assert_eq!(t.settler.ready(start), vec![p("a")]);
+        assert_eq!(t.confirm(p("a"), stat_of(5, 1, 7), start), Some(Arrival::Ready(p("a"))));
+        // Moved between the close and the look before handover: it settles.
+        t.see(p("b"), stat_of(5, 1, 8), Signal::Closed, start);
+        assert_eq!(t.settler.ready(start), vec![p("b")]);
+        assert_eq!(t.confirm(p("b"), stat_of(9, 2, 8), start), None);
+        assert!(t.settler.ready(start + SETTLE - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.settler.ready(start + SETTLE), vec![p("b")]);
+        // Moved, seen by a rescan without a new close: it settles too.
+        t.see(p("c"), stat_of(5, 1, 9), Signal::Closed, start);
+        t.see(p("c"), stat_of(6, 2, 9), Signal::Recheck, start);
+        assert!(t.settler.ready(start + SETTLE - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.settler.ready(start + SETTLE), vec![p("c")]);
+        // Unchanged at a rescan: the close still holds.
+        t.see(p("d"), stat_of(5, 1, 10), Signal::Closed, start);
+        t.see(p("d"), stat_of(5, 1, 10), Signal::Recheck, start);
+        assert_eq!(t.settler.ready(start), vec![p("d")]);
+        // Written again after the close: waited for.
+        t.see(p("e"), stat_of(5, 1, 11), Signal::Closed, start);
+        t.see(p("e"), stat_of(6, 2, 11), Signal::Writing, start);
+        assert!(t.settler.ready(start + SETTLE * 100).is_empty());
     }
 
     #[test]
@@ -838,9 +912,9 @@ mod tests {
         b.take(inbox, ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["c.tmp", "c"]));
         b.take(inbox, ev(EventKind::Remove(RemoveKind::File), &["d"]));
         b.take(inbox, ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["e"]));
-        assert_eq!(b.signals.get(&inbox.join("a")), Some(&Signal::Finished));
+        assert_eq!(b.signals.get(&inbox.join("a")), Some(&Signal::Closed));
         assert_eq!(b.signals.get(&inbox.join("b")), Some(&Signal::Writing));
-        assert_eq!(b.signals.get(&inbox.join("c")), Some(&Signal::Finished));
+        assert_eq!(b.signals.get(&inbox.join("c")), Some(&Signal::Closed));
         assert_eq!(b.signals.get(&inbox.join("c.tmp")), None, "temporary names are ignored");
         assert_eq!(b.signals.get(&inbox.join("d")), Some(&Signal::Recheck));
         assert!(b.vanished.contains(&inbox.join("d")));

@@ -78,8 +78,9 @@ pub struct Watch {
     /// How often `poll` mode looks, and how often either mode rescans as a safety net.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_seconds: u64,
-    /// A file is taken once it has been closed or renamed in and then stayed
-    /// unchanged (size and modification time) for this long.
+    /// Where no close or rename-in was seen (`poll` mode, files found by a
+    /// scan), a file is taken once unchanged (size and modification time)
+    /// for this long; a close or rename-in seen by inotify takes it at once.
     #[serde(default = "default_settle")]
     pub settle_seconds: f64,
     /// Larger files are quarantined unread.

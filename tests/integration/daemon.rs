@@ -16,8 +16,12 @@ struct Study {
 
 impl Study {
     fn new() -> Study {
+        Study::settling("0.3")
+    }
+
+    fn settling(seconds: &str) -> Study {
         let t = TempStudy::new(&[
-            ("settle_seconds = 1.0", "settle_seconds = 0.3"),
+            ("settle_seconds = 1.0", &format!("settle_seconds = {seconds}")),
             ("poll_interval_seconds = 2", "poll_interval_seconds = 1"),
         ]);
         let participants: String = std::iter::once("participant".to_owned())
@@ -191,6 +195,27 @@ fn the_daemon_takes_files_written_slowly_renamed_in_or_present_before_start() {
     assert_eq!(status.code(), Some(0));
     // probe (2 results) + three uploads of 2 results, none lost, none twice.
     assert_eq!(s.export().len(), 8);
+}
+
+#[test]
+fn with_a_long_settle_files_renamed_in_or_closed_after_writing_are_taken_at_once() {
+    let s = Study::settling("30");
+    let daemon = s.start();
+    let within = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !archived(&s.archive()).iter().any(|p| p.ends_with(name)) {
+            assert!(Instant::now() < deadline, "{name} waited for the 30 s settle time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::fs::write(s.inbox().join("renamed.part"), upload(3, 1)).unwrap();
+    std::fs::rename(s.inbox().join("renamed.part"), s.inbox().join("renamed.astm")).unwrap();
+    within("renamed.astm");
+    std::fs::write(s.inbox().join("written.astm"), upload(3, 2)).unwrap();
+    within("written.astm");
+    assert_eq!(stop(daemon).code(), Some(0));
+    // probe (2 results) + two uploads of 2 results.
+    assert_eq!(s.export().len(), 6);
 }
 
 #[test]

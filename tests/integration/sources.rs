@@ -48,8 +48,12 @@ struct Running {
 /// and wait until those have arrived: the watch is then armed, since arming
 /// comes before the first scan.
 async fn start(mode: WatchMode, before: &[(&str, &str)]) -> (Running, Vec<Arrival>) {
+    start_settling(mode, 0.2, before).await
+}
+
+async fn start_settling(mode: WatchMode, settle_seconds: f64, before: &[(&str, &str)]) -> (Running, Vec<Arrival>) {
     let root = tempfile::tempdir().unwrap();
-    let cfg = config(root.path(), mode);
+    let cfg = Watch { settle_seconds, ..config(root.path(), mode) };
     inbox::ensure_dirs(&cfg).unwrap();
     for (name, content) in before {
         fs::write(cfg.inbox.join(name), content).unwrap();
@@ -173,7 +177,7 @@ async fn files_present_before_start_are_handed_over_once_and_odd_entries_refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slowly_written_file_is_handed_over_only_after_close_and_settle() {
+async fn a_slowly_written_file_is_handed_over_only_after_its_close() {
     let (mut w, _) = start(WatchMode::Inotify, &[("sentinel.astm", "x")]).await;
     let path = w.path("slow.astm");
     let mut file = File::create(&path).unwrap();
@@ -192,6 +196,79 @@ async fn a_slowly_written_file_is_handed_over_only_after_close_and_settle() {
     drop(file);
     assert_eq!(w.next().await, ready(path.clone()));
     assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+    assert_eq!(w.quiet().await, vec![]);
+    w.stop().await.unwrap();
+}
+
+/// Long enough that a file handed over within `WAIT` did not wait for it.
+const LONG_SETTLE: f64 = 30.0;
+
+/// The inotify watcher with `LONG_SETTLE`, once its watch is armed: probes
+/// are renamed in until one arrives (a probe dropped before the watch was
+/// armed is found by the first scan and waits the settle time; it is ignored).
+async fn start_armed_with_long_settle() -> Running {
+    let (mut w, _) = start_settling(WatchMode::Inotify, LONG_SETTLE, &[]).await;
+    for i in 0..30 {
+        let tmp = w.path(&format!("probe-{i}.tmp"));
+        fs::write(&tmp, "x").unwrap();
+        fs::rename(&tmp, w.path(&format!("probe-{i}.astm"))).unwrap();
+        if let Ok(Some(arrival)) = tokio::time::timeout(Duration::from_millis(200), w.rx.recv()).await {
+            assert!(arrival.path().file_name().unwrap().to_string_lossy().starts_with("probe-"), "{arrival:?}");
+            return w;
+        }
+    }
+    panic!("no probe arrived: the watch was never armed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_long_settle_a_file_renamed_in_or_closed_after_writing_is_taken_at_once() {
+    let mut w = start_armed_with_long_settle().await;
+    // Renamed in (IN_MOVED_TO).
+    let tmp = w.path("renamed.astm.part");
+    fs::write(&tmp, "H|\\^&\rL|1|N\r").unwrap();
+    fs::rename(&tmp, w.path("renamed.astm")).unwrap();
+    assert_eq!(w.next().await, ready(w.path("renamed.astm")), "taken well before the settle time");
+    // Written in place and closed (IN_CLOSE_WRITE).
+    let mut file = File::create(w.path("written.astm")).unwrap();
+    file.write_all(b"H|\\^&\r").unwrap();
+    file.write_all(b"L|1|N\r").unwrap();
+    drop(file);
+    assert_eq!(w.next().await, ready(w.path("written.astm")), "taken well before the settle time");
+    assert_eq!(fs::read_to_string(w.path("written.astm")).unwrap(), "H|\\^&\rL|1|N\r");
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_long_settle_a_file_still_open_or_written_again_waits_for_its_close() {
+    let mut w = start_armed_with_long_settle().await;
+    let path = w.path("open.astm");
+    let mut file = File::create(&path).unwrap();
+    file.write_all(b"H|\\^&\r").unwrap();
+    file.flush().unwrap();
+    // Created and written, still open: not taken, across a rescan.
+    assert_eq!(w.quiet().await, vec![], "handed over while still open");
+    file.write_all(b"L|1|N\r").unwrap();
+    drop(file);
+    assert_eq!(w.next().await, ready(path.clone()));
+    // Opened again and written after its close, held open: waited for again.
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b"H|\\^&\r").unwrap();
+    file.flush().unwrap();
+    assert_eq!(w.quiet().await, vec![], "handed over again while written");
+    file.write_all(b"L|1|N\r").unwrap();
+    drop(file);
+    assert_eq!(w.next().await, ready(path.clone()));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "H|\\^&\rL|1|N\rH|\\^&\rL|1|N\r");
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_mode_keeps_the_settle_time() {
+    let (mut w, _) = start_settling(WatchMode::Poll, LONG_SETTLE, &[]).await;
+    let tmp = w.path("renamed.astm.part");
+    fs::write(&tmp, "H|\\^&\r").unwrap();
+    fs::rename(&tmp, w.path("renamed.astm")).unwrap();
+    // Polls see no close or rename: the file must stay unchanged for the settle time.
     assert_eq!(w.quiet().await, vec![]);
     w.stop().await.unwrap();
 }
