@@ -189,11 +189,42 @@ pub fn quarantine(file: &Path, quarantine_root: &Path, reason: &str) -> io::Resu
     Ok(target)
 }
 
-/// `dir/NAME.reason.txt` for `dir/NAME`.
+const REASON_SUFFIX: &str = ".reason.txt";
+
+/// `dir/NAME.reason.txt` for `dir/NAME`. When that is longer than a file
+/// name may be, `dir/PREFIX-HASH.reason.txt`: a prefix of NAME and 8 hex
+/// digits of the SHA-256 of the whole name, so two long names that share a
+/// prefix still get distinct reason files.
 fn reason_path(target: &Path) -> PathBuf {
-    let mut name = target.file_name().map(OsStr::to_os_string).unwrap_or_default();
-    name.push(".reason.txt");
-    target.with_file_name(name)
+    let name = target.file_name().map(OsStr::to_os_string).unwrap_or_default();
+    let bytes = name.as_encoded_bytes();
+    let mut out = if bytes.len() + REASON_SUFFIX.len() <= NAME_MAX {
+        name.clone()
+    } else {
+        use sha2::{Digest, Sha256};
+        let hash: String = Sha256::digest(bytes).iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let mut short = os_str(prefix(bytes, NAME_MAX - REASON_SUFFIX.len() - 1 - hash.len())).to_os_string();
+        short.push(format!("-{hash}"));
+        short
+    };
+    out.push(REASON_SUFFIX);
+    target.with_file_name(out)
+}
+
+/// The longest file name most Linux file systems allow, in bytes.
+const NAME_MAX: usize = 255;
+
+/// At most `max` leading bytes, not cutting a UTF-8 character in two.
+fn prefix(bytes: &[u8], max: usize) -> &[u8] {
+    let cut = bytes.get(..max).unwrap_or(bytes);
+    match std::str::from_utf8(cut) {
+        Err(e) if e.error_len().is_none() => cut.get(..e.valid_up_to()).unwrap_or(cut),
+        _ => cut,
+    }
+}
+
+fn os_str(bytes: &[u8]) -> &OsStr {
+    std::os::unix::ffi::OsStrExt::from_bytes(bytes)
 }
 
 /// Create inbox, archive and quarantine when missing and their parent exists.
@@ -245,17 +276,28 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
-/// `NAME` for `n == 0`, else `STEM-n.EXT` (or `NAME-n` without an extension).
+/// `NAME` for `n == 0`, else `STEM-n.EXT` (or `NAME-n` without an
+/// extension). The stem is shortened so the result fits in a file name
+/// (`NAME_MAX` bytes); a name too long to keep its extension is shortened
+/// as a whole.
 fn candidate_name(name: &OsStr, n: u32) -> OsString {
     if n == 0 {
         return name.to_os_string();
     }
+    let suffix = format!("-{n}");
     let path = Path::new(name);
-    let mut out = path.file_stem().unwrap_or(name).to_os_string();
-    out.push(format!("-{n}"));
-    if let Some(ext) = path.extension() {
+    let stem = path.file_stem().unwrap_or(name).as_encoded_bytes();
+    let ext = path.extension().map(OsStr::as_encoded_bytes);
+    let ext_len = ext.map_or(0, |e| e.len() + 1);
+    let (stem, ext) = match NAME_MAX.checked_sub(suffix.len() + ext_len) {
+        Some(room) if room > 0 => (prefix(stem, room), ext),
+        _ => (prefix(name.as_encoded_bytes(), NAME_MAX - suffix.len()), None),
+    };
+    let mut out = os_str(stem).to_os_string();
+    out.push(suffix);
+    if let Some(ext) = ext {
         out.push(".");
-        out.push(ext);
+        out.push(os_str(ext));
     }
     out
 }
@@ -481,6 +523,52 @@ mod tests {
         assert_eq!(candidate_name(OsStr::new("r.astm"), 2), "r-2.astm");
         assert_eq!(candidate_name(OsStr::new("r"), 1), "r-1");
         assert_eq!(candidate_name(OsStr::new("a.b.hl7"), 1), "a.b-1.hl7");
+    }
+
+    #[test]
+    fn long_names_are_shortened_to_fit() {
+        let long = format!("{}.astm", "a".repeat(250));
+        let second = candidate_name(OsStr::new(&long), 12);
+        assert_eq!(second.len(), NAME_MAX);
+        assert_eq!(second, format!("{}-12.astm", "a".repeat(247)).as_str());
+        // An extension too long to keep: the whole name is shortened.
+        let dotted = format!("a.{}", "b".repeat(253));
+        assert_eq!(candidate_name(OsStr::new(&dotted), 1).len(), NAME_MAX);
+        // A multi-byte character is never cut in two.
+        let wide = format!("{}.hl7", "é".repeat(125));
+        let cut = candidate_name(OsStr::new(&wide), 1);
+        assert!(cut.len() <= NAME_MAX && cut.to_str().is_some(), "{cut:?}");
+
+        let reason = reason_path(&Path::new("/q").join(&long));
+        let reason_name = reason.file_name().unwrap().to_str().unwrap();
+        assert_eq!(reason_name.len(), NAME_MAX);
+        assert!(reason_name.starts_with("aaaa") && reason_name.ends_with(".reason.txt"), "{reason_name}");
+        let other = reason_path(&Path::new("/q").join(format!("{}.hl7", "a".repeat(250))));
+        assert_ne!(reason, other, "the hash tells long names with one prefix apart");
+        assert_eq!(reason_path(Path::new("/q/x.astm")), Path::new("/q/x.astm.reason.txt"));
+    }
+
+    #[test]
+    fn a_255_byte_name_is_quarantined_with_a_reason_and_clashes_get_a_suffix() {
+        let inbox = tempfile::tempdir().unwrap();
+        let q = tempfile::tempdir().unwrap();
+        let name = format!("{}.hl7", "n".repeat(251));
+        let src = inbox.path().join(&name);
+        for round in 0..3 {
+            write(&src, &format!("garbage {round}"));
+            let placed = quarantine(&src, q.path(), "not HL7").unwrap();
+            assert!(!src.exists(), "nothing is left in the inbox");
+            assert_eq!(fs::read_to_string(&placed).unwrap(), format!("garbage {round}"));
+            let reason = fs::read_to_string(reason_path(&placed)).unwrap();
+            assert!(reason.starts_with("not HL7\n"), "{reason}");
+        }
+        assert_eq!(fs::read_dir(q.path()).unwrap().count(), 6);
+        let day = jiff::civil::date(2026, 1, 2);
+        for _ in 0..2 {
+            write(&src, "data");
+            archive(&src, q.path(), day).unwrap();
+            assert!(!src.exists());
+        }
     }
 
     #[test]
