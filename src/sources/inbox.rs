@@ -13,6 +13,9 @@
 //! link is impossible (another file system, or `fs.protected_hardlinks`
 //! refusing a file owned by another user), the file is copied to a new name
 //! opened with `create_new`, fsynced, and only then removed from the inbox.
+//! So is a file with another name besides the inbox one (hard-linked in): a
+//! write to that name must not change the archived file. A suffixed name, and
+//! a reason file's name, is shortened to fit in 255 bytes.
 //! An archived or quarantined regular file, and a reason file, is read-only:
 //! owner and group may read it (0440 at most), nobody may write it.
 
@@ -64,6 +67,8 @@ pub(crate) struct Stamp {
 #[derive(Debug, Clone)]
 pub(crate) struct Stat {
     pub stamp: Stamp,
+    /// How many names the file has (more than one: hard-linked in, or out).
+    pub nlink: u64,
     /// Why it is not a regular file (`None` for a regular file).
     pub not_regular: Option<String>,
 }
@@ -98,6 +103,7 @@ pub(crate) fn stat(path: &Path) -> io::Result<Option<Stat>> {
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             inode: meta.ino(),
         },
+        nlink: meta.nlink(),
         not_regular: what.map(|what| format!("{} {what}", path.display())),
     }))
 }
@@ -130,7 +136,7 @@ pub fn inspect(path: &Path, max_bytes: u64) -> Entry {
         Ok(None) => Entry::Gone,
         Err(e) => Entry::Refuse(format!("{} cannot be examined: {e}", path.display())),
         Ok(Some(Stat { not_regular: Some(reason), .. })) => Entry::Refuse(reason),
-        Ok(Some(Stat { stamp, not_regular: None })) => match too_big(path, stamp.size, max_bytes) {
+        Ok(Some(Stat { stamp, not_regular: None, .. })) => match too_big(path, stamp.size, max_bytes) {
             Some(reason) => Entry::Refuse(reason),
             None => Entry::File { size: stamp.size, modified: stamp.modified },
         },
@@ -310,7 +316,11 @@ fn move_no_clobber(file: &Path, dir: &Path, name: &OsStr, acceptable: impl Fn(&P
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut linkable = !meta.is_dir();
+    // A file with another name outside the inbox is copied: a link would
+    // let a write there change the archived file, and making it read-only
+    // would change the other name too.
+    let shared = meta.is_file() && meta.nlink() > 1;
+    let mut linkable = !meta.is_dir() && !shared;
     for n in 0..=MAX_SUFFIX {
         let target = dir.join(candidate_name(name, n));
         if !acceptable(&target) {
@@ -563,10 +573,11 @@ mod tests {
             assert!(reason.starts_with("not HL7\n"), "{reason}");
         }
         assert_eq!(fs::read_dir(q.path()).unwrap().count(), 6);
+        fs::create_dir(q.path().join("archive")).unwrap();
         let day = jiff::civil::date(2026, 1, 2);
         for _ in 0..2 {
             write(&src, "data");
-            archive(&src, q.path(), day).unwrap();
+            archive(&src, &q.path().join("archive"), day).unwrap();
             assert!(!src.exists());
         }
     }
@@ -589,6 +600,23 @@ mod tests {
             assert_eq!(fs::read_to_string(path).unwrap(), content);
             assert_eq!(fs::metadata(path).unwrap().mode() & 0o777, 0o440, "read-only");
         }
+    }
+
+    #[test]
+    fn a_file_with_another_name_is_archived_as_a_copy_leaving_that_name_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside.astm");
+        write(&outside, "shared");
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        let src = root.path().join("in.astm");
+        fs::hard_link(&outside, &src).unwrap();
+        fs::create_dir(root.path().join("archive")).unwrap();
+        let placed = archive(&src, &root.path().join("archive"), jiff::civil::date(2026, 1, 2)).unwrap();
+        assert!(!src.exists());
+        assert_ne!(fs::metadata(&placed).unwrap().ino(), fs::metadata(&outside).unwrap().ino());
+        assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o777, 0o644, "the other name keeps its mode");
+        assert_eq!(fs::metadata(&placed).unwrap().mode() & 0o222, 0, "read-only");
+        assert_eq!(fs::read_to_string(&placed).unwrap(), "shared");
     }
 
     #[test]

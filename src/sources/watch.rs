@@ -9,7 +9,10 @@
 //!   (`Modify(Name(To))`, or the new name of `Modify(Name(Both))`): the file
 //!   is complete now and taken at once, with no settle time.
 //! - inotify `Create` and `Modify(Data)` mean a writer is at work: the path is
-//!   *not* complete, whatever its state before, until one of the above.
+//!   *not* complete, whatever its state before, until one of the above. A
+//!   `Create` of a file that has another name too (hard-linked in with
+//!   `link(2)`, which sends nothing after the create) is found, as below;
+//!   writes to it that follow still make it wait for a close.
 //! - The first scan (files present before start), a rescan after lost events
 //!   (queue overflow) and every look in `poll` mode, where no events exist,
 //!   find a path: it is taken once unchanged (size and modification time) for
@@ -240,8 +243,11 @@ pub enum WatchError {
 /// What an event or a scan says about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
-    /// A writer is at work (create, data written).
+    /// A writer is at work (data written).
     Writing,
+    /// Created: a writer is at work, unless the file has another name too
+    /// (`link(2)` sends a create and nothing after it): then found.
+    Created,
     /// Closed after writing or renamed in: complete now.
     Closed,
     /// Found by a scan or poll, where no events exist: stability decides.
@@ -292,6 +298,8 @@ impl Tracker {
         }
         let state = match signal {
             Signal::Writing => Completion::Writing,
+            Signal::Created if stat.nlink > 1 => Completion::Found,
+            Signal::Created => Completion::Writing,
             Signal::Closed => Completion::Closed,
             Signal::Found => Completion::Found,
             Signal::Recheck => self.kept(&path, stat.stamp.size, stat.stamp.modified),
@@ -321,7 +329,7 @@ impl Tracker {
 
     /// A settled path looked at again: hand it over if it is unchanged.
     fn confirm(&mut self, path: PathBuf, stat: io::Result<Option<Stat>>, now: Instant) -> Option<Arrival> {
-        let Ok(Some(Stat { stamp, not_regular: None })) = stat else {
+        let Ok(Some(Stat { stamp, not_regular: None, .. })) = stat else {
             // Gone, unreadable or replaced by something else: the usual path.
             self.settler.forget(&path);
             return self.see(path, stat, Signal::Recheck, now);
@@ -385,7 +393,8 @@ impl Batch {
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Signal::Closed, false),
                 // Opens (also the daemon's own reads) say nothing.
                 EventKind::Access(_) => continue,
-                EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => (Signal::Writing, false),
+                EventKind::Create(_) => (Signal::Created, false),
+                EventKind::Modify(ModifyKind::Data(_)) => (Signal::Writing, false),
                 EventKind::Modify(ModifyKind::Name(RenameMode::To)) => (Signal::Closed, false),
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)) => (Signal::Recheck, true),
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if i == 0 => (Signal::Recheck, true),
@@ -628,7 +637,7 @@ pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
         match stat {
             Ok(None) => {}
             Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
-            Ok(Some(Stat { stamp, not_regular: None })) => pending.push((path, stamp)),
+            Ok(Some(Stat { stamp, not_regular: None, .. })) => pending.push((path, stamp)),
             Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
         }
     }
@@ -644,7 +653,7 @@ pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
             match stat {
                 Ok(None) => {}
                 Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
-                Ok(Some(Stat { stamp, not_regular: None })) if stamp == before => ready.push((path, stamp)),
+                Ok(Some(Stat { stamp, not_regular: None, .. })) if stamp == before => ready.push((path, stamp)),
                 Ok(Some(Stat { stamp, .. })) => changed.push((path, stamp)),
                 Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
             }
@@ -801,7 +810,7 @@ mod tests {
     }
 
     fn stat_of(size: u64, secs: u64, inode: u64) -> io::Result<Option<Stat>> {
-        Ok(Some(Stat { stamp: Stamp { size, modified: mtime(secs), inode }, not_regular: None }))
+        Ok(Some(Stat { stamp: Stamp { size, modified: mtime(secs), inode }, nlink: 1, not_regular: None }))
     }
 
     fn tracker() -> Tracker {
@@ -882,6 +891,22 @@ mod tests {
     }
 
     #[test]
+    fn a_created_file_with_another_name_settles_and_a_new_one_waits_for_its_writer() {
+        let start = t0();
+        let mut t = tracker();
+        let linked =
+            Ok(Some(Stat { stamp: Stamp { size: 5, modified: mtime(1), inode: 7 }, nlink: 2, not_regular: None }));
+        t.see(p("linked"), linked, Signal::Created, start);
+        t.see(p("new"), stat_of(5, 1, 8), Signal::Created, start);
+        assert!(t.settler.ready(start + SETTLE - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.settler.ready(start + SETTLE * 100), vec![p("linked")]);
+        // Written to after the link: waited for like any writer.
+        t.see(p("linked2"), stat_of(5, 1, 9), Signal::Created, start);
+        t.see(p("linked2"), stat_of(6, 2, 9), Signal::Writing, start);
+        assert!(t.settler.ready(start + SETTLE * 100).is_empty());
+    }
+
+    #[test]
     fn recheck_keeps_a_writer_waited_for_but_finishes_unknown_paths() {
         let start = t0();
         let mut t = tracker();
@@ -912,6 +937,7 @@ mod tests {
         b.take(inbox, ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["c.tmp", "c"]));
         b.take(inbox, ev(EventKind::Remove(RemoveKind::File), &["d"]));
         b.take(inbox, ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["e"]));
+        b.take(inbox, ev(EventKind::Create(CreateKind::File), &["f"]));
         assert_eq!(b.signals.get(&inbox.join("a")), Some(&Signal::Closed));
         assert_eq!(b.signals.get(&inbox.join("b")), Some(&Signal::Writing));
         assert_eq!(b.signals.get(&inbox.join("c")), Some(&Signal::Closed));
@@ -919,6 +945,7 @@ mod tests {
         assert_eq!(b.signals.get(&inbox.join("d")), Some(&Signal::Recheck));
         assert!(b.vanished.contains(&inbox.join("d")));
         assert_eq!(b.signals.get(&inbox.join("e")), None, "opens say nothing");
+        assert_eq!(b.signals.get(&inbox.join("f")), Some(&Signal::Created), "nothing followed the create");
         assert!(!b.rescan && !b.inbox_gone);
 
         let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);

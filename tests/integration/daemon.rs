@@ -83,6 +83,48 @@ fn upload(p: usize, n: usize) -> String {
     )
 }
 
+#[test]
+fn a_255_byte_name_keeps_its_reason_file_and_a_clash_leaves_nothing_in_the_inbox() {
+    let s = Study::new();
+    for dir in [s.inbox(), s.quarantine()] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let name = format!("{}.hl7", "n".repeat(251));
+    assert_eq!(name.len(), 255);
+    // The name is taken in the quarantine already: the new one gets a shortened, suffixed name.
+    std::fs::write(s.quarantine().join(&name), "earlier").unwrap();
+    std::fs::write(s.inbox().join(&name), "MSH|^~|BAD\rPID|1\r").unwrap();
+    let out = s.run_once();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(files_in(&s.inbox()).is_empty(), "nothing is left in the inbox");
+    let kept = files_in(&s.quarantine());
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(kept.contains(&name), "the earlier file is untouched");
+    assert_eq!(std::fs::read_to_string(s.quarantine().join(&name)).unwrap(), "earlier");
+    let moved = kept.iter().find(|n| n.ends_with("-1.hl7")).expect("a suffixed name");
+    assert_eq!(moved.len(), 255);
+    let reason = kept.iter().find(|n| n.ends_with(".reason.txt")).expect("a reason file");
+    assert!(reason.len() <= 255 && reason.starts_with("nnnn"), "{reason}");
+    let text = std::fs::read_to_string(s.quarantine().join(reason)).unwrap();
+    assert!(text.contains("MSH-2") && text.contains(&name), "{text}");
+}
+
+#[test]
+fn a_file_hard_linked_into_the_inbox_is_archived_without_a_restart() {
+    let s = Study::new();
+    let child = s.start();
+    let outside = s.t.file("made-elsewhere.astm", &upload(7, 3));
+    std::fs::hard_link(&outside, s.inbox().join("linked.astm")).unwrap();
+    wait_for(
+        || archived(&s.archive()).iter().any(|p| p.ends_with("linked.astm")),
+        "the hard-linked file to be archived",
+    );
+    assert!(!s.inbox().join("linked.astm").exists());
+    assert!(outside.exists(), "the other name stays");
+    assert!(stop(child).success());
+    assert_eq!(s.export().len(), 4, "the probe and the linked file");
+}
+
 fn archived(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];

@@ -351,6 +351,25 @@ async fn a_symlink_dropped_later_is_refused_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_hard_linked_in_is_taken_once_settled_and_one_still_open_is_not() {
+    let (mut w, _) = start(WatchMode::Inotify, &[("sentinel.astm", "x")]).await;
+    let outside = w._root.path().join("elsewhere.astm");
+    fs::write(&outside, "made elsewhere").unwrap();
+    // link(2) sends a create and nothing after it: no close will come.
+    fs::hard_link(&outside, w.path("linked.astm")).unwrap();
+    assert_eq!(w.next().await, ready(w.path("linked.astm")));
+    // A file created and still open is not taken on its create alone.
+    let mut open = File::create(w.path("open.astm")).unwrap();
+    open.write_all(b"half").unwrap();
+    open.flush().unwrap();
+    assert_eq!(w.quiet().await, vec![]);
+    drop(open);
+    assert_eq!(w.next().await, ready(w.path("open.astm")));
+    assert_eq!(w.quiet().await, vec![]);
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_mode_finds_present_and_new_files() {
     let (mut w, first) = start(WatchMode::Poll, &[("old.astm", "x")]).await;
     assert_eq!(first, vec![ready(w.path("old.astm"))]);
