@@ -410,3 +410,21 @@ fn a_silent_astm_link_gets_eot_and_is_closed_after_idle_seconds() {
     assert_eq!(read_to_close(&mut s), [EOT]);
     assert!(opened.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_fifth_connection_from_one_address_is_closed_at_once() {
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 60"),
+    ]);
+    let held: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.2", &d.address)).collect();
+    let mut fifth = connect_from("127.0.0.2", &d.address);
+    let opened = Instant::now();
+    assert_eq!(read_to_close(&mut fifth), b"");
+    assert!(opened.elapsed() < Duration::from_secs(10));
+    assert!(log(&d).contains("too many connections from this address (4)"), "{}", log(&d));
+    // One of the four is still served.
+    let mut first = held.into_iter().next().unwrap();
+    first.write_all(&frame(&oru("CAP-1", "0.8"))).unwrap();
+    assert_eq!(msa(&read_ack(&mut first))[1..3], ["AA", "CAP-1"]);
+}
