@@ -31,8 +31,18 @@ pub async fn serve(
                 backoff = Duration::from_secs(1);
                 let (reader, writer) = tokio::io::split(stream);
                 let settings = settings.clone();
-                match astm_session(reader, writer, settings, Source::Serial, &path, &port.instrument, &tx, &mut stop)
-                    .await
+                match astm_session(
+                    reader,
+                    writer,
+                    settings,
+                    Source::Serial,
+                    &path,
+                    &port.instrument,
+                    None,
+                    &tx,
+                    &mut stop,
+                )
+                .await
                 {
                     SessionEnd::Stopped => return,
                     end => warn!(%path, "serial port closed ({end:?}); reopening"),

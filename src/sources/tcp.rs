@@ -9,11 +9,14 @@
 //!   once, except the final frame's ACK, which waits for the commit.
 //!
 //! The listener is a task that rebinds with a back-off when it fails and
-//! stops when told; connections are capped, idle ones are kept.
+//! stops when told. A peer outside `allow` is closed at accept, before a
+//! byte is read; connections are capped per peer and in all; one silent for
+//! `idle_seconds` is closed.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +34,13 @@ use crate::study::config::{LinkProtocol, Listener};
 
 /// Connections served at once per listener.
 pub const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once per peer address, so one misbehaving host
+/// cannot take every slot from the analyzers.
+pub const MAX_PER_PEER: usize = 4;
+/// A refused peer is logged at most this often.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// The ASTM end-of-transmission byte, sent before closing an idle link.
+const EOT: u8 = 0x04;
 /// The largest MLLP message accepted (larger ones get AR without being buffered).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -68,6 +78,8 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut refused = RefusalLog::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -80,18 +92,82 @@ pub async fn accept_loop(
             },
             _ = stopped(&mut stop) => return,
         };
+        let ip = peer.ip().to_canonical();
+        if !listen.allow.iter().any(|block| block.contains(ip)) {
+            // Dropping the stream closes it before anything is read.
+            if refused.should_log(ip, tokio::time::Instant::now()) {
+                warn!(%peer, address = %listen.address, "refused a peer not in allow (logged once a minute per address)");
+            }
+            continue;
+        }
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             warn!(%peer, "too many connections ({MAX_CONNECTIONS}); closing this one");
+            continue;
+        };
+        let Some(peer_slot) = PeerSlot::take(&per_peer, ip) else {
+            warn!(%peer, "too many connections from this address ({MAX_PER_PEER}); closing this one");
             continue;
         };
         let (listen, settings, tx, stop) = (listen.clone(), settings.clone(), tx.clone(), stop.clone());
         tokio::spawn(async move {
             match listen.protocol {
-                LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, tx, stop).await,
-                LinkProtocol::Astm => astm_connection(stream, peer, listen.instrument, settings, tx, stop).await,
+                LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, listen.idle, tx, stop).await,
+                LinkProtocol::Astm => {
+                    astm_connection(stream, peer, listen.instrument, listen.idle, settings, tx, stop).await
+                }
             }
-            drop(slot);
+            drop((slot, peer_slot));
         });
+    }
+}
+
+/// When each refused address was last logged; entries older than a minute
+/// are dropped once the map grows, so a scan cannot grow it without bound.
+#[derive(Default)]
+struct RefusalLog(HashMap<IpAddr, tokio::time::Instant>);
+
+impl RefusalLog {
+    fn should_log(&mut self, ip: IpAddr, now: tokio::time::Instant) -> bool {
+        if self.0.len() >= 1024 {
+            self.0.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        match self.0.get(&ip) {
+            Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY => false,
+            _ => {
+                self.0.insert(ip, now);
+                true
+            }
+        }
+    }
+}
+
+/// One of a peer address's [`MAX_PER_PEER`] connections, given back on drop.
+struct PeerSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { counts: Arc::clone(counts), ip })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -112,6 +188,7 @@ async fn mllp_connection(
     stream: TcpStream,
     peer: SocketAddr,
     instrument: String,
+    idle: Duration,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -121,10 +198,14 @@ async fn mllp_connection(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = tokio::select! {
-            read = reader.read(&mut buf) => match read {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
+            read = tokio::time::timeout(idle, reader.read(&mut buf)) => match read {
+                Err(_) => {
+                    info!(%peer, "MLLP connection silent for {} s; closing it", idle.as_secs());
+                    break;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
                     warn!(%peer, error = %e, "MLLP connection broke");
                     break;
                 }
@@ -190,13 +271,16 @@ async fn astm_connection(
     stream: TcpStream,
     peer: SocketAddr,
     instrument: String,
+    idle: Duration,
     settings: receiver::Config,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
     info!(%peer, %instrument, "ASTM connection opened");
     let (reader, writer) = stream.into_split();
-    let end = astm_session(reader, writer, settings, Source::Tcp, &peer.to_string(), &instrument, &tx, &mut stop).await;
+    let origin = peer.to_string();
+    let end =
+        astm_session(reader, writer, settings, Source::Tcp, &origin, &instrument, Some(idle), &tx, &mut stop).await;
     info!(%peer, "ASTM connection closed ({end:?})");
 }
 
@@ -209,10 +293,14 @@ pub enum SessionEnd {
     Broken,
     /// labfeed is stopping.
     Stopped,
+    /// Nothing came for the idle time; EOT was sent.
+    Idle,
 }
 
 /// Drive the E1381 receiver over any byte stream (a TCP connection or a
-/// serial port) until it closes, fails, or labfeed stops.
+/// serial port) until it closes, fails, or labfeed stops, or (with `idle`)
+/// nothing has come for that long while no session is open: a message in
+/// progress is left to the receiver's own timeout, which keeps what came.
 #[allow(clippy::too_many_arguments)]
 pub async fn astm_session<R, W>(
     mut reader: R,
@@ -221,6 +309,7 @@ pub async fn astm_session<R, W>(
     source: Source,
     origin: &str,
     instrument: &str,
+    idle: Option<Duration>,
     tx: &mpsc::Sender<Work>,
     stop: &mut watch::Receiver<bool>,
 ) -> SessionEnd
@@ -230,18 +319,32 @@ where
 {
     let mut link = Receiver::new(settings);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut last_read = tokio::time::Instant::now();
     loop {
         let deadline = link.next_deadline().map(tokio::time::Instant::from_std);
+        let idle_at = match (deadline, idle) {
+            (None, Some(idle)) => Some(last_read + idle),
+            _ => None,
+        };
         let events = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => return SessionEnd::HangUp,
-                Ok(n) => link.feed(buf.get(..n).unwrap_or_default(), std::time::Instant::now()),
+                Ok(n) => {
+                    last_read = tokio::time::Instant::now();
+                    link.feed(buf.get(..n).unwrap_or_default(), std::time::Instant::now())
+                }
                 Err(e) => {
                     warn!(%origin, error = %e, "the ASTM line broke");
                     return SessionEnd::Broken;
                 }
             },
             _ = sleep_until(deadline) => link.tick(std::time::Instant::now()),
+            _ = sleep_until(idle_at) => {
+                info!(%origin, "ASTM link silent for {} s; sending EOT and closing", idle.unwrap_or_default().as_secs());
+                let _ = writer.write_all(&[EOT]).await;
+                let _ = writer.flush().await;
+                return SessionEnd::Idle;
+            }
             _ = stopped(stop) => return SessionEnd::Stopped,
         };
         if !handle_astm_events(events, &mut link, &mut writer, source, origin, instrument, tx).await {

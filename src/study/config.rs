@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -269,6 +270,87 @@ pub struct Listener {
     pub instrument: String,
     pub address: SocketAddr,
     pub protocol: LinkProtocol,
+    /// Peers that may connect. Without `allow`, a loopback listener takes
+    /// loopback peers only (a non-loopback one must list them).
+    pub allow: Vec<IpBlock>,
+    /// A connection silent this long is closed.
+    pub idle: Duration,
+}
+
+/// An address or CIDR block of `allow` (`10.0.0.0/8`, `::1`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpBlock {
+    /// The loopback blocks a listener without `allow` takes.
+    pub const LOOPBACK: [IpBlock; 2] = [
+        IpBlock { network: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), prefix: 8 },
+        IpBlock { network: IpAddr::V6(Ipv6Addr::LOCALHOST), prefix: 128 },
+    ];
+
+    /// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`; host bits
+    /// set below the prefix are refused (`10.0.0.1/8` is likely a typo).
+    pub fn parse(text: &str) -> Result<IpBlock, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, n)) => (a, Some(n)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR block such as \"192.168.10.0/24\""))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(n) => match n.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix length must be a whole number from 0 to {max}")),
+            },
+        };
+        let block = IpBlock { network, prefix };
+        if block.masked(network) != bits(network) {
+            return Err(format!("{text:?} has bits set after the prefix; did you mean {}?", block.normalised()));
+        }
+        Ok(block)
+    }
+
+    /// Whether `peer` is in this block (IPv4-mapped IPv6 peers count as IPv4).
+    pub fn contains(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        peer.is_ipv4() == self.network.is_ipv4() && self.masked(peer) == self.masked(self.network)
+    }
+
+    /// `addr` with the bits after the prefix cleared (a shift by the full width is 0).
+    fn masked(&self, addr: IpAddr) -> u128 {
+        let width: u32 = if addr.is_ipv4() { 32 } else { 128 };
+        let host = width.saturating_sub(u32::from(self.prefix));
+        bits(addr).checked_shr(host).unwrap_or(0).checked_shl(host).unwrap_or(0)
+    }
+
+    fn normalised(&self) -> String {
+        let n = self.masked(self.network);
+        let addr = match self.network {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(0))),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+        };
+        format!("{addr}/{}", self.prefix)
+    }
+}
+
+fn bits(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl fmt::Display for IpBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -390,7 +472,14 @@ struct RawListener {
     address: String,
     #[serde(default = "default_protocol")]
     protocol: LinkProtocol,
+    allow: Option<Vec<String>>,
+    idle_seconds: Option<u64>,
 }
+
+/// `listen[].idle_seconds` when not given.
+pub const DEFAULT_IDLE_SECONDS: u64 = 60;
+/// The longest `idle_seconds` (a day): longer is surely a mistake.
+const MAX_IDLE_SECONDS: u64 = 86_400;
 
 fn default_protocol() -> LinkProtocol {
     LinkProtocol::Astm
@@ -725,9 +814,47 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         let listener = listener.into_inner();
         let key = format!("listen[{i}]");
         unknown_instrument(p, span.clone(), format!("{key}.instrument"), &listener.instrument);
+        let mut allow = Vec::new();
+        for (j, entry) in listener.allow.iter().flatten().enumerate() {
+            match IpBlock::parse(entry) {
+                Ok(block) => allow.push(block),
+                Err(why) => p.add(span.clone(), format!("{key}.allow[{j}]"), why),
+            }
+        }
+        if listener.allow.as_ref().is_some_and(Vec::is_empty) {
+            p.add(
+                span.clone(),
+                format!("{key}.allow"),
+                "must not be empty: list the addresses or CIDR blocks that may connect",
+            );
+        }
+        let idle_seconds = listener.idle_seconds.unwrap_or(DEFAULT_IDLE_SECONDS);
+        if !(1..=MAX_IDLE_SECONDS).contains(&idle_seconds) {
+            p.add(span.clone(), format!("{key}.idle_seconds"), format!("must be from 1 to {MAX_IDLE_SECONDS} seconds"));
+        }
         match listener.address.parse::<SocketAddr>() {
             Ok(address) => {
-                listen.push(Listener { instrument: listener.instrument, address, protocol: listener.protocol })
+                if listener.allow.is_none() {
+                    if address.ip().is_loopback() {
+                        allow = IpBlock::LOOPBACK.to_vec();
+                    } else {
+                        p.add(
+                            span.clone(),
+                            format!("{key}.allow"),
+                            format!(
+                                "is required for a listener on {address}, which is not a loopback address: \
+                                 list the analyzers' addresses or CIDR blocks, e.g. allow = [\"192.168.10.0/24\"]"
+                            ),
+                        );
+                    }
+                }
+                listen.push(Listener {
+                    instrument: listener.instrument,
+                    address,
+                    protocol: listener.protocol,
+                    allow,
+                    idle: Duration::from_secs(idle_seconds),
+                })
             }
             Err(_) => p.add(
                 span,
@@ -1005,6 +1132,56 @@ mod tests {
         assert_eq!(config.listen.len(), 1);
         assert_eq!(config.instruments[0].link_style, LinkStyle::Simplified);
         assert_eq!(config.instruments[0].max_frame_bytes, 240);
+    }
+
+    #[test]
+    fn allow_blocks_parse_and_match() {
+        let block = |t: &str| IpBlock::parse(t).unwrap();
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert!(block("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!block("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(block("127.0.0.2").contains(ip("127.0.0.2")));
+        assert!(!block("127.0.0.2").contains(ip("127.0.0.1")));
+        assert!(block("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!block("0.0.0.0/0").contains(ip("::2")));
+        assert!(block("fd00::/8").contains(ip("fd12::1")));
+        assert!(block("::/0").contains(ip("2001:db8::1")));
+        // An IPv4 peer on a dual-stack socket arrives IPv4-mapped.
+        assert!(block("192.168.10.0/24").contains(ip("::ffff:192.168.10.7")));
+        assert!(IpBlock::LOOPBACK.iter().any(|b| b.contains(ip("127.1.2.3"))));
+        assert!(IpBlock::LOOPBACK.iter().any(|b| b.contains(ip("::1"))));
+        assert!(!IpBlock::LOOPBACK.iter().any(|b| b.contains(ip("10.0.0.1"))));
+        for bad in ["10.0.0.0/33", "fd00::/129", "10.0.0.0/x", "10.0.0", "lab-pc", "", "10.0.0.1/8"] {
+            assert!(IpBlock::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            IpBlock::parse("10.0.0.1/8").unwrap_err(),
+            "\"10.0.0.1/8\" has bits set after the prefix; did you mean 10.0.0.0/8?"
+        );
+    }
+
+    #[test]
+    fn listeners_take_allow_and_idle_seconds() {
+        let config = load(&EXAMPLE.replace("protocol = \"mllp\"", "protocol = \"mllp\"\nidle_seconds = 5")).unwrap();
+        assert_eq!(config.listen[0].allow, IpBlock::LOOPBACK, "loopback only by default");
+        assert_eq!(config.listen[0].idle, Duration::from_secs(5));
+        let config = load(EXAMPLE).unwrap();
+        assert_eq!(config.listen[0].idle, Duration::from_secs(DEFAULT_IDLE_SECONDS));
+
+        let open = EXAMPLE.replace("127.0.0.1:5001", "0.0.0.0:5001");
+        let p = problems(&open);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "listen[0].allow");
+        assert!(p[0].message.contains("not a loopback address"), "{}", p[0].message);
+        let p = problems(&open.replace(
+            "protocol = \"mllp\"",
+            "protocol = \"mllp\"\nallow = [\"10.0.0.0/8\", \"10.1/16\"]\nidle_seconds = 0",
+        ));
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["listen[0].allow[1]", "listen[0].idle_seconds"]);
+        let p = problems(&EXAMPLE.replace("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = []"));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "listen[0].allow");
     }
 
     #[test]

@@ -62,10 +62,10 @@ fn spec_keys_this_version_does_not_use_are_accepted_with_a_note() {
     let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for (key, start) in [("listen[0].allow", "allow ="), ("listen[0].idle_seconds", "idle_seconds"), ("web", "[web]")] {
-        let note = format!("note: {key} (line {}) has no effect in this version of labfeed", line_of(&text, start));
-        assert!(stdout.contains(&note), "missing {note:?} in:\n{stdout}");
-    }
+    let note = format!("note: web (line {}) has no effect in this version of labfeed", line_of(&text, "[web]"));
+    assert!(stdout.contains(&note), "missing {note:?} in:\n{stdout}");
+    // `allow` and `idle_seconds` are in effect: no note.
+    assert!(!stdout.contains("listen[0]"), "{stdout}");
     assert!(!stdout.contains("keep_comments"), "{stdout}");
 }
 
@@ -404,4 +404,36 @@ fn a_quarantine_inside_the_inbox_is_named_by_its_key() {
     );
     assert!(err.contains(&said), "missing {said:?} in:\n{err}");
     assert!(!err.contains("watch.archive"), "{err}");
+}
+
+#[test]
+fn a_listener_off_loopback_needs_allow_and_a_bad_block_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = example_in(dir.path(), &[("127.0.0.1:5001", "0.0.0.0:5001")]);
+    let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:{}: listen[0].allow: is required", path.display(), line_of(&text, "[[listen]]"))),
+        "{err}"
+    );
+    let (path, text) = example_in(
+        dir.path(),
+        &[
+            ("127.0.0.1:5001", "0.0.0.0:5001"),
+            ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"192.168.10.0/33\"]"),
+        ],
+    );
+    let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:{}: listen[0].allow[0]: \"192.168.10.0/33\"",
+            path.display(),
+            line_of(&text, "allow =")
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is required"), "{err}");
 }

@@ -331,3 +331,100 @@ fn an_unread_message_type_gets_ae_naming_it_and_oru_r32_is_stored_before_aa() {
     assert_eq!(msa(&read_ack(&mut s))[1..3], ["AA", "R32-1"]);
     assert_eq!(d.exported(), 1);
 }
+
+/// A loopback connection from a chosen source address (127.0.0.2 is
+/// loopback too on Linux, so `allow` can tell two local clients apart).
+fn connect_from(source: &str, to: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(to.parse().unwrap()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+}
+
+/// Read until the peer closes (a reset counts as closed); the bytes read.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("the connection was not closed: {e}"),
+        }
+    }
+}
+
+fn log(d: &Daemon) -> String {
+    std::fs::read_to_string(d.study.dir.path().join("daemon.log")).unwrap()
+}
+
+const ALLOW_127_0_0_2: &str = "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 1";
+
+#[test]
+fn a_peer_not_in_allow_is_closed_unread_and_logged_once_a_minute() {
+    let d = Daemon::start_with(&[("127.0.0.1:5001", "ADDRESS"), ("protocol = \"mllp\"", ALLOW_127_0_0_2)]);
+    for control in ["NO-1", "NO-2"] {
+        let mut s = connect_from("127.0.0.1", &d.address);
+        let _ = s.write_all(&frame(&oru(control, "0.8")));
+        assert_eq!(read_to_close(&mut s), b"", "no acknowledgement for a refused peer");
+    }
+    assert_eq!(d.exported(), 0);
+    // The allowed address is served on the same listener.
+    let mut s = connect_from("127.0.0.2", &d.address);
+    s.write_all(&frame(&oru("YES-1", "0.8"))).unwrap();
+    assert_eq!(msa(&read_ack(&mut s))[1..3], ["AA", "YES-1"]);
+    assert_eq!(d.exported(), 1);
+    // Three refusals (the start-up probe and two above), one log line.
+    let log = log(&d);
+    assert_eq!(log.matches("refused a peer not in allow").count(), 1, "{log}");
+    assert!(log.contains("127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn a_silent_mllp_connection_is_closed_after_idle_seconds() {
+    let d = Daemon::start_with(&[("127.0.0.1:5001", "ADDRESS"), ("protocol = \"mllp\"", ALLOW_127_0_0_2)]);
+    let mut s = connect_from("127.0.0.2", &d.address);
+    let opened = Instant::now();
+    assert_eq!(read_to_close(&mut s), b"");
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "{waited:?}");
+    assert!(log(&d).contains("silent for 1 s"), "{}", log(&d));
+}
+
+#[test]
+fn a_silent_astm_link_gets_eot_and_is_closed_after_idle_seconds() {
+    let d = Daemon::start_with(&[(
+        "instrument = \"central-lab\"\naddress = \"127.0.0.1:5001\"\nprotocol = \"mllp\"",
+        "instrument = \"cobas-e411\"\naddress = \"ADDRESS\"\nprotocol = \"astm\"\nidle_seconds = 1",
+    )]);
+    // Without `allow`, a loopback listener serves loopback peers.
+    let mut s = d.connect();
+    let opened = Instant::now();
+    assert_eq!(read_to_close(&mut s), [EOT]);
+    assert!(opened.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_fifth_connection_from_one_address_is_closed_at_once() {
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 60"),
+    ]);
+    let held: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.2", &d.address)).collect();
+    let mut fifth = connect_from("127.0.0.2", &d.address);
+    let opened = Instant::now();
+    assert_eq!(read_to_close(&mut fifth), b"");
+    assert!(opened.elapsed() < Duration::from_secs(10));
+    assert!(log(&d).contains("too many connections from this address (4)"), "{}", log(&d));
+    // One of the four is still served.
+    let mut first = held.into_iter().next().unwrap();
+    first.write_all(&frame(&oru("CAP-1", "0.8"))).unwrap();
+    assert_eq!(msa(&read_ack(&mut first))[1..3], ["AA", "CAP-1"]);
+}
