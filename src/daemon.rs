@@ -92,13 +92,19 @@ const STUCK_AFTER: Duration = Duration::from_secs(120);
 /// the watchdog pings only while the writer is idle or making progress.
 static WRITER_BUSY_SINCE: AtomicU64 = AtomicU64::new(0);
 
+/// When commits started failing (Unix seconds), 0 while they work.
+static FAILING_SINCE: AtomicU64 = AtomicU64::new(0);
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn writer_is_healthy() -> bool {
+/// Not stuck on one batch, and not failing to commit for `failing_limit` or longer.
+fn writer_is_healthy(failing_limit: Duration) -> bool {
     let since = WRITER_BUSY_SINCE.load(Ordering::Relaxed);
-    since == 0 || unix_now().saturating_sub(since) < STUCK_AFTER.as_secs()
+    let failing = FAILING_SINCE.load(Ordering::Relaxed);
+    (since == 0 || unix_now().saturating_sub(since) < STUCK_AFTER.as_secs())
+        && (failing == 0 || unix_now().saturating_sub(failing) < failing_limit.as_secs())
 }
 
 /// Start the daemon and return when it stops (signal, or `once` drained).
@@ -110,6 +116,14 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
     crate::cli::ensure_database_dir(&config)?;
     let _lock = lock_database(&config.storage.database)?;
     let mut store = crate::cli::open_store(&config, &config.path)?;
+    // SPEC §7 Health: READY only once a commit has reached the disk; first, so
+    // any reason it cannot (read-only, locked, disk full) names the database.
+    store.prove_writable().map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "the database {} cannot be written (a test commit before start failed)",
+            config.storage.database.display()
+        ))
+    })?;
     let cannot_write = |e: anyhow::Error| read_only(e, &config.storage.database);
     close_interrupted_receipts(&mut store).map_err(cannot_write)?;
     // A configuration that gained timepoints or analytes gives their slots
@@ -118,6 +132,10 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<Outcome> {
         .write(|tx| crate::ingest::allocate_missing_slot_ids(tx, &config))
         .context("giving scheduled slots their MISSING_RESULT ids")
         .map_err(cannot_write)?;
+    // A health file left by a daemon that died while failing is stale.
+    if let Err(e) = service::clear_cannot_commit(&config.storage.database) {
+        warn!(error = %e, "could not remove the old health file");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -306,10 +324,11 @@ async fn watchdog(mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                if writer_is_healthy() {
+                // Pending work not committed for a whole WatchdogSec: let systemd restart us.
+                if writer_is_healthy(interval * 2) {
                     service::watchdog_ping();
                 } else {
-                    error!("the writer has been stuck on one batch for over {STUCK_AFTER:?}; no watchdog ping");
+                    error!("the writer is stuck on one batch (over {STUCK_AFTER:?}) or cannot commit (over {:?}); no watchdog ping", interval * 2);
                 }
             }
             _ = stop.wait_for(|s| *s) => return,
@@ -326,6 +345,8 @@ struct Writer {
     /// Files whose commit failed, back to the watcher to be taken again.
     retry: mpsc::UnboundedSender<PathBuf>,
     outcome: Outcome,
+    /// Since when commits fail (None while they work).
+    failing_since: Option<jiff::Timestamp>,
 }
 
 impl Writer {
@@ -336,7 +357,7 @@ impl Writer {
         stopping: Arc<AtomicBool>,
         retry: mpsc::UnboundedSender<PathBuf>,
     ) -> Writer {
-        Writer { store, config, watch, stopping, retry, outcome: Outcome::Ok }
+        Writer { store, config, watch, stopping, retry, outcome: Outcome::Ok, failing_since: None }
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Outcome {
@@ -413,6 +434,7 @@ impl Writer {
                 // retried; links are told, so the analyzer is not acknowledged and resends.
                 error!(error = %e, files = files.len(), messages = links.len(), "could not commit; nothing acknowledged");
                 self.outcome = Outcome::Usage;
+                self.commit_failed(&e.to_string());
                 for (path, _) in files {
                     let _ = self.retry.send(path);
                 }
@@ -422,6 +444,7 @@ impl Writer {
                 return;
             }
         };
+        self.commit_worked();
         let (file_summaries, link_summaries) = summaries.split_at(files.len().min(summaries.len()));
         // Committed: analyzers get their answer before the file moves, which
         // only take time and do not change what is stored.
@@ -433,6 +456,32 @@ impl Writer {
             self.settle(path, summary);
         }
         self.report_status();
+    }
+
+    /// The first failure of a run of failed commits is told to systemd
+    /// (`STATUS=`) and to `labfeed status` (the health file).
+    fn commit_failed(&mut self, reason: &str) {
+        if self.failing_since.is_some() {
+            return;
+        }
+        let since = jiff::Timestamp::now();
+        self.failing_since = Some(since);
+        FAILING_SINCE.store(since.as_second().max(1).unsigned_abs(), Ordering::Relaxed);
+        let line = format!("cannot commit since {}: {reason}", since.round(jiff::Unit::Second).unwrap_or(since));
+        service::status(&line);
+        if let Err(e) = service::record_cannot_commit(&self.config.storage.database, &line) {
+            error!(error = %e, "could not write the health file for `labfeed status`");
+        }
+    }
+
+    /// Recovery is automatic: the files of failed commits were taken again.
+    fn commit_worked(&mut self) {
+        let Some(since) = self.failing_since.take() else { return };
+        FAILING_SINCE.store(0, Ordering::Relaxed);
+        info!("commits work again (they failed since {})", since.round(jiff::Unit::Second).unwrap_or(since));
+        if let Err(e) = service::clear_cannot_commit(&self.config.storage.database) {
+            error!(error = %e, "could not remove the health file; `labfeed status` still says commits fail");
+        }
     }
 
     /// After the commit: archive, or quarantine with the reason.

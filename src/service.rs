@@ -196,6 +196,35 @@ pub fn lock_path(database: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// The daemon's health file beside the database (`<database>.health`): it
+/// exists while commits fail and holds one line, `cannot commit since T:
+/// reason`, for `labfeed status` (another process) to show.
+pub fn health_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".health");
+    PathBuf::from(path)
+}
+
+/// Record that commits fail (written once when failing starts).
+pub fn record_cannot_commit(database: &Path, line: &str) -> io::Result<()> {
+    std::fs::write(health_path(database), format!("{}\n", clean(line)))
+}
+
+/// Commits work (again): no health file.
+pub fn clear_cannot_commit(database: &Path) -> io::Result<()> {
+    match std::fs::remove_file(health_path(database)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The daemon's `cannot commit since T: reason`, if it recorded one.
+pub fn cannot_commit(database: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(health_path(database)).ok()?;
+    let line = text.trim();
+    (!line.is_empty()).then(|| line.to_owned())
+}
+
 /// Whether a daemon holds the database's lock, as far as this process can tell.
 #[derive(Debug)]
 pub enum DaemonState {
@@ -303,6 +332,19 @@ mod tests {
         lock.unlock().unwrap();
         assert!(matches!(daemon_state(&db), DaemonState::NotRunning));
         assert!(lock_path(&db).exists(), "probing never removes the lock file");
+    }
+
+    #[test]
+    fn the_health_file_is_one_line_beside_the_database_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("labfeed.db");
+        assert_eq!(health_path(&db), dir.path().join("labfeed.db.health"));
+        assert_eq!(cannot_commit(&db), None);
+        record_cannot_commit(&db, "cannot commit since 2026-01-01T00:00:00Z: disk\nfull").unwrap();
+        assert_eq!(cannot_commit(&db).as_deref(), Some("cannot commit since 2026-01-01T00:00:00Z: disk full"));
+        clear_cannot_commit(&db).unwrap();
+        assert_eq!(cannot_commit(&db), None);
+        clear_cannot_commit(&db).unwrap();
     }
 
     #[test]

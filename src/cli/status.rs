@@ -17,7 +17,7 @@ use anyhow::Context;
 use crate::cli::Outcome;
 use crate::model::printable;
 use crate::report::MISSING_RESULT;
-use crate::service::{DaemonState, daemon_state, lock_path};
+use crate::service::{DaemonState, cannot_commit, daemon_state, lock_path};
 use crate::sources::inbox::is_temporary_name;
 use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
 use crate::study::config::Config;
@@ -58,6 +58,11 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
     let report = gather(&config, &store)?;
     print(&report, &config, &mut *out)?;
+    // SPEC §7 Health: while the running daemon cannot commit, say so and exit 1.
+    if let Some(line) = &report.cannot_commit {
+        writeln!(err, "labfeed status: the daemon {}", printable(line))?;
+        return Ok(Outcome::Rejected);
+    }
     Ok(Outcome::Ok)
 }
 
@@ -65,6 +70,8 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
 struct Report {
     schema_version: i64,
     daemon: DaemonState,
+    /// The running daemon's `cannot commit since T: reason` (its health file).
+    cannot_commit: Option<String>,
     inbox: Option<FolderCount>,
     quarantine: Option<FolderCount>,
     arrivals: Vec<Arrival>,
@@ -104,9 +111,13 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
         }
         Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open, r.locks()?))
     })?;
+    let daemon = daemon_state(store.path());
+    // A health file without a running daemon is stale: only a live writer fails to commit.
+    let cannot_commit = matches!(daemon, DaemonState::Running).then(|| cannot_commit(store.path())).flatten();
     Ok(Report {
         schema_version: store.schema_version()?,
-        daemon: daemon_state(store.path()),
+        daemon,
+        cannot_commit,
         inbox: config.watch.as_ref().map(|w| count_entries(&w.inbox, is_waiting_in_inbox)),
         quarantine: config.watch.as_ref().map(|w| count_quarantined(&w.quarantine)),
         arrivals,
@@ -266,6 +277,9 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
         DaemonState::Running => writeln!(out, "daemon: running (holds {})", lock.display())?,
         DaemonState::NotRunning => writeln!(out, "daemon: not running")?,
         DaemonState::Unknown(e) => writeln!(out, "daemon: unknown (cannot probe {}: {e})", lock.display())?,
+    }
+    if let Some(line) = &report.cannot_commit {
+        writeln!(out, "daemon: {}", printable(line))?;
     }
 
     match (&config.watch, &report.inbox, &report.quarantine) {

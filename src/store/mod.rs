@@ -196,6 +196,18 @@ impl Store {
         self.read_only
     }
 
+    /// Prove a commit reaches the disk: rewrite `user_version` with its own
+    /// value in a write transaction. That dirties the header page, so SQLite
+    /// takes the write lock, appends to the WAL and syncs, as a real commit
+    /// does (an empty transaction writes nothing and proves nothing).
+    pub fn prove_writable(&mut self) -> Result<(), StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The schema version recorded in the file (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)

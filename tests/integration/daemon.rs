@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::TempStudy;
+use super::support::{TempStudy, text};
 
 /// A study with fast settling, 100 participants imported, and the daemon's folders.
 struct Study {
@@ -323,6 +323,8 @@ fn sigterm_exits_0_within_5_seconds_and_a_second_instance_is_refused() {
 fn a_file_whose_commit_failed_is_taken_again_while_the_daemon_runs() {
     let s = Study::new();
     let child = s.start();
+    let status = || s.command(&["status"]).output().unwrap();
+    assert_eq!(status().status.code(), Some(0), "healthy: {}", text(&status()));
     // Another process holds the database's write lock longer than the busy timeout (5 s).
     let blocker = rusqlite::Connection::open(s.t.lib("labfeed.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -333,15 +335,44 @@ fn a_file_whose_commit_failed_is_taken_again_while_the_daemon_runs() {
         "the commit to fail while the lock is held",
     );
     assert!(s.inbox().join("blocked.astm").exists(), "the file stays in the inbox");
+    // SPEC §7 Health: `status` (another process) says so and exits 1.
+    let failing = status();
+    assert_eq!(failing.status.code(), Some(1), "{}", text(&failing));
+    let said = String::from_utf8_lossy(&failing.stdout).into_owned();
+    let line =
+        said.lines().find(|l| l.starts_with("daemon: cannot commit since 20")).unwrap_or_else(|| panic!("{said}"));
+    assert!(line.contains("the database is busy"), "the reason is given: {line}");
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("cannot commit since"), "{}", text(&failing));
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
-    // Taken again at the next scan, without a restart.
+    // Taken again at the next scan, without a restart: recovery is automatic and logged.
     wait_for(
         || archived(&s.archive()).iter().any(|p| p.ends_with("blocked.astm")),
         "the file to be taken again and archived",
     );
     assert!(s.export().iter().any(|row| row.starts_with("U007,")), "{:?}", s.export());
+    assert!(std::fs::read_to_string(&log).unwrap().contains("commits work again"), "recovery is logged");
+    let healthy = status();
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy));
+    assert!(!String::from_utf8_lossy(&healthy.stdout).contains("cannot commit"), "{}", text(&healthy));
     stop(child);
+}
+
+#[test]
+fn a_database_that_cannot_be_written_at_start_is_named_and_run_exits_2() {
+    let s = Study::new();
+    // Readable, but another process holds the write lock past the busy timeout:
+    // the test commit before READY fails, so the daemon never says it runs.
+    let blocker = rusqlite::Connection::open(s.t.lib("labfeed.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = s.command(&["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let database = s.t.lib("labfeed.db");
+    let said = text(&out);
+    assert!(said.contains(&format!("the database {} cannot be written", database.display())), "{said}");
+    assert!(said.contains("database is locked"), "and why: {said}");
+    assert!(!said.contains("labfeed is running"), "{said}");
+    blocker.execute_batch("ROLLBACK").unwrap();
 }
 
 /// `labfeed ARGS` for the study, run under `umask` (a shell sets it, then execs).

@@ -117,6 +117,18 @@ fn a_fresh_study_shows_paths_waiting_files_and_no_arrivals() {
 }
 
 #[test]
+fn a_health_file_left_without_a_running_daemon_is_ignored() {
+    let s = Study::new();
+    s.create_database();
+    let mut health = s.database().into_os_string();
+    health.push(".health");
+    std::fs::write(&health, "cannot commit since 2026-01-01T00:00:00Z: disk full\n").unwrap();
+    // Only a live writer can fail to commit: status stays 0 (SPEC §7 Health).
+    let out = s.status();
+    assert!(!out.contains("cannot commit"), "{out}");
+}
+
+#[test]
 fn missing_folders_are_reported_not_fatal() {
     let s = Study::new();
     s.create_database();
