@@ -345,8 +345,6 @@ struct Writer {
     /// Files whose commit failed, back to the watcher to be taken again.
     retry: mpsc::UnboundedSender<PathBuf>,
     outcome: Outcome,
-    /// Since when commits fail (None while they work).
-    failing_since: Option<jiff::Timestamp>,
 }
 
 impl Writer {
@@ -357,7 +355,7 @@ impl Writer {
         stopping: Arc<AtomicBool>,
         retry: mpsc::UnboundedSender<PathBuf>,
     ) -> Writer {
-        Writer { store, config, watch, stopping, retry, outcome: Outcome::Ok, failing_since: None }
+        Writer { store, config, watch, stopping, retry, outcome: Outcome::Ok }
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Outcome {
@@ -461,11 +459,10 @@ impl Writer {
     /// The first failure of a run of failed commits is told to systemd
     /// (`STATUS=`) and to `labfeed status` (the health file).
     fn commit_failed(&mut self, reason: &str) {
-        if self.failing_since.is_some() {
+        if FAILING_SINCE.load(Ordering::Relaxed) != 0 {
             return;
         }
         let since = jiff::Timestamp::now();
-        self.failing_since = Some(since);
         FAILING_SINCE.store(since.as_second().max(1).unsigned_abs(), Ordering::Relaxed);
         let line = format!("cannot commit since {}: {reason}", since.round(jiff::Unit::Second).unwrap_or(since));
         service::status(&line);
@@ -476,9 +473,12 @@ impl Writer {
 
     /// Recovery is automatic: the files of failed commits were taken again.
     fn commit_worked(&mut self) {
-        let Some(since) = self.failing_since.take() else { return };
-        FAILING_SINCE.store(0, Ordering::Relaxed);
-        info!("commits work again (they failed since {})", since.round(jiff::Unit::Second).unwrap_or(since));
+        let failing = FAILING_SINCE.swap(0, Ordering::Relaxed);
+        if failing == 0 {
+            return;
+        }
+        let since = i64::try_from(failing).ok().and_then(|s| jiff::Timestamp::from_second(s).ok());
+        info!("commits work again (they failed since {})", since.map_or_else(|| "?".to_owned(), |t| t.to_string()));
         if let Err(e) = service::clear_cannot_commit(&self.config.storage.database) {
             error!(error = %e, "could not remove the health file; `labfeed status` still says commits fail");
         }

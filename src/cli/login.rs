@@ -83,7 +83,7 @@ pub fn plain_text(flag: &str, text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err(format!("{flag} needs a text"));
     }
-    if let Some(c) = text.chars().find(|c| c.is_control()) {
+    if let Some(c) = crate::ingest::control_character(text) {
         return Err(format!(
             "{flag} must not contain control characters (found U+{:04X}): it is one line of plain text",
             u32::from(c)

@@ -327,8 +327,7 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
         locks => {
             writeln!(out, "data locks: {}", locks.len())?;
             for lock in locks {
-                let line = crate::report::mismatches::lock_line(lock, &config.study.timezone);
-                writeln!(out, "  {}", line.trim_start_matches("Locked: "))?;
+                writeln!(out, "  {}", crate::report::mismatches::lock_words(lock, &config.study.timezone))?;
             }
         }
     }

@@ -291,7 +291,12 @@ pub struct MismatchTextOptions<'a> {
 
 /// `Locked: visit U01/V0 since 2026-… Europe/Stockholm by dm.anna: data cleaned`.
 pub fn lock_line(lock: &Lock, zone: &str) -> String {
-    format!("Locked: {} since {} by {}: {}", lock.scope, zoned_time(lock.at, zone), lock.by, lock.reason)
+    format!("Locked: {}", lock_words(lock, zone))
+}
+
+/// `visit U01/V0 since 2026-… Europe/Stockholm by dm.anna: data cleaned`.
+pub fn lock_words(lock: &Lock, zone: &str) -> String {
+    format!("{} since {} by {}: {}", lock.scope, zoned_time(lock.at, zone), lock.by, lock.reason)
 }
 
 /// A readable listing for a data manager: grouped by participant and visit

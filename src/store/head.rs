@@ -76,9 +76,19 @@ fn seal(body: &str, key: Option<&AuditKey>) -> String {
 /// Record `seq`/`hash` as the head, unless the file already names a later
 /// one. Written to a temporary file and renamed, so a reader never sees half.
 pub fn record(path: &Path, key: Option<&AuditKey>, seq: i64, hash: &str, at: &str) -> std::io::Result<()> {
-    if let Ok(Some(current)) = read(path, key)
-        && current.seq >= seq
-    {
+    record_after(path, key, read(path, key).ok().flatten().as_ref(), seq, hash, at)
+}
+
+/// [`record`], given the head the file holds now (as just read).
+pub fn record_after(
+    path: &Path,
+    key: Option<&AuditKey>,
+    current: Option<&Head>,
+    seq: i64,
+    hash: &str,
+    at: &str,
+) -> std::io::Result<()> {
+    if current.is_some_and(|c| c.seq >= seq) {
         return Ok(());
     }
     let body = body(seq, hash, at);

@@ -308,7 +308,8 @@ impl Store {
     /// that cannot be written does not undo the commit: it is logged.
     fn record_head(&self, seq: i64, hash: &str) {
         // A head the chain no longer holds is evidence: never write over it.
-        if let Ok(Some(recorded)) = head::read(&self.head_file, self.key.as_ref()) {
+        let current = head::read(&self.head_file, self.key.as_ref()).ok().flatten();
+        if let Some(recorded) = &current {
             let held: Option<String> = self
                 .conn
                 .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [recorded.seq], |r| r.get(0))
@@ -328,7 +329,7 @@ impl Store {
             }
         }
         let at = read::utc_text(jiff::Timestamp::now());
-        match head::record(&self.head_file, self.key.as_ref(), seq, hash, &at) {
+        match head::record_after(&self.head_file, self.key.as_ref(), current.as_ref(), seq, hash, &at) {
             Ok(()) => tracing::info!(seq, hash, head_file = %self.head_file.display(), "audit head"),
             Err(e) => tracing::error!(
                 seq,

@@ -181,13 +181,27 @@ impl<'c> Tx<'c> {
         entity_id: impl ToString,
         detail: Value,
     ) -> Result<i64, StoreError> {
-        if self.actor == crate::store::SYSTEM_ACTOR && MACHINE_ENTITIES.contains(&entity) {
-            return Ok(0);
-        }
         if let Some(signature) = self.signature.as_ref().filter(|_| !self.signed.replace(true)) {
             self.append("sign", "account", Some(&signature.account), &signature_json(signature))?;
         }
         self.append(action, entity, Some(&entity_id.to_string()), &detail)
+    }
+
+    /// The audit row of an insert into a table of [`MACHINE_ENTITIES`]: in a
+    /// person's transaction as [`Tx::audit`]; in labfeed's own, none (its
+    /// `commit` row vouches for the row), and `detail` is never built.
+    fn audit_insert(
+        &self,
+        action: &str,
+        entity: &'static str,
+        entity_id: impl ToString,
+        detail: impl FnOnce() -> Value,
+    ) -> Result<(), StoreError> {
+        debug_assert!(MACHINE_ENTITIES.contains(&entity), "{entity} is audited by audit()");
+        if self.actor != crate::store::SYSTEM_ACTOR {
+            self.audit(action, entity, entity_id, detail())?;
+        }
+        Ok(())
     }
 
     fn require_participant(&self, code: &str) -> Result<(), StoreError> {
@@ -219,13 +233,10 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![sha256, size, format, content, masked, received_at, encoding])?;
         let id = RawId(self.conn().last_insert_rowid());
-        self.audit(
-            "store",
-            "raw",
-            id,
+        self.audit_insert("store", "raw", id, || {
             json!({ "sha256": sha256, "size": size, "format": format, "masked": masked,
-                    "first_received_at": received_at }),
-        )?;
+                    "first_received_at": received_at })
+        })?;
         Ok(RawStored { id, new: true })
     }
 
@@ -242,13 +253,10 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument])?;
         let id = ReceiptId(self.conn().last_insert_rowid());
-        self.audit(
-            "receive",
-            "receipt",
-            id,
+        self.audit_insert("receive", "receipt", id, || {
             json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
-                    "origin": receipt.origin, "instrument": receipt.instrument, "earlier_receipts": earlier }),
-        )?;
+                    "origin": receipt.origin, "instrument": receipt.instrument, "earlier_receipts": earlier })
+        })?;
         Ok(id)
     }
 
@@ -272,13 +280,10 @@ impl<'c> Tx<'c> {
                 p.errors,
                 p.detail
             ])?;
-        self.audit(
-            "process",
-            "processing",
-            p.receipt_id,
+        self.audit_insert("process", "processing", p.receipt_id, || {
             json!({ "outcome": p.outcome.as_str(), "accepted": p.accepted, "duplicates": p.duplicates,
-                    "mismatches": p.mismatches, "qc": p.qc, "errors": p.errors, "detail": p.detail }),
-        )?;
+                    "mismatches": p.mismatches, "qc": p.qc, "errors": p.errors, "detail": p.detail })
+        })?;
         Ok(())
     }
 
@@ -295,13 +300,10 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![m.raw_id, m.number, start, end, format, m.sender, m.control_id, m.error, error_offset])?;
         let id = MessageId(self.conn().last_insert_rowid());
-        self.audit(
-            "parse",
-            "message",
-            id,
+        self.audit_insert("parse", "message", id, || {
             json!({ "raw_id": m.raw_id.get(), "number": m.number, "span": [start, end], "format": format,
-                    "sender": m.sender, "control_id": m.control_id, "error": m.error, "error_offset": error_offset }),
-        )?;
+                    "sender": m.sender, "control_id": m.control_id, "error": m.error, "error_offset": error_offset })
+        })?;
         Ok(id)
     }
 
@@ -350,11 +352,11 @@ impl<'c> Tx<'c> {
                 collected_offset,
             ])?;
         let id = ObservationId(self.conn().last_insert_rowid());
-        self.audit(
+        self.audit_insert(
             "observe",
             "observation",
             id,
-            json!({ "message_id": o.message_id.get(), "seq": o.seq, "byte_offset": o.byte_offset,
+            || json!({ "message_id": o.message_id.get(), "seq": o.seq, "byte_offset": o.byte_offset,
                     "instrument": o.instrument, "sample_id": o.sample_id, "test_code": o.test_code,
                     "reported_value": o.reported_value, "reported_unit": o.reported_unit, "status": o.status,
                     "collected_at": collected_at, "collected_offset": collected_offset, "qc": o.qc, "participant": m.participant, "visit": m.visit,
@@ -374,11 +376,11 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![id, offset, self.at, reason])?;
         let row = self.conn().last_insert_rowid();
-        self.audit(
+        self.audit_insert(
             "reread",
             "observation_offset",
             row,
-            json!({ "observation_id": id.get(), "collected_offset": offset, "reason": reason }),
+            || json!({ "observation_id": id.get(), "collected_offset": offset, "reason": reason }),
         )?;
         Ok(())
     }
@@ -425,15 +427,12 @@ impl<'c> Tx<'c> {
                 r.reason
             ])?;
         let id = ResultId(self.conn().last_insert_rowid());
-        self.audit(
-            if supersedes.is_some() { "supersede" } else { "accept" },
-            "result",
-            id,
+        self.audit_insert(if supersedes.is_some() { "supersede" } else { "accept" }, "result", id, || {
             json!({ "observation_id": r.observation_id.get(), "participant": s.participant, "visit": s.visit,
                     "minute": s.minute, "analyte": s.analyte, "value": value, "unit": r.unit,
                     "comparator": comparator, "blq": r.blq, "version": version,
-                    "supersedes": supersedes.map(ResultId::get), "reason": r.reason }),
-        )?;
+                    "supersedes": supersedes.map(ResultId::get), "reason": r.reason })
+        })?;
         Ok(ResultStored { id, version, supersedes })
     }
 
@@ -482,15 +481,12 @@ impl<'c> Tx<'c> {
                 unfilled
             ])?;
         let id = ResultId(self.conn().last_insert_rowid());
-        self.audit(
-            "withdraw",
-            "result",
-            id,
+        self.audit_insert("withdraw", "result", id, || {
             json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
                     "visit": slot.visit, "minute": slot.minute, "analyte": slot.analyte, "value": current.value,
                     "unit": current.unit, "comparator": comparator, "version": version,
-                    "supersedes": current.id.get(), "reason": reason, "unfilled": unfilled }),
-        )?;
+                    "supersedes": current.id.get(), "reason": reason, "unfilled": unfilled })
+        })?;
         Ok(Some(ResultStored { id, version, supersedes: Some(current.id) }))
     }
 
@@ -517,15 +513,12 @@ impl<'c> Tx<'c> {
                 self.at
             ])?;
         let id = MismatchId(self.conn().last_insert_rowid());
-        self.audit(
-            "mismatch",
-            "mismatch",
-            id,
+        self.audit_insert("mismatch", "mismatch", id, || {
             json!({ "code": m.code.as_str(), "holds": m.holds, "observation_id": m.observation_id.map(|i| i.get()),
                     "message_id": m.message_id.map(|i| i.get()), "receipt_id": m.receipt_id.get(),
                     "participant": m.participant, "visit": m.visit, "minute": m.minute, "analyte": m.analyte,
-                    "detail": m.detail }),
-        )?;
+                    "detail": m.detail })
+        })?;
         Ok(id)
     }
 
@@ -573,14 +566,16 @@ impl<'c> Tx<'c> {
                 r.cause
             ])?;
         let id = ResolutionId(self.conn().last_insert_rowid());
-        self.audit(
+        self.audit_insert(
             if r.action == ResolutionAction::Reopen { "reopen" } else { "resolve" },
             "resolution",
             id,
-            json!({ "mismatch_id": r.mismatch_id.get(), "code": code, "action": r.action.as_str(),
+            || {
+                json!({ "mismatch_id": r.mismatch_id.get(), "code": code, "action": r.action.as_str(),
                     "participant": r.participant, "visit": r.visit, "minute": r.minute,
                     "result_id": r.result_id.map(|i| i.get()), "reason": r.reason,
-                    "cause": r.cause.map(|i| i.get()) }),
+                    "cause": r.cause.map(|i| i.get()) })
+            },
         )?;
         Ok(id)
     }
@@ -609,13 +604,10 @@ impl<'c> Tx<'c> {
                 )?
                 .execute(params![resolution, mismatch])?;
         }
-        self.audit(
-            "effect",
-            "resolution_effect",
-            resolution,
+        self.audit_insert("effect", "resolution_effect", resolution, || {
             json!({ "results": effects.results.iter().map(|i| i.get()).collect::<Vec<_>>(),
-                    "raised": effects.raised.iter().map(|i| i.get()).collect::<Vec<_>>() }),
-        )?;
+                    "raised": effects.raised.iter().map(|i| i.get()).collect::<Vec<_>>() })
+        })?;
         Ok(())
     }
 
@@ -665,13 +657,10 @@ impl<'c> Tx<'c> {
             .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<Result<_, _>>()?;
         for (id, participant, visit, minute, analyte) in &new {
-            self.audit(
-                "allocate",
-                "mismatch",
-                id,
+            self.audit_insert("allocate", "mismatch", id, || {
                 json!({ "code": MISSING_RESULT_CODE, "holds": false, "participant": participant, "visit": visit,
-                        "minute": minute, "analyte": analyte, "detail": "scheduled result slot" }),
-            )?;
+                        "minute": minute, "analyte": analyte, "detail": "scheduled result slot" })
+            })?;
         }
         Ok(new.len() as u64)
     }
