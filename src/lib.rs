@@ -18,8 +18,6 @@ pub mod login;
 pub mod model;
 pub mod parse;
 pub mod report;
-pub mod service;
-pub mod sources;
 pub mod store;
 pub mod study;
 pub mod timestamp;

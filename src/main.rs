@@ -7,9 +7,13 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use labfeed::cli::Outcome;
+
 fn main() -> ExitCode {
     match labfeed::cli::run(std::env::args_os()) {
-        Ok(code) => ExitCode::from(code.as_u8()),
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Rejected) => ExitCode::from(1),
+        Ok(Outcome::Usage) => ExitCode::from(2),
         Err(err) => {
             // A closed pipe (`labfeed parse … | head`) is not a failure.
             if err

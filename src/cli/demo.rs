@@ -112,7 +112,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
 
     // The inbox exists before the daemon starts, so files can be dropped at once:
     // the daemon takes what is already there at start-up.
-    crate::sources::inbox::ensure_dirs(&watch).map_err(anyhow::Error::msg)?;
+    crate::daemon::sources::inbox::ensure_dirs(&watch).map_err(anyhow::Error::msg)?;
     let mut daemon = Daemon::start(&config_path, &dir.join("daemon.log"))?;
     writeln!(err, "demo: started the daemon (pid {}; log {})", daemon.child.id(), daemon.log.display())?;
 

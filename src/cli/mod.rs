@@ -26,7 +26,8 @@ pub mod status;
 pub mod user;
 pub mod verify;
 
-/// How a command ended, as the exit code scripts rely on.
+/// How a command ended; `main` turns it into the exit code scripts rely on
+/// (SPEC §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     /// Everything was accepted.
@@ -35,16 +36,6 @@ pub enum Outcome {
     Rejected,
     /// Usage or configuration error, or an input that could not be read.
     Usage,
-}
-
-impl Outcome {
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::Rejected => 1,
-            Outcome::Usage => 2,
-        }
-    }
 }
 
 #[derive(Debug, Parser)]

@@ -15,10 +15,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::Outcome;
+use crate::daemon::health::{DaemonState, cannot_commit, daemon_state, lock_path};
+use crate::daemon::sources::inbox::is_temporary_name;
 use crate::model::printable;
 use crate::report::MISSING_RESULT;
-use crate::service::{DaemonState, cannot_commit, daemon_state, lock_path};
-use crate::sources::inbox::is_temporary_name;
 use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
 use crate::study::config::Config;
 use crate::study::missing::missing_results;

@@ -8,27 +8,14 @@ use std::ops::Range;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::model::Format;
-use crate::timestamp::Timestamp as ReportedTime;
-use crate::value::{Comparator, Number};
+pub use crate::model::{
+    MISSING_RESULT_CODE, MessageId, MismatchCode, MismatchId, NotDoneMark, ObservationId, RawId, ReceiptId,
+    ResolutionId, ResultId, ResultRow, Slot, SlotStates, Visit,
+};
 
-macro_rules! row_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub i64);
-
-        impl $name {
-            pub fn get(self) -> i64 {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
-            }
-        }
-
+/// Row ids are INTEGER columns.
+macro_rules! sql_integer {
+    ($($name:ident),+) => {$(
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(ToSqlOutput::from(self.0))
@@ -40,70 +27,12 @@ macro_rules! row_id {
                 i64::column_result(value).map($name)
             }
         }
-    };
+    )+};
 }
 
-row_id!(
-    /// `raw.id`: one distinct content.
-    RawId
-);
-row_id!(
-    /// `receipt.id`: one arrival.
-    ReceiptId
-);
-row_id!(
-    /// `message.id`: one ASTM H…L or HL7 MSH message within a raw content.
-    MessageId
-);
-row_id!(
-    /// `observation.id`: one result as reported.
-    ObservationId
-);
-row_id!(
-    /// `result.id`: one version of an accepted value.
-    ResultId
-);
-row_id!(
-    /// `mismatch.id`: the number a data manager passes to `labfeed resolve`.
-    MismatchId
-);
-row_id!(
-    /// `resolution.id`.
-    ResolutionId
-);
-
-/// A closed set of words stored as TEXT (the schema's `CHECK (x IN (…))`).
-macro_rules! vocabulary {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
+/// Vocabularies are TEXT columns with a `CHECK (x IN (…))`.
+macro_rules! sql_text {
+    ($($name:ident),+) => {$(
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(ToSqlOutput::from(self.as_str()))
@@ -116,10 +45,15 @@ macro_rules! vocabulary {
                 $name::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {} {text:?}", stringify!($name)).into()))
             }
         }
-    };
+    )+};
 }
+use crate::timestamp::Timestamp as ReportedTime;
+use crate::value::{Comparator, Number};
 
-vocabulary!(
+sql_integer!(RawId, ReceiptId, MessageId, ObservationId, ResultId, MismatchId, ResolutionId);
+sql_text!(Source, ProcessingOutcome, ObservationOutcome, ResolutionAction, MismatchCode);
+
+crate::model::vocabulary!(
     /// How content arrived (`receipt.source`).
     Source {
         /// Dropped in the watch folder.
@@ -133,7 +67,7 @@ vocabulary!(
     }
 );
 
-vocabulary!(
+crate::model::vocabulary!(
     /// What processing a receipt did (`processing.outcome`).
     ProcessingOutcome {
         Processed = "processed",
@@ -146,7 +80,7 @@ vocabulary!(
     }
 );
 
-vocabulary!(
+crate::model::vocabulary!(
     /// What became of one reported result (`observation.outcome`).
     ObservationOutcome {
         Accepted = "accepted",
@@ -155,52 +89,6 @@ vocabulary!(
         Qc = "qc",
     }
 );
-
-vocabulary!(
-    /// Why a result needs a data manager's look (SPEC §6). `MISSING_RESULT`
-    /// is not one of these: see [`MISSING_RESULT_CODE`].
-    MismatchCode {
-        ParseError = "PARSE_ERROR",
-        UnknownInstrument = "UNKNOWN_INSTRUMENT",
-        UnknownTest = "UNKNOWN_TEST",
-        UnknownSample = "UNKNOWN_SAMPLE",
-        UnknownUnit = "UNKNOWN_UNIT",
-        NonNumeric = "NON_NUMERIC",
-        Implausible = "IMPLAUSIBLE",
-        NotFinal = "NOT_FINAL",
-        ParticipantConflict = "PARTICIPANT_CONFLICT",
-        OutOfWindow = "OUT_OF_WINDOW",
-        UnscheduledTimepoint = "UNSCHEDULED_TIMEPOINT",
-        DuplicateConflict = "DUPLICATE_CONFLICT",
-        CorrectionWithoutOriginal = "CORRECTION_WITHOUT_ORIGINAL",
-        PretestGlucose = "PRETEST_GLUCOSE",
-        Locked = "LOCKED",
-    }
-);
-
-impl MismatchCode {
-    /// SPEC §6: every code holds its result back except OUT_OF_WINDOW and
-    /// PRETEST_GLUCOSE, which accept the value and flag it.
-    pub fn holds_by_default(self) -> bool {
-        !matches!(self, MismatchCode::OutOfWindow | MismatchCode::PretestGlucose)
-    }
-
-    /// A hold that the configuration or the study data decide, not the
-    /// content alone: after a fix, a re-delivery of the same content is read
-    /// again (the others stay duplicates).
-    pub fn depends_on_setup(self) -> bool {
-        matches!(
-            self,
-            MismatchCode::UnknownInstrument
-                | MismatchCode::UnknownTest
-                | MismatchCode::UnknownSample
-                | MismatchCode::UnknownUnit
-                | MismatchCode::NonNumeric
-                | MismatchCode::Implausible
-                | MismatchCode::UnscheduledTimepoint
-        )
-    }
-}
 
 /// A result of some content held by a mismatch that [`MismatchCode::depends_on_setup`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +102,7 @@ pub struct HeldForSetup {
     pub seq: i64,
 }
 
-vocabulary!(
+crate::model::vocabulary!(
     /// A data manager's decision on a mismatch (`resolution.action`).
     ResolutionAction {
         /// The result belongs to the given participant/visit/minute.
@@ -232,11 +120,6 @@ vocabulary!(
     }
 );
 
-/// `mismatch.code` of the rows that give MISSING_RESULT slots their ids.
-/// Not a [`MismatchCode`]: such a row is no finding about a result, and
-/// whether it is shown depends on the slot, the clock and the configuration.
-pub const MISSING_RESULT_CODE: &str = "MISSING_RESULT";
-
 /// A MISSING_RESULT slot's id row and the decision in force on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MissingSlotRow {
@@ -246,16 +129,6 @@ pub struct MissingSlotRow {
     pub decision: Option<ResolutionRow>,
 }
 
-/// A slot a data manager marked not done (`resolve --not-done`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotDoneMark {
-    /// The slot's MISSING_RESULT id.
-    pub id: MismatchId,
-    pub reason: String,
-    pub by: String,
-    pub at: jiff::Timestamp,
-}
-
 /// What a decision wrote, so that reopening it can undo exactly that.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecisionEffects {
@@ -263,34 +136,6 @@ pub struct DecisionEffects {
     pub results: Vec<ResultId>,
     /// Mismatches it raised.
     pub raised: Vec<MismatchId>,
-}
-
-/// Where one accepted value belongs: the key of result versioning.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Slot {
-    pub participant: String,
-    pub visit: String,
-    /// Nominal MMTT minute (-10, 0, 15, …).
-    pub minute: i64,
-    /// `c_peptide`, `glucose`, …
-    pub analyte: String,
-}
-
-impl Slot {
-    pub fn new(
-        participant: impl Into<String>,
-        visit: impl Into<String>,
-        minute: i64,
-        analyte: impl Into<String>,
-    ) -> Slot {
-        Slot { participant: participant.into(), visit: visit.into(), minute, analyte: analyte.into() }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.participant, self.visit, self.minute, self.analyte)
-    }
 }
 
 /// An earlier arrival of some content that had unparseable messages.
@@ -517,15 +362,6 @@ pub struct Participant {
     pub site: Option<String>,
 }
 
-/// A visit with its MMTT meal start (local time, minute 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Visit {
-    pub participant: String,
-    pub visit: String,
-    /// With its UTC offset when the import gave one (a repeated local hour).
-    pub meal_start: Option<crate::local_time::LocalTime>,
-}
-
 /// A manifest sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
@@ -544,26 +380,6 @@ pub enum Change {
     Changed,
     /// The row existed with the same values; nothing was written.
     Unchanged,
-}
-
-/// A stored result version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultRow {
-    pub id: ResultId,
-    pub observation_id: ObservationId,
-    pub slot: Slot,
-    pub value: f64,
-    pub unit: String,
-    pub comparator: Option<Comparator>,
-    pub blq: bool,
-    pub version: i64,
-    pub supersedes: Option<ResultId>,
-    pub accepted_at: jiff::Timestamp,
-    pub accepted_by: String,
-    pub reason: String,
-    /// This version takes the value out of the slot (a data manager's
-    /// rejection or reassignment); the slot has no current result.
-    pub withdrawn: bool,
 }
 
 /// A stored mismatch, with its resolution if there is one.
@@ -733,20 +549,4 @@ pub struct ObservationRow {
     pub qc: bool,
     pub matched: Matched,
     pub outcome: ObservationOutcome,
-}
-
-/// What the study tables say about slots, for MISSING_RESULT: which hold a
-/// current value, which have a result held for review, which were emptied by
-/// a data manager.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlotStates {
-    pub filled: std::collections::BTreeSet<Slot>,
-    /// Slots with an open mismatch that holds a result back (its oldest id).
-    pub held: std::collections::BTreeMap<Slot, MismatchId>,
-    /// Slots whose latest version is a withdrawal.
-    pub withdrawn: std::collections::BTreeSet<Slot>,
-    /// The MISSING_RESULT id of every slot that has one.
-    pub ids: std::collections::BTreeMap<Slot, MismatchId>,
-    /// Slots a data manager marked not done (and did not reopen).
-    pub not_done: std::collections::BTreeMap<Slot, NotDoneMark>,
 }

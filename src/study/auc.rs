@@ -36,7 +36,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::ResultRow;
+use crate::model::ResultRow;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule, Mmtt};
 use crate::value::Comparator;
 
@@ -227,7 +227,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::store::{ObservationId, ResultId, Slot};
+    use crate::model::{ObservationId, ResultId, Slot};
 
     const EXAMPLE: &str = include_str!("../../config/labfeed.example.toml");
     const MINUTES: [i32; 6] = [0, 15, 30, 60, 90, 120];

@@ -12,7 +12,7 @@ use crate::study::config::{Config, Instrument};
 use crate::study::units::{KnownAnalyte, normalize_unit};
 use crate::value::Comparator;
 
-pub use crate::store::MismatchCode;
+pub use crate::model::MismatchCode;
 
 /// A problem found with a result, said so a data manager needs no raw file.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,7 +22,7 @@ pub enum Absence {
 }
 
 use crate::local_time::LocalTime;
-use crate::store::{MismatchId, NotDoneMark, Slot, SlotStates, Visit};
+use crate::model::{MismatchId, NotDoneMark, Slot, SlotStates, Visit};
 use crate::study::config::Config;
 
 /// One scheduled result that is not there.

@@ -1,4 +1,4 @@
-//! The real inbox watcher (`labfeed::sources::watch`) on a temporary folder:
+//! The real inbox watcher (`labfeed::daemon::sources::watch`) on a temporary folder:
 //! complete files handed over exactly once, temporary names and open files
 //! waited for, refusals, poll mode, shutdown, and the `run --once` pass.
 //!
@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labfeed::sources::inbox;
-use labfeed::sources::watch::{self, Arrival, WatchError};
+use labfeed::daemon::sources::inbox;
+use labfeed::daemon::sources::watch::{self, Arrival, WatchError};
 use labfeed::study::config::{Watch, WatchMode};
 use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};

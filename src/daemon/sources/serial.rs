@@ -4,14 +4,13 @@
 //! USB adapter or an open failure is logged and the port reopened with a
 //! back-off: never a busy loop, never a crash of the other sources.
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, watch};
 use tokio_serial::SerialPortBuilderExt;
 use tracing::{error, info, warn};
 
-use crate::daemon::Work;
-use crate::sources::tcp::{SessionEnd, astm_session};
+use super::tcp::{SessionEnd, astm_session};
+use crate::daemon::backoff::Backoff;
+use crate::daemon::work::Work;
 use crate::store::Source;
 use crate::study::config::{FlowControl, Parity, SerialPort};
 
@@ -23,12 +22,12 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let path = port.path.display().to_string();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::default();
     loop {
         match open(&port) {
             Ok(stream) => {
                 info!(%path, baud = port.baud, instrument = %port.instrument, "serial port open");
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 let (reader, writer) = tokio::io::split(stream);
                 let settings = settings.clone();
                 match astm_session(
@@ -48,13 +47,11 @@ pub async fn serve(
                     end => warn!(%path, "serial port closed ({end:?}); reopening"),
                 }
             }
-            Err(e) => error!(%path, error = %e, retry_in = ?backoff, "cannot open the serial port"),
+            Err(e) => error!(%path, error = %e, retry_in = ?backoff.delay(), "cannot open the serial port"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        if !backoff.wait(&mut stop).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

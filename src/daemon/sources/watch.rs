@@ -54,7 +54,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::sources::inbox::{self, Stamp, Stat};
+use super::inbox::{self, Stamp, Stat};
 use crate::study::config::{Watch, WatchMode};
 
 /// A path waiting this long for its writer to close it is logged.

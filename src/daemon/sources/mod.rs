@@ -1,4 +1,5 @@
-//! Where result files come from.
+//! Where results come from: the watch folder, TCP listeners and serial
+//! ports, each a task the daemon supervises.
 //!
 //! - [`inbox`]: the watch folder on disk: temporary names, what an entry is,
 //!   archiving and quarantining without losing or overwriting anything, and

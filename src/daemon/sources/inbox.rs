@@ -323,10 +323,15 @@ fn move_no_clobber(file: &Path, dir: &Path, name: &OsStr, acceptable: impl Fn(&P
     let mut linkable = !meta.is_dir() && !shared;
     for n in 0..=MAX_SUFFIX {
         let target = dir.join(candidate_name(name, n));
-        if !acceptable(&target) {
+        // Linked there before a crash, but not yet removed from the inbox:
+        // it is archived already, and a copy would archive it twice.
+        let already = fs::symlink_metadata(&target).is_ok_and(|t| t.dev() == meta.dev() && t.ino() == meta.ino());
+        if !already && !acceptable(&target) {
             continue;
         }
-        let placed = if meta.is_dir() {
+        let placed = if already {
+            Ok(true)
+        } else if meta.is_dir() {
             place_dir(file, &target)
         } else if linkable {
             match fs::hard_link(file, &target) {
@@ -617,6 +622,24 @@ mod tests {
         assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o777, 0o644, "the other name keeps its mode");
         assert_eq!(fs::metadata(&placed).unwrap().mode() & 0o222, 0, "read-only");
         assert_eq!(fs::read_to_string(&placed).unwrap(), "shared");
+    }
+
+    #[test]
+    fn a_file_linked_into_the_archive_before_a_crash_is_archived_once() {
+        let inbox = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let day_dir = root.path().join("2026/12/31");
+        fs::create_dir_all(&day_dir).unwrap();
+        write(&day_dir.join("x"), "older file of that name");
+        let src = inbox.path().join("x");
+        write(&src, "new");
+        // The crash came after the link into the archive, before the unlink.
+        fs::hard_link(&src, day_dir.join("x-1")).unwrap();
+        let placed = archive(&src, root.path(), jiff::civil::date(2026, 12, 31)).unwrap();
+        assert_eq!(placed, day_dir.join("x-1"));
+        assert!(!src.exists());
+        assert_eq!(fs::read_dir(&day_dir).unwrap().count(), 2, "no second copy");
+        assert_eq!(fs::read_to_string(day_dir.join("x")).unwrap(), "older file of that name");
     }
 
     #[test]

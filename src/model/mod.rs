@@ -3,6 +3,8 @@
 //! Nothing here is interpreted against the study (no units converted, no
 //! participant matched). The parsers fill these types; later layers decide.
 
+mod domain;
+
 use std::fmt;
 use std::ops::Range;
 
@@ -10,6 +12,12 @@ use serde::Serialize;
 
 use crate::timestamp::Timestamp;
 use crate::value::{Comparator, Number};
+
+pub(crate) use domain::vocabulary;
+pub use domain::{
+    MISSING_RESULT_CODE, MessageId, MismatchCode, MismatchId, NotDoneMark, ObservationId, RawId, ReceiptId,
+    ResolutionId, ResultId, ResultRow, Slot, SlotStates, Visit,
+};
 
 /// The UTF-8 byte order mark some tools write at the start of a file.
 pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";

@@ -25,7 +25,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::astm::receiver::{self, Event, Receiver};
-use crate::daemon::{LinkMessage, Work};
+use crate::daemon::backoff::Backoff;
+use crate::daemon::work::{LinkMessage, Work};
 use crate::hl7::ack::{AckCode, AckError, ErrorCode, ack, decide};
 use crate::hl7::mllp_session::{MllpSession, SessionEvent};
 use crate::model::ParseOptions;
@@ -51,17 +52,15 @@ pub async fn serve(
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::default();
     let listener = loop {
         match TcpListener::bind(listen.address).await {
             Ok(listener) => break listener,
             Err(e) => {
-                error!(address = %listen.address, error = %e, retry_in = ?backoff, "cannot listen for {}", listen.instrument);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(&mut stop) => return,
+                error!(address = %listen.address, error = %e, retry_in = ?backoff.delay(), "cannot listen for {}", listen.instrument);
+                if !backoff.wait(&mut stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     };

@@ -1,0 +1,118 @@
+//! What the daemon leaves beside the database for other processes
+//! (`labfeed status`): the single-instance lock and the health file.
+
+use std::fs::{File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::notify::clean;
+
+/// The single-instance lock file beside the database: the database path with
+/// `.lock` appended (`/var/lib/labfeed/labfeed.db.lock`). `labfeed run` holds
+/// an exclusive lock on it for as long as it runs.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    PathBuf::from(path)
+}
+
+/// The daemon's health file beside the database (`<database>.health`): it
+/// exists while commits fail and holds one line, `cannot commit since T:
+/// reason`, for `labfeed status` (another process) to show.
+pub fn health_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".health");
+    PathBuf::from(path)
+}
+
+/// Record that commits fail (written once when failing starts).
+pub fn record_cannot_commit(database: &Path, line: &str) -> io::Result<()> {
+    std::fs::write(health_path(database), format!("{}\n", clean(line)))
+}
+
+/// Commits work (again): no health file.
+pub fn clear_cannot_commit(database: &Path) -> io::Result<()> {
+    match std::fs::remove_file(health_path(database)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The daemon's `cannot commit since T: reason`, if it recorded one.
+pub fn cannot_commit(database: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(health_path(database)).ok()?;
+    let line = text.trim();
+    (!line.is_empty()).then(|| line.to_owned())
+}
+
+/// Whether a daemon holds the database's lock, as far as this process can tell.
+#[derive(Debug)]
+pub enum DaemonState {
+    /// The lock is held (by `labfeed run`).
+    Running,
+    /// The lock file is absent or could be locked.
+    NotRunning,
+    /// The lock file could not be opened or probed (e.g. no permission).
+    Unknown(io::Error),
+}
+
+/// Probe the lock of `database` without waiting and without creating the
+/// lock file: a shared lock is taken and released at once, so neither a
+/// running daemon nor another `status` is disturbed. (In the instant it is
+/// held, a daemon starting up would find the database busy and exit 2.)
+pub fn daemon_state(database: &Path) -> DaemonState {
+    let file = match File::open(lock_path(database)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return DaemonState::NotRunning,
+        Err(e) => return DaemonState::Unknown(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            // Closing the file releases it too; unlock says so explicitly.
+            let _ = file.unlock();
+            DaemonState::NotRunning
+        }
+        Err(TryLockError::WouldBlock) => DaemonState::Running,
+        Err(TryLockError::Error(e)) => DaemonState::Unknown(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_file_is_the_database_path_plus_dot_lock() {
+        assert_eq!(lock_path(Path::new("/var/lib/labfeed/labfeed.db")), Path::new("/var/lib/labfeed/labfeed.db.lock"));
+        assert_eq!(lock_path(Path::new("study")), Path::new("study.lock"));
+    }
+
+    #[test]
+    fn the_daemon_state_follows_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("labfeed.db");
+        assert!(matches!(daemon_state(&db), DaemonState::NotRunning), "no lock file");
+        let lock = File::create(lock_path(&db)).unwrap();
+        assert!(matches!(daemon_state(&db), DaemonState::NotRunning), "lock file, not locked");
+        // flock locks belong to the open file description, so a second open
+        // in this process conflicts like another process would.
+        lock.lock().unwrap();
+        assert!(matches!(daemon_state(&db), DaemonState::Running));
+        lock.unlock().unwrap();
+        assert!(matches!(daemon_state(&db), DaemonState::NotRunning));
+        assert!(lock_path(&db).exists(), "probing never removes the lock file");
+    }
+
+    #[test]
+    fn the_health_file_is_one_line_beside_the_database_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("labfeed.db");
+        assert_eq!(health_path(&db), dir.path().join("labfeed.db.health"));
+        assert_eq!(cannot_commit(&db), None);
+        record_cannot_commit(&db, "cannot commit since 2026-01-01T00:00:00Z: disk\nfull").unwrap();
+        assert_eq!(cannot_commit(&db).as_deref(), Some("cannot commit since 2026-01-01T00:00:00Z: disk full"));
+        clear_cannot_commit(&db).unwrap();
+        assert_eq!(cannot_commit(&db), None);
+        clear_cannot_commit(&db).unwrap();
+    }
+}
