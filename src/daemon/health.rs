@@ -1,8 +1,9 @@
 //! What the daemon leaves beside the database for other processes
 //! (`labfeed status`): the single-instance lock and the health file.
 
-use std::fs::{File, TryLockError};
-use std::io;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::notify::clean;
@@ -16,26 +17,53 @@ pub fn lock_path(database: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// The daemon's health file beside the database (`<database>.health`): it
-/// exists while commits fail and holds one line, `cannot commit since T:
-/// reason`, for `labfeed status` (another process) to show.
+/// The daemon's health file beside the database (`<database>.health`): one
+/// line, `cannot commit since T: reason`, while commits fail, and blank
+/// otherwise, for `labfeed status` (another process) to show.
 pub fn health_path(database: &Path) -> PathBuf {
     let mut path = database.as_os_str().to_owned();
     path.push(".health");
     PathBuf::from(path)
 }
 
-/// Record that commits fail (written once when failing starts).
-pub fn record_cannot_commit(database: &Path, line: &str) -> io::Result<()> {
-    std::fs::write(health_path(database), format!("{}\n", clean(line)))
+/// The health file's fixed size. It is written at start and then only
+/// overwritten in place, so that a disk that has since filled up (the
+/// likeliest reason commits fail) still takes the line.
+const HEALTH_FILE_BYTES: usize = 512;
+
+/// At start: a blank health file of its full size (mode 0640).
+pub fn prepare_health_file(database: &Path) -> io::Result<()> {
+    let path = health_path(database);
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    file.write_all(&padded(""))?;
+    file.sync_all()
 }
 
-/// Commits work (again): no health file.
+/// Record that commits fail (written once when failing starts).
+pub fn record_cannot_commit(database: &Path, line: &str) -> io::Result<()> {
+    overwrite(database, &clean(line))
+}
+
+/// Commits work (again): a blank health file.
 pub fn clear_cannot_commit(database: &Path) -> io::Result<()> {
-    match std::fs::remove_file(health_path(database)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    overwrite(database, "")
+}
+
+fn overwrite(database: &Path, line: &str) -> io::Result<()> {
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(false).mode(0o640).open(health_path(database))?;
+    file.write_all(&padded(line))?;
+    file.sync_data()
+}
+
+/// `line`, a newline, then spaces up to [`HEALTH_FILE_BYTES`] (the line is
+/// at most [`super::notify::STATUS_MAX_CHARS`] characters, so it fits).
+fn padded(line: &str) -> Vec<u8> {
+    let mut bytes = format!("{line}\n").into_bytes();
+    bytes.truncate(HEALTH_FILE_BYTES);
+    bytes.resize(HEALTH_FILE_BYTES, b' ');
+    bytes
 }
 
 /// The daemon's `cannot commit since T: reason`, if it recorded one.
@@ -109,10 +137,19 @@ mod tests {
         let db = dir.path().join("labfeed.db");
         assert_eq!(health_path(&db), dir.path().join("labfeed.db.health"));
         assert_eq!(cannot_commit(&db), None);
+        std::fs::write(health_path(&db), "cannot commit since 2025-01-01T00:00:00Z: left by a crash, and long\n")
+            .unwrap();
+        prepare_health_file(&db).unwrap();
+        assert_eq!(cannot_commit(&db), None, "blank after start");
+        let size = || std::fs::metadata(health_path(&db)).unwrap().len();
+        assert_eq!(size(), HEALTH_FILE_BYTES as u64);
         record_cannot_commit(&db, "cannot commit since 2026-01-01T00:00:00Z: disk\nfull").unwrap();
         assert_eq!(cannot_commit(&db).as_deref(), Some("cannot commit since 2026-01-01T00:00:00Z: disk full"));
+        assert_eq!(size(), HEALTH_FILE_BYTES as u64, "overwritten in place");
+        record_cannot_commit(&db, &"x".repeat(2000)).unwrap();
+        assert_eq!(size(), HEALTH_FILE_BYTES as u64, "a long reason is cut");
         clear_cannot_commit(&db).unwrap();
         assert_eq!(cannot_commit(&db), None);
-        clear_cannot_commit(&db).unwrap();
+        assert_eq!(std::fs::metadata(health_path(&db)).unwrap().permissions().mode() & 0o777, 0o640);
     }
 }

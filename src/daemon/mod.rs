@@ -88,10 +88,10 @@ pub fn run(
         .write(|tx| crate::ingest::allocate_missing_slot_ids(tx, &config))
         .context("giving scheduled slots their MISSING_RESULT ids")
         .map_err(cannot_write)?;
-    // A health file left by a daemon that died while failing is stale.
-    if let Err(e) = health::clear_cannot_commit(&config.storage.database) {
-        warn!(error = %e, "could not remove the old health file");
-    }
+    // Blank (a file left by a daemon that died while failing is stale) and
+    // of full size, so it can still be written once the disk is full.
+    health::prepare_health_file(&config.storage.database)
+        .with_context(|| format!("cannot write {}", health::health_path(&config.storage.database).display()))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -85,11 +85,11 @@ impl Writer {
         let mut links: Vec<LinkMessage> = Vec::new();
         for work in batch {
             match work {
-                Work::File(Arrival::Refused(path, reason)) => self.quarantine(&path, &reason),
+                Work::File(Arrival::Refused(path, reason)) => self.refuse(&path, &reason),
                 Work::File(Arrival::Ready(path)) => match read_inbox_file(&path, self.watch.max_file_bytes()) {
                     Ok(Some(bytes)) => files.push((path, bytes)),
                     Ok(None) => {}
-                    Err(reason) => self.quarantine(&path, &reason),
+                    Err(reason) => self.refuse(&path, &reason),
                 },
                 Work::Link(message) => links.push(message),
                 Work::Aborted { bytes, source, origin, instrument, reason } => {
@@ -116,7 +116,7 @@ impl Writer {
             .map(|(path, bytes)| Delivery {
                 bytes,
                 source: Source::File,
-                origin: file_name(path),
+                origin: inbox::shown_name(path),
                 instrument: None,
                 received_at,
             })
@@ -189,7 +189,7 @@ impl Writer {
 
     /// After the commit: archive, or quarantine with the reason.
     fn settle(&mut self, path: &Path, s: &Summary) {
-        let name = file_name(path);
+        let name = inbox::shown_name(path);
         let counts = s.counts();
         if s.outcome == ProcessingOutcome::Duplicate && s.errors > 0 {
             let reason = format!(
@@ -220,8 +220,19 @@ impl Writer {
         }
     }
 
+    /// A file refused unread gets its receipt (and a PARSE_ERROR) before it
+    /// moves to quarantine; if even that cannot be committed, the quarantine
+    /// and its reason file still say why.
+    fn refuse(&mut self, path: &Path, reason: &str) {
+        let name = inbox::shown_name(path);
+        if let Err(e) = crate::ingest::record_refused(&mut self.store, &name, reason, jiff::Timestamp::now()) {
+            error!(file = %name, error = %e, "could not record the receipt of a file refused unread");
+        }
+        self.quarantine(path, reason);
+    }
+
     fn quarantine(&mut self, path: &Path, reason: &str) {
-        let name = file_name(path);
+        let name = inbox::shown_name(path);
         self.finished = self.finished.max(Finished::SomeQuarantined);
         match inbox::quarantine(path, &self.watch.quarantine, reason) {
             Ok(to) => {
@@ -253,13 +264,6 @@ impl Writer {
     }
 }
 
-/// The name stored as a file's origin, control characters escaped: it is
-/// shown in logs, `status` and reports.
-fn file_name(path: &Path) -> String {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    crate::model::printable(&name).into_owned()
-}
-
 /// Read a file the watcher found complete: `Ok(None)` if it is gone, an
 /// error (the quarantine reason) if it is no longer a regular file or too big.
 fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
@@ -276,19 +280,19 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Str
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
-    let cannot = |e: std::io::Error| format!("{} could not be read: {e}", file_name(path));
+    let cannot = |e: std::io::Error| format!("{} could not be read: {e}", inbox::shown_name(path));
     let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(cannot(e)),
     };
     if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(format!("{} was replaced by something that is not a regular file", file_name(path)));
+        return Err(format!("{} was replaced by something that is not a regular file", inbox::shown_name(path)));
     }
     let mut bytes = Vec::new();
     file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(cannot)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(format!("{} grew past the size limit while it was read", file_name(path)));
+        return Err(format!("{} grew past the size limit while it was read", inbox::shown_name(path)));
     }
     Ok(Some(bytes))
 }

@@ -204,6 +204,47 @@ pub fn ingest_batch(
     Ok(summaries)
 }
 
+/// A file refused unread (too large, a link, a folder, a pipe): nothing of
+/// it is stored, but its arrival is, so "did it arrive, and if not, why?"
+/// has an answer in `status` and the mismatch report. The receipt points at
+/// the empty content, because that is what was read.
+pub fn record_refused(
+    store: &mut Store,
+    origin: &str,
+    reason: &str,
+    received_at: jiff::Timestamp,
+) -> Result<ReceiptId, IngestError> {
+    let detail = format!("refused unread: {reason}");
+    Ok(store.write(|tx| {
+        let delivery =
+            Delivery { bytes: &[], source: Source::File, origin: origin.to_owned(), instrument: None, received_at };
+        let (_, receipt_id) = receive(tx, &delivery, None, &[])?;
+        tx.insert_processing(&NewProcessing {
+            receipt_id,
+            outcome: ProcessingOutcome::Rejected,
+            accepted: 0,
+            duplicates: 0,
+            mismatches: 1,
+            qc: 0,
+            errors: 1,
+            detail: Some(detail.clone()),
+        })?;
+        tx.insert_mismatch(&NewMismatch {
+            code: MismatchCode::ParseError,
+            holds: true,
+            observation_id: None,
+            message_id: None,
+            receipt_id,
+            participant: None,
+            visit: None,
+            minute: None,
+            analyte: None,
+            detail: format!("{origin}: {detail}"),
+        })?;
+        Ok(receipt_id)
+    })?)
+}
+
 /// Keep the raw bytes of an aborted link session (EOT mid-message, timeout,
 /// too many failed tries): stored and audited, never processed into results.
 pub fn record_aborted(

@@ -20,10 +20,15 @@ impl Study {
     }
 
     fn settling(seconds: &str) -> Study {
-        let t = TempStudy::new(&[
-            ("settle_seconds = 1.0", &format!("settle_seconds = {seconds}")),
-            ("poll_interval_seconds = 2", "poll_interval_seconds = 1"),
-        ]);
+        Study::build(&[("settle_seconds = 1.0", &format!("settle_seconds = {seconds}"))], |_| {})
+    }
+
+    /// A study with these config edits; `prepare` runs before the database is made.
+    fn build(edits: &[(&str, &str)], prepare: impl FnOnce(&TempStudy)) -> Study {
+        let mut edits = edits.to_vec();
+        edits.push(("poll_interval_seconds = 2", "poll_interval_seconds = 1"));
+        let t = TempStudy::new(&edits);
+        prepare(&t);
         let participants: String = std::iter::once("participant".to_owned())
             .chain((0..100).map(|i| format!("U{i:03}")))
             .collect::<Vec<_>>()
@@ -53,10 +58,16 @@ impl Study {
     }
 
     fn start(&self) -> Child {
+        self.start_with_env(&[])
+    }
+
+    fn start_with_env(&self, env: &[(&str, &Path)]) -> Child {
         // The log goes to a file: a pipe nobody reads would fill up and stall the daemon.
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.t.dir.path().join("daemon.log")).unwrap();
-        let child = self.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
+        let mut command = self.command(&["run"]);
+        command.envs(env.iter().map(|(k, v)| (k, v.as_os_str())));
+        let child = command.stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
         // The daemon is watching once a probe file has been archived.
         wait_for(|| self.inbox().is_dir(), "the daemon to create the inbox");
         let probe = upload(99, 0);
@@ -477,4 +488,140 @@ fn a_newline_or_escape_in_a_file_name_is_escaped_in_logs_ingest_status_and_repor
     assert!(String::from_utf8_lossy(&html.stdout).contains("u{1b}[31m"));
     let archived = archived(&s.archive());
     assert!(archived.iter().any(|p| p.file_name().is_some_and(|n| n == evil)), "the file keeps its name: {archived:?}");
+}
+
+#[test]
+fn files_refused_unread_get_a_receipt_and_show_in_status_and_the_mismatch_report() {
+    let s = Study::new();
+    std::fs::create_dir_all(s.inbox()).unwrap();
+    let outside = s.t.file("outside.astm", &upload(1, 1));
+    std::os::unix::fs::symlink(&outside, s.inbox().join("linked.astm")).unwrap();
+    // Over the default 64 MiB limit without writing 64 MiB: a sparse file.
+    let big = std::fs::File::create(s.inbox().join("huge.hl7")).unwrap();
+    big.set_len(65 << 20).unwrap();
+    drop(big);
+    let out = s.run_once();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(files_in(&s.inbox()).is_empty());
+
+    let status = text(&s.command(&["status"]).output().unwrap());
+    assert!(status.contains("refused unread"), "{status}");
+    let report = text(&s.command(&["report", "mismatches"]).output().unwrap());
+    for expected in [
+        "linked.astm: refused unread: linked.astm is a symbolic link",
+        "huge.hl7: refused unread: huge.hl7 is 65.0 MiB",
+    ] {
+        assert!(report.contains(expected), "{expected:?} in {report}");
+    }
+    assert!(report.contains("PARSE_ERROR"), "{report}");
+    assert!(!report.contains(&s.t.dir.path().display().to_string()), "no full paths: {report}");
+    // The receipts are audited like any arrival, and the chain still verifies.
+    let verify = s.command(&["verify-audit"]).output().unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` when this process may not mount (not root): the test says so and stops.
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallDisk(at.to_owned())),
+            Ok(out) if nix::unistd::geteuid().is_root() => panic!("root, but mount failed: {}", text(&out)),
+            _ => None,
+        }
+    }
+
+    /// Fill what is left with a file (written until the disk says it is full).
+    fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&chunk[..512]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// What the daemon sent to `NOTIFY_SOCKET` in the next `window`.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, window: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    got
+}
+
+/// Bytes no compressor can shrink, and that are neither ASTM nor HL7.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_is_reported_the_watchdog_stops_and_recovery_is_automatic() {
+    let mut disk = None;
+    let s = Study::build(&[("labfeed.db\"", "small/labfeed.db\"")], |t| {
+        disk = SmallDisk::mount(&t.lib("small"), "24m");
+    });
+    let Some(disk) = disk else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let socket_path = s.t.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    // systemd's WatchdogSec=2: a ping every second while healthy.
+    let daemon = s.start_with_env(&[("NOTIFY_SOCKET", &socket_path), ("WATCHDOG_USEC", Path::new("2000000"))]);
+    let pings = |window| notifications(&socket, window).iter().filter(|m| m.trim_end() == "WATCHDOG=1").count();
+    let first = notifications(&socket, Duration::from_secs(3));
+    assert!(first.iter().any(|m| m == "WATCHDOG=1\n"), "pings while healthy: {first:?}");
+
+    let filler = disk.fill();
+    std::fs::write(s.inbox().join("big.bin"), incompressible(3 << 20)).unwrap();
+    let status = || s.command(&["status"]).output().unwrap();
+    wait_for(
+        || {
+            // Polled gently: every `status` is a process that opens the database.
+            std::thread::sleep(Duration::from_millis(500));
+            status().status.code() == Some(1)
+        },
+        "status to say commits fail",
+    );
+    let said = text(&status());
+    assert!(said.contains("cannot commit since") && said.contains("full"), "{said}");
+    assert!(s.inbox().join("big.bin").exists(), "nothing acknowledged or moved");
+    let sent = notifications(&socket, Duration::from_secs(3));
+    assert!(sent.iter().any(|m| m.starts_with("STATUS=cannot commit since")), "{sent:?}");
+    // Failing for longer than WatchdogSec: no more pings, so systemd would restart it.
+    assert_eq!(pings(Duration::from_secs(3)), 0, "no pings while commits fail");
+
+    std::fs::remove_file(filler).unwrap();
+    wait_for(|| !s.inbox().join("big.bin").exists(), "the file to be taken once there is room");
+    assert!(files_in(&s.quarantine()).iter().any(|n| n == "big.bin"), "neither ASTM nor HL7: quarantined");
+    assert!(pings(Duration::from_secs(3)) > 0, "pings again after recovery");
+    let healthy = status();
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy));
+    assert!(std::fs::read_to_string(s.t.dir.path().join("daemon.log")).unwrap().contains("commits work again"));
+    assert_eq!(stop(daemon).code(), Some(0));
 }

@@ -104,7 +104,7 @@ pub(crate) fn stat(path: &Path) -> io::Result<Option<Stat>> {
             inode: meta.ino(),
         },
         nlink: meta.nlink(),
-        not_regular: what.map(|what| format!("{} {what}", path.display())),
+        not_regular: what.map(|what| format!("{} {what}", shown_name(path))),
     }))
 }
 
@@ -118,7 +118,7 @@ pub(crate) fn too_big(path: &Path, size: u64, max_bytes: u64) -> Option<String> 
     } else {
         format!("{max_bytes} bytes")
     };
-    Some(format!("{} is {}; the limit is {limit}", path.display(), human_size(size)))
+    Some(format!("{} is {}; the limit is {limit}", shown_name(path), human_size(size)))
 }
 
 fn human_size(bytes: u64) -> String {
@@ -127,14 +127,14 @@ fn human_size(bytes: u64) -> String {
 
 /// What an inbox entry is, WITHOUT following symlinks (`symlink_metadata`).
 ///
-/// Refuses (with a plain-words reason naming the path) a symlink, a
+/// Refuses (with a plain-words reason naming the file) a symlink, a
 /// directory, FIFO, socket or device, and a regular file larger than
 /// `max_bytes`. An entry that cannot be examined at all is refused with the
 /// error.
 pub fn inspect(path: &Path, max_bytes: u64) -> Entry {
     match stat(path) {
         Ok(None) => Entry::Gone,
-        Err(e) => Entry::Refuse(format!("{} cannot be examined: {e}", path.display())),
+        Err(e) => Entry::Refuse(format!("{} cannot be examined: {e}", shown_name(path))),
         Ok(Some(Stat { not_regular: Some(reason), .. })) => Entry::Refuse(reason),
         Ok(Some(Stat { stamp, not_regular: None, .. })) => match too_big(path, stamp.size, max_bytes) {
             Some(reason) => Entry::Refuse(reason),
@@ -271,6 +271,13 @@ fn ensure_dir(key: &str, dir: &Path) -> Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(format!("{key} = {}: cannot create it: {e}", dir.display())),
     }
+}
+
+/// An entry's name as logs, receipts and reports show it: the name alone
+/// (the inbox is known), control characters escaped.
+pub fn shown_name(path: &Path) -> String {
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    crate::model::printable(&name).into_owned()
 }
 
 fn file_name(file: &Path) -> io::Result<&OsStr> {
