@@ -156,6 +156,33 @@ fn not_hl7_gets_an_ar_with_a_complete_2_5_1_header() {
     assert_eq!(d.exported(), 0);
 }
 
+/// SPEC §7: the rejection ACK passes a strict third-party parser (hl7apy's
+/// STRICT validation level, which refused `ACK` without its structure).
+#[test]
+#[ignore = "needs python3 with hl7apy (pip install hl7apy); .ci/run installs it and runs ignored tests"]
+fn the_rejection_ack_parses_under_hl7apy_strict_validation() {
+    let d = Daemon::start();
+    let mut s = d.connect();
+    s.write_all(&frame("GET / HTTP/1.1\r\n\r\n")).unwrap();
+    let reply = read_ack(&mut s);
+    let script = "import sys\n\
+                  from hl7apy.parser import parse_message\n\
+                  from hl7apy.consts import VALIDATION_LEVEL\n\
+                  m = parse_message(sys.stdin.read(), validation_level=VALIDATION_LEVEL.STRICT)\n\
+                  print(m.msh.msh_9.to_er7(), m.msh.msh_12.to_er7(), m.msa.msa_1.to_er7())\n";
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    python.stdin.take().unwrap().write_all(reply.as_bytes()).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "hl7apy refused {reply:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ACK^^ACK 2.5.1 AR");
+}
+
 #[test]
 fn an_exact_duplicate_is_acknowledged_and_stored_once() {
     let d = Daemon::start();
