@@ -327,7 +327,10 @@ fn move_no_clobber(file: &Path, dir: &Path, name: &OsStr, acceptable: impl Fn(&P
     // let a write there change the archived file, and making it read-only
     // would change the other name too.
     let shared = meta.is_file() && meta.nlink() > 1;
-    let mut linkable = !meta.is_dir() && !shared;
+    // Another user's file is copied too: its owner could make a linked
+    // archive copy writable again, whatever mode labfeed gave it.
+    let theirs = meta.is_file() && meta.uid() != nix::unistd::geteuid().as_raw();
+    let mut linkable = !meta.is_dir() && !shared && !theirs;
     for n in 0..=MAX_SUFFIX {
         let target = dir.join(candidate_name(name, n));
         // Linked there before a crash, but not yet removed from the inbox:
@@ -535,7 +538,7 @@ mod tests {
     #[test]
     fn oversize_reason_in_mib() {
         let reason = too_big(Path::new("/in/x.astm"), 70 * MIB + MIB / 5, 64 * MIB).unwrap();
-        assert_eq!(reason, "/in/x.astm is 70.2 MiB; the limit is watch.max_file_size_mib = 64");
+        assert_eq!(reason, "x.astm is 70.2 MiB; the limit is watch.max_file_size_mib = 64");
         assert_eq!(too_big(Path::new("x"), 64 * MIB, 64 * MIB), None);
     }
 
@@ -647,6 +650,28 @@ mod tests {
         assert!(!src.exists());
         assert_eq!(fs::read_dir(&day_dir).unwrap().count(), 2, "no second copy");
         assert_eq!(fs::read_to_string(day_dir.join("x")).unwrap(), "older file of that name");
+    }
+
+    #[test]
+    fn another_users_file_is_archived_as_our_own_copy() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: giving a file to another user needs root");
+            return;
+        }
+        let inbox = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let src = inbox.path().join("theirs.astm");
+        write(&src, "dropped by lab staff");
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o664)).unwrap();
+        std::os::unix::fs::chown(&src, Some(65534), Some(65534)).unwrap();
+        let dropped = fs::metadata(&src).unwrap().ino();
+        let placed = archive(&src, root.path(), jiff::civil::date(2026, 1, 2)).unwrap();
+        let meta = fs::metadata(&placed).unwrap();
+        assert_ne!(meta.ino(), dropped, "a copy, not a link the owner could chmod back");
+        assert_eq!(meta.uid(), 0);
+        assert_eq!(meta.mode() & 0o222, 0, "read-only");
+        assert_eq!(fs::read_to_string(&placed).unwrap(), "dropped by lab staff");
+        assert!(!src.exists());
     }
 
     #[test]

@@ -276,7 +276,7 @@ impl Tracker {
                 return None;
             }
             Err(e) => {
-                tracing::warn!("cannot examine {}: {e}; trying again at the next scan", path.display());
+                tracing::warn!("cannot examine {}: {e}; trying again at the next scan", inbox::shown_name(&path));
                 return None;
             }
         };
@@ -286,7 +286,7 @@ impl Tracker {
             }
             tracing::info!(
                 "{} changed after it was handed over; it will be handed over again once complete",
-                path.display()
+                inbox::shown_name(&path)
             );
             self.sent.remove(&path);
         }
@@ -348,7 +348,7 @@ impl Tracker {
                 Some(Arrival::Refused(path, reason))
             }
             None => {
-                tracing::debug!("{} is complete ({} bytes)", path.display(), stamp.size);
+                tracing::debug!("{} is complete ({} bytes)", inbox::shown_name(&path), stamp.size);
                 Some(Arrival::Ready(path))
             }
         }
@@ -557,7 +557,7 @@ async fn run(
             },
             _ = tick.tick() => scan_due = true,
             Some(path) = retries.recv() => {
-                tracing::info!("{} is taken again at the next scan (its commit failed)", path.display());
+                tracing::info!("{} is taken again at the next scan (its commit failed)", inbox::shown_name(&path));
                 tracker.sent.remove(&path);
             }
             () = tokio::time::sleep_until(deadline.unwrap_or(start)), if deadline.is_some() => {}
@@ -571,7 +571,7 @@ async fn run(
                 tracing::warn!(
                     "{} has been written to but not closed for {} minutes; labfeed takes it once \
                      the writer closes it or renames it into the inbox",
-                    path.display(),
+                    inbox::shown_name(&path),
                     STALL_WARNING.as_secs() / 60
                 );
             }
@@ -638,7 +638,7 @@ pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
             Ok(None) => {}
             Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
             Ok(Some(Stat { stamp, not_regular: None, .. })) => pending.push((path, stamp)),
-            Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
+            Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", inbox::shown_name(&path)),
         }
     }
     let mut ready = Vec::new();
@@ -655,7 +655,7 @@ pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
                 Ok(Some(Stat { not_regular: Some(reason), .. })) => refuse(&mut result, path, reason),
                 Ok(Some(Stat { stamp, not_regular: None, .. })) if stamp == before => ready.push((path, stamp)),
                 Ok(Some(Stat { stamp, .. })) => changed.push((path, stamp)),
-                Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", path.display()),
+                Err(e) => tracing::warn!("cannot examine {}: {e}; it stays in the inbox", inbox::shown_name(&path)),
             }
         }
         pending = changed;
@@ -669,7 +669,7 @@ pub async fn scan_once(watch: &Watch) -> Result<Vec<Arrival>, WatchError> {
         }
     }
     for (path, _) in pending {
-        tracing::warn!("{} is still being written; it stays in the inbox for the next run", path.display());
+        tracing::warn!("{} is still being written; it stays in the inbox for the next run", inbox::shown_name(&path));
     }
     Ok(result.into_values().collect())
 }
