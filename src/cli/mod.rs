@@ -13,6 +13,7 @@ pub mod audit_key;
 pub mod check_config;
 pub mod demo;
 pub mod export;
+pub mod generate;
 pub mod import;
 pub mod ingest;
 pub mod lock;
@@ -95,6 +96,8 @@ enum Command {
     Run(run::RunArgs),
     /// A complete run on bundled example data: a study in a new folder, the daemon fed by files and a simulated analyzer, then the AUC table and the reports.
     Demo(demo::DemoArgs),
+    /// Shell completions (bash, zsh, fish, …) or man pages, from these very definitions.
+    Generate(generate::GenerateArgs),
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -129,6 +132,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Run(args) => run::run(&config_path, &args),
         Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),
         Command::Demo(args) => demo::run(&args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Generate(args) => generate::run(&args, &mut stdout.lock()),
     }
 }
 
