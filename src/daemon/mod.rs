@@ -196,8 +196,9 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     };
     let mut listeners = Vec::new();
     let settings = |instrument: &str| config.instrument(instrument).map(|i| i.receiver_config()).unwrap_or_default();
+    // Created even without listeners: it removes an earlier run's counts.
+    let refusals = Refusals::new(config.storage.database.clone());
     if !config.listen.is_empty() {
-        let refusals = Refusals::new(config.storage.database.clone());
         for listen in &config.listen {
             let refusals = Arc::clone(&refusals);
             let task = tcp::serve(listen.clone(), settings(&listen.instrument), tx.clone(), refusals, stop_rx.clone());

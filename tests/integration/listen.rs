@@ -473,16 +473,19 @@ fn an_analyzer_gets_in_while_four_greedy_peers_hold_their_max_and_status_counts_
 
 #[test]
 fn a_trickling_mllp_message_is_cut() {
-    let d = Daemon::start_with(&[("127.0.0.1:5001", "ADDRESS"), ("protocol = \"mllp\"", ALLOW_127_0_0_2)]);
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 2"),
+    ]);
     let mut s = connect_from("127.0.0.2", &d.address);
     let mut writer = s.try_clone().unwrap();
-    // Four bytes a second, under the floor of 20, never silent for idle_seconds (1).
+    // Five bytes a second, under the floor of 20, never silent for idle_seconds (2).
     let trickler = std::thread::spawn(move || {
         for b in frame(&oru("SLOW-1", "0.8")) {
             if writer.write_all(&[b]).is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(200));
         }
     });
     assert_eq!(read_to_close(&mut s), b"", "no message completed: closed without a reply");
