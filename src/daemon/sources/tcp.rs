@@ -91,7 +91,7 @@ impl Guard {
 }
 
 /// Accept connections on an already bound listener.
-pub async fn accept_loop(
+async fn accept_loop(
     listener: TcpListener,
     listen: Listener,
     settings: receiver::Config,
