@@ -281,6 +281,7 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
     if let Some(line) = &report.cannot_commit {
         writeln!(out, "daemon: {}", printable(line))?;
     }
+    print_refused_peers(&report.daemon, database, out)?;
 
     match (&config.watch, &report.inbox, &report.quarantine) {
         (Some(w), Some(inbox), Some(quarantine)) => {
@@ -335,6 +336,19 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
     writeln!(out, "open mismatches: {total}")?;
     for (code, n) in &report.open_mismatches {
         writeln!(out, "  {code}: {n}")?;
+    }
+    Ok(())
+}
+
+/// The running daemon's refused TCP connections (its `<database>.peers`
+/// file), e.g. `refused connections since T: 3` and one line per listener
+/// with the last refused address. Nothing when no daemon runs or none was refused.
+fn print_refused_peers(daemon: &DaemonState, database: &Path, out: &mut dyn Write) -> io::Result<()> {
+    if !matches!(daemon, DaemonState::Running) {
+        return Ok(());
+    }
+    for line in crate::daemon::health::refused_peers(database).unwrap_or_default() {
+        writeln!(out, "{}", printable(&line))?;
     }
     Ok(())
 }

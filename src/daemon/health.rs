@@ -1,5 +1,6 @@
 //! What the daemon leaves beside the database for other processes
-//! (`labfeed status`): the single-instance lock and the health file.
+//! (`labfeed status`): the single-instance lock, the health file and the
+//! refused-peers file.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -71,6 +72,46 @@ pub fn cannot_commit(database: &Path) -> Option<String> {
     let text = std::fs::read_to_string(health_path(database)).ok()?;
     let line = text.trim();
     (!line.is_empty()).then(|| line.to_owned())
+}
+
+/// The refused-peers file beside the database (`<database>.peers`): how many
+/// TCP connections the running daemon refused since it started, per listener.
+pub fn peers_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".peers");
+    PathBuf::from(path)
+}
+
+/// Replace the refused-peers file with `lines` (mode 0640, via a temporary
+/// file and a rename, so a reader never sees half of it).
+pub fn record_refused_peers(database: &Path, lines: &[String]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = peers_path(database);
+    let mut temporary = path.clone().into_os_string();
+    temporary.push(".tmp");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&temporary)?;
+    for line in lines {
+        writeln!(file, "{}", clean(line))?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&temporary, &path)
+}
+
+/// A daemon starting counts from zero: the file of an earlier run goes.
+pub fn clear_refused_peers(database: &Path) -> io::Result<()> {
+    match std::fs::remove_file(peers_path(database)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The lines of the refused-peers file (at most 64), if there is one.
+pub fn refused_peers(database: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    let mut text = String::new();
+    File::open(peers_path(database)).ok()?.take(16 * 1024).read_to_string(&mut text).ok()?;
+    Some(text.lines().take(64).map(str::to_owned).collect())
 }
 
 /// Whether a daemon holds the database's lock, as far as this process can tell.
@@ -151,5 +192,20 @@ mod tests {
         clear_cannot_commit(&db).unwrap();
         assert_eq!(cannot_commit(&db), None);
         assert_eq!(std::fs::metadata(health_path(&db)).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn the_peers_file_is_replaced_whole_and_readable_by_the_group_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("labfeed.db");
+        assert_eq!(refused_peers(&db), None);
+        record_refused_peers(&db, &["a".into(), "b\nc".into()]).unwrap();
+        record_refused_peers(&db, &["refused 1".into()]).unwrap();
+        assert_eq!(refused_peers(&db), Some(vec!["refused 1".to_owned()]));
+        let mode = std::fs::metadata(peers_path(&db)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        clear_refused_peers(&db).unwrap();
+        assert_eq!(refused_peers(&db), None);
     }
 }

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use backoff::Backoff;
+use sources::peers::Refusals;
 use sources::watch::{self, Arrival};
 use sources::{inbox, tcp};
 use work::Work;
@@ -195,9 +196,15 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     };
     let mut listeners = Vec::new();
     let settings = |instrument: &str| config.instrument(instrument).map(|i| i.receiver_config()).unwrap_or_default();
-    for listen in &config.listen {
-        let task = tcp::serve(listen.clone(), settings(&listen.instrument), tx.clone(), stop_rx.clone());
-        listeners.push(tokio::spawn(task));
+    // Created even without listeners: it removes an earlier run's counts.
+    let refusals = Refusals::new(config.storage.database.clone());
+    if !config.listen.is_empty() {
+        for listen in &config.listen {
+            let refusals = Arc::clone(&refusals);
+            let task = tcp::serve(listen.clone(), settings(&listen.instrument), tx.clone(), refusals, stop_rx.clone());
+            listeners.push(tokio::spawn(task));
+        }
+        listeners.push(tokio::spawn(refusals.keep_file(stop_rx.clone())));
     }
     for port in &config.serial {
         let task = sources::serial::serve(port.clone(), settings(&port.instrument), tx.clone(), stop_rx.clone());

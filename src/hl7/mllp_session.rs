@@ -209,6 +209,29 @@ impl MllpSession {
         Ok(out)
     }
 
+    /// A frame has started and not ended.
+    pub fn mid_frame(&self) -> bool {
+        !matches!(self.state, State::Between(_))
+    }
+
+    /// The connection is being cut (the sender went over a limit): the frame
+    /// in progress, if any, is dropped and given an id, with its first bytes
+    /// (for the AR's MSA-2), to be answered with [`acknowledge`](Self::acknowledge).
+    pub fn cut(&mut self) -> Option<(u64, Vec<u8>)> {
+        let head = match std::mem::replace(&mut self.state, State::Between(None)) {
+            State::Between(junk) => {
+                self.state = State::Between(junk);
+                return None;
+            }
+            State::Frame { mut buf, .. } => {
+                buf.truncate(HEAD_KEPT);
+                buf
+            }
+            State::Oversize { head, .. } => head,
+        };
+        Some((self.issue(), head))
+    }
+
     /// Payloads received and not yet acknowledged on the wire.
     pub fn outstanding(&self) -> usize {
         self.queue.len()
@@ -495,5 +518,19 @@ mod tests {
         let mut s = MllpSession::default();
         s.feed(b"\x0bA\x1c");
         assert_eq!(warnings(&s.finish())[0], "MLLP end block 0x1C not followed by CR (tolerated)");
+    }
+
+    #[test]
+    fn cut_gives_the_frame_in_progress_an_id_to_answer() {
+        let mut s = MllpSession::default();
+        assert!(!s.mid_frame());
+        assert_eq!(s.cut(), None, "nothing in progress");
+        s.feed(b"\x0bMSH|A\x1c\r\x0bMSH|B");
+        assert!(s.mid_frame());
+        assert_eq!(s.cut(), Some((2, b"MSH|B".to_vec())));
+        assert!(!s.mid_frame());
+        // In order: payload 1 first, then the cut frame's answer.
+        assert_eq!(s.acknowledge(2, b"AR".to_vec()), Ok(Vec::new()));
+        assert_eq!(s.acknowledge(1, b"AA".to_vec()), Ok(b"\x0bAA\x1c\r\x0bAR\x1c\r".to_vec()));
     }
 }

@@ -273,8 +273,11 @@ pub struct Listener {
     /// Peers that may connect. Without `allow`, a loopback listener takes
     /// loopback peers only (a non-loopback one must list them).
     pub allow: Vec<IpBlock>,
-    /// A connection silent this long is closed.
+    /// A connection silent this long is closed; so is one whose message in
+    /// progress trickles in slower than the floor over this long.
     pub idle: Duration,
+    /// Bytes one peer address may send this listener in an hour.
+    pub max_bytes_per_hour: u64,
 }
 
 /// An address or CIDR block of `allow` (`10.0.0.0/8`, `::1`, `fd00::/8`).
@@ -474,10 +477,16 @@ struct RawListener {
     protocol: LinkProtocol,
     allow: Option<Vec<String>>,
     idle_seconds: Option<u64>,
+    max_bytes_per_hour: Option<u64>,
 }
 
 /// `listen[].idle_seconds` when not given.
 pub const DEFAULT_IDLE_SECONDS: u64 = 60;
+/// `listen[].max_bytes_per_hour` when not given (64 MiB: hundreds of times
+/// what an analyzer sends in a busy hour, well under a disk's worth).
+pub const DEFAULT_MAX_BYTES_PER_HOUR: u64 = 64 << 20;
+/// The bounds of `max_bytes_per_hour`: 1 KiB (tests) to 1 TiB.
+const BYTES_PER_HOUR_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 40);
 /// The longest `idle_seconds` (a day): longer is surely a mistake.
 const MAX_IDLE_SECONDS: u64 = 86_400;
 
@@ -832,6 +841,14 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         if !(1..=MAX_IDLE_SECONDS).contains(&idle_seconds) {
             p.add(span.clone(), format!("{key}.idle_seconds"), format!("must be from 1 to {MAX_IDLE_SECONDS} seconds"));
         }
+        let max_bytes_per_hour = listener.max_bytes_per_hour.unwrap_or(DEFAULT_MAX_BYTES_PER_HOUR);
+        if !BYTES_PER_HOUR_RANGE.contains(&max_bytes_per_hour) {
+            p.add(
+                span.clone(),
+                format!("{key}.max_bytes_per_hour"),
+                format!("must be from {} to {} bytes", BYTES_PER_HOUR_RANGE.start(), BYTES_PER_HOUR_RANGE.end()),
+            );
+        }
         match listener.address.parse::<SocketAddr>() {
             Ok(address) => {
                 if listener.allow.is_none() {
@@ -854,6 +871,7 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
                     protocol: listener.protocol,
                     allow,
                     idle: Duration::from_secs(idle_seconds),
+                    max_bytes_per_hour,
                 })
             }
             Err(_) => p.add(
@@ -1167,6 +1185,13 @@ mod tests {
         assert_eq!(config.listen[0].idle, Duration::from_secs(5));
         let config = load(EXAMPLE).unwrap();
         assert_eq!(config.listen[0].idle, Duration::from_secs(DEFAULT_IDLE_SECONDS));
+        assert_eq!(config.listen[0].max_bytes_per_hour, DEFAULT_MAX_BYTES_PER_HOUR);
+        let config =
+            load(&EXAMPLE.replace("protocol = \"mllp\"", "protocol = \"mllp\"\nmax_bytes_per_hour = 4096")).unwrap();
+        assert_eq!(config.listen[0].max_bytes_per_hour, 4096);
+        let p = problems(&EXAMPLE.replace("protocol = \"mllp\"", "protocol = \"mllp\"\nmax_bytes_per_hour = 10"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "listen[0].max_bytes_per_hour");
 
         let open = EXAMPLE.replace("127.0.0.1:5001", "0.0.0.0:5001");
         let p = problems(&open);

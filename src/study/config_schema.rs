@@ -96,6 +96,7 @@ const LISTEN: &[Field] = &[
     opt("protocol", Kind::OneOf(&["astm", "mllp"])),
     opt("allow", Kind::List(&Kind::Text)),
     opt("idle_seconds", U64),
+    opt("max_bytes_per_hour", U64),
 ];
 const MMTT: &[Field] = &[
     opt("timepoints", Kind::List(&I32)),

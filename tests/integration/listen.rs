@@ -439,19 +439,159 @@ fn a_silent_astm_link_gets_eot_and_is_closed_after_idle_seconds() {
 }
 
 #[test]
-fn a_fifth_connection_from_one_address_is_closed_at_once() {
+fn a_fifth_connection_from_one_address_gets_an_ar_and_is_closed() {
     let d = Daemon::start_with(&[
         ("127.0.0.1:5001", "ADDRESS"),
         ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 60"),
     ]);
     let held: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.2", &d.address)).collect();
     let mut fifth = connect_from("127.0.0.2", &d.address);
-    let opened = Instant::now();
+    let ar = read_ack(&mut fifth);
+    assert_eq!(msa(&ar)[1], "AR", "{ar}");
+    assert!(ar.contains("holds its 4 connections"), "{ar}");
     assert_eq!(read_to_close(&mut fifth), b"");
-    assert!(opened.elapsed() < Duration::from_secs(10));
-    assert!(log(&d).contains("too many connections from this address (4)"), "{}", log(&d));
+    assert!(log(&d).contains("refused a connection: this address holds its 4 connections"), "{}", log(&d));
     // One of the four is still served.
     let mut first = held.into_iter().next().unwrap();
     first.write_all(&frame(&oru("CAP-1", "0.8"))).unwrap();
     assert_eq!(msa(&read_ack(&mut first))[1..3], ["AA", "CAP-1"]);
+}
+
+/// `labfeed status` once it shows `wanted` (the daemon rewrites its
+/// refused-peers file every few seconds).
+fn status_showing(d: &Daemon, wanted: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = String::from_utf8_lossy(&d.study.run(&["status"]).stdout).into_owned();
+        if wanted.iter().all(|w| status.contains(w)) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "status never showed {wanted:?}:\n{status}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn an_analyzer_gets_in_while_four_greedy_peers_hold_their_max_and_status_counts_the_refused() {
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.0/29\"]\nidle_seconds = 60"),
+    ]);
+    let mut greedy = Vec::new();
+    for peer in 2..=5 {
+        for _ in 0..4 {
+            greedy.push(connect_from(&format!("127.0.0.{peer}"), &d.address));
+        }
+    }
+    // The fourth greedy peer holds one: the last slots are kept for
+    // addresses holding none. Its other three get an AR saying so.
+    for refused in greedy.iter_mut().skip(13) {
+        let ar = read_ack(refused);
+        assert!(ar.contains("kept for addresses holding none"), "{ar}");
+    }
+    let mut analyzer = connect_from("127.0.0.1", &d.address);
+    analyzer.write_all(&frame(&oru("FAIR-1", "0.8"))).unwrap();
+    assert_eq!(msa(&read_ack(&mut analyzer))[1..3], ["AA", "FAIR-1"]);
+    // Three refused, or four when the start-up probe's slot was not yet given back.
+    let status = status_showing(&d, &[" over a connection cap", "last 127.0.0.5 at "]);
+    assert!(status.contains("refused connections since "), "{status}");
+    assert!(status.contains("3 over a connection cap") || status.contains("4 over a connection cap"), "{status}");
+}
+
+#[test]
+fn a_trickling_mllp_message_is_cut() {
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nidle_seconds = 2"),
+    ]);
+    let mut s = connect_from("127.0.0.2", &d.address);
+    let mut writer = s.try_clone().unwrap();
+    // Five bytes a second, under the floor of 20, never silent for idle_seconds (2).
+    let trickler = std::thread::spawn(move || {
+        for b in frame(&oru("SLOW-1", "0.8")) {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert_eq!(read_to_close(&mut s), b"", "no message completed: closed without a reply");
+    drop(s);
+    trickler.join().unwrap();
+    assert!(log(&d).contains("trickling in slower than the floor"), "{}", log(&d));
+    assert_eq!(d.exported(), 0);
+}
+
+#[test]
+fn a_trickling_astm_session_gets_eot() {
+    let d = Daemon::start_with(&[(
+        "instrument = \"central-lab\"\naddress = \"127.0.0.1:5001\"\nprotocol = \"mllp\"",
+        "instrument = \"cobas-e411\"\naddress = \"ADDRESS\"\nprotocol = \"astm\"\nidle_seconds = 1",
+    )]);
+    let mut s = d.connect();
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let mut writer = s.try_clone().unwrap();
+    let frame = labfeed::astm::encode_frames(&e411_upload("0.81"), 240).remove(0);
+    let trickler = std::thread::spawn(move || {
+        for b in frame {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    assert_eq!(read_to_close(&mut s), [EOT]);
+    drop(s);
+    trickler.join().unwrap();
+    assert!(log(&d).contains("trickling in slower than the floor"), "{}", log(&d));
+}
+
+#[test]
+fn over_the_byte_budget_mllp_gets_ar_for_the_message_and_is_closed() {
+    let d = Daemon::start_with(&[
+        ("127.0.0.1:5001", "ADDRESS"),
+        ("protocol = \"mllp\"", "protocol = \"mllp\"\nallow = [\"127.0.0.2\"]\nmax_bytes_per_hour = 1024"),
+    ]);
+    let mut s = connect_from("127.0.0.2", &d.address);
+    s.write_all(&frame(&oru("B-1", "0.8"))).unwrap();
+    assert_eq!(msa(&read_ack(&mut s))[1..3], ["AA", "B-1"]);
+    let big = oru("B-2", "0.8").replace("PID|1||U07^^^TRIAL^PI\r", &"NTE|1||padding\r".repeat(100));
+    s.write_all(&frame(&big)).unwrap();
+    let ar = read_ack(&mut s);
+    assert_eq!(msa(&ar)[1..3], ["AR", "B-2"], "{ar}");
+    assert!(ar.contains("byte budget (1024 bytes an hour)"), "{ar}");
+    assert_eq!(read_to_close(&mut s), b"");
+    // A new connection from the spent address is turned away at once.
+    let mut again = connect_from("127.0.0.2", &d.address);
+    assert!(read_ack(&mut again).contains("byte budget"));
+    assert_eq!(d.exported(), 1);
+    assert_eq!(log(&d).matches("went over its byte budget").count(), 1, "{}", log(&d));
+    status_showing(&d, &["2 over the byte budget", "last 127.0.0.2 at "]);
+}
+
+#[test]
+fn over_the_byte_budget_an_astm_frame_gets_nak_and_the_link_is_closed() {
+    let d = Daemon::start_with(&[(
+        "instrument = \"central-lab\"\naddress = \"127.0.0.1:5001\"\nprotocol = \"mllp\"",
+        "instrument = \"cobas-e411\"\naddress = \"ADDRESS\"\nprotocol = \"astm\"\nmax_bytes_per_hour = 1024",
+    )]);
+    let mut s = d.connect();
+    s.write_all(&[ENQ]).unwrap();
+    assert_eq!(read_byte(&mut s), ACK);
+    let text = String::from_utf8(e411_upload("0.81")).unwrap().replace("P|1\r", &"C|1|I|padding|G\r".repeat(60));
+    let mut answers = Vec::new();
+    for frame in labfeed::astm::encode_frames(text.as_bytes(), 240) {
+        s.write_all(&frame).unwrap();
+        answers.push(read_byte(&mut s));
+        if answers.last() == Some(&NAK) {
+            break;
+        }
+    }
+    assert_eq!(answers.last(), Some(&NAK), "{answers:?}");
+    assert!(answers.len() > 1 && answers[..answers.len() - 1].iter().all(|&a| a == ACK), "{answers:?}");
+    assert_eq!(read_to_close(&mut s), b"");
+    assert!(log(&d).contains("went over its byte budget"), "{}", log(&d));
+    // A new connection gets EOT at once.
+    assert_eq!(read_to_close(&mut d.connect()), [EOT]);
 }

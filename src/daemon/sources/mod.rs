@@ -6,8 +6,11 @@
 //!   creating the folders.
 //! - [`watch`]: watching the inbox and deciding when a dropped file is
 //!   complete; hands [`Arrival`]s to the daemon.
+//! - [`tcp`]: the `[[listen]]` listeners; [`peers`]: what their peers are
+//!   held to (caps, budget, trickle floor) and the refusal counts.
 
 pub mod inbox;
+pub mod peers;
 pub mod serial;
 pub mod tcp;
 pub mod watch;

@@ -10,38 +10,35 @@
 //!
 //! The listener is a task that rebinds with a back-off when it fails and
 //! stops when told. A peer outside `allow` is closed at accept, before a
-//! byte is read; connections are capped per peer and in all; one silent for
-//! `idle_seconds` is closed.
+//! byte is read; the limits of [`peers`](super::peers) apply: connection
+//! caps (ASTM EOT or MLLP AR, then close), idle and trickle cuts, and the
+//! hourly byte budget (ASTM NAK or EOT, MLLP AR for the message, then close).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use super::peers::{Budget, Connections, Refusal, Refusals, Trickle};
 use crate::astm::receiver::{self, Event, Receiver};
 use crate::daemon::backoff::Backoff;
 use crate::daemon::work::{LinkMessage, Work};
 use crate::hl7::ack::{AckCode, AckError, ErrorCode, ack, decide};
+use crate::hl7::mllp::encode;
 use crate::hl7::mllp_session::{MllpSession, SessionEvent};
 use crate::model::ParseOptions;
 use crate::store::Source;
 use crate::study::config::{LinkProtocol, Listener};
 
-/// Connections served at once per listener.
-pub const MAX_CONNECTIONS: usize = 16;
-/// Connections served at once per peer address, so one misbehaving host
-/// cannot take every slot from the analyzers.
-pub const MAX_PER_PEER: usize = 4;
-/// A refused peer is logged at most this often.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
-/// The ASTM end-of-transmission byte, sent before closing an idle link.
+/// The ASTM end-of-transmission byte, sent before closing a link.
 const EOT: u8 = 0x04;
+/// The ASTM negative acknowledgement, for a frame refused over the budget.
+const NAK: u8 = 0x15;
 /// The largest MLLP message accepted (larger ones get AR without being buffered).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -50,6 +47,7 @@ pub async fn serve(
     listen: Listener,
     settings: receiver::Config,
     tx: mpsc::Sender<Work>,
+    refusals: Arc<Refusals>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::default();
@@ -65,20 +63,44 @@ pub async fn serve(
         }
     };
     info!(address = %listen.address, protocol = %listen.protocol, instrument = %listen.instrument, "listening");
-    accept_loop(listener, listen, settings, tx, stop).await;
+    accept_loop(listener, listen, settings, tx, refusals, stop).await;
 }
 
-/// Accept connections on an already bound listener (tests bind 127.0.0.1:0).
-pub async fn accept_loop(
+/// What a TCP connection is held to beyond its protocol (serial lines have
+/// none of it): the idle time and trickle floor, its address's byte budget,
+/// and where refusals are counted.
+pub struct Guard {
+    pub idle: Duration,
+    pub ip: IpAddr,
+    pub listener: SocketAddr,
+    pub budget: Arc<Budget>,
+    pub refusals: Arc<Refusals>,
+}
+
+impl Guard {
+    /// Count and log (at most once a minute) that `peer` went over its budget.
+    fn over_budget(&self, peer: &dyn std::fmt::Display) {
+        if self.refusals.refused(self.listener, self.ip, Refusal::OverBudget) {
+            warn!(peer = %peer, address = %self.listener, limit = self.budget.limit, "a peer went over its byte budget for the hour; closing its connection (logged once a minute per address)");
+        }
+    }
+
+    fn budget_text(&self) -> String {
+        format!("over this address's byte budget ({} bytes an hour); send again later", self.budget.limit)
+    }
+}
+
+/// Accept connections on an already bound listener.
+async fn accept_loop(
     listener: TcpListener,
     listen: Listener,
     settings: receiver::Config,
     tx: mpsc::Sender<Work>,
+    refusals: Arc<Refusals>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let mut refused = RefusalLog::default();
+    let connections = Connections::default();
+    let budget = Arc::new(Budget::new(listen.max_bytes_per_hour));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -94,80 +116,62 @@ pub async fn accept_loop(
         let ip = peer.ip().to_canonical();
         if !listen.allow.iter().any(|block| block.contains(ip)) {
             // Dropping the stream closes it before anything is read.
-            if refused.should_log(ip, tokio::time::Instant::now()) {
+            if refusals.refused(listen.address, ip, Refusal::NotAllowed) {
                 warn!(%peer, address = %listen.address, "refused a peer not in allow (logged once a minute per address)");
             }
             continue;
         }
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            warn!(%peer, "too many connections ({MAX_CONNECTIONS}); closing this one");
-            continue;
+        let slot = if budget.exhausted(ip, tokio::time::Instant::now()) {
+            Err((Refusal::OverBudget, format!("over this address's byte budget ({} bytes an hour)", budget.limit)))
+        } else {
+            connections.take(ip).map_err(|why| (Refusal::OverCap, why))
         };
-        let Some(peer_slot) = PeerSlot::take(&per_peer, ip) else {
-            warn!(%peer, "too many connections from this address ({MAX_PER_PEER}); closing this one");
-            continue;
-        };
-        let (listen, settings, tx, stop) = (listen.clone(), settings.clone(), tx.clone(), stop.clone());
-        tokio::spawn(async move {
-            match listen.protocol {
-                LinkProtocol::Mllp => mllp_connection(stream, peer, listen.instrument, listen.idle, tx, stop).await,
-                LinkProtocol::Astm => {
-                    astm_connection(stream, peer, listen.instrument, listen.idle, settings, tx, stop).await
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err((kind, why)) => {
+                turn_away(&stream, listen.protocol, &why);
+                if refusals.refused(listen.address, ip, kind) {
+                    warn!(%peer, address = %listen.address, "refused a connection: {why} (logged once a minute per address)");
                 }
+                continue;
             }
-            drop((slot, peer_slot));
+        };
+        let guard = Guard {
+            idle: listen.idle,
+            ip,
+            listener: listen.address,
+            budget: Arc::clone(&budget),
+            refusals: Arc::clone(&refusals),
+        };
+        let (instrument, settings, tx, stop) = (listen.instrument.clone(), settings.clone(), tx.clone(), stop.clone());
+        let protocol = listen.protocol;
+        tokio::spawn(async move {
+            match protocol {
+                LinkProtocol::Mllp => mllp_connection(stream, peer, instrument, guard, tx, stop).await,
+                LinkProtocol::Astm => astm_connection(stream, peer, instrument, guard, settings, tx, stop).await,
+            }
+            drop(slot);
         });
     }
 }
 
-/// When each refused address was last logged; entries older than a minute
-/// are dropped once the map grows, so a scan cannot grow it without bound.
-#[derive(Default)]
-struct RefusalLog(HashMap<IpAddr, tokio::time::Instant>);
-
-impl RefusalLog {
-    fn should_log(&mut self, ip: IpAddr, now: tokio::time::Instant) -> bool {
-        if self.0.len() >= 1024 {
-            self.0.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
-        }
-        match self.0.get(&ip) {
-            Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY => false,
-            _ => {
-                self.0.insert(ip, now);
-                true
-            }
-        }
-    }
+/// The one reply a refused connection gets before it is closed: ASTM EOT
+/// (nothing will be received), MLLP an AR with an ERR saying why (the
+/// sender reads it as the answer to its first message). A fresh socket's
+/// buffer takes it at once, so the accept loop never waits.
+fn turn_away(stream: &TcpStream, protocol: LinkProtocol, why: &str) {
+    let reply = match protocol {
+        LinkProtocol::Astm => vec![EOT],
+        LinkProtocol::Mllp => encode(&refusal_ack(b"", why)),
+    };
+    let _ = stream.try_write(&reply);
 }
 
-/// One of a peer address's [`MAX_PER_PEER`] connections, given back on drop.
-struct PeerSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl PeerSlot {
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PeerSlot> {
-        let mut map = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_PER_PEER {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot { counts: Arc::clone(counts), ip })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
+/// An AR for `head` (the start of the refused payload, or nothing) saying why.
+fn refusal_ack(head: &[u8], why: &str) -> Vec<u8> {
+    let now = jiff::Timestamp::now();
+    let error = AckError::new(ErrorCode::ApplicationInternal, why);
+    ack(head, AckCode::Reject, Some(&error), now, &next_control_id(now))
 }
 
 /// Resolves once `stop` turns true (the guard `wait_for` returns is not held
@@ -187,12 +191,14 @@ async fn mllp_connection(
     stream: TcpStream,
     peer: SocketAddr,
     instrument: String,
-    idle: Duration,
+    guard: Guard,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
 ) {
     info!(%peer, %instrument, "MLLP connection opened");
+    let idle = guard.idle;
     let mut session = MllpSession::new(MAX_MESSAGE_BYTES);
+    let mut trickle = Trickle::new(idle);
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -211,7 +217,10 @@ async fn mllp_connection(
             },
             _ = stopped(&mut stop) => break,
         };
-        for event in session.feed(buf.get(..n).unwrap_or_default()) {
+        let read_at = tokio::time::Instant::now();
+        let fits = guard.budget.charge(guard.ip, n, read_at);
+        let events = session.feed(buf.get(..fits).unwrap_or_default());
+        for event in events {
             let (id, reply) = match event {
                 SessionEvent::Payload { id, payload, raw } => {
                     (id, commit_and_acknowledge(&payload, raw, peer, &instrument, &tx).await)
@@ -226,18 +235,83 @@ async fn mllp_connection(
                     continue;
                 }
             };
-            match session.acknowledge(id, reply) {
-                Ok(bytes) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
-                        warn!(%peer, error = %e, "could not send the acknowledgement");
-                        return;
-                    }
-                }
-                Err(e) => warn!(%peer, error = %e, "acknowledgement not sent"),
+            if !send_ack(&mut session, &mut writer, id, reply, peer).await {
+                return;
             }
+        }
+        if fits < n {
+            // The message under way (or the one the extra bytes begin) gets
+            // an AR; nothing beyond the budget is kept.
+            guard.over_budget(&peer);
+            let why = guard.budget_text();
+            match session.cut() {
+                Some((id, head)) => {
+                    send_ack(&mut session, &mut writer, id, refusal_ack(&head, &why), peer).await;
+                }
+                None => {
+                    let extra = buf.get(fits..n).unwrap_or_default();
+                    let head = extra.iter().position(|&b| b == 0x0B).and_then(|i| extra.get(i + 1..));
+                    let _ = writer.write_all(&encode(&refusal_ack(head.unwrap_or_default(), &why))).await;
+                }
+            }
+            close_gently(&mut reader, &mut writer).await;
+            break;
+        }
+        trickle.excuse(read_at.elapsed());
+        if trickle.after_read(fits, session.mid_frame(), tokio::time::Instant::now()) {
+            info!(%peer, "MLLP message trickling in slower than the floor for {} s; closing the connection", idle.as_secs());
+            break;
         }
     }
     info!(%peer, "MLLP connection closed");
+}
+
+/// How long a connection cut after a last reply is drained, and how much.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Close after a last reply: send FIN, then read and drop (never keep) what
+/// the peer still sends for a moment, because closing with unread bytes
+/// resets the connection and can lose the reply.
+async fn close_gently<R, W>(reader: &mut R, writer: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Give the session its ACK and write what it releases; false when the
+/// connection broke.
+async fn send_ack<W: tokio::io::AsyncWrite + Unpin>(
+    session: &mut MllpSession,
+    writer: &mut W,
+    id: u64,
+    reply: Vec<u8>,
+    peer: SocketAddr,
+) -> bool {
+    match session.acknowledge(id, reply) {
+        Ok(bytes) => {
+            if let Err(e) = writer.write_all(&bytes).await {
+                warn!(%peer, error = %e, "could not send the acknowledgement");
+                return false;
+            }
+        }
+        Err(e) => warn!(%peer, error = %e, "acknowledgement not sent"),
+    }
+    true
 }
 
 /// Hand one HL7 message to the writer, wait for its commit, and build the
@@ -270,7 +344,7 @@ async fn astm_connection(
     stream: TcpStream,
     peer: SocketAddr,
     instrument: String,
-    idle: Duration,
+    guard: Guard,
     settings: receiver::Config,
     tx: mpsc::Sender<Work>,
     mut stop: watch::Receiver<bool>,
@@ -279,7 +353,7 @@ async fn astm_connection(
     let (reader, writer) = stream.into_split();
     let origin = peer.to_string();
     let end =
-        astm_session(reader, writer, settings, Source::Tcp, &origin, &instrument, Some(idle), &tx, &mut stop).await;
+        astm_session(reader, writer, settings, Source::Tcp, &origin, &instrument, Some(&guard), &tx, &mut stop).await;
     info!(%peer, "ASTM connection closed ({end:?})");
 }
 
@@ -294,12 +368,18 @@ pub enum SessionEnd {
     Stopped,
     /// Nothing came for the idle time; EOT was sent.
     Idle,
+    /// A session trickled in below the floor; EOT was sent.
+    Trickle,
+    /// The peer went over its byte budget; NAK (a session was open) or EOT was sent.
+    OverBudget,
 }
 
 /// Drive the E1381 receiver over any byte stream (a TCP connection or a
-/// serial port) until it closes, fails, or labfeed stops, or (with `idle`)
-/// nothing has come for that long while no session is open: a message in
-/// progress is left to the receiver's own timeout, which keeps what came.
+/// serial port) until it closes, fails, or labfeed stops. With a TCP
+/// `guard`, also until nothing has come for its idle time while no session
+/// is open (a message in progress is left to the receiver's own timeout,
+/// which keeps what came), a session trickles in below the floor, or the
+/// peer's byte budget runs out.
 #[allow(clippy::too_many_arguments)]
 pub async fn astm_session<R, W>(
     mut reader: R,
@@ -308,7 +388,7 @@ pub async fn astm_session<R, W>(
     source: Source,
     origin: &str,
     instrument: &str,
-    idle: Option<Duration>,
+    guard: Option<&Guard>,
     tx: &mpsc::Sender<Work>,
     stop: &mut watch::Receiver<bool>,
 ) -> SessionEnd
@@ -319,35 +399,56 @@ where
     let mut link = Receiver::new(settings);
     let mut buf = vec![0u8; 16 * 1024];
     let mut last_read = tokio::time::Instant::now();
+    let mut trickle = guard.map(|g| Trickle::new(g.idle));
     loop {
         let deadline = link.next_deadline().map(tokio::time::Instant::from_std);
-        let idle_at = match (deadline, idle) {
-            (None, Some(idle)) => Some(last_read + idle),
+        let idle_at = match (deadline, guard) {
+            (None, Some(g)) => Some(last_read + g.idle),
             _ => None,
         };
-        let events = tokio::select! {
+        let (events, fits, over) = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => return SessionEnd::HangUp,
                 Ok(n) => {
                     last_read = tokio::time::Instant::now();
-                    link.feed(buf.get(..n).unwrap_or_default(), std::time::Instant::now())
+                    let fits = guard.map_or(n, |g| g.budget.charge(g.ip, n, last_read));
+                    (link.feed(buf.get(..fits).unwrap_or_default(), std::time::Instant::now()), fits, fits < n)
                 }
                 Err(e) => {
                     warn!(%origin, error = %e, "the ASTM line broke");
                     return SessionEnd::Broken;
                 }
             },
-            _ = sleep_until(deadline) => link.tick(std::time::Instant::now()),
+            _ = sleep_until(deadline) => (link.tick(std::time::Instant::now()), 0, false),
             _ = sleep_until(idle_at) => {
-                info!(%origin, "ASTM link silent for {} s; sending EOT and closing", idle.unwrap_or_default().as_secs());
+                info!(%origin, "ASTM link silent for {} s; sending EOT and closing", guard.map_or(0, |g| g.idle.as_secs()));
                 let _ = writer.write_all(&[EOT]).await;
                 let _ = writer.flush().await;
                 return SessionEnd::Idle;
             }
             _ = stopped(stop) => return SessionEnd::Stopped,
         };
+        let handling = tokio::time::Instant::now();
         if !handle_astm_events(events, &mut link, &mut writer, source, origin, instrument, tx).await {
             return SessionEnd::Broken;
+        }
+        if over {
+            if let Some(g) = guard {
+                g.over_budget(&origin);
+            }
+            // A frame under way is refused; otherwise the link is released.
+            let _ = writer.write_all(&[if link.is_idle() { EOT } else { NAK }]).await;
+            close_gently(&mut reader, &mut writer).await;
+            return SessionEnd::OverBudget;
+        }
+        if let Some(trickle) = &mut trickle {
+            trickle.excuse(handling.elapsed());
+            if fits > 0 && trickle.after_read(fits, !link.is_idle(), tokio::time::Instant::now()) {
+                info!(%origin, "ASTM session trickling in slower than the floor; sending EOT and closing");
+                let _ = writer.write_all(&[EOT]).await;
+                let _ = writer.flush().await;
+                return SessionEnd::Trickle;
+            }
         }
     }
 }
