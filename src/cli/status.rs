@@ -19,7 +19,7 @@ use crate::daemon::health::{DaemonState, cannot_commit, daemon_state, lock_path}
 use crate::daemon::sources::inbox::is_temporary_name;
 use crate::model::printable;
 use crate::report::MISSING_RESULT;
-use crate::store::{ProcessingOutcome, Reader, Source, Store, StoreError};
+use crate::store::{LastArrival, ProcessingOutcome, Source, Store};
 use crate::study::config::Config;
 use crate::study::missing::missing_results;
 
@@ -74,7 +74,7 @@ struct Report {
     cannot_commit: Option<String>,
     inbox: Option<FolderCount>,
     quarantine: Option<FolderCount>,
-    arrivals: Vec<Arrival>,
+    arrivals: Vec<LastArrival>,
     unprocessed: usize,
     open_mismatches: BTreeMap<String, u64>,
     locks: Vec<crate::store::Lock>,
@@ -84,32 +84,16 @@ struct Report {
 /// The number of waiting files in a folder, or why it is unknown.
 type FolderCount = Result<usize, io::Error>;
 
-/// The latest receipt of one source, with its processing row if any.
-#[derive(Debug)]
-struct Arrival {
-    source: Source,
-    origin: String,
-    instrument: Option<String>,
-    received_at: String,
-    outcome: Option<ProcessingOutcome>,
-    accepted: u64,
-    duplicates: u64,
-    mismatches: u64,
-    qc: u64,
-    errors: u64,
-    detail: Option<String>,
-}
-
 fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
     let now = jiff::Timestamp::now();
     let (arrivals, unprocessed, open_mismatches, locks) = store.read(|r| {
-        let mut open = open_mismatches_by_code(r)?;
+        let mut open = r.open_mismatches_by_code()?;
         // Computed, as in `report mismatches`: scheduled results not (yet) there.
         let missing = missing_results(config, &r.visits()?, &r.slot_states()?, now).len() as u64;
         if missing > 0 {
             open.insert(MISSING_RESULT.to_owned(), missing);
         }
-        Ok((last_arrivals(r)?, r.unprocessed_receipts()?.len(), open, r.locks()?))
+        Ok((r.last_arrival_per_source()?, r.unprocessed_receipts()?.len(), open, r.locks()?))
     })?;
     let daemon = daemon_state(store.path());
     // A health file without a running daemon is stale: only a live writer fails to commit.
@@ -126,49 +110,6 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
         locks,
         now,
     })
-}
-
-/// The latest receipt per source: one line for dropped files, one for
-/// `ingest`, one per serial device (its origin), one per TCP instrument (the
-/// peer address changes with every connection). Oldest source kind first.
-fn last_arrivals(r: &Reader<'_>) -> Result<Vec<Arrival>, StoreError> {
-    let mut stmt = r.connection().prepare(
-        "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
-                p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail
-         FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
-         WHERE rc.id IN (
-             SELECT max(id) FROM receipt
-             GROUP BY source, CASE source WHEN 'serial' THEN origin
-                                          WHEN 'tcp' THEN coalesce(instrument, '')
-                                          ELSE '' END)
-         ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END, rc.id",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        let count = |i: usize| -> rusqlite::Result<u64> {
-            Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
-        };
-        Ok(Arrival {
-            source: row.get(0)?,
-            origin: row.get(1)?,
-            instrument: row.get(2)?,
-            received_at: row.get(3)?,
-            outcome: row.get(4)?,
-            accepted: count(5)?,
-            duplicates: count(6)?,
-            mismatches: count(7)?,
-            qc: count(8)?,
-            errors: count(9)?,
-            detail: row.get(10)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Open (unresolved) mismatches per code.
-fn open_mismatches_by_code(r: &Reader<'_>) -> Result<BTreeMap<String, u64>, StoreError> {
-    let mut stmt = r.connection().prepare("SELECT code, count(*) FROM open_mismatch GROUP BY code")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0).unsigned_abs())))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Not a temporary name (`.*`, `*.tmp`, `*.part`, `~*`), decided exactly as
@@ -222,7 +163,7 @@ fn age(received_at: &str, now: jiff::Timestamp) -> String {
 }
 
 /// What came of an arrival, e.g. `processed, 4 accepted, 1 mismatch`.
-fn what_came_of_it(a: &Arrival) -> String {
+fn what_came_of_it(a: &LastArrival) -> String {
     // One line per arrival: the first broken message, and how many more.
     let detail = a.detail.as_deref().map(str::trim).filter(|d| !d.is_empty()).map(|d| {
         let mut lines = d.lines();
@@ -355,7 +296,7 @@ fn print_refused_peers(daemon: &DaemonState, database: &Path, out: &mut dyn Writ
 
 /// Configured inputs with no arrival at all: the watch folder, each serial
 /// port (matched by device path or instrument), each listener (by instrument).
-fn silent_inputs(config: &Config, arrivals: &[Arrival]) -> Vec<String> {
+fn silent_inputs(config: &Config, arrivals: &[LastArrival]) -> Vec<String> {
     let heard = |source: Source, origin: Option<&Path>, instrument: &str| {
         arrivals.iter().any(|a| {
             a.source == source
@@ -416,8 +357,8 @@ mod tests {
         assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 
-    fn arrival(outcome: Option<ProcessingOutcome>) -> Arrival {
-        Arrival {
+    fn arrival(outcome: Option<ProcessingOutcome>) -> LastArrival {
+        LastArrival {
             source: Source::Ingest,
             origin: "/data/e411.astm".into(),
             instrument: None,

@@ -42,7 +42,7 @@ use sources::{inbox, tcp};
 use work::Work;
 use writer::Writer;
 
-use crate::store::{NewProcessing, Store};
+use crate::store::{NewProcessing, Store, StoreError};
 use crate::study::config::{Config, Watch};
 
 /// After SIGTERM the writer finishes what it holds; the service manager waits 10 s.
@@ -106,10 +106,7 @@ pub fn run(
 /// The opener checks permissions first; this catches what
 /// access(2) cannot see (a read-only mount, SQLite's own refusal).
 fn read_only(e: anyhow::Error, database: &Path) -> anyhow::Error {
-    let refused = e.chain().any(|cause| {
-        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
-            == Some(rusqlite::ErrorCode::ReadOnly)
-    });
+    let refused = e.chain().any(|cause| cause.downcast_ref::<StoreError>().is_some_and(StoreError::is_read_only));
     if refused { e.context(format!("the database {} cannot be written", database.display())) } else { e }
 }
 
@@ -302,12 +299,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_write_sqlite_refuses_as_read_only_names_the_database() {
-        let refused = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-            Some("attempt to write a readonly database".to_owned()),
-        );
-        let e = anyhow::Error::new(crate::store::StoreError::from(refused)).context("giving slots their ids");
+    fn a_write_the_store_refuses_as_read_only_names_the_database() {
+        let refused = StoreError::ReadOnly { path: "labfeed.db".into() };
+        let e = anyhow::Error::new(refused).context("giving slots their ids");
         let shown = format!("{:#}", read_only(e, Path::new("/srv/labfeed.db")));
         assert!(shown.starts_with("the database /srv/labfeed.db cannot be written: giving slots"), "{shown}");
         let other = anyhow::anyhow!("disk full");

@@ -112,4 +112,29 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// The database refused a write because it (or its file system) is read-only.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::ReadOnly { .. } => true,
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(ErrorCode::ReadOnly),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlites_read_only_refusal_is_read_only() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("attempt to write a readonly database".to_owned()),
+        );
+        assert!(StoreError::from(refused).is_read_only());
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(!StoreError::from(busy).is_read_only());
+    }
 }

@@ -171,6 +171,50 @@ impl<'c> Reader<'c> {
         Reader { conn }
     }
 
+    /// The latest receipt per source: one line for dropped files, one for
+    /// `ingest`, one per serial device (its origin), one per TCP instrument (the
+    /// peer address changes with every connection). Oldest source kind first.
+    pub fn last_arrival_per_source(&self) -> Result<Vec<LastArrival>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
+                    p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail
+             FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
+             WHERE rc.id IN (
+                 SELECT max(id) FROM receipt
+                 GROUP BY source, CASE source WHEN 'serial' THEN origin
+                                              WHEN 'tcp' THEN coalesce(instrument, '')
+                                              ELSE '' END)
+             ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END, rc.id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            let count = |i: usize| -> rusqlite::Result<u64> {
+                Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
+            };
+            Ok(LastArrival {
+                source: row.get(0)?,
+                origin: row.get(1)?,
+                instrument: row.get(2)?,
+                received_at: row.get(3)?,
+                outcome: row.get(4)?,
+                accepted: count(5)?,
+                duplicates: count(6)?,
+                mismatches: count(7)?,
+                qc: count(8)?,
+                errors: count(9)?,
+                detail: row.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Open (unresolved) mismatches per code.
+    pub fn open_mismatches_by_code(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT code, count(*) FROM open_mismatch GROUP BY code")?;
+        let rows =
+            stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0).unsigned_abs())))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub(crate) fn connection(&self) -> &'c Connection {
         self.conn
     }

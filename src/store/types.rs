@@ -550,3 +550,19 @@ pub struct ObservationRow {
     pub matched: Matched,
     pub outcome: ObservationOutcome,
 }
+
+/// The latest receipt of one source, with its processing row if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastArrival {
+    pub source: Source,
+    pub origin: String,
+    pub instrument: Option<String>,
+    pub received_at: String,
+    pub outcome: Option<ProcessingOutcome>,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub mismatches: u64,
+    pub qc: u64,
+    pub errors: u64,
+    pub detail: Option<String>,
+}
