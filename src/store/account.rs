@@ -9,12 +9,12 @@
 
 use std::fmt;
 
-use rusqlite::{OptionalExtension, Row, params};
 use serde_json::json;
 
 use crate::store::StoreError;
 use crate::store::audit::sha256_hex;
 use crate::store::read::{Reader, utc_text};
+use crate::store::sql::{Row, params};
 use crate::store::write::Tx;
 
 /// What an account may do; each role has the rights of the ones before it.
@@ -87,50 +87,38 @@ pub struct Signature {
 
 const ACCOUNT_COLUMNS: &str = "name, full_name, role, password_hash, enabled, created_at, failed_logins, refused_until";
 
-fn account_row(row: &Row<'_>) -> rusqlite::Result<Account> {
-    let bad = |idx: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, what.into())
-    };
+fn account_row(row: &Row) -> Result<Account, StoreError> {
     let role: String = row.get(2)?;
-    let created: String = row.get(5)?;
-    let refused: Option<String> = row.get(7)?;
     Ok(Account {
         name: row.get(0)?,
         full_name: row.get(1)?,
-        role: Role::from_name(&role).ok_or_else(|| bad(2, format!("role {role:?}")))?,
+        role: Role::from_name(&role)
+            .ok_or_else(|| StoreError::Corrupt { table: "account", column: "role", value: role.clone() })?,
         password_hash: row.get(3)?,
         enabled: row.get(4)?,
-        created_at: created.parse().map_err(|e| bad(5, format!("bad UTC time {created:?}: {e}")))?,
+        created_at: row.get(5)?,
         failed_logins: row.get(6)?,
-        refused_until: match refused {
-            None => None,
-            Some(t) => Some(t.parse().map_err(|e| bad(7, format!("bad UTC time {t:?}: {e}")))?),
-        },
+        refused_until: row.get(7)?,
     })
 }
 
 impl Reader<'_> {
     pub fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        Ok(self
-            .connection()
-            .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE name = ?1"))?
-            .query_row([name], account_row)
-            .optional()?)
+        self.db().query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE name = ?1"), params![name], account_row)
     }
 
     /// Every account, by name.
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let mut stmt = self.connection().prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM account ORDER BY name"))?;
-        let rows = stmt.query_map([], account_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(&format!("SELECT {ACCOUNT_COLUMNS} FROM account ORDER BY name"), params![], account_row)
     }
 
     /// Whether an enabled admin exists: without one, the first admin needs no login.
     pub fn has_admin(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .connection()
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM account WHERE role = 'admin' AND enabled = 1)")?
-            .query_row([], |r| r.get(0))?)
+        self.db().query_row(
+            "SELECT EXISTS (SELECT 1 FROM account WHERE role = 'admin' AND enabled = 1)",
+            params![],
+            |r| r.get(0),
+        )
     }
 }
 
@@ -181,12 +169,11 @@ impl Tx<'_> {
             failed_logins: 0,
             refused_until: None,
         };
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO account (name, full_name, role, password_hash, enabled, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-            )?
-            .execute(params![name, full_name, role.as_str(), password_hash, utc_text(account.created_at)])?;
+        self.db().execute(
+            "INSERT INTO account (name, full_name, role, password_hash, enabled, created_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            params![name, full_name, role.as_str(), password_hash, utc_text(account.created_at)],
+        )?;
         self.audit("user add", "account", name, json!({ "new": account_json(&account) }))?;
         Ok(())
     }
@@ -194,11 +181,10 @@ impl Tx<'_> {
     /// A new password hash; the account's failed logins and refusal are cleared.
     pub fn set_password(&mut self, name: &str, password_hash: &str) -> Result<(), StoreError> {
         let old = self.existing_account(name)?;
-        self.conn()
-            .prepare_cached(
-                "UPDATE account SET password_hash = ?2, failed_logins = 0, refused_until = NULL WHERE name = ?1",
-            )?
-            .execute(params![name, password_hash])?;
+        self.db().execute(
+            "UPDATE account SET password_hash = ?2, failed_logins = 0, refused_until = NULL WHERE name = ?1",
+            params![name, password_hash],
+        )?;
         let new = Account { password_hash: password_hash.to_owned(), ..old.clone() };
         self.audit("user passwd", "account", name, json!({ "old": account_json(&old), "new": account_json(&new) }))?;
         Ok(())
@@ -207,7 +193,7 @@ impl Tx<'_> {
     /// Disable an account for good: it keeps its name on old signatures.
     pub fn disable_account(&mut self, name: &str) -> Result<(), StoreError> {
         let old = self.existing_account(name)?;
-        self.conn().prepare_cached("UPDATE account SET enabled = 0 WHERE name = ?1")?.execute([name])?;
+        self.db().execute("UPDATE account SET enabled = 0 WHERE name = ?1", params![name])?;
         let new = Account { enabled: false, ..old.clone() };
         self.audit("user disable", "account", name, json!({ "old": account_json(&old), "new": account_json(&new) }))?;
         Ok(())
@@ -228,11 +214,10 @@ impl Tx<'_> {
         let in_a_row = match self.account(name)?.filter(|_| counted) {
             Some(a) => {
                 let in_a_row = a.failed_logins.saturating_add(1);
-                self.conn()
-                    .prepare_cached(
-                        "UPDATE account SET failed_logins = ?2, refused_until = COALESCE(?3, refused_until) WHERE name = ?1",
-                    )?
-                    .execute(params![name, in_a_row, refuse_until.map(utc_text)])?;
+                self.db().execute(
+                    "UPDATE account SET failed_logins = ?2, refused_until = COALESCE(?3, refused_until) WHERE name = ?1",
+                    params![name, in_a_row, refuse_until.map(utc_text)],
+                )?;
                 Some(in_a_row)
             }
             None => None,
@@ -258,9 +243,7 @@ impl Tx<'_> {
         if account.failed_logins == 0 && account.refused_until.is_none() {
             return Ok(());
         }
-        self.conn()
-            .prepare_cached("UPDATE account SET failed_logins = 0, refused_until = NULL WHERE name = ?1")?
-            .execute([name])?;
+        self.db().execute("UPDATE account SET failed_logins = 0, refused_until = NULL WHERE name = ?1", params![name])?;
         self.audit(
             "login",
             "account",

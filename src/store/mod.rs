@@ -33,6 +33,7 @@ mod lock;
 mod mask;
 mod read;
 mod schema;
+pub(crate) mod sql;
 mod types;
 pub mod vouch;
 mod write;

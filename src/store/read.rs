@@ -215,6 +215,11 @@ impl<'c> Reader<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The connection, engine-neutral (see [`crate::store::sql`]).
+    pub(crate) fn db(&self) -> crate::store::sql::Db<'c> {
+        crate::store::sql::Db::sqlite(self.conn)
+    }
+
     pub(crate) fn connection(&self) -> &'c Connection {
         self.conn
     }

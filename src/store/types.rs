@@ -27,6 +27,18 @@ macro_rules! sql_integer {
                 i64::column_result(value).map($name)
             }
         }
+
+        impl crate::store::sql::Param for $name {
+            fn to_value(&self) -> crate::store::sql::Value {
+                crate::store::sql::Value::Integer(self.0)
+            }
+        }
+
+        impl crate::store::sql::Column for $name {
+            fn from_value(value: crate::store::sql::Value) -> Result<Self, String> {
+                i64::from_value(value).map($name)
+            }
+        }
     )+};
 }
 
@@ -43,6 +55,19 @@ macro_rules! sql_text {
             fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
                 let text = value.as_str()?;
                 $name::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {} {text:?}", stringify!($name)).into()))
+            }
+        }
+
+        impl crate::store::sql::Param for $name {
+            fn to_value(&self) -> crate::store::sql::Value {
+                crate::store::sql::Value::Text(self.as_str().to_owned())
+            }
+        }
+
+        impl crate::store::sql::Column for $name {
+            fn from_value(value: crate::store::sql::Value) -> Result<Self, String> {
+                let text = String::from_value(value)?;
+                $name::parse(&text).ok_or_else(|| format!("unknown {} {text:?}", stringify!($name)))
             }
         }
     )+};

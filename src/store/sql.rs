@@ -1,0 +1,361 @@
+//! The one place the store talks to its database engine: statements with
+//! `?N` parameters, values in and typed columns out, whatever the engine.
+//!
+//! Queries elsewhere in `store` go through [`Db`] rather than an engine's
+//! own API, so that one set of SQL and row readers can serve SQLite today
+//! and PostgreSQL next (SPEC §10): parameters become [`Value`]s, and a row
+//! is read by column index into any type that is a [`Column`].
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::store::StoreError;
+
+/// A value as the engines exchange it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Integer(_) => "an integer",
+            Value::Real(_) => "a real",
+            Value::Text(_) => "text",
+            Value::Blob(_) => "a blob",
+        }
+    }
+}
+
+/// Something a statement can take as a parameter.
+pub(crate) trait Param {
+    fn to_value(&self) -> Value;
+}
+
+/// Something a column can be read into.
+pub(crate) trait Column: Sized {
+    /// `Err` says what the value was instead (the caller adds where).
+    fn from_value(value: Value) -> Result<Self, String>;
+}
+
+/// `params![a, b]`: a statement's parameters, in order (`?1`, `?2`, …).
+macro_rules! params {
+    () => { &[] as &[&dyn $crate::store::sql::Param] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::store::sql::Param),+] as &[&dyn $crate::store::sql::Param] };
+}
+pub(crate) use params;
+
+/// One row, read whole, so that readers need not know the engine's row type.
+#[derive(Debug)]
+pub(crate) struct Row {
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// Column `index` (from 0) as `T`.
+    pub(crate) fn get<T: Column>(&self, index: usize) -> Result<T, StoreError> {
+        let value = self.values.get(index).cloned().ok_or_else(|| StoreError::Invalid {
+            what: "query",
+            problem: format!("it has no column {index} (it has {})", self.values.len()),
+        })?;
+        T::from_value(value).map_err(|problem| StoreError::Invalid { what: "column", problem: format!("{index}: {problem}") })
+    }
+
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        let count = row.as_ref().column_count();
+        let mut values = Vec::with_capacity(count);
+        for i in 0..count {
+            values.push(match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => Value::Integer(n),
+                ValueRef::Real(x) => Value::Real(x),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            });
+        }
+        Ok(Row { values })
+    }
+}
+
+/// A connection as the store's queries see it (borrowed from the `Store`).
+#[derive(Clone, Copy)]
+pub(crate) struct Db<'c> {
+    conn: &'c Connection,
+}
+
+fn bind(params: &[&dyn Param]) -> Vec<Value> {
+    params.iter().map(|p| p.to_value()).collect()
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(n) => ToSqlOutput::Borrowed(ValueRef::Integer(*n)),
+            Value::Real(x) => ToSqlOutput::Borrowed(ValueRef::Real(*x)),
+            Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+impl<'c> Db<'c> {
+    pub(crate) fn sqlite(conn: &'c Connection) -> Db<'c> {
+        Db { conn }
+    }
+
+    /// Run a statement that returns no rows; how many rows it changed.
+    pub(crate) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        let values = bind(params);
+        Ok(self.conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter()))?)
+    }
+
+    /// The one row a query returns; an error when it returns none.
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.query_opt(sql, params, read)?
+            .ok_or_else(|| StoreError::Invalid { what: "query", problem: "it returned no row".to_owned() })
+    }
+
+    /// The first row a query returns, if any.
+    pub(crate) fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let values = bind(params);
+        let row = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(rusqlite::params_from_iter(values.iter()), Row::from_sqlite)
+            .optional()?;
+        row.as_ref().map(read).transpose()
+    }
+
+    /// Every row a query returns, each read by `read`.
+    pub(crate) fn query_all<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut read: impl FnMut(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let values = bind(params);
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read(&Row::from_sqlite(row)?)?);
+        }
+        Ok(out)
+    }
+}
+
+// Parameters.
+
+impl<T: Param + ?Sized> Param for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+
+impl<T: Param> Param for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, Param::to_value)
+    }
+}
+
+macro_rules! integer_param {
+    ($($t:ty),+) => {$(
+        impl Param for $t {
+            fn to_value(&self) -> Value {
+                Value::Integer(i64::from(*self))
+            }
+        }
+    )+};
+}
+integer_param!(i64, i32, u32, u16, u8, bool);
+
+impl Param for usize {
+    fn to_value(&self) -> Value {
+        Value::Integer(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl Param for u64 {
+    fn to_value(&self) -> Value {
+        Value::Integer(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl Param for f64 {
+    fn to_value(&self) -> Value {
+        Value::Real(*self)
+    }
+}
+
+impl Param for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Param for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl Param for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+
+impl Param for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+
+impl Param for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
+// Columns.
+
+impl<T: Column> Column for Option<T> {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+impl Column for i64 {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Integer(n) => Ok(n),
+            other => Err(format!("expected an integer, found {}", other.kind())),
+        }
+    }
+}
+
+impl Column for u32 {
+    fn from_value(value: Value) -> Result<Self, String> {
+        let n = i64::from_value(value)?;
+        u32::try_from(n).map_err(|_| format!("{n} is out of range"))
+    }
+}
+
+impl Column for bool {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match i64::from_value(value)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            n => Err(format!("expected 0 or 1, found {n}")),
+        }
+    }
+}
+
+impl Column for f64 {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Real(x) => Ok(x),
+            // An integral REAL may come back as an integer.
+            Value::Integer(n) => Ok(n as f64),
+            other => Err(format!("expected a number, found {}", other.kind())),
+        }
+    }
+}
+
+impl Column for String {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Text(t) => Ok(t),
+            other => Err(format!("expected text, found {}", other.kind())),
+        }
+    }
+}
+
+impl Column for Vec<u8> {
+    fn from_value(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Blob(b) => Ok(b),
+            other => Err(format!("expected a blob, found {}", other.kind())),
+        }
+    }
+}
+
+/// Times are stored as UTC RFC 3339 text.
+impl Column for jiff::Timestamp {
+    fn from_value(value: Value) -> Result<Self, String> {
+        let text = String::from_value(value)?;
+        text.parse().map_err(|e| format!("bad UTC time {text:?}: {e}"))
+    }
+}
+
+impl Column for Value {
+    fn from_value(value: Value) -> Result<Self, String> {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, x REAL, s TEXT, b BLOB) STRICT")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn values_go_in_and_come_out_typed() {
+        let conn = db();
+        let db = Db::sqlite(&conn);
+        let none: Option<String> = None;
+        let changed = db
+            .execute("INSERT INTO t (n, x, s, b) VALUES (?1, ?2, ?3, ?4)", params![true, 2.5, "a", vec![0u8, 1]])
+            .unwrap();
+        assert_eq!(changed, 1);
+        db.execute("INSERT INTO t (n, x, s, b) VALUES (?1, ?2, ?3, NULL)", params![7i64, 3.0, none]).unwrap();
+        let rows = db
+            .query_all("SELECT n, x, s, b FROM t ORDER BY id", params![], |r| {
+                Ok((r.get::<i64>(0)?, r.get::<f64>(1)?, r.get::<Option<String>>(2)?, r.get::<Option<Vec<u8>>>(3)?))
+            })
+            .unwrap();
+        assert_eq!(rows, [(1, 2.5, Some("a".to_owned()), Some(vec![0, 1])), (7, 3.0, None, None)]);
+        let first: bool = db.query_row("SELECT n FROM t WHERE id = ?1", params![1i64], |r| r.get(0)).unwrap();
+        assert!(first);
+        let gone: Option<i64> = db.query_opt("SELECT n FROM t WHERE id = ?1", params![9i64], |r| r.get(0)).unwrap();
+        assert_eq!(gone, None);
+        assert!(db.query_row("SELECT n FROM t WHERE id = 9", params![], |r| r.get::<i64>(0)).is_err());
+    }
+
+    #[test]
+    fn a_column_of_the_wrong_kind_is_an_error_naming_it() {
+        let conn = db();
+        let db = Db::sqlite(&conn);
+        db.execute("INSERT INTO t (n, s) VALUES (2, 'x')", params![]).unwrap();
+        let err = db.query_row("SELECT n, s FROM t", params![], |r| r.get::<i64>(1)).unwrap_err();
+        assert!(err.to_string().contains("1: expected an integer, found text"), "{err}");
+        let err = db.query_row("SELECT n FROM t", params![], |r| r.get::<bool>(0)).unwrap_err();
+        assert!(err.to_string().contains("expected 0 or 1, found 2"), "{err}");
+    }
+}
