@@ -23,6 +23,7 @@ mod local_time;
 mod local_time_corrections;
 mod lock;
 mod mllp;
+mod postgres;
 mod privacy;
 mod reopen;
 mod report;
