@@ -31,6 +31,7 @@ pub mod head;
 mod integrity;
 mod lock;
 mod mask;
+pub mod postgres;
 mod read;
 mod schema;
 pub(crate) mod sql;

@@ -24,6 +24,7 @@ mod local_time_corrections;
 mod lock;
 mod mllp;
 mod package;
+mod postgres;
 mod privacy;
 mod reopen;
 mod report;

@@ -1,0 +1,642 @@
+//! The PostgreSQL store's foundation against a real server on
+//! 127.0.0.1:5432 (user postgres, trust authentication): the schema and its
+//! migration, append-only triggers and CHECKs, the instance lock, and the
+//! audit chain under concurrent writers. Each test makes its own database
+//! and drops it. Without a server the tests print one line and pass, unless
+//! `LABFEED_REQUIRE_POSTGRES=1` (as in `.ci/run`) makes that a failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use labfeed::store::postgres::{self as pg, InstanceLock, PgError};
+use labfeed::store::{GENESIS_HASH, Store, entry_hash};
+use postgres::Client;
+use serde_json::json;
+
+const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+/// The server's `test` database, or `None` (and the one line) when there is no server.
+fn server() -> Option<Client> {
+    match pg::connect(&format!("{SERVER}/test")) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            if std::env::var("LABFEED_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("LABFEED_REQUIRE_POSTGRES=1 but PostgreSQL on 127.0.0.1:5432 is not there: {e}");
+            }
+            // Once per run, past the test harness's capture (it takes print!s only).
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(std::io::stderr(), "skipped: no PostgreSQL on 127.0.0.1:5432");
+            });
+            None
+        }
+    }
+}
+
+/// A database of the test's own, dropped when the test ends (also on panic).
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    fn create() -> Option<TestDb> {
+        let mut admin = server()?;
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("labfeed_test_{}", labfeed::store::hex(&bytes));
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        Some(TestDb { name })
+    }
+
+    fn url(&self) -> String {
+        format!("{SERVER}/{}", self.name)
+    }
+
+    fn connect(&self) -> Client {
+        pg::connect(&self.url()).unwrap()
+    }
+
+    fn migrated(&self) -> Client {
+        let mut client = self.connect();
+        assert_eq!(pg::migrate(&mut client).unwrap(), pg::latest_version());
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = pg::connect(&format!("{SERVER}/test")) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+fn strings(client: &mut Client, sql: &str) -> Vec<String> {
+    client.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// The server's message for a refused statement.
+fn refusal(client: &mut Client, sql: &str) -> String {
+    let err = client.batch_execute(sql).expect_err(sql);
+    err.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| err.to_string())
+}
+
+/// The tables SQLite gives no integer id, which get an explicit `rowid` on PostgreSQL.
+const ROWID_TABLES: &[&str] = &["account", "participant", "processing", "resolution_effect", "sample", "visit"];
+
+#[test]
+fn migration_gives_every_sqlite_table_view_index_and_trigger_with_the_same_columns() {
+    let Some(db) = TestDb::create() else { return };
+    let mut client = db.migrated();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labfeed.db");
+    drop(Store::open(&path).unwrap());
+    let lite = rusqlite::Connection::open(&path).unwrap();
+    let lite_names = |kind: &str| -> BTreeSet<String> {
+        let mut stmt =
+            lite.prepare("SELECT name FROM sqlite_schema WHERE type = ?1 AND name NOT LIKE 'sqlite_%'").unwrap();
+        stmt.query_map([kind], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+
+    let mut pg_tables: BTreeSet<String> = strings(
+        &mut client,
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .into_iter()
+    .collect();
+    assert!(pg_tables.remove(pg::VERSION_TABLE), "the version table is there");
+    assert_eq!(pg_tables, lite_names("table"));
+
+    for table in &pg_tables {
+        let lite_columns: Vec<String> = lite
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .unwrap()
+            .query_map([table], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut pg_columns: Vec<String> = client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                &[table],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ROWID_TABLES.contains(&table.as_str()) {
+            assert_eq!(pg_columns.pop().as_deref(), Some("rowid"), "{table}");
+        }
+        assert_eq!(pg_columns, lite_columns, "columns of {table}");
+    }
+
+    let views: BTreeSet<String> =
+        strings(&mut client, "SELECT table_name::text FROM information_schema.views WHERE table_schema = 'public'")
+            .into_iter()
+            .collect();
+    assert_eq!(views, lite_names("view"));
+
+    // Indexes: SQLite's named ones; PostgreSQL also names its key and UNIQUE indexes.
+    let indexes: BTreeSet<String> =
+        strings(&mut client, "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'")
+            .into_iter()
+            .collect();
+    let lite_indexes = lite_names("index");
+    assert!(lite_indexes.is_subset(&indexes), "missing: {:?}", lite_indexes.difference(&indexes));
+
+    // Triggers: every one of SQLite's, plus a TRUNCATE guard for every table that refuses DELETE.
+    let triggers: BTreeSet<String> =
+        strings(&mut client, "SELECT DISTINCT tgname::text FROM pg_trigger WHERE NOT tgisinternal")
+            .into_iter()
+            .collect();
+    let lite_triggers = lite_names("trigger");
+    let extra: BTreeSet<String> = triggers.difference(&lite_triggers).cloned().collect();
+    let expected_extra: BTreeSet<String> = lite_triggers
+        .iter()
+        .filter_map(|t| t.strip_suffix("_no_delete"))
+        .map(|table| format!("{table}_no_truncate"))
+        .collect();
+    assert!(lite_triggers.is_subset(&triggers), "missing: {:?}", lite_triggers.difference(&triggers));
+    assert_eq!(extra, expected_extra);
+}
+
+#[test]
+fn migrating_again_is_a_no_op_and_two_daemons_migrate_a_new_database_once() {
+    let Some(db) = TestDb::create() else { return };
+    // Two sessions start on the empty database at once.
+    let barrier = Arc::new(Barrier::new(2));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, barrier) = (db.url(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut client = pg::connect(&url).unwrap();
+                barrier.wait();
+                pg::migrate(&mut client)
+            })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.join().unwrap().unwrap(), pg::latest_version());
+    }
+    let mut client = db.connect();
+    let applied = |client: &mut Client| -> Vec<i64> {
+        client
+            .query(&format!("SELECT version FROM {} ORDER BY version", pg::VERSION_TABLE), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(applied(&mut client), [1]);
+    let objects =
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'";
+    let before: i64 = client.query_one(objects, &[]).unwrap().get(0);
+    assert_eq!(pg::migrate(&mut client).unwrap(), 1);
+    assert_eq!(applied(&mut client), [1]);
+    assert_eq!(client.query_one(objects, &[]).unwrap().get::<_, i64>(0), before);
+    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(1));
+
+    // A newer labfeed's database is refused, not guessed at.
+    client
+        .batch_execute("INSERT INTO labfeed_schema (version, description, applied_at) VALUES (9, 'future', 't')")
+        .unwrap();
+    let err = pg::migrate(&mut client).unwrap_err();
+    assert!(matches!(err, PgError::TooNew { found: 9, known: 1, .. }), "{err}");
+    assert!(err.to_string().contains(&format!("postgresql://postgres@127.0.0.1:5432/{}", db.name)), "{err}");
+}
+
+#[test]
+fn a_database_holding_other_tables_is_not_taken_over() {
+    let Some(db) = TestDb::create() else { return };
+    let mut client = db.connect();
+    client.batch_execute("CREATE TABLE invoices (id BIGINT)").unwrap();
+    let err = pg::migrate(&mut client).unwrap_err();
+    assert!(matches!(err, PgError::NotLabfeed { .. }), "{err}");
+    assert!(err.to_string().contains("invoices"), "{err}");
+    assert_eq!(pg::schema_version(&mut client).unwrap(), None, "nothing was created");
+}
+
+/// One row in every table, so that row triggers have something to refuse.
+const ONE_OF_EACH: &str = r#"
+INSERT INTO raw (sha256, size, format, content, first_received_at) VALUES (repeat('a', 64), 3, 'astm', '\x616263', 't');
+INSERT INTO receipt (raw_id, received_at, source, origin) VALUES (1, 't', 'file', 'x.txt');
+INSERT INTO processing (receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors)
+    VALUES (1, 't', 'processed', 1, 0, 0, 0, 0);
+INSERT INTO message (raw_id, number, span_start, span_end) VALUES (1, 1, 0, 3);
+INSERT INTO participant (code) VALUES ('P001');
+INSERT INTO visit (participant, visit) VALUES ('P001', 'V1');
+INSERT INTO sample (sample_id, participant, visit, minute) VALUES ('S1', 'P001', 'V1', 0);
+INSERT INTO observation (message_id, seq, byte_offset, qc, outcome) VALUES (1, 1, 0, 0, 'accepted');
+INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (1, '+01:00', 't', 'r');
+INSERT INTO result (observation_id, participant, visit, minute, analyte, value, unit, blq, version, accepted_at,
+                    accepted_by, reason)
+    VALUES (1, 'P001', 'V1', 0, 'glucose', 5.5, 'mmol/L', 0, 1, 't', 'labfeed', 'ingest');
+INSERT INTO mismatch (code, holds, receipt_id, detail, created_at) VALUES ('PARSE_ERROR', 1, 1, 'd', 't');
+INSERT INTO resolution (mismatch_id, action, reason, resolved_by, resolved_at) VALUES (1, 'reject', 'bad', 'dm', 't');
+INSERT INTO resolution_effect (resolution_id, kind, result_id) VALUES (1, 'result', 1);
+INSERT INTO audit_log (seq, at, actor, action, entity, detail, prev_hash, hash)
+    VALUES (1, 't', 'labfeed', 'commit', 'transaction', '{}', repeat('0', 64), repeat('1', 64));
+INSERT INTO account (name, full_name, role, password_hash, created_at)
+    VALUES ('dm', 'Dana Manager', 'data-manager', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 't');
+INSERT INTO data_lock (scope, locked, at, "by", reason) VALUES ('study', 1, 't', 'dm', 'database lock');
+"#;
+
+#[test]
+fn append_only_tables_refuse_update_delete_and_truncate_as_on_sqlite() {
+    let Some(db) = TestDb::create() else { return };
+    let mut client = db.migrated();
+    client.batch_execute(ONE_OF_EACH).unwrap();
+    let append_only = [
+        ("raw", "masked"),
+        ("receipt", "origin"),
+        ("processing", "detail"),
+        ("message", "sender"),
+        ("observation", "flags"),
+        ("observation_offset", "reason"),
+        ("result", "reason"),
+        ("mismatch", "detail"),
+        ("resolution", "reason"),
+        ("resolution_effect", "kind"),
+        ("audit_log", "actor"),
+        ("data_lock", "reason"),
+    ];
+    for (table, column) in append_only {
+        let update = refusal(&mut client, &format!("UPDATE {table} SET {column} = {column}"));
+        assert!(update.starts_with(&format!("{table} is append-only")), "{table}: {update}");
+        let delete = refusal(&mut client, &format!("DELETE FROM {table}"));
+        assert!(delete.starts_with(&format!("{table} is append-only")), "{table}: {delete}");
+        let truncate = refusal(&mut client, &format!("TRUNCATE {table} CASCADE"));
+        assert!(truncate.contains("append-only") || truncate.contains("never deleted"), "{table}: {truncate}");
+        let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get(0);
+        assert_eq!(rows, 1, "{table} keeps its row");
+    }
+    // Study data changes through imports but is never removed; accounts keep name, role, creation.
+    client
+        .batch_execute("UPDATE participant SET site = 'Lund'; UPDATE visit SET meal_start = '2026-03-02T08:00'")
+        .unwrap();
+    client.batch_execute("UPDATE sample SET minute = 30; UPDATE account SET failed_logins = 2, enabled = 0").unwrap();
+    for table in ["participant", "visit", "sample"] {
+        let delete = refusal(&mut client, &format!("DELETE FROM {table}"));
+        assert!(delete.starts_with(&format!("{table} rows are never deleted")), "{table}: {delete}");
+    }
+    assert_eq!(refusal(&mut client, "DELETE FROM account"), "accounts are disabled, never deleted");
+    assert_eq!(
+        refusal(&mut client, "UPDATE account SET role = 'admin'"),
+        "an account keeps its name, role and creation time"
+    );
+}
+
+#[test]
+fn check_constraints_refuse_values_outside_the_vocabulary() {
+    let Some(db) = TestDb::create() else { return };
+    let mut client = db.migrated();
+    client.batch_execute(ONE_OF_EACH).unwrap();
+    let refused = [
+        (
+            "receipt_source_check",
+            "INSERT INTO receipt (raw_id, received_at, source, origin) VALUES (1, 't', 'pigeon', 'x')",
+        ),
+        (
+            "mismatch_code_check",
+            "INSERT INTO mismatch (code, holds, receipt_id, detail, created_at) VALUES ('SOMETHING_ELSE', 1, 1, 'd', 't')",
+        ),
+        (
+            "resolution_action_check",
+            "INSERT INTO resolution (mismatch_id, action, reason, resolved_by, resolved_at) VALUES (1, 'shrug', 'r', 'dm', 't')",
+        ),
+        (
+            "resolution_check",
+            "INSERT INTO resolution (mismatch_id, action, reason, resolved_by, resolved_at) VALUES (1, 'reopen', 'r', 'dm', 't')",
+        ),
+        (
+            "account_password_hash_check",
+            "INSERT INTO account (name, full_name, role, password_hash, created_at) VALUES ('x', 'X', 'admin', 'plain', 't')",
+        ),
+        (
+            "observation_offset_collected_offset_check",
+            "INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (1, '+1:00', 't', 'r')",
+        ),
+        (
+            "data_lock_check",
+            "INSERT INTO data_lock (scope, locked, at, \"by\", reason) VALUES ('visit', 1, 't', 'dm', 'r')",
+        ),
+    ];
+    for (constraint, sql) in refused {
+        let err = client.batch_execute(sql).expect_err(sql);
+        let db_error = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+        assert_eq!(db_error.code(), &postgres::error::SqlState::CHECK_VIOLATION, "{sql}: {err}");
+        assert_eq!(db_error.constraint(), Some(constraint), "{sql}");
+    }
+}
+
+#[test]
+fn an_instance_name_runs_once_per_database_until_its_session_ends() {
+    let Some(db) = TestDb::create() else { return };
+    let mut first = InstanceLock::acquire(db.connect(), "site-lund").unwrap();
+    assert!(first.is_held());
+
+    let err = InstanceLock::acquire(db.connect(), "site-lund").unwrap_err();
+    assert!(matches!(err, PgError::InstanceHeld { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("\"site-lund\" is already running"), "{text}");
+    assert!(text.contains(&db.name) && text.contains("held by server process"), "{text}");
+    let other = InstanceLock::acquire(db.connect(), "site-malmo").unwrap();
+    assert_eq!(other.instance(), "site-malmo");
+
+    // Closing the session releases the lock (the server notices at once; allow it a moment).
+    drop(first);
+    let mut second = acquire_within(&db, "site-lund", Duration::from_secs(10));
+    assert!(second.is_held());
+
+    // A session the server loses (killed process, cut network) releases it too, and its
+    // holder can tell it no longer has it.
+    let pid: i32 = holder_pid(&db, "site-lund");
+    db.connect().execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    assert!(!second.is_held());
+    let third = acquire_within(&db, "site-lund", Duration::from_secs(10));
+    assert_eq!(third.instance(), "site-lund");
+}
+
+/// The lock, once its previous holder's session has ended.
+fn acquire_within(db: &TestDb, instance: &str, limit: Duration) -> InstanceLock {
+    let start = Instant::now();
+    loop {
+        match InstanceLock::acquire(db.connect(), instance) {
+            Ok(lock) => return lock,
+            Err(e) if start.elapsed() < limit => {
+                assert!(matches!(e, PgError::InstanceHeld { .. }), "{e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("still held after {limit:?}: {e}"),
+        }
+    }
+}
+
+/// The server process holding `instance`'s lock.
+fn holder_pid(db: &TestDb, instance: &str) -> i32 {
+    let key = labfeed::store::postgres::instance_key(instance) as u64;
+    let (classid, objid) = ((key >> 32) as u32, key as u32);
+    db.connect()
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2",
+            &[&classid, &objid],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Append rows of one transaction, labelled `label`.
+fn append(tx: &mut postgres::Transaction<'_>, label: &str, rows: usize) {
+    for row in 0..rows {
+        pg::append_audit(
+            tx,
+            None,
+            "2026-12-07T12:00:00Z",
+            "labfeed",
+            "commit",
+            "transaction",
+            Some(label),
+            &json!({ "row": row }),
+        )
+        .unwrap();
+    }
+}
+
+/// Every row in seq order, checked link by link and hash by hash; returns each row's label.
+fn verified_chain(client: &mut Client) -> Vec<(i64, String)> {
+    let rows = client
+        .query(
+            "SELECT seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed FROM audit_log ORDER BY seq",
+            &[],
+        )
+        .unwrap();
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let seq: i64 = r.get(0);
+        assert_eq!(seq, i as i64 + 1, "no gap in seq");
+        let (at, actor, action, entity): (String, String, String, String) = (r.get(1), r.get(2), r.get(3), r.get(4));
+        let (entity_id, detail, prev_hash, hash): (Option<String>, String, String, String) =
+            (r.get(5), r.get(6), r.get(7), r.get(8));
+        assert_eq!(prev_hash, prev, "seq {seq} links to the row before it");
+        assert_eq!(hash, entry_hash(&prev_hash, seq, &at, &actor, &action, &entity, entity_id.as_deref(), &detail));
+        assert_eq!(r.get::<_, i64>(9), 0);
+        prev = hash;
+        out.push((seq, entity_id.unwrap_or_default()));
+    }
+    out
+}
+
+#[test]
+fn concurrent_appends_wait_for_the_chain_and_keep_it_unbroken() {
+    let Some(db) = TestDb::create() else { return };
+    drop(db.migrated());
+
+    // A holds the chain; B's append waits for it (seen in pg_locks), then follows A's rows.
+    let mut a = db.connect();
+    let mut tx_a = a.transaction().unwrap();
+    append(&mut tx_a, "a", 1);
+    let url = db.url();
+    let b = std::thread::spawn(move || {
+        let mut b = pg::connect(&url).unwrap();
+        let mut tx_b = b.transaction().unwrap();
+        append(&mut tx_b, "b", 1);
+        tx_b.commit().unwrap();
+    });
+    let mut watch = db.connect();
+    let start = Instant::now();
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND classid = $1 AND objid = 2 AND objsubid = 2",
+                &[&0x4C42_4644_u32],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "B never waited for the chain lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    append(&mut tx_a, "a", 1);
+    tx_a.commit().unwrap();
+    b.join().unwrap();
+    let labels: Vec<String> = verified_chain(&mut watch).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(labels, ["a", "a", "b"]);
+
+    // Many transactions from two sessions at once: one chain, each transaction's rows together.
+    const TXS: usize = 40;
+    let barrier = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = ["x", "y"]
+        .into_iter()
+        .map(|who| {
+            let (url, barrier) = (db.url(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut client = pg::connect(&url).unwrap();
+                barrier.wait();
+                for i in 0..TXS {
+                    let mut tx = client.transaction().unwrap();
+                    append(&mut tx, &format!("{who}{i}"), 3);
+                    tx.commit().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let chain = verified_chain(&mut watch);
+    assert_eq!(chain.len(), 3 + 2 * TXS * 3);
+    let mut by_tx: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (seq, label) in chain.into_iter().skip(3) {
+        by_tx.entry(label).or_default().push(seq);
+    }
+    assert_eq!(by_tx.len(), 2 * TXS);
+    for (label, seqs) in by_tx {
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{label}'s rows are consecutive: {seqs:?}");
+    }
+}
+
+#[test]
+fn the_chain_refuses_a_transaction_whose_snapshot_predates_its_wait() {
+    let Some(db) = TestDb::create() else { return };
+    let mut client = db.migrated();
+    let mut tx = client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).start().unwrap();
+    let err = pg::append_audit(&mut tx, None, "t", "labfeed", "commit", "transaction", None, &json!({})).unwrap_err();
+    assert!(matches!(err, PgError::Isolation { .. }), "{err}");
+}
+
+#[test]
+fn sslmode_require_never_falls_back_to_plain_text() {
+    // The server here has no certificate a trusted root signed (or no TLS at
+    // all): `require` must refuse it rather than talk in the clear.
+    if server().is_none() {
+        return;
+    }
+    let Err(err) = pg::connect(&format!("{SERVER}/test?sslmode=require")) else {
+        panic!("sslmode=require connected to a server whose certificate nobody vouches for");
+    };
+    assert!(matches!(err, PgError::Connect { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("certificate") || text.contains("TLS"), "{text}");
+
+    // Where the machine trusts the server's certificate for `localhost` (Debian's snakeoil
+    // certificate lies in /etc/ssl/certs), `require` connects, and the session is encrypted.
+    match pg::connect("postgresql://postgres@localhost:5432/test?sslmode=require") {
+        Ok(mut client) => {
+            let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap();
+            assert!(row.get::<_, bool>(0), "a session under sslmode=require is encrypted");
+        }
+        Err(err) => {
+            let text = err.to_string();
+            assert!(text.contains("certificate") || text.contains("TLS"), "{text}");
+        }
+    }
+}
+
+/// The roles of `config/postgres-roles.sql`, under names of this test's own
+/// (roles are the server's, not one database's), dropped afterwards.
+struct Roles {
+    suffix: String,
+}
+
+impl Roles {
+    fn name(&self, role: &str) -> String {
+        format!("{role}_{}", self.suffix)
+    }
+
+    /// A documented file with this test's names in it.
+    fn sql(&self, text: &str) -> String {
+        text.replace("labfeed_study", &self.name("labfeed_study"))
+            .replace("labfeed_owner", &self.name("labfeed_owner"))
+            .replace("labfeed_daemon", &self.name("labfeed_daemon"))
+            .replace("labfeed_manager", &self.name("labfeed_manager"))
+    }
+
+    fn connect(&self, role: &str) -> Client {
+        pg::connect(&format!("postgresql://{}@127.0.0.1:5432/{}", self.name(role), self.name("labfeed_study"))).unwrap()
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = pg::connect(&format!("{SERVER}/test")) {
+            let _ =
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name("labfeed_study")));
+            for role in ["labfeed_manager", "labfeed_daemon", "labfeed_owner"] {
+                let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name(role)));
+            }
+        }
+    }
+}
+
+fn denied(client: &mut Client, sql: &str) {
+    let err = client.batch_execute(sql).expect_err(sql);
+    let code = err.as_db_error().map(|d| d.code().clone());
+    assert_eq!(code, Some(postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {err}");
+}
+
+#[test]
+fn the_documented_roles_read_and_insert_and_change_nothing_else() {
+    let Some(mut admin) = server() else { return };
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let roles = Roles { suffix: labfeed::store::hex(&bytes) };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let step1 = roles.sql(&std::fs::read_to_string(format!("{root}/config/postgres-roles.sql")).unwrap());
+    // CREATE DATABASE runs alone (psql sends each statement on its own, too).
+    let code: String = step1.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        admin.batch_execute(statement).unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    let mut owner = roles.connect("labfeed_owner");
+    assert_eq!(pg::migrate(&mut owner).unwrap(), pg::latest_version());
+    let step3 = roles.sql(&std::fs::read_to_string(format!("{root}/config/postgres-grants.sql")).unwrap());
+    owner.batch_execute(&step3).unwrap();
+
+    // The daemon: opens the current schema, inserts (identity ids too), appends to the chain, reads.
+    let mut daemon = roles.connect("labfeed_daemon");
+    assert_eq!(pg::migrate(&mut daemon).unwrap(), pg::latest_version(), "a current schema needs no DDL");
+    daemon.batch_execute(ONE_OF_EACH).unwrap();
+    let mut tx = daemon.transaction().unwrap();
+    pg::append_audit(&mut tx, None, "t", "labfeed", "commit", "transaction", None, &json!({})).unwrap();
+    tx.commit().unwrap();
+    let rows: i64 = daemon.query_one("SELECT count(*) FROM current_result", &[]).unwrap().get(0);
+    assert_eq!(rows, 1);
+    for sql in [
+        "UPDATE raw SET masked = ''",
+        "UPDATE participant SET site = 'Lund'",
+        "UPDATE account SET failed_logins = 1",
+        "DELETE FROM audit_log",
+        "DELETE FROM participant",
+        "TRUNCATE receipt CASCADE",
+        "CREATE TABLE notes (x TEXT)",
+        "ALTER TABLE result DISABLE TRIGGER result_no_update",
+        "DROP TRIGGER raw_no_update ON raw",
+    ] {
+        denied(&mut daemon, sql);
+    }
+
+    // People's commands: the few columns that change on SQLite too, and nothing else.
+    let mut manager = roles.connect("labfeed_manager");
+    manager
+        .batch_execute(
+            "UPDATE participant SET site = 'Lund'; UPDATE visit SET meal_start = '2026-03-02T08:00';
+             UPDATE sample SET minute = 30; UPDATE account SET failed_logins = 1, refused_until = 't'",
+        )
+        .unwrap();
+    for sql in [
+        "UPDATE account SET full_name = 'Someone Else'",
+        "UPDATE result SET value = 1",
+        "DELETE FROM visit",
+        "CREATE TABLE notes (x TEXT)",
+    ] {
+        denied(&mut manager, sql);
+    }
+}
