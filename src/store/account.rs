@@ -92,8 +92,11 @@ fn account_row(row: &Row) -> Result<Account, StoreError> {
     Ok(Account {
         name: row.get(0)?,
         full_name: row.get(1)?,
-        role: Role::from_name(&role)
-            .ok_or_else(|| StoreError::Corrupt { table: "account", column: "role", value: role.clone() })?,
+        role: Role::from_name(&role).ok_or_else(|| StoreError::Corrupt {
+            table: "account",
+            column: "role",
+            value: role.clone(),
+        })?,
         password_hash: row.get(3)?,
         enabled: row.get(4)?,
         created_at: row.get(5)?,
@@ -104,7 +107,11 @@ fn account_row(row: &Row) -> Result<Account, StoreError> {
 
 impl Reader<'_> {
     pub fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        self.db().query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE name = ?1"), params![name], account_row)
+        self.db().query_opt(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE name = ?1"),
+            params![name],
+            account_row,
+        )
     }
 
     /// Every account, by name.
@@ -243,7 +250,8 @@ impl Tx<'_> {
         if account.failed_logins == 0 && account.refused_until.is_none() {
             return Ok(());
         }
-        self.db().execute("UPDATE account SET failed_logins = 0, refused_until = NULL WHERE name = ?1", params![name])?;
+        self.db()
+            .execute("UPDATE account SET failed_logins = 0, refused_until = NULL WHERE name = ?1", params![name])?;
         self.audit(
             "login",
             "account",

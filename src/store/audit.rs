@@ -80,7 +80,7 @@ pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, entity, entity_i
 
 impl AuditEntry {
     /// One row selected with [`AUDIT_COLUMNS`].
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    pub(crate) fn from_row(row: &crate::store::sql::Row) -> Result<AuditEntry, StoreError> {
         Ok(AuditEntry {
             seq: row.get(0)?,
             at: row.get(1)?,
@@ -320,11 +320,11 @@ impl fmt::Display for ChainBreak {
 /// row that breaks the chain. Keyed rows are checked with `key`; without it
 /// only their links are (and [`ChainReport::unchecked_keyed`] counts them).
 pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<ChainReport, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"))?;
-    let mut rows = stmt.query([])?;
+    let db = crate::store::sql::Db::sqlite(conn);
     let mut expected_prev = GENESIS_HASH.to_owned();
     let mut report = ChainReport { rows_checked: 0, head: None, broken: None, keyed_from: None, unchecked_keyed: 0 };
-    while let Some(row) = rows.next()? {
+    let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq");
+    db.query_each(&sql, crate::store::sql::params![], |row| {
         let e = AuditEntry::from_row(row)?;
         report.rows_checked += 1;
         report.head = Some((e.seq, e.hash.clone()));
@@ -364,13 +364,14 @@ pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<C
         };
         if let Some(problem) = problem {
             report.broken = Some(ChainBreak { seq: e.seq, problem });
-            break;
+            return Ok::<bool, StoreError>(false);
         }
         if e.keyed && report.keyed_from.is_none() {
             report.keyed_from = Some(e.seq);
         }
         expected_prev = e.hash;
-    }
+        Ok(true)
+    })?;
     Ok(report)
 }
 

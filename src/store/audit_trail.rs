@@ -2,9 +2,8 @@
 //! order, filtered by time and actor, handed over one at a time so that a
 //! trail of millions of rows never sits in memory.
 
-use rusqlite::params;
-
 use crate::store::audit::{AUDIT_COLUMNS, AuditEntry};
+use crate::store::sql::params;
 use crate::store::{Reader, StoreError};
 
 /// Which rows [`Reader::each_audit_row`] gives.
@@ -25,17 +24,14 @@ impl Reader<'_> {
         filter: &AuditFilter,
         mut f: impl FnMut(AuditEntry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut stmt = self
-            .connection()
-            .prepare(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_log
-                 WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR actor = ?2) ORDER BY seq"
-            ))
-            .map_err(StoreError::from)?;
-        let mut rows = stmt.query(params![filter.since, filter.actor]).map_err(StoreError::from)?;
-        while let Some(row) = rows.next().map_err(StoreError::from)? {
-            f(AuditEntry::from_row(row).map_err(StoreError::from)?)?;
-        }
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log
+             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR actor = ?2) ORDER BY seq"
+        );
+        self.db().query_each(&sql, params![filter.since, filter.actor], |row| -> Result<bool, E> {
+            f(AuditEntry::from_row(row)?)?;
+            Ok(true)
+        })?;
         Ok(())
     }
 }

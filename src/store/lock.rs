@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use rusqlite::{Row, params};
+use crate::store::sql::{Row, params};
 use serde_json::json;
 
 use crate::store::StoreError;
@@ -63,27 +63,19 @@ impl fmt::Display for Lock {
     }
 }
 
-fn lock_row(row: &Row<'_>) -> rusqlite::Result<(Lock, bool)> {
+fn lock_row(row: &Row) -> Result<(Lock, bool), StoreError> {
     let scope: String = row.get(0)?;
     let participant: Option<String> = row.get(1)?;
     let visit: Option<String> = row.get(2)?;
-    let bad = |what: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into());
     let scope = match (scope.as_str(), participant, visit) {
         ("study", None, None) => LockScope::Study,
         ("participant", Some(p), None) => LockScope::Participant(p),
         ("visit", Some(participant), Some(visit)) => LockScope::Visit { participant, visit },
-        (other, ..) => return Err(bad(format!("lock scope {other:?}"))),
+        (other, ..) => {
+            return Err(StoreError::Corrupt { table: "data_lock", column: "scope", value: other.to_owned() });
+        }
     };
-    let at: String = row.get(4)?;
-    Ok((
-        Lock {
-            scope,
-            at: at.parse().map_err(|e| bad(format!("bad UTC time {at:?}: {e}")))?,
-            by: row.get(5)?,
-            reason: row.get(6)?,
-        },
-        row.get(3)?,
-    ))
+    Ok((Lock { scope, at: row.get(4)?, by: row.get(5)?, reason: row.get(6)? }, row.get(3)?))
 }
 
 /// The latest row of each scope.
@@ -94,18 +86,9 @@ const LATEST: &str = "SELECT scope, participant, visit, locked, at, by, reason F
 impl Reader<'_> {
     /// Every lock in force: the study first, then participants, then visits.
     pub fn locks(&self) -> Result<Vec<Lock>, StoreError> {
-        let mut stmt = self
-            .connection()
-            .prepare_cached(&format!("{LATEST} ORDER BY scope <> 'study', scope, participant, visit"))?;
-        let rows = stmt.query_map([], lock_row)?;
-        let mut locks = Vec::new();
-        for row in rows {
-            let (lock, locked) = row?;
-            if locked {
-                locks.push(lock);
-            }
-        }
-        Ok(locks)
+        let sql = format!("{LATEST} ORDER BY scope <> 'study', scope, participant, visit");
+        let rows = self.db().query_all(&sql, params![], lock_row)?;
+        Ok(rows.into_iter().filter_map(|(lock, locked)| locked.then_some(lock)).collect())
     }
 
     /// The lock on `scope` itself, if it is in force.
@@ -138,12 +121,11 @@ impl Tx<'_> {
     pub fn set_lock(&mut self, scope: &LockScope, locked: bool, reason: &str) -> Result<(), StoreError> {
         let (kind, participant, visit) = scope.columns();
         let at = self.now();
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO data_lock (scope, participant, visit, locked, at, by, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![kind, participant, visit, locked, utc_text(at), self.actor(), reason])?;
+        self.db().execute(
+            "INSERT INTO data_lock (scope, participant, visit, locked, at, by, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![kind, participant, visit, locked, utc_text(at), self.actor(), reason],
+        )?;
         let action = if locked { "lock" } else { "unlock" };
         self.audit(action, "lock", scope.key(), json!({ "scope": kind, "locked": locked, "reason": reason }))?;
         Ok(())

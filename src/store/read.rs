@@ -407,9 +407,7 @@ impl<'c> Reader<'c> {
     /// its key as text), oldest first.
     pub fn audit_trail(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE entity = ?1 AND entity_id = ?2 ORDER BY seq");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([entity, entity_id], AuditEntry::from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(&sql, crate::store::sql::params![entity, entity_id], AuditEntry::from_row)
     }
 
     /// The first processing of this content that found unparseable messages,

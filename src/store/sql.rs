@@ -64,7 +64,8 @@ impl Row {
             what: "query",
             problem: format!("it has no column {index} (it has {})", self.values.len()),
         })?;
-        T::from_value(value).map_err(|problem| StoreError::Invalid { what: "column", problem: format!("{index}: {problem}") })
+        T::from_value(value)
+            .map_err(|problem| StoreError::Invalid { what: "column", problem: format!("{index}: {problem}") })
     }
 
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -158,6 +159,25 @@ impl<'c> Db<'c> {
             out.push(read(&Row::from_sqlite(row)?)?);
         }
         Ok(out)
+    }
+
+    /// Hand each row to `each` as it comes, never holding them all (an
+    /// audit trail of millions of rows), while it returns `Ok(true)`.
+    pub(crate) fn query_each<E: From<StoreError>>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut each: impl FnMut(&Row) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let values = bind(params);
+        let mut statement = self.conn.prepare_cached(sql).map_err(StoreError::from)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(values.iter())).map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            if !each(&Row::from_sqlite(row).map_err(StoreError::from)?)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
