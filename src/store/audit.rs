@@ -14,7 +14,9 @@
 use std::fmt;
 
 use hmac::{KeyInit, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+
+use crate::store::sql::{Db, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -231,10 +233,10 @@ pub(crate) fn append(
     detail: &Value,
 ) -> Result<(i64, String), StoreError> {
     let detail = canonical_json(detail);
-    let last: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let last: Option<(i64, String)> =
+        Db::sqlite(conn).query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
@@ -243,11 +245,11 @@ pub(crate) fn append(
         Some(key) => keyed_entry_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail),
         None => entry_hash(&prev_hash, seq, at, actor, action, entity, entity_id, &detail),
     };
-    conn.prepare_cached(
+    Db::sqlite(conn).execute(
         "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, key.is_some()])?;
+        params![seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, key.is_some()],
+    )?;
     Ok((seq, hash))
 }
 

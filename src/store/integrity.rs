@@ -11,6 +11,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+use crate::store::sql::{Db, params};
+
 use crate::store::StoreError;
 use crate::store::audit::{AuditKey, ChainReport, verify_audit_chain};
 use crate::store::head::{self, Head};
@@ -118,12 +120,11 @@ fn expected_schema() -> Result<BTreeMap<String, (String, String)>, StoreError> {
 }
 
 fn schema_of(conn: &Connection) -> Result<BTreeMap<String, (String, String)>, StoreError> {
-    let mut stmt = conn.prepare(
+    Db::sqlite(conn).query_all(
         "SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
-    )?;
-    let rows =
-        stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, String>(0)?, r.get::<_, String>(2)?))))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![],
+        |r| Ok((r.get::<String>(1)?, (r.get::<String>(0)?, r.get::<String>(2)?))),
+    )
 }
 
 fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
@@ -184,9 +185,7 @@ fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> 
 }
 
 fn rowids(conn: &Connection, table: &str) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT rowid FROM {table} ORDER BY rowid"))?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Db::sqlite(conn).query_all(&format!("SELECT rowid FROM {table} ORDER BY rowid"), params![], |r| r.get(0))
 }
 
 /// Append-only tables: disjoint ranges that cover every row exactly.

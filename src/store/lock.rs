@@ -87,7 +87,7 @@ impl Reader<'_> {
     /// Every lock in force: the study first, then participants, then visits.
     pub fn locks(&self) -> Result<Vec<Lock>, StoreError> {
         let sql = format!("{LATEST} ORDER BY scope <> 'study', scope, participant, visit");
-        let rows = self.db().query_all(&sql, params![], lock_row)?;
+        let rows: Vec<(Lock, bool)> = self.db().query_all(&sql, params![], lock_row)?;
         Ok(rows.into_iter().filter_map(|(lock, locked)| locked.then_some(lock)).collect())
     }
 

@@ -1,8 +1,9 @@
 //! Queries. Lists for reports are ordered by participant code, visit, minute
 //! and analyte: a neutral order that cannot reveal allocation.
 
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::Connection;
+
+use crate::store::sql::{Row, params};
 
 use crate::model::Format;
 use crate::store::StoreError;
@@ -16,24 +17,24 @@ pub(crate) fn utc_text(t: jiff::Timestamp) -> String {
     jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
 }
 
-fn conversion_error(idx: usize, problem: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, problem.into())
+fn conversion_error(idx: usize, problem: String) -> StoreError {
+    StoreError::Invalid { what: "column", problem: format!("{idx}: {problem}") }
 }
 
-fn get_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<jiff::Timestamp> {
+fn get_time(row: &Row, idx: usize) -> Result<jiff::Timestamp, StoreError> {
     let text: String = row.get(idx)?;
     text.parse().map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}")))
 }
 
-fn get_opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<jiff::Timestamp>> {
-    match row.get::<_, Option<String>>(idx)? {
+fn get_opt_time(row: &Row, idx: usize) -> Result<Option<jiff::Timestamp>, StoreError> {
+    match row.get::<Option<String>>(idx)? {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}"))),
     }
 }
 
-fn get_comparator(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Comparator>> {
-    match row.get::<_, Option<String>>(idx)? {
+fn get_comparator(row: &Row, idx: usize) -> Result<Option<Comparator>, StoreError> {
+    match row.get::<Option<String>>(idx)? {
         None => Ok(None),
         Some(text) => Comparator::from_symbol(&text)
             .map(Some)
@@ -41,8 +42,8 @@ fn get_comparator(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Comparat
     }
 }
 
-fn get_format(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Format>> {
-    match row.get::<_, Option<String>>(idx)?.as_deref() {
+fn get_format(row: &Row, idx: usize) -> Result<Option<Format>, StoreError> {
+    match row.get::<Option<String>>(idx)?.as_deref() {
         None => Ok(None),
         Some("astm") => Ok(Some(Format::Astm)),
         Some("hl7") => Ok(Some(Format::Hl7)),
@@ -54,7 +55,7 @@ pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, 
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
 
-pub(super) fn result_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResultRow> {
+pub(super) fn result_row(row: &Row, at: usize) -> Result<ResultRow, StoreError> {
     Ok(ResultRow {
         id: row.get(at)?,
         observation_id: row.get(at + 1)?,
@@ -89,8 +90,8 @@ pub(super) const MISMATCH_FROM: &str = "mismatch m LEFT JOIN resolution s \
 /// Leaves out the MISSING_RESULT id rows.
 pub(super) const NOT_MISSING: &str = "m.code <> 'MISSING_RESULT'";
 
-pub(super) fn mismatch_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MismatchRow> {
-    let resolution = match row.get::<_, Option<ResolutionId>>(at + 12)? {
+pub(super) fn mismatch_row(row: &Row, at: usize) -> Result<MismatchRow, StoreError> {
+    let resolution = match row.get::<Option<ResolutionId>>(at + 12)? {
         None => None,
         Some(_) => Some(resolution_row(row, at + 12)?),
     };
@@ -117,7 +118,7 @@ const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.repo
      coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
                ORDER BY x.id DESC LIMIT 1), o.collected_offset)";
 
-fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
+fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
     Ok(Provenance {
         sample_id: row.get(at)?,
         instrument: row.get(at + 1)?,
@@ -137,7 +138,7 @@ fn provenance(row: &Row<'_>, at: usize) -> rusqlite::Result<Provenance> {
 const RESOLUTION_COLUMNS: &str =
     "s.id, s.action, s.participant, s.visit, s.minute, s.result_id, s.reason, s.resolved_by, s.resolved_at";
 
-fn resolution_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResolutionRow> {
+fn resolution_row(row: &Row, at: usize) -> Result<ResolutionRow, StoreError> {
     Ok(ResolutionRow {
         id: row.get(at)?,
         action: row.get(at + 1)?,
@@ -151,8 +152,8 @@ fn resolution_row(row: &Row<'_>, at: usize) -> rusqlite::Result<ResolutionRow> {
     })
 }
 
-fn visit_row(r: &Row<'_>) -> rusqlite::Result<Visit> {
-    let meal_start = match r.get::<_, Option<String>>(2)? {
+fn visit_row(r: &Row) -> Result<Visit, StoreError> {
+    let meal_start = match r.get::<Option<String>>(2)? {
         None => None,
         Some(text) => Some(text.parse().map_err(|e| conversion_error(2, format!("bad meal_start {text:?}: {e}")))?),
     };
@@ -175,7 +176,7 @@ impl<'c> Reader<'c> {
     /// `ingest`, one per serial device (its origin), one per TCP instrument (the
     /// peer address changes with every connection). Oldest source kind first.
     pub fn last_arrival_per_source(&self) -> Result<Vec<LastArrival>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.db().query_all(
             "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
                     p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail
              FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
@@ -185,34 +186,33 @@ impl<'c> Reader<'c> {
                                               WHEN 'tcp' THEN coalesce(instrument, '')
                                               ELSE '' END)
              ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END, rc.id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            let count = |i: usize| -> rusqlite::Result<u64> {
-                Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
-            };
-            Ok(LastArrival {
-                source: row.get(0)?,
-                origin: row.get(1)?,
-                instrument: row.get(2)?,
-                received_at: row.get(3)?,
-                outcome: row.get(4)?,
-                accepted: count(5)?,
-                duplicates: count(6)?,
-                mismatches: count(7)?,
-                qc: count(8)?,
-                errors: count(9)?,
-                detail: row.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![],
+            |row| {
+                let count = |i: usize| -> Result<u64, StoreError> {
+                    Ok(row.get::<Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
+                };
+                Ok(LastArrival {
+                    source: row.get(0)?,
+                    origin: row.get(1)?,
+                    instrument: row.get(2)?,
+                    received_at: row.get(3)?,
+                    outcome: row.get(4)?,
+                    accepted: count(5)?,
+                    duplicates: count(6)?,
+                    mismatches: count(7)?,
+                    qc: count(8)?,
+                    errors: count(9)?,
+                    detail: row.get(10)?,
+                })
+            },
+        )
     }
 
     /// Open (unresolved) mismatches per code.
     pub fn open_mismatches_by_code(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT code, count(*) FROM open_mismatch GROUP BY code")?;
-        let rows =
-            stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0).unsigned_abs())))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all("SELECT code, count(*) FROM open_mismatch GROUP BY code", params![], |row| {
+            Ok((row.get::<String>(0)?, row.get::<i64>(1)?.max(0).unsigned_abs()))
+        })
     }
 
     /// The connection, engine-neutral (see [`crate::store::sql`]).
@@ -226,21 +226,15 @@ impl<'c> Reader<'c> {
 
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
     pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT id FROM raw WHERE sha256 = ?1")?
-            .query_row([sha256], |r| r.get(0))
-            .optional()?)
+        self.db().query_opt("SELECT id FROM raw WHERE sha256 = ?1", params![sha256], |r| r.get(0))
     }
 
     /// A stored content (its masked copy).
     pub fn raw(&self, id: RawId) -> Result<Option<RawRow>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT id, sha256, size, format, content, masked, first_received_at, encoding FROM raw WHERE id = ?1",
-            )?
-            .query_row([id], |r| {
+        self.db().query_opt(
+            "SELECT id, sha256, size, format, content, masked, first_received_at, encoding FROM raw WHERE id = ?1",
+            params![id],
+            |r| {
                 let size: i64 = r.get(2)?;
                 let stored: Vec<u8> = r.get(4)?;
                 let encoding: Option<String> = r.get(7)?;
@@ -255,69 +249,63 @@ impl<'c> Reader<'c> {
                     masked: r.get(5)?,
                     first_received_at: get_time(r, 6)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     /// Receipts that have no processing row (interrupted: process them again),
     /// oldest first.
     pub fn unprocessed_receipts(&self) -> Result<Vec<ReceiptRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.db().query_all(
             "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument FROM receipt r
              WHERE NOT EXISTS (SELECT 1 FROM processing p WHERE p.receipt_id = r.id) ORDER BY r.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ReceiptRow {
-                id: r.get(0)?,
-                raw_id: r.get(1)?,
-                received_at: get_time(r, 2)?,
-                source: r.get(3)?,
-                origin: r.get(4)?,
-                instrument: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![],
+            |r| {
+                Ok(ReceiptRow {
+                    id: r.get(0)?,
+                    raw_id: r.get(1)?,
+                    received_at: get_time(r, 2)?,
+                    source: r.get(3)?,
+                    origin: r.get(4)?,
+                    instrument: r.get(5)?,
+                })
+            },
+        )
     }
 
     pub fn participant(&self, code: &str) -> Result<Option<Participant>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT code, site FROM participant WHERE code = ?1")?
-            .query_row([code], |r| Ok(Participant { code: r.get(0)?, site: r.get(1)? }))
-            .optional()?)
+        self.db().query_opt("SELECT code, site FROM participant WHERE code = ?1", params![code], |r| {
+            Ok(Participant { code: r.get(0)?, site: r.get(1)? })
+        })
     }
 
     pub fn participant_exists(&self, code: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)")?
-            .query_row([code], |r| r.get(0))?)
+        self.db().query_row("SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)", params![code], |r| r.get(0))
     }
 
     pub fn visit(&self, participant: &str, visit: &str) -> Result<Option<Visit>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2")?
-            .query_row([participant, visit], visit_row)
-            .optional()?)
+        self.db().query_opt(
+            "SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2",
+            params![participant, visit],
+            visit_row,
+        )
     }
 
     /// Every visit of the study data, ordered by participant code and visit.
     pub fn visits(&self) -> Result<Vec<Visit>, StoreError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT participant, visit, meal_start FROM visit ORDER BY participant, visit")?;
-        let rows = stmt.query_map([], visit_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(
+            "SELECT participant, visit, meal_start FROM visit ORDER BY participant, visit",
+            params![],
+            visit_row,
+        )
     }
 
     pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT sample_id, participant, visit, minute FROM sample WHERE sample_id = ?1")?
-            .query_row([sample_id], |r| {
-                Ok(Sample { sample_id: r.get(0)?, participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)? })
-            })
-            .optional()?)
+        self.db().query_opt(
+            "SELECT sample_id, participant, visit, minute FROM sample WHERE sample_id = ?1",
+            params![sample_id],
+            |r| Ok(Sample { sample_id: r.get(0)?, participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)? }),
+        )
     }
 
     /// The latest version in a slot (the `current_result` view).
@@ -326,11 +314,8 @@ impl<'c> Reader<'c> {
             "SELECT {RESULT_COLUMNS} FROM current_result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4"
         );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
-            .optional()?)
+        self.db()
+            .query_opt(&sql, params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
     }
 
     /// Every version in a slot, oldest first.
@@ -339,10 +324,8 @@ impl<'c> Reader<'c> {
             "SELECT {RESULT_COLUMNS} FROM result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 ORDER BY r.version"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows =
-            stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db()
+            .query_all(&sql, params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
     }
 
     /// Open (unresolved) mismatches in a slot, optionally of one code, oldest first.
@@ -353,17 +336,15 @@ impl<'c> Reader<'c> {
                AND (?5 IS NULL OR m.code = ?5)
              ORDER BY m.id"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![slot.participant, slot.visit, slot.minute, slot.analyte, code], |r| {
+        self.db().query_all(&sql, params![slot.participant, slot.visit, slot.minute, slot.analyte, code], |r| {
             mismatch_row(r, 0)
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// One mismatch with its resolution, if any.
     pub fn mismatch(&self, id: MismatchId) -> Result<Option<MismatchRow>, StoreError> {
         let sql = format!("SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE m.id = ?1 AND {NOT_MISSING}");
-        Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| mismatch_row(r, 0)).optional()?)
+        self.db().query_opt(&sql, params![id], |r| mismatch_row(r, 0))
     }
 
     /// Mismatches for `report mismatches`: the open ones, or all with
@@ -378,11 +359,9 @@ impl<'c> Reader<'c> {
              WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}
              ORDER BY m.participant, m.visit, m.minute, m.analyte, m.id"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([include_resolved], |r| {
+        self.db().query_all(&sql, params![include_resolved], |r| {
             Ok(MismatchReport { mismatch: mismatch_row(r, 0)?, provenance: provenance(r, MISMATCH_WIDTH)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// The current version of every slot, with the observation's fields and
@@ -396,11 +375,9 @@ impl<'c> Reader<'c> {
              LEFT JOIN receipt rc ON rc.id = (SELECT min(id) FROM receipt WHERE raw_id = msg.raw_id)
              ORDER BY r.participant, r.visit, r.minute, r.analyte"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([], |r| {
+        self.db().query_all(&sql, params![], |r| {
             Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// The audit rows about one entity (`entity` is the table name, `entity_id`
@@ -413,50 +390,45 @@ impl<'c> Reader<'c> {
     /// The first processing of this content that found unparseable messages,
     /// so an identical re-delivery is rejected (and quarantined) again.
     pub fn earlier_rejection(&self, raw_id: RawId) -> Result<Option<EarlierRejection>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT r.received_at, r.origin, r.source, p.errors, p.detail
+        self.db().query_opt(
+            "SELECT r.received_at, r.origin, r.source, p.errors, p.detail
                  FROM receipt r JOIN processing p ON p.receipt_id = r.id
                  WHERE r.raw_id = ?1 AND p.outcome IN ('processed', 'rejected') AND p.errors > 0
                  ORDER BY r.id LIMIT 1",
-            )?
-            .query_row([raw_id], |r| {
+            params![raw_id],
+            |r| {
                 Ok(EarlierRejection {
                     received_at: r.get(0)?,
                     origin: r.get(1)?,
-                    from_inbox: r.get::<_, String>(2)? == "file",
+                    from_inbox: r.get::<String>(2)? == "file",
                     errors: r.get(3)?,
                     detail: r.get(4)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     /// Whether an earlier receipt of this content was processed to the end
     /// (then a new arrival of it is a duplicate).
     pub fn raw_processed(&self, raw_id: RawId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM receipt r JOIN processing p ON p.receipt_id = r.id
+        self.db().query_row(
+            "SELECT EXISTS (SELECT 1 FROM receipt r JOIN processing p ON p.receipt_id = r.id
                                 WHERE r.raw_id = ?1 AND p.outcome IN ('processed', 'rejected'))",
-            )?
-            .query_row([raw_id], |r| r.get(0))?)
+            params![raw_id],
+            |r| r.get(0),
+        )
     }
 
     /// What the ingest pipeline needs to know about an earlier observation:
     /// its matched value and where it came from (to order measurements of one
     /// slot the same way whatever order their files arrive in).
     pub fn observation_facts(&self, id: ObservationId) -> Result<Option<ObservationFacts>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT o.id, o.status, o.resulted_at, o.value, o.unit, o.comparator, o.blq, raw.sha256, o.byte_offset
+        self.db().query_opt(
+            "SELECT o.id, o.status, o.resulted_at, o.value, o.unit, o.comparator, o.blq, raw.sha256, o.byte_offset
                  FROM observation o JOIN message m ON m.id = o.message_id JOIN raw ON raw.id = m.raw_id
                  WHERE o.id = ?1",
-            )?
-            .query_row([id], |r| {
+            params![id],
+            |r| {
                 Ok(ObservationFacts {
                     id: r.get(0)?,
                     status: r.get(1)?,
@@ -464,57 +436,52 @@ impl<'c> Reader<'c> {
                     value: r.get(3)?,
                     unit: r.get(4)?,
                     comparator: get_comparator(r, 5)?,
-                    blq: r.get::<_, Option<bool>>(6)?.unwrap_or(false),
+                    blq: r.get::<Option<bool>>(6)?.unwrap_or(false),
                     raw_sha256: r.get(7)?,
                     byte_offset: r.get(8)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     /// Filled, held and withdrawn slots (see [`SlotStates`]).
     pub fn slot_states(&self) -> Result<SlotStates, StoreError> {
-        let slot = |r: &Row<'_>| -> rusqlite::Result<Slot> {
+        let slot = |r: &Row| -> Result<Slot, StoreError> {
             Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
         };
         let mut states = SlotStates::default();
-        let mut stmt = self.conn.prepare_cached("SELECT participant, visit, minute, analyte FROM current_result")?;
-        for s in stmt.query_map([], slot)? {
-            states.filled.insert(s?);
-        }
-        let mut stmt = self.conn.prepare_cached(
+        let db = self.db();
+        states.filled =
+            db.query_all("SELECT participant, visit, minute, analyte FROM current_result", params![], slot)?;
+        states.held = db.query_all(
             "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
              WHERE holds = 1 AND participant IS NOT NULL AND visit IS NOT NULL AND minute IS NOT NULL
                AND analyte IS NOT NULL
              GROUP BY participant, visit, minute, analyte",
+            params![],
+            |r| Ok((slot(r)?, r.get::<MismatchId>(4)?)),
         )?;
-        for row in stmt.query_map([], |r| Ok((slot(r)?, r.get::<_, MismatchId>(4)?)))? {
-            let (s, id) = row?;
-            states.held.insert(s, id);
-        }
-        let mut stmt = self.conn.prepare_cached(
+        states.withdrawn = db.query_all(
             "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
              WHERE r.withdrawn = 1 AND r.unfilled = 0
                AND r.version = (SELECT max(version) FROM result x
                                 WHERE x.participant = r.participant AND x.visit = r.visit
                                   AND x.minute = r.minute AND x.analyte = r.analyte)",
+            params![],
+            slot,
         )?;
-        for s in stmt.query_map([], slot)? {
-            states.withdrawn.insert(s?);
-        }
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
              FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            let decision = match r.get::<_, Option<ResolutionId>>(5)? {
+        );
+        let rows: Vec<_> = db.query_all(&sql, params![], |r| {
+            let decision = match r.get::<Option<ResolutionId>>(5)? {
                 Some(_) => Some(resolution_row(r, 5)?),
                 None => None,
             };
-            Ok((slot(r)?, r.get::<_, MismatchId>(4)?, decision))
+            Ok((slot(r)?, r.get::<MismatchId>(4)?, decision))
         })?;
-        for row in rows {
-            let (s, id, decision) = row?;
+        for (s, id, decision) in rows {
             if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone)
                 && !self.filled_since(&s, d.id)?
             {
@@ -532,15 +499,14 @@ impl<'c> Reader<'c> {
     /// not-done mark lapses once data show the sample was drawn, even if
     /// that value is rejected later.
     fn filled_since(&self, slot: &Slot, id: ResolutionId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (
+        self.db().query_row(
+            "SELECT EXISTS (
                    SELECT 1 FROM result r, resolution d
                    WHERE d.id = ?5 AND r.id > d.result_watermark
                      AND r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 AND r.withdrawn = 0)",
-            )?
-            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte, id], |r| r.get(0))?)
+            params![slot.participant, slot.visit, slot.minute, slot.analyte, id],
+            |r| r.get(0),
+        )
     }
 
     /// The MISSING_RESULT id row `id`, with the decision in force on it;
@@ -550,40 +516,34 @@ impl<'c> Reader<'c> {
             "SELECT m.id, m.participant, m.visit, m.minute, m.analyte, {RESOLUTION_COLUMNS}
              FROM {MISMATCH_FROM} WHERE m.id = ?1 AND m.code = 'MISSING_RESULT'"
         );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([id], |r| {
-                let decision = match r.get::<_, Option<ResolutionId>>(5)? {
-                    Some(_) => Some(resolution_row(r, 5)?),
-                    None => None,
-                };
-                Ok(MissingSlotRow {
-                    id: r.get(0)?,
-                    slot: Slot { participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)?, analyte: r.get(4)? },
-                    decision,
-                })
+        self.db().query_opt(&sql, params![id], |r| {
+            let decision = match r.get::<Option<ResolutionId>>(5)? {
+                Some(_) => Some(resolution_row(r, 5)?),
+                None => None,
+            };
+            Ok(MissingSlotRow {
+                id: r.get(0)?,
+                slot: Slot { participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)?, analyte: r.get(4)? },
+                decision,
             })
-            .optional()?)
+        })
     }
 
     /// Every resolution row of one mismatch (decisions, reopens, automatic
     /// closings), oldest first.
     pub fn decisions(&self, id: MismatchId) -> Result<Vec<ResolutionRow>, StoreError> {
         let sql = format!("SELECT {RESOLUTION_COLUMNS} FROM resolution s WHERE s.mismatch_id = ?1 ORDER BY s.id");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([id], |r| resolution_row(r, 0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(&sql, params![id], |r| resolution_row(r, 0))
     }
 
     /// The whole decision history of every mismatch that has one (for
     /// `report mismatches --all`), each oldest first.
     pub fn decision_history(&self) -> Result<std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>>, StoreError> {
         let sql = format!("SELECT s.mismatch_id, {RESOLUTION_COLUMNS} FROM resolution s ORDER BY s.id");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut history: std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>> = Default::default();
-        for row in stmt.query_map([], |r| Ok((r.get::<_, MismatchId>(0)?, resolution_row(r, 1)?)))? {
-            let (id, resolution) = row?;
+        let rows: Vec<_> =
+            self.db().query_all(&sql, params![], |r| Ok((r.get::<MismatchId>(0)?, resolution_row(r, 1)?)))?;
+        for (id, resolution) in rows {
             history.entry(id).or_default().push(resolution);
         }
         Ok(history)
@@ -591,14 +551,14 @@ impl<'c> Reader<'c> {
 
     /// What decision `id` wrote and raised (see [`DecisionEffects`]).
     pub fn decision_effects(&self, id: ResolutionId) -> Result<DecisionEffects, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows: Vec<_> = self.db().query_all(
             "SELECT result_id, mismatch_id FROM resolution_effect WHERE resolution_id = ?1 ORDER BY rowid",
+            params![id],
+            |r| Ok((r.get::<Option<ResultId>>(0)?, r.get::<Option<MismatchId>>(1)?)),
         )?;
         let mut effects = DecisionEffects::default();
-        for row in
-            stmt.query_map([id], |r| Ok((r.get::<_, Option<ResultId>>(0)?, r.get::<_, Option<MismatchId>>(1)?)))?
-        {
-            match row? {
+        for row in rows {
+            match row {
                 (Some(result), _) => effects.results.push(result),
                 (None, Some(mismatch)) => effects.raised.push(mismatch),
                 (None, None) => {}
@@ -610,30 +570,28 @@ impl<'c> Reader<'c> {
     /// Mismatches that decision `id` closed along with its own ('auto' rows
     /// whose cause it is) and that are still closed by that row.
     pub fn closed_along_with(&self, id: ResolutionId) -> Result<Vec<(MismatchId, ResolutionId)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.db().query_all(
             "SELECT s.mismatch_id, s.id FROM resolution s
              WHERE s.cause = ?1 AND s.action = 'auto'
                AND s.id = (SELECT max(x.id) FROM resolution x WHERE x.mismatch_id = s.mismatch_id)
              ORDER BY s.id",
-        )?;
-        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// One result version.
     pub fn result(&self, id: ResultId) -> Result<Option<ResultRow>, StoreError> {
         let sql = format!("SELECT {RESULT_COLUMNS} FROM result r WHERE r.id = ?1");
-        Ok(self.conn.prepare_cached(&sql)?.query_row([id], |r| result_row(r, 0)).optional()?)
+        self.db().query_opt(&sql, params![id], |r| result_row(r, 0))
     }
 
     /// Whether version `id` is a withdrawal that left its slot as if never
     /// filled (see [`Tx::withdraw_result_as`](crate::store::Tx::withdraw_result_as)).
     pub fn is_unfilled(&self, id: ResultId) -> Result<bool, StoreError> {
         Ok(self
-            .conn
-            .prepare_cached("SELECT unfilled FROM result WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?
+            .db()
+            .query_opt("SELECT unfilled FROM result WHERE id = ?1", params![id], |r| r.get(0))?
             .unwrap_or(false))
     }
 
@@ -644,25 +602,20 @@ impl<'c> Reader<'c> {
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4
              ORDER BY r.version DESC LIMIT 1"
         );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
-            .optional()?)
+        self.db()
+            .query_opt(&sql, params![slot.participant, slot.visit, slot.minute, slot.analyte], |r| result_row(r, 0))
     }
 
     /// One observation as stored, with its message's sender.
     pub fn observation(&self, id: ObservationId) -> Result<Option<ObservationRow>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT o.id, o.message_id, o.byte_offset, msg.sender, o.instrument, o.sample_id, o.test_code,
+        self.db().query_opt(
+            "SELECT o.id, o.message_id, o.byte_offset, msg.sender, o.instrument, o.sample_id, o.test_code,
                         o.reported_value, o.reported_unit, o.comparator, o.reported_numeric, o.flags, o.status,
                         o.collected_at, o.resulted_at, o.qc, o.participant, o.visit, o.minute, o.analyte, o.value,
                         o.unit, o.blq, o.outcome
                  FROM observation o JOIN message msg ON msg.id = o.message_id WHERE o.id = ?1",
-            )?
-            .query_row([id], |r| {
+            params![id],
+            |r| {
                 Ok(ObservationRow {
                     id: r.get(0)?,
                     message_id: r.get(1)?,
@@ -691,18 +644,13 @@ impl<'c> Reader<'c> {
                     },
                     outcome: r.get(23)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     /// The instrument of the link a receipt came through (`None` for files).
     pub fn receipt_instrument(&self, id: ReceiptId) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT instrument FROM receipt WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?
-            .flatten())
+        Ok(self.db().query_opt("SELECT instrument FROM receipt WHERE id = ?1", params![id], |r| r.get(0))?.flatten())
     }
 
     /// The codes of mismatches about one observation that a data manager
@@ -712,9 +660,7 @@ impl<'c> Reader<'c> {
             "SELECT DISTINCT m.code FROM {MISMATCH_FROM}
              WHERE m.observation_id = ?1 AND s.action = 'accept' ORDER BY m.code"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(&sql, params![id], |r| r.get(0))
     }
 
     /// Open mismatches about one observation, oldest first.
@@ -722,9 +668,7 @@ impl<'c> Reader<'c> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM} WHERE s.id IS NULL AND m.observation_id = ?1 ORDER BY m.id"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([id], |r| mismatch_row(r, 0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_all(&sql, params![id], |r| mismatch_row(r, 0))
     }
 
     /// Whether the same report (instrument, sample, test, value, unit, status,
@@ -732,29 +676,25 @@ impl<'c> Reader<'c> {
     /// a held result is a duplicate, not a second mismatch.
     pub fn open_mismatch_for_same_report(&self, code: MismatchCode, o: &NewObservation) -> Result<bool, StoreError> {
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (
+        self.db().query_row(
+            "SELECT EXISTS (
                    SELECT 1 FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
                    WHERE m.code = ?1
                      AND o.instrument IS ?2 AND o.sample_id IS ?3 AND o.test_code IS ?4
                      AND o.reported_value IS ?5 AND o.reported_unit IS ?6 AND o.status IS ?7
                      AND o.resulted_at IS ?8)",
-            )?
-            .query_row(
-                params![
-                    code,
-                    o.instrument,
-                    o.sample_id,
-                    o.test_code,
-                    o.reported_value,
-                    o.reported_unit,
-                    o.status,
-                    resulted_at
-                ],
-                |r| r.get(0),
-            )?)
+            params![
+                code,
+                o.instrument,
+                o.sample_id,
+                o.test_code,
+                o.reported_value,
+                o.reported_unit,
+                o.status,
+                resulted_at
+            ],
+            |r| r.get(0),
+        )
     }
 
     /// Results of this content still held by a mismatch that a change of
@@ -774,8 +714,7 @@ impl<'c> Reader<'c> {
              ORDER BY m.id",
             codes.join(", ")
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([raw_id], |r| {
+        self.db().query_all(&sql, params![raw_id], |r| {
             Ok(HeldForSetup {
                 mismatch_id: r.get(0)?,
                 code: r.get(1)?,
@@ -784,25 +723,22 @@ impl<'c> Reader<'c> {
                 message_number: r.get(4)?,
                 seq: r.get(5)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// How many mismatches are open.
     pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT count(*) FROM open_mismatch")?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)?)
+        self.db()
+            .query_row("SELECT count(*) FROM open_mismatch", params![], |r| r.get::<i64>(0))
+            .map(|n| n.max(0) as u64)
     }
 
     /// How many arrivals (receipts) there were at or after `since`.
     pub fn receipts_since(&self, since: jiff::Timestamp) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT count(*) FROM receipt WHERE received_at >= ?1")?
-            .query_row([utc_text(since)], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)?)
+        self.db()
+            .query_row("SELECT count(*) FROM receipt WHERE received_at >= ?1", params![utc_text(since)], |r| {
+                r.get::<i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
     }
 }

@@ -144,13 +144,13 @@ impl<'c> Db<'c> {
         row.as_ref().map(read).transpose()
     }
 
-    /// Every row a query returns, each read by `read`.
-    pub(crate) fn query_all<T>(
+    /// Every row a query returns, each read by `read`, collected (a `Vec`, a set, a map).
+    pub(crate) fn query_all<T, C: FromIterator<T>>(
         &self,
         sql: &str,
         params: &[&dyn Param],
         mut read: impl FnMut(&Row) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
+    ) -> Result<C, StoreError> {
         let values = bind(params);
         let mut statement = self.conn.prepare_cached(sql)?;
         let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
@@ -158,7 +158,7 @@ impl<'c> Db<'c> {
         while let Some(row) = rows.next()? {
             out.push(read(&Row::from_sqlite(row)?)?);
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// Hand each row to `each` as it comes, never holding them all (an
@@ -355,7 +355,7 @@ mod tests {
             .unwrap();
         assert_eq!(changed, 1);
         db.execute("INSERT INTO t (n, x, s, b) VALUES (?1, ?2, ?3, NULL)", params![7i64, 3.0, none]).unwrap();
-        let rows = db
+        let rows: Vec<_> = db
             .query_all("SELECT n, x, s, b FROM t ORDER BY id", params![], |r| {
                 Ok((r.get::<i64>(0)?, r.get::<f64>(1)?, r.get::<Option<String>>(2)?, r.get::<Option<Vec<u8>>>(3)?))
             })

@@ -7,7 +7,9 @@ use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction};
+
+use crate::store::sql::params;
 use serde_json::{Value, json};
 
 use crate::store::StoreError;
@@ -143,9 +145,10 @@ impl<'c> Tx<'c> {
             }
         };
         for v in crate::store::vouch::VOUCHED {
-            let mut stmt = self.conn().prepare(&format!("SELECT rowid FROM {}", v.table))?;
-            for rowid in stmt.query_map([], |r| r.get::<_, i64>(0))? {
-                written.add(v.table, rowid?);
+            let rowids: Vec<i64> =
+                self.db().query_all(&format!("SELECT rowid FROM {}", v.table), params![], |r| r.get(0))?;
+            for rowid in rowids {
+                written.add(v.table, rowid);
                 n += 1;
             }
         }
@@ -226,12 +229,11 @@ impl<'c> Tx<'c> {
         let size = raw.bytes.len() as i64;
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
+        self.db().execute(
+            "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![sha256, size, format, content, masked, received_at, encoding])?;
+            params![sha256, size, format, content, masked, received_at, encoding],
+        )?;
         let id = RawId(self.conn().last_insert_rowid());
         self.audit_insert("store", "raw", id, || {
             json!({ "sha256": sha256, "size": size, "format": format, "masked": masked,
@@ -243,15 +245,13 @@ impl<'c> Tx<'c> {
     /// Record one arrival (duplicate or not). Audited as `receive`.
     pub fn insert_receipt(&mut self, receipt: &NewReceipt) -> Result<ReceiptId, StoreError> {
         let received_at = utc_text(receipt.received_at);
-        let earlier: i64 = self
-            .conn()
-            .prepare_cached("SELECT count(*) FROM receipt WHERE raw_id = ?1")?
-            .query_row([receipt.raw_id], |r| r.get(0))?;
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO receipt (raw_id, received_at, source, origin, instrument) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument])?;
+        let earlier: i64 =
+            self.db()
+                .query_row("SELECT count(*) FROM receipt WHERE raw_id = ?1", params![receipt.raw_id], |r| r.get(0))?;
+        self.db().execute(
+            "INSERT INTO receipt (raw_id, received_at, source, origin, instrument) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument],
+        )?;
         let id = ReceiptId(self.conn().last_insert_rowid());
         self.audit_insert("receive", "receipt", id, || {
             json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
@@ -263,23 +263,12 @@ impl<'c> Tx<'c> {
     /// Record what processing a receipt did (at most once per receipt).
     /// Audited as `process`.
     pub fn insert_processing(&mut self, p: &NewProcessing) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO processing
+        self.db().execute(
+            "INSERT INTO processing
                    (receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                p.receipt_id,
-                self.at,
-                p.outcome,
-                p.accepted,
-                p.duplicates,
-                p.mismatches,
-                p.qc,
-                p.errors,
-                p.detail
-            ])?;
+            params![p.receipt_id, self.at, p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail],
+        )?;
         self.audit_insert("process", "processing", p.receipt_id, || {
             json!({ "outcome": p.outcome.as_str(), "accepted": p.accepted, "duplicates": p.duplicates,
                     "mismatches": p.mismatches, "qc": p.qc, "errors": p.errors, "detail": p.detail })
@@ -292,13 +281,12 @@ impl<'c> Tx<'c> {
         let (start, end) = (m.span.start as i64, m.span.end as i64);
         let format = m.format.map(|f| f.as_str());
         let error_offset = m.error_offset.map(|o| o as i64);
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO message
+        self.db().execute(
+            "INSERT INTO message
                    (raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![m.raw_id, m.number, start, end, format, m.sender, m.control_id, m.error, error_offset])?;
+            params![m.raw_id, m.number, start, end, format, m.sender, m.control_id, m.error, error_offset],
+        )?;
         let id = MessageId(self.conn().last_insert_rowid());
         self.audit_insert("parse", "message", id, || {
             json!({ "raw_id": m.raw_id.get(), "number": m.number, "span": [start, end], "format": format,
@@ -316,16 +304,14 @@ impl<'c> Tx<'c> {
         let collected_offset = o.collected_offset.map(crate::local_time::offset_text);
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
         let m = &o.matched;
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO observation
+        self.db().execute(
+            "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_at, resulted_at, qc,
                     participant, visit, minute, analyte, value, unit, blq, outcome, collected_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                          ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-            )?
-            .execute(params![
+            params![
                 o.message_id,
                 o.seq,
                 o.byte_offset as i64,
@@ -350,7 +336,8 @@ impl<'c> Tx<'c> {
                 m.blq,
                 o.outcome,
                 collected_offset,
-            ])?;
+            ],
+        )?;
         let id = ObservationId(self.conn().last_insert_rowid());
         self.audit_insert(
             "observe",
@@ -370,11 +357,10 @@ impl<'c> Tx<'c> {
     /// now read with `offset` (`+01:00`): the meal start or minute it was
     /// chosen by changed. Audited as `reread`.
     pub fn record_collected_offset(&mut self, id: ObservationId, offset: &str, reason: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![id, offset, self.at, reason])?;
+        self.db().execute(
+            "INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (?1, ?2, ?3, ?4)",
+            params![id, offset, self.at, reason],
+        )?;
         let row = self.conn().last_insert_rowid();
         self.audit_insert(
             "reread",
@@ -392,25 +378,21 @@ impl<'c> Tx<'c> {
         let value = finite("result value", r.value)?;
         self.require_participant(&r.slot.participant)?;
         let s = &r.slot;
-        let previous: Option<(ResultId, i64)> = self
-            .conn()
-            .prepare_cached(
-                "SELECT id, version FROM result WHERE participant = ?1 AND visit = ?2 AND minute = ?3 AND analyte = ?4
+        let previous: Option<(ResultId, i64)> = self.db().query_opt(
+            "SELECT id, version FROM result WHERE participant = ?1 AND visit = ?2 AND minute = ?3 AND analyte = ?4
                  ORDER BY version DESC LIMIT 1",
-            )?
-            .query_row(params![s.participant, s.visit, s.minute, s.analyte], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
+            params![s.participant, s.visit, s.minute, s.analyte],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let version = previous.map_or(1, |(_, v)| v + 1);
         let supersedes = previous.map(|(id, _)| id);
         let comparator = r.comparator.map(|c| c.as_str());
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO result
+        self.db().execute(
+            "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(params![
+            params![
                 r.observation_id,
                 s.participant,
                 s.visit,
@@ -425,7 +407,8 @@ impl<'c> Tx<'c> {
                 self.at,
                 self.actor,
                 r.reason
-            ])?;
+            ],
+        )?;
         let id = ResultId(self.conn().last_insert_rowid());
         self.audit_insert(if supersedes.is_some() { "supersede" } else { "accept" }, "result", id, || {
             json!({ "observation_id": r.observation_id.get(), "participant": s.participant, "visit": s.visit,
@@ -456,14 +439,12 @@ impl<'c> Tx<'c> {
         let Some(current) = self.current_result(slot)? else { return Ok(None) };
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO result
+        self.db().execute(
+            "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)",
-            )?
-            .execute(params![
+            params![
                 current.observation_id,
                 slot.participant,
                 slot.visit,
@@ -479,7 +460,8 @@ impl<'c> Tx<'c> {
                 self.actor,
                 reason,
                 unfilled
-            ])?;
+            ],
+        )?;
         let id = ResultId(self.conn().last_insert_rowid());
         self.audit_insert("withdraw", "result", id, || {
             json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
@@ -492,14 +474,12 @@ impl<'c> Tx<'c> {
 
     /// Record a mismatch for a data manager. Audited as `mismatch`.
     pub fn insert_mismatch(&mut self, m: &NewMismatch) -> Result<MismatchId, StoreError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO mismatch
+        self.db().execute(
+            "INSERT INTO mismatch
                    (code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte,
                     detail, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
+            params![
                 m.code,
                 m.holds,
                 m.observation_id,
@@ -511,7 +491,8 @@ impl<'c> Tx<'c> {
                 m.analyte,
                 m.detail,
                 self.at
-            ])?;
+            ],
+        )?;
         let id = MismatchId(self.conn().last_insert_rowid());
         self.audit_insert("mismatch", "mismatch", id, || {
             json!({ "code": m.code.as_str(), "holds": m.holds, "observation_id": m.observation_id.map(|i| i.get()),
@@ -527,14 +508,12 @@ impl<'c> Tx<'c> {
     /// A mismatch may so have several rows over time; the latest is in force.
     /// Audited as `resolve` (`reopen` for a reopen).
     pub fn insert_resolution(&mut self, r: &NewResolution) -> Result<ResolutionId, StoreError> {
-        let state: Option<(String, Option<String>)> = self
-            .conn()
-            .prepare_cached(
-                "SELECT m.code, (SELECT s.action FROM resolution s WHERE s.mismatch_id = m.id ORDER BY s.id DESC LIMIT 1)
+        let state: Option<(String, Option<String>)> = self.db().query_opt(
+            "SELECT m.code, (SELECT s.action FROM resolution s WHERE s.mismatch_id = m.id ORDER BY s.id DESC LIMIT 1)
                  FROM mismatch m WHERE m.id = ?1",
-            )?
-            .query_row([r.mismatch_id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
+            params![r.mismatch_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let Some((code, latest)) = state else {
             return Err(StoreError::NotFound { entity: "mismatch", key: r.mismatch_id.to_string() });
         };
@@ -546,14 +525,12 @@ impl<'c> Tx<'c> {
                 StoreError::AlreadyResolved(r.mismatch_id)
             });
         }
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO resolution
+        self.db().execute(
+            "INSERT INTO resolution
                    (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at,
                     cause, result_watermark)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, (SELECT coalesce(max(id), 0) FROM result))",
-            )?
-            .execute(params![
+            params![
                 r.mismatch_id,
                 r.action,
                 r.participant,
@@ -564,7 +541,8 @@ impl<'c> Tx<'c> {
                 self.actor,
                 self.at,
                 r.cause
-            ])?;
+            ],
+        )?;
         let id = ResolutionId(self.conn().last_insert_rowid());
         self.audit_insert(
             if r.action == ResolutionAction::Reopen { "reopen" } else { "resolve" },
@@ -591,18 +569,16 @@ impl<'c> Tx<'c> {
             return Ok(());
         }
         for result in &effects.results {
-            self.conn()
-                .prepare_cached(
-                    "INSERT INTO resolution_effect (resolution_id, kind, result_id) VALUES (?1, 'result', ?2)",
-                )?
-                .execute(params![resolution, result])?;
+            self.db().execute(
+                "INSERT INTO resolution_effect (resolution_id, kind, result_id) VALUES (?1, 'result', ?2)",
+                params![resolution, result],
+            )?;
         }
         for mismatch in &effects.raised {
-            self.conn()
-                .prepare_cached(
-                    "INSERT INTO resolution_effect (resolution_id, kind, mismatch_id) VALUES (?1, 'raised', ?2)",
-                )?
-                .execute(params![resolution, mismatch])?;
+            self.db().execute(
+                "INSERT INTO resolution_effect (resolution_id, kind, mismatch_id) VALUES (?1, 'raised', ?2)",
+                params![resolution, mismatch],
+            )?;
         }
         self.audit_insert("effect", "resolution_effect", resolution, || {
             json!({ "results": effects.results.iter().map(|i| i.get()).collect::<Vec<_>>(),
@@ -626,16 +602,13 @@ impl<'c> Tx<'c> {
         if timepoints.is_empty() || analytes.is_empty() {
             return Ok(0);
         }
-        let before: i64 =
-            self.conn().prepare_cached("SELECT coalesce(max(id), 0) FROM mismatch")?.query_row([], |r| r.get(0))?;
+        let before: i64 = self.db().query_row("SELECT coalesce(max(id), 0) FROM mismatch", params![], |r| r.get(0))?;
         let timepoints = serde_json::to_string(timepoints)
             .map_err(|e| StoreError::Invalid { what: "timepoints", problem: e.to_string() })?;
         let analytes = serde_json::to_string(analytes)
             .map_err(|e| StoreError::Invalid { what: "analytes", problem: e.to_string() })?;
-        let added = self
-            .conn()
-            .prepare_cached(
-                "INSERT INTO mismatch (code, holds, participant, visit, minute, analyte, detail, created_at)
+        let added = self.db().execute(
+            "INSERT INTO mismatch (code, holds, participant, visit, minute, analyte, detail, created_at)
                  SELECT 'MISSING_RESULT', 0, v.participant, v.visit, t.value, a.value, 'scheduled result slot', ?3
                  FROM visit v, json_each(?1) t, json_each(?2) a
                  WHERE v.meal_start IS NOT NULL
@@ -643,8 +616,8 @@ impl<'c> Tx<'c> {
                                    WHERE m.code = 'MISSING_RESULT' AND m.participant = v.participant
                                      AND m.visit = v.visit AND m.minute = t.value AND m.analyte = a.value)
                  ORDER BY v.participant, v.visit, t.value, a.value",
-            )?
-            .execute(params![timepoints, analytes, self.at])?;
+            params![timepoints, analytes, self.at],
+        )?;
         if added == 0 {
             return Ok(0);
         }
@@ -678,14 +651,10 @@ impl<'c> Tx<'c> {
         match old {
             Some(ref o) if o == p => return Ok(Change::Unchanged),
             Some(_) => {
-                self.conn()
-                    .prepare_cached("UPDATE participant SET site = ?2 WHERE code = ?1")?
-                    .execute(params![p.code, p.site])?;
+                self.db().execute("UPDATE participant SET site = ?2 WHERE code = ?1", params![p.code, p.site])?;
             }
             None => {
-                self.conn()
-                    .prepare_cached("INSERT INTO participant (code, site) VALUES (?1, ?2)")?
-                    .execute(params![p.code, p.site])?;
+                self.db().execute("INSERT INTO participant (code, site) VALUES (?1, ?2)", params![p.code, p.site])?;
             }
         }
         self.audit_change("participant", &p.code, old.as_ref().map(participant_json), participant_json(p))?;
@@ -701,14 +670,16 @@ impl<'c> Tx<'c> {
         match old {
             Some(ref o) if o == v => return Ok(Change::Unchanged),
             Some(_) => {
-                self.conn()
-                    .prepare_cached("UPDATE visit SET meal_start = ?3 WHERE participant = ?1 AND visit = ?2")?
-                    .execute(params![v.participant, v.visit, meal_start])?;
+                self.db().execute(
+                    "UPDATE visit SET meal_start = ?3 WHERE participant = ?1 AND visit = ?2",
+                    params![v.participant, v.visit, meal_start],
+                )?;
             }
             None => {
-                self.conn()
-                    .prepare_cached("INSERT INTO visit (participant, visit, meal_start) VALUES (?1, ?2, ?3)")?
-                    .execute(params![v.participant, v.visit, meal_start])?;
+                self.db().execute(
+                    "INSERT INTO visit (participant, visit, meal_start) VALUES (?1, ?2, ?3)",
+                    params![v.participant, v.visit, meal_start],
+                )?;
             }
         }
         let key = format!("{}/{}", v.participant, v.visit);
@@ -724,16 +695,16 @@ impl<'c> Tx<'c> {
         match old {
             Some(ref o) if o == s => return Ok(Change::Unchanged),
             Some(_) => {
-                self.conn()
-                    .prepare_cached("UPDATE sample SET participant = ?2, visit = ?3, minute = ?4 WHERE sample_id = ?1")?
-                    .execute(params![s.sample_id, s.participant, s.visit, s.minute])?;
+                self.db().execute(
+                    "UPDATE sample SET participant = ?2, visit = ?3, minute = ?4 WHERE sample_id = ?1",
+                    params![s.sample_id, s.participant, s.visit, s.minute],
+                )?;
             }
             None => {
-                self.conn()
-                    .prepare_cached(
-                        "INSERT INTO sample (sample_id, participant, visit, minute) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![s.sample_id, s.participant, s.visit, s.minute])?;
+                self.db().execute(
+                    "INSERT INTO sample (sample_id, participant, visit, minute) VALUES (?1, ?2, ?3, ?4)",
+                    params![s.sample_id, s.participant, s.visit, s.minute],
+                )?;
             }
         }
         self.audit_change("sample", &s.sample_id, old.as_ref().map(sample_json), sample_json(s))?;
