@@ -117,6 +117,12 @@ impl<'c> Db<'c> {
         Ok(self.conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter()))?)
     }
 
+    /// Run an INSERT; the new row's id (its rowid).
+    pub(crate) fn insert(&self, sql: &str, params: &[&dyn Param]) -> Result<i64, StoreError> {
+        self.execute(sql, params)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     /// The one row a query returns; an error when it returns none.
     pub(crate) fn query_row<T>(
         &self,

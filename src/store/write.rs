@@ -229,12 +229,11 @@ impl<'c> Tx<'c> {
         let size = raw.bytes.len() as i64;
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
-        self.db().execute(
+        let id = RawId(self.db().insert(
             "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![sha256, size, format, content, masked, received_at, encoding],
-        )?;
-        let id = RawId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert("store", "raw", id, || {
             json!({ "sha256": sha256, "size": size, "format": format, "masked": masked,
                     "first_received_at": received_at })
@@ -248,11 +247,10 @@ impl<'c> Tx<'c> {
         let earlier: i64 =
             self.db()
                 .query_row("SELECT count(*) FROM receipt WHERE raw_id = ?1", params![receipt.raw_id], |r| r.get(0))?;
-        self.db().execute(
+        let id = ReceiptId(self.db().insert(
             "INSERT INTO receipt (raw_id, received_at, source, origin, instrument) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument],
-        )?;
-        let id = ReceiptId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert("receive", "receipt", id, || {
             json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
                     "origin": receipt.origin, "instrument": receipt.instrument, "earlier_receipts": earlier })
@@ -281,13 +279,12 @@ impl<'c> Tx<'c> {
         let (start, end) = (m.span.start as i64, m.span.end as i64);
         let format = m.format.map(|f| f.as_str());
         let error_offset = m.error_offset.map(|o| o as i64);
-        self.db().execute(
+        let id = MessageId(self.db().insert(
             "INSERT INTO message
                    (raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![m.raw_id, m.number, start, end, format, m.sender, m.control_id, m.error, error_offset],
-        )?;
-        let id = MessageId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert("parse", "message", id, || {
             json!({ "raw_id": m.raw_id.get(), "number": m.number, "span": [start, end], "format": format,
                     "sender": m.sender, "control_id": m.control_id, "error": m.error, "error_offset": error_offset })
@@ -304,7 +301,7 @@ impl<'c> Tx<'c> {
         let collected_offset = o.collected_offset.map(crate::local_time::offset_text);
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
         let m = &o.matched;
-        self.db().execute(
+        let id = ObservationId(self.db().insert(
             "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_at, resulted_at, qc,
@@ -337,8 +334,7 @@ impl<'c> Tx<'c> {
                 o.outcome,
                 collected_offset,
             ],
-        )?;
-        let id = ObservationId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert(
             "observe",
             "observation",
@@ -357,11 +353,10 @@ impl<'c> Tx<'c> {
     /// now read with `offset` (`+01:00`): the meal start or minute it was
     /// chosen by changed. Audited as `reread`.
     pub fn record_collected_offset(&mut self, id: ObservationId, offset: &str, reason: &str) -> Result<(), StoreError> {
-        self.db().execute(
+        let row = self.db().insert(
             "INSERT INTO observation_offset (observation_id, collected_offset, at, reason) VALUES (?1, ?2, ?3, ?4)",
             params![id, offset, self.at, reason],
         )?;
-        let row = self.conn().last_insert_rowid();
         self.audit_insert(
             "reread",
             "observation_offset",
@@ -387,7 +382,7 @@ impl<'c> Tx<'c> {
         let version = previous.map_or(1, |(_, v)| v + 1);
         let supersedes = previous.map(|(id, _)| id);
         let comparator = r.comparator.map(|c| c.as_str());
-        self.db().execute(
+        let id = ResultId(self.db().insert(
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason)
@@ -408,8 +403,7 @@ impl<'c> Tx<'c> {
                 self.actor,
                 r.reason
             ],
-        )?;
-        let id = ResultId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert(if supersedes.is_some() { "supersede" } else { "accept" }, "result", id, || {
             json!({ "observation_id": r.observation_id.get(), "participant": s.participant, "visit": s.visit,
                     "minute": s.minute, "analyte": s.analyte, "value": value, "unit": r.unit,
@@ -439,7 +433,7 @@ impl<'c> Tx<'c> {
         let Some(current) = self.current_result(slot)? else { return Ok(None) };
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
-        self.db().execute(
+        let id = ResultId(self.db().insert(
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
@@ -461,8 +455,7 @@ impl<'c> Tx<'c> {
                 reason,
                 unfilled
             ],
-        )?;
-        let id = ResultId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert("withdraw", "result", id, || {
             json!({ "observation_id": current.observation_id.get(), "participant": slot.participant,
                     "visit": slot.visit, "minute": slot.minute, "analyte": slot.analyte, "value": current.value,
@@ -474,7 +467,7 @@ impl<'c> Tx<'c> {
 
     /// Record a mismatch for a data manager. Audited as `mismatch`.
     pub fn insert_mismatch(&mut self, m: &NewMismatch) -> Result<MismatchId, StoreError> {
-        self.db().execute(
+        let id = MismatchId(self.db().insert(
             "INSERT INTO mismatch
                    (code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte,
                     detail, created_at)
@@ -492,8 +485,7 @@ impl<'c> Tx<'c> {
                 m.detail,
                 self.at
             ],
-        )?;
-        let id = MismatchId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert("mismatch", "mismatch", id, || {
             json!({ "code": m.code.as_str(), "holds": m.holds, "observation_id": m.observation_id.map(|i| i.get()),
                     "message_id": m.message_id.map(|i| i.get()), "receipt_id": m.receipt_id.get(),
@@ -525,7 +517,7 @@ impl<'c> Tx<'c> {
                 StoreError::AlreadyResolved(r.mismatch_id)
             });
         }
-        self.db().execute(
+        let id = ResolutionId(self.db().insert(
             "INSERT INTO resolution
                    (mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at,
                     cause, result_watermark)
@@ -542,8 +534,7 @@ impl<'c> Tx<'c> {
                 self.at,
                 r.cause
             ],
-        )?;
-        let id = ResolutionId(self.conn().last_insert_rowid());
+        )?);
         self.audit_insert(
             if r.action == ResolutionAction::Reopen { "reopen" } else { "resolve" },
             "resolution",
@@ -621,14 +612,12 @@ impl<'c> Tx<'c> {
         if added == 0 {
             return Ok(0);
         }
-        let new: Vec<(MismatchId, String, String, i64, String)> = self
-            .conn()
-            .prepare_cached(
-                "SELECT id, participant, visit, minute, analyte FROM mismatch
-                 WHERE id > ?1 AND code = 'MISSING_RESULT' ORDER BY id",
-            )?
-            .query_map([before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-            .collect::<Result<_, _>>()?;
+        let new: Vec<(MismatchId, String, String, i64, String)> = self.db().query_all(
+            "SELECT id, participant, visit, minute, analyte FROM mismatch
+             WHERE id > ?1 AND code = 'MISSING_RESULT' ORDER BY id",
+            params![before],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
         for (id, participant, visit, minute, analyte) in &new {
             self.audit_insert("allocate", "mismatch", id, || {
                 json!({ "code": MISSING_RESULT_CODE, "holds": false, "participant": participant, "visit": visit,
