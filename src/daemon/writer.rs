@@ -81,13 +81,13 @@ impl Writer {
     }
 
     fn handle(&mut self, batch: Vec<Work>) {
-        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        let mut files: Vec<(PathBuf, Vec<u8>, inbox::Identity)> = Vec::new();
         let mut links: Vec<LinkMessage> = Vec::new();
         for work in batch {
             match work {
                 Work::File(Arrival::Refused(path, reason)) => self.refuse(&path, &reason),
                 Work::File(Arrival::Ready(path)) => match read_inbox_file(&path, self.watch.max_file_bytes()) {
-                    Ok(Some(bytes)) => files.push((path, bytes)),
+                    Ok(Some((bytes, identity))) => files.push((path, bytes, identity)),
                     Ok(None) => {}
                     Err(reason) => self.refuse(&path, &reason),
                 },
@@ -113,7 +113,7 @@ impl Writer {
         let received_at = jiff::Timestamp::now();
         let deliveries: Vec<Delivery<'_>> = files
             .iter()
-            .map(|(path, bytes)| Delivery {
+            .map(|(path, bytes, _)| Delivery {
                 bytes,
                 source: Source::File,
                 origin: inbox::shown_name(path),
@@ -136,7 +136,7 @@ impl Writer {
                 error!(error = %e, files = files.len(), messages = links.len(), "could not commit; nothing acknowledged");
                 self.finished = self.finished.max(Finished::CommitsFailed);
                 self.commit_failed(&e.to_string());
-                for (path, _) in files {
+                for (path, ..) in files {
                     let _ = self.retry.send(path);
                 }
                 for link in links {
@@ -153,7 +153,13 @@ impl Writer {
             info!("{} from {} ({}): {}", link.source, link.origin, link.instrument, summary.counts());
             let _ = link.reply.send(Ok(summary.clone()));
         }
-        for ((path, _), summary) in files.iter().zip(file_summaries) {
+        for ((path, _, identity), summary) in files.iter().zip(file_summaries) {
+            // Only the file that was committed leaves the inbox: one put in
+            // its place since the read stays there and is taken in turn.
+            if !inbox::is_still(path, *identity) {
+                warn!(file = %inbox::shown_name(path), "replaced after it was read; the new file stays in the inbox");
+                continue;
+            }
             self.settle(path, summary);
         }
         self.report_status();
@@ -266,7 +272,7 @@ impl Writer {
 
 /// Read a file the watcher found complete: `Ok(None)` if it is gone, an
 /// error (the quarantine reason) if it is no longer a regular file or too big.
-fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<(Vec<u8>, inbox::Identity)>, String> {
     match inbox::inspect(path, max_bytes) {
         inbox::Entry::Gone => Ok(None),
         inbox::Entry::Refuse(reason) => Err(reason),
@@ -276,9 +282,9 @@ fn read_inbox_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Strin
 
 /// Read what was inspected, without following a link or blocking on a FIFO
 /// that took its place in between (the inbox is written by others).
-fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<(Vec<u8>, inbox::Identity)>, String> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
     let cannot = |e: std::io::Error| format!("{} could not be read: {e}", inbox::shown_name(path));
     let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
@@ -286,7 +292,8 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Str
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(cannot(e)),
     };
-    if !file.metadata().map_err(cannot)?.is_file() {
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
         return Err(format!("{} was replaced by something that is not a regular file", inbox::shown_name(path)));
     }
     let mut bytes = Vec::new();
@@ -294,5 +301,5 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, Str
     if bytes.len() as u64 > max_bytes {
         return Err(format!("{} grew past the size limit while it was read", inbox::shown_name(path)));
     }
-    Ok(Some(bytes))
+    Ok(Some((bytes, (meta.dev(), meta.ino()))))
 }

@@ -280,6 +280,14 @@ pub fn shown_name(path: &Path) -> String {
     crate::model::printable(&name).into_owned()
 }
 
+/// A file's identity (device, inode), to tell it from one put in its place.
+pub type Identity = (u64, u64);
+
+/// Whether `path` is still the file that was read (not replaced since).
+pub fn is_still(path: &Path, identity: Identity) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == identity)
+}
+
 fn file_name(file: &Path) -> io::Result<&OsStr> {
     file.file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", file.display())))
@@ -420,7 +428,12 @@ fn copy_new(source: &Path, meta: &fs::Metadata, target: &Path) -> io::Result<boo
         Err(e) => return Err(e),
     };
     let copied = (|| {
-        let mut input = File::open(source)?;
+        // Never through a link planted since `meta` was taken, nor from another file.
+        let mut input = OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(source)?;
+        let opened = input.metadata()?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return Err(io::Error::other("it was replaced while it was being moved"));
+        }
         io::copy(&mut input, &mut out)?;
         if let Ok(modified) = meta.modified() {
             out.set_modified(modified)?;
