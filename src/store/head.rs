@@ -103,6 +103,8 @@ pub fn record_after(
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(text.as_bytes())?;
+        // On disk before it takes the name: a crash never leaves an empty head.
+        file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
 }

@@ -306,11 +306,28 @@ impl Store {
         Ok(value)
     }
 
+    /// A head file that fails its check is evidence too: it is never written over.
+    fn keep_head_file(&self, problem: &head::HeadError) {
+        tracing::error!(
+            head_file = %self.head_file.display(),
+            "the audit head file {problem}; it is kept as evidence and not updated (run labfeed verify-audit)"
+        );
+    }
+
     /// Record the chain's head outside the database, and in the log. A head
     /// that cannot be written does not undo the commit: it is logged.
     fn record_head(&self, seq: i64, hash: &str) {
         // A head the chain no longer holds is evidence: never write over it.
-        let current = head::read(&self.head_file, self.key.as_ref()).ok().flatten();
+        let current = match head::read(&self.head_file, self.key.as_ref()) {
+            Ok(current) => current,
+            // The key was configured since: a plain head is continued keyed,
+            // once its plain seal checks out.
+            Err(head::HeadError::NotKeyed) => match head::read(&self.head_file, None) {
+                Ok(plain) => plain,
+                Err(e) => return self.keep_head_file(&e),
+            },
+            Err(e) => return self.keep_head_file(&e),
+        };
         if let Some(recorded) = &current {
             let held: Option<String> = self
                 .conn
