@@ -106,6 +106,10 @@ pub fn authenticate(
     needs: Role,
     what: &str,
 ) -> Result<Account, LoginError> {
+    // No account has such a name; refused before the audit trail keeps it.
+    if name.chars().any(char::is_control) {
+        return Err(LoginError::Refused(crate::model::printable(name).into_owned()));
+    }
     let now = jiff::Timestamp::now();
     let account = store.read(|r| r.account(name))?;
     let refuse = |store: &mut Store, why: &str, refuse_until: Option<jiff::Timestamp>| -> Result<(), LoginError> {
