@@ -180,6 +180,25 @@ pub fn keyed_entry_hash(
     key.mac_hex(&canonical(KEYED_DOMAIN, prev_hash, seq, at, actor, action, entity, entity_id, detail))
 }
 
+/// The hash of a new row: keyed when the store has a key, plain otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_hash(
+    key: Option<&AuditKey>,
+    prev_hash: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    entity: &str,
+    entity_id: Option<&str>,
+    detail: &str,
+) -> String {
+    match key {
+        Some(key) => keyed_entry_hash(key, prev_hash, seq, at, actor, action, entity, entity_id, detail),
+        None => entry_hash(prev_hash, seq, at, actor, action, entity, entity_id, detail),
+    }
+}
+
 /// JSON text with object keys sorted (by their UTF-8 bytes) at every level and
 /// no insignificant whitespace: the same value always gives the same text,
 /// whatever order the keys were built in.
@@ -241,10 +260,7 @@ pub(crate) fn append(
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
     };
-    let hash = match key {
-        Some(key) => keyed_entry_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail),
-        None => entry_hash(&prev_hash, seq, at, actor, action, entity, entity_id, &detail),
-    };
+    let hash = row_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail);
     Db::sqlite(conn).execute(
         "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -335,23 +351,20 @@ pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<C
         } else if let (false, Some(keyed_from)) = (e.keyed, report.keyed_from) {
             Some(ChainProblem::UnkeyedAfterKeyed { keyed_from })
         } else {
-            let id = e.entity_id.as_deref();
+            // A keyed row cannot be checked without the key; a plain one always can.
             let computed = match (e.keyed, key) {
-                (true, Some(key)) => Some(keyed_entry_hash(
-                    key,
+                (true, None) => None,
+                (keyed, key) => Some(row_hash(
+                    key.filter(|_| keyed),
                     &e.prev_hash,
                     e.seq,
                     &e.at,
                     &e.actor,
                     &e.action,
                     &e.entity,
-                    id,
+                    e.entity_id.as_deref(),
                     &e.detail,
                 )),
-                (true, None) => None,
-                (false, _) => {
-                    Some(entry_hash(&e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, id, &e.detail))
-                }
             };
             match computed {
                 None => {

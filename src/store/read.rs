@@ -21,18 +21,6 @@ fn conversion_error(idx: usize, problem: String) -> StoreError {
     StoreError::Invalid { what: "column", problem: format!("{idx}: {problem}") }
 }
 
-fn get_time(row: &Row, idx: usize) -> Result<jiff::Timestamp, StoreError> {
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}")))
-}
-
-fn get_opt_time(row: &Row, idx: usize) -> Result<Option<jiff::Timestamp>, StoreError> {
-    match row.get::<Option<String>>(idx)? {
-        None => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|e| conversion_error(idx, format!("bad UTC time {text:?}: {e}"))),
-    }
-}
-
 fn get_comparator(row: &Row, idx: usize) -> Result<Option<Comparator>, StoreError> {
     match row.get::<Option<String>>(idx)? {
         None => Ok(None),
@@ -71,7 +59,7 @@ pub(super) fn result_row(row: &Row, at: usize) -> Result<ResultRow, StoreError> 
         blq: row.get(at + 9)?,
         version: row.get(at + 10)?,
         supersedes: row.get(at + 11)?,
-        accepted_at: get_time(row, at + 12)?,
+        accepted_at: row.get(at + 12)?,
         accepted_by: row.get(at + 13)?,
         reason: row.get(at + 14)?,
         withdrawn: row.get(at + 15)?,
@@ -107,7 +95,7 @@ pub(super) fn mismatch_row(row: &Row, at: usize) -> Result<MismatchRow, StoreErr
         minute: row.get(at + 8)?,
         analyte: row.get(at + 9)?,
         detail: row.get(at + 10)?,
-        created_at: get_time(row, at + 11)?,
+        created_at: row.get(at + 11)?,
         resolution,
     })
 }
@@ -129,7 +117,7 @@ fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
         collected_at: row.get(at + 6)?,
         resulted_at: row.get(at + 7)?,
         source: row.get(at + 8)?,
-        received_at: get_opt_time(row, at + 9)?,
+        received_at: row.get(at + 9)?,
         origin: row.get(at + 10)?,
         collected_offset: row.get(at + 11)?,
     })
@@ -148,7 +136,7 @@ fn resolution_row(row: &Row, at: usize) -> Result<ResolutionRow, StoreError> {
         result_id: row.get(at + 5)?,
         reason: row.get(at + 6)?,
         resolved_by: row.get(at + 7)?,
-        resolved_at: get_time(row, at + 8)?,
+        resolved_at: row.get(at + 8)?,
     })
 }
 
@@ -247,7 +235,7 @@ impl<'c> Reader<'c> {
                     format: get_format(r, 3)?,
                     content,
                     masked: r.get(5)?,
-                    first_received_at: get_time(r, 6)?,
+                    first_received_at: r.get(6)?,
                 })
             },
         )
@@ -264,7 +252,7 @@ impl<'c> Reader<'c> {
                 Ok(ReceiptRow {
                     id: r.get(0)?,
                     raw_id: r.get(1)?,
-                    received_at: get_time(r, 2)?,
+                    received_at: r.get(2)?,
                     source: r.get(3)?,
                     origin: r.get(4)?,
                     instrument: r.get(5)?,

@@ -76,7 +76,9 @@ impl Row {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(n) => Value::Integer(n),
                 ValueRef::Real(x) => Value::Real(x),
-                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Text(t) => Value::Text(
+                    String::from_utf8(t.to_vec()).map_err(|e| rusqlite::Error::Utf8Error(i, e.utf8_error()))?,
+                ),
                 ValueRef::Blob(b) => Value::Blob(b.to_vec()),
             });
         }

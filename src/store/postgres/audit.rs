@@ -16,7 +16,7 @@ use ::postgres::Transaction;
 use serde_json::Value;
 
 use super::{LOCK_CLASS, PgError};
-use crate::store::audit::{AuditKey, GENESIS_HASH, canonical_json, entry_hash, keyed_entry_hash};
+use crate::store::audit::{AuditKey, GENESIS_HASH, canonical_json, row_hash};
 
 /// The second key of the chain lock.
 const CHAIN_LOCK: i32 = 2;
@@ -66,10 +66,7 @@ pub fn append_audit(
         Some(row) => (row.get::<_, i64>(0) + 1, row.get::<_, String>(1)),
         None => (1, GENESIS_HASH.to_owned()),
     };
-    let hash = match key {
-        Some(key) => keyed_entry_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail),
-        None => entry_hash(&prev_hash, seq, at, actor, action, entity, entity_id, &detail),
-    };
+    let hash = row_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail);
     let keyed = i64::from(key.is_some());
     tx.execute(
         "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed)
