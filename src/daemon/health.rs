@@ -13,18 +13,14 @@ use super::notify::clean;
 /// `.lock` appended (`/var/lib/labfeed/labfeed.db.lock`). `labfeed run` holds
 /// an exclusive lock on it for as long as it runs.
 pub fn lock_path(database: &Path) -> PathBuf {
-    let mut path = database.as_os_str().to_owned();
-    path.push(".lock");
-    PathBuf::from(path)
+    beside(database, ".lock")
 }
 
 /// The daemon's health file beside the database (`<database>.health`): one
 /// line, `cannot commit since T: reason`, while commits fail, and blank
 /// otherwise, for `labfeed status` (another process) to show.
 pub fn health_path(database: &Path) -> PathBuf {
-    let mut path = database.as_os_str().to_owned();
-    path.push(".health");
-    PathBuf::from(path)
+    beside(database, ".health")
 }
 
 /// The health file's fixed size. It is written at start and then only
@@ -77,16 +73,19 @@ pub fn cannot_commit(database: &Path) -> Option<String> {
 /// The refused-peers file beside the database (`<database>.peers`): how many
 /// TCP connections the running daemon refused since it started, per listener.
 pub fn peers_path(database: &Path) -> PathBuf {
+    beside(database, ".peers")
+}
+
+/// The database path with `suffix` appended.
+fn beside(database: &Path, suffix: &str) -> PathBuf {
     let mut path = database.as_os_str().to_owned();
-    path.push(".peers");
+    path.push(suffix);
     PathBuf::from(path)
 }
 
 /// Replace the refused-peers file with `lines` (mode 0640, via a temporary
 /// file and a rename, so a reader never sees half of it).
 pub fn record_refused_peers(database: &Path, lines: &[String]) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = peers_path(database);
     let mut temporary = path.clone().into_os_string();
     temporary.push(".tmp");

@@ -368,6 +368,6 @@ impl Store {
 
     /// Recompute the audit log's hash chain (see [`verify_audit_chain`]), keyed rows with `key`.
     pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.read(|r| verify_audit_chain(r.connection(), None))
+        self.read(|r| verify_audit_chain(r.connection(), self.key.as_ref()))
     }
 }
