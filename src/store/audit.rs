@@ -242,7 +242,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// key is given. Returns its seq and hash.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn append(
-    conn: &Connection,
+    db: Db<'_>,
     key: Option<&AuditKey>,
     at: &str,
     actor: &str,
@@ -253,7 +253,7 @@ pub(crate) fn append(
 ) -> Result<(i64, String), StoreError> {
     let detail = canonical_json(detail);
     let last: Option<(i64, String)> =
-        Db::sqlite(conn).query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| {
+        db.query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     let (seq, prev_hash) = match last {
@@ -261,7 +261,7 @@ pub(crate) fn append(
         None => (1, GENESIS_HASH.to_owned()),
     };
     let hash = row_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail);
-    Db::sqlite(conn).execute(
+    db.execute(
         "INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, key.is_some()],
@@ -338,7 +338,11 @@ impl fmt::Display for ChainBreak {
 /// row that breaks the chain. Keyed rows are checked with `key`; without it
 /// only their links are (and [`ChainReport::unchecked_keyed`] counts them).
 pub fn verify_audit_chain(conn: &Connection, key: Option<&AuditKey>) -> Result<ChainReport, StoreError> {
-    let db = crate::store::sql::Db::sqlite(conn);
+    verify_chain(Db::sqlite(conn), key)
+}
+
+/// [`verify_audit_chain`] on either engine.
+pub(crate) fn verify_chain(db: Db<'_>, key: Option<&AuditKey>) -> Result<ChainReport, StoreError> {
     let mut expected_prev = GENESIS_HASH.to_owned();
     let mut report = ChainReport { rows_checked: 0, head: None, broken: None, keyed_from: None, unchecked_keyed: 0 };
     let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq");

@@ -84,6 +84,14 @@ pub enum StoreError {
     /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
+
+    /// The PostgreSQL server cannot be reached, or the connection was lost.
+    #[error("the database {target} is unreachable: {why}")]
+    Unreachable { target: String, why: String },
+
+    /// Any other PostgreSQL error.
+    #[error(transparent)]
+    Pg(#[from] crate::store::postgres::PgError),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -111,6 +119,11 @@ impl StoreError {
             StoreError::Constraint { message } => Some(message),
             _ => None,
         }
+    }
+
+    /// The PostgreSQL server is away: worth trying again later.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable { .. } | StoreError::Pg(crate::store::postgres::PgError::Connect { .. }))
     }
 
     /// The database refused a write because it (or its file system) is read-only.

@@ -14,9 +14,9 @@ use rusqlite::Connection;
 use crate::store::sql::{Db, params};
 
 use crate::store::StoreError;
-use crate::store::audit::{AuditKey, ChainReport, verify_audit_chain};
+use crate::store::audit::{AuditKey, ChainReport, verify_chain};
 use crate::store::head::{self, Head};
-use crate::store::vouch::{VOUCHED, Vouched, VouchedRange, range_digest, ranges_of, row_digests};
+use crate::store::vouch::{VOUCHED, Vouched, VouchedRange, digests, range_digest, ranges_of};
 
 /// What `verify-audit` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,14 +35,14 @@ pub struct Integrity {
 /// database snapshot began: a head is written after its commit, so one read
 /// first is never ahead of the snapshot while labfeed keeps writing.
 pub fn verify(
-    conn: &Connection,
+    db: Db<'_>,
     key: Option<&AuditKey>,
     head_file: &Path,
     recorded: Result<Option<Head>, head::HeadError>,
 ) -> Result<Integrity, StoreError> {
-    let chain = verify_audit_chain(conn, key)?;
+    let chain = verify_chain(db, key)?;
     let mut found = Integrity { chain: chain.clone(), head: None, rows_checked: 0, problem: None };
-    if let Some(problem) = schema_problem(conn)? {
+    if let Some(problem) = schema_problem(db)? {
         found.problem = Some(problem);
         return Ok(found);
     }
@@ -75,21 +75,21 @@ pub fn verify(
         }
         Ok(None) => {}
         Ok(Some(recorded)) => {
-            if let Some(problem) = head_problem(conn, &recorded, &chain)? {
+            if let Some(problem) = head_problem(db, &recorded, &chain)? {
                 found.problem = Some(problem);
                 return Ok(found);
             }
             found.head = Some(recorded);
         }
     }
-    let (rows_checked, problem) = rows_problem(conn)?;
+    let (rows_checked, problem) = rows_problem(db)?;
     found.rows_checked = rows_checked;
     found.problem = problem;
     Ok(found)
 }
 
 /// The chain must still hold the recorded head, row for row.
-fn head_problem(conn: &Connection, recorded: &Head, chain: &ChainReport) -> Result<Option<String>, StoreError> {
+fn head_problem(db: Db<'_>, recorded: &Head, chain: &ChainReport) -> Result<Option<String>, StoreError> {
     let last = chain.head.as_ref().map_or(0, |(seq, _)| *seq);
     if recorded.seq > last {
         return Ok(Some(format!(
@@ -98,11 +98,8 @@ fn head_problem(conn: &Connection, recorded: &Head, chain: &ChainReport) -> Resu
             recorded.seq, recorded.at
         )));
     }
-    let hash: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
-        "SELECT hash FROM audit_log WHERE seq = ?1",
-        [recorded.seq],
-        |r| r.get(0),
-    ))?;
+    let hash: Option<String> =
+        db.query_opt("SELECT hash FROM audit_log WHERE seq = ?1", params![recorded.seq], |r| r.get(0))?;
     if hash.as_deref() != Some(recorded.hash.as_str()) {
         return Ok(Some(format!(
             "audit_log seq {}: its hash is not the one recorded outside the database at {} (the chain was rewritten)",
@@ -116,20 +113,23 @@ fn head_problem(conn: &Connection, recorded: &Head, chain: &ChainReport) -> Resu
 fn expected_schema() -> Result<BTreeMap<String, (String, String)>, StoreError> {
     let mut conn = Connection::open_in_memory()?;
     crate::store::schema::migrate(&mut conn, Path::new(":memory:"))?;
-    schema_of(&conn)
+    schema_of(Db::sqlite(&conn))
 }
 
-fn schema_of(conn: &Connection) -> Result<BTreeMap<String, (String, String)>, StoreError> {
-    Db::sqlite(conn).query_all(
+fn schema_of(db: Db<'_>) -> Result<BTreeMap<String, (String, String)>, StoreError> {
+    db.query_all(
         "SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
         params![],
         |r| Ok((r.get::<String>(1)?, (r.get::<String>(0)?, r.get::<String>(2)?))),
     )
 }
 
-fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
+fn schema_problem(db: Db<'_>) -> Result<Option<String>, StoreError> {
+    if db.session().is_some() {
+        return crate::store::postgres::schema_problem(db);
+    }
     let expected = expected_schema()?;
-    let actual = schema_of(conn)?;
+    let actual = schema_of(db)?;
     // SQL text is compared without layout: ALTER TABLE rewrites it.
     let squeeze = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
     for (name, (kind, sql)) in &expected {
@@ -148,26 +148,33 @@ fn schema_problem(conn: &Connection) -> Result<Option<String>, StoreError> {
 }
 
 /// Every `commit` row's ranges, by table, oldest first.
-fn vouched_ranges(conn: &Connection) -> Result<Result<BTreeMap<String, Vec<VouchedRange>>, String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT seq, detail FROM audit_log WHERE action = 'commit' ORDER BY seq")?;
-    let mut rows = stmt.query([])?;
+fn vouched_ranges(db: Db<'_>) -> Result<Result<BTreeMap<String, Vec<VouchedRange>>, String>, StoreError> {
     let mut by_table: BTreeMap<String, Vec<VouchedRange>> = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let (seq, detail): (i64, String) = (row.get(0)?, row.get(1)?);
-        match ranges_of(seq, &detail) {
-            Ok(ranges) => {
-                for (table, range) in ranges {
-                    by_table.entry(table).or_default().push(range);
+    let mut foreign = None;
+    db.query_each(
+        "SELECT seq, detail FROM audit_log WHERE action = 'commit' ORDER BY seq",
+        params![],
+        |row| -> Result<bool, StoreError> {
+            let (seq, detail): (i64, String) = (row.get(0)?, row.get(1)?);
+            match ranges_of(seq, &detail) {
+                Ok(ranges) => {
+                    for (table, range) in ranges {
+                        by_table.entry(table).or_default().push(range);
+                    }
+                    Ok(true)
+                }
+                Err(why) => {
+                    foreign = Some(format!("audit_log seq {seq}: a commit row labfeed did not write: {why}"));
+                    Ok(false)
                 }
             }
-            Err(why) => return Ok(Err(format!("audit_log seq {seq}: a commit row labfeed did not write: {why}"))),
-        }
-    }
-    Ok(Ok(by_table))
+        },
+    )?;
+    Ok(foreign.map_or(Ok(by_table), Err))
 }
 
-fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> {
-    let by_table = match vouched_ranges(conn)? {
+fn rows_problem(db: Db<'_>) -> Result<(u64, Option<String>), StoreError> {
+    let by_table = match vouched_ranges(db)? {
         Ok(by_table) => by_table,
         Err(problem) => return Ok((0, Some(problem))),
     };
@@ -175,7 +182,7 @@ fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> 
     for v in VOUCHED {
         let ranges = by_table.get(v.table).map(Vec::as_slice).unwrap_or_default();
         let (n, problem) =
-            if v.mutable { mutable_problem(conn, v, ranges)? } else { append_only_problem(conn, v, ranges)? };
+            if v.mutable { mutable_problem(db, v, ranges)? } else { append_only_problem(db, v, ranges)? };
         checked += n;
         if problem.is_some() {
             return Ok((checked, problem));
@@ -184,19 +191,15 @@ fn rows_problem(conn: &Connection) -> Result<(u64, Option<String>), StoreError> 
     Ok((checked, None))
 }
 
-fn rowids(conn: &Connection, table: &str) -> Result<Vec<i64>, StoreError> {
-    Db::sqlite(conn).query_all(&format!("SELECT rowid FROM {table} ORDER BY rowid"), params![], |r| r.get(0))
+fn rowids(db: Db<'_>, v: &Vouched) -> Result<Vec<i64>, StoreError> {
+    db.query_all(&format!("SELECT {key} FROM {} ORDER BY {key}", v.table, key = v.key), params![], |r| r.get(0))
 }
 
 /// Append-only tables: disjoint ranges that cover every row exactly.
-fn append_only_problem(
-    conn: &Connection,
-    v: &Vouched,
-    ranges: &[VouchedRange],
-) -> Result<(u64, Option<String>), StoreError> {
+fn append_only_problem(db: Db<'_>, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
     let mut sorted: Vec<&VouchedRange> = ranges.iter().collect();
     sorted.sort_by_key(|r| r.first);
-    let present = rowids(conn, v.table)?;
+    let present = rowids(db, v)?;
     let mut previous_last = 0;
     for range in &sorted {
         if range.first <= previous_last {
@@ -209,7 +212,7 @@ fn append_only_problem(
             ));
         }
         previous_last = range.last;
-        let rows = row_digests(conn, v, range.first, range.last)?;
+        let rows = digests(db, v, range.first, range.last)?;
         if range_digest(&rows) != range.digest {
             let have: BTreeSet<i64> = rows.iter().map(|(id, _)| *id).collect();
             let problem = match (range.first..=range.last).find(|id| !have.contains(id)) {
@@ -243,11 +246,7 @@ fn append_only_problem(
 }
 
 /// Tables whose rows change: the latest commit naming a row vouches for it.
-fn mutable_problem(
-    conn: &Connection,
-    v: &Vouched,
-    ranges: &[VouchedRange],
-) -> Result<(u64, Option<String>), StoreError> {
+fn mutable_problem(db: Db<'_>, v: &Vouched, ranges: &[VouchedRange]) -> Result<(u64, Option<String>), StoreError> {
     let mut latest: BTreeMap<i64, &VouchedRange> = BTreeMap::new();
     for range in ranges {
         // labfeed vouches for these rows one by one; a wide range (a forged
@@ -263,7 +262,7 @@ fn mutable_problem(
         }
         latest.insert(range.first, range);
     }
-    let present = rowids(conn, v.table)?;
+    let present = rowids(db, v)?;
     for id in &present {
         let Some(range) = latest.get(id) else {
             return Ok((
@@ -271,7 +270,7 @@ fn mutable_problem(
                 Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table)),
             ));
         };
-        let rows = row_digests(conn, v, range.first, range.last)?;
+        let rows = digests(db, v, range.first, range.last)?;
         if range_digest(&rows) != range.digest {
             return Ok((
                 0,

@@ -81,7 +81,8 @@ fn lock_row(row: &Row) -> Result<(Lock, bool), StoreError> {
 /// The latest row of each scope.
 const LATEST: &str = "SELECT scope, participant, visit, locked, at, by, reason FROM data_lock d
      WHERE id = (SELECT max(id) FROM data_lock e WHERE e.scope = d.scope
-                 AND e.participant IS d.participant AND e.visit IS d.visit)";
+                 AND e.participant IS NOT DISTINCT FROM d.participant
+                 AND e.visit IS NOT DISTINCT FROM d.visit)";
 
 impl Reader<'_> {
     /// Every lock in force: the study first, then participants, then visits.

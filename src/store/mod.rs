@@ -41,10 +41,12 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
+
+use sql::{Db, params};
 
 pub use account::{Account, Role, Signature};
 pub use audit::{
@@ -103,16 +105,105 @@ pub struct AuditSettings {
     pub head_file: Option<PathBuf>,
 }
 
+/// Where a study lives: an SQLite file, or a PostgreSQL database (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    /// A `postgresql://` URL, which may hold a password: never shown.
+    Postgres(String),
+}
+
+impl Location {
+    /// `[storage] database`: a `postgresql://` (or `postgres://`) URL, else a file path.
+    pub fn of(database: &Path) -> Location {
+        match database.to_str() {
+            Some(url) if url.starts_with("postgresql://") || url.starts_with("postgres://") => {
+                Location::Postgres(url.to_owned())
+            }
+            _ => Location::File(database.to_owned()),
+        }
+    }
+
+    /// The location for messages: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(url) => {
+                postgres::parse_url(url).map_or_else(|_| "a postgresql:// URL".to_owned(), |c| postgres::target(&c))
+            }
+        }
+    }
+}
+
+enum Engine {
+    Sqlite(Connection),
+    Postgres(Box<postgres::Session>),
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Sqlite(_) => f.write_str("Sqlite"),
+            Engine::Postgres(s) => write!(f, "Postgres({})", s.target()),
+        }
+    }
+}
+
 /// An open study database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    engine: Engine,
+    /// The SQLite file, or the PostgreSQL target (for messages).
     path: PathBuf,
     read_only: bool,
     key: Option<AuditKey>,
     head_file: PathBuf,
-    /// The rows the open transaction writes (the connection's update hook).
-    written: Arc<Mutex<vouch::Written>>,
+    /// The rows the open transaction writes.
+    written: RefCell<vouch::Written>,
+}
+
+/// An open transaction: rolled back when dropped uncommitted (an error or a panic).
+pub(crate) struct Transaction<'c> {
+    db: Db<'c>,
+    open: bool,
+}
+
+impl<'c> Transaction<'c> {
+    fn begin(db: Db<'c>, write: bool) -> Result<Transaction<'c>, StoreError> {
+        match (db.session(), write) {
+            (Some(session), true) => session.begin_write()?,
+            (Some(session), false) => session.begin_read()?,
+            (None, true) => db.batch("BEGIN IMMEDIATE")?,
+            (None, false) => db.batch("BEGIN DEFERRED")?,
+        }
+        Ok(Transaction { db, open: true })
+    }
+
+    pub(crate) fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        let committed = self.db.batch("COMMIT");
+        if committed.is_err() {
+            self.rollback();
+        }
+        committed
+    }
+
+    fn rollback(&self) {
+        match self.db.session() {
+            Some(session) => session.rollback(),
+            None => {
+                let _ = self.db.batch("ROLLBACK");
+            }
+        }
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.rollback();
+        }
+    }
 }
 
 impl Store {
@@ -125,9 +216,12 @@ impl Store {
     /// [`Store::open`] with an audit key and head file. A database from
     /// before schema 7 gets one audited row that vouches for every row it
     /// holds; a chain that was not keyed is continued keyed from an audited
-    /// row that says so.
+    /// row that says so. A `postgresql://` URL opens that database.
     pub fn open_with(path: impl AsRef<Path>, audit: AuditSettings) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_owned();
+        let path = match Location::of(path.as_ref()) {
+            Location::File(path) => path,
+            Location::Postgres(url) => return Store::open_postgres(&url, audit, false),
+        };
         create_private(&path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)
@@ -137,27 +231,89 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::migrate(&mut conn, &path)?;
-        let written = Arc::new(Mutex::new(vouch::Written::default()));
-        let log = Arc::clone(&written);
-        conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, rowid: i64| {
-            if let (Some(v), Ok(mut w)) = (vouch::vouched(table), log.lock()) {
-                w.add(v.table, rowid);
-            }
-        }))
-        .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         let head_file = audit.head_file.unwrap_or_else(|| head::default_path(&path));
-        let mut store = Store { conn, path, read_only: false, key: audit.key, head_file, written };
+        let mut store = Store {
+            engine: Engine::Sqlite(conn),
+            path,
+            read_only: false,
+            key: audit.key,
+            head_file,
+            written: RefCell::default(),
+        };
         store.upgrade_audit(before)?;
         Ok(store)
+    }
+
+    /// Open a PostgreSQL study database; for writing, migrate it first
+    /// (a current one needs no privilege to do so).
+    fn open_postgres(url: &str, audit: AuditSettings, read_only: bool) -> Result<Store, StoreError> {
+        let config = postgres::parse_url(url)?;
+        let target = postgres::target(&config);
+        let session = postgres::Session::open(config).map_err(|e| match e {
+            postgres::PgError::Connect { target, error } => {
+                StoreError::Unreachable { target, why: postgres::chain(&error) }
+            }
+            other => StoreError::Pg(other),
+        })?;
+        let before = {
+            let mut client = session.client()?;
+            if read_only {
+                let found = postgres::schema_version(&mut client)?;
+                let known = postgres::latest_version();
+                match found {
+                    Some(v) if v == known => v,
+                    Some(v) if v > known => {
+                        return Err(postgres::PgError::TooNew { target, found: v, known }.into());
+                    }
+                    Some(v) => {
+                        return Err(StoreError::NotMigrated { path: target.into(), found: v, known });
+                    }
+                    None => {
+                        return Err(StoreError::NotLabfeed {
+                            path: target.into(),
+                            why: "it has no labfeed schema".to_owned(),
+                        });
+                    }
+                }
+            } else {
+                let before = postgres::schema_version(&mut client)?.unwrap_or(0);
+                postgres::migrate(&mut client)?;
+                before
+            }
+        };
+        let head_file = audit.head_file.unwrap_or_else(|| head::default_path(Path::new(&target)));
+        let mut store = Store {
+            engine: Engine::Postgres(Box::new(session)),
+            path: PathBuf::from(target),
+            read_only,
+            key: audit.key,
+            head_file,
+            written: RefCell::default(),
+        };
+        if !read_only {
+            // PostgreSQL's schema starts at SQLite's 7: nothing to vouch for.
+            store.upgrade_audit(before.max(7))?;
+        }
+        Ok(store)
+    }
+
+    fn db(&self) -> Db<'_> {
+        match &self.engine {
+            Engine::Sqlite(conn) => Db::sqlite(conn),
+            Engine::Postgres(session) => Db::postgres(session),
+        }
+    }
+
+    /// Whether the study is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.engine, Engine::Postgres(_))
     }
 
     /// The audited points where the chain changed: every row of a database
     /// from before schema 7 vouched for at once, and the first keyed row.
     fn upgrade_audit(&mut self, schema_before: i64) -> Result<(), StoreError> {
-        let last: Option<bool> = self
-            .conn
-            .query_row("SELECT keyed FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
-            .optional()?;
+        let last: Option<bool> =
+            self.db().query_opt("SELECT keyed FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| r.get(0))?;
         let vouch_all = (1..7).contains(&schema_before) && last.is_some();
         let start_keyed = self.key.is_some() && last == Some(false);
         if !vouch_all && !start_keyed {
@@ -178,18 +334,27 @@ impl Store {
     /// Open an existing, migrated database for reading only (reports, status,
     /// exports while the daemon writes). Never creates or migrates.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_owned();
+        let path = match Location::of(path.as_ref()) {
+            Location::File(path) => path,
+            Location::Postgres(url) => return Store::open_postgres(&url, AuditSettings::default(), true),
+        };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::configure_reader(&conn, &path)?;
         schema::check_current(&conn, &path)?;
         let head_file = head::default_path(&path);
-        let written = Arc::new(Mutex::new(vouch::Written::default()));
-        Ok(Store { conn, path, read_only: true, key: None, head_file, written })
+        Ok(Store {
+            engine: Engine::Sqlite(conn),
+            path,
+            read_only: true,
+            key: None,
+            head_file,
+            written: RefCell::default(),
+        })
     }
 
-    /// The database file.
+    /// The database file (for PostgreSQL, `postgresql://USER@HOST:PORT/DB`).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -198,33 +363,49 @@ impl Store {
         self.read_only
     }
 
-    /// Prove a commit reaches the disk: rewrite `user_version` with its own
-    /// value in a write transaction. That dirties the header page, so SQLite
-    /// takes the write lock, appends to the WAL and syncs, as a real commit
-    /// does (an empty transaction writes nothing and proves nothing).
+    /// Prove a commit reaches the disk. On SQLite: rewrite `user_version`
+    /// with its own value in a write transaction. That dirties the header
+    /// page, so SQLite takes the write lock, appends to the WAL and syncs,
+    /// as a real commit does (an empty transaction writes nothing and proves
+    /// nothing). On PostgreSQL: take the write lock on a server that is
+    /// not a read-only standby.
     pub fn prove_writable(&mut self) -> Result<(), StoreError> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
-        Ok(())
+        let tx = Transaction::begin(self.db(), true)?;
+        match &self.engine {
+            Engine::Sqlite(conn) => {
+                let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                conn.pragma_update(None, "user_version", version)?;
+            }
+            Engine::Postgres(_) => {
+                let read_only: String =
+                    self.db().query_row("SELECT current_setting('transaction_read_only')", params![], |r| r.get(0))?;
+                if read_only != "off" {
+                    return Err(StoreError::ReadOnly { path: self.path.clone() });
+                }
+            }
+        }
+        tx.commit()
     }
 
-    /// The schema version recorded in the file (`PRAGMA user_version`).
+    /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+        match &self.engine {
+            Engine::Sqlite(conn) => Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?),
+            Engine::Postgres(session) => Ok(postgres::schema_version(&mut *session.client()?)?.unwrap_or(0)),
+        }
     }
 
-    /// The connection's durability settings, for `status` and tests.
+    /// The connection's durability settings, for `status` and tests (SQLite's).
     pub fn settings(&self) -> Result<Settings, StoreError> {
+        let Engine::Sqlite(conn) = &self.engine else {
+            return Err(StoreError::Invalid { what: "settings", problem: "they are SQLite's".to_owned() });
+        };
         let get = |name: &str| -> Result<String, StoreError> {
-            Ok(self.conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0)).map(
-                |v| match v {
-                    rusqlite::types::Value::Integer(i) => i.to_string(),
-                    rusqlite::types::Value::Text(t) => t,
-                    other => format!("{other:?}"),
-                },
-            )?)
+            Ok(conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0)).map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })?)
         };
         let synchronous = match get("synchronous")?.as_str() {
             "0" => "OFF".to_owned(),
@@ -285,12 +466,11 @@ impl Store {
         if actor.is_empty() {
             return Err(StoreError::Invalid { what: "actor", problem: "it is empty".to_owned() }.into());
         }
-        // `new_unchecked` takes `&Connection`, so the `Tx` can also lend a
-        // `Reader`; `&mut self` still guarantees one transaction at a time.
-        // Dropping it without commit (error or panic) rolls back.
-        let transaction =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(StoreError::from)?;
-        let mut tx = Tx::new(transaction, &self.conn, actor, self.key.clone(), Arc::clone(&self.written));
+        // `&mut self` guarantees one transaction at a time. Dropping it
+        // without commit (error or panic) rolls back.
+        let db = self.db().noting(&self.written);
+        let transaction = Transaction::begin(db, true)?;
+        let mut tx = Tx::new(transaction, db, actor, self.key.clone());
         let value = f(&mut tx)?;
         if let Some((seq, hash)) = tx.commit()? {
             self.record_head(seq, &hash);
@@ -300,8 +480,8 @@ impl Store {
 
     /// Run read-only queries on one consistent snapshot of the database.
     pub fn read<T>(&self, f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let transaction = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
-        let value = f(&Reader::new(&self.conn))?;
+        let transaction = Transaction::begin(self.db(), false)?;
+        let value = f(&Reader::new(self.db()))?;
         transaction.commit()?;
         Ok(value)
     }
@@ -330,9 +510,8 @@ impl Store {
         };
         if let Some(recorded) = &current {
             let held: Option<String> = self
-                .conn
-                .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [recorded.seq], |r| r.get(0))
-                .optional()
+                .db()
+                .query_opt("SELECT hash FROM audit_log WHERE seq = ?1", params![recorded.seq], |r| r.get(0))
                 .ok()
                 .flatten();
             if held.as_deref() != Some(recorded.hash.as_str()) {
@@ -363,11 +542,11 @@ impl Store {
     /// and the head file's seal, the head read from `head_file`.
     pub fn verify_integrity(&self, key: Option<&AuditKey>, head_file: &Path) -> Result<Integrity, StoreError> {
         let recorded = head::read(head_file, key);
-        self.read(|r| integrity::verify(r.connection(), key, head_file, recorded))
+        self.read(|r| integrity::verify(r.db(), key, head_file, recorded))
     }
 
     /// Recompute the audit log's hash chain (see [`verify_audit_chain`]), keyed rows with `key`.
     pub fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.read(|r| verify_audit_chain(r.connection(), self.key.as_ref()))
+        self.read(|r| audit::verify_chain(r.db(), self.key.as_ref()))
     }
 }

@@ -1,7 +1,7 @@
 //! Queries. Lists for reports are ordered by participant code, visit, minute
 //! and analyte: a neutral order that cannot reveal allocation.
 
-use rusqlite::Connection;
+use crate::store::sql::Db;
 
 use crate::store::sql::{Row, params};
 
@@ -152,12 +152,12 @@ fn visit_row(r: &Row) -> Result<Visit, StoreError> {
 /// (sees its own writes) or [`Store::read`](crate::store::Store::read) (a snapshot).
 #[derive(Clone, Copy)]
 pub struct Reader<'c> {
-    conn: &'c Connection,
+    db: Db<'c>,
 }
 
 impl<'c> Reader<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Reader<'c> {
-        Reader { conn }
+    pub(crate) fn new(db: Db<'c>) -> Reader<'c> {
+        Reader { db }
     }
 
     /// The latest receipt per source: one line for dropped files, one for
@@ -204,12 +204,8 @@ impl<'c> Reader<'c> {
     }
 
     /// The connection, engine-neutral (see [`crate::store::sql`]).
-    pub(crate) fn db(&self) -> crate::store::sql::Db<'c> {
-        crate::store::sql::Db::sqlite(self.conn)
-    }
-
-    pub(crate) fn connection(&self) -> &'c Connection {
-        self.conn
+    pub(crate) fn db(&self) -> Db<'c> {
+        self.db
     }
 
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).

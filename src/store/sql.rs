@@ -6,10 +6,14 @@
 //! and PostgreSQL next (SPEC §10): parameters become [`Value`]s, and a row
 //! is read by column index into any type that is a [`Column`].
 
+use std::cell::RefCell;
+
+use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::store::StoreError;
+use crate::store::postgres::Session;
+use crate::store::vouch::{self, Vouched, Written};
 
 /// A value as the engines exchange it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +26,7 @@ pub(crate) enum Value {
 }
 
 impl Value {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "NULL",
             Value::Integer(_) => "an integer",
@@ -54,7 +58,7 @@ pub(crate) use params;
 /// One row, read whole, so that readers need not know the engine's row type.
 #[derive(Debug)]
 pub(crate) struct Row {
-    values: Vec<Value>,
+    pub(crate) values: Vec<Value>,
 }
 
 impl Row {
@@ -87,9 +91,19 @@ impl Row {
 }
 
 /// A connection as the store's queries see it (borrowed from the `Store`).
+/// In a write transaction it also notes every row written to a vouched
+/// table ([`crate::store::vouch`]): each such INSERT or UPDATE gets a
+/// `RETURNING` of the row's key, which is how both engines tell it.
 #[derive(Clone, Copy)]
 pub(crate) struct Db<'c> {
-    conn: &'c Connection,
+    engine: Engine<'c>,
+    written: Option<&'c RefCell<Written>>,
+}
+
+#[derive(Clone, Copy)]
+enum Engine<'c> {
+    Sqlite(&'c Connection),
+    Postgres(&'c Session),
 }
 
 fn bind(params: &[&dyn Param]) -> Vec<Value> {
@@ -108,21 +122,99 @@ impl rusqlite::ToSql for Value {
     }
 }
 
+/// The vouched table an INSERT or UPDATE writes, if it writes one.
+fn written_table(sql: &str) -> Option<&'static Vouched> {
+    let mut words = sql.split_ascii_whitespace();
+    let table = match words.next()? {
+        w if w.eq_ignore_ascii_case("INSERT") => {
+            let into = words.next()?;
+            if !into.eq_ignore_ascii_case("INTO") {
+                return None;
+            }
+            words.next()?
+        }
+        w if w.eq_ignore_ascii_case("UPDATE") => words.next()?,
+        _ => return None,
+    };
+    vouch::vouched(table.split('(').next().unwrap_or(table))
+}
+
 impl<'c> Db<'c> {
     pub(crate) fn sqlite(conn: &'c Connection) -> Db<'c> {
-        Db { conn }
+        Db { engine: Engine::Sqlite(conn), written: None }
+    }
+
+    pub(crate) fn postgres(session: &'c Session) -> Db<'c> {
+        Db { engine: Engine::Postgres(session), written: None }
+    }
+
+    /// The same connection, noting the rows it writes in `written`.
+    pub(crate) fn noting(self, written: &'c RefCell<Written>) -> Db<'c> {
+        Db { written: Some(written), ..self }
+    }
+
+    /// The PostgreSQL session, when that is the engine.
+    pub(crate) fn session(&self) -> Option<&'c Session> {
+        match self.engine {
+            Engine::Postgres(session) => Some(session),
+            Engine::Sqlite(_) => None,
+        }
+    }
+
+    /// The rows noted so far, leaving the log empty.
+    pub(crate) fn take_written(&self) -> Written {
+        self.written.map(|w| std::mem::take(&mut *w.borrow_mut())).unwrap_or_default()
+    }
+
+    /// Note rows as written (to vouch for rows written before the log was kept).
+    pub(crate) fn note_written(&self, table: &'static str, keys: impl IntoIterator<Item = i64>) {
+        if let Some(w) = self.written {
+            let mut log = w.borrow_mut();
+            for key in keys {
+                log.add(table, key);
+            }
+        }
+    }
+
+    /// Run statements without parameters or rows (BEGIN, COMMIT, DDL).
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self.engine {
+            Engine::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Engine::Postgres(session) => session.batch(sql),
+        }
     }
 
     /// Run a statement that returns no rows; how many rows it changed.
     pub(crate) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        if let (Some(written), Some(v)) = (self.written, written_table(sql)) {
+            let keys: Vec<i64> = self.query_all(&format!("{sql} RETURNING {}", v.key), params, |r| r.get::<i64>(0))?;
+            let mut log = written.borrow_mut();
+            for &key in &keys {
+                log.add(v.table, key);
+            }
+            log.last = keys.last().copied();
+            return Ok(keys.len());
+        }
         let values = bind(params);
-        Ok(self.conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter()))?)
+        match self.engine {
+            Engine::Sqlite(conn) => Ok(conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter()))?),
+            Engine::Postgres(session) => session.execute(sql, &values),
+        }
     }
 
-    /// Run an INSERT; the new row's id (its rowid).
+    /// Run an INSERT into a vouched table, in a write transaction; the new row's key.
     pub(crate) fn insert(&self, sql: &str, params: &[&dyn Param]) -> Result<i64, StoreError> {
+        let Some(written) = self.written.filter(|_| written_table(sql).is_some()) else {
+            return Err(StoreError::Invalid {
+                what: "insert",
+                problem: "it is not an INSERT into a vouched table in a write transaction".to_owned(),
+            });
+        };
         self.execute(sql, params)?;
-        Ok(self.conn.last_insert_rowid())
+        written
+            .borrow()
+            .last
+            .ok_or_else(|| StoreError::Invalid { what: "insert", problem: "it inserted no row".to_owned() })
     }
 
     /// The one row a query returns; an error when it returns none.
@@ -143,13 +235,12 @@ impl<'c> Db<'c> {
         params: &[&dyn Param],
         read: impl FnOnce(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let values = bind(params);
-        let row = self
-            .conn
-            .prepare_cached(sql)?
-            .query_row(rusqlite::params_from_iter(values.iter()), Row::from_sqlite)
-            .optional()?;
-        row.as_ref().map(read).transpose()
+        let mut first = None;
+        self.query_each(sql, params, |row| {
+            first = Some(Row { values: row.values.clone() });
+            Ok::<_, StoreError>(false)
+        })?;
+        first.as_ref().map(read).transpose()
     }
 
     /// Every row a query returns, each read by `read`, collected (a `Vec`, a set, a map).
@@ -159,18 +250,17 @@ impl<'c> Db<'c> {
         params: &[&dyn Param],
         mut read: impl FnMut(&Row) -> Result<T, StoreError>,
     ) -> Result<C, StoreError> {
-        let values = bind(params);
-        let mut statement = self.conn.prepare_cached(sql)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(read(&Row::from_sqlite(row)?)?);
-        }
+        self.query_each(sql, params, |row| {
+            out.push(read(row)?);
+            Ok::<_, StoreError>(true)
+        })?;
         Ok(out.into_iter().collect())
     }
 
     /// Hand each row to `each` as it comes, never holding them all (an
     /// audit trail of millions of rows), while it returns `Ok(true)`.
+    /// `each` must not query the database itself.
     pub(crate) fn query_each<E: From<StoreError>>(
         &self,
         sql: &str,
@@ -178,14 +268,19 @@ impl<'c> Db<'c> {
         mut each: impl FnMut(&Row) -> Result<bool, E>,
     ) -> Result<(), E> {
         let values = bind(params);
-        let mut statement = self.conn.prepare_cached(sql).map_err(StoreError::from)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(values.iter())).map_err(StoreError::from)?;
-        while let Some(row) = rows.next().map_err(StoreError::from)? {
-            if !each(&Row::from_sqlite(row).map_err(StoreError::from)?)? {
-                break;
+        match self.engine {
+            Engine::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql).map_err(StoreError::from)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(values.iter())).map_err(StoreError::from)?;
+                while let Some(row) = rows.next().map_err(StoreError::from)? {
+                    if !each(&Row::from_sqlite(row).map_err(StoreError::from)?)? {
+                        break;
+                    }
+                }
+                Ok(())
             }
+            Engine::Postgres(session) => session.query_each(sql, &values, |values| each(&Row { values })),
         }
-        Ok(())
     }
 }
 

@@ -15,18 +15,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, params};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::store::StoreError;
 use crate::store::audit::hex;
+use crate::store::sql::{Db, Value as SqlValue, params};
 
 /// One table the chain vouches for.
 #[derive(Debug, Clone, Copy)]
 pub struct Vouched {
     pub table: &'static str,
+    /// The column that names a row: `id`, or `rowid` where a table has no
+    /// id (SQLite's own; PostgreSQL's schema adds a column of that name).
+    pub key: &'static str,
     /// The columns hashed, in order (version 1 of the layout).
     pub columns: &'static str,
     /// Rows change after they are written: vouched one by one.
@@ -42,93 +44,130 @@ pub const LAYOUT: i64 = 1;
 pub const VOUCHED: &[Vouched] = &[
     Vouched {
         table: "raw",
+        key: "id",
         columns: "sha256, size, format, content, masked, first_received_at, encoding",
         mutable: false,
     },
-    Vouched { table: "receipt", columns: "raw_id, received_at, source, origin, instrument", mutable: false },
+    Vouched { table: "receipt", key: "id", columns: "raw_id, received_at, source, origin, instrument", mutable: false },
     Vouched {
         table: "processing",
+        key: "receipt_id",
         columns: "receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail",
         mutable: false,
     },
     Vouched {
         table: "message",
+        key: "id",
         columns: "raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset",
         mutable: false,
     },
     Vouched {
         table: "observation",
+        key: "id",
         columns: "message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit, \
                   comparator, reported_numeric, flags, status, collected_at, resulted_at, qc, participant, visit, \
                   minute, analyte, value, unit, blq, outcome, collected_offset",
         mutable: false,
     },
-    Vouched { table: "observation_offset", columns: "observation_id, collected_offset, at, reason", mutable: false },
+    Vouched {
+        table: "observation_offset",
+        key: "id",
+        columns: "observation_id, collected_offset, at, reason",
+        mutable: false,
+    },
     Vouched {
         table: "result",
+        key: "id",
         columns: "observation_id, participant, visit, minute, analyte, value, unit, comparator, blq, version, \
                   supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled",
         mutable: false,
     },
     Vouched {
         table: "mismatch",
+        key: "id",
         columns: "code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte, detail, \
                   created_at",
         mutable: false,
     },
     Vouched {
         table: "resolution",
+        key: "id",
         columns: "mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at, cause, \
                   result_watermark",
         mutable: false,
     },
-    Vouched { table: "resolution_effect", columns: "resolution_id, kind, result_id, mismatch_id", mutable: false },
-    Vouched { table: "data_lock", columns: "scope, participant, visit, locked, at, by, reason", mutable: false },
-    Vouched { table: "participant", columns: "code, site", mutable: true },
-    Vouched { table: "visit", columns: "participant, visit, meal_start", mutable: true },
-    Vouched { table: "sample", columns: "sample_id, participant, visit, minute", mutable: true },
-    Vouched { table: "account", columns: "name, full_name, role, password_hash, enabled, created_at", mutable: true },
+    Vouched {
+        table: "resolution_effect",
+        key: "rowid",
+        columns: "resolution_id, kind, result_id, mismatch_id",
+        mutable: false,
+    },
+    Vouched {
+        table: "data_lock",
+        key: "id",
+        columns: "scope, participant, visit, locked, at, by, reason",
+        mutable: false,
+    },
+    Vouched { table: "participant", key: "rowid", columns: "code, site", mutable: true },
+    Vouched { table: "visit", key: "rowid", columns: "participant, visit, meal_start", mutable: true },
+    Vouched { table: "sample", key: "rowid", columns: "sample_id, participant, visit, minute", mutable: true },
+    Vouched {
+        table: "account",
+        key: "rowid",
+        columns: "name, full_name, role, password_hash, enabled, created_at",
+        mutable: true,
+    },
 ];
 
 pub fn vouched(table: &str) -> Option<&'static Vouched> {
     VOUCHED.iter().find(|v| v.table == table)
 }
 
-fn put(hasher: &mut Sha256, value: ValueRef<'_>) {
+fn put(hasher: &mut Sha256, value: &SqlValue) {
     let mut field = |tag: u8, bytes: &[u8]| {
         hasher.update([tag]);
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(bytes);
     };
     match value {
-        ValueRef::Null => field(0, &[]),
-        ValueRef::Integer(i) => field(1, &i.to_be_bytes()),
-        ValueRef::Real(f) => field(2, &f.to_bits().to_be_bytes()),
-        ValueRef::Text(t) => field(3, t),
-        ValueRef::Blob(b) => field(4, b),
+        SqlValue::Null => field(0, &[]),
+        SqlValue::Integer(i) => field(1, &i.to_be_bytes()),
+        SqlValue::Real(f) => field(2, &f.to_bits().to_be_bytes()),
+        SqlValue::Text(t) => field(3, t.as_bytes()),
+        SqlValue::Blob(b) => field(4, b),
     }
 }
 
-/// The digests of the rows of `v.table` with rowids in `first..=last`, by rowid.
-pub fn row_digests(conn: &Connection, v: &Vouched, first: i64, last: i64) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
-    let sql = format!("SELECT rowid, {} FROM {} WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid", v.columns, v.table);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let width = stmt.column_count();
-    let mut rows = stmt.query(params![first, last])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+/// The digests of the rows of an SQLite study (see [`digests`]).
+pub fn row_digests(
+    conn: &rusqlite::Connection,
+    v: &Vouched,
+    first: i64,
+    last: i64,
+) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
+    digests(Db::sqlite(conn), v, first, last)
+}
+
+/// The digests of the rows of `v.table` with keys in `first..=last`, by key.
+pub(crate) fn digests(db: Db<'_>, v: &Vouched, first: i64, last: i64) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
+    let sql = format!(
+        "SELECT {key}, {} FROM {} WHERE {key} BETWEEN ?1 AND ?2 ORDER BY {key}",
+        v.columns,
+        v.table,
+        key = v.key
+    );
+    db.query_all(&sql, params![first, last], |row| {
         let rowid: i64 = row.get(0)?;
         let mut hasher = Sha256::new();
         hasher.update(b"labfeed row v1\0");
         hasher.update(v.table.as_bytes());
         hasher.update([0u8]);
         hasher.update(rowid.to_be_bytes());
-        for i in 1..width {
-            put(&mut hasher, row.get_ref(i)?);
+        for value in row.values.iter().skip(1) {
+            put(&mut hasher, value);
         }
-        out.push((rowid, hasher.finalize().into()));
-    }
-    Ok(out)
+        Ok((rowid, hasher.finalize().into()))
+    })
 }
 
 /// The digest of a range: over each row's rowid and digest, so a missing or
@@ -144,23 +183,27 @@ pub fn range_digest(rows: &[(i64, [u8; 32])]) -> String {
 
 /// Rowids written in one transaction, table by table.
 #[derive(Debug, Default, Clone)]
-pub struct Written(BTreeMap<&'static str, BTreeSet<i64>>);
+pub struct Written {
+    rows: BTreeMap<&'static str, BTreeSet<i64>>,
+    /// The key of the last row written (what an insert returns).
+    pub(crate) last: Option<i64>,
+}
 
 impl Written {
     pub fn add(&mut self, table: &'static str, rowid: i64) {
-        self.0.entry(table).or_default().insert(rowid);
+        self.rows.entry(table).or_default().insert(rowid);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rows.is_empty()
     }
 
     /// The `commit` row's detail: `{"v": 1, "rows": {table: [[first, last, digest], …]}}`,
     /// consecutive rowids of an append-only table in one range, a mutable
     /// table's rows one by one.
-    pub fn detail(&self, conn: &Connection) -> Result<Value, StoreError> {
+    pub(crate) fn detail(&self, db: Db<'_>) -> Result<Value, StoreError> {
         let mut tables = Map::new();
-        for (table, rowids) in &self.0 {
+        for (table, rowids) in &self.rows {
             let Some(v) = vouched(table) else { continue };
             let mut ranges: Vec<(i64, i64)> = Vec::new();
             for &id in rowids {
@@ -171,7 +214,7 @@ impl Written {
             }
             let mut list = Vec::with_capacity(ranges.len());
             for (first, last) in ranges {
-                let rows = row_digests(conn, v, first, last)?;
+                let rows = digests(db, v, first, last)?;
                 list.push(json!([first, last, range_digest(&rows)]));
             }
             tables.insert((*table).to_owned(), Value::Array(list));

@@ -5,11 +5,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction};
-
-use crate::store::sql::params;
+use crate::store::Transaction;
+use crate::store::sql::{self, Db, params};
 use serde_json::{Value, json};
 
 use crate::store::StoreError;
@@ -18,9 +16,9 @@ use crate::store::audit::{self, AuditKey, sha256_hex};
 use crate::store::mask::{mask, masked_label};
 use crate::store::read::{Reader, utc_text};
 use crate::store::types::*;
-use crate::store::vouch::Written;
 
-/// One open write transaction (`BEGIN IMMEDIATE`). Obtained from
+/// One open write transaction (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's
+/// write lock). Obtained from
 /// [`Store::write`](crate::store::Store::write); derefs to a [`Reader`] for
 /// queries that see its own uncommitted rows.
 pub struct Tx<'c> {
@@ -33,8 +31,6 @@ pub struct Tx<'c> {
     signature: Option<Signature>,
     signed: Cell<bool>,
     key: Option<AuditKey>,
-    /// The rows written so far, filled by the connection's update hook.
-    written: Arc<Mutex<Written>>,
     /// Seq and hash of the last audit row this transaction appended.
     last: RefCell<Option<(i64, String)>>,
 }
@@ -83,25 +79,17 @@ fn sample_json(s: &Sample) -> Value {
 }
 
 impl<'c> Tx<'c> {
-    pub(crate) fn new(
-        transaction: Transaction<'c>,
-        conn: &'c Connection,
-        actor: &str,
-        key: Option<AuditKey>,
-        written: Arc<Mutex<Written>>,
-    ) -> Tx<'c> {
-        if let Ok(mut w) = written.lock() {
-            *w = Written::default();
-        }
+    /// `db` notes the rows written (see [`Db::noting`]); its log starts empty.
+    pub(crate) fn new(transaction: Transaction<'c>, db: Db<'c>, actor: &str, key: Option<AuditKey>) -> Tx<'c> {
+        db.take_written();
         Tx {
             transaction,
-            reader: Reader::new(conn),
+            reader: Reader::new(db),
             actor: actor.to_owned(),
             at: utc_text(jiff::Timestamp::now()),
             signature: None,
             signed: Cell::new(false),
             key,
-            written,
             last: RefCell::new(None),
         }
     }
@@ -114,14 +102,9 @@ impl<'c> Tx<'c> {
     /// Vouch for the rows written (one `commit` audit row), then commit.
     /// Returns the chain's new head, if this transaction appended to it.
     pub(crate) fn commit(self) -> Result<Option<(i64, String)>, StoreError> {
-        let written = match self.written.lock() {
-            Ok(mut w) => std::mem::take(&mut *w),
-            Err(_) => {
-                return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() });
-            }
-        };
+        let written = self.db().take_written();
         if !written.is_empty() {
-            let detail = written.detail(self.conn())?;
+            let detail = written.detail(self.db())?;
             self.append("commit", "transaction", None, &detail)?;
         }
         let head = self.last.take();
@@ -138,19 +121,11 @@ impl<'c> Tx<'c> {
     /// upgrade from before schema 7). Returns how many rows.
     pub(crate) fn vouch_every_row(&self) -> Result<u64, StoreError> {
         let mut n = 0;
-        let mut written = match self.written.lock() {
-            Ok(w) => w,
-            Err(_) => {
-                return Err(StoreError::Invalid { what: "transaction", problem: "its row log is poisoned".into() });
-            }
-        };
         for v in crate::store::vouch::VOUCHED {
             let rowids: Vec<i64> =
-                self.db().query_all(&format!("SELECT rowid FROM {}", v.table), params![], |r| r.get(0))?;
-            for rowid in rowids {
-                written.add(v.table, rowid);
-                n += 1;
-            }
+                self.db().query_all(&format!("SELECT {} FROM {}", v.key, v.table), params![], |r| r.get(0))?;
+            n += rowids.len() as u64;
+            self.db().note_written(v.table, rowids);
         }
         Ok(n)
     }
@@ -158,7 +133,7 @@ impl<'c> Tx<'c> {
     /// Append one audit row, keyed when the store has a key.
     fn append(&self, action: &str, entity: &str, entity_id: Option<&str>, detail: &Value) -> Result<i64, StoreError> {
         let (seq, hash) =
-            audit::append(self.conn(), self.key.as_ref(), &self.at, &self.actor, action, entity, entity_id, detail)?;
+            audit::append(self.db(), self.key.as_ref(), &self.at, &self.actor, action, entity, entity_id, detail)?;
         *self.last.borrow_mut() = Some((seq, hash));
         Ok(seq)
     }
@@ -171,10 +146,6 @@ impl<'c> Tx<'c> {
     /// Who this transaction writes as (an account name, or labfeed itself).
     pub(super) fn actor(&self) -> &str {
         &self.actor
-    }
-
-    pub(super) fn conn(&self) -> &Connection {
-        &self.transaction
     }
 
     pub(super) fn audit(
@@ -594,20 +565,31 @@ impl<'c> Tx<'c> {
             return Ok(0);
         }
         let before: i64 = self.db().query_row("SELECT coalesce(max(id), 0) FROM mismatch", params![], |r| r.get(0))?;
-        let timepoints = serde_json::to_string(timepoints)
-            .map_err(|e| StoreError::Invalid { what: "timepoints", problem: e.to_string() })?;
-        let analytes = serde_json::to_string(analytes)
-            .map_err(|e| StoreError::Invalid { what: "analytes", problem: e.to_string() })?;
+        // The slots as a VALUES list (`column1`, `column2` on both engines).
+        let mut slots = Vec::with_capacity(timepoints.len() * analytes.len());
+        let mut values: Vec<sql::Value> = vec![sql::Value::Text(self.at.clone())];
+        for &minute in timepoints {
+            for analyte in analytes {
+                let n = values.len();
+                slots.push(format!("(CAST(?{} AS BIGINT), CAST(?{} AS TEXT))", n + 1, n + 2));
+                values.push(sql::Value::Integer(minute));
+                values.push(sql::Value::Text(analyte.clone()));
+            }
+        }
+        let params: Vec<&dyn sql::Param> = values.iter().map(|v| v as &dyn sql::Param).collect();
         let added = self.db().execute(
-            "INSERT INTO mismatch (code, holds, participant, visit, minute, analyte, detail, created_at)
-                 SELECT 'MISSING_RESULT', 0, v.participant, v.visit, t.value, a.value, 'scheduled result slot', ?3
-                 FROM visit v, json_each(?1) t, json_each(?2) a
+            &format!(
+                "INSERT INTO mismatch (code, holds, participant, visit, minute, analyte, detail, created_at)
+                 SELECT 'MISSING_RESULT', 0, v.participant, v.visit, t.column1, t.column2, 'scheduled result slot', ?1
+                 FROM visit v, (VALUES {}) AS t
                  WHERE v.meal_start IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM mismatch m
                                    WHERE m.code = 'MISSING_RESULT' AND m.participant = v.participant
-                                     AND m.visit = v.visit AND m.minute = t.value AND m.analyte = a.value)
-                 ORDER BY v.participant, v.visit, t.value, a.value",
-            params![timepoints, analytes, self.at],
+                                     AND m.visit = v.visit AND m.minute = t.column1 AND m.analyte = t.column2)
+                 ORDER BY v.participant, v.visit, t.column1, t.column2",
+                slots.join(", ")
+            ),
+            &params,
         )?;
         if added == 0 {
             return Ok(0);

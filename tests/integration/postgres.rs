@@ -5,15 +5,14 @@
 //! and drops it. Without a server the tests print one line and pass, unless
 //! `LABFEED_REQUIRE_POSTGRES=1` (as in `.ci/run`) makes that a failure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use labfeed::store::postgres::{self as pg, InstanceLock, PgError};
-use labfeed::store::{GENESIS_HASH, Store, entry_hash};
+use labfeed::store::{GENESIS_HASH, Participant, Store, entry_hash};
 use postgres::Client;
-use serde_json::json;
 
 const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
 
@@ -84,7 +83,7 @@ fn refusal(client: &mut Client, sql: &str) -> String {
 }
 
 /// The tables SQLite gives no integer id, which get an explicit `rowid` on PostgreSQL.
-const ROWID_TABLES: &[&str] = &["account", "participant", "processing", "resolution_effect", "sample", "visit"];
+const ROWID_TABLES: &[&str] = &["account", "participant", "resolution_effect", "sample", "visit"];
 
 #[test]
 fn migration_gives_every_sqlite_table_view_index_and_trigger_with_the_same_columns() {
@@ -389,21 +388,10 @@ fn holder_pid(db: &TestDb, instance: &str) -> i32 {
         .get(0)
 }
 
-/// Append rows of one transaction, labelled `label`.
-fn append(tx: &mut postgres::Transaction<'_>, label: &str, rows: usize) {
-    for row in 0..rows {
-        pg::append_audit(
-            tx,
-            None,
-            "2026-12-07T12:00:00Z",
-            "labfeed",
-            "commit",
-            "transaction",
-            Some(label),
-            &json!({ "row": row }),
-        )
-        .unwrap();
-    }
+/// One write transaction through the store: a participant named `label`
+/// (an audited upsert, then the `commit` row).
+fn append(store: &mut Store, label: &str) {
+    store.write(|tx| tx.upsert_participant(&Participant { code: label.to_owned(), site: None })).unwrap();
 }
 
 /// Every row in seq order, checked link by link and hash by hash; returns each row's label.
@@ -432,45 +420,42 @@ fn verified_chain(client: &mut Client) -> Vec<(i64, String)> {
 }
 
 #[test]
-fn concurrent_appends_wait_for_the_chain_and_keep_it_unbroken() {
+fn concurrent_writers_take_turns_and_keep_one_unbroken_chain() {
     let Some(db) = TestDb::create() else { return };
-    drop(db.migrated());
+    let mut a = Store::open(db.url()).unwrap();
 
-    // A holds the chain; B's append waits for it (seen in pg_locks), then follows A's rows.
-    let mut a = db.connect();
-    let mut tx_a = a.transaction().unwrap();
-    append(&mut tx_a, "a", 1);
+    // A holds the write lock; B's transaction waits for it (seen in pg_locks), then follows A's rows.
     let url = db.url();
-    let b = std::thread::spawn(move || {
-        let mut b = pg::connect(&url).unwrap();
-        let mut tx_b = b.transaction().unwrap();
-        append(&mut tx_b, "b", 1);
-        tx_b.commit().unwrap();
-    });
     let mut watch = db.connect();
-    let start = Instant::now();
-    loop {
-        let waiting: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                   AND classid = $1 AND objid = 2 AND objsubid = 2",
-                &[&0x4C42_4644_u32],
-            )
-            .unwrap()
-            .get(0);
-        if waiting == 1 {
-            break;
+    a.write(|tx| {
+        tx.upsert_participant(&Participant { code: "a1".to_owned(), site: None })?;
+        let b = std::thread::spawn(move || append(&mut Store::open(url).unwrap(), "b"));
+        let start = Instant::now();
+        loop {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                       AND classid = $1 AND objid = 2 AND objsubid = 2",
+                    &[&0x4C42_4644_u32],
+                )
+                .unwrap()
+                .get(0);
+            if waiting == 1 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "B never waited for the write lock");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "B never waited for the chain lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    append(&mut tx_a, "a", 1);
-    tx_a.commit().unwrap();
-    b.join().unwrap();
+        tx.upsert_participant(&Participant { code: "a2".to_owned(), site: None })?;
+        Ok(b)
+    })
+    .unwrap()
+    .join()
+    .unwrap();
     let labels: Vec<String> = verified_chain(&mut watch).into_iter().map(|(_, l)| l).collect();
-    assert_eq!(labels, ["a", "a", "b"]);
+    assert_eq!(labels, ["a1", "a2", "", "b", ""], "A's rows and its commit row, then B's");
 
-    // Many transactions from two sessions at once: one chain, each transaction's rows together.
+    // Many transactions from two stores at once: one chain, each transaction's rows together.
     const TXS: usize = 40;
     let barrier = Arc::new(Barrier::new(2));
     let writers: Vec<_> = ["x", "y"]
@@ -478,12 +463,10 @@ fn concurrent_appends_wait_for_the_chain_and_keep_it_unbroken() {
         .map(|who| {
             let (url, barrier) = (db.url(), Arc::clone(&barrier));
             std::thread::spawn(move || {
-                let mut client = pg::connect(&url).unwrap();
+                let mut store = Store::open(url).unwrap();
                 barrier.wait();
                 for i in 0..TXS {
-                    let mut tx = client.transaction().unwrap();
-                    append(&mut tx, &format!("{who}{i}"), 3);
-                    tx.commit().unwrap();
+                    append(&mut store, &format!("{who}{i}"));
                 }
             })
         })
@@ -492,24 +475,16 @@ fn concurrent_appends_wait_for_the_chain_and_keep_it_unbroken() {
         w.join().unwrap();
     }
     let chain = verified_chain(&mut watch);
-    assert_eq!(chain.len(), 3 + 2 * TXS * 3);
-    let mut by_tx: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (seq, label) in chain.into_iter().skip(3) {
-        by_tx.entry(label).or_default().push(seq);
+    assert_eq!(chain.len(), 5 + 2 * TXS * 2);
+    let mut pairs = chain[5..].chunks(2);
+    let mut seen = BTreeSet::new();
+    for pair in &mut pairs {
+        assert_eq!(pair[1].1, "", "each participant row is followed by its transaction's commit row: {pair:?}");
+        seen.insert(pair[0].1.clone());
     }
-    assert_eq!(by_tx.len(), 2 * TXS);
-    for (label, seqs) in by_tx {
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{label}'s rows are consecutive: {seqs:?}");
-    }
-}
-
-#[test]
-fn the_chain_refuses_a_transaction_whose_snapshot_predates_its_wait() {
-    let Some(db) = TestDb::create() else { return };
-    let mut client = db.migrated();
-    let mut tx = client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).start().unwrap();
-    let err = pg::append_audit(&mut tx, None, "t", "labfeed", "commit", "transaction", None, &json!({})).unwrap_err();
-    assert!(matches!(err, PgError::Isolation { .. }), "{err}");
+    assert_eq!(seen.len(), 2 * TXS);
+    let found = a.verify_integrity(None, &std::env::temp_dir().join("no-head")).unwrap();
+    assert_eq!(found.problem, None);
 }
 
 #[test]
@@ -604,9 +579,10 @@ fn the_documented_roles_read_and_insert_and_change_nothing_else() {
     let mut daemon = roles.connect("labfeed_daemon");
     assert_eq!(pg::migrate(&mut daemon).unwrap(), pg::latest_version(), "a current schema needs no DDL");
     daemon.batch_execute(ONE_OF_EACH).unwrap();
-    let mut tx = daemon.transaction().unwrap();
-    pg::append_audit(&mut tx, None, "t", "labfeed", "commit", "transaction", None, &json!({})).unwrap();
-    tx.commit().unwrap();
+    let daemon_url =
+        format!("postgresql://{}@127.0.0.1:5432/{}", roles.name("labfeed_daemon"), roles.name("labfeed_study"));
+    let mut store = Store::open(&daemon_url).unwrap();
+    append(&mut store, "P-DAEMON");
     let rows: i64 = daemon.query_one("SELECT count(*) FROM current_result", &[]).unwrap().get(0);
     assert_eq!(rows, 1);
     for sql in [

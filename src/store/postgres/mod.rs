@@ -5,14 +5,14 @@
 //! - [`migrate`] brings the database to [`latest_version`]
 //!   (`schema_pg_v1.sql`: SQLite's schema 7 in one step);
 //! - [`InstanceLock`] keeps two daemons with one instance name off one database;
-//! - [`append_audit`] appends to the audit chain under the chain lock, so
-//!   concurrent writers keep one unbroken chain.
-//!
-//! No labfeed command runs on PostgreSQL yet: `Store` is SQLite's alone.
+//! - [`Session`] runs the store's queries, and takes the write lock that
+//!   makes writers from every site take turns (one unbroken audit chain,
+//!   slot decisions that see every earlier commit).
 
-mod audit;
+mod catalog;
 mod instance;
 mod migrate;
+mod session;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,9 +21,10 @@ use std::time::Duration;
 use ::postgres::config::{Host, SslMode};
 use ::postgres::{Client, Config, NoTls};
 
-pub use audit::{append_audit, lock_audit_chain};
+pub(crate) use catalog::schema_problem;
 pub use instance::{InstanceLock, instance_key};
 pub use migrate::{MIGRATIONS, Migration, VERSION_TABLE, latest_version, migrate, schema_version};
+pub use session::Session;
 
 /// The first key of labfeed's two-key advisory locks ("LBFD", as SQLite's
 /// `application_id`). Instance locks use the one-key form, whose key space
@@ -65,15 +66,12 @@ pub enum PgError {
         "instance {instance:?} is already running on {target}{holder}; give each daemon its own [storage] instance"
     )]
     InstanceHeld { instance: String, target: String, holder: String },
-
-    #[error("{target}: the audit chain needs READ COMMITTED transactions, not {isolation}")]
-    Isolation { target: String, isolation: String },
 }
 
 /// A client error with its causes ("error connecting to server" alone
 /// does not say that the connection was refused). Fields of the server's
 /// message, such as DETAIL, are left out: they may quote row values.
-fn chain(error: &::postgres::Error) -> String {
+pub(crate) fn chain(error: &::postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{}: {}", db.severity(), db.message());
     }

@@ -1,0 +1,271 @@
+//! A session on the PostgreSQL study database as [`crate::store::sql::Db`]
+//! uses it: the store's `?N` statements prepared once as `$N`, values typed
+//! by what the server expects, rows read back as the engine-neutral
+//! [`Value`]s. A lost connection is noticed and made anew at the next
+//! transaction, so the daemon's retry rhythm alone brings it back.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use ::postgres::{Client, Config, Statement};
+use bytes::BytesMut;
+
+use super::{LOCK_CLASS, PgError, connect_with, target};
+use crate::store::StoreError;
+use crate::store::sql::Value;
+
+/// The second key of the write lock (see [`Session::begin_write`]).
+pub(crate) const WRITE_LOCK: i32 = 2;
+
+pub struct Session {
+    config: Config,
+    target: String,
+    /// `None` after the connection was lost, until the next transaction.
+    client: RefCell<Option<Client>>,
+    statements: RefCell<HashMap<String, Statement>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// `?N` placeholders as PostgreSQL's `$N`, outside quoted text.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '?' if !quoted => {
+                out.push('$');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A store value as a parameter of the type the server inferred for it.
+struct Param<'a>(&'a Value);
+
+impl std::fmt::Debug for Param<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be study data: say only their kind.
+        f.write_str(self.0.kind())
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Integer(n) => match *ty {
+                Type::INT8 => n.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+                Type::BOOL => (*n != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*n as f64).to_sql(ty, out),
+                _ => Err(format!("an integer cannot be a parameter of type {ty}").into()),
+            },
+            Value::Real(x) => match *ty {
+                Type::FLOAT8 => x.to_sql(ty, out),
+                _ => Err(format!("a real cannot be a parameter of type {ty}").into()),
+            },
+            Value::Text(t) if <&str as ToSql>::accepts(ty) => t.as_str().to_sql(ty, out),
+            Value::Blob(b) if *ty == Type::BYTEA => b.as_slice().to_sql(ty, out),
+            other => Err(format!("{} cannot be a parameter of type {ty}", other.kind()).into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// Column `i` of a row as a store value.
+fn value(row: &::postgres::Row, i: usize, ty: &Type) -> Result<Value, ::postgres::Error> {
+    let or_null = |v: Option<Value>| v.unwrap_or(Value::Null);
+    Ok(match *ty {
+        Type::INT8 => or_null(row.try_get::<_, Option<i64>>(i)?.map(Value::Integer)),
+        Type::INT4 => or_null(row.try_get::<_, Option<i32>>(i)?.map(|n| Value::Integer(n.into()))),
+        Type::INT2 => or_null(row.try_get::<_, Option<i16>>(i)?.map(|n| Value::Integer(n.into()))),
+        Type::BOOL => or_null(row.try_get::<_, Option<bool>>(i)?.map(|b| Value::Integer(b.into()))),
+        Type::FLOAT8 => or_null(row.try_get::<_, Option<f64>>(i)?.map(Value::Real)),
+        Type::FLOAT4 => or_null(row.try_get::<_, Option<f32>>(i)?.map(|x| Value::Real(x.into()))),
+        Type::BYTEA => or_null(row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)),
+        // Text, and anything else the store does not use (a mistake in
+        // its SQL, reported by the conversion).
+        _ => or_null(row.try_get::<_, Option<String>>(i)?.map(Value::Text)),
+    })
+}
+
+impl Session {
+    /// Connect to the database `config` names.
+    pub fn open(config: Config) -> Result<Session, PgError> {
+        let client = connect_with(&config)?;
+        Ok(Session {
+            target: target(&config),
+            config,
+            client: RefCell::new(Some(client)),
+            statements: RefCell::default(),
+        })
+    }
+
+    /// `postgresql://USER@HOST:PORT/DB`, without the password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Use the client (reconnecting first if `reconnect` and it was lost).
+    pub(crate) fn with_client<T>(
+        &self,
+        reconnect: bool,
+        f: impl FnOnce(&mut Client) -> Result<T, ::postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.client.try_borrow_mut().map_err(|_| StoreError::Invalid {
+            what: "query",
+            problem: "it ran while another query's rows were being read".to_owned(),
+        })?;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            if !reconnect {
+                return Err(self.lost("the connection was lost during the transaction"));
+            }
+            self.statements.borrow_mut().clear();
+            *slot = Some(
+                connect_with(&self.config)
+                    .map_err(|e| StoreError::Unreachable { target: self.target.clone(), why: e.to_string() })?,
+            );
+        }
+        let Some(client) = slot.as_mut() else { return Err(self.lost("no connection")) };
+        let result = f(client);
+        if let Err(error) = &result
+            && (error.is_closed() || client.is_closed())
+        {
+            *slot = None;
+        }
+        result.map_err(|error| self.error(error))
+    }
+
+    fn lost(&self, why: &str) -> StoreError {
+        StoreError::Unreachable { target: self.target.clone(), why: why.to_owned() }
+    }
+
+    /// A client error as a store error: refusals by a constraint or an
+    /// append-only trigger as on SQLite, a lost connection as unreachable.
+    fn error(&self, error: ::postgres::Error) -> StoreError {
+        use ::postgres::error::SqlState;
+        if let Some(db) = error.as_db_error() {
+            let code = db.code();
+            if code.code().starts_with("23") || *code == SqlState::RAISE_EXCEPTION {
+                return StoreError::Constraint { message: db.message().to_owned() };
+            }
+            if matches!(*code, SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED) {
+                return StoreError::Busy { message: db.message().to_owned() };
+            }
+        } else if error.is_closed() || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>()) {
+            return StoreError::Unreachable { target: self.target.clone(), why: super::chain(&error) };
+        }
+        StoreError::Pg(PgError::Query { target: self.target.clone(), what: "a query", error })
+    }
+
+    fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement, ::postgres::Error> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(&numbered(sql))?;
+        self.statements.borrow_mut().insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.with_client(false, |client| client.batch_execute(sql))
+    }
+
+    pub(crate) fn execute(&self, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
+        let params: Vec<Param<'_>> = values.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let changed = self.with_client(false, |client| {
+            let statement = self.statement(client, sql)?;
+            client.execute(&statement, &refs)
+        })?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) fn query_each<E: From<StoreError>>(
+        &self,
+        sql: &str,
+        values: &[Value],
+        mut each: impl FnMut(Vec<Value>) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let mut failed = None;
+        self.with_client(false, |client| {
+            let statement = self.statement(client, sql)?;
+            let types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
+            let mut rows = client.query_raw(&statement, values.iter().map(Param))?;
+            while let Some(row) = rows.next()? {
+                let mut out = Vec::with_capacity(types.len());
+                for (i, ty) in types.iter().enumerate() {
+                    out.push(value(&row, i, ty)?);
+                }
+                match each(out) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Begin a write transaction, reconnecting first if the connection was
+    /// lost. It takes labfeed's write lock, held to the end: writers from
+    /// every site take turns, as SQLite's `BEGIN IMMEDIATE` makes them, so
+    /// slot decisions and the audit chain see every earlier commit. The
+    /// transaction is READ COMMITTED, so each statement after the wait sees
+    /// what the previous holder committed.
+    pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
+        self.with_client(true, |client| {
+            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+            client.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &WRITE_LOCK])?;
+            Ok(())
+        })
+    }
+
+    /// Begin a read-only transaction on one snapshot.
+    pub(crate) fn begin_read(&self) -> Result<(), StoreError> {
+        self.with_client(true, |client| client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    }
+
+    /// End a transaction that failed; nothing to do when the connection is gone.
+    pub(crate) fn rollback(&self) {
+        let _ = self.with_client(false, |client| client.batch_execute("ROLLBACK"));
+    }
+
+    /// The session itself, for what only PostgreSQL has (migrations, locks).
+    pub(crate) fn client(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
+        let slot = self.client.try_borrow_mut().map_err(|_| self.lost("the session is in use"))?;
+        std::cell::RefMut::filter_map(slot, Option::as_mut).map_err(|_| self.lost("no connection"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes() {
+        assert_eq!(numbered("SELECT ?1, '?' || ?12 WHERE a = ?2"), "SELECT $1, '?' || $12 WHERE a = $2");
+    }
+}
