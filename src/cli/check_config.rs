@@ -126,8 +126,19 @@ pub fn directory_problems(config: &Config, text: &str, fs: &dyn FileSystem) -> V
     let mut problems = Vec::new();
     let database = &config.storage.database;
     let mut dirs: Vec<(&str, &str, &str, PathBuf)> = Vec::new();
-    let url = database.to_str().is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"));
-    if !url {
+    if config.storage.is_postgres() {
+        let url = database.to_str().unwrap_or_default();
+        if let Err(e) = crate::store::postgres::parse_url(url) {
+            problems.push(Problem {
+                line: key_line(text, &["storage", "database"]),
+                key: "storage.database".to_owned(),
+                message: e.to_string(),
+            });
+        }
+        let base = crate::daemon::health::local_base(config);
+        let dir = base.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        dirs.push(("storage", "state_dir", "the state directory", dir.to_owned()));
+    } else {
         let dir = database.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         dirs.push(("storage", "database", "the database directory", dir.to_owned()));
         let problem = |message| Problem {
@@ -253,7 +264,11 @@ fn unreachable(path: &Path, kind: io::ErrorKind, fs: &dyn FileSystem) -> String 
 fn print_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{}: OK", c.path.display())?;
     writeln!(out, "study {} (times without an offset are read in {})", c.study.id, c.study.timezone)?;
-    writeln!(out, "database {}", c.storage.database.display())?;
+    writeln!(out, "database {}", c.storage.shown())?;
+    if c.storage.is_postgres() {
+        let base = crate::daemon::health::local_base(c);
+        writeln!(out, "instance {} (its files: {}.*)", crate::daemon::health::instance(c), base.display())?;
+    }
     if let Some(w) = &c.watch {
         writeln!(
             out,

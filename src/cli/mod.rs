@@ -194,13 +194,22 @@ pub fn audit_settings(config: &Config) -> anyhow::Result<crate::store::AuditSett
             Some(key)
         }
     };
-    Ok(crate::store::AuditSettings { key, head_file: config.audit.head_file.clone() })
+    // Beside the database, or on PostgreSQL beside this instance's other files.
+    let head_file = config
+        .audit
+        .head_file
+        .clone()
+        .unwrap_or_else(|| crate::store::head::default_path(&crate::daemon::health::local_base(config)));
+    Ok(crate::store::AuditSettings { key, head_file: Some(head_file) })
 }
 
 /// Refuse, naming the database, when this user cannot write it or the
 /// `-wal` / `-shm` beside it: SQLite would open it and fail only at the first
 /// write, with "attempt to write a readonly database".
 pub fn require_writable_database(config: &Config) -> anyhow::Result<()> {
+    if config.storage.is_postgres() {
+        return Ok(());
+    }
     let database = &config.storage.database;
     let disk = check_config::Disk::new();
     let files = check_config::unwritable_database_files(database, &disk);
@@ -225,7 +234,8 @@ pub fn require_writable_database(config: &Config) -> anyhow::Result<()> {
 /// problem (exit 2), never an empty study.
 pub fn require_database(config: &Config, config_path: &Path) -> anyhow::Result<()> {
     let database = &config.storage.database;
-    if !database.exists() {
+    // A PostgreSQL database without labfeed's schema is refused when opened.
+    if !config.storage.is_postgres() && !database.exists() {
         anyhow::bail!(
             "the study database {} does not exist (storage.database in {}); nothing has been imported or received yet",
             database.display(),
@@ -238,6 +248,9 @@ pub fn require_database(config: &Config, config_path: &Path) -> anyhow::Result<(
 /// Create the database's directory when it is missing and its parent exists
 /// (SPEC §7); otherwise say which path is missing.
 pub fn ensure_database_dir(config: &Config) -> anyhow::Result<()> {
+    if config.storage.is_postgres() {
+        return Ok(());
+    }
     let database = &config.storage.database;
     let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
     if dir.is_dir() {

@@ -12,8 +12,6 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::cli::Outcome;
 use crate::daemon::health::{DaemonState, cannot_commit, daemon_state, lock_path};
 use crate::daemon::sources::inbox::is_temporary_name;
@@ -38,6 +36,7 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
     };
     let database = &config.storage.database;
     let problem = match std::fs::metadata(database) {
+        _ if config.storage.is_postgres() => None,
         Ok(meta) if meta.is_file() => None,
         Ok(_) => Some("is not a file".to_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -54,8 +53,30 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         )?;
         return Ok(Outcome::Usage);
     }
-    let store = Store::open_read_only(database)
-        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
+    let store = match Store::open_read_only(database) {
+        Ok(store) => store,
+        // A central database that is away: what the daemon says is still worth showing (exit 1).
+        Err(e) if e.is_unreachable() => {
+            writeln!(out, "study {} (config {})", config.study.id, config.path.display())?;
+            writeln!(out, "database {}: unreachable ({e})", config.storage.shown())?;
+            writeln!(out, "instance {}", crate::daemon::health::instance(&config))?;
+            let (daemon, cannot_commit) = daemon_health(&config);
+            match daemon {
+                DaemonState::Running => writeln!(out, "daemon: running")?,
+                DaemonState::NotRunning => writeln!(out, "daemon: not running")?,
+                DaemonState::Unknown(e) => writeln!(out, "daemon: unknown ({e})")?,
+            }
+            if let Some(line) = &cannot_commit {
+                writeln!(out, "daemon: {}", printable(line))?;
+            }
+            writeln!(err, "labfeed status: the database {} is unreachable", config.storage.shown())?;
+            return Ok(Outcome::Rejected);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("opening the study database (storage.database in {})", config_path.display())));
+        }
+    };
     let report = gather(&config, &store)?;
     print(&report, &config, &mut *out)?;
     // SPEC §7 Health: while the running daemon cannot commit, say so and exit 1.
@@ -64,6 +85,15 @@ pub fn run(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         return Ok(Outcome::Rejected);
     }
     Ok(Outcome::Ok)
+}
+
+/// Whether the daemon runs, and the line it leaves while it cannot commit.
+/// A health file without a running daemon is stale: only a live writer fails to commit.
+fn daemon_health(config: &Config) -> (DaemonState, Option<String>) {
+    let base = crate::daemon::health::local_base(config);
+    let daemon = daemon_state(&base);
+    let cannot_commit = matches!(daemon, DaemonState::Running).then(|| cannot_commit(&base)).flatten();
+    (daemon, cannot_commit)
 }
 
 /// Everything `status` prints, gathered before printing.
@@ -95,9 +125,7 @@ fn gather(config: &Config, store: &Store) -> anyhow::Result<Report> {
         }
         Ok((r.last_arrival_per_source()?, r.unprocessed_receipts()?.len(), open, r.locks()?))
     })?;
-    let daemon = daemon_state(store.path());
-    // A health file without a running daemon is stale: only a live writer fails to commit.
-    let cannot_commit = matches!(daemon, DaemonState::Running).then(|| cannot_commit(store.path())).flatten();
+    let (daemon, cannot_commit) = daemon_health(config);
     Ok(Report {
         schema_version: store.schema_version()?,
         daemon,
@@ -210,10 +238,13 @@ fn folder_line(label: &str, folder: &Path, count: &FolderCount, one: &str, many:
 }
 
 fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()> {
-    let database = &config.storage.database;
+    let base = crate::daemon::health::local_base(config);
     writeln!(out, "study {} (config {})", config.study.id, config.path.display())?;
-    writeln!(out, "database {} (schema version {})", database.display(), report.schema_version)?;
-    let lock = lock_path(database);
+    writeln!(out, "database {} (schema version {})", config.storage.shown(), report.schema_version)?;
+    if config.storage.is_postgres() {
+        writeln!(out, "instance {}", crate::daemon::health::instance(config))?;
+    }
+    let lock = lock_path(&base);
     match &report.daemon {
         DaemonState::Running => writeln!(out, "daemon: running (holds {})", lock.display())?,
         DaemonState::NotRunning => writeln!(out, "daemon: not running")?,
@@ -222,7 +253,7 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
     if let Some(line) = &report.cannot_commit {
         writeln!(out, "daemon: {}", printable(line))?;
     }
-    print_refused_peers(&report.daemon, database, out)?;
+    print_refused_peers(&report.daemon, &base, out)?;
 
     match (&config.watch, &report.inbox, &report.quarantine) {
         (Some(w), Some(inbox), Some(quarantine)) => {

@@ -8,6 +8,22 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::notify::clean;
+use crate::study::config::{Config, valid_instance};
+
+/// This daemon's name (SPEC §10): `[storage] instance`, else the host name.
+pub fn instance(config: &Config) -> String {
+    if let Some(name) = &config.storage.instance {
+        return name.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if valid_instance(host) { host.to_owned() } else { "labfeed".to_owned() }
+}
+
+/// The path this daemon's own files are named after (see [`Config::local_base`]).
+pub fn local_base(config: &Config) -> PathBuf {
+    config.local_base(&instance(config))
+}
 
 /// The single-instance lock file beside the database: the database path with
 /// `.lock` appended (`/var/lib/labfeed/labfeed.db.lock`). `labfeed run` holds

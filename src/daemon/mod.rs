@@ -71,17 +71,19 @@ pub fn run(
         format!("{}: [watch] is needed for `run` (inbox, archive, quarantine)", config.path.display())
     })?;
     inbox::ensure_dirs(&watch_config).map_err(anyhow::Error::msg)?;
-    let _lock = lock_database(&config.storage.database)?;
+    let base = health::local_base(&config);
+    let shown = config.storage.shown();
+    let _lock = lock_database(&base, &shown)?;
     let mut store = open(&config)?;
+    // On a shared database, one daemon per instance name (SPEC §10).
+    store.claim_instance(&health::instance(&config))?;
     // SPEC §7 Health: READY only once a commit has reached the disk; first, so
     // any reason it cannot (read-only, locked, disk full) names the database.
     store.prove_writable().map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "the database {} cannot be written (a test commit before start failed)",
-            config.storage.database.display()
-        ))
+        anyhow::Error::new(e)
+            .context(format!("the database {shown} cannot be written (a test commit before start failed)"))
     })?;
-    let cannot_write = |e: anyhow::Error| read_only(e, &config.storage.database);
+    let cannot_write = |e: anyhow::Error| read_only(e, &shown);
     close_interrupted_receipts(&mut store).map_err(cannot_write)?;
     // A configuration that gained timepoints or analytes gives their slots
     // MISSING_RESULT ids at start, not only with the first delivery.
@@ -91,8 +93,8 @@ pub fn run(
         .map_err(cannot_write)?;
     // Blank (a file left by a daemon that died while failing is stale) and
     // of full size, so it can still be written once the disk is full.
-    health::prepare_health_file(&config.storage.database)
-        .with_context(|| format!("cannot write {}", health::health_path(&config.storage.database).display()))?;
+    health::prepare_health_file(&base)
+        .with_context(|| format!("cannot write {}", health::health_path(&base).display()))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -105,15 +107,16 @@ pub fn run(
 /// SPEC §7 Health: `run` names the database it cannot write at start.
 /// The opener checks permissions first; this catches what
 /// access(2) cannot see (a read-only mount, SQLite's own refusal).
-fn read_only(e: anyhow::Error, database: &Path) -> anyhow::Error {
+fn read_only(e: anyhow::Error, database: &str) -> anyhow::Error {
     let refused = e.chain().any(|cause| cause.downcast_ref::<StoreError>().is_some_and(StoreError::is_read_only));
-    if refused { e.context(format!("the database {} cannot be written", database.display())) } else { e }
+    if refused { e.context(format!("the database {database} cannot be written")) } else { e }
 }
 
-/// The single-instance lock beside the database (`<database>.lock`); the OS
-/// releases it when the process dies, even by SIGKILL.
-fn lock_database(database: &Path) -> anyhow::Result<File> {
-    let path = health::lock_path(database);
+/// The single-instance lock beside the database (`<database>.lock`; on
+/// PostgreSQL `<state_dir>/<instance>.lock`); the OS releases it when the
+/// process dies, even by SIGKILL.
+fn lock_database(base: &Path, database: &str) -> anyhow::Result<File> {
+    let path = health::lock_path(base);
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -123,8 +126,7 @@ fn lock_database(database: &Path) -> anyhow::Result<File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another `labfeed run` is already using {} (it holds {}); stop it first",
-            database.display(),
+            "another `labfeed run` is already using {database} (it holds {}); stop it first",
             path.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
@@ -194,7 +196,7 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     let mut listeners = Vec::new();
     let settings = |instrument: &str| config.instrument(instrument).map(|i| i.receiver_config()).unwrap_or_default();
     // Created even without listeners: it removes an earlier run's counts.
-    let refusals = Refusals::new(config.storage.database.clone());
+    let refusals = Refusals::new(health::local_base(&config));
     if !config.listen.is_empty() {
         for listen in &config.listen {
             let refusals = Arc::clone(&refusals);
@@ -212,7 +214,7 @@ async fn serve(config: Config, watch_config: Watch, store: Store, once: bool) ->
     let watchdog = tokio::spawn(watchdog(stop_rx));
     notify::ready();
     notify::status(&format!("watching {}", watch_config.inbox.display()));
-    info!(inbox = %watch_config.inbox.display(), database = %config.storage.database.display(), "labfeed is running");
+    info!(inbox = %watch_config.inbox.display(), database = %config.storage.shown(), instance = %health::instance(&config), "labfeed is running");
 
     wait_for_signal().await?;
     info!("stopping: no new input; finishing what is in hand");
@@ -302,9 +304,9 @@ mod tests {
     fn a_write_the_store_refuses_as_read_only_names_the_database() {
         let refused = StoreError::ReadOnly { path: "labfeed.db".into() };
         let e = anyhow::Error::new(refused).context("giving slots their ids");
-        let shown = format!("{:#}", read_only(e, Path::new("/srv/labfeed.db")));
+        let shown = format!("{:#}", read_only(e, "/srv/labfeed.db"));
         assert!(shown.starts_with("the database /srv/labfeed.db cannot be written: giving slots"), "{shown}");
         let other = anyhow::anyhow!("disk full");
-        assert_eq!(format!("{:#}", read_only(other, Path::new("/srv/labfeed.db"))), "disk full");
+        assert_eq!(format!("{:#}", read_only(other, "/srv/labfeed.db")), "disk full");
     }
 }

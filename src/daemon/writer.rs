@@ -48,6 +48,8 @@ pub struct Writer {
     /// Files whose commit failed, back to the watcher to be taken again.
     retry: mpsc::UnboundedSender<PathBuf>,
     finished: Finished,
+    /// Where the health file is (see [`health::local_base`]).
+    local_base: PathBuf,
 }
 
 impl Writer {
@@ -58,7 +60,8 @@ impl Writer {
         stopping: Arc<AtomicBool>,
         retry: mpsc::UnboundedSender<PathBuf>,
     ) -> Writer {
-        Writer { store, config, watch, stopping, retry, finished: Finished::Clean }
+        let local_base = health::local_base(&config);
+        Writer { store, config, watch, stopping, retry, finished: Finished::Clean, local_base }
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Finished {
@@ -175,7 +178,7 @@ impl Writer {
         FAILING_SINCE.store(since.as_second().max(1).unsigned_abs(), Ordering::Relaxed);
         let line = format!("cannot commit since {}: {reason}", since.round(jiff::Unit::Second).unwrap_or(since));
         notify::status(&line);
-        if let Err(e) = health::record_cannot_commit(&self.config.storage.database, &line) {
+        if let Err(e) = health::record_cannot_commit(&self.local_base, &line) {
             error!(error = %e, "could not write the health file for `labfeed status`");
         }
     }
@@ -188,7 +191,7 @@ impl Writer {
         }
         let since = i64::try_from(failing).ok().and_then(|s| jiff::Timestamp::from_second(s).ok());
         info!("commits work again (they failed since {})", since.map_or_else(|| "?".to_owned(), |t| t.to_string()));
-        if let Err(e) = health::clear_cannot_commit(&self.config.storage.database) {
+        if let Err(e) = health::clear_cannot_commit(&self.local_base) {
             error!(error = %e, "could not remove the health file; `labfeed status` still says commits fail");
         }
     }

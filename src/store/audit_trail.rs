@@ -26,7 +26,7 @@ impl Reader<'_> {
     ) -> Result<(), E> {
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log
-             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR actor = ?2) ORDER BY seq"
+             WHERE (CAST(?1 AS TEXT) IS NULL OR at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2) ORDER BY seq"
         );
         self.db().query_each(&sql, params![filter.since, filter.actor], |row| -> Result<bool, E> {
             f(AuditEntry::from_row(row)?)?;

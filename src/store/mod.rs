@@ -160,6 +160,8 @@ pub struct Store {
     head_file: PathBuf,
     /// The rows the open transaction writes.
     written: RefCell<vouch::Written>,
+    /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]).
+    instance: Option<postgres::InstanceLock>,
 }
 
 /// An open transaction: rolled back when dropped uncommitted (an error or a panic).
@@ -239,6 +241,7 @@ impl Store {
             key: audit.key,
             head_file,
             written: RefCell::default(),
+            instance: None,
         };
         store.upgrade_audit(before)?;
         Ok(store)
@@ -289,6 +292,7 @@ impl Store {
             key: audit.key,
             head_file,
             written: RefCell::default(),
+            instance: None,
         };
         if !read_only {
             // PostgreSQL's schema starts at SQLite's 7: nothing to vouch for.
@@ -302,6 +306,30 @@ impl Store {
             Engine::Sqlite(conn) => Db::sqlite(conn),
             Engine::Postgres(session) => Db::postgres(session),
         }
+    }
+
+    /// Run as daemon `name` on this database: on PostgreSQL, refused while
+    /// another session holds the name (SPEC §10); the lock lasts as long as
+    /// the store (or its session) does. On SQLite, the lock file beside the
+    /// database already says it: nothing to do.
+    pub fn claim_instance(&mut self, name: &str) -> Result<(), StoreError> {
+        let Engine::Postgres(session) = &self.engine else { return Ok(()) };
+        let client = postgres::connect_with(session.config())
+            .map_err(|e| StoreError::Unreachable { target: session.target().to_owned(), why: e.to_string() })?;
+        self.instance = Some(postgres::InstanceLock::acquire(client, name)?);
+        Ok(())
+    }
+
+    /// After the connection was lost: take the instance name again (the
+    /// server released it with the lost session).
+    fn reclaim_instance(&mut self) -> Result<(), StoreError> {
+        let Some(lock) = self.instance.as_mut() else { return Ok(()) };
+        if !lock.is_lost() {
+            return Ok(());
+        }
+        let name = lock.instance().to_owned();
+        self.instance = None;
+        self.claim_instance(&name)
     }
 
     /// Whether the study is on PostgreSQL.
@@ -351,6 +379,7 @@ impl Store {
             key: None,
             head_file,
             written: RefCell::default(),
+            instance: None,
         })
     }
 
@@ -466,6 +495,7 @@ impl Store {
         if actor.is_empty() {
             return Err(StoreError::Invalid { what: "actor", problem: "it is empty".to_owned() }.into());
         }
+        self.reclaim_instance()?;
         // `&mut self` guarantees one transaction at a time. Dropping it
         // without commit (error or panic) rolls back.
         let db = self.db().noting(&self.written);

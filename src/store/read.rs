@@ -317,7 +317,7 @@ impl<'c> Reader<'c> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
              WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2 AND m.minute = ?3 AND m.analyte = ?4
-               AND (?5 IS NULL OR m.code = ?5)
+               AND (CAST(?5 AS TEXT) IS NULL OR m.code = ?5)
              ORDER BY m.id"
         );
         self.db().query_all(&sql, params![slot.participant, slot.visit, slot.minute, slot.analyte, code], |r| {
@@ -664,9 +664,9 @@ impl<'c> Reader<'c> {
             "SELECT EXISTS (
                    SELECT 1 FROM open_mismatch m JOIN observation o ON o.id = m.observation_id
                    WHERE m.code = ?1
-                     AND o.instrument IS ?2 AND o.sample_id IS ?3 AND o.test_code IS ?4
-                     AND o.reported_value IS ?5 AND o.reported_unit IS ?6 AND o.status IS ?7
-                     AND o.resulted_at IS ?8)",
+                     AND o.instrument IS NOT DISTINCT FROM ?2 AND o.sample_id IS NOT DISTINCT FROM ?3 AND o.test_code IS NOT DISTINCT FROM ?4
+                     AND o.reported_value IS NOT DISTINCT FROM ?5 AND o.reported_unit IS NOT DISTINCT FROM ?6 AND o.status IS NOT DISTINCT FROM ?7
+                     AND o.resulted_at IS NOT DISTINCT FROM ?8)",
             params![
                 code,
                 o.instrument,

@@ -55,7 +55,57 @@ pub struct Study {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Storage {
+    /// A file (SQLite) or a `postgresql://` URL (SPEC §10).
     pub database: PathBuf,
+    /// This daemon's name on a shared PostgreSQL database (default: the host name).
+    pub instance: Option<String>,
+    /// Where a daemon on PostgreSQL keeps the files it keeps beside an
+    /// SQLite database (lock, health, refused peers, audit head); default:
+    /// the configuration file's directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// An instance name is shown in logs, status and receipts: short and plain.
+pub fn valid_instance(name: &str) -> bool {
+    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Storage {
+    /// `database` for messages: a URL without its password or parameters.
+    pub fn shown(&self) -> String {
+        let Some(text) = self.database.to_str().filter(|_| self.is_postgres()) else {
+            return self.database.display().to_string();
+        };
+        let (scheme, rest) = text.split_once("://").unwrap_or(("postgresql", text));
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let authority = match authority.rsplit_once('@') {
+            Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or_default()),
+            None => authority.to_owned(),
+        };
+        format!("{scheme}://{authority}/{path}")
+    }
+
+    /// Whether `database` names a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.database.to_str().is_some_and(|d| d.starts_with("postgresql://") || d.starts_with("postgres://"))
+    }
+}
+
+impl Config {
+    /// The path whose siblings are this daemon's own files (`<base>.lock`,
+    /// `<base>.health`, `<base>.peers`, `<base>.audit-head`): the SQLite
+    /// database itself, or `<state_dir>/<instance>` for PostgreSQL.
+    pub fn local_base(&self, instance: &str) -> PathBuf {
+        if !self.storage.is_postgres() {
+            return self.storage.database.clone();
+        }
+        let dir = match &self.storage.state_dir {
+            Some(dir) => dir.clone(),
+            None => self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
+        };
+        dir.join(instance)
+    }
 }
 
 /// `[audit]`: both optional. Without a key the chain is plain SHA-256, which
@@ -684,6 +734,17 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
     let study = raw.study.into_inner();
     if study.id.trim().is_empty() {
         p.add(study_span.clone(), "study.id", "must not be empty: the study's registry ID, e.g. \"NCT02057211\"");
+    }
+    if let Some(instance) = &raw.storage.instance
+        && !valid_instance(instance)
+    {
+        p.add(
+            0..0,
+            "storage.instance",
+            format!(
+                "{instance:?} is not an instance name: 1 to 63 letters, digits, '.', '-' or '_', e.g. \"lab-pc-1\""
+            ),
+        );
     }
     if let Err(e) = jiff::tz::TimeZone::get(&study.timezone) {
         p.add(

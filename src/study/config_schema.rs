@@ -56,7 +56,7 @@ const U64: Kind = Kind::Whole { min: 0, max: u64::MAX as i128 };
 const I32: Kind = Kind::Whole { min: i32::MIN as i128, max: i32::MAX as i128 };
 
 const STUDY: &[Field] = &[req("id", Kind::Text), req("timezone", Kind::Text)];
-const STORAGE: &[Field] = &[req("database", Kind::Text), opt("instance", Kind::Text)];
+const STORAGE: &[Field] = &[req("database", Kind::Text), opt("instance", Kind::Text), opt("state_dir", Kind::Text)];
 const AUDIT: &[Field] = &[opt("key_file", Kind::Text), opt("head_file", Kind::Text)];
 const WEB: &[Field] = &[opt("address", Kind::Text), opt("tls_cert", Kind::Text), opt("tls_key", Kind::Text)];
 const WATCH: &[Field] = &[
@@ -201,7 +201,7 @@ pub fn key_offset(root: &DeTable<'_>, key: &str) -> Option<usize> {
 
 /// Keys SPEC §3 defines for features this version does not have yet: they
 /// are accepted, so one file serves several versions, but do nothing.
-pub const NOT_YET_USED: &[&[&str]] = &[&["storage", "instance"], &["web"]];
+pub const NOT_YET_USED: &[&[&str]] = &[&["web"]];
 
 /// Where each of `paths` is written in `text` (`*` matches every entry of
 /// an array of tables): the dotted key and its 1-based line.

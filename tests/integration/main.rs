@@ -5,6 +5,7 @@ mod astm;
 mod auc;
 mod audit_key;
 mod audit_report;
+mod central;
 mod cli;
 mod config;
 mod correction;

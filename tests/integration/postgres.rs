@@ -17,7 +17,7 @@ use postgres::Client;
 const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
 
 /// The server's `test` database, or `None` (and the one line) when there is no server.
-fn server() -> Option<Client> {
+pub(crate) fn server() -> Option<Client> {
     match pg::connect(&format!("{SERVER}/test")) {
         Ok(client) => Some(client),
         Err(e) => {
@@ -35,12 +35,12 @@ fn server() -> Option<Client> {
 }
 
 /// A database of the test's own, dropped when the test ends (also on panic).
-struct TestDb {
+pub(crate) struct TestDb {
     name: String,
 }
 
 impl TestDb {
-    fn create() -> Option<TestDb> {
+    pub(crate) fn create() -> Option<TestDb> {
         let mut admin = server()?;
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).unwrap();
@@ -49,11 +49,11 @@ impl TestDb {
         Some(TestDb { name })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{SERVER}/{}", self.name)
     }
 
-    fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         pg::connect(&self.url()).unwrap()
     }
 

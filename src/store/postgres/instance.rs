@@ -56,6 +56,11 @@ impl InstanceLock {
         &self.instance
     }
 
+    /// Whether the session holding the lock has ended (the lock with it).
+    pub fn is_lost(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// Whether the session is alive and still holds the lock (a daemon
     /// asks after a network failure: a lost session lost the lock).
     pub fn is_held(&mut self) -> bool {

@@ -119,6 +119,10 @@ impl Session {
         })
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// `postgresql://USER@HOST:PORT/DB`, without the password.
     pub fn target(&self) -> &str {
         &self.target
@@ -180,7 +184,10 @@ impl Session {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = client.prepare(&numbered(sql))?;
+        // The statement has placeholders, never values: safe to log.
+        let statement = client
+            .prepare(&numbered(sql))
+            .inspect_err(|e| tracing::debug!(error = %e, sql, "PostgreSQL refused a statement"))?;
         self.statements.borrow_mut().insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
