@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::daemon::{Study, archived, files_in, signal, stop, upload, wait_for};
 use super::postgres::TestDb;
 use super::resolve::r;
 use super::support::{TempStudy, central, csv_rows, e411, import_csv, ingest_bytes, ok, order, text};
@@ -124,4 +125,99 @@ fn the_same_deliveries_give_the_same_exports_reports_and_verdict_on_both_engines
     let status = ok(&central.run(&["status"]));
     assert!(status.contains("instance site-a"), "{status}");
     assert!(!status.contains("127.0.0.1:5432/test"), "the study's own database, not the server's: {status}");
+}
+
+#[test]
+fn two_sites_write_one_study_and_an_instance_name_runs_once_until_its_session_ends() {
+    let Some(db) = TestDb::create() else { return };
+    let url = db.url();
+    let a = Study::build(&[], |t| point_at(&t.config, &url, "site-a"));
+    let b = Study::bare(&[], |t| point_at(&t.config, &url, "site-b"));
+    let mut daemon_a = a.start();
+    let daemon_b = b.start();
+    // Each site its own inbox, archive and quarantine; one study.
+    for n in 0..10 {
+        std::fs::write(a.inbox().join(format!("a{n}.astm")), upload(1, n)).unwrap();
+        std::fs::write(b.inbox().join(format!("b{n}.astm")), upload(2, n)).unwrap();
+    }
+    for (site, prefix) in [(&a, "a"), (&b, "b")] {
+        wait_for(
+            || {
+                archived(&site.archive()).iter().filter(|p| p.to_string_lossy().contains(&format!("/{prefix}"))).count()
+                    == 10
+            },
+            "each site to archive its own files",
+        );
+    }
+    assert!(files_in(&a.quarantine()).is_empty() && files_in(&b.quarantine()).is_empty());
+
+    // site-a again, from another machine (its own state directory): refused, exit 2.
+    let twin = Study::bare(&[], |t| point_at(&t.config, &url, "site-a"));
+    let refused = twin.command(&["run"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("instance \"site-a\" is already running"), "{said}");
+    assert!(!twin.archive().exists() || archived(&twin.archive()).is_empty(), "the refused daemon took nothing");
+
+    // A killed daemon's session ends, and the name with it.
+    signal(&daemon_a, "KILL");
+    daemon_a.wait().unwrap();
+    let daemon_twin = twin.start();
+    assert!(stop(daemon_twin).success());
+    assert!(stop(daemon_b).success());
+    let status = ok(&b.t.run(&["status"]));
+    assert!(status.contains("instance site-b"), "{status}");
+    // 10 uploads of 2 results per site, and the probe (the later probes are its duplicates).
+    assert_eq!(a.export().len(), 2 * 10 * 2 + 2);
+    assert_eq!(a.export(), b.export(), "one study, seen alike from both sites");
+}
+
+#[test]
+fn two_sites_delivering_for_one_slot_at_once_leave_one_result_and_a_conflict() {
+    let Some(db) = TestDb::create() else { return };
+    let url = db.url();
+    let a = Study::build(&[], |t| point_at(&t.config, &url, "site-a"));
+    let b = Study::bare(&[], |t| point_at(&t.config, &url, "site-b"));
+    const SLOTS: usize = 12;
+    let barrier = std::sync::Barrier::new(2);
+    let ingests = |site: &Study, rerun: bool| -> Vec<std::process::Command> {
+        (0..SLOTS)
+            .map(|n| {
+                // The same sample from both sites: C-peptide differs, glucose agrees.
+                let mut body = upload(5, n);
+                if rerun {
+                    body = body.replacen(&format!("|0.{n:03}|"), &format!("|1.{n:03}|"), 1);
+                }
+                let file = site.t.file(&format!("slot{n}.astm"), &body);
+                site.command(&["ingest", file.to_str().unwrap()])
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        for commands in [ingests(&a, false), ingests(&b, true)] {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                for mut command in commands {
+                    barrier.wait();
+                    let out = command.output().unwrap();
+                    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+                }
+            });
+        }
+    });
+    // Per slot: the first measurement stands, one per analyte; the other
+    // C-peptide value is held as a conflict, the equal glucose is a duplicate.
+    let results = a.export();
+    assert_eq!(results.len(), SLOTS * 2, "{results:#?}");
+    let mut slots = std::collections::BTreeSet::new();
+    for line in &results {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(slots.insert((cells[1].to_owned(), cells[2].to_owned(), cells[3].to_owned())), "twice: {line}");
+    }
+    let mismatches = ok(&a.t.run(&["report", "mismatches", "--format", "csv"]));
+    let rows = csv_rows(&mismatches);
+    let code = rows[0].iter().position(|c| c == "code").unwrap();
+    let conflicts = rows[1..].iter().filter(|r| r[code] == "DUPLICATE_CONFLICT").count();
+    assert_eq!(conflicts, SLOTS, "{mismatches}");
+    assert!(ok(&a.t.run(&["verify-audit"])).contains("audit chain intact"));
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::support::{TempStudy, text};
 
 /// A study with fast settling, 100 participants imported, and the daemon's folders.
-struct Study {
-    t: TempStudy,
+pub(crate) struct Study {
+    pub(crate) t: TempStudy,
 }
 
 impl Study {
@@ -24,11 +24,9 @@ impl Study {
     }
 
     /// A study with these config edits; `prepare` runs before the database is made.
-    fn build(edits: &[(&str, &str)], prepare: impl FnOnce(&TempStudy)) -> Study {
-        let mut edits = edits.to_vec();
-        edits.push(("poll_interval_seconds = 2", "poll_interval_seconds = 1"));
-        let t = TempStudy::new(&edits);
-        prepare(&t);
+    pub(crate) fn build(edits: &[(&str, &str)], prepare: impl FnOnce(&TempStudy)) -> Study {
+        let study = Study::bare(edits, prepare);
+        let t = &study.t;
         let participants: String = std::iter::once("participant".to_owned())
             .chain((0..100).map(|i| format!("U{i:03}")))
             .collect::<Vec<_>>()
@@ -36,20 +34,29 @@ impl Study {
         let csv = t.file("participants.csv", &participants);
         let out = t.run(&["import", "participants", csv.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        study
+    }
+
+    /// Like [`Study::build`], importing nothing (a second site of a shared database).
+    pub(crate) fn bare(edits: &[(&str, &str)], prepare: impl FnOnce(&TempStudy)) -> Study {
+        let mut edits = edits.to_vec();
+        edits.push(("poll_interval_seconds = 2", "poll_interval_seconds = 1"));
+        let t = TempStudy::new(&edits);
+        prepare(&t);
         Study { t }
     }
 
-    fn inbox(&self) -> PathBuf {
+    pub(crate) fn inbox(&self) -> PathBuf {
         self.t.lib("inbox")
     }
-    fn quarantine(&self) -> PathBuf {
+    pub(crate) fn quarantine(&self) -> PathBuf {
         self.t.lib("quarantine")
     }
-    fn archive(&self) -> PathBuf {
+    pub(crate) fn archive(&self) -> PathBuf {
         self.t.lib("archive")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         self.t.command(args)
     }
 
@@ -57,7 +64,7 @@ impl Study {
         self.command(&["run", "--once"]).output().unwrap()
     }
 
-    fn start(&self) -> Child {
+    pub(crate) fn start(&self) -> Child {
         self.start_with_env(&[])
     }
 
@@ -79,14 +86,14 @@ impl Study {
         child
     }
 
-    fn export(&self) -> Vec<String> {
+    pub(crate) fn export(&self) -> Vec<String> {
         let out = self.command(&["export", "results"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_owned).collect()
     }
 }
 
 /// An e411 upload for participant `p`, 2 results, distinct per (p, n).
-fn upload(p: usize, n: usize) -> String {
+pub(crate) fn upload(p: usize, n: usize) -> String {
     let minute = [-10, 0, 15, 30, 60, 90, 120][n % 7];
     let visit = ["V0", "V1", "V2", "V3", "V4"][(n / 7) % 5];
     format!(
@@ -136,7 +143,7 @@ fn a_file_hard_linked_into_the_inbox_is_archived_without_a_restart() {
     assert_eq!(s.export().len(), 4, "the probe and the linked file");
 }
 
-fn archived(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn archived(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -149,7 +156,7 @@ fn archived(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
+pub(crate) fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
@@ -158,7 +165,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// Wait (bounded) for a condition; the bound is generous and never asserted as a speed.
-fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+pub(crate) fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -166,12 +173,12 @@ fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
-fn stop(mut child: Child) -> std::process::ExitStatus {
+pub(crate) fn stop(mut child: Child) -> std::process::ExitStatus {
     signal(&child, "TERM");
     child.wait().unwrap()
 }
