@@ -154,8 +154,10 @@ pub fn open_store(config: &Config, config_path: &Path) -> anyhow::Result<Store> 
     ensure_database_dir(config)?;
     require_writable_database(config)?;
     let audit = audit_settings(config)?;
-    Store::open_with(&config.storage.database, audit)
-        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))
+    let mut store = Store::open_with(&config.storage.database, audit)
+        .with_context(|| format!("opening the study database (storage.database in {})", config_path.display()))?;
+    store.receive_as(&crate::daemon::health::instance(config));
+    Ok(store)
 }
 
 /// The audit key and head file of a configuration (SPEC §9). Under systemd,

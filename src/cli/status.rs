@@ -265,14 +265,20 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
     }
 
     writeln!(out, "last arrival per source:")?;
+    // A shared database holds every site's arrivals: say which daemon took each.
+    let shared = config.storage.is_postgres();
     for a in &report.arrivals {
         let link = match (&a.source, &a.instrument) {
             (Source::Serial | Source::Tcp, Some(instrument)) => format!(" ({instrument})"),
             _ => String::new(),
         };
+        let via = match &a.instance {
+            Some(instance) if shared => format!(" via {instance}"),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "  {}:{}{link} at {}{}: {}",
+            "  {}:{}{link}{via} at {}{}: {}",
             a.source,
             printable(&a.origin),
             a.received_at,
@@ -280,7 +286,11 @@ fn print(report: &Report, config: &Config, out: &mut dyn Write) -> io::Result<()
             printable(&what_came_of_it(a))
         )?;
     }
-    let silent = silent_inputs(config, &report.arrivals);
+    // This daemon's own inputs that never received anything.
+    let here = crate::daemon::health::instance(config);
+    let own: Vec<LastArrival> =
+        report.arrivals.iter().filter(|a| !shared || a.instance.as_deref() == Some(here.as_str())).cloned().collect();
+    let silent = silent_inputs(config, &own);
     for input in &silent {
         writeln!(out, "  {input}: nothing received yet")?;
     }
@@ -401,6 +411,7 @@ mod tests {
             qc: 0,
             errors: 0,
             detail: None,
+            instance: None,
         }
     }
 

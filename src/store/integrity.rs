@@ -212,7 +212,7 @@ fn append_only_problem(db: Db<'_>, v: &Vouched, ranges: &[VouchedRange]) -> Resu
             ));
         }
         previous_last = range.last;
-        let rows = digests(db, v, range.first, range.last)?;
+        let rows = digests(db, v, range.layout, range.first, range.last)?;
         if range_digest(&rows) != range.digest {
             let have: BTreeSet<i64> = rows.iter().map(|(id, _)| *id).collect();
             let problem = match (range.first..=range.last).find(|id| !have.contains(id)) {
@@ -270,7 +270,7 @@ fn mutable_problem(db: Db<'_>, v: &Vouched, ranges: &[VouchedRange]) -> Result<(
                 Some(format!("{} row {id} has no audit entry (it was written behind labfeed's back)", v.table)),
             ));
         };
-        let rows = digests(db, v, range.first, range.last)?;
+        let rows = digests(db, v, range.layout, range.first, range.last)?;
         if range_digest(&rows) != range.digest {
             return Ok((
                 0,

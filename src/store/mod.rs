@@ -162,6 +162,8 @@ pub struct Store {
     written: RefCell<vouch::Written>,
     /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]).
     instance: Option<postgres::InstanceLock>,
+    /// The instance name receipts record (see [`Store::receive_as`]).
+    receiving_as: Option<String>,
 }
 
 /// An open transaction: rolled back when dropped uncommitted (an error or a panic).
@@ -242,6 +244,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            receiving_as: None,
         };
         store.upgrade_audit(before)?;
         Ok(store)
@@ -293,6 +296,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            receiving_as: None,
         };
         if !read_only {
             // PostgreSQL's schema starts at SQLite's 7: nothing to vouch for.
@@ -313,11 +317,17 @@ impl Store {
     /// the store (or its session) does. On SQLite, the lock file beside the
     /// database already says it: nothing to do.
     pub fn claim_instance(&mut self, name: &str) -> Result<(), StoreError> {
+        self.receive_as(name);
         let Engine::Postgres(session) = &self.engine else { return Ok(()) };
         let client = postgres::connect_with(session.config())
             .map_err(|e| StoreError::Unreachable { target: session.target().to_owned(), why: e.to_string() })?;
         self.instance = Some(postgres::InstanceLock::acquire(client, name)?);
         Ok(())
+    }
+
+    /// Record `name` as the receiving instance of every receipt written from now on.
+    pub fn receive_as(&mut self, name: &str) {
+        self.receiving_as = Some(name.to_owned());
     }
 
     /// After the connection was lost: take the instance name again (the
@@ -380,6 +390,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            receiving_as: None,
         })
     }
 
@@ -500,7 +511,7 @@ impl Store {
         // without commit (error or panic) rolls back.
         let db = self.db().noting(&self.written);
         let transaction = Transaction::begin(db, true)?;
-        let mut tx = Tx::new(transaction, db, actor, self.key.clone());
+        let mut tx = Tx::new(transaction, db, actor, self.key.clone(), self.receiving_as.clone());
         let value = f(&mut tx)?;
         if let Some((seq, hash)) = tx.commit()? {
             self.record_head(seq, &hash);

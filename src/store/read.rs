@@ -166,14 +166,16 @@ impl<'c> Reader<'c> {
     pub fn last_arrival_per_source(&self) -> Result<Vec<LastArrival>, StoreError> {
         self.db().query_all(
             "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
-                    p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail
+                    p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail, rc.instance
              FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
              WHERE rc.id IN (
                  SELECT max(id) FROM receipt
-                 GROUP BY source, CASE source WHEN 'serial' THEN origin
-                                              WHEN 'tcp' THEN coalesce(instrument, '')
-                                              ELSE '' END)
-             ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END, rc.id",
+                 GROUP BY coalesce(instance, ''), source,
+                          CASE source WHEN 'serial' THEN origin
+                                      WHEN 'tcp' THEN coalesce(instrument, '')
+                                      ELSE '' END)
+             ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END,
+                      coalesce(rc.instance, ''), rc.id",
             params![],
             |row| {
                 let count = |i: usize| -> Result<u64, StoreError> {
@@ -191,6 +193,7 @@ impl<'c> Reader<'c> {
                     qc: count(8)?,
                     errors: count(9)?,
                     detail: row.get(10)?,
+                    instance: row.get(11)?,
                 })
             },
         )

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 6, description: "accounts and data locks", sql: include_str!("schema_v6.sql") },
     Migration { version: 7, description: "keyed audit chain and vouched rows", sql: include_str!("schema_v7.sql") },
+    Migration {
+        version: 8,
+        description: "the instance that received each arrival",
+        sql: include_str!("schema_v8.sql"),
+    },
 ];
 
 /// The schema version this code reads and writes.

@@ -590,4 +590,6 @@ pub struct LastArrival {
     pub qc: u64,
     pub errors: u64,
     pub detail: Option<String>,
+    /// The daemon that received it (`[storage] instance`), when recorded.
+    pub instance: Option<String>,
 }

@@ -31,12 +31,26 @@ pub struct Vouched {
     pub key: &'static str,
     /// The columns hashed, in order (version 1 of the layout).
     pub columns: &'static str,
+    /// Columns hashed after them from layout 2 on (added by schema 8).
+    pub since_layout_2: &'static str,
     /// Rows change after they are written: vouched one by one.
     pub mutable: bool,
 }
 
-/// The layout version in each commit row (`"v"`), should a column be added.
-pub const LAYOUT: i64 = 1;
+/// The layout version in each commit row (`"v"`): 2 since receipts name
+/// their instance. A range is checked with its own commit row's layout.
+pub const LAYOUT: i64 = 2;
+
+impl Vouched {
+    /// The columns hashed in `layout`.
+    pub fn columns_in(&self, layout: i64) -> String {
+        if layout >= 2 && !self.since_layout_2.is_empty() {
+            format!("{}, {}", self.columns, self.since_layout_2)
+        } else {
+            self.columns.to_owned()
+        }
+    }
+}
 
 /// Every table labfeed writes, except the audit log itself. An account's
 /// failed-login count and refusal change with every login attempt; they are
@@ -47,19 +61,28 @@ pub const VOUCHED: &[Vouched] = &[
         key: "id",
         columns: "sha256, size, format, content, masked, first_received_at, encoding",
         mutable: false,
+        since_layout_2: "",
     },
-    Vouched { table: "receipt", key: "id", columns: "raw_id, received_at, source, origin, instrument", mutable: false },
+    Vouched {
+        table: "receipt",
+        key: "id",
+        columns: "raw_id, received_at, source, origin, instrument",
+        mutable: false,
+        since_layout_2: "instance",
+    },
     Vouched {
         table: "processing",
         key: "receipt_id",
         columns: "receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "message",
         key: "id",
         columns: "raw_id, number, span_start, span_end, format, sender, control_id, error, error_offset",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "observation",
@@ -68,12 +91,14 @@ pub const VOUCHED: &[Vouched] = &[
                   comparator, reported_numeric, flags, status, collected_at, resulted_at, qc, participant, visit, \
                   minute, analyte, value, unit, blq, outcome, collected_offset",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "observation_offset",
         key: "id",
         columns: "observation_id, collected_offset, at, reason",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "result",
@@ -81,6 +106,7 @@ pub const VOUCHED: &[Vouched] = &[
         columns: "observation_id, participant, visit, minute, analyte, value, unit, comparator, blq, version, \
                   supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "mismatch",
@@ -88,6 +114,7 @@ pub const VOUCHED: &[Vouched] = &[
         columns: "code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte, detail, \
                   created_at",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "resolution",
@@ -95,27 +122,43 @@ pub const VOUCHED: &[Vouched] = &[
         columns: "mismatch_id, action, participant, visit, minute, result_id, reason, resolved_by, resolved_at, cause, \
                   result_watermark",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "resolution_effect",
         key: "rowid",
         columns: "resolution_id, kind, result_id, mismatch_id",
         mutable: false,
+        since_layout_2: "",
     },
     Vouched {
         table: "data_lock",
         key: "id",
         columns: "scope, participant, visit, locked, at, by, reason",
         mutable: false,
+        since_layout_2: "",
     },
-    Vouched { table: "participant", key: "rowid", columns: "code, site", mutable: true },
-    Vouched { table: "visit", key: "rowid", columns: "participant, visit, meal_start", mutable: true },
-    Vouched { table: "sample", key: "rowid", columns: "sample_id, participant, visit, minute", mutable: true },
+    Vouched { table: "participant", key: "rowid", columns: "code, site", mutable: true, since_layout_2: "" },
+    Vouched {
+        table: "visit",
+        key: "rowid",
+        columns: "participant, visit, meal_start",
+        mutable: true,
+        since_layout_2: "",
+    },
+    Vouched {
+        table: "sample",
+        key: "rowid",
+        columns: "sample_id, participant, visit, minute",
+        mutable: true,
+        since_layout_2: "",
+    },
     Vouched {
         table: "account",
         key: "rowid",
         columns: "name, full_name, role, password_hash, enabled, created_at",
         mutable: true,
+        since_layout_2: "",
     },
 ];
 
@@ -138,21 +181,28 @@ fn put(hasher: &mut Sha256, value: &SqlValue) {
     }
 }
 
-/// The digests of the rows of an SQLite study (see [`digests`]).
+/// The digests of the rows of an SQLite study in `layout` (see [`digests`]).
 pub fn row_digests(
     conn: &rusqlite::Connection,
     v: &Vouched,
+    layout: i64,
     first: i64,
     last: i64,
 ) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
-    digests(Db::sqlite(conn), v, first, last)
+    digests(Db::sqlite(conn), v, layout, first, last)
 }
 
 /// The digests of the rows of `v.table` with keys in `first..=last`, by key.
-pub(crate) fn digests(db: Db<'_>, v: &Vouched, first: i64, last: i64) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
+pub(crate) fn digests(
+    db: Db<'_>,
+    v: &Vouched,
+    layout: i64,
+    first: i64,
+    last: i64,
+) -> Result<Vec<(i64, [u8; 32])>, StoreError> {
     let sql = format!(
         "SELECT {key}, {} FROM {} WHERE {key} BETWEEN ?1 AND ?2 ORDER BY {key}",
-        v.columns,
+        v.columns_in(layout),
         v.table,
         key = v.key
     );
@@ -214,7 +264,7 @@ impl Written {
             }
             let mut list = Vec::with_capacity(ranges.len());
             for (first, last) in ranges {
-                let rows = digests(db, v, first, last)?;
+                let rows = digests(db, v, LAYOUT, first, last)?;
                 list.push(json!([first, last, range_digest(&rows)]));
             }
             tables.insert((*table).to_owned(), Value::Array(list));
@@ -227,6 +277,8 @@ impl Written {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VouchedRange {
     pub seq: i64,
+    /// The layout of the commit row that names it.
+    pub layout: i64,
     pub first: i64,
     pub last: i64,
     pub digest: String,
@@ -236,9 +288,10 @@ pub struct VouchedRange {
 /// an error: the row was not written by labfeed).
 pub fn ranges_of(seq: i64, detail: &str) -> Result<Vec<(String, VouchedRange)>, String> {
     let value: Value = serde_json::from_str(detail).map_err(|e| format!("its detail is not JSON ({e})"))?;
-    if value.get("v").and_then(Value::as_i64) != Some(LAYOUT) {
-        return Err(format!("its layout version is not {LAYOUT}"));
-    }
+    let layout = match value.get("v").and_then(Value::as_i64) {
+        Some(v) if (1..=LAYOUT).contains(&v) => v,
+        _ => return Err(format!("its layout version is not one of 1 to {LAYOUT}")),
+    };
     let Some(rows) = value.get("rows").and_then(Value::as_object) else {
         return Err("it names no rows".to_owned());
     };
@@ -252,7 +305,7 @@ pub fn ranges_of(seq: i64, detail: &str) -> Result<Vec<(String, VouchedRange)>, 
             match parts {
                 [first, last, digest] => match (first.as_i64(), last.as_i64(), digest.as_str()) {
                     (Some(first), Some(last), Some(digest)) if first <= last => {
-                        out.push((table.clone(), VouchedRange { seq, first, last, digest: digest.to_owned() }))
+                        out.push((table.clone(), VouchedRange { seq, layout, first, last, digest: digest.to_owned() }))
                     }
                     _ => return Err(format!("a range of {table} is malformed")),
                 },

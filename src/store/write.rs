@@ -31,6 +31,8 @@ pub struct Tx<'c> {
     signature: Option<Signature>,
     signed: Cell<bool>,
     key: Option<AuditKey>,
+    /// The daemon (or machine) receiving, recorded with each receipt.
+    instance: Option<String>,
     /// Seq and hash of the last audit row this transaction appended.
     last: RefCell<Option<(i64, String)>>,
 }
@@ -80,7 +82,13 @@ fn sample_json(s: &Sample) -> Value {
 
 impl<'c> Tx<'c> {
     /// `db` notes the rows written (see [`Db::noting`]); its log starts empty.
-    pub(crate) fn new(transaction: Transaction<'c>, db: Db<'c>, actor: &str, key: Option<AuditKey>) -> Tx<'c> {
+    pub(crate) fn new(
+        transaction: Transaction<'c>,
+        db: Db<'c>,
+        actor: &str,
+        key: Option<AuditKey>,
+        instance: Option<String>,
+    ) -> Tx<'c> {
         db.take_written();
         Tx {
             transaction,
@@ -90,6 +98,7 @@ impl<'c> Tx<'c> {
             signature: None,
             signed: Cell::new(false),
             key,
+            instance,
             last: RefCell::new(None),
         }
     }
@@ -219,12 +228,14 @@ impl<'c> Tx<'c> {
             self.db()
                 .query_row("SELECT count(*) FROM receipt WHERE raw_id = ?1", params![receipt.raw_id], |r| r.get(0))?;
         let id = ReceiptId(self.db().insert(
-            "INSERT INTO receipt (raw_id, received_at, source, origin, instrument) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument],
+            "INSERT INTO receipt (raw_id, received_at, source, origin, instrument, instance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument, self.instance],
         )?);
         self.audit_insert("receive", "receipt", id, || {
             json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
-                    "origin": receipt.origin, "instrument": receipt.instrument, "earlier_receipts": earlier })
+                    "origin": receipt.origin, "instrument": receipt.instrument, "instance": self.instance,
+                    "earlier_receipts": earlier })
         })?;
         Ok(id)
     }

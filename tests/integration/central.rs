@@ -143,7 +143,8 @@ fn two_sites_write_one_study_and_an_instance_name_runs_once_until_its_session_en
     for (site, prefix) in [(&a, "a"), (&b, "b")] {
         wait_for(
             || {
-                archived(&site.archive()).iter().filter(|p| p.to_string_lossy().contains(&format!("/{prefix}"))).count()
+                let names = archived(&site.archive());
+                names.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix))).count()
                     == 10
             },
             "each site to archive its own files",
@@ -167,6 +168,9 @@ fn two_sites_write_one_study_and_an_instance_name_runs_once_until_its_session_en
     assert!(stop(daemon_b).success());
     let status = ok(&b.t.run(&["status"]));
     assert!(status.contains("instance site-b"), "{status}");
+    // Every receipt names the daemon that took it.
+    assert!(status.contains("file:probe.astm via site-b at") || status.contains("via site-b"), "{status}");
+    assert!(status.contains("via site-a"), "{status}");
     // 10 uploads of 2 results per site, and the probe (the later probes are its duplicates).
     assert_eq!(a.export().len(), 2 * 10 * 2 + 2);
     assert_eq!(a.export(), b.export(), "one study, seen alike from both sites");

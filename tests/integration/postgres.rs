@@ -190,21 +190,21 @@ fn migrating_again_is_a_no_op_and_two_daemons_migrate_a_new_database_once() {
             .map(|r| r.get(0))
             .collect()
     };
-    assert_eq!(applied(&mut client), [1]);
+    assert_eq!(applied(&mut client), [1, 2]);
     let objects =
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'";
     let before: i64 = client.query_one(objects, &[]).unwrap().get(0);
-    assert_eq!(pg::migrate(&mut client).unwrap(), 1);
-    assert_eq!(applied(&mut client), [1]);
+    assert_eq!(pg::migrate(&mut client).unwrap(), 2);
+    assert_eq!(applied(&mut client), [1, 2]);
     assert_eq!(client.query_one(objects, &[]).unwrap().get::<_, i64>(0), before);
-    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(1));
+    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(2));
 
     // A newer labfeed's database is refused, not guessed at.
     client
         .batch_execute("INSERT INTO labfeed_schema (version, description, applied_at) VALUES (9, 'future', 't')")
         .unwrap();
     let err = pg::migrate(&mut client).unwrap_err();
-    assert!(matches!(err, PgError::TooNew { found: 9, known: 1, .. }), "{err}");
+    assert!(matches!(err, PgError::TooNew { found: 9, known: 2, .. }), "{err}");
     assert!(err.to_string().contains(&format!("postgresql://postgres@127.0.0.1:5432/{}", db.name)), "{err}");
 }
 

@@ -434,7 +434,7 @@ fn an_edited_audit_row_with_the_chain_recomputed_under_another_key_is_found() {
 /// for it, its hash made by `hash` from (prev_hash, seq, at, detail); the seq.
 fn forge_commit(conn: &Connection, keyed: bool, hash: impl Fn(&str, i64, &str, &str) -> String) -> i64 {
     let id = insert_result_version(conn, last_result_version(conn));
-    let rows = row_digests(conn, vouched("result").unwrap(), id, id).unwrap();
+    let rows = row_digests(conn, vouched("result").unwrap(), 1, id, id).unwrap();
     let detail = canonical_json(&serde_json::json!({"v": 1, "rows": {"result": [[id, id, range_digest(&rows)]]}}));
     let (seq, prev): (i64, String) = conn
         .query_row("SELECT seq + 1, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -21,11 +21,14 @@ pub struct Migration {
 }
 
 /// Every step, in order; `MIGRATIONS[i].version == i + 1`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "the study schema (SQLite schema 7)",
-    sql: include_str!("schema_pg_v1.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, description: "the study schema (SQLite schema 7)", sql: include_str!("schema_pg_v1.sql") },
+    Migration {
+        version: 2,
+        description: "the instance that received each arrival (SQLite schema 8)",
+        sql: include_str!("schema_pg_v2.sql"),
+    },
+];
 
 /// The table that records which steps ran.
 pub const VERSION_TABLE: &str = "labfeed_schema";
