@@ -18,6 +18,7 @@ pub mod import;
 pub mod ingest;
 pub mod lock;
 pub mod login;
+pub mod migrate_store;
 pub mod parse;
 pub mod report;
 pub mod resolve;
@@ -86,6 +87,8 @@ enum Command {
     Unlock(lock::LockArgs),
     /// Write a new audit key file (32 random bytes as hex, mode 0400) for [audit] key_file; never overwrites.
     NewAuditKey(audit_key::NewAuditKeyArgs),
+    /// Copy the SQLite study into an empty PostgreSQL database (--to URL), audit chain intact, and verify the copy; the SQLite file is left untouched.
+    MigrateStore(migrate_store::MigrateStoreArgs),
     /// Accounts: add, list, disable, set a password (admins; the first admin needs no login).
     User(user::UserArgs),
     /// Database, daemon, inbox and quarantine counts, last arrival per source, open mismatches.
@@ -127,6 +130,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Lock(args) => lock::run(&config_path, &login, &args, true, &mut stdout.lock(), &mut stderr.lock()),
         Command::Unlock(args) => lock::run(&config_path, &login, &args, false, &mut stdout.lock(), &mut stderr.lock()),
         Command::NewAuditKey(args) => audit_key::run(&args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::MigrateStore(args) => migrate_store::run(&config_path, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::User(args) => user::run(&config_path, &login, &args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Status => status::run(&config_path, &mut stdout.lock(), &mut stderr.lock()),
         Command::Run(args) => run::run(&config_path, &args),

@@ -25,6 +25,7 @@
 mod account;
 mod audit;
 mod audit_trail;
+mod copy;
 mod correction;
 mod error;
 pub mod head;
@@ -54,6 +55,7 @@ pub use audit::{
     entry_hash, hex, keyed_entry_hash, sha256_hex, verify_audit_chain,
 };
 pub use audit_trail::AuditFilter;
+pub use copy::{COPY_ORDER, Copied, CopyCheck, CopyError, Progress, TableRows, verify_copy};
 pub use correction::ObservationSource;
 pub use error::StoreError;
 pub use integrity::Integrity;

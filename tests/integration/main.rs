@@ -23,6 +23,7 @@ mod listen;
 mod local_time;
 mod local_time_corrections;
 mod lock;
+mod migrate_store;
 mod mllp;
 mod package;
 mod postgres;

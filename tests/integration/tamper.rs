@@ -20,7 +20,7 @@ const RESOLVE_REASON: &str = "rerun confirmed by the lab";
 /// Participants, visits and samples; three results (HL7 and ASTM), two
 /// reruns with other values (one mismatch accepted, one left open), and a
 /// locked visit.
-fn fill(t: &TempStudy) {
+pub(super) fn fill(t: &TempStudy) {
     import_csv(t, "participants", "participants.csv", "participant\nU01\nU02\nU03\nU04\n");
     import_csv(
         t,
@@ -56,7 +56,7 @@ fn open_mismatches(db: &Path) -> Vec<i64> {
 }
 
 /// Give `t` an audit key made by `labfeed new-audit-key` (before anything is written).
-fn add_key(t: &TempStudy) {
+pub(super) fn add_key(t: &TempStudy) {
     let key = t.dir.path().join("audit.key");
     ok(&t.command(&["new-audit-key", key.to_str().unwrap()]).output().unwrap());
     let mut config = std::fs::read_to_string(&t.config).unwrap();
