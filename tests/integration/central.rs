@@ -225,3 +225,38 @@ fn two_sites_delivering_for_one_slot_at_once_leave_one_result_and_a_conflict() {
     assert_eq!(conflicts, SLOTS, "{mismatches}");
     assert!(ok(&a.t.run(&["verify-audit"])).contains("audit chain intact"));
 }
+
+#[test]
+fn verify_audit_on_postgresql_names_rows_changed_behind_labfeeds_back_and_a_lifted_guard() {
+    let Some(db) = TestDb::create() else { return };
+    let t = on_postgres(&db, "site-a");
+    scenario(&t);
+    assert!(ok(&t.run(&["verify-audit"])).contains("audit chain intact"));
+
+    // An owner lifts a guard, changes a value, and puts the guard back: the rows say so.
+    let mut owner = db.connect();
+    owner
+        .batch_execute(
+            "ALTER TABLE result DISABLE TRIGGER result_no_update;
+             UPDATE result SET value = 9.9 WHERE id = (SELECT min(id) FROM result);
+             ALTER TABLE result ENABLE TRIGGER result_no_update;",
+        )
+        .unwrap();
+    let found = t.run(&["verify-audit"]);
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found));
+    let said = String::from_utf8_lossy(&found.stdout);
+    assert!(said.contains("audit NOT verified") && said.contains("result row"), "{said}");
+
+    // A guard left lifted is named even before any row changes.
+    let fresh = TestDb::create().unwrap();
+    let u = on_postgres(&fresh, "site-b");
+    scenario(&u);
+    fresh.connect().batch_execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_delete").unwrap();
+    let found = u.run(&["verify-audit"]);
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found));
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains("trigger audit_log_no_delete is disabled"),
+        "{}",
+        text(&found)
+    );
+}

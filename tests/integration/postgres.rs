@@ -583,6 +583,14 @@ fn the_documented_roles_read_and_insert_and_change_nothing_else() {
         format!("postgresql://{}@127.0.0.1:5432/{}", roles.name("labfeed_daemon"), roles.name("labfeed_study"));
     let mut store = Store::open(&daemon_url).unwrap();
     append(&mut store, "P-DAEMON");
+    // `labfeed run` under the daemon role: a delivery is committed and its file archived.
+    let t = super::support::TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
+    super::central::point_at(&t.config, &daemon_url, "site-daemon");
+    std::fs::create_dir_all(t.lib("inbox")).unwrap();
+    std::fs::write(t.lib("inbox").join("u.astm"), super::daemon::upload(1, 0)).unwrap();
+    let out = t.command(&["run", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", super::support::text(&out));
+    assert_eq!(super::daemon::archived(&t.lib("archive")).len(), 1, "the file is archived once committed");
     let rows: i64 = daemon.query_one("SELECT count(*) FROM current_result", &[]).unwrap().get(0);
     assert_eq!(rows, 1);
     for sql in [
