@@ -23,6 +23,7 @@ pub mod parse;
 pub mod report;
 pub mod resolve;
 pub mod run;
+pub mod serve;
 pub mod simulate;
 pub mod status;
 pub mod user;
@@ -101,6 +102,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Shell completions (bash, zsh, fish, …) or man pages, from these very definitions.
     Generate(generate::GenerateArgs),
+    /// The web console on [web] address: today's arrivals, mismatches and decisions, signed in (SPEC §11).
+    Serve,
 }
 
 /// Run the command line; `Err` is an unexpected failure (printed by `main`).
@@ -137,6 +140,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Outcome> 
         Command::Simulate(args) => simulate::run(&args, &mut stdout.lock()),
         Command::Demo(args) => demo::run(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Generate(args) => generate::run(&args, &mut stdout.lock()),
+        Command::Serve => serve::run(&config_path, &mut stdout.lock()),
     }
 }
 

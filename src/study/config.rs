@@ -33,6 +33,8 @@ pub struct Config {
     pub storage: Storage,
     /// `[audit]` (SPEC §9): the key and head file of the audit chain.
     pub audit: Audit,
+    /// `[web]` (SPEC §11); the defaults when absent.
+    pub web: Web,
     pub watch: Option<Watch>,
     pub logging: Logging,
     /// Analytes by name (`c_peptide`, `glucose`).
@@ -105,6 +107,32 @@ impl Config {
             None => self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
         };
         dir.join(instance)
+    }
+}
+
+/// `[web]` (SPEC §11): where `labfeed serve` listens, and its TLS files.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Web {
+    /// Default `127.0.0.1:8080`.
+    pub address: Option<String>,
+    /// PEM certificate chain and private key; both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where the console listens unless `[web] address` says otherwise: this machine only.
+pub const DEFAULT_WEB_ADDRESS: &str = "127.0.0.1:8080";
+
+impl Web {
+    /// The address to bind, and whether it is this machine only.
+    pub fn socket_address(&self) -> Result<std::net::SocketAddr, String> {
+        let text = self.address.as_deref().unwrap_or(DEFAULT_WEB_ADDRESS);
+        text.parse().map_err(|_| format!("{text:?} is not an IP address and port, e.g. \"{DEFAULT_WEB_ADDRESS}\""))
+    }
+
+    /// The certificate and key, when TLS is configured.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
     }
 }
 
@@ -503,6 +531,7 @@ struct RawConfig {
     storage: Storage,
     #[serde(default)]
     audit: Audit,
+    web: Option<Spanned<Web>>,
     watch: Option<Spanned<Watch>>,
     logging: Option<Spanned<Logging>>,
     #[serde(default)]
@@ -999,6 +1028,31 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         }
     });
 
+    let web = match raw.web {
+        None => Web { address: None, tls_cert: None, tls_key: None },
+        Some(w) => {
+            let span = w.span();
+            let w = w.into_inner();
+            match w.socket_address() {
+                Err(why) => p.add(span.clone(), "web.address", why),
+                Ok(address) if !address.ip().is_loopback() && w.tls().is_none() => p.add(
+                    span.clone(),
+                    "web.address",
+                    format!(
+                        "{address} is not a loopback address: the console serves passwords and study data, so it \
+                         needs TLS there (set tls_cert and tls_key), or listen on 127.0.0.1"
+                    ),
+                ),
+                Ok(_) => {}
+            }
+            if w.tls_cert.is_some() != w.tls_key.is_some() {
+                let missing = if w.tls_cert.is_none() { "web.tls_cert" } else { "web.tls_key" };
+                p.add(span, missing, "tls_cert and tls_key go together: give both, or neither");
+            }
+            w
+        }
+    };
+
     let watch = raw.watch.map(|w| {
         let span = w.span();
         let w = w.into_inner();
@@ -1048,6 +1102,7 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         study,
         storage: raw.storage,
         audit: raw.audit,
+        web,
         watch,
         logging,
         analytes,
