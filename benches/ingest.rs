@@ -1,21 +1,28 @@
 //! Ingest throughput: a backlog of 10,000 small result files through the
 //! real pipeline into a real SQLite file with durable commits (WAL,
-//! synchronous=FULL), reported as files/s and results/s. It also loads the
-//! same rows with the `sqlite3` shell's CSV import for comparison, when the
-//! shell is installed. Run:
+//! synchronous=FULL), reported as files/s and results/s. The same backlog
+//! then goes into a fresh PostgreSQL database on 127.0.0.1:5432 when a
+//! server answers there: from one site, and split between two sites
+//! writing at once (two stores, two threads). It also loads the same rows
+//! with the `sqlite3` shell's CSV import for comparison, when the shell is
+//! installed. Run:
 //!
 //! ```text
 //! cargo bench --bench ingest            # 10,000 files
 //! LABFEED_BENCH_FILES=2000 cargo bench --bench ingest
+//! LABFEED_BENCH_POSTGRES=postgresql://USER@HOST:PORT cargo bench --bench ingest   # another server
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use labfeed::ingest::{Delivery, ingest_batch};
-use labfeed::store::{Participant, Source, Store, Visit};
+use labfeed::store::{AuditSettings, Participant, Source, Store, Visit};
 use labfeed::study::config::Config;
+
+/// The PostgreSQL server tried, without a database name (`test` must exist on it).
+const POSTGRES: &str = "postgresql://postgres@127.0.0.1:5432";
 
 const MINUTES: [i32; 7] = [-10, 0, 15, 30, 60, 90, 120];
 const VISITS: [&str; 5] = ["V0", "V1", "V2", "V3", "V4"];
@@ -70,13 +77,23 @@ R|2|^^^GLUC|{}.{}|mmol/L||N||F||ADMIN|20260302100000|20260302101100|E1\r",
     text
 }
 
-/// A study database at `database` with `participants` participants of five
-/// visits each, and the configuration that points at it.
-fn study(database: &Path, participants: usize) -> (Config, Store) {
+/// The example configuration (its study rules; the store is opened apart).
+fn config(database: &Path) -> Config {
     let config_text = include_str!("../config/labfeed.example.toml")
         .replace("/var/lib/labfeed/labfeed.db", database.to_str().expect("utf-8 path"));
-    let config = Config::from_toml(&config_text, Path::new("bench.toml")).expect("config");
-    let mut store = Store::open(database).expect("open");
+    Config::from_toml(&config_text, Path::new("bench.toml")).expect("config")
+}
+
+/// A store on `database` (a file, or a `postgresql://` URL) recording its
+/// audit head in `head_file`.
+fn open(database: &str, head_file: PathBuf) -> Store {
+    Store::open_with(database, AuditSettings { key: None, head_file: Some(head_file) }).expect("open")
+}
+
+/// A study database at `database` (a file or a URL) with `participants`
+/// participants of five visits each.
+fn study(database: &str, head_file: PathBuf, participants: usize) -> Store {
+    let mut store = open(database, head_file);
     store
         .write(|tx| {
             for p in 0..=participants {
@@ -89,7 +106,7 @@ fn study(database: &Path, participants: usize) -> (Config, Store) {
             Ok(())
         })
         .expect("study data");
-    (config, store)
+    store
 }
 
 /// Push `texts` through the pipeline as `labfeed ingest` does (batches of
@@ -117,19 +134,130 @@ fn ingest_all<'a>(store: &mut Store, config: &Config, texts: impl Iterator<Item 
     (accepted, start.elapsed().as_secs_f64())
 }
 
-/// The same pipeline on visit-sized uploads (a backlog of batch uploads).
-fn bench_visit_uploads(dir: &Path, visits: usize) {
-    let database = dir.join("visits.db");
-    let (config, mut store) = study(&database, visits / 5);
+/// The same pipeline on visit-sized uploads (a backlog of batch uploads);
+/// results/s.
+fn bench_visit_uploads(config: &Config, database: &str, head_file: PathBuf, visits: usize, engine: &str) -> f64 {
+    let mut store = study(database, head_file, visits / 5);
     let uploads: Vec<String> = (0..visits).map(visit_upload).collect();
-    let (accepted, seconds) = ingest_all(&mut store, &config, uploads.iter().map(String::as_str), "visit");
+    let (accepted, seconds) = ingest_all(&mut store, config, uploads.iter().map(String::as_str), "visit");
     assert_eq!(accepted, 14 * visits as u64, "every result accepted");
     println!(
-        "labfeed ingest, one visit per file: {visits} files, {accepted} results in {seconds:.2} s = {:.0} results/s",
+        "labfeed ingest{engine}, one visit per file: {visits} files, {accepted} results in {seconds:.2} s = {:.0} results/s",
         accepted as f64 / seconds
     );
+    accepted as f64 / seconds
+}
+
+/// A fresh database on the PostgreSQL server, dropped with this value
+/// (also when the bench panics).
+struct PgDb {
+    server: String,
+    name: String,
+}
+
+impl PgDb {
+    /// `None` when no server answers (or it refuses a new database).
+    fn create(server: &str) -> Option<PgDb> {
+        let admin_url = format!("{server}/test");
+        // Messages name the server without a password the URL may hold.
+        let shown = labfeed::store::Location::of(Path::new(&admin_url)).display();
+        let mut admin = match labfeed::store::postgres::connect(&admin_url) {
+            Ok(admin) => admin,
+            Err(e) => {
+                println!("PostgreSQL part skipped: {e}");
+                return None;
+            }
+        };
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random name");
+        let name = format!("labfeed_bench_{}", labfeed::store::hex(&bytes));
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {name}")) {
+            println!("PostgreSQL part skipped: cannot create a database from {shown}: {e}");
+            return None;
+        }
+        Some(PgDb { server: server.to_owned(), name })
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        match labfeed::store::postgres::connect(&format!("{}/test", self.server)) {
+            Ok(mut admin) => {
+                if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+                    eprintln!("could not drop the bench database {}: {e}", self.name);
+                }
+            }
+            Err(e) => eprintln!("could not drop the bench database {}: {e}", self.name),
+        }
+    }
+}
+
+/// The backlog into PostgreSQL: from one site, then split between two sites
+/// writing at once (distinct participants, so the halves never conflict;
+/// they take turns at labfeed's write lock). `sqlite` is SQLite's results/s
+/// for the same backlog, for the ratio.
+fn bench_postgres(dir: &Path, config: &Config, uploads: &[(String, [Row; 2])], sqlite: (f64, f64)) {
+    let server = std::env::var("LABFEED_BENCH_POSTGRES").unwrap_or_else(|_| POSTGRES.to_owned());
+    let files = uploads.len();
+    let Some(db) = PgDb::create(&server) else { return };
+    let mut store = study(&db.url(), dir.join("pg-one.audit-head"), files / 35);
+    let (accepted, seconds) = ingest_all(&mut store, config, uploads.iter().map(|(text, _)| text.as_str()), "sample");
+    assert_eq!(accepted, 2 * files as u64, "every result accepted");
+    let rate = accepted as f64 / seconds;
+    println!(
+        "labfeed ingest on PostgreSQL: {files} files, {accepted} results in {seconds:.2} s = {:.0} files/s, {rate:.0} results/s",
+        files as f64 / seconds
+    );
+    println!("PostgreSQL / SQLite results/s, one sample per file: {:.2} (target at least 0.33)", rate / sqlite.0);
     drop(store);
-    print_database_size(&database, accepted);
+    drop(db);
+
+    let db = PgDb::create(&server).expect("a second database on the server that made the first");
+    let visit_rate =
+        bench_visit_uploads(config, &db.url(), dir.join("pg-visits.audit-head"), files / 7, " on PostgreSQL");
+    println!("PostgreSQL / SQLite results/s, one visit per file: {:.2}", visit_rate / sqlite.1);
+    drop(db);
+
+    // Two sites at once: one study, two stores (two connections), each
+    // with its own half of the participants.
+    let db = PgDb::create(&server).expect("a third database on the server that made the first");
+    drop(study(&db.url(), dir.join("pg-setup.audit-head"), files / 35));
+    let sites: Vec<(Store, Vec<&str>)> = (0..2)
+        .map(|site| {
+            let store = open(&db.url(), dir.join(format!("pg-site{site}.audit-head")));
+            let texts = (0..files).filter(|n| (n / 35) % 2 == site).map(|n| uploads[n].0.as_str()).collect::<Vec<_>>();
+            (store, texts)
+        })
+        .collect();
+    let start = Instant::now();
+    let per_site: Vec<(u64, f64)> = std::thread::scope(|scope| {
+        let running: Vec<_> = sites
+            .into_iter()
+            .enumerate()
+            .map(|(site, (mut store, texts))| {
+                scope.spawn(move || ingest_all(&mut store, config, texts.into_iter(), &format!("site{site}")))
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().expect("a site's thread")).collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let total: u64 = per_site.iter().map(|(accepted, _)| accepted).sum();
+    assert_eq!(total, 2 * files as u64, "every result accepted");
+    let each: Vec<String> =
+        per_site.iter().map(|(a, s)| format!("{a} results in {s:.2} s ({:.0}/s)", *a as f64 / s)).collect();
+    println!(
+        "labfeed ingest on PostgreSQL, two sites at once: {files} files, {total} results in {wall:.2} s wall = {:.0} results/s in all; {}",
+        total as f64 / wall,
+        each.join(", ")
+    );
+    // The two writers took turns: one unbroken chain.
+    let chain = open(&db.url(), dir.join("pg-check.audit-head")).verify_audit_chain().expect("audit chain");
+    assert!(chain.broken.is_none(), "the two sites' audit rows form one chain");
+    println!("audit chain after two sites: {} rows, intact", chain.rows_checked);
 }
 
 fn main() {
@@ -140,7 +268,8 @@ fn main() {
     let files: usize = std::env::var("LABFEED_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let database = dir.path().join("bench.db");
-    let (config, mut store) = study(&database, files / 35);
+    let config = config(&database);
+    let mut store = study(database.to_str().expect("utf-8 path"), dir.path().join("bench.audit-head"), files / 35);
 
     let uploads: Vec<_> = (0..files).map(upload).collect();
     let (accepted, seconds) = ingest_all(&mut store, &config, uploads.iter().map(|(text, _)| text.as_str()), "sample");
@@ -152,7 +281,16 @@ fn main() {
     );
     drop(store);
     print_database_size(&database, accepted);
-    bench_visit_uploads(dir.path(), files / 7);
+    let visits_db = dir.path().join("visits.db");
+    let visit_rate = bench_visit_uploads(
+        &config,
+        visits_db.to_str().expect("utf-8 path"),
+        dir.path().join("visits.audit-head"),
+        files / 7,
+        "",
+    );
+    print_database_size(&visits_db, 14 * (files / 7) as u64);
+    bench_postgres(dir.path(), &config, &uploads, (accepted as f64 / seconds, visit_rate));
 
     // The same rows through the sqlite3 shell's CSV import, for comparison.
     if Command::new("sqlite3").arg("-version").output().is_err() {

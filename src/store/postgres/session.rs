@@ -242,12 +242,20 @@ impl Session {
     /// slot decisions and the audit chain see every earlier commit. The
     /// transaction is READ COMMITTED, so each statement after the wait sees
     /// what the previous holder committed.
+    ///
+    /// BEGIN and the lock go in one message, one round trip (a daemon's
+    /// small transactions are mostly round trips); a lock that failed
+    /// leaves the transaction open and aborted, hence the rollback.
     pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
-        self.with_client(true, |client| {
-            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
-            client.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &WRITE_LOCK])?;
-            Ok(())
-        })
+        let begun = self.with_client(true, |client| {
+            client.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {WRITE_LOCK})"
+            ))
+        });
+        if begun.is_err() {
+            self.rollback();
+        }
+        begun
     }
 
     /// Begin a read-only transaction on one snapshot.
