@@ -86,7 +86,7 @@ impl Study {
 }
 
 /// An e411 upload for participant `p`, 2 results, distinct per (p, n).
-fn upload(p: usize, n: usize) -> String {
+pub(crate) fn upload(p: usize, n: usize) -> String {
     let minute = [-10, 0, 15, 30, 60, 90, 120][n % 7];
     let visit = ["V0", "V1", "V2", "V3", "V4"][(n / 7) % 5];
     format!(
@@ -136,7 +136,7 @@ fn a_file_hard_linked_into_the_inbox_is_archived_without_a_restart() {
     assert_eq!(s.export().len(), 4, "the probe and the linked file");
 }
 
-fn archived(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn archived(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -149,7 +149,7 @@ fn archived(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
+pub(crate) fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();

@@ -24,6 +24,7 @@ mod local_time;
 mod local_time_corrections;
 mod lock;
 mod mllp;
+mod outage;
 mod package;
 mod postgres;
 mod privacy;
