@@ -25,6 +25,7 @@ mod local_time_corrections;
 mod lock;
 mod migrate_store;
 mod mllp;
+mod outage;
 mod package;
 mod postgres;
 mod privacy;
