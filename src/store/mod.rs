@@ -162,8 +162,10 @@ pub struct Store {
     head_file: PathBuf,
     /// The rows the open transaction writes.
     written: RefCell<vouch::Written>,
-    /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]).
+    /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]),
+    /// and the session count when it was last known to hold it.
     instance: Option<postgres::InstanceLock>,
+    claimed: Option<(String, u64)>,
     /// The instance name receipts record (see [`Store::receive_as`]).
     receiving_as: Option<String>,
 }
@@ -246,6 +248,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            claimed: None,
             receiving_as: None,
         };
         store.upgrade_audit(before)?;
@@ -298,6 +301,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            claimed: None,
             receiving_as: None,
         };
         if !read_only {
@@ -321,6 +325,7 @@ impl Store {
     pub fn claim_instance(&mut self, name: &str) -> Result<(), StoreError> {
         self.receive_as(name);
         let Engine::Postgres(session) = &self.engine else { return Ok(()) };
+        self.claimed = Some((name.to_owned(), session.sessions()));
         let client = postgres::connect_with(session.config())
             .map_err(|e| StoreError::Unreachable { target: session.target().to_owned(), why: e.to_string() })?;
         self.instance = Some(postgres::InstanceLock::acquire(client, name)?);
@@ -334,13 +339,26 @@ impl Store {
 
     /// After the connection was lost: take the instance name again (the
     /// server released it with the lost session).
+    /// Checked when the store's own session was made anew (a network
+    /// failure ends both) or the lock's session is known closed; a claim
+    /// that fails (the server still away, or the name taken meanwhile) is
+    /// tried again at the next write, which it fails until then.
     fn reclaim_instance(&mut self) -> Result<(), StoreError> {
-        let Some(lock) = self.instance.as_mut() else { return Ok(()) };
-        if !lock.is_lost() {
+        let (Engine::Postgres(session), Some((name, seen))) = (&self.engine, self.claimed.clone()) else {
+            return Ok(());
+        };
+        let now = session.sessions();
+        let held = match self.instance.as_mut() {
+            Some(lock) if now == seen && !lock.is_lost() => return Ok(()),
+            Some(lock) => lock.is_held(),
+            None => false,
+        };
+        if held {
+            self.claimed = Some((name, now));
             return Ok(());
         }
-        let name = lock.instance().to_owned();
         self.instance = None;
+        tracing::warn!(instance = %name, "the instance lock was lost with the connection; taking it again");
         self.claim_instance(&name)
     }
 
@@ -392,6 +410,7 @@ impl Store {
             head_file,
             written: RefCell::default(),
             instance: None,
+            claimed: None,
             receiving_as: None,
         })
     }

@@ -244,7 +244,7 @@ impl<'c> Reader<'c> {
     /// oldest first.
     pub fn unprocessed_receipts(&self) -> Result<Vec<ReceiptRow>, StoreError> {
         self.db().query_all(
-            "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument FROM receipt r
+            "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument, r.instance FROM receipt r
              WHERE NOT EXISTS (SELECT 1 FROM processing p WHERE p.receipt_id = r.id) ORDER BY r.id",
             params![],
             |r| {
@@ -255,6 +255,7 @@ impl<'c> Reader<'c> {
                     source: r.get(3)?,
                     origin: r.get(4)?,
                     instrument: r.get(5)?,
+                    instance: r.get(6)?,
                 })
             },
         )

@@ -297,6 +297,20 @@ fn the_server_going_away_mid_burst_loses_nothing_acknowledges_nothing_and_the_ba
     assert_eq!(per("U098"), 1, "the HL7 result once, though it was sent twice");
     assert_eq!(per("U099"), 2, "the probe");
     assert_eq!(rows.len(), 80 * 2 + 3, "nothing else: {rows:?}");
+    // The lost session took the instance name with it; the daemon holds it again.
+    let key = labfeed::store::postgres::instance_key("site-a");
+    let held = |db: &TestDb| -> i64 {
+        let (classid, objid) = (((key as u64) >> 32) as u32, key as u32);
+        db.connect()
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND classid = $1 AND objid = $2 AND objsubid = 1",
+                &[&classid, &objid],
+            )
+            .unwrap()
+            .get(0)
+    };
+    wait_until("the instance lock to be taken again", || held(&db) == 1);
     assert_eq!(daemon.stop(), Some(0), "{}", log());
 }
 

@@ -33,6 +33,8 @@ pub struct Session {
     statements: RefCell<HashMap<String, Statement>>,
     /// When the last reconnect failed, and why (see [`RECONNECT_PAUSE`]).
     failed_reconnect: RefCell<Option<(Instant, String)>>,
+    /// Sessions opened so far (see [`Session::sessions`]).
+    sessions: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for Session {
@@ -125,7 +127,13 @@ impl Session {
             client: RefCell::new(Some(client)),
             statements: RefCell::default(),
             failed_reconnect: RefCell::default(),
+            sessions: std::cell::Cell::new(1),
         })
+    }
+
+    /// How many sessions this has opened: a new one after a lost connection.
+    pub(crate) fn sessions(&self) -> u64 {
+        self.sessions.get()
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -162,6 +170,7 @@ impl Session {
                 Ok(client) => {
                     *failed = None;
                     *slot = Some(client);
+                    self.sessions.set(self.sessions.get() + 1);
                 }
                 Err(e) => {
                     // The target is in Unreachable's own message: only the causes here.
