@@ -240,17 +240,7 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::migrate(&mut conn, &path)?;
         let head_file = audit.head_file.unwrap_or_else(|| head::default_path(&path));
-        let mut store = Store {
-            engine: Engine::Sqlite(conn),
-            path,
-            read_only: false,
-            key: audit.key,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            claimed: None,
-            receiving_as: None,
-        };
+        let mut store = Store::new(Engine::Sqlite(conn), path, false, audit.key, head_file);
         store.upgrade_audit(before)?;
         Ok(store)
     }
@@ -293,22 +283,27 @@ impl Store {
             }
         };
         let head_file = audit.head_file.unwrap_or_else(|| head::default_path(Path::new(&target)));
-        let mut store = Store {
-            engine: Engine::Postgres(Box::new(session)),
-            path: PathBuf::from(target),
-            read_only,
-            key: audit.key,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            claimed: None,
-            receiving_as: None,
-        };
+        let mut store =
+            Store::new(Engine::Postgres(Box::new(session)), PathBuf::from(target), read_only, audit.key, head_file);
         if !read_only {
             // PostgreSQL's schema starts at SQLite's 7: nothing to vouch for.
             store.upgrade_audit(before.max(7))?;
         }
         Ok(store)
+    }
+
+    fn new(engine: Engine, path: PathBuf, read_only: bool, key: Option<AuditKey>, head_file: PathBuf) -> Store {
+        Store {
+            engine,
+            path,
+            read_only,
+            key,
+            head_file,
+            written: RefCell::default(),
+            instance: None,
+            claimed: None,
+            receiving_as: None,
+        }
     }
 
     fn db(&self) -> Db<'_> {
@@ -402,17 +397,7 @@ impl Store {
         schema::configure_reader(&conn, &path)?;
         schema::check_current(&conn, &path)?;
         let head_file = head::default_path(&path);
-        Ok(Store {
-            engine: Engine::Sqlite(conn),
-            path,
-            read_only: true,
-            key: None,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            claimed: None,
-            receiving_as: None,
-        })
+        Ok(Store::new(Engine::Sqlite(conn), path, true, None, head_file))
     }
 
     /// The database file (for PostgreSQL, `postgresql://USER@HOST:PORT/DB`).
