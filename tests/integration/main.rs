@@ -38,3 +38,4 @@ mod status;
 mod store;
 mod support;
 mod tamper;
+mod web_mismatches;
