@@ -226,6 +226,11 @@ fn decide_in_the_browser(t: TempStudy) {
     let filtered = console.get("/mismatches?code=DUPLICATE_CONFLICT", &dm);
     assert_eq!(filtered.rows(), 1, "{}", filtered.body);
     assert!(filtered.body.contains(&format!("href=\"/mismatches/{conflict}\"")), "{}", filtered.body);
+    // The conflict came up just now; the missing results at the March visits are months old.
+    let old = console.get("/mismatches?older=30&code=MISSING_RESULT", &dm);
+    assert_eq!(old.rows(), count("MISSING_RESULT").min(50), "{}", old.body);
+    let recent = console.get("/mismatches?older=30&code=DUPLICATE_CONFLICT", &dm);
+    assert_eq!(recent.rows(), 0, "{}", recent.body);
     let u03 = console.get("/mismatches?participant=U03&sort=age", &dm);
     assert_eq!(u03.rows(), open.iter().filter(|r| r[part_col] == "U03").count(), "{}", u03.body);
 
