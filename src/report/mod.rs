@@ -19,6 +19,7 @@ pub mod mismatches;
 pub mod now;
 pub mod plot;
 pub mod results;
+pub mod review;
 pub mod sdtm;
 #[cfg(test)]
 mod test_rows;

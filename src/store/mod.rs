@@ -61,7 +61,7 @@ pub use error::StoreError;
 pub use integrity::Integrity;
 pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
-pub use read::Reader;
+pub use read::{MessageSpan, Reader};
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};
 pub use types::*;
 pub use write::Tx;

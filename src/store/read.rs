@@ -17,6 +17,9 @@ pub(crate) fn utc_text(t: jiff::Timestamp) -> String {
     jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
 }
 
+/// A message's bytes in its stored content: start and end offsets.
+pub type MessageSpan = (i64, i64);
+
 fn conversion_error(idx: usize, problem: String) -> StoreError {
     StoreError::Invalid { what: "column", problem: format!("{idx}: {problem}") }
 }
@@ -238,6 +241,33 @@ impl<'c> Reader<'c> {
                 })
             },
         )
+    }
+
+    /// The stored (masked) content a mismatch came from, and the byte span of
+    /// its message in it when it names one (a file may hold several).
+    pub fn mismatch_raw(&self, m: &MismatchRow) -> Result<Option<(RawRow, Option<MessageSpan>)>, StoreError> {
+        let (raw_id, span): (RawId, Option<MessageSpan>) = match m.message_id {
+            Some(message) => {
+                let found = self.db().query_opt(
+                    "SELECT raw_id, span_start, span_end FROM message WHERE id = ?1",
+                    params![message],
+                    |r| Ok((r.get::<RawId>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
+                )?;
+                match found {
+                    Some((raw, start, end)) => (raw, Some((start, end))),
+                    None => return Ok(None),
+                }
+            }
+            None => {
+                match self.db().query_opt("SELECT raw_id FROM receipt WHERE id = ?1", params![m.receipt_id], |r| {
+                    r.get::<RawId>(0)
+                })? {
+                    Some(raw) => (raw, None),
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(self.raw(raw_id)?.map(|raw| (raw, span)))
     }
 
     /// Receipts that have no processing row (interrupted: process them again),

@@ -39,3 +39,4 @@ mod status;
 mod store;
 mod support;
 mod tamper;
+mod web_mismatches;

@@ -2,6 +2,7 @@
 //! checks every handler makes (role, CSRF).
 
 mod login;
+mod mismatches;
 mod today;
 
 use axum::Router;
@@ -20,6 +21,7 @@ pub fn routes() -> Router<Shared> {
         .route("/logout", axum::routing::post(login::logout))
         .route("/", get(today::page))
         .route("/static/console.css", get(stylesheet))
+        .merge(mismatches::routes())
 }
 
 /// The stylesheet, compiled in: nothing is fetched from elsewhere.
