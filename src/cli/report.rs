@@ -21,7 +21,6 @@ use crate::report::now::Now;
 pub use crate::report::review::Review;
 use crate::report::{MismatchTextOptions, write_mismatches_csv};
 use crate::store::{AuditFilter, ResultRow};
-use crate::study::missing::meal_started;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -142,7 +141,7 @@ pub fn run(config_path: &Path, args: &ReportArgs, out: &mut dyn Write, err: &mut
 /// removed.
 fn audit(config_path: &Path, args: &AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let filter = AuditFilter { since: args.since.clone(), actor: args.account.clone() };
+    let filter = AuditFilter { since: args.since.clone(), actor: args.account.clone(), before: None };
     let entity = args.entity.as_deref().map(EntityFilter::parse);
     let mut file = match &args.output {
         Some(path) => Some(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?),
@@ -214,11 +213,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
         })
         .context("reading the current results")?;
     // Every visit whose meal has started has its rows, received or not.
-    let started = visits
-        .iter()
-        .filter(|v| v.meal_start.is_some_and(|t| meal_started(&config, t, now)))
-        .map(|v| (v.participant.as_str(), v.visit.as_str()));
-    let rows = crate::study::auc::compute_with_visits(&config, &results, started);
+    let rows = crate::report::auc::auc_rows(&config, &results, &visits, now);
     match args.format {
         ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
         ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now, &locks)?,

@@ -18,6 +18,7 @@
 //! arrives before its original is applied when the original comes.
 
 pub mod correction;
+pub mod lock;
 pub mod privacy;
 mod reported;
 pub mod resolve;

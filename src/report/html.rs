@@ -339,7 +339,7 @@ pub struct Marks<'a> {
 /// One participant's chart: every visit in `visits` on shared axes, a panel
 /// per configured analyte. `None` when no visit has a result: then there is
 /// nothing to draw, and the page says so instead of an empty chart.
-fn participant_chart(
+pub fn participant_chart(
     config: &Config,
     participant: &str,
     visits: &[&str],

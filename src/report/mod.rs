@@ -13,6 +13,7 @@
 
 pub mod auc;
 pub mod audit;
+pub mod exports;
 pub mod format;
 pub mod html;
 pub mod mismatches;

@@ -36,6 +36,7 @@ pub mod postgres;
 mod read;
 mod schema;
 pub(crate) mod sql;
+mod trace;
 mod types;
 pub mod vouch;
 mod write;
@@ -63,6 +64,7 @@ pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
 pub use read::{MessageSpan, Reader};
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};
+pub use trace::{SampleTrace, TracedObservation};
 pub use types::*;
 pub use write::Tx;
 

@@ -39,4 +39,5 @@ mod status;
 mod store;
 mod support;
 mod tamper;
+mod web_data;
 mod web_mismatches;
