@@ -88,7 +88,7 @@ impl Reader<'_> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
              WHERE s.id IS NULL AND m.participant = ?1 AND m.visit = ?2 AND m.code = ?3
-             ORDER BY m.minute, m.analyte, m.id"
+             ORDER BY m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id"
         );
         self.db().query_all(&sql, params![participant, visit, code], |r| mismatch_row(r, 0))
     }

@@ -375,7 +375,7 @@ impl<'c> Reader<'c> {
              LEFT JOIN observation o ON o.id = m.observation_id
              LEFT JOIN receipt rc ON rc.id = m.receipt_id
              WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}
-             ORDER BY m.participant, m.visit, m.minute, m.analyte, m.id"
+             ORDER BY m.participant NULLS FIRST, m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id"
         );
         self.db().query_all(&sql, params![include_resolved], |r| {
             Ok(MismatchReport { mismatch: mismatch_row(r, 0)?, provenance: provenance(r, MISMATCH_WIDTH)? })

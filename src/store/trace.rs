@@ -117,7 +117,7 @@ impl Reader<'_> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
              WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1
-             ORDER BY m.visit, m.minute, m.analyte, m.id"
+             ORDER BY m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id"
         );
         self.db().query_all(&sql, params![participant], |r| mismatch_row(r, 0))
     }

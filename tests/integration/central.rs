@@ -68,6 +68,9 @@ fn scenario(t: &TempStudy) {
     assert!(ingest_bytes(t, "cobas.astm", cobas.as_bytes()).contains("1 accepted"));
     assert!(deliver("C3", "U02", "S-2", "0.55").contains("1 mismatch"));
     assert!(deliver("C4", "U01", "S-1", "0.31").contains("1 mismatch"));
+    // Tubes nobody knows: mismatches without a participant, listed first on both engines.
+    assert!(deliver("C6", "X99", "S-99", "0.70").contains("mismatch"));
+    assert!(deliver("C7", "U01", "S-98", "0.71").contains("mismatch"));
     // The same file again: a duplicate, not a second result.
     deliver("C1", "U01", "S-1", "0.25");
     let conflicts = open_mismatch_ids(t, "DUPLICATE_CONFLICT");
