@@ -21,5 +21,5 @@ pub mod report;
 pub mod store;
 pub mod study;
 pub mod timestamp;
-pub mod web;
 pub mod value;
+pub mod web;

@@ -6,11 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Extension;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -65,7 +65,10 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     let study = console.config.study.id.clone();
     if !console.logins.allow(peer.ip(), Instant::now()) {
-        let message = format!("too many sign-in attempts from this address; wait a minute ({} a minute at most)", LoginLimit::PER_MINUTE);
+        let message = format!(
+            "too many sign-in attempts from this address; wait a minute ({} a minute at most)",
+            LoginLimit::PER_MINUTE
+        );
         return Ok((StatusCode::TOO_MANY_REQUESTS, form(&study, Some(&message), &login.name)).into_response());
     }
     let name = login.name.trim().to_owned();
@@ -80,7 +83,9 @@ pub async fn submit(
         Err(LoginError::Store(e)) => return Err(PageError::Failed(e.into())),
         Err(refused) => {
             tracing::warn!(peer = %peer.ip(), "console sign-in refused: {refused}");
-            return Ok((StatusCode::UNAUTHORIZED, form(&study, Some(&refused.to_string()), &login.name)).into_response());
+            return Ok(
+                (StatusCode::UNAUTHORIZED, form(&study, Some(&refused.to_string()), &login.name)).into_response()
+            );
         }
     };
     let who = SignedIn {
@@ -98,6 +103,8 @@ pub async fn submit(
 
 #[derive(Deserialize)]
 pub struct Logout {
+    /// Missing reads as empty, so it is refused as a wrong token (403), not a malformed form.
+    #[serde(default)]
     csrf: String,
 }
 

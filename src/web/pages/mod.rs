@@ -63,7 +63,10 @@ impl IntoResponse for PageError {
                 (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
             }
         };
-        let body = bare("labfeed", html! { main { h1 { "Not done" } p role="alert" { (text) } p { a href="/" { "Back to Today" } } } });
+        let body = bare(
+            "labfeed",
+            html! { main { h1 { "Not done" } p role="alert" { (text) } p { a href="/" { "Back to Today" } } } },
+        );
         (status, body).into_response()
     }
 }
@@ -104,7 +107,8 @@ pub fn bare(title: &str, body: Markup) -> Markup {
 }
 
 /// The navigation, in the order people use it.
-const NAV: &[(&str, &str)] = &[("/", "Today"), ("/mismatches", "Mismatches"), ("/auc", "AUC"), ("/audit", "Audit trail")];
+const NAV: &[(&str, &str)] =
+    &[("/", "Today"), ("/mismatches", "Mismatches"), ("/auc", "AUC"), ("/audit", "Audit trail")];
 
 /// A page of the console: navigation, who is signed in, the study's time zone.
 pub fn layout(who: &SignedIn, study: &str, zone: &str, title: &str, current: &str, body: Markup) -> Markup {
