@@ -485,7 +485,7 @@ fn a_state_change_from_another_origin_is_refused_with_403() {
 /// Results for U07 (visit V4, meal 08:30): a cobas upload with held results
 /// and a central-lab one, by `ingest`; then in the watch folder one good
 /// HL7 file and one broken one, both with markup in their names.
-fn deliveries(t: &TempStudy) {
+pub(crate) fn deliveries(t: &TempStudy) {
     for (kind, body) in
         [("participants", "participant\nU07\n"), ("visits", "participant,visit,meal_start\nU07,V4,2026-03-02T08:30\n")]
     {
