@@ -162,6 +162,39 @@ pub fn authenticate(
     Ok(account)
 }
 
+/// Why `name` cannot be disabled, if it cannot (`user disable` and the
+/// console say the same): it must exist, be enabled, and not be the last
+/// enabled admin.
+pub fn disable_refusal(store: &Store, name: &str) -> Result<Option<String>, StoreError> {
+    let Some(target) = store.read(|r| r.account(name))? else {
+        return Ok(Some(format!("there is no account {name}")));
+    };
+    if !target.enabled {
+        return Ok(Some(format!("{name} is disabled already")));
+    }
+    if target.role == Role::Admin {
+        let admins = store.read(|r| r.accounts())?.iter().filter(|a| a.enabled && a.role == Role::Admin).count();
+        if admins <= 1 {
+            return Ok(Some(format!("{name} is the last enabled admin; add another admin before disabling it")));
+        }
+    }
+    Ok(None)
+}
+
+/// Why an account `name` cannot be added, if it cannot: a plain name not
+/// taken yet (accounts are never deleted or renamed).
+pub fn add_refusal(store: &Store, name: &str) -> Result<Option<String>, StoreError> {
+    if let Err(why) = check_account_name(name) {
+        return Ok(Some(why));
+    }
+    if store.read(|r| r.account(name))?.is_some() {
+        return Ok(Some(format!(
+            "{name} exists already (accounts are never deleted or renamed; `user passwd {name}` sets a new password)"
+        )));
+    }
+    Ok(None)
+}
+
 /// A signature by a logged-in account.
 pub fn signature(account: &Account, meaning: &str, reason: Option<&str>, on_behalf_of: Option<&str>) -> Signature {
     Signature {

@@ -265,6 +265,10 @@ fn print_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{}: OK", c.path.display())?;
     writeln!(out, "study {} (times without an offset are read in {})", c.study.id, c.study.timezone)?;
     writeln!(out, "database {}", c.storage.shown())?;
+    if let Ok(address) = c.web.socket_address() {
+        let scheme = if c.web.tls().is_some() { "https" } else { "http" };
+        writeln!(out, "web console {scheme}://{address}/ (labfeed serve)")?;
+    }
     if c.storage.is_postgres() {
         let base = crate::daemon::health::local_base(c);
         writeln!(out, "instance {} (its files: {}.*)", crate::daemon::health::instance(c), base.display())?;

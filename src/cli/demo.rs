@@ -197,6 +197,14 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         shell_word(&accounts_file.display().to_string())
     )?;
     writeln!(out, "  labfeed --config {config_arg} --user {} resolve ID --accept --reason TEXT", DEMO_DATA_MANAGER.0)?;
+    let console =
+        config.web.socket_address().map_or_else(|_| "the [web] address".to_owned(), |a| format!("http://{a}/"));
+    writeln!(
+        out,
+        "Or in the browser: start the console, open {console} and sign in as {} (same password):",
+        DEMO_DATA_MANAGER.0
+    )?;
+    writeln!(out, "  labfeed --config {config_arg} serve")?;
     out.flush()?;
     Ok(Outcome::Ok)
 }

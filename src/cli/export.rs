@@ -9,14 +9,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::cli::Outcome;
 use crate::cli::open_for_reading;
 use crate::cli::report::deliver;
-use crate::report::{lb_records_with_not_done, write_lb_csv, write_results_csv};
-use crate::study::missing::{missing_results, not_done_results};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -60,30 +57,14 @@ fn results(
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let (_, store) = open_for_reading(config_path)?;
-    let rows = store.read(|r| r.current_results()).context("reading the accepted results")?;
-    let mut buffer = Vec::new();
-    write_results_csv(&mut buffer, &rows)?;
-    deliver(&buffer, args.output.as_deref(), rows.len(), "results", out, err)?;
+    let csv = crate::report::exports::results_csv(&store)?;
+    deliver(&csv.bytes, args.output.as_deref(), csv.rows, "results", out, err)?;
     Ok(Outcome::Ok)
 }
 
 fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let now = jiff::Timestamp::now();
-    // Results, visits and the missing slots from one snapshot, so a result
-    // arriving meanwhile is never both a record and NOT DONE.
-    let records = store
-        .read(|r| {
-            let results = r.current_results()?;
-            let visits = r.visits()?;
-            let states = r.slot_states()?;
-            let missing = missing_results(&config, &visits, &states, now);
-            let not_done = not_done_results(&config, &visits, &states, now);
-            Ok(lb_records_with_not_done(&config, &results, &visits, &missing, &not_done))
-        })
-        .context("reading the accepted results and visits")?;
-    let mut buffer = Vec::new();
-    write_lb_csv(&mut buffer, &records)?;
-    deliver(&buffer, args.output.as_deref(), records.len(), "LB records", out, err)?;
+    let csv = crate::report::exports::lb_csv(&config, &store, jiff::Timestamp::now())?;
+    deliver(&csv.bytes, args.output.as_deref(), csv.rows, "LB records", out, err)?;
     Ok(Outcome::Ok)
 }

@@ -61,33 +61,8 @@ pub fn run(
     require_database(&config, config_path)?;
     let mut store = open_store(&config, config_path)?;
     // What is to be locked must exist; what is to be unlocked must be locked itself.
-    let known = store.read(|r| match &scope {
-        LockScope::Study => Ok(true),
-        LockScope::Participant(p) => r.participant_exists(p),
-        LockScope::Visit { participant, visit } => Ok(r.visit(participant, visit)?.is_some()),
-    })?;
-    if !known {
-        return usage(err, format!("there is no {scope} in the study database; nothing changed"));
-    }
-    let current = store.read(|r| r.lock_of(&scope))?;
-    match (&current, lock) {
-        (Some(l), true) => return usage(err, format!("{l}; nothing changed")),
-        (None, false) => {
-            let covering = store.read(|r| match &scope {
-                LockScope::Visit { participant, visit } => r.lock_on(participant, visit),
-                LockScope::Participant(p) => r.lock_on_participant(p),
-                LockScope::Study => Ok(None),
-            })?;
-            let why = match covering {
-                Some(l) => format!(
-                    "{scope} has no lock of its own: it is covered by the lock on {} (unlock that instead)",
-                    l.scope
-                ),
-                None => format!("{scope} is not locked"),
-            };
-            return usage(err, format!("{why}; nothing changed"));
-        }
-        _ => {}
+    if let Some(why) = crate::ingest::lock::refusal(&store, &scope, lock)? {
+        return usage(err, format!("{why}; nothing changed"));
     }
     let account = match login.account(&mut store, Role::DataManager, command) {
         Ok(account) => account,
@@ -98,7 +73,7 @@ pub fn run(
         }
     };
     let signature = crate::login::signature(&account, command, Some(&reason), None);
-    store.write_signed(&signature, |tx| tx.set_lock(&scope, lock, &reason)).map_err(|e: StoreError| {
+    crate::ingest::lock::set_lock(&mut store, &signature, &scope, lock, &reason).map_err(|e: StoreError| {
         anyhow::Error::new(e).context(format!("{command}: recording it in the study database"))
     })?;
     let done = if lock { "locked" } else { "unlocked" };

@@ -16,12 +16,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::cli::{Outcome, open_for_reading};
 use crate::report::audit::{AuditCsv, AuditOptions, AuditText, EntityFilter};
 use crate::report::html::{Marks, Snapshot, flagged_slots, write_auc_html, write_mismatches_html};
-use crate::report::mismatches::{History, review_rows_with_ids, write_mismatches_text_with_history};
+use crate::report::mismatches::{History, write_mismatches_text_with_history};
 use crate::report::now::Now;
-use crate::report::{MismatchTextOptions, ReviewRow, write_mismatches_csv};
-use crate::store::{AuditFilter, MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
-use crate::study::config::Config;
-use crate::study::missing::{Absence, MissingResult, meal_started, missing_results, not_done_results};
+pub use crate::report::review::Review;
+use crate::report::{MismatchTextOptions, write_mismatches_csv};
+use crate::store::{AuditFilter, ResultRow};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -142,7 +141,7 @@ pub fn run(config_path: &Path, args: &ReportArgs, out: &mut dyn Write, err: &mut
 /// removed.
 fn audit(config_path: &Path, args: &AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let filter = AuditFilter { since: args.since.clone(), actor: args.account.clone() };
+    let filter = AuditFilter { since: args.since.clone(), actor: args.account.clone(), before: None };
     let entity = args.entity.as_deref().map(EntityFilter::parse);
     let mut file = match &args.output {
         Some(path) => Some(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?),
@@ -214,11 +213,7 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
         })
         .context("reading the current results")?;
     // Every visit whose meal has started has its rows, received or not.
-    let started = visits
-        .iter()
-        .filter(|v| v.meal_start.is_some_and(|t| meal_started(&config, t, now)))
-        .map(|v| (v.participant.as_str(), v.visit.as_str()));
-    let rows = crate::study::auc::compute_with_visits(&config, &results, started);
+    let rows = crate::report::auc::auc_rows(&config, &results, &visits, now);
     match args.format {
         ReportFormat::Csv => crate::report::auc::write_auc_csv(&mut buffer, &rows)?,
         ReportFormat::Text => crate::report::auc::write_auc_text(&mut buffer, &rows, &config, now, &locks)?,
@@ -278,87 +273,6 @@ fn mismatches(
     };
     deliver(&buffer, args.output.as_deref(), rows.len(), what, out, err)?;
     Ok(Outcome::Ok)
-}
-
-/// What `report mismatches` lists: the stored mismatches (open, or all) and
-/// the computed MISSING_RESULT rows, with the visits and (for the HTML
-/// curves) the current results, all read from one snapshot.
-pub struct Review {
-    pub stored: Vec<MismatchReport>,
-    pub missing: Vec<MissingResult>,
-    /// Slots marked not done (listed with `include_resolved` only).
-    pub not_done: Vec<(MissingResult, NotDoneMark)>,
-    /// The MISSING_RESULT id of each slot that has one.
-    pub ids: std::collections::BTreeMap<Slot, MismatchId>,
-    /// Every row's decisions, reopens and not-done marks.
-    pub history: History,
-    /// Read only for the curves (`with_curves`): the costliest query.
-    pub results: Vec<ResultRow>,
-    pub visits: Vec<Visit>,
-    /// The time the missing results were computed for (the report's "as of").
-    pub now: jiff::Timestamp,
-    /// Where each decided value is now, and the not-done slots of each visit.
-    pub whereabouts: Now,
-    /// The data locks in force.
-    pub locks: Vec<crate::store::Lock>,
-}
-
-impl Review {
-    pub fn load(config: &Config, store: &Store, include_resolved: bool, with_curves: bool) -> anyhow::Result<Review> {
-        let now = jiff::Timestamp::now();
-        store
-            .read(|r| {
-                let stored = r.mismatch_report(include_resolved)?;
-                // `--all` says where each decided value is now: from the current results.
-                let results: Vec<ResultRow> = match with_curves || include_resolved {
-                    true => r.current_results()?.into_iter().map(|c| c.result).collect(),
-                    false => Vec::new(),
-                };
-                let visits = r.visits()?;
-                let states = r.slot_states()?;
-                let missing = missing_results(config, &visits, &states, now);
-                let mut not_done = not_done_results(config, &visits, &states, now);
-                let never_received =
-                    not_done.iter().filter(|(m, _)| m.absence == Absence::NotReceived).map(|(m, _)| m.slot());
-                let never_received: Vec<Slot> = never_received.collect();
-                let whereabouts = Now::new(&results, &stored, &never_received);
-                if !include_resolved {
-                    not_done.clear();
-                }
-                let signers = crate::report::wording::Signers::new(r.accounts()?);
-                let history = History { decisions: r.decision_history()?, signers };
-                let locks = r.locks()?;
-                Ok(Review {
-                    stored,
-                    missing,
-                    not_done,
-                    ids: states.ids,
-                    history,
-                    results,
-                    visits,
-                    now,
-                    whereabouts,
-                    locks,
-                })
-            })
-            .context("reading the mismatches")
-    }
-
-    /// Both kinds merged in report order, visits in configuration order
-    /// (V2 before V10), as in `report auc` and `export lb`.
-    pub fn rows(&self, config: &Config) -> Vec<ReviewRow<'_>> {
-        let mut rows = review_rows_with_ids(&self.stored, &self.missing, &self.not_done, &self.ids);
-        let rank = |visit: Option<&str>| match visit {
-            None => (0, None),
-            Some(v) => match config.visit_index(v) {
-                Some(i) => (1, Some(i)),
-                None => (2, None),
-            },
-        };
-        // Stable: within a participant and visit, the minute and analyte order stays.
-        rows.sort_by(|a, b| (a.participant(), rank(a.visit())).cmp(&(b.participant(), rank(b.visit()))));
-        rows
-    }
 }
 
 /// Write a finished report to `output` (created or replaced) or to `out`.

@@ -99,10 +99,8 @@ fn change(store: &mut Store, login: &Login, command: &UserCommand, out: &mut dyn
                 None => name.clone(),
             };
             let reason = reason_text(reason)?;
-            if store.read(|r| r.account(name))?.is_some() {
-                return Err(LoginError::Password(format!(
-                    "{name} exists already (accounts are never deleted or renamed; `user passwd {name}` sets a new password)"
-                )));
+            if let Some(why) = login::add_refusal(store, name)? {
+                return Err(LoginError::Password(why));
             }
             let first_admin = !store.read(|r| r.has_admin())?;
             let signature = if first_admin {
@@ -174,20 +172,8 @@ fn change(store: &mut Store, login: &Login, command: &UserCommand, out: &mut dyn
         UserCommand::Disable { name, reason } => {
             let reason = reason_text(reason)?;
             let admin = login.account(store, Role::Admin, "user disable")?;
-            let target = store
-                .read(|r| r.account(name))?
-                .ok_or_else(|| LoginError::Password(format!("there is no account {name}")))?;
-            if !target.enabled {
-                return Err(LoginError::Password(format!("{name} is disabled already")));
-            }
-            if target.role == Role::Admin {
-                let admins =
-                    store.read(|r| r.accounts())?.iter().filter(|a| a.enabled && a.role == Role::Admin).count();
-                if admins <= 1 {
-                    return Err(LoginError::Password(format!(
-                        "{name} is the last enabled admin; add another admin before disabling it"
-                    )));
-                }
+            if let Some(why) = login::disable_refusal(store, name)? {
+                return Err(LoginError::Password(why));
             }
             let signature = login::signature(&admin, "user disable", reason.as_deref(), None);
             store.write_signed(&signature, |tx| tx.disable_account(name))?;

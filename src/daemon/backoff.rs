@@ -1,6 +1,7 @@
-//! The one retry rhythm of the daemon's sources: a source that fails (an
-//! inbox that vanished, a port that cannot be bound or opened) is retried
-//! after 1 s, then 2, 4 … up to 30 s, and at once again after it worked.
+//! The one retry rhythm of the daemon: a source that fails (an inbox that
+//! vanished, a port that cannot be bound or opened), or a database server
+//! that is away, is retried after 1 s, then 2, 4 … up to 30 s, and at once
+//! again after it worked.
 
 use std::time::Duration;
 
@@ -31,11 +32,18 @@ impl Backoff {
         self.next = FIRST;
     }
 
+    /// The current delay, lengthening the next one (for a caller that
+    /// cannot sleep, such as the writer thread, which keeps answering).
+    pub fn step(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(LONGEST);
+        delay
+    }
+
     /// Sleep the current delay, then lengthen it. `false` when `stop` turned
     /// true first: the caller returns instead of retrying.
     pub async fn wait(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
-        let delay = self.next;
-        self.next = (self.next * 2).min(LONGEST);
+        let delay = self.step();
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
             _ = stop.wait_for(|s| *s) => false,

@@ -84,7 +84,8 @@ pub fn run(
             .context(format!("the database {shown} cannot be written (a test commit before start failed)"))
     })?;
     let cannot_write = |e: anyhow::Error| read_only(e, &shown);
-    close_interrupted_receipts(&mut store).map_err(cannot_write)?;
+    close_interrupted_receipts(&mut store, &health::instance(&config), config.storage.is_postgres())
+        .map_err(cannot_write)?;
     // A configuration that gained timepoints or analytes gives their slots
     // MISSING_RESULT ids at start, not only with the first delivery.
     store
@@ -135,8 +136,14 @@ fn lock_database(base: &Path, database: &str) -> anyhow::Result<File> {
 
 /// Receipts committed before a crash but never processed: their files are
 /// still in the inbox and are processed again, so the old receipt is closed.
-fn close_interrupted_receipts(store: &mut Store) -> anyhow::Result<()> {
-    let pending = store.read(|r| r.unprocessed_receipts())?;
+fn close_interrupted_receipts(store: &mut Store, instance: &str, shared: bool) -> anyhow::Result<()> {
+    // On a shared database, another site's receipts may be in flight: only
+    // this daemon's own (or those from before receipts named one) are closed.
+    let pending: Vec<_> = store
+        .read(|r| r.unprocessed_receipts())?
+        .into_iter()
+        .filter(|r| !shared || r.instance.as_deref().is_none_or(|i| i == instance))
+        .collect();
     if pending.is_empty() {
         return Ok(());
     }

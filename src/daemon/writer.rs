@@ -6,15 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::backoff::Backoff;
 use super::sources::{Arrival, inbox};
 use super::work::{LinkMessage, Work};
 use super::{Finished, health, notify};
-use crate::ingest::{Delivery, Summary, ingest_batch};
+use crate::ingest::{Delivery, IngestError, Summary, ingest_batch};
 use crate::store::{ProcessingOutcome, Source, Store};
 use crate::study::config::{Config, Watch};
 
@@ -27,16 +28,32 @@ static BUSY_SINCE: AtomicU64 = AtomicU64::new(0);
 /// When commits started failing (Unix seconds), 0 while they work.
 static FAILING_SINCE: AtomicU64 = AtomicU64::new(0);
 
+/// Whether they fail because the database server is away.
+static UNREACHABLE: AtomicBool = AtomicBool::new(false);
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Whether pending work was committed within `limit`: not stuck on one batch
 /// (a frozen file system) and not failing to commit for that long. The
-/// watchdog pings only while this holds.
+/// watchdog pings only while this holds. A database server that is away
+/// does not count: a restart could not reach it either, and would close
+/// the analyzers' links, which keep being answered (not acknowledged).
 pub fn is_healthy(limit: Duration) -> bool {
     let within = |since: u64| since == 0 || unix_now().saturating_sub(since) < limit.as_secs().max(1);
-    within(BUSY_SINCE.load(Ordering::Relaxed)) && within(FAILING_SINCE.load(Ordering::Relaxed))
+    let failing_for_long = !within(FAILING_SINCE.load(Ordering::Relaxed)) && !UNREACHABLE.load(Ordering::Relaxed);
+    within(BUSY_SINCE.load(Ordering::Relaxed)) && !failing_for_long
+}
+
+/// The database server is away: batches are not tried before `retry_at`
+/// (files go back to the inbox, links are told at once), then one round trip
+/// says whether it is back. The wait doubles up to 30 s ([`Backoff`]).
+struct Outage {
+    backoff: Backoff,
+    retry_at: Instant,
+    /// The last failed attempt's reason (`the database … is unreachable: why`).
+    reason: String,
 }
 
 /// The one thread that writes: commits arrivals, then moves their files.
@@ -50,6 +67,9 @@ pub struct Writer {
     finished: Finished,
     /// Where the health file is (see [`health::local_base`]).
     local_base: PathBuf,
+    /// Since when commits fail, and the reason shown (T is kept across retries).
+    failing: Option<(jiff::Timestamp, String)>,
+    outage: Option<Outage>,
 }
 
 impl Writer {
@@ -61,7 +81,17 @@ impl Writer {
         retry: mpsc::UnboundedSender<PathBuf>,
     ) -> Writer {
         let local_base = health::local_base(&config);
-        Writer { store, config, watch, stopping, retry, finished: Finished::Clean, local_base }
+        Writer {
+            store,
+            config,
+            watch,
+            stopping,
+            retry,
+            finished: Finished::Clean,
+            local_base,
+            failing: None,
+            outage: None,
+        }
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<Work>) -> Finished {
@@ -84,6 +114,10 @@ impl Writer {
     }
 
     fn handle(&mut self, batch: Vec<Work>) {
+        if let Some(reason) = self.still_away() {
+            self.defer(batch, &reason);
+            return;
+        }
         let mut files: Vec<(PathBuf, Vec<u8>, inbox::Identity)> = Vec::new();
         let mut links: Vec<LinkMessage> = Vec::new();
         for work in batch {
@@ -136,7 +170,9 @@ impl Writer {
             Err(e) => {
                 // Nothing of this batch was processed: files stay in the inbox and are
                 // retried; links are told, so the analyzer is not acknowledged and resends.
-                error!(error = %e, files = files.len(), messages = links.len(), "could not commit; nothing acknowledged");
+                let retry_in = self.note_outage(&e);
+                let retry_in = retry_in.map(|d| format!("{} s", d.as_secs()));
+                error!(error = %e, files = files.len(), messages = links.len(), retry_in, "could not commit; nothing acknowledged");
                 self.finished = self.finished.max(Finished::CommitsFailed);
                 self.commit_failed(&e.to_string());
                 for (path, ..) in files {
@@ -168,15 +204,88 @@ impl Writer {
         self.report_status();
     }
 
-    /// The first failure of a run of failed commits is told to systemd
-    /// (`STATUS=`) and to `labfeed status` (the health file).
-    fn commit_failed(&mut self, reason: &str) {
-        if FAILING_SINCE.load(Ordering::Relaxed) != 0 {
-            return;
+    /// After a failed commit: a server that is away is tried again after the
+    /// back-off (returned); any other failure ends an outage and is retried
+    /// as before, with the next arrival or scan.
+    fn note_outage(&mut self, e: &IngestError) -> Option<Duration> {
+        if !matches!(e, IngestError::Store(s) if s.is_unreachable()) {
+            self.outage = None;
+            UNREACHABLE.store(false, Ordering::Relaxed);
+            return None;
         }
-        let since = jiff::Timestamp::now();
-        FAILING_SINCE.store(since.as_second().max(1).unsigned_abs(), Ordering::Relaxed);
-        let line = format!("cannot commit since {}: {reason}", since.round(jiff::Unit::Second).unwrap_or(since));
+        let outage = self.outage.get_or_insert_with(|| Outage {
+            backoff: Backoff::default(),
+            retry_at: Instant::now(),
+            reason: String::new(),
+        });
+        let retry_in = outage.backoff.step();
+        outage.retry_at = Instant::now() + retry_in;
+        outage.reason = e.to_string();
+        UNREACHABLE.store(true, Ordering::Relaxed);
+        Some(retry_in)
+    }
+
+    /// While the server is away: `Some(reason)` until the back-off's time,
+    /// then one cheap round trip decides (rather than every query of a batch
+    /// trying to connect, each up to the connect timeout).
+    fn still_away(&mut self) -> Option<String> {
+        let outage = self.outage.as_mut()?;
+        if Instant::now() < outage.retry_at {
+            return Some(outage.reason.clone());
+        }
+        match self.store.read(|_| Ok(())) {
+            Err(e) if e.is_unreachable() => {
+                let retry_in = outage.backoff.step();
+                outage.retry_at = Instant::now() + retry_in;
+                outage.reason = e.to_string();
+                warn!("{e}; nothing acknowledged, files stay in the inbox; next attempt in {} s", retry_in.as_secs());
+                let reason = outage.reason.clone();
+                self.commit_failed(&reason);
+                Some(reason)
+            }
+            // Back (or failing otherwise): the batch is tried and says so.
+            _ => None,
+        }
+    }
+
+    /// A batch not tried while the server is away: files are taken again
+    /// at a later scan, links are answered at once (not acknowledged).
+    fn defer(&mut self, batch: Vec<Work>, reason: &str) {
+        let (mut files, mut messages) = (0usize, 0usize);
+        for work in batch {
+            match work {
+                Work::File(Arrival::Ready(path) | Arrival::Refused(path, _)) => {
+                    files += 1;
+                    let _ = self.retry.send(path);
+                }
+                Work::Link(link) => {
+                    messages += 1;
+                    let _ = link.reply.send(Err(format!("the message could not be stored: {reason}")));
+                }
+                Work::Aborted { source, origin, reason: why, .. } => {
+                    warn!("{source} {origin}: session aborted ({why}); its raw bytes cannot be kept: {reason}")
+                }
+            }
+        }
+        debug!(files, messages, "waiting for the database server; nothing tried, nothing acknowledged");
+    }
+
+    /// Failed commits are told to systemd (`STATUS=`), to `labfeed status`
+    /// (the health file) and to the log: at the first failure, and again
+    /// when the reason changes, always with the time the failing began.
+    fn commit_failed(&mut self, reason: &str) {
+        let since = match &self.failing {
+            Some((_, shown)) if shown == reason => return,
+            Some((since, _)) => *since,
+            None => {
+                let now = jiff::Timestamp::now();
+                FAILING_SINCE.store(now.as_second().max(1).unsigned_abs(), Ordering::Relaxed);
+                now.round(jiff::Unit::Second).unwrap_or(now)
+            }
+        };
+        self.failing = Some((since, reason.to_owned()));
+        let line = format!("cannot commit since {since}: {reason}");
+        error!("{line}");
         notify::status(&line);
         if let Err(e) = health::record_cannot_commit(&self.local_base, &line) {
             error!(error = %e, "could not write the health file for `labfeed status`");
@@ -185,6 +294,9 @@ impl Writer {
 
     /// Recovery is automatic: the files of failed commits were taken again.
     fn commit_worked(&mut self) {
+        self.failing = None;
+        self.outage = None;
+        UNREACHABLE.store(false, Ordering::Relaxed);
         let failing = FAILING_SINCE.swap(0, Ordering::Relaxed);
         if failing == 0 {
             return;

@@ -18,6 +18,7 @@
 //! arrives before its original is applied when the original comes.
 
 pub mod correction;
+pub mod lock;
 pub mod privacy;
 mod reported;
 pub mod resolve;
@@ -114,14 +115,14 @@ pub fn ingest_batch(
         .map(|d| {
             let format = detect(d.bytes);
             let parsed = parse_all(config, d, format);
-            Prepared {
+            Ok(Prepared {
                 format,
-                personal: personal_fields(store, config, d, &parsed),
+                personal: personal_fields(store, config, d, &parsed)?,
                 parsed,
                 sha256: sha256_hex(d.bytes),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
 
     // Raw first: committed before anything is processed.
     let received = store.write(|tx| {
@@ -254,7 +255,7 @@ pub fn record_aborted(
     reason: &str,
 ) -> Result<ReceiptId, IngestError> {
     let format = detect(delivery.bytes);
-    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format));
+    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format))?;
     Ok(store.write(|tx| {
         let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
         tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
@@ -268,11 +269,24 @@ fn personal_fields(
     config: &Config,
     d: &Delivery<'_>,
     parsed: &[MessageOutcome],
-) -> Vec<crate::store::PersonalField> {
-    let is_study_code = |code: &str| store.read(|r| r.participant_exists(code)).unwrap_or(false);
+) -> Result<Vec<crate::store::PersonalField>, StoreError> {
+    // A lookup that fails (a database gone away) fails the delivery: what
+    // to mask is never guessed.
+    let failure = std::cell::RefCell::new(None);
+    let is_study_code = |code: &str| match store.read(|r| r.participant_exists(code)) {
+        Ok(known) => known,
+        Err(e) => {
+            failure.borrow_mut().get_or_insert(e);
+            false
+        }
+    };
     let policy = privacy::StudyPolicy { config, instrument: d.instrument.as_deref(), is_study_code: &is_study_code };
     let failed: Vec<_> = parsed.iter().filter_map(|o| o.as_ref().err()).map(|e| e.span.clone()).collect();
-    privacy::personal_fields(d.bytes, &policy, &failed)
+    let fields = privacy::personal_fields(d.bytes, &policy, &failed);
+    match failure.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(fields),
+    }
 }
 
 /// Store the content (masked) and the arrival: the "raw first" step.

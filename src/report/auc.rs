@@ -131,6 +131,21 @@ pub fn write_auc_text(
     Ok(())
 }
 
+/// The AUC rows of `report auc` (and the console's AUC table): every visit
+/// whose meal has started by `now` has its rows, received or not.
+pub fn auc_rows(
+    config: &Config,
+    results: &[crate::store::ResultRow],
+    visits: &[crate::store::Visit],
+    now: jiff::Timestamp,
+) -> Vec<AucRow> {
+    let started = visits
+        .iter()
+        .filter(|v| v.meal_start.is_some_and(|t| crate::study::missing::meal_started(config, t, now)))
+        .map(|v| (v.participant.as_str(), v.visit.as_str()));
+    crate::study::auc::compute_with_visits(config, results, started)
+}
+
 /// A heading with its unit, for the text and HTML tables: `auc (unit·min)`,
 /// `auc_mean (unit)`; the unit itself is in the row's `unit` column.
 pub fn auc_heading(column: &str) -> String {

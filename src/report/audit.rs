@@ -436,24 +436,33 @@ fn detail_of(row: &AuditEntry) -> Value {
     serde_json::from_str(&row.detail).unwrap_or(Value::Null)
 }
 
-/// The CSV form: one line per audit row, every row with its transaction's
-/// signature. A `sign` row is written when a row it signs is.
-pub struct AuditCsv<W: Write> {
-    out: csv::Writer<W>,
+/// Every audit row the entity filter lets through as the 13 fields of
+/// [`AUDIT_COLUMNS`], each with its transaction's signature; a `sign` row
+/// is given when a row it signs is. The CSV writes these; the console shows
+/// a page of them.
+pub struct AuditRecords {
     transactions: Transactions,
     entity: Option<EntityFilter>,
     pending_sign: Option<AuditEntry>,
-    pub rows: usize,
 }
 
-impl<W: Write> AuditCsv<W> {
-    pub fn new(out: W, entity: Option<EntityFilter>) -> csv::Result<AuditCsv<W>> {
-        let mut out = csv::Writer::from_writer(out);
-        out.write_record(AUDIT_COLUMNS)?;
-        Ok(AuditCsv { out, transactions: Transactions::new(), entity, pending_sign: None, rows: 0 })
+impl AuditRecords {
+    pub fn new(entity: Option<EntityFilter>) -> AuditRecords {
+        AuditRecords { transactions: Transactions::new(), entity, pending_sign: None }
     }
 
-    pub fn push(&mut self, row: AuditEntry) -> csv::Result<()> {
+    /// Learn who signed from a row before the first one to give (a page
+    /// that starts inside a transaction); nothing is given for it.
+    pub fn prime(&mut self, row: &AuditEntry) {
+        self.transactions.step(row, &detail_of(row));
+    }
+
+    /// The records `row` gives (none, one, or its pending `sign` row and it).
+    pub fn push<E>(
+        &mut self,
+        row: AuditEntry,
+        mut give: impl FnMut(i64, [String; 13]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let detail = detail_of(&row);
         self.transactions.step(&row, &detail);
         if row.action == "sign" {
@@ -465,31 +474,54 @@ impl<W: Write> AuditCsv<W> {
         }
         if let Some(sign) = self.pending_sign.take() {
             let detail = detail_of(&sign);
-            self.write(&sign, &detail)?;
+            give(sign.seq, self.record(&sign, &detail))?;
         }
-        self.write(&row, &detail)
+        give(row.seq, self.record(&row, &detail))
     }
 
-    fn write(&mut self, row: &AuditEntry, detail: &Value) -> csv::Result<()> {
+    fn record(&self, row: &AuditEntry, detail: &Value) -> [String; 13] {
         let s = &self.transactions.signer;
         let meaning = if s.is_system() { system_meaning(&row.action) } else { s.meaning.as_str() };
-        self.out.write_record([
-            row.seq.to_string().as_str(),
-            &row.at,
-            &row.actor,
-            &s.full_name,
-            &s.role,
-            &s.os_account,
-            meaning,
-            &s.reason,
-            &s.on_behalf_of,
-            &row.action,
-            &row.entity,
-            row.entity_id.as_deref().unwrap_or_default(),
-            &change_words(row, detail),
-        ])?;
-        self.rows += 1;
-        Ok(())
+        [
+            row.seq.to_string(),
+            row.at.clone(),
+            row.actor.clone(),
+            s.full_name.clone(),
+            s.role.clone(),
+            s.os_account.clone(),
+            meaning.to_owned(),
+            s.reason.clone(),
+            s.on_behalf_of.clone(),
+            row.action.clone(),
+            row.entity.clone(),
+            row.entity_id.clone().unwrap_or_default(),
+            change_words(row, detail),
+        ]
+    }
+}
+
+/// The CSV form: one line per audit row, every row with its transaction's
+/// signature. A `sign` row is written when a row it signs is.
+pub struct AuditCsv<W: Write> {
+    out: csv::Writer<W>,
+    records: AuditRecords,
+    pub rows: usize,
+}
+
+impl<W: Write> AuditCsv<W> {
+    pub fn new(out: W, entity: Option<EntityFilter>) -> csv::Result<AuditCsv<W>> {
+        let mut out = csv::Writer::from_writer(out);
+        out.write_record(AUDIT_COLUMNS)?;
+        Ok(AuditCsv { out, records: AuditRecords::new(entity), rows: 0 })
+    }
+
+    pub fn push(&mut self, row: AuditEntry) -> csv::Result<()> {
+        let (out, rows) = (&mut self.out, &mut self.rows);
+        self.records.push(row, |_, record| {
+            out.write_record(&record)?;
+            *rows += 1;
+            Ok(())
+        })
     }
 
     pub fn finish(mut self) -> csv::Result<usize> {

@@ -339,7 +339,7 @@ pub struct Marks<'a> {
 /// One participant's chart: every visit in `visits` on shared axes, a panel
 /// per configured analyte. `None` when no visit has a result: then there is
 /// nothing to draw, and the page says so instead of an empty chart.
-fn participant_chart(
+pub fn participant_chart(
     config: &Config,
     participant: &str,
     visits: &[&str],
@@ -479,6 +479,28 @@ fn write_participant_chart(h: &mut Html, chart: Option<Chart>, participant: &str
             h.element("p", &[("class", "nothing")], "No results received yet for any visit: no curve to draw.").line();
         }
     }
+}
+
+/// One visit's MMTT curves against the baseline visit's, for the console's
+/// page of a mismatch: the `<figure>` (SVG and caption, no style attribute,
+/// no script), or `None` when neither visit has a result to draw.
+pub fn visit_curves_figure(
+    config: &Config,
+    results: &[ResultRow],
+    marks: &Marks<'_>,
+    participant: &str,
+    visit: &str,
+) -> Option<String> {
+    let by_visit = results_by_visit(results);
+    let mut visits: Vec<&str> = config.baseline_visit().map(|v| v.code.as_str()).into_iter().collect();
+    if !visits.contains(&visit) {
+        visits.push(visit);
+    }
+    visits.sort_by_key(|v| (config.visit_index(v).unwrap_or(usize::MAX), *v));
+    let chart = participant_chart(config, participant, &visits, &by_visit, marks)?;
+    let mut h = Html(String::new());
+    write_chart(&mut h, participant, &chart);
+    Some(h.0)
 }
 
 /// A stored mismatch that names its whole slot and is still open flags that

@@ -13,12 +13,14 @@
 
 pub mod auc;
 pub mod audit;
+pub mod exports;
 pub mod format;
 pub mod html;
 pub mod mismatches;
 pub mod now;
 pub mod plot;
 pub mod results;
+pub mod review;
 pub mod sdtm;
 #[cfg(test)]
 mod test_rows;

@@ -36,6 +36,7 @@ pub mod postgres;
 mod read;
 mod schema;
 pub(crate) mod sql;
+mod trace;
 mod types;
 pub mod vouch;
 mod write;
@@ -61,8 +62,9 @@ pub use error::StoreError;
 pub use integrity::Integrity;
 pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
-pub use read::Reader;
+pub use read::{MessageSpan, Reader};
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};
+pub use trace::{SampleTrace, TracedObservation};
 pub use types::*;
 pub use write::Tx;
 
@@ -162,8 +164,10 @@ pub struct Store {
     head_file: PathBuf,
     /// The rows the open transaction writes.
     written: RefCell<vouch::Written>,
-    /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]).
+    /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]),
+    /// and the session count when it was last known to hold it.
     instance: Option<postgres::InstanceLock>,
+    claimed: Option<(String, u64)>,
     /// The instance name receipts record (see [`Store::receive_as`]).
     receiving_as: Option<String>,
 }
@@ -238,16 +242,7 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
         schema::migrate(&mut conn, &path)?;
         let head_file = audit.head_file.unwrap_or_else(|| head::default_path(&path));
-        let mut store = Store {
-            engine: Engine::Sqlite(conn),
-            path,
-            read_only: false,
-            key: audit.key,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            receiving_as: None,
-        };
+        let mut store = Store::new(Engine::Sqlite(conn), path, false, audit.key, head_file);
         store.upgrade_audit(before)?;
         Ok(store)
     }
@@ -290,21 +285,27 @@ impl Store {
             }
         };
         let head_file = audit.head_file.unwrap_or_else(|| head::default_path(Path::new(&target)));
-        let mut store = Store {
-            engine: Engine::Postgres(Box::new(session)),
-            path: PathBuf::from(target),
-            read_only,
-            key: audit.key,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            receiving_as: None,
-        };
+        let mut store =
+            Store::new(Engine::Postgres(Box::new(session)), PathBuf::from(target), read_only, audit.key, head_file);
         if !read_only {
             // PostgreSQL's schema starts at SQLite's 7: nothing to vouch for.
             store.upgrade_audit(before.max(7))?;
         }
         Ok(store)
+    }
+
+    fn new(engine: Engine, path: PathBuf, read_only: bool, key: Option<AuditKey>, head_file: PathBuf) -> Store {
+        Store {
+            engine,
+            path,
+            read_only,
+            key,
+            head_file,
+            written: RefCell::default(),
+            instance: None,
+            claimed: None,
+            receiving_as: None,
+        }
     }
 
     fn db(&self) -> Db<'_> {
@@ -321,6 +322,7 @@ impl Store {
     pub fn claim_instance(&mut self, name: &str) -> Result<(), StoreError> {
         self.receive_as(name);
         let Engine::Postgres(session) = &self.engine else { return Ok(()) };
+        self.claimed = Some((name.to_owned(), session.sessions()));
         let client = postgres::connect_with(session.config())
             .map_err(|e| StoreError::Unreachable { target: session.target().to_owned(), why: e.to_string() })?;
         self.instance = Some(postgres::InstanceLock::acquire(client, name)?);
@@ -334,13 +336,26 @@ impl Store {
 
     /// After the connection was lost: take the instance name again (the
     /// server released it with the lost session).
+    /// Checked when the store's own session was made anew (a network
+    /// failure ends both) or the lock's session is known closed; a claim
+    /// that fails (the server still away, or the name taken meanwhile) is
+    /// tried again at the next write, which it fails until then.
     fn reclaim_instance(&mut self) -> Result<(), StoreError> {
-        let Some(lock) = self.instance.as_mut() else { return Ok(()) };
-        if !lock.is_lost() {
+        let (Engine::Postgres(session), Some((name, seen))) = (&self.engine, self.claimed.clone()) else {
+            return Ok(());
+        };
+        let now = session.sessions();
+        let held = match self.instance.as_mut() {
+            Some(lock) if now == seen && !lock.is_lost() => return Ok(()),
+            Some(lock) => lock.is_held(),
+            None => false,
+        };
+        if held {
+            self.claimed = Some((name, now));
             return Ok(());
         }
-        let name = lock.instance().to_owned();
         self.instance = None;
+        tracing::warn!(instance = %name, "the instance lock was lost with the connection; taking it again");
         self.claim_instance(&name)
     }
 
@@ -384,16 +399,7 @@ impl Store {
         schema::configure_reader(&conn, &path)?;
         schema::check_current(&conn, &path)?;
         let head_file = head::default_path(&path);
-        Ok(Store {
-            engine: Engine::Sqlite(conn),
-            path,
-            read_only: true,
-            key: None,
-            head_file,
-            written: RefCell::default(),
-            instance: None,
-            receiving_as: None,
-        })
+        Ok(Store::new(Engine::Sqlite(conn), path, true, None, head_file))
     }
 
     /// The database file (for PostgreSQL, `postgresql://USER@HOST:PORT/DB`).

@@ -17,6 +17,9 @@ pub(crate) fn utc_text(t: jiff::Timestamp) -> String {
     jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
 }
 
+/// A message's bytes in its stored content: start and end offsets.
+pub type MessageSpan = (i64, i64);
+
 fn conversion_error(idx: usize, problem: String) -> StoreError {
     StoreError::Invalid { what: "column", problem: format!("{idx}: {problem}") }
 }
@@ -260,11 +263,38 @@ impl<'c> Reader<'c> {
         )
     }
 
+    /// The stored (masked) content a mismatch came from, and the byte span of
+    /// its message in it when it names one (a file may hold several).
+    pub fn mismatch_raw(&self, m: &MismatchRow) -> Result<Option<(RawRow, Option<MessageSpan>)>, StoreError> {
+        let (raw_id, span): (RawId, Option<MessageSpan>) = match m.message_id {
+            Some(message) => {
+                let found = self.db().query_opt(
+                    "SELECT raw_id, span_start, span_end FROM message WHERE id = ?1",
+                    params![message],
+                    |r| Ok((r.get::<RawId>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
+                )?;
+                match found {
+                    Some((raw, start, end)) => (raw, Some((start, end))),
+                    None => return Ok(None),
+                }
+            }
+            None => {
+                match self.db().query_opt("SELECT raw_id FROM receipt WHERE id = ?1", params![m.receipt_id], |r| {
+                    r.get::<RawId>(0)
+                })? {
+                    Some(raw) => (raw, None),
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(self.raw(raw_id)?.map(|raw| (raw, span)))
+    }
+
     /// Receipts that have no processing row (interrupted: process them again),
     /// oldest first.
     pub fn unprocessed_receipts(&self) -> Result<Vec<ReceiptRow>, StoreError> {
         self.db().query_all(
-            "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument FROM receipt r
+            "SELECT r.id, r.raw_id, r.received_at, r.source, r.origin, r.instrument, r.instance FROM receipt r
              WHERE NOT EXISTS (SELECT 1 FROM processing p WHERE p.receipt_id = r.id) ORDER BY r.id",
             params![],
             |r| {
@@ -275,6 +305,7 @@ impl<'c> Reader<'c> {
                     source: r.get(3)?,
                     origin: r.get(4)?,
                     instrument: r.get(5)?,
+                    instance: r.get(6)?,
                 })
             },
         )

@@ -455,6 +455,8 @@ pub struct ReceiptRow {
     pub source: Source,
     pub origin: String,
     pub instrument: Option<String>,
+    /// The daemon that received it, when recorded (schema 8).
+    pub instance: Option<String>,
 }
 
 /// A stored content: the masked copy and what it was.

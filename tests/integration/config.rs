@@ -50,7 +50,7 @@ fn the_example_config_checks_out_and_is_summarised() {
 }
 
 #[test]
-fn spec_keys_this_version_does_not_use_are_accepted_with_a_note() {
+fn every_spec_key_is_in_effect_and_the_console_is_summarised() {
     let dir = tempfile::tempdir().unwrap();
     let (path, text) = example_in(
         dir.path(),
@@ -62,11 +62,16 @@ fn spec_keys_this_version_does_not_use_are_accepted_with_a_note() {
     let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let note = format!("note: web (line {}) has no effect in this version of labfeed", line_of(&text, "[web]"));
-    assert!(stdout.contains(&note), "missing {note:?} in:\n{stdout}");
-    // `allow` and `idle_seconds` are in effect: no note.
-    assert!(!stdout.contains("listen[0]"), "{stdout}");
-    assert!(!stdout.contains("keep_comments"), "{stdout}");
+    assert!(stdout.contains("web console http://127.0.0.1:8080/ (labfeed serve)"), "{stdout}");
+    assert!(!stdout.contains("has no effect"), "{stdout}");
+    assert!(line_of(&text, "[web]") > 1);
+
+    // A console on the network without TLS is refused, naming the key.
+    let (path, _) = example_in(dir.path(), &[("[watch]", "[web]\naddress = \"0.0.0.0:8443\"\n\n[watch]")]);
+    let out = labfeed(&["--config", path.to_str().unwrap(), "check-config"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("web.address") && said.contains("needs TLS"), "{said}");
 }
 
 #[test]

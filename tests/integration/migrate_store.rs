@@ -6,7 +6,6 @@
 //! leaves the target as it was. Without a server the tests print one line
 //! and pass, unless `LABFEED_REQUIRE_POSTGRES=1`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use labfeed::store::postgres as pg;
@@ -14,63 +13,16 @@ use labfeed::store::{AuditKey, AuditSettings, COPY_ORDER, NewRaw, NewReceipt, Pa
 use postgres::Client;
 use postgres::types::Type;
 
+use super::postgres::TestDb;
 use super::support::{TempStudy, ok, text};
 use super::tamper::{add_key, fill};
 
 const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
 const PASSWORD: &str = "s3cret-not-shown";
 
-fn server() -> Option<Client> {
-    match pg::connect(&format!("{SERVER}/test")) {
-        Ok(client) => Some(client),
-        Err(e) => {
-            if std::env::var("LABFEED_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("LABFEED_REQUIRE_POSTGRES=1 but PostgreSQL on 127.0.0.1:5432 is not there: {e}");
-            }
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(std::io::stderr(), "skipped: no PostgreSQL on 127.0.0.1:5432");
-            });
-            None
-        }
-    }
-}
-
-/// A database of the test's own, dropped when the test ends (also on panic).
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    fn create() -> Option<TestDb> {
-        let mut admin = server()?;
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!("labfeed_test_{}", labfeed::store::hex(&bytes));
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        Some(TestDb { name })
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    /// The URL with a password (the server trusts loopback, so any will do).
-    fn url_with_password(&self) -> String {
-        format!("postgresql://postgres:{PASSWORD}@127.0.0.1:5432/{}", self.name)
-    }
-
-    fn connect(&self) -> Client {
-        pg::connect(&self.url()).unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = pg::connect(&format!("{SERVER}/test")) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
+/// The URL of `db` with a password (the server trusts loopback, so any will do).
+fn url_with_password(db: &TestDb) -> String {
+    db.url().replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1)
 }
 
 /// A value as both engines give it back.
@@ -187,7 +139,7 @@ fn a_study_is_copied_with_its_chain_verified_and_the_source_untouched() {
     let before = source_files(&t);
     assert!(before[..2].iter().all(|(_, bytes)| bytes.is_some()), "the study has its database and head file");
 
-    let out = t.run(&["migrate-store", "--to", &db.url_with_password()]);
+    let out = t.run(&["migrate-store", "--to", &url_with_password(&db)]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(!said.contains(PASSWORD), "the password is never shown: {said}");
@@ -275,7 +227,7 @@ fn a_target_that_is_not_empty_is_refused_and_left_as_it_was() {
     let dump = |client: &mut Client| COPY_ORDER.iter().map(|table| pg_rows(client, table)).collect::<Vec<_>>();
     let before = dump(&mut client);
 
-    let out = t.run(&["migrate-store", "--to", &db.url_with_password()]);
+    let out = t.run(&["migrate-store", "--to", &url_with_password(&db)]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains(&format!("{} is not empty", db.url())), "{said}");

@@ -557,7 +557,8 @@ async fn run(
             },
             _ = tick.tick() => scan_due = true,
             Some(path) = retries.recv() => {
-                tracing::info!("{} is taken again at the next scan (its commit failed)", inbox::shown_name(&path));
+                // The writer logs the failure once per batch; a line per file would flood the log.
+                tracing::debug!("{} is taken again at the next scan (not committed)", inbox::shown_name(&path));
                 tracker.sent.remove(&path);
             }
             () = tokio::time::sleep_until(deadline.unwrap_or(start)), if deadline.is_some() => {}

@@ -34,6 +34,12 @@ pub(crate) const LOCK_CLASS: i32 = 0x4C42_4644;
 /// How long a connection attempt may take unless the URL says `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Unless the URL says otherwise: a server that went silent (no reset, a
+/// cable or VPN gone) is noticed within about this long, by unacknowledged
+/// data (`tcp_user_timeout`) or by keepalives on an idle session, instead of
+/// the kernel's 15 minutes or 2 hours.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// What can go wrong with a PostgreSQL study database. Messages name the
 /// database as `postgresql://USER@HOST:PORT/DB`, never with a password.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +133,18 @@ pub fn parse_url(url: &str) -> Result<Config, PgError> {
     let mut config =
         Config::from_str(url).map_err(|e| PgError::Url(format!("is not a valid postgresql:// URL: {e}")))?;
     let query = rest.split_once('?').map_or("", |(_, q)| q);
-    let sslmode_given = query.split('&').any(|kv| kv.split('=').next() == Some("sslmode"));
-    if !sslmode_given {
+    let given = |key: &str| query.split('&').any(|kv| kv.split('=').next() == Some(key));
+    if !given("sslmode") {
         config.ssl_mode(if is_local(&config) { SslMode::Disable } else { SslMode::Require });
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if !given("tcp_user_timeout") {
+        config.tcp_user_timeout(SILENCE_TIMEOUT);
+    }
+    if !given("keepalives_idle") {
+        config.keepalives_idle(SILENCE_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("labfeed");
@@ -210,6 +222,11 @@ mod tests {
         let config = parse_url("postgresql://site:s3cret@db.example.org:6432/study?sslmode=prefer").unwrap();
         assert_eq!(target(&config), "postgresql://site@db.example.org:6432/study");
         assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&SILENCE_TIMEOUT));
+        assert_eq!(config.get_keepalives_idle(), SILENCE_TIMEOUT);
+        let asked = parse_url("postgresql://u@db/s?keepalives_idle=600&tcp_user_timeout=5").unwrap();
+        assert_eq!(asked.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(asked.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
         let err = parse_url("postgresql://site:s3cret@db/study?sslmode=verify-full").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
         assert!(parse_url("/var/lib/labfeed/study.db").is_err());

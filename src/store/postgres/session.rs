@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -19,12 +20,21 @@ use crate::store::sql::Value;
 /// The second key of the write lock (see [`Session::begin_write`]).
 pub(crate) const WRITE_LOCK: i32 = 2;
 
+/// After a reconnect failed, the queries of the next moment fail at once with
+/// its reason: a batch asks many, and on a silent network each attempt
+/// would wait out the connect timeout again. Callers retry later anyway.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
 pub struct Session {
     config: Config,
     target: String,
     /// `None` after the connection was lost, until the next transaction.
     client: RefCell<Option<Client>>,
     statements: RefCell<HashMap<String, Statement>>,
+    /// When the last reconnect failed, and why (see [`RECONNECT_PAUSE`]).
+    failed_reconnect: RefCell<Option<(Instant, String)>>,
+    /// Sessions opened so far (see [`Session::sessions`]).
+    sessions: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for Session {
@@ -116,7 +126,14 @@ impl Session {
             config,
             client: RefCell::new(Some(client)),
             statements: RefCell::default(),
+            failed_reconnect: RefCell::default(),
+            sessions: std::cell::Cell::new(1),
         })
+    }
+
+    /// How many sessions this has opened: a new one after a lost connection.
+    pub(crate) fn sessions(&self) -> u64 {
+        self.sessions.get()
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -143,10 +160,28 @@ impl Session {
                 return Err(self.lost("the connection was lost during the transaction"));
             }
             self.statements.borrow_mut().clear();
-            *slot = Some(
-                connect_with(&self.config)
-                    .map_err(|e| StoreError::Unreachable { target: self.target.clone(), why: e.to_string() })?,
-            );
+            let mut failed = self.failed_reconnect.borrow_mut();
+            if let Some((at, why)) = failed.as_ref()
+                && at.elapsed() < RECONNECT_PAUSE
+            {
+                return Err(StoreError::Unreachable { target: self.target.clone(), why: why.clone() });
+            }
+            match connect_with(&self.config) {
+                Ok(client) => {
+                    *failed = None;
+                    *slot = Some(client);
+                    self.sessions.set(self.sessions.get() + 1);
+                }
+                Err(e) => {
+                    // The target is in Unreachable's own message: only the causes here.
+                    let why = match e {
+                        PgError::Connect { error, .. } => super::chain(&error),
+                        other => other.to_string(),
+                    };
+                    *failed = Some((Instant::now(), why.clone()));
+                    return Err(StoreError::Unreachable { target: self.target.clone(), why });
+                }
+            }
         }
         let Some(client) = slot.as_mut() else { return Err(self.lost("no connection")) };
         let result = f(client);

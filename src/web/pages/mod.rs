@@ -1,7 +1,9 @@
 //! The console's pages: one module per page, a shared layout, and the
 //! checks every handler makes (role, CSRF).
 
+mod data;
 mod login;
+mod mismatches;
 mod today;
 
 use axum::Router;
@@ -20,6 +22,8 @@ pub fn routes() -> Router<Shared> {
         .route("/logout", axum::routing::post(login::logout))
         .route("/", get(today::page))
         .route("/static/console.css", get(stylesheet))
+        .merge(mismatches::routes())
+        .merge(data::routes())
 }
 
 /// The stylesheet, compiled in: nothing is fetched from elsewhere.
@@ -107,8 +111,15 @@ pub fn bare(title: &str, body: Markup) -> Markup {
 }
 
 /// The navigation, in the order people use it.
-const NAV: &[(&str, &str)] =
-    &[("/", "Today"), ("/mismatches", "Mismatches"), ("/auc", "AUC"), ("/audit", "Audit trail")];
+const NAV: &[(&str, &str)] = &[
+    ("/", "Today"),
+    ("/mismatches", "Mismatches"),
+    ("/participants", "Participants"),
+    ("/samples", "Sample trace"),
+    ("/auc", "AUC"),
+    ("/audit", "Audit trail"),
+    ("/exports", "Exports"),
+];
 
 /// A page of the console: navigation, who is signed in, the study's time zone.
 pub fn layout(who: &SignedIn, study: &str, zone: &str, title: &str, current: &str, body: Markup) -> Markup {

@@ -1,0 +1,68 @@
+//! The CSV files a statistician takes away, as bytes: `export results`,
+//! `export lb`, `report mismatches --format csv` and `report auc --format
+//! csv` write these, and the console offers the same bytes to download.
+//! Each is read in one snapshot and made whole before anything is written.
+
+use anyhow::Context;
+
+use crate::report::review::Review;
+use crate::report::{lb_records_with_not_done, write_lb_csv, write_mismatches_csv, write_results_csv};
+use crate::store::{ResultRow, Store};
+use crate::study::config::Config;
+use crate::study::missing::{missing_results, not_done_results};
+
+/// A finished CSV file and how many rows it has (the header not counted).
+pub struct Csv {
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+}
+
+/// Accepted results, the latest version of each slot (SPEC §5).
+pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
+    let rows = store.read(|r| r.current_results()).context("reading the accepted results")?;
+    let mut bytes = Vec::new();
+    write_results_csv(&mut bytes, &rows)?;
+    Ok(Csv { bytes, rows: rows.len() })
+}
+
+/// The SDTM LB domain, with NOT DONE records for missing results.
+pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
+    // Results, visits and the missing slots from one snapshot, so a result
+    // arriving meanwhile is never both a record and NOT DONE.
+    let records = store
+        .read(|r| {
+            let results = r.current_results()?;
+            let visits = r.visits()?;
+            let states = r.slot_states()?;
+            let missing = missing_results(config, &visits, &states, now);
+            let not_done = not_done_results(config, &visits, &states, now);
+            Ok(lb_records_with_not_done(config, &results, &visits, &missing, &not_done))
+        })
+        .context("reading the accepted results and visits")?;
+    let mut bytes = Vec::new();
+    write_lb_csv(&mut bytes, &records)?;
+    Ok(Csv { bytes, rows: records.len() })
+}
+
+/// `report mismatches --format csv` (`include_resolved`: `--all`).
+pub fn mismatches_csv(config: &Config, store: &Store, include_resolved: bool) -> anyhow::Result<Csv> {
+    let review = Review::load(config, store, include_resolved, false)?;
+    let rows = review.rows(config);
+    let mut bytes = Vec::new();
+    write_mismatches_csv(&mut bytes, &rows, &review.history)?;
+    Ok(Csv { bytes, rows: rows.len() })
+}
+
+/// `report auc --format csv`.
+pub fn auc_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
+    let (results, visits) = store
+        .read(|r| {
+            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            Ok((results, r.visits()?))
+        })
+        .context("reading the current results")?;
+    let rows = crate::report::auc::auc_rows(config, &results, &visits, now);
+    let mut bytes = Vec::new();
+    crate::report::auc::write_auc_csv(&mut bytes, &rows)?;
+    Ok(Csv { bytes, rows: rows.len() })
+}
