@@ -151,6 +151,28 @@ fn visit_row(r: &Row) -> Result<Visit, StoreError> {
     Ok(Visit { participant: r.get(0)?, visit: r.get(1)?, meal_start })
 }
 
+/// A receipt and its processing row (outer-joined): source, origin,
+/// instrument, received_at, outcome, the five counts, detail, instance.
+fn arrival_row(row: &Row, at: usize) -> Result<LastArrival, StoreError> {
+    let count = |i: usize| -> Result<u64, StoreError> {
+        Ok(row.get::<Option<i64>>(at + i)?.unwrap_or(0).max(0).unsigned_abs())
+    };
+    Ok(LastArrival {
+        source: row.get(at)?,
+        origin: row.get(at + 1)?,
+        instrument: row.get(at + 2)?,
+        received_at: row.get(at + 3)?,
+        outcome: row.get(at + 4)?,
+        accepted: count(5)?,
+        duplicates: count(6)?,
+        mismatches: count(7)?,
+        qc: count(8)?,
+        errors: count(9)?,
+        detail: row.get(at + 10)?,
+        instance: row.get(at + 11)?,
+    })
+}
+
 /// Read access to the database, inside a transaction: a [`Tx`](crate::store::Tx)
 /// (sees its own writes) or [`Store::read`](crate::store::Store::read) (a snapshot).
 #[derive(Clone, Copy)]
@@ -180,25 +202,23 @@ impl<'c> Reader<'c> {
              ORDER BY CASE rc.source WHEN 'file' THEN 0 WHEN 'serial' THEN 1 WHEN 'tcp' THEN 2 ELSE 3 END,
                       coalesce(rc.instance, ''), rc.id",
             params![],
-            |row| {
-                let count = |i: usize| -> Result<u64, StoreError> {
-                    Ok(row.get::<Option<i64>>(i)?.unwrap_or(0).max(0).unsigned_abs())
-                };
-                Ok(LastArrival {
-                    source: row.get(0)?,
-                    origin: row.get(1)?,
-                    instrument: row.get(2)?,
-                    received_at: row.get(3)?,
-                    outcome: row.get(4)?,
-                    accepted: count(5)?,
-                    duplicates: count(6)?,
-                    mismatches: count(7)?,
-                    qc: count(8)?,
-                    errors: count(9)?,
-                    detail: row.get(10)?,
-                    instance: row.get(11)?,
-                })
-            },
+            |row| arrival_row(row, 0),
+        )
+    }
+
+    /// Every receipt at or after `since`, newest first, at most `limit`,
+    /// each with what became of it (the Today page: "did it arrive, and
+    /// what happened to it?").
+    pub fn arrivals_since(&self, since: jiff::Timestamp, limit: u32) -> Result<Vec<Arrival>, StoreError> {
+        self.db().query_all(
+            "SELECT rc.source, rc.origin, rc.instrument, rc.received_at,
+                    p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail, rc.instance, rc.id
+             FROM receipt rc LEFT JOIN processing p ON p.receipt_id = rc.id
+             WHERE rc.received_at >= ?1
+             ORDER BY rc.received_at DESC, rc.id DESC
+             LIMIT ?2",
+            params![utc_text(since), i64::from(limit)],
+            |row| Ok(Arrival { receipt_id: row.get(12)?, arrival: arrival_row(row, 0)? }),
         )
     }
 

@@ -578,6 +578,14 @@ pub struct ObservationRow {
     pub outcome: ObservationOutcome,
 }
 
+/// One receipt and what became of it (its processing row, if any yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    pub receipt_id: ReceiptId,
+    /// What arrived and how it was processed; named as for [`LastArrival`].
+    pub arrival: LastArrival,
+}
+
 /// The latest receipt of one source, with its processing row if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastArrival {

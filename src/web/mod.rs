@@ -114,8 +114,16 @@ fn is_public(path: &str) -> bool {
 /// another site) is refused, whatever its cookie.
 fn foreign_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    // Set by the browser itself (no page can forge it): only this origin, or the person.
+    let fetch_site = headers.get("sec-fetch-site").and_then(|s| s.to_str().ok());
+    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return true;
+    }
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => headers.get("sec-fetch-site").and_then(|s| s.to_str().ok()).is_some_and(|s| s == "cross-site"),
+        None => false,
+        // Chromium sends `Origin: null` for its own forms under `Referrer-Policy:
+        // no-referrer`; taken only with the browser's word (above) that it is this origin.
+        Some("null") => fetch_site.is_none(),
         Some(origin) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
             host != Some(origin_host)

@@ -222,6 +222,7 @@ fn package_installs_what_the_unit_the_config_and_the_docs_name() {
     for (path, mode) in [
         ("/usr/bin/labfeed", "-rwxr-xr-x"),
         (unit_path, "-rw-r--r--"),
+        ("/usr/lib/systemd/system/labfeed-web.service", "-rw-r--r--"),
         ("/usr/lib/sysusers.d/labfeed.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/labfeed.conf", "-rw-r--r--"),
         ("/etc/labfeed/labfeed.toml", "-rw-r--r--"),
@@ -267,6 +268,15 @@ fn package_installs_what_the_unit_the_config_and_the_docs_name() {
     ] {
         assert!(read(&at(packaged)) == read(&repo(source)), "{packaged} differs from {source}: a stale package?");
     }
+    // The console's unit beside it: same program, user and config, `serve`.
+    let web = read(&at("/usr/lib/systemd/system/labfeed-web.service"));
+    assert!(web == read(&repo("config/labfeed-web.service")), "the packaged console unit differs from config/");
+    let web_keys = unit_keys(&web);
+    let web_start: Vec<&str> = one(&web_keys, "ExecStart").split_whitespace().collect();
+    assert_eq!(web_start, [program, "--config", "/etc/labfeed/labfeed.toml", "serve"]);
+    assert_eq!(one(&web_keys, "User"), one(&keys, "User"));
+    assert!(postinst.contains("labfeed-web.service"), "the postinst does not know the console's unit");
+    assert!(!postinst.contains("deb-systemd-invoke start labfeed-web"), "installing starts no console");
     // .ci/run checks the unit with systemd-analyze by rewriting this very ExecStart.
     assert!(
         read(&repo(".ci/run")).contains(&format!("s|^ExecStart={program} |")),

@@ -103,6 +103,8 @@ pub async fn submit(
 
 #[derive(Deserialize)]
 pub struct Logout {
+    /// Missing reads as empty, so it is refused as a wrong token (403), not a malformed form.
+    #[serde(default)]
     csrf: String,
 }
 
