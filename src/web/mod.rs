@@ -8,7 +8,7 @@
 //! - every page but the login page needs a session: a GET without one is
 //!   sent to the login page, anything else gets 401;
 //! - a state-changing request carries the session's CSRF token (checked by
-//!   the handler's form, see [`pages::Csrf`]) and, when the browser says
+//!   the handler, see [`pages::check_csrf`]) and, when the browser says
 //!   where it comes from, comes from this origin;
 //! - roles are checked on every request by the handler ([`pages::require`]).
 //!
