@@ -252,12 +252,20 @@ pub(crate) fn append(
     detail: &Value,
 ) -> Result<(i64, String), StoreError> {
     let detail = canonical_json(detail);
-    let last: Option<(i64, String)> =
-        db.query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+    let last: Option<(i64, String, bool)> =
+        db.query_opt("SELECT seq, hash, keyed FROM audit_log ORDER BY seq DESC LIMIT 1", params![], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
+        // A writer without the key would break a keyed chain for good (on a
+        // shared database: one site configured without it).
+        Some((_, _, true)) if key.is_none() => return Err(StoreError::Invalid {
+            what: "audit key",
+            problem: "the audit chain is keyed, but no [audit] key_file is configured here: every writer of a \
+                      study needs the study's key"
+                .to_owned(),
+        }),
+        Some((seq, hash, _)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
     };
     let hash = row_hash(key, &prev_hash, seq, at, actor, action, entity, entity_id, &detail);

@@ -79,13 +79,15 @@ impl Storage {
             return self.database.display().to_string();
         };
         let (scheme, rest) = text.split_once("://").unwrap_or(("postgresql", text));
-        let rest = rest.split(['?', '#']).next().unwrap_or_default();
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        let authority = match authority.rsplit_once('@') {
-            Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or_default()),
-            None => authority.to_owned(),
+        // A password may hold '/', '?', '#' or '@': everything before the
+        // last '@' is the user and password, of which only the user is shown.
+        let (user, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (format!("{}@", userinfo.split(':').next().unwrap_or_default()), rest),
+            None => (String::new(), rest),
         };
-        format!("{scheme}://{authority}/{path}")
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (host, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        format!("{scheme}://{user}{host}/{path}")
     }
 
     /// Whether `database` names a PostgreSQL database.
@@ -1266,6 +1268,20 @@ mod tests {
         assert_eq!(config.listen.len(), 1);
         assert_eq!(config.instruments[0].link_style, LinkStyle::Simplified);
         assert_eq!(config.instruments[0].max_frame_bytes, 240);
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password_whatever_it_holds() {
+        let shown = |url: &str| {
+            Storage { database: PathBuf::from(url), instance: None, state_dir: None }.shown()
+        };
+        for secret in ["s3cr/et?x", "p#w", "a@b", "plain"] {
+            let url = format!("postgresql://labfeed:{secret}@db.example.org:5432/study?sslmode=require");
+            let text = shown(&url);
+            assert_eq!(text, "postgresql://labfeed@db.example.org:5432/study", "{secret}");
+        }
+        assert_eq!(shown("postgres://db/study"), "postgres://db/study");
+        assert_eq!(shown("/var/lib/labfeed/labfeed.db"), "/var/lib/labfeed/labfeed.db");
     }
 
     #[test]

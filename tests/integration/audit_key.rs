@@ -121,3 +121,34 @@ fn an_older_unkeyed_database_is_vouched_for_and_continued_keyed_at_audited_point
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("participant row 1 does not match"), "{}", text(&out));
 }
+
+#[test]
+fn a_writer_without_the_studys_key_or_with_another_is_refused_before_it_breaks_the_chain() {
+    use labfeed::store::{AuditKey, AuditSettings, Participant, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labfeed.db");
+    let key = |byte: u8| AuditKey::new(vec![byte; 32]).unwrap();
+    let settings = |k: Option<AuditKey>| AuditSettings { key: k, head_file: Some(dir.path().join("head")) };
+    let add = |store: &mut Store, code: &str| {
+        store.write(|tx| tx.upsert_participant(&Participant { code: code.to_owned(), site: None })).map(|_| ())
+    };
+    let mut keyed = Store::open_with(&path, settings(Some(key(1)))).unwrap();
+    add(&mut keyed, "P1").unwrap();
+    drop(keyed);
+
+    // No key: refused at the first write, and nothing is written.
+    let mut plain = Store::open_with(&path, settings(None)).unwrap();
+    let err = add(&mut plain, "P2").unwrap_err().to_string();
+    assert!(err.contains("no [audit] key_file"), "{err}");
+    assert_eq!(plain.read(|r| r.participant("P2")).unwrap(), None);
+    drop(plain);
+
+    // Another key: refused when the store opens.
+    let err = Store::open_with(&path, settings(Some(key(2)))).unwrap_err().to_string();
+    assert!(err.contains("not the key of this study's audit chain"), "{err}");
+
+    // The study's own key goes on writing, and the chain verifies.
+    let mut keyed = Store::open_with(&path, settings(Some(key(1)))).unwrap();
+    add(&mut keyed, "P3").unwrap();
+    assert!(keyed.verify_audit_chain().unwrap().is_intact());
+}
