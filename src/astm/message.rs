@@ -715,7 +715,7 @@ impl Leaves<'_> {
         let bytes = unescape(raw, &self.d, &mut self.kept);
         self.report_kept(offset);
         let bytes = bytes.trim_ascii();
-        if bytes.is_empty() { None } else { Some(self.decode(bytes)) }
+        if bytes.is_empty() { None } else { Some(self.decode(bytes, offset)) }
     }
 
     /// A whole field: components joined with `^` and repeats with `\` (the
@@ -762,7 +762,7 @@ impl Leaves<'_> {
             &out
         };
         let bytes = if trim { bytes.trim_ascii() } else { bytes };
-        if bytes.trim_ascii().is_empty() { None } else { Some(self.decode(bytes)) }
+        if bytes.trim_ascii().is_empty() { None } else { Some(self.decode(bytes, offset)) }
     }
 
     fn report_kept(&mut self, offset: usize) {
@@ -771,7 +771,19 @@ impl Leaves<'_> {
         }
     }
 
-    fn decode(&self, bytes: &[u8]) -> String {
+    /// A NUL byte is never text (and no database column takes it): it
+    /// becomes U+FFFD, so a value holding one reads as no number at all
+    /// rather than as the digits around it, and a warning says where.
+    fn decode(&mut self, bytes: &[u8], offset: usize) -> String {
+        if bytes.contains(&0) {
+            self.warnings.push(Warning { offset, text: "NUL byte in a field, shown as U+FFFD".to_owned() });
+            let text = self.text_of(bytes);
+            return text.replace('\0', "\u{FFFD}");
+        }
+        self.text_of(bytes)
+    }
+
+    fn text_of(&self, bytes: &[u8]) -> String {
         if let Some(text) = self.utf8 {
             if let Some(s) = sub_str(text, bytes) {
                 return s.to_owned();
@@ -836,9 +848,17 @@ mod tests {
 
     #[test]
     fn windows_1252_when_the_message_is_not_utf8() {
-        let l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
-        assert_eq!(l.decode(b"\xb5mol/L"), "µmol/L");
-        assert_eq!(l.decode(b"\x80"), "€");
+        let mut l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
+        assert_eq!(l.decode(b"\xb5mol/L", 0), "µmol/L");
+        assert_eq!(l.decode(b"\x80", 0), "€");
+        assert!(l.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_nul_byte_is_never_text_and_is_warned_about() {
+        let mut l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
+        assert_eq!(l.decode(b"0.2\x005", 40), "0.2\u{FFFD}5");
+        assert_eq!(l.warnings.first().map(|w| w.offset), Some(40));
     }
 
     #[test]

@@ -259,12 +259,14 @@ pub(crate) fn append(
     let (seq, prev_hash) = match last {
         // A writer without the key would break a keyed chain for good (on a
         // shared database: one site configured without it).
-        Some((_, _, true)) if key.is_none() => return Err(StoreError::Invalid {
-            what: "audit key",
-            problem: "the audit chain is keyed, but no [audit] key_file is configured here: every writer of a \
+        Some((_, _, true)) if key.is_none() => {
+            return Err(StoreError::Invalid {
+                what: "audit key",
+                problem: "the audit chain is keyed, but no [audit] key_file is configured here: every writer of a \
                       study needs the study's key"
-                .to_owned(),
-        }),
+                    .to_owned(),
+            });
+        }
         Some((seq, hash, _)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
     };

@@ -1272,9 +1272,7 @@ mod tests {
 
     #[test]
     fn a_database_url_is_shown_without_its_password_whatever_it_holds() {
-        let shown = |url: &str| {
-            Storage { database: PathBuf::from(url), instance: None, state_dir: None }.shown()
-        };
+        let shown = |url: &str| Storage { database: PathBuf::from(url), instance: None, state_dir: None }.shown();
         for secret in ["s3cr/et?x", "p#w", "a@b", "plain"] {
             let url = format!("postgresql://labfeed:{secret}@db.example.org:5432/study?sslmode=require");
             let text = shown(&url);

@@ -263,3 +263,24 @@ fn verify_audit_on_postgresql_names_rows_changed_behind_labfeeds_back_and_a_lift
         text(&found)
     );
 }
+
+#[test]
+fn a_nul_byte_in_an_astm_field_is_stored_on_postgresql_as_on_sqlite_and_blocks_nothing() {
+    let Some(db) = TestDb::create() else { return };
+    for t in [TempStudy::new(&[SETTLE]), on_postgres(&db, "site-a")] {
+        import_csv(&t, "participants", "participants.csv", "participant\nU01\n");
+        import_csv(&t, "visits", "visits.csv", "participant,visit,meal_start\nU01,V0,2026-03-02T08:00\n");
+        import_csv(&t, "samples", "samples.csv", "sample_id,participant,visit,minute\nS-1,U01,V0,30\nS-2,U01,V0,60\n");
+        let nul = e411(&[order(1, "S-1"), r("CPEP", "0.2\u{0}5", "nmol/L\u{0}", "20260302101500")].concat());
+        let good = e411(&[order(1, "S-2"), r("CPEP", "0.50", "nmol/L", "20260302101500")].concat());
+        let (a, b) = (t.dir.path().join("nul.astm"), t.dir.path().join("good.astm"));
+        std::fs::write(&a, nul).unwrap();
+        std::fs::write(&b, good).unwrap();
+        // One command, one batch: the file with a NUL does not take the other down with it.
+        let out = t.run(&["ingest", a.to_str().unwrap(), b.to_str().unwrap()]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        let results = ok(&t.run(&["export", "results"]));
+        assert!(results.contains("0.5,nmol/L"), "{results}");
+        assert!(!results.contains("0.25"), "no number is made of the digits around a NUL: {results}");
+    }
+}
