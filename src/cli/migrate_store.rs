@@ -52,6 +52,18 @@ pub fn run(
         );
     }
     require_database(&config, config_path)?;
+    // What a running daemon commits after the copy would stay behind in the
+    // SQLite file once the configuration points at the copy: stop it first.
+    if matches!(crate::daemon::health::daemon_state(database), crate::daemon::health::DaemonState::Running) {
+        return usage(
+            err,
+            format!(
+                "labfeed run is using {} (it holds {}); stop it first (systemctl stop labfeed), then copy",
+                database.display(),
+                crate::daemon::health::lock_path(database).display()
+            ),
+        );
+    }
     let audit = audit_settings(&config)?;
     let head_file = audit.head_file.clone().unwrap_or_else(|| head::default_path(database));
 
@@ -103,7 +115,7 @@ pub fn run(
         check.integrity.rows_checked
     )?;
     writeln!(out, "the source {} was opened read-only and is unchanged", database.display())?;
-    writeln!(out, "next: stop labfeed, then in {} set", config_path.display())?;
+    writeln!(out, "next: in {} set", config_path.display())?;
     writeln!(out, "  [storage] database = \"{}\"", copied.target)?;
     if has_password {
         writeln!(out, "  (with the password you gave in --to, which is not shown here)")?;

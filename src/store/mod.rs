@@ -86,6 +86,9 @@ fn create_private(path: &Path) {
     }
 }
 
+/// How often a daemon on PostgreSQL asks whether it still holds its instance name.
+const INSTANCE_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The actor recorded for changes labfeed makes by itself.
 pub const SYSTEM_ACTOR: &str = "labfeed";
 
@@ -167,7 +170,7 @@ pub struct Store {
     /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]),
     /// and the session count when it was last known to hold it.
     instance: Option<postgres::InstanceLock>,
-    claimed: Option<(String, u64)>,
+    claimed: Option<(String, u64, std::time::Instant)>,
     /// The instance name receipts record (see [`Store::receive_as`]).
     receiving_as: Option<String>,
 }
@@ -191,7 +194,12 @@ impl<'c> Transaction<'c> {
 
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         self.open = false;
-        let committed = self.db.batch("COMMIT");
+        // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and
+        // no error: a statement before it in the same message fails instead.
+        let committed = match self.db.session() {
+            Some(_) => self.db.batch("SELECT 1; COMMIT"),
+            None => self.db.batch("COMMIT"),
+        };
         if committed.is_err() {
             self.rollback();
         }
@@ -322,7 +330,7 @@ impl Store {
     pub fn claim_instance(&mut self, name: &str) -> Result<(), StoreError> {
         self.receive_as(name);
         let Engine::Postgres(session) = &self.engine else { return Ok(()) };
-        self.claimed = Some((name.to_owned(), session.sessions()));
+        self.claimed = Some((name.to_owned(), session.sessions(), std::time::Instant::now()));
         let client = postgres::connect_with(session.config())
             .map_err(|e| StoreError::Unreachable { target: session.target().to_owned(), why: e.to_string() })?;
         self.instance = Some(postgres::InstanceLock::acquire(client, name)?);
@@ -341,17 +349,23 @@ impl Store {
     /// that fails (the server still away, or the name taken meanwhile) is
     /// tried again at the next write, which it fails until then.
     fn reclaim_instance(&mut self) -> Result<(), StoreError> {
-        let (Engine::Postgres(session), Some((name, seen))) = (&self.engine, self.claimed.clone()) else {
+        let (Engine::Postgres(session), Some((name, seen, checked))) = (&self.engine, self.claimed.clone()) else {
             return Ok(());
         };
+        // Reconnect first: a transaction after an outage must not run
+        // before the name is known to be held again.
+        session.with_client(true, |_| Ok(()))?;
         let now = session.sessions();
+        // An idle lock session learns of its end only when used: ask the
+        // server now and then, and after every new session of our own.
+        let due = checked.elapsed() >= INSTANCE_CHECK;
         let held = match self.instance.as_mut() {
-            Some(lock) if now == seen && !lock.is_lost() => return Ok(()),
+            Some(lock) if now == seen && !due && !lock.is_lost() => return Ok(()),
             Some(lock) => lock.is_held(),
             None => false,
         };
         if held {
-            self.claimed = Some((name, now));
+            self.claimed = Some((name, now, std::time::Instant::now()));
             return Ok(());
         }
         self.instance = None;

@@ -366,3 +366,20 @@ fn measure_a_copy_of_100_000_results() {
         check.problem
     );
 }
+
+#[test]
+fn a_study_whose_daemon_runs_is_not_copied() {
+    let Some(db) = TestDb::create() else { return };
+    let study = super::daemon::Study::build(&[], |_| {});
+    let daemon = study.start();
+    let out = study.command(&["migrate-store", "--to", &db.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"), "{}", text(&out));
+    assert!(super::daemon::stop(daemon).success());
+    let mut client = db.connect();
+    let tables: i64 = client
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the target was not touched");
+}
