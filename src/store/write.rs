@@ -365,10 +365,12 @@ impl<'c> Tx<'c> {
         let supersedes = previous.map(|(id, _)| id);
         let comparator = r.comparator.map(|c| c.as_str());
         let id = ResultId(self.db().insert(
+            // Every column given: a default changed behind labfeed's back
+            // (withdrawn = 1) must not decide what a result is.
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
-                    version, supersedes, accepted_at, accepted_by, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0)",
             params![
                 r.observation_id,
                 s.participant,

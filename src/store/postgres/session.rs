@@ -209,6 +209,11 @@ impl Session {
             if matches!(*code, SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED) {
                 return StoreError::Busy { message: db.message().to_owned() };
             }
+            // The server shutting down or ending the session, or a connection
+            // failure it reports itself: away, to be tried again later.
+            if code.code().starts_with("57P0") || code.code().starts_with("08") {
+                return StoreError::Unreachable { target: self.target.clone(), why: db.message().to_owned() };
+            }
         } else if error.is_closed() || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>()) {
             return StoreError::Unreachable { target: self.target.clone(), why: super::chain(&error) };
         }
