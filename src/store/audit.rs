@@ -78,6 +78,14 @@ pub struct AuditEntry {
 }
 
 /// The audit columns, in the order [`AuditEntry::from_row`] reads them.
+impl AuditEntry {
+    /// The row's hash recomputed: keyed with `key`, plain without.
+    pub(crate) fn hash_with(&self, key: Option<&AuditKey>) -> String {
+        let e = self;
+        row_hash(key, &e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.entity, e.entity_id.as_deref(), &e.detail)
+    }
+}
+
 pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, entity, entity_id, detail, prev_hash, hash, keyed";
 
 impl AuditEntry {
@@ -368,17 +376,7 @@ pub(crate) fn verify_chain(db: Db<'_>, key: Option<&AuditKey>) -> Result<ChainRe
             // A keyed row cannot be checked without the key; a plain one always can.
             let computed = match (e.keyed, key) {
                 (true, None) => None,
-                (keyed, key) => Some(row_hash(
-                    key.filter(|_| keyed),
-                    &e.prev_hash,
-                    e.seq,
-                    &e.at,
-                    &e.actor,
-                    &e.action,
-                    &e.entity,
-                    e.entity_id.as_deref(),
-                    &e.detail,
-                )),
+                (keyed, key) => Some(e.hash_with(key.filter(|_| keyed))),
             };
             match computed {
                 None => {

@@ -385,28 +385,17 @@ impl Store {
         let newest = self.db().query_opt(&sql, params![], AuditEntry::from_row)?;
         // A key that did not make the newest keyed row is not this study's:
         // writing with it would break the chain (a site with another key).
-        if let (Some(key), Some(e)) = (&self.key, newest.as_ref().filter(|e| e.keyed)) {
-            let hash = audit::row_hash(
-                Some(key),
-                &e.prev_hash,
-                e.seq,
-                &e.at,
-                &e.actor,
-                &e.action,
-                &e.entity,
-                e.entity_id.as_deref(),
-                &e.detail,
-            );
-            if hash != e.hash {
-                return Err(StoreError::Invalid {
-                    what: "audit key",
-                    problem: format!(
-                        "the configured [audit] key_file is not the key of this study's audit chain (audit_log seq \
-                         {} was not made with it); use the study's key",
-                        e.seq
-                    ),
-                });
-            }
+        if let (Some(key), Some(e)) = (&self.key, newest.as_ref().filter(|e| e.keyed))
+            && e.hash_with(Some(key)) != e.hash
+        {
+            return Err(StoreError::Invalid {
+                what: "audit key",
+                problem: format!(
+                    "the configured [audit] key_file is not the key of this study's audit chain (audit_log seq {} \
+                     was not made with it); use the study's key",
+                    e.seq
+                ),
+            });
         }
         let last = newest.map(|e| e.keyed);
         let vouch_all = (1..7).contains(&schema_before) && last.is_some();
