@@ -235,12 +235,14 @@ impl<'c> Db<'c> {
         params: &[&dyn Param],
         read: impl FnOnce(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
+        // The first row is read where it lies: no copy of its values.
+        let mut read = Some(read);
         let mut first = None;
         self.query_each(sql, params, |row| {
-            first = Some(Row { values: row.values.clone() });
+            first = read.take().map(|read| read(row));
             Ok::<_, StoreError>(false)
         })?;
-        first.as_ref().map(read).transpose()
+        first.transpose()
     }
 
     /// Every row a query returns, each read by `read`, collected (a `Vec`, a set, a map).
