@@ -12,6 +12,12 @@ GRANT USAGE ON SCHEMA public TO labfeed_daemon;
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO labfeed_daemon;
 ALTER DEFAULT PRIVILEGES FOR ROLE labfeed_owner IN SCHEMA public GRANT SELECT, INSERT ON TABLES TO labfeed_daemon;
 
+-- Draw keys from the tables' sequences (nextval; not setval), so that a
+-- transaction's inserts go to the server together. Without it labfeed still
+-- works, one insert at a time.
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO labfeed_daemon;
+ALTER DEFAULT PRIVILEGES FOR ROLE labfeed_owner IN SCHEMA public GRANT USAGE ON SEQUENCES TO labfeed_daemon;
+
 -- The columns people's commands change, as on SQLite: study data corrected
 -- by an import (audited with old and new values), and an account's
 -- password, state and failed logins. No UPDATE of anything else, no DELETE,

@@ -87,9 +87,16 @@ const LATEST: &str = "SELECT scope, participant, visit, locked, at, by, reason F
 impl Reader<'_> {
     /// Every lock in force: the study first, then participants, then visits.
     pub fn locks(&self) -> Result<Vec<Lock>, StoreError> {
+        if let Some(known) = self.db().memo().and_then(|m| m.borrow().locks()) {
+            return Ok(known);
+        }
         let sql = format!("{LATEST} ORDER BY scope <> 'study', scope, participant, visit");
         let rows: Vec<(Lock, bool)> = self.db().query_all(&sql, params![], lock_row)?;
-        Ok(rows.into_iter().filter_map(|(lock, locked)| locked.then_some(lock)).collect())
+        let locks: Vec<Lock> = rows.into_iter().filter_map(|(lock, locked)| locked.then_some(lock)).collect();
+        if let Some(memo) = self.db().memo() {
+            memo.borrow_mut().set_locks(locks.clone());
+        }
+        Ok(locks)
     }
 
     /// The lock on `scope` itself, if it is in force.

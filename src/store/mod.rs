@@ -32,6 +32,7 @@ pub mod head;
 mod integrity;
 mod lock;
 mod mask;
+mod memo;
 pub mod postgres;
 mod read;
 mod schema;
@@ -167,6 +168,8 @@ pub struct Store {
     head_file: PathBuf,
     /// The rows the open transaction writes.
     written: RefCell<vouch::Written>,
+    /// What the open write transaction has read.
+    memo: RefCell<memo::Memo>,
     /// On PostgreSQL, the instance this store runs as (see [`Store::claim_instance`]),
     /// and the session count when it was last known to hold it.
     instance: Option<postgres::InstanceLock>,
@@ -310,6 +313,7 @@ impl Store {
             key,
             head_file,
             written: RefCell::default(),
+            memo: RefCell::default(),
             instance: None,
             claimed: None,
             receiving_as: None,
@@ -546,7 +550,8 @@ impl Store {
         self.reclaim_instance()?;
         // `&mut self` guarantees one transaction at a time. Dropping it
         // without commit (error or panic) rolls back.
-        let db = self.db().noting(&self.written);
+        self.memo.borrow_mut().clear();
+        let db = self.db().noting(&self.written).remembering(&self.memo);
         let transaction = Transaction::begin(db, true)?;
         let mut tx = Tx::new(transaction, db, actor, self.key.clone(), self.receiving_as.clone());
         let value = f(&mut tx)?;

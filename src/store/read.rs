@@ -1,6 +1,7 @@
 //! Queries. Lists for reports are ordered by participant code, visit, minute
 //! and analyte: a neutral order that cannot reveal allocation.
 
+use crate::store::memo::{Known, Memo};
 use crate::store::sql::Db;
 
 use crate::store::sql::{Row, params};
@@ -234,6 +235,45 @@ impl<'c> Reader<'c> {
         self.db
     }
 
+    fn memo(&self) -> Option<&'c std::cell::RefCell<Memo>> {
+        self.db.memo()
+    }
+
+    /// Read every version and every open mismatch of a visit's slots into
+    /// the memo: two queries for all the results of an upload.
+    fn read_visit_slots(&self, participant: &str, visit: &str) -> Result<(), StoreError> {
+        let Some(memo) = self.memo() else { return Ok(()) };
+        let history: Vec<ResultRow> = self.db().query_all(
+            &format!(
+                "SELECT {RESULT_COLUMNS} FROM result r WHERE r.participant = ?1 AND r.visit = ?2
+                 ORDER BY r.minute, r.analyte, r.version"
+            ),
+            params![participant, visit],
+            |r| result_row(r, 0),
+        )?;
+        let open: Vec<(Slot, MismatchRow)> = self.db().query_all(
+            &format!(
+                "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
+                 WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2
+                   AND m.minute IS NOT NULL AND m.analyte IS NOT NULL
+                 ORDER BY m.id"
+            ),
+            params![participant, visit],
+            |r| {
+                let row = mismatch_row(r, 0)?;
+                let slot = Slot {
+                    participant: participant.to_owned(),
+                    visit: visit.to_owned(),
+                    minute: row.minute.unwrap_or_default(),
+                    analyte: row.analyte.clone().unwrap_or_default(),
+                };
+                Ok((slot, row))
+            },
+        )?;
+        memo.borrow_mut().set_visit_slots(participant, visit, history, open);
+        Ok(())
+    }
+
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
     pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
         self.db().query_opt("SELECT id FROM raw WHERE sha256 = ?1", params![sha256], |r| r.get(0))
@@ -318,15 +358,31 @@ impl<'c> Reader<'c> {
     }
 
     pub fn participant_exists(&self, code: &str) -> Result<bool, StoreError> {
-        self.db().query_row("SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)", params![code], |r| r.get(0))
+        if let Some(known) = self.memo().and_then(|m| m.borrow().participant(code)) {
+            return Ok(known);
+        }
+        let exists =
+            self.db()
+                .query_row("SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)", params![code], |r| r.get(0))?;
+        if let Some(memo) = self.memo() {
+            memo.borrow_mut().set_participant(code, exists);
+        }
+        Ok(exists)
     }
 
     pub fn visit(&self, participant: &str, visit: &str) -> Result<Option<Visit>, StoreError> {
-        self.db().query_opt(
+        if let Some(known) = self.memo().and_then(|m| m.borrow().visit(participant, visit)) {
+            return Ok(known);
+        }
+        let found = self.db().query_opt(
             "SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2",
             params![participant, visit],
             visit_row,
-        )
+        )?;
+        if let Some(memo) = self.memo() {
+            memo.borrow_mut().set_visit(participant, visit, found.clone());
+        }
+        Ok(found)
     }
 
     /// Every visit of the study data, ordered by participant code and visit.
@@ -339,11 +395,18 @@ impl<'c> Reader<'c> {
     }
 
     pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {
-        self.db().query_opt(
+        if let Some(known) = self.memo().and_then(|m| m.borrow().sample(sample_id)) {
+            return Ok(known);
+        }
+        let found = self.db().query_opt(
             "SELECT sample_id, participant, visit, minute FROM sample WHERE sample_id = ?1",
             params![sample_id],
             |r| Ok(Sample { sample_id: r.get(0)?, participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)? }),
-        )
+        )?;
+        if let Some(memo) = self.memo() {
+            memo.borrow_mut().set_sample(sample_id, found.clone());
+        }
+        Ok(found)
     }
 
     /// The latest version in a slot (the `current_result` view).
@@ -358,6 +421,16 @@ impl<'c> Reader<'c> {
 
     /// Every version in a slot, oldest first.
     pub fn result_history(&self, slot: &Slot) -> Result<Vec<ResultRow>, StoreError> {
+        match self.memo().map(|m| m.borrow().history(slot)) {
+            Some(Known::Yes(rows)) => return Ok(rows),
+            Some(Known::No { visit_read: false }) => {
+                self.read_visit_slots(&slot.participant, &slot.visit)?;
+                if let Some(Known::Yes(rows)) = self.memo().map(|m| m.borrow().history(slot)) {
+                    return Ok(rows);
+                }
+            }
+            _ => {}
+        }
         let sql = format!(
             "SELECT {RESULT_COLUMNS} FROM result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 ORDER BY r.version"
@@ -368,6 +441,17 @@ impl<'c> Reader<'c> {
 
     /// Open (unresolved) mismatches in a slot, optionally of one code, oldest first.
     pub fn open_mismatches(&self, slot: &Slot, code: Option<MismatchCode>) -> Result<Vec<MismatchRow>, StoreError> {
+        let of_code = |rows: Vec<MismatchRow>| rows.into_iter().filter(|m| code.is_none_or(|c| m.code == c)).collect();
+        match self.memo().map(|m| m.borrow().open(slot)) {
+            Some(Known::Yes(rows)) => return Ok(of_code(rows)),
+            Some(Known::No { visit_read: false }) => {
+                self.read_visit_slots(&slot.participant, &slot.visit)?;
+                if let Some(Known::Yes(rows)) = self.memo().map(|m| m.borrow().open(slot)) {
+                    return Ok(of_code(rows));
+                }
+            }
+            _ => {}
+        }
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
              WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2 AND m.minute = ?3 AND m.analyte = ?4
@@ -635,6 +719,9 @@ impl<'c> Reader<'c> {
 
     /// The latest version in a slot, a withdrawal included.
     pub fn latest_version(&self, slot: &Slot) -> Result<Option<ResultRow>, StoreError> {
+        if self.memo().is_some() {
+            return Ok(self.result_history(slot)?.pop());
+        }
         let sql = format!(
             "SELECT {RESULT_COLUMNS} FROM result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4

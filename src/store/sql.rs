@@ -12,6 +12,7 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use crate::store::StoreError;
+use crate::store::memo::Memo;
 use crate::store::postgres::Session;
 use crate::store::vouch::{self, Vouched, Written};
 
@@ -98,6 +99,8 @@ impl Row {
 pub(crate) struct Db<'c> {
     engine: Engine<'c>,
     written: Option<&'c RefCell<Written>>,
+    /// In a write transaction, what it has read (see [`crate::store::memo`]).
+    memo: Option<&'c RefCell<Memo>>,
 }
 
 #[derive(Clone, Copy)]
@@ -124,6 +127,11 @@ impl rusqlite::ToSql for Value {
 
 /// The vouched table an INSERT or UPDATE writes, if it writes one.
 fn written_table(sql: &str) -> Option<&'static Vouched> {
+    vouch::vouched(changed_table(sql)?)
+}
+
+/// The table an INSERT or UPDATE writes.
+fn changed_table(sql: &str) -> Option<&str> {
     let mut words = sql.split_ascii_whitespace();
     let table = match words.next()? {
         w if w.eq_ignore_ascii_case("INSERT") => {
@@ -136,21 +144,32 @@ fn written_table(sql: &str) -> Option<&'static Vouched> {
         w if w.eq_ignore_ascii_case("UPDATE") => words.next()?,
         _ => return None,
     };
-    vouch::vouched(table.split('(').next().unwrap_or(table))
+    table.split('(').next()
 }
 
 impl<'c> Db<'c> {
     pub(crate) fn sqlite(conn: &'c Connection) -> Db<'c> {
-        Db { engine: Engine::Sqlite(conn), written: None }
+        Db { engine: Engine::Sqlite(conn), written: None, memo: None }
     }
 
     pub(crate) fn postgres(session: &'c Session) -> Db<'c> {
-        Db { engine: Engine::Postgres(session), written: None }
+        Db { engine: Engine::Postgres(session), written: None, memo: None }
     }
 
     /// The same connection, noting the rows it writes in `written`.
     pub(crate) fn noting(self, written: &'c RefCell<Written>) -> Db<'c> {
         Db { written: Some(written), ..self }
+    }
+
+    /// The same connection, remembering what it reads in `memo` (a write
+    /// transaction's, which nothing else changes while it runs).
+    pub(crate) fn remembering(self, memo: &'c RefCell<Memo>) -> Db<'c> {
+        Db { memo: Some(memo), ..self }
+    }
+
+    /// What this transaction has read, if it keeps a memo.
+    pub(crate) fn memo(&self) -> Option<&'c RefCell<Memo>> {
+        self.memo
     }
 
     /// The PostgreSQL session, when that is the engine.
@@ -186,7 +205,18 @@ impl<'c> Db<'c> {
 
     /// Run a statement that returns no rows; how many rows it changed.
     pub(crate) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        if let (Some(memo), Some(table)) = (self.memo, changed_table(sql)) {
+            memo.borrow_mut().wrote(table);
+        }
         if let (Some(written), Some(v)) = (self.written, written_table(sql)) {
+            if let Engine::Postgres(session) = self.engine
+                && let Some(key) = session.defer(v.table, v.key, sql, bind(params))?
+            {
+                let mut log = written.borrow_mut();
+                log.add(v.table, key);
+                log.last = Some(key);
+                return Ok(1);
+            }
             let keys: Vec<i64> = self.query_all(&format!("{sql} RETURNING {}", v.key), params, |r| r.get::<i64>(0))?;
             let mut log = written.borrow_mut();
             for &key in &keys {

@@ -187,6 +187,14 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
+    /// The next write to `result` or `mismatch` changes `slot` alone (see
+    /// [`crate::store::memo`]).
+    fn about(&self, slot: Option<Slot>) {
+        if let Some(memo) = self.db().memo() {
+            memo.borrow_mut().about(slot);
+        }
+    }
+
     fn require_participant(&self, code: &str) -> Result<(), StoreError> {
         if self.participant_exists(code)? {
             Ok(())
@@ -355,15 +363,11 @@ impl<'c> Tx<'c> {
         let value = finite("result value", r.value)?;
         self.require_participant(&r.slot.participant)?;
         let s = &r.slot;
-        let previous: Option<(ResultId, i64)> = self.db().query_opt(
-            "SELECT id, version FROM result WHERE participant = ?1 AND visit = ?2 AND minute = ?3 AND analyte = ?4
-                 ORDER BY version DESC LIMIT 1",
-            params![s.participant, s.visit, s.minute, s.analyte],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        let version = previous.map_or(1, |(_, v)| v + 1);
-        let supersedes = previous.map(|(id, _)| id);
+        let previous = self.latest_version(s)?;
+        let version = previous.as_ref().map_or(1, |p| p.version + 1);
+        let supersedes = previous.map(|p| p.id);
         let comparator = r.comparator.map(|c| c.as_str());
+        self.about(Some(s.clone()));
         let id = ResultId(self.db().insert(
             // Every column given: a default changed behind labfeed's back
             // (withdrawn = 1) must not decide what a result is.
@@ -417,6 +421,7 @@ impl<'c> Tx<'c> {
         let Some(current) = self.current_result(slot)? else { return Ok(None) };
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
+        self.about(Some(slot.clone()));
         let id = ResultId(self.db().insert(
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
@@ -451,6 +456,11 @@ impl<'c> Tx<'c> {
 
     /// Record a mismatch for a data manager. Audited as `mismatch`.
     pub fn insert_mismatch(&mut self, m: &NewMismatch) -> Result<MismatchId, StoreError> {
+        let slot = match (&m.participant, &m.visit, m.minute, &m.analyte) {
+            (Some(p), Some(v), Some(minute), Some(a)) => Some(Slot::new(p, v, minute, a)),
+            _ => None,
+        };
+        self.about(slot);
         let id = MismatchId(self.db().insert(
             "INSERT INTO mismatch
                    (code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte,

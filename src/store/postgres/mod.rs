@@ -10,6 +10,7 @@
 //!   slot decisions that see every earlier commit).
 
 mod catalog;
+mod deferred;
 mod instance;
 mod migrate;
 mod session;

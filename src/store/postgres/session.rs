@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::postgres::fallible_iterator::FallibleIterator;
@@ -13,6 +14,7 @@ use ::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use ::postgres::{Client, Config, Statement};
 use bytes::BytesMut;
 
+use super::deferred::{self, Shape};
 use super::{LOCK_CLASS, PgError, connect_with, target};
 use crate::store::StoreError;
 use crate::store::sql::Value;
@@ -35,6 +37,25 @@ pub struct Session {
     failed_reconnect: RefCell<Option<(Instant, String)>>,
     /// Sessions opened so far (see [`Session::sessions`]).
     sessions: std::cell::Cell<u64>,
+    /// Inserts held back until the next statement (see [`deferred`]).
+    pending: RefCell<Vec<deferred::Row>>,
+    /// Each statement as a deferrable insert (with its key column added), or not.
+    shapes: RefCell<HashMap<String, Option<Arc<Shape>>>>,
+    /// The keys each table's inserts were given in this transaction.
+    keys: RefCell<HashMap<&'static str, Keys>>,
+    /// Whether this session's role may draw keys (`USAGE` on the sequences),
+    /// as found for session number `.0`. Without it inserts are not held back.
+    may_draw_keys: std::cell::Cell<Option<(u64, bool)>>,
+}
+
+/// A table's keys in this transaction (see [`Session::next_key`]).
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    key: &'static str,
+    /// The next key to give.
+    next: i64,
+    /// The last key drawn from the sequence.
+    drawn: i64,
 }
 
 impl std::fmt::Debug for Session {
@@ -128,6 +149,10 @@ impl Session {
             statements: RefCell::default(),
             failed_reconnect: RefCell::default(),
             sessions: std::cell::Cell::new(1),
+            pending: RefCell::default(),
+            shapes: RefCell::default(),
+            keys: RefCell::default(),
+            may_draw_keys: std::cell::Cell::new(None),
         })
     }
 
@@ -233,10 +258,187 @@ impl Session {
     }
 
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.flush()?;
         self.with_client(false, |client| client.batch_execute(sql))
     }
 
+    /// Hold back an insert of `values` by `sql` into `table`, keyed by
+    /// `key` (see [`deferred`]): the row's key, or `None` when `sql` is not
+    /// an insert that can wait (then run it now).
+    pub(crate) fn defer(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        sql: &str,
+        mut values: Vec<Value>,
+    ) -> Result<Option<i64>, StoreError> {
+        let known = self.shapes.borrow().get(sql).cloned();
+        let shape = match known {
+            Some(shape) => shape,
+            None => {
+                let shape = Shape::parse(sql)
+                    .filter(|s| s.table == table)
+                    .map(|s| if s.columns.iter().any(|c| c == key) { s } else { s.with_column(key) })
+                    .filter(|s| s.params() == values.len() + usize::from(s.param_of(key) == Some(values.len() + 1)))
+                    .map(Arc::new);
+                self.shapes.borrow_mut().insert(sql.to_owned(), shape.clone());
+                shape
+            }
+        };
+        let Some(shape) = shape else { return Ok(None) };
+        let Some(at) = shape.param_of(key) else { return Ok(None) };
+        let row_key = if at == values.len() + 1 {
+            if !self.may_draw_keys()? {
+                return Ok(None);
+            }
+            let drawn = self.next_key(table, key)?;
+            values.push(Value::Integer(drawn));
+            drawn
+        } else {
+            match values.get(at - 1) {
+                Some(Value::Integer(n)) => *n,
+                _ => return Ok(None),
+            }
+        };
+        self.pending.borrow_mut().push(deferred::Row { shape, values });
+        Ok(Some(row_key))
+    }
+
+    /// Whether the role may draw keys from the sequences: the daemon role of
+    /// docs/multi-site.md may; one granted only `SELECT, INSERT` on the
+    /// tables (before labfeed 0.13) still works, one insert at a time.
+    fn may_draw_keys(&self) -> Result<bool, StoreError> {
+        let session = self.sessions.get();
+        if let Some((checked, may)) = self.may_draw_keys.get()
+            && checked == session
+        {
+            return Ok(may);
+        }
+        let mut may = true;
+        for table in deferred::DEFERRED {
+            let key = crate::store::vouch::vouched(table).map_or("id", |v| v.key);
+            self.query_now(
+                "SELECT has_sequence_privilege(s, 'USAGE') FROM (SELECT pg_get_serial_sequence(?1, ?2) AS s) k
+                 WHERE s IS NOT NULL",
+                &[Value::Text((*table).to_owned()), Value::Text(key.to_owned())],
+                |row| {
+                    may &= matches!(row.first(), Some(Value::Integer(1)));
+                    Ok::<_, StoreError>(false)
+                },
+            )?;
+        }
+        if !may {
+            tracing::info!(
+                target = %self.target,
+                "this role may not draw keys from the sequences (GRANT USAGE ON ALL SEQUENCES, docs/multi-site.md): \
+                 inserts are sent one at a time"
+            );
+        }
+        self.may_draw_keys.set(Some((session, may)));
+        Ok(may)
+    }
+
+    /// The next key of `table`'s `key` sequence. The first is drawn; the
+    /// next ones are counted on from it, and drawn (so that the sequence
+    /// moves on exactly as one insert at a time would move it, and keys have
+    /// no gaps) just before the rows go out: under the write lock nobody else
+    /// draws meanwhile, which the draw checks.
+    fn next_key(&self, table: &'static str, key: &'static str) -> Result<i64, StoreError> {
+        if let Some(keys) = self.keys.borrow_mut().get_mut(table) {
+            let next = keys.next;
+            keys.next += 1;
+            return Ok(next);
+        }
+        let sql = "SELECT nextval(pg_get_serial_sequence(?1, ?2))";
+        let mut first = None;
+        self.query_now(sql, &[Value::Text(table.to_owned()), Value::Text(key.to_owned())], |row| {
+            if let Some(Value::Integer(n)) = row.first() {
+                first = Some(*n);
+            }
+            Ok::<_, StoreError>(false)
+        })?;
+        let first = first.ok_or_else(|| StoreError::Invalid {
+            what: "sequence",
+            problem: format!("the sequence of {table}.{key} gave no key"),
+        })?;
+        self.keys.borrow_mut().insert(table, Keys { key, next: first + 1, drawn: first });
+        Ok(first)
+    }
+
+    /// Draw the keys counted on since the last draw, checking that the
+    /// sequence gives exactly those.
+    fn draw_counted_keys(&self) -> Result<(), StoreError> {
+        let owed: Vec<(&'static str, Keys)> =
+            self.keys.borrow().iter().filter(|(_, k)| k.next - 1 > k.drawn).map(|(t, k)| (*t, *k)).collect();
+        for (table, keys) in owed {
+            let sql = "SELECT min(n), max(n), count(*) FROM
+                           (SELECT nextval(pg_get_serial_sequence(?1, ?2)) AS n FROM generate_series(1, ?3)) d";
+            let count = keys.next - 1 - keys.drawn;
+            let params = [Value::Text(table.to_owned()), Value::Text(keys.key.to_owned()), Value::Integer(count)];
+            let mut got = Vec::new();
+            self.query_now(sql, &params, |row| {
+                got = row;
+                Ok::<_, StoreError>(false)
+            })?;
+            let expected = [Value::Integer(keys.drawn + 1), Value::Integer(keys.next - 1), Value::Integer(count)];
+            if got != expected {
+                // Not again on this session: one insert at a time from now on.
+                self.may_draw_keys.set(Some((self.sessions.get(), false)));
+                return Err(StoreError::Invalid {
+                    what: "sequence",
+                    problem: format!(
+                        "the sequence of {table}.{} did not give keys {} to {}: something draws from it without \
+                         labfeed's write lock, or it caches values; the transaction is retried one insert at a time",
+                        keys.key,
+                        keys.drawn + 1,
+                        keys.next - 1
+                    ),
+                });
+            }
+            if let Some(k) = self.keys.borrow_mut().get_mut(table) {
+                k.drawn = keys.next - 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the inserts held back, in one multi-row statement per table and run.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        if self.pending.borrow().is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.draw_counted_keys() {
+            self.forget_pending();
+            return Err(e);
+        }
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (sql, values) in deferred::statements(pending) {
+            self.execute_now(&sql, &values)?;
+        }
+        Ok(())
+    }
+
+    /// Forget what this transaction held back or drew (it ended).
+    fn forget_pending(&self) {
+        self.pending.borrow_mut().clear();
+        self.keys.borrow_mut().clear();
+    }
+
     pub(crate) fn execute(&self, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
+        self.flush()?;
+        self.count_keys_anew(sql);
+        self.execute_now(sql, values)
+    }
+
+    /// An insert sent now may draw keys itself: keys are counted on from a
+    /// new draw afterwards. (Every key counted so far was drawn by the flush.)
+    fn count_keys_anew(&self, sql: &str) {
+        if sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("INSERT")) {
+            self.keys.borrow_mut().clear();
+        }
+    }
+
+    fn execute_now(&self, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
         let params: Vec<Param<'_>> = values.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let changed = self.with_client(false, |client| {
@@ -247,6 +449,17 @@ impl Session {
     }
 
     pub(crate) fn query_each<E: From<StoreError>>(
+        &self,
+        sql: &str,
+        values: &[Value],
+        each: impl FnMut(Vec<Value>) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        self.flush()?;
+        self.count_keys_anew(sql);
+        self.query_now(sql, values, each)
+    }
+
+    fn query_now<E: From<StoreError>>(
         &self,
         sql: &str,
         values: &[Value],
@@ -287,6 +500,7 @@ impl Session {
     /// small transactions are mostly round trips); a lock that failed
     /// leaves the transaction open and aborted, hence the rollback.
     pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
+        self.forget_pending();
         let begun = self.with_client(true, |client| {
             client.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {WRITE_LOCK})"
@@ -300,16 +514,19 @@ impl Session {
 
     /// Begin a read-only transaction on one snapshot.
     pub(crate) fn begin_read(&self) -> Result<(), StoreError> {
+        self.forget_pending();
         self.with_client(true, |client| client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     }
 
     /// End a transaction that failed; nothing to do when the connection is gone.
     pub(crate) fn rollback(&self) {
+        self.forget_pending();
         let _ = self.with_client(false, |client| client.batch_execute("ROLLBACK"));
     }
 
     /// The session itself, for what only PostgreSQL has (migrations, locks).
     pub(crate) fn client(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
+        self.flush()?;
         let slot = self.client.try_borrow_mut().map_err(|_| self.lost("the session is in use"))?;
         std::cell::RefMut::filter_map(slot, Option::as_mut).map_err(|_| self.lost("no connection"))
     }

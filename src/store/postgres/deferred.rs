@@ -1,0 +1,256 @@
+//! Machine inserts on PostgreSQL, sent together instead of one round trip
+//! each.
+//!
+//! A backlog writes a raw copy, a receipt, a message, observations, results
+//! and a processing row per file; on a network each INSERT waiting for its
+//! answer is most of the time spent. Inside a write transaction an INSERT
+//! into one of [`DEFERRED`] is held back: its key comes from the table's
+//! sequence (drawn in blocks, under the write lock, so keys still grow with
+//! time), and the rows go out as multi-row INSERTs, table by table in the
+//! order their references need, before anything else the session sends.
+//! An error (a constraint) then surfaces at that next statement and fails
+//! the transaction as it would have anyway: PostgreSQL ends a transaction
+//! at its first error.
+
+use crate::store::sql::Value;
+
+/// The tables held back, in an order where every reference points to a
+/// table before it (or to its own, checked at the end of the statement).
+pub(crate) const DEFERRED: &[&str] = &[
+    "raw",
+    "receipt",
+    "processing",
+    "message",
+    "observation",
+    "observation_offset",
+    "result",
+    "mismatch",
+    "resolution",
+    "resolution_effect",
+];
+
+/// Rows per multi-row INSERT at most: a power of two, so that a few
+/// prepared statements serve every batch size.
+const MAX_ROWS: usize = 256;
+
+/// PostgreSQL's limit on parameters per statement.
+const MAX_PARAMS: usize = 65_535;
+
+/// An `INSERT INTO t (c, …) VALUES (…)` of one row, taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Shape {
+    pub(crate) table: String,
+    pub(crate) columns: Vec<String>,
+    /// Each column's value: a parameter number (from 1) or a literal.
+    pub(crate) values: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    Param(usize),
+    Literal(String),
+}
+
+impl Shape {
+    /// `sql` taken apart, when it is a plain one-row insert into a table of
+    /// [`DEFERRED`] whose values are parameters and quoted or numeric literals.
+    pub(crate) fn parse(sql: &str) -> Option<Shape> {
+        let rest = strip_word(sql.trim_start(), "INSERT")?;
+        let rest = strip_word(rest, "INTO")?;
+        let open = rest.find('(')?;
+        let table = rest.get(..open)?.trim();
+        if !DEFERRED.contains(&table) {
+            return None;
+        }
+        let rest = rest.get(open + 1..)?;
+        let close = rest.find(')')?;
+        let columns: Vec<String> = rest.get(..close)?.split(',').map(|c| c.trim().to_owned()).collect();
+        let rest = strip_word(rest.get(close + 1..)?.trim_start(), "VALUES")?.trim();
+        let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
+        let values: Vec<Item> = inner.split(',').map(item).collect::<Option<_>>()?;
+        let plain = |c: &String| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        (columns.len() == values.len() && columns.iter().all(plain)).then(|| Shape {
+            table: table.to_owned(),
+            columns,
+            values,
+        })
+    }
+
+    /// How many parameters one row takes (the highest number used).
+    pub(crate) fn params(&self) -> usize {
+        self.values.iter().map(|v| if let Item::Param(n) = v { *n } else { 0 }).max().unwrap_or(0)
+    }
+
+    /// The same insert with `column` given as one more parameter.
+    pub(crate) fn with_column(&self, column: &str) -> Shape {
+        let mut shape = self.clone();
+        let n = self.params() + 1;
+        shape.columns.push(column.to_owned());
+        shape.values.push(Item::Param(n));
+        shape
+    }
+
+    /// The position of `column`'s value: its parameter number, if it is one.
+    pub(crate) fn param_of(&self, column: &str) -> Option<usize> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        match self.values.get(i)? {
+            Item::Param(n) => Some(*n),
+            Item::Literal(_) => None,
+        }
+    }
+
+    /// The statement for `rows` rows, parameters numbered `?1` on.
+    pub(crate) fn sql(&self, rows: usize) -> String {
+        let per_row = self.params();
+        let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns.join(", "));
+        for r in 0..rows {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for (i, v) in self.values.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match v {
+                    Item::Param(n) => sql.push_str(&format!("?{}", n + r * per_row)),
+                    Item::Literal(text) => sql.push_str(text),
+                }
+            }
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// Rows per statement for `rows` rows in all: the largest power of two
+    /// that fits, within [`MAX_ROWS`] and the parameter limit.
+    pub(crate) fn chunk(&self, rows: usize) -> usize {
+        let by_params = MAX_PARAMS / self.params().max(1);
+        let most = rows.min(MAX_ROWS).min(by_params).max(1);
+        1 << most.ilog2()
+    }
+}
+
+fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let head = text.get(..word.len())?;
+    let rest = text.get(word.len()..)?;
+    (head.eq_ignore_ascii_case(word) && rest.starts_with(|c: char| c.is_ascii_whitespace())).then(|| rest.trim_start())
+}
+
+fn item(text: &str) -> Option<Item> {
+    let text = text.trim();
+    if let Some(n) = text.strip_prefix('?') {
+        return n.parse().ok().filter(|&n| n >= 1).map(Item::Param);
+    }
+    let quoted = text.len() >= 2
+        && text.starts_with('\'')
+        && text.ends_with('\'')
+        && text.get(1..text.len() - 1).is_some_and(|inner| !inner.contains('\''));
+    let number = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (quoted || number).then(|| Item::Literal(text.to_owned()))
+}
+
+/// One row held back.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) shape: std::sync::Arc<Shape>,
+    pub(crate) values: Vec<Value>,
+}
+
+/// The rows of `pending` as statements to send, in [`DEFERRED`] order, then
+/// call order within a table: (sql, parameters) each.
+pub(crate) fn statements(pending: Vec<Row>) -> Vec<(String, Vec<Value>)> {
+    let mut by_table: Vec<Vec<Row>> = DEFERRED.iter().map(|_| Vec::new()).collect();
+    for row in pending {
+        let at = DEFERRED.iter().position(|t| *t == row.shape.table).unwrap_or(0);
+        if let Some(rows) = by_table.get_mut(at) {
+            rows.push(row);
+        }
+    }
+    let mut out = Vec::new();
+    for rows in by_table {
+        let mut rows = rows.into_iter().peekable();
+        while let Some(first) = rows.next() {
+            // A run of rows of the same insert.
+            let shape = first.shape.clone();
+            let mut run = vec![first];
+            while let Some(next) = rows.next_if(|r| r.shape == shape) {
+                run.push(next);
+            }
+            let mut run = run.into_iter();
+            let mut left = run.len();
+            while left > 0 {
+                let n = shape.chunk(left);
+                let values = run.by_ref().take(n).flat_map(|r| r.values).collect();
+                out.push((shape.sql(n), values));
+                left -= n;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_inserts_are_taken_apart_and_others_are_not() {
+        let shape = Shape::parse(
+            "INSERT INTO resolution_effect (resolution_id, kind, result_id)\n     VALUES (?1, 'result', ?2)",
+        )
+        .unwrap();
+        assert_eq!(shape.table, "resolution_effect");
+        assert_eq!(shape.columns, ["resolution_id", "kind", "result_id"]);
+        assert_eq!(shape.values, [Item::Param(1), Item::Literal("'result'".into()), Item::Param(2)]);
+        assert_eq!(shape.params(), 2);
+        for other in [
+            "INSERT INTO participant (code, site) VALUES (?1, ?2)",
+            "INSERT INTO result (a) SELECT ?1",
+            "INSERT INTO result (a, b) VALUES (?1, coalesce(?2, 0))",
+            "INSERT INTO result (a, b) VALUES (?1)",
+            "INSERT INTO result (a) VALUES (?1) ON CONFLICT DO NOTHING",
+            "UPDATE result SET a = ?1",
+            "INSERT INTO result (a) VALUES ('it''s')",
+        ] {
+            assert_eq!(Shape::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_key_column_is_one_more_parameter_and_rows_are_numbered_on() {
+        let shape = Shape::parse("INSERT INTO message (raw_id, format) VALUES (?1, 'astm')").unwrap().with_column("id");
+        assert_eq!(shape.param_of("id"), Some(2));
+        assert_eq!(shape.param_of("format"), None);
+        assert_eq!(shape.sql(2), "INSERT INTO message (raw_id, format, id) VALUES (?1, 'astm', ?2), (?3, 'astm', ?4)");
+    }
+
+    #[test]
+    fn rows_go_out_in_reference_order_in_power_of_two_statements() {
+        let result = std::sync::Arc::new(Shape::parse("INSERT INTO result (observation_id) VALUES (?1)").unwrap());
+        let observation =
+            std::sync::Arc::new(Shape::parse("INSERT INTO observation (message_id) VALUES (?1)").unwrap());
+        let mut pending = Vec::new();
+        for n in 0..5 {
+            pending.push(Row { shape: observation.clone(), values: vec![Value::Integer(n)] });
+            pending.push(Row { shape: result.clone(), values: vec![Value::Integer(100 + n)] });
+        }
+        let out = statements(pending);
+        let shapes: Vec<(&str, usize)> = out.iter().map(|(sql, v)| (sql.split(' ').nth(2).unwrap(), v.len())).collect();
+        assert_eq!(shapes, [("observation", 4), ("observation", 1), ("result", 4), ("result", 1)]);
+        let first: Vec<&Value> = out.iter().flat_map(|(_, v)| v).collect();
+        assert_eq!(first[0], &Value::Integer(0));
+        assert_eq!(first[5], &Value::Integer(100));
+    }
+
+    #[test]
+    fn chunks_keep_within_the_parameter_limit() {
+        let columns: Vec<String> = (1..=300).map(|i| format!("c{i}")).collect();
+        let values: Vec<String> = (1..=300).map(|i| format!("?{i}")).collect();
+        let shape =
+            Shape::parse(&format!("INSERT INTO raw ({}) VALUES ({})", columns.join(", "), values.join(", "))).unwrap();
+        assert_eq!(shape.chunk(1000), 128);
+        assert_eq!(shape.chunk(3), 2);
+        assert_eq!(shape.chunk(1), 1);
+    }
+}
