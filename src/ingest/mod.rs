@@ -110,6 +110,7 @@ pub fn ingest_batch(
         personal: Vec<crate::store::PersonalField>,
         sha256: String,
     }
+    let study_codes = std::cell::RefCell::new(std::collections::HashMap::new());
     let prepared: Vec<Prepared> = deliveries
         .iter()
         .map(|d| {
@@ -117,7 +118,7 @@ pub fn ingest_batch(
             let parsed = parse_all(config, d, format);
             Ok(Prepared {
                 format,
-                personal: personal_fields(store, config, d, &parsed)?,
+                personal: personal_fields(store, config, d, &parsed, &study_codes)?,
                 parsed,
                 sha256: sha256_hex(d.bytes),
             })
@@ -126,6 +127,7 @@ pub fn ingest_batch(
 
     // Raw first: committed before anything is processed.
     let received = store.write(|tx| {
+        tx.expect_contents(&prepared.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>())?;
         deliveries
             .iter()
             .zip(&prepared)
@@ -135,6 +137,15 @@ pub fn ingest_batch(
 
     let summaries = store.write(|tx| {
         allocate_missing_slot_ids(tx, config)?;
+        // What the batch will ask, asked at once (a round trip each on PostgreSQL).
+        let raw_ids: Vec<RawId> = received.iter().map(|&(raw_id, _)| raw_id).collect();
+        let mut processed = tx.raws_processed(&raw_ids)?;
+        let samples: Vec<&str> = prepared
+            .iter()
+            .flat_map(|p| p.parsed.iter().flatten())
+            .flat_map(|m| m.results.iter().filter_map(|r| r.sample_id.as_deref()))
+            .collect();
+        tx.expect_samples(&samples)?;
         let mut summaries = Vec::with_capacity(deliveries.len());
         for ((d, p), &(raw_id, receipt_id)) in deliveries.iter().zip(&prepared).zip(&received) {
             let mut run = Run {
@@ -150,7 +161,7 @@ pub fn ingest_batch(
             run.summary.messages = p.parsed.len() as u32;
             // Processed before (now or earlier in this batch): a duplicate delivery,
             // except for results held by what a configuration fix may clear.
-            if tx.raw_processed(raw_id)? {
+            if processed.contains(&raw_id) {
                 run.summary.outcome = ProcessingOutcome::Duplicate;
                 let held = tx.held_for_setup(raw_id)?;
                 for m in p.parsed.iter().flatten() {
@@ -198,6 +209,9 @@ pub fn ingest_batch(
                 errors: s.errors,
                 detail: s.detail.clone(),
             })?;
+            if matches!(s.outcome, ProcessingOutcome::Processed | ProcessingOutcome::Rejected) {
+                processed.insert(raw_id);
+            }
             summaries.push(run.summary);
         }
         Ok(summaries)
@@ -255,7 +269,7 @@ pub fn record_aborted(
     reason: &str,
 ) -> Result<ReceiptId, IngestError> {
     let format = detect(delivery.bytes);
-    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format))?;
+    let personal = personal_fields(store, config, delivery, &parse_all(config, delivery, format), &Default::default())?;
     Ok(store.write(|tx| {
         let (_, receipt_id) = receive(tx, delivery, format, &personal)?;
         tx.insert_processing(&NewProcessing::aborted(receipt_id, reason))?;
@@ -269,15 +283,24 @@ fn personal_fields(
     config: &Config,
     d: &Delivery<'_>,
     parsed: &[MessageOutcome],
+    known: &std::cell::RefCell<std::collections::HashMap<String, bool>>,
 ) -> Result<Vec<crate::store::PersonalField>, StoreError> {
     // A lookup that fails (a database gone away) fails the delivery: what
     // to mask is never guessed.
     let failure = std::cell::RefCell::new(None);
-    let is_study_code = |code: &str| match store.read(|r| r.participant_exists(code)) {
-        Ok(known) => known,
-        Err(e) => {
-            failure.borrow_mut().get_or_insert(e);
-            false
+    let is_study_code = |code: &str| {
+        if let Some(&answer) = known.borrow().get(code) {
+            return answer;
+        }
+        match store.read(|r| r.participant_exists(code)) {
+            Ok(answer) => {
+                known.borrow_mut().insert(code.to_owned(), answer);
+                answer
+            }
+            Err(e) => {
+                failure.borrow_mut().get_or_insert(e);
+                false
+            }
         }
     };
     let policy = privacy::StudyPolicy { config, instrument: d.instrument.as_deref(), is_study_code: &is_study_code };

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::model::{ResultRow, Slot, Visit};
 use crate::store::lock::Lock;
-use crate::store::types::{MismatchRow, Sample};
+use crate::store::types::{MismatchRow, RawId, Sample};
 
 /// A visit's key: participant code and visit name.
 type VisitKey = (String, String);
@@ -35,6 +35,10 @@ pub(crate) struct Memo {
     open: HashMap<Slot, Vec<MismatchRow>>,
     /// Slots written since: read from the database again.
     forgotten: HashSet<Slot>,
+    /// Contents by the SHA-256 of their bytes (`None`: not stored), with
+    /// how many receipts each has.
+    contents: HashMap<String, Option<RawId>>,
+    receipts: HashMap<RawId, i64>,
     /// The slot the next write to `result` or `mismatch` is about, if it is
     /// about one (see [`Memo::about`]); unsaid, it may change any.
     about: Option<Option<Slot>>,
@@ -76,6 +80,23 @@ impl Memo {
 
     pub(crate) fn set_sample(&mut self, sample_id: &str, found: Option<Sample>) {
         self.samples.insert(sample_id.to_owned(), found);
+    }
+
+    pub(crate) fn content(&self, sha256: &str) -> Option<Option<RawId>> {
+        self.contents.get(sha256).copied()
+    }
+
+    /// A content looked up (`id`: stored, `None`: not), or just stored.
+    pub(crate) fn set_content(&mut self, sha256: &str, id: Option<RawId>) {
+        self.contents.insert(sha256.to_owned(), id);
+    }
+
+    pub(crate) fn receipts(&self, raw: RawId) -> Option<i64> {
+        self.receipts.get(&raw).copied()
+    }
+
+    pub(crate) fn set_receipts(&mut self, raw: RawId, count: i64) {
+        self.receipts.insert(raw, count);
     }
 
     pub(crate) fn locks(&self) -> Option<Vec<Lock>> {
@@ -139,6 +160,12 @@ impl Memo {
             "participant" => self.participants.clear(),
             "visit" => self.visits.clear(),
             "sample" => self.samples.clear(),
+            // Kept by the inserts themselves (see `Tx::insert_raw`); a row
+            // from elsewhere is read again.
+            "raw" | "receipt" if about.is_none() => {
+                self.contents.clear();
+                self.receipts.clear();
+            }
             "data_lock" => self.locks = None,
             "result" | "mismatch" => match about {
                 Some(Some(slot)) => {

@@ -174,6 +174,27 @@ fn arrival_row(row: &Row, at: usize) -> Result<LastArrival, StoreError> {
     })
 }
 
+/// Values per `IN (…)` list: one statement text for every batch (prepared
+/// once on PostgreSQL), well within both engines' parameter limits.
+const IN_LIST: usize = 128;
+
+/// `?from, ?from+1, …` for [`IN_LIST`] values.
+fn in_list(from: usize) -> String {
+    (from..from + IN_LIST).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `values` as [`IN_LIST`] parameters, the last repeated to fill the list.
+fn padded<P: crate::store::sql::Param>(values: &[P]) -> Vec<&dyn crate::store::sql::Param> {
+    let mut out: Vec<&dyn crate::store::sql::Param> =
+        values.iter().map(|v| v as &dyn crate::store::sql::Param).collect();
+    if let Some(last) = values.last() {
+        while out.len() < IN_LIST {
+            out.push(last);
+        }
+    }
+    out
+}
+
 /// Read access to the database, inside a transaction: a [`Tx`](crate::store::Tx)
 /// (sees its own writes) or [`Store::read`](crate::store::Store::read) (a snapshot).
 #[derive(Clone, Copy)]
@@ -237,6 +258,76 @@ impl<'c> Reader<'c> {
 
     fn memo(&self) -> Option<&'c std::cell::RefCell<Memo>> {
         self.db.memo()
+    }
+
+    /// Look up these contents (SHA-256 of their bytes) and their receipts
+    /// at once, for the inserts of a batch that follow (a write transaction's
+    /// memo; elsewhere nothing).
+    pub fn expect_contents(&self, sha256: &[&str]) -> Result<(), StoreError> {
+        let Some(memo) = self.memo() else { return Ok(()) };
+        for chunk in sha256.chunks(IN_LIST) {
+            let found: Vec<(String, RawId, i64)> = self.db().query_all(
+                &format!(
+                    "SELECT raw.sha256, raw.id, (SELECT count(*) FROM receipt WHERE receipt.raw_id = raw.id)
+                     FROM raw WHERE raw.sha256 IN ({})",
+                    in_list(1)
+                ),
+                &padded(chunk),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let mut memo = memo.borrow_mut();
+            for sha in chunk {
+                memo.set_content(sha, None);
+            }
+            for (sha, id, receipts) in found {
+                memo.set_content(&sha, Some(id));
+                memo.set_receipts(id, receipts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Look up these manifest samples at once (see [`Reader::expect_contents`]).
+    pub fn expect_samples(&self, sample_ids: &[&str]) -> Result<(), StoreError> {
+        let Some(memo) = self.memo() else { return Ok(()) };
+        for chunk in sample_ids.chunks(IN_LIST) {
+            let found: Vec<Sample> = self.db().query_all(
+                &format!(
+                    "SELECT sample_id, participant, visit, minute FROM sample WHERE sample_id IN ({})",
+                    in_list(1)
+                ),
+                &padded(chunk),
+                |r| Ok(Sample { sample_id: r.get(0)?, participant: r.get(1)?, visit: r.get(2)?, minute: r.get(3)? }),
+            )?;
+            let mut memo = memo.borrow_mut();
+            for id in chunk {
+                memo.set_sample(id, None);
+            }
+            for sample in found {
+                let id = sample.sample_id.clone();
+                memo.set_sample(&id, Some(sample));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of these contents were processed to the end before (see
+    /// [`Reader::raw_processed`]), in one query per few hundred.
+    pub fn raws_processed(&self, raw_ids: &[RawId]) -> Result<std::collections::HashSet<RawId>, StoreError> {
+        let mut processed = std::collections::HashSet::new();
+        for chunk in raw_ids.chunks(IN_LIST) {
+            let found: Vec<RawId> = self.db().query_all(
+                &format!(
+                    "SELECT DISTINCT r.raw_id FROM receipt r JOIN processing p ON p.receipt_id = r.id
+                     WHERE r.raw_id IN ({}) AND p.outcome IN ('processed', 'rejected')",
+                    in_list(1)
+                ),
+                &padded(chunk),
+                |r| r.get(0),
+            )?;
+            processed.extend(found);
+        }
+        Ok(processed)
     }
 
     /// Read every version and every open mismatch of a visit's slots into

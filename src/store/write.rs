@@ -187,8 +187,9 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// The next write to `result` or `mismatch` changes `slot` alone (see
-    /// [`crate::store::memo`]).
+    /// The next write to `result` or `mismatch` changes `slot` alone, or
+    /// with `None` no slot; for `raw` and `receipt`, that the writer keeps
+    /// the memo itself (see [`crate::store::memo`]).
     fn about(&self, slot: Option<Slot>) {
         if let Some(memo) = self.db().memo() {
             memo.borrow_mut().about(slot);
@@ -208,7 +209,12 @@ impl<'c> Tx<'c> {
     /// Audited (`store raw`) only when new.
     pub fn insert_raw(&mut self, raw: &NewRaw<'_>) -> Result<RawStored, StoreError> {
         let sha256 = sha256_hex(raw.bytes);
-        if let Some(id) = self.raw_id_by_sha256(&sha256)? {
+        let known = self.db().memo().and_then(|m| m.borrow().content(&sha256));
+        let found = match known {
+            Some(found) => found,
+            None => self.raw_id_by_sha256(&sha256)?,
+        };
+        if let Some(id) = found {
             return Ok(RawStored { id, new: false });
         }
         let spans: Vec<_> = raw.personal.iter().map(|p| p.span.clone()).collect();
@@ -217,11 +223,17 @@ impl<'c> Tx<'c> {
         let size = raw.bytes.len() as i64;
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
+        self.about(None);
         let id = RawId(self.db().insert(
             "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![sha256, size, format, content, masked, received_at, encoding],
         )?);
+        if let Some(memo) = self.db().memo() {
+            let mut memo = memo.borrow_mut();
+            memo.set_content(&sha256, Some(id));
+            memo.set_receipts(id, 0);
+        }
         self.audit_insert("store", "raw", id, || {
             json!({ "sha256": sha256, "size": size, "format": format, "masked": masked,
                     "first_received_at": received_at })
@@ -232,14 +244,24 @@ impl<'c> Tx<'c> {
     /// Record one arrival (duplicate or not). Audited as `receive`.
     pub fn insert_receipt(&mut self, receipt: &NewReceipt) -> Result<ReceiptId, StoreError> {
         let received_at = utc_text(receipt.received_at);
-        let earlier: i64 =
-            self.db()
-                .query_row("SELECT count(*) FROM receipt WHERE raw_id = ?1", params![receipt.raw_id], |r| r.get(0))?;
+        let known = self.db().memo().and_then(|m| m.borrow().receipts(receipt.raw_id));
+        let earlier: i64 = match known {
+            Some(count) => count,
+            None => {
+                self.db().query_row("SELECT count(*) FROM receipt WHERE raw_id = ?1", params![receipt.raw_id], |r| {
+                    r.get(0)
+                })?
+            }
+        };
+        self.about(None);
         let id = ReceiptId(self.db().insert(
             "INSERT INTO receipt (raw_id, received_at, source, origin, instrument, instance)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument, self.instance],
         )?);
+        if let Some(memo) = self.db().memo() {
+            memo.borrow_mut().set_receipts(receipt.raw_id, earlier + 1);
+        }
         self.audit_insert("receive", "receipt", id, || {
             json!({ "raw_id": receipt.raw_id.get(), "received_at": received_at, "source": receipt.source.as_str(),
                     "origin": receipt.origin, "instrument": receipt.instrument, "instance": self.instance,
