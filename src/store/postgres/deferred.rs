@@ -29,10 +29,6 @@ pub(crate) const DEFERRED: &[&str] = &[
     "resolution_effect",
 ];
 
-/// Rows per multi-row INSERT at most: a power of two, so that a few
-/// prepared statements serve every batch size.
-const MAX_ROWS: usize = 256;
-
 /// PostgreSQL's limit on parameters per statement.
 const MAX_PARAMS: usize = 65_535;
 
@@ -99,8 +95,8 @@ impl Shape {
         }
     }
 
-    /// The statement for `rows` rows, parameters numbered `?1` on.
-    pub(crate) fn sql(&self, rows: usize) -> String {
+    /// The insert of `rows` rows, parameters numbered from `?first` on.
+    pub(crate) fn sql(&self, rows: usize, first: usize) -> String {
         let per_row = self.params();
         let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns.join(", "));
         for r in 0..rows {
@@ -113,21 +109,13 @@ impl Shape {
                     sql.push_str(", ");
                 }
                 match v {
-                    Item::Param(n) => sql.push_str(&format!("?{}", n + r * per_row)),
+                    Item::Param(n) => sql.push_str(&format!("?{}", first - 1 + n + r * per_row)),
                     Item::Literal(text) => sql.push_str(text),
                 }
             }
             sql.push(')');
         }
         sql
-    }
-
-    /// Rows per statement for `rows` rows in all: the largest power of two
-    /// that fits, within [`MAX_ROWS`] and the parameter limit.
-    pub(crate) fn chunk(&self, rows: usize) -> usize {
-        let by_params = MAX_PARAMS / self.params().max(1);
-        let most = rows.min(MAX_ROWS).min(by_params).max(1);
-        1 << most.ilog2()
     }
 }
 
@@ -157,8 +145,10 @@ pub(crate) struct Row {
     pub(crate) values: Vec<Value>,
 }
 
-/// The rows of `pending` as statements to send, in [`DEFERRED`] order, then
-/// call order within a table: (sql, parameters) each.
+/// The rows of `pending` as statements to send: as few as the parameter
+/// limit allows, each a chain of inserts (`WITH a AS (INSERT …) INSERT …`)
+/// in [`DEFERRED`] order, rows in call order within a table. References
+/// between the rows of one statement are checked at its end.
 pub(crate) fn statements(pending: Vec<Row>) -> Vec<(String, Vec<Value>)> {
     let mut by_table: Vec<Vec<Row>> = DEFERRED.iter().map(|_| Vec::new()).collect();
     for row in pending {
@@ -168,26 +158,48 @@ pub(crate) fn statements(pending: Vec<Row>) -> Vec<(String, Vec<Value>)> {
         }
     }
     let mut out = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
     for rows in by_table {
         let mut rows = rows.into_iter().peekable();
         while let Some(first) = rows.next() {
-            // A run of rows of the same insert.
+            // A run of rows of the same insert, as many as fit in a statement.
             let shape = first.shape.clone();
-            let mut run = vec![first];
-            while let Some(next) = rows.next_if(|r| r.shape == shape) {
-                run.push(next);
+            let per_row = shape.params().max(1);
+            if values.len() + per_row > MAX_PARAMS {
+                out.push((chain(&mut parts), std::mem::take(&mut values)));
             }
-            let mut run = run.into_iter();
-            let mut left = run.len();
-            while left > 0 {
-                let n = shape.chunk(left);
-                let values = run.by_ref().take(n).flat_map(|r| r.values).collect();
-                out.push((shape.sql(n), values));
-                left -= n;
+            let start = values.len();
+            values.extend(first.values);
+            let mut n = 1;
+            while values.len() + per_row <= MAX_PARAMS
+                && let Some(next) = rows.next_if(|r| r.shape == shape)
+            {
+                values.extend(next.values);
+                n += 1;
             }
+            parts.push(shape.sql(n, start + 1));
         }
     }
+    if !parts.is_empty() {
+        out.push((chain(&mut parts), values));
+    }
     out
+}
+
+/// One statement of `parts` (inserts), leaving `parts` empty.
+fn chain(parts: &mut Vec<String>) -> String {
+    let last = parts.pop().unwrap_or_default();
+    let mut sql = String::new();
+    for (i, part) in parts.drain(..).enumerate() {
+        sql.push_str(if i == 0 { "WITH " } else { ", " });
+        sql.push_str(&format!("i{i} AS ({part})"));
+    }
+    if !sql.is_empty() {
+        sql.push(' ');
+    }
+    sql.push_str(&last);
+    sql
 }
 
 #[cfg(test)]
@@ -222,35 +234,45 @@ mod tests {
         let shape = Shape::parse("INSERT INTO message (raw_id, format) VALUES (?1, 'astm')").unwrap().with_column("id");
         assert_eq!(shape.param_of("id"), Some(2));
         assert_eq!(shape.param_of("format"), None);
-        assert_eq!(shape.sql(2), "INSERT INTO message (raw_id, format, id) VALUES (?1, 'astm', ?2), (?3, 'astm', ?4)");
+        assert_eq!(
+            shape.sql(2, 3),
+            "INSERT INTO message (raw_id, format, id) VALUES (?3, 'astm', ?4), (?5, 'astm', ?6)"
+        );
     }
 
     #[test]
-    fn rows_go_out_in_reference_order_in_power_of_two_statements() {
+    fn rows_go_out_in_one_chain_in_reference_order() {
         let result = std::sync::Arc::new(Shape::parse("INSERT INTO result (observation_id) VALUES (?1)").unwrap());
         let observation =
             std::sync::Arc::new(Shape::parse("INSERT INTO observation (message_id) VALUES (?1)").unwrap());
         let mut pending = Vec::new();
-        for n in 0..5 {
+        for n in 0..3 {
             pending.push(Row { shape: observation.clone(), values: vec![Value::Integer(n)] });
             pending.push(Row { shape: result.clone(), values: vec![Value::Integer(100 + n)] });
         }
         let out = statements(pending);
-        let shapes: Vec<(&str, usize)> = out.iter().map(|(sql, v)| (sql.split(' ').nth(2).unwrap(), v.len())).collect();
-        assert_eq!(shapes, [("observation", 4), ("observation", 1), ("result", 4), ("result", 1)]);
-        let first: Vec<&Value> = out.iter().flat_map(|(_, v)| v).collect();
-        assert_eq!(first[0], &Value::Integer(0));
-        assert_eq!(first[5], &Value::Integer(100));
+        assert_eq!(out.len(), 1);
+        let (sql, values) = &out[0];
+        assert_eq!(
+            sql,
+            "WITH i0 AS (INSERT INTO observation (message_id) VALUES (?1), (?2), (?3)) \
+             INSERT INTO result (observation_id) VALUES (?4), (?5), (?6)"
+        );
+        let numbers: Vec<i64> = values.iter().map(|v| if let Value::Integer(n) = v { *n } else { -1 }).collect();
+        assert_eq!(numbers, [0, 1, 2, 100, 101, 102]);
     }
 
     #[test]
-    fn chunks_keep_within_the_parameter_limit() {
+    fn statements_keep_within_the_parameter_limit() {
         let columns: Vec<String> = (1..=300).map(|i| format!("c{i}")).collect();
         let values: Vec<String> = (1..=300).map(|i| format!("?{i}")).collect();
-        let shape =
-            Shape::parse(&format!("INSERT INTO raw ({}) VALUES ({})", columns.join(", "), values.join(", "))).unwrap();
-        assert_eq!(shape.chunk(1000), 128);
-        assert_eq!(shape.chunk(3), 2);
-        assert_eq!(shape.chunk(1), 1);
+        let sql = format!("INSERT INTO raw ({}) VALUES ({})", columns.join(", "), values.join(", "));
+        let shape = std::sync::Arc::new(Shape::parse(&sql).unwrap());
+        let pending: Vec<Row> =
+            (0..500).map(|_| Row { shape: shape.clone(), values: vec![Value::Null; 300] }).collect();
+        let out = statements(pending);
+        let rows: Vec<usize> = out.iter().map(|(_, v)| v.len() / 300).collect();
+        assert_eq!(rows, [218, 218, 64]);
+        assert!(out.iter().all(|(sql, v)| !sql.starts_with("WITH") && v.len() <= MAX_PARAMS));
     }
 }

@@ -257,8 +257,10 @@ impl Session {
         Ok(statement)
     }
 
+    /// Statements without parameters: BEGIN, COMMIT, DDL.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.flush()?;
+        self.settle_keys()?;
         self.with_client(false, |client| client.batch_execute(sql))
     }
 
@@ -402,19 +404,24 @@ impl Session {
         Ok(())
     }
 
-    /// Send the inserts held back, in one multi-row statement per table and run.
+    /// Send the inserts held back (one statement, unless very many).
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        if self.pending.borrow().is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.draw_counted_keys() {
-            self.forget_pending();
-            return Err(e);
-        }
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (sql, values) in deferred::statements(pending) {
-            self.execute_now(&sql, &values)?;
+            // Each chain is a statement of its own: not worth preparing.
+            let params: Vec<Param<'_>> = values.iter().map(Param).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            self.with_client(false, |client| client.execute(numbered(&sql).as_str(), &refs))?;
         }
+        Ok(())
+    }
+
+    /// Before anything that may draw keys itself (an insert sent now, or
+    /// the end of the transaction, after which other writers draw): draw
+    /// the keys counted on, and count on from a new draw afterwards.
+    fn settle_keys(&self) -> Result<(), StoreError> {
+        self.draw_counted_keys()?;
+        self.keys.borrow_mut().clear();
         Ok(())
     }
 
@@ -426,16 +433,16 @@ impl Session {
 
     pub(crate) fn execute(&self, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
         self.flush()?;
-        self.count_keys_anew(sql);
+        self.settle_keys_before(sql)?;
         self.execute_now(sql, values)
     }
 
-    /// An insert sent now may draw keys itself: keys are counted on from a
-    /// new draw afterwards. (Every key counted so far was drawn by the flush.)
-    fn count_keys_anew(&self, sql: &str) {
+    /// [`Session::settle_keys`] before an insert.
+    fn settle_keys_before(&self, sql: &str) -> Result<(), StoreError> {
         if sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("INSERT")) {
-            self.keys.borrow_mut().clear();
+            self.settle_keys()?;
         }
+        Ok(())
     }
 
     fn execute_now(&self, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
@@ -455,7 +462,7 @@ impl Session {
         each: impl FnMut(Vec<Value>) -> Result<bool, E>,
     ) -> Result<(), E> {
         self.flush()?;
-        self.count_keys_anew(sql);
+        self.settle_keys_before(sql)?;
         self.query_now(sql, values, each)
     }
 
@@ -527,6 +534,7 @@ impl Session {
     /// The session itself, for what only PostgreSQL has (migrations, locks).
     pub(crate) fn client(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
         self.flush()?;
+        self.settle_keys()?;
         let slot = self.client.try_borrow_mut().map_err(|_| self.lost("the session is in use"))?;
         std::cell::RefMut::filter_map(slot, Option::as_mut).map_err(|_| self.lost("no connection"))
     }
