@@ -33,8 +33,10 @@ pub(crate) struct Memo {
     slots_read: HashSet<VisitKey>,
     history: HashMap<Slot, Vec<ResultRow>>,
     open: HashMap<Slot, Vec<MismatchRow>>,
-    /// Slots written since: read from the database again.
-    forgotten: HashSet<Slot>,
+    /// Slots whose versions (or open mismatches) were written since: read
+    /// from the database again.
+    forgotten_history: HashSet<Slot>,
+    forgotten_open: HashSet<Slot>,
     /// Contents by the SHA-256 of their bytes (`None`: not stored), with
     /// how many receipts each has.
     contents: HashMap<String, Option<RawId>>,
@@ -109,17 +111,17 @@ impl Memo {
 
     /// A slot's versions, oldest first.
     pub(crate) fn history(&self, slot: &Slot) -> Known<Vec<ResultRow>> {
-        self.known(slot, &self.history)
+        self.known(slot, &self.history, &self.forgotten_history)
     }
 
     /// A slot's open mismatches, oldest first.
     pub(crate) fn open(&self, slot: &Slot) -> Known<Vec<MismatchRow>> {
-        self.known(slot, &self.open)
+        self.known(slot, &self.open, &self.forgotten_open)
     }
 
-    fn known<T: Clone>(&self, slot: &Slot, rows: &HashMap<Slot, Vec<T>>) -> Known<Vec<T>> {
+    fn known<T: Clone>(&self, slot: &Slot, rows: &HashMap<Slot, Vec<T>>, forgotten: &HashSet<Slot>) -> Known<Vec<T>> {
         let visit_read = self.slots_read.contains(&(slot.participant.clone(), slot.visit.clone()));
-        if !visit_read || self.forgotten.contains(slot) {
+        if !visit_read || forgotten.contains(slot) {
             return Known::No { visit_read };
         }
         Known::Yes(rows.get(slot).cloned().unwrap_or_default())
@@ -136,12 +138,12 @@ impl Memo {
     ) {
         self.slots_read.insert((participant.to_owned(), visit.to_owned()));
         for row in history {
-            if !self.forgotten.contains(&row.slot) {
+            if !self.forgotten_history.contains(&row.slot) {
                 self.history.entry(row.slot.clone()).or_default().push(row);
             }
         }
         for (slot, row) in open {
-            if !self.forgotten.contains(&slot) {
+            if !self.forgotten_open.contains(&slot) {
                 self.open.entry(slot).or_default().push(row);
             }
         }
@@ -167,11 +169,19 @@ impl Memo {
                 self.receipts.clear();
             }
             "data_lock" => self.locks = None,
-            "result" | "mismatch" => match about {
+            // A version changes a slot's history, a mismatch its open ones.
+            "result" => match about {
                 Some(Some(slot)) => {
                     self.history.remove(&slot);
+                    self.forgotten_history.insert(slot);
+                }
+                Some(None) => {}
+                None => self.forget_slots(),
+            },
+            "mismatch" => match about {
+                Some(Some(slot)) => {
                     self.open.remove(&slot);
-                    self.forgotten.insert(slot);
+                    self.forgotten_open.insert(slot);
                 }
                 Some(None) => {}
                 None => self.forget_slots(),
@@ -186,7 +196,8 @@ impl Memo {
         self.slots_read.clear();
         self.history.clear();
         self.open.clear();
-        self.forgotten.clear();
+        self.forgotten_history.clear();
+        self.forgotten_open.clear();
     }
 }
 
@@ -207,8 +218,11 @@ mod tests {
         memo.about(Some(slot(0)));
         memo.wrote("result");
         assert!(matches!(memo.history(&slot(0)), Known::No { visit_read: true }));
-        assert!(matches!(memo.open(&slot(0)), Known::No { visit_read: true }));
+        assert!(matches!(memo.open(&slot(0)), Known::Yes(_)), "a version leaves the open mismatches as they are");
         assert!(matches!(memo.history(&slot(15)), Known::Yes(_)));
+        memo.about(Some(slot(0)));
+        memo.wrote("mismatch");
+        assert!(matches!(memo.open(&slot(0)), Known::No { visit_read: true }));
     }
 
     #[test]
