@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use labfeed::store::postgres::{self as pg, InstanceLock, PgError};
-use labfeed::store::{GENESIS_HASH, Participant, Store, entry_hash};
+use labfeed::store::{GENESIS_HASH, NewRaw, Participant, Store, entry_hash};
 use postgres::Client;
 
 const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
@@ -593,6 +593,19 @@ fn the_documented_roles_read_and_insert_and_change_nothing_else() {
     assert_eq!(super::daemon::archived(&t.lib("archive")).len(), 1, "the file is archived once committed");
     let rows: i64 = daemon.query_one("SELECT count(*) FROM current_result", &[]).unwrap().get(0);
     assert_eq!(rows, 1);
+    // Keys are drawn from the sequences (so inserts go out together), never set back.
+    denied(&mut daemon, "SELECT setval(pg_get_serial_sequence('raw', 'id'), 1)");
+    // A role granted before that (tables only) still works, one insert at a time.
+    let revoke = format!("REVOKE USAGE ON ALL SEQUENCES IN SCHEMA public FROM {}", roles.name("labfeed_daemon"));
+    owner.batch_execute(&revoke).unwrap();
+    let processed =
+        |client: &mut Client| -> i64 { client.query_one("SELECT count(*) FROM processing", &[]).unwrap().get(0) };
+    let before = processed(&mut daemon);
+    std::fs::write(t.lib("inbox").join("v.astm"), super::daemon::upload(1, 1)).unwrap();
+    let out = t.command(&["run", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", super::support::text(&out));
+    assert_eq!(super::daemon::archived(&t.lib("archive")).len(), 2, "the file is archived once committed");
+    assert_eq!(processed(&mut daemon), before + 1);
     for sql in [
         "UPDATE raw SET masked = ''",
         "UPDATE participant SET site = 'Lund'",
@@ -623,4 +636,41 @@ fn the_documented_roles_read_and_insert_and_change_nothing_else() {
     ] {
         denied(&mut manager, sql);
     }
+}
+
+/// Inserts held back take keys counted on from the sequence; a key drawn
+/// behind labfeed's write lock meanwhile fails the commit (nothing lost:
+/// the caller retries), and the session then inserts one row at a time.
+#[test]
+fn keys_taken_behind_the_write_lock_fail_the_commit_and_the_retry_goes_one_insert_at_a_time() {
+    let Some(db) = TestDb::create() else { return };
+    let mut store = Store::open(db.url()).unwrap();
+    let raw = |text: &'static str| NewRaw {
+        bytes: text.as_bytes(),
+        format: None,
+        personal: &[],
+        received_at: jiff::Timestamp::now(),
+    };
+    let ids = store.write(|tx| Ok([tx.insert_raw(&raw("one"))?.id, tx.insert_raw(&raw("two"))?.id])).unwrap();
+    assert_eq!(ids[1].get(), ids[0].get() + 1, "consecutive keys");
+
+    let mut other = db.connect();
+    let err = store
+        .write(|tx| {
+            tx.insert_raw(&raw("three"))?;
+            tx.insert_raw(&raw("four"))?;
+            other.batch_execute("SELECT nextval(pg_get_serial_sequence('raw', 'id'))").unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("did not give keys"), "{err}");
+    let stored: i64 = other.query_one("SELECT count(*) FROM raw", &[]).unwrap().get(0);
+    assert_eq!(stored, 2, "nothing of the failed transaction is kept");
+
+    let id = store.write(|tx| Ok(tx.insert_raw(&raw("three"))?.id)).unwrap();
+    let stored: Vec<i64> =
+        other.query("SELECT id FROM raw ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored.last(), Some(&id.get()));
+    assert!(store.verify_audit_chain().unwrap().broken.is_none());
 }

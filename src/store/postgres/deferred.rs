@@ -119,6 +119,20 @@ impl Shape {
     }
 }
 
+/// The views over [`DEFERRED`] tables.
+const VIEWS: &[&str] = &["current_result", "open_mismatch"];
+
+/// Whether `sql` may read rows held back: it is not a plain SELECT, or it
+/// names a [`DEFERRED`] table or a view over one. Other reads (study data,
+/// accounts, the audit log) need not wait for them.
+pub(crate) fn may_read_held_back(sql: &str) -> bool {
+    if strip_word(sql.trim_start(), "SELECT").is_none() {
+        return true;
+    }
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| DEFERRED.iter().chain(VIEWS).any(|t| word.eq_ignore_ascii_case(t)))
+}
+
 fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
     let head = text.get(..word.len())?;
     let rest = text.get(word.len()..)?;
@@ -260,6 +274,27 @@ mod tests {
         );
         let numbers: Vec<i64> = values.iter().map(|v| if let Value::Integer(n) = v { *n } else { -1 }).collect();
         assert_eq!(numbers, [0, 1, 2, 100, 101, 102]);
+    }
+
+    #[test]
+    fn reads_of_study_data_need_not_wait_for_rows_held_back() {
+        for waits in [
+            "SELECT id FROM raw WHERE sha256 = ?1",
+            "SELECT r.id FROM current_result r",
+            "select count(*) from Receipt",
+            "INSERT INTO participant (code) VALUES (?1) RETURNING rowid",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+        ] {
+            assert!(may_read_held_back(waits), "{waits}");
+        }
+        for free in [
+            "SELECT participant, visit, meal_start FROM visit WHERE participant = ?1 AND visit = ?2",
+            "SELECT EXISTS (SELECT 1 FROM participant WHERE code = ?1)",
+            "SELECT seq, hash, keyed FROM audit_log ORDER BY seq DESC LIMIT 1",
+            "SELECT raw_id FROM sample",
+        ] {
+            assert!(!may_read_held_back(free), "{free}");
+        }
     }
 
     #[test]

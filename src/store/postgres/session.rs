@@ -43,9 +43,18 @@ pub struct Session {
     shapes: RefCell<HashMap<String, Option<Arc<Shape>>>>,
     /// The keys each table's inserts were given in this transaction.
     keys: RefCell<HashMap<&'static str, Keys>>,
-    /// Whether this session's role may draw keys (`USAGE` on the sequences),
-    /// as found for session number `.0`. Without it inserts are not held back.
+    /// `false` once keys were found not to be countable on session number
+    /// `.0` (see [`Session::read_next_keys`]): inserts are not held back.
     may_draw_keys: std::cell::Cell<Option<(u64, bool)>>,
+}
+
+/// The held-back tables keyed by a sequence, with their key column.
+fn keyed_tables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    deferred::DEFERRED
+        .iter()
+        .filter_map(|t| crate::store::vouch::vouched(t))
+        .filter(|v| matches!(v.key, "id" | "rowid"))
+        .map(|v| (v.table, v.key))
 }
 
 /// A table's keys in this transaction (see [`Session::next_key`]).
@@ -290,12 +299,9 @@ impl Session {
         let Some(shape) = shape else { return Ok(None) };
         let Some(at) = shape.param_of(key) else { return Ok(None) };
         let row_key = if at == values.len() + 1 {
-            if !self.may_draw_keys()? {
-                return Ok(None);
-            }
-            let drawn = self.next_key(table, key)?;
-            values.push(Value::Integer(drawn));
-            drawn
+            let Some(next) = self.next_key(table)? else { return Ok(None) };
+            values.push(Value::Integer(next));
+            next
         } else {
             match values.get(at - 1) {
                 Some(Value::Integer(n)) => *n,
@@ -306,99 +312,119 @@ impl Session {
         Ok(Some(row_key))
     }
 
-    /// Whether the role may draw keys from the sequences: the daemon role of
-    /// docs/multi-site.md may; one granted only `SELECT, INSERT` on the
-    /// tables (before labfeed 0.13) still works, one insert at a time.
-    fn may_draw_keys(&self) -> Result<bool, StoreError> {
+    /// The key each table's next insert gets, read for every held-back table
+    /// at once at the first insert of a transaction (and after an insert sent
+    /// at once, which may draw keys itself). `false` when keys cannot be
+    /// counted on: the role lacks `USAGE` on the sequences (granted by
+    /// docs/multi-site.md; without it labfeed works, one insert at a time),
+    /// or a sequence steps by more than one or caches values.
+    fn read_next_keys(&self) -> Result<bool, StoreError> {
         let session = self.sessions.get();
-        if let Some((checked, may)) = self.may_draw_keys.get()
+        if let Some((checked, false)) = self.may_draw_keys.get()
             && checked == session
         {
-            return Ok(may);
+            return Ok(false);
         }
-        let mut may = true;
-        for table in deferred::DEFERRED {
-            let key = crate::store::vouch::vouched(table).map_or("id", |v| v.key);
-            self.query_now(
-                "SELECT has_sequence_privilege(s, 'USAGE') FROM (SELECT pg_get_serial_sequence(?1, ?2) AS s) k
-                 WHERE s IS NOT NULL",
-                &[Value::Text((*table).to_owned()), Value::Text(key.to_owned())],
-                |row| {
-                    may &= matches!(row.first(), Some(Value::Integer(1)));
-                    Ok::<_, StoreError>(false)
-                },
-            )?;
-        }
+        let sql = format!(
+            "SELECT v.t, s.seqincrement = 1 AND s.seqcache = 1 AND has_sequence_privilege(s.seqrelid, 'USAGE'),
+                    CASE WHEN has_sequence_privilege(s.seqrelid, 'USAGE')
+                         THEN coalesce(pg_sequence_last_value(s.seqrelid) + 1, s.seqstart) END
+             FROM (VALUES {}) v(t, k)
+             JOIN pg_sequence s ON s.seqrelid = CAST(pg_get_serial_sequence(v.t, v.k) AS regclass)",
+            keyed_tables().map(|(t, k)| format!("('{t}', '{k}')")).collect::<Vec<_>>().join(", ")
+        );
+        let mut found: Vec<(String, bool, Option<i64>)> = Vec::new();
+        self.query_now(&sql, &[], |row| {
+            let mut row = row.into_iter();
+            if let (Some(Value::Text(t)), Some(ok), Some(next)) = (row.next(), row.next(), row.next()) {
+                let next = if let Value::Integer(n) = next { Some(n) } else { None };
+                found.push((t, ok == Value::Integer(1), next));
+            }
+            Ok::<_, StoreError>(true)
+        })?;
+        let may = found.len() == keyed_tables().count() && found.iter().all(|(_, ok, next)| *ok && next.is_some());
         if !may {
             tracing::info!(
                 target = %self.target,
-                "this role may not draw keys from the sequences (GRANT USAGE ON ALL SEQUENCES, docs/multi-site.md): \
-                 inserts are sent one at a time"
+                "keys cannot be counted on from the sequences (GRANT USAGE ON ALL SEQUENCES, docs/multi-site.md; \
+                 no CACHE or INCREMENT other than 1): inserts are sent one at a time"
             );
+            self.may_draw_keys.set(Some((session, false)));
+            return Ok(false);
         }
-        self.may_draw_keys.set(Some((session, may)));
-        Ok(may)
-    }
-
-    /// The next key of `table`'s `key` sequence. The first is drawn; the
-    /// next ones are counted on from it, and drawn (so that the sequence
-    /// moves on exactly as one insert at a time would move it, and keys have
-    /// no gaps) just before the rows go out: under the write lock nobody else
-    /// draws meanwhile, which the draw checks.
-    fn next_key(&self, table: &'static str, key: &'static str) -> Result<i64, StoreError> {
-        if let Some(keys) = self.keys.borrow_mut().get_mut(table) {
-            let next = keys.next;
-            keys.next += 1;
-            return Ok(next);
-        }
-        let sql = "SELECT nextval(pg_get_serial_sequence(?1, ?2))";
-        let mut first = None;
-        self.query_now(sql, &[Value::Text(table.to_owned()), Value::Text(key.to_owned())], |row| {
-            if let Some(Value::Integer(n)) = row.first() {
-                first = Some(*n);
+        let mut keys = self.keys.borrow_mut();
+        for (table, _, next) in found {
+            if let (Some((t, key)), Some(next)) = (keyed_tables().find(|(t, _)| *t == table), next) {
+                keys.insert(t, Keys { key, next, drawn: next - 1 });
             }
-            Ok::<_, StoreError>(false)
-        })?;
-        let first = first.ok_or_else(|| StoreError::Invalid {
-            what: "sequence",
-            problem: format!("the sequence of {table}.{key} gave no key"),
-        })?;
-        self.keys.borrow_mut().insert(table, Keys { key, next: first + 1, drawn: first });
-        Ok(first)
+        }
+        Ok(true)
     }
 
-    /// Draw the keys counted on since the last draw, checking that the
-    /// sequence gives exactly those.
+    /// The next key of `table`: counted on from the sequence's position
+    /// ([`Session::read_next_keys`]) and drawn just before anything else may
+    /// draw ([`Session::settle_keys`]), so that the sequence moves on exactly
+    /// as one insert at a time would move it and keys have no gaps. Under
+    /// the write lock nobody else draws meanwhile, which the draw checks.
+    fn next_key(&self, table: &'static str) -> Result<Option<i64>, StoreError> {
+        if self.keys.borrow().is_empty() && !self.read_next_keys()? {
+            return Ok(None);
+        }
+        let mut keys = self.keys.borrow_mut();
+        let Some(keys) = keys.get_mut(table) else { return Ok(None) };
+        let next = keys.next;
+        keys.next += 1;
+        Ok(Some(next))
+    }
+
+    /// Draw the keys counted on since the last draw (one statement for every
+    /// table), checking that the sequences give exactly those.
     fn draw_counted_keys(&self) -> Result<(), StoreError> {
-        let owed: Vec<(&'static str, Keys)> =
-            self.keys.borrow().iter().filter(|(_, k)| k.next - 1 > k.drawn).map(|(t, k)| (*t, *k)).collect();
-        for (table, keys) in owed {
-            let sql = "SELECT min(n), max(n), count(*) FROM
-                           (SELECT nextval(pg_get_serial_sequence(?1, ?2)) AS n FROM generate_series(1, ?3)) d";
-            let count = keys.next - 1 - keys.drawn;
-            let params = [Value::Text(table.to_owned()), Value::Text(keys.key.to_owned()), Value::Integer(count)];
-            let mut got = Vec::new();
-            self.query_now(sql, &params, |row| {
-                got = row;
-                Ok::<_, StoreError>(false)
-            })?;
-            let expected = [Value::Integer(keys.drawn + 1), Value::Integer(keys.next - 1), Value::Integer(count)];
-            if got != expected {
+        let keys = self.keys.borrow().clone();
+        if keys.values().all(|k| k.next - 1 == k.drawn) {
+            return Ok(());
+        }
+        let owed = |t: &str| keys.get(t).map_or(0, |k| k.next - 1 - k.drawn);
+        let tables: Vec<(&'static str, &'static str)> = keyed_tables().collect();
+        let sql = format!(
+            "SELECT v.t, min(d.n), max(d.n), count(d.n)
+             FROM (VALUES {}) v(t, k, c)
+             CROSS JOIN LATERAL (SELECT nextval(pg_get_serial_sequence(v.t, v.k)) AS n FROM generate_series(1, v.c)) d
+             GROUP BY v.t",
+            tables
+                .iter()
+                .enumerate()
+                .map(|(i, (t, k))| format!("('{t}', '{k}', CAST(?{} AS BIGINT))", i + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let counts: Vec<Value> = tables.iter().map(|(t, _)| Value::Integer(owed(t))).collect();
+        let mut drawn: HashMap<String, Vec<Value>> = HashMap::new();
+        self.query_now(&sql, &counts, |row| {
+            if let Some(Value::Text(t)) = row.first() {
+                drawn.insert(t.clone(), row.get(1..).map(<[Value]>::to_vec).unwrap_or_default());
+            }
+            Ok::<_, StoreError>(true)
+        })?;
+        for (table, k) in &keys {
+            let count = k.next - 1 - k.drawn;
+            if count == 0 {
+                continue;
+            }
+            let expected = [Value::Integer(k.drawn + 1), Value::Integer(k.next - 1), Value::Integer(count)];
+            if drawn.get(*table).map(Vec::as_slice) != Some(&expected[..]) {
                 // Not again on this session: one insert at a time from now on.
                 self.may_draw_keys.set(Some((self.sessions.get(), false)));
                 return Err(StoreError::Invalid {
                     what: "sequence",
                     problem: format!(
                         "the sequence of {table}.{} did not give keys {} to {}: something draws from it without \
-                         labfeed's write lock, or it caches values; the transaction is retried one insert at a time",
-                        keys.key,
-                        keys.drawn + 1,
-                        keys.next - 1
+                         labfeed's write lock; the transaction is retried one insert at a time",
+                        k.key,
+                        k.drawn + 1,
+                        k.next - 1
                     ),
                 });
-            }
-            if let Some(k) = self.keys.borrow_mut().get_mut(table) {
-                k.drawn = keys.next - 1;
             }
         }
         Ok(())
@@ -461,8 +487,10 @@ impl Session {
         values: &[Value],
         each: impl FnMut(Vec<Value>) -> Result<bool, E>,
     ) -> Result<(), E> {
-        self.flush()?;
-        self.settle_keys_before(sql)?;
+        if deferred::may_read_held_back(sql) {
+            self.flush()?;
+            self.settle_keys_before(sql)?;
+        }
         self.query_now(sql, values, each)
     }
 
