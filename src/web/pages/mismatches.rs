@@ -26,7 +26,7 @@ use crate::report::html::{Marks, flagged_slots, visit_curves_figure};
 use crate::report::mismatches::{ReviewRow, decision_label, history_entry, lock_words};
 use crate::report::review::Review;
 use crate::report::wording::zoned_time;
-use crate::store::{MessageSpan, MismatchId, RawRow, Role};
+use crate::store::{MessageSpan, MismatchId, RawRow, Role, Scope};
 use crate::study::config::Config;
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
@@ -404,7 +404,15 @@ async fn detail_page(
 ) -> Result<Response, PageError> {
     let (review, raw) = console
         .with_store(Access::Read, move |store, config| {
-            let review = Review::load(config, store, true, true)?;
+            // Only the rows of the mismatch's participant: what the page shows.
+            let scope = store.read(|rd| {
+                let participant = match rd.mismatch(id)? {
+                    Some(m) => m.participant,
+                    None => rd.missing_slot(id)?.map(|m| m.slot.participant),
+                };
+                Ok(participant.map_or(Scope::Unmatched, Scope::Participant))
+            })?;
+            let review = Review::load_in(config, store, true, true, &scope)?;
             let raw = match review.stored.iter().find(|r| r.mismatch.id == id) {
                 Some(r) => store.read(|rd| rd.mismatch_raw(&r.mismatch))?,
                 None => None,
