@@ -54,9 +54,9 @@ impl Review {
                 let stored = r.mismatch_report_in(include_resolved, scope)?;
                 // `--all` says where each decided value is now: from the current results.
                 let results: Vec<ResultRow> = match (with_curves || include_resolved, scope) {
-                    (false, _) | (true, Scope::Unmatched) => Vec::new(),
+                    (false, _) => Vec::new(),
                     (true, Scope::Study) => r.current_results()?.into_iter().map(|c| c.result).collect(),
-                    (true, Scope::Participant(code)) => r.current_results_of_participant(code)?,
+                    (true, scope) => r.current_results_in(scope)?,
                 };
                 let visits = r.visits_in(scope)?;
                 let states = r.slot_states_in(scope)?;

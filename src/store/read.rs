@@ -27,24 +27,29 @@ pub type MessageSpan = (i64, i64);
 pub enum Scope {
     Study,
     Participant(String),
+    /// The participants whose codes sort from `first` to `last`, both included (a page).
+    Participants { first: String, last: String },
     Unmatched,
 }
 
 impl Scope {
-    /// ` AND COLUMN = ?N` (see [`Scope::bind`]), ` AND COLUMN IS NULL`, or nothing.
-    fn and(&self, column: &str, n: usize) -> String {
+    /// ` AND COLUMN = ?N` (see [`Scope::bind`]), a range, ` AND COLUMN IS NULL`, or nothing.
+    pub(super) fn and(&self, column: &str, n: usize) -> String {
         match self {
             Scope::Study => String::new(),
             Scope::Participant(_) => format!(" AND {column} = ?{n}"),
+            Scope::Participants { .. } => format!(" AND {column} >= ?{n} AND {column} <= ?{}", n + 1),
             Scope::Unmatched => format!(" AND {column} IS NULL"),
         }
     }
 
-    /// `params` and the participant's code when [`Scope::and`] names it.
-    fn bind<'p>(&'p self, params: &[&'p dyn crate::store::sql::Param]) -> Vec<&'p dyn crate::store::sql::Param> {
+    /// `params` and the codes [`Scope::and`] names.
+    pub(super) fn bind<'p>(&'p self, params: &[&'p dyn crate::store::sql::Param]) -> Vec<&'p dyn crate::store::sql::Param> {
         let mut all = params.to_vec();
-        if let Scope::Participant(code) = self {
-            all.push(code);
+        match self {
+            Scope::Participant(code) => all.push(code),
+            Scope::Participants { first, last } => all.extend([first as &dyn crate::store::sql::Param, last]),
+            Scope::Study | Scope::Unmatched => {}
         }
         all
     }
