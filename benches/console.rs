@@ -47,10 +47,11 @@ fn hl7_time(t: DateTime) -> String {
 }
 
 /// One visit's MMTT from the central lab. The baseline (visit 0) is clean.
-/// The follow-up has four held results: a preliminary C-peptide
-/// (NOT_FINAL), a high fasting glucose (PRETEST_GLUCOSE), an implausible
-/// C-peptide and a glucose in an unknown unit; every other participant's
-/// follow-up also lacks its 90-minute tube (two MISSING_RESULT rows).
+/// The follow-up has five queue rows: a high fasting glucose
+/// (PRETEST_GLUCOSE), no 90-minute tube (two MISSING_RESULT rows), and by
+/// turns a preliminary C-peptide (NOT_FINAL), an implausible one
+/// (IMPLAUSIBLE) or a glucose in an unknown unit (UNKNOWN_UNIT), each held
+/// (so its slot is listed as a MISSING_RESULT too).
 fn visit_message(p: usize, visit: usize) -> String {
     let start = meal_start(p, visit);
     let resulted = hl7_time(start.checked_add(jiff::Span::new().hours(6)).expect("date"));
@@ -62,7 +63,7 @@ PID|1||{}^^^BENCH^PI\r",
     );
     let scale = 0.5 + (p % 10) as f64 / 10.0;
     for (i, &minute) in MINUTES.iter().enumerate() {
-        if follow_up && minute == 90 && p % 2 == 0 {
+        if follow_up && minute == 90 {
             continue;
         }
         let drawn = hl7_time(start.checked_add(jiff::Span::new().minutes(i64::from(minute))).expect("date"));
@@ -70,11 +71,11 @@ PID|1||{}^^^BENCH^PI\r",
         let mut gluc = format!("{:.1}", GLUC[i] + (p % 5) as f64 * 0.1);
         let (mut status, mut unit) = ("F", "mmol/L");
         if follow_up {
-            match minute {
-                -10 => status = "P",
-                0 => gluc = "12.5".into(),
-                60 => cpep = "45.0".into(),
-                120 => unit = "mmol/mol",
+            match (minute, p % 3) {
+                (0, _) => gluc = "12.5".into(),
+                (-10, 0) => status = "P",
+                (60, 1) => cpep = "45.0".into(),
+                (120, 2) => unit = "mmol/mol",
                 _ => {}
             }
         }
@@ -244,12 +245,23 @@ fn main() {
         .and_then(|t| t.split('<').next())
         .unwrap_or("?")
         .to_owned();
+    // "CODE</a></th><td class="num">N</td>" in the counts table.
+    let by_code: Vec<String> = queue
+        .split("<th scope=\"row\"><a href=\"/mismatches?code=")
+        .skip(1)
+        .filter_map(|t| {
+            let code = t.split('"').next()?;
+            let n = t.split("<td class=\"num\">").nth(1)?.split('<').next()?;
+            Some(format!("{code} {n}"))
+        })
+        .collect();
     let pages = queue.split("(page 1 of ").nth(1).and_then(|t| t.split(')').next()).unwrap_or("1").to_owned();
     let first_id =
         queue.split("href=\"/mismatches/").nth(1).and_then(|t| t.split('"').next()).expect("a mismatch").to_owned();
     println!(
-        "study: {participants} participants x 2 visits, {open} open mismatches ({pages} pages of the queue); built by \
-         ingest_batch in {built:.1} s"
+        "study: {participants} participants x 2 visits, {open} open mismatches ({}; {pages} pages of the queue); \
+         built by ingest_batch in {built:.1} s",
+        by_code.join(", ")
     );
 
     let middle = code(participants / 2);

@@ -842,6 +842,12 @@ impl<'c> Reader<'c> {
         })
     }
 
+    /// The audit chain's last row: every transaction that writes ends with
+    /// one (its `commit` row), so this changes whenever the data do.
+    pub fn last_audit_seq(&self) -> Result<i64, StoreError> {
+        self.db().query_row("SELECT coalesce(max(seq), 0) FROM audit_log", params![], |r| r.get(0))
+    }
+
     /// How many mismatches are open.
     pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
         self.db()

@@ -57,6 +57,7 @@ pub struct Console {
     pub logins: LoginLimit,
     /// Served over TLS: cookies get `Secure`, responses HSTS.
     pub tls: bool,
+    pub queue: pages::QueueCache,
 }
 
 pub type Shared = Arc<Console>;
@@ -228,6 +229,7 @@ pub async fn serve(
         sessions: Sessions::default(),
         logins: LoginLimit::default(),
         tls: acceptor.is_some(),
+        queue: pages::QueueCache::default(),
     });
     let app = router(console);
     ready(bound);
