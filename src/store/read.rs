@@ -28,7 +28,10 @@ pub enum Scope {
     Study,
     Participant(String),
     /// The participants whose codes sort from `first` to `last`, both included (a page).
-    Participants { first: String, last: String },
+    Participants {
+        first: String,
+        last: String,
+    },
     Unmatched,
 }
 
@@ -44,7 +47,10 @@ impl Scope {
     }
 
     /// `params` and the codes [`Scope::and`] names.
-    pub(super) fn bind<'p>(&'p self, params: &[&'p dyn crate::store::sql::Param]) -> Vec<&'p dyn crate::store::sql::Param> {
+    pub(super) fn bind<'p>(
+        &'p self,
+        params: &[&'p dyn crate::store::sql::Param],
+    ) -> Vec<&'p dyn crate::store::sql::Param> {
         let mut all = params.to_vec();
         match self {
             Scope::Participant(code) => all.push(code),
@@ -652,7 +658,9 @@ impl<'c> Reader<'c> {
     ) -> Result<std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>>, StoreError> {
         let of = match scope {
             Scope::Study => String::new(),
-            _ => format!(" WHERE s.mismatch_id IN (SELECT id FROM mismatch WHERE 1 = 1{})", scope.and("participant", 1)),
+            _ => {
+                format!(" WHERE s.mismatch_id IN (SELECT id FROM mismatch WHERE 1 = 1{})", scope.and("participant", 1))
+            }
         };
         let sql = format!("SELECT s.mismatch_id, {RESOLUTION_COLUMNS} FROM resolution s{of} ORDER BY s.id");
         let mut history: std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>> = Default::default();

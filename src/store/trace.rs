@@ -1,7 +1,9 @@
 //! A sample's trace (the console's sample search): every message, result,
 //! mismatch and decision that concerns one sample ID.
 
-use crate::store::read::{MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, mismatch_row, result_row};
+use crate::store::read::{
+    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, mismatch_row, result_row,
+};
 use crate::store::sql::params;
 use crate::store::{
     MessageId, MismatchRow, ObservationId, Participant, Reader, ResolutionRow, ResultRow, Sample, Source, StoreError,

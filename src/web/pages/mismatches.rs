@@ -81,7 +81,8 @@ impl QueueCache {
         }
         let review = Review::load(config, store, false, false)?;
         let lines = review.rows(config).iter().filter(|r| r.is_open()).map(|r| Line::of(r, config)).collect();
-        let queue = Arc::new(Queue { stamp, computed: Instant::now(), now: review.now, lines, history: review.history });
+        let queue =
+            Arc::new(Queue { stamp, computed: Instant::now(), now: review.now, lines, history: review.history });
         if let Ok(mut kept) = self.0.lock() {
             *kept = Some(Arc::clone(&queue));
         }
