@@ -578,23 +578,27 @@ impl<'c> Reader<'c> {
             &at,
             slot,
         )?;
-        // Every scheduled slot has an id row: read narrow, and the decisions apart (few).
-        let sql = format!(
-            "SELECT participant, visit, minute, analyte, id FROM mismatch WHERE code = 'MISSING_RESULT'{}",
-            scope.and("participant", 1)
-        );
-        states.ids = db.query_all(&sql, &at, |r| Ok((slot(r)?, r.get::<MismatchId>(4)?)))?;
         let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
-             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT' AND s.action = 'not_done'{}",
+             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}",
             scope.and("m.participant", 1)
         );
-        let marked: Vec<_> =
-            db.query_all(&sql, &at, |r| Ok((slot(r)?, r.get::<MismatchId>(4)?, resolution_row(r, 5)?)))?;
-        for (s, id, d) in marked {
-            if !self.filled_since(&s, d.id)? {
-                states.not_done.insert(s, NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
+        let rows: Vec<_> = db.query_all(&sql, &at, |r| {
+            let decision = match r.get::<Option<ResolutionId>>(5)? {
+                Some(_) => Some(resolution_row(r, 5)?),
+                None => None,
+            };
+            Ok((slot(r)?, r.get::<MismatchId>(4)?, decision))
+        })?;
+        for (s, id, decision) in rows {
+            if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone)
+                && !self.filled_since(&s, d.id)?
+            {
+                states
+                    .not_done
+                    .insert(s.clone(), NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
             }
+            states.ids.insert(s, id);
         }
         Ok(states)
     }
