@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::report::mismatches::{History, ReviewRow, review_rows_with_ids};
 use crate::report::now::Now;
-use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Slot, Store, Visit};
+use crate::store::{MismatchId, MismatchReport, NotDoneMark, ResultRow, Scope, Slot, Store, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{Absence, MissingResult, missing_results, not_done_results};
 
@@ -37,17 +37,29 @@ pub struct Review {
 
 impl Review {
     pub fn load(config: &Config, store: &Store, include_resolved: bool, with_curves: bool) -> anyhow::Result<Review> {
+        Review::load_in(config, store, include_resolved, with_curves, &Scope::Study)
+    }
+
+    /// [`Review::load`] of the rows of `scope` only.
+    pub fn load_in(
+        config: &Config,
+        store: &Store,
+        include_resolved: bool,
+        with_curves: bool,
+        scope: &Scope,
+    ) -> anyhow::Result<Review> {
         let now = jiff::Timestamp::now();
         store
             .read(|r| {
-                let stored = r.mismatch_report(include_resolved)?;
+                let stored = r.mismatch_report_in(include_resolved, scope)?;
                 // `--all` says where each decided value is now: from the current results.
-                let results: Vec<ResultRow> = match with_curves || include_resolved {
-                    true => r.current_results()?.into_iter().map(|c| c.result).collect(),
-                    false => Vec::new(),
+                let results: Vec<ResultRow> = match (with_curves || include_resolved, scope) {
+                    (false, _) => Vec::new(),
+                    (true, Scope::Study) => r.current_results()?.into_iter().map(|c| c.result).collect(),
+                    (true, scope) => r.current_results_in(scope)?,
                 };
-                let visits = r.visits()?;
-                let states = r.slot_states()?;
+                let visits = r.visits_in(scope)?;
+                let states = r.slot_states_in(scope)?;
                 let missing = missing_results(config, &visits, &states, now);
                 let mut not_done = not_done_results(config, &visits, &states, now);
                 let never_received =
@@ -58,7 +70,7 @@ impl Review {
                     not_done.clear();
                 }
                 let signers = crate::report::wording::Signers::new(r.accounts()?);
-                let history = History { decisions: r.decision_history()?, signers };
+                let history = History { decisions: r.decision_history_in(scope)?, signers };
                 let locks = r.locks()?;
                 Ok(Review {
                     stored,

@@ -21,6 +21,47 @@ pub(crate) fn utc_text(t: jiff::Timestamp) -> String {
 /// A message's bytes in its stored content: start and end offsets.
 pub type MessageSpan = (i64, i64);
 
+/// Whose rows a review reads: the whole study's, one participant's, or
+/// those matched to no participant (a page about one mismatch reads only
+/// its participant's, so it takes the same time in a study of any size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Study,
+    Participant(String),
+    /// The participants whose codes sort from `first` to `last`, both included (a page).
+    Participants {
+        first: String,
+        last: String,
+    },
+    Unmatched,
+}
+
+impl Scope {
+    /// ` AND COLUMN = ?N` (see [`Scope::bind`]), a range, ` AND COLUMN IS NULL`, or nothing.
+    pub(super) fn and(&self, column: &str, n: usize) -> String {
+        match self {
+            Scope::Study => String::new(),
+            Scope::Participant(_) => format!(" AND {column} = ?{n}"),
+            Scope::Participants { .. } => format!(" AND {column} >= ?{n} AND {column} <= ?{}", n + 1),
+            Scope::Unmatched => format!(" AND {column} IS NULL"),
+        }
+    }
+
+    /// `params` and the codes [`Scope::and`] names.
+    pub(super) fn bind<'p>(
+        &'p self,
+        params: &[&'p dyn crate::store::sql::Param],
+    ) -> Vec<&'p dyn crate::store::sql::Param> {
+        let mut all = params.to_vec();
+        match self {
+            Scope::Participant(code) => all.push(code),
+            Scope::Participants { first, last } => all.extend([first as &dyn crate::store::sql::Param, last]),
+            Scope::Study | Scope::Unmatched => {}
+        }
+        all
+    }
+}
+
 fn conversion_error(idx: usize, problem: String) -> StoreError {
     StoreError::Invalid { what: "column", problem: format!("{idx}: {problem}") }
 }
@@ -478,11 +519,16 @@ impl<'c> Reader<'c> {
 
     /// Every visit of the study data, ordered by participant code and visit.
     pub fn visits(&self) -> Result<Vec<Visit>, StoreError> {
-        self.db().query_all(
-            "SELECT participant, visit, meal_start FROM visit ORDER BY participant, visit",
-            params![],
-            visit_row,
-        )
+        self.visits_in(&Scope::Study)
+    }
+
+    /// [`Reader::visits`] of `scope` (none are unmatched).
+    pub fn visits_in(&self, scope: &Scope) -> Result<Vec<Visit>, StoreError> {
+        let sql = format!(
+            "SELECT participant, visit, meal_start FROM visit WHERE 1 = 1{} ORDER BY participant, visit",
+            scope.and("participant", 1)
+        );
+        self.db().query_all(&sql, &scope.bind(params![]), visit_row)
     }
 
     pub fn sample(&self, sample_id: &str) -> Result<Option<Sample>, StoreError> {
@@ -565,14 +611,20 @@ impl<'c> Reader<'c> {
     /// raised them. Ordered by participant, visit, minute, analyte (rows
     /// without a participant first), then id.
     pub fn mismatch_report(&self, include_resolved: bool) -> Result<Vec<MismatchReport>, StoreError> {
+        self.mismatch_report_in(include_resolved, &Scope::Study)
+    }
+
+    /// [`Reader::mismatch_report`] of `scope`.
+    pub fn mismatch_report_in(&self, include_resolved: bool, scope: &Scope) -> Result<Vec<MismatchReport>, StoreError> {
         let sql = format!(
             "SELECT {MISMATCH_COLUMNS}, {PROVENANCE_COLUMNS} FROM {MISMATCH_FROM}
              LEFT JOIN observation o ON o.id = m.observation_id
              LEFT JOIN receipt rc ON rc.id = m.receipt_id
-             WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}
-             ORDER BY m.participant NULLS FIRST, m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id"
+             WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}{}
+             ORDER BY m.participant NULLS FIRST, m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id",
+            scope.and("m.participant", 2)
         );
-        self.db().query_all(&sql, params![include_resolved], |r| {
+        self.db().query_all(&sql, &scope.bind(params![include_resolved]), |r| {
             Ok(MismatchReport { mismatch: mismatch_row(r, 0)?, provenance: provenance(r, MISMATCH_WIDTH)? })
         })
     }
@@ -659,35 +711,54 @@ impl<'c> Reader<'c> {
 
     /// Filled, held and withdrawn slots (see [`SlotStates`]).
     pub fn slot_states(&self) -> Result<SlotStates, StoreError> {
+        self.slot_states_in(&Scope::Study)
+    }
+
+    /// [`Reader::slot_states`] of `scope`.
+    pub fn slot_states_in(&self, scope: &Scope) -> Result<SlotStates, StoreError> {
         let slot = |r: &Row| -> Result<Slot, StoreError> {
             Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
         };
         let mut states = SlotStates::default();
         let db = self.db();
-        states.filled =
-            db.query_all("SELECT participant, visit, minute, analyte FROM current_result", params![], slot)?;
+        let at = scope.bind(params![]);
+        states.filled = db.query_all(
+            &format!(
+                "SELECT participant, visit, minute, analyte FROM current_result WHERE 1 = 1{}",
+                scope.and("participant", 1)
+            ),
+            &at,
+            slot,
+        )?;
         states.held = db.query_all(
-            "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
-             WHERE holds = 1 AND participant IS NOT NULL AND visit IS NOT NULL AND minute IS NOT NULL
-               AND analyte IS NOT NULL
-             GROUP BY participant, visit, minute, analyte",
-            params![],
+            &format!(
+                "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
+                 WHERE holds = 1 AND participant IS NOT NULL AND visit IS NOT NULL AND minute IS NOT NULL
+                   AND analyte IS NOT NULL{}
+                 GROUP BY participant, visit, minute, analyte",
+                scope.and("participant", 1)
+            ),
+            &at,
             |r| Ok((slot(r)?, r.get::<MismatchId>(4)?)),
         )?;
         states.withdrawn = db.query_all(
-            "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
-             WHERE r.withdrawn = 1 AND r.unfilled = 0
-               AND r.version = (SELECT max(version) FROM result x
-                                WHERE x.participant = r.participant AND x.visit = r.visit
-                                  AND x.minute = r.minute AND x.analyte = r.analyte)",
-            params![],
+            &format!(
+                "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
+                 WHERE r.withdrawn = 1 AND r.unfilled = 0{}
+                   AND r.version = (SELECT max(version) FROM result x
+                                    WHERE x.participant = r.participant AND x.visit = r.visit
+                                      AND x.minute = r.minute AND x.analyte = r.analyte)",
+                scope.and("r.participant", 1)
+            ),
+            &at,
             slot,
         )?;
         let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
-             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'"
+             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}",
+            scope.and("m.participant", 1)
         );
-        let rows: Vec<_> = db.query_all(&sql, params![], |r| {
+        let rows: Vec<_> = db.query_all(&sql, &at, |r| {
             let decision = match r.get::<Option<ResolutionId>>(5)? {
                 Some(_) => Some(resolution_row(r, 5)?),
                 None => None,
@@ -752,10 +823,25 @@ impl<'c> Reader<'c> {
     /// The whole decision history of every mismatch that has one (for
     /// `report mismatches --all`), each oldest first.
     pub fn decision_history(&self) -> Result<std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>>, StoreError> {
-        let sql = format!("SELECT s.mismatch_id, {RESOLUTION_COLUMNS} FROM resolution s ORDER BY s.id");
+        self.decision_history_in(&Scope::Study)
+    }
+
+    /// [`Reader::decision_history`] of the mismatches of `scope`.
+    pub fn decision_history_in(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>>, StoreError> {
+        let of = match scope {
+            Scope::Study => String::new(),
+            _ => {
+                format!(" WHERE s.mismatch_id IN (SELECT id FROM mismatch WHERE 1 = 1{})", scope.and("participant", 1))
+            }
+        };
+        let sql = format!("SELECT s.mismatch_id, {RESOLUTION_COLUMNS} FROM resolution s{of} ORDER BY s.id");
         let mut history: std::collections::BTreeMap<MismatchId, Vec<ResolutionRow>> = Default::default();
-        let rows: Vec<_> =
-            self.db().query_all(&sql, params![], |r| Ok((r.get::<MismatchId>(0)?, resolution_row(r, 1)?)))?;
+        let rows: Vec<_> = self
+            .db()
+            .query_all(&sql, &scope.bind(params![]), |r| Ok((r.get::<MismatchId>(0)?, resolution_row(r, 1)?)))?;
         for (id, resolution) in rows {
             history.entry(id).or_default().push(resolution);
         }
@@ -940,6 +1026,12 @@ impl<'c> Reader<'c> {
                 seq: r.get(5)?,
             })
         })
+    }
+
+    /// The audit chain's last row: every transaction that writes ends with
+    /// one (its `commit` row), so this changes whenever the data do.
+    pub fn last_audit_seq(&self) -> Result<i64, StoreError> {
+        self.db().query_row("SELECT coalesce(max(seq), 0) FROM audit_log", params![], |r| r.get(0))
     }
 
     /// How many mismatches are open.

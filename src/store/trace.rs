@@ -1,7 +1,9 @@
 //! A sample's trace (the console's sample search): every message, result,
 //! mismatch and decision that concerns one sample ID.
 
-use crate::store::read::{MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, mismatch_row, result_row};
+use crate::store::read::{
+    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, mismatch_row, result_row,
+};
 use crate::store::sql::params;
 use crate::store::{
     MessageId, MismatchRow, ObservationId, Participant, Reader, ResolutionRow, ResultRow, Sample, Source, StoreError,
@@ -105,11 +107,17 @@ impl Reader<'_> {
 
     /// The current results of one participant, by visit, minute and analyte.
     pub fn current_results_of_participant(&self, participant: &str) -> Result<Vec<ResultRow>, StoreError> {
+        self.current_results_in(&Scope::Participant(participant.to_owned()))
+    }
+
+    /// The current results of `scope`, by participant, visit, minute and analyte.
+    pub fn current_results_in(&self, scope: &Scope) -> Result<Vec<ResultRow>, StoreError> {
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM current_result r WHERE r.participant = ?1
-             ORDER BY r.visit, r.minute, r.analyte"
+            "SELECT {RESULT_COLUMNS} FROM current_result r WHERE 1 = 1{}
+             ORDER BY r.participant, r.visit, r.minute, r.analyte",
+            scope.and("r.participant", 1)
         );
-        self.db().query_all(&sql, params![participant], |r| result_row(r, 0))
+        self.db().query_all(&sql, &scope.bind(params![]), |r| result_row(r, 0))
     }
 
     /// The open mismatches about one participant, by visit, minute, analyte and id.

@@ -10,6 +10,8 @@
 //! - a state-changing request carries the session's CSRF token (checked by
 //!   the handler, see [`pages::check_csrf`]) and, when the browser says
 //!   where it comes from, comes from this origin;
+//! - the session's account must still be enabled in the store (read on
+//!   every request: a `labfeed user disable` elsewhere ends its sessions);
 //! - roles are checked on every request by the handler ([`pages::require`]).
 //!
 //! The store is opened per request on a blocking thread, read-only for
@@ -55,6 +57,7 @@ pub struct Console {
     pub logins: LoginLimit,
     /// Served over TLS: cookies get `Secure`, responses HSTS.
     pub tls: bool,
+    pub queue: pages::QueueCache,
 }
 
 pub type Shared = Arc<Console>;
@@ -73,6 +76,19 @@ impl Console {
         })
         .await
         .map_err(|e| anyhow::anyhow!("the request's worker failed: {e}"))?
+    }
+}
+
+impl Console {
+    /// Whether `account` may still use its session: an account disabled
+    /// since (by `labfeed user disable` in another process, or another
+    /// console) loses it on its next request.
+    async fn still_enabled(self: &Arc<Self>, account: &str) -> anyhow::Result<bool> {
+        let account = account.to_owned();
+        self.with_store(Access::Read, move |store, _| {
+            Ok(store.read(|r| r.account(&account))?.is_some_and(|a| a.enabled))
+        })
+        .await
     }
 }
 
@@ -144,13 +160,26 @@ async fn guard(State(console): State<Shared>, mut request: Request, next: Next) 
             .and_then(|c| c.to_str().ok())
             .and_then(|c| session::cookie(c, COOKIE))
             .map(str::to_owned);
-        match token.and_then(|t| console.sessions.find(&t, Instant::now())) {
-            Some(who) => {
+        let found = token.and_then(|t| console.sessions.find(&t, Instant::now()).map(|who| (t, who)));
+        let alive = match found {
+            Some((token, who)) => match console.still_enabled(&who.account).await {
+                Ok(true) => Ok(Some(who)),
+                Ok(false) => {
+                    console.sessions.end(&token);
+                    Ok(None)
+                }
+                Err(e) => Err(pages::PageError::Failed(e)),
+            },
+            None => Ok(None),
+        };
+        match alive {
+            Ok(Some(who)) => {
                 request.extensions_mut().insert::<SignedIn>(who);
                 next.run(request).await
             }
-            None if !changes => Redirect::to("/login").into_response(),
-            None => (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+            Ok(None) if !changes => Redirect::to("/login").into_response(),
+            Ok(None) => (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+            Err(e) => e.into_response(),
         }
     };
     secure_headers(response.headers_mut(), console.tls);
@@ -200,6 +229,7 @@ pub async fn serve(
         sessions: Sessions::default(),
         logins: LoginLimit::default(),
         tls: acceptor.is_some(),
+        queue: pages::QueueCache::default(),
     });
     let app = router(console);
     ready(bound);

@@ -73,13 +73,6 @@ impl Sessions {
         Some(entry.who.clone())
     }
 
-    /// End every session of `account` (it was disabled).
-    pub fn end_all_of(&self, account: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.retain(|_, e| e.who.account != account);
-        }
-    }
-
     pub fn end(&self, token: &str) {
         if let Ok(mut map) = self.map.lock() {
             map.remove(token);

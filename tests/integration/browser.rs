@@ -259,3 +259,134 @@ fn a_person_signs_in_by_the_labels_sees_todays_files_and_signs_out() {
         assert!(!browser.text().await.contains("central-morning.hl7"));
     });
 }
+
+impl Browser {
+    /// The field labelled `label` inside the fieldset or form whose legend
+    /// or heading reads `group` (a page with several signed forms).
+    pub(crate) async fn field_in(&self, group: &str, label: &str) -> Element {
+        let (g, l) = (quoted(group), quoted(label));
+        let xpath = format!(
+            "(//fieldset[legend[contains(normalize-space(), {g})]] | //form[.//h3[contains(normalize-space(), {g})]])\
+             //*[@id=//label[normalize-space()={l}]/@for]"
+        );
+        self.find(&xpath, &format!("field labelled {label:?} under {group:?}")).await
+    }
+
+    /// The button reading `text` in the same group as [`Browser::field_in`].
+    pub(crate) async fn button_in(&self, group: &str, text: &str) -> Element {
+        let (g, t) = (quoted(group), quoted(text));
+        let xpath = format!(
+            "(//fieldset[legend[contains(normalize-space(), {g})]] | //form[.//h3[contains(normalize-space(), {g})]])\
+             //button[normalize-space()={t}]"
+        );
+        self.find(&xpath, &format!("button {text:?} under {group:?}")).await
+    }
+
+    /// Type `value` into the field labelled `label` under `group`.
+    pub(crate) async fn fill_in(&self, group: &str, label: &str, value: &str) {
+        let field = self.field_in(group, label).await;
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+}
+
+/// A study with a rerun that disagrees with the first measurement: one
+/// DUPLICATE_CONFLICT, delivered today.
+fn a_conflict() -> super::support::TempStudy {
+    use super::support::{import_csv, ingest_bytes};
+    let t = super::web::study();
+    import_csv(&t, "participants", "participants.csv", "participant\nU01\nU02\n");
+    import_csv(
+        &t,
+        "visits",
+        "visits.csv",
+        "participant,visit,meal_start\nU01,V0,2026-03-02T08:00\nU02,V0,2026-03-02T08:00\n",
+    );
+    import_csv(&t, "samples", "samples.csv", "sample_id,participant,visit,minute\nS-1,U01,V0,30\nS-2,U02,V0,30\n");
+    for (name, sample, value) in [("first.hl7", "S-2", "0.40"), ("rerun.hl7", "S-2", "0.55")] {
+        ingest_bytes(&t, name, central(name, "U02", sample, "20260302083000", value).as_bytes());
+    }
+    t
+}
+
+/// `report mismatches [--all] --format csv` from the real binary: rows by column name.
+fn report(t: &super::support::TempStudy, all: bool) -> Vec<std::collections::HashMap<String, String>> {
+    let mut args = vec!["report", "mismatches", "--format", "csv"];
+    if all {
+        args.push("--all");
+    }
+    let rows = super::support::csv_rows(&super::support::ok(&t.run(&args)));
+    let (head, rows) = rows.split_first().unwrap();
+    rows.iter().map(|r| head.iter().cloned().zip(r.iter().cloned()).collect()).collect()
+}
+
+#[test]
+fn a_data_manager_decides_a_mismatch_with_the_password_and_the_report_shows_it() {
+    let Some(browser) = browser() else { return };
+    let t = a_conflict();
+    let open = report(&t, false);
+    let conflict = open.iter().find(|r| r["code"] == "DUPLICATE_CONFLICT").unwrap()["id"].clone();
+    let console = Console::start(&t);
+    let group = "I accept value 0.55 nmol/L of sample S-2 for U02/V0/30 min.";
+    browser.run(async {
+        browser.sign_in(&console, DATA_MANAGER.0, DATA_MANAGER.1).await;
+        let today = browser.text().await;
+        assert!(today.contains("first.hl7") && today.contains("rerun.hl7"), "today's files: {today}");
+
+        // To the queue, narrowed to the code by its count, then the mismatch.
+        browser.link("Mismatches").await.click().await.unwrap();
+        browser.heading("Open by code").await;
+        browser.link("DUPLICATE_CONFLICT").await.click().await.unwrap();
+        browser.find("//select[@id='f-code']/option[@selected and .='DUPLICATE_CONFLICT']", "the code filter").await;
+        browser.link(&format!("#{conflict}")).await.click().await.unwrap();
+        browser.heading(&format!("Mismatch #{conflict} (DUPLICATE_CONFLICT)")).await;
+        browser.heading("MMTT curves").await;
+        browser.heading("The message as stored (masked)").await;
+
+        // A wrong password signs nothing; what was typed stays but the password.
+        browser.fill_in(group, "Reason", "rerun confirmed by the lab").await;
+        browser.fill_in(group, &format!("Your password ({})", DATA_MANAGER.0), "not-my-password").await;
+        browser.button_in(group, "Accept and sign").await.click().await.unwrap();
+        browser.role("alert", "Not signed").await;
+        let reason = browser.field_in(group, "Reason").await.prop("value").await.unwrap();
+        assert_eq!(reason.as_deref(), Some("rerun confirmed by the lab"));
+        assert_eq!(report(&t, false), open, "nothing decided");
+
+        // The password again: signed, back at the queue, which no longer lists it.
+        browser.fill_in(group, &format!("Your password ({})", DATA_MANAGER.0), DATA_MANAGER.1).await;
+        browser.button_in(group, "Accept and sign").await.click().await.unwrap();
+        browser.role("status", &format!("Mismatch #{conflict} resolved (accept) by dm.anna")).await;
+        let queue = browser.text().await;
+        assert!(!queue.contains(&format!("#{conflict} DUPLICATE_CONFLICT")), "{queue}");
+        let links = browser.client().find_all(Locator::XPath(&format!("//a[normalize-space()='#{conflict}']"))).await;
+        assert!(links.unwrap().is_empty(), "the decided mismatch left the queue");
+    });
+    assert_eq!(report(&t, false).len(), open.len() - 1);
+    let all = report(&t, true);
+    let row = all.iter().find(|r| r["id"] == conflict).unwrap();
+    assert_eq!(
+        (row["decision"].as_str(), row["decided_by"].as_str(), row["reason"].as_str()),
+        ("accept", DATA_MANAGER.0, "rerun confirmed by the lab")
+    );
+}
+
+#[test]
+fn a_data_manager_locks_a_participant_signed_from_its_page() {
+    let Some(browser) = browser() else { return };
+    let t = a_conflict();
+    let console = Console::start(&t);
+    browser.run(async {
+        browser.sign_in(&console, DATA_MANAGER.0, DATA_MANAGER.1).await;
+        browser.link("Participants").await.click().await.unwrap();
+        browser.link("U02").await.click().await.unwrap();
+        browser.heading("Data lock").await;
+        let group = "Lock participant U02";
+        browser.fill_in(group, "Reason (kept with the signature)", "all visits reviewed").await;
+        browser.fill_in(group, "Your password (the signature)", DATA_MANAGER.1).await;
+        browser.button_in(group, "Sign and lock").await.click().await.unwrap();
+        // Locked: the page now offers the unlock, signed the same way.
+        browser.heading("Unlock participant U02").await;
+    });
+    let status = super::support::ok(&t.run(&["status"]));
+    assert!(status.contains("participant U02 since") && status.contains("all visits reviewed"), "{status}");
+}

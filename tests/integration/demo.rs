@@ -148,6 +148,10 @@ fn the_demo_runs_the_whole_product_on_its_bundled_study() {
     assert!(dir.join("mismatches.html").is_file() && dir.join("auc.html").is_file(), "{said}");
     assert!(stdout.contains(&format!("labfeed --config {} report mismatches", config.display())), "{said}");
     assert!(stdout.contains(&format!("  {}", dir.join("auc.html").display())), "{said}");
+    // The console: the command to start it and the demo login.
+    assert!(stdout.contains(&format!("labfeed --config {} serve", config.display())), "{said}");
+    assert!(stdout.contains("open http://127.0.0.1:8080/ and sign in as demo.dm"), "{said}");
+    assert!(std::fs::read_to_string(dir.join("accounts.txt")).unwrap().contains("demo.dm"), "{said}");
     assert_eq!(out.status.code(), Some(0), "{said}");
 }
 

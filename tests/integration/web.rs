@@ -453,6 +453,31 @@ fn failed_web_logins_are_audited_and_five_refuse_the_account_on_the_command_line
 }
 
 #[test]
+fn an_account_disabled_on_the_command_line_loses_its_live_session_at_the_next_request() {
+    let t = study();
+    let console = Console::start(&t);
+    let dm = console.sign_in(DATA_MANAGER.0, DATA_MANAGER.1);
+    let admin = console.sign_in(ADMIN.0, ADMIN.1);
+    assert_eq!(console.get("/mismatches", Some(&dm)).status, 200);
+    // Another process: the command line, while the console runs.
+    let out = t.run_with_stdin(
+        &["--user", ADMIN.0, "--password-stdin", "user", "disable", DATA_MANAGER.0, "--reason", "left the study"],
+        &format!("{}\n", ADMIN.1),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = console.get("/mismatches", Some(&dm));
+    assert!(is_login_redirect(&page), "a page after the disable: {page:?}");
+    assert!(!page.body.contains("Open mismatches"), "{}", page.body);
+    let action = console.post("/logout", Some(&dm), &[("csrf", &dm.csrf)], &[]);
+    assert_eq!(action.status, 401, "an action after the disable: {action:?}");
+    // The session is gone for good, and the account cannot sign in again; others go on.
+    assert!(is_login_redirect(&console.get("/", Some(&dm))));
+    let again = console.post("/login", None, &[("name", DATA_MANAGER.0), ("password", DATA_MANAGER.1)], &[]);
+    assert_eq!(again.status, 401, "{again:?}");
+    assert_eq!(console.get("/mismatches", Some(&admin)).status, 200);
+}
+
+#[test]
 fn a_state_change_from_another_origin_is_refused_with_403() {
     let t = study();
     let console = Console::start(&t);

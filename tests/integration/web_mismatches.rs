@@ -335,6 +335,17 @@ fn decide_in_the_browser(t: TempStudy) {
     );
     assert_eq!(marked.status, 303, "{}", marked.body);
     assert_eq!(report(&t, false).len(), before.len() - 2);
+
+    // The queue is kept between requests, until the data change: a rerun
+    // ingested on the command line meanwhile is listed at once.
+    assert_eq!(console.get("/mismatches?code=DUPLICATE_CONFLICT", &dm).rows(), 0);
+    let rerun = central("C4", "U01", "S-1", "20260302083000", "0.31");
+    assert!(ingest_bytes(&t, "C4", rerun.as_bytes()).contains("1 mismatch"));
+    let queue = console.get("/mismatches?code=DUPLICATE_CONFLICT", &dm);
+    assert_eq!(queue.rows(), 1, "{}", queue.body);
+    assert_eq!(console.get("/mismatches", &dm).rows(), 50);
+    let all = console.get("/mismatches?page=2", &dm);
+    assert_eq!(all.rows(), report(&t, false).len() - 1 - 50, "{}", all.body);
 }
 
 #[test]

@@ -6,6 +6,8 @@ mod login;
 mod mismatches;
 mod today;
 
+pub use mismatches::QueueCache;
+
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

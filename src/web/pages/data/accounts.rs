@@ -199,7 +199,6 @@ pub async fn disable(
     require(&who, Role::Admin, "disabling an account")?;
     let reason = optional_reason(&form.reason)?;
     let name = form.name.trim().to_owned();
-    let disabled = name.clone();
     let account = who.account.clone();
     let done = console
         .with_store(Access::Write, move |store, _| {
@@ -217,9 +216,6 @@ pub async fn disable(
             Ok(Ok(()))
         })
         .await?;
-    if done.is_ok() {
-        // A disabled account is signed out of this console at once.
-        console.sessions.end_all_of(&disabled);
-    }
+    // Its sessions end at their next request (see `web::guard`).
     answer(done)
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::segment;
 use crate::report::auc::{AUC_COLUMNS, auc_heading, auc_record, auc_rows};
-use crate::store::ResultRow;
+use crate::store::Scope;
 use crate::study::config::{BaselineSample, BlqRule, Config, MissingRule};
 use crate::web::pages::{PageError, layout};
 use crate::web::session::SignedIn;
@@ -69,31 +69,31 @@ pub async fn page(
     Extension(who): Extension<SignedIn>,
     Query(params): Query<Params>,
 ) -> Result<Markup, PageError> {
-    let (rows, locks, now) = console
-        .with_store(Access::Read, |store, config| {
+    let after = params.after.clone();
+    let (rows, locks, now, last) = console
+        .with_store(Access::Read, move |store, config| {
             let now = jiff::Timestamp::now();
-            let (results, visits, locks) = store.read(|r| {
-                let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
-                Ok((results, r.visits()?, r.locks()?))
+            // One page of participants, and the results and visits of those
+            // only (a visit's delta needs its baseline: the same participant's).
+            let (results, visits, locks, last) = store.read(|r| {
+                let mut page = r.participants_after(&after, PARTICIPANTS_PER_PAGE as i64 + 1)?;
+                let more = page.len() > PARTICIPANTS_PER_PAGE;
+                page.truncate(PARTICIPANTS_PER_PAGE);
+                let (Some(first), Some(last)) = (page.first(), page.last()) else {
+                    return Ok((Vec::new(), Vec::new(), r.locks()?, None));
+                };
+                let scope = Scope::Participants { first: first.code.clone(), last: last.code.clone() };
+                // The next page starts after the last of these, when there is one.
+                let last = more.then(|| last.code.clone());
+                Ok((r.current_results_in(&scope)?, r.visits_in(&scope)?, r.locks()?, last))
             })?;
-            Ok((auc_rows(config, &results, &visits, now), locks, now))
+            Ok((auc_rows(config, &results, &visits, now), locks, now, last))
         })
         .await?;
     let config = &console.config;
     let zone = config.study.timezone.as_str();
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
     let (names, numbers) = AUC_COLUMNS.split_at(3);
-    // The whole table is computed (a visit's delta needs its baseline); a
-    // page shows the rows of up to PARTICIPANTS_PER_PAGE participants.
-    let total = rows.len();
-    let mut codes: Vec<&str> =
-        rows.iter().map(|r| r.participant.as_str()).filter(|p| *p > params.after.as_str()).collect();
-    codes.dedup();
-    let more = codes.len() > PARTICIPANTS_PER_PAGE;
-    codes.truncate(PARTICIPANTS_PER_PAGE);
-    let last = codes.last().map(|c| (*c).to_owned());
-    let rows: Vec<&crate::study::auc::AucRow> =
-        rows.iter().filter(|r| codes.binary_search(&r.participant.as_str()).is_ok()).collect();
     let body = html! {
         p { "As of " (super::local(now, zone)) ". The same rows as " code { "labfeed report auc" } "." }
         section aria-labelledby="settings" {
@@ -125,7 +125,7 @@ pub async fn page(
                     }
                 }
                 tbody {
-                    @for row in rows.iter().copied() {
+                    @for row in &rows {
                         @let fields = auc_record(row);
                         @let unit = config.analytes.get(&row.analyte).map(|a| a.unit.as_str()).unwrap_or("");
                         tr {
@@ -149,13 +149,13 @@ pub async fn page(
                     }
                 }
             }
-            @if total == 0 { p { "No AUC rows yet: no visit's meal has started." } }
-            @else { p { (crate::report::wording::plural(rows.len(), "AUC row", "AUC rows")) " shown of " (total) "." } }
+            @if rows.is_empty() && params.after.is_empty() { p { "No AUC rows yet: no visit's meal has started." } }
+            @else { p { (crate::report::wording::plural(rows.len(), "AUC row", "AUC rows")) " shown." } }
             nav.pages aria-label="AUC pages" {
                 @if !params.after.is_empty() { a href="/auc" { "First page" } }
-                @if more { @if let Some(last) = &last {
+                @if let Some(last) = &last {
                     a href=(format!("/auc?after={}", segment(last))) rel="next" { "Next " (PARTICIPANTS_PER_PAGE) " participants" }
-                } }
+                }
             }
             p { a href="/exports/auc.csv" download { "Download the AUC table (CSV, as report auc --format csv)" } }
         }

@@ -18,7 +18,7 @@ use crate::login::{LoginError, authenticate, signature};
 use crate::report::html::{Marks, participant_chart};
 use crate::report::plot::chart_svg;
 use crate::report::wording::{Signers, current_state};
-use crate::store::{Lock, LockScope, MismatchRow, Participant, ResultRow, Role, Visit};
+use crate::store::{Lock, LockScope, MismatchRow, Participant, ResultRow, Role, Scope, Visit};
 use crate::study::config::Config;
 use crate::web::pages::{PageError, check_csrf, csrf_field, layout, require};
 use crate::web::session::SignedIn;
@@ -109,7 +109,7 @@ async fn view(console: &Shared, code: String) -> Result<View, PageError> {
         .with_store(Access::Read, move |store, _| {
             Ok(store.read(|r| {
                 let Some(participant) = r.participant(&wanted)? else { return Ok(None) };
-                let visits: Vec<Visit> = r.visits()?.into_iter().filter(|v| v.participant == wanted).collect();
+                let visits: Vec<Visit> = r.visits_in(&Scope::Participant(wanted.clone()))?;
                 Ok(Some(View {
                     participant,
                     visits,
