@@ -104,12 +104,6 @@ pub fn ingest_batch(
     config: &Config,
     deliveries: &[Delivery<'_>],
 ) -> Result<Vec<Summary>, IngestError> {
-    struct Prepared {
-        format: Option<Format>,
-        parsed: Vec<MessageOutcome>,
-        personal: Vec<crate::store::PersonalField>,
-        sha256: String,
-    }
     let study_codes = std::cell::RefCell::new(std::collections::HashMap::new());
     let prepared: Vec<Prepared> = deliveries
         .iter()
@@ -146,6 +140,14 @@ pub fn ingest_batch(
             .flat_map(|m| m.results.iter().filter_map(|r| r.sample_id.as_deref()))
             .collect();
         tx.expect_samples(&samples)?;
+        let new: Vec<(&Delivery<'_>, &Prepared)> = deliveries
+            .iter()
+            .zip(&prepared)
+            .zip(&received)
+            .filter(|(_, (raw_id, _))| !processed.contains(raw_id))
+            .map(|(pair, _)| pair)
+            .collect();
+        tx.expect_visit_slots(&visits_of(tx, config, &new)?)?;
         let mut summaries = Vec::with_capacity(deliveries.len());
         for ((d, p), &(raw_id, receipt_id)) in deliveries.iter().zip(&prepared).zip(&received) {
             let mut run = Run {
@@ -217,6 +219,36 @@ pub fn ingest_batch(
         Ok(summaries)
     })?;
     Ok(summaries)
+}
+
+/// The visits whose slots the new results of a batch land in, as matching
+/// finds them (it reads only study data, which the batch does not change).
+fn visits_of(
+    tx: &Tx<'_>,
+    config: &Config,
+    deliveries: &[(&Delivery<'_>, &Prepared)],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut visits = std::collections::BTreeSet::new();
+    for (d, p) in deliveries {
+        for m in p.parsed.iter().flatten() {
+            let instrument = resolve_instrument(config, d.instrument.as_deref(), m.sender.as_deref());
+            for result in &m.results {
+                let a = with_study(tx, |study| assess(config, instrument, m.sender.as_deref(), result, study))?;
+                if let Some(slot) = a.slot {
+                    visits.insert((slot.participant, slot.visit));
+                }
+            }
+        }
+    }
+    Ok(visits.into_iter().collect())
+}
+
+/// A delivery parsed, before anything of it is stored.
+struct Prepared {
+    format: Option<Format>,
+    parsed: Vec<MessageOutcome>,
+    personal: Vec<crate::store::PersonalField>,
+    sha256: String,
 }
 
 /// A file refused unread (too large, a link, a folder, a pipe): nothing of

@@ -149,6 +149,15 @@ impl Memo {
         }
     }
 
+    /// A mismatch just written, open, about `slot`: known with the rest of
+    /// its slot's (or read with them later).
+    pub(crate) fn opened(&mut self, slot: Slot, row: MismatchRow) {
+        let visit_read = self.slots_read.contains(&(slot.participant.clone(), slot.visit.clone()));
+        if visit_read && !self.forgotten_open.contains(&slot) {
+            self.open.entry(slot).or_default().push(row);
+        }
+    }
+
     /// The next write to `result` or `mismatch` changes `slot` alone (or,
     /// with `None`, a row of no slot: a mismatch of a whole message or file).
     pub(crate) fn about(&mut self, slot: Option<Slot>) {
@@ -236,6 +245,31 @@ mod tests {
             memo.wrote(table);
             assert!(matches!(memo.history(&slot(15)), Known::No { visit_read: false }), "{table}");
         }
+    }
+
+    #[test]
+    fn a_mismatch_written_is_known_open_in_its_slot() {
+        let mut memo = Memo::default();
+        let row = |id: i64| MismatchRow {
+            id: crate::store::types::MismatchId(id),
+            code: crate::store::types::MismatchCode::OutOfWindow,
+            holds: false,
+            observation_id: None,
+            message_id: None,
+            receipt_id: crate::store::types::ReceiptId(1),
+            participant: Some("P1".into()),
+            visit: Some("V1".into()),
+            minute: Some(0),
+            analyte: Some("c_peptide".into()),
+            detail: String::new(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            resolution: None,
+        };
+        memo.opened(slot(0), row(1));
+        assert!(matches!(memo.open(&slot(0)), Known::No { visit_read: false }), "its visit is read later");
+        memo.set_visit_slots("P1", "V1", Vec::new(), Vec::new());
+        memo.opened(slot(0), row(2));
+        assert!(matches!(memo.open(&slot(0)), Known::Yes(rows) if rows == [row(2)]));
     }
 
     #[test]

@@ -215,6 +215,17 @@ fn arrival_row(row: &Row, at: usize) -> Result<LastArrival, StoreError> {
     })
 }
 
+/// The slot of an open mismatch of visit `participant`, `visit` (read with
+/// its minute and analyte known).
+fn mismatch_slot(participant: &str, visit: &str, m: &MismatchRow) -> Slot {
+    Slot {
+        participant: participant.to_owned(),
+        visit: visit.to_owned(),
+        minute: m.minute.unwrap_or_default(),
+        analyte: m.analyte.clone().unwrap_or_default(),
+    }
+}
+
 /// Values per `IN (…)` list: one statement text for every batch (prepared
 /// once on PostgreSQL), well within both engines' parameter limits.
 const IN_LIST: usize = 128;
@@ -352,6 +363,59 @@ impl<'c> Reader<'c> {
         Ok(())
     }
 
+    /// Read the slots of these visits (participant, visit) into the memo at
+    /// once: before a batch writes anything, so that on PostgreSQL no read
+    /// in the middle waits for its held-back rows (see [`Reader::expect_contents`]).
+    pub fn expect_visit_slots(&self, visits: &[(String, String)]) -> Result<(), StoreError> {
+        let Some(memo) = self.memo() else { return Ok(()) };
+        let pairs = IN_LIST / 2;
+        let list = (0..pairs)
+            .map(|i| format!("(CAST(?{} AS TEXT), CAST(?{} AS TEXT))", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in visits.chunks(pairs) {
+            let mut values: Vec<&dyn crate::store::sql::Param> = Vec::with_capacity(IN_LIST);
+            for i in 0..pairs {
+                if let Some((p, v)) = chunk.get(i).or(chunk.last()) {
+                    values.push(p);
+                    values.push(v);
+                }
+            }
+            let history: Vec<ResultRow> = self.db().query_all(
+                &format!(
+                    "SELECT {RESULT_COLUMNS} FROM result r WHERE (r.participant, r.visit) IN (VALUES {list})
+                     ORDER BY r.participant, r.visit, r.minute, r.analyte, r.version"
+                ),
+                &values,
+                |r| result_row(r, 0),
+            )?;
+            let open: Vec<MismatchRow> = self.db().query_all(
+                &format!(
+                    "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
+                     WHERE s.id IS NULL AND {NOT_MISSING} AND (m.participant, m.visit) IN (VALUES {list})
+                       AND m.minute IS NOT NULL AND m.analyte IS NOT NULL
+                     ORDER BY m.id"
+                ),
+                &values,
+                |r| mismatch_row(r, 0),
+            )?;
+            let mut memo = memo.borrow_mut();
+            for (p, v) in chunk {
+                let of_visit = |participant: &Option<String>, visit: &Option<String>| {
+                    participant.as_deref() == Some(p.as_str()) && visit.as_deref() == Some(v.as_str())
+                };
+                let rows = history.iter().filter(|r| r.slot.participant == *p && r.slot.visit == *v).cloned().collect();
+                let mismatches = open
+                    .iter()
+                    .filter(|m| of_visit(&m.participant, &m.visit))
+                    .map(|m| (mismatch_slot(p, v, m), m.clone()))
+                    .collect();
+                memo.set_visit_slots(p, v, rows, mismatches);
+            }
+        }
+        Ok(())
+    }
+
     /// Which of these contents were processed to the end before (see
     /// [`Reader::raw_processed`]), in one query per few hundred.
     pub fn raws_processed(&self, raw_ids: &[RawId]) -> Result<std::collections::HashSet<RawId>, StoreError> {
@@ -393,13 +457,7 @@ impl<'c> Reader<'c> {
             params![participant, visit],
             |r| {
                 let row = mismatch_row(r, 0)?;
-                let slot = Slot {
-                    participant: participant.to_owned(),
-                    visit: visit.to_owned(),
-                    minute: row.minute.unwrap_or_default(),
-                    analyte: row.analyte.clone().unwrap_or_default(),
-                };
-                Ok((slot, row))
+                Ok((mismatch_slot(participant, visit, &row), row))
             },
         )?;
         memo.borrow_mut().set_visit_slots(participant, visit, history, open);

@@ -482,7 +482,8 @@ impl<'c> Tx<'c> {
             (Some(p), Some(v), Some(minute), Some(a)) => Some(Slot::new(p, v, minute, a)),
             _ => None,
         };
-        self.about(slot);
+        // The memo learns the new row below rather than forgetting the slot's.
+        self.about(None);
         let id = MismatchId(self.db().insert(
             "INSERT INTO mismatch
                    (code, holds, observation_id, message_id, receipt_id, participant, visit, minute, analyte,
@@ -508,6 +509,24 @@ impl<'c> Tx<'c> {
                     "participant": m.participant, "visit": m.visit, "minute": m.minute, "analyte": m.analyte,
                     "detail": m.detail })
         })?;
+        if let (Some(slot), Some(memo)) = (slot, self.db().memo()) {
+            let row = MismatchRow {
+                id,
+                code: m.code,
+                holds: m.holds,
+                observation_id: m.observation_id,
+                message_id: m.message_id,
+                receipt_id: m.receipt_id,
+                participant: m.participant.clone(),
+                visit: m.visit.clone(),
+                minute: m.minute,
+                analyte: m.analyte.clone(),
+                detail: m.detail.clone(),
+                created_at: self.now(),
+                resolution: None,
+            };
+            memo.borrow_mut().opened(slot, row);
+        }
         Ok(id)
     }
 
