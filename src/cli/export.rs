@@ -1,6 +1,6 @@
 //! `labfeed export results [--output PATH]`: accepted results as CSV (SPEC §5).
 //! `labfeed export lb [--output PATH]`: the same results as the CDISC SDTM LB
-//! domain, with a NOT DONE record for each scheduled result still missing.
+//! domain, with a NOT DONE record for each slot marked not done.
 //!
 //! One row per slot (participant, visit, minute, analyte) with its latest
 //! version, in participant code order. Held-back results (open mismatches)
@@ -25,7 +25,7 @@ pub struct ExportArgs {
 pub enum Export {
     /// Accepted results (latest version of each), CSV.
     Results(ResultsArgs),
-    /// CDISC SDTM LB domain: accepted results and NOT DONE records for missing ones, CSV.
+    /// CDISC SDTM LB domain: accepted results and NOT DONE records for slots marked not done.
     Lb(LbArgs),
 }
 

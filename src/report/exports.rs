@@ -5,11 +5,12 @@
 
 use anyhow::Context;
 
+use crate::report::LbRecord;
 use crate::report::review::Review;
-use crate::report::{lb_records_with_not_done, write_lb_csv, write_mismatches_csv, write_results_csv};
+use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
 use crate::store::{ResultRow, Store};
 use crate::study::config::Config;
-use crate::study::missing::{missing_results, not_done_results};
+use crate::study::missing::not_done_results;
 
 /// A finished CSV file and how many rows it has (the header not counted).
 pub struct Csv {
@@ -25,20 +26,24 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
     Ok(Csv { bytes, rows: rows.len() })
 }
 
-/// The SDTM LB domain, with NOT DONE records for missing results.
-pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
-    // Results, visits and the missing slots from one snapshot, so a result
+/// The SDTM LB records: accepted results and slots marked not done.
+pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
+    // Results, visits and the marked slots from one snapshot, so a result
     // arriving meanwhile is never both a record and NOT DONE.
-    let records = store
+    store
         .read(|r| {
             let results = r.current_results()?;
             let visits = r.visits()?;
             let states = r.slot_states()?;
-            let missing = missing_results(config, &visits, &states, now);
             let not_done = not_done_results(config, &visits, &states, now);
-            Ok(lb_records_with_not_done(config, &results, &visits, &missing, &not_done))
+            Ok(lb_records(config, &results, &visits, &not_done))
         })
-        .context("reading the accepted results and visits")?;
+        .context("reading the accepted results and visits")
+}
+
+/// The SDTM LB domain as CSV.
+pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
+    let records = lb(config, store, now)?;
     let mut bytes = Vec::new();
     write_lb_csv(&mut bytes, &records)?;
     Ok(Csv { bytes, rows: records.len() })

@@ -8,8 +8,8 @@
 //! `\n` line ends, and the header row is always written, even with no rows
 //! (SPEC §7).
 //!
-//! `sdtm` (the LB domain) also merges in the missing results, so it sorts its
-//! records itself, in the same neutral order.
+//! `sdtm` (the LB domain) also merges in the slots marked not done, so it
+//! sorts its records itself, in the same neutral order.
 
 pub mod auc;
 pub mod audit;
@@ -32,4 +32,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
-pub use sdtm::{LB_COLUMNS, LbRecord, lb_records, lb_records_with_not_done, write_lb_csv};
+pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, lb_records, write_lb_csv};

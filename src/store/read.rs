@@ -107,7 +107,7 @@ pub(super) fn mismatch_row(row: &Row, at: usize) -> Result<MismatchRow, StoreErr
 const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
      o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, \
      coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
-               ORDER BY x.id DESC LIMIT 1), o.collected_offset)";
+               ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags";
 
 fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
     Ok(Provenance {
@@ -123,6 +123,7 @@ fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
         received_at: row.get(at + 9)?,
         origin: row.get(at + 10)?,
         collected_offset: row.get(at + 11)?,
+        flags: row.get(at + 12)?,
     })
 }
 
