@@ -1,6 +1,7 @@
 //! `labfeed export results [--output PATH]`: accepted results as CSV (SPEC §5).
-//! `labfeed export lb [--output PATH]`: the same results as the CDISC SDTM LB
-//! domain, with a NOT DONE record for each slot marked not done.
+//! `labfeed export lb [--format csv|xpt] [--output PATH]`: the same results
+//! as the CDISC SDTM LB domain, with a NOT DONE record for each slot marked
+//! not done; as CSV or as a SAS XPORT v5 file.
 //!
 //! One row per slot (participant, visit, minute, analyte) with its latest
 //! version, in participant code order. Held-back results (open mismatches)
@@ -9,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::Outcome;
 use crate::cli::open_for_reading;
@@ -38,9 +39,21 @@ pub struct ResultsArgs {
 
 #[derive(Debug, Args)]
 pub struct LbArgs {
-    /// Write to this file (created or replaced) instead of standard output.
+    /// csv: a header row and one line per record; xpt: SAS XPORT v5 (dataset LB), written to lb.xpt
+    /// unless --output says where.
+    #[arg(long, value_enum, default_value_t = LbFormat::Csv)]
+    pub format: LbFormat,
+
+    /// Write to this file (created or replaced) instead of standard output (csv) or lb.xpt (xpt).
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LbFormat {
+    Csv,
+    /// SAS XPORT version 5, as FDA and CDISC take datasets.
+    Xpt,
 }
 
 pub fn run(config_path: &Path, args: &ExportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -64,7 +77,24 @@ fn results(
 
 fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let csv = crate::report::exports::lb_csv(&config, &store, jiff::Timestamp::now())?;
-    deliver(&csv.bytes, args.output.as_deref(), csv.rows, "LB records", out, err)?;
-    Ok(Outcome::Ok)
+    let now = jiff::Timestamp::now();
+    if args.format == LbFormat::Csv {
+        let csv = crate::report::exports::lb_csv(&config, &store, now)?;
+        deliver(&csv.bytes, args.output.as_deref(), csv.rows, "LB records", out, err)?;
+        return Ok(Outcome::Ok);
+    }
+    let records = crate::report::exports::lb(&config, &store, now)?;
+    let path = args.output.clone().unwrap_or_else(|| PathBuf::from("lb.xpt"));
+    match crate::report::lb_xpt(&records, jiff::tz::TimeZone::UTC.to_datetime(now)) {
+        Ok(bytes) => {
+            deliver(&bytes, Some(&path), records.len(), "LB records", out, err)?;
+            Ok(Outcome::Ok)
+        }
+        // A value the format cannot hold is the data's problem, not usage:
+        // nothing is written, so no half-right file is left behind.
+        Err(problem) => {
+            writeln!(err, "labfeed: {} not written: {problem}", path.display())?;
+            Ok(Outcome::Rejected)
+        }
+    }
 }

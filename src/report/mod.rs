@@ -25,6 +25,7 @@ pub mod sdtm;
 #[cfg(test)]
 mod test_rows;
 pub mod wording;
+pub mod xpt;
 
 pub use format::{format_value, utc_time};
 pub use mismatches::{
@@ -32,4 +33,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
-pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, lb_records, write_lb_csv};
+pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, lb_records, lb_xpt, write_lb_csv};

@@ -20,18 +20,11 @@ use std::io::Write;
 
 use crate::local_time::LocalTime;
 use crate::report::format::format_value;
+use crate::report::xpt::{self, Dataset, Variable};
 use crate::store::{CurrentResult, NotDoneMark, Visit};
 use crate::study::config::Config;
 use crate::study::missing::MissingResult;
 use crate::value::Comparator;
-
-/// One LB variable: name, label (as in the IG) and whether it is numeric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Variable {
-    pub name: &'static str,
-    pub label: &'static str,
-    pub numeric: bool,
-}
 
 const fn text(name: &'static str, label: &'static str) -> Variable {
     Variable { name, label, numeric: false }
@@ -382,6 +375,20 @@ fn flag_last_before_exposure(config: &Config, keyed: &mut [(SortKey, LbRecord)])
             record.lblobxfl = "Y".to_owned();
         }
     }
+}
+
+/// `lb.xpt`: the records as SAS XPORT v5 dataset `LB`. A value v5 cannot
+/// hold (non-ASCII, over 200 bytes) is refused naming the variable and the
+/// record (USUBJID and LBSEQ): nothing is cut or transliterated.
+pub fn lb_xpt(records: &[LbRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
+    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
+    let dataset = Dataset { name: "LB", label: "Laboratory Test Results", variables: &LB_VARIABLES, rows: &rows };
+    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+        Some(record) => {
+            format!("{} of the record USUBJID {} LBSEQ {}: {}", e.variable, record.usubjid, record.lbseq, e.problem)
+        }
+        None => e.to_string(),
+    })
 }
 
 /// Write the header row, then one row per record, in the order given.

@@ -277,3 +277,85 @@ fn export_lb_of_an_empty_study_is_just_the_header_and_without_a_database_exits_2
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", HEADER.join(",")));
 }
+
+/// What pyreadstat (ReadStat, an independent reader) finds in an XPT file:
+/// dataset name and label, variable names and labels, and the rows, numbers
+/// as Python `repr` of the float and missing ones as null.
+fn read_with_pyreadstat(path: &std::path::Path) -> serde_json::Value {
+    let script = "import sys, json, math, pyreadstat\n\
+                  data, meta = pyreadstat.read_xport(sys.argv[1], output_format='dict')\n\
+                  def cell(v):\n\
+                  \x20   if v is None or isinstance(v, str): return v\n\
+                  \x20   f = float(v)\n\
+                  \x20   return None if math.isnan(f) else repr(f)\n\
+                  columns = [list(data[c]) for c in meta.column_names]\n\
+                  rows = [[cell(v) for v in r] for r in zip(*columns)]\n\
+                  print(json.dumps({'name': meta.table_name, 'label': meta.file_label, 'columns': meta.column_names,\n\
+                  \x20   'labels': meta.column_labels, 'types': [meta.readstat_variable_types[c] for c in meta.column_names],\n\
+                  \x20   'rows': rows}))\n";
+    let out = std::process::Command::new("python3").args(["-c", script]).arg(path).output().expect("python3");
+    assert!(out.status.success(), "pyreadstat refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// SPEC §12: `lb.xpt` holds what the CSV holds, with the IG's labels, and an
+/// independent reader agrees.
+#[test]
+#[ignore = "needs python3 with pyreadstat (pip install pyreadstat); .ci/run installs it and runs ignored tests"]
+fn export_lb_xpt_reads_back_with_pyreadstat_as_the_csv() {
+    let s = study();
+    let csv = csv_rows(&String::from_utf8(s.run(&["export", "lb"]).stdout).unwrap());
+    let out = s.run_in(s.dir.path(), &["export", "lb", "--format", "xpt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "lb.xpt: 5 LB records\n", "written to lb.xpt by default");
+    let read = read_with_pyreadstat(&s.dir.path().join("lb.xpt"));
+
+    assert_eq!(read["name"], "LB");
+    assert_eq!(read["label"], "Laboratory Test Results");
+    assert_eq!(read["columns"], serde_json::json!(HEADER));
+    let labels = read["labels"].as_array().unwrap();
+    assert_eq!(labels[0], "Study Identifier");
+    assert_eq!(labels[10], "Reference Range Lower Limit in Orig Unit");
+    assert_eq!(labels[21], "Last Observation Before Exposure Flag");
+    let numeric = ["LBSEQ", "LBSTRESN", "LBSTNRLO", "LBSTNRHI", "LBLLOQ", "VISITNUM", "LBTPTNUM"];
+    for (column, kind) in HEADER.iter().zip(read["types"].as_array().unwrap()) {
+        let want = if numeric.contains(column) { "double" } else { "string" };
+        assert_eq!(kind, want, "{column}");
+    }
+    let rows = read["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), csv.len() - 1);
+    for (r, (xpt, csv)) in rows.iter().zip(&csv[1..]).enumerate() {
+        for (c, (x, v)) in xpt.as_array().unwrap().iter().zip(csv).enumerate() {
+            let same = match x {
+                serde_json::Value::Null => v.is_empty(),
+                serde_json::Value::String(x) if numeric.contains(&HEADER[c]) => {
+                    x.parse::<f64>().unwrap() == v.parse::<f64>().unwrap()
+                }
+                serde_json::Value::String(x) => x == v,
+                _ => false,
+            };
+            assert!(same, "row {} {}: xpt {x}, csv {v:?}", r + 1, HEADER[c]);
+        }
+    }
+}
+
+#[test]
+fn export_lb_xpt_names_the_variable_and_record_of_a_value_v5_cannot_hold_and_writes_nothing() {
+    let s = study();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, config.replace("name = \"Baseline\"", "name = \"Baslinjebesök\"")).unwrap();
+    let path = s.dir.path().join("out.xpt");
+    let out = s.run(&["export", "lb", "--format", "xpt", "--output", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "labfeed: {} not written: VISIT of the record USUBJID NCT02057211-U07 LBSEQ 1: \"Baslinjebesök\" holds \
+             'ö': SAS XPORT v5 takes printable ASCII only\n",
+            path.display()
+        )
+    );
+    assert!(!path.exists());
+    // The CSV has no such limit.
+    assert_eq!(s.run(&["export", "lb"]).status.code(), Some(0));
+}
