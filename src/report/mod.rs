@@ -33,4 +33,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
-pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, lb_records, lb_xpt, write_lb_csv};
+pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, Sent, SentDetails, lb_records, lb_xpt, write_lb_csv};

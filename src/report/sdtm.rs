@@ -21,7 +21,8 @@ use std::io::Write;
 use crate::local_time::LocalTime;
 use crate::report::format::format_value;
 use crate::report::xpt::{self, Dataset, Variable};
-use crate::store::{CurrentResult, NotDoneMark, Visit};
+use crate::store::{CurrentResult, NotDoneMark, ObservationId, Visit};
+use crate::study::cdisc::specimen_from_message;
 use crate::study::config::Config;
 use crate::study::missing::MissingResult;
 use crate::value::Comparator;
@@ -115,6 +116,54 @@ pub fn range_indicator(flags: Option<&str>) -> &'static str {
         "A" | "AA" => "ABNORMAL",
         _ => "",
     }
+}
+
+/// What a result's message said that the store does not keep in its own
+/// columns: read back from the stored copy of the message (which keeps
+/// these fields; see `ingest::privacy`) when the export runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// HL7 OBX-7, ASTM R.6.
+    pub reference_range: Option<String>,
+    /// HL7 SPM-4.
+    pub specimen_type: Option<String>,
+}
+
+/// [`Sent`] per observation.
+pub type SentDetails = BTreeMap<ObservationId, Sent>;
+
+/// A reference range as sent, split into its lower and upper limit as
+/// text: `0.37-1.47`, `0.37 - 1.47`, `3.5 to 4.5` (ASTM's form, text after
+/// `^` ignored), `0.270^4.20`, `<200` (upper only), `>5` (lower only).
+/// `decimal_comma`: the instrument writes `0,37`. Anything else (`Negative`,
+/// `70_105`) is not a numeric range: `None`.
+pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)> {
+    let number = |s: &str| {
+        let s = s.trim();
+        let dotted = if decimal_comma { s.replace(',', ".") } else { s.to_owned() };
+        (!s.is_empty() && dotted.parse::<f64>().is_ok_and(f64::is_finite)).then_some(dotted)
+    };
+    let mut parts = range.split('^');
+    let first = parts.next().unwrap_or_default().trim();
+    let lower_case = first.to_ascii_lowercase();
+    if let Some(at) = lower_case.find(" to ") {
+        return Some((number(first.get(..at)?)?, number(first.get(at + 4..)?)?));
+    }
+    for (comparator, upper) in [("<=", true), (">=", false), ("<", true), (">", false)] {
+        if let Some(bound) = first.strip_prefix(comparator) {
+            let bound = number(bound)?;
+            return Some(if upper { (String::new(), bound) } else { (bound, String::new()) });
+        }
+    }
+    // `lo-hi`: a `-` after the first character (the first may be a sign).
+    if let Some(at) =
+        first.char_indices().skip(1).find(|&(i, c)| c == '-' && number(&first[..i]).is_some()).map(|(i, _)| i)
+    {
+        return Some((number(&first[..at])?, number(&first[at + 1..])?));
+    }
+    // `lo^hi` (two numeric components, as some ASTM senders write it).
+    let second = parts.next()?;
+    Some((number(first)?, number(second)?))
 }
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
@@ -293,6 +342,7 @@ pub fn lb_records(
     results: &[CurrentResult],
     visits: &[Visit],
     not_done: &[(MissingResult, NotDoneMark)],
+    sent: &SentDetails,
 ) -> Vec<LbRecord> {
     let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
         visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
@@ -315,11 +365,32 @@ pub fn lb_records(
         (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
         record.lbstresu = r.unit.clone();
         record.lbnrind = range_indicator(p.flags.as_deref()).to_owned();
+        let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
+        let sent = sent.get(&r.observation_id);
+        let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
+        if let Some((low, high)) =
+            sent.and_then(|s| s.reference_range.as_deref()).and_then(|range| range_limits(range, decimal_comma))
+        {
+            // Standardised with the unit rule the result's value took.
+            let factor = p
+                .reported_unit
+                .as_deref()
+                .and_then(|unit| crate::study::units::analyte_factor(&slot.analyte, unit, &r.unit));
+            let standard = |limit: &str| match (limit.parse::<f64>(), factor) {
+                (Ok(x), Some(f)) => format_value(x * f),
+                _ => String::new(),
+            };
+            (record.lbstnrlo, record.lbstnrhi) = (standard(&low), standard(&high));
+            (record.lbornrlo, record.lbornrhi) = (low, high);
+        }
+        // The message's specimen when it names a common SPECTYPE term.
+        if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
+            record.lbspec = term.to_owned();
+        }
         record.lblloq = config.analytes.get(&slot.analyte).and_then(|a| a.lloq).map(format_value).unwrap_or_default();
         // An instrument whose collection time is a registration time (see
         // `trust_collection_time`) gives no LBDTC rather than a wrong one.
-        let trusted =
-            p.instrument.as_deref().and_then(|name| config.instrument(name)).is_none_or(|i| i.trust_collection_time);
+        let trusted = instrument.is_none_or(|i| i.trust_collection_time);
         if trusted {
             record.lbdtc = p.collected_time().unwrap_or_default();
         }
@@ -486,6 +557,61 @@ mod tests {
     }
 
     #[test]
+    fn reference_ranges_split_into_limits_as_sent() {
+        let both = |lo: &str, hi: &str| Some((lo.to_owned(), hi.to_owned()));
+        let cases = [
+            ("0.37-1.47", false, both("0.37", "1.47")),
+            ("0.37 - 1.47", false, both("0.37", "1.47")),
+            ("3.5 to 4.5", false, both("3.5", "4.5")),
+            ("136 TO 145", false, both("136", "145")),
+            ("222 to 1439^normal", false, both("222", "1439")),
+            ("0.270^4.20", false, both("0.270", "4.20")),
+            ("-2-2", false, both("-2", "2")),
+            ("-3--1", false, both("-3", "-1")),
+            ("<200", false, both("", "200")),
+            ("<=5.5", false, both("", "5.5")),
+            (">5", false, both("5", "")),
+            ("0,37-1,47", true, both("0.37", "1.47")),
+            ("0,37-1,47", false, None),
+            ("Negative", false, None),
+            ("70_105", false, None),
+            ("^", false, None),
+            ("5-", false, None),
+        ];
+        for (range, comma, expected) in cases {
+            assert_eq!(range_limits(range, comma), expected, "{range:?}");
+        }
+    }
+
+    #[test]
+    fn the_messages_range_is_converted_like_the_value_and_its_specimen_wins_when_it_is_a_term() {
+        let config = config();
+        let mut cpep = result(Slot::new("U01", "V0", 0, "c_peptide"), 0.9 * 0.33109, None, ("0.9", "ng/mL"));
+        cpep.result.observation_id = crate::store::ObservationId(1);
+        let mut gluc = result(Slot::new("U01", "V0", 0, "glucose"), 5.0, None, ("5.0", "mmol/L"));
+        gluc.result.observation_id = crate::store::ObservationId(2);
+        let sent = SentDetails::from([
+            (
+                crate::store::ObservationId(1),
+                Sent { reference_range: Some("1.1-4.4".into()), specimen_type: Some("PLAS".into()) },
+            ),
+            (
+                crate::store::ObservationId(2),
+                Sent { reference_range: Some("Negative".into()), specimen_type: Some("UR".into()) },
+            ),
+        ]);
+        let records = lb_records(&config, &[cpep, gluc], &[], &[], &sent);
+        let r = &records[0];
+        // 1.1 × 0.33109 = 0.364199, 4.4 × 0.33109 = 1.456796 nmol/L.
+        let limits = (r.lbornrlo.as_str(), r.lbornrhi.as_str(), r.lbstnrlo.as_str(), r.lbstnrhi.as_str());
+        assert_eq!(limits, ("1.1", "4.4", "0.364199", "1.456796"));
+        assert_eq!(r.lbspec, "PLASMA", "SPM-4 PLAS over the configured SERUM");
+        let r = &records[1];
+        assert_eq!((r.lbornrlo.as_str(), r.lbstnrhi.as_str()), ("", ""), "not a numeric range");
+        assert_eq!(r.lbspec, "PLASMA", "an SPM-4 that is no common term leaves the configured one");
+    }
+
+    #[test]
     fn range_indicators_come_from_the_first_flag() {
         let cases = [
             (Some("N"), "NORMAL"),
@@ -534,7 +660,7 @@ mod tests {
         let mut censored = censored;
         censored.provenance.sample_id = Some("U07-V4-T90".into());
         censored.provenance.flags = Some("L".into());
-        let records = lb_records(&config, &[censored], &visits, &[]);
+        let records = lb_records(&config, &[censored], &visits, &[], &SentDetails::new());
         assert_eq!(records.len(), 1);
         assert_eq!(
             records[0].fields(),
@@ -587,7 +713,7 @@ mod tests {
     fn only_a_slot_marked_not_done_is_a_not_done_record_with_the_reason_and_no_result() {
         let config = config();
         let marked = [(missing("U07", "V0", -10, "glucose"), mark("vein collapsed"))];
-        let records = lb_records(&config, &[], &[], &marked);
+        let records = lb_records(&config, &[], &[], &marked, &SentDetails::new());
         assert_eq!(records.len(), 1);
         let r = &records[0];
         assert_eq!((r.lbstat.as_str(), r.lbreasnd.as_str(), r.lbseq), ("NOT DONE", "vein collapsed", 1));
@@ -598,7 +724,10 @@ mod tests {
         assert_eq!((r.visitnum.as_str(), r.visit.as_str()), ("1", "Baseline"));
         assert_eq!((r.lbtpt.as_str(), r.lbtptnum.as_str(), r.lbeltm.as_str()), ("MMTT -10 MIN", "1", "-PT10M"));
         assert_eq!(r.lbrftdtc, "2026-03-02T08:30");
-        assert!(lb_records(&config, &[], &[], &[]).is_empty(), "an empty slot alone gives no record");
+        assert!(
+            lb_records(&config, &[], &[], &[], &SentDetails::new()).is_empty(),
+            "an empty slot alone gives no record"
+        );
     }
 
     #[test]
@@ -616,7 +745,7 @@ mod tests {
         ];
         // U03's 0-min draw was not done: its -10 min result is the last one.
         let marked = [(missing("U03", "V0", 0, "c_peptide"), mark("not drawn"))];
-        let records = lb_records(&config, &results, &[], &marked);
+        let records = lb_records(&config, &results, &[], &marked, &SentDetails::new());
         let flagged: Vec<String> = records
             .iter()
             .filter(|r| r.lblobxfl == "Y")
@@ -632,7 +761,9 @@ mod tests {
         );
         let mut no_baseline = config.clone();
         no_baseline.visits.iter_mut().for_each(|v| v.baseline = false);
-        assert!(lb_records(&no_baseline, &results, &[], &marked).iter().all(|r| r.lblobxfl.is_empty()));
+        assert!(
+            lb_records(&no_baseline, &results, &[], &marked, &SentDetails::new()).iter().all(|r| r.lblobxfl.is_empty())
+        );
     }
 
     #[test]
@@ -641,8 +772,13 @@ mod tests {
         let glucose = config.analytes.get_mut("glucose").unwrap();
         glucose.test_code = Some("GLUCPL".into());
         glucose.test_name = Some("Glucose, plasma".into());
-        let records =
-            lb_records(&config, &[result(Slot::new("U01", "V0", 0, "glucose"), 5.0, None, ("5", "mmol/L"))], &[], &[]);
+        let records = lb_records(
+            &config,
+            &[result(Slot::new("U01", "V0", 0, "glucose"), 5.0, None, ("5", "mmol/L"))],
+            &[],
+            &[],
+            &SentDetails::new(),
+        );
         let r = &records[0];
         assert_eq!(
             (r.lbtestcd.as_str(), r.lbtest.as_str(), r.lbspec.as_str()),
@@ -656,7 +792,7 @@ mod tests {
         config.analytes.get_mut("glucose").unwrap().specimen = None;
         let mut e411 = result(Slot::new("U07", "V9", 45, "glucose"), 5.4, None, ("5.4", "mmol/L"));
         e411.provenance.instrument = Some("cobas-e411".into());
-        let records = lb_records(&config, &[e411], &[], &[]);
+        let records = lb_records(&config, &[e411], &[], &[], &SentDetails::new());
         let r = &records[0];
         assert_eq!((r.lbrefid.as_str(), r.lbnrind.as_str()), ("", ""));
         assert_eq!(r.lbdtc, "", "the e411's O.8 is a registration time, not the draw time");
@@ -682,7 +818,7 @@ mod tests {
             (missing("U01", "V0", -10, "c_peptide"), mark("not drawn")),
             (missing("U02", "V0", -10, "glucose"), mark("not drawn")),
         ];
-        let records = lb_records(&config, &results, &[], &gaps);
+        let records = lb_records(&config, &results, &[], &gaps, &SentDetails::new());
         let order: Vec<String> = records
             .iter()
             .map(|r| format!("{} {} {} {} {} {}", r.usubjid, r.lbseq, r.visit, r.lbtestcd, r.lbtpt, r.lbstat))

@@ -419,6 +419,19 @@ impl<'c> Reader<'c> {
         })
     }
 
+    /// Where each current result's observation came from: its stored copy,
+    /// the message's number in it and the result's order in the message
+    /// (`export lb` reads the reference range and specimen type back there).
+    pub fn current_result_sources(&self) -> Result<Vec<(ObservationId, RawId, i64, i64)>, StoreError> {
+        self.db().query_all(
+            "SELECT r.observation_id, msg.raw_id, msg.number, o.seq FROM current_result r
+                 JOIN observation o ON o.id = r.observation_id
+                 JOIN message msg ON msg.id = o.message_id",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+    }
+
     /// The audit rows about one entity (`entity` is the table name, `entity_id`
     /// its key as text), oldest first.
     pub fn audit_trail(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>, StoreError> {

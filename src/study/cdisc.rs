@@ -61,17 +61,21 @@ pub fn check_specimen(specimen: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A specimen type as a message names it (HL7 SPM-4 text or code, e.g.
-/// `SER`, `PLAS`, `BLD`) as a SPECTYPE term, if it is a common one.
+/// A specimen type as a message names it (HL7 SPM-4 as `code^text^…`,
+/// HL7 table 0487 codes such as `SER`, `PLAS`, `BLDC`, or their text) as a
+/// SPECTYPE term: the first component that is a common one.
 pub fn specimen_from_message(sent: &str) -> Option<&'static str> {
-    let upper = sent.trim().to_ascii_uppercase();
-    Some(match upper.as_str() {
-        "SER" | "SERUM" => "SERUM",
-        "PLAS" | "PLASMA" | "PLS" => "PLASMA",
-        "SER/PLAS" | "SERUM OR PLASMA" => "SERUM OR PLASMA",
-        "BLD" | "BLOOD" | "WB" | "WHOLE BLOOD" => "BLOOD",
-        "BLDC" | "CAPILLARY BLOOD" => "CAPILLARY BLOOD",
-        _ => return None,
+    sent.split('^').find_map(|component| {
+        let upper = component.trim().to_ascii_uppercase();
+        let upper = upper.strip_suffix(" SPECIMEN").unwrap_or(&upper);
+        Some(match upper {
+            "SER" | "SERUM" => "SERUM",
+            "PLAS" | "PLASMA" => "PLASMA",
+            "SER/PLAS" | "SERPL" | "SERUM OR PLASMA" | "SERUM/PLASMA" => "SERUM OR PLASMA",
+            "BLD" | "BLOOD" | "WHOLE BLOOD" => "BLOOD",
+            "BLDC" | "CAPILLARY BLOOD" | "BLOOD CAPILLARY" => "CAPILLARY BLOOD",
+            _ => return None,
+        })
     })
 }
 
@@ -116,8 +120,13 @@ mod tests {
     #[test]
     fn message_specimen_codes_map_to_terms() {
         assert_eq!(specimen_from_message("SER"), Some("SERUM"));
+        assert_eq!(specimen_from_message("SER^Serum^HL70487"), Some("SERUM"));
+        assert_eq!(specimen_from_message("26^Serum"), Some("SERUM"));
         assert_eq!(specimen_from_message("plas"), Some("PLASMA"));
-        assert_eq!(specimen_from_message("BLD"), Some("BLOOD"));
-        assert_eq!(specimen_from_message("UR"), None);
+        assert_eq!(
+            specimen_from_message("122554006^Capillary blood specimen^SCT^BLDC^Blood capillary^HL70070"),
+            Some("CAPILLARY BLOOD")
+        );
+        assert_eq!(specimen_from_message("UR^Urine"), None);
     }
 }

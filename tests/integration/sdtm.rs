@@ -38,7 +38,7 @@ fn study() -> TempStudy {
     let astm = [
         "H|\\^&|||cobas-e411^1|||||host|RSUPL^BATCH|P|1|20260302120000\rP|1|\r".to_owned(),
         order(1, "U07-V0-T0"),
-        r("CPEP", "0.52", "nmol/L"),
+        r("CPEP", "0.52", "nmol/L").replace("nmol/L||N", "nmol/L|0.37 to 1.47|N"),
         order(2, "U07-V0-T120"),
         r("CPEP", "<0.010", "ng/mL"),
         order(3, "U07-V0-T15"),
@@ -53,7 +53,8 @@ fn study() -> TempStudy {
     let hl7 = "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260302154500||ORU^R01^ORU_R01|C1|P|2.5.1\r\
 PID|1||U07^^^TRIAL^PI\r\
 OBR|1|U07-V0-T0^STUDY||MMTT|||202603020830\r\
-OBX|1|NM|2345-7^Glucose^LN||90|mg/dL|70-99|N|||F\r";
+OBX|1|NM|2345-7^Glucose^LN||90|mg/dL|70-99|N|||F\r\
+SPM|1|U07-V0-T0||SER^Serum^HL70487\r";
     let files = [s.file("e411.astm", &astm), s.file("central.hl7", hl7)];
     let out = s.run(&["ingest", files[0].to_str().unwrap(), files[1].to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -120,7 +121,8 @@ fn export_lb_maps_results_to_sdtm_records_in_ig_order() {
     assert_eq!(rows[0], HEADER);
     let (t0, t120, t30, t60) = (timepoint(0), timepoint(120), timepoint(30), timepoint(60));
     let expected = vec![
-        // Exact, from the e411: its O.8 is a registration time, so no LBDTC; R.7 `N`.
+        // Exact, from the e411: its O.8 is a registration time, so no LBDTC;
+        // R.6 `0.37 to 1.47` (nmol/L, so the same in standard units); R.7 `N`.
         // The last pre-meal C-peptide of the baseline visit: LBLOBXFL.
         u07(
             1,
@@ -134,6 +136,10 @@ fn export_lb_maps_results_to_sdtm_records_in_ig_order() {
                     ("LBSTRESC", "0.52"),
                     ("LBSTRESN", "0.52"),
                     ("LBSTRESU", "nmol/L"),
+                    ("LBORNRLO", "0.37"),
+                    ("LBORNRHI", "1.47"),
+                    ("LBSTNRLO", "0.37"),
+                    ("LBSTNRHI", "1.47"),
                     ("LBNRIND", "NORMAL"),
                     ("LBLOBXFL", "Y"),
                 ],
@@ -156,7 +162,9 @@ fn export_lb_maps_results_to_sdtm_records_in_ig_order() {
                 ],
             ),
         ),
-        // Glucose from the central lab: 90 mg/dL / 18.016 = 4.9955595026643 mmol/L, drawn 08:30.
+        // Glucose from the central lab: 90 mg/dL / 18.016 = 4.9955595026643 mmol/L, drawn 08:30;
+        // OBX-7 70-99 mg/dL = 3.8854351687389-5.49511545293073 mmol/L; SPM-4 `SER` beats the
+        // configured PLASMA.
         u07(
             3,
             &with(
@@ -169,7 +177,12 @@ fn export_lb_maps_results_to_sdtm_records_in_ig_order() {
                     ("LBSTRESC", "4.9955595026643"),
                     ("LBSTRESN", "4.9955595026643"),
                     ("LBSTRESU", "mmol/L"),
+                    ("LBORNRLO", "70"),
+                    ("LBORNRHI", "99"),
+                    ("LBSTNRLO", "3.8854351687389"),
+                    ("LBSTNRHI", "5.49511545293073"),
                     ("LBNRIND", "NORMAL"),
+                    ("LBSPEC", "SERUM"),
                     ("LBLOBXFL", "Y"),
                     ("LBDTC", "2026-03-02T08:30"),
                 ],
