@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{LabResult, ParseOptions};
 use crate::parse::parse_bytes;
+use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
@@ -97,6 +98,18 @@ pub fn mismatches_csv(config: &Config, store: &Store, include_resolved: bool) ->
     let mut bytes = Vec::new();
     write_mismatches_csv(&mut bytes, &rows, &review.history)?;
     Ok(Csv { bytes, rows: rows.len() })
+}
+
+/// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
+pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
+    let (results, visits) = store
+        .read(|r| {
+            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            Ok((results, r.visits()?))
+        })
+        .context("reading the current results")?;
+    let rows = crate::report::auc::auc_rows(config, &results, &visits, now);
+    Ok(crate::report::adam::adam_records(config, &rows))
 }
 
 /// `report auc --format csv`.

@@ -11,6 +11,7 @@
 //! `sdtm` (the LB domain) also merges in the slots marked not done, so it
 //! sorts its records itself, in the same neutral order.
 
+pub mod adam;
 pub mod auc;
 pub mod audit;
 pub mod exports;

@@ -294,7 +294,7 @@ fn export_lb_of_an_empty_study_is_just_the_header_and_without_a_database_exits_2
 /// What pyreadstat (ReadStat, an independent reader) finds in an XPT file:
 /// dataset name and label, variable names and labels, and the rows, numbers
 /// as Python `repr` of the float and missing ones as null.
-fn read_with_pyreadstat(path: &std::path::Path) -> serde_json::Value {
+pub fn read_with_pyreadstat(path: &std::path::Path) -> serde_json::Value {
     let script = "import sys, json, math, pyreadstat\n\
                   data, meta = pyreadstat.read_xport(sys.argv[1], output_format='dict')\n\
                   def cell(v):\n\
