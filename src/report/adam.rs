@@ -27,7 +27,7 @@ const fn num(name: &'static str, label: &'static str) -> Variable {
 }
 
 /// The variables written, in order, with their ADaMIG 1.3 labels.
-pub const ADAM_VARIABLES: [Variable; 13] = [
+pub const ADAM_VARIABLES: [Variable; 14] = [
     text("STUDYID", "Study Identifier"),
     text("USUBJID", "Unique Subject Identifier"),
     num("ASEQ", "Analysis Sequence Number"),
@@ -41,6 +41,9 @@ pub const ADAM_VARIABLES: [Variable; 13] = [
     num("PCHG", "Percent Change from Baseline"),
     text("ABLFL", "Baseline Record Flag"),
     text("DTYPE", "Derivation Type"),
+    // Sponsor-defined: ADaMIG has no variable saying that an AVAL derived
+    // from many records used an imputed one.
+    text("BLQIMPFL", "BLQ Value Imputed in AVAL Flag"),
 ];
 
 /// The dataset's name (and file `admmtt.xpt`) and label.
@@ -95,11 +98,13 @@ pub struct AdamRecord {
     pub pchg: Option<f64>,
     pub ablfl: bool,
     pub dtype: &'static str,
+    /// The AUC used a BLQ result replaced by the `mmtt.blq` rule.
+    pub blq_imputed: bool,
 }
 
 impl AdamRecord {
     /// The fields in [`ADAM_VARIABLES`] order.
-    pub fn fields(&self) -> [String; 13] {
+    pub fn fields(&self) -> [String; 14] {
         [
             self.studyid.clone(),
             self.usubjid.clone(),
@@ -114,6 +119,7 @@ impl AdamRecord {
             number(self.pchg),
             if self.ablfl { "Y" } else { "" }.to_owned(),
             self.dtype.to_owned(),
+            if self.blq_imputed { "Y" } else { "" }.to_owned(),
         ]
     }
 }
@@ -147,6 +153,7 @@ pub fn adam_records(config: &Config, rows: &[AucRow]) -> Vec<AdamRecord> {
                 pchg: None,
                 ablfl: aval.is_some() && baseline == Some(row.visit.as_str()),
                 dtype: if row.interpolated() { "INTERP" } else { "" },
+                blq_imputed: aval.is_some() && !row.blq_minutes.is_empty(),
             });
         }
     }
@@ -216,6 +223,7 @@ mod tests {
             complete,
             missing_minutes: Vec::new(),
             delta_auc_mean: None,
+            blq_minutes: Vec::new(),
         }
     }
 
@@ -235,19 +243,31 @@ mod tests {
         assert_eq!(
             got,
             [
-                "NCT02057211|NCT02057211-U01|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|Baseline|1|60|60|||Y|",
-                "NCT02057211|NCT02057211-U01|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|Baseline|1|0.5|0.5|||Y|",
-                "NCT02057211|NCT02057211-U01|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|Baseline|1|0.405465108108|0.405465108108|||Y|",
-                "NCT02057211|NCT02057211-U01|4|GLAUC|Glucose AUC 0-120 min (min*mmol/L)|Baseline|1|720|720|||Y|",
-                "NCT02057211|NCT02057211-U01|5|GLAUCM|Glucose AUC mean 0-120 min (mmol/L)|Baseline|1|6|6|||Y|",
-                "NCT02057211|NCT02057211-U01|6|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|30|60|-30|-50||INTERP",
-                "NCT02057211|NCT02057211-U01|7|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.25|0.5|-0.25|-50||INTERP",
-                "NCT02057211|NCT02057211-U01|8|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.223143551314|0.405465108108|-0.182321556794|-44.9660286787||INTERP",
-                "NCT02057211|NCT02057211-U02|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|12|||||",
-                "NCT02057211|NCT02057211-U02|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.1|||||",
-                "NCT02057211|NCT02057211-U02|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.0953101798043|||||",
+                "NCT02057211|NCT02057211-U01|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|Baseline|1|60|60|||Y||",
+                "NCT02057211|NCT02057211-U01|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|Baseline|1|0.5|0.5|||Y||",
+                "NCT02057211|NCT02057211-U01|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|Baseline|1|0.405465108108|0.405465108108|||Y||",
+                "NCT02057211|NCT02057211-U01|4|GLAUC|Glucose AUC 0-120 min (min*mmol/L)|Baseline|1|720|720|||Y||",
+                "NCT02057211|NCT02057211-U01|5|GLAUCM|Glucose AUC mean 0-120 min (mmol/L)|Baseline|1|6|6|||Y||",
+                "NCT02057211|NCT02057211-U01|6|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|30|60|-30|-50||INTERP|",
+                "NCT02057211|NCT02057211-U01|7|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.25|0.5|-0.25|-50||INTERP|",
+                "NCT02057211|NCT02057211-U01|8|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.223143551314|0.405465108108|-0.182321556794|-44.9660286787||INTERP|",
+                "NCT02057211|NCT02057211-U02|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|12||||||",
+                "NCT02057211|NCT02057211-U02|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.1||||||",
+                "NCT02057211|NCT02057211-U02|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.0953101798043||||||",
             ]
         );
+    }
+
+    #[test]
+    fn an_auc_that_used_an_imputed_blq_value_is_flagged() {
+        let config = config();
+        let mut blq = row("U01", "V0", "c_peptide", Some(60.0), true);
+        blq.blq_minutes = vec![120];
+        let records = adam_records(&config, &[blq, row("U01", "V0", "glucose", Some(720.0), true)]);
+        let flags: Vec<(&str, &str)> =
+            records.iter().map(|r| (r.paramcd, if r.blq_imputed { "Y" } else { "" })).collect();
+        assert_eq!(flags, [("CPAUC", "Y"), ("CPAUCM", "Y"), ("CPLAUCM", "Y"), ("GLAUC", ""), ("GLAUCM", "")]);
+        assert_eq!(records[0].fields()[13], "Y");
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
             complete: missing.is_empty(),
             missing_minutes: missing,
             delta_auc_mean: delta,
+            blq_minutes: Vec::new(),
         }
     }
 

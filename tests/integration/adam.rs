@@ -32,7 +32,7 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
         adam[0],
         [
             "STUDYID", "USUBJID", "ASEQ", "PARAMCD", "PARAM", "AVISIT", "AVISITN", "AVAL", "BASE", "CHG", "PCHG",
-            "ABLFL", "DTYPE"
+            "ABLFL", "DTYPE", "BLQIMPFL"
         ]
     );
     let auc = csv_rows(&String::from_utf8(labfeed(&config, &["report", "auc", "--format", "csv"]).stdout).unwrap());
@@ -65,6 +65,10 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
         assert_eq!(find(participant, visit_number, mean)[col("CHG")], row[9], "{participant} {visit} {mean}");
     }
     assert_eq!(adam.len() - 1, checked, "one record per AUC number");
+    // U02's month-24 0-min C-peptide is `<0.017` (BLQ): its AUC used half the LLOQ.
+    assert_eq!(find("U02", "2", "CPAUC")[col("BLQIMPFL")], "Y");
+    assert_eq!(find("U02", "2", "GLAUC")[col("BLQIMPFL")], "");
+    assert_eq!(find("U01", "2", "CPAUC")[col("BLQIMPFL")], "");
     // Hand-computed for U01's C-peptide: AUC 104.55 at baseline, 62.775 at month 24:
     // CHG −41.775, PCHG −41.775 / 104.55 × 100 = −39.9569583931.
     let u01 = find("U01", "2", "CPAUC");
