@@ -156,10 +156,13 @@ pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)
         }
     }
     // `lo-hi`: a `-` after the first character (the first may be a sign).
-    if let Some(at) =
-        first.char_indices().skip(1).find(|&(i, c)| c == '-' && number(&first[..i]).is_some()).map(|(i, _)| i)
+    if let Some(at) = first
+        .char_indices()
+        .skip(1)
+        .find(|&(i, c)| c == '-' && first.get(..i).and_then(number).is_some())
+        .map(|(i, _)| i)
     {
-        return Some((number(&first[..at])?, number(&first[at + 1..])?));
+        return Some((number(first.get(..at)?)?, number(first.get(at + 1..)?)?));
     }
     // `lo^hi` (two numeric components, as some ASTM senders write it).
     let second = parts.next()?;

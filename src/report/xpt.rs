@@ -220,11 +220,11 @@ fn lengths(dataset: &Dataset<'_>) -> Result<Vec<usize>, ValueError> {
         }
         lengths.push(longest);
     }
-    if let Some(r) = dataset.rows.iter().position(|row| row.len() != dataset.variables.len()) {
+    if let Some((r, row)) = dataset.rows.iter().enumerate().find(|(_, row)| row.len() != dataset.variables.len()) {
         return Err(ValueError {
             row: Some(r),
             variable: String::new(),
-            problem: format!("has {} fields for {} variables", dataset.rows[r].len(), dataset.variables.len()),
+            problem: format!("has {} fields for {} variables", row.len(), dataset.variables.len()),
         });
     }
     Ok(lengths)
