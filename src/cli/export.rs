@@ -1,6 +1,9 @@
 //! `labfeed export results [--output PATH]`: accepted results as CSV (SPEC §5).
-//! `labfeed export lb [--output PATH]`: the same results as the CDISC SDTM LB
-//! domain, with a NOT DONE record for each scheduled result still missing.
+//! `labfeed export lb [--format csv|xpt] [--output PATH]`: the same results
+//! as the CDISC SDTM LB domain, with a NOT DONE record for each slot marked
+//! not done; as CSV or as a SAS XPORT v5 file.
+//! `labfeed export adam [--format csv|xpt] [--output PATH]`: the MMTT
+//! outcomes of `report auc` as an ADaM BDS dataset (ADMMTT).
 //!
 //! One row per slot (participant, visit, minute, analyte) with its latest
 //! version, in participant code order. Held-back results (open mismatches)
@@ -9,7 +12,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::Outcome;
 use crate::cli::open_for_reading;
@@ -25,8 +28,22 @@ pub struct ExportArgs {
 pub enum Export {
     /// Accepted results (latest version of each), CSV.
     Results(ResultsArgs),
-    /// CDISC SDTM LB domain: accepted results and NOT DONE records for missing ones, CSV.
+    /// CDISC SDTM LB domain: accepted results and NOT DONE records for slots marked not done.
     Lb(LbArgs),
+    /// CDISC ADaM BDS dataset of the MMTT outcomes (AUC, AUC mean, log AUC mean by visit).
+    Adam(AdamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdamArgs {
+    /// csv: a header row and one line per record; xpt: SAS XPORT v5 (dataset ADMMTT), written to
+    /// admmtt.xpt unless --output says where.
+    #[arg(long, value_enum, default_value_t = DatasetFormat::Csv)]
+    pub format: DatasetFormat,
+
+    /// Write to this file (created or replaced) instead of standard output (csv) or admmtt.xpt (xpt).
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -38,15 +55,28 @@ pub struct ResultsArgs {
 
 #[derive(Debug, Args)]
 pub struct LbArgs {
-    /// Write to this file (created or replaced) instead of standard output.
+    /// csv: a header row and one line per record; xpt: SAS XPORT v5 (dataset LB), written to lb.xpt
+    /// unless --output says where.
+    #[arg(long, value_enum, default_value_t = DatasetFormat::Csv)]
+    pub format: DatasetFormat,
+
+    /// Write to this file (created or replaced) instead of standard output (csv) or lb.xpt (xpt).
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetFormat {
+    Csv,
+    /// SAS XPORT version 5, as FDA and CDISC take datasets.
+    Xpt,
 }
 
 pub fn run(config_path: &Path, args: &ExportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     match &args.export {
         Export::Results(a) => results(config_path, a, out, err),
         Export::Lb(a) => lb(config_path, a, out, err),
+        Export::Adam(a) => adam(config_path, a, out, err),
     }
 }
 
@@ -64,7 +94,51 @@ fn results(
 
 fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let csv = crate::report::exports::lb_csv(&config, &store, jiff::Timestamp::now())?;
-    deliver(&csv.bytes, args.output.as_deref(), csv.rows, "LB records", out, err)?;
-    Ok(Outcome::Ok)
+    let now = jiff::Timestamp::now();
+    if args.format == DatasetFormat::Csv {
+        let csv = crate::report::exports::lb_csv(&config, &store, now)?;
+        deliver(&csv.bytes, args.output.as_deref(), csv.rows, "LB records", out, err)?;
+        return Ok(Outcome::Ok);
+    }
+    let records = crate::report::exports::lb(&config, &store, now)?;
+    let xpt = crate::report::lb_xpt(&records, jiff::tz::TimeZone::UTC.to_datetime(now));
+    write_xpt(xpt, args.output.as_deref(), "lb.xpt", records.len(), "LB records", err)
+}
+
+fn adam(config_path: &Path, args: &AdamArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let (config, store) = open_for_reading(config_path)?;
+    let now = jiff::Timestamp::now();
+    let records = crate::report::exports::adam(&config, &store, now)?;
+    if args.format == DatasetFormat::Csv {
+        let mut bytes = Vec::new();
+        crate::report::adam::write_adam_csv(&mut bytes, &records)?;
+        deliver(&bytes, args.output.as_deref(), records.len(), "ADaM records", out, err)?;
+        return Ok(Outcome::Ok);
+    }
+    let xpt = crate::report::adam::adam_xpt(&records, jiff::tz::TimeZone::UTC.to_datetime(now));
+    write_xpt(xpt, args.output.as_deref(), "admmtt.xpt", records.len(), "ADaM records", err)
+}
+
+/// Write a finished XPT file to `output`, else `default` in the current
+/// directory. A value the format cannot hold is the data's problem, not
+/// usage (exit 1): nothing is written, so no half-right file is left behind.
+fn write_xpt(
+    xpt: Result<Vec<u8>, String>,
+    output: Option<&Path>,
+    default: &str,
+    rows: usize,
+    what: &str,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let path = output.map_or_else(|| PathBuf::from(default), Path::to_path_buf);
+    match xpt {
+        Ok(bytes) => {
+            deliver(&bytes, Some(&path), rows, what, &mut std::io::sink(), err)?;
+            Ok(Outcome::Ok)
+        }
+        Err(problem) => {
+            writeln!(err, "labfeed: {} not written: {problem}", path.display())?;
+            Ok(Outcome::Rejected)
+        }
+    }
 }

@@ -374,6 +374,8 @@ struct Specimen {
     sample_id: Option<String>,
     collected: Option<Timestamp>,
     qc: bool,
+    /// SPM-4, first repetition, components joined with `^`.
+    kind: Option<String>,
 }
 
 /// A result waiting for its order group to end (its SPM may still come).
@@ -519,6 +521,7 @@ impl Walk {
             result.sample_id = specimen.as_ref().and_then(|s| s.sample_id.clone()).or_else(|| order.sample_id.clone());
             result.collected_at = specimen.as_ref().and_then(|s| s.collected).or(order.collected).or(observed);
             result.qc = specimen.as_ref().is_some_and(|s| s.qc);
+            result.specimen_type = specimen.as_ref().and_then(|s| s.kind.clone());
             self.results.push(result);
         }
     }
@@ -555,7 +558,8 @@ fn read_specimen<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Specimen> {
         && role
             .split(|&b| b == r.d.repetition)
             .any(|rep| trim_ascii(piece(rep, r.d.component, 0)).eq_ignore_ascii_case(b"Q"));
-    Ok(Specimen { sample_id, collected, qc })
+    let kind = if is_null(f.get(4)) { None } else { r.text(piece(f.get(4), r.d.repetition, 0), true) };
+    Ok(Specimen { sample_id, collected, qc, kind })
 }
 
 /// Remove trailing component and sub-component separators (empty trailing
@@ -629,6 +633,7 @@ fn read_result<'a>(
     }
 
     result.unit = r.ident(r.component(f.get(6), 0));
+    result.reference_range = r.ident(f.get(7));
     result.flags = read_flags(r, f.get(8));
     result.status = r.ident(r.component(f.get(11), 0));
     let observed = r.timestamp(r.component(f.get(14), 0), "OBX-14")?;

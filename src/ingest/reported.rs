@@ -24,11 +24,14 @@ pub(crate) fn reported_result(o: &ObservationRow) -> LabResult {
         comparator: o.comparator,
         numeric: o.reported_numeric.as_deref().and_then(|n| Number::parse(n, false)),
         unit: o.reported_unit.clone(),
+        // Not stored: read from the stored copy where needed (`export lb`).
+        reference_range: None,
         flags: o.flags.clone(),
         status: o.status.clone(),
         collected_at: o.collected_at.as_deref().and_then(Timestamp::from_iso),
         resulted_at: o.resulted_at.as_deref().and_then(Timestamp::from_iso),
         qc: o.qc,
+        specimen_type: None,
         comments: Vec::new(),
         offset: usize::try_from(o.byte_offset).unwrap_or(0),
     }

@@ -80,6 +80,8 @@ pub struct LabResult {
     /// The number in `value`, if there is exactly one; never invented.
     pub numeric: Option<Number>,
     pub unit: Option<String>,
+    /// Reference range as sent (HL7 OBX-7, ASTM R.6), e.g. `0.37-1.47`.
+    pub reference_range: Option<String>,
     pub flags: Option<String>,
     /// Result status as sent (ASTM R.9, HL7 OBX-11): `F`, `C`, `P`, `X`…
     pub status: Option<String>,
@@ -87,6 +89,9 @@ pub struct LabResult {
     pub resulted_at: Option<Timestamp>,
     /// Quality-control result: kept apart, never a study result.
     pub qc: bool,
+    /// Specimen type as sent (HL7 SPM-4, first repetition, components
+    /// joined with `^`), e.g. `SER^Serum^HL70487`.
+    pub specimen_type: Option<String>,
     /// Comments attached to this result (ASTM C records, HL7 NTE after OBX),
     /// kept because instruments put data flags there.
     pub comments: Vec<String>,

@@ -27,7 +27,7 @@ pub const AUC_COLUMNS: [&str; 10] = [
 /// Derived numbers carry the rounding of their sums and differences
 /// (`12.325 − 11.525` is `0.8000000000000007` in binary), so they are
 /// printed to 12 significant digits: far beyond any assay's precision.
-fn number(v: Option<f64>) -> String {
+pub fn number(v: Option<f64>) -> String {
     v.map(|v| format_value(format!("{v:.11e}").parse().unwrap_or(v))).unwrap_or_default()
 }
 
@@ -186,6 +186,7 @@ mod tests {
             complete: missing.is_empty(),
             missing_minutes: missing,
             delta_auc_mean: delta,
+            blq_minutes: Vec::new(),
         }
     }
 

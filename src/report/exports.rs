@@ -5,11 +5,17 @@
 
 use anyhow::Context;
 
+use std::collections::BTreeMap;
+
+use crate::model::{LabResult, ParseOptions};
+use crate::parse::parse_bytes;
+use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
-use crate::report::{lb_records_with_not_done, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{ResultRow, Store};
+use crate::report::{LbRecord, Sent, SentDetails};
+use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
+use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError};
 use crate::study::config::Config;
-use crate::study::missing::{missing_results, not_done_results};
+use crate::study::missing::not_done_results;
 
 /// A finished CSV file and how many rows it has (the header not counted).
 pub struct Csv {
@@ -25,20 +31,61 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
     Ok(Csv { bytes, rows: rows.len() })
 }
 
-/// The SDTM LB domain, with NOT DONE records for missing results.
-pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
-    // Results, visits and the missing slots from one snapshot, so a result
+/// The SDTM LB records: accepted results and slots marked not done.
+pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
+    // Results, visits and the marked slots from one snapshot, so a result
     // arriving meanwhile is never both a record and NOT DONE.
-    let records = store
+    store
         .read(|r| {
             let results = r.current_results()?;
             let visits = r.visits()?;
             let states = r.slot_states()?;
-            let missing = missing_results(config, &visits, &states, now);
             let not_done = not_done_results(config, &visits, &states, now);
-            Ok(lb_records_with_not_done(config, &results, &visits, &missing, &not_done))
+            let sent = sent_details(r, &results)?;
+            Ok(lb_records(config, &results, &visits, &not_done, &sent))
         })
-        .context("reading the accepted results and visits")?;
+        .context("reading the accepted results and visits")
+}
+
+/// The reference range and specimen type each current result's message
+/// gave, read back from the stored copies (each parsed once). A result
+/// whose copy no longer gives the same sample and test back gets none.
+fn sent_details(r: &Reader<'_>, results: &[CurrentResult]) -> Result<SentDetails, StoreError> {
+    let mut by_raw: BTreeMap<RawId, Vec<(ObservationId, i64, i64)>> = BTreeMap::new();
+    for (observation, raw, message, seq) in r.current_result_sources()? {
+        by_raw.entry(raw).or_default().push((observation, message, seq));
+    }
+    let provenance: BTreeMap<ObservationId, &Provenance> =
+        results.iter().map(|c| (c.result.observation_id, &c.provenance)).collect();
+    let mut sent = SentDetails::new();
+    for (raw_id, wanted) in by_raw {
+        let Some(raw) = r.raw(raw_id)? else { continue };
+        let mut read: BTreeMap<(i64, i64), LabResult> = BTreeMap::new();
+        parse_bytes(&raw.content, &ParseOptions::default(), &mut |outcome| {
+            let Ok(message) = outcome else { return };
+            let Ok(number) = i64::try_from(message.number) else { return };
+            for (i, result) in message.results.into_iter().enumerate() {
+                if let Ok(seq) = i64::try_from(i + 1) {
+                    read.insert((number, seq), result);
+                }
+            }
+        });
+        for (observation, message, seq) in wanted {
+            let (Some(result), Some(p)) = (read.remove(&(message, seq)), provenance.get(&observation)) else {
+                continue;
+            };
+            if result.sample_id == p.sample_id && result.test_code == p.test_code {
+                let details = Sent { reference_range: result.reference_range, specimen_type: result.specimen_type };
+                sent.insert(observation, details);
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// The SDTM LB domain as CSV.
+pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
+    let records = lb(config, store, now)?;
     let mut bytes = Vec::new();
     write_lb_csv(&mut bytes, &records)?;
     Ok(Csv { bytes, rows: records.len() })
@@ -51,6 +98,18 @@ pub fn mismatches_csv(config: &Config, store: &Store, include_resolved: bool) ->
     let mut bytes = Vec::new();
     write_mismatches_csv(&mut bytes, &rows, &review.history)?;
     Ok(Csv { bytes, rows: rows.len() })
+}
+
+/// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
+pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
+    let (results, visits) = store
+        .read(|r| {
+            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            Ok((results, r.visits()?))
+        })
+        .context("reading the current results")?;
+    let rows = crate::report::auc::auc_rows(config, &results, &visits, now);
+    Ok(crate::report::adam::adam_records(config, &rows))
 }
 
 /// `report auc --format csv`.

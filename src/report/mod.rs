@@ -8,9 +8,10 @@
 //! `\n` line ends, and the header row is always written, even with no rows
 //! (SPEC §7).
 //!
-//! `sdtm` (the LB domain) also merges in the missing results, so it sorts its
-//! records itself, in the same neutral order.
+//! `sdtm` (the LB domain) also merges in the slots marked not done, so it
+//! sorts its records itself, in the same neutral order.
 
+pub mod adam;
 pub mod auc;
 pub mod audit;
 pub mod exports;
@@ -25,6 +26,7 @@ pub mod sdtm;
 #[cfg(test)]
 mod test_rows;
 pub mod wording;
+pub mod xpt;
 
 pub use format::{format_value, utc_time};
 pub use mismatches::{
@@ -32,4 +34,4 @@ pub use mismatches::{
     write_mismatches_text,
 };
 pub use results::{RESULT_COLUMNS, write_results_csv};
-pub use sdtm::{LB_COLUMNS, LbRecord, lb_records, lb_records_with_not_done, write_lb_csv};
+pub use sdtm::{LB_COLUMNS, LB_VARIABLES, LbRecord, Sent, SentDetails, lb_records, lb_xpt, write_lb_csv};

@@ -1,11 +1,16 @@
-//! `export lb`: the CDISC SDTM LB domain (SDTMIG v3.4) as CSV.
+//! `export lb`: the CDISC SDTM LB domain (SDTMIG v3.4) as CSV, and the
+//! records that `export lb --format xpt` writes.
 //!
 //! One record per current accepted result, plus one NOT DONE record per
-//! scheduled result that is missing (MISSING_RESULT) or that a data manager
-//! marked not done (LBREASND: their reason). Values stay as the lab
-//! reported them in LBORRES; the standardised fields use the analyte's
-//! canonical unit, and a censored value (`<0.010`) keeps its comparator in
-//! LBSTRESC with LBSTRESN empty: no number is ever substituted for it.
+//! scheduled slot a data manager marked not done (`resolve --not-done`),
+//! with their reason in LBREASND. A slot that is merely empty, held for
+//! review or rejected gets no record: the IG wants NOT DONE only where
+//! "not done" was recorded, and a held result was done.
+//!
+//! Values stay as the lab reported them in LBORRES; the standardised fields
+//! use the analyte's canonical unit, and a censored value (`<0.010`) keeps
+//! its comparator in LBSTRESC with LBSTRESN empty: no number is ever
+//! substituted for it.
 //!
 //! Records are ordered by participant code, visit (configuration order),
 //! test code and timepoint: nothing that could reveal allocation.
@@ -15,27 +20,76 @@ use std::io::Write;
 
 use crate::local_time::LocalTime;
 use crate::report::format::format_value;
-use crate::store::{CurrentResult, NotDoneMark, Visit};
+use crate::report::xpt::{self, Dataset, Variable};
+use crate::store::{CurrentResult, NotDoneMark, ObservationId, Visit};
+use crate::study::cdisc::specimen_from_message;
 use crate::study::config::Config;
-use crate::study::missing::{Absence, MissingResult};
-use crate::study::units::KnownAnalyte;
+use crate::study::missing::MissingResult;
 use crate::value::Comparator;
 
-/// The LB variables written, in order.
-pub const LB_COLUMNS: [&str; 24] = [
-    "STUDYID", "DOMAIN", "USUBJID", "LBSEQ", "LBTESTCD", "LBTEST", "LBCAT", "LBORRES", "LBORRESU", "LBSTRESC",
-    "LBSTRESN", "LBSTRESU", "LBSPEC", "LBLLOQ", "LBSTAT", "LBREASND", "VISITNUM", "VISIT", "LBDTC", "LBTPT",
-    "LBTPTNUM", "LBELTM", "LBTPTREF", "LBRFTDTC",
+const fn text(name: &'static str, label: &'static str) -> Variable {
+    Variable { name, label, numeric: false }
+}
+
+const fn num(name: &'static str, label: &'static str) -> Variable {
+    Variable { name, label, numeric: true }
+}
+
+/// The LB variables written, in SDTMIG 3.4 order: every Required and
+/// Expected one, and the Permissible ones labfeed fills. LBLLOQ is the SDTM
+/// v2.0 Findings qualifier, placed after the last LB qualifier it follows
+/// in the model (before VISITNUM).
+pub const LB_VARIABLES: [Variable; 31] = [
+    text("STUDYID", "Study Identifier"),
+    text("DOMAIN", "Domain Abbreviation"),
+    text("USUBJID", "Unique Subject Identifier"),
+    num("LBSEQ", "Sequence Number"),
+    text("LBREFID", "Specimen ID"),
+    text("LBTESTCD", "Lab Test or Examination Short Name"),
+    text("LBTEST", "Lab Test or Examination Name"),
+    text("LBCAT", "Category for Lab Test"),
+    text("LBORRES", "Result or Finding in Original Units"),
+    text("LBORRESU", "Original Units"),
+    text("LBORNRLO", "Reference Range Lower Limit in Orig Unit"),
+    text("LBORNRHI", "Reference Range Upper Limit in Orig Unit"),
+    text("LBSTRESC", "Character Result/Finding in Std Format"),
+    num("LBSTRESN", "Numeric Result/Finding in Standard Units"),
+    text("LBSTRESU", "Standard Units"),
+    num("LBSTNRLO", "Reference Range Lower Limit-Std Units"),
+    num("LBSTNRHI", "Reference Range Upper Limit-Std Units"),
+    text("LBNRIND", "Reference Range Indicator"),
+    text("LBSTAT", "Completion Status"),
+    text("LBREASND", "Reason Test Not Done"),
+    text("LBSPEC", "Specimen Type"),
+    text("LBLOBXFL", "Last Observation Before Exposure Flag"),
+    num("LBLLOQ", "Lower Limit of Quantitation"),
+    num("VISITNUM", "Visit Number"),
+    text("VISIT", "Visit Name"),
+    text("LBDTC", "Date/Time of Specimen Collection"),
+    text("LBTPT", "Planned Time Point Name"),
+    num("LBTPTNUM", "Planned Time Point Number"),
+    text("LBELTM", "Planned Elapsed Time from Time Point Ref"),
+    text("LBTPTREF", "Time Point Reference"),
+    text("LBRFTDTC", "Date/Time of Reference Time Point"),
 ];
+
+/// The LB variable names, in order (the CSV header).
+pub const LB_COLUMNS: [&str; 31] = {
+    let mut names = [""; 31];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = LB_VARIABLES[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// LBCAT of every record.
 pub const LB_CATEGORY: &str = "CHEMISTRY";
 /// LBTPTREF: the MMTT's minute 0.
 pub const LB_TIMEPOINT_REFERENCE: &str = "START OF MIXED MEAL";
-/// LBSTAT of a scheduled result that has not arrived.
+/// LBSTAT of a slot marked not done.
 pub const NOT_DONE: &str = "NOT DONE";
-/// LBREASND of a scheduled result that has not arrived.
-pub const RESULT_NOT_RECEIVED: &str = "RESULT NOT RECEIVED";
 /// LBORRES: the value as sent, except that an HL7 SN value's component
 /// separator between comparator and number (`<^0.017`) is dropped: `<0.017`.
 pub fn original_result(reported: &str) -> String {
@@ -49,10 +103,71 @@ pub fn original_result(reported: &str) -> String {
     reported.to_owned()
 }
 
-/// LBREASND when a received result is held back for a data manager's review.
-pub const RESULT_UNDER_REVIEW: &str = "RESULT UNDER REVIEW";
-/// LBREASND when a data manager withdrew the slot's value (rejected or moved).
-pub const RESULT_REJECTED: &str = "RESULT REJECTED";
+/// LBNRIND from the abnormal flag sent (HL7 OBX-8, ASTM R.7; the first of
+/// several): `N` normal, `L`/`LL` low, `H`/`HH` high, `A`/`AA` abnormal.
+/// Other flags (`<`, `>` off scale, delta and QC flags) say nothing about
+/// the reference range: empty.
+pub fn range_indicator(flags: Option<&str>) -> &'static str {
+    let first = flags.and_then(|f| f.split('~').next()).map(str::trim).unwrap_or_default();
+    match first.to_ascii_uppercase().as_str() {
+        "N" => "NORMAL",
+        "L" | "LL" => "LOW",
+        "H" | "HH" => "HIGH",
+        "A" | "AA" => "ABNORMAL",
+        _ => "",
+    }
+}
+
+/// What a result's message said that the store does not keep in its own
+/// columns: read back from the stored copy of the message (which keeps
+/// these fields; see `ingest::privacy`) when the export runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// HL7 OBX-7, ASTM R.6.
+    pub reference_range: Option<String>,
+    /// HL7 SPM-4.
+    pub specimen_type: Option<String>,
+}
+
+/// [`Sent`] per observation.
+pub type SentDetails = BTreeMap<ObservationId, Sent>;
+
+/// A reference range as sent, split into its lower and upper limit as
+/// text: `0.37-1.47`, `0.37 - 1.47`, `3.5 to 4.5` (ASTM's form, text after
+/// `^` ignored), `0.270^4.20`, `<200` (upper only), `>5` (lower only).
+/// `decimal_comma`: the instrument writes `0,37`. Anything else (`Negative`,
+/// `70_105`) is not a numeric range: `None`.
+pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)> {
+    let number = |s: &str| {
+        let s = s.trim();
+        let dotted = if decimal_comma { s.replace(',', ".") } else { s.to_owned() };
+        (!s.is_empty() && dotted.parse::<f64>().is_ok_and(f64::is_finite)).then_some(dotted)
+    };
+    let mut parts = range.split('^');
+    let first = parts.next().unwrap_or_default().trim();
+    let lower_case = first.to_ascii_lowercase();
+    if let Some(at) = lower_case.find(" to ") {
+        return Some((number(first.get(..at)?)?, number(first.get(at + 4..)?)?));
+    }
+    for (comparator, upper) in [("<=", true), (">=", false), ("<", true), (">", false)] {
+        if let Some(bound) = first.strip_prefix(comparator) {
+            let bound = number(bound)?;
+            return Some(if upper { (String::new(), bound) } else { (bound, String::new()) });
+        }
+    }
+    // `lo-hi`: a `-` after the first character (the first may be a sign).
+    if let Some(at) = first
+        .char_indices()
+        .skip(1)
+        .find(|&(i, c)| c == '-' && first.get(..i).and_then(number).is_some())
+        .map(|(i, _)| i)
+    {
+        return Some((number(first.get(..at)?)?, number(first.get(at + 1..)?)?));
+    }
+    // `lo^hi` (two numeric components, as some ASTM senders write it).
+    let second = parts.next()?;
+    Some((number(first)?, number(second)?))
+}
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
 /// LBCAT and LBTPTREF are the same for all records and are not stored.
@@ -62,17 +177,24 @@ pub struct LbRecord {
     pub usubjid: String,
     /// 1, 2, … within each USUBJID, in output order.
     pub lbseq: u32,
+    pub lbrefid: String,
     pub lbtestcd: String,
     pub lbtest: String,
     pub lborres: String,
     pub lborresu: String,
+    pub lbornrlo: String,
+    pub lbornrhi: String,
     pub lbstresc: String,
     pub lbstresn: String,
     pub lbstresu: String,
-    pub lbspec: String,
-    pub lblloq: String,
+    pub lbstnrlo: String,
+    pub lbstnrhi: String,
+    pub lbnrind: String,
     pub lbstat: String,
     pub lbreasnd: String,
+    pub lbspec: String,
+    pub lblobxfl: String,
+    pub lblloq: String,
     pub visitnum: String,
     pub visit: String,
     pub lbdtc: String,
@@ -83,25 +205,33 @@ pub struct LbRecord {
 }
 
 impl LbRecord {
-    /// The fields in [`LB_COLUMNS`] order.
-    pub fn fields(&self) -> [String; 24] {
+    /// The fields in [`LB_VARIABLES`] order; numeric ones as decimal text,
+    /// empty when missing.
+    pub fn fields(&self) -> [String; 31] {
         [
             self.studyid.clone(),
             "LB".to_owned(),
             self.usubjid.clone(),
             self.lbseq.to_string(),
+            self.lbrefid.clone(),
             self.lbtestcd.clone(),
             self.lbtest.clone(),
             LB_CATEGORY.to_owned(),
             self.lborres.clone(),
             self.lborresu.clone(),
+            self.lbornrlo.clone(),
+            self.lbornrhi.clone(),
             self.lbstresc.clone(),
             self.lbstresn.clone(),
             self.lbstresu.clone(),
-            self.lbspec.clone(),
-            self.lblloq.clone(),
+            self.lbstnrlo.clone(),
+            self.lbstnrhi.clone(),
+            self.lbnrind.clone(),
             self.lbstat.clone(),
             self.lbreasnd.clone(),
+            self.lbspec.clone(),
+            self.lblobxfl.clone(),
+            self.lblloq.clone(),
             self.visitnum.clone(),
             self.visit.clone(),
             self.lbdtc.clone(),
@@ -111,25 +241,6 @@ impl LbRecord {
             LB_TIMEPOINT_REFERENCE.to_owned(),
             self.lbrftdtc.clone(),
         ]
-    }
-}
-
-/// LBTESTCD of an analyte: the CDISC code of the built-in ones, else the
-/// name upper-cased without non-alphanumerics, at most 8 characters.
-pub fn test_code(analyte: &str) -> String {
-    match KnownAnalyte::from_name(analyte) {
-        Some(KnownAnalyte::CPeptide) => "CPEPTIDE".to_owned(),
-        Some(KnownAnalyte::Glucose) => "GLUC".to_owned(),
-        None => analyte.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).take(8).collect(),
-    }
-}
-
-/// LBTEST of an analyte: the CDISC name of the built-in ones, else the name.
-pub fn test_name(analyte: &str) -> String {
-    match KnownAnalyte::from_name(analyte) {
-        Some(KnownAnalyte::CPeptide) => "C-peptide".to_owned(),
-        Some(KnownAnalyte::Glucose) => "Glucose".to_owned(),
-        None => analyte.to_owned(),
     }
 }
 
@@ -180,7 +291,7 @@ impl Planned<'_> {
             Some(i) => (i, String::new()),
             None => (usize::MAX, self.visit.to_owned()),
         };
-        (self.participant.to_owned(), rank, test_code(self.analyte), self.minute, self.analyte.to_owned())
+        (self.participant.to_owned(), rank, config.lb_test(self.analyte).0, self.minute, self.analyte.to_owned())
     }
 
     /// A record with the identification and timing filled, results empty.
@@ -190,21 +301,29 @@ impl Planned<'_> {
         let visit = configured.and_then(|i| config.visits.get(i));
         let tptnum = config.mmtt.timepoints.iter().position(|&m| i64::from(m) == self.minute);
         let analyte = config.analytes.get(self.analyte);
+        let (lbtestcd, lbtest) = config.lb_test(self.analyte);
         LbRecord {
             usubjid: format!("{studyid}-{}", self.participant),
             studyid,
             lbseq: 0,
-            lbtestcd: test_code(self.analyte),
-            lbtest: test_name(self.analyte),
+            lbrefid: String::new(),
+            lbtestcd,
+            lbtest,
             lborres: String::new(),
             lborresu: String::new(),
+            lbornrlo: String::new(),
+            lbornrhi: String::new(),
             lbstresc: String::new(),
             lbstresn: String::new(),
             lbstresu: String::new(),
-            lbspec: analyte.and_then(|a| a.specimen.clone()).unwrap_or_default(),
-            lblloq: String::new(),
+            lbstnrlo: String::new(),
+            lbstnrhi: String::new(),
+            lbnrind: String::new(),
             lbstat: String::new(),
             lbreasnd: String::new(),
+            lbspec: analyte.and_then(|a| a.specimen.clone()).unwrap_or_default(),
+            lblobxfl: String::new(),
+            lblloq: String::new(),
             visitnum: configured.map(|i| (i + 1).to_string()).unwrap_or_default(),
             visit: visit.map_or_else(|| self.visit.to_owned(), |v| v.name.clone()),
             lbdtc: String::new(),
@@ -216,32 +335,21 @@ impl Planned<'_> {
     }
 }
 
-/// The LB records of the current accepted results and the missing ones, in
-/// output order with LBSEQ numbered. `visits` gives the meal starts
-/// (LBRFTDTC) of the results; `missing` is what
-/// [`missing_results`](crate::study::missing::missing_results) lists.
+/// The LB records of the current accepted results and of the slots a data
+/// manager marked not done
+/// ([`not_done_results`](crate::study::missing::not_done_results)), in
+/// output order with LBSEQ numbered and LBLOBXFL set. `visits` gives the
+/// meal starts (LBRFTDTC).
 pub fn lb_records(
     config: &Config,
     results: &[CurrentResult],
     visits: &[Visit],
-    missing: &[MissingResult],
-) -> Vec<LbRecord> {
-    lb_records_with_not_done(config, results, visits, missing, &[])
-}
-
-/// [`lb_records`], plus the slots a data manager marked not done
-/// ([`not_done_results`](crate::study::missing::not_done_results)): NOT DONE
-/// with LBREASND the reason they gave.
-pub fn lb_records_with_not_done(
-    config: &Config,
-    results: &[CurrentResult],
-    visits: &[Visit],
-    missing: &[MissingResult],
     not_done: &[(MissingResult, NotDoneMark)],
+    sent: &SentDetails,
 ) -> Vec<LbRecord> {
     let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
         visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
-    let mut keyed: Vec<(SortKey, LbRecord)> = Vec::with_capacity(results.len() + missing.len());
+    let mut keyed: Vec<(SortKey, LbRecord)> = Vec::with_capacity(results.len() + not_done.len());
 
     for current in results {
         let (r, p) = (&current.result, &current.provenance);
@@ -254,23 +362,45 @@ pub fn lb_records_with_not_done(
             meal_start: meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str())).copied().flatten(),
         };
         let mut record = planned.record(config);
+        record.lbrefid = p.sample_id.clone().unwrap_or_default();
         record.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
         record.lborresu = p.reported_unit.clone().unwrap_or_default();
         (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
         record.lbstresu = r.unit.clone();
+        record.lbnrind = range_indicator(p.flags.as_deref()).to_owned();
+        let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
+        let sent = sent.get(&r.observation_id);
+        let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
+        if let Some((low, high)) =
+            sent.and_then(|s| s.reference_range.as_deref()).and_then(|range| range_limits(range, decimal_comma))
+        {
+            // Standardised with the unit rule the result's value took.
+            let factor = p
+                .reported_unit
+                .as_deref()
+                .and_then(|unit| crate::study::units::analyte_factor(&slot.analyte, unit, &r.unit));
+            let standard = |limit: &str| match (limit.parse::<f64>(), factor) {
+                (Ok(x), Some(f)) => format_value(x * f),
+                _ => String::new(),
+            };
+            (record.lbstnrlo, record.lbstnrhi) = (standard(&low), standard(&high));
+            (record.lbornrlo, record.lbornrhi) = (low, high);
+        }
+        // The message's specimen when it names a common SPECTYPE term.
+        if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
+            record.lbspec = term.to_owned();
+        }
         record.lblloq = config.analytes.get(&slot.analyte).and_then(|a| a.lloq).map(format_value).unwrap_or_default();
         // An instrument whose collection time is a registration time (see
         // `trust_collection_time`) gives no LBDTC rather than a wrong one.
-        let trusted =
-            p.instrument.as_deref().and_then(|name| config.instrument(name)).is_none_or(|i| i.trust_collection_time);
+        let trusted = instrument.is_none_or(|i| i.trust_collection_time);
         if trusted {
             record.lbdtc = p.collected_time().unwrap_or_default();
         }
         keyed.push((planned.key(config), record));
     }
 
-    let marked = not_done.iter().map(|(m, mark)| (m, Some(mark)));
-    for (m, mark) in missing.iter().map(|m| (m, None)).chain(marked) {
+    for (m, mark) in not_done {
         let planned = Planned {
             participant: &m.participant,
             visit: &m.visit,
@@ -280,16 +410,12 @@ pub fn lb_records_with_not_done(
         };
         let mut record = planned.record(config);
         record.lbstat = NOT_DONE.to_owned();
-        record.lbreasnd = match (mark, m.absence) {
-            (Some(mark), _) => mark.reason.clone(),
-            (None, Absence::NotReceived) => RESULT_NOT_RECEIVED.to_owned(),
-            (None, Absence::Held(_)) => RESULT_UNDER_REVIEW.to_owned(),
-            (None, Absence::Withdrawn) => RESULT_REJECTED.to_owned(),
-        };
+        record.lbreasnd = mark.reason.clone();
         keyed.push((planned.key(config), record));
     }
 
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    flag_last_before_exposure(config, &mut keyed);
     let mut records: Vec<LbRecord> = keyed.into_iter().map(|(_, r)| r).collect();
     let mut seq = 0;
     let mut subject: Option<String> = None;
@@ -302,6 +428,41 @@ pub fn lb_records_with_not_done(
         record.lbseq = seq;
     }
     records
+}
+
+/// LBLOBXFL = `Y` on the last pre-meal result (minute ≤ 0) of the baseline
+/// visit, one per subject and test: the value before the study's
+/// intervention is judged against. No baseline visit configured: none.
+fn flag_last_before_exposure(config: &Config, keyed: &mut [(SortKey, LbRecord)]) {
+    let Some(baseline) = config.baseline_visit().and_then(|v| config.visit_index(&v.code)) else {
+        return;
+    };
+    let mut last: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (i, ((participant, (visit, _), code, minute, _), record)) in keyed.iter().enumerate() {
+        if *visit == baseline && *minute <= 0 && record.lbstat.is_empty() && !record.lbstresc.is_empty() {
+            // Sorted by minute within a subject and test: the later one wins.
+            last.insert((participant.clone(), code.clone()), i);
+        }
+    }
+    for i in last.into_values() {
+        if let Some((_, record)) = keyed.get_mut(i) {
+            record.lblobxfl = "Y".to_owned();
+        }
+    }
+}
+
+/// `lb.xpt`: the records as SAS XPORT v5 dataset `LB`. A value v5 cannot
+/// hold (non-ASCII, over 200 bytes) is refused naming the variable and the
+/// record (USUBJID and LBSEQ): nothing is cut or transliterated.
+pub fn lb_xpt(records: &[LbRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
+    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
+    let dataset = Dataset { name: "LB", label: "Laboratory Test Results", variables: &LB_VARIABLES, rows: &rows };
+    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+        Some(record) => {
+            format!("{} of the record USUBJID {} LBSEQ {}: {}", e.variable, record.usubjid, record.lbseq, e.problem)
+        }
+        None => e.to_string(),
+    })
 }
 
 /// Write the header row, then one row per record, in the order given.
@@ -364,7 +525,7 @@ mod tests {
             minute,
             analyte: analyte.into(),
             meal_start: "2026-03-02T08:30".parse().unwrap(),
-            absence: Absence::NotReceived,
+            absence: crate::study::missing::Absence::NotReceived,
             detail: String::new(),
         }
     }
@@ -399,12 +560,94 @@ mod tests {
     }
 
     #[test]
-    fn test_codes_are_the_cdisc_ones_or_a_short_upper_case_name() {
-        assert_eq!((test_code("c_peptide"), test_name("c_peptide")), ("CPEPTIDE".into(), "C-peptide".into()));
-        assert_eq!((test_code("glucose"), test_name("glucose")), ("GLUC".into(), "Glucose".into()));
-        assert_eq!(test_code("pro_insulin"), "PROINSUL");
-        assert_eq!(test_name("pro_insulin"), "pro_insulin");
-        assert_eq!(test_code("hba1c"), "HBA1C");
+    fn reference_ranges_split_into_limits_as_sent() {
+        let both = |lo: &str, hi: &str| Some((lo.to_owned(), hi.to_owned()));
+        let cases = [
+            ("0.37-1.47", false, both("0.37", "1.47")),
+            ("0.37 - 1.47", false, both("0.37", "1.47")),
+            ("3.5 to 4.5", false, both("3.5", "4.5")),
+            ("136 TO 145", false, both("136", "145")),
+            ("222 to 1439^normal", false, both("222", "1439")),
+            ("0.270^4.20", false, both("0.270", "4.20")),
+            ("-2-2", false, both("-2", "2")),
+            ("-3--1", false, both("-3", "-1")),
+            ("<200", false, both("", "200")),
+            ("<=5.5", false, both("", "5.5")),
+            (">5", false, both("5", "")),
+            ("0,37-1,47", true, both("0.37", "1.47")),
+            ("0,37-1,47", false, None),
+            ("Negative", false, None),
+            ("70_105", false, None),
+            ("^", false, None),
+            ("5-", false, None),
+        ];
+        for (range, comma, expected) in cases {
+            assert_eq!(range_limits(range, comma), expected, "{range:?}");
+        }
+    }
+
+    #[test]
+    fn the_messages_range_is_converted_like_the_value_and_its_specimen_wins_when_it_is_a_term() {
+        let config = config();
+        let mut cpep = result(Slot::new("U01", "V0", 0, "c_peptide"), 0.9 * 0.33109, None, ("0.9", "ng/mL"));
+        cpep.result.observation_id = crate::store::ObservationId(1);
+        let mut gluc = result(Slot::new("U01", "V0", 0, "glucose"), 5.0, None, ("5.0", "mmol/L"));
+        gluc.result.observation_id = crate::store::ObservationId(2);
+        let sent = SentDetails::from([
+            (
+                crate::store::ObservationId(1),
+                Sent { reference_range: Some("1.1-4.4".into()), specimen_type: Some("PLAS".into()) },
+            ),
+            (
+                crate::store::ObservationId(2),
+                Sent { reference_range: Some("Negative".into()), specimen_type: Some("UR".into()) },
+            ),
+        ]);
+        let records = lb_records(&config, &[cpep, gluc], &[], &[], &sent);
+        let r = &records[0];
+        // 1.1 × 0.33109 = 0.364199, 4.4 × 0.33109 = 1.456796 nmol/L.
+        let limits = (r.lbornrlo.as_str(), r.lbornrhi.as_str(), r.lbstnrlo.as_str(), r.lbstnrhi.as_str());
+        assert_eq!(limits, ("1.1", "4.4", "0.364199", "1.456796"));
+        assert_eq!(r.lbspec, "PLASMA", "SPM-4 PLAS over the configured SERUM");
+        let r = &records[1];
+        assert_eq!((r.lbornrlo.as_str(), r.lbstnrhi.as_str()), ("", ""), "not a numeric range");
+        assert_eq!(r.lbspec, "PLASMA", "an SPM-4 that is no common term leaves the configured one");
+    }
+
+    #[test]
+    fn range_indicators_come_from_the_first_flag() {
+        let cases = [
+            (Some("N"), "NORMAL"),
+            (Some("L"), "LOW"),
+            (Some("LL"), "LOW"),
+            (Some("h"), "HIGH"),
+            (Some("HH~D"), "HIGH"),
+            (Some("A"), "ABNORMAL"),
+            (Some("<"), ""),
+            (Some("D~H"), ""),
+            (None, ""),
+        ];
+        for (flags, expected) in cases {
+            assert_eq!(range_indicator(flags), expected, "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn the_variables_are_in_ig_order_with_labels_sas_can_hold() {
+        let names: Vec<&str> = LB_VARIABLES.iter().map(|v| v.name).collect();
+        assert_eq!(names, LB_COLUMNS);
+        let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+        // SDTMIG 3.4 LB: qualifiers in table order, LBLLOQ after them, then timing.
+        let ig = [
+            "LBSEQ", "LBREFID", "LBTESTCD", "LBTEST", "LBCAT", "LBORRES", "LBORRESU", "LBORNRLO", "LBORNRHI",
+            "LBSTRESC", "LBSTRESN", "LBSTRESU", "LBSTNRLO", "LBSTNRHI", "LBNRIND", "LBSTAT", "LBREASND", "LBSPEC",
+            "LBLOBXFL", "LBLLOQ", "VISITNUM", "VISIT", "LBDTC", "LBTPT", "LBTPTNUM", "LBELTM", "LBTPTREF", "LBRFTDTC",
+        ];
+        assert!(ig.windows(2).all(|w| at(w[0]) < at(w[1])), "{names:?}");
+        for v in LB_VARIABLES {
+            assert!(v.name.len() <= 8 && v.label.len() <= 40 && v.label.is_ascii(), "{v:?}");
+        }
+        assert_eq!(LB_VARIABLES.iter().filter(|v| v.label.len() == 40).count(), 4);
     }
 
     #[test]
@@ -417,7 +660,10 @@ mod tests {
         }];
         let censored =
             result(Slot::new("U07", "V4", 90, "c_peptide"), 0.010 * 0.33109, Some(Comparator::Lt), ("<0.010", "ng/mL"));
-        let records = lb_records(&config, &[censored], &visits, &[]);
+        let mut censored = censored;
+        censored.provenance.sample_id = Some("U07-V4-T90".into());
+        censored.provenance.flags = Some("L".into());
+        let records = lb_records(&config, &[censored], &visits, &[], &SentDetails::new());
         assert_eq!(records.len(), 1);
         assert_eq!(
             records[0].fields(),
@@ -426,18 +672,25 @@ mod tests {
                 "LB",
                 "NCT02057211-U07",
                 "1",
+                "U07-V4-T90",
                 "CPEPTIDE",
                 "C-peptide",
                 "CHEMISTRY",
                 "<0.010",
                 "ng/mL",
+                "",
+                "",
                 "<0.0033109",
                 "",
                 "nmol/L",
+                "",
+                "",
+                "LOW",
+                "",
+                "",
                 "SERUM",
+                "",
                 "0.017",
-                "",
-                "",
                 "5",
                 "2 years",
                 "2026-03-02T08:45",
@@ -450,40 +703,90 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_results_are_not_done_with_empty_result_fields() {
-        let config = config();
-        let records = lb_records(&config, &[], &[], &[missing("U07", "V0", -10, "glucose")]);
-        let r = &records[0];
-        assert_eq!((r.lbstat.as_str(), r.lbreasnd.as_str()), ("NOT DONE", "RESULT NOT RECEIVED"));
-        for field in [&r.lborres, &r.lborresu, &r.lbstresc, &r.lbstresn, &r.lbstresu, &r.lblloq, &r.lbdtc] {
-            assert_eq!(field, "");
+    fn mark(reason: &str) -> NotDoneMark {
+        NotDoneMark {
+            id: crate::store::MismatchId(9),
+            reason: reason.into(),
+            by: "dm".into(),
+            at: "2026-03-05T09:00:00Z".parse().unwrap(),
         }
-        assert_eq!((r.lbtestcd.as_str(), r.lbspec.as_str()), ("GLUC", "PLASMA"));
-        assert_eq!((r.visitnum.as_str(), r.visit.as_str()), ("1", "Baseline"));
-        assert_eq!((r.lbtpt.as_str(), r.lbtptnum.as_str(), r.lbeltm.as_str()), ("MMTT -10 MIN", "1", "-PT10M"));
-        assert_eq!(r.lbrftdtc, "2026-03-02T08:30");
     }
 
     #[test]
-    fn a_slot_marked_not_done_gives_the_data_managers_reason() {
+    fn only_a_slot_marked_not_done_is_a_not_done_record_with_the_reason_and_no_result() {
         let config = config();
-        let mark = crate::store::NotDoneMark {
-            id: crate::store::MismatchId(9),
-            reason: "vein collapsed".into(),
-            by: "dm".into(),
-            at: "2026-03-05T09:00:00Z".parse().unwrap(),
-        };
-        let gaps = [missing("U07", "V0", -10, "glucose")];
-        let marked = [(missing("U07", "V0", 0, "glucose"), mark)];
-        let records = lb_records_with_not_done(&config, &[], &[], &gaps, &marked);
-        let reasons: Vec<(&str, &str, &str)> =
-            records.iter().map(|r| (r.lbtpt.as_str(), r.lbstat.as_str(), r.lbreasnd.as_str())).collect();
-        assert_eq!(
-            reasons,
-            [("MMTT -10 MIN", "NOT DONE", "RESULT NOT RECEIVED"), ("MMTT 0 MIN", "NOT DONE", "vein collapsed")]
+        let marked = [(missing("U07", "V0", -10, "glucose"), mark("vein collapsed"))];
+        let records = lb_records(&config, &[], &[], &marked, &SentDetails::new());
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!((r.lbstat.as_str(), r.lbreasnd.as_str(), r.lbseq), ("NOT DONE", "vein collapsed", 1));
+        for field in [&r.lborres, &r.lborresu, &r.lbstresc, &r.lbstresn, &r.lbstresu, &r.lblloq, &r.lbdtc, &r.lbnrind] {
+            assert_eq!(field, "");
+        }
+        assert_eq!((r.lbtestcd.as_str(), r.lbspec.as_str(), r.lblobxfl.as_str()), ("GLUC", "PLASMA", ""));
+        assert_eq!((r.visitnum.as_str(), r.visit.as_str()), ("1", "Baseline"));
+        assert_eq!((r.lbtpt.as_str(), r.lbtptnum.as_str(), r.lbeltm.as_str()), ("MMTT -10 MIN", "1", "-PT10M"));
+        assert_eq!(r.lbrftdtc, "2026-03-02T08:30");
+        assert!(
+            lb_records(&config, &[], &[], &[], &SentDetails::new()).is_empty(),
+            "an empty slot alone gives no record"
         );
-        assert_eq!(records.iter().map(|r| r.lbseq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn the_last_pre_meal_result_of_the_baseline_visit_is_flagged_once_per_subject_and_test() {
+        let config = config();
+        let c = |p: &str, v: &str, m: i64, a: &str| result(Slot::new(p, v, m, a), 0.5, None, ("0.5", "nmol/L"));
+        let results = [
+            c("U01", "V0", -10, "c_peptide"),
+            c("U01", "V0", 0, "c_peptide"),
+            c("U01", "V0", 15, "c_peptide"),
+            c("U01", "V0", -10, "glucose"),
+            c("U01", "V1", 0, "c_peptide"),
+            c("U02", "V0", 15, "c_peptide"),
+            c("U03", "V0", -10, "c_peptide"),
+        ];
+        // U03's 0-min draw was not done: its -10 min result is the last one.
+        let marked = [(missing("U03", "V0", 0, "c_peptide"), mark("not drawn"))];
+        let records = lb_records(&config, &results, &[], &marked, &SentDetails::new());
+        let flagged: Vec<String> = records
+            .iter()
+            .filter(|r| r.lblobxfl == "Y")
+            .map(|r| format!("{} {} {} {}", r.usubjid, r.visit, r.lbtestcd, r.lbtpt))
+            .collect();
+        assert_eq!(
+            flagged,
+            [
+                "NCT02057211-U01 Baseline CPEPTIDE MMTT 0 MIN",
+                "NCT02057211-U01 Baseline GLUC MMTT -10 MIN",
+                "NCT02057211-U03 Baseline CPEPTIDE MMTT -10 MIN",
+            ]
+        );
+        let mut no_baseline = config.clone();
+        no_baseline.visits.iter_mut().for_each(|v| v.baseline = false);
+        assert!(
+            lb_records(&no_baseline, &results, &[], &marked, &SentDetails::new()).iter().all(|r| r.lblobxfl.is_empty())
+        );
+    }
+
+    #[test]
+    fn configured_test_codes_names_and_specimens_are_used() {
+        let mut config = config();
+        let glucose = config.analytes.get_mut("glucose").unwrap();
+        glucose.test_code = Some("GLUCPL".into());
+        glucose.test_name = Some("Glucose, plasma".into());
+        let records = lb_records(
+            &config,
+            &[result(Slot::new("U01", "V0", 0, "glucose"), 5.0, None, ("5", "mmol/L"))],
+            &[],
+            &[],
+            &SentDetails::new(),
+        );
+        let r = &records[0];
+        assert_eq!(
+            (r.lbtestcd.as_str(), r.lbtest.as_str(), r.lbspec.as_str()),
+            ("GLUCPL", "Glucose, plasma", "PLASMA")
+        );
     }
 
     #[test]
@@ -492,8 +795,9 @@ mod tests {
         config.analytes.get_mut("glucose").unwrap().specimen = None;
         let mut e411 = result(Slot::new("U07", "V9", 45, "glucose"), 5.4, None, ("5.4", "mmol/L"));
         e411.provenance.instrument = Some("cobas-e411".into());
-        let records = lb_records(&config, &[e411], &[], &[]);
+        let records = lb_records(&config, &[e411], &[], &[], &SentDetails::new());
         let r = &records[0];
+        assert_eq!((r.lbrefid.as_str(), r.lbnrind.as_str()), ("", ""));
         assert_eq!(r.lbdtc, "", "the e411's O.8 is a registration time, not the draw time");
         assert_eq!((r.visitnum.as_str(), r.visit.as_str()), ("", "V9"));
         assert_eq!((r.lbtptnum.as_str(), r.lbtpt.as_str(), r.lbeltm.as_str()), ("", "MMTT 45 MIN", "PT45M"));
@@ -513,8 +817,11 @@ mod tests {
             result(Slot::new("U01", "V0", 15, "c_peptide"), 0.6, None, ("0.6", "nmol/L")),
             result(Slot::new("U01", "V10", 0, "c_peptide"), 0.7, None, ("0.7", "nmol/L")),
         ];
-        let gaps = [missing("U01", "V0", -10, "c_peptide"), missing("U02", "V0", -10, "glucose")];
-        let records = lb_records(&config, &results, &[], &gaps);
+        let gaps = [
+            (missing("U01", "V0", -10, "c_peptide"), mark("not drawn")),
+            (missing("U02", "V0", -10, "glucose"), mark("not drawn")),
+        ];
+        let records = lb_records(&config, &results, &[], &gaps, &SentDetails::new());
         let order: Vec<String> = records
             .iter()
             .map(|r| format!("{} {} {} {} {} {}", r.usubjid, r.lbseq, r.visit, r.lbtestcd, r.lbtpt, r.lbstat))

@@ -149,7 +149,7 @@ pub(super) fn mismatch_row(row: &Row, at: usize) -> Result<MismatchRow, StoreErr
 const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
      o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, \
      coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
-               ORDER BY x.id DESC LIMIT 1), o.collected_offset)";
+               ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags";
 
 fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
     Ok(Provenance {
@@ -165,6 +165,7 @@ fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
         received_at: row.get(at + 9)?,
         origin: row.get(at + 10)?,
         collected_offset: row.get(at + 11)?,
+        flags: row.get(at + 12)?,
     })
 }
 
@@ -701,6 +702,19 @@ impl<'c> Reader<'c> {
         self.db().query_all(&sql, params![], |r| {
             Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? })
         })
+    }
+
+    /// Where each current result's observation came from: its stored copy,
+    /// the message's number in it and the result's order in the message
+    /// (`export lb` reads the reference range and specimen type back there).
+    pub fn current_result_sources(&self) -> Result<Vec<(ObservationId, RawId, i64, i64)>, StoreError> {
+        self.db().query_all(
+            "SELECT r.observation_id, msg.raw_id, msg.number, o.seq FROM current_result r
+                 JOIN observation o ON o.id = r.observation_id
+                 JOIN message msg ON msg.id = o.message_id",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
     }
 
     /// The audit rows about one entity (`entity` is the table name, `entity_id`

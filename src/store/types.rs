@@ -494,6 +494,8 @@ pub struct Provenance {
     pub received_at: Option<jiff::Timestamp>,
     /// The file name, device path or peer address it arrived from.
     pub origin: Option<String>,
+    /// Abnormal flags as sent (HL7 OBX-8, ASTM R.7), `~` between several.
+    pub flags: Option<String>,
 }
 
 impl Provenance {

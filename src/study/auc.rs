@@ -60,6 +60,9 @@ pub struct AucRow {
     pub missing_minutes: Vec<i32>,
     /// `auc_mean` − the baseline visit's `auc_mean`.
     pub delta_auc_mean: Option<f64>,
+    /// Minutes whose value in the AUC was a BLQ result replaced by the
+    /// `mmtt.blq` rule (empty when there is no AUC).
+    pub blq_minutes: Vec<i32>,
 }
 
 impl AucRow {
@@ -95,6 +98,19 @@ pub fn usable_value(row: &ResultRow, blq: BlqRule, lloq: Option<f64>) -> Option<
         None => Some(row.value),
         Some(Comparator::Lt | Comparator::Le | Comparator::Gt | Comparator::Ge) => None,
     }
+}
+
+/// Which of `minutes` an AUC over the configured range uses: those in the
+/// range, and −10 when the 0-min value is the mean of −10 and 0.
+fn used_minutes(mmtt: &Mmtt, minutes: &[i32]) -> Vec<i32> {
+    let mean_baseline = mmtt.baseline == BaselineSample::Mean && mmtt.auc_from <= 0 && 0 <= mmtt.auc_to;
+    let mut used: Vec<i32> = minutes
+        .iter()
+        .copied()
+        .filter(|&m| (m >= mmtt.auc_from && m <= mmtt.auc_to) || (m == -10 && mean_baseline))
+        .collect();
+    used.sort_unstable();
+    used
 }
 
 /// The AUC over the configured range from usable values by nominal minute
@@ -174,6 +190,7 @@ pub fn compute_with_visits<'a>(
     let mmtt = &config.mmtt;
     // (participant, visit, analyte) → usable values by minute.
     let mut series: BTreeMap<(String, String, String), BTreeMap<i32, f64>> = BTreeMap::new();
+    let mut imputed: BTreeMap<(String, String, String), Vec<i32>> = BTreeMap::new();
     for (participant, visit) in started {
         for analyte in config.analytes.keys() {
             series.entry((participant.to_owned(), visit.to_owned(), analyte.clone())).or_default();
@@ -186,6 +203,10 @@ pub fn compute_with_visits<'a>(
         let lloq = config.analytes.get(&slot.analyte).and_then(|a| a.lloq);
         if let Some(v) = usable_value(row, mmtt.blq, lloq) {
             values.insert(minute, v);
+            if row.blq {
+                let key = (slot.participant.clone(), slot.visit.clone(), slot.analyte.clone());
+                imputed.entry(key).or_default().push(minute);
+            }
         }
     }
     let visit_rank = |code: &str| config.visit_index(code).unwrap_or(usize::MAX);
@@ -217,6 +238,10 @@ pub fn compute_with_visits<'a>(
                 complete: s.complete,
                 missing_minutes: s.missing_minutes.clone(),
                 delta_auc_mean,
+                blq_minutes: match s.auc {
+                    Some(_) => imputed.get(key).map(|m| used_minutes(mmtt, m)).unwrap_or_default(),
+                    None => Vec::new(),
+                },
             }
         })
         .collect()
@@ -335,6 +360,7 @@ mod tests {
             assert_eq!(out.len(), 1);
             close(out[0].auc, expected);
             assert!(out[0].complete, "{rule}");
+            assert_eq!(out[0].blq_minutes, [0], "{rule}");
             assert_eq!(out[0].points, 6);
         }
         let c = config(&[]);

@@ -216,7 +216,7 @@ impl Default for Logging {
 }
 
 /// One measured quantity and how its results are judged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Analyte {
     /// Canonical unit: every result is converted to it before storage.
     pub unit: String,
@@ -224,8 +224,28 @@ pub struct Analyte {
     pub lloq: Option<f64>,
     /// Values outside `[low, high]` (canonical unit) are IMPLAUSIBLE.
     pub plausible: Option<[f64; 2]>,
-    /// Specimen type for SDTM LBSPEC (`SERUM`, `PLASMA`, …); written as given.
+    /// Specimen type for SDTM LBSPEC (`SERUM`, `PLASMA`, …) when the
+    /// message names none; checked at load against CDISC SPECTYPE.
     pub specimen: Option<String>,
+    /// SDTM LBTESTCD; defaults in [`Config::lb_test`].
+    pub test_code: Option<String>,
+    /// SDTM LBTEST; defaults in [`Config::lb_test`].
+    pub test_name: Option<String>,
+}
+
+/// LBTESTCD and LBTEST: as configured, else the CDISC terms of the built-in
+/// analytes, else the name upper-cased without other characters than
+/// letters, digits and `_` (checked at load, so never an invalid code).
+fn lb_test_of(name: &str, analyte: &Analyte) -> (String, String) {
+    let (code, test) = match KnownAnalyte::from_name(name) {
+        Some(KnownAnalyte::CPeptide) => ("CPEPTIDE".to_owned(), "C-peptide".to_owned()),
+        Some(KnownAnalyte::Glucose) => ("GLUC".to_owned(), "Glucose".to_owned()),
+        None => {
+            let code = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_');
+            (code.map(|c| c.to_ascii_uppercase()).collect(), name.to_owned())
+        }
+    };
+    (analyte.test_code.clone().unwrap_or(code), analyte.test_name.clone().unwrap_or(test))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -744,6 +764,14 @@ impl Config {
         self.instruments.iter().find(|i| i.name == name)
     }
 
+    /// SDTM LBTESTCD and LBTEST of an analyte (see [`lb_test_of`]).
+    pub fn lb_test(&self, analyte: &str) -> (String, String) {
+        match self.analytes.get(analyte) {
+            Some(a) => lb_test_of(analyte, a),
+            None => lb_test_of(analyte, &Analyte::default()),
+        }
+    }
+
     pub fn baseline_visit(&self) -> Option<&Visit> {
         self.visits.iter().find(|v| v.baseline)
     }
@@ -786,6 +814,7 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
     }
 
     let mut analytes = BTreeMap::new();
+    let mut test_codes: BTreeMap<String, String> = BTreeMap::new();
     for (name, analyte) in raw.analytes {
         let (span, key) = (analyte.span(), format!("analytes.{}", name.get_ref()));
         let analyte = analyte.into_inner();
@@ -816,12 +845,26 @@ fn check(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Config {
         {
             p.add(span.clone(), format!("{key}.plausible"), "must be [low, high] with low < high");
         }
-        if analyte.specimen.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        if let Some(specimen) = analyte.specimen.as_deref()
+            && let Err(problem) = crate::study::cdisc::check_specimen(specimen)
+        {
+            p.add(span.clone(), format!("{key}.specimen"), problem);
+        }
+        let (code, test) = lb_test_of(name.get_ref(), &analyte);
+        if let Err(problem) = crate::study::cdisc::check_test_code(&code) {
+            let how =
+                if analyte.test_code.is_some() { "" } else { " (derived from the analyte's name: set test_code)" };
+            p.add(span.clone(), format!("{key}.test_code"), format!("{code:?}{how} {problem}"));
+        } else if let Some(other) = test_codes.insert(code.clone(), name.get_ref().clone()) {
             p.add(
                 span.clone(),
-                format!("{key}.specimen"),
-                "must not be empty: a CDISC specimen type such as \"SERUM\" or \"PLASMA\", or leave the key out",
+                format!("{key}.test_code"),
+                format!("{code:?} is already the test code of analytes.{other}: each analyte needs its own"),
             );
+        }
+        if let Err(problem) = crate::study::cdisc::check_test_name(&test) {
+            let how = if analyte.test_name.is_some() { "" } else { " (the analyte's name: set test_name)" };
+            p.add(span.clone(), format!("{key}.test_name"), format!("{test:?}{how} {problem}"));
         }
         analytes.insert(name.into_inner(), analyte);
     }
@@ -1373,6 +1416,53 @@ mod tests {
         assert_eq!(p[3].line, line_of_text("data_bits = 9"));
         assert_eq!(p[4].line, line_of_text("address = \"localhost\""));
         assert_eq!(p[6].line, line_of_text("auc_to = 100"));
+    }
+
+    #[test]
+    fn lb_test_codes_and_names_are_checked_at_load() {
+        let extra = |table: &str| EXAMPLE.replace("[analytes.glucose]", &format!("{table}\n[analytes.glucose]"));
+        // A name that would make a code starting with a digit, and one too long.
+        let text = extra("[analytes.25ohvitd]\nunit = \"nmol/L\"\n[analytes.pro_insulin]\nunit = \"pmol/L\"\n");
+        let p = problems(&text);
+        let found: Vec<(&str, bool)> =
+            p.iter().map(|p| (p.key.as_str(), p.message.contains("set test_code"))).collect();
+        assert_eq!(found, [("analytes.25ohvitd.test_code", true), ("analytes.pro_insulin.test_code", true)], "{p:?}");
+        assert!(p[0].message.contains("starts with a digit"), "{}", p[0].message);
+
+        // Two analytes with one code; a name over 40 characters; non-ASCII.
+        let text = extra(&format!(
+            "[analytes.proins_a]\nunit = \"pmol/L\"\ntest_code = \"PROINS\"\n\
+             [analytes.proins_b]\nunit = \"pmol/L\"\ntest_code = \"PROINS\"\ntest_name = \"{}\"\n\
+             [analytes.hba1c]\nunit = \"mmol/mol\"\ntest_name = \"HbA1c (glykerat Hb) – IFCC\"\n",
+            "P".repeat(41)
+        ));
+        let p = problems(&text);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["analytes.proins_b.test_code", "analytes.proins_b.test_name", "analytes.hba1c.test_name"],
+            "{p:?}"
+        );
+        assert!(p[0].message.contains("already the test code of analytes.proins_a"), "{}", p[0].message);
+        assert!(p[1].message.contains("41 characters"), "{}", p[1].message);
+        assert!(p[2].message.contains("printable ASCII"), "{}", p[2].message);
+        let line = text.lines().position(|l| l.starts_with("test_code = \"PROINS\"")).unwrap() + 1;
+        assert_eq!(p[0].line, line + 3, "the second one's own line");
+
+        let config = load(&extra("[analytes.hba1c]\nunit = \"mmol/mol\"\n")).unwrap();
+        assert_eq!(config.lb_test("hba1c"), ("HBA1C".into(), "hba1c".into()));
+        assert_eq!(config.lb_test("c_peptide"), ("CPEPTIDE".into(), "C-peptide".into()));
+        assert_eq!(config.lb_test("glucose"), ("GLUC".into(), "Glucose".into()));
+    }
+
+    #[test]
+    fn a_specimen_that_is_not_a_spectype_term_is_refused_with_the_term() {
+        let p = problems(&EXAMPLE.replace("specimen = \"PLASMA\"", "specimen = \"Plasma (EDTA)\""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].key.as_str(), p[0].message.as_str()),
+            ("analytes.glucose.specimen", "\"Plasma (EDTA)\" is not a CDISC SPECTYPE term: write \"PLASMA\"")
+        );
     }
 
     #[test]

@@ -69,8 +69,14 @@ const WATCH: &[Field] = &[
     opt("max_file_size_mib", U64),
 ];
 const LOGGING: &[Field] = &[opt("level", Kind::Text)];
-const ANALYTE: &[Field] =
-    &[req("unit", Kind::Text), opt("lloq", Kind::Number), opt("plausible", Kind::Pair), opt("specimen", Kind::Text)];
+const ANALYTE: &[Field] = &[
+    req("unit", Kind::Text),
+    opt("lloq", Kind::Number),
+    opt("plausible", Kind::Pair),
+    opt("specimen", Kind::Text),
+    opt("test_code", Kind::Text),
+    opt("test_name", Kind::Text),
+];
 const INSTRUMENT: &[Field] = &[
     req("name", Kind::Text),
     req("sender", Kind::Text),

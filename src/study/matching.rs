@@ -9,7 +9,7 @@
 use crate::local_time::{LocalTime, Placed, offset_text, place_near};
 use crate::model::LabResult;
 use crate::study::config::{Config, Instrument};
-use crate::study::units::{KnownAnalyte, normalize_unit};
+use crate::study::units::KnownAnalyte;
 use crate::value::Comparator;
 
 pub use crate::model::MismatchCode;
@@ -235,11 +235,7 @@ fn convert(config: &Config, analyte: &str, result: &LabResult) -> Result<(f64, S
             detail: format!("no unit was reported; {analyte} needs a unit convertible to {canonical}"),
         });
     };
-    let factor = match KnownAnalyte::from_name(analyte) {
-        Some(known) => known.factor(reported_unit, &canonical),
-        None => (normalize_unit(reported_unit) == normalize_unit(&canonical)).then_some(1.0),
-    };
-    let Some(factor) = factor else {
+    let Some(factor) = crate::study::units::analyte_factor(analyte, reported_unit, &canonical) else {
         return Err(Finding {
             code: MismatchCode::UnknownUnit,
             detail: format!("unit {reported_unit:?} cannot be converted to {canonical} for {analyte}"),

@@ -53,6 +53,15 @@ impl KnownAnalyte {
     }
 }
 
+/// The factor that turns a value of `analyte` in `from` into one in `to`:
+/// the built-in conversions, else 1 for the same unit spelled alike.
+pub fn analyte_factor(analyte: &str, from: &str, to: &str) -> Option<f64> {
+    match KnownAnalyte::from_name(analyte) {
+        Some(known) => known.factor(from, to),
+        None => (normalize_unit(from) == normalize_unit(to)).then_some(1.0),
+    }
+}
+
 /// Lower-case, trimmed, with the micro signs folded to `u`.
 pub fn normalize_unit(unit: &str) -> String {
     unit.trim().chars().map(|c| if c == 'µ' || c == 'μ' { 'u' } else { c }).collect::<String>().to_lowercase()

@@ -910,3 +910,13 @@ fn check_well_formed(bytes: &[u8]) {
         assert!(offset <= bytes.len());
     }
 }
+
+/// R.6 is kept as sent for `export lb` (LBORNRLO/LBORNRHI): the standard
+/// `lower to upper` with text after `^` (Beckman Access 2).
+#[test]
+fn the_reference_range_is_read_from_r6_as_sent() {
+    let r = results("beckman-access2.astm");
+    assert_eq!(r[0].reference_range.as_deref(), Some("222 to 1439^normal"));
+    assert_eq!(r[0].flags.as_deref(), Some("L"));
+    assert_eq!(r[0].specimen_type, None, "ASTM has no SPM");
+}

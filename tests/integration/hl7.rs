@@ -105,6 +105,8 @@ fn synthetic_mmtt_sample_maps_every_field() {
     assert_eq!(num(cpep).as_deref(), Some("0.02"));
     assert_eq!(cpep.unit.as_deref(), Some("ng/mL"));
     assert_eq!(cpep.flags.as_deref(), Some("L"));
+    assert_eq!(cpep.reference_range.as_deref(), Some("0.8-3.5"));
+    assert_eq!(cpep.specimen_type.as_deref(), Some("SER^Serum^HL70487"), "SPM-4, after the OBX");
     assert_eq!(cpep.status.as_deref(), Some("F"));
     assert_eq!(iso(cpep.collected_at).as_deref(), Some("2026-03-11T08:12:00-08:00"));
     assert_eq!(iso(cpep.resulted_at).as_deref(), Some("2026-03-12T12:05:00-08:00"));
@@ -117,6 +119,8 @@ fn synthetic_mmtt_sample_maps_every_field() {
     assert_eq!(num(gluc).as_deref(), Some("142"));
     assert_eq!(gluc.unit.as_deref(), Some("mg/dL"));
     assert_eq!(gluc.flags.as_deref(), Some("H"));
+    assert_eq!(gluc.reference_range.as_deref(), Some("70-99"));
+    assert_eq!(gluc.specimen_type.as_deref(), Some("SER^Serum^HL70487"));
     assert_eq!(iso(gluc.resulted_at).as_deref(), Some("2026-03-12T12:10:00-08:00"));
     assert_eq!(gluc.comments, ["Slight hemolysis (H-index 45); glucose may be underestimated."]);
     assert_eq!(gluc.offset, position(&data, b"OBX|2|NM"));
@@ -140,6 +144,11 @@ fn nist_original_and_correction_keep_status_value_and_unit_as_sent() {
     assert_eq!(iso(a.collected_at).as_deref(), Some("2008-08-15T10:30-07:00"));
     assert_eq!(iso(a.resulted_at).as_deref(), Some("2008-08-18T18:00-07:00"));
     assert_eq!(a.flags.as_deref(), Some("H"));
+    assert_eq!(a.reference_range.as_deref(), Some("<9 mcg/dL:  Acceptable background lead exposure"));
+    assert_eq!(
+        a.specimen_type.as_deref(),
+        Some("122554006^Capillary blood specimen^SCT^BLDC^Blood capillary^HL70070^20080131^2.5.1")
+    );
 }
 
 #[test]

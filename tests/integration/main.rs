@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step on 2 cores).
 
 mod accounts;
+mod adam;
 mod astm;
 mod auc;
 mod audit_key;

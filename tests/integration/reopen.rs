@@ -334,7 +334,7 @@ fn not_done_closes_a_missing_result_and_export_lb_says_why() {
     // A slot whose result is held for review is not "not done".
     let held = missing_id(&s, "U07", "V4", "60", "c_peptide");
     refused(&resolve(&s, &[&held, "--not-done", "--reason", "x", "--by", "dm"]), "is held for review");
-    assert_eq!(lb_status(&s, "U08", "GLUC", "MMTT -10 MIN").unwrap().1, "RESULT NOT RECEIVED");
+    assert_eq!(lb_status(&s, "U08", "GLUC", "MMTT -10 MIN"), None, "an empty slot has no LB record");
     let before = exports(&s);
 
     let out = resolve(&s, &[&id, "--not-done", "--reason", "vein collapsed, no sample", "--by", "dm"]);
@@ -406,7 +406,9 @@ fn assign_to_a_slot_that_does_not_exist_is_refused_and_writes_nothing() {
     // An analyte the configuration no longer has.
     let glucose = id_of(&s, "PRETEST_GLUCOSE");
     let config = std::fs::read_to_string(&s.config).unwrap();
-    std::fs::write(&s.config, config.replace("glucose", "plasma_glucose")).unwrap();
+    let renamed = config.replace("glucose", "plasma_glucose");
+    let renamed = renamed.replace("[analytes.plasma_glucose]", "[analytes.plasma_glucose]\ntest_code = \"GLUC\"");
+    std::fs::write(&s.config, renamed).unwrap();
     let before = (exports(&s), review_csv(&s, true));
     refused(
         &resolve(&s, &[&glucose, "--assign", "U07/V4/15", "--reason", "x", "--by", "dm"]),

@@ -1,0 +1,290 @@
+//! `export adam`: an ADaM BDS dataset of the MMTT outcomes (SPEC §12,
+//! ADaMIG 1.3), one record per participant, visit and parameter, from the
+//! same AUC rows as `report auc`, so the numbers are the same ones.
+//!
+//! Units are in PARAM (ADaMIG 1.3 has no AVALU). BASE is the AVAL of the
+//! subject's baseline-visit record of the parameter (ABLFL `Y`); CHG and
+//! PCHG are filled on the other visits only (the producer's choice the IG
+//! leaves open). DTYPE is `INTERP` for an AUC computed with interpolated
+//! points. Records are ordered by participant code, visit and parameter:
+//! nothing that could reveal allocation.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::report::auc::number;
+use crate::report::xpt::{self, Dataset, Variable};
+use crate::study::auc::AucRow;
+use crate::study::config::Config;
+use crate::study::units::KnownAnalyte;
+
+const fn text(name: &'static str, label: &'static str) -> Variable {
+    Variable { name, label, numeric: false }
+}
+
+const fn num(name: &'static str, label: &'static str) -> Variable {
+    Variable { name, label, numeric: true }
+}
+
+/// The variables written, in order, with their ADaMIG 1.3 labels.
+pub const ADAM_VARIABLES: [Variable; 14] = [
+    text("STUDYID", "Study Identifier"),
+    text("USUBJID", "Unique Subject Identifier"),
+    num("ASEQ", "Analysis Sequence Number"),
+    text("PARAMCD", "Parameter Code"),
+    text("PARAM", "Parameter"),
+    text("AVISIT", "Analysis Visit"),
+    num("AVISITN", "Analysis Visit (N)"),
+    num("AVAL", "Analysis Value"),
+    num("BASE", "Baseline Value"),
+    num("CHG", "Change from Baseline"),
+    num("PCHG", "Percent Change from Baseline"),
+    text("ABLFL", "Baseline Record Flag"),
+    text("DTYPE", "Derivation Type"),
+    // Sponsor-defined: ADaMIG has no variable saying that an AVAL derived
+    // from many records used an imputed one.
+    text("BLQIMPFL", "BLQ Value Imputed in AVAL Flag"),
+];
+
+/// The dataset's name (and file `admmtt.xpt`) and label.
+pub const ADAM_DATASET: &str = "ADMMTT";
+pub const ADAM_LABEL: &str = "MMTT Outcomes Analysis Dataset";
+
+/// Which number of an [`AucRow`] a parameter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    Auc,
+    AucMean,
+    LnAucMeanPlus1,
+}
+
+/// The parameters of an analyte (SPEC §12): code, measure. Analytes other
+/// than C-peptide and glucose have none.
+fn parameters(analyte: &str) -> &'static [(&'static str, Measure)] {
+    match KnownAnalyte::from_name(analyte) {
+        Some(KnownAnalyte::CPeptide) => {
+            &[("CPAUC", Measure::Auc), ("CPAUCM", Measure::AucMean), ("CPLAUCM", Measure::LnAucMeanPlus1)]
+        }
+        Some(KnownAnalyte::Glucose) => &[("GLAUC", Measure::Auc), ("GLAUCM", Measure::AucMean)],
+        None => &[],
+    }
+}
+
+/// PARAM: the test name, what and over which minutes, and the unit.
+fn parameter_name(config: &Config, analyte: &str, measure: Measure) -> String {
+    let test = config.lb_test(analyte).1;
+    let unit = config.analytes.get(analyte).map(|a| a.unit.as_str()).unwrap_or_default();
+    let (from, to) = (config.mmtt.auc_from, config.mmtt.auc_to);
+    match measure {
+        Measure::Auc => format!("{test} AUC {from}-{to} min (min*{unit})"),
+        Measure::AucMean => format!("{test} AUC mean {from}-{to} min ({unit})"),
+        Measure::LnAucMeanPlus1 => format!("Log({test} AUC mean {from}-{to} min + 1)"),
+    }
+}
+
+/// One ADaM record, every field as written (absent numbers empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamRecord {
+    pub studyid: String,
+    pub usubjid: String,
+    pub aseq: u32,
+    pub paramcd: &'static str,
+    pub param: String,
+    pub avisit: String,
+    pub avisitn: Option<usize>,
+    pub aval: Option<f64>,
+    pub base: Option<f64>,
+    pub chg: Option<f64>,
+    pub pchg: Option<f64>,
+    pub ablfl: bool,
+    pub dtype: &'static str,
+    /// The AUC used a BLQ result replaced by the `mmtt.blq` rule.
+    pub blq_imputed: bool,
+}
+
+impl AdamRecord {
+    /// The fields in [`ADAM_VARIABLES`] order.
+    pub fn fields(&self) -> [String; 14] {
+        [
+            self.studyid.clone(),
+            self.usubjid.clone(),
+            self.aseq.to_string(),
+            self.paramcd.to_owned(),
+            self.param.clone(),
+            self.avisit.clone(),
+            self.avisitn.map(|n| n.to_string()).unwrap_or_default(),
+            number(self.aval),
+            number(self.base),
+            number(self.chg),
+            number(self.pchg),
+            if self.ablfl { "Y" } else { "" }.to_owned(),
+            self.dtype.to_owned(),
+            if self.blq_imputed { "Y" } else { "" }.to_owned(),
+        ]
+    }
+}
+
+/// The records of the AUC rows (as [`auc_rows`](crate::report::auc::auc_rows)
+/// gives them), in participant, visit, parameter order, ASEQ numbered per
+/// subject.
+pub fn adam_records(config: &Config, rows: &[AucRow]) -> Vec<AdamRecord> {
+    let studyid = config.study.id.clone();
+    let baseline = config.baseline_visit().map(|v| v.code.as_str());
+    let mut records = Vec::new();
+    for row in rows {
+        let visit = config.visit_index(&row.visit);
+        for &(paramcd, measure) in parameters(&row.analyte) {
+            let aval = match measure {
+                Measure::Auc => row.auc,
+                Measure::AucMean => row.auc_mean,
+                Measure::LnAucMeanPlus1 => row.ln_auc_mean_plus_1,
+            };
+            records.push(AdamRecord {
+                studyid: studyid.clone(),
+                usubjid: format!("{studyid}-{}", row.participant),
+                aseq: 0,
+                paramcd,
+                param: parameter_name(config, &row.analyte, measure),
+                avisit: visit.and_then(|i| config.visits.get(i)).map_or_else(|| row.visit.clone(), |v| v.name.clone()),
+                avisitn: visit.map(|i| i + 1),
+                aval,
+                base: None,
+                chg: None,
+                pchg: None,
+                ablfl: aval.is_some() && baseline == Some(row.visit.as_str()),
+                dtype: if row.interpolated() { "INTERP" } else { "" },
+                blq_imputed: aval.is_some() && !row.blq_minutes.is_empty(),
+            });
+        }
+    }
+    let bases: BTreeMap<(String, &str), f64> =
+        records.iter().filter(|r| r.ablfl).filter_map(|r| Some(((r.usubjid.clone(), r.paramcd), r.aval?))).collect();
+    let mut seq = 0;
+    let mut subject = String::new();
+    for record in &mut records {
+        if record.usubjid != subject {
+            subject.clone_from(&record.usubjid);
+            seq = 0;
+        }
+        seq += 1;
+        record.aseq = seq;
+        record.base = bases.get(&(record.usubjid.clone(), record.paramcd)).copied();
+        if !record.ablfl
+            && let (Some(aval), Some(base)) = (record.aval, record.base)
+        {
+            record.chg = Some(aval - base);
+            record.pchg = (base != 0.0).then(|| (aval - base) / base * 100.0);
+        }
+    }
+    records
+}
+
+/// Write the header row, then one row per record.
+pub fn write_adam_csv(out: impl Write, records: &[AdamRecord]) -> csv::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(ADAM_VARIABLES.iter().map(|v| v.name))?;
+    for record in records {
+        w.write_record(record.fields())?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `admmtt.xpt`: the records as SAS XPORT v5 dataset ADMMTT; a value v5
+/// cannot hold is refused naming the variable and the record.
+pub fn adam_xpt(records: &[AdamRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
+    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
+    let dataset = Dataset { name: ADAM_DATASET, label: ADAM_LABEL, variables: &ADAM_VARIABLES, rows: &rows };
+    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+        Some(r) => format!("{} of the record USUBJID {} ASEQ {}: {}", e.variable, r.usubjid, r.aseq, e.problem),
+        None => e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_toml(include_str!("../../config/labfeed.example.toml"), Path::new("test.toml")).unwrap()
+    }
+
+    fn row(participant: &str, visit: &str, analyte: &str, auc: Option<f64>, complete: bool) -> AucRow {
+        AucRow {
+            participant: participant.into(),
+            visit: visit.into(),
+            analyte: analyte.into(),
+            auc,
+            auc_mean: auc.map(|a| a / 120.0),
+            ln_auc_mean_plus_1: auc.map(|a| (a / 120.0 + 1.0).ln()),
+            points: 6,
+            complete,
+            missing_minutes: Vec::new(),
+            delta_auc_mean: None,
+            blq_minutes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn parameters_base_change_and_flags_are_derived_per_subject() {
+        let config = config();
+        let rows = [
+            row("U01", "V0", "c_peptide", Some(60.0), true),
+            row("U01", "V0", "glucose", Some(720.0), true),
+            row("U01", "V4", "c_peptide", Some(30.0), false),
+            row("U02", "V4", "c_peptide", Some(12.0), true),
+        ];
+        let records = adam_records(&config, &rows);
+        let got: Vec<String> = records.iter().map(|r| r.fields().join("|")).collect();
+        // 60/120 = 0.5, ln 1.5 = 0.405465108108; 30/120 = 0.25, ln 1.25 = 0.223143551314;
+        // PCHG of the log: (0.223143551314 - 0.405465108108) / 0.405465108108 × 100 = -44.9660286787.
+        assert_eq!(
+            got,
+            [
+                "NCT02057211|NCT02057211-U01|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|Baseline|1|60|60|||Y||",
+                "NCT02057211|NCT02057211-U01|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|Baseline|1|0.5|0.5|||Y||",
+                "NCT02057211|NCT02057211-U01|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|Baseline|1|0.405465108108|0.405465108108|||Y||",
+                "NCT02057211|NCT02057211-U01|4|GLAUC|Glucose AUC 0-120 min (min*mmol/L)|Baseline|1|720|720|||Y||",
+                "NCT02057211|NCT02057211-U01|5|GLAUCM|Glucose AUC mean 0-120 min (mmol/L)|Baseline|1|6|6|||Y||",
+                "NCT02057211|NCT02057211-U01|6|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|30|60|-30|-50||INTERP|",
+                "NCT02057211|NCT02057211-U01|7|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.25|0.5|-0.25|-50||INTERP|",
+                "NCT02057211|NCT02057211-U01|8|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.223143551314|0.405465108108|-0.182321556794|-44.9660286787||INTERP|",
+                "NCT02057211|NCT02057211-U02|1|CPAUC|C-peptide AUC 0-120 min (min*nmol/L)|2 years|5|12||||||",
+                "NCT02057211|NCT02057211-U02|2|CPAUCM|C-peptide AUC mean 0-120 min (nmol/L)|2 years|5|0.1||||||",
+                "NCT02057211|NCT02057211-U02|3|CPLAUCM|Log(C-peptide AUC mean 0-120 min + 1)|2 years|5|0.0953101798043||||||",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_auc_that_used_an_imputed_blq_value_is_flagged() {
+        let config = config();
+        let mut blq = row("U01", "V0", "c_peptide", Some(60.0), true);
+        blq.blq_minutes = vec![120];
+        let records = adam_records(&config, &[blq, row("U01", "V0", "glucose", Some(720.0), true)]);
+        let flags: Vec<(&str, &str)> =
+            records.iter().map(|r| (r.paramcd, if r.blq_imputed { "Y" } else { "" })).collect();
+        assert_eq!(flags, [("CPAUC", "Y"), ("CPAUCM", "Y"), ("CPLAUCM", "Y"), ("GLAUC", ""), ("GLAUCM", "")]);
+        assert_eq!(records[0].fields()[13], "Y");
+    }
+
+    #[test]
+    fn a_baseline_without_an_auc_is_no_baseline_record_and_gives_no_change() {
+        let config = config();
+        let rows = [row("U01", "V0", "c_peptide", None, false), row("U01", "V4", "c_peptide", Some(30.0), true)];
+        let records = adam_records(&config, &rows);
+        assert!(records.iter().all(|r| !r.ablfl && r.base.is_none() && r.chg.is_none()), "{records:?}");
+        assert_eq!(records[0].aval, None);
+        assert_eq!(records[0].dtype, "", "no AUC is not an interpolated one");
+    }
+
+    #[test]
+    fn labels_and_names_fit_sas_v5() {
+        for v in ADAM_VARIABLES {
+            assert!(v.name.len() <= 8 && v.label.len() <= 40, "{v:?}");
+        }
+        assert!(ADAM_DATASET.len() <= 8 && ADAM_LABEL.len() <= 40);
+    }
+}

@@ -1,0 +1,109 @@
+//! `labfeed export adam` through the real binary, on the bundled demo study:
+//! the ADaM numbers are `report auc`'s, and `admmtt.xpt` reads back with
+//! an independent reader.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::sdtm::read_with_pyreadstat;
+use super::support::{csv_rows, text};
+
+fn labfeed(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
+    cmd.env_remove("LABFEED_CONFIG").env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
+    cmd.arg("--config").arg(config).args(args).output().unwrap()
+}
+
+/// The demo study in `dir`; its configuration.
+fn demo(dir: &Path) -> std::path::PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_labfeed")).arg("demo").arg("--dir").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    dir.join("labfeed.toml")
+}
+
+#[test]
+fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = demo(&tmp.path().join("demo"));
+    let out = labfeed(&config, &["export", "adam"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let adam = csv_rows(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        adam[0],
+        [
+            "STUDYID", "USUBJID", "ASEQ", "PARAMCD", "PARAM", "AVISIT", "AVISITN", "AVAL", "BASE", "CHG", "PCHG",
+            "ABLFL", "DTYPE", "BLQIMPFL"
+        ]
+    );
+    let auc = csv_rows(&String::from_utf8(labfeed(&config, &["report", "auc", "--format", "csv"]).stdout).unwrap());
+    let col = |name: &str| adam[0].iter().position(|h| h == name).unwrap();
+    let find = |participant: &str, visit_number: &str, paramcd: &str| {
+        adam.iter()
+            .find(|r| {
+                r[col("USUBJID")] == format!("LABFEED-DEMO-{participant}")
+                    && r[col("AVISITN")] == visit_number
+                    && r[col("PARAMCD")] == paramcd
+            })
+            .unwrap_or_else(|| panic!("{participant} {visit_number} {paramcd} in {adam:?}"))
+    };
+    let mut checked = 0;
+    for row in &auc[1..] {
+        let (participant, visit, analyte) = (&row[0], &row[1], &row[2]);
+        let visit_number = if visit == "V0" { "1" } else { "2" };
+        let params: &[(&str, usize)] = match analyte.as_str() {
+            "c_peptide" => &[("CPAUC", 3), ("CPAUCM", 4), ("CPLAUCM", 5)],
+            _ => &[("GLAUC", 3), ("GLAUCM", 4)],
+        };
+        for &(paramcd, at) in params {
+            let record = find(participant, visit_number, paramcd);
+            assert_eq!(record[col("AVAL")], row[at], "{participant} {visit} {paramcd}");
+            assert_eq!(record[col("ABLFL")], if visit == "V0" && !row[at].is_empty() { "Y" } else { "" });
+            checked += 1;
+        }
+        // delta_auc_mean is CHG of the AUC mean.
+        let mean = if analyte == "c_peptide" { "CPAUCM" } else { "GLAUCM" };
+        assert_eq!(find(participant, visit_number, mean)[col("CHG")], row[9], "{participant} {visit} {mean}");
+    }
+    assert_eq!(adam.len() - 1, checked, "one record per AUC number");
+    // U02's month-24 0-min C-peptide is `<0.017` (BLQ): its AUC used half the LLOQ.
+    assert_eq!(find("U02", "2", "CPAUC")[col("BLQIMPFL")], "Y");
+    assert_eq!(find("U02", "2", "GLAUC")[col("BLQIMPFL")], "");
+    assert_eq!(find("U01", "2", "CPAUC")[col("BLQIMPFL")], "");
+    // Hand-computed for U01's C-peptide: AUC 104.55 at baseline, 62.775 at month 24:
+    // CHG −41.775, PCHG −41.775 / 104.55 × 100 = −39.9569583931.
+    let u01 = find("U01", "2", "CPAUC");
+    assert_eq!(
+        [&u01[col("AVAL")], &u01[col("BASE")], &u01[col("CHG")], &u01[col("PCHG")]],
+        ["62.775", "104.55", "-41.775", "-39.9569583931"]
+    );
+}
+
+#[test]
+#[ignore = "needs python3 with pyreadstat (pip install pyreadstat); .ci/run installs it and runs ignored tests"]
+fn export_adam_xpt_reads_back_with_pyreadstat_as_the_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = demo(&tmp.path().join("demo"));
+    let csv = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
+    let path = tmp.path().join("admmtt.xpt");
+    let out = labfeed(&config, &["export", "adam", "--format", "xpt", "--output", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let read = read_with_pyreadstat(&path);
+    assert_eq!(read["name"], "ADMMTT");
+    assert_eq!(read["label"], "MMTT Outcomes Analysis Dataset");
+    assert_eq!(read["columns"], serde_json::json!(csv[0]));
+    assert_eq!(read["labels"][7], "Analysis Value");
+    let rows = read["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), csv.len() - 1);
+    let numeric = ["ASEQ", "AVISITN", "AVAL", "BASE", "CHG", "PCHG"];
+    for (xpt, csv_row) in rows.iter().zip(&csv[1..]) {
+        for ((x, v), name) in xpt.as_array().unwrap().iter().zip(csv_row).zip(&csv[0]) {
+            match x {
+                serde_json::Value::Null => assert!(v.is_empty(), "{name}: {v:?}"),
+                serde_json::Value::String(x) if numeric.contains(&name.as_str()) => {
+                    assert_eq!(x.parse::<f64>().unwrap(), v.parse::<f64>().unwrap(), "{name}")
+                }
+                other => assert_eq!(other.as_str(), Some(v.as_str()), "{name}"),
+            }
+        }
+    }
+}
