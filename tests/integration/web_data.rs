@@ -229,6 +229,7 @@ fn the_data_pages_show_the_study_and_escape_it() {
         ("/exports/mismatches-all.csv", vec!["report", "mismatches", "--all", "--format", "csv"]),
         ("/exports/lb.csv", vec!["export", "lb"]),
         ("/exports/auc.csv", vec!["report", "auc", "--format", "csv"]),
+        ("/exports/admmtt.csv", vec!["export", "adam"]),
     ] {
         let reply = http(&c, "GET", path, Some(&dm), None);
         assert_eq!(reply.status, 200, "{path}");
@@ -243,7 +244,30 @@ fn the_data_pages_show_the_study_and_escape_it() {
         assert_eq!(cli.status.code(), Some(0), "{}", text(&cli));
         assert_eq!(reply.body, cli.stdout, "{path} differs from labfeed {}", args.join(" "));
     }
-    assert!(get(&c, &dm, "/exports").contains("href=\"/exports/lb.csv\""));
+    // SAS transport files: the command line's, but for the time they were made.
+    for (path, args, file) in [
+        ("/exports/lb.xpt", vec!["export", "lb", "--format", "xpt", "--output"], "lb.xpt"),
+        ("/exports/admmtt.xpt", vec!["export", "adam", "--format", "xpt", "--output"], "admmtt.xpt"),
+    ] {
+        let reply = http(&c, "GET", path, Some(&dm), None);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type").as_deref(), Some("application/octet-stream"), "{path}");
+        let out = t.dir.path().join(file);
+        let mut args: Vec<&str> = args;
+        args.push(out.to_str().unwrap());
+        let cli = t.run(&args);
+        assert_eq!(cli.status.code(), Some(0), "{}", text(&cli));
+        let written = std::fs::read(&out).unwrap();
+        let observations = |bytes: &[u8]| -> Vec<u8> {
+            let marker = b"HEADER RECORD*******OBS     HEADER RECORD";
+            let at = bytes.windows(marker.len()).position(|w| w == marker).expect("an OBS header");
+            bytes[at..].to_vec()
+        };
+        assert!(reply.body.starts_with(b"HEADER RECORD*******LIBRARY HEADER RECORD"), "{path}");
+        assert_eq!(reply.body.len(), written.len(), "{path}");
+        assert_eq!(observations(&reply.body), observations(&written), "{path}: the records differ");
+    }
+    assert!(get(&c, &dm, "/exports").contains("href=\"/exports/lb.xpt\""));
     assert_eq!(http(&c, "GET", "/exports/secrets.csv", Some(&dm), None).status, 404);
     // Without a session: the login page, never data.
     let anonymous = http(&c, "GET", "/exports/results.csv", None, None);

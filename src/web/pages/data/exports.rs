@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use crate::report::exports::{Csv, auc_csv, lb_csv, mismatches_csv, results_csv};
+use crate::report::exports::{Csv, adam, auc_csv, lb, lb_csv, mismatches_csv, results_csv};
 use crate::web::pages::{PageError, layout};
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
@@ -17,7 +17,10 @@ const FILES: &[(&str, &str, &str)] = &[
     ("mismatches.csv", "Open mismatches, SPEC §5 columns", "labfeed report mismatches --format csv"),
     ("mismatches-all.csv", "All mismatches, resolved ones too", "labfeed report mismatches --all --format csv"),
     ("lb.csv", "CDISC SDTM LB domain, with NOT DONE records", "labfeed export lb"),
+    ("lb.xpt", "The same LB domain as SAS transport (XPORT v5)", "labfeed export lb --format xpt"),
     ("auc.csv", "MMTT AUC per participant, visit and analyte", "labfeed report auc --format csv"),
+    ("admmtt.csv", "ADaM BDS of the MMTT outcomes (AUCs, change from baseline)", "labfeed export adam"),
+    ("admmtt.xpt", "The same ADaM dataset as SAS transport (XPORT v5)", "labfeed export adam --format xpt"),
 ];
 
 pub async fn page(State(console): State<Shared>, Extension(who): Extension<SignedIn>) -> Markup {
@@ -36,7 +39,6 @@ pub async fn page(State(console): State<Shared>, Extension(who): Extension<Signe
                 }
             }
         }
-        p.muted { "SAS transport (XPT) files are not offered yet." }
     };
     layout(&who, &config.study.id, &config.study.timezone, "Exports", "/exports", body)
 }
@@ -59,27 +61,37 @@ pub async fn download(
         return Err(PageError::NotFound(format!("there is no export named {name}")));
     }
     let chosen = name.clone();
-    let csv: Csv = console
+    let bytes: Vec<u8> = console
         .with_store(Access::Read, move |store, config| {
             let now = jiff::Timestamp::now();
+            let created = jiff::tz::TimeZone::UTC.to_datetime(now);
+            // A value XPT cannot hold is named (variable and record), as on the command line.
+            let xpt =
+                |made: Result<Vec<u8>, String>| made.map_err(|e| anyhow::anyhow!("the XPT file cannot be made: {e}"));
+            let csv = |made: anyhow::Result<Csv>| made.map(|c| c.bytes);
             match chosen.as_str() {
-                "results.csv" => results_csv(store),
-                "mismatches.csv" => mismatches_csv(config, store, false),
-                "mismatches-all.csv" => mismatches_csv(config, store, true),
-                "lb.csv" => lb_csv(config, store, now),
-                _ => auc_csv(config, store, now),
+                "results.csv" => csv(results_csv(store)),
+                "mismatches.csv" => csv(mismatches_csv(config, store, false)),
+                "mismatches-all.csv" => csv(mismatches_csv(config, store, true)),
+                "lb.csv" => csv(lb_csv(config, store, now)),
+                "lb.xpt" => xpt(crate::report::lb_xpt(&lb(config, store, now)?, created)),
+                "admmtt.csv" => {
+                    let mut bytes = Vec::new();
+                    crate::report::adam::write_adam_csv(&mut bytes, &adam(config, store, now)?)?;
+                    Ok(bytes)
+                }
+                "admmtt.xpt" => xpt(crate::report::adam::adam_xpt(&adam(config, store, now)?, created)),
+                _ => csv(auc_csv(config, store, now)),
             }
         })
         .await?;
+    let content_type = if name.ends_with(".xpt") { "application/octet-stream" } else { "text/csv; charset=utf-8" };
     let disposition = format!("attachment; filename=\"{}\"", file_name(&console.config.study.id, &name));
     let disposition = HeaderValue::from_str(&disposition)
         .map_err(|e| PageError::Failed(anyhow::anyhow!("the download's file name: {e}")))?;
     Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        csv.bytes,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::CONTENT_DISPOSITION, disposition)],
+        bytes,
     )
         .into_response())
 }
