@@ -100,27 +100,25 @@ pub fn mismatches_csv(config: &Config, store: &Store, include_resolved: bool) ->
     Ok(Csv { bytes, rows: rows.len() })
 }
 
-/// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
-pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
+/// The AUC rows of `report auc`, from the current results.
+fn auc_rows(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<crate::study::auc::AucRow>> {
     let (results, visits) = store
         .read(|r| {
             let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
             Ok((results, r.visits()?))
         })
         .context("reading the current results")?;
-    let rows = crate::report::auc::auc_rows(config, &results, &visits, now);
-    Ok(crate::report::adam::adam_records(config, &rows))
+    Ok(crate::report::auc::auc_rows(config, &results, &visits, now))
+}
+
+/// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
+pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
+    Ok(crate::report::adam::adam_records(config, &auc_rows(config, store, now)?))
 }
 
 /// `report auc --format csv`.
 pub fn auc_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
-    let (results, visits) = store
-        .read(|r| {
-            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
-            Ok((results, r.visits()?))
-        })
-        .context("reading the current results")?;
-    let rows = crate::report::auc::auc_rows(config, &results, &visits, now);
+    let rows = auc_rows(config, store, now)?;
     let mut bytes = Vec::new();
     crate::report::auc::write_auc_csv(&mut bytes, &rows)?;
     Ok(Csv { bytes, rows: rows.len() })

@@ -39,7 +39,9 @@ pub struct Tx<'c> {
 
 /// Audit entities of machine inserts: in labfeed's own transactions they are
 /// vouched for by the `commit` row alone (a copy of each tripled the database).
-const MACHINE_ENTITIES: &[&str] = &[
+/// In an order where every reference points to a table before it (or to its
+/// own), which the inserts held back on PostgreSQL go out in.
+pub(crate) const MACHINE_ENTITIES: &[&str] = &[
     "raw",
     "receipt",
     "processing",

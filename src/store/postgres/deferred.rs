@@ -14,20 +14,10 @@
 
 use crate::store::sql::Value;
 
-/// The tables held back, in an order where every reference points to a
-/// table before it (or to its own, checked at the end of the statement).
-pub(crate) const DEFERRED: &[&str] = &[
-    "raw",
-    "receipt",
-    "processing",
-    "message",
-    "observation",
-    "observation_offset",
-    "result",
-    "mismatch",
-    "resolution",
-    "resolution_effect",
-];
+/// The tables held back: the machine inserts, in an order where every
+/// reference points to a table before it (or to its own, checked at the end
+/// of the statement).
+pub(crate) const DEFERRED: &[&str] = crate::store::write::MACHINE_ENTITIES;
 
 /// PostgreSQL's limit on parameters per statement.
 const MAX_PARAMS: usize = 65_535;
