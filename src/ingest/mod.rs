@@ -140,17 +140,22 @@ pub fn ingest_batch(
             .flat_map(|m| m.results.iter().filter_map(|r| r.sample_id.as_deref()))
             .collect();
         tx.expect_samples(&samples)?;
-        let new: Vec<(&Delivery<'_>, &Prepared)> = deliveries
+        let mut assessed = Vec::with_capacity(deliveries.len());
+        for ((d, p), (raw_id, _)) in deliveries.iter().zip(&prepared).zip(&received) {
+            let new = !processed.contains(raw_id);
+            assessed.push(if new { assess_all(tx, config, d, p)? } else { Assessed::new() });
+        }
+        let visits: std::collections::BTreeSet<(String, String)> = assessed
             .iter()
-            .zip(&prepared)
-            .zip(&received)
-            .filter(|(_, (raw_id, _))| !processed.contains(raw_id))
-            .map(|(pair, _)| pair)
+            .flat_map(|a| a.values())
+            .filter_map(|a| a.slot.as_ref().map(|s| (s.participant.clone(), s.visit.clone())))
             .collect();
-        tx.expect_visit_slots(&visits_of(tx, config, &new)?)?;
+        tx.expect_visit_slots(&visits.into_iter().collect::<Vec<_>>())?;
         let mut summaries = Vec::with_capacity(deliveries.len());
-        for ((d, p), &(raw_id, receipt_id)) in deliveries.iter().zip(&prepared).zip(&received) {
+        for (((d, p), &(raw_id, receipt_id)), assessed) in deliveries.iter().zip(&prepared).zip(&received).zip(assessed)
+        {
             let mut run = Run {
+                assessed,
                 config,
                 delivery: d,
                 raw_id,
@@ -221,26 +226,22 @@ pub fn ingest_batch(
     Ok(summaries)
 }
 
-/// The visits whose slots the new results of a batch land in, as matching
-/// finds them (it reads only study data, which the batch does not change).
-fn visits_of(
-    tx: &Tx<'_>,
-    config: &Config,
-    deliveries: &[(&Delivery<'_>, &Prepared)],
-) -> Result<Vec<(String, String)>, StoreError> {
-    let mut visits = std::collections::BTreeSet::new();
-    for (d, p) in deliveries {
-        for m in p.parsed.iter().flatten() {
-            let instrument = resolve_instrument(config, d.instrument.as_deref(), m.sender.as_deref());
-            for result in &m.results {
-                let a = with_study(tx, |study| assess(config, instrument, m.sender.as_deref(), result, study))?;
-                if let Some(slot) = a.slot {
-                    visits.insert((slot.participant, slot.visit));
-                }
-            }
+/// Each result's assessment, by message number and result number.
+type Assessed = std::collections::HashMap<(usize, u32), Assessment>;
+
+/// Match and check every result of a new delivery before the batch writes
+/// anything: matching reads only study data, which the batch does not change,
+/// and the slots found are read at once ([`Reader::expect_visit_slots`]).
+fn assess_all(tx: &Tx<'_>, config: &Config, d: &Delivery<'_>, p: &Prepared) -> Result<Assessed, StoreError> {
+    let mut assessed = Assessed::new();
+    for m in p.parsed.iter().flatten() {
+        let instrument = resolve_instrument(config, d.instrument.as_deref(), m.sender.as_deref());
+        for (i, result) in m.results.iter().enumerate() {
+            let a = with_study(tx, |study| assess(config, instrument, m.sender.as_deref(), result, study))?;
+            assessed.insert((m.number, i as u32 + 1), a);
         }
     }
-    Ok(visits.into_iter().collect())
+    Ok(assessed)
 }
 
 /// A delivery parsed, before anything of it is stored.
@@ -408,6 +409,8 @@ fn parse_all(config: &Config, delivery: &Delivery<'_>, format: Option<Format>) -
 /// The state of processing one arrival.
 struct Run<'a> {
     config: &'a Config,
+    /// Results assessed before the batch wrote anything (see [`assess_all`]).
+    assessed: Assessed,
     delivery: &'a Delivery<'a>,
     raw_id: RawId,
     raw_sha256: &'a str,
@@ -496,7 +499,10 @@ impl Run<'_> {
     ) -> Result<(), StoreError> {
         let config = self.config;
         let instrument = resolve_instrument(config, self.delivery.instrument.as_deref(), message.sender.as_deref());
-        let a = with_study(tx, |study| assess(config, instrument, message.sender.as_deref(), result, study))?;
+        let a = match self.assessed.remove(&(message.number, seq)) {
+            Some(a) => a,
+            None => with_study(tx, |study| assess(config, instrument, message.sender.as_deref(), result, study))?,
+        };
         let mut observation = NewObservation {
             message_id,
             seq,

@@ -216,17 +216,6 @@ fn arrival_row(row: &Row, at: usize) -> Result<LastArrival, StoreError> {
     })
 }
 
-/// The slot of an open mismatch of visit `participant`, `visit` (read with
-/// its minute and analyte known).
-fn mismatch_slot(participant: &str, visit: &str, m: &MismatchRow) -> Slot {
-    Slot {
-        participant: participant.to_owned(),
-        visit: visit.to_owned(),
-        minute: m.minute.unwrap_or_default(),
-        analyte: m.analyte.clone().unwrap_or_default(),
-    }
-}
-
 /// Values per `IN (…)` list: one statement text for every batch (prepared
 /// once on PostgreSQL), well within both engines' parameter limits.
 const IN_LIST: usize = 128;
@@ -409,7 +398,7 @@ impl<'c> Reader<'c> {
                 let mismatches = open
                     .iter()
                     .filter(|m| of_visit(&m.participant, &m.visit))
-                    .map(|m| (mismatch_slot(p, v, m), m.clone()))
+                    .filter_map(|m| Some((m.slot()?, m.clone())))
                     .collect();
                 memo.set_visit_slots(p, v, rows, mismatches);
             }
@@ -448,7 +437,7 @@ impl<'c> Reader<'c> {
             params![participant, visit],
             |r| result_row(r, 0),
         )?;
-        let open: Vec<(Slot, MismatchRow)> = self.db().query_all(
+        let open: Vec<MismatchRow> = self.db().query_all(
             &format!(
                 "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
                  WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2
@@ -456,11 +445,10 @@ impl<'c> Reader<'c> {
                  ORDER BY m.id"
             ),
             params![participant, visit],
-            |r| {
-                let row = mismatch_row(r, 0)?;
-                Ok((mismatch_slot(participant, visit, &row), row))
-            },
+            |r| mismatch_row(r, 0),
         )?;
+        // Read with minute and analyte known: each names its slot.
+        let open = open.into_iter().filter_map(|m| Some((m.slot()?, m))).collect();
         memo.borrow_mut().set_visit_slots(participant, visit, history, open);
         Ok(())
     }

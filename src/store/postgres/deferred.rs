@@ -4,13 +4,13 @@
 //! A backlog writes a raw copy, a receipt, a message, observations, results
 //! and a processing row per file; on a network each INSERT waiting for its
 //! answer is most of the time spent. Inside a write transaction an INSERT
-//! into one of [`DEFERRED`] is held back: its key comes from the table's
-//! sequence (drawn in blocks, under the write lock, so keys still grow with
-//! time), and the rows go out as multi-row INSERTs, table by table in the
-//! order their references need, before anything else the session sends.
-//! An error (a constraint) then surfaces at that next statement and fails
-//! the transaction as it would have anyway: PostgreSQL ends a transaction
-//! at its first error.
+//! into one of [`DEFERRED`] is held back: its key is counted on from the
+//! table's sequence (see `Session::next_key`), and the rows go out as one
+//! chained statement, tables in the order their references need, before
+//! the next statement that may read them ([`may_read_held_back`]) or write.
+//! An error (a constraint) then surfaces at that statement and fails the
+//! transaction as it would have anyway: PostgreSQL ends a transaction at
+//! its first error.
 
 use crate::store::sql::Value;
 

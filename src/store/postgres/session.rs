@@ -39,8 +39,9 @@ pub struct Session {
     sessions: std::cell::Cell<u64>,
     /// Inserts held back until the next statement (see [`deferred`]).
     pending: RefCell<Vec<deferred::Row>>,
-    /// Each statement as a deferrable insert (with its key column added), or not.
-    shapes: RefCell<HashMap<String, Option<Arc<Shape>>>>,
+    /// Each statement as a deferrable insert, and whether its key column was
+    /// added (drawn from the sequence) or is one of its parameters; or not.
+    shapes: RefCell<HashMap<String, Option<Deferrable>>>,
     /// The keys each table's inserts were given in this transaction.
     keys: RefCell<HashMap<&'static str, Keys>>,
     /// `false` once keys were found not to be countable on session number
@@ -56,6 +57,9 @@ fn keyed_tables() -> impl Iterator<Item = (&'static str, &'static str)> {
         .filter(|v| matches!(v.key, "id" | "rowid"))
         .map(|v| (v.table, v.key))
 }
+
+/// An insert that can be held back, and whether its key column was added.
+type Deferrable = (Arc<Shape>, bool);
 
 /// A table's keys in this transaction (see [`Session::next_key`]).
 #[derive(Debug, Clone, Copy)]
@@ -287,23 +291,22 @@ impl Session {
         let shape = match known {
             Some(shape) => shape,
             None => {
-                let shape = Shape::parse(sql)
-                    .filter(|s| s.table == table)
-                    .map(|s| if s.columns.iter().any(|c| c == key) { s } else { s.with_column(key) })
-                    .filter(|s| s.params() == values.len() + usize::from(s.param_of(key) == Some(values.len() + 1)))
-                    .map(Arc::new);
+                let shape = Shape::parse(sql).filter(|s| s.table == table).and_then(|s| {
+                    let added = !s.columns.iter().any(|c| c == key);
+                    let s = if added { s.with_column(key) } else { s };
+                    (s.params() == values.len() + usize::from(added)).then(|| (Arc::new(s), added))
+                });
                 self.shapes.borrow_mut().insert(sql.to_owned(), shape.clone());
                 shape
             }
         };
-        let Some(shape) = shape else { return Ok(None) };
-        let Some(at) = shape.param_of(key) else { return Ok(None) };
-        let row_key = if at == values.len() + 1 {
+        let Some((shape, added)) = shape else { return Ok(None) };
+        let row_key = if added {
             let Some(next) = self.next_key(table)? else { return Ok(None) };
             values.push(Value::Integer(next));
             next
         } else {
-            match values.get(at - 1) {
+            match shape.param_of(key).and_then(|at| values.get(at - 1)) {
                 Some(Value::Integer(n)) => *n,
                 _ => return Ok(None),
             }
