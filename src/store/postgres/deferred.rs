@@ -12,6 +12,8 @@
 //! transaction as it would have anyway: PostgreSQL ends a transaction at
 //! its first error.
 
+use std::sync::Arc;
+
 use crate::store::sql::Value;
 
 /// The tables held back: the machine inserts, in an order where every
@@ -19,8 +21,9 @@ use crate::store::sql::Value;
 /// of the statement).
 pub(crate) const DEFERRED: &[&str] = crate::store::write::MACHINE_ENTITIES;
 
-/// PostgreSQL's limit on parameters per statement.
-const MAX_PARAMS: usize = 65_535;
+/// The most bytes of values one statement carries: an array parameter
+/// holds at most 1 GB, and memory on a lab PC is small.
+const MAX_BYTES: usize = 64 << 20;
 
 /// An `INSERT INTO t (c, …) VALUES (…)` of one row, taken apart.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub(crate) struct Shape {
     pub(crate) columns: Vec<String>,
     /// Each column's value: a parameter number (from 1) or a literal.
     pub(crate) values: Vec<Item>,
+    /// Each column's type, as the server names it (see [`Shape::typed`]).
+    pub(crate) types: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +44,8 @@ pub(crate) enum Item {
 
 impl Shape {
     /// `sql` taken apart, when it is a plain one-row insert into a table of
-    /// [`DEFERRED`] whose values are parameters and quoted or numeric literals.
+    /// [`DEFERRED`] whose values are parameters 1 to N (each used) and
+    /// quoted or numeric literals.
     pub(crate) fn parse(sql: &str) -> Option<Shape> {
         let rest = strip_word(sql.trim_start(), "INSERT")?;
         let rest = strip_word(rest, "INTO")?;
@@ -55,11 +61,10 @@ impl Shape {
         let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
         let values: Vec<Item> = inner.split(',').map(item).collect::<Option<_>>()?;
         let plain = |c: &String| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        (columns.len() == values.len() && columns.iter().all(plain)).then(|| Shape {
-            table: table.to_owned(),
-            columns,
-            values,
-        })
+        let shape = Shape { table: table.to_owned(), columns, values, types: Vec::new() };
+        let numbered = (1..=shape.params()).all(|n| shape.values.contains(&Item::Param(n)));
+        (shape.columns.len() == shape.values.len() && shape.columns.iter().all(plain) && shape.params() > 0 && numbered)
+            .then_some(shape)
     }
 
     /// How many parameters one row takes (the highest number used).
@@ -85,27 +90,56 @@ impl Shape {
         }
     }
 
-    /// The insert of `rows` rows, parameters numbered from `?first` on.
-    pub(crate) fn sql(&self, rows: usize, first: usize) -> String {
-        let per_row = self.params();
-        let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns.join(", "));
-        for r in 0..rows {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for (i, v) in self.values.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                match v {
-                    Item::Param(n) => sql.push_str(&format!("?{}", first - 1 + n + r * per_row)),
-                    Item::Literal(text) => sql.push_str(text),
-                }
-            }
-            sql.push(')');
-        }
-        sql
+    /// The insert of one row with every column a parameter: prepared, it
+    /// tells each column's type (see [`Shape::typed`]).
+    pub(crate) fn probe(&self) -> String {
+        let params: Vec<String> = (1..=self.columns.len()).map(|i| format!("?{i}")).collect();
+        format!("INSERT INTO {} ({}) VALUES ({})", self.table, self.columns.join(", "), params.join(", "))
+    }
+
+    /// The same insert knowing its columns' types, one per column.
+    pub(crate) fn typed(mut self, types: Vec<String>) -> Option<Shape> {
+        (types.len() == self.columns.len()).then(|| {
+            self.types = types;
+            self
+        })
+    }
+
+    /// The insert of any number of rows, each row's parameter N an element
+    /// of array parameter `?first-1+N`:
+    ///
+    /// ```text
+    /// INSERT INTO t (a, b, c) SELECT u.p1, CAST('x' AS text), u.p2
+    /// FROM unnest(CAST(?7 AS int8[]), CAST(?8 AS text[])) AS u(p1, p2)
+    /// ```
+    ///
+    /// One text for any number of rows, so the server prepares it once, and
+    /// a few array parameters instead of one per value.
+    pub(crate) fn sql(&self, first: usize) -> String {
+        let type_of = |n: usize| {
+            let at = self.values.iter().position(|v| *v == Item::Param(n));
+            at.and_then(|i| self.types.get(i)).map_or("text", String::as_str)
+        };
+        let select: Vec<String> = self
+            .values
+            .iter()
+            .zip(&self.types)
+            .map(|(value, ty)| match value {
+                Item::Param(n) => format!("u.p{n}"),
+                Item::Literal(text) => format!("CAST({text} AS {ty})"),
+            })
+            .collect();
+        let arrays: Vec<String> =
+            (1..=self.params()).map(|n| format!("CAST(?{} AS {}[])", first - 1 + n, type_of(n))).collect();
+        let names: Vec<String> = (1..=self.params()).map(|n| format!("p{n}")).collect();
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({})",
+            self.table,
+            self.columns.join(", "),
+            select.join(", "),
+            arrays.join(", "),
+            names.join(", ")
+        )
     }
 }
 
@@ -145,50 +179,73 @@ fn item(text: &str) -> Option<Item> {
 /// One row held back.
 #[derive(Debug)]
 pub(crate) struct Row {
-    pub(crate) shape: std::sync::Arc<Shape>,
+    pub(crate) shape: Arc<Shape>,
     pub(crate) values: Vec<Value>,
 }
 
-/// The rows of `pending` as statements to send: as few as the parameter
-/// limit allows, each a chain of inserts (`WITH a AS (INSERT …) INSERT …`)
-/// in [`DEFERRED`] order, rows in call order within a table. References
-/// between the rows of one statement are checked at its end.
-pub(crate) fn statements(pending: Vec<Row>) -> Vec<(String, Vec<Value>)> {
-    let mut by_table: Vec<Vec<Row>> = DEFERRED.iter().map(|_| Vec::new()).collect();
+/// One statement to send: its text, and its parameters, each an array of
+/// one value per row.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Chain {
+    pub(crate) sql: String,
+    pub(crate) arrays: Vec<Vec<Value>>,
+}
+
+/// The rows of `pending` as statements to send: one, unless they carry more
+/// than [`MAX_BYTES`]. A statement is a chain of inserts (`WITH i0 AS
+/// (INSERT …) INSERT …`), one per table and insert, in [`DEFERRED`] order
+/// and rows in call order within each. References between the rows of one
+/// statement are checked at its end.
+pub(crate) fn statements(pending: Vec<Row>) -> Vec<Chain> {
+    // The rows of each insert, by table in DEFERRED order.
+    let mut by_table: Vec<Vec<(Arc<Shape>, Vec<Vec<Value>>)>> = DEFERRED.iter().map(|_| Vec::new()).collect();
     for row in pending {
         let at = DEFERRED.iter().position(|t| *t == row.shape.table).unwrap_or(0);
-        if let Some(rows) = by_table.get_mut(at) {
-            rows.push(row);
+        let Some(groups) = by_table.get_mut(at) else { continue };
+        match groups.iter_mut().find(|(shape, _)| Arc::ptr_eq(shape, &row.shape) || **shape == *row.shape) {
+            Some((_, rows)) => rows.push(row.values),
+            None => groups.push((row.shape, vec![row.values])),
         }
     }
     let mut out = Vec::new();
     let mut parts: Vec<String> = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    for rows in by_table {
+    let mut arrays: Vec<Vec<Value>> = Vec::new();
+    let mut bytes = 0;
+    for (shape, rows) in by_table.into_iter().flatten() {
         let mut rows = rows.into_iter().peekable();
-        while let Some(first) = rows.next() {
-            // A run of rows of the same insert, as many as fit in a statement.
-            let shape = first.shape.clone();
-            let per_row = shape.params().max(1);
-            if values.len() + per_row > MAX_PARAMS {
-                out.push((chain(&mut parts), std::mem::take(&mut values)));
+        while rows.peek().is_some() {
+            let mut part: Vec<Vec<Value>> = (0..shape.params()).map(|_| Vec::new()).collect();
+            while let Some(row) = rows.next_if(|row| bytes == 0 || bytes + size(row) <= MAX_BYTES) {
+                bytes += size(&row);
+                for (array, value) in part.iter_mut().zip(row) {
+                    array.push(value);
+                }
             }
-            let start = values.len();
-            values.extend(first.values);
-            let mut n = 1;
-            while values.len() + per_row <= MAX_PARAMS
-                && let Some(next) = rows.next_if(|r| r.shape == shape)
-            {
-                values.extend(next.values);
-                n += 1;
+            if part.first().is_some_and(|a| !a.is_empty()) {
+                parts.push(shape.sql(arrays.len() + 1));
+                arrays.extend(part);
             }
-            parts.push(shape.sql(n, start + 1));
+            if rows.peek().is_some() {
+                out.push(Chain { sql: chain(&mut parts), arrays: std::mem::take(&mut arrays) });
+                bytes = 0;
+            }
         }
     }
     if !parts.is_empty() {
-        out.push((chain(&mut parts), values));
+        out.push(Chain { sql: chain(&mut parts), arrays });
     }
     out
+}
+
+/// About how many bytes `row`'s values take.
+fn size(row: &[Value]) -> usize {
+    row.iter()
+        .map(|v| match v {
+            Value::Text(t) => t.len(),
+            Value::Blob(b) => b.len(),
+            _ => 8,
+        })
+        .sum()
 }
 
 /// One statement of `parts` (inserts), leaving `parts` empty.
@@ -233,37 +290,62 @@ mod tests {
         }
     }
 
+    /// `shape` with every column typed `t`.
+    fn typed(shape: Shape) -> Arc<Shape> {
+        let types = shape.columns.iter().map(|c| format!("t_{c}")).collect();
+        Arc::new(shape.typed(types).unwrap())
+    }
+
     #[test]
-    fn a_key_column_is_one_more_parameter_and_rows_are_numbered_on() {
+    fn a_key_column_is_one_more_parameter_and_rows_go_in_as_arrays() {
         let shape = Shape::parse("INSERT INTO message (raw_id, format) VALUES (?1, 'astm')").unwrap().with_column("id");
         assert_eq!(shape.param_of("id"), Some(2));
         assert_eq!(shape.param_of("format"), None);
+        assert_eq!(shape.probe(), "INSERT INTO message (raw_id, format, id) VALUES (?1, ?2, ?3)");
+        assert_eq!(shape.clone().typed(vec!["int8".into()]), None, "one type per column");
         assert_eq!(
-            shape.sql(2, 3),
-            "INSERT INTO message (raw_id, format, id) VALUES (?3, 'astm', ?4), (?5, 'astm', ?6)"
+            typed(shape).sql(3),
+            "INSERT INTO message (raw_id, format, id) SELECT u.p1, CAST('astm' AS t_format), u.p2 \
+             FROM unnest(CAST(?3 AS t_raw_id[]), CAST(?4 AS t_id[])) AS u(p1, p2)"
         );
     }
 
     #[test]
+    fn parameters_must_be_numbered_from_one_without_gaps() {
+        assert!(Shape::parse("INSERT INTO result (a, b) VALUES (?2, ?1)").is_some());
+        assert!(Shape::parse("INSERT INTO result (a, b) VALUES (?1, ?1)").is_some());
+        assert_eq!(Shape::parse("INSERT INTO result (a, b) VALUES (?1, ?3)"), None);
+        assert_eq!(Shape::parse("INSERT INTO result (a) VALUES (7)"), None);
+    }
+
+    #[test]
     fn rows_go_out_in_one_chain_in_reference_order() {
-        let result = std::sync::Arc::new(Shape::parse("INSERT INTO result (observation_id) VALUES (?1)").unwrap());
-        let observation =
-            std::sync::Arc::new(Shape::parse("INSERT INTO observation (message_id) VALUES (?1)").unwrap());
+        let result = typed(Shape::parse("INSERT INTO result (observation_id) VALUES (?1)").unwrap());
+        let observation = typed(Shape::parse("INSERT INTO observation (message_id) VALUES (?1)").unwrap());
+        let corrected = typed(Shape::parse("INSERT INTO result (observation_id, kind) VALUES (?1, 'c')").unwrap());
         let mut pending = Vec::new();
         for n in 0..3 {
             pending.push(Row { shape: observation.clone(), values: vec![Value::Integer(n)] });
             pending.push(Row { shape: result.clone(), values: vec![Value::Integer(100 + n)] });
+            pending.push(Row { shape: corrected.clone(), values: vec![Value::Integer(200 + n)] });
         }
         let out = statements(pending);
         assert_eq!(out.len(), 1);
-        let (sql, values) = &out[0];
+        let Chain { sql, arrays } = &out[0];
         assert_eq!(
             sql,
-            "WITH i0 AS (INSERT INTO observation (message_id) VALUES (?1), (?2), (?3)) \
-             INSERT INTO result (observation_id) VALUES (?4), (?5), (?6)"
+            "WITH i0 AS (INSERT INTO observation (message_id) SELECT u.p1 \
+             FROM unnest(CAST(?1 AS t_message_id[])) AS u(p1)), \
+             i1 AS (INSERT INTO result (observation_id) SELECT u.p1 \
+             FROM unnest(CAST(?2 AS t_observation_id[])) AS u(p1)) \
+             INSERT INTO result (observation_id, kind) SELECT u.p1, CAST('c' AS t_kind) \
+             FROM unnest(CAST(?3 AS t_observation_id[])) AS u(p1)"
         );
-        let numbers: Vec<i64> = values.iter().map(|v| if let Value::Integer(n) = v { *n } else { -1 }).collect();
-        assert_eq!(numbers, [0, 1, 2, 100, 101, 102]);
+        let numbers: Vec<Vec<i64>> = arrays
+            .iter()
+            .map(|a| a.iter().map(|v| if let Value::Integer(n) = v { *n } else { -1 }).collect())
+            .collect();
+        assert_eq!(numbers, [[0, 1, 2], [100, 101, 102], [200, 201, 202]]);
     }
 
     #[test]
@@ -288,16 +370,18 @@ mod tests {
     }
 
     #[test]
-    fn statements_keep_within_the_parameter_limit() {
-        let columns: Vec<String> = (1..=300).map(|i| format!("c{i}")).collect();
-        let values: Vec<String> = (1..=300).map(|i| format!("?{i}")).collect();
-        let sql = format!("INSERT INTO raw ({}) VALUES ({})", columns.join(", "), values.join(", "));
-        let shape = std::sync::Arc::new(Shape::parse(&sql).unwrap());
-        let pending: Vec<Row> =
-            (0..500).map(|_| Row { shape: shape.clone(), values: vec![Value::Null; 300] }).collect();
+    fn statements_keep_within_the_byte_limit() {
+        let raw = typed(Shape::parse("INSERT INTO raw (content, id) VALUES (?1, ?2)").unwrap());
+        let receipt = typed(Shape::parse("INSERT INTO receipt (raw_id) VALUES (?1)").unwrap());
+        let big = MAX_BYTES / 2 + 1;
+        let mut pending: Vec<Row> = (0..3)
+            .map(|n| Row { shape: raw.clone(), values: vec![Value::Blob(vec![0; big]), Value::Integer(n)] })
+            .collect();
+        pending.push(Row { shape: receipt.clone(), values: vec![Value::Integer(0)] });
         let out = statements(pending);
-        let rows: Vec<usize> = out.iter().map(|(_, v)| v.len() / 300).collect();
-        assert_eq!(rows, [218, 218, 64]);
-        assert!(out.iter().all(|(sql, v)| !sql.starts_with("WITH") && v.len() <= MAX_PARAMS));
+        let rows: Vec<Vec<usize>> = out.iter().map(|c| c.arrays.iter().map(Vec::len).collect()).collect();
+        // Each big row alone; the small one joins the last.
+        assert_eq!(rows, [vec![1, 1], vec![1, 1], vec![1, 1, 1]]);
+        assert!(!out[0].sql.starts_with("WITH") && out[2].sql.starts_with("WITH i0 AS (INSERT INTO raw"));
     }
 }

@@ -291,11 +291,19 @@ impl Session {
         let shape = match known {
             Some(shape) => shape,
             None => {
-                let shape = Shape::parse(sql).filter(|s| s.table == table).and_then(|s| {
-                    let added = !s.columns.iter().any(|c| c == key);
-                    let s = if added { s.with_column(key) } else { s };
-                    (s.params() == values.len() + usize::from(added)).then(|| (Arc::new(s), added))
-                });
+                let shape = match Shape::parse(sql).filter(|s| s.table == table) {
+                    Some(s) => {
+                        let added = !s.columns.iter().any(|c| c == key);
+                        let s = if added { s.with_column(key) } else { s };
+                        if s.params() == values.len() + usize::from(added) {
+                            let types = self.column_types(&s)?;
+                            s.typed(types).map(|s| (Arc::new(s), added))
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                };
                 self.shapes.borrow_mut().insert(sql.to_owned(), shape.clone());
                 shape
             }
@@ -313,6 +321,14 @@ impl Session {
         };
         self.pending.borrow_mut().push(deferred::Row { shape, values });
         Ok(Some(row_key))
+    }
+
+    /// The types of `shape`'s columns, as SQL names, from the server.
+    fn column_types(&self, shape: &Shape) -> Result<Vec<String>, StoreError> {
+        self.with_client(false, |client| {
+            let probe = self.statement(client, &shape.probe())?;
+            Ok(probe.params().iter().map(|ty| format!("\"{}\".\"{}\"", ty.schema(), ty.name())).collect())
+        })
     }
 
     /// The key each table's next insert gets, read for every held-back table
@@ -436,11 +452,13 @@ impl Session {
     /// Send the inserts held back (one statement, unless very many).
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        for (sql, values) in deferred::statements(pending) {
-            // Each chain is a statement of its own: not worth preparing.
-            let params: Vec<Param<'_>> = values.iter().map(Param).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            self.with_client(false, |client| client.execute(numbered(&sql).as_str(), &refs))?;
+        for chain in deferred::statements(pending) {
+            let arrays: Vec<Vec<Param<'_>>> = chain.arrays.iter().map(|a| a.iter().map(Param).collect()).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            self.with_client(false, |client| {
+                let statement = self.statement(client, &chain.sql)?;
+                client.execute(&statement, &refs)
+            })?;
         }
         Ok(())
     }
