@@ -82,6 +82,18 @@ fn parameter_name(config: &Config, analyte: &str, measure: Measure) -> String {
     }
 }
 
+/// PARAMCD and PARAM of every parameter the configured analytes have, in
+/// analyte then parameter order (define.xml's PARAMCD codelist).
+pub fn parameter_list(config: &Config) -> Vec<(&'static str, String)> {
+    config
+        .analytes
+        .keys()
+        .flat_map(|analyte| {
+            parameters(analyte).iter().map(move |&(code, m)| (code, parameter_name(config, analyte, m)))
+        })
+        .collect()
+}
+
 /// One ADaM record, every field as written (absent numbers empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamRecord {
@@ -193,12 +205,30 @@ pub fn write_adam_csv(out: impl Write, records: &[AdamRecord]) -> csv::Result<()
 /// `admmtt.xpt`: the records as SAS XPORT v5 dataset ADMMTT; a value v5
 /// cannot hold is refused naming the variable and the record.
 pub fn adam_xpt(records: &[AdamRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
-    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
-    let dataset = Dataset { name: ADAM_DATASET, label: ADAM_LABEL, variables: &ADAM_VARIABLES, rows: &rows };
-    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+    let rows = adam_rows(records);
+    xpt::write(&adam_dataset(&rows), created).map_err(|e| adam_error(records, &e))
+}
+
+/// The variable lengths `admmtt.xpt` has for these records (define.xml
+/// states them), refused as [`adam_xpt`] refuses.
+pub fn adam_lengths(records: &[AdamRecord]) -> Result<Vec<usize>, String> {
+    let rows = adam_rows(records);
+    xpt::lengths(&adam_dataset(&rows)).map_err(|e| adam_error(records, &e))
+}
+
+fn adam_rows(records: &[AdamRecord]) -> Vec<Vec<String>> {
+    records.iter().map(|r| r.fields().to_vec()).collect()
+}
+
+fn adam_dataset(rows: &[Vec<String>]) -> Dataset<'_> {
+    Dataset { name: ADAM_DATASET, label: ADAM_LABEL, variables: &ADAM_VARIABLES, rows }
+}
+
+fn adam_error(records: &[AdamRecord], e: &xpt::ValueError) -> String {
+    match e.row.and_then(|r| records.get(r)) {
         Some(r) => format!("{} of the record USUBJID {} ASEQ {}: {}", e.variable, r.usubjid, r.aseq, e.problem),
         None => e.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]

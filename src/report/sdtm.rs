@@ -455,14 +455,36 @@ fn flag_last_before_exposure(config: &Config, keyed: &mut [(SortKey, LbRecord)])
 /// hold (non-ASCII, over 200 bytes) is refused naming the variable and the
 /// record (USUBJID and LBSEQ): nothing is cut or transliterated.
 pub fn lb_xpt(records: &[LbRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
-    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
-    let dataset = Dataset { name: "LB", label: "Laboratory Test Results", variables: &LB_VARIABLES, rows: &rows };
-    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+    let rows = lb_rows(records);
+    xpt::write(&lb_dataset(&rows), created).map_err(|e| lb_error(records, &e))
+}
+
+/// The variable lengths `lb.xpt` has for these records (define.xml states
+/// them), refused as [`lb_xpt`] refuses.
+pub fn lb_lengths(records: &[LbRecord]) -> Result<Vec<usize>, String> {
+    let rows = lb_rows(records);
+    xpt::lengths(&lb_dataset(&rows)).map_err(|e| lb_error(records, &e))
+}
+
+/// The dataset's name and label.
+pub const LB_DATASET: &str = "LB";
+pub const LB_LABEL: &str = "Laboratory Test Results";
+
+fn lb_rows(records: &[LbRecord]) -> Vec<Vec<String>> {
+    records.iter().map(|r| r.fields().to_vec()).collect()
+}
+
+fn lb_dataset(rows: &[Vec<String>]) -> Dataset<'_> {
+    Dataset { name: LB_DATASET, label: LB_LABEL, variables: &LB_VARIABLES, rows }
+}
+
+fn lb_error(records: &[LbRecord], e: &xpt::ValueError) -> String {
+    match e.row.and_then(|r| records.get(r)) {
         Some(record) => {
             format!("{} of the record USUBJID {} LBSEQ {}: {}", e.variable, record.usubjid, record.lbseq, e.problem)
         }
         None => e.to_string(),
-    })
+    }
 }
 
 /// Write the header row, then one row per record, in the order given.
