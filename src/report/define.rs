@@ -915,7 +915,7 @@ mod tests {
         let item =
             |dataset: usize, name: &str| d.datasets[dataset].items.iter().find(|i| i.variable.name == name).unwrap();
         assert_eq!(item(0, "VISIT").length, "A much longer visit".len());
-        assert_eq!(item(0, "LBORRESU").length, "ng/mL".len());
+        assert_eq!(item(0, "LBORRESU").length, "nmol/L".len());
         assert_eq!((item(0, "LBSTRESN").length, item(0, "LBSTRESN").significant_digits), (5, Some(3)));
         assert_eq!((item(0, "LBSEQ").length, item(0, "LBSEQ").significant_digits), (1, None));
         assert_eq!(item(0, "LBSEQ").data_type(), "integer");
