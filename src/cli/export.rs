@@ -145,8 +145,7 @@ fn adam(config_path: &Path, args: &AdamArgs, out: &mut dyn Write, err: &mut dyn 
 fn define(config_path: &Path, args: &DefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
     let now = jiff::Timestamp::now();
-    let lb = crate::report::exports::lb(&config, &store, now)?;
-    let adam = crate::report::exports::adam(&config, &store, now)?;
+    let (lb, adam) = crate::report::exports::lb_and_adam(&config, &store, now)?;
     let define = match crate::report::define::define(&config, &lb, &adam) {
         Ok(define) => define,
         Err(problem) => {

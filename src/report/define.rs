@@ -208,6 +208,14 @@ pub fn adam_meta(name: &str) -> Option<Meta> {
             .codelist("DTYPE")
             .when_null("No AUC was computed with an interpolated point."),
         "BLQIMPFL" => meta(Perm, Origin::Derived).method("BLQIMPFL").codelist("NY"),
+        "SRCDOM" => {
+            meta(Perm, Origin::Assigned).note("LB on every record with an AVAL: AVAL is computed from LB records.")
+        }
+        "SRCSEQ" => meta(Perm, Origin::Assigned).integer().note(
+            "Null: SRCSEQ holds one record's sequence number and each AVAL is computed from several LB records; \
+             SRCSEQS lists them all.",
+        ),
+        "SRCSEQS" => meta(Perm, Origin::Derived).method("SRCSEQS"),
         _ => return None,
     })
 }
@@ -556,6 +564,16 @@ fn methods(config: &Config) -> Vec<Method> {
             "Imputation",
             format!("Y when AVAL used a BLQ result replaced by the BLQ rule. {blq}"),
         ),
+        method(
+            "SRCSEQS",
+            "Source LB records",
+            "Computation",
+            "The LBSEQ values, ascending and separated by spaces, of the LB records (same USUBJID, VISIT = AVISIT, \
+             LBTESTCD of the parameter) whose results AVAL was computed from: those at the measured minutes of the \
+             AUC range (LBTPT), and at -10 min when minute 0 is the mean of -10 and 0. Interpolated minutes have \
+             no record. Null when AVAL is null."
+                .into(),
+        ),
     ]
 }
 
@@ -897,12 +915,15 @@ mod tests {
     }
 
     #[test]
-    fn every_exported_variable_has_metadata() {
-        for v in LB_VARIABLES {
-            assert!(lb_meta(v.name).is_some(), "{}", v.name);
-        }
-        for v in ADAM_VARIABLES {
-            assert!(adam_meta(v.name).is_some(), "{}", v.name);
+    fn every_exported_variable_has_metadata_and_every_method_named_exists() {
+        let methods = methods(&config());
+        let lb = LB_VARIABLES.iter().map(|v| (v.name, lb_meta(v.name)));
+        for (name, meta) in lb.chain(ADAM_VARIABLES.iter().map(|v| (v.name, adam_meta(v.name)))) {
+            let meta = meta.unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(meta.origin == Origin::Derived, meta.method.is_some(), "{name}");
+            if let Some(id) = meta.method {
+                assert!(methods.iter().any(|m| m.id == id), "{name}: {id}");
+            }
         }
     }
 
@@ -910,7 +931,7 @@ mod tests {
     fn text_lengths_are_the_xpt_lengths_and_numbers_count_digits() {
         let config = config();
         let lb = [lb_record(1, "Baseline", "0.52", "nmol/L"), lb_record(2, "A much longer visit", "12.125", "ng/mL")];
-        let adam = adam_records(&config, &[auc("U01", "V0", "c_peptide", 104.55, true)]);
+        let adam = adam_records(&config, &[auc("U01", "V0", "c_peptide", 104.55, true)], &lb);
         let d = define(&config, &lb, &adam).unwrap();
         let item =
             |dataset: usize, name: &str| d.datasets[dataset].items.iter().find(|i| i.variable.name == name).unwrap();

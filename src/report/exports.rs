@@ -13,7 +13,7 @@ use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError};
+use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit};
 use crate::study::config::Config;
 use crate::study::missing::not_done_results;
 
@@ -33,18 +33,24 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    // Results, visits and the marked slots from one snapshot, so a result
-    // arriving meanwhile is never both a record and NOT DONE.
-    store
-        .read(|r| {
-            let results = r.current_results()?;
-            let visits = r.visits()?;
-            let states = r.slot_states()?;
-            let not_done = not_done_results(config, &visits, &states, now);
-            let sent = sent_details(r, &results)?;
-            Ok(lb_records(config, &results, &visits, &not_done, &sent))
-        })
-        .context("reading the accepted results and visits")
+    store.read(|r| Ok(read_lb(r, config, now)?.0)).context("reading the accepted results and visits")
+}
+
+/// The LB records, and the current results and visits they were made from.
+/// Results, visits and the marked slots come from one snapshot, so a
+/// result arriving meanwhile is never both a record and NOT DONE.
+fn read_lb(
+    r: &Reader<'_>,
+    config: &Config,
+    now: jiff::Timestamp,
+) -> Result<(Vec<LbRecord>, Vec<CurrentResult>, Vec<Visit>), StoreError> {
+    let results = r.current_results()?;
+    let visits = r.visits()?;
+    let states = r.slot_states()?;
+    let not_done = not_done_results(config, &visits, &states, now);
+    let sent = sent_details(r, &results)?;
+    let records = lb_records(config, &results, &visits, &not_done, &sent);
+    Ok((records, results, visits))
 }
 
 /// The reference range and specimen type each current result's message
@@ -113,7 +119,25 @@ fn auc_rows(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Res
 
 /// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
 pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
-    Ok(crate::report::adam::adam_records(config, &auc_rows(config, store, now)?))
+    Ok(lb_and_adam(config, store, now)?.1)
+}
+
+/// The LB records and the ADaM records, from one snapshot: each AUC names
+/// the LBSEQ of the LB records it was computed from (SRCSEQS).
+pub fn lb_and_adam(
+    config: &Config,
+    store: &Store,
+    now: jiff::Timestamp,
+) -> anyhow::Result<(Vec<LbRecord>, Vec<AdamRecord>)> {
+    let (lb, rows) = store
+        .read(|r| {
+            let (lb, current, visits) = read_lb(r, config, now)?;
+            let results: Vec<ResultRow> = current.into_iter().map(|c| c.result).collect();
+            Ok((lb, crate::report::auc::auc_rows(config, &results, &visits, now)))
+        })
+        .context("reading the current results and visits")?;
+    let adam = crate::report::adam::adam_records(config, &rows, &lb);
+    Ok((lb, adam))
 }
 
 /// `report auc --format csv`.

@@ -171,7 +171,7 @@ pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
 /// LBCAT and LBTPTREF are the same for all records and are not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LbRecord {
     pub studyid: String,
     pub usubjid: String,
@@ -242,6 +242,11 @@ impl LbRecord {
             self.lbrftdtc.clone(),
         ]
     }
+}
+
+/// LBTPT of a nominal minute: `MMTT -10 MIN`.
+pub fn lb_timepoint(minute: i64) -> String {
+    format!("MMTT {minute} MIN")
 }
 
 /// LBELTM: a nominal minute as an ISO 8601 duration (`-PT10M`, `PT0M`,
@@ -327,7 +332,7 @@ impl Planned<'_> {
             visitnum: configured.map(|i| (i + 1).to_string()).unwrap_or_default(),
             visit: visit.map_or_else(|| self.visit.to_owned(), |v| v.name.clone()),
             lbdtc: String::new(),
-            lbtpt: format!("MMTT {} MIN", self.minute),
+            lbtpt: lb_timepoint(self.minute),
             lbtptnum: tptnum.map(|i| (i + 1).to_string()).unwrap_or_default(),
             lbeltm: elapsed_time(self.minute),
             lbrftdtc: self.meal_start.map(reference_time).unwrap_or_default(),
