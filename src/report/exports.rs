@@ -33,24 +33,26 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    store.read(|r| Ok(read_lb(r, config, now)?.0)).context("reading the accepted results and visits")
+    store.read(|r| Ok(read_lb(r, config, now)?.records)).context("reading the accepted results and visits")
 }
 
-/// The LB records, and the current results and visits they were made from.
+/// The LB records and the current results and visits they were made from.
+struct LbSnapshot {
+    records: Vec<LbRecord>,
+    results: Vec<CurrentResult>,
+    visits: Vec<Visit>,
+}
+
 /// Results, visits and the marked slots come from one snapshot, so a
 /// result arriving meanwhile is never both a record and NOT DONE.
-fn read_lb(
-    r: &Reader<'_>,
-    config: &Config,
-    now: jiff::Timestamp,
-) -> Result<(Vec<LbRecord>, Vec<CurrentResult>, Vec<Visit>), StoreError> {
+fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp) -> Result<LbSnapshot, StoreError> {
     let results = r.current_results()?;
     let visits = r.visits()?;
     let states = r.slot_states()?;
     let not_done = not_done_results(config, &visits, &states, now);
     let sent = sent_details(r, &results)?;
     let records = lb_records(config, &results, &visits, &not_done, &sent);
-    Ok((records, results, visits))
+    Ok(LbSnapshot { records, results, visits })
 }
 
 /// The reference range and specimen type each current result's message
@@ -131,9 +133,9 @@ pub fn lb_and_adam(
 ) -> anyhow::Result<(Vec<LbRecord>, Vec<AdamRecord>)> {
     let (lb, rows) = store
         .read(|r| {
-            let (lb, current, visits) = read_lb(r, config, now)?;
-            let results: Vec<ResultRow> = current.into_iter().map(|c| c.result).collect();
-            Ok((lb, crate::report::auc::auc_rows(config, &results, &visits, now)))
+            let lb = read_lb(r, config, now)?;
+            let results: Vec<ResultRow> = lb.results.into_iter().map(|c| c.result).collect();
+            Ok((lb.records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
         })
         .context("reading the current results and visits")?;
     let adam = crate::report::adam::adam_records(config, &rows, &lb);
