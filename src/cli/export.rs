@@ -144,24 +144,19 @@ fn adam(config_path: &Path, args: &AdamArgs, out: &mut dyn Write, err: &mut dyn 
 
 fn define(config_path: &Path, args: &DefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
-    let now = jiff::Timestamp::now();
-    let (lb, adam) = crate::report::exports::lb_and_adam(&config, &store, now)?;
-    let define = match crate::report::define::define(&config, &lb, &adam) {
-        Ok(define) => define,
+    let html = args.format == DefineFormat::Html;
+    match crate::report::exports::define(&config, &store, jiff::Timestamp::now(), html)? {
+        Ok(text) => {
+            deliver(text.as_bytes(), args.output.as_deref(), 2, "datasets described", out, err)?;
+            Ok(Outcome::Ok)
+        }
         Err(problem) => {
             // The XPT files it would describe cannot be written either.
             let what = args.output.as_deref().map_or_else(|| "define.xml".to_owned(), |p| p.display().to_string());
             writeln!(err, "labfeed: {what} not written: {problem}")?;
-            return Ok(Outcome::Rejected);
+            Ok(Outcome::Rejected)
         }
-    };
-    let text = match args.format {
-        DefineFormat::Xml => crate::report::define::define_xml(&define, now),
-        DefineFormat::Html => crate::report::define::define_html(&define, now),
-    };
-    let variables: usize = define.datasets.iter().map(|d| d.items.len()).sum();
-    deliver(text.as_bytes(), args.output.as_deref(), variables, "variables in 2 datasets", out, err)?;
-    Ok(Outcome::Ok)
+    }
 }
 
 /// Write a finished XPT file to `output`, else `default` in the current

@@ -142,6 +142,21 @@ pub fn lb_and_adam(
     Ok((lb, adam))
 }
 
+/// `export define`: define.xml, or with `html` the same as one HTML page;
+/// the inner `Err` names a value the XPT files it describes cannot hold.
+pub fn define(
+    config: &Config,
+    store: &Store,
+    now: jiff::Timestamp,
+    html: bool,
+) -> anyhow::Result<Result<String, String>> {
+    let (lb, adam) = lb_and_adam(config, store, now)?;
+    Ok(crate::report::define::define(config, &lb, &adam).map(|define| match html {
+        true => crate::report::define::define_html(&define, now),
+        false => crate::report::define::define_xml(&define, now),
+    }))
+}
+
 /// `report auc --format csv`.
 pub fn auc_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
     let rows = auc_rows(config, store, now)?;
