@@ -4,6 +4,8 @@
 //! not done; as CSV or as a SAS XPORT v5 file.
 //! `labfeed export adam [--format csv|xpt] [--output PATH]`: the MMTT
 //! outcomes of `report auc` as an ADaM BDS dataset (ADMMTT).
+//! `labfeed export define [--format xml|html] [--output PATH]`: define.xml
+//! (Define-XML 2.1) describing those two datasets, or the same as HTML.
 //!
 //! One row per slot (participant, visit, minute, analyte) with its latest
 //! version, in participant code order. Held-back results (open mismatches)
@@ -32,6 +34,26 @@ pub enum Export {
     Lb(LbArgs),
     /// CDISC ADaM BDS dataset of the MMTT outcomes (AUC, AUC mean, log AUC mean by visit).
     Adam(AdamArgs),
+    /// define.xml (Define-XML 2.1) describing the LB and ADaM datasets, or the same as an HTML page.
+    Define(DefineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DefineArgs {
+    /// xml: define.xml (Define-XML 2.1); html: the same metadata as one HTML page a browser shows
+    /// without the CDISC stylesheet.
+    #[arg(long, value_enum, default_value_t = DefineFormat::Xml)]
+    pub format: DefineFormat,
+
+    /// Write to this file (created or replaced) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DefineFormat {
+    Xml,
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +99,7 @@ pub fn run(config_path: &Path, args: &ExportArgs, out: &mut dyn Write, err: &mut
         Export::Results(a) => results(config_path, a, out, err),
         Export::Lb(a) => lb(config_path, a, out, err),
         Export::Adam(a) => adam(config_path, a, out, err),
+        Export::Define(a) => define(config_path, a, out, err),
     }
 }
 
@@ -117,6 +140,23 @@ fn adam(config_path: &Path, args: &AdamArgs, out: &mut dyn Write, err: &mut dyn 
     }
     let xpt = crate::report::adam::adam_xpt(&records, jiff::tz::TimeZone::UTC.to_datetime(now));
     write_xpt(xpt, args.output.as_deref(), "admmtt.xpt", records.len(), "ADaM records", err)
+}
+
+fn define(config_path: &Path, args: &DefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let (config, store) = open_for_reading(config_path)?;
+    let html = args.format == DefineFormat::Html;
+    match crate::report::exports::define(&config, &store, jiff::Timestamp::now(), html)? {
+        Ok(text) => {
+            deliver(text.as_bytes(), args.output.as_deref(), 2, "datasets described", out, err)?;
+            Ok(Outcome::Ok)
+        }
+        Err(problem) => {
+            // The XPT files it would describe cannot be written either.
+            let what = args.output.as_deref().map_or_else(|| "define.xml".to_owned(), |p| p.display().to_string());
+            writeln!(err, "labfeed: {what} not written: {problem}")?;
+            Ok(Outcome::Rejected)
+        }
+    }
 }
 
 /// Write a finished XPT file to `output`, else `default` in the current

@@ -13,7 +13,7 @@ use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError};
+use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit};
 use crate::study::config::Config;
 use crate::study::missing::not_done_results;
 
@@ -33,18 +33,26 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    // Results, visits and the marked slots from one snapshot, so a result
-    // arriving meanwhile is never both a record and NOT DONE.
-    store
-        .read(|r| {
-            let results = r.current_results()?;
-            let visits = r.visits()?;
-            let states = r.slot_states()?;
-            let not_done = not_done_results(config, &visits, &states, now);
-            let sent = sent_details(r, &results)?;
-            Ok(lb_records(config, &results, &visits, &not_done, &sent))
-        })
-        .context("reading the accepted results and visits")
+    store.read(|r| Ok(read_lb(r, config, now)?.records)).context("reading the accepted results and visits")
+}
+
+/// The LB records and the current results and visits they were made from.
+struct LbSnapshot {
+    records: Vec<LbRecord>,
+    results: Vec<CurrentResult>,
+    visits: Vec<Visit>,
+}
+
+/// Results, visits and the marked slots come from one snapshot, so a
+/// result arriving meanwhile is never both a record and NOT DONE.
+fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp) -> Result<LbSnapshot, StoreError> {
+    let results = r.current_results()?;
+    let visits = r.visits()?;
+    let states = r.slot_states()?;
+    let not_done = not_done_results(config, &visits, &states, now);
+    let sent = sent_details(r, &results)?;
+    let records = lb_records(config, &results, &visits, &not_done, &sent);
+    Ok(LbSnapshot { records, results, visits })
 }
 
 /// The reference range and specimen type each current result's message
@@ -113,7 +121,40 @@ fn auc_rows(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Res
 
 /// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
 pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
-    Ok(crate::report::adam::adam_records(config, &auc_rows(config, store, now)?))
+    Ok(lb_and_adam(config, store, now)?.1)
+}
+
+/// The LB records and the ADaM records, from one snapshot: each AUC names
+/// the LBSEQ of the LB records it was computed from (SRCSEQS).
+pub fn lb_and_adam(
+    config: &Config,
+    store: &Store,
+    now: jiff::Timestamp,
+) -> anyhow::Result<(Vec<LbRecord>, Vec<AdamRecord>)> {
+    let (lb, rows) = store
+        .read(|r| {
+            let lb = read_lb(r, config, now)?;
+            let results: Vec<ResultRow> = lb.results.into_iter().map(|c| c.result).collect();
+            Ok((lb.records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
+        })
+        .context("reading the current results and visits")?;
+    let adam = crate::report::adam::adam_records(config, &rows, &lb);
+    Ok((lb, adam))
+}
+
+/// `export define`: define.xml, or with `html` the same as one HTML page;
+/// the inner `Err` names a value the XPT files it describes cannot hold.
+pub fn define(
+    config: &Config,
+    store: &Store,
+    now: jiff::Timestamp,
+    html: bool,
+) -> anyhow::Result<Result<String, String>> {
+    let (lb, adam) = lb_and_adam(config, store, now)?;
+    Ok(crate::report::define::define(config, &lb, &adam).map(|define| match html {
+        true => crate::report::define::define_html(&define, now),
+        false => crate::report::define::define_xml(&define, now),
+    }))
 }
 
 /// `report auc --format csv`.

@@ -24,7 +24,10 @@ use crate::report::mismatches::{
     History, MISSING_RESULT, MismatchTextOptions, ReviewRow, history_entry, mismatch_record,
 };
 use crate::report::now::Now;
-use crate::report::plot::{Chart, Panel, Point, Series, Shape, VisitLine, chart_svg, visit_style_name};
+use crate::report::plot::{
+    Chart, Delta, DeltaChart, DeltaPanel, Panel, Point, Series, Shape, VisitLine, chart_svg, delta_svg,
+    visit_style_name,
+};
 use crate::report::wording::{missing_detail, nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
 use crate::study::auc::AucRow;
@@ -828,6 +831,7 @@ pub fn write_auc_html(
     };
     h.element("p", &[("class", "meta")], &format!("As of {}. {count}.", zoned_time(generated_at, zone))).line();
     write_settings(&mut h, config);
+    write_delta_chart(&mut h, config, rows);
 
     let results = results_by_visit(snapshot.results);
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
@@ -846,6 +850,80 @@ pub fn write_auc_html(
         h.element("p", &[], "No current results: there is nothing to compute an AUC from.").line();
     }
     h.finish(out)
+}
+
+/// Δ AUC mean of every participant, from the rows (participant code order).
+/// `None` when no row has one (no baseline visit, or no pair of AUCs yet).
+pub fn delta_chart(config: &Config, rows: &[AucRow]) -> Option<DeltaChart> {
+    let with_delta: Vec<&AucRow> = rows.iter().filter(|r| r.delta_auc_mean.is_some()).collect();
+    if with_delta.is_empty() {
+        return None;
+    }
+    // Every participant with an AUC row, so one without a change yet is
+    // seen as a gap, not left out.
+    let mut participants: Vec<String> = rows.iter().map(|r| r.participant.clone()).collect();
+    participants.sort();
+    participants.dedup();
+    let mut codes: Vec<&str> = with_delta.iter().map(|r| r.visit.as_str()).collect();
+    codes.sort_by_key(|v| (config.visit_index(v).unwrap_or(usize::MAX), *v));
+    codes.dedup();
+    let mut unconfigured = config.visits.len();
+    let visits: Vec<VisitLine> = codes
+        .iter()
+        .map(|v| VisitLine {
+            code: (*v).to_owned(),
+            title: visit_title(config, v),
+            baseline: false,
+            received: true,
+            style: config.visit_index(v).unwrap_or_else(|| {
+                unconfigured += 1;
+                unconfigured - 1
+            }),
+        })
+        .collect();
+    let panels = panel_analytes(config)
+        .into_iter()
+        .map(|(analyte, unit, shape)| {
+            let deltas = with_delta
+                .iter()
+                .filter(|r| r.analyte == analyte)
+                .filter_map(|r| {
+                    Some(Delta {
+                        participant: participants.iter().position(|p| *p == r.participant)?,
+                        visit: codes.iter().position(|v| *v == r.visit)?,
+                        value: r.delta_auc_mean?,
+                    })
+                })
+                .collect();
+            DeltaPanel {
+                analyte: analyte.to_owned(),
+                name: analyte_name(analyte),
+                unit: unit.to_owned(),
+                shape,
+                deltas,
+            }
+        })
+        .collect();
+    Some(DeltaChart { participants, visits, panels })
+}
+
+/// The study-wide chart of Δ AUC mean, with a caption saying what it shows.
+fn write_delta_chart(h: &mut Html, config: &Config, rows: &[AucRow]) {
+    let Some(chart) = delta_chart(config, rows) else { return };
+    h.open("section", &[("id", "delta-auc")]).element("h2", &[], "Change in AUC mean from baseline").line();
+    h.open("figure", &[("class", "delta")]).line();
+    h.0.push_str(&delta_svg(&chart, "Change in AUC mean from baseline of every participant, by participant code"));
+    let visits: Vec<String> = chart
+        .visits
+        .iter()
+        .map(|v| format!("{} ({})", v.title, visit_style_name(v.style).replace(" line", "")))
+        .collect();
+    let caption = format!(
+        "delta_auc_mean of every participant, in participant code order: a visit's AUC mean minus the baseline \
+         visit's, one panel per analyte, 0 = no change. Visits: {}.",
+        visits.join(", ")
+    );
+    h.line().element("figcaption", &[], &caption).line().close("figure").line().close("section").line();
 }
 
 fn write_auc_table(h: &mut Html, rows: &[AucRow], config: &Config, baseline: Option<&str>) {

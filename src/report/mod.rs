@@ -14,6 +14,7 @@
 pub mod adam;
 pub mod auc;
 pub mod audit;
+pub mod define;
 pub mod exports;
 pub mod format;
 pub mod html;

@@ -663,6 +663,158 @@ fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
     (out, rows * LEGEND_ROW)
 }
 
+/// One participant's change from baseline at one visit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delta {
+    /// Index into [`DeltaChart::participants`].
+    pub participant: usize,
+    /// Index into [`DeltaChart::visits`].
+    pub visit: usize,
+    pub value: f64,
+}
+
+/// One analyte's Δ AUC mean of every participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaPanel {
+    pub analyte: String,
+    pub name: String,
+    pub unit: String,
+    pub shape: Shape,
+    pub deltas: Vec<Delta>,
+}
+
+/// The study-wide chart of Δ AUC mean: participants along x in code order
+/// (the only order that says nothing about allocation), one panel per
+/// analyte, each follow-up visit in its colour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeltaChart {
+    pub participants: Vec<String>,
+    /// The follow-up visits drawn, with their styles.
+    pub visits: Vec<VisitLine>,
+    pub panels: Vec<DeltaPanel>,
+}
+
+/// A y axis over the values and 0 (the no-change line is always shown).
+fn delta_axis(values: impl Iterator<Item = f64> + Clone) -> YAxis {
+    let hi = values.clone().fold(0.0f64, f64::max);
+    let lo = values.fold(0.0f64, f64::min);
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0) {
+        return YAxis { min: -1.0, max: 1.0, step: 0.5 };
+    }
+    let step = nice_step(span / 5.0);
+    YAxis { min: (lo / step).floor() * step, max: (hi / step).ceil() * step, step }
+}
+
+/// The Δ AUC mean chart as one `<svg>` element; `label` is its accessible name.
+pub fn delta_svg(chart: &DeltaChart, label: &str) -> String {
+    let count = chart.participants.len().max(1) as f64;
+    let slot = (WIDTH - LEFT - RIGHT) / count;
+    let x = |p: usize, v: usize| {
+        // Visits side by side within a participant's slot.
+        let visits = chart.visits.len().max(1) as f64;
+        LEFT + slot * (p as f64 + (v as f64 + 1.0) / (visits + 1.0))
+    };
+    // Codes are written at an angle, so a long list still fits.
+    let label_room = 12.0 + 6.0 * chart.participants.iter().map(|c| c.chars().count()).max().unwrap_or(0) as f64;
+    let mut body = String::new();
+    let mut top = 0.0;
+    for panel in &chart.panels {
+        let plot = Plot {
+            top: top + TITLE_ROOM,
+            bottom: top + PANEL_HEIGHT - LABEL_ROOM,
+            axis: delta_axis(panel.deltas.iter().map(|d| d.value).filter(|v| v.is_finite())),
+        };
+        let _ = write!(
+            body,
+            "<g class=\"delta-panel\" data-analyte=\"{}\" data-unit=\"{}\">",
+            escape(&panel.analyte),
+            escape(&panel.unit)
+        );
+        let title = format!("{}: AUC mean minus baseline ({}), {}s", panel.name, panel.unit, panel.shape.name());
+        text(&mut body, LEFT, top + 18.0, "start", "class=\"panel-title\" font-weight=\"600\"", &title);
+        for tick in plot.axis.ticks() {
+            let y = plot.y(tick);
+            let zero = tick.abs() < plot.axis.step / 1e6;
+            let stroke = if zero { INK } else { GRID };
+            let _ = write!(
+                body,
+                "<line class=\"y-grid\" data-value=\"{}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{stroke}\"/>",
+                axis_label(tick),
+                n(LEFT),
+                n(y),
+                n(WIDTH - RIGHT),
+                n(y)
+            );
+            text(&mut body, LEFT - 6.0, y + 4.0, "end", "class=\"y-tick\"", &axis_label(tick));
+        }
+        let _ = write!(
+            body,
+            "<path d=\"M{} {} V{}\" fill=\"none\" stroke=\"{INK}\"/>",
+            n(LEFT),
+            n(plot.top),
+            n(plot.bottom)
+        );
+        for (p, code) in chart.participants.iter().enumerate() {
+            let cx = LEFT + slot * (p as f64 + 0.5);
+            let _ = write!(
+                body,
+                "<text class=\"x-tick\" x=\"0\" y=\"0\" font-size=\"11\" text-anchor=\"end\" transform=\"translate({} {}) rotate(-45)\">{}</text>",
+                n(cx + 3.0),
+                n(plot.bottom + 12.0),
+                escape(code)
+            );
+        }
+        for d in &panel.deltas {
+            let (Some(code), Some(visit)) = (chart.participants.get(d.participant), chart.visits.get(d.visit)) else {
+                continue;
+            };
+            let (color, _) = visit_style(visit.style);
+            // As the AUC table prints it: 12 significant digits, no float noise.
+            let value = crate::report::auc::number(Some(d.value));
+            let attrs = format!(
+                "class=\"delta\" data-participant=\"{}\" data-visit=\"{}\" data-value=\"{value}\"",
+                escape(code),
+                escape(&visit.code)
+            );
+            let title = format!("{code} {}: {value} {}", visit.title, panel.unit);
+            marker(
+                &mut body,
+                panel.shape,
+                (x(d.participant, d.visit), plot.y(d.value)),
+                Paint { fill: color, stroke: color },
+                &attrs,
+                &title,
+            );
+        }
+        body.push_str("</g>");
+        top += PANEL_HEIGHT + label_room.max(LABEL_ROOM) - LABEL_ROOM;
+    }
+    text(&mut body, (LEFT + WIDTH - RIGHT) / 2.0, top + 6.0, "middle", "class=\"x-title\"", "participants, by code");
+    top += 14.0;
+    let mut legend = String::from("<g class=\"legend\">");
+    let (mut lx, ly) = (LEFT, top + LEGEND_ROW / 2.0);
+    for visit in &chart.visits {
+        let (color, _) = visit_style(visit.style);
+        let attrs = format!("class=\"legend-visit\" data-visit=\"{}\"", escape(&visit.code));
+        let _ = write!(legend, "<g {attrs}>");
+        marker(&mut legend, Shape::Circle, (lx, ly), Paint { fill: color, stroke: color }, "", "");
+        text(&mut legend, lx + 10.0, ly + 4.0, "start", "", &visit.title);
+        legend.push_str("</g>");
+        lx += 30.0 + CHAR_WIDTH * visit.title.chars().count() as f64;
+    }
+    legend.push_str("</g>");
+    let height = top + LEGEND_ROW + 8.0;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"delta-auc\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
+         role=\"img\" aria-label=\"{label}\" font-family=\"sans-serif\" font-size=\"13\" fill=\"{INK}\">\
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>{body}{legend}</svg>",
+        w = n(WIDTH),
+        h = n(height),
+        label = escape(label),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

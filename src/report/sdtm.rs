@@ -171,7 +171,7 @@ pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
 /// LBCAT and LBTPTREF are the same for all records and are not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LbRecord {
     pub studyid: String,
     pub usubjid: String,
@@ -242,6 +242,11 @@ impl LbRecord {
             self.lbrftdtc.clone(),
         ]
     }
+}
+
+/// LBTPT of a nominal minute: `MMTT -10 MIN`.
+pub fn lb_timepoint(minute: i64) -> String {
+    format!("MMTT {minute} MIN")
 }
 
 /// LBELTM: a nominal minute as an ISO 8601 duration (`-PT10M`, `PT0M`,
@@ -327,7 +332,7 @@ impl Planned<'_> {
             visitnum: configured.map(|i| (i + 1).to_string()).unwrap_or_default(),
             visit: visit.map_or_else(|| self.visit.to_owned(), |v| v.name.clone()),
             lbdtc: String::new(),
-            lbtpt: format!("MMTT {} MIN", self.minute),
+            lbtpt: lb_timepoint(self.minute),
             lbtptnum: tptnum.map(|i| (i + 1).to_string()).unwrap_or_default(),
             lbeltm: elapsed_time(self.minute),
             lbrftdtc: self.meal_start.map(reference_time).unwrap_or_default(),
@@ -455,14 +460,36 @@ fn flag_last_before_exposure(config: &Config, keyed: &mut [(SortKey, LbRecord)])
 /// hold (non-ASCII, over 200 bytes) is refused naming the variable and the
 /// record (USUBJID and LBSEQ): nothing is cut or transliterated.
 pub fn lb_xpt(records: &[LbRecord], created: jiff::civil::DateTime) -> Result<Vec<u8>, String> {
-    let rows: Vec<Vec<String>> = records.iter().map(|r| r.fields().to_vec()).collect();
-    let dataset = Dataset { name: "LB", label: "Laboratory Test Results", variables: &LB_VARIABLES, rows: &rows };
-    xpt::write(&dataset, created).map_err(|e| match e.row.and_then(|r| records.get(r)) {
+    let rows = lb_rows(records);
+    xpt::write(&lb_dataset(&rows), created).map_err(|e| lb_error(records, &e))
+}
+
+/// The variable lengths `lb.xpt` has for these records (define.xml states
+/// them), refused as [`lb_xpt`] refuses.
+pub fn lb_lengths(records: &[LbRecord]) -> Result<Vec<usize>, String> {
+    let rows = lb_rows(records);
+    xpt::lengths(&lb_dataset(&rows)).map_err(|e| lb_error(records, &e))
+}
+
+/// The dataset's name and label.
+pub const LB_DATASET: &str = "LB";
+pub const LB_LABEL: &str = "Laboratory Test Results";
+
+fn lb_rows(records: &[LbRecord]) -> Vec<Vec<String>> {
+    records.iter().map(|r| r.fields().to_vec()).collect()
+}
+
+fn lb_dataset(rows: &[Vec<String>]) -> Dataset<'_> {
+    Dataset { name: LB_DATASET, label: LB_LABEL, variables: &LB_VARIABLES, rows }
+}
+
+fn lb_error(records: &[LbRecord], e: &xpt::ValueError) -> String {
+    match e.row.and_then(|r| records.get(r)) {
         Some(record) => {
             format!("{} of the record USUBJID {} LBSEQ {}: {}", e.variable, record.usubjid, record.lbseq, e.problem)
         }
         None => e.to_string(),
-    })
+    }
 }
 
 /// Write the header row, then one row per record, in the order given.

@@ -198,8 +198,9 @@ fn namestr(variable: &Variable, number: usize, length: usize, position: usize) -
 
 /// Each variable's length: 8 for numbers; for text the longest value in
 /// bytes (at least 1), so no column is wider than its data. Checks names,
-/// labels and every text value on the way.
-fn lengths(dataset: &Dataset<'_>) -> Result<Vec<usize>, ValueError> {
+/// labels and every text value on the way. define.xml states these same
+/// lengths, so it asks here rather than measuring again.
+pub fn lengths(dataset: &Dataset<'_>) -> Result<Vec<usize>, ValueError> {
     let mut lengths = Vec::with_capacity(dataset.variables.len());
     for (i, variable) in dataset.variables.iter().enumerate() {
         check_name("variable name", variable.name)?;

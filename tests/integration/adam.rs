@@ -32,7 +32,7 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
         adam[0],
         [
             "STUDYID", "USUBJID", "ASEQ", "PARAMCD", "PARAM", "AVISIT", "AVISITN", "AVAL", "BASE", "CHG", "PCHG",
-            "ABLFL", "DTYPE", "BLQIMPFL"
+            "ABLFL", "DTYPE", "BLQIMPFL", "SRCDOM", "SRCSEQ", "SRCSEQS"
         ]
     );
     let auc = csv_rows(&String::from_utf8(labfeed(&config, &["report", "auc", "--format", "csv"]).stdout).unwrap());
@@ -78,6 +78,60 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
     );
 }
 
+/// SRCSEQS names LB records of `export lb` (same study, same LBSEQ), and
+/// the AUC recomputed from exactly those records' values is AVAL.
+#[test]
+fn each_auc_links_to_the_lb_records_it_was_computed_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = demo(&tmp.path().join("demo"));
+    let adam = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
+    let lb = csv_rows(&String::from_utf8(labfeed(&config, &["export", "lb"]).stdout).unwrap());
+    let a = |name: &str| adam[0].iter().position(|h| h == name).unwrap();
+    let l = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
+    let mut checked = 0;
+    for record in &adam[1..] {
+        if record[a("AVAL")].is_empty() {
+            assert_eq!([&record[a("SRCDOM")], &record[a("SRCSEQS")]], ["", ""]);
+            continue;
+        }
+        assert_eq!((record[a("SRCDOM")].as_str(), record[a("SRCSEQ")].as_str()), ("LB", ""));
+        let sources: Vec<&Vec<String>> = record[a("SRCSEQS")]
+            .split(' ')
+            .map(|seq| {
+                lb.iter()
+                    .find(|r| r[l("USUBJID")] == record[a("USUBJID")] && r[l("LBSEQ")] == seq)
+                    .unwrap_or_else(|| panic!("LBSEQ {seq} of {record:?}"))
+            })
+            .collect();
+        let testcd = if record[a("PARAMCD")].starts_with("CP") { "CPEPTIDE" } else { "GLUC" };
+        for source in &sources {
+            assert_eq!((source[l("LBTESTCD")].as_str(), &source[l("VISIT")]), (testcd, &record[a("AVISIT")]));
+        }
+        if !["CPAUC", "GLAUC"].contains(&record[a("PARAMCD")].as_str()) || !record[a("DTYPE")].is_empty() {
+            continue;
+        }
+        // The demo's rules: minute 0 is the 0-min value, BLQ is half the LLOQ.
+        let points: Vec<(f64, f64)> = sources
+            .iter()
+            .map(|r| {
+                let minute: f64 = r[l("LBTPT")].trim_start_matches("MMTT ").trim_end_matches(" MIN").parse().unwrap();
+                let value = match r[l("LBSTRESN")].parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => r[l("LBLLOQ")].parse::<f64>().unwrap() / 2.0,
+                };
+                (minute, value)
+            })
+            .collect();
+        let mut points = points;
+        points.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let auc: f64 = points.windows(2).map(|w| (w[0].1 + w[1].1) / 2.0 * (w[1].0 - w[0].0)).sum();
+        let aval: f64 = record[a("AVAL")].parse().unwrap();
+        assert!((auc - aval).abs() < 1e-9 * aval.abs().max(1.0), "{record:?}: {auc} from {points:?}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} AUCs recomputed");
+}
+
 #[test]
 #[ignore = "needs python3 with pyreadstat (pip install pyreadstat); .ci/run installs it and runs ignored tests"]
 fn export_adam_xpt_reads_back_with_pyreadstat_as_the_csv() {
@@ -94,7 +148,7 @@ fn export_adam_xpt_reads_back_with_pyreadstat_as_the_csv() {
     assert_eq!(read["labels"][7], "Analysis Value");
     let rows = read["rows"].as_array().unwrap();
     assert_eq!(rows.len(), csv.len() - 1);
-    let numeric = ["ASEQ", "AVISITN", "AVAL", "BASE", "CHG", "PCHG"];
+    let numeric = ["ASEQ", "AVISITN", "AVAL", "BASE", "CHG", "PCHG", "SRCSEQ"];
     for (xpt, csv_row) in rows.iter().zip(&csv[1..]) {
         for ((x, v), name) in xpt.as_array().unwrap().iter().zip(csv_row).zip(&csv[0]) {
             match x {

@@ -571,3 +571,62 @@ fn the_auc_page_has_a_table_and_one_chart_per_participant_in_code_order() {
     // U07 V4's meal has started and nothing was received: a row all the same.
     assert_eq!(&table[6][3..11], ["nmol/L", "", "", "", "0", "no", "0, 15, 30, 60, 90, 120", ""]);
 }
+
+/// The study-wide chart of Δ AUC mean on the demo study: every participant
+/// along x in code order, each mark at `report auc`'s delta_auc_mean, a fall
+/// below the no-change line.
+#[test]
+fn the_auc_page_plots_every_participants_change_from_baseline_in_code_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let bin = env!("CARGO_BIN_EXE_labfeed");
+    let out = std::process::Command::new(bin).arg("demo").arg("--dir").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .env_remove("LABFEED_CONFIG")
+            .arg("--config")
+            .arg(dir.join("labfeed.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let html = run(&["report", "auc", "--format", "html"]);
+    let doc = parse(&html);
+    assert_self_contained(&doc, &html);
+    let section = elements(doc.root_element(), "section").find(|s| s.attribute("id") == Some("delta-auc")).unwrap();
+    let svg = elements(section, "svg").next().unwrap();
+    let labels: Vec<String> = with_class(svg, "text", "x-tick").into_iter().map(text_of).collect();
+    assert_eq!(labels[..4], ["U01", "U02", "U03", "U04"], "code order, in each panel");
+
+    let csv = crate::support::csv_rows(&run(&["report", "auc", "--format", "csv"]));
+    for analyte in ["c_peptide", "glucose"] {
+        let panel =
+            with_class(svg, "g", "delta-panel").into_iter().find(|p| p.attribute("data-analyte") == Some(analyte));
+        let panel = panel.unwrap();
+        let marks: Vec<(String, String)> = panel
+            .descendants()
+            .filter(|n| n.is_element() && class_is(n, "delta"))
+            .map(|m| {
+                (m.attribute("data-participant").unwrap().to_owned(), m.attribute("data-value").unwrap().to_owned())
+            })
+            .collect();
+        let want: Vec<(String, String)> = csv[1..]
+            .iter()
+            .filter(|r| r[2] == analyte && !r[9].is_empty())
+            .map(|r| (r[0].clone(), r[9].clone()))
+            .collect();
+        assert_eq!(marks, want, "{analyte}");
+        assert!(!want.is_empty());
+        // A fall is drawn below the no-change line, a rise above it.
+        let zero = with_class(panel, "line", "y-grid").into_iter().find(|l| l.attribute("data-value") == Some("0"));
+        let zero = number(zero.unwrap(), "y1");
+        for mark in panel.descendants().filter(|n| n.is_element() && class_is(n, "delta")) {
+            let value: f64 = mark.attribute("data-value").unwrap().parse().unwrap();
+            let y = mark.attribute("cy").or(mark.attribute("y")).map(|v| v.parse::<f64>().unwrap()).unwrap();
+            assert_eq!(y > zero - 5.0, value < 0.0, "{value} at {y}, zero at {zero}");
+        }
+    }
+}

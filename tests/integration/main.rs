@@ -14,6 +14,7 @@ mod correction;
 mod corrections_with_decisions;
 mod csv_dialects;
 mod daemon;
+mod define;
 mod demo;
 mod e2e;
 mod hl7;

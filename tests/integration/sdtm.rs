@@ -371,4 +371,14 @@ fn export_lb_xpt_names_the_variable_and_record_of_a_value_v5_cannot_hold_and_wri
     assert!(!path.exists());
     // The CSV has no such limit.
     assert_eq!(s.run(&["export", "lb"]).status.code(), Some(0));
+    // define.xml describes the XPT files, so it is refused the same way.
+    let out = s.run(&["export", "define"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("labfeed: define.xml not written: VISIT of the record USUBJID NCT02057211-U07 LBSEQ 1:"),
+        "{}",
+        text(&out)
+    );
 }

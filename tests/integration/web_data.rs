@@ -267,6 +267,25 @@ fn the_data_pages_show_the_study_and_escape_it() {
         assert_eq!(reply.body.len(), written.len(), "{path}");
         assert_eq!(observations(&reply.body), observations(&written), "{path}: the records differ");
     }
+    // define.xml and its page: the command line's, but for the time they were made.
+    for (path, args, content_type) in [
+        ("/exports/define.xml", vec!["export", "define"], "application/xml; charset=utf-8"),
+        ("/exports/define.html", vec!["export", "define", "--format", "html"], "text/html; charset=utf-8"),
+    ] {
+        let reply = http(&c, "GET", path, Some(&dm), None);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type").as_deref(), Some(content_type), "{path}");
+        let cli = t.run(&args);
+        assert_eq!(cli.status.code(), Some(0), "{}", text(&cli));
+        let timeless = |bytes: &[u8]| -> Vec<String> {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            text.lines()
+                .filter(|l| !l.contains("CreationDateTime=") && !l.contains("as made by labfeed at"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(timeless(&reply.body), timeless(&cli.stdout), "{path}");
+    }
     assert!(get(&c, &dm, "/exports").contains("href=\"/exports/lb.xpt\""));
     assert_eq!(http(&c, "GET", "/exports/secrets.csv", Some(&dm), None).status, 404);
     // Without a session: the login page, never data.

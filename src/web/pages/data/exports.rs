@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use crate::report::exports::{Csv, adam, auc_csv, lb, lb_csv, mismatches_csv, results_csv};
+use crate::report::exports::{Csv, adam, auc_csv, define, lb, lb_csv, mismatches_csv, results_csv};
 use crate::web::pages::{PageError, layout};
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
@@ -21,6 +21,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("auc.csv", "MMTT AUC per participant, visit and analyte", "labfeed report auc --format csv"),
     ("admmtt.csv", "ADaM BDS of the MMTT outcomes (AUCs, change from baseline)", "labfeed export adam"),
     ("admmtt.xpt", "The same ADaM dataset as SAS transport (XPORT v5)", "labfeed export adam --format xpt"),
+    ("define.xml", "define.xml (Define-XML 2.1) describing lb.xpt and admmtt.xpt", "labfeed export define"),
+    ("define.html", "The same definitions as a page to read", "labfeed export define --format html"),
 ];
 
 pub async fn page(State(console): State<Shared>, Extension(who): Extension<SignedIn>) -> Markup {
@@ -81,11 +83,19 @@ pub async fn download(
                     Ok(bytes)
                 }
                 "admmtt.xpt" => xpt(crate::report::adam::adam_xpt(&adam(config, store, now)?, created)),
+                "define.xml" | "define.html" => define(config, store, now, chosen == "define.html")?
+                    .map(String::into_bytes)
+                    .map_err(|e| anyhow::anyhow!("{chosen} cannot be made: {e}")),
                 _ => csv(auc_csv(config, store, now)),
             }
         })
         .await?;
-    let content_type = if name.ends_with(".xpt") { "application/octet-stream" } else { "text/csv; charset=utf-8" };
+    let content_type = match name.rsplit('.').next() {
+        Some("xpt") => "application/octet-stream",
+        Some("xml") => "application/xml; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "text/csv; charset=utf-8",
+    };
     let disposition = format!("attachment; filename=\"{}\"", file_name(&console.config.study.id, &name));
     let disposition = HeaderValue::from_str(&disposition)
         .map_err(|e| PageError::Failed(anyhow::anyhow!("the download's file name: {e}")))?;
