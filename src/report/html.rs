@@ -290,20 +290,31 @@ fn results_by_visit(results: &[ResultRow]) -> BTreeMap<(&str, &str), Vec<&Result
 fn chart_visits<'a>(
     config: &Config,
     participant: &str,
-    visits: &'a [Visit],
+    with_meal: &BTreeMap<&'a str, Vec<&'a str>>,
     results: &BTreeMap<(&'a str, &'a str), Vec<&'a ResultRow>>,
     named: impl IntoIterator<Item = &'a str>,
 ) -> Vec<&'a str> {
-    let mut codes: Vec<&'a str> = visits
-        .iter()
-        .filter(|v| v.participant == participant && v.meal_start.is_some())
-        .map(|v| v.visit.as_str())
-        .chain(results.keys().filter(|(p, _)| *p == participant).map(|(_, v)| *v))
+    let mut codes: Vec<&'a str> = with_meal
+        .get(participant)
+        .into_iter()
+        .flatten()
+        .copied()
+        .chain(results.range((participant, "")..).take_while(|((p, _), _)| *p == participant).map(|((_, v), _)| *v))
         .chain(named)
         .collect();
     codes.sort_by_key(|v| (config.visit_index(v).unwrap_or(usize::MAX), *v));
     codes.dedup();
     codes
+}
+
+/// The visits with a meal start, by participant: each chart looks its own
+/// up instead of scanning the study's.
+fn visits_with_meal(visits: &[Visit]) -> BTreeMap<&str, Vec<&str>> {
+    let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for v in visits.iter().filter(|v| v.meal_start.is_some()) {
+        by.entry(v.participant.as_str()).or_default().push(v.visit.as_str());
+    }
+    by
 }
 
 /// The configured analytes in panel order: C-peptide, glucose, then the
@@ -352,8 +363,11 @@ pub fn participant_chart(
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
     // This participant's visits once; then a search, not `get`: the map's
     // keys borrow the snapshot, `v` does not.
-    let mine: Vec<(&str, &[&ResultRow])> =
-        results.iter().filter(|((p, _), _)| *p == participant).map(|((_, v), r)| (*v, r.as_slice())).collect();
+    let mine: Vec<(&str, &[&ResultRow])> = results
+        .range((participant, "")..)
+        .take_while(|((p, _), _)| *p == participant)
+        .map(|((_, v), r)| (*v, r.as_slice()))
+        .collect();
     let of_visit = |v: &str| mine.iter().find(|(x, _)| *x == v).map(|(_, r)| *r).unwrap_or_default();
     let mut unconfigured = config.visits.len();
     let lines: Vec<VisitLine> = visits
@@ -372,10 +386,12 @@ pub fn participant_chart(
     if !lines.iter().any(|l| l.received) {
         return None;
     }
+    // Slots sort by participant and visit first: read only this visit's.
     let minutes = |slots: &BTreeSet<Slot>, visit: &str, analyte: &str| -> BTreeSet<i32> {
         slots
-            .iter()
-            .filter(|s| s.participant == participant && s.visit == visit && s.analyte == analyte)
+            .range(Slot::new(participant, visit, i64::MIN, "")..)
+            .take_while(|s| s.participant == participant && s.visit == visit)
+            .filter(|s| s.analyte == analyte)
             .filter_map(|s| i32::try_from(s.minute).ok())
             .collect()
     };
@@ -605,6 +621,7 @@ pub fn write_mismatches_html(
         .collect();
     let marks = Marks { flagged: &flagged, withdrawn: &withdrawn };
     let results = results_by_visit(snapshot.results);
+    let with_meal = visits_with_meal(snapshot.visits);
     let table =
         Table { include_resolved: options.include_resolved, zone, history: snapshot.history, now: snapshot.now };
     for (i, block) in by_participant.iter().enumerate() {
@@ -623,7 +640,7 @@ pub fn write_mismatches_html(
         };
         h.open("section", &[("id", &id), ("class", "participant"), ("data-participant", participant)]).line();
         h.element("h2", &[], &format!("Participant {participant}")).line();
-        let visits = chart_visits(config, participant, snapshot.visits, &results, block.iter().filter_map(|g| g.visit));
+        let visits = chart_visits(config, participant, &with_meal, &results, block.iter().filter_map(|g| g.visit));
         write_participant_chart(&mut h, participant_chart(config, participant, &visits, &results, &marks), participant);
         for g in block.iter() {
             let mut attrs = vec![("class", "group"), ("data-participant", participant)];
@@ -834,6 +851,7 @@ pub fn write_auc_html(
     write_delta_chart(&mut h, config, rows);
 
     let results = results_by_visit(snapshot.results);
+    let with_meal = visits_with_meal(snapshot.visits);
     let baseline = config.baseline_visit().map(|v| v.code.as_str());
     for of_participant in rows.chunk_by(|a, b| a.participant == b.participant) {
         let Some(first) = of_participant.first() else { continue };
@@ -842,7 +860,7 @@ pub fn write_auc_html(
         h.element("h2", &[], &format!("Participant {participant}")).line();
         write_auc_table(&mut h, of_participant, config, baseline);
         let named = of_participant.iter().map(|r| r.visit.as_str());
-        let visits = chart_visits(config, participant, snapshot.visits, &results, named);
+        let visits = chart_visits(config, participant, &with_meal, &results, named);
         write_participant_chart(&mut h, participant_chart(config, participant, &visits, &results, &marks), participant);
         h.close("section").line();
     }
