@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -34,7 +33,7 @@ use crate::report::wording::{Signers, zoned_time};
 use crate::store::vouch::ranges_of;
 use crate::store::{MessageSpan, MismatchId, RawRow, Reader, Role, Scope, Store, StoreError};
 use crate::study::config::Config;
-use crate::study::missing::missing_results;
+use crate::study::missing::{meal_started, missing_results};
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
 
@@ -53,17 +52,17 @@ pub fn routes() -> Router<Shared> {
 
 /// The whole study's open queue, kept between requests: computing it reads
 /// every slot of the study (for the MISSING_RESULT rows), hundreds of ms
-/// with 2,000 participants, while a page shows 50 rows. When the data
-/// change (the audit chain's last row, which every writing transaction
-/// adds), only the participants the new `commit` rows name rows of are read
-/// again and put in place of their rows; it is computed whole when that
-/// cannot be said, and when it is a minute old (results become missing as
-/// time passes).
+/// with 2,000 participants, while a page shows 50 rows. It is brought up to
+/// date by reading again only the participants whose rows may differ: those
+/// the `commit` rows since name rows of (every writing transaction ends
+/// with one), and once it is a minute old, those with a meal start passed
+/// meanwhile (only then do a visit's results become missing). It is
+/// computed whole when that cannot be said or they are many.
 #[derive(Default)]
 pub struct QueueCache(Mutex<Option<Arc<Queue>>>);
 
-/// How long a computed queue is shown while the data stay the same.
-const QUEUE_FOR: Duration = Duration::from_secs(60);
+/// How long a queue is shown for its time while the data stay the same.
+const QUEUE_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// With more `commit` rows than this since the kept queue, or more
 /// participants touched, the queue is computed whole (each participant is
@@ -79,9 +78,9 @@ const QUEUE_UNRELATED: &[&str] =
 
 #[derive(Clone)]
 struct Queue {
+    /// The audit chain's last row when it was read.
     stamp: i64,
-    computed: Instant,
-    /// The time the MISSING_RESULT rows were computed for.
+    /// The time the MISSING_RESULT rows are computed for.
     now: jiff::Timestamp,
     /// In report order: a participant's rows are together (unmatched first).
     lines: Vec<Line>,
@@ -90,24 +89,29 @@ struct Queue {
 impl QueueCache {
     /// The queue as of the store's current data.
     fn get(&self, store: &Store, config: &Config) -> anyhow::Result<Arc<Queue>> {
-        let kept = self.0.lock().ok().and_then(|k| k.clone()).filter(|q| q.computed.elapsed() < QUEUE_FOR);
+        self.get_at(store, config, jiff::Timestamp::now())
+    }
+
+    /// The queue as of the store's current data and about `now`.
+    fn get_at(&self, store: &Store, config: &Config, now: jiff::Timestamp) -> anyhow::Result<Arc<Queue>> {
+        let kept = self.0.lock().ok().and_then(|k| k.clone());
         let queue = store
             .read(|r| {
                 // Read before the rows: a change in between is read again next time.
                 let stamp = r.last_audit_seq()?;
                 if let Some(kept) = kept {
-                    if kept.stamp == stamp {
+                    let age = now.duration_since(kept.now);
+                    if kept.stamp == stamp && age >= jiff::SignedDuration::ZERO && age < QUEUE_FOR {
                         return Ok(kept);
                     }
-                    if kept.stamp < stamp
-                        && let Some(touched) = touched_between(r, kept.stamp, stamp)?
+                    if kept.stamp <= stamp
+                        && let Some(touched) = touched_since(r, config, &kept, stamp, now)?
                     {
-                        return Ok(Arc::new(kept.splice(r, config, stamp, &touched)?));
+                        return Ok(Arc::new(kept.splice(r, config, stamp, now, &touched)?));
                     }
                 }
-                let now = jiff::Timestamp::now();
                 let lines = open_lines(r, config, &Scope::Study, now)?;
-                Ok(Arc::new(Queue { stamp, computed: Instant::now(), now, lines }))
+                Ok(Arc::new(Queue { stamp, now, lines }))
             })
             .context("reading the mismatches")?;
         if let Ok(mut kept) = self.0.lock() {
@@ -118,13 +122,14 @@ impl QueueCache {
 }
 
 impl Queue {
-    /// This queue with the rows of `touched` read again (for the same time),
-    /// as of `stamp`.
+    /// This queue with the rows of `touched` read again, as of `stamp` and
+    /// for `now` (the others are the same for it: see [`touched_since`]).
     fn splice(
         &self,
         r: &Reader<'_>,
         config: &Config,
         stamp: i64,
+        now: jiff::Timestamp,
         touched: &BTreeSet<Option<String>>,
     ) -> Result<Queue, StoreError> {
         let mut fresh = BTreeMap::new();
@@ -133,7 +138,7 @@ impl Queue {
                 Some(code) => Scope::Participant(code.clone()),
                 None => Scope::Unmatched,
             };
-            fresh.insert(participant.clone(), open_lines(r, config, &scope, self.now)?);
+            fresh.insert(participant.clone(), open_lines(r, config, &scope, now)?);
         }
         let mut fresh = fresh.into_iter().peekable();
         let mut lines = Vec::with_capacity(self.lines.len());
@@ -146,8 +151,32 @@ impl Queue {
             }
         }
         lines.extend(fresh.flat_map(|(_, block)| block));
-        Ok(Queue { stamp, computed: self.computed, now: self.now, lines })
+        Ok(Queue { stamp, now, lines })
     }
+}
+
+/// The participants (`None`: unmatched rows) whose rows in `kept` may
+/// differ as of `stamp` and for `now`: those the `commit` rows since name
+/// rows of ([`touched_between`]) and, if the time moved, those with a meal
+/// start on one side of it and not the other. `None`: compute it whole.
+fn touched_since(
+    r: &Reader<'_>,
+    config: &Config,
+    kept: &Queue,
+    stamp: i64,
+    now: jiff::Timestamp,
+) -> Result<Option<BTreeSet<Option<String>>>, StoreError> {
+    let Some(mut touched) = touched_between(r, kept.stamp, stamp)? else { return Ok(None) };
+    if now != kept.now {
+        for visit in r.visits()? {
+            if let Some(meal) = visit.meal_start
+                && meal_started(config, meal, kept.now) != meal_started(config, meal, now)
+            {
+                touched.insert(Some(visit.participant));
+            }
+        }
+    }
+    Ok((touched.len() <= SPLICE_PARTICIPANTS).then_some(touched))
 }
 
 /// The participants (`None`: unmatched rows) whose queue rows the `commit`
@@ -1113,16 +1142,21 @@ mod tests {
         fn kept_queue_is_the_whole_queue(store: &mut Store, config: &Config) {
             study(store, config, 6);
             let cache = QueueCache::default();
-            let first = cache.get(store, config).unwrap();
+            let at = jiff::Timestamp::now();
+            let first = cache.get_at(store, config, at).unwrap();
             assert!(first.lines.iter().any(|l| l.participant.is_none()), "an unmatched row");
-            let check = |store: &mut Store, what: &str| {
-                let queue = cache.get(store, config).unwrap();
-                assert_eq!(queue.computed, first.computed, "{what}: kept, not computed whole");
-                assert_eq!(queue.stamp, store.read(|r| r.last_audit_seq()).unwrap(), "{what}");
-                let whole = store.read(|r| open_lines(r, config, &Scope::Study, queue.now)).unwrap();
+            let check_at = |store: &mut Store, what: &str, at: jiff::Timestamp| {
+                let kept = cache.0.lock().unwrap().clone().unwrap();
+                let head = store.read(|r| r.last_audit_seq()).unwrap();
+                let touched = store.read(|r| touched_since(r, config, &kept, head, at)).unwrap();
+                assert!(touched.is_some(), "{what}: brought up to date, not computed whole");
+                let queue = cache.get_at(store, config, at).unwrap();
+                assert_eq!((queue.stamp, queue.now), (head, at), "{what}");
+                let whole = store.read(|r| open_lines(r, config, &Scope::Study, at)).unwrap();
                 assert_eq!(queue.lines, whole, "{what}");
                 queue
             };
+            let check = |store: &mut Store, what: &str| check_at(store, what, at);
 
             let q = check(store, "nothing changed");
             let not_final = row(&q, "NOT_FINAL", None);
@@ -1157,6 +1191,49 @@ mod tests {
                 || l.code != MISSING_RESULT));
             store.write(|tx| tx.add_account("dm2", "Another", Role::DataManager, "$argon2id$not-a-real-hash")).unwrap();
             check(store, "an account added");
+
+            // A visit planned for later lacks everything once its meal has started.
+            let planned = jiff::civil::date(2031, 1, 6).at(8, 0, 0, 0);
+            let visit = Visit { participant: "U02".into(), visit: "V2".into(), meal_start: Some(planned.into()) };
+            store.write(|tx| tx.upsert_visit(&visit)).unwrap();
+            let q = check(store, "a visit planned");
+            assert!(q.lines.iter().all(|l| l.visit.as_deref() != Some("V2")));
+            let q = check_at(store, "the meal started", "2031-01-07T00:00:00Z".parse().unwrap());
+            assert_eq!(q.lines.iter().filter(|l| l.visit.as_deref() == Some("V2")).count(), 14);
+        }
+
+        /// A PostgreSQL database of its own on the test server, dropped at the end.
+        struct TestDb(String);
+
+        const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+        impl Drop for TestDb {
+            fn drop(&mut self) {
+                if let Ok(mut admin) = crate::store::postgres::connect(&format!("{SERVER}/test")) {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+                }
+            }
+        }
+
+        #[test]
+        fn the_kept_queue_is_spliced_exactly_on_postgresql() {
+            let mut admin = match crate::store::postgres::connect(&format!("{SERVER}/test")) {
+                Ok(admin) => admin,
+                Err(e) => {
+                    let required = std::env::var("LABFEED_REQUIRE_POSTGRES").as_deref() == Ok("1");
+                    assert!(!required, "LABFEED_REQUIRE_POSTGRES=1 but PostgreSQL on 127.0.0.1:5432 is not there: {e}");
+                    eprintln!("skipped: no PostgreSQL on 127.0.0.1:5432");
+                    return;
+                }
+            };
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            let db = TestDb(format!("labfeed_test_{}", crate::store::hex(&bytes)));
+            admin.batch_execute(&format!("CREATE DATABASE {}", db.0)).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path());
+            let mut store = Store::open(format!("{SERVER}/{}", db.0)).unwrap();
+            kept_queue_is_the_whole_queue(&mut store, &config);
         }
 
         #[test]
