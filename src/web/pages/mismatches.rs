@@ -76,7 +76,6 @@ const SPLICE_PARTICIPANTS: usize = 100;
 const QUEUE_UNRELATED: &[&str] =
     &["raw", "receipt", "processing", "message", "observation", "data_lock", "participant", "sample", "account"];
 
-#[derive(Clone)]
 struct Queue {
     /// The audit chain's last row when it was read.
     stamp: i64,
