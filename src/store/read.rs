@@ -1094,6 +1094,55 @@ impl<'c> Reader<'c> {
         self.db().query_row("SELECT coalesce(max(seq), 0) FROM audit_log", params![], |r| r.get(0))
     }
 
+    /// The `commit` audit rows with `after < seq <= upto`, oldest first, at
+    /// most `limit`: each seq and detail (see [`crate::store::vouch::ranges_of`]).
+    pub fn commits_between(&self, after: i64, upto: i64, limit: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        self.db().query_all(
+            "SELECT seq, detail FROM audit_log WHERE seq > ?1 AND seq <= ?2 AND action = 'commit' ORDER BY seq LIMIT ?3",
+            params![after, upto, limit],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The participants (`None`: a mismatch matched to none) that the rows
+    /// `first..=last` (by the key a `commit` row names them by) of `table`
+    /// put a value, a mismatch or a decision on, or a visit's meal start;
+    /// `None` for a table whose rows do none of that.
+    pub fn participants_of_rows(
+        &self,
+        table: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
+        let sql = match table {
+            "result" => "SELECT DISTINCT participant FROM result WHERE id BETWEEN ?1 AND ?2",
+            "mismatch" => "SELECT DISTINCT participant FROM mismatch WHERE id BETWEEN ?1 AND ?2",
+            "visit" => "SELECT DISTINCT participant FROM visit WHERE rowid BETWEEN ?1 AND ?2",
+            // The decided mismatch's, and the slot an assignment moved a value to.
+            "resolution" => {
+                "SELECT m.participant FROM resolution s JOIN mismatch m ON m.id = s.mismatch_id
+                     WHERE s.id BETWEEN ?1 AND ?2
+                 UNION SELECT s.participant FROM resolution s
+                     WHERE s.id BETWEEN ?1 AND ?2 AND s.participant IS NOT NULL"
+            }
+            "resolution_effect" => {
+                "SELECT m.participant FROM resolution_effect e JOIN resolution s ON s.id = e.resolution_id
+                     JOIN mismatch m ON m.id = s.mismatch_id WHERE e.rowid BETWEEN ?1 AND ?2
+                 UNION SELECT r.participant FROM resolution_effect e JOIN result r ON r.id = e.result_id
+                     WHERE e.rowid BETWEEN ?1 AND ?2
+                 UNION SELECT m.participant FROM resolution_effect e JOIN mismatch m ON m.id = e.mismatch_id
+                     WHERE e.rowid BETWEEN ?1 AND ?2"
+            }
+            // A corrected draw time shows in the provenance of the observation's mismatches.
+            "observation_offset" => {
+                "SELECT DISTINCT m.participant FROM observation_offset x
+                     JOIN mismatch m ON m.observation_id = x.observation_id WHERE x.id BETWEEN ?1 AND ?2"
+            }
+            _ => return Ok(None),
+        };
+        self.db().query_all(sql, params![first, last], |r| r.get(0)).map(Some)
+    }
+
     /// How many mismatches are open.
     pub fn open_mismatch_count(&self) -> Result<u64, StoreError> {
         self.db()

@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -26,10 +27,13 @@ use crate::ingest::resolve::{Decision, ResolveError, resolve};
 use crate::login::{LoginError, authenticate};
 use crate::report::html::{Marks, flagged_slots, visit_curves_figure};
 use crate::report::mismatches::{History, ReviewRow, decision_label, history_entry, lock_words};
+use crate::report::now::Now;
 use crate::report::review::Review;
-use crate::report::wording::zoned_time;
-use crate::store::{MessageSpan, MismatchId, RawRow, Role, Scope, Store};
+use crate::report::wording::{Signers, zoned_time};
+use crate::store::vouch::ranges_of;
+use crate::store::{MessageSpan, MismatchId, RawRow, Reader, Role, Scope, Store, StoreError};
 use crate::study::config::Config;
+use crate::study::missing::{meal_started, missing_results};
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
 
@@ -48,41 +52,67 @@ pub fn routes() -> Router<Shared> {
 
 /// The whole study's open queue, kept between requests: computing it reads
 /// every slot of the study (for the MISSING_RESULT rows), hundreds of ms
-/// with 2,000 participants, while a page shows 50 rows. It is computed
-/// again once the data change (the audit chain's last row, which every
-/// writing transaction adds) and when it is a minute old (results become
-/// missing as time passes).
+/// with 2,000 participants, while a page shows 50 rows. It is brought up to
+/// date by reading again only the participants whose rows may differ: those
+/// the `commit` rows since name rows of (every writing transaction ends
+/// with one), and once it is a minute old, those with a meal start passed
+/// meanwhile (only then do a visit's results become missing). It is
+/// computed whole when that cannot be said or they are many.
 #[derive(Default)]
 pub struct QueueCache(Mutex<Option<Arc<Queue>>>);
 
-/// How long a computed queue is shown while the data stay the same.
-const QUEUE_FOR: Duration = Duration::from_secs(60);
+/// How long a queue is shown for its time while the data stay the same.
+const QUEUE_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// With more `commit` rows than this since the kept queue, or more
+/// participants touched, the queue is computed whole (each participant is
+/// a few small reads; the whole study is a few hundred ms).
+const SPLICE_COMMITS: usize = 200;
+const SPLICE_PARTICIPANTS: usize = 100;
+
+/// Tables whose rows change no open queue row, so a `commit` row naming
+/// them touches no participant's rows; any table neither here nor known to
+/// [`crate::store::Reader::participants_of_rows`] has the queue computed whole.
+const QUEUE_UNRELATED: &[&str] =
+    &["raw", "receipt", "processing", "message", "observation", "data_lock", "participant", "sample", "account"];
 
 struct Queue {
+    /// The audit chain's last row when it was read.
     stamp: i64,
-    computed: Instant,
-    /// The time the MISSING_RESULT rows were computed for.
+    /// The time the MISSING_RESULT rows are computed for.
     now: jiff::Timestamp,
+    /// In report order: a participant's rows are together (unmatched first).
     lines: Vec<Line>,
-    history: History,
 }
 
 impl QueueCache {
     /// The queue as of the store's current data.
     fn get(&self, store: &Store, config: &Config) -> anyhow::Result<Arc<Queue>> {
-        // Read before the rows: a change in between only makes the next request compute again.
-        let stamp = store.read(|r| r.last_audit_seq())?;
-        if let Ok(kept) = self.0.lock()
-            && let Some(queue) = kept.as_ref()
-            && queue.stamp == stamp
-            && queue.computed.elapsed() < QUEUE_FOR
-        {
-            return Ok(Arc::clone(queue));
-        }
-        let review = Review::load(config, store, false, false)?;
-        let lines = review.rows(config).iter().filter(|r| r.is_open()).map(|r| Line::of(r, config)).collect();
-        let queue =
-            Arc::new(Queue { stamp, computed: Instant::now(), now: review.now, lines, history: review.history });
+        self.get_at(store, config, jiff::Timestamp::now())
+    }
+
+    /// The queue as of the store's current data and about `now`.
+    fn get_at(&self, store: &Store, config: &Config, now: jiff::Timestamp) -> anyhow::Result<Arc<Queue>> {
+        let kept = self.0.lock().ok().and_then(|k| k.clone());
+        let queue = store
+            .read(|r| {
+                // Read before the rows: a change in between is read again next time.
+                let stamp = r.last_audit_seq()?;
+                if let Some(kept) = kept {
+                    let age = now.duration_since(kept.now);
+                    if kept.stamp == stamp && age >= jiff::SignedDuration::ZERO && age < QUEUE_FOR {
+                        return Ok(kept);
+                    }
+                    if kept.stamp <= stamp
+                        && let Some(touched) = touched_since(r, config, &kept, stamp, now)?
+                    {
+                        return Ok(Arc::new(kept.splice(r, config, stamp, now, &touched)?));
+                    }
+                }
+                let lines = open_lines(r, config, &Scope::Study, now)?;
+                Ok(Arc::new(Queue { stamp, now, lines }))
+            })
+            .context("reading the mismatches")?;
         if let Ok(mut kept) = self.0.lock() {
             *kept = Some(Arc::clone(&queue));
         }
@@ -90,7 +120,118 @@ impl QueueCache {
     }
 }
 
+impl Queue {
+    /// This queue with the rows of `touched` read again, as of `stamp` and
+    /// for `now` (the others are the same for it: see [`touched_since`]).
+    fn splice(
+        &self,
+        r: &Reader<'_>,
+        config: &Config,
+        stamp: i64,
+        now: jiff::Timestamp,
+        touched: &BTreeSet<Option<String>>,
+    ) -> Result<Queue, StoreError> {
+        let mut fresh = BTreeMap::new();
+        for participant in touched {
+            let scope = match participant {
+                Some(code) => Scope::Participant(code.clone()),
+                None => Scope::Unmatched,
+            };
+            fresh.insert(participant.clone(), open_lines(r, config, &scope, now)?);
+        }
+        let mut fresh = fresh.into_iter().peekable();
+        let mut lines = Vec::with_capacity(self.lines.len());
+        for line in &self.lines {
+            while let Some((_, block)) = fresh.next_if(|(p, _)| *p < line.participant) {
+                lines.extend(block);
+            }
+            if !touched.contains(&line.participant) {
+                lines.push(line.clone());
+            }
+        }
+        lines.extend(fresh.flat_map(|(_, block)| block));
+        Ok(Queue { stamp, now, lines })
+    }
+}
+
+/// The participants (`None`: unmatched rows) whose rows in `kept` may
+/// differ as of `stamp` and for `now`: those the `commit` rows since name
+/// rows of ([`touched_between`]) and, if the time moved, those with a meal
+/// start on one side of it and not the other. `None`: compute it whole.
+fn touched_since(
+    r: &Reader<'_>,
+    config: &Config,
+    kept: &Queue,
+    stamp: i64,
+    now: jiff::Timestamp,
+) -> Result<Option<BTreeSet<Option<String>>>, StoreError> {
+    let Some(mut touched) = touched_between(r, kept.stamp, stamp)? else { return Ok(None) };
+    if now != kept.now {
+        for visit in r.visits()? {
+            if let Some(meal) = visit.meal_start
+                && meal_started(config, meal, kept.now) != meal_started(config, meal, now)
+            {
+                touched.insert(Some(visit.participant));
+            }
+        }
+    }
+    Ok((touched.len() <= SPLICE_PARTICIPANTS).then_some(touched))
+}
+
+/// The participants (`None`: unmatched rows) whose queue rows the `commit`
+/// rows after `after` up to `upto` may have changed; `None` when that
+/// cannot be said or they are too many (then the queue is computed whole).
+fn touched_between(r: &Reader<'_>, after: i64, upto: i64) -> Result<Option<BTreeSet<Option<String>>>, StoreError> {
+    let commits = r.commits_between(after, upto, SPLICE_COMMITS as i64 + 1)?;
+    if commits.len() > SPLICE_COMMITS {
+        return Ok(None);
+    }
+    let mut touched = BTreeSet::new();
+    for (seq, detail) in commits {
+        let Ok(ranges) = ranges_of(seq, &detail) else { return Ok(None) };
+        for (table, range) in ranges {
+            if QUEUE_UNRELATED.contains(&table.as_str()) {
+                continue;
+            }
+            let Some(participants) = r.participants_of_rows(&table, range.first, range.last)? else {
+                return Ok(None);
+            };
+            touched.extend(participants);
+            if touched.len() > SPLICE_PARTICIPANTS {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(touched))
+}
+
+/// The open rows of `scope`, as `report mismatches` lists them, with the
+/// missing results as of `now`.
+fn open_lines(r: &Reader<'_>, config: &Config, scope: &Scope, now: jiff::Timestamp) -> Result<Vec<Line>, StoreError> {
+    let stored = r.mismatch_report_in(false, scope)?;
+    let visits = r.visits_in(scope)?;
+    let states = r.slot_states_in(scope)?;
+    let missing = missing_results(config, &visits, &states, now);
+    // A Review of only what the queue shows, for its order of rows.
+    let review = Review {
+        stored,
+        missing,
+        not_done: Vec::new(),
+        ids: states.ids,
+        history: History::new(),
+        results: Vec::new(),
+        visits,
+        now,
+        whereabouts: Now::default(),
+        locks: Vec::new(),
+        withdrawn: states.withdrawn,
+    };
+    let rows = review.rows(config);
+    Ok(rows.iter().filter(|r| r.is_open()).map(|r| Line::of(r, config)).collect())
+}
+
 /// One row of the queue, as the page shows and filters it.
+#[derive(Debug, Clone, PartialEq)]
 struct Line {
     id: Option<MismatchId>,
     code: String,
@@ -248,7 +389,20 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Markup, PageError> {
     let cache = Arc::clone(&console);
-    let queue = console.with_store(Access::Read, move |store, config| cache.queue.get(store, config)).await?;
+    let decided_id = given(&query.decided).and_then(|d| d.trim_start_matches('#').parse::<i64>().ok()).map(MismatchId);
+    let (queue, decision) = console
+        .with_store(Access::Read, move |store, config| {
+            let queue = cache.queue.get(store, config)?;
+            let decision = match decided_id {
+                None => None,
+                Some(id) => store.read(|r| match r.decisions(id)?.pop() {
+                    Some(last) => Ok(Some((last, Signers::new(r.accounts()?)))),
+                    None => Ok(None),
+                })?,
+            };
+            Ok((queue, decision))
+        })
+        .await?;
     let config = &console.config;
     let zone = config.study.timezone.as_str();
     let now = queue.now;
@@ -290,13 +444,10 @@ pub async fn list(
     let pages = shown.len().div_ceil(PER_PAGE).max(1);
     let page = given(&query.page).and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
     let on_page = shown.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE);
-    let decided = given(&query.decided)
-        .and_then(|d| d.trim_start_matches('#').parse::<i64>().ok())
-        .map(MismatchId)
-        .map(|id| match queue.history.get(&id).and_then(|h| h.last()) {
-            Some(last) => format!("Mismatch #{id} {}", history_entry(last, Some(zone), &queue.history.signers)),
-            None => format!("Mismatch #{id}: the decision is recorded."),
-        });
+    let decided = decided_id.map(|id| match &decision {
+        Some((last, signers)) => format!("Mismatch #{id} {}", history_entry(last, Some(zone), signers)),
+        None => format!("Mismatch #{id}: the decision is recorded."),
+    });
     let first = (page - 1) * PER_PAGE + 1;
     let last = (page * PER_PAGE).min(shown.len());
     let body = html! {
@@ -862,5 +1013,234 @@ mod tests {
         );
         assert!(read_decision(&form("assign", "moved", "3O")).unwrap_err().contains("whole number"));
         assert!(read_decision(&form("delete", "x", "")).is_err());
+    }
+
+    /// A study of `participants`, each with a clean baseline and a
+    /// follow-up with queue rows (as the console bench's), and one result
+    /// whose sample matches nobody.
+    mod queue {
+        use super::*;
+        use crate::ingest::{Delivery, ingest_batch};
+        use crate::report::mismatches::MISSING_RESULT;
+        use crate::store::{Participant, Signature, Source, Visit};
+
+        const MINUTES: [i64; 7] = [-10, 0, 15, 30, 60, 90, 120];
+
+        fn meal(p: usize, visit: usize) -> jiff::civil::DateTime {
+            jiff::civil::date(2025, 3, 3 + p as i8).at(8, 0, 0, 0) + jiff::Span::new().days(91 * visit as i64)
+        }
+
+        /// Visit `visit` of participant `p`; `minutes` the tubes sent.
+        fn message(p: usize, visit: usize, minutes: &[i64]) -> String {
+            let at = |t: jiff::civil::DateTime| t.strftime("%Y%m%d%H%M").to_string();
+            let start = meal(p, visit);
+            let resulted = at(start + jiff::Span::new().hours(6));
+            let mut m = format!(
+                "MSH|^~\\&|CENTRALLAB|UAS-KEM|LABFEED|TEST|{resulted}||ORU^R01^ORU_R01|Q{p}V{visit}N{}|P|2.5.1|||NE|NE||UNICODE UTF-8\r\
+                 PID|1||U{p:02}^^^TEST^PI\r",
+                minutes.len()
+            );
+            for (n, &minute) in minutes.iter().enumerate() {
+                let drawn = at(start + jiff::Span::new().minutes(minute));
+                let (mut status, mut cpep, mut unit, mut gluc) = ("F", "0.80", "mmol/L", "6.1");
+                if visit == 1 {
+                    match (minute, p % 3) {
+                        (0, _) => gluc = "12.5",
+                        (-10, 0) => status = "P",
+                        (60, 1) => cpep = "45.0",
+                        (120, 2) => unit = "mmol/mol",
+                        _ => {}
+                    }
+                }
+                let sample = if p == 0 && minute == 30 && visit == 1 {
+                    "NOBODY-1".to_owned()
+                } else {
+                    format!("U{p:02}-V{visit}-T{minute}")
+                };
+                m.push_str(&format!(
+                    "OBR|{n}||{sample}^CENTRALLAB|MMTT^MMTT C-peptide and glucose^L|||{drawn}|||||||{drawn}||||||||{resulted}|||F\r\
+                     OBX|1|NM|1986-9^C peptide^LN||{cpep}|nmol/L^^UCUM|0.37-1.47|N|||{status}|||{drawn}\r\
+                     OBX|2|NM|14749-6^Glucose^LN||{gluc}|{unit}^^UCUM|4.0-6.0|N|||F|||{drawn}\r",
+                    n = n + 1
+                ));
+            }
+            m
+        }
+
+        fn ingest(store: &mut Store, config: &Config, messages: &[String]) {
+            let deliveries: Vec<Delivery<'_>> = messages
+                .iter()
+                .enumerate()
+                .map(|(i, text)| Delivery {
+                    bytes: text.as_bytes(),
+                    source: Source::Ingest,
+                    origin: format!("central/{i}.hl7"),
+                    instrument: None,
+                    received_at: jiff::Timestamp::now(),
+                })
+                .collect();
+            for summary in ingest_batch(store, config, &deliveries).unwrap() {
+                assert_eq!(summary.errors, 0, "{summary:?}");
+            }
+        }
+
+        fn config(dir: &std::path::Path) -> Config {
+            let text =
+                include_str!("../../../config/labfeed.example.toml").replace("/var/lib/labfeed", dir.to_str().unwrap());
+            Config::from_toml(&text, &dir.join("labfeed.toml")).unwrap()
+        }
+
+        fn study(store: &mut Store, config: &Config, participants: usize) {
+            store
+                .write(|tx| {
+                    for p in 0..participants {
+                        tx.upsert_participant(&Participant { code: format!("U{p:02}"), site: None })?;
+                        for v in 0..2 {
+                            let meal_start = Some(meal(p, v).into());
+                            tx.upsert_visit(&Visit {
+                                participant: format!("U{p:02}"),
+                                visit: format!("V{v}"),
+                                meal_start,
+                            })?;
+                        }
+                    }
+                    tx.add_account("dm", "Data Manager", Role::DataManager, "$argon2id$not-a-real-hash")
+                })
+                .unwrap();
+            let follow_up: Vec<i64> = MINUTES.iter().copied().filter(|&m| m != 90).collect();
+            let messages: Vec<String> =
+                (0..participants).flat_map(|p| [message(p, 0, &MINUTES), message(p, 1, &follow_up)]).collect();
+            ingest(store, config, &messages);
+        }
+
+        fn decide(store: &mut Store, config: &Config, id: MismatchId, decision: Decision) {
+            let signature = Signature {
+                account: "dm".into(),
+                full_name: "Data Manager".into(),
+                role: Role::DataManager,
+                os_account: "test".into(),
+                meaning: decision.meaning().into(),
+                reason: Some("checked".into()),
+                on_behalf_of: None,
+            };
+            resolve(store, config, id, &decision, &signature).unwrap();
+        }
+
+        /// The first open row of `code` (at `minute`, if given).
+        fn row(queue: &Queue, code: &str, minute: Option<i64>) -> MismatchId {
+            let found = queue
+                .lines
+                .iter()
+                .find(|l| l.code == code && minute.is_none_or(|m| l.minute == Some(m)) && l.id.is_some());
+            found.and_then(|l| l.id).unwrap_or_else(|| panic!("no open {code} row at {minute:?}"))
+        }
+
+        /// Each change between two requests: the kept queue, with the
+        /// touched participants read again, is the queue computed whole for
+        /// the same time.
+        fn kept_queue_is_the_whole_queue(store: &mut Store, config: &Config) {
+            study(store, config, 6);
+            let cache = QueueCache::default();
+            let at = jiff::Timestamp::now();
+            let first = cache.get_at(store, config, at).unwrap();
+            assert!(first.lines.iter().any(|l| l.participant.is_none()), "an unmatched row");
+            let check_at = |store: &mut Store, what: &str, at: jiff::Timestamp| {
+                let kept = cache.0.lock().unwrap().clone().unwrap();
+                let head = store.read(|r| r.last_audit_seq()).unwrap();
+                let touched = store.read(|r| touched_since(r, config, &kept, head, at)).unwrap();
+                assert!(touched.is_some(), "{what}: brought up to date, not computed whole");
+                let queue = cache.get_at(store, config, at).unwrap();
+                assert_eq!((queue.stamp, queue.now), (head, at), "{what}");
+                let whole = store.read(|r| open_lines(r, config, &Scope::Study, at)).unwrap();
+                assert_eq!(queue.lines, whole, "{what}");
+                queue
+            };
+            let check = |store: &mut Store, what: &str| check_at(store, what, at);
+
+            let q = check(store, "nothing changed");
+            let not_final = row(&q, "NOT_FINAL", None);
+            decide(store, config, not_final, Decision::Accept);
+            let q = check(store, "a value accepted");
+            assert!(q.lines.iter().all(|l| l.id != Some(not_final)));
+
+            decide(store, config, row(&q, "MISSING_RESULT", Some(90)), Decision::NotDone);
+            check(store, "a missing result not done");
+            decide(store, config, not_final, Decision::Reopen);
+            let q = check(store, "a decision reopened");
+            assert!(q.lines.iter().any(|l| l.id == Some(not_final)));
+            decide(store, config, row(&q, "IMPLAUSIBLE", None), Decision::Reject);
+            let q = check(store, "a value rejected");
+
+            // The unmatched sample's value goes to U03's empty 90-minute slot.
+            let unmatched = q.lines.iter().find(|l| l.participant.is_none()).and_then(|l| l.id).unwrap();
+            let to = Decision::Assign { participant: "U03".into(), visit: "V1".into(), minute: 90 };
+            decide(store, config, unmatched, to);
+            let q = check(store, "an unmatched value assigned");
+            assert!(q.lines.iter().all(|l| l.id != Some(unmatched)));
+
+            // The missing tubes arrive; a meal start moves; a new participant's visit comes in.
+            ingest(store, config, &[message(4, 1, &[90]), message(6, 1, &MINUTES)]);
+            check(store, "results arrived");
+            store
+                .write(|tx| tx.upsert_visit(&Visit { participant: "U05".into(), visit: "V1".into(), meal_start: None }))
+                .unwrap();
+            let q = check(store, "a meal start cleared");
+            assert!(q.lines.iter().all(|l| l.participant.as_deref() != Some("U05")
+                || l.visit.as_deref() != Some("V1")
+                || l.code != MISSING_RESULT));
+            store.write(|tx| tx.add_account("dm2", "Another", Role::DataManager, "$argon2id$not-a-real-hash")).unwrap();
+            check(store, "an account added");
+
+            // A visit planned for later lacks everything once its meal has started.
+            let planned = jiff::civil::date(2031, 1, 6).at(8, 0, 0, 0);
+            let visit = Visit { participant: "U02".into(), visit: "V2".into(), meal_start: Some(planned.into()) };
+            store.write(|tx| tx.upsert_visit(&visit)).unwrap();
+            let q = check(store, "a visit planned");
+            assert!(q.lines.iter().all(|l| l.visit.as_deref() != Some("V2")));
+            let q = check_at(store, "the meal started", "2031-01-07T00:00:00Z".parse().unwrap());
+            assert_eq!(q.lines.iter().filter(|l| l.visit.as_deref() == Some("V2")).count(), 14);
+        }
+
+        /// A PostgreSQL database of its own on the test server, dropped at the end.
+        struct TestDb(String);
+
+        const SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+        impl Drop for TestDb {
+            fn drop(&mut self) {
+                if let Ok(mut admin) = crate::store::postgres::connect(&format!("{SERVER}/test")) {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+                }
+            }
+        }
+
+        #[test]
+        fn the_kept_queue_is_spliced_exactly_on_postgresql() {
+            let mut admin = match crate::store::postgres::connect(&format!("{SERVER}/test")) {
+                Ok(admin) => admin,
+                Err(e) => {
+                    let required = std::env::var("LABFEED_REQUIRE_POSTGRES").as_deref() == Ok("1");
+                    assert!(!required, "LABFEED_REQUIRE_POSTGRES=1 but PostgreSQL on 127.0.0.1:5432 is not there: {e}");
+                    eprintln!("skipped: no PostgreSQL on 127.0.0.1:5432");
+                    return;
+                }
+            };
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            let db = TestDb(format!("labfeed_test_{}", crate::store::hex(&bytes)));
+            admin.batch_execute(&format!("CREATE DATABASE {}", db.0)).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path());
+            let mut store = Store::open(format!("{SERVER}/{}", db.0)).unwrap();
+            kept_queue_is_the_whole_queue(&mut store, &config);
+        }
+
+        #[test]
+        fn the_kept_queue_is_spliced_exactly_on_sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path());
+            let mut store = Store::open(&config.storage.database).unwrap();
+            kept_queue_is_the_whole_queue(&mut store, &config);
+        }
     }
 }
