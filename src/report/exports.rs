@@ -112,7 +112,7 @@ pub fn mismatches_csv(config: &Config, store: &Store, include_resolved: bool) ->
 fn auc_rows(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<crate::study::auc::AucRow>> {
     let (results, visits) = store
         .read(|r| {
-            let results: Vec<ResultRow> = r.current_results()?.into_iter().map(|c| c.result).collect();
+            let results: Vec<ResultRow> = r.current_results_in(&crate::store::Scope::Study)?;
             Ok((results, r.visits()?))
         })
         .context("reading the current results")?;

@@ -55,7 +55,7 @@ impl Review {
                 // `--all` says where each decided value is now: from the current results.
                 let results: Vec<ResultRow> = match (with_curves || include_resolved, scope) {
                     (false, _) => Vec::new(),
-                    (true, Scope::Study) => r.current_results()?.into_iter().map(|c| c.result).collect(),
+                    (true, Scope::Study) => r.current_results_in(&Scope::Study)?,
                     (true, scope) => r.current_results_in(scope)?,
                 };
                 let visits = r.visits_in(scope)?;

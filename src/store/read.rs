@@ -774,6 +774,22 @@ impl<'c> Reader<'c> {
         self.slot_states_in(&Scope::Study)
     }
 
+    /// The slots of `scope` whose latest version is a withdrawal (the AUC
+    /// chart's marks need only these, not every slot's state).
+    pub fn withdrawn_slots_in(&self, scope: &Scope) -> Result<std::collections::BTreeSet<Slot>, StoreError> {
+        let sql = format!(
+            "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
+             WHERE r.withdrawn = 1 AND r.unfilled = 0{}
+               AND r.version = (SELECT max(version) FROM result x
+                                WHERE x.participant = r.participant AND x.visit = r.visit
+                                  AND x.minute = r.minute AND x.analyte = r.analyte)",
+            scope.and("r.participant", 1)
+        );
+        self.db().query_all(&sql, &scope.bind(params![]), |r| {
+            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
+        })
+    }
+
     /// [`Reader::slot_states`] of `scope`.
     pub fn slot_states_in(&self, scope: &Scope) -> Result<SlotStates, StoreError> {
         let slot = |r: &Row| -> Result<Slot, StoreError> {
@@ -801,18 +817,7 @@ impl<'c> Reader<'c> {
             &at,
             |r| Ok((slot(r)?, r.get::<MismatchId>(4)?)),
         )?;
-        states.withdrawn = db.query_all(
-            &format!(
-                "SELECT r.participant, r.visit, r.minute, r.analyte FROM result r
-                 WHERE r.withdrawn = 1 AND r.unfilled = 0{}
-                   AND r.version = (SELECT max(version) FROM result x
-                                    WHERE x.participant = r.participant AND x.visit = r.visit
-                                      AND x.minute = r.minute AND x.analyte = r.analyte)",
-                scope.and("r.participant", 1)
-            ),
-            &at,
-            slot,
-        )?;
+        states.withdrawn = self.withdrawn_slots_in(scope)?;
         let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
              FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}",

@@ -183,6 +183,9 @@ pub(crate) struct Row {
     pub(crate) values: Vec<Value>,
 }
 
+/// The rows of one insert, each its values.
+type Group = (Arc<Shape>, Vec<Vec<Value>>);
+
 /// One statement to send: its text, and its parameters, each an array of
 /// one value per row.
 #[derive(Debug, PartialEq)]
@@ -198,7 +201,7 @@ pub(crate) struct Chain {
 /// statement are checked at its end.
 pub(crate) fn statements(pending: Vec<Row>) -> Vec<Chain> {
     // The rows of each insert, by table in DEFERRED order.
-    let mut by_table: Vec<Vec<(Arc<Shape>, Vec<Vec<Value>>)>> = DEFERRED.iter().map(|_| Vec::new()).collect();
+    let mut by_table: Vec<Vec<Group>> = DEFERRED.iter().map(|_| Vec::new()).collect();
     for row in pending {
         let at = DEFERRED.iter().position(|t| *t == row.shape.table).unwrap_or(0);
         let Some(groups) = by_table.get_mut(at) else { continue };
