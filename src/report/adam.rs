@@ -367,8 +367,8 @@ mod tests {
         let config = config();
         let rows = [row("U01", "V0", "c_peptide", Some(0.0), true), row("U01", "V4", "c_peptide", Some(30.0), true)];
         let records = adam_records(&config, &rows, &[]);
-        let got: Vec<(&str, Option<f64>, Option<f64>, Option<f64>, Option<f64>)> =
-            records.iter().map(|r| (r.paramcd, r.aval, r.base, r.chg, r.pchg)).collect();
+        type Numbers<'a> = (&'a str, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+        let got: Vec<Numbers<'_>> = records.iter().map(|r| (r.paramcd, r.aval, r.base, r.chg, r.pchg)).collect();
         // ln(0 + 1) = 0 too: the log scale has a zero baseline as well.
         assert_eq!(
             got,
