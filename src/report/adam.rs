@@ -436,6 +436,25 @@ mod tests {
     }
 
     #[test]
+    fn a_value_xpt_cannot_hold_is_refused_naming_the_variable_and_record() {
+        let mut config = config();
+        config.visits.iter_mut().find(|v| v.code == "V4").unwrap().name = "Återbesök".into();
+        let rows = [row("U01", "V0", "glucose", Some(720.0), true), row("U01", "V4", "glucose", Some(600.0), true)];
+        let records = adam_records(&config, &rows, &[]);
+        let at = "2026-12-07T19:27:32".parse().unwrap();
+        let e = adam_xpt(&records, at).unwrap_err();
+        assert_eq!(
+            e,
+            "AVISIT of the record USUBJID NCT02057211-U01 ASEQ 3: \"Återbesök\" holds 'Å': SAS XPORT v5 takes \
+             printable ASCII only"
+        );
+        assert_eq!(adam_lengths(&records).unwrap_err(), e, "define.xml is refused the same way");
+        let mut csv = Vec::new();
+        write_adam_csv(&mut csv, &records).unwrap();
+        assert!(String::from_utf8(csv).unwrap().contains("Återbesök"), "the CSV has no such limit");
+    }
+
+    #[test]
     fn labels_and_names_fit_sas_v5() {
         for v in ADAM_VARIABLES {
             assert!(v.name.len() <= 8 && v.label.len() <= 40, "{v:?}");
