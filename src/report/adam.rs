@@ -362,6 +362,42 @@ mod tests {
         assert_eq!(records[0].dtype, "", "no AUC is not an interpolated one");
     }
 
+    #[test]
+    fn a_zero_baseline_gives_a_change_but_no_percent_change() {
+        let config = config();
+        let rows = [row("U01", "V0", "c_peptide", Some(0.0), true), row("U01", "V4", "c_peptide", Some(30.0), true)];
+        let records = adam_records(&config, &rows, &[]);
+        type Numbers<'a> = (&'a str, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+        let got: Vec<Numbers<'_>> = records.iter().map(|r| (r.paramcd, r.aval, r.base, r.chg, r.pchg)).collect();
+        // ln(0 + 1) = 0 too: the log scale has a zero baseline as well.
+        assert_eq!(
+            got,
+            [
+                ("CPAUC", Some(0.0), Some(0.0), None, None),
+                ("CPAUCM", Some(0.0), Some(0.0), None, None),
+                ("CPLAUCM", Some(0.0), Some(0.0), None, None),
+                ("CPAUC", Some(30.0), Some(0.0), Some(30.0), None),
+                ("CPAUCM", Some(0.25), Some(0.0), Some(0.25), None),
+                ("CPLAUCM", Some(1.25f64.ln()), Some(0.0), Some(1.25f64.ln()), None),
+            ]
+        );
+        assert_eq!(records[3].fields()[8..11], ["0", "30", ""], "PCHG empty, never inf or NaN");
+        assert!(records[0].ablfl);
+    }
+
+    #[test]
+    fn without_a_baseline_visit_there_is_no_baseline_flag_base_or_change() {
+        let mut config = config();
+        config.visits.iter_mut().for_each(|v| v.baseline = false);
+        let rows = [row("U01", "V0", "c_peptide", Some(60.0), true), row("U01", "V4", "c_peptide", Some(30.0), true)];
+        let records = adam_records(&config, &rows, &[]);
+        assert_eq!(records.len(), 6);
+        for r in &records {
+            assert!(!r.ablfl && r.base.is_none() && r.chg.is_none() && r.pchg.is_none(), "{r:?}");
+            assert!(r.aval.is_some());
+        }
+    }
+
     fn lb(usubjid: &str, seq: u32, visit: &str, testcd: &str, minute: i64, stat: &str) -> LbRecord {
         LbRecord {
             usubjid: usubjid.into(),
@@ -397,6 +433,25 @@ mod tests {
         config.mmtt.baseline = BaselineSample::Mean;
         let adam = adam_records(&config, &[interpolated, no_auc], &records);
         assert_eq!(adam[0].fields()[16], "1 2 4 5 6 7", "-10 and 0 make minute 0");
+    }
+
+    #[test]
+    fn a_value_xpt_cannot_hold_is_refused_naming_the_variable_and_record() {
+        let mut config = config();
+        config.visits.iter_mut().find(|v| v.code == "V4").unwrap().name = "Återbesök".into();
+        let rows = [row("U01", "V0", "glucose", Some(720.0), true), row("U01", "V4", "glucose", Some(600.0), true)];
+        let records = adam_records(&config, &rows, &[]);
+        let at = "2026-12-07T19:27:32".parse().unwrap();
+        let e = adam_xpt(&records, at).unwrap_err();
+        assert_eq!(
+            e,
+            "AVISIT of the record USUBJID NCT02057211-U01 ASEQ 3: \"Återbesök\" holds 'Å': SAS XPORT v5 takes \
+             printable ASCII only"
+        );
+        assert_eq!(adam_lengths(&records).unwrap_err(), e, "define.xml is refused the same way");
+        let mut csv = Vec::new();
+        write_adam_csv(&mut csv, &records).unwrap();
+        assert!(String::from_utf8(csv).unwrap().contains("Återbesök"), "the CSV has no such limit");
     }
 
     #[test]

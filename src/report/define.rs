@@ -131,7 +131,10 @@ pub fn lb_meta(name: &str) -> Option<Meta> {
         "LBORRES" => meta(Exp, VENDOR).when_null("No record has a result: every record is NOT DONE."),
         "LBORRESU" => meta(Exp, VENDOR).codelist("UNIT").when_null("No result came with a unit."),
         "LBORNRLO" | "LBORNRHI" => meta(Exp, VENDOR)
-            .note("The limit of the reference range the lab's message gave (HL7 OBX-7, ASTM R.6), as sent.")
+            .note(
+                "The limit of the reference range the lab's message gave (HL7 OBX-7, ASTM R.6), as sent; a range \
+                 stated in a unit other than LBORRESU is not used.",
+            )
             .when_null("No result's message gave a numeric reference range with this limit."),
         "LBSTRESC" | "LBSTRESN" => meta(Exp, Origin::Derived)
             .method("LBSTRESC")

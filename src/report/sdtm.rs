@@ -25,6 +25,7 @@ use crate::store::{CurrentResult, NotDoneMark, ObservationId, Visit};
 use crate::study::cdisc::specimen_from_message;
 use crate::study::config::Config;
 use crate::study::missing::MissingResult;
+use crate::study::units::normalize_unit;
 use crate::value::Comparator;
 
 const fn text(name: &'static str, label: &'static str) -> Variable {
@@ -134,17 +135,20 @@ pub type SentDetails = BTreeMap<ObservationId, Sent>;
 
 /// A reference range as sent, split into its lower and upper limit as
 /// text: `0.37-1.47`, `0.37 - 1.47`, `3.5 to 4.5` (ASTM's form, text after
-/// `^` ignored), `0.270^4.20`, `<200` (upper only), `>5` (lower only).
-/// `decimal_comma`: the instrument writes `0,37`. Anything else (`Negative`,
-/// `70_105`) is not a numeric range: `None`.
-pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)> {
+/// `^` ignored), `0.270^4.20`, `<200` (upper only), `>5` and `3.0-` (lower
+/// only). A unit after the limits (`70-99 mg/dL`) is dropped when it is the
+/// result's own `unit`; another unit would put the limits in a unit that
+/// is not LBORRESU, so that range is not used. `decimal_comma`: the
+/// instrument writes `0,37`. Anything else (`Negative`, `70_105`) is not a
+/// numeric range: `None`.
+pub fn range_limits(range: &str, unit: Option<&str>, decimal_comma: bool) -> Option<(String, String)> {
     let number = |s: &str| {
         let s = s.trim();
         let dotted = if decimal_comma { s.replace(',', ".") } else { s.to_owned() };
         (!s.is_empty() && dotted.parse::<f64>().is_ok_and(f64::is_finite)).then_some(dotted)
     };
     let mut parts = range.split('^');
-    let first = parts.next().unwrap_or_default().trim();
+    let first = without_unit(parts.next().unwrap_or_default().trim(), unit);
     let lower_case = first.to_ascii_lowercase();
     if let Some(at) = lower_case.find(" to ") {
         return Some((number(first.get(..at)?)?, number(first.get(at + 4..)?)?));
@@ -162,11 +166,33 @@ pub fn range_limits(range: &str, decimal_comma: bool) -> Option<(String, String)
         .find(|&(i, c)| c == '-' && first.get(..i).and_then(number).is_some())
         .map(|(i, _)| i)
     {
-        return Some((number(first.get(..at)?)?, number(first.get(at + 1..)?)?));
+        let (low, high) = (first.get(..at)?, first.get(at + 1..)?);
+        // `3.0-`: a lower limit with no upper one.
+        let high = if high.trim().is_empty() { String::new() } else { number(high)? };
+        return Some((number(low)?, high));
     }
     // `lo^hi` (two numeric components, as some ASTM senders write it).
     let second = parts.next()?;
     Some((number(first)?, number(second)?))
+}
+
+/// `range` without a trailing `unit` (spelled as [`normalize_unit`] allows),
+/// when the unit follows a limit (a digit, or the `-` of `3.0-`).
+fn without_unit<'a>(range: &'a str, unit: Option<&str>) -> &'a str {
+    let Some(unit) = unit.map(normalize_unit).filter(|u| !u.is_empty()) else {
+        return range;
+    };
+    range
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| {
+            range.get(i..).is_some_and(|tail| normalize_unit(tail) == unit)
+                && range
+                    .get(..i)
+                    .is_some_and(|head| head.trim_end().ends_with(|c: char| c.is_ascii_digit() || c == '-'))
+        })
+        .and_then(|i| range.get(..i))
+        .map_or(range, str::trim_end)
 }
 
 /// One LB record, every field as written (absent ones empty). DOMAIN,
@@ -376,8 +402,9 @@ pub fn lb_records(
         let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
         let sent = sent.get(&r.observation_id);
         let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
-        if let Some((low, high)) =
-            sent.and_then(|s| s.reference_range.as_deref()).and_then(|range| range_limits(range, decimal_comma))
+        if let Some((low, high)) = sent
+            .and_then(|s| s.reference_range.as_deref())
+            .and_then(|range| range_limits(range, p.reported_unit.as_deref(), decimal_comma))
         {
             // Standardised with the unit rule the result's value took.
             let factor = p
@@ -606,10 +633,30 @@ mod tests {
             ("Negative", false, None),
             ("70_105", false, None),
             ("^", false, None),
-            ("5-", false, None),
+            ("3.0-", false, both("3.0", "")),
+            ("3.0 - ", false, both("3.0", "")),
+            ("< 0.5", false, both("", "0.5")),
+            ("-", false, None),
+            ("-3.0", false, None),
         ];
         for (range, comma, expected) in cases {
-            assert_eq!(range_limits(range, comma), expected, "{range:?}");
+            assert_eq!(range_limits(range, None, comma), expected, "{range:?}");
+        }
+        // A unit after the limits: the result's own one is dropped, another
+        // one (limits not in LBORRESU) makes it no usable range.
+        let with_unit = [
+            ("70-99 mg/dL", "mg/dL", both("70", "99")),
+            ("70 - 99 MG/DL", "mg/dL", both("70", "99")),
+            ("0.37-1.47nmol/L", "nmol/L", both("0.37", "1.47")),
+            ("<0.5 ng/mL", "ng/mL", both("", "0.5")),
+            (">3 ug/L", "µg/L", both("3", "")),
+            ("3.0- mmol/L", "mmol/L", both("3.0", "")),
+            ("1.1 to 4.4 ng/mL^normal", "ng/mL", both("1.1", "4.4")),
+            ("0.37-1.47 nmol/L", "ng/mL", None),
+            ("3.9-5.5 mmol/L", "mg/dL", None),
+        ];
+        for (range, unit, expected) in with_unit {
+            assert_eq!(range_limits(range, Some(unit), false), expected, "{range:?} in {unit}");
         }
     }
 

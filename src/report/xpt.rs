@@ -471,6 +471,20 @@ mod tests {
             "AVAL of row 1: 1e80 is too large for a SAS number (at most about 7.2e75)"
         );
         assert_eq!(attempt(vec![row("a", "n/a")]), "AVAL of row 1: \"n/a\" is not a number");
+        // 200 bytes is the most v5 holds, and then the variable's length.
+        let rows = vec![row(&"x".repeat(200), "1"), row("", "")];
+        let dataset = Dataset { name: "X", label: "", variables: &variables, rows: &rows };
+        assert_eq!(lengths(&dataset), Ok(vec![200, 8]));
+        let (_, _, vars, back) = read(&write(&dataset, at).unwrap());
+        assert_eq!(vars[0].3, 200);
+        assert_eq!(back[0][0], "x".repeat(200));
+        assert_eq!(back[1], ["", ""], "an empty text and a missing number");
+        let long_label = [Variable { name: "V", label: "A label that is forty-one characters long", numeric: true }];
+        let e = write(&Dataset { name: "X", label: "", variables: &long_label, rows: &[] }, at).unwrap_err();
+        assert!(e.to_string().starts_with("label of V: "), "{e}");
+        let e =
+            write(&Dataset { name: "X", label: &"L".repeat(41), variables: &variables, rows: &[] }, at).unwrap_err();
+        assert!(e.to_string().starts_with("label of dataset label: "), "{e}");
         let long = [Variable { name: "LONGNAME1", label: "", numeric: true }];
         let e = write(&Dataset { name: "X", label: "", variables: &long, rows: &[] }, at).unwrap_err();
         assert!(e.to_string().starts_with("variable name: \"LONGNAME1\" is not a SAS v5 name"), "{e}");

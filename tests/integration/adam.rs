@@ -78,6 +78,35 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
     );
 }
 
+/// With no `[[visits]] baseline = true`, every AUC is still there, with no
+/// ABLFL, BASE, CHG or PCHG (nothing to compare against), and LB flags no
+/// LBLOBXFL.
+#[test]
+fn export_adam_without_a_baseline_visit_has_the_aucs_and_no_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = demo(&tmp.path().join("demo"));
+    let with_baseline = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    assert!(text_of.contains("baseline = true"));
+    std::fs::write(&config, text_of.replace("baseline = true", "baseline = false")).unwrap();
+    let out = labfeed(&config, &["export", "adam"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let adam = csv_rows(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(adam.len(), with_baseline.len());
+    let col = |name: &str| adam[0].iter().position(|h| h == name).unwrap();
+    for (record, before) in adam[1..].iter().zip(&with_baseline[1..]) {
+        assert_eq!(record[col("AVAL")], before[col("AVAL")]);
+        for c in ["BASE", "CHG", "PCHG", "ABLFL"] {
+            assert_eq!(record[col(c)], "", "{c} of {record:?}");
+        }
+    }
+    let lb = csv_rows(&String::from_utf8(labfeed(&config, &["export", "lb"]).stdout).unwrap());
+    let flag = lb[0].iter().position(|h| h == "LBLOBXFL").unwrap();
+    assert!(lb[1..].iter().all(|r| r[flag].is_empty()));
+    let out = labfeed(&config, &["export", "define"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 /// SRCSEQS names LB records of `export lb` (same study, same LBSEQ), and
 /// the AUC recomputed from exactly those records' values is AVAL.
 #[test]

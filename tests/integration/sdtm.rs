@@ -248,6 +248,74 @@ fn export_lb_maps_results_to_sdtm_records_in_ig_order() {
     assert_eq!(records.len(), results.len() - 1);
 }
 
+/// OBX-7 ranges in the forms labs send (with the result's unit, one-sided,
+/// open-ended) are converted with the value's unit rule, and every OBX-8
+/// flag maps to LBNRIND; a range in another unit than the result is not used.
+#[test]
+fn export_lb_converts_the_messages_ranges_like_the_value_and_maps_each_flag() {
+    let s = study();
+    let message = |n: usize, sample: &str, time: &str, obx: &str| {
+        format!(
+            "MSH|^~\\&|CENTRALLAB|CLAB|STUDYDB|T1D|20260302154500||ORU^R01^ORU_R01|R{n}|P|2.5.1\r\
+PID|1||U07^^^TRIAL^PI\rOBR|1|{sample}^STUDY||MMTT|||{time}\r{obx}\r"
+        )
+    };
+    let cp = |value: &str, unit: &str, range: &str, flag: &str| {
+        format!("OBX|1|NM|1986-9^C peptide^LN||{value}|{unit}|{range}|{flag}|||F")
+    };
+    let gl = |value: &str, unit: &str, range: &str, flag: &str| {
+        format!("OBX|1|NM|2345-7^Glucose^LN||{value}|{unit}|{range}|{flag}|||F")
+    };
+    let hl7 = [
+        message(1, "U07-V0-T30", "202603020900", &cp("0.9", "ng/mL", "1.1 - 4.4 ng/mL", "L")),
+        message(2, "U07-V0-T60", "202603020930", &cp("5.0", "ng/mL", ">3", "HH")),
+        message(3, "U07-V0-T90", "202603021000", &cp("0.2", "nmol/L", "0.3-", "A")),
+        message(4, "U07-V0-T30", "202603020900", &gl("200", "mg/dL", "70-99 mg/dL", "H")),
+        message(5, "U07-V0-T60", "202603020930", &gl("50", "mg/dL", "<140", "LL")),
+        message(6, "U07-V0-T90", "202603021000", &gl("5.0", "mmol/L", "70-99 mg/dL", "")),
+        message(7, "U07-V0-T120", "202603021030", &gl("5.0", "mmol/L", "3.9-6.1", "N")),
+    ]
+    .concat();
+    let file = s.file("ranges.hl7", &hl7);
+    let out = s.run(&["ingest", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("7 accepted"), "{}", text(&out));
+
+    let rows = csv_rows(&String::from_utf8(s.run(&["export", "lb"]).stdout).unwrap());
+    let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
+    let got: Vec<String> = rows[1..]
+        .iter()
+        .filter(|r| {
+            r[col("VISIT")] == "Baseline"
+                && ["30", "60", "90"].iter().any(|m| r[col("LBTPT")].ends_with(&format!(" {m} MIN")))
+                || r[col("LBORRES")] == "5.0" && r[col("LBTPT")] == "MMTT 120 MIN"
+        })
+        .map(|r| {
+            ["LBTESTCD", "LBTPT", "LBSTRESN", "LBORNRLO", "LBORNRHI", "LBSTNRLO", "LBSTNRHI", "LBNRIND"]
+                .map(|c| r[col(c)].as_str())
+                .join("|")
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // ng/mL × 0.33109: 0.9 → 0.297981; 1.1 → 0.364199, 4.4 → 1.456796.
+            "CPEPTIDE|MMTT 30 MIN|0.297981|1.1|4.4|0.364199|1.456796|LOW",
+            // >3 ng/mL: a lower limit only, 0.99327 nmol/L.
+            "CPEPTIDE|MMTT 60 MIN|1.65545|3||0.99327||HIGH",
+            // `0.3-` nmol/L: a lower limit only.
+            "CPEPTIDE|MMTT 90 MIN|0.2|0.3||0.3||ABNORMAL",
+            // mg/dL ÷ 18.016: 200 → 11.101243339254; 70 → 3.8854351687389, 99 → 5.49511545293073.
+            "GLUC|MMTT 30 MIN|11.101243339254|70|99|3.8854351687389|5.49511545293073|HIGH",
+            // <140 mg/dL: an upper limit only, 7.7708703374778 mmol/L.
+            "GLUC|MMTT 60 MIN|2.7753108348135||140||7.7708703374778|LOW",
+            // A range in mg/dL for a result in mmol/L, and no flag: nothing.
+            "GLUC|MMTT 90 MIN|5|||||",
+            "GLUC|MMTT 120 MIN|5|3.9|6.1|3.9|6.1|NORMAL",
+        ]
+    );
+}
+
 #[test]
 fn export_lb_has_a_not_done_record_only_for_a_slot_marked_not_done_with_its_reason() {
     let s = study();
