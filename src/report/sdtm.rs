@@ -446,7 +446,13 @@ pub fn lb_records(
         keyed.push((planned.key(config), record));
     }
 
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    // Sort positions, then move each record once: a record has some thirty
+    // columns, too big to move about O(n log n) times.
+    let mut order: Vec<usize> = (0..keyed.len()).collect();
+    order.sort_by(|&a, &b| keyed.get(a).map(|k| &k.0).cmp(&keyed.get(b).map(|k| &k.0)));
+    let mut taken: Vec<Option<(SortKey, LbRecord)>> = keyed.into_iter().map(Some).collect();
+    let mut keyed: Vec<(SortKey, LbRecord)> =
+        order.into_iter().filter_map(|i| taken.get_mut(i).and_then(Option::take)).collect();
     flag_last_before_exposure(config, &mut keyed);
     let mut records: Vec<LbRecord> = keyed.into_iter().map(|(_, r)| r).collect();
     let mut seq = 0;
