@@ -231,6 +231,12 @@ pub async fn serve(
         tls: acceptor.is_some(),
         queue: pages::QueueCache::default(),
     });
+    let warm = Arc::clone(&console);
+    tokio::task::spawn_blocking(move || {
+        if let Ok(store) = (warm.open)(Access::Read) {
+            warm.queue.warm(&store, &warm.config);
+        }
+    });
     let app = router(console);
     ready(bound);
     tracing::info!(address = %bound, tls = acceptor.is_some(), "the web console is listening");

@@ -86,6 +86,14 @@ struct Queue {
 }
 
 impl QueueCache {
+    /// Compute the queue now, so that the first person to open it does not
+    /// wait for the whole study to be read (`serve` calls it at start).
+    pub fn warm(&self, store: &Store, config: &Config) {
+        if let Err(error) = self.get(store, config) {
+            tracing::warn!(error = format!("{error:#}"), "the mismatch queue could not be computed at start");
+        }
+    }
+
     /// The queue as of the store's current data.
     fn get(&self, store: &Store, config: &Config) -> anyhow::Result<Arc<Queue>> {
         self.get_at(store, config, jiff::Timestamp::now())
@@ -1241,6 +1249,22 @@ mod tests {
             let config = config(dir.path());
             let mut store = Store::open(&config.storage.database).unwrap();
             kept_queue_is_the_whole_queue(&mut store, &config);
+        }
+
+        #[test]
+        fn warming_keeps_the_whole_queue_for_the_first_request() {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path());
+            let mut store = Store::open(&config.storage.database).unwrap();
+            study(&mut store, &config, 3);
+            let cache = QueueCache::default();
+            assert!(cache.0.lock().unwrap().is_none());
+            cache.warm(&store, &config);
+            let kept = cache.0.lock().unwrap().clone().expect("a queue kept");
+            assert_eq!(kept.stamp, store.read(|r| r.last_audit_seq()).unwrap());
+            let whole = store.read(|r| open_lines(r, &config, &Scope::Study, kept.now)).unwrap();
+            assert!(!whole.is_empty());
+            assert_eq!(kept.lines, whole);
         }
     }
 }
