@@ -580,27 +580,12 @@ fn methods(config: &Config) -> Vec<Method> {
     ]
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `<Description><TranslatedText xml:lang="en">…</TranslatedText></Description>`
 fn description(out: &mut String, indent: &str, text: &str) {
     let _ = writeln!(
         out,
         "{indent}<Description><TranslatedText xml:lang=\"en\">{}</TranslatedText></Description>",
-        xml_escape(text)
+        escape(text)
     );
 }
 

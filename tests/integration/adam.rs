@@ -8,24 +8,11 @@ use std::process::{Command, Output};
 use super::sdtm::read_with_pyreadstat;
 use super::support::{csv_rows, text};
 
-fn labfeed(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
-    cmd.env_remove("LABFEED_CONFIG").env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
-    cmd.arg("--config").arg(config).args(args).output().unwrap()
-}
-
-/// The demo study in `dir`; its configuration.
-fn demo(dir: &Path) -> std::path::PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_labfeed")).arg("demo").arg("--dir").arg(dir).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    dir.join("labfeed.toml")
-}
-
 #[test]
 fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let out = labfeed(&config, &["export", "adam"]);
+    let config = demo_study(&tmp.path().join("demo"));
+    let out = labfeed_on(&config, &["export", "adam"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let adam = csv_rows(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(
@@ -35,7 +22,7 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
             "ABLFL", "DTYPE", "BLQIMPFL", "SRCDOM", "SRCSEQ", "SRCSEQS"
         ]
     );
-    let auc = csv_rows(&String::from_utf8(labfeed(&config, &["report", "auc", "--format", "csv"]).stdout).unwrap());
+    let auc = csv_rows(&String::from_utf8(labfeed_on(&config, &["report", "auc", "--format", "csv"]).stdout).unwrap());
     let col = |name: &str| adam[0].iter().position(|h| h == name).unwrap();
     let find = |participant: &str, visit_number: &str, paramcd: &str| {
         adam.iter()
@@ -84,12 +71,12 @@ fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {
 #[test]
 fn export_adam_without_a_baseline_visit_has_the_aucs_and_no_change() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let with_baseline = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
+    let config = demo_study(&tmp.path().join("demo"));
+    let with_baseline = csv_rows(&String::from_utf8(labfeed_on(&config, &["export", "adam"]).stdout).unwrap());
     let text_of = std::fs::read_to_string(&config).unwrap();
     assert!(text_of.contains("baseline = true"));
     std::fs::write(&config, text_of.replace("baseline = true", "baseline = false")).unwrap();
-    let out = labfeed(&config, &["export", "adam"]);
+    let out = labfeed_on(&config, &["export", "adam"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let adam = csv_rows(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(adam.len(), with_baseline.len());
@@ -100,10 +87,10 @@ fn export_adam_without_a_baseline_visit_has_the_aucs_and_no_change() {
             assert_eq!(record[col(c)], "", "{c} of {record:?}");
         }
     }
-    let lb = csv_rows(&String::from_utf8(labfeed(&config, &["export", "lb"]).stdout).unwrap());
+    let lb = csv_rows(&String::from_utf8(labfeed_on(&config, &["export", "lb"]).stdout).unwrap());
     let flag = lb[0].iter().position(|h| h == "LBLOBXFL").unwrap();
     assert!(lb[1..].iter().all(|r| r[flag].is_empty()));
-    let out = labfeed(&config, &["export", "define"]);
+    let out = labfeed_on(&config, &["export", "define"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -112,9 +99,9 @@ fn export_adam_without_a_baseline_visit_has_the_aucs_and_no_change() {
 #[test]
 fn each_auc_links_to_the_lb_records_it_was_computed_from() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let adam = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
-    let lb = csv_rows(&String::from_utf8(labfeed(&config, &["export", "lb"]).stdout).unwrap());
+    let config = demo_study(&tmp.path().join("demo"));
+    let adam = csv_rows(&String::from_utf8(labfeed_on(&config, &["export", "adam"]).stdout).unwrap());
+    let lb = csv_rows(&String::from_utf8(labfeed_on(&config, &["export", "lb"]).stdout).unwrap());
     let a = |name: &str| adam[0].iter().position(|h| h == name).unwrap();
     let l = |name: &str| lb[0].iter().position(|h| h == name).unwrap();
     let mut checked = 0;
@@ -165,10 +152,10 @@ fn each_auc_links_to_the_lb_records_it_was_computed_from() {
 #[ignore = "needs python3 with pyreadstat (pip install pyreadstat); .ci/run installs it and runs ignored tests"]
 fn export_adam_xpt_reads_back_with_pyreadstat_as_the_csv() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let csv = csv_rows(&String::from_utf8(labfeed(&config, &["export", "adam"]).stdout).unwrap());
+    let config = demo_study(&tmp.path().join("demo"));
+    let csv = csv_rows(&String::from_utf8(labfeed_on(&config, &["export", "adam"]).stdout).unwrap());
     let path = tmp.path().join("admmtt.xpt");
-    let out = labfeed(&config, &["export", "adam", "--format", "xpt", "--output", path.to_str().unwrap()]);
+    let out = labfeed_on(&config, &["export", "adam", "--format", "xpt", "--output", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let read = read_with_pyreadstat(&path);
     assert_eq!(read["name"], "ADMMTT");

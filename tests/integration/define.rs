@@ -11,18 +11,6 @@ use super::support::text;
 const DEF: &str = "http://www.cdisc.org/ns/def/v2.1";
 const ODM: &str = "http://www.cdisc.org/ns/odm/v1.3";
 
-fn labfeed(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
-    cmd.env_remove("LABFEED_CONFIG").env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
-    cmd.arg("--config").arg(config).args(args).output().unwrap()
-}
-
-fn demo(dir: &Path) -> std::path::PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_labfeed")).arg("demo").arg("--dir").arg(dir).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    dir.join("labfeed.toml")
-}
-
 /// (name, label, length) of each variable of an XPT file, from its NAMESTRs.
 fn xpt_variables(bytes: &[u8]) -> Vec<(String, String, usize)> {
     let field = |a: usize, b: usize| String::from_utf8(bytes[a..b].to_vec()).unwrap().trim_end().to_owned();
@@ -43,8 +31,8 @@ fn description(node: roxmltree::Node<'_, '_>) -> String {
 #[test]
 fn export_define_is_define_xml_2_1_describing_the_xpt_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let out = labfeed(&config, &["export", "define"]);
+    let config = demo_study(&tmp.path().join("demo"));
+    let out = labfeed_on(&config, &["export", "define"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let xml = String::from_utf8(out.stdout).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -94,7 +82,7 @@ fn export_define_is_define_xml_2_1_describing_the_xpt_files() {
     assert_eq!(names, ["LB", "ADMMTT"]);
     for (group, (command, file)) in groups.iter().zip([("lb", "lb.xpt"), ("adam", "admmtt.xpt")]) {
         let path = tmp.path().join(file);
-        let out = labfeed(&config, &["export", command, "--format", "xpt", "--output", path.to_str().unwrap()]);
+        let out = labfeed_on(&config, &["export", command, "--format", "xpt", "--output", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let xpt = xpt_variables(&std::fs::read(&path).unwrap());
         let refs: Vec<_> = group.children().filter(|n| n.has_tag_name((ODM, "ItemRef"))).collect();
@@ -117,8 +105,8 @@ fn export_define_is_define_xml_2_1_describing_the_xpt_files() {
 #[test]
 fn export_define_has_the_codelists_methods_and_null_comments_of_the_demo_study() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
-    let xml = String::from_utf8(labfeed(&config, &["export", "define"]).stdout).unwrap();
+    let config = demo_study(&tmp.path().join("demo"));
+    let xml = String::from_utf8(labfeed_on(&config, &["export", "define"]).stdout).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let by_oid = |oid: &str| doc.descendants().find(|n| n.attribute("OID") == Some(oid)).unwrap();
     let terms = |oid: &str| -> Vec<String> {
@@ -140,9 +128,9 @@ fn export_define_has_the_codelists_methods_and_null_comments_of_the_demo_study()
 #[test]
 fn export_define_html_is_one_page_without_a_stylesheet_or_script() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = demo(&tmp.path().join("demo"));
+    let config = demo_study(&tmp.path().join("demo"));
     let path = tmp.path().join("define.html");
-    let out = labfeed(&config, &["export", "define", "--format", "html", "--output", path.to_str().unwrap()]);
+    let out = labfeed_on(&config, &["export", "define", "--format", "html", "--output", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{}: 2 datasets described\n", path.display()));
     let html = std::fs::read_to_string(&path).unwrap();

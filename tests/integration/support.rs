@@ -166,6 +166,21 @@ pub fn with_stdin(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The binary run with `--config config` and `args`, without whatever the
+/// caller's environment says about configuration or systemd.
+pub fn labfeed_on(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labfeed"));
+    cmd.env_remove("LABFEED_CONFIG").env_remove("NOTIFY_SOCKET").env_remove("JOURNAL_STREAM");
+    cmd.arg("--config").arg(config).args(args).output().unwrap()
+}
+
+/// The demo study made in `dir` by `labfeed demo`; its configuration.
+pub fn demo_study(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_labfeed")).arg("demo").arg("--dir").arg(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    dir.join("labfeed.toml")
+}
+
 /// Standard output and error together, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
