@@ -29,6 +29,7 @@ mod lock;
 mod migrate_store;
 mod mllp;
 mod outage;
+mod parse_views;
 mod package;
 mod postgres;
 mod privacy;
