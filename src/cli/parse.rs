@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::cli::Outcome;
 use crate::model::{
-    Format, LabResult, LineCounter, MessageError, MessageOutcome, MessageView, ParseOptions, ParsedMessage, ViewOutcome,
-    Warning,
+    Format, LabResult, LineCounter, MessageError, MessageOutcome, MessageView, ParseOptions, ParsedMessage,
+    ViewOutcome, Warning,
 };
 use crate::parse::parse_bytes_views;
 use crate::timestamp::Timestamp;

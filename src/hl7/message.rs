@@ -208,6 +208,12 @@ struct Reader<'a> {
 /// `text` without surrounding white space; `None` when nothing is left.
 /// Borrowed text stays borrowed.
 pub(crate) fn trimmed(text: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    // Visible ASCII at both ends: nothing to trim (the common case, and
+    // `str::trim` has to decode characters to know).
+    let bytes = text.as_bytes();
+    if bytes.first().is_some_and(u8::is_ascii_graphic) && bytes.last().is_some_and(u8::is_ascii_graphic) {
+        return Some(text);
+    }
     let kept = text.trim();
     if kept.is_empty() {
         return None;

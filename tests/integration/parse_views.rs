@@ -100,9 +100,8 @@ fn same_everywhere(bytes: &[u8], decimal_comma: bool) -> Result<(), TestCaseErro
     let mut owned: Vec<Result<ParsedMessage, String>> = Vec::new();
     let format_owned = parse_bytes(bytes, &opts, &mut |o| owned.push(o.map_err(|e| format!("{e:?}"))));
     let mut viewed: Vec<Result<ParsedMessage, String>> = Vec::new();
-    let format_viewed = parse_bytes_views(bytes, &opts, &mut |o| {
-        viewed.push(o.map(|m| m.into_owned()).map_err(|e| format!("{e:?}")))
-    });
+    let format_viewed =
+        parse_bytes_views(bytes, &opts, &mut |o| viewed.push(o.map(|m| m.into_owned()).map_err(|e| format!("{e:?}"))));
     prop_assert_eq!(format_owned, format_viewed);
     prop_assert_eq!(owned, viewed);
     Ok(())
