@@ -169,7 +169,8 @@ fn read_into(path: &std::path::Path, buffer: &mut Vec<u8>) -> std::io::Result<()
     buffer.clear();
     let mut file = std::fs::File::open(path)?;
     let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
-    buffer.reserve_exact(size.saturating_add(1));
+    // As `std::fs::read`: a size that cannot be allocated is an error, not an abort.
+    buffer.try_reserve_exact(size.saturating_add(1))?;
     file.read_to_end(buffer)?;
     Ok(())
 }
