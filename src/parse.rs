@@ -1,6 +1,6 @@
 //! Which parser a file needs, decided from its first bytes.
 
-use crate::model::{Format, MessageError, MessageOutcome, ParseOptions, UTF8_BOM};
+use crate::model::{Format, MessageError, MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome};
 use crate::{astm, hl7};
 
 /// Guess the format from the first meaningful bytes: after a UTF-8 BOM and
@@ -24,15 +24,26 @@ pub fn detect(input: &[u8]) -> Option<Format> {
 /// Returns the format, or `None` when the bytes are neither ASTM nor HL7.
 /// A file in which no message was found reports one error for the whole file.
 pub fn parse_bytes(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) -> Option<Format> {
+    parse_bytes_views(input, opts, &mut |outcome| on_message(outcome.map(MessageView::into_owned)))
+}
+
+/// [`parse_bytes`] with results that borrow from the input: the same
+/// grammar, checks, warnings and errors; nothing is copied out unless the
+/// caller does.
+pub fn parse_bytes_views(
+    input: &[u8],
+    opts: &ParseOptions,
+    on_message: &mut dyn FnMut(ViewOutcome<'_>),
+) -> Option<Format> {
     let format = detect(input);
     let mut seen = 0usize;
-    let mut count = |o: MessageOutcome| {
+    let mut count = |o: ViewOutcome<'_>| {
         seen += 1;
         on_message(o);
     };
     match format {
-        Some(Format::Astm) => astm::parse_file(input, opts, &mut count),
-        Some(Format::Hl7) => hl7::parse_file(input, opts, &mut count),
+        Some(Format::Astm) => astm::parse_file_views(input, opts, &mut count),
+        Some(Format::Hl7) => hl7::parse_file_views(input, opts, &mut count),
         None => {}
     }
     // A file with nothing to read (link control bytes only, an empty MLLP

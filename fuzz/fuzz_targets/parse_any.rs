@@ -1,6 +1,7 @@
 //! The whole `parse` command path (format detection, both parsers, and the
-//! JSON and text printers) on arbitrary bytes: no panic, and JSON output is
-//! one valid object per line.
+//! JSON, text and summary printers) on arbitrary bytes: no panic, JSON output
+//! is one valid object per line, and the summary (which reads borrowed
+//! views) counts and reports exactly what JSON does.
 #![no_main]
 
 use labfeed::cli::parse::{OutputFormat, print_file};
@@ -17,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
         let value: serde_json::Value = serde_json::from_slice(line).expect("each line is JSON");
         assert!(value.is_object());
     }
+    let mut summary_err = Vec::new();
+    let summary = print_file("fuzz", data, &opts, OutputFormat::Summary, &mut Vec::new(), &mut summary_err)
+        .expect("writing to a Vec");
+    assert_eq!(summary, counts);
+    assert_eq!(summary_err, err);
     let mut text = Vec::new();
     print_file("fuzz", data, &opts, OutputFormat::Text, &mut text, &mut err).expect("writing to a Vec");
 });

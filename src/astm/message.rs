@@ -6,6 +6,7 @@
 //! because only then is the message's character set known (UTF-8, else
 //! Windows-1252). Only the strings that go into a `LabResult` are allocated.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use encoding_rs::WINDOWS_1252;
@@ -13,7 +14,7 @@ use memchr::memchr2;
 
 use super::link::{FrameProblem, FrameSpan, LinkWarning, SessionEnd};
 use super::record::{Delimiters, Fields, KeptEscape, component, first_repeat, read_header, unescape};
-use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
+use crate::model::{Format, MessageError, MessageView, ParseOptions, ResultView, ViewOutcome, Warning};
 use crate::timestamp::Timestamp;
 use crate::value;
 
@@ -168,7 +169,7 @@ enum RecordEnd {
     EndOfText,
 }
 
-pub(crate) struct Engine<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> {
+pub(crate) struct Engine<'t, 'c, L: Locate, O: FnMut(ViewOutcome<'t>) + ?Sized> {
     text: &'t [u8],
     opts: ParseOptions,
     on_message: &'c mut O,
@@ -224,7 +225,7 @@ impl StampCache {
 
 const EXPECTED_TYPES: &str = "expected a record type H, P, O, R, C, Q, M, S or L";
 
-impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> {
+impl<'t, 'c, L: Locate, O: FnMut(ViewOutcome<'t>) + ?Sized> Engine<'t, 'c, L, O> {
     /// `number`: outcomes reported so far in the file.
     pub(crate) fn new(
         text: &'t [u8],
@@ -285,7 +286,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
         self.number
     }
 
-    fn emit(&mut self, outcome: MessageOutcome) {
+    fn emit(&mut self, outcome: ViewOutcome<'t>) {
         (self.on_message)(outcome);
     }
 
@@ -639,7 +640,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
                 comments.reserve_exact(attached.len());
                 comments.extend(attached.iter().filter_map(|c| leaves.joined(c.text, c.offset, true)));
             }
-            results.push(LabResult {
+            results.push(ResultView {
                 sender: sender.clone(),
                 sample_id: leaves.id(p.sample, p.offset),
                 patient_ids: p
@@ -666,7 +667,7 @@ impl<'t, 'c, L: Locate, O: FnMut(MessageOutcome) + ?Sized> Engine<'t, 'c, L, O> 
         self.comments.clear();
         let span = m.span_start..m.span_end;
         let warnings = leaves.warnings;
-        self.emit(Ok(ParsedMessage { number, format: Format::Astm, span, sender, control_id, results, warnings }));
+        self.emit(Ok(MessageView { number, format: Format::Astm, span, sender, control_id, results, warnings }));
     }
 }
 
@@ -709,9 +710,9 @@ struct Leaves<'t> {
     kept: Vec<KeptEscape>,
 }
 
-impl Leaves<'_> {
+impl<'t> Leaves<'t> {
     /// An identifier: one component, trimmed; `None` when blank.
-    fn id(&mut self, raw: &[u8], offset: usize) -> Option<String> {
+    fn id(&mut self, raw: &[u8], offset: usize) -> Option<Cow<'t, str>> {
         let raw = raw.trim_ascii();
         if raw.is_empty() {
             return None;
@@ -726,7 +727,7 @@ impl Leaves<'_> {
     /// standard delimiters, whatever the message used), trailing empty
     /// components and repeats dropped, escapes decoded per component.
     /// `None` when nothing but blanks remains.
-    fn joined(&mut self, field: &[u8], offset: usize, trim: bool) -> Option<String> {
+    fn joined(&mut self, field: &[u8], offset: usize, trim: bool) -> Option<Cow<'t, str>> {
         if field.is_empty() {
             return None;
         }
@@ -778,25 +779,26 @@ impl Leaves<'_> {
     /// A NUL byte is never text (and no database column takes it): it
     /// becomes U+FFFD, so a value holding one reads as no number at all
     /// rather than as the digits around it, and a warning says where.
-    fn decode(&mut self, bytes: &[u8], offset: usize) -> String {
-        if bytes.contains(&0) {
+    fn decode(&mut self, bytes: &[u8], offset: usize) -> Cow<'t, str> {
+        if memchr::memchr(0, bytes).is_some() {
             self.warnings.push(Warning { offset, text: "NUL byte in a field, shown as U+FFFD".to_owned() });
             let text = self.text_of(bytes);
-            return text.replace('\0', "\u{FFFD}");
+            return Cow::Owned(text.replace('\0', "\u{FFFD}"));
         }
         self.text_of(bytes)
     }
 
-    fn text_of(&self, bytes: &[u8]) -> String {
+    /// Borrowed when `bytes` lie in the validated message text.
+    fn text_of(&self, bytes: &[u8]) -> Cow<'t, str> {
         if let Some(text) = self.utf8 {
             if let Some(s) = sub_str(text, bytes) {
-                return s.to_owned();
+                return Cow::Borrowed(s);
             }
             if let Ok(s) = std::str::from_utf8(bytes) {
-                return s.to_owned();
+                return Cow::Owned(s.to_owned());
             }
         }
-        WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned()
+        Cow::Owned(WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned())
     }
 }
 

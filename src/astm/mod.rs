@@ -56,7 +56,7 @@ pub mod sender;
 pub use frame::{Frame, FrameEnd, checksum, encode_frames};
 pub use record::{Delimiters, escape, unescape};
 
-use crate::model::{MessageOutcome, ParseOptions, UTF8_BOM};
+use crate::model::{MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome};
 use message::{Engine, Framed, LinkFindings, StampCache, Unframed};
 
 /// Parse a whole dropped file, reporting one outcome per H…L message (and
@@ -67,6 +67,13 @@ use message::{Engine, Framed, LinkFindings, StampCache, Unframed};
 /// Maglumi simplified envelope (`ENQ STX records ETX EOT`). Offsets and spans
 /// are always in `input`, framing included.
 pub fn parse_file(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) {
+    parse_file_views(input, opts, &mut |outcome| on_message(outcome.map(MessageView::into_owned)));
+}
+
+/// [`parse_file`] with results that borrow from the input (or from a
+/// session's joined frame text): the same checks, warnings and errors,
+/// without copying the text out.
+pub fn parse_file_views(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
     let start = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let body = input.get(start..).unwrap_or_default();
     let mut stamps = StampCache::default();

@@ -11,8 +11,11 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::Outcome;
-use crate::model::{Format, LabResult, LineCounter, MessageError, MessageOutcome, ParseOptions, ParsedMessage};
-use crate::parse::parse_bytes;
+use crate::model::{
+    Format, LabResult, LineCounter, MessageError, MessageOutcome, MessageView, ParseOptions, ParsedMessage,
+    ViewOutcome, Warning,
+};
+use crate::parse::parse_bytes_views;
 use crate::timestamp::Timestamp;
 use crate::value::{Comparator, Number};
 
@@ -81,17 +84,17 @@ pub fn run(args: &ParseArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
     let opts = ParseOptions { decimal_comma: args.decimal_comma };
     let mut out = BufWriter::new(out);
     let mut outcome = Outcome::Ok;
+    // One buffer for all the files: its pages are faulted in once, and it
+    // never holds more than the largest file.
+    let mut bytes = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                out.flush()?;
-                writeln!(err, "labfeed: {name}: cannot read: {e}")?;
-                outcome = outcome.max(Outcome::Usage);
-                continue;
-            }
-        };
+        if let Err(e) = read_into(path, &mut bytes) {
+            out.flush()?;
+            writeln!(err, "labfeed: {name}: cannot read: {e}")?;
+            outcome = outcome.max(Outcome::Usage);
+            continue;
+        }
         let counts = print_file(&name, &bytes, &opts, args.format, &mut out, err)
             .with_context(|| format!("writing the output for {name}"))?;
         if counts.errors > 0 {
@@ -117,7 +120,7 @@ pub fn print_file(
     if format == OutputFormat::Text {
         io_result = writeln!(out, "{name}");
     }
-    let detected = parse_bytes(bytes, opts, &mut |outcome: MessageOutcome| {
+    let detected = parse_bytes_views(bytes, opts, &mut |outcome: ViewOutcome<'_>| {
         if io_result.is_err() {
             return;
         }
@@ -126,7 +129,11 @@ pub fn print_file(
             Ok(message) => counts.results += message.results.len(),
             Err(_) => counts.errors += 1,
         }
-        io_result = print_outcome(name, &mut lines, &outcome, format, out, err);
+        // The summary reads the same views without copying their text out.
+        io_result = match format {
+            OutputFormat::Summary => print_diagnostics(name, &mut lines, &outcome, err),
+            _ => print_outcome(name, &mut lines, &outcome.map(MessageView::into_owned), format, out, err),
+        };
     });
     io_result?;
     match format {
@@ -154,8 +161,54 @@ pub fn print_file(
     Ok(counts)
 }
 
+/// The whole file into `buffer` (emptied first), sized from its metadata
+/// so that it is read in one go. A file that shrinks or grows meanwhile is
+/// read as it is when read.
+fn read_into(path: &std::path::Path, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buffer.clear();
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
+    // As `std::fs::read`: a size that cannot be allocated is an error, not an abort.
+    buffer.try_reserve_exact(size.saturating_add(1))?;
+    file.read_to_end(buffer)?;
+    Ok(())
+}
+
 fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// Warnings and the error line of one message, as every format but text prints them.
+fn print_diagnostics(
+    name: &str,
+    lines: &mut LineCounter<'_>,
+    outcome: &ViewOutcome<'_>,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    match outcome {
+        Ok(message) => print_warnings(name, lines, message.number, &message.warnings, err),
+        Err(error) => writeln!(err, "{}", error_line(name, lines.line_at(error.offset), error)),
+    }
+}
+
+fn print_warnings(
+    name: &str,
+    lines: &mut LineCounter<'_>,
+    number: usize,
+    warnings: &[Warning],
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    for warning in warnings {
+        writeln!(
+            err,
+            "warning: {name}: message {number}: byte {} (line {}): {}",
+            warning.offset,
+            lines.line_at(warning.offset),
+            warning.text
+        )?;
+    }
+    Ok(())
 }
 
 fn print_outcome(
@@ -169,16 +222,7 @@ fn print_outcome(
     match outcome {
         Ok(message) => {
             if format != OutputFormat::Text {
-                for warning in &message.warnings {
-                    writeln!(
-                        err,
-                        "warning: {name}: message {}: byte {} (line {}): {}",
-                        message.number,
-                        warning.offset,
-                        lines.line_at(warning.offset),
-                        warning.text
-                    )?;
-                }
+                print_warnings(name, lines, message.number, &message.warnings, err)?;
             }
             match format {
                 OutputFormat::Json => {

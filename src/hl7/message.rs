@@ -22,7 +22,7 @@ use memchr::memchr;
 
 use super::encoding::{Charset, Delimiters, choose_charset, read_msh_delimiters, show, unescape_into};
 use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, find, piece, valid_id};
-use crate::model::{Format, LabResult, MessageError, MessageOutcome, ParseOptions, ParsedMessage, Warning};
+use crate::model::{Format, MessageError, MessageView, ParseOptions, ResultView, ViewOutcome, Warning};
 use crate::timestamp::Timestamp;
 use crate::value::{self, Comparator, Number};
 
@@ -70,16 +70,16 @@ const VERSIONS: &[&str] = &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7",
 
 /// Parse one message unit. `check_nul` is set when the file holds a NUL
 /// byte somewhere (so clean files skip that scan).
-pub(crate) fn parse_message(
-    input: &[u8],
+pub(crate) fn parse_message<'a>(
+    input: &'a [u8],
     unit: &Unit,
     span: Range<usize>,
     number: usize,
     opts: &ParseOptions,
     check_nul: bool,
-) -> MessageOutcome {
+) -> ViewOutcome<'a> {
     match read(input, unit, opts, check_nul) {
-        Ok(read) => Ok(ParsedMessage {
+        Ok(read) => Ok(MessageView {
             number,
             format: Format::Hl7,
             span,
@@ -92,10 +92,10 @@ pub(crate) fn parse_message(
     }
 }
 
-struct Read {
-    sender: Option<String>,
-    control_id: Option<String>,
-    results: Vec<LabResult>,
+struct Read<'a> {
+    sender: Option<Cow<'a, str>>,
+    control_id: Option<Cow<'a, str>>,
+    results: Vec<ResultView<'a>>,
     warnings: Vec<Warning>,
 }
 
@@ -108,7 +108,7 @@ enum Layout {
     SpecimenBefore,
 }
 
-fn read(input: &[u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step<Read> {
+fn read<'a>(input: &'a [u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) -> Step<Read<'a>> {
     let bytes = input.get(unit.range.clone()).unwrap_or_default();
     if check_nul && let Some(at) = memchr(0, bytes) {
         return Err(Fail {
@@ -205,6 +205,26 @@ struct Reader<'a> {
     stamps: [Option<(&'a [u8], Option<Timestamp>)>; 4],
 }
 
+/// `text` without surrounding white space; `None` when nothing is left.
+/// Borrowed text stays borrowed.
+pub(crate) fn trimmed(text: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    // Visible ASCII at both ends: nothing to trim (the common case, and
+    // `str::trim` has to decode characters to know).
+    let bytes = text.as_bytes();
+    if bytes.first().is_some_and(u8::is_ascii_graphic) && bytes.last().is_some_and(u8::is_ascii_graphic) {
+        return Some(text);
+    }
+    let kept = text.trim();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(match text {
+        Cow::Borrowed(all) => Cow::Borrowed(all.trim()),
+        Cow::Owned(all) if all.len() == kept.len() => Cow::Owned(all),
+        Cow::Owned(all) => Cow::Owned(all.trim().to_owned()),
+    })
+}
+
 fn is_null(field: &[u8]) -> bool {
     field == b"\"\""
 }
@@ -274,24 +294,22 @@ impl<'a> Reader<'a> {
     }
 
     /// A decoded text value as sent; `None` when empty.
-    fn text(&mut self, raw: &'a [u8], join: bool) -> Option<String> {
+    fn text(&mut self, raw: &'a [u8], join: bool) -> Option<Cow<'a, str>> {
         if raw.is_empty() {
             return None;
         }
         let text = self.decode(raw, join);
-        (!text.is_empty()).then(|| text.into_owned())
+        (!text.is_empty()).then_some(text)
     }
 
     /// A decoded identifier or code, trimmed; `None` when empty. (A whole
     /// field `""` is null and never gets here; a component `""` is kept.)
-    fn ident(&mut self, raw: &'a [u8]) -> Option<String> {
+    fn ident(&mut self, raw: &'a [u8]) -> Option<Cow<'a, str>> {
         let raw = trim_ascii(raw);
         if raw.is_empty() {
             return None;
         }
-        let text = self.decode(raw, false);
-        let trimmed = text.trim();
-        (!trimmed.is_empty()).then(|| trimmed.to_owned())
+        trimmed(self.decode(raw, false))
     }
 
     /// A date/time leaf; an invalid one fails the message, naming the field.
@@ -362,53 +380,53 @@ enum Parent {
 }
 
 /// What an OBR says about its results.
-struct Order {
-    sample_id: Option<String>,
+struct Order<'a> {
+    sample_id: Option<Cow<'a, str>>,
     collected: Option<Timestamp>,
     resulted: Option<Timestamp>,
 }
 
 /// What an SPM says about the results it belongs to.
 #[derive(Clone)]
-struct Specimen {
-    sample_id: Option<String>,
+struct Specimen<'a> {
+    sample_id: Option<Cow<'a, str>>,
     collected: Option<Timestamp>,
     qc: bool,
     /// SPM-4, first repetition, components joined with `^`.
-    kind: Option<String>,
+    kind: Option<Cow<'a, str>>,
 }
 
 /// A result waiting for its order group to end (its SPM may still come).
-struct Pending {
-    result: LabResult,
+struct Pending<'a> {
+    result: ResultView<'a>,
     observed: Option<Timestamp>,
 }
 
 /// The current order group; its results wait in `Walk::pending`.
-struct Group {
-    order: Order,
-    specimen: Option<Specimen>,
+struct Group<'a> {
+    order: Order<'a>,
+    specimen: Option<Specimen<'a>>,
 }
 
 /// The walk over one message's segments.
-struct Walk {
+struct Walk<'a> {
     layout: Layout,
-    sender: Option<String>,
+    sender: Option<Cow<'a, str>>,
     /// PID-3, component 1 of each repetition (the study code may be any).
-    patient: Vec<String>,
+    patient: Vec<Cow<'a, str>>,
     last_parent: Parent,
-    group: Option<Group>,
+    group: Option<Group<'a>>,
     /// OUL^R22: the latest SPM, for the OBR groups after it.
-    specimen: Option<Specimen>,
+    specimen: Option<Specimen<'a>>,
     /// The last result OBX can still take NTE comments.
     comments_open: bool,
     /// Results of the current group (a buffer reused across groups).
-    pending: Vec<Pending>,
-    results: Vec<LabResult>,
+    pending: Vec<Pending<'a>>,
+    results: Vec<ResultView<'a>>,
 }
 
-impl Walk {
-    fn segment<'a>(&mut self, r: &mut Reader<'a>, id: [u8; 3], seg: Piece<'a>) -> Step<()> {
+impl<'a> Walk<'a> {
+    fn segment(&mut self, r: &mut Reader<'a>, id: [u8; 3], seg: Piece<'a>) -> Step<()> {
         match &id {
             b"PID" => {
                 self.close_group();
@@ -502,7 +520,7 @@ impl Walk {
                             }
                         }
                         if !text.is_empty() {
-                            last.result.comments.push(text);
+                            last.result.comments.push(Cow::Owned(text));
                         }
                     }
                 }
@@ -527,7 +545,7 @@ impl Walk {
     }
 }
 
-fn read_order<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Order> {
+fn read_order<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Order<'a>> {
     let f = Fields::split_upto(seg.bytes, r.d.field, 22);
     let filler = r.component(f.get(3), 0);
     let placer = r.component(f.get(2), 0);
@@ -540,7 +558,7 @@ fn read_order<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Order> {
     Ok(Order { sample_id, collected, resulted })
 }
 
-fn read_specimen<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Specimen> {
+fn read_specimen<'a>(r: &mut Reader<'a>, seg: Piece<'a>) -> Step<Specimen<'a>> {
     let f = Fields::split_upto(seg.bytes, r.d.field, 17);
     let sub = r.d.subcomponent;
     // SPM-2 is EIP: placer EI ^ filler EI, each EI in sub-components.
@@ -572,21 +590,21 @@ fn trim_trailing_components<'a>(raw: &'a [u8], d: &Delimiters) -> &'a [u8] {
 fn read_result<'a>(
     r: &mut Reader<'a>,
     seg: Piece<'a>,
-    order: &Order,
-    sender: &Option<String>,
-    patient: &[String],
-) -> Step<Pending> {
+    order: &Order<'a>,
+    sender: &Option<Cow<'a, str>>,
+    patient: &[Cow<'a, str>],
+) -> Step<Pending<'a>> {
     let d = r.d;
     let f = Fields::split_upto(seg.bytes, d.field, 19);
     let value_type = trim_ascii(r.component(f.get(2), 0));
     let is_type = |name: &str| value_type.eq_ignore_ascii_case(name.as_bytes());
     let obx5 = f.get(5);
-    let mut result = LabResult {
+    let mut result = ResultView {
         sender: sender.clone(),
         patient_ids: patient.to_vec(),
         test_code: r.ident(r.component(f.get(3), 0)),
         offset: seg.offset,
-        ..LabResult::default()
+        ..ResultView::default()
     };
 
     if !obx5.is_empty() && !is_null(obx5) {
@@ -671,7 +689,7 @@ fn structured_numeric<'a>(r: &mut Reader<'a>, first: &'a [u8]) -> (Option<Compar
 }
 
 /// OBX-8: component 1 of each repetition, joined with `~`.
-fn read_flags<'a>(r: &mut Reader<'a>, field: &'a [u8]) -> Option<String> {
+fn read_flags<'a>(r: &mut Reader<'a>, field: &'a [u8]) -> Option<Cow<'a, str>> {
     if field.is_empty() || is_null(field) {
         return None;
     }
@@ -688,5 +706,5 @@ fn read_flags<'a>(r: &mut Reader<'a>, field: &'a [u8]) -> Option<String> {
             flags.push_str(&flag);
         }
     }
-    (!flags.is_empty()).then_some(flags)
+    (!flags.is_empty()).then_some(Cow::Owned(flags))
 }

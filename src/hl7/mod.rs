@@ -51,7 +51,7 @@ use memchr::{memchr, memchr2};
 
 pub use encoding::{Delimiters, escape, unescape};
 
-use crate::model::{MessageError, MessageOutcome, ParseOptions, ParsedMessage, UTF8_BOM, Warning};
+use crate::model::{MessageError, MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome, Warning};
 use segment::{CR, LF, UnitKind, piece};
 
 const DOS_EOF: u8 = 0x1A;
@@ -62,6 +62,12 @@ const DOS_EOF: u8 = 0x1A;
 /// (FHS/BHS/BTS/FTS) are not messages; problems with them are warnings on the
 /// neighbouring message. Never panics, and runs in time linear in the input.
 pub fn parse_file(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(MessageOutcome)) {
+    parse_file_views(input, opts, &mut |outcome| on_message(outcome.map(MessageView::into_owned)));
+}
+
+/// [`parse_file`] with results that borrow from `input`: the same checks,
+/// warnings and errors, without copying the text out.
+pub fn parse_file_views(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
     let mut out = Emitter { sink: on_message, held: None, pending: Vec::new(), count: 0 };
     if input.starts_with(&[0xFF, 0xFE]) || input.starts_with(&[0xFE, 0xFF]) {
         let number = out.next_number();
@@ -142,7 +148,7 @@ struct FileReader<'a, 'f> {
     opts: ParseOptions,
     check_nul: bool,
     envelope: Envelope,
-    out: Emitter<'f>,
+    out: Emitter<'a, 'f>,
 }
 
 impl FileReader<'_, '_> {
@@ -243,15 +249,15 @@ impl FileReader<'_, '_> {
 /// Sends outcomes in order, holding the latest parsed message back until the
 /// next one so that envelope warnings found after it (BTS, FTS) can still be
 /// attached to it.
-struct Emitter<'f> {
-    sink: &'f mut dyn FnMut(MessageOutcome),
-    held: Option<ParsedMessage>,
+struct Emitter<'a, 'f> {
+    sink: &'f mut dyn FnMut(ViewOutcome<'_>),
+    held: Option<MessageView<'a>>,
     /// Warnings for the next parsed message.
     pending: Vec<Warning>,
     count: usize,
 }
 
-impl Emitter<'_> {
+impl<'a> Emitter<'a, '_> {
     fn next_number(&mut self) -> usize {
         self.count += 1;
         self.count
@@ -263,7 +269,7 @@ impl Emitter<'_> {
         }
     }
 
-    fn ok(&mut self, mut message: ParsedMessage) {
+    fn ok(&mut self, mut message: MessageView<'a>) {
         self.flush();
         if !self.pending.is_empty() {
             let mut warnings = std::mem::take(&mut self.pending);
@@ -313,7 +319,7 @@ impl Envelope {
     }
 
     /// BTS-1 / FTS-1: field 1 of the trailer, when it holds a count.
-    fn count(line: &[u8], out: &mut Emitter<'_>, offset: usize, name: &str) -> Option<usize> {
+    fn count(line: &[u8], out: &mut Emitter<'_, '_>, offset: usize, name: &str) -> Option<usize> {
         let sep = *line.get(3)?;
         let raw = piece(line.get(4..)?, sep, 0).trim_ascii();
         let text = std::str::from_utf8(raw).ok()?;
@@ -329,7 +335,7 @@ impl Envelope {
         }
     }
 
-    fn segment(&mut self, kind: UnitKind, line: &[u8], offset: usize, out: &mut Emitter<'_>) {
+    fn segment(&mut self, kind: UnitKind, line: &[u8], offset: usize, out: &mut Emitter<'_, '_>) {
         match kind {
             UnitKind::FileHeader => {
                 if self.file_open {
@@ -371,13 +377,13 @@ impl Envelope {
         }
     }
 
-    fn close_batch(&mut self, offset: usize, before: &str, out: &mut Emitter<'_>) {
+    fn close_batch(&mut self, offset: usize, before: &str, out: &mut Emitter<'_, '_>) {
         if self.batch.take().is_some() {
             out.warn_behind(offset, format!("batch not closed: expected BTS before {before}"));
         }
     }
 
-    fn finish(&mut self, end: usize, out: &mut Emitter<'_>) {
+    fn finish(&mut self, end: usize, out: &mut Emitter<'_, '_>) {
         if self.batch.take().is_some() {
             out.warn_behind(end, "batch not closed: expected BTS at the end of the file");
         }

@@ -5,6 +5,7 @@
 
 mod domain;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -181,6 +182,88 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// What the parsers produce, one per message, in file order.
 pub type MessageOutcome = Result<ParsedMessage, MessageError>;
+
+/// A [`LabResult`] as the parsers read it: text borrowed from the input
+/// unless escapes or the character set had to be decoded. Consumers that
+/// only count or check (`parse --format summary`) take views and allocate
+/// next to nothing; [`ResultView::into_owned`] gives the owned result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultView<'a> {
+    pub sender: Option<Cow<'a, str>>,
+    pub sample_id: Option<Cow<'a, str>>,
+    pub patient_ids: Vec<Cow<'a, str>>,
+    pub test_code: Option<Cow<'a, str>>,
+    pub value: Option<Cow<'a, str>>,
+    pub comparator: Option<Comparator>,
+    pub numeric: Option<Number>,
+    pub unit: Option<Cow<'a, str>>,
+    pub reference_range: Option<Cow<'a, str>>,
+    pub flags: Option<Cow<'a, str>>,
+    pub status: Option<Cow<'a, str>>,
+    pub collected_at: Option<Timestamp>,
+    pub resulted_at: Option<Timestamp>,
+    pub qc: bool,
+    pub specimen_type: Option<Cow<'a, str>>,
+    pub comments: Vec<Cow<'a, str>>,
+    pub offset: usize,
+}
+
+fn owned(text: Option<Cow<'_, str>>) -> Option<String> {
+    text.map(Cow::into_owned)
+}
+
+impl ResultView<'_> {
+    pub fn into_owned(self) -> LabResult {
+        LabResult {
+            sender: owned(self.sender),
+            sample_id: owned(self.sample_id),
+            patient_ids: self.patient_ids.into_iter().map(Cow::into_owned).collect(),
+            test_code: owned(self.test_code),
+            value: owned(self.value),
+            comparator: self.comparator,
+            numeric: self.numeric,
+            unit: owned(self.unit),
+            reference_range: owned(self.reference_range),
+            flags: owned(self.flags),
+            status: owned(self.status),
+            collected_at: self.collected_at,
+            resulted_at: self.resulted_at,
+            qc: self.qc,
+            specimen_type: owned(self.specimen_type),
+            comments: self.comments.into_iter().map(Cow::into_owned).collect(),
+            offset: self.offset,
+        }
+    }
+}
+
+/// A [`ParsedMessage`] whose results are [`ResultView`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageView<'a> {
+    pub number: usize,
+    pub format: Format,
+    pub span: Range<usize>,
+    pub sender: Option<Cow<'a, str>>,
+    pub control_id: Option<Cow<'a, str>>,
+    pub results: Vec<ResultView<'a>>,
+    pub warnings: Vec<Warning>,
+}
+
+impl MessageView<'_> {
+    pub fn into_owned(self) -> ParsedMessage {
+        ParsedMessage {
+            number: self.number,
+            format: self.format,
+            span: self.span,
+            sender: owned(self.sender),
+            control_id: owned(self.control_id),
+            results: self.results.into_iter().map(ResultView::into_owned).collect(),
+            warnings: self.warnings,
+        }
+    }
+}
+
+/// What the parsers produce before anything is copied out of the input.
+pub type ViewOutcome<'a> = Result<MessageView<'a>, MessageError>;
 
 /// Options that change how values are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -311,3 +311,30 @@ fn every_fixture_prints_valid_json_lines_without_empty_strings() {
         }
     }
 }
+
+/// One read buffer serves every file of a command line: a short file after a
+/// long one must not see the long one's bytes, in any format.
+#[test]
+fn many_files_in_one_command_read_as_each_alone() {
+    let mut files: Vec<PathBuf> = ["fixtures/hl7", "fixtures/astm"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e != "md"))
+        .collect();
+    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    let names: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    for format in ["json", "summary", "text"] {
+        let mut args = vec!["parse", "--format", format];
+        args.extend(&names);
+        let together = labfeed(&args);
+        let (mut out, mut err) = (String::new(), String::new());
+        for name in &names {
+            let alone = labfeed(&["parse", "--format", format, name]);
+            out.push_str(&stdout(&alone));
+            err.push_str(&stderr(&alone));
+        }
+        assert_eq!(stdout(&together), out, "{format}");
+        assert_eq!(stderr(&together), err, "{format}");
+    }
+}

@@ -30,6 +30,7 @@ mod migrate_store;
 mod mllp;
 mod outage;
 mod package;
+mod parse_views;
 mod postgres;
 mod privacy;
 mod reopen;
