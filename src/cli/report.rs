@@ -206,7 +206,9 @@ fn auc(config_path: &Path, args: &AucArgs, out: &mut dyn Write, err: &mut dyn Wr
             let results: Vec<ResultRow> = r.current_results_in(&crate::store::Scope::Study)?;
             // Only the chart marks open mismatches and withdrawn slots.
             let (flagged, withdrawn) = match args.format {
-                ReportFormat::Html => (flagged_slots(&r.mismatch_report(false)?), r.withdrawn_slots_in(&crate::store::Scope::Study)?),
+                ReportFormat::Html => {
+                    (flagged_slots(&r.mismatch_report(false)?), r.withdrawn_slots_in(&crate::store::Scope::Study)?)
+                }
                 ReportFormat::Csv | ReportFormat::Text => Default::default(),
             };
             Ok((results, r.visits()?, flagged, withdrawn, r.locks()?))

@@ -599,7 +599,7 @@ fn comment_oid(dataset: &str, name: &str) -> String {
 
 /// define.xml. `created` is the file's CreationDateTime.
 pub fn define_xml(define: &Define, created: jiff::Timestamp) -> String {
-    let e = xml_escape;
+    let e = escape;
     let study = e(&define.study);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");

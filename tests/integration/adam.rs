@@ -2,11 +2,8 @@
 //! the ADaM numbers are `report auc`'s, and `admmtt.xpt` reads back with
 //! an independent reader.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use super::sdtm::read_with_pyreadstat;
-use super::support::{csv_rows, text};
+use super::support::{csv_rows, demo_study, labfeed_on, text};
 
 #[test]
 fn export_adam_holds_the_auc_numbers_with_baseline_and_change() {

@@ -3,10 +3,8 @@
 //! resolves, and it states the names, labels and lengths the XPT files have.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Output};
 
-use super::support::text;
+use super::support::{demo_study, labfeed_on, text};
 
 const DEF: &str = "http://www.cdisc.org/ns/def/v2.1";
 const ODM: &str = "http://www.cdisc.org/ns/odm/v1.3";
