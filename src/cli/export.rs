@@ -131,13 +131,12 @@ fn lb(config_path: &Path, args: &LbArgs, out: &mut dyn Write, err: &mut dyn Writ
 fn adam(config_path: &Path, args: &AdamArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let (config, store) = open_for_reading(config_path)?;
     let now = jiff::Timestamp::now();
-    let records = crate::report::exports::adam(&config, &store, now)?;
     if args.format == DatasetFormat::Csv {
-        let mut bytes = Vec::new();
-        crate::report::adam::write_adam_csv(&mut bytes, &records)?;
-        deliver(&bytes, args.output.as_deref(), records.len(), "ADaM records", out, err)?;
+        let csv = crate::report::exports::adam_csv(&config, &store, now)?;
+        deliver(&csv.bytes, args.output.as_deref(), csv.rows, "ADaM records", out, err)?;
         return Ok(Outcome::Ok);
     }
+    let records = crate::report::exports::adam(&config, &store, now)?;
     let xpt = crate::report::adam::adam_xpt(&records, jiff::tz::TimeZone::UTC.to_datetime(now));
     write_xpt(xpt, args.output.as_deref(), "admmtt.xpt", records.len(), "ADaM records", err)
 }

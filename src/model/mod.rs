@@ -214,24 +214,44 @@ fn owned(text: Option<Cow<'_, str>>) -> Option<String> {
 
 impl ResultView<'_> {
     pub fn into_owned(self) -> LabResult {
+        // Taken apart whole, so a field added to either struct fails to compile here.
+        let ResultView {
+            sender,
+            sample_id,
+            patient_ids,
+            test_code,
+            value,
+            comparator,
+            numeric,
+            unit,
+            reference_range,
+            flags,
+            status,
+            collected_at,
+            resulted_at,
+            qc,
+            specimen_type,
+            comments,
+            offset,
+        } = self;
         LabResult {
-            sender: owned(self.sender),
-            sample_id: owned(self.sample_id),
-            patient_ids: self.patient_ids.into_iter().map(Cow::into_owned).collect(),
-            test_code: owned(self.test_code),
-            value: owned(self.value),
-            comparator: self.comparator,
-            numeric: self.numeric,
-            unit: owned(self.unit),
-            reference_range: owned(self.reference_range),
-            flags: owned(self.flags),
-            status: owned(self.status),
-            collected_at: self.collected_at,
-            resulted_at: self.resulted_at,
-            qc: self.qc,
-            specimen_type: owned(self.specimen_type),
-            comments: self.comments.into_iter().map(Cow::into_owned).collect(),
-            offset: self.offset,
+            sender: owned(sender),
+            sample_id: owned(sample_id),
+            patient_ids: patient_ids.into_iter().map(Cow::into_owned).collect(),
+            test_code: owned(test_code),
+            value: owned(value),
+            comparator,
+            numeric,
+            unit: owned(unit),
+            reference_range: owned(reference_range),
+            flags: owned(flags),
+            status: owned(status),
+            collected_at,
+            resulted_at,
+            qc,
+            specimen_type: owned(specimen_type),
+            comments: comments.into_iter().map(Cow::into_owned).collect(),
+            offset,
         }
     }
 }
@@ -250,14 +270,15 @@ pub struct MessageView<'a> {
 
 impl MessageView<'_> {
     pub fn into_owned(self) -> ParsedMessage {
+        let MessageView { number, format, span, sender, control_id, results, warnings } = self;
         ParsedMessage {
-            number: self.number,
-            format: self.format,
-            span: self.span,
-            sender: owned(self.sender),
-            control_id: owned(self.control_id),
-            results: self.results.into_iter().map(ResultView::into_owned).collect(),
-            warnings: self.warnings,
+            number,
+            format,
+            span,
+            sender: owned(sender),
+            control_id: owned(control_id),
+            results: results.into_iter().map(ResultView::into_owned).collect(),
+            warnings,
         }
     }
 }

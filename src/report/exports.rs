@@ -33,7 +33,7 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    store.read(|r| Ok(read_lb(r, config, now)?.records)).context("reading the accepted results and visits")
+    store.read(|r| Ok(read_lb(r, config, now, true)?.records)).context("reading the accepted results and visits")
 }
 
 /// The LB records and the current results and visits they were made from.
@@ -44,13 +44,15 @@ struct LbSnapshot {
 }
 
 /// Results, visits and the marked slots come from one snapshot, so a
-/// result arriving meanwhile is never both a record and NOT DONE.
-fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp) -> Result<LbSnapshot, StoreError> {
+/// result arriving meanwhile is never both a record and NOT DONE. Without
+/// `sent`, the ranges and specimens the messages gave are left out (ADaM
+/// takes none of them, and reading them parses every stored copy).
+fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) -> Result<LbSnapshot, StoreError> {
     let results = r.current_results()?;
     let visits = r.visits()?;
     let states = r.slot_states()?;
     let not_done = not_done_results(config, &visits, &states, now);
-    let sent = sent_details(r, &results)?;
+    let sent = if sent { sent_details(r, &results)? } else { SentDetails::new() };
     let records = lb_records(config, &results, &visits, &not_done, &sent);
     Ok(LbSnapshot { records, results, visits })
 }
@@ -121,7 +123,15 @@ fn auc_rows(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Res
 
 /// The ADaM BDS records of the MMTT outcomes: the AUC rows of `report auc`.
 pub fn adam(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<AdamRecord>> {
-    Ok(lb_and_adam(config, store, now)?.1)
+    Ok(read_lb_and_adam(config, store, now, false)?.1)
+}
+
+/// The ADaM dataset as CSV (`export adam`).
+pub fn adam_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
+    let records = adam(config, store, now)?;
+    let mut bytes = Vec::new();
+    crate::report::adam::write_adam_csv(&mut bytes, &records)?;
+    Ok(Csv { bytes, rows: records.len() })
 }
 
 /// The LB records and the ADaM records, from one snapshot: each AUC names
@@ -131,9 +141,20 @@ pub fn lb_and_adam(
     store: &Store,
     now: jiff::Timestamp,
 ) -> anyhow::Result<(Vec<LbRecord>, Vec<AdamRecord>)> {
+    read_lb_and_adam(config, store, now, true)
+}
+
+/// [`lb_and_adam`], the LB records with the messages' ranges and specimens
+/// only if `sent` (see [`read_lb`]).
+fn read_lb_and_adam(
+    config: &Config,
+    store: &Store,
+    now: jiff::Timestamp,
+    sent: bool,
+) -> anyhow::Result<(Vec<LbRecord>, Vec<AdamRecord>)> {
     let (lb, rows) = store
         .read(|r| {
-            let lb = read_lb(r, config, now)?;
+            let lb = read_lb(r, config, now, sent)?;
             let results: Vec<ResultRow> = lb.results.into_iter().map(|c| c.result).collect();
             Ok((lb.records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
         })

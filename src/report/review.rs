@@ -53,11 +53,8 @@ impl Review {
             .read(|r| {
                 let stored = r.mismatch_report_in(include_resolved, scope)?;
                 // `--all` says where each decided value is now: from the current results.
-                let results: Vec<ResultRow> = match (with_curves || include_resolved, scope) {
-                    (false, _) => Vec::new(),
-                    (true, Scope::Study) => r.current_results_in(&Scope::Study)?,
-                    (true, scope) => r.current_results_in(scope)?,
-                };
+                let results: Vec<ResultRow> =
+                    if with_curves || include_resolved { r.current_results_in(scope)? } else { Vec::new() };
                 let visits = r.visits_in(scope)?;
                 let states = r.slot_states_in(scope)?;
                 let missing = missing_results(config, &visits, &states, now);

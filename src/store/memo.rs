@@ -136,7 +136,9 @@ impl Memo {
         history: Vec<ResultRow>,
         open: Vec<(Slot, MismatchRow)>,
     ) {
-        self.slots_read.insert((participant.to_owned(), visit.to_owned()));
+        if !self.slots_read.insert((participant.to_owned(), visit.to_owned())) {
+            return; // Already known: its rows again would count twice.
+        }
         for row in history {
             if !self.forgotten_history.contains(&row.slot) {
                 self.history.entry(row.slot.clone()).or_default().push(row);

@@ -389,25 +389,29 @@ impl<'c> Reader<'c> {
                 &values,
                 |r| mismatch_row(r, 0),
             )?;
+            // Each visit's rows, sorted out once.
+            type Rows = (Vec<ResultRow>, Vec<(Slot, MismatchRow)>);
+            let mut by_visit: std::collections::HashMap<(String, String), Rows> = std::collections::HashMap::new();
+            for row in history {
+                let key = (row.slot.participant.clone(), row.slot.visit.clone());
+                by_visit.entry(key).or_default().0.push(row);
+            }
+            for m in open {
+                if let Some(slot) = m.slot() {
+                    by_visit.entry((slot.participant.clone(), slot.visit.clone())).or_default().1.push((slot, m));
+                }
+            }
             let mut memo = memo.borrow_mut();
             for (p, v) in chunk {
-                let of_visit = |participant: &Option<String>, visit: &Option<String>| {
-                    participant.as_deref() == Some(p.as_str()) && visit.as_deref() == Some(v.as_str())
-                };
-                let rows = history.iter().filter(|r| r.slot.participant == *p && r.slot.visit == *v).cloned().collect();
-                let mismatches = open
-                    .iter()
-                    .filter(|m| of_visit(&m.participant, &m.visit))
-                    .filter_map(|m| Some((m.slot()?, m.clone())))
-                    .collect();
+                let (rows, mismatches) = by_visit.remove(&(p.clone(), v.clone())).unwrap_or_default();
                 memo.set_visit_slots(p, v, rows, mismatches);
             }
         }
         Ok(())
     }
 
-    /// Which of these contents were processed to the end before (see
-    /// [`Reader::raw_processed`]), in one query per few hundred.
+    /// Which of these contents an earlier receipt processed to the end (then
+    /// a new arrival of it is a duplicate), in one query per few hundred.
     pub fn raws_processed(&self, raw_ids: &[RawId]) -> Result<std::collections::HashSet<RawId>, StoreError> {
         let mut processed = std::collections::HashSet::new();
         for chunk in raw_ids.chunks(IN_LIST) {
@@ -428,29 +432,7 @@ impl<'c> Reader<'c> {
     /// Read every version and every open mismatch of a visit's slots into
     /// the memo: two queries for all the results of an upload.
     fn read_visit_slots(&self, participant: &str, visit: &str) -> Result<(), StoreError> {
-        let Some(memo) = self.memo() else { return Ok(()) };
-        let history: Vec<ResultRow> = self.db().query_all(
-            &format!(
-                "SELECT {RESULT_COLUMNS} FROM result r WHERE r.participant = ?1 AND r.visit = ?2
-                 ORDER BY r.minute, r.analyte, r.version"
-            ),
-            params![participant, visit],
-            |r| result_row(r, 0),
-        )?;
-        let open: Vec<MismatchRow> = self.db().query_all(
-            &format!(
-                "SELECT {MISMATCH_COLUMNS} FROM {MISMATCH_FROM}
-                 WHERE s.id IS NULL AND {NOT_MISSING} AND m.participant = ?1 AND m.visit = ?2
-                   AND m.minute IS NOT NULL AND m.analyte IS NOT NULL
-                 ORDER BY m.id"
-            ),
-            params![participant, visit],
-            |r| mismatch_row(r, 0),
-        )?;
-        // Read with minute and analyte known: each names its slot.
-        let open = open.into_iter().filter_map(|m| Some((m.slot()?, m))).collect();
-        memo.borrow_mut().set_visit_slots(participant, visit, history, open);
-        Ok(())
+        self.expect_visit_slots(&[(participant.to_owned(), visit.to_owned())])
     }
 
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
@@ -730,17 +712,6 @@ impl<'c> Reader<'c> {
                     detail: r.get(4)?,
                 })
             },
-        )
-    }
-
-    /// Whether an earlier receipt of this content was processed to the end
-    /// (then a new arrival of it is a duplicate).
-    pub fn raw_processed(&self, raw_id: RawId) -> Result<bool, StoreError> {
-        self.db().query_row(
-            "SELECT EXISTS (SELECT 1 FROM receipt r JOIN processing p ON p.receipt_id = r.id
-                                WHERE r.raw_id = ?1 AND p.outcome IN ('processed', 'rejected'))",
-            params![raw_id],
-            |r| r.get(0),
         )
     }
 

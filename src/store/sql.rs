@@ -131,7 +131,7 @@ fn written_table(sql: &str) -> Option<&'static Vouched> {
 }
 
 /// The table an INSERT or UPDATE writes.
-fn changed_table(sql: &str) -> Option<&str> {
+pub(crate) fn changed_table(sql: &str) -> Option<&str> {
     let mut words = sql.split_ascii_whitespace();
     let table = match words.next()? {
         w if w.eq_ignore_ascii_case("INSERT") => {

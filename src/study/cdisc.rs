@@ -70,9 +70,9 @@ pub fn specimen_from_message(sent: &str) -> Option<&'static str> {
         let upper = upper.strip_suffix(" SPECIMEN").unwrap_or(&upper);
         Some(match upper {
             "SER" | "SERUM" => "SERUM",
-            "PLAS" | "PLASMA" => "PLASMA",
+            "PLAS" | "PLASMA" | "PLS" => "PLASMA",
             "SER/PLAS" | "SERPL" | "SERUM OR PLASMA" | "SERUM/PLASMA" => "SERUM OR PLASMA",
-            "BLD" | "BLOOD" | "WHOLE BLOOD" => "BLOOD",
+            "BLD" | "BLOOD" | "WB" | "WHOLE BLOOD" => "BLOOD",
             "BLDC" | "CAPILLARY BLOOD" | "BLOOD CAPILLARY" => "CAPILLARY BLOOD",
             _ => return None,
         })
@@ -123,6 +123,7 @@ mod tests {
         assert_eq!(specimen_from_message("SER^Serum^HL70487"), Some("SERUM"));
         assert_eq!(specimen_from_message("26^Serum"), Some("SERUM"));
         assert_eq!(specimen_from_message("plas"), Some("PLASMA"));
+        assert_eq!(specimen_from_message("BLD"), Some("BLOOD"));
         assert_eq!(
             specimen_from_message("122554006^Capillary blood specimen^SCT^BLDC^Blood capillary^HL70070"),
             Some("CAPILLARY BLOOD")

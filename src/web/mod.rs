@@ -77,9 +77,7 @@ impl Console {
         .await
         .map_err(|e| anyhow::anyhow!("the request's worker failed: {e}"))?
     }
-}
 
-impl Console {
     /// Whether `account` may still use its session: an account disabled
     /// since (by `labfeed user disable` in another process, or another
     /// console) loses it on its next request.
@@ -232,10 +230,9 @@ pub async fn serve(
         queue: pages::QueueCache::default(),
     });
     let warm = Arc::clone(&console);
-    tokio::task::spawn_blocking(move || {
-        if let Ok(store) = (warm.open)(Access::Read) {
-            warm.queue.warm(&store, &warm.config);
-        }
+    tokio::task::spawn_blocking(move || match (warm.open)(Access::Read) {
+        Ok(store) => warm.queue.warm(&store, &warm.config),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "the mismatch queue could not be computed at start"),
     });
     let app = router(console);
     ready(bound);

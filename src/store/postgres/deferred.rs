@@ -218,7 +218,11 @@ pub(crate) fn statements(pending: Vec<Row>) -> Vec<Chain> {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let mut part: Vec<Vec<Value>> = (0..shape.params()).map(|_| Vec::new()).collect();
-            while let Some(row) = rows.next_if(|row| bytes == 0 || bytes + size(row) <= MAX_BYTES) {
+            // Only raw copies are big, and only between them is a cut safe: other
+            // tables' rows may point at rows of their own table sent after them
+            // (a new version at a withdrawal), checked at the statement's end.
+            let may_cut = shape.table == "raw";
+            while let Some(row) = rows.next_if(|row| bytes == 0 || !may_cut || bytes + size(row) <= MAX_BYTES) {
                 bytes += size(&row);
                 for (array, value) in part.iter_mut().zip(row) {
                     array.push(value);

@@ -438,7 +438,7 @@ impl Session {
                     what: "sequence",
                     problem: format!(
                         "the sequence of {table}.{} did not give keys {} to {}: something draws from it without \
-                         labfeed's write lock; the transaction is retried one insert at a time",
+                         labfeed's write lock; this session now sends inserts one at a time, and the transaction can be run again",
                         k.key,
                         k.drawn + 1,
                         k.next - 1
@@ -484,9 +484,12 @@ impl Session {
         self.execute_now(sql, values)
     }
 
-    /// [`Session::settle_keys`] before an insert.
+    /// [`Session::settle_keys`] before an insert that may draw from the
+    /// sequences counted on (an insert into another table, such as the
+    /// audit log's, draws none of them).
     fn settle_keys_before(&self, sql: &str) -> Result<(), StoreError> {
-        if sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("INSERT")) {
+        let insert = sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("INSERT"));
+        if insert && crate::store::sql::changed_table(sql).is_none_or(|t| keyed_tables().any(|(k, _)| k == t)) {
             self.settle_keys()?;
         }
         Ok(())

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use crate::report::exports::{Csv, adam, auc_csv, define, lb, lb_csv, mismatches_csv, results_csv};
+use crate::report::exports::{Csv, adam, adam_csv, auc_csv, define, lb, lb_csv, mismatches_csv, results_csv};
 use crate::web::pages::{PageError, layout};
 use crate::web::session::SignedIn;
 use crate::web::{Access, Shared};
@@ -77,11 +77,7 @@ pub async fn download(
                 "mismatches-all.csv" => csv(mismatches_csv(config, store, true)),
                 "lb.csv" => csv(lb_csv(config, store, now)),
                 "lb.xpt" => xpt(crate::report::lb_xpt(&lb(config, store, now)?, created)),
-                "admmtt.csv" => {
-                    let mut bytes = Vec::new();
-                    crate::report::adam::write_adam_csv(&mut bytes, &adam(config, store, now)?)?;
-                    Ok(bytes)
-                }
+                "admmtt.csv" => csv(adam_csv(config, store, now)),
                 "admmtt.xpt" => xpt(crate::report::adam::adam_xpt(&adam(config, store, now)?, created)),
                 "define.xml" | "define.html" => define(config, store, now, chosen == "define.html")?
                     .map(String::into_bytes)
