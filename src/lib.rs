@@ -16,6 +16,7 @@ pub mod local_time;
 pub mod logging;
 pub mod login;
 pub mod model;
+pub mod parallel;
 pub mod parse;
 pub mod report;
 pub mod store;

@@ -1,7 +1,8 @@
 //! The whole `parse` command path (format detection, both parsers, and the
 //! JSON, text and summary printers) on arbitrary bytes: no panic, JSON output
 //! is one valid object per line, and the summary (which reads borrowed
-//! views) counts and reports exactly what JSON does.
+//! views) counts and reports exactly what JSON does, and parsing on several
+//! threads gives exactly what one thread gives.
 #![no_main]
 
 use labfeed::cli::parse::{OutputFormat, print_file};
@@ -25,4 +26,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(summary_err, err);
     let mut text = Vec::new();
     print_file("fuzz", data, &opts, OutputFormat::Text, &mut text, &mut err).expect("writing to a Vec");
+    let mut one = Vec::new();
+    labfeed::parse::parse_bytes(data, &opts, &mut |outcome| one.push(outcome));
+    let many_threads = ParseOptions { threads: 5, ..opts };
+    let mut many = Vec::new();
+    labfeed::parse::parse_bytes(data, &many_threads, &mut |outcome| many.push(outcome));
+    assert_eq!(many, one);
 });

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     for decimal_comma in [false, true] {
         let mut next = 1;
-        labfeed::astm::parse_file(data, &ParseOptions { decimal_comma }, &mut |outcome| {
+        labfeed::astm::parse_file(data, &ParseOptions { decimal_comma, ..ParseOptions::default() }, &mut |outcome| {
             let (number, span) = match &outcome {
                 Ok(m) => (m.number, m.span.clone()),
                 Err(e) => (e.number, e.span.clone()),

@@ -255,11 +255,18 @@ impl<'t, 'c, L: Locate, O: FnMut(ViewOutcome<'t>) + ?Sized> Engine<'t, 'c, L, O>
 
     /// Split the text into records (CR, LF, CR LF or LF CR) and feed them.
     /// Returns the number of outcomes reported so far in the file.
-    pub(crate) fn run(mut self, start: usize) -> usize {
+    pub(crate) fn run(self, start: usize) -> usize {
+        let end = self.text.len();
+        self.run_part(start..end)
+    }
+
+    /// The records of `part` of the text, which ends the text or ends where
+    /// [`cut_points`] cut it.
+    pub(crate) fn run_part(mut self, part: Range<usize>) -> usize {
         let text = self.text;
         let before = self.number;
-        let mut pos = start;
-        while pos < text.len() {
+        let mut pos = part.start;
+        while pos < part.end.min(text.len()) {
             let rest = text.get(pos..).unwrap_or_default();
             let (record, next, end) = match memchr2(b'\r', b'\n', rest) {
                 Some(len) => {
@@ -673,6 +680,52 @@ impl<'t, 'c, L: Locate, O: FnMut(ViewOutcome<'t>) + ?Sized> Engine<'t, 'c, L, O>
 
 /// Component 1 of the first field, else of the second (O.3/O.4, P.3/P.4):
 /// the first one that is not blank.
+/// Where plain records may be cut so that each piece, read by an engine of
+/// its own, gives exactly the outcomes of the whole: before an H record (at
+/// a line start) whose record just before it is an L record. After an L no
+/// message is open (the L closed one, or the L was itself a stray record,
+/// which an H closes the same way as the end of a piece does), so nothing
+/// carries across the cut but the message count. At most one cut per
+/// `every` bytes after `start`.
+pub(crate) fn cut_points(text: &[u8], start: usize, every: usize) -> Vec<usize> {
+    let every = every.max(1);
+    let mut cuts = Vec::new();
+    let mut from = start.saturating_add(every);
+    while from < text.len() {
+        let limit = from.saturating_add(every);
+        match cut_in(text, from, limit) {
+            Some(cut) => {
+                cuts.push(cut);
+                from = cut.saturating_add(every);
+            }
+            None => from = limit,
+        }
+    }
+    cuts
+}
+
+/// The first cut whose line end lies in `from..limit`.
+fn cut_in(text: &[u8], from: usize, limit: usize) -> Option<usize> {
+    let mut pos = from;
+    loop {
+        let line_end = pos + memchr2(b'\r', b'\n', text.get(pos..limit.min(text.len()))?)?;
+        // Line ends are read as the engine reads them: CR LF and LF CR are one.
+        let pair = matches!(
+            (text.get(line_end), text.get(line_end + 1)),
+            (Some(b'\r'), Some(b'\n')) | (Some(b'\n'), Some(b'\r'))
+        );
+        let cut = line_end + if pair { 2 } else { 1 };
+        let header_next = text.get(cut).is_some_and(|b| b.eq_ignore_ascii_case(&b'H'));
+        let record_start =
+            text.get(..line_end).and_then(|before| memchr::memrchr2(b'\r', b'\n', before)).map(|q| q + 1);
+        let after_l = record_start.and_then(|i| text.get(i)).is_some_and(|b| b.eq_ignore_ascii_case(&b'L'));
+        if header_next && after_l {
+            return Some(cut);
+        }
+        pos = line_end + 1;
+    }
+}
+
 fn id_component<'a>(first: &'a [u8], second: &'a [u8], d: &Delimiters) -> &'a [u8] {
     let a = component(first_repeat(first, d), d, 1);
     if a.trim_ascii().is_empty() { component(first_repeat(second, d), d, 1) } else { a }

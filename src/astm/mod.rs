@@ -56,8 +56,10 @@ pub mod sender;
 pub use frame::{Frame, FrameEnd, checksum, encode_frames};
 pub use record::{Delimiters, escape, unescape};
 
-use crate::model::{MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome};
+use crate::model::{MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome, renumber};
+use crate::parallel::for_each_part;
 use message::{Engine, Framed, LinkFindings, StampCache, Unframed};
+use std::ops::Range;
 
 /// Parse a whole dropped file, reporting one outcome per H…L message (and
 /// one error per stretch of records outside a message) in file order.
@@ -76,27 +78,129 @@ pub fn parse_file(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(
 pub fn parse_file_views(input: &[u8], opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
     let start = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let body = input.get(start..).unwrap_or_default();
-    let mut stamps = StampCache::default();
     if is_framed(body) {
-        let mut reader = link::LinkReader::new(input, start);
-        let mut session = link::Session::default();
-        let mut number = 0;
-        while reader.next_session(&mut session) {
-            let findings = LinkFindings {
-                frames: &session.frames,
-                problems: &session.problems,
-                warnings: &session.warnings,
-                junk: session.junk.clone(),
-                end: Some(session.end),
-            };
-            let locate = Framed::new(&session.frames);
-            let sinks = (&mut *on_message, &mut stamps);
-            number = Engine::new(&session.text, locate, findings, (input.len(), number), opts, sinks).run(0);
-        }
+        read_sessions(input, start, opts, on_message);
+    } else if opts.threads > 1 {
+        read_in_parts(input, start, opts, on_message);
     } else {
-        let sinks = (on_message, &mut stamps);
+        let sinks = (on_message, &mut StampCache::default());
         Engine::new(input, Unframed, LinkFindings::default(), (input.len(), 0), opts, sinks).run(start);
     }
+}
+
+/// Sessions read ahead per batch when several threads parse them: enough
+/// that starting the helpers costs little, few enough that memory stays bounded.
+const SESSIONS_PER_BATCH: usize = 2048;
+
+/// Captured link bytes: sessions are read in file order here (frame checks
+/// carry from one to the next), and their records are parsed a batch at a
+/// time on `opts.threads` threads, numbered as one engine would number them.
+fn read_sessions(input: &[u8], start: usize, opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
+    let threads = opts.threads.max(1);
+    let per_batch = if threads > 1 { SESSIONS_PER_BATCH } else { 1 };
+    let mut reader = link::LinkReader::new(input, start);
+    let mut sessions: Vec<link::Session> = Vec::new();
+    let mut stamps = StampCache::default();
+    let mut number = 0;
+    let mut more = true;
+    while more {
+        let mut filled = 0;
+        while filled < per_batch {
+            if sessions.len() == filled {
+                sessions.push(link::Session::default());
+            }
+            more = sessions.get_mut(filled).is_some_and(|session| reader.next_session(session));
+            if !more {
+                break;
+            }
+            filled += 1;
+        }
+        let batch = sessions.get(..filled).unwrap_or_default();
+        let per_part = (batch.len() / threads.saturating_mul(2)).max(1);
+        let parts: Vec<&[link::Session]> = batch.chunks(per_part).collect();
+        let mut send_on = |mut outcome: ViewOutcome<'_>| {
+            number += 1;
+            renumber(&mut outcome, number);
+            on_message(outcome);
+        };
+        for_each_part(
+            &parts,
+            threads,
+            |part| sessions_ahead(input, part, opts),
+            |part, ahead| match ahead {
+                Some(found) => found.into_iter().for_each(&mut send_on),
+                None => part.iter().for_each(|session| read_session(input, session, opts, &mut stamps, &mut send_on)),
+            },
+        );
+    }
+}
+
+/// The records of some sessions, each numbered from 1, on a helper thread.
+fn sessions_ahead<'t>(input: &'t [u8], part: &'t [link::Session], opts: &ParseOptions) -> Vec<ViewOutcome<'t>> {
+    let mut found = Vec::new();
+    let mut stamps = StampCache::default();
+    for session in part {
+        read_session(input, session, opts, &mut stamps, &mut |outcome| found.push(outcome));
+    }
+    found
+}
+
+/// The records of one session, numbered from 1.
+fn read_session<'t>(
+    input: &'t [u8],
+    session: &'t link::Session,
+    opts: &ParseOptions,
+    stamps: &mut StampCache,
+    sink: &mut dyn FnMut(ViewOutcome<'t>),
+) {
+    let findings = LinkFindings {
+        frames: &session.frames,
+        problems: &session.problems,
+        warnings: &session.warnings,
+        junk: session.junk.clone(),
+        end: Some(session.end),
+    };
+    let locate = Framed::new(&session.frames);
+    Engine::new(&session.text, locate, findings, (input.len(), 0), opts, (sink, stamps)).run(0);
+}
+
+/// The largest piece of plain records parsed on one thread at once: enough
+/// that handing it over costs little, small enough that its results stay in
+/// cache while they wait their turn.
+const MOST_PER_PART: usize = 64 * 1024;
+
+/// Plain records cut into pieces that parse alone ([`message::cut_points`]),
+/// shared out among `opts.threads` threads, the outcomes sent on in file
+/// order and numbered as one engine would number them.
+fn read_in_parts(input: &[u8], start: usize, opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
+    // Two pieces per thread even for a small file, so that the pieces of one
+    // turn take about as long as each other.
+    let every = (input.len() / opts.threads.saturating_mul(2)).clamp(1, MOST_PER_PART);
+    let cuts = message::cut_points(input, start, every);
+    let bounds: Vec<usize> = std::iter::once(start).chain(cuts).chain(std::iter::once(input.len())).collect();
+    let parts: Vec<Range<usize>> = bounds.iter().zip(bounds.iter().skip(1)).map(|(&a, &b)| a..b).collect();
+    let mut number = 0;
+    let mut send_on = |mut outcome: ViewOutcome<'_>| {
+        number += 1;
+        renumber(&mut outcome, number);
+        on_message(outcome);
+    };
+    let read_ahead = |part: &Range<usize>| {
+        let mut found = Vec::new();
+        read_part(input, part, opts, &mut |outcome| found.push(outcome));
+        found
+    };
+    for_each_part(&parts, opts.threads, read_ahead, |part, ahead| match ahead {
+        Some(found) => found.into_iter().for_each(&mut send_on),
+        None => read_part(input, part, opts, &mut send_on),
+    });
+}
+
+/// The records of one piece, numbered from 1.
+fn read_part<'t>(input: &'t [u8], part: &Range<usize>, opts: &ParseOptions, sink: &mut dyn FnMut(ViewOutcome<'t>)) {
+    let mut stamps = StampCache::default();
+    let sinks = (sink, &mut stamps);
+    Engine::new(input, Unframed, LinkFindings::default(), (input.len(), 0), opts, sinks).run_part(part.clone());
 }
 
 /// Link bytes first (after white space) mean captured framing; anything else

@@ -81,7 +81,7 @@ pub struct FileCounts {
 }
 
 pub fn run(args: &ParseArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let opts = ParseOptions { decimal_comma: args.decimal_comma };
+    let opts = ParseOptions { decimal_comma: args.decimal_comma, threads: crate::parallel::cores() };
     let mut out = BufWriter::new(out);
     let mut outcome = Outcome::Ok;
     // One buffer for all the files: its pages are faulted in once, and it
@@ -89,13 +89,17 @@ pub fn run(args: &ParseArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
     let mut bytes = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
-        if let Err(e) = read_into(path, &mut bytes) {
-            out.flush()?;
-            writeln!(err, "labfeed: {name}: cannot read: {e}")?;
-            outcome = outcome.max(Outcome::Usage);
-            continue;
-        }
-        let counts = print_file(&name, &bytes, &opts, args.format, &mut out, err)
+        let len = match read_into(path, &mut bytes, opts.threads) {
+            Ok(len) => len,
+            Err(e) => {
+                out.flush()?;
+                writeln!(err, "labfeed: {name}: cannot read: {e}")?;
+                outcome = outcome.max(Outcome::Usage);
+                continue;
+            }
+        };
+        let file = bytes.get(..len).unwrap_or_default();
+        let counts = print_file(&name, file, &opts, args.format, &mut out, err)
             .with_context(|| format!("writing the output for {name}"))?;
         if counts.errors > 0 {
             outcome = outcome.max(Outcome::Rejected);
@@ -161,19 +165,59 @@ pub fn print_file(
     Ok(counts)
 }
 
-/// The whole file into `buffer` (emptied first), sized from its metadata
-/// so that it is read in one go. A file that shrinks or grows meanwhile is
-/// read as it is when read.
-fn read_into(path: &std::path::Path, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+/// The whole file into the front of `buffer`, returning its length; what
+/// lies beyond it is left over from a larger file and never read. A large
+/// file is read by `threads` threads at once, each into its own stretch:
+/// the kernel's copy out of the page cache, and the page faults of fresh
+/// memory, are most of reading it. A file that shrinks or grows meanwhile is
+/// read again as it is then.
+fn read_into(path: &std::path::Path, buffer: &mut Vec<u8>, threads: usize) -> std::io::Result<usize> {
     use std::io::Read;
-    buffer.clear();
+    use std::os::unix::fs::FileExt;
     let mut file = std::fs::File::open(path)?;
     let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
-    // As `std::fs::read`: a size that cannot be allocated is an error, not an abort.
+    if threads > 1 && size >= PARALLEL_READ_FROM {
+        if buffer.len() < size {
+            // As `std::fs::read`, a size that cannot be had is an error, not
+            // an abort; zeroed memory is then taken fresh, untouched until read into.
+            buffer.clear();
+            buffer.shrink_to_fit();
+            Vec::<u8>::new().try_reserve_exact(size)?;
+            *buffer = vec![0; size];
+        }
+        let stretch = size.div_ceil(threads);
+        let whole = buffer.get_mut(..size).unwrap_or_default();
+        let pieces: Vec<(u64, &mut [u8])> =
+            whole.chunks_mut(stretch).enumerate().map(|(i, piece)| ((i * stretch) as u64, piece)).collect();
+        let shared = &file;
+        let read_whole = std::thread::scope(|scope| {
+            let readers: Vec<_> = pieces
+                .into_iter()
+                .map(|(at, piece)| {
+                    std::thread::Builder::new().spawn_scoped(scope, move || shared.read_exact_at(piece, at))
+                })
+                .collect();
+            // Every reader is joined before the answer is taken.
+            let done: Vec<bool> = readers
+                .into_iter()
+                .map(|reader| reader.is_ok_and(|r| r.join().is_ok_and(|read| read.is_ok())))
+                .collect();
+            done.iter().all(|&ok| ok)
+        });
+        let grown = file.read_at(&mut [0], size as u64).map_or(true, |n| n > 0);
+        if read_whole && !grown {
+            return Ok(size);
+        }
+    }
+    buffer.clear();
     buffer.try_reserve_exact(size.saturating_add(1))?;
+    // Positioned reads left the file's offset at its start.
     file.read_to_end(buffer)?;
-    Ok(())
+    Ok(buffer.len())
 }
+
+/// Smaller files are read by one thread.
+const PARALLEL_READ_FROM: usize = 1024 * 1024;
 
 fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }

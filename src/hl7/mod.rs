@@ -51,10 +51,15 @@ use memchr::{memchr, memchr2};
 
 pub use encoding::{Delimiters, escape, unescape};
 
-use crate::model::{MessageError, MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome, Warning};
-use segment::{CR, LF, UnitKind, piece};
+use crate::model::{MessageError, MessageOutcome, MessageView, ParseOptions, UTF8_BOM, ViewOutcome, Warning, renumber};
+use crate::parallel::for_each_part;
+use segment::{CR, LF, Unit, UnitKind, piece};
 
 const DOS_EOF: u8 = 0x1A;
+
+/// The most units in a part parsed ahead on a helper thread: enough that
+/// handing it over costs little, few enough that its results stay in cache.
+const MOST_UNITS_PER_PART: usize = 128;
 
 /// Parse a whole file's bytes, reporting each MSH message in file order.
 ///
@@ -151,7 +156,7 @@ struct FileReader<'a, 'f> {
     out: Emitter<'a, 'f>,
 }
 
-impl FileReader<'_, '_> {
+impl<'a> FileReader<'a, '_> {
     /// MLLP frames in `body` (which starts at `base` in the file).
     fn read_frames(&mut self, base: usize, body: &[u8]) {
         let mut frames = mllp::frames(body);
@@ -185,50 +190,85 @@ impl FileReader<'_, '_> {
         {
             self.out.warn_ahead(frame.span.start, "empty MLLP frame skipped");
         }
+        // A file's messages may be parsed ahead on helper threads, a part at
+        // a time; numbers, envelopes, strays and the emitter still go in file
+        // order here, so the outcomes are those of one thread.
+        let threads = if frame.is_none() { self.opts.threads } else { 1 };
+        let per_part = (units.len() / threads.saturating_mul(2).max(1)).clamp(1, MOST_UNITS_PER_PART);
+        let parts: Vec<(usize, &[Unit])> =
+            units.chunks(per_part).enumerate().map(|(n, part)| (n * per_part, part)).collect();
+        let (input, opts, check_nul) = (self.input, self.opts, self.check_nul);
+        let parse_ahead = |(_, part): &(usize, &[Unit])| {
+            // Outside MLLP frames a message's span is its unit's range.
+            let parse = |unit: &Unit| message::parse_message(input, unit, unit.range.clone(), 0, &opts, check_nul);
+            part.iter().map(|unit| (unit.kind == UnitKind::Message).then(|| parse(unit))).collect::<Vec<_>>()
+        };
         let last = units.len().saturating_sub(1);
-        for (i, unit) in units.iter().enumerate() {
-            let mut span = unit.range.clone();
-            if let Some(frame) = &frame {
-                if i == 0 {
-                    span.start = frame.span.start;
-                }
-                if i == last {
-                    span.end = frame.span.end;
+        for_each_part(&parts, threads, parse_ahead, |&(first, part), ahead| {
+            let mut ahead = ahead.unwrap_or_default().into_iter();
+            for (i, unit) in (first..).zip(part.iter()) {
+                let early = ahead.next().flatten();
+                self.read_unit(unit, i == 0, i == last, frame.as_ref(), early);
+            }
+        });
+    }
+
+    /// One unit of a chunk, in file order; `early` is its message's outcome
+    /// when a helper thread parsed it ahead.
+    fn read_unit(
+        &mut self,
+        unit: &Unit,
+        first: bool,
+        last: bool,
+        frame: Option<&FrameInfo>,
+        early: Option<ViewOutcome<'a>>,
+    ) {
+        let mut span = unit.range.clone();
+        if let Some(frame) = frame {
+            if first {
+                span.start = frame.span.start;
+            }
+            if last {
+                span.end = frame.span.end;
+            }
+        }
+        match unit.kind {
+            UnitKind::Message => {
+                self.envelope.message();
+                let number = self.out.next_number();
+                let outcome = match early {
+                    Some(mut outcome) => {
+                        renumber(&mut outcome, number);
+                        outcome
+                    }
+                    None => message::parse_message(self.input, unit, span.clone(), number, &self.opts, self.check_nul),
+                };
+                let unclosed = frame.is_some_and(|f| f.end == mllp::FrameEnd::Unclosed) && last;
+                match outcome {
+                    Ok(_) if unclosed => self.out.error(MessageError {
+                        number,
+                        offset: unit.range.end,
+                        span,
+                        text: "MLLP frame not closed: expected 0x1C 0x0D after the message (file cut short?)"
+                            .to_owned(),
+                    }),
+                    Ok(message) => self.out.ok(message),
+                    Err(error) => self.out.error(error),
                 }
             }
-            match unit.kind {
-                UnitKind::Message => {
-                    self.envelope.message();
-                    let number = self.out.next_number();
-                    let outcome =
-                        message::parse_message(self.input, unit, span.clone(), number, &self.opts, self.check_nul);
-                    let unclosed = frame.as_ref().is_some_and(|f| f.end == mllp::FrameEnd::Unclosed) && i == last;
-                    match outcome {
-                        Ok(_) if unclosed => self.out.error(MessageError {
-                            number,
-                            offset: unit.range.end,
-                            span,
-                            text: "MLLP frame not closed: expected 0x1C 0x0D after the message (file cut short?)"
-                                .to_owned(),
-                        }),
-                        Ok(message) => self.out.ok(message),
-                        Err(error) => self.out.error(error),
-                    }
-                }
-                UnitKind::Stray => {
-                    self.stray(unit.range.clone(), span, "is outside any message: expected MSH first");
-                }
-                kind => {
-                    let line_end = self
-                        .input
-                        .get(unit.range.clone())
-                        .and_then(|b| memchr2(CR, LF, b))
-                        .map_or(unit.range.end, |i| unit.range.start + i);
-                    let line = self.input.get(unit.range.start..line_end).unwrap_or_default();
-                    self.envelope.segment(kind, line, unit.range.start, &mut self.out);
-                    let expected = format!("follows {} outside any message: expected MSH", kind.name());
-                    self.stray(line_end..unit.range.end, line_end..span.end, &expected);
-                }
+            UnitKind::Stray => {
+                self.stray(unit.range.clone(), span, "is outside any message: expected MSH first");
+            }
+            kind => {
+                let line_end = self
+                    .input
+                    .get(unit.range.clone())
+                    .and_then(|b| memchr2(CR, LF, b))
+                    .map_or(unit.range.end, |i| unit.range.start + i);
+                let line = self.input.get(unit.range.start..line_end).unwrap_or_default();
+                self.envelope.segment(kind, line, unit.range.start, &mut self.out);
+                let expected = format!("follows {} outside any message: expected MSH", kind.name());
+                self.stray(line_end..unit.range.end, line_end..span.end, &expected);
             }
         }
     }

@@ -391,7 +391,7 @@ fn parse_all(config: &Config, delivery: &Delivery<'_>, format: Option<Format>) -
     if format.is_none() || !config.instruments.iter().any(|i| i.decimal_comma) {
         return plain;
     }
-    let comma = collect(ParseOptions { decimal_comma: true });
+    let comma = collect(ParseOptions { decimal_comma: true, ..ParseOptions::default() });
     plain
         .into_iter()
         .zip(comma)

@@ -286,11 +286,23 @@ impl MessageView<'_> {
 /// What the parsers produce before anything is copied out of the input.
 pub type ViewOutcome<'a> = Result<MessageView<'a>, MessageError>;
 
-/// Options that change how values are read.
+/// The number of a message parsed apart from the messages before it, once
+/// they have been counted.
+pub fn renumber(outcome: &mut ViewOutcome<'_>, number: usize) {
+    match outcome {
+        Ok(message) => message.number = number,
+        Err(error) => error.number = number,
+    }
+}
+
+/// Options that change how values are read, and how many threads may read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ParseOptions {
     /// Read `7,41` as 7.41 (instruments configured for a decimal comma).
     pub decimal_comma: bool,
+    /// Threads that may parse one large file at once (0 or 1: the caller's
+    /// alone). The outcomes, their order and their numbers never depend on it.
+    pub threads: usize,
 }
 
 /// 1-based line number of `offset` in `bytes`, counting CR, LF and CRLF each

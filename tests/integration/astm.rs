@@ -604,7 +604,10 @@ fn case_20_value_zoo_never_invents_a_number() {
             (None, None, None),
         ]
     );
-    let comma = parse_with(&fixture("synthetic-decimal-comma.astm"), ParseOptions { decimal_comma: true });
+    let comma = parse_with(
+        &fixture("synthetic-decimal-comma.astm"),
+        ParseOptions { decimal_comma: true, ..ParseOptions::default() },
+    );
     let r = &comma[0].as_ref().expect("parses").results;
     let numbers: Vec<_> = r.iter().map(num).collect();
     assert_eq!(numbers, [Some("1.27".into()), Some("7.41".into()), Some("8".into())]);

@@ -669,7 +669,10 @@ fn case12_nm_numbers_keep_precision_and_never_guess() {
         assert_eq!(num(&m.results[0]).as_deref(), expected, "{value}");
         assert_eq!(has_warning(&m, "is not a number"), warns, "{value}");
     }
-    let comma = parse_with(&with_head("OBX|1|NM|GLU||7,41|mmol/L|||||F\r"), ParseOptions { decimal_comma: true });
+    let comma = parse_with(
+        &with_head("OBX|1|NM|GLU||7,41|mmol/L|||||F\r"),
+        ParseOptions { decimal_comma: true, ..ParseOptions::default() },
+    );
     assert_eq!(comma[0].as_ref().map(|m| num(&m.results[0])).ok().flatten().as_deref(), Some("7.41"));
 }
 
