@@ -2,8 +2,11 @@
 //!
 //! Generates realistic MMTT traffic (HL7 ORU^R01 from a central lab; ASTM
 //! uploads from an immunoassay analyzer, as plain records and as E1381 frames
-//! captured from the wire) at several sizes, so both the speed (MB/s per core)
-//! and its linearity in input size show. Run:
+//! captured from the wire) at several sizes, so both the speed and its
+//! linearity in input size show: in process on one core (`parse_summary`)
+//! and on every core (`parse_summary_all_cores`), then the whole command as
+//! users run it, process start and file read included, on a 48 MB file
+//! (`parse_command`, the release binary). Run:
 //!
 //! ```text
 //! cargo bench --bench parse
@@ -92,9 +95,9 @@ fn astm_frames(target: usize) -> Vec<u8> {
     out
 }
 
-fn summary(name: &str, data: &[u8]) -> usize {
-    let counts = print_file(name, data, &ParseOptions::default(), OutputFormat::Summary, &mut sink(), &mut sink())
-        .unwrap_or_default();
+fn summary(name: &str, data: &[u8], threads: usize) -> usize {
+    let opts = ParseOptions { threads, ..ParseOptions::default() };
+    let counts = print_file(name, data, &opts, OutputFormat::Summary, &mut sink(), &mut sink()).unwrap_or_default();
     counts.results
 }
 
@@ -109,20 +112,45 @@ fn bench_parse(c: &mut Criterion) {
             std::fs::write(format!("{dir}/{name}"), data).ok();
         }
     }
-    let mut group = c.benchmark_group("parse_summary");
-    group.sample_size(10);
     type Generator = fn(usize) -> Vec<u8>;
     let corpora: [(&str, Generator); 3] =
         [("hl7_oru_r01", hl7_corpus), ("astm_records", astm_records), ("astm_frames", astm_frames)];
-    for (kind, generate) in corpora {
-        for size_mb in [4, 16, 48] {
-            let data = generate(size_mb * MB);
-            assert!(summary(kind, &data) > 0, "{kind}: the generated corpus must yield results");
-            group.throughput(Throughput::Bytes(data.len() as u64));
-            group.bench_with_input(BenchmarkId::new(kind, format!("{size_mb}MB")), &data, |b, data| {
-                b.iter(|| summary(kind, black_box(data)))
-            });
+    let cores = labfeed::parallel::cores();
+    for (group_name, threads) in [("parse_summary", 1), ("parse_summary_all_cores", cores)] {
+        let mut group = c.benchmark_group(group_name);
+        group.sample_size(10);
+        for (kind, generate) in corpora {
+            for size_mb in [4, 16, 48] {
+                let data = generate(size_mb * MB);
+                assert!(summary(kind, &data, threads) > 0, "{kind}: the generated corpus must yield results");
+                group.throughput(Throughput::Bytes(data.len() as u64));
+                group.bench_with_input(BenchmarkId::new(kind, format!("{size_mb}MB")), &data, |b, data| {
+                    b.iter(|| summary(kind, black_box(data), threads))
+                });
+            }
         }
+        group.finish();
+    }
+    // The whole command on a file in the page cache, as `time labfeed parse` shows it.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut group = c.benchmark_group("parse_command");
+    group.sample_size(10);
+    for (kind, generate) in corpora {
+        let data = generate(48 * MB);
+        let path = dir.path().join(kind);
+        std::fs::write(&path, &data).expect("writing the corpus");
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_with_input(BenchmarkId::new(kind, "48MB"), &path, |b, path| {
+            b.iter(|| {
+                let run = std::process::Command::new(env!("CARGO_BIN_EXE_labfeed"))
+                    .args(["parse", "--format", "summary"])
+                    .arg(path)
+                    .output()
+                    .expect("running labfeed");
+                assert!(run.status.success(), "{kind}: {}", String::from_utf8_lossy(&run.stderr));
+                run.stdout.len()
+            })
+        });
     }
     group.finish();
 }

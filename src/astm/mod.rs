@@ -88,61 +88,71 @@ pub fn parse_file_views(input: &[u8], opts: &ParseOptions, on_message: &mut dyn 
     }
 }
 
-/// Sessions read ahead per batch when several threads parse them: enough
-/// that starting the helpers costs little, few enough that memory stays bounded.
-const SESSIONS_PER_BATCH: usize = 2048;
+/// Sessions handed over at once from the link reader to the record parser.
+const SESSIONS_PER_BATCH: usize = 64;
 
-/// Captured link bytes: sessions are read in file order here (frame checks
-/// carry from one to the next), and their records are parsed a batch at a
-/// time on `opts.threads` threads, numbered as one engine would number them.
+/// Captured link bytes. Sessions are read in file order (frame checks carry
+/// from one to the next); with several threads a helper reads them ahead,
+/// a batch at a time, while this thread parses their records, so the
+/// results are made and dropped where they are used. Batches go back to the
+/// helper to be filled again, and at most a few are in flight.
 fn read_sessions(input: &[u8], start: usize, opts: &ParseOptions, on_message: &mut dyn FnMut(ViewOutcome<'_>)) {
-    let threads = opts.threads.max(1);
-    let per_batch = if threads > 1 { SESSIONS_PER_BATCH } else { 1 };
-    let mut reader = link::LinkReader::new(input, start);
-    let mut sessions: Vec<link::Session> = Vec::new();
     let mut stamps = StampCache::default();
     let mut number = 0;
-    let mut more = true;
-    while more {
-        let mut filled = 0;
-        while filled < per_batch {
-            if sessions.len() == filled {
-                sessions.push(link::Session::default());
-            }
-            more = sessions.get_mut(filled).is_some_and(|session| reader.next_session(session));
-            if !more {
-                break;
-            }
-            filled += 1;
+    let mut send_on = |mut outcome: ViewOutcome<'_>| {
+        number += 1;
+        renumber(&mut outcome, number);
+        on_message(outcome);
+    };
+    let mut reader = link::LinkReader::new(input, start);
+    if opts.threads <= 1 {
+        let mut session = link::Session::default();
+        while reader.next_session(&mut session) {
+            read_session(input, &session, opts, &mut stamps, &mut send_on);
         }
-        let batch = sessions.get(..filled).unwrap_or_default();
-        let per_part = (batch.len() / threads.saturating_mul(2)).max(1);
-        let parts: Vec<&[link::Session]> = batch.chunks(per_part).collect();
-        let mut send_on = |mut outcome: ViewOutcome<'_>| {
-            number += 1;
-            renumber(&mut outcome, number);
-            on_message(outcome);
-        };
-        for_each_part(
-            &parts,
-            threads,
-            |part| sessions_ahead(input, part, opts),
-            |part, ahead| match ahead {
-                Some(found) => found.into_iter().for_each(&mut send_on),
-                None => part.iter().for_each(|session| read_session(input, session, opts, &mut stamps, &mut send_on)),
-            },
-        );
+        return;
     }
-}
-
-/// The records of some sessions, each numbered from 1, on a helper thread.
-fn sessions_ahead<'t>(input: &'t [u8], part: &'t [link::Session], opts: &ParseOptions) -> Vec<ViewOutcome<'t>> {
-    let mut found = Vec::new();
-    let mut stamps = StampCache::default();
-    for session in part {
-        read_session(input, session, opts, &mut stamps, &mut |outcome| found.push(outcome));
-    }
-    found
+    std::thread::scope(|scope| {
+        let (filled, batches) = std::sync::mpsc::sync_channel::<Vec<link::Session>>(2);
+        let (done, returned) = std::sync::mpsc::channel::<Vec<link::Session>>();
+        let link_reader = std::thread::Builder::new().spawn_scoped(scope, move || {
+            let mut more = true;
+            while more {
+                let mut batch = returned.try_recv().unwrap_or_default();
+                let mut count = 0;
+                while count < SESSIONS_PER_BATCH {
+                    if batch.len() == count {
+                        batch.push(link::Session::default());
+                    }
+                    more = batch.get_mut(count).is_some_and(|session| reader.next_session(session));
+                    if !more {
+                        break;
+                    }
+                    count += 1;
+                }
+                batch.truncate(count);
+                if filled.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        if link_reader.is_err() {
+            // No helper: read and parse here, from the start.
+            let mut reader = link::LinkReader::new(input, start);
+            let mut session = link::Session::default();
+            while reader.next_session(&mut session) {
+                read_session(input, &session, opts, &mut stamps, &mut send_on);
+            }
+            return;
+        }
+        for batch in batches {
+            for session in &batch {
+                read_session(input, session, opts, &mut stamps, &mut send_on);
+            }
+            // A helper that has finished takes no more batches; this one is dropped.
+            let _ = done.send(batch);
+        }
+    });
 }
 
 /// The records of one session, numbered from 1.
