@@ -526,3 +526,24 @@ fn an_admin_adds_and_disables_accounts_signed_in_the_console() {
     );
     assert_eq!(denied.status, 403);
 }
+
+/// A first page of participants whose meals have not started does not say
+/// the study has no AUC rows when a later page has them.
+#[test]
+fn an_empty_first_auc_page_points_to_the_rows_on_later_pages() {
+    let t = TempStudy::new(&[("settle_seconds = 1.0", "settle_seconds = 0.1")]);
+    let mut participants = String::from("participant\n");
+    for n in 0..100 {
+        participants.push_str(&format!("P{n:03}\n"));
+    }
+    participants.push_str("Z01\n");
+    import_csv(&t, "participants", "participants.csv", &participants);
+    import_csv(&t, "visits", "visits.csv", "participant,visit,meal_start\nZ01,V0,2026-03-02T08:00\n");
+    let c = serve(&t);
+    let dm = sign_in(&c, DATA_MANAGER.0, DATA_MANAGER.1);
+    let first = get(&c, &dm, "/auc");
+    assert!(!first.contains("No AUC rows yet"), "{first}");
+    assert!(first.contains("No AUC rows for these participants") && first.contains("/auc?after=P099"), "{first}");
+    let second = get(&c, &dm, "/auc?after=P099");
+    assert!(second.contains(">Z01</a>") && second.contains("AUC rows shown."), "{second}");
+}
