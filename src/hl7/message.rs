@@ -651,7 +651,8 @@ fn read_result<'a>(
     }
 
     result.unit = r.ident(r.component(f.get(6), 0));
-    result.reference_range = r.ident(f.get(7));
+    // `""` is HL7's explicit null: no range, not the text `""`.
+    result.reference_range = if is_null(f.get(7)) { None } else { r.ident(f.get(7)) };
     result.flags = read_flags(r, f.get(8));
     result.status = r.ident(r.component(f.get(11), 0));
     let observed = r.timestamp(r.component(f.get(14), 0), "OBX-14")?;

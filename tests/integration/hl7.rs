@@ -1084,3 +1084,11 @@ fn a_message_type_that_is_not_read_is_an_error_naming_it_and_where() {
     assert!(all[0].is_ok() && all[2].is_ok());
     assert!(all[1].as_ref().unwrap_err().text.contains("ADT^A08"));
 }
+
+#[test]
+fn an_explicitly_null_reference_range_is_no_range() {
+    let r = results(&with_head("OBX|1|NM|GLU||5.4|mmol/L|\"\"|N|||F\rOBX|2|NM|GLU||5.5|mmol/L| 3.9-6.1 |N|||F\r"));
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].reference_range, None);
+    assert_eq!(r[1].reference_range.as_deref(), Some("3.9-6.1"));
+}
