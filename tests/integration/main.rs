@@ -40,6 +40,7 @@ mod sdtm;
 mod serial;
 mod sources;
 mod status;
+mod schema_v9;
 mod store;
 mod support;
 mod tamper;
