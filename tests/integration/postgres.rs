@@ -208,16 +208,16 @@ fn migrating_again_is_a_no_op_and_two_daemons_migrate_a_new_database_once() {
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'";
     let before: i64 = client.query_one(objects, &[]).unwrap().get(0);
     assert_eq!(pg::migrate(&mut client).unwrap(), 3);
-    assert_eq!(applied(&mut client), [1, 2]);
+    assert_eq!(applied(&mut client), [1, 2, 3]);
     assert_eq!(client.query_one(objects, &[]).unwrap().get::<_, i64>(0), before);
-    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(2));
+    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(3));
 
     // A newer labfeed's database is refused, not guessed at.
     client
         .batch_execute("INSERT INTO labfeed_schema (version, description, applied_at) VALUES (9, 'future', 't')")
         .unwrap();
     let err = pg::migrate(&mut client).unwrap_err();
-    assert!(matches!(err, PgError::TooNew { found: 9, known: 2, .. }), "{err}");
+    assert!(matches!(err, PgError::TooNew { found: 9, known: 3, .. }), "{err}");
     assert!(err.to_string().contains(&format!("postgresql://postgres@127.0.0.1:5432/{}", db.name)), "{err}");
 }
 
