@@ -84,7 +84,10 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, 9);
     assert_eq!(names(&conn, "index"), ["raw_sha256_prefix", "sqlite_autoindex_observation_1"]);
-    assert_eq!(names(&conn, "trigger"), ["observation_no_delete", "observation_no_update", "raw_no_delete", "raw_no_update", "raw_sha256_unique"]);
+    assert_eq!(
+        names(&conn, "trigger"),
+        ["observation_no_delete", "observation_no_update", "raw_no_delete", "raw_no_update", "raw_sha256_unique"]
+    );
     assert_eq!(raw_rows(&conn), rows_before, "the same contents under the same ids");
     // Exports, reports and verify-audit's verdict (the chain's digests are
     // over rows that did not change) are the same.
@@ -92,7 +95,9 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
 
     // A content is found by its hash through the prefix index, and stored once.
     let plan: Vec<String> = conn
-        .prepare("EXPLAIN QUERY PLAN SELECT id FROM raw WHERE substr(sha256, 1, 16) = substr(?1, 1, 16) AND sha256 = ?1")
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM raw WHERE substr(sha256, 1, 16) = substr(?1, 1, 16) AND sha256 = ?1",
+        )
         .unwrap()
         .query_map([&rows_before[0].1], |r| r.get(3))
         .unwrap()
