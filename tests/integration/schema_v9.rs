@@ -7,7 +7,8 @@ use std::path::Path;
 use labfeed::store::Store;
 use rusqlite::Connection;
 
-use super::central::{outputs, scenario};
+use super::central::{on_postgres, outputs, scenario};
+use super::postgres::TestDb;
 use super::support::{TempStudy, central, ingest_bytes, raw_copies, text};
 
 /// Put an SQLite study back into the form schema 8 gave it: `raw.sha256`
@@ -134,4 +135,34 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
     assert_eq!(raw_rows(&conn).len(), rows_before.len() + 1);
     let verify = t.run(&["verify-audit"]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+#[test]
+fn a_postgresql_schema_2_study_migrates_to_3_and_answers_the_same() {
+    let Some(db) = TestDb::create() else { return };
+    let t = on_postgres(&db, "site-a");
+    scenario(&t);
+    let before = outputs(&t);
+    // Back to schema 2, as labfeed of SQLite schema 8 left it: the slot
+    // index of observations (schema 3 changed no row).
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE INDEX observation_slot ON observation (participant, visit, minute, analyte);
+             DELETE FROM labfeed_schema WHERE version = 3;",
+        )
+        .unwrap();
+    assert_eq!(labfeed::store::postgres::schema_version(&mut client).unwrap(), Some(2));
+
+    drop(Store::open(db.url()).unwrap());
+    assert_eq!(labfeed::store::postgres::schema_version(&mut client).unwrap(), Some(3));
+    let slot_index: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname = 'observation_slot'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(slot_index, 0);
+    assert_eq!(outputs(&t), before, "exports, reports and verify-audit's verdict");
 }
