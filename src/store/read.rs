@@ -311,7 +311,8 @@ impl<'c> Reader<'c> {
             let found: Vec<(String, RawId, i64)> = self.db().query_all(
                 &format!(
                     "SELECT raw.sha256, raw.id, (SELECT count(*) FROM receipt WHERE receipt.raw_id = raw.id)
-                     FROM raw WHERE raw.sha256 IN ({})",
+                     FROM raw WHERE substr(raw.sha256, 1, 16) IN ({}) AND raw.sha256 IN ({})",
+                    (1..=IN_LIST).map(|n| format!("substr(?{n}, 1, 16)")).collect::<Vec<_>>().join(", "),
                     in_list(1)
                 ),
                 &padded(chunk),
@@ -437,7 +438,12 @@ impl<'c> Reader<'c> {
 
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
     pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
-        self.db().query_opt("SELECT id FROM raw WHERE sha256 = ?1", params![sha256], |r| r.get(0))
+        // The index holds the hash's first 16 hex digits (schema 9); the row the whole.
+        self.db().query_opt(
+            "SELECT id FROM raw WHERE substr(sha256, 1, 16) = substr(?1, 1, 16) AND sha256 = ?1",
+            params![sha256],
+            |r| r.get(0),
+        )
     }
 
     /// A stored content (its masked copy).

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the instance that received each arrival",
         sql: include_str!("schema_v8.sql"),
     },
+    Migration {
+        version: 9,
+        description: "smaller indexes: none on observation slots, a hash prefix for raw contents",
+        sql: include_str!("schema_v9.sql"),
+    },
 ];
 
 /// The schema version this code reads and writes.

@@ -44,7 +44,7 @@ fn open_mismatch_ids(t: &TempStudy, code: &str) -> Vec<String> {
     rows[1..].iter().filter(|r| r[kind] == code).map(|r| r[id].clone()).collect()
 }
 
-fn scenario(t: &TempStudy) {
+pub(crate) fn scenario(t: &TempStudy) {
     import_csv(t, "participants", "participants.csv", "participant\nU01\nU02\nU03\nU04\n");
     import_csv(
         t,
@@ -84,7 +84,7 @@ fn scenario(t: &TempStudy) {
 
 /// What users take away, with the times of this run's own writes (which
 /// differ between the two runs) masked.
-fn outputs(t: &TempStudy) -> Vec<(String, String)> {
+pub(crate) fn outputs(t: &TempStudy) -> Vec<(String, String)> {
     let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
     let now = regex::Regex::new(&format!(r"{today}[T ][0-9:.]+Z?")).unwrap();
     let commands: &[&[&str]] = &[

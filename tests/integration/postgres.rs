@@ -144,7 +144,19 @@ fn migration_gives_every_sqlite_table_view_index_and_trigger_with_the_same_colum
         strings(&mut client, "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'")
             .into_iter()
             .collect();
-    let lite_indexes = lite_names("index");
+    let mut lite_indexes = lite_names("index");
+    // SQLite keeps `raw.sha256` unique with a hash-prefix index and a trigger
+    // (schema 9); PostgreSQL with its UNIQUE constraint, checked below.
+    assert!(lite_indexes.remove("raw_sha256_prefix"), "SQLite's prefix index is there");
+    let unique: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'raw'
+                              AND indexdef LIKE 'CREATE UNIQUE INDEX % (sha256)')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(unique, "raw.sha256 is UNIQUE on PostgreSQL");
     assert!(lite_indexes.is_subset(&indexes), "missing: {:?}", lite_indexes.difference(&indexes));
 
     // Triggers: every one of SQLite's, plus a TRUNCATE guard for every table that refuses DELETE.
@@ -152,7 +164,8 @@ fn migration_gives_every_sqlite_table_view_index_and_trigger_with_the_same_colum
         strings(&mut client, "SELECT DISTINCT tgname::text FROM pg_trigger WHERE NOT tgisinternal")
             .into_iter()
             .collect();
-    let lite_triggers = lite_names("trigger");
+    let mut lite_triggers = lite_names("trigger");
+    assert!(lite_triggers.remove("raw_sha256_unique"), "SQLite's uniqueness trigger is there");
     let extra: BTreeSet<String> = triggers.difference(&lite_triggers).cloned().collect();
     let expected_extra: BTreeSet<String> = lite_triggers
         .iter()
@@ -190,21 +203,21 @@ fn migrating_again_is_a_no_op_and_two_daemons_migrate_a_new_database_once() {
             .map(|r| r.get(0))
             .collect()
     };
-    assert_eq!(applied(&mut client), [1, 2]);
+    assert_eq!(applied(&mut client), [1, 2, 3]);
     let objects =
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'";
     let before: i64 = client.query_one(objects, &[]).unwrap().get(0);
-    assert_eq!(pg::migrate(&mut client).unwrap(), 2);
-    assert_eq!(applied(&mut client), [1, 2]);
+    assert_eq!(pg::migrate(&mut client).unwrap(), 3);
+    assert_eq!(applied(&mut client), [1, 2, 3]);
     assert_eq!(client.query_one(objects, &[]).unwrap().get::<_, i64>(0), before);
-    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(2));
+    assert_eq!(pg::schema_version(&mut client).unwrap(), Some(3));
 
     // A newer labfeed's database is refused, not guessed at.
     client
         .batch_execute("INSERT INTO labfeed_schema (version, description, applied_at) VALUES (9, 'future', 't')")
         .unwrap();
     let err = pg::migrate(&mut client).unwrap_err();
-    assert!(matches!(err, PgError::TooNew { found: 9, known: 2, .. }), "{err}");
+    assert!(matches!(err, PgError::TooNew { found: 9, known: 3, .. }), "{err}");
     assert!(err.to_string().contains(&format!("postgresql://postgres@127.0.0.1:5432/{}", db.name)), "{err}");
 }
 

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "the instance that received each arrival (SQLite schema 8)",
         sql: include_str!("schema_pg_v2.sql"),
     },
+    Migration {
+        version: 3,
+        description: "no slot index on observations (SQLite schema 9)",
+        sql: include_str!("schema_pg_v3.sql"),
+    },
 ];
 
 /// The table that records which steps ran.
