@@ -766,17 +766,30 @@ impl<'c> Reader<'c> {
         let slot = |r: &Row| -> Result<Slot, StoreError> {
             Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
         };
-        let mut states = SlotStates::default();
-        let db = self.db();
-        let at = scope.bind(params![]);
-        states.filled = db.query_all(
+        let filled = self.db().query_all(
             &format!(
                 "SELECT participant, visit, minute, analyte FROM current_result WHERE 1 = 1{}",
                 scope.and("participant", 1)
             ),
-            &at,
+            &scope.bind(params![]),
             slot,
         )?;
+        self.slot_states_filled(scope, filled)
+    }
+
+    /// [`Reader::slot_states_in`] for a caller that has read the current
+    /// results of `scope` in this snapshot already: `filled` is their slots.
+    pub fn slot_states_filled(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+    ) -> Result<SlotStates, StoreError> {
+        let slot = |r: &Row| -> Result<Slot, StoreError> {
+            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
+        };
+        let mut states = SlotStates { filled, ..SlotStates::default() };
+        let db = self.db();
+        let at = scope.bind(params![]);
         states.held = db.query_all(
             &format!(
                 "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
