@@ -26,8 +26,8 @@ use crate::report::mismatches::{
 };
 use crate::report::now::Now;
 use crate::report::plot::{
-    Chart, Delta, DeltaChart, DeltaPanel, Panel, Point, Series, Shape, VisitLine, delta_svg, write_chart_svg,
-    visit_style_name,
+    Chart, Delta, DeltaChart, DeltaPanel, Panel, Point, Series, Shape, VisitLine, delta_svg, visit_style_name,
+    write_chart_svg,
 };
 use crate::report::wording::{missing_detail, nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};

@@ -55,7 +55,11 @@ impl Now {
         let observations: std::collections::BTreeSet<ObservationId> =
             decided.clone().filter_map(|m| m.observation_id).collect();
         let slots: std::collections::BTreeSet<Slot> = decided.filter_map(MismatchRow::slot).collect();
-        Now::of(results.iter().filter(|r| observations.contains(&r.observation_id) || slots.contains(&r.slot)), stored, not_done_never_received)
+        Now::of(
+            results.iter().filter(|r| observations.contains(&r.observation_id) || slots.contains(&r.slot)),
+            stored,
+            not_done_never_received,
+        )
     }
 
     /// [`Now::new`] from the given current results.
@@ -245,10 +249,8 @@ mod tests {
 
     #[test]
     fn keeping_only_the_results_decided_rows_ask_about_says_the_same_as_keeping_all() {
-        let slots: Vec<Slot> = ["U01", "U02", "U03"]
-            .iter()
-            .flat_map(|p| [0, 30].map(|m| Slot::new(p, "V0", m, "c_peptide")))
-            .collect();
+        let slots: Vec<Slot> =
+            ["U01", "U02", "U03"].iter().flat_map(|p| [0, 30].map(|m| Slot::new(p, "V0", m, "c_peptide"))).collect();
         let actions = [
             None,
             Some(ResolutionAction::Accept),

@@ -240,7 +240,6 @@ impl fmt::Display for N {
     }
 }
 
-
 /// The minute axis: scheduled minutes and any drawn minute, with some room.
 struct Minutes {
     lo: f64,
@@ -367,13 +366,8 @@ fn ring(out: &mut String, x: f64, y: f64, r: f64, color: &str, attrs: impl fmt::
 }
 
 fn text(out: &mut String, x: f64, y: f64, anchor: &str, attrs: impl fmt::Display, content: &str) {
-    let _ = write!(
-        out,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" {attrs}>{}</text>",
-        N(x),
-        N(y),
-        Escaped(content)
-    );
+    let _ =
+        write!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" {attrs}>{}</text>", N(x), N(y), Escaped(content));
 }
 
 /// The lines through a series' values, broken where a scheduled minute is missing.

@@ -674,6 +674,25 @@ impl<'c> Reader<'c> {
         })
     }
 
+    /// [`Reader::current_results`] as `export lb` needs them, without the
+    /// first receipt's source, arrival and origin (`None`), each with its
+    /// stored copy, message number and order in the message (as
+    /// [`Reader::current_result_sources`] gives them).
+    pub fn current_results_from_copies(&self) -> Result<Vec<(CurrentResult, RawId, i64, i64)>, StoreError> {
+        let columns = PROVENANCE_COLUMNS.replace("rc.source, rc.received_at, rc.origin", "NULL, NULL, NULL");
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS}, {columns}, msg.raw_id, msg.number, o.seq FROM current_result r
+             JOIN observation o ON o.id = r.observation_id
+             JOIN message msg ON msg.id = o.message_id
+             ORDER BY r.participant, r.visit, r.minute, r.analyte"
+        );
+        let at = RESULT_WIDTH + 13;
+        self.db().query_all(&sql, params![], |r| {
+            let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
+            Ok((current, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?))
+        })
+    }
+
     /// Where each current result's observation came from: its stored copy,
     /// the message's number in it and the result's order in the message
     /// (`export lb` reads the reference range and specimen type back there).
