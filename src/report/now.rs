@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn keeping_only_the_results_decided_rows_ask_about_says_the_same_as_keeping_all() {
         let slots: Vec<Slot> =
-            ["U01", "U02", "U03"].iter().flat_map(|p| [0, 30].map(|m| Slot::new(p, "V0", m, "c_peptide"))).collect();
+            ["U01", "U02", "U03"].iter().flat_map(|p| [0, 30].map(|m| Slot::new(*p, "V0", m, "c_peptide"))).collect();
         let actions = [
             None,
             Some(ResolutionAction::Accept),

@@ -873,6 +873,23 @@ mod tests {
     }
 
     #[test]
+    fn coordinates_are_written_as_format_writes_one_decimal() {
+        let mut values = vec![0.0, -0.0, 0.05, 0.25, 0.35, 12.25, -12.25, 1.45, -0.04, 999_999.95, 1e6, 1e300, -2.5e-7];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..300_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Chart coordinates, exact halves and quarters, and any bits at all.
+            let x = (state % 20_000_000) as f64 / 1000.0 - 5000.0;
+            values.extend([x, (x * 4.0).round() / 4.0, (x * 20.0).round() / 20.0, f64::from_bits(state)]);
+        }
+        for v in values.into_iter().filter(|v| !v.is_nan()) {
+            assert_eq!(N(v).to_string(), format!("{v:.1}"), "{v:e}");
+        }
+    }
+
+    #[test]
     fn the_line_breaks_at_a_missing_minute() {
         let s = series(
             0,
