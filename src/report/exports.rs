@@ -61,7 +61,7 @@ fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) ->
     let visits = r.visits()?;
     // The slots filled are those of the current results just read.
     let filled = results.iter().map(|c| c.result.slot.clone()).collect();
-    let states = r.slot_states_filled(&crate::store::Scope::Study, filled)?;
+    let states = r.slot_states_without_ids(&crate::store::Scope::Study, filled)?;
     let not_done = not_done_results(config, &visits, &states, now);
     let sent = if sent { sent_details(r, &results, sources)? } else { SentDetails::new() };
     let records = lb_records(config, &results, &visits, &not_done, &sent);

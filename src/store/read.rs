@@ -803,6 +803,26 @@ impl<'c> Reader<'c> {
         scope: &Scope,
         filled: std::collections::BTreeSet<Slot>,
     ) -> Result<SlotStates, StoreError> {
+        self.slot_states_of(scope, filled, true)
+    }
+
+    /// [`Reader::slot_states_filled`] without the MISSING_RESULT ids
+    /// (`ids` is left empty): only the rows marked not done are read, not
+    /// one row per slot of the study (`export lb` needs no ids).
+    pub fn slot_states_without_ids(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+    ) -> Result<SlotStates, StoreError> {
+        self.slot_states_of(scope, filled, false)
+    }
+
+    fn slot_states_of(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+        with_ids: bool,
+    ) -> Result<SlotStates, StoreError> {
         let slot = |r: &Row| -> Result<Slot, StoreError> {
             Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
         };
@@ -823,7 +843,8 @@ impl<'c> Reader<'c> {
         states.withdrawn = self.withdrawn_slots_in(scope)?;
         let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
-             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}",
+             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}{}",
+            if with_ids { "" } else { " AND s.action = 'not_done'" },
             scope.and("m.participant", 1)
         );
         let rows: Vec<_> = db.query_all(&sql, &at, |r| {
@@ -841,7 +862,9 @@ impl<'c> Reader<'c> {
                     .not_done
                     .insert(s.clone(), NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
             }
-            states.ids.insert(s, id);
+            if with_ids {
+                states.ids.insert(s, id);
+            }
         }
         Ok(states)
     }
