@@ -50,7 +50,7 @@ struct LbSnapshot {
 /// `sent`, the ranges and specimens the messages gave are left out (ADaM
 /// takes none of them, and reading them parses every stored copy).
 fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) -> Result<LbSnapshot, StoreError> {
-    let (results, sources): (Vec<CurrentResult>, Vec<(ObservationId, RawId, i64, i64)>) = r
+    let (results, sources): (Vec<CurrentResult>, Vec<Source>) = r
         .current_results_from_copies()?
         .into_iter()
         .map(|(c, raw, message, seq)| {
@@ -68,16 +68,20 @@ fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) ->
     Ok(LbSnapshot { records, results, visits })
 }
 
+/// Where a current result came from: its observation, stored copy, message
+/// number in the copy and position in the message.
+type Source = (ObservationId, RawId, i64, i64);
+
+/// What a stored copy gave for one result: its sample, its test and the
+/// details `export lb` takes from it.
+type Copied = (Option<String>, Option<String>, Sent);
+
 /// The reference range and specimen type each current result's message
 /// gave, read back from the stored copies (each parsed once). A result
 /// whose copy no longer gives the same sample and test back gets none.
 /// `sources`: each result's observation, stored copy, message number and
 /// order in the message.
-fn sent_details(
-    r: &Reader<'_>,
-    results: &[CurrentResult],
-    sources: Vec<(ObservationId, RawId, i64, i64)>,
-) -> Result<SentDetails, StoreError> {
+fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>) -> Result<SentDetails, StoreError> {
     let mut by_raw: BTreeMap<RawId, Vec<(ObservationId, i64, i64)>> = BTreeMap::new();
     for (observation, raw, message, seq) in sources {
         by_raw.entry(raw).or_default().push((observation, message, seq));
@@ -88,7 +92,7 @@ fn sent_details(
     for (raw_id, wanted) in by_raw {
         let Some(raw) = r.raw(raw_id)? else { continue };
         // Parsed as views: only the results asked for are copied out.
-        let mut read: BTreeMap<(i64, i64), (Option<String>, Option<String>, Sent)> = BTreeMap::new();
+        let mut read: BTreeMap<(i64, i64), Copied> = BTreeMap::new();
         let asked: std::collections::BTreeSet<(i64, i64)> = wanted.iter().map(|&(_, m, s)| (m, s)).collect();
         parse_bytes_views(&raw.content, &ParseOptions::default(), &mut |outcome| {
             let Ok(message) = outcome else { return };
