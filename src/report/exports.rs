@@ -7,8 +7,10 @@ use anyhow::Context;
 
 use std::collections::BTreeMap;
 
-use crate::model::{LabResult, ParseOptions};
-use crate::parse::parse_bytes;
+use std::borrow::Cow;
+
+use crate::model::ParseOptions;
+use crate::parse::parse_bytes_views;
 use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
@@ -48,21 +50,40 @@ struct LbSnapshot {
 /// `sent`, the ranges and specimens the messages gave are left out (ADaM
 /// takes none of them, and reading them parses every stored copy).
 fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) -> Result<LbSnapshot, StoreError> {
-    let results = r.current_results()?;
+    let (results, sources): (Vec<CurrentResult>, Vec<Source>) = r
+        .current_results_from_copies()?
+        .into_iter()
+        .map(|(c, raw, message, seq)| {
+            let observation = c.result.observation_id;
+            (c, (observation, raw, message, seq))
+        })
+        .unzip();
     let visits = r.visits()?;
-    let states = r.slot_states()?;
+    // The slots filled are those of the current results just read.
+    let filled = results.iter().map(|c| c.result.slot.clone()).collect();
+    let states = r.slot_states_without_ids(&crate::store::Scope::Study, filled)?;
     let not_done = not_done_results(config, &visits, &states, now);
-    let sent = if sent { sent_details(r, &results)? } else { SentDetails::new() };
+    let sent = if sent { sent_details(r, &results, sources)? } else { SentDetails::new() };
     let records = lb_records(config, &results, &visits, &not_done, &sent);
     Ok(LbSnapshot { records, results, visits })
 }
 
+/// Where a current result came from: its observation, stored copy, message
+/// number in the copy and position in the message.
+type Source = (ObservationId, RawId, i64, i64);
+
+/// What a stored copy gave for one result: its sample, its test and the
+/// details `export lb` takes from it.
+type Copied = (Option<String>, Option<String>, Sent);
+
 /// The reference range and specimen type each current result's message
 /// gave, read back from the stored copies (each parsed once). A result
 /// whose copy no longer gives the same sample and test back gets none.
-fn sent_details(r: &Reader<'_>, results: &[CurrentResult]) -> Result<SentDetails, StoreError> {
+/// `sources`: each result's observation, stored copy, message number and
+/// order in the message.
+fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>) -> Result<SentDetails, StoreError> {
     let mut by_raw: BTreeMap<RawId, Vec<(ObservationId, i64, i64)>> = BTreeMap::new();
-    for (observation, raw, message, seq) in r.current_result_sources()? {
+    for (observation, raw, message, seq) in sources {
         by_raw.entry(raw).or_default().push((observation, message, seq));
     }
     let provenance: BTreeMap<ObservationId, &Provenance> =
@@ -70,22 +91,32 @@ fn sent_details(r: &Reader<'_>, results: &[CurrentResult]) -> Result<SentDetails
     let mut sent = SentDetails::new();
     for (raw_id, wanted) in by_raw {
         let Some(raw) = r.raw(raw_id)? else { continue };
-        let mut read: BTreeMap<(i64, i64), LabResult> = BTreeMap::new();
-        parse_bytes(&raw.content, &ParseOptions::default(), &mut |outcome| {
+        // Parsed as views: only the results asked for are copied out.
+        let mut read: BTreeMap<(i64, i64), Copied> = BTreeMap::new();
+        let asked: std::collections::BTreeSet<(i64, i64)> = wanted.iter().map(|&(_, m, s)| (m, s)).collect();
+        parse_bytes_views(&raw.content, &ParseOptions::default(), &mut |outcome| {
             let Ok(message) = outcome else { return };
             let Ok(number) = i64::try_from(message.number) else { return };
             for (i, result) in message.results.into_iter().enumerate() {
-                if let Ok(seq) = i64::try_from(i + 1) {
-                    read.insert((number, seq), result);
+                if let Ok(seq) = i64::try_from(i + 1)
+                    && asked.contains(&(number, seq))
+                {
+                    let details = Sent {
+                        reference_range: result.reference_range.map(Cow::into_owned),
+                        specimen_type: result.specimen_type.map(Cow::into_owned),
+                    };
+                    let sample = result.sample_id.map(Cow::into_owned);
+                    read.insert((number, seq), (sample, result.test_code.map(Cow::into_owned), details));
                 }
             }
         });
         for (observation, message, seq) in wanted {
-            let (Some(result), Some(p)) = (read.remove(&(message, seq)), provenance.get(&observation)) else {
+            let (Some((sample_id, test_code, details)), Some(p)) =
+                (read.remove(&(message, seq)), provenance.get(&observation))
+            else {
                 continue;
             };
-            if result.sample_id == p.sample_id && result.test_code == p.test_code {
-                let details = Sent { reference_range: result.reference_range, specimen_type: result.specimen_type };
+            if sample_id == p.sample_id && test_code == p.test_code {
                 sent.insert(observation, details);
             }
         }

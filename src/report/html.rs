@@ -16,6 +16,7 @@
 //! [`plot`]: crate::report::plot
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::io::{self, Write};
 
 use crate::report::auc::{AUC_COLUMNS, auc_heading, auc_record};
@@ -25,8 +26,8 @@ use crate::report::mismatches::{
 };
 use crate::report::now::Now;
 use crate::report::plot::{
-    Chart, Delta, DeltaChart, DeltaPanel, Panel, Point, Series, Shape, VisitLine, chart_svg, delta_svg,
-    visit_style_name,
+    Chart, Delta, DeltaChart, DeltaPanel, Panel, Point, Series, Shape, VisitLine, delta_svg, visit_style_name,
+    write_chart_svg,
 };
 use crate::report::wording::{missing_detail, nothing_received, nothing_received_line, plural, row_state, zoned_time};
 use crate::store::{MismatchCode, MismatchReport, ResultRow, Slot, Visit};
@@ -55,20 +56,49 @@ pub struct Snapshot<'a> {
 /// whatever an analyzer sent.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if u32::from(c) < 0x20 => out.push(char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{FFFD}')),
-            '\u{FFFE}' | '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
+    escape_into(&mut out, text);
     out
+}
+
+/// [`escape`], appended to `out`.
+pub fn escape_into(out: &mut String, text: &str) {
+    let _ = fmt::Write::write_fmt(out, format_args!("{}", Escaped(text)));
+}
+
+/// [`escape`] as a `Display`, to write escaped text with `write!` and no
+/// copy of its own: runs that need no escaping are written as they are.
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        let mut start = 0;
+        for (i, c) in text.char_indices() {
+            let entity = match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                '\'' => "&#39;",
+                '\t' | '\n' | '\r' => continue,
+                c if u32::from(c) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => "",
+                _ => continue,
+            };
+            f.write_str(text.get(start..i).unwrap_or_default())?;
+            start = i + c.len_utf8();
+            if entity.is_empty() {
+                let visible = match c {
+                    '\u{FFFE}' | '\u{FFFF}' => '\u{FFFD}',
+                    c => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{FFFD}'),
+                };
+                fmt::Write::write_char(f, visible)?;
+            } else {
+                f.write_str(entity)?;
+            }
+        }
+        f.write_str(text.get(start..).unwrap_or_default())
+    }
 }
 
 /// Words longer than this get break opportunities after their separators.
@@ -78,6 +108,9 @@ const LONG_WORD: usize = 12;
 fn is_separator(c: char) -> bool {
     matches!(c, '/' | '\\' | '_' | '-' | '.' | ':' | '@' | '|' | '^' | ',' | ';' | '=' | '&' | '+')
 }
+
+/// [`Html::spill`]'s threshold.
+const SPILL_AT: usize = 1 << 20;
 
 /// A page under construction. Elements are opened and closed through these
 /// methods only, with escaped text and attribute values.
@@ -91,7 +124,7 @@ impl Html {
             self.0.push(' ');
             self.0.push_str(name);
             self.0.push_str("=\"");
-            self.0.push_str(&escape(value));
+            escape_into(&mut self.0, value);
             self.0.push('"');
         }
         self.0.push('>');
@@ -114,7 +147,7 @@ impl Html {
     }
 
     fn text(&mut self, text: &str) -> &mut Self {
-        self.0.push_str(&escape(text));
+        escape_into(&mut self.0, text);
         self
     }
 
@@ -137,21 +170,21 @@ impl Html {
                         && chars.peek().is_some_and(char::is_ascii_digit);
                     before = Some(c);
                     if is_separator(c) && chars.peek().is_some() && !numeric {
-                        h.0.push_str(&escape(&piece));
+                        escape_into(&mut h.0, &piece);
                         h.0.push_str("<wbr/>");
                         piece.clear();
                     }
                 }
-                h.0.push_str(&escape(&piece));
+                escape_into(&mut h.0, &piece);
             } else {
-                h.0.push_str(&escape(word));
+                escape_into(&mut h.0, word);
             }
             word.clear();
         };
         for c in text.chars() {
             if c.is_whitespace() {
                 flush(self, &mut word);
-                self.0.push_str(&escape(&c.to_string()));
+                escape_into(&mut self.0, c.encode_utf8(&mut [0; 4]));
             } else {
                 word.push(c);
             }
@@ -190,6 +223,16 @@ impl Html {
         h.close("head").line();
         h.open("body", &[]).line();
         h
+    }
+
+    /// Hand what is written so far to `out` once it is large, so a page of
+    /// thousands of charts is never held, and copied, whole.
+    fn spill(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.0.len() >= SPILL_AT {
+            out.write_all(self.0.as_bytes())?;
+            self.0.clear();
+        }
+        Ok(())
     }
 
     fn finish(mut self, out: &mut dyn Write) -> io::Result<()> {
@@ -428,7 +471,8 @@ pub fn participant_chart(
 /// it shows (for a reader who cannot see the image, and for print).
 fn write_chart(h: &mut Html, participant: &str, chart: &Chart) {
     h.open("figure", &[("class", "curve"), ("data-participant", participant)]).line();
-    h.0.push_str(&chart_svg(chart, &format!("MMTT curves of participant {participant}, every visit on shared axes")));
+    let label = format!("MMTT curves of participant {participant}, every visit on shared axes");
+    write_chart_svg(&mut h.0, chart, &label);
     h.line().open("figcaption", &[]);
     let panels: Vec<String> =
         chart.panels.iter().map(|p| format!("{} ({}, {}s)", p.name, p.unit, p.shape.name())).collect();
@@ -624,6 +668,11 @@ pub fn write_mismatches_html(
     let with_meal = visits_with_meal(snapshot.visits);
     let table =
         Table { include_resolved: options.include_resolved, zone, history: snapshot.history, now: snapshot.now };
+    // Each visit's meal start, looked up per group (the first row of a visit, as a search would find).
+    let mut meal_starts: BTreeMap<(&str, &str), Option<crate::local_time::LocalTime>> = BTreeMap::new();
+    for v in snapshot.visits {
+        meal_starts.entry((v.participant.as_str(), v.visit.as_str())).or_insert(v.meal_start);
+    }
     for (i, block) in by_participant.iter().enumerate() {
         let id = format!("p{}", i + 1);
         let Some(participant) = block.first().and_then(|g| g.participant) else {
@@ -655,11 +704,7 @@ pub fn write_mismatches_html(
             };
             h.element("h3", &[], &heading).line();
             if let Some(v) = g.visit {
-                let meal = snapshot
-                    .visits
-                    .iter()
-                    .find(|x| x.participant == participant && x.visit == v)
-                    .and_then(|x| x.meal_start);
+                let meal = meal_starts.get(&(participant, v)).copied().flatten();
                 let meal = match meal {
                     Some(t) => format!("Meal start {} {zone}.", t.display_minutes()),
                     None => "No meal start recorded for this visit.".to_owned(),
@@ -696,6 +741,7 @@ pub fn write_mismatches_html(
             h.close("section").line();
         }
         h.close("section").line();
+        h.spill(out)?;
     }
     h.finish(out)
 }
@@ -863,6 +909,7 @@ pub fn write_auc_html(
         let visits = chart_visits(config, participant, &with_meal, &results, named);
         write_participant_chart(&mut h, participant_chart(config, participant, &visits, &results, &marks), participant);
         h.close("section").line();
+        h.spill(out)?;
     }
     if rows.is_empty() {
         h.element("p", &[], "No current results: there is nothing to compute an AUC from.").line();

@@ -43,8 +43,28 @@ impl Now {
     /// From the current results, every stored mismatch the report read (all
     /// with `--all`, the open ones otherwise: enough to find what holds a
     /// value back) and the slots marked not done with nothing received.
+    /// [`Now::value_now`] answers for the rows of `stored`: only the current
+    /// results a decided one among them can ask about are kept (its
+    /// observation's, and the one in its own slot), not the whole study's.
     pub fn new<'a>(
         results: &[ResultRow],
+        stored: &[MismatchReport],
+        not_done_never_received: impl IntoIterator<Item = &'a Slot>,
+    ) -> Now {
+        let decided = stored.iter().map(|s| &s.mismatch).filter(|m| m.resolution.is_some());
+        let observations: std::collections::BTreeSet<ObservationId> =
+            decided.clone().filter_map(|m| m.observation_id).collect();
+        let slots: std::collections::BTreeSet<Slot> = decided.filter_map(MismatchRow::slot).collect();
+        Now::of(
+            results.iter().filter(|r| observations.contains(&r.observation_id) || slots.contains(&r.slot)),
+            stored,
+            not_done_never_received,
+        )
+    }
+
+    /// [`Now::new`] from the given current results.
+    fn of<'a, 'r>(
+        results: impl Iterator<Item = &'r ResultRow>,
         stored: &[MismatchReport],
         not_done_never_received: impl IntoIterator<Item = &'a Slot>,
     ) -> Now {
@@ -225,5 +245,46 @@ mod tests {
         let closed = mismatch(4, MismatchCode::OutOfWindow, &u01, Some(ResolutionAction::Auto));
         let now = Now::new(&[], &[other, closed.clone()], []);
         assert_eq!(now.value_now(&closed.mismatch), "withdrawn from its slot (rejected with #3)");
+    }
+
+    #[test]
+    fn keeping_only_the_results_decided_rows_ask_about_says_the_same_as_keeping_all() {
+        let slots: Vec<Slot> =
+            ["U01", "U02", "U03"].iter().flat_map(|p| [0, 30].map(|m| Slot::new(*p, "V0", m, "c_peptide"))).collect();
+        let actions = [
+            None,
+            Some(ResolutionAction::Accept),
+            Some(ResolutionAction::Reject),
+            Some(ResolutionAction::Assign),
+            Some(ResolutionAction::Auto),
+            Some(ResolutionAction::Reopen),
+        ];
+        let codes = [MismatchCode::OutOfWindow, MismatchCode::ParticipantConflict, MismatchCode::PretestGlucose];
+        let mut checked = 0;
+        // Every mix of a few rows and results over a handful of slots and observations.
+        for seed in 0u64..3000 {
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |n: usize| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % n as u64) as usize
+            };
+            let stored: Vec<MismatchReport> = (0..1 + next(4))
+                .map(|i| {
+                    let mut m = mismatch(i as i64 + 1, codes[next(3)], &slots[next(6)], actions[next(6)]);
+                    m.mismatch.observation_id = Some(ObservationId(next(4) as i64));
+                    m
+                })
+                .collect();
+            let results: Vec<ResultRow> = (0..next(5)).map(|_| result(&slots[next(6)], next(4) as i64)).collect();
+            let kept = Now::new(&results, &stored, []);
+            let whole = Now::of(results.iter(), &stored, []);
+            for m in &stored {
+                assert_eq!(kept.value_now(&m.mismatch), whole.value_now(&m.mismatch), "seed {seed}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000);
     }
 }

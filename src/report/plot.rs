@@ -25,10 +25,10 @@
 //! nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use crate::report::format::format_value;
-use crate::report::html::escape;
+use crate::report::html::{Escaped, escape};
 
 /// Image width in SVG units (the page scales it to the printable width).
 pub const WIDTH: f64 = 720.0;
@@ -219,9 +219,25 @@ fn axis_label(v: f64) -> String {
     format_value(rounded)
 }
 
-/// `12.3`: coordinates to a tenth of a unit.
-fn n(v: f64) -> String {
-    format!("{v:.1}")
+/// `12.3`: coordinates to a tenth of a unit, written as `format!("{v:.1}")`
+/// writes them, without its exact-decimal machinery for most values.
+#[derive(Clone, Copy)]
+struct N(f64);
+
+impl fmt::Display for N {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        // Ten times the magnitude, off a tie by far more than its rounding
+        // error (below 1e-9 under a million): rounding it is what `{:.1}`
+        // does with the exact value. Ties (12.25) and the rest go the long way.
+        let tenths = v.abs() * 10.0;
+        if v.abs() < 1e6 && (tenths - tenths.floor() - 0.5).abs() > 1e-6 {
+            let t = tenths.round() as u64;
+            let sign = if v.is_sign_negative() { "-" } else { "" };
+            return write!(f, "{sign}{}.{}", t / 10, t % 10);
+        }
+        write!(f, "{v:.1}")
+    }
 }
 
 /// The minute axis: scheduled minutes and any drawn minute, with some room.
@@ -265,39 +281,50 @@ struct Paint<'a> {
     stroke: &'a str,
 }
 
-/// A marker of `shape` centred at (x, y).
-fn marker(out: &mut String, shape: Shape, (x, y): (f64, f64), paint: Paint<'_>, attrs: &str, title: &str) {
+/// A marker of `shape` centred at (x, y); `title`, when given, is written
+/// as it displays (already escaped).
+fn marker(
+    out: &mut String,
+    shape: Shape,
+    (x, y): (f64, f64),
+    paint: Paint<'_>,
+    attrs: impl fmt::Display,
+    title: Option<impl fmt::Display>,
+) {
     let r = 4.0;
-    let paint = format!("fill=\"{}\" stroke=\"{}\" stroke-width=\"1.5\"", paint.fill, paint.stroke);
-    let open = match shape {
-        Shape::Circle => format!("<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{r}\" {paint}", n(x), n(y)),
-        Shape::Square => format!(
-            "<rect {attrs} x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" {paint}",
-            n(x - r),
-            n(y - r),
-            n(2.0 * r),
-            n(2.0 * r)
+    let (fill, stroke) = (paint.fill, paint.stroke);
+    let _ = match shape {
+        Shape::Circle => write!(out, "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{r}\"", N(x), N(y)),
+        Shape::Square => write!(
+            out,
+            "<rect {attrs} x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"",
+            N(x - r),
+            N(y - r),
+            N(2.0 * r),
+            N(2.0 * r)
         ),
-        Shape::Triangle => format!(
-            "<polygon {attrs} points=\"{},{} {},{} {},{}\" {paint}",
-            n(x),
-            n(y - r - 1.0),
-            n(x - r - 0.5),
-            n(y + r),
-            n(x + r + 0.5),
-            n(y + r)
+        Shape::Triangle => write!(
+            out,
+            "<polygon {attrs} points=\"{},{} {},{} {},{}\"",
+            N(x),
+            N(y - r - 1.0),
+            N(x - r - 0.5),
+            N(y + r),
+            N(x + r + 0.5),
+            N(y + r)
         ),
     };
-    out.push_str(&open);
-    if title.is_empty() {
-        out.push_str("/>");
-    } else {
-        let tag = match shape {
-            Shape::Circle => "circle",
-            Shape::Square => "rect",
-            Shape::Triangle => "polygon",
-        };
-        let _ = write!(out, "><title>{}</title></{tag}>", escape(title));
+    let _ = write!(out, " fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"");
+    match title {
+        None => out.push_str("/>"),
+        Some(title) => {
+            let tag = match shape {
+                Shape::Circle => "circle",
+                Shape::Square => "rect",
+                Shape::Triangle => "polygon",
+            };
+            let _ = write!(out, "><title>{title}</title></{tag}>");
+        }
     }
 }
 
@@ -306,8 +333,8 @@ fn withdrawn_mark(out: &mut String, x: f64, y: f64, color: &str) {
     let _ = write!(
         out,
         "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"none\" stroke=\"{color}\"/>",
-        n(x - 6.0),
-        n(y - 6.0)
+        N(x - 6.0),
+        N(y - 6.0)
     );
     cross(out, x, y, color);
 }
@@ -318,29 +345,29 @@ fn cross(out: &mut String, x: f64, y: f64, color: &str) {
         out,
         "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"/>\
          <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"/>",
-        n(x - r),
-        n(y - r),
-        n(x + r),
-        n(y + r),
-        n(x - r),
-        n(y + r),
-        n(x + r),
-        n(y - r)
+        N(x - r),
+        N(y - r),
+        N(x + r),
+        N(y + r),
+        N(x - r),
+        N(y + r),
+        N(x + r),
+        N(y - r)
     );
 }
 
-fn ring(out: &mut String, x: f64, y: f64, r: f64, color: &str, attrs: &str) {
+fn ring(out: &mut String, x: f64, y: f64, r: f64, color: &str, attrs: impl fmt::Display) {
     let _ = write!(
         out,
         "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{r}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
-        n(x),
-        n(y)
+        N(x),
+        N(y)
     );
 }
 
-fn text(out: &mut String, x: f64, y: f64, anchor: &str, attrs: &str, content: &str) {
+fn text(out: &mut String, x: f64, y: f64, anchor: &str, attrs: impl fmt::Display, content: &str) {
     let _ =
-        write!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" {attrs}>{}</text>", n(x), n(y), escape(content));
+        write!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" {attrs}>{}</text>", N(x), N(y), Escaped(content));
 }
 
 /// The lines through a series' values, broken where a scheduled minute is missing.
@@ -372,6 +399,13 @@ struct Seen {
 /// The chart as one `<svg>` element, ready to put in a page. `label` is its
 /// accessible name.
 pub fn chart_svg(chart: &Chart, label: &str) -> String {
+    let mut out = String::new();
+    write_chart_svg(&mut out, chart, label);
+    out
+}
+
+/// [`chart_svg`], appended to `out`.
+pub fn write_chart_svg(out: &mut String, chart: &Chart, label: &str) {
     let minutes = Minutes::of(chart);
     let mut body = String::new();
     let mut seen = Seen::default();
@@ -386,15 +420,18 @@ pub fn chart_svg(chart: &Chart, label: &str) -> String {
     top += 14.0;
     let legend = legend(chart, &seen, top + 6.0);
     let height = top + legend.1 + 8.0;
-    format!(
+    let _ = write!(
+        out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"mmtt\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
          role=\"img\" aria-label=\"{label}\" font-family=\"sans-serif\" font-size=\"13\" fill=\"{INK}\">\
-         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>{body}{legend}</svg>",
-        w = n(WIDTH),
-        h = n(height),
-        label = escape(label),
-        legend = legend.0,
-    )
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>",
+        w = N(WIDTH),
+        h = N(height),
+        label = Escaped(label),
+    );
+    out.push_str(&body);
+    out.push_str(&legend.0);
+    out.push_str("</svg>");
 }
 
 /// The visits (indices into [`Chart::visits`]) with a missing or withdrawn
@@ -450,10 +487,10 @@ fn draw_panel(
         let _ = write!(
             out,
             "<line class=\"y-grid\" data-value=\"{label}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{GRID}\"/>",
-            n(LEFT),
-            n(y),
-            n(right),
-            n(y)
+            N(LEFT),
+            N(y),
+            N(right),
+            N(y)
         );
         text(out, LEFT - 6.0, y + 4.0, "end", "class=\"y-tick\"", &label);
     }
@@ -462,28 +499,28 @@ fn draw_panel(
         let _ = write!(
             out,
             "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{GRID}\"/>",
-            n(x),
-            n(plot.top),
-            n(x),
-            n(plot.bottom)
+            N(x),
+            N(plot.top),
+            N(x),
+            N(plot.bottom)
         );
         text(out, x, plot.bottom + 16.0, "middle", "class=\"x-tick\"", &m.to_string());
     }
     let _ = write!(
         out,
         "<path d=\"M{} {} V{} H{}\" fill=\"none\" stroke=\"{INK}\"/>",
-        n(LEFT),
-        n(plot.top),
-        n(plot.bottom),
-        n(right)
+        N(LEFT),
+        N(plot.top),
+        N(plot.bottom),
+        N(right)
     );
     // The unit again beside the axis, for a reader who starts there.
     let mid = (plot.top + plot.bottom) / 2.0;
     let _ = write!(
         out,
         "<text class=\"y-title\" x=\"0\" y=\"0\" text-anchor=\"middle\" transform=\"translate({} {}) rotate(-90)\">{}</text>",
-        n(16.0),
-        n(mid),
+        N(16.0),
+        N(mid),
         escape(&panel.unit)
     );
 
@@ -519,17 +556,17 @@ fn draw_series(
     let _ = write!(
         out,
         "<g class=\"series\" data-visit=\"{}\" data-analyte=\"{}\" data-baseline=\"{}\" stroke-dasharray=\"{dash}\">",
-        escape(&visit.code),
-        escape(&panel.analyte),
+        Escaped(&visit.code),
+        Escaped(&panel.analyte),
         visit.baseline
     );
     for run in runs(series, &chart.timepoints) {
-        let points: Vec<String> = run.iter().map(|&(m, v)| format!("{},{}", n(minutes.x(m)), n(plot.y(v)))).collect();
-        let _ = write!(
-            out,
-            "<polyline class=\"line\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
-            points.join(" ")
-        );
+        out.push_str("<polyline class=\"line\" points=\"");
+        for (i, &(m, v)) in run.iter().enumerate() {
+            let gap = if i == 0 { "" } else { " " };
+            let _ = write!(out, "{gap}{},{}", N(minutes.x(m)), N(plot.y(v)));
+        }
+        let _ = write!(out, "\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>");
     }
     // Markers are drawn solid whatever the line's dashes.
     out.push_str("<g stroke-dasharray=\"none\">");
@@ -540,16 +577,17 @@ fn draw_series(
             Point::Censored(_) => ("censored", "#FFFFFF"),
         };
         seen.censored |= matches!(point, Point::Censored(_));
-        let attrs = format!("class=\"point {kind}\" data-minute=\"{minute}\"");
         let censored = if kind == "censored" { " (censored, at its bound)" } else { "" };
-        let title = format!(
+        // Escaped piece by piece: the words between them need no escaping.
+        let title = format_args!(
             "{}, {} at {minute} min: {} {}{censored}",
-            visit.code,
-            panel.name,
-            format_value(point.value()),
-            panel.unit
+            Escaped(&visit.code),
+            Escaped(&panel.name),
+            Escaped(&format_value(point.value())),
+            Escaped(&panel.unit)
         );
-        marker(out, panel.shape, (x, y), Paint { fill, stroke: color }, &attrs, &title);
+        let attrs = format_args!("class=\"point {kind}\" data-minute=\"{minute}\"");
+        marker(out, panel.shape, (x, y), Paint { fill, stroke: color }, attrs, Some(title));
     }
     // Missing and withdrawn marks sit in the visit's row of the strip under
     // the axis (`lift`), away from every value.
@@ -575,7 +613,7 @@ fn draw_series(
             None => continue,
         };
         seen.flagged = true;
-        ring(out, x, y, 8.0, FLAG_COLOR, &format!("class=\"flag\" data-minute=\"{minute}\""));
+        ring(out, x, y, 8.0, FLAG_COLOR, format_args!("class=\"flag\" data-minute=\"{minute}\""));
     }
     out.push_str("</g></g>");
 }
@@ -609,10 +647,10 @@ fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
                 let _ = write!(
                     out,
                     "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
-                    n(x - 12.0),
-                    n(y),
-                    n(x + 12.0),
-                    n(y)
+                    N(x - 12.0),
+                    N(y),
+                    N(x + 12.0),
+                    N(y)
                 );
             }
         });
@@ -622,7 +660,7 @@ fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
         let shape = panel.shape;
         let attrs = format!("class=\"legend-analyte\" data-analyte=\"{}\"", escape(&panel.analyte));
         let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| {
-            marker(out, shape, (x, y), Paint { fill: INK, stroke: INK }, "", "")
+            marker(out, shape, (x, y), Paint { fill: INK, stroke: INK }, "", None::<&str>)
         });
         items.push((attrs, sample, panel.name.clone()));
     }
@@ -637,7 +675,7 @@ fn legend(chart: &Chart, seen: &Seen, top: f64) -> (String, f64) {
             continue;
         }
         let sample: Sample = Box::new(move |out: &mut String, x: f64, y: f64| match kind {
-            "censored" => marker(out, Shape::Circle, (x, y), Paint { fill: "#FFFFFF", stroke: INK }, "", ""),
+            "censored" => marker(out, Shape::Circle, (x, y), Paint { fill: "#FFFFFF", stroke: INK }, "", None::<&str>),
             "missing" => cross(out, x, y, INK),
             "withdrawn" => withdrawn_mark(out, x, y, INK),
             _ => ring(out, x, y, 7.0, FLAG_COLOR, ""),
@@ -741,27 +779,27 @@ pub fn delta_svg(chart: &DeltaChart, label: &str) -> String {
                 body,
                 "<line class=\"y-grid\" data-value=\"{}\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{stroke}\"/>",
                 axis_label(tick),
-                n(LEFT),
-                n(y),
-                n(WIDTH - RIGHT),
-                n(y)
+                N(LEFT),
+                N(y),
+                N(WIDTH - RIGHT),
+                N(y)
             );
             text(&mut body, LEFT - 6.0, y + 4.0, "end", "class=\"y-tick\"", &axis_label(tick));
         }
         let _ = write!(
             body,
             "<path d=\"M{} {} V{}\" fill=\"none\" stroke=\"{INK}\"/>",
-            n(LEFT),
-            n(plot.top),
-            n(plot.bottom)
+            N(LEFT),
+            N(plot.top),
+            N(plot.bottom)
         );
         for (p, code) in chart.participants.iter().enumerate() {
             let cx = LEFT + slot * (p as f64 + 0.5);
             let _ = write!(
                 body,
                 "<text class=\"x-tick\" x=\"0\" y=\"0\" font-size=\"11\" text-anchor=\"end\" transform=\"translate({} {}) rotate(-45)\">{}</text>",
-                n(cx + 3.0),
-                n(plot.bottom + 12.0),
+                N(cx + 3.0),
+                N(plot.bottom + 12.0),
                 escape(code)
             );
         }
@@ -784,7 +822,7 @@ pub fn delta_svg(chart: &DeltaChart, label: &str) -> String {
                 (x(d.participant, d.visit), plot.y(d.value)),
                 Paint { fill: color, stroke: color },
                 &attrs,
-                &title,
+                Some(Escaped(&title)),
             );
         }
         body.push_str("</g>");
@@ -798,7 +836,7 @@ pub fn delta_svg(chart: &DeltaChart, label: &str) -> String {
         let (color, _) = visit_style(visit.style);
         let attrs = format!("class=\"legend-visit\" data-visit=\"{}\"", escape(&visit.code));
         let _ = write!(legend, "<g {attrs}>");
-        marker(&mut legend, Shape::Circle, (lx, ly), Paint { fill: color, stroke: color }, "", "");
+        marker(&mut legend, Shape::Circle, (lx, ly), Paint { fill: color, stroke: color }, "", None::<&str>);
         text(&mut legend, lx + 10.0, ly + 4.0, "start", "", &visit.title);
         legend.push_str("</g>");
         lx += 30.0 + CHAR_WIDTH * visit.title.chars().count() as f64;
@@ -809,8 +847,8 @@ pub fn delta_svg(chart: &DeltaChart, label: &str) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"delta-auc\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
          role=\"img\" aria-label=\"{label}\" font-family=\"sans-serif\" font-size=\"13\" fill=\"{INK}\">\
          <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>{body}{legend}</svg>",
-        w = n(WIDTH),
-        h = n(height),
+        w = N(WIDTH),
+        h = N(height),
         label = escape(label),
     )
 }
@@ -832,6 +870,23 @@ mod tests {
 
     fn visit(code: &str, baseline: bool, received: bool) -> VisitLine {
         VisitLine { code: code.into(), title: code.into(), baseline, received, style: 0 }
+    }
+
+    #[test]
+    fn coordinates_are_written_as_format_writes_one_decimal() {
+        let mut values = vec![0.0, -0.0, 0.05, 0.25, 0.35, 12.25, -12.25, 1.45, -0.04, 999_999.95, 1e6, 1e300, -2.5e-7];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..300_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Chart coordinates, exact halves and quarters, and any bits at all.
+            let x = (state % 20_000_000) as f64 / 1000.0 - 5000.0;
+            values.extend([x, (x * 4.0).round() / 4.0, (x * 20.0).round() / 20.0, f64::from_bits(state)]);
+        }
+        for v in values.into_iter().filter(|v| !v.is_nan()) {
+            assert_eq!(N(v).to_string(), format!("{v:.1}"), "{v:e}");
+        }
     }
 
     #[test]

@@ -56,7 +56,12 @@ impl Review {
                 let results: Vec<ResultRow> =
                     if with_curves || include_resolved { r.current_results_in(scope)? } else { Vec::new() };
                 let visits = r.visits_in(scope)?;
-                let states = r.slot_states_in(scope)?;
+                // The slots filled are those of the current results, when read.
+                let states = if with_curves || include_resolved {
+                    r.slot_states_filled(scope, results.iter().map(|c| c.slot.clone()).collect())?
+                } else {
+                    r.slot_states_in(scope)?
+                };
                 let missing = missing_results(config, &visits, &states, now);
                 let mut not_done = not_done_results(config, &visits, &states, now);
                 let never_received =

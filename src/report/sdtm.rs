@@ -270,6 +270,45 @@ impl LbRecord {
     }
 }
 
+impl LbRecord {
+    /// [`LbRecord::fields`] borrowed, with LBSEQ as `seq` gives it.
+    fn field_texts<'a>(&'a self, seq: &'a str) -> [&'a str; 31] {
+        [
+            &self.studyid,
+            "LB",
+            &self.usubjid,
+            seq,
+            &self.lbrefid,
+            &self.lbtestcd,
+            &self.lbtest,
+            LB_CATEGORY,
+            &self.lborres,
+            &self.lborresu,
+            &self.lbornrlo,
+            &self.lbornrhi,
+            &self.lbstresc,
+            &self.lbstresn,
+            &self.lbstresu,
+            &self.lbstnrlo,
+            &self.lbstnrhi,
+            &self.lbnrind,
+            &self.lbstat,
+            &self.lbreasnd,
+            &self.lbspec,
+            &self.lblobxfl,
+            &self.lblloq,
+            &self.visitnum,
+            &self.visit,
+            &self.lbdtc,
+            &self.lbtpt,
+            &self.lbtptnum,
+            &self.lbeltm,
+            LB_TIMEPOINT_REFERENCE,
+            &self.lbrftdtc,
+        ]
+    }
+}
+
 /// LBTPT of a nominal minute: `MMTT -10 MIN`.
 pub fn lb_timepoint(minute: i64) -> String {
     format!("MMTT {minute} MIN")
@@ -304,8 +343,9 @@ fn reference_time(t: LocalTime) -> String {
 }
 
 /// Where a record sorts: participant, visit (configured ones in their
-/// order, then others by code), test code, minute, analyte.
-type SortKey = (String, (usize, String), String, i64, String);
+/// order, then others by code), test code, minute, analyte. Borrowed from
+/// the rows and from [`Shared`], so sorting moves no text.
+type SortKey<'a> = (&'a str, (usize, &'a str), &'a str, i64, &'a str);
 
 /// What a result and a missing result share: the slot's identification.
 struct Planned<'a> {
@@ -316,30 +356,106 @@ struct Planned<'a> {
     meal_start: Option<LocalTime>,
 }
 
-impl Planned<'_> {
-    fn key(&self, config: &Config) -> SortKey {
-        let rank = match config.visit_index(self.visit) {
-            Some(i) => (i, String::new()),
-            None => (usize::MAX, self.visit.to_owned()),
+/// The fields every record of one analyte shares.
+struct AnalyteFields {
+    lbtestcd: String,
+    lbtest: String,
+    lbspec: String,
+    lblloq: String,
+}
+
+/// The fields every record of one visit shares.
+struct VisitFields {
+    configured: Option<usize>,
+    visitnum: String,
+    visit: String,
+}
+
+/// The fields every record of one nominal minute shares.
+struct MinuteFields {
+    lbtpt: String,
+    lbtptnum: String,
+    lbeltm: String,
+}
+
+/// Each analyte's, visit's and minute's fields made once, for every record
+/// that has them; the same functions of the same configuration as making
+/// them per record.
+struct Shared<'a> {
+    studyid: &'a str,
+    analytes: BTreeMap<&'a str, AnalyteFields>,
+    visits: BTreeMap<&'a str, VisitFields>,
+    minutes: BTreeMap<i64, MinuteFields>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(config: &'a Config, planned: &[Planned<'a>]) -> Shared<'a> {
+        let mut shared = Shared {
+            studyid: &config.study.id,
+            analytes: BTreeMap::new(),
+            visits: BTreeMap::new(),
+            minutes: BTreeMap::new(),
         };
-        (self.participant.to_owned(), rank, config.lb_test(self.analyte).0, self.minute, self.analyte.to_owned())
+        for p in planned {
+            shared.analytes.entry(p.analyte).or_insert_with(|| {
+                let analyte = config.analytes.get(p.analyte);
+                let (lbtestcd, lbtest) = config.lb_test(p.analyte);
+                AnalyteFields {
+                    lbtestcd,
+                    lbtest,
+                    lbspec: analyte.and_then(|a| a.specimen.clone()).unwrap_or_default(),
+                    lblloq: analyte.and_then(|a| a.lloq).map(format_value).unwrap_or_default(),
+                }
+            });
+            shared.visits.entry(p.visit).or_insert_with(|| {
+                let configured = config.visit_index(p.visit);
+                let visit = configured.and_then(|i| config.visits.get(i));
+                VisitFields {
+                    configured,
+                    visitnum: configured.map(|i| (i + 1).to_string()).unwrap_or_default(),
+                    visit: visit.map_or_else(|| p.visit.to_owned(), |v| v.name.clone()),
+                }
+            });
+            shared.minutes.entry(p.minute).or_insert_with(|| {
+                let tptnum = config.mmtt.timepoints.iter().position(|&m| i64::from(m) == p.minute);
+                MinuteFields {
+                    lbtpt: lb_timepoint(p.minute),
+                    lbtptnum: tptnum.map(|i| (i + 1).to_string()).unwrap_or_default(),
+                    lbeltm: elapsed_time(p.minute),
+                }
+            });
+        }
+        shared
+    }
+}
+
+impl<'a> Planned<'a> {
+    fn key<'s>(&self, shared: &'s Shared<'_>) -> SortKey<'s>
+    where
+        'a: 's,
+    {
+        let rank = match shared.visits.get(self.visit).and_then(|v| v.configured) {
+            Some(i) => (i, ""),
+            None => (usize::MAX, self.visit),
+        };
+        let code = shared.analytes.get(self.analyte).map_or("", |a| a.lbtestcd.as_str());
+        (self.participant, rank, code, self.minute, self.analyte)
     }
 
-    /// A record with the identification and timing filled, results empty.
-    fn record(&self, config: &Config) -> LbRecord {
-        let studyid = config.study.id.clone();
-        let configured = config.visit_index(self.visit);
-        let visit = configured.and_then(|i| config.visits.get(i));
-        let tptnum = config.mmtt.timepoints.iter().position(|&m| i64::from(m) == self.minute);
-        let analyte = config.analytes.get(self.analyte);
-        let (lbtestcd, lbtest) = config.lb_test(self.analyte);
+    /// A record with the identification and timing filled, results empty;
+    /// `usubjid` the participant's (made once per participant).
+    fn record(&self, shared: &Shared<'_>, usubjid: &str) -> LbRecord {
+        let analyte = shared.analytes.get(self.analyte);
+        let visit = shared.visits.get(self.visit);
+        let minute = shared.minutes.get(&self.minute);
+        let text = |field: Option<&String>| field.cloned().unwrap_or_default();
         LbRecord {
-            usubjid: format!("{studyid}-{}", self.participant),
-            studyid,
+            studyid: shared.studyid.to_owned(),
+            usubjid: usubjid.to_owned(),
             lbseq: 0,
             lbrefid: String::new(),
-            lbtestcd,
-            lbtest,
+            lbtestcd: text(analyte.map(|a| &a.lbtestcd)),
+            lbtest: text(analyte.map(|a| &a.lbtest)),
             lborres: String::new(),
             lborresu: String::new(),
             lbornrlo: String::new(),
@@ -352,17 +468,83 @@ impl Planned<'_> {
             lbnrind: String::new(),
             lbstat: String::new(),
             lbreasnd: String::new(),
-            lbspec: analyte.and_then(|a| a.specimen.clone()).unwrap_or_default(),
+            lbspec: text(analyte.map(|a| &a.lbspec)),
             lblobxfl: String::new(),
             lblloq: String::new(),
-            visitnum: configured.map(|i| (i + 1).to_string()).unwrap_or_default(),
-            visit: visit.map_or_else(|| self.visit.to_owned(), |v| v.name.clone()),
+            visitnum: text(visit.map(|v| &v.visitnum)),
+            visit: text(visit.map(|v| &v.visit)),
             lbdtc: String::new(),
-            lbtpt: lb_timepoint(self.minute),
-            lbtptnum: tptnum.map(|i| (i + 1).to_string()).unwrap_or_default(),
-            lbeltm: elapsed_time(self.minute),
+            lbtpt: text(minute.map(|m| &m.lbtpt)),
+            lbtptnum: text(minute.map(|m| &m.lbtptnum)),
+            lbeltm: text(minute.map(|m| &m.lbeltm)),
             lbrftdtc: self.meal_start.map(reference_time).unwrap_or_default(),
         }
+    }
+}
+
+/// The reference limits of one range as sent, as written: LBORNRLO,
+/// LBORNRHI, LBSTNRLO, LBSTNRHI.
+type Limits = Option<(String, String, String, String)>;
+
+/// The limits of a range sent with a result of `analyte` reported in
+/// `reported_unit` and stored in `unit`: split as sent, then standardised
+/// with the unit rule the result's value took.
+fn limits(range: &str, reported_unit: Option<&str>, decimal_comma: bool, analyte: &str, unit: &str) -> Limits {
+    let (low, high) = range_limits(range, reported_unit, decimal_comma)?;
+    let factor = reported_unit.and_then(|from| crate::study::units::analyte_factor(analyte, from, unit));
+    let standard = |limit: &str| match (limit.parse::<f64>(), factor) {
+        (Ok(x), Some(f)) => format_value(x * f),
+        _ => String::new(),
+    };
+    Some((standard(&low), standard(&high), low, high))
+}
+
+/// Ranges already split and standardised, by range, reported unit, decimal
+/// comma, analyte and unit.
+type LimitsMemo<'a> = BTreeMap<(&'a str, Option<&'a str>, bool, &'a str, &'a str), Limits>;
+
+/// A current result's fields of its record.
+fn fill_result<'a>(
+    record: &mut LbRecord,
+    current: &'a CurrentResult,
+    config: &Config,
+    shared: &Shared<'_>,
+    sent: &'a SentDetails,
+    limits_of: &mut LimitsMemo<'a>,
+) {
+    let (r, p) = (&current.result, &current.provenance);
+    let slot = &r.slot;
+    record.lbrefid = p.sample_id.clone().unwrap_or_default();
+    record.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
+    record.lborresu = p.reported_unit.clone().unwrap_or_default();
+    (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
+    record.lbstresu = r.unit.clone();
+    record.lbnrind = range_indicator(p.flags.as_deref()).to_owned();
+    let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
+    let sent = sent.get(&r.observation_id);
+    let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
+    if let Some(range) = sent.and_then(|s| s.reference_range.as_deref()) {
+        // A range sent once is split and standardised once: the same pure
+        // functions of the same arguments.
+        let key = (range, p.reported_unit.as_deref(), decimal_comma, slot.analyte.as_str(), r.unit.as_str());
+        let found = limits_of
+            .entry(key)
+            .or_insert_with(|| limits(range, p.reported_unit.as_deref(), decimal_comma, &slot.analyte, &r.unit));
+        if let Some((stlo, sthi, low, high)) = found {
+            (record.lbstnrlo, record.lbstnrhi) = (stlo.clone(), sthi.clone());
+            (record.lbornrlo, record.lbornrhi) = (low.clone(), high.clone());
+        }
+    }
+    // The message's specimen when it names a common SPECTYPE term.
+    if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
+        record.lbspec = term.to_owned();
+    }
+    record.lblloq = shared.analytes.get(slot.analyte.as_str()).map(|a| a.lblloq.clone()).unwrap_or_default();
+    // An instrument whose collection time is a registration time (see
+    // `trust_collection_time`) gives no LBDTC rather than a wrong one.
+    let trusted = instrument.is_none_or(|i| i.trust_collection_time);
+    if trusted {
+        record.lbdtc = p.collected_time().unwrap_or_default();
     }
 }
 
@@ -380,81 +562,53 @@ pub fn lb_records(
 ) -> Vec<LbRecord> {
     let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
         visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
-    let mut keyed: Vec<(SortKey, LbRecord)> = Vec::with_capacity(results.len() + not_done.len());
-
-    for current in results {
-        let (r, p) = (&current.result, &current.provenance);
-        let slot = &r.slot;
-        let planned = Planned {
-            participant: &slot.participant,
-            visit: &slot.visit,
+    let of_result = results.iter().map(|current| {
+        let slot = &current.result.slot;
+        Planned {
+            participant: slot.participant.as_str(),
+            visit: slot.visit.as_str(),
             minute: slot.minute,
-            analyte: &slot.analyte,
+            analyte: slot.analyte.as_str(),
             meal_start: meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str())).copied().flatten(),
-        };
-        let mut record = planned.record(config);
-        record.lbrefid = p.sample_id.clone().unwrap_or_default();
-        record.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
-        record.lborresu = p.reported_unit.clone().unwrap_or_default();
-        (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
-        record.lbstresu = r.unit.clone();
-        record.lbnrind = range_indicator(p.flags.as_deref()).to_owned();
-        let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
-        let sent = sent.get(&r.observation_id);
-        let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
-        if let Some((low, high)) = sent
-            .and_then(|s| s.reference_range.as_deref())
-            .and_then(|range| range_limits(range, p.reported_unit.as_deref(), decimal_comma))
-        {
-            // Standardised with the unit rule the result's value took.
-            let factor = p
-                .reported_unit
-                .as_deref()
-                .and_then(|unit| crate::study::units::analyte_factor(&slot.analyte, unit, &r.unit));
-            let standard = |limit: &str| match (limit.parse::<f64>(), factor) {
-                (Ok(x), Some(f)) => format_value(x * f),
-                _ => String::new(),
-            };
-            (record.lbstnrlo, record.lbstnrhi) = (standard(&low), standard(&high));
-            (record.lbornrlo, record.lbornrhi) = (low, high);
         }
-        // The message's specimen when it names a common SPECTYPE term.
-        if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
-            record.lbspec = term.to_owned();
-        }
-        record.lblloq = config.analytes.get(&slot.analyte).and_then(|a| a.lloq).map(format_value).unwrap_or_default();
-        // An instrument whose collection time is a registration time (see
-        // `trust_collection_time`) gives no LBDTC rather than a wrong one.
-        let trusted = instrument.is_none_or(|i| i.trust_collection_time);
-        if trusted {
-            record.lbdtc = p.collected_time().unwrap_or_default();
-        }
-        keyed.push((planned.key(config), record));
+    });
+    let of_not_done = not_done.iter().map(|(m, _)| Planned {
+        participant: m.participant.as_str(),
+        visit: m.visit.as_str(),
+        minute: i64::from(m.minute),
+        analyte: m.analyte.as_str(),
+        meal_start: Some(m.meal_start),
+    });
+    let planned: Vec<Planned<'_>> = of_result.chain(of_not_done).collect();
+    let shared = Shared::new(config, &planned);
+    let mut usubjids: BTreeMap<&str, String> = BTreeMap::new();
+    for p in &planned {
+        usubjids.entry(p.participant).or_insert_with(|| format!("{}-{}", shared.studyid, p.participant));
     }
-
-    for (m, mark) in not_done {
-        let planned = Planned {
-            participant: &m.participant,
-            visit: &m.visit,
-            minute: i64::from(m.minute),
-            analyte: &m.analyte,
-            meal_start: Some(m.meal_start),
-        };
-        let mut record = planned.record(config);
-        record.lbstat = NOT_DONE.to_owned();
-        record.lbreasnd = mark.reason.clone();
-        keyed.push((planned.key(config), record));
+    let usubjid = |p: &Planned<'_>| usubjids.get(p.participant).map_or("", String::as_str);
+    let mut limits_of = LimitsMemo::new();
+    // Sort the keys with each record's position (stable: equal keys keep
+    // their order), then make each record once, in output order: a record
+    // has some thirty columns, too big to move about.
+    let mut order: Vec<(SortKey<'_>, usize)> = planned.iter().enumerate().map(|(i, p)| (p.key(&shared), i)).collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut records: Vec<LbRecord> = Vec::with_capacity(order.len());
+    let mut keys: Vec<(SortKey<'_>, usize)> = Vec::with_capacity(order.len());
+    for &(key, i) in &order {
+        let Some(planned) = planned.get(i) else { continue };
+        let mut record = planned.record(&shared, usubjid(planned));
+        match results.get(i) {
+            Some(current) => fill_result(&mut record, current, config, &shared, sent, &mut limits_of),
+            None => {
+                let Some((_, mark)) = i.checked_sub(results.len()).and_then(|j| not_done.get(j)) else { continue };
+                record.lbstat = NOT_DONE.to_owned();
+                record.lbreasnd = mark.reason.clone();
+            }
+        }
+        records.push(record);
+        keys.push((key, i));
     }
-
-    // Sort positions, then move each record once: a record has some thirty
-    // columns, too big to move about O(n log n) times.
-    let mut order: Vec<usize> = (0..keyed.len()).collect();
-    order.sort_by(|&a, &b| keyed.get(a).map(|k| &k.0).cmp(&keyed.get(b).map(|k| &k.0)));
-    let mut taken: Vec<Option<(SortKey, LbRecord)>> = keyed.into_iter().map(Some).collect();
-    let mut keyed: Vec<(SortKey, LbRecord)> =
-        order.into_iter().filter_map(|i| taken.get_mut(i).and_then(Option::take)).collect();
-    flag_last_before_exposure(config, &mut keyed);
-    let mut records: Vec<LbRecord> = keyed.into_iter().map(|(_, r)| r).collect();
+    flag_last_before_exposure(config, &keys, &mut records);
     let mut seq = 0;
     let mut subject: Option<String> = None;
     for record in &mut records {
@@ -471,19 +625,19 @@ pub fn lb_records(
 /// LBLOBXFL = `Y` on the last pre-meal result (minute ≤ 0) of the baseline
 /// visit, one per subject and test: the value before the study's
 /// intervention is judged against. No baseline visit configured: none.
-fn flag_last_before_exposure(config: &Config, keyed: &mut [(SortKey, LbRecord)]) {
+fn flag_last_before_exposure(config: &Config, keys: &[(SortKey<'_>, usize)], records: &mut [LbRecord]) {
     let Some(baseline) = config.baseline_visit().and_then(|v| config.visit_index(&v.code)) else {
         return;
     };
-    let mut last: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (i, ((participant, (visit, _), code, minute, _), record)) in keyed.iter().enumerate() {
+    let mut last: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, (((participant, (visit, _), code, minute, _), _), record)) in keys.iter().zip(records.iter()).enumerate() {
         if *visit == baseline && *minute <= 0 && record.lbstat.is_empty() && !record.lbstresc.is_empty() {
             // Sorted by minute within a subject and test: the later one wins.
-            last.insert((participant.clone(), code.clone()), i);
+            last.insert((participant, code), i);
         }
     }
     for i in last.into_values() {
-        if let Some((_, record)) = keyed.get_mut(i) {
+        if let Some(record) = records.get_mut(i) {
             record.lblobxfl = "Y".to_owned();
         }
     }
@@ -530,7 +684,8 @@ pub fn write_lb_csv(out: impl Write, records: &[LbRecord]) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(LB_COLUMNS)?;
     for record in records {
-        w.write_record(record.fields())?;
+        let seq = record.lbseq.to_string();
+        w.write_record(record.field_texts(&seq))?;
     }
     w.flush()?;
     Ok(())
@@ -920,6 +1075,47 @@ mod tests {
                 "NCT02057211-U02 2 Baseline GLUC MMTT 0 MIN ",
             ]
         );
+    }
+
+    #[test]
+    fn the_borrowed_fields_are_the_fields() {
+        let mut record = LbRecord::default();
+        for (i, field) in [
+            &mut record.studyid,
+            &mut record.usubjid,
+            &mut record.lbrefid,
+            &mut record.lbtestcd,
+            &mut record.lbtest,
+            &mut record.lborres,
+            &mut record.lborresu,
+            &mut record.lbornrlo,
+            &mut record.lbornrhi,
+            &mut record.lbstresc,
+            &mut record.lbstresn,
+            &mut record.lbstresu,
+            &mut record.lbstnrlo,
+            &mut record.lbstnrhi,
+            &mut record.lbnrind,
+            &mut record.lbstat,
+            &mut record.lbreasnd,
+            &mut record.lbspec,
+            &mut record.lblobxfl,
+            &mut record.lblloq,
+            &mut record.visitnum,
+            &mut record.visit,
+            &mut record.lbdtc,
+            &mut record.lbtpt,
+            &mut record.lbtptnum,
+            &mut record.lbeltm,
+            &mut record.lbrftdtc,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            *field = format!("f{i}");
+        }
+        record.lbseq = 42;
+        assert_eq!(record.field_texts("42").map(str::to_owned), record.fields());
     }
 
     #[test]

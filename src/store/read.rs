@@ -680,6 +680,25 @@ impl<'c> Reader<'c> {
         })
     }
 
+    /// [`Reader::current_results`] as `export lb` needs them, without the
+    /// first receipt's source, arrival and origin (`None`), each with its
+    /// stored copy, message number and order in the message (as
+    /// [`Reader::current_result_sources`] gives them).
+    pub fn current_results_from_copies(&self) -> Result<Vec<(CurrentResult, RawId, i64, i64)>, StoreError> {
+        let columns = PROVENANCE_COLUMNS.replace("rc.source, rc.received_at, rc.origin", "NULL, NULL, NULL");
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS}, {columns}, msg.raw_id, msg.number, o.seq FROM current_result r
+             JOIN observation o ON o.id = r.observation_id
+             JOIN message msg ON msg.id = o.message_id
+             ORDER BY r.participant, r.visit, r.minute, r.analyte"
+        );
+        let at = RESULT_WIDTH + 13;
+        self.db().query_all(&sql, params![], |r| {
+            let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
+            Ok((current, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?))
+        })
+    }
+
     /// Where each current result's observation came from: its stored copy,
     /// the message's number in it and the result's order in the message
     /// (`export lb` reads the reference range and specimen type back there).
@@ -772,17 +791,50 @@ impl<'c> Reader<'c> {
         let slot = |r: &Row| -> Result<Slot, StoreError> {
             Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
         };
-        let mut states = SlotStates::default();
-        let db = self.db();
-        let at = scope.bind(params![]);
-        states.filled = db.query_all(
+        let filled = self.db().query_all(
             &format!(
                 "SELECT participant, visit, minute, analyte FROM current_result WHERE 1 = 1{}",
                 scope.and("participant", 1)
             ),
-            &at,
+            &scope.bind(params![]),
             slot,
         )?;
+        self.slot_states_filled(scope, filled)
+    }
+
+    /// [`Reader::slot_states_in`] for a caller that has read the current
+    /// results of `scope` in this snapshot already: `filled` is their slots.
+    pub fn slot_states_filled(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+    ) -> Result<SlotStates, StoreError> {
+        self.slot_states_of(scope, filled, true)
+    }
+
+    /// [`Reader::slot_states_filled`] without the MISSING_RESULT ids
+    /// (`ids` is left empty): only the rows marked not done are read, not
+    /// one row per slot of the study (`export lb` needs no ids).
+    pub fn slot_states_without_ids(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+    ) -> Result<SlotStates, StoreError> {
+        self.slot_states_of(scope, filled, false)
+    }
+
+    fn slot_states_of(
+        &self,
+        scope: &Scope,
+        filled: std::collections::BTreeSet<Slot>,
+        with_ids: bool,
+    ) -> Result<SlotStates, StoreError> {
+        let slot = |r: &Row| -> Result<Slot, StoreError> {
+            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
+        };
+        let mut states = SlotStates { filled, ..SlotStates::default() };
+        let db = self.db();
+        let at = scope.bind(params![]);
         states.held = db.query_all(
             &format!(
                 "SELECT participant, visit, minute, analyte, min(id) FROM open_mismatch
@@ -797,7 +849,8 @@ impl<'c> Reader<'c> {
         states.withdrawn = self.withdrawn_slots_in(scope)?;
         let sql = format!(
             "SELECT m.participant, m.visit, m.minute, m.analyte, m.id, {RESOLUTION_COLUMNS}
-             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}",
+             FROM {MISMATCH_FROM} WHERE m.code = 'MISSING_RESULT'{}{}",
+            if with_ids { "" } else { " AND s.action = 'not_done'" },
             scope.and("m.participant", 1)
         );
         let rows: Vec<_> = db.query_all(&sql, &at, |r| {
@@ -815,7 +868,9 @@ impl<'c> Reader<'c> {
                     .not_done
                     .insert(s.clone(), NotDoneMark { id, reason: d.reason, by: d.resolved_by, at: d.resolved_at });
             }
-            states.ids.insert(s, id);
+            if with_ids {
+                states.ids.insert(s, id);
+            }
         }
         Ok(states)
     }
