@@ -83,8 +83,7 @@ pub fn parse_file_views(input: &[u8], opts: &ParseOptions, on_message: &mut dyn 
     } else if opts.threads > 1 {
         read_in_parts(input, start, opts, on_message);
     } else {
-        let sinks = (on_message, &mut StampCache::default());
-        Engine::new(input, Unframed, LinkFindings::default(), (input.len(), 0), opts, sinks).run(start);
+        read_part(input, &(start..input.len()), opts, on_message);
     }
 }
 
@@ -104,14 +103,19 @@ fn read_sessions(input: &[u8], start: usize, opts: &ParseOptions, on_message: &m
         renumber(&mut outcome, number);
         on_message(outcome);
     };
-    let mut reader = link::LinkReader::new(input, start);
-    if opts.threads <= 1 {
+    // One thread: each session read and parsed in turn, in one reused buffer.
+    let mut read_here = |send_on: &mut dyn FnMut(ViewOutcome<'_>)| {
+        let mut reader = link::LinkReader::new(input, start);
         let mut session = link::Session::default();
         while reader.next_session(&mut session) {
-            read_session(input, &session, opts, &mut stamps, &mut send_on);
+            read_session(input, &session, opts, &mut stamps, send_on);
         }
+    };
+    if opts.threads <= 1 {
+        read_here(&mut send_on);
         return;
     }
+    let mut reader = link::LinkReader::new(input, start);
     std::thread::scope(|scope| {
         let (filled, batches) = std::sync::mpsc::sync_channel::<Vec<link::Session>>(2);
         let (done, returned) = std::sync::mpsc::channel::<Vec<link::Session>>();
@@ -137,14 +141,10 @@ fn read_sessions(input: &[u8], start: usize, opts: &ParseOptions, on_message: &m
             }
         });
         if link_reader.is_err() {
-            // No helper: read and parse here, from the start.
-            let mut reader = link::LinkReader::new(input, start);
-            let mut session = link::Session::default();
-            while reader.next_session(&mut session) {
-                read_session(input, &session, opts, &mut stamps, &mut send_on);
-            }
+            read_here(&mut send_on);
             return;
         }
+        let mut stamps = StampCache::default();
         for batch in batches {
             for session in &batch {
                 read_session(input, session, opts, &mut stamps, &mut send_on);

@@ -194,7 +194,11 @@ impl<'a> FileReader<'a, '_> {
         // a time; numbers, envelopes, strays and the emitter still go in file
         // order here, so the outcomes are those of one thread.
         let threads = if frame.is_none() { self.opts.threads } else { 1 };
-        let per_part = (units.len() / threads.saturating_mul(2).max(1)).clamp(1, MOST_UNITS_PER_PART);
+        let per_part = if threads > 1 {
+            (units.len() / threads.saturating_mul(2)).clamp(1, MOST_UNITS_PER_PART)
+        } else {
+            units.len().max(1)
+        };
         let parts: Vec<(usize, &[Unit])> =
             units.chunks(per_part).enumerate().map(|(n, part)| (n * per_part, part)).collect();
         let (input, opts, check_nul) = (self.input, self.opts, self.check_nul);

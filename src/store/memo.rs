@@ -127,6 +127,11 @@ impl Memo {
         Known::Yes(rows.get(slot).cloned().unwrap_or_default())
     }
 
+    /// Whether a visit's slots have been read into the memo.
+    pub(crate) fn visit_slots_read(&self, participant: &str, visit: &str) -> bool {
+        self.slots_read.contains(&(participant.to_owned(), visit.to_owned()))
+    }
+
     /// Record a visit's slots as read: every version and every open mismatch
     /// with a slot in it.
     pub(crate) fn set_visit_slots(

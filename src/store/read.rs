@@ -151,6 +151,11 @@ const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.repo
      coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
                ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags";
 
+/// A slot from a row's first four columns (participant, visit, minute, analyte).
+fn slot_row(r: &Row) -> Result<Slot, StoreError> {
+    Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
+}
+
 fn provenance(row: &Row, at: usize) -> Result<Provenance, StoreError> {
     Ok(Provenance {
         sample_id: row.get(at)?,
@@ -359,15 +364,21 @@ impl<'c> Reader<'c> {
     /// in the middle waits for its held-back rows (see [`Reader::expect_contents`]).
     pub fn expect_visit_slots(&self, visits: &[(String, String)]) -> Result<(), StoreError> {
         let Some(memo) = self.memo() else { return Ok(()) };
+        // Visits read already (in this transaction) are not asked for again, nor twice.
+        let wanted: Vec<&(String, String)> = {
+            let known = memo.borrow();
+            let mut seen = std::collections::HashSet::new();
+            visits.iter().filter(|(p, v)| !known.visit_slots_read(p, v) && seen.insert((p, v))).collect()
+        };
         let pairs = IN_LIST / 2;
         let list = (0..pairs)
             .map(|i| format!("(CAST(?{} AS TEXT), CAST(?{} AS TEXT))", 2 * i + 1, 2 * i + 2))
             .collect::<Vec<_>>()
             .join(", ");
-        for chunk in visits.chunks(pairs) {
+        for chunk in wanted.chunks(pairs) {
             let mut values: Vec<&dyn crate::store::sql::Param> = Vec::with_capacity(IN_LIST);
             for i in 0..pairs {
-                if let Some((p, v)) = chunk.get(i).or(chunk.last()) {
+                if let Some((p, v)) = chunk.get(i).or(chunk.last()).copied() {
                     values.push(p);
                     values.push(v);
                 }
@@ -403,7 +414,7 @@ impl<'c> Reader<'c> {
                 }
             }
             let mut memo = memo.borrow_mut();
-            for (p, v) in chunk {
+            for &(p, v) in chunk {
                 let (rows, mismatches) = by_visit.remove(&(p.clone(), v.clone())).unwrap_or_default();
                 memo.set_visit_slots(p, v, rows, mismatches);
             }
@@ -682,8 +693,7 @@ impl<'c> Reader<'c> {
 
     /// [`Reader::current_results`] as `export lb` needs them, without the
     /// first receipt's source, arrival and origin (`None`), each with its
-    /// stored copy, message number and order in the message (as
-    /// [`Reader::current_result_sources`] gives them).
+    /// stored copy, message number and order in the message.
     pub fn current_results_from_copies(&self) -> Result<Vec<(CurrentResult, RawId, i64, i64)>, StoreError> {
         let columns = PROVENANCE_COLUMNS.replace("rc.source, rc.received_at, rc.origin", "NULL, NULL, NULL");
         let sql = format!(
@@ -697,19 +707,6 @@ impl<'c> Reader<'c> {
             let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
             Ok((current, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?))
         })
-    }
-
-    /// Where each current result's observation came from: its stored copy,
-    /// the message's number in it and the result's order in the message
-    /// (`export lb` reads the reference range and specimen type back there).
-    pub fn current_result_sources(&self) -> Result<Vec<(ObservationId, RawId, i64, i64)>, StoreError> {
-        self.db().query_all(
-            "SELECT r.observation_id, msg.raw_id, msg.number, o.seq FROM current_result r
-                 JOIN observation o ON o.id = r.observation_id
-                 JOIN message msg ON msg.id = o.message_id",
-            params![],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
     }
 
     /// The audit rows about one entity (`entity` is the table name, `entity_id`
@@ -781,23 +778,18 @@ impl<'c> Reader<'c> {
                                   AND x.minute = r.minute AND x.analyte = r.analyte)",
             scope.and("r.participant", 1)
         );
-        self.db().query_all(&sql, &scope.bind(params![]), |r| {
-            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
-        })
+        self.db().query_all(&sql, &scope.bind(params![]), slot_row)
     }
 
     /// [`Reader::slot_states`] of `scope`.
     pub fn slot_states_in(&self, scope: &Scope) -> Result<SlotStates, StoreError> {
-        let slot = |r: &Row| -> Result<Slot, StoreError> {
-            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
-        };
         let filled = self.db().query_all(
             &format!(
                 "SELECT participant, visit, minute, analyte FROM current_result WHERE 1 = 1{}",
                 scope.and("participant", 1)
             ),
             &scope.bind(params![]),
-            slot,
+            slot_row,
         )?;
         self.slot_states_filled(scope, filled)
     }
@@ -829,9 +821,6 @@ impl<'c> Reader<'c> {
         filled: std::collections::BTreeSet<Slot>,
         with_ids: bool,
     ) -> Result<SlotStates, StoreError> {
-        let slot = |r: &Row| -> Result<Slot, StoreError> {
-            Ok(Slot { participant: r.get(0)?, visit: r.get(1)?, minute: r.get(2)?, analyte: r.get(3)? })
-        };
         let mut states = SlotStates { filled, ..SlotStates::default() };
         let db = self.db();
         let at = scope.bind(params![]);
@@ -844,7 +833,7 @@ impl<'c> Reader<'c> {
                 scope.and("participant", 1)
             ),
             &at,
-            |r| Ok((slot(r)?, r.get::<MismatchId>(4)?)),
+            |r| Ok((slot_row(r)?, r.get::<MismatchId>(4)?)),
         )?;
         states.withdrawn = self.withdrawn_slots_in(scope)?;
         let sql = format!(
@@ -858,7 +847,7 @@ impl<'c> Reader<'c> {
                 Some(_) => Some(resolution_row(r, 5)?),
                 None => None,
             };
-            Ok((slot(r)?, r.get::<MismatchId>(4)?, decision))
+            Ok((slot_row(r)?, r.get::<MismatchId>(4)?, decision))
         })?;
         for (s, id, decision) in rows {
             if let Some(d) = decision.filter(|d| d.action == ResolutionAction::NotDone)

@@ -150,7 +150,7 @@ pub async fn page(
                 }
             }
             @if rows.is_empty() && params.after.is_empty() && last.is_none() { p { "No AUC rows yet: no visit's meal has started." } }
-            @else if rows.is_empty() { p { "No AUC rows for these participants: none of their meals has started." } }
+            @else if rows.is_empty() { p { "No AUC rows for these participants." } }
             @else { p { (crate::report::wording::plural(rows.len(), "AUC row", "AUC rows")) " shown." } }
             nav.pages aria-label="AUC pages" {
                 @if !params.after.is_empty() { a href="/auc" { "First page" } }
