@@ -60,9 +60,26 @@ impl Serialize for Comparator {
 /// A decimal number as reported, in canonical form: optional `-`, integer
 /// digits without leading zeros, and the fraction digits as sent (so `0.010`
 /// keeps its precision). The text is always a valid JSON number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Number {
-    text: String,
+    text: NumberText,
+}
+
+/// Numbers are parsed by the million, and nearly all are a few digits:
+/// those are kept inline, so reading one allocates nothing. Inline exactly
+/// when the text fits, so equal texts are equal values.
+#[derive(Clone, PartialEq, Eq)]
+enum NumberText {
+    Inline { len: u8, bytes: [u8; INLINE_DIGITS] },
+    Heap(Box<str>),
+}
+
+const INLINE_DIGITS: usize = 22;
+
+impl fmt::Debug for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Number").field("text", &self.as_str()).finish()
+    }
 }
 
 impl Number {
@@ -77,49 +94,62 @@ impl Number {
     /// Only numbers a float can hold: a 400-digit "number" is not a lab
     /// value, and most JSON readers refuse it (found by fuzzing).
     fn finite(self) -> Option<Number> {
-        self.to_f64().map(|_| self)
+        match self.text {
+            // At most 22 digits: far inside what a float holds.
+            NumberText::Inline { .. } => Some(self),
+            NumberText::Heap(_) => self.to_f64().map(|_| self),
+        }
     }
 
     fn from_parts(negative: bool, int: &[u8], frac: &[u8]) -> Number {
         let int = trim_leading_zeros(int);
-        let mut text = String::with_capacity(int.len() + frac.len() + 3);
-        if negative {
-            text.push('-');
-        }
-        if int.is_empty() {
-            text.push('0');
-        } else {
-            text.extend(int.iter().map(|&b| char::from(b)));
-        }
-        if !frac.is_empty() {
-            text.push('.');
-            text.extend(frac.iter().map(|&b| char::from(b)));
-        }
+        let int: &[u8] = if int.is_empty() { b"0" } else { int };
+        let sign: &[u8] = if negative { b"-" } else { b"" };
+        let point: &[u8] = if frac.is_empty() { b"" } else { b"." };
+        let parts = [sign, int, point, frac];
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let text = match u8::try_from(len) {
+            Ok(short) if len <= INLINE_DIGITS => {
+                let mut bytes = [0; INLINE_DIGITS];
+                // A few bytes each: a loop, not a call to memcpy per part.
+                for (slot, &b) in bytes.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
+                    *slot = b;
+                }
+                NumberText::Inline { len: short, bytes }
+            }
+            _ => NumberText::Heap(parts.iter().flat_map(|p| p.iter().map(|&b| char::from(b))).collect()),
+        };
         Number { text }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.text
+        match &self.text {
+            // Only ASCII digits, sign and point are ever stored.
+            NumberText::Inline { len, bytes } => {
+                bytes.get(..usize::from(*len)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+            }
+            NumberText::Heap(text) => text,
+        }
     }
 
     /// The value as a float, for arithmetic; `None` if it does not fit.
     pub fn to_f64(&self) -> Option<f64> {
-        self.text.parse::<f64>().ok().filter(|v| v.is_finite())
+        self.as_str().parse::<f64>().ok().filter(|v| v.is_finite())
     }
 }
 
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for Number {
     /// Written as a JSON number with the precision that was sent.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match serde_json::value::RawValue::from_string(self.text.clone()) {
+        match serde_json::value::RawValue::from_string(self.as_str().to_owned()) {
             Ok(raw) => raw.serialize(s),
-            Err(_) => s.serialize_str(&self.text),
+            Err(_) => s.serialize_str(self.as_str()),
         }
     }
 }
@@ -260,10 +290,19 @@ mod properties {
         /// Any well-formed decimal reads back as the same value, and its
         /// canonical text reads back unchanged.
         #[test]
-        fn canonical_numbers_round_trip(neg in any::<bool>(), int in "[0-9]{0,12}", frac in "[0-9]{0,8}", pad in " {0,2}") {
+        fn canonical_numbers_round_trip(neg in any::<bool>(), int in "[0-9]{0,20}", frac in "[0-9]{0,12}", pad in " {0,2}") {
             prop_assume!(!int.is_empty() || !frac.is_empty());
             let text = format!("{pad}{}{int}{}{frac}{pad}", if neg { "-" } else { "" }, if frac.is_empty() { "" } else { "." });
             let n = Number::parse(&text, false).expect("a decimal parses");
+            // Short texts are kept inline, long ones on the heap: both spell it the same.
+            let digits = int.trim_start_matches('0');
+            let canonical = format!(
+                "{}{}{}{frac}",
+                if neg { "-" } else { "" },
+                if digits.is_empty() { "0" } else { digits },
+                if frac.is_empty() { "" } else { "." }
+            );
+            prop_assert_eq!(n.as_str(), canonical.as_str());
             let expected: f64 = text.trim().parse().expect("std parses it too");
             prop_assert_eq!(n.to_f64(), Some(expected));
             let again = Number::parse(n.as_str(), false);

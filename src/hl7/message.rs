@@ -168,7 +168,8 @@ fn read<'a>(input: &'a [u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) 
         group: None,
         specimen: None,
         comments_open: false,
-        pending: Vec::new(),
+        observed: Vec::new(),
+        group_start: 0,
         results: Vec::new(),
     };
     let raw_lf_possible = mode == Mode::Cr && unit.bare_lf;
@@ -396,13 +397,8 @@ struct Specimen<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
-/// A result waiting for its order group to end (its SPM may still come).
-struct Pending<'a> {
-    result: ResultView<'a>,
-    observed: Option<Timestamp>,
-}
-
-/// The current order group; its results wait in `Walk::pending`.
+/// The current order group; its results wait for their specimen at the end
+/// of `Walk::results`, from `Walk::group_start`.
 struct Group<'a> {
     order: Order<'a>,
     specimen: Option<Specimen<'a>>,
@@ -420,8 +416,13 @@ struct Walk<'a> {
     specimen: Option<Specimen<'a>>,
     /// The last result OBX can still take NTE comments.
     comments_open: bool,
-    /// Results of the current group (a buffer reused across groups).
-    pending: Vec<Pending<'a>>,
+    /// OBX-14 of each result of the current group, the last fallback for
+    /// its collection time.
+    observed: Vec<Option<Timestamp>>,
+    /// Where the current group's results start in `results`: they are
+    /// finished in place when the group ends (moving results costs more than
+    /// reading them).
+    group_start: usize,
     results: Vec<ResultView<'a>>,
 }
 
@@ -450,6 +451,7 @@ impl<'a> Walk<'a> {
                     Layout::SpecimenAfter => None,
                 };
                 self.group = Some(Group { order, specimen });
+                self.group_start = self.results.len();
                 self.last_parent = Parent::Order;
                 self.comments_open = false;
             }
@@ -479,6 +481,7 @@ impl<'a> Walk<'a> {
                         // A result with no OBR before it (minimal senders, device
                         // feeds): still a result, never dropped, with no order context.
                         r.warn(seg.offset, "OBX before any OBR: read as a result without order information");
+                        self.group_start = self.results.len();
                         self.group = Some(Group {
                             order: Order { sample_id: None, collected: None, resulted: None },
                             specimen: None,
@@ -492,21 +495,22 @@ impl<'a> Walk<'a> {
                 if self.last_parent == Parent::Order
                     && let Some(group) = self.group.as_mut()
                 {
-                    let pending = read_result(r, seg, &group.order, &self.sender, &self.patient)?;
-                    self.pending.push(pending);
+                    let (result, observed) = read_result(r, seg, &group.order, &self.sender, &self.patient)?;
+                    self.results.push(result);
+                    self.observed.push(observed);
                     self.comments_open = true;
                 }
             }
             b"NTE" => {
                 if self.comments_open
-                    && let Some(last) = self.pending.last_mut()
+                    && let Some(last) = self.results.last_mut()
                 {
                     let f = Fields::split_upto(seg.bytes, r.d.field, 3);
                     let comment = f.get(3);
                     if is_null(comment) {
                     } else if find(r.d.repetition, comment).is_none() {
                         if let Some(text) = r.text(comment, true) {
-                            last.result.comments.push(text);
+                            last.comments.push(text);
                         }
                     } else {
                         let mut text = String::new();
@@ -520,7 +524,7 @@ impl<'a> Walk<'a> {
                             }
                         }
                         if !text.is_empty() {
-                            last.result.comments.push(Cow::Owned(text));
+                            last.comments.push(Cow::Owned(text));
                         }
                     }
                 }
@@ -535,13 +539,14 @@ impl<'a> Walk<'a> {
     fn close_group(&mut self) {
         let Some(group) = self.group.take() else { return };
         let Group { order, specimen } = group;
-        for Pending { mut result, observed } in self.pending.drain(..) {
+        let group = self.results.get_mut(self.group_start..).unwrap_or_default();
+        for (result, observed) in group.iter_mut().zip(self.observed.drain(..)) {
             result.sample_id = specimen.as_ref().and_then(|s| s.sample_id.clone()).or_else(|| order.sample_id.clone());
             result.collected_at = specimen.as_ref().and_then(|s| s.collected).or(order.collected).or(observed);
             result.qc = specimen.as_ref().is_some_and(|s| s.qc);
             result.specimen_type = specimen.as_ref().and_then(|s| s.kind.clone());
-            self.results.push(result);
         }
+        self.group_start = self.results.len();
     }
 }
 
@@ -593,7 +598,7 @@ fn read_result<'a>(
     order: &Order<'a>,
     sender: &Option<Cow<'a, str>>,
     patient: &[Cow<'a, str>],
-) -> Step<Pending<'a>> {
+) -> Step<(ResultView<'a>, Option<Timestamp>)> {
     let d = r.d;
     let f = Fields::split_upto(seg.bytes, d.field, 19);
     let value_type = trim_ascii(r.component(f.get(2), 0));
@@ -622,7 +627,7 @@ fn read_result<'a>(
         }
         if value_type.is_empty() {
             r.warn(r.at(f.get(2)), "OBX-2 value type is empty; OBX-5 read as text");
-        } else if !VALUE_TYPES.iter().any(|&t| is_type(t)) {
+        } else if !(is_type("NM") || is_type("SN") || VALUE_TYPES.iter().any(|&t| is_type(t))) {
             let text =
                 format!("OBX-2 value type \"{}\" is not an HL7 value type; OBX-5 read as text", show(value_type));
             r.warn(r.at(f.get(2)), text);
@@ -658,7 +663,7 @@ fn read_result<'a>(
     let observed = r.timestamp(r.component(f.get(14), 0), "OBX-14")?;
     let analysed = r.timestamp(r.component(f.get(19), 0), "OBX-19")?;
     result.resulted_at = analysed.or(order.resulted);
-    Ok(Pending { result, observed })
+    Ok((result, observed))
 }
 
 /// SN: `comparator ^ num1 ^ separator/suffix ^ num2`. The number is num1,

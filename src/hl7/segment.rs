@@ -237,12 +237,14 @@ impl<'a> Fields<'a> {
 
     /// Split a segment up to field `last` (the fields after it are not
     /// needed, so their bytes are not scanned).
+    #[inline]
     pub(crate) fn split_upto(segment: &'a [u8], sep: u8, last: usize) -> Fields<'a> {
         Fields::split_shifted(segment, sep, 0, last)
     }
 
     /// Split MSH, whose numbering is special: MSH-1 is the separator itself,
     /// MSH-2 the encoding characters, MSH-3 the first value after them.
+    #[inline]
     pub(crate) fn split_msh(segment: &'a [u8], sep: u8) -> Fields<'a> {
         let mut fields = Fields::split_shifted(segment, sep, 1, MAX_FIELD);
         if let Some(slot) = fields.items.get_mut(1) {
@@ -251,6 +253,7 @@ impl<'a> Fields<'a> {
         fields
     }
 
+    #[inline]
     fn split_shifted(segment: &'a [u8], sep: u8, shift: usize, last: usize) -> Fields<'a> {
         let end = segment.get(segment.len()..).unwrap_or_default();
         let mut items = [end; MAX_FIELD + 1];

@@ -335,14 +335,14 @@ impl<'a> LineCounter<'a> {
         }
         let Some(stretch) = self.bytes.get(self.offset..offset) else { return self.line };
         // A CR just before the stretch pairs with an LF at its start.
-        let mut previous = if self.offset > 0 { self.bytes.get(self.offset - 1).copied().unwrap_or(0) } else { 0 };
-        for &b in stretch {
-            match b {
-                b'\r' => self.line += 1,
-                b'\n' if previous != b'\r' => self.line += 1,
+        let before_stretch = self.offset.checked_sub(1).and_then(|i| self.bytes.get(i)).copied();
+        for at in memchr::memchr2_iter(b'\r', b'\n', stretch) {
+            let previous = at.checked_sub(1).map_or(before_stretch, |i| stretch.get(i).copied());
+            match stretch.get(at) {
+                Some(b'\r') => self.line += 1,
+                Some(b'\n') if previous != Some(b'\r') => self.line += 1,
                 _ => {}
             }
-            previous = b;
         }
         self.offset = offset;
         self.line
@@ -359,12 +359,30 @@ mod tests {
         assert_eq!(printable("a\nb\x1b[31mc\td\u{202E}é"), "a\\nb\\u{1b}[31mc\\td\\u{202e}é");
     }
 
+    /// Line of `offset` counted byte by byte: CR, LF and CRLF end one line each.
+    fn line_by_bytes(text: &[u8], offset: usize) -> usize {
+        let upto = text.get(..offset.min(text.len())).unwrap_or_default();
+        let ends =
+            upto.iter().enumerate().filter(|&(i, &b)| b == b'\r' || b == b'\n' && (i == 0 || upto[i - 1] != b'\r'));
+        1 + ends.count()
+    }
+
     #[test]
-    fn line_counter_agrees_with_line_at_in_any_order() {
-        let text = b"a\rb\nc\r\nd\r\n\ne";
+    fn line_counter_agrees_with_counting_bytes_in_any_order() {
+        let text = b"a\rb\nc\r\nd\r\n\ne\n\r\r";
         let mut counter = LineCounter::new(text);
-        for offset in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 4, 0, 13, 99] {
-            assert_eq!(counter.line_at(offset), line_at(text, offset), "offset {offset}");
+        for offset in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 4, 0, 13, 7, 8, 14, 15, 16, 99] {
+            assert_eq!(counter.line_at(offset), line_by_bytes(text, offset), "offset {offset}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_counter_counts_as_bytes_do(text in proptest::collection::vec(proptest::sample::select(b"\r\nab".to_vec()), 0..200), offsets in proptest::collection::vec(0usize..220, 1..12)) {
+            let mut counter = LineCounter::new(&text);
+            for offset in offsets {
+                proptest::prop_assert_eq!(counter.line_at(offset), line_by_bytes(&text, offset));
+            }
         }
     }
 
