@@ -19,6 +19,7 @@ pub mod model;
 pub mod parallel;
 pub mod parse;
 pub mod report;
+pub mod scan;
 pub mod store;
 pub mod study;
 pub mod timestamp;

@@ -87,7 +87,10 @@ impl Number {
     /// `0001.20`; `7,41` only with `decimal_comma`). Surrounding spaces are
     /// allowed; exponents, thousands separators and anything else are not.
     pub fn parse(text: &str, decimal_comma: bool) -> Option<Number> {
-        let (_, (sign, int, frac)) = all_consuming(padded_number(decimal_comma)).parse(text.as_bytes()).ok()?;
+        let (sign, int, frac) = match plain_decimal(text.as_bytes()) {
+            Some(parts) => parts,
+            None => all_consuming(padded_number(decimal_comma)).parse(text.as_bytes()).ok()?.1,
+        };
         Number::from_parts(sign, int, frac).finite()
     }
 
@@ -164,6 +167,20 @@ fn trim_leading_zeros(digits: &[u8]) -> &[u8] {
 
 type Parts<'a> = (bool, &'a [u8], &'a [u8]);
 
+/// The parts of the shape nearly every value has, digits with or without a
+/// fraction (`142`, `0.010`), found without the general grammar, which
+/// costs several times more; `None` for anything else (signs, spaces,
+/// comparators, commas), which the grammar then reads. A property test
+/// holds the two to the same parts.
+fn plain_decimal(b: &[u8]) -> Option<Parts<'_>> {
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let (int, frac) = match crate::scan::find(b'.', b) {
+        Some(point) => (b.get(..point)?, b.get(point + 1..)?),
+        None => (b, &b""[..]),
+    };
+    (digits(int) && (frac.is_empty() && int.len() == b.len() || digits(frac))).then_some((false, int, frac))
+}
+
 // number = ["+" / "-"] (1*DIGIT [point *DIGIT] / point 1*DIGIT)
 // point  = "." / "," (with --decimal-comma)
 fn number<'a>(decimal_comma: bool) -> impl Parser<&'a [u8], Output = Parts<'a>, Error = nom::error::Error<&'a [u8]>> {
@@ -203,6 +220,15 @@ fn comparator(i: &[u8]) -> IResult<&[u8], Comparator> {
 /// shape gives `(comparator, None)` when it starts with a comparator
 /// (`<LLOQ`) and `(None, None)` otherwise: the number is never guessed.
 pub fn interpret(value: &str, decimal_comma: bool) -> (Option<Comparator>, Option<Number>) {
+    let input = value.as_bytes();
+    match plain_decimal(input) {
+        Some((sign, int, frac)) => (None, Number::from_parts(sign, int, frac).finite()),
+        None => interpret_by_grammar(value, decimal_comma),
+    }
+}
+
+/// [`interpret`] without the shortcut for plain decimals.
+fn interpret_by_grammar(value: &str, decimal_comma: bool) -> (Option<Comparator>, Option<Number>) {
     let input = value.as_bytes();
     let (rest, cmp) = match (space0::<_, nom::error::Error<&[u8]>>, opt(comparator)).map(|(_, c)| c).parse(input) {
         Ok(ok) => ok,
@@ -286,6 +312,7 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+
     proptest! {
         /// Any well-formed decimal reads back as the same value, and its
         /// canonical text reads back unchanged.
@@ -308,6 +335,24 @@ mod properties {
             let again = Number::parse(n.as_str(), false);
             prop_assert_eq!(again.as_ref(), Some(&n));
             prop_assert!(serde_json::from_str::<serde_json::Value>(n.as_str()).is_ok_and(|v| v.is_number()));
+        }
+
+        /// The shortcut for plain decimals finds exactly the parts the
+        /// grammar finds, with or without the decimal comma, and declines
+        /// everything else.
+        #[test]
+        fn plain_decimals_read_as_the_grammar_does(text in "[0-9]{0,4}([.,][0-9]{0,3})?|[0-9 .,+<-]{0,8}", comma in any::<bool>()) {
+            let bytes = text.as_bytes();
+            let grammar = all_consuming(padded_number(comma)).parse(bytes).ok().map(|(_, parts)| parts);
+            match plain_decimal(bytes) {
+                Some(parts) => prop_assert_eq!(Some(parts), grammar),
+                None => {
+                    let plain = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+                    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                    prop_assert!(!(digits(plain.0) && plain.1.is_none_or(digits)), "{text:?} declined");
+                }
+            }
+            prop_assert_eq!(interpret(&text, comma), interpret_by_grammar(&text, comma));
         }
 
         /// No text makes the reader panic, and a number is only returned for

@@ -627,7 +627,8 @@ impl<'t, 'c, L: Locate, O: FnMut(ViewOutcome<'t>) + ?Sized> Engine<'t, 'c, L, O>
                 text: "message is not valid UTF-8: decoded as Windows-1252".into(),
             });
         }
-        let mut leaves = Leaves { d, utf8, warnings, kept: Vec::new() };
+        let nul_in_text = memchr::memchr(0, bytes).is_some();
+        let mut leaves = Leaves { d, utf8, nul_in_text, warnings, kept: Vec::new() };
         let sender = leaves.id(m.sender, m.header_offset);
         let control_id = leaves.joined(m.control_id, m.header_offset, true);
         let mut results = Vec::with_capacity(self.pending.len());
@@ -759,6 +760,9 @@ struct Leaves<'t> {
     d: Delimiters,
     /// The message's text, when it is valid UTF-8 (else: Windows-1252).
     utf8: Option<&'t str>,
+    /// Whether the message holds a NUL byte: looked for once, so that text
+    /// taken from a clean message needs no search of its own.
+    nul_in_text: bool,
     warnings: Vec<Warning>,
     kept: Vec<KeptEscape>,
 }
@@ -833,7 +837,8 @@ impl<'t> Leaves<'t> {
     /// becomes U+FFFD, so a value holding one reads as no number at all
     /// rather than as the digits around it, and a warning says where.
     fn decode(&mut self, bytes: &[u8], offset: usize) -> Cow<'t, str> {
-        if memchr::memchr(0, bytes).is_some() {
+        let from_clean_text = !self.nul_in_text && self.utf8.and_then(|text| sub_str(text, bytes)).is_some();
+        if !from_clean_text && memchr::memchr(0, bytes).is_some() {
             self.warnings.push(Warning { offset, text: "NUL byte in a field, shown as U+FFFD".to_owned() });
             let text = self.text_of(bytes);
             return Cow::Owned(text.replace('\0', "\u{FFFD}"));
@@ -868,7 +873,7 @@ mod tests {
     use super::*;
 
     fn leaves(d: Delimiters) -> Leaves<'static> {
-        Leaves { d, utf8: Some(""), warnings: Vec::new(), kept: Vec::new() }
+        Leaves { d, utf8: Some(""), nul_in_text: false, warnings: Vec::new(), kept: Vec::new() }
     }
 
     #[test]
@@ -907,7 +912,8 @@ mod tests {
 
     #[test]
     fn windows_1252_when_the_message_is_not_utf8() {
-        let mut l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
+        let mut l =
+            Leaves { d: Delimiters::STANDARD, utf8: None, nul_in_text: false, warnings: Vec::new(), kept: Vec::new() };
         assert_eq!(l.decode(b"\xb5mol/L", 0), "µmol/L");
         assert_eq!(l.decode(b"\x80", 0), "€");
         assert!(l.warnings.is_empty());
@@ -915,9 +921,22 @@ mod tests {
 
     #[test]
     fn a_nul_byte_is_never_text_and_is_warned_about() {
-        let mut l = Leaves { d: Delimiters::STANDARD, utf8: None, warnings: Vec::new(), kept: Vec::new() };
+        let mut l =
+            Leaves { d: Delimiters::STANDARD, utf8: None, nul_in_text: false, warnings: Vec::new(), kept: Vec::new() };
         assert_eq!(l.decode(b"0.2\x005", 40), "0.2\u{FFFD}5");
         assert_eq!(l.warnings.first().map(|w| w.offset), Some(40));
+        // Text taken from a message that holds a NUL is searched too.
+        let text = "R|1|0.2\u{0}5|";
+        let mut l = Leaves {
+            d: Delimiters::STANDARD,
+            utf8: Some(text),
+            nul_in_text: true,
+            warnings: Vec::new(),
+            kept: Vec::new(),
+        };
+        let value = text.as_bytes().get(4..9).unwrap_or_default();
+        assert_eq!(l.decode(value, 4), "0.2\u{FFFD}5");
+        assert_eq!(l.warnings.len(), 1);
     }
 
     #[test]

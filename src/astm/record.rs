@@ -260,7 +260,7 @@ pub fn unescape<'a>(text: &'a [u8], delimiters: &Delimiters, kept: &mut Vec<Kept
     let Some(escape) = delimiters.escape else {
         return Cow::Borrowed(text);
     };
-    let Some(first) = memchr::memchr(escape, text) else {
+    let Some(first) = crate::scan::find(escape, text) else {
         return Cow::Borrowed(text);
     };
     let mut out = Vec::with_capacity(text.len());

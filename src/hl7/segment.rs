@@ -21,6 +21,8 @@
 use std::ops::Range;
 
 use memchr::{memchr, memchr2};
+
+pub(crate) use crate::scan::find;
 use nom::bytes::complete::take_while_m_n;
 use nom::combinator::{recognize, verify};
 use nom::number::complete::u8 as any_byte;
@@ -310,20 +312,6 @@ pub(crate) fn for_each_byte(s: &[u8], b: u8, mut found: impl FnMut(usize) -> boo
         if x == b && !found(base + i) {
             return;
         }
-    }
-}
-
-/// Position of `b` in `s`. Delimiters are usually a few bytes apart, where
-/// a plain loop beats the set-up cost of a vectorised search; past the first
-/// bytes (a long field, a 5 MB OBX-5) `memchr` takes over.
-#[inline]
-pub(crate) fn find(b: u8, s: &[u8]) -> Option<usize> {
-    const NEAR: usize = 32;
-    let (near, far) = s.split_at_checked(NEAR).unwrap_or((s, &[]));
-    match near.iter().position(|&x| x == b) {
-        Some(i) => Some(i),
-        None if far.is_empty() => None,
-        None => memchr(b, far).map(|i| i + NEAR),
     }
 }
 
