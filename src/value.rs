@@ -312,7 +312,6 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-
     proptest! {
         /// Any well-formed decimal reads back as the same value, and its
         /// canonical text reads back unchanged.

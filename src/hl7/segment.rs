@@ -23,10 +23,6 @@ use std::ops::Range;
 use memchr::{memchr, memchr2};
 
 pub(crate) use crate::scan::find;
-use nom::bytes::complete::take_while_m_n;
-use nom::combinator::{recognize, verify};
-use nom::number::complete::u8 as any_byte;
-use nom::{IResult, Parser};
 
 pub(crate) const CR: u8 = b'\r';
 pub(crate) const LF: u8 = b'\n';
@@ -200,22 +196,17 @@ impl<'a> Iterator for Segments<'a> {
     }
 }
 
-// segment-id = UPPER 2(UPPER / DIGIT)
-fn segment_id(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    let upper_or_digit = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
-    recognize((verify(any_byte, u8::is_ascii_uppercase), take_while_m_n(2, 2, upper_or_digit))).parse(i)
-}
-
 /// The segment ID when `segment` starts with one followed by the field
-/// separator or the end of the segment (`[A-Z][A-Z0-9]{2}`); lowercase
-/// and two-letter IDs are not segments.
+/// separator or the end of the segment; lowercase and two-letter IDs are
+/// not segments. Three bytes, checked directly (every line of every message
+/// goes through here).
+// segment-id = UPPER 2(UPPER / DIGIT)
 pub(crate) fn valid_id(segment: &[u8], field_sep: u8) -> Option<&[u8]> {
-    let (rest, id) = segment_id(segment).ok()?;
-    match rest.first() {
-        None => Some(id),
-        Some(&b) if b == field_sep => Some(id),
-        Some(_) => None,
-    }
+    let upper_or_digit = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let (id, rest) = segment.split_at_checked(3)?;
+    let ok = matches!(id, [first, second, third] if first.is_ascii_uppercase() && upper_or_digit(second) && upper_or_digit(third));
+    let ended = rest.first().is_none_or(|&b| b == field_sep);
+    (ok && ended).then_some(id)
 }
 
 /// Highest field number kept when a segment is split (OBR-25 is the highest
@@ -317,6 +308,7 @@ pub(crate) fn for_each_byte(s: &[u8], b: u8, mut found: impl FnMut(usize) -> boo
 
 /// The `n`-th (0-based) piece of `s` split on `sep`; an empty slice at the
 /// end of `s` when there are fewer pieces.
+#[inline]
 pub(crate) fn piece(s: &[u8], sep: u8, n: usize) -> &[u8] {
     let mut rest = s;
     for _ in 0..n {
