@@ -62,7 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 10,
-        description: "compact hashes and times: SHA-256 as bytes, times as seconds, read back as before",
+        description: "compact hashes, times and outcomes, read back as before",
         sql: include_str!("schema_v10.sql"),
     },
 ];
@@ -75,8 +75,10 @@ pub const COMPACT_COLUMNS: &[(&str, &str)] = &[
     ("raw", "first_received_unix"),
     ("receipt", "received_unix"),
     ("processing", "processed_unix"),
+    ("processing", "outcome_code"),
     ("observation", "collected_secs"),
     ("observation", "resulted_secs"),
+    ("observation", "outcome_code"),
     ("result", "accepted_unix"),
 ];
 

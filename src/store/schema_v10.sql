@@ -1,5 +1,5 @@
--- labfeed study database, schema version 10: compact storage of hashes and
--- times (issue 16).
+-- labfeed study database, schema version 10: compact storage of hashes, times
+-- and outcomes (issue 16).
 --
 -- The columns users and exports read keep their names, types and values;
 -- some are now computed from a compact column beside them (SQLite VIRTUAL
@@ -15,6 +15,9 @@
 --   `…_secs`: a time sent to the second without an offset
 --   ('2026-03-02T08:45:00') as the seconds from 1970-01-01T00:00:00 to it,
 --   any other (a date, minutes, a fraction, an offset) as its text.
+-- * `observation.outcome` and `processing.outcome` from `outcome_code`, the
+--   outcome's place in its list from 0 (the common ones, 'accepted' and
+--   'processed', take no bytes at all).
 -- Readers and the audit chain's digests see the same text as before, so
 -- every row written before verifies as it did, and a compact value changed
 -- behind labfeed's back changes the text the chain vouches for. A generated
@@ -71,17 +74,23 @@ CREATE TABLE processing_v10 (
     processed_at TEXT NOT NULL GENERATED ALWAYS AS (
         CASE typeof(processed_unix) WHEN 'integer'
         THEN strftime('%Y-%m-%dT%H:%M:%SZ', processed_unix, 'unixepoch') ELSE processed_unix END) VIRTUAL,
-    outcome     TEXT NOT NULL CHECK (outcome IN ('processed', 'duplicate', 'rejected', 'aborted')),
+    outcome     TEXT NOT NULL GENERATED ALWAYS AS (
+        CASE outcome_code WHEN 0 THEN 'processed' WHEN 1 THEN 'duplicate' WHEN 2 THEN 'rejected' WHEN 3 THEN 'aborted'
+        END) VIRTUAL CHECK (outcome IN ('processed', 'duplicate', 'rejected', 'aborted')),
     accepted    INTEGER NOT NULL CHECK (accepted >= 0),
     duplicates  INTEGER NOT NULL CHECK (duplicates >= 0),
     mismatches  INTEGER NOT NULL CHECK (mismatches >= 0),
     qc          INTEGER NOT NULL CHECK (qc >= 0),
     errors      INTEGER NOT NULL CHECK (errors >= 0),
     detail      TEXT,                     -- plain words when rejected or aborted
-    processed_unix ANY NOT NULL CHECK (typeof(processed_unix) IN ('integer', 'text'))
+    processed_unix ANY NOT NULL CHECK (typeof(processed_unix) IN ('integer', 'text')),
+    outcome_code INTEGER NOT NULL CHECK (outcome_code BETWEEN 0 AND 3)
 ) STRICT;
-INSERT INTO processing_v10 (receipt_id, outcome, accepted, duplicates, mismatches, qc, errors, detail, processed_unix)
-SELECT receipt_id, outcome, accepted, duplicates, mismatches, qc, errors, detail,
+INSERT INTO processing_v10 (receipt_id, outcome_code, accepted, duplicates, mismatches, qc, errors, detail,
+                            processed_unix)
+SELECT receipt_id,
+       CASE outcome WHEN 'processed' THEN 0 WHEN 'duplicate' THEN 1 WHEN 'rejected' THEN 2 WHEN 'aborted' THEN 3 END,
+       accepted, duplicates, mismatches, qc, errors, detail,
        CASE WHEN unixepoch(processed_at) >= 0
              AND strftime('%Y-%m-%dT%H:%M:%SZ', unixepoch(processed_at), 'unixepoch') IS processed_at
             THEN unixepoch(processed_at) ELSE processed_at END
@@ -147,17 +156,21 @@ CREATE TABLE observation_v10 (
     value           REAL,                 -- in the analyte's canonical unit
     unit            TEXT,
     blq             INTEGER CHECK (blq IN (0, 1)),
-    outcome         TEXT NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'mismatch', 'qc')),
+    outcome         TEXT NOT NULL GENERATED ALWAYS AS (
+        CASE outcome_code WHEN 0 THEN 'accepted' WHEN 1 THEN 'duplicate' WHEN 2 THEN 'mismatch' WHEN 3 THEN 'qc' END)
+        VIRTUAL CHECK (outcome IN ('accepted', 'duplicate', 'mismatch', 'qc')),
     collected_offset TEXT CHECK (collected_offset IS NULL OR collected_offset GLOB '[+-][0-9][0-9]:[0-9][0-9]'),
     collected_secs  ANY CHECK (typeof(collected_secs) IN ('null', 'integer', 'text')),
     resulted_secs   ANY CHECK (typeof(resulted_secs) IN ('null', 'integer', 'text')),
+    outcome_code    INTEGER NOT NULL CHECK (outcome_code BETWEEN 0 AND 3),
     UNIQUE (message_id, seq)
 ) STRICT;
 INSERT INTO observation_v10 (id, message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value,
                              reported_unit, comparator, reported_numeric, flags, status, qc, participant, visit, minute,
-                             analyte, value, unit, blq, outcome, collected_offset, collected_secs, resulted_secs)
+                             analyte, value, unit, blq, outcome_code, collected_offset, collected_secs, resulted_secs)
 SELECT id, message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit, comparator,
-       reported_numeric, flags, status, qc, participant, visit, minute, analyte, value, unit, blq, outcome,
+       reported_numeric, flags, status, qc, participant, visit, minute, analyte, value, unit, blq,
+       CASE outcome WHEN 'accepted' THEN 0 WHEN 'duplicate' THEN 1 WHEN 'mismatch' THEN 2 WHEN 'qc' THEN 3 END,
        collected_offset,
        CASE WHEN length(collected_at) = 19 AND unixepoch(collected_at) >= 0
              AND strftime('%Y-%m-%dT%H:%M:%S', unixepoch(collected_at), 'unixepoch') IS collected_at

@@ -43,6 +43,21 @@ pub struct Tx<'c> {
 /// The last second SQLite's `strftime` writes as a four-digit year (9999-12-31T23:59:59Z).
 const LAST_FOUR_DIGIT_SECOND: i64 = 253_402_300_799;
 
+/// The outcomes of schema 10's `observation.outcome_code` and
+/// `processing.outcome_code`: each one's place in its list.
+const OBSERVATION_OUTCOMES: [&str; 4] = ["accepted", "duplicate", "mismatch", "qc"];
+const PROCESSING_OUTCOMES: [&str; 4] = ["processed", "duplicate", "rejected", "aborted"];
+
+/// An outcome as `db` stores it: on SQLite (schema 10) its place in
+/// `outcomes`, which the `outcome` column reads back as the name; otherwise
+/// the name (one not in the list is refused by either).
+fn stored_outcome(db: Db<'_>, outcomes: &[&str], outcome: &str) -> sql::Value {
+    match outcomes.iter().position(|o| *o == outcome) {
+        Some(code) if db.session().is_none() => sql::Value::Integer(code as i64),
+        _ => sql::Value::Text(outcome.to_owned()),
+    }
+}
+
 /// A local time as sent (ISO 8601 text) as `db` stores it: on SQLite
 /// (schema 10) one to the second without an offset, in 1970–9999, as the
 /// seconds from 1970-01-01T00:00:00 to it, which the `…_at` column reads back
@@ -345,7 +360,7 @@ impl<'c> Tx<'c> {
     pub fn insert_processing(&mut self, p: &NewProcessing) -> Result<(), StoreError> {
         let sql = if self.db().session().is_none() {
             "INSERT INTO processing
-                   (receipt_id, processed_unix, outcome, accepted, duplicates, mismatches, qc, errors, detail)
+                   (receipt_id, processed_unix, outcome_code, accepted, duplicates, mismatches, qc, errors, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         } else {
             "INSERT INTO processing
@@ -357,7 +372,7 @@ impl<'c> Tx<'c> {
             params![
                 p.receipt_id,
                 self.at_stored,
-                p.outcome,
+                stored_outcome(self.db(), &PROCESSING_OUTCOMES, p.outcome.as_str()),
                 p.accepted,
                 p.duplicates,
                 p.mismatches,
@@ -404,7 +419,7 @@ impl<'c> Tx<'c> {
             "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_secs, resulted_secs, qc,
-                    participant, visit, minute, analyte, value, unit, blq, outcome, collected_offset)
+                    participant, visit, minute, analyte, value, unit, blq, outcome_code, collected_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                          ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
         } else {
@@ -440,7 +455,7 @@ impl<'c> Tx<'c> {
                 value,
                 m.unit,
                 m.blq,
-                o.outcome,
+                stored_outcome(self.db(), &OBSERVATION_OUTCOMES, o.outcome.as_str()),
                 collected_offset,
             ],
         )?);

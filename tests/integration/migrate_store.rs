@@ -340,17 +340,17 @@ fn measure_a_copy_of_100_000_results() {
          SELECT unhex(printf('%064d', i)), 300, 'hl7', randomblob(300), '', unixepoch('2026-03-02T10:00:00Z') FROM n;
          INSERT INTO receipt (raw_id, received_unix, source, origin)
          SELECT id, unixepoch('2026-03-02T10:00:00Z'), 'file', 'f.hl7' FROM raw;
-         INSERT INTO processing (receipt_id, processed_unix, outcome, accepted, duplicates, mismatches, qc, errors)
-         SELECT id, unixepoch('2026-03-02T10:00:01Z'), 'processed', 10, 0, 0, 0, 0 FROM receipt;
+         INSERT INTO processing (receipt_id, processed_unix, outcome_code, accepted, duplicates, mismatches, qc, errors)
+         SELECT id, unixepoch('2026-03-02T10:00:01Z'), 0, 10, 0, 0, 0, 0 FROM receipt;
          INSERT INTO message (raw_id, number, span_start, span_end, format, sender, control_id)
          SELECT id, 1, 0, 300, 'hl7', 'LAB', 'C' || id FROM raw;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
          INSERT INTO observation (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value,
              reported_unit, reported_numeric, status, collected_secs, qc, participant, visit, minute, analyte, value,
-             unit, blq, outcome)
+             unit, blq, outcome_code)
          SELECT (i - 1) / 10 + 1, (i - 1) % 10 + 1, 40, 'central', 'S' || i, '1986-9', '0.25', 'nmol/L', '0.25', 'F',
              '2026-03-02T08:30:00Z', 0, printf('P%04d', (i - 1) % 1000 + 1), 'V0', (i - 1) / 1000, 'c_peptide', 0.25,
-             'nmol/L', 0, 'accepted' FROM n;
+             'nmol/L', 0, 0 FROM n;
          INSERT INTO result (observation_id, participant, visit, minute, analyte, value, unit, blq, version,
              accepted_unix, accepted_by, reason)
          SELECT id, participant, visit, minute, analyte, value, unit, 0, 1, unixepoch('2026-03-02T10:00:01Z'), 'labfeed',

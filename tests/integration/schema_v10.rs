@@ -1,4 +1,4 @@
-//! Schema 10 (issue 16): hashes and UTC times kept compact in SQLite, read
+//! Schema 10 (issue 16): hashes, times and outcomes kept compact in SQLite, read
 //! back as the same text. A study written under schema 9 is migrated, keeps
 //! every row under the same id with the same text, answers the same, and its
 //! audit chain still verifies; a compact value changed behind labfeed's back
