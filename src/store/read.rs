@@ -230,13 +230,14 @@ fn in_list(from: usize) -> String {
     (from..from + IN_LIST).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
 }
 
-/// `values` as [`IN_LIST`] parameters, the last repeated to fill the list.
 /// Hex digits as the bytes they spell (a hash as SQLite stores it); a text
-/// that is not hex gives bytes no hash has (its own, which are no 32-byte digest).
+/// that is not hex (never a hash labfeed made) is looked up as its own bytes.
 fn hex_bytes(text: &str) -> Vec<u8> {
     let digits = text.as_bytes();
     let value = |d: u8| char::from(d).to_digit(16);
-    let decoded: Option<Vec<u8>> = (digits.len() % 2 == 0)
+    let decoded: Option<Vec<u8>> = digits
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             digits.chunks(2).map(|pair| match pair {
                 [hi, lo] => Some((value(*hi)? * 16 + value(*lo)?) as u8),
@@ -247,6 +248,7 @@ fn hex_bytes(text: &str) -> Vec<u8> {
     decoded.unwrap_or_else(|| digits.to_vec())
 }
 
+/// `values` as [`IN_LIST`] parameters, the last repeated to fill the list.
 fn padded<P: crate::store::sql::Param>(values: &[P]) -> Vec<&dyn crate::store::sql::Param> {
     let mut out: Vec<&dyn crate::store::sql::Param> =
         values.iter().map(|v| v as &dyn crate::store::sql::Param).collect();

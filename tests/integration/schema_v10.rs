@@ -205,8 +205,11 @@ fn a_migrated_study_answers_the_same_verifies_and_goes_on() {
     );
     assert!(again.unwrap_err().to_string().contains("UNIQUE constraint failed: raw.sha256"));
     assert!(
-        conn.execute("INSERT INTO raw (sha256, digest, size, content, first_received_unix) VALUES ('', x'', 1, x'', 0)", [])
-            .is_err(),
+        conn.execute(
+            "INSERT INTO raw (sha256, digest, size, content, first_received_unix) VALUES ('', x'', 1, x'', 0)",
+            []
+        )
+        .is_err(),
         "sha256 is computed, never written"
     );
 
