@@ -11,6 +11,7 @@
 //! cargo bench --bench ingest            # 10,000 files
 //! LABFEED_BENCH_FILES=2000 cargo bench --bench ingest
 //! LABFEED_BENCH_POSTGRES=postgresql://USER@HOST:PORT cargo bench --bench ingest   # another server
+//! LABFEED_BENCH_KEEP=DIR cargo bench --bench ingest   # keep copies of the SQLite databases in DIR
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -355,13 +356,23 @@ fn main() {
     // sqlite3 shell into an empty database with the same schema.
     let tables =
         ["raw", "receipt", "processing", "message", "participant", "visit", "observation", "result", "audit_log"];
+    // The columns stored (generated ones, computed on reading, left out).
+    let stored = |table: &str| {
+        let columns = Command::new("sqlite3")
+            .arg(&database)
+            .arg(format!("SELECT group_concat(name, ', ') FROM pragma_table_info('{table}')"))
+            .output()
+            .expect("columns")
+            .stdout;
+        String::from_utf8_lossy(&columns).trim().to_owned()
+    };
     let mut import = String::from(".mode csv\n.bail on\n");
     let mut rows = 0usize;
     for table in tables {
         let dump = Command::new("sqlite3")
             .arg("-csv")
             .arg(&database)
-            .arg(format!("SELECT * FROM {table}"))
+            .arg(format!("SELECT {} FROM {table}", stored(table)))
             .output()
             .expect("sqlite3 dump");
         rows += dump.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
@@ -373,13 +384,7 @@ fn main() {
     // import turns NULL into '' (which labfeed's CHECK constraints refuse).
     let mut setup = String::from("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;\n");
     for table in tables {
-        let columns = Command::new("sqlite3")
-            .arg(&database)
-            .arg(format!("SELECT group_concat(name, ', ') FROM pragma_table_info('{table}')"))
-            .output()
-            .expect("columns")
-            .stdout;
-        setup.push_str(&format!("CREATE TABLE {table} ({});\n", String::from_utf8_lossy(&columns).trim()));
+        setup.push_str(&format!("CREATE TABLE {table} ({});\n", stored(table)));
     }
     let same_db = dir.path().join("same-rows.db");
     let setup_path = dir.path().join("setup.sql");
@@ -430,6 +435,11 @@ fn print_database_size(database: &Path, results: u64) {
         println!("bytes per result by table and index: {}", parts.join(", "));
     }
     drop(conn);
+    // `LABFEED_BENCH_KEEP=DIR`: keep a copy of the database to look into.
+    if let Some(keep) = std::env::var_os("LABFEED_BENCH_KEEP") {
+        let name = database.file_name().expect("a file name");
+        std::fs::copy(database, Path::new(&keep).join(name)).expect("keep a copy");
+    }
     let bytes = std::fs::metadata(database).expect("database size").len();
     println!(
         "database: {bytes} bytes = {:.0} bytes per result; audit rows {:.0} bytes per result",

@@ -190,7 +190,8 @@ impl Store {
 }
 
 /// The target's columns of `table`, which the source must have too (the
-/// target's `rowid` being SQLite's implicit one); `Err` says what differs.
+/// target's `rowid` being SQLite's implicit one, and its text columns the
+/// source's generated ones); `Err` says what differs.
 fn columns(from: Db<'_>, to: Db<'_>, table: &str) -> Result<Vec<String>, String> {
     let text = |e: StoreError| e.to_string();
     let target: Vec<String> = to
@@ -201,9 +202,17 @@ fn columns(from: Db<'_>, to: Db<'_>, table: &str) -> Result<Vec<String>, String>
             |r| r.get(0),
         )
         .map_err(text)?;
+    // SQLite's compact columns (schema 10) are read through the generated
+    // text columns PostgreSQL stores as they are.
+    let compact = |c: &String| crate::store::schema::COMPACT_COLUMNS.contains(&(table, c.as_str()));
     let source: Vec<String> = from
-        .query_all("SELECT name FROM pragma_table_info(?1) ORDER BY cid", params![table], |r| r.get(0))
-        .map_err(text)?;
+        .query_all::<String, Vec<_>>("SELECT name FROM pragma_table_xinfo(?1) ORDER BY cid", params![table], |r| {
+            r.get(0)
+        })
+        .map_err(text)?
+        .into_iter()
+        .filter(|c| !compact(c))
+        .collect();
     let implicit: Vec<String> =
         target.iter().filter(|c| c.as_str() != "rowid" || source.contains(c)).cloned().collect();
     if implicit != source {

@@ -64,7 +64,7 @@ pub use integrity::Integrity;
 pub use lock::{Lock, LockScope};
 pub use mask::{MASK_BYTE, mask};
 pub use read::{MessageSpan, Reader, Scope};
-pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, Migration, latest_version};
+pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, COMPACT_COLUMNS, MIGRATIONS, Migration, latest_version};
 pub use trace::{SampleTrace, TracedObservation};
 pub use types::*;
 pub use write::Tx;

@@ -230,6 +230,24 @@ fn in_list(from: usize) -> String {
     (from..from + IN_LIST).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Hex digits as the bytes they spell (a hash as SQLite stores it); a text
+/// that is not hex (never a hash labfeed made) is looked up as its own bytes.
+fn hex_bytes(text: &str) -> Vec<u8> {
+    let digits = text.as_bytes();
+    let value = |d: u8| char::from(d).to_digit(16);
+    let decoded: Option<Vec<u8>> = digits
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            digits.chunks(2).map(|pair| match pair {
+                [hi, lo] => Some((value(*hi)? * 16 + value(*lo)?) as u8),
+                _ => None,
+            })
+        })
+        .and_then(|bytes| bytes.collect());
+    decoded.unwrap_or_else(|| digits.to_vec())
+}
+
 /// `values` as [`IN_LIST`] parameters, the last repeated to fill the list.
 fn padded<P: crate::store::sql::Param>(values: &[P]) -> Vec<&dyn crate::store::sql::Param> {
     let mut out: Vec<&dyn crate::store::sql::Param> =
@@ -313,16 +331,20 @@ impl<'c> Reader<'c> {
     pub fn expect_contents(&self, sha256: &[&str]) -> Result<(), StoreError> {
         let Some(memo) = self.memo() else { return Ok(()) };
         for chunk in sha256.chunks(IN_LIST) {
-            let found: Vec<(String, RawId, i64)> = self.db().query_all(
-                &format!(
-                    "SELECT raw.sha256, raw.id, (SELECT count(*) FROM receipt WHERE receipt.raw_id = raw.id)
-                     FROM raw WHERE substr(raw.sha256, 1, 16) IN ({}) AND raw.sha256 IN ({})",
-                    (1..=IN_LIST).map(|n| format!("substr(?{n}, 1, 16)")).collect::<Vec<_>>().join(", "),
-                    in_list(1)
-                ),
-                &padded(chunk),
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            // SQLite (schema 10) indexes the first 8 bytes of the hash; PostgreSQL the hex.
+            let (column, prefix) = if self.db().session().is_none() { ("digest", 8) } else { ("sha256", 16) };
+            let digests: Vec<Vec<u8>> = chunk.iter().map(|sha| hex_bytes(sha)).collect();
+            let sql = format!(
+                "SELECT raw.sha256, raw.id, (SELECT count(*) FROM receipt WHERE receipt.raw_id = raw.id)
+                 FROM raw WHERE substr(raw.{column}, 1, {prefix}) IN ({}) AND raw.{column} IN ({})",
+                (1..=IN_LIST).map(|n| format!("substr(?{n}, 1, {prefix})")).collect::<Vec<_>>().join(", "),
+                in_list(1)
+            );
+            let found: Vec<(String, RawId, i64)> = if column == "digest" {
+                self.db().query_all(&sql, &padded(&digests), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            } else {
+                self.db().query_all(&sql, &padded(chunk), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            };
             let mut memo = memo.borrow_mut();
             for sha in chunk {
                 memo.set_content(sha, None);
@@ -449,7 +471,15 @@ impl<'c> Reader<'c> {
 
     /// The id of the content whose original bytes hash to `sha256` (lowercase hex).
     pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
-        // The index holds the hash's first 16 hex digits (schema 9); the row the whole.
+        // The index holds the hash's first 8 bytes on SQLite (schema 10), the
+        // row the whole; PostgreSQL's the whole hex.
+        if self.db().session().is_none() {
+            return self.db().query_opt(
+                "SELECT id FROM raw WHERE substr(digest, 1, 8) = substr(?1, 1, 8) AND digest = ?1",
+                params![hex_bytes(sha256)],
+                |r| r.get(0),
+            );
+        }
         self.db().query_opt(
             "SELECT id FROM raw WHERE substr(sha256, 1, 16) = substr(?1, 1, 16) AND sha256 = ?1",
             params![sha256],

@@ -60,6 +60,26 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "smaller indexes: none on observation slots, a hash prefix for raw contents",
         sql: include_str!("schema_v9.sql"),
     },
+    Migration {
+        version: 10,
+        description: "compact hashes, times and outcomes, read back as before",
+        sql: include_str!("schema_v10.sql"),
+    },
+];
+
+/// Columns of schema 10 that hold what a generated column of the same table
+/// reads back (`raw.sha256` from `raw.digest`, …): SQLite's storage, which
+/// the PostgreSQL schema has no need of (it keeps the text columns).
+pub const COMPACT_COLUMNS: &[(&str, &str)] = &[
+    ("raw", "digest"),
+    ("raw", "first_received_unix"),
+    ("receipt", "received_unix"),
+    ("processing", "processed_unix"),
+    ("processing", "outcome_code"),
+    ("observation", "collected_secs"),
+    ("observation", "resulted_secs"),
+    ("observation", "outcome_code"),
+    ("result", "accepted_unix"),
 ];
 
 /// The schema version this code reads and writes.

@@ -9,10 +9,11 @@ use std::ops::Deref;
 use crate::store::Transaction;
 use crate::store::sql::{self, Db, params};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::store::StoreError;
 use crate::store::account::{Signature, signature_json};
-use crate::store::audit::{self, AuditKey, sha256_hex};
+use crate::store::audit::{self, AuditKey};
 use crate::store::mask::{mask, masked_label};
 use crate::store::read::{Reader, utc_text};
 use crate::store::types::*;
@@ -35,6 +36,54 @@ pub struct Tx<'c> {
     instance: Option<String>,
     /// Seq and hash of the last audit row this transaction appended.
     last: RefCell<Option<(i64, String)>>,
+    /// `at` as the engine stores it (see [`stored_time`]).
+    at_stored: sql::Value,
+}
+
+/// The last second SQLite's `strftime` writes as a four-digit year (9999-12-31T23:59:59Z).
+const LAST_FOUR_DIGIT_SECOND: i64 = 253_402_300_799;
+
+/// The outcomes of schema 10's `observation.outcome_code` and
+/// `processing.outcome_code`: each one's place in its list.
+const OBSERVATION_OUTCOMES: [&str; 4] = ["accepted", "duplicate", "mismatch", "qc"];
+const PROCESSING_OUTCOMES: [&str; 4] = ["processed", "duplicate", "rejected", "aborted"];
+
+/// An outcome as `db` stores it: on SQLite (schema 10) its place in
+/// `outcomes`, which the `outcome` column reads back as the name; otherwise
+/// the name (one not in the list is refused by either).
+fn stored_outcome(db: Db<'_>, outcomes: &[&str], outcome: &str) -> sql::Value {
+    match outcomes.iter().position(|o| *o == outcome) {
+        Some(code) if db.session().is_none() => sql::Value::Integer(code as i64),
+        _ => sql::Value::Text(outcome.to_owned()),
+    }
+}
+
+/// A local time as sent (ISO 8601 text) as `db` stores it: on SQLite
+/// (schema 10) one to the second without an offset, in 1970–9999, as the
+/// seconds from 1970-01-01T00:00:00 to it, which the `…_at` column reads back
+/// as the same text; otherwise the text.
+fn stored_local(db: Db<'_>, text: Option<&str>) -> sql::Value {
+    let Some(text) = text else { return sql::Value::Null };
+    let seconds = (db.session().is_none() && text.len() == 19)
+        .then(|| text.parse::<jiff::civil::DateTime>().ok())
+        .flatten()
+        .filter(|dt| dt.strftime("%Y-%m-%dT%H:%M:%S").to_string() == text)
+        .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt).ok())
+        .map(|t| t.as_second())
+        .filter(|s| (0..=LAST_FOUR_DIGIT_SECOND).contains(s));
+    seconds.map_or_else(|| sql::Value::Text(text.to_owned()), sql::Value::Integer)
+}
+
+/// A UTC time as `db` stores it: on SQLite (schema 10) a whole second of
+/// 1970–9999 as its seconds since 1970, which the `…_at` column reads back as
+/// the text [`utc_text`] writes; otherwise that text.
+fn stored_time(db: Db<'_>, t: jiff::Timestamp) -> sql::Value {
+    let seconds = t.as_second();
+    if db.session().is_none() && (0..=LAST_FOUR_DIGIT_SECOND).contains(&seconds) {
+        sql::Value::Integer(seconds)
+    } else {
+        sql::Value::Text(utc_text(t))
+    }
 }
 
 /// Audit entities of machine inserts: in labfeed's own transactions they are
@@ -92,11 +141,13 @@ impl<'c> Tx<'c> {
         instance: Option<String>,
     ) -> Tx<'c> {
         db.take_written();
+        let now = jiff::Timestamp::now();
         Tx {
             transaction,
             reader: Reader::new(db),
             actor: actor.to_owned(),
-            at: utc_text(jiff::Timestamp::now()),
+            at: utc_text(now),
+            at_stored: stored_time(db, now),
             signature: None,
             signed: Cell::new(false),
             key,
@@ -210,7 +261,8 @@ impl<'c> Tx<'c> {
     /// The stored copy has `personal` masked; the hash is of the original.
     /// Audited (`store raw`) only when new.
     pub fn insert_raw(&mut self, raw: &NewRaw<'_>) -> Result<RawStored, StoreError> {
-        let sha256 = sha256_hex(raw.bytes);
+        let digest: [u8; 32] = Sha256::digest(raw.bytes).into();
+        let sha256 = audit::hex(&digest);
         let known = self.db().memo().and_then(|m| m.borrow().content(&sha256));
         let found = match known {
             Some(found) => found,
@@ -226,11 +278,29 @@ impl<'c> Tx<'c> {
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
         self.about(None);
-        let id = RawId(self.db().insert(
-            "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![sha256, size, format, content, masked, received_at, encoding],
-        )?);
+        let id = RawId(if self.db().session().is_none() {
+            // Schema 10: the hash's bytes and the time's seconds; `sha256`
+            // and `first_received_at` read them back as text.
+            self.db().insert(
+                "INSERT INTO raw (digest, size, format, content, masked, first_received_unix, encoding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    digest.as_slice(),
+                    size,
+                    format,
+                    content,
+                    masked,
+                    stored_time(self.db(), raw.received_at),
+                    encoding
+                ],
+            )?
+        } else {
+            self.db().insert(
+                "INSERT INTO raw (sha256, size, format, content, masked, first_received_at, encoding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![sha256, size, format, content, masked, received_at, encoding],
+            )?
+        });
         if let Some(memo) = self.db().memo() {
             let mut memo = memo.borrow_mut();
             memo.set_content(&sha256, Some(id));
@@ -256,10 +326,23 @@ impl<'c> Tx<'c> {
             }
         };
         self.about(None);
-        let id = ReceiptId(self.db().insert(
+        let sql = if self.db().session().is_none() {
+            "INSERT INTO receipt (raw_id, received_unix, source, origin, instrument, instance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        } else {
             "INSERT INTO receipt (raw_id, received_at, source, origin, instrument, instance)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![receipt.raw_id, received_at, receipt.source, receipt.origin, receipt.instrument, self.instance],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        };
+        let id = ReceiptId(self.db().insert(
+            sql,
+            params![
+                receipt.raw_id,
+                stored_time(self.db(), receipt.received_at),
+                receipt.source,
+                receipt.origin,
+                receipt.instrument,
+                self.instance
+            ],
         )?);
         if let Some(memo) = self.db().memo() {
             memo.borrow_mut().set_receipts(receipt.raw_id, earlier + 1);
@@ -275,11 +358,28 @@ impl<'c> Tx<'c> {
     /// Record what processing a receipt did (at most once per receipt).
     /// Audited as `process`.
     pub fn insert_processing(&mut self, p: &NewProcessing) -> Result<(), StoreError> {
-        self.db().execute(
+        let sql = if self.db().session().is_none() {
+            "INSERT INTO processing
+                   (receipt_id, processed_unix, outcome_code, accepted, duplicates, mismatches, qc, errors, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        } else {
             "INSERT INTO processing
                    (receipt_id, processed_at, outcome, accepted, duplicates, mismatches, qc, errors, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![p.receipt_id, self.at, p.outcome, p.accepted, p.duplicates, p.mismatches, p.qc, p.errors, p.detail],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        };
+        self.db().execute(
+            sql,
+            params![
+                p.receipt_id,
+                self.at_stored,
+                stored_outcome(self.db(), &PROCESSING_OUTCOMES, p.outcome.as_str()),
+                p.accepted,
+                p.duplicates,
+                p.mismatches,
+                p.qc,
+                p.errors,
+                p.detail
+            ],
         )?;
         self.audit_insert("process", "processing", p.receipt_id, || {
             json!({ "outcome": p.outcome.as_str(), "accepted": p.accepted, "duplicates": p.duplicates,
@@ -315,13 +415,23 @@ impl<'c> Tx<'c> {
         let collected_offset = o.collected_offset.map(crate::local_time::offset_text);
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
         let m = &o.matched;
-        let id = ObservationId(self.db().insert(
+        let sql = if self.db().session().is_none() {
+            "INSERT INTO observation
+                   (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
+                    comparator, reported_numeric, flags, status, collected_secs, resulted_secs, qc,
+                    participant, visit, minute, analyte, value, unit, blq, outcome_code, collected_offset)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+        } else {
             "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_at, resulted_at, qc,
                     participant, visit, minute, analyte, value, unit, blq, outcome, collected_offset)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+        };
+        let id = ObservationId(self.db().insert(
+            sql,
             params![
                 o.message_id,
                 o.seq,
@@ -335,8 +445,8 @@ impl<'c> Tx<'c> {
                 numeric,
                 o.flags,
                 o.status,
-                collected_at,
-                resulted_at,
+                stored_local(self.db(), collected_at.as_deref()),
+                stored_local(self.db(), resulted_at.as_deref()),
                 o.qc,
                 m.participant,
                 m.visit,
@@ -345,7 +455,7 @@ impl<'c> Tx<'c> {
                 value,
                 m.unit,
                 m.blq,
-                o.outcome,
+                stored_outcome(self.db(), &OBSERVATION_OUTCOMES, o.outcome.as_str()),
                 collected_offset,
             ],
         )?);
@@ -392,13 +502,21 @@ impl<'c> Tx<'c> {
         let supersedes = previous.map(|p| p.id);
         let comparator = r.comparator.map(|c| c.as_str());
         self.about(Some(s.clone()));
-        let id = ResultId(self.db().insert(
-            // Every column given: a default changed behind labfeed's back
-            // (withdrawn = 1) must not decide what a result is.
+        // Every column given: a default changed behind labfeed's back
+        // (withdrawn = 1) must not decide what a result is.
+        let sql = if self.db().session().is_none() {
+            "INSERT INTO result
+                   (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
+                    version, supersedes, accepted_unix, accepted_by, reason, withdrawn, unfilled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0)"
+        } else {
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0)"
+        };
+        let id = ResultId(self.db().insert(
+            sql,
             params![
                 r.observation_id,
                 s.participant,
@@ -411,7 +529,7 @@ impl<'c> Tx<'c> {
                 r.blq,
                 version,
                 supersedes,
-                self.at,
+                self.at_stored,
                 self.actor,
                 r.reason
             ],
@@ -446,11 +564,19 @@ impl<'c> Tx<'c> {
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
         self.about(Some(slot.clone()));
-        let id = ResultId(self.db().insert(
+        let sql = if self.db().session().is_none() {
+            "INSERT INTO result
+                   (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
+                    version, supersedes, accepted_unix, accepted_by, reason, withdrawn, unfilled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)"
+        } else {
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15)"
+        };
+        let id = ResultId(self.db().insert(
+            sql,
             params![
                 current.observation_id,
                 slot.participant,
@@ -463,7 +589,7 @@ impl<'c> Tx<'c> {
                 current.blq,
                 version,
                 current.id,
-                self.at,
+                self.at_stored,
                 self.actor,
                 reason,
                 unfilled

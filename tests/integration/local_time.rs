@@ -255,8 +255,8 @@ fn a_version_2_database_gains_collected_offset_empty_for_its_observations_and_ch
         conn.query_row("SELECT collected_offset FROM observation WHERE id = 1", [], |r| r.get(0)).unwrap();
     assert_eq!(old, None, "an old observation made no choice");
     let bad = conn.execute(
-        "INSERT INTO observation (message_id, seq, byte_offset, qc, outcome, collected_offset)
-           VALUES (1, 2, 0, 0, 'accepted', 'CEST')",
+        "INSERT INTO observation (message_id, seq, byte_offset, qc, outcome_code, collected_offset)
+           VALUES (1, 2, 0, 0, 0, 'CEST')",
         [],
     );
     assert!(bad.is_err(), "only +HH:MM / -HH:MM is stored");

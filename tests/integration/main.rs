@@ -36,6 +36,7 @@ mod privacy;
 mod reopen;
 mod report;
 mod resolve;
+mod schema_v10;
 mod schema_v9;
 mod sdtm;
 mod serial;

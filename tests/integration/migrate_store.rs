@@ -59,8 +59,20 @@ fn pg_rows(client: &mut Client, table: &str) -> Vec<Vec<Cell>> {
 /// The same from SQLite, the implicit rowid last where PostgreSQL has it as a column.
 fn sqlite_rows(conn: &rusqlite::Connection, table: &str, with_rowid: bool) -> Vec<Vec<Cell>> {
     let key = key_of(table);
-    let select = if with_rowid { "*, rowid" } else { "*" };
-    let mut stmt = conn.prepare(&format!("SELECT {select} FROM {table} ORDER BY {key}")).unwrap();
+    // The columns as read (SQLite's compact storage, schema 10, left out).
+    let mut columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_xinfo(?1) ORDER BY cid")
+        .unwrap()
+        .query_map([table], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|c| !labfeed::store::COMPACT_COLUMNS.contains(&(table, c.as_str())))
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    if with_rowid {
+        columns.push("rowid".to_owned());
+    }
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {table} ORDER BY {key}", columns.join(", "))).unwrap();
     let n = stmt.column_count();
     stmt.query_map([], |row| {
         (0..n)
@@ -324,22 +336,25 @@ fn measure_a_copy_of_100_000_results() {
          INSERT INTO participant (code) SELECT printf('P%04d', i) FROM n;
          INSERT INTO visit (participant, visit) SELECT code, 'V0' FROM participant;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
-         INSERT INTO raw (sha256, size, format, content, masked, first_received_at)
-         SELECT printf('%064d', i), 300, 'hl7', randomblob(300), '', '2026-03-02T10:00:00Z' FROM n;
-         INSERT INTO receipt (raw_id, received_at, source, origin) SELECT id, '2026-03-02T10:00:00Z', 'file', 'f.hl7' FROM raw;
-         INSERT INTO processing SELECT id, '2026-03-02T10:00:01Z', 'processed', 10, 0, 0, 0, 0, NULL FROM receipt;
+         INSERT INTO raw (digest, size, format, content, masked, first_received_unix)
+         SELECT unhex(printf('%064d', i)), 300, 'hl7', randomblob(300), '', unixepoch('2026-03-02T10:00:00Z') FROM n;
+         INSERT INTO receipt (raw_id, received_unix, source, origin)
+         SELECT id, unixepoch('2026-03-02T10:00:00Z'), 'file', 'f.hl7' FROM raw;
+         INSERT INTO processing (receipt_id, processed_unix, outcome_code, accepted, duplicates, mismatches, qc, errors)
+         SELECT id, unixepoch('2026-03-02T10:00:01Z'), 0, 10, 0, 0, 0, 0 FROM receipt;
          INSERT INTO message (raw_id, number, span_start, span_end, format, sender, control_id)
          SELECT id, 1, 0, 300, 'hl7', 'LAB', 'C' || id FROM raw;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
          INSERT INTO observation (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value,
-             reported_unit, reported_numeric, status, collected_at, qc, participant, visit, minute, analyte, value,
-             unit, blq, outcome)
+             reported_unit, reported_numeric, status, collected_secs, qc, participant, visit, minute, analyte, value,
+             unit, blq, outcome_code)
          SELECT (i - 1) / 10 + 1, (i - 1) % 10 + 1, 40, 'central', 'S' || i, '1986-9', '0.25', 'nmol/L', '0.25', 'F',
              '2026-03-02T08:30:00Z', 0, printf('P%04d', (i - 1) % 1000 + 1), 'V0', (i - 1) / 1000, 'c_peptide', 0.25,
-             'nmol/L', 0, 'accepted' FROM n;
+             'nmol/L', 0, 0 FROM n;
          INSERT INTO result (observation_id, participant, visit, minute, analyte, value, unit, blq, version,
-             accepted_at, accepted_by, reason)
-         SELECT id, participant, visit, minute, analyte, value, unit, 0, 1, '2026-03-02T10:00:01Z', 'labfeed', 'ingest'
+             accepted_unix, accepted_by, reason)
+         SELECT id, participant, visit, minute, analyte, value, unit, 0, 1, unixepoch('2026-03-02T10:00:01Z'), 'labfeed',
+             'ingest'
          FROM observation;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 220000)
          INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, detail, prev_hash, hash)

@@ -1,6 +1,7 @@
-//! Schema 9 (issue 16): a study written under schema 8 is migrated, keeps
-//! every row under the same id, answers the same, and its audit chain still
-//! verifies; contents are still stored once, found through the smaller index.
+//! Schema 9 (issue 16): a study written under schema 8 is migrated (to the
+//! latest schema), keeps every row under the same id, answers the same, and
+//! its audit chain still verifies; contents are still stored once, found
+//! through the smaller index (schema 10's, of the hash's bytes).
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use super::support::{TempStudy, central, ingest_bytes, raw_copies, text};
 /// prefix index or trigger. Schema 9 changed no row, so this is the file
 /// labfeed of schema 8 would have written.
 fn back_to_schema_8(path: &Path) {
+    super::schema_v10::back_to_schema_9(path);
     let conn = Connection::open(path).unwrap();
     conn.pragma_update(None, "foreign_keys", false).unwrap();
     conn.execute_batch(
@@ -83,11 +85,11 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
     drop(Store::open(&db).unwrap());
     let conn = Connection::open(&db).unwrap();
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(v, 9);
-    assert_eq!(names(&conn, "index"), ["raw_sha256_prefix", "sqlite_autoindex_observation_1"]);
+    assert_eq!(v, labfeed::store::latest_version());
+    assert_eq!(names(&conn, "index"), ["raw_digest_prefix", "sqlite_autoindex_observation_1"]);
     assert_eq!(
         names(&conn, "trigger"),
-        ["observation_no_delete", "observation_no_update", "raw_no_delete", "raw_no_update", "raw_sha256_unique"]
+        ["observation_no_delete", "observation_no_update", "raw_digest_unique", "raw_no_delete", "raw_no_update"]
     );
     assert_eq!(raw_rows(&conn), rows_before, "the same contents under the same ids");
     // Exports, reports and verify-audit's verdict (the chain's digests are
@@ -97,18 +99,18 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
     // A content is found by its hash through the prefix index, and stored once.
     let plan: Vec<String> = conn
         .prepare(
-            "EXPLAIN QUERY PLAN SELECT id FROM raw WHERE substr(sha256, 1, 16) = substr(?1, 1, 16) AND sha256 = ?1",
+            "EXPLAIN QUERY PLAN SELECT id FROM raw WHERE substr(digest, 1, 8) = substr(unhex(?1), 1, 8) AND digest = unhex(?1)",
         )
         .unwrap()
         .query_map([&rows_before[0].1], |r| r.get(3))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(plan.iter().any(|step| step.contains("USING INDEX raw_sha256_prefix")), "{plan:?}");
+    assert!(plan.iter().any(|step| step.contains("USING INDEX raw_digest_prefix")), "{plan:?}");
     conn.execute_batch("BEGIN").unwrap();
     let again = conn.execute(
-        "INSERT INTO raw (sha256, size, content, first_received_at)
-         SELECT sha256, size, content, first_received_at FROM raw WHERE id = ?1",
+        "INSERT INTO raw (digest, size, content, first_received_unix)
+         SELECT digest, size, content, first_received_unix FROM raw WHERE id = ?1",
         [rows_before[0].0],
     );
     let refused = again.unwrap_err().to_string();
@@ -117,7 +119,8 @@ fn a_schema_8_study_migrates_keeps_its_rows_and_answers_and_its_chain_verifies()
     let mut other = rows_before[0].1.clone();
     other.replace_range(63.., if other.ends_with('0') { "1" } else { "0" });
     conn.execute(
-        "INSERT INTO raw (sha256, size, content, first_received_at) VALUES (?1, 1, x'00', '2026-03-02T10:00:00Z')",
+        "INSERT INTO raw (digest, size, content, first_received_unix)
+         VALUES (unhex(?1), 1, x'00', '2026-03-02T10:00:00Z')",
         [&other],
     )
     .unwrap();

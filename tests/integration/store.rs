@@ -175,7 +175,7 @@ fn a_new_file_is_migrated_to_the_latest_version_and_reopening_changes_nothing() 
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), latest_version());
-    assert_eq!(latest_version(), 9);
+    assert_eq!(latest_version(), 10);
     drop(store);
 
     let conn = raw_conn(&path);

@@ -268,9 +268,9 @@ fn last_result_version(conn: &Connection) -> i64 {
 fn insert_result_version(conn: &Connection, id: i64) -> i64 {
     conn.execute(
         "INSERT INTO result (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
-                             version, supersedes, accepted_at, accepted_by, reason, withdrawn, unfilled)
+                             version, supersedes, accepted_unix, accepted_by, reason, withdrawn, unfilled)
          SELECT observation_id, participant, visit, minute, analyte, 0.99, unit, comparator, blq,
-                version + 1, id, accepted_at, accepted_by, reason, withdrawn, unfilled FROM result WHERE id = ?1",
+                version + 1, id, accepted_unix, accepted_by, reason, withdrawn, unfilled FROM result WHERE id = ?1",
         [id],
     )
     .unwrap();
