@@ -120,14 +120,17 @@ impl<'a, const N: usize> Fields<'a, N> {
     /// the record type letter is field 1).
     pub fn split(text: &'a [u8], field_delimiter: u8, first: usize) -> Self {
         let mut fields: [&'a [u8]; N] = [&[]; N];
-        let mut slots = fields.iter_mut();
+        let mut index = 0;
         let mut start = 0;
-        for at in DelimiterPositions::new(text, field_delimiter) {
-            let Some(slot) = slots.next() else { return Fields { fields, first } };
-            *slot = text.get(start..at).unwrap_or_default();
+        crate::scan::for_each_byte(text, field_delimiter, |at| {
+            if let Some(slot) = fields.get_mut(index) {
+                *slot = text.get(start..at).unwrap_or_default();
+            }
+            index += 1;
             start = at + 1;
-        }
-        if let Some(slot) = slots.next() {
+            index < N
+        });
+        if let Some(slot) = fields.get_mut(index) {
             *slot = text.get(start..).unwrap_or_default();
         }
         Fields { fields, first }
@@ -136,65 +139,6 @@ impl<'a, const N: usize> Fields<'a, N> {
     /// Field `number` (LIS02 numbering), empty if absent or not held.
     pub fn get(&self, number: usize) -> &'a [u8] {
         number.checked_sub(self.first).and_then(|i| self.fields.get(i)).copied().unwrap_or_default()
-    }
-}
-
-/// Positions of one byte in a record, found eight bytes at a time: fields
-/// are short, so restarting a SIMD search for each would cost more than it
-/// saves, and a byte-at-a-time loop is slower still.
-struct DelimiterPositions<'a> {
-    text: &'a [u8],
-    /// Offset of the current word in `text`.
-    word_start: usize,
-    /// High bit set in each byte of the current word that is the delimiter.
-    matches: u64,
-    pattern: u64,
-}
-
-const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-
-impl<'a> DelimiterPositions<'a> {
-    fn new(text: &'a [u8], delimiter: u8) -> Self {
-        let pattern = u64::from_le_bytes([delimiter; 8]);
-        let mut it = DelimiterPositions { text, word_start: 0, matches: 0, pattern };
-        it.matches = it.word_matches(0);
-        it
-    }
-
-    /// The matches in the word at `start` (short words padded with bytes
-    /// that cannot match).
-    fn word_matches(&self, start: usize) -> u64 {
-        let chunk = self.text.get(start..).unwrap_or_default();
-        let word = match chunk.first_chunk::<8>() {
-            Some(word) => *word,
-            None => {
-                let mut word = (!self.pattern).to_le_bytes();
-                for (w, &b) in word.iter_mut().zip(chunk) {
-                    *w = b;
-                }
-                word
-            }
-        };
-        // Exact zero-byte test on word XOR pattern: no false positives.
-        let v = u64::from_le_bytes(word) ^ self.pattern;
-        !(((v & LOW7) + LOW7) | v | LOW7)
-    }
-}
-
-impl Iterator for DelimiterPositions<'_> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        while self.matches == 0 {
-            self.word_start += 8;
-            if self.word_start >= self.text.len() {
-                return None;
-            }
-            self.matches = self.word_matches(self.word_start);
-        }
-        let byte = (self.matches.trailing_zeros() / 8) as usize;
-        self.matches &= self.matches - 1;
-        Some(self.word_start + byte)
     }
 }
 
@@ -358,18 +302,18 @@ mod tests {
     }
 
     #[test]
-    fn delimiter_positions_match_a_plain_search() {
+    fn fields_are_the_pieces_between_delimiters() {
         let text: Vec<u8> =
-            (0..200u32).map(|i| if (i * 7 + i / 3) % 5 == 0 { b'|' } else { b'a' + (i % 26) as u8 }).collect();
+            (0..90u32).map(|i| if (i * 7 + i / 3) % 5 == 0 { b'|' } else { 0x80 | (i as u8) }).collect();
         for len in 0..text.len() {
             let part = text.get(..len).unwrap_or_default();
-            let fast: Vec<usize> = DelimiterPositions::new(part, b'|').collect();
-            let plain: Vec<usize> = part.iter().enumerate().filter(|(_, b)| **b == b'|').map(|(i, _)| i).collect();
-            assert_eq!(fast, plain, "len {len}");
+            let f = Fields::<9>::split(part, b'|', 1);
+            let pieces: Vec<&[u8]> = part.split(|&b| b == b'|').chain(std::iter::repeat(&b""[..])).take(9).collect();
+            for (n, piece) in (1..).zip(pieces) {
+                assert_eq!(f.get(n), piece, "len {len}, field {n}");
+            }
+            assert_eq!(f.get(10), b"", "len {len}");
         }
-        let high: Vec<usize> = DelimiterPositions::new(b"\xFF|\x80|\x7F||", b'|').collect();
-        assert_eq!(high, [1, 3, 5, 6]);
-        assert_eq!(DelimiterPositions::new(b"\xB5\xB5", 0xB5).count(), 2);
     }
 
     #[test]
