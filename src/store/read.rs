@@ -230,22 +230,19 @@ fn in_list(from: usize) -> String {
     (from..from + IN_LIST).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Hex digits as the bytes they spell (a hash as SQLite stores it); a text
-/// that is not hex (never a hash labfeed made) is looked up as its own bytes.
+/// A SHA-256 as labfeed writes it (64 lowercase hex digits) as the 32 bytes
+/// SQLite stores; anything else is no hash labfeed made, and is looked up as
+/// bytes no digest has (empty), so it is found on neither engine.
 fn hex_bytes(text: &str) -> Vec<u8> {
+    let value = |d: &u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
     let digits = text.as_bytes();
-    let value = |d: u8| char::from(d).to_digit(16);
-    let decoded: Option<Vec<u8>> = digits
-        .len()
-        .is_multiple_of(2)
-        .then(|| {
-            digits.chunks(2).map(|pair| match pair {
-                [hi, lo] => Some((value(*hi)? * 16 + value(*lo)?) as u8),
-                _ => None,
-            })
-        })
-        .and_then(|bytes| bytes.collect());
-    decoded.unwrap_or_else(|| digits.to_vec())
+    let bytes: Option<Vec<u8>> =
+        digits.chunks(2).map(|pair| Some(value(pair.first()?)? * 16 + value(pair.get(1)?)?)).collect();
+    bytes.filter(|b| b.len() == 32).unwrap_or_default()
 }
 
 /// `values` as [`IN_LIST`] parameters, the last repeated to fill the list.
@@ -1213,5 +1210,21 @@ impl<'c> Reader<'c> {
                 r.get::<i64>(0)
             })
             .map(|n| n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_bytes;
+
+    #[test]
+    fn only_a_hash_as_labfeed_writes_it_becomes_its_bytes() {
+        let hash = "00ff".repeat(16);
+        assert_eq!(hex_bytes(&hash), [0x00, 0xff].repeat(16));
+        for not_a_hash in
+            [hash.to_uppercase(), hash[..62].to_owned(), format!("{hash}00"), "zz".repeat(32), String::new()]
+        {
+            assert!(hex_bytes(&not_a_hash).is_empty(), "{not_a_hash}");
+        }
     }
 }

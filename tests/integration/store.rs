@@ -844,7 +844,7 @@ fn schema_names(path: &Path) -> Vec<(String, String)> {
     for (kind, name) in &objects {
         names.push((format!("{kind} {name}"), name.clone()));
         if kind == "table" || kind == "view" {
-            let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+            let mut stmt = conn.prepare("SELECT name FROM pragma_table_xinfo(?1)").unwrap();
             for column in stmt.query_map([name], |r| r.get::<_, String>(0)).unwrap() {
                 let column = column.unwrap();
                 names.push((format!("column {name}.{column}"), column));
