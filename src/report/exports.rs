@@ -15,9 +15,11 @@ use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit};
+use crate::store::{
+    CurrentResult, NotDoneMark, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit,
+};
 use crate::study::config::Config;
-use crate::study::missing::not_done_results;
+use crate::study::missing::{MissingResult, not_done_results};
 
 /// A finished CSV file and how many rows it has (the header not counted).
 pub struct Csv {
@@ -35,14 +37,23 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    store.read(|r| Ok(read_lb(r, config, now, true)?.records)).context("reading the accepted results and visits")
+    let lb = store.read(|r| read_lb(r, config, now, true)).context("reading the accepted results and visits")?;
+    Ok(lb.records(config))
 }
 
-/// The LB records and the current results and visits they were made from.
+/// What the LB records are made of: the current results, the visits, the
+/// slots marked not done and what the messages sent.
 struct LbSnapshot {
-    records: Vec<LbRecord>,
     results: Vec<CurrentResult>,
     visits: Vec<Visit>,
+    not_done: Vec<(MissingResult, NotDoneMark)>,
+    sent: SentDetails,
+}
+
+impl LbSnapshot {
+    fn records(&self, config: &Config) -> Vec<LbRecord> {
+        lb_records(config, &self.results, &self.visits, &self.not_done, &self.sent)
+    }
 }
 
 /// Results, visits and the marked slots come from one snapshot, so a
@@ -64,8 +75,7 @@ fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) ->
     let states = r.slot_states_without_ids(&crate::store::Scope::Study, filled)?;
     let not_done = not_done_results(config, &visits, &states, now);
     let sent = if sent { sent_details(r, &results, sources)? } else { SentDetails::new() };
-    let records = lb_records(config, &results, &visits, &not_done, &sent);
-    Ok(LbSnapshot { records, results, visits })
+    Ok(LbSnapshot { results, visits, not_done, sent })
 }
 
 /// Where a current result came from: its observation, stored copy, message
@@ -126,10 +136,10 @@ fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>)
 
 /// The SDTM LB domain as CSV.
 pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
-    let records = lb(config, store, now)?;
+    let lb = store.read(|r| read_lb(r, config, now, true)).context("reading the accepted results and visits")?;
     let mut bytes = Vec::new();
-    write_lb_csv(&mut bytes, &records)?;
-    Ok(Csv { bytes, rows: records.len() })
+    let rows = write_lb_csv(&mut bytes, config, &lb.results, &lb.visits, &lb.not_done, &lb.sent)?;
+    Ok(Csv { bytes, rows })
 }
 
 /// `report mismatches --format csv` (`include_resolved`: `--all`).
@@ -186,8 +196,9 @@ fn read_lb_and_adam(
     let (lb, rows) = store
         .read(|r| {
             let lb = read_lb(r, config, now, sent)?;
+            let records = lb.records(config);
             let results: Vec<ResultRow> = lb.results.into_iter().map(|c| c.result).collect();
-            Ok((lb.records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
+            Ok((records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
         })
         .context("reading the current results and visits")?;
     let adam = crate::report::adam::adam_records(config, &rows, &lb);
