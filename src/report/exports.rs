@@ -16,7 +16,7 @@ use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
 use crate::store::{
-    CurrentResult, NotDoneMark, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit,
+    CurrentResult, NotDoneMark, RawId, Reader, ResultRow, Store, StoreError, Visit,
 };
 use crate::study::config::Config;
 use crate::study::missing::{MissingResult, not_done_results};
@@ -61,26 +61,15 @@ impl LbSnapshot {
 /// `sent`, the ranges and specimens the messages gave are left out (ADaM
 /// takes none of them, and reading them parses every stored copy).
 fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) -> Result<LbSnapshot, StoreError> {
-    let (results, sources): (Vec<CurrentResult>, Vec<Source>) = r
-        .current_results_from_copies()?
-        .into_iter()
-        .map(|(c, raw, message, seq)| {
-            let observation = c.result.observation_id;
-            (c, (observation, raw, message, seq))
-        })
-        .unzip();
+    let (results, copies) = r.current_results_from_copies()?;
     let visits = r.visits()?;
     // The slots filled are those of the current results just read.
     let filled = results.iter().map(|c| c.result.slot.clone()).collect();
     let states = r.slot_states_without_ids(&crate::store::Scope::Study, filled)?;
     let not_done = not_done_results(config, &visits, &states, now);
-    let sent = if sent { sent_details(r, &results, sources)? } else { SentDetails::new() };
+    let sent = if sent { sent_details(r, &results, &copies)? } else { SentDetails::new() };
     Ok(LbSnapshot { results, visits, not_done, sent })
 }
-
-/// Where a current result came from: its observation, stored copy, message
-/// number in the copy and position in the message.
-type Source = (ObservationId, RawId, i64, i64);
 
 /// What a stored copy gave for one result: its sample, its test and the
 /// details `export lb` takes from it.
@@ -89,15 +78,17 @@ type Copied = (Option<String>, Option<String>, Sent);
 /// The reference range and specimen type each current result's message
 /// gave, read back from the stored copies (each parsed once). A result
 /// whose copy no longer gives the same sample and test back gets none.
-/// `sources`: each result's observation, stored copy, message number and
-/// order in the message.
-fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>) -> Result<SentDetails, StoreError> {
-    let mut by_raw: BTreeMap<RawId, Vec<(ObservationId, i64, i64)>> = BTreeMap::new();
-    for (observation, raw, message, seq) in sources {
-        by_raw.entry(raw).or_default().push((observation, message, seq));
+/// `copies`: each result's stored copy, message number and order in the
+/// message.
+fn sent_details(
+    r: &Reader<'_>,
+    results: &[CurrentResult],
+    copies: &[(RawId, i64, i64)],
+) -> Result<SentDetails, StoreError> {
+    let mut by_raw: BTreeMap<RawId, Vec<(&CurrentResult, i64, i64)>> = BTreeMap::new();
+    for (current, &(raw, message, seq)) in results.iter().zip(copies) {
+        by_raw.entry(raw).or_default().push((current, message, seq));
     }
-    let provenance: BTreeMap<ObservationId, &Provenance> =
-        results.iter().map(|c| (c.result.observation_id, &c.provenance)).collect();
     let mut sent = SentDetails::new();
     for (raw_id, wanted) in by_raw {
         let Some(raw) = r.raw(raw_id)? else { continue };
@@ -120,14 +111,11 @@ fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>)
                 }
             }
         });
-        for (observation, message, seq) in wanted {
-            let (Some((sample_id, test_code, details)), Some(p)) =
-                (read.remove(&(message, seq)), provenance.get(&observation))
-            else {
-                continue;
-            };
+        for (current, message, seq) in wanted {
+            let Some((sample_id, test_code, details)) = read.remove(&(message, seq)) else { continue };
+            let p = &current.provenance;
             if sample_id == p.sample_id && test_code == p.test_code {
-                sent.insert(observation, details);
+                sent.insert(current.result.observation_id, details);
             }
         }
     }
