@@ -708,20 +708,37 @@ impl<'c> Reader<'c> {
     /// same order, each one's stored copy, message number and order in the
     /// message.
     pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<(RawId, i64, i64)>), StoreError> {
+        // Every version in slot order, each slot's latest last, read along
+        // the slots' unique index: the latest is kept unless it is a
+        // withdrawal, which is the current_result view without its max()
+        // per row.
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM current_result r
+            "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
-             ORDER BY r.participant, r.visit, r.minute, r.analyte",
+             ORDER BY r.participant, r.visit, r.minute, r.analyte, r.version",
             provenance_columns(NO_RECEIPT)
         );
         let (mut results, mut copies) = (Vec::new(), Vec::new());
+        let mut keep = |latest: Option<(CurrentResult, (RawId, i64, i64))>| {
+            if let Some((current, copy)) = latest.filter(|(c, _)| !c.result.withdrawn) {
+                results.push(current);
+                copies.push(copy);
+            }
+        };
+        let mut latest: Option<(CurrentResult, (RawId, i64, i64))> = None;
         let at = RESULT_WIDTH + PROVENANCE_WIDTH;
         self.db().query_each(&sql, params![], |r| {
-            results.push(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? });
-            copies.push((r.get(at)?, r.get(at + 1)?, r.get(at + 2)?));
+            let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
+            let copy = (r.get(at)?, r.get(at + 1)?, r.get(at + 2)?);
+            let slot_before = latest.as_ref().map(|(c, _)| &c.result.slot);
+            if slot_before.is_some_and(|s| *s != current.result.slot) {
+                keep(latest.take());
+            }
+            latest = Some((current, copy));
             Ok::<_, StoreError>(true)
         })?;
+        keep(latest);
         Ok((results, copies))
     }
 
