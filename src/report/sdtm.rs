@@ -326,12 +326,23 @@ struct Planned<'a> {
     /// LBRFTDTC.
     lbrftdtc: Cow<'a, str>,
     what: Entry<'a>,
+    /// The shared fields of its analyte, visit and minute (looked up once).
+    analyte_fields: Option<&'a AnalyteFields>,
+    visit_fields: Option<&'a VisitFields>,
+    minute_fields: Option<&'a MinuteFields>,
 }
 
 /// What a record is of.
 enum Entry<'a> {
     Result(&'a CurrentResult),
     NotDone(&'a NotDoneMark),
+}
+
+/// A slot's analyte, visit and minute.
+struct Slotted<'a> {
+    analyte: &'a str,
+    visit: &'a str,
+    minute: i64,
 }
 
 /// The fields every record of one analyte shares.
@@ -367,14 +378,15 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn new(config: &'a Config, planned: &[Planned<'a>]) -> Shared<'a> {
+    /// The fields of the analytes, visits and minutes of `slots`.
+    fn new(config: &'a Config, slots: impl Iterator<Item = Slotted<'a>>) -> Shared<'a> {
         let mut shared = Shared {
             studyid: &config.study.id,
             analytes: BTreeMap::new(),
             visits: BTreeMap::new(),
             minutes: BTreeMap::new(),
         };
-        for p in planned {
+        for p in slots {
             shared.analytes.entry(p.analyte).or_insert_with(|| {
                 let analyte = config.analytes.get(p.analyte);
                 let (lbtestcd, lbtest) = config.lb_test(p.analyte);
@@ -547,26 +559,21 @@ impl LbRow<'_> {
 }
 
 impl<'a> Planned<'a> {
-    fn key<'s>(&self, shared: &'s Shared<'_>) -> SortKey<'s>
-    where
-        'a: 's,
-    {
-        let rank = match shared.visits.get(self.visit).and_then(|v| v.configured) {
+    fn key(&self) -> SortKey<'_> {
+        let rank = match self.visit_fields.and_then(|v| v.configured) {
             Some(i) => (i, ""),
             None => (usize::MAX, self.visit),
         };
-        let code = shared.analytes.get(self.analyte).map_or("", |a| a.lbtestcd.as_str());
+        let code = self.analyte_fields.map_or("", |a| a.lbtestcd.as_str());
         (self.participant, rank, code, self.minute, self.analyte)
     }
 
     /// A record with the identification and timing filled, results empty;
     /// `usubjid` the participant's (made once per participant).
-    fn row<'s>(&'s self, shared: &'s Shared<'_>, usubjid: &'s str) -> LbRow<'s> {
-        let analyte = shared.analytes.get(self.analyte);
-        let visit = shared.visits.get(self.visit);
-        let minute = shared.minutes.get(&self.minute);
+    fn row<'s>(&'s self, studyid: &'s str, usubjid: &'s str) -> LbRow<'s> {
+        let (analyte, visit, minute) = (self.analyte_fields, self.visit_fields, self.minute_fields);
         LbRow {
-            studyid: shared.studyid,
+            studyid,
             usubjid,
             lbtestcd: analyte.map_or("", |a| &a.lbtestcd),
             lbtest: analyte.map_or("", |a| &a.lbtest),
@@ -608,7 +615,7 @@ fn fill_result<'r, 'k: 'r>(
     row: &mut LbRow<'r>,
     current: &'k CurrentResult,
     config: &Config,
-    shared: &'r Shared<'_>,
+    analyte: Option<&'r AnalyteFields>,
     sent: Option<&'k Sent>,
     limits_of: &'r mut LimitsMemo<'k>,
 ) {
@@ -643,7 +650,7 @@ fn fill_result<'r, 'k: 'r>(
     if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
         row.lbspec = term;
     }
-    row.lblloq = shared.analytes.get(slot.analyte.as_str()).map_or("", |a| &a.lblloq);
+    row.lblloq = analyte.map_or("", |a| &a.lblloq);
     // An instrument whose collection time is a registration time (see
     // `trust_collection_time`) gives no LBDTC rather than a wrong one.
     let trusted = instrument.is_none_or(|i| i.trust_collection_time);
@@ -712,51 +719,58 @@ fn each_lb_row<E>(
         .iter()
         .filter_map(|v| Some(((v.participant.as_str(), v.visit.as_str()), reference_time(v.meal_start?))))
         .collect();
+    let slotted = results
+        .iter()
+        .map(|c| &c.result.slot)
+        .map(|s| Slotted { analyte: &s.analyte, visit: &s.visit, minute: s.minute })
+        .chain(not_done.iter().map(|(m, _)| Slotted {
+            analyte: &m.analyte,
+            visit: &m.visit,
+            minute: i64::from(m.minute),
+        }));
+    let shared = Shared::new(config, slotted);
+    let planned = |participant, visit, minute, analyte, lbrftdtc, what| Planned {
+        participant,
+        visit,
+        minute,
+        analyte,
+        lbrftdtc,
+        what,
+        analyte_fields: shared.analytes.get(analyte),
+        visit_fields: shared.visits.get(visit),
+        minute_fields: shared.minutes.get(&minute),
+    };
     let of_result = results.iter().map(|current| {
         let slot = &current.result.slot;
         let meal_start = meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str()));
-        Planned {
-            participant: slot.participant.as_str(),
-            visit: slot.visit.as_str(),
-            minute: slot.minute,
-            analyte: slot.analyte.as_str(),
-            lbrftdtc: meal_start.map_or(Cow::Borrowed(""), |t| Cow::Borrowed(t.as_str())),
-            what: Entry::Result(current),
-        }
+        let lbrftdtc = Cow::Borrowed(meal_start.map_or("", String::as_str));
+        planned(&slot.participant, &slot.visit, slot.minute, &slot.analyte, lbrftdtc, Entry::Result(current))
     });
-    let of_not_done = not_done.iter().map(|(m, mark)| Planned {
-        participant: m.participant.as_str(),
-        visit: m.visit.as_str(),
-        minute: i64::from(m.minute),
-        analyte: m.analyte.as_str(),
-        lbrftdtc: Cow::Owned(reference_time(m.meal_start)),
-        what: Entry::NotDone(mark),
+    let of_not_done = not_done.iter().map(|(m, mark)| {
+        let lbrftdtc = Cow::Owned(reference_time(m.meal_start));
+        planned(&m.participant, &m.visit, i64::from(m.minute), &m.analyte, lbrftdtc, Entry::NotDone(mark))
     });
     let planned: Vec<Planned<'_>> = of_result.chain(of_not_done).collect();
-    let shared = Shared::new(config, &planned);
-    let mut usubjids: BTreeMap<&str, String> = BTreeMap::new();
-    for p in &planned {
-        usubjids.entry(p.participant).or_insert_with(|| format!("{}-{}", shared.studyid, p.participant));
-    }
     // Sorted by key (stable: equal keys keep their order).
-    let mut order: Vec<(SortKey<'_>, &Planned<'_>)> = planned.iter().map(|p| (p.key(&shared), p)).collect();
+    let mut order: Vec<(SortKey<'_>, &Planned<'_>)> = planned.iter().map(|p| (p.key(), p)).collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
     let flagged = last_before_exposure(config, &order);
     let mut limits_of = LimitsMemo::new();
     let mut seq = 0;
-    let mut subject = None;
+    let (mut subject, mut usubjid) = (None, String::new());
     for (at, (_, planned)) in order.iter().enumerate() {
-        let usubjid = usubjids.get(planned.participant).map_or("", String::as_str);
-        if subject != Some(usubjid) {
-            subject = Some(usubjid);
+        // A participant's records are together: USUBJID made once for them.
+        if subject != Some(planned.participant) {
+            subject = Some(planned.participant);
+            usubjid = format!("{}-{}", shared.studyid, planned.participant);
             seq = 0;
         }
         seq += 1;
-        let mut row = planned.row(&shared, usubjid);
+        let mut row = planned.row(shared.studyid, &usubjid);
         match planned.what {
             Entry::Result(current) => {
                 let sent = sent.get(&current.result.observation_id);
-                fill_result(&mut row, current, config, &shared, sent, &mut limits_of);
+                fill_result(&mut row, current, config, planned.analyte_fields, sent, &mut limits_of);
             }
             Entry::NotDone(mark) => {
                 row.lbstat = NOT_DONE;
