@@ -1226,7 +1226,40 @@ mod tests {
     #[test]
     fn the_csv_has_the_header_even_without_records() {
         let mut out = Vec::new();
-        write_lb_csv(&mut out, &[]).unwrap();
+        let rows = write_lb_csv(&mut out, &config(), &[], &[], &[], &SentDetails::new()).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", LB_COLUMNS.join(",")));
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn the_csv_written_as_records_are_made_is_the_records_fields() {
+        let config = config();
+        let visits = [Visit {
+            participant: "U01".into(),
+            visit: "V0".into(),
+            meal_start: Some("2026-03-02T08:30".parse().unwrap()),
+        }];
+        let mut cpep = result(Slot::new("U01", "V0", 0, "c_peptide"), 0.9 * 0.33109, None, ("0.9", "ng/mL"));
+        cpep.result.observation_id = crate::store::ObservationId(1);
+        cpep.provenance.flags = Some("H".into());
+        let censored = result(Slot::new("U01", "V0", -10, "c_peptide"), 0.01, Some(Comparator::Lt), ("<^0.01", "nmol/L"));
+        let other = result(Slot::new("U02", "V9", 45, "glucose"), 5.0, None, ("5,0 \"x\"", "mmol/L"));
+        let sent = SentDetails::from([(
+            crate::store::ObservationId(1),
+            Sent { reference_range: Some("1.1-4.4".into()), specimen_type: Some("PLAS".into()) },
+        )]);
+        let marked = [(missing("U01", "V0", 15, "glucose"), mark("clotted, \"twice\""))];
+        let results = [other, cpep, censored];
+        let records = lb_records(&config, &results, &visits, &marked, &sent);
+        let mut expected = csv::Writer::from_writer(Vec::new());
+        expected.write_record(LB_COLUMNS).unwrap();
+        for r in &records {
+            expected.write_record(r.fields()).unwrap();
+        }
+        let mut out = Vec::new();
+        let rows = write_lb_csv(&mut out, &config, &results, &visits, &marked, &sent).unwrap();
+        assert_eq!((rows, records.len()), (4, 4));
+        assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected.into_inner().unwrap()).unwrap());
+        assert_eq!(records.iter().filter(|r| r.lblobxfl == "Y").count(), 1);
     }
 }

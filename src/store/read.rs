@@ -87,6 +87,8 @@ fn get_format(row: &Row, idx: usize) -> Result<Option<Format>, StoreError> {
 pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
+/// Every version of a slot together, the latest last (see [`Reader::each_current`]).
+pub(super) const VERSIONS_ORDER: &str = "r.participant, r.visit, r.minute, r.analyte, r.version";
 
 pub(super) fn result_row(row: &Row, at: usize) -> Result<ResultRow, StoreError> {
     Ok(ResultRow {
@@ -708,38 +710,60 @@ impl<'c> Reader<'c> {
     /// same order, each one's stored copy, message number and order in the
     /// message.
     pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<(RawId, i64, i64)>), StoreError> {
-        // Every version in slot order, each slot's latest last, read along
-        // the slots' unique index: the latest is kept unless it is a
-        // withdrawal, which is the current_result view without its max()
-        // per row.
         let sql = format!(
             "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
-             ORDER BY r.participant, r.visit, r.minute, r.analyte, r.version",
+             ORDER BY {VERSIONS_ORDER}",
             provenance_columns(NO_RECEIPT)
         );
         let (mut results, mut copies) = (Vec::new(), Vec::new());
-        let mut keep = |latest: Option<(CurrentResult, (RawId, i64, i64))>| {
-            if let Some((current, copy)) = latest.filter(|(c, _)| !c.result.withdrawn) {
+        let at = RESULT_WIDTH + PROVENANCE_WIDTH;
+        self.each_current(
+            &sql,
+            params![],
+            |r| {
+                let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
+                Ok((current, (r.get(at)?, r.get(at + 1)?, r.get(at + 2)?)))
+            },
+            |(current, _)| &current.result,
+            |(current, copy)| {
                 results.push(current);
                 copies.push(copy);
+            },
+        )?;
+        Ok((results, copies))
+    }
+
+    /// The current results a query of every version gives (ordered by
+    /// [`VERSIONS_ORDER`], each slot's latest last), each read by `read`
+    /// and handed to `keep`: a slot's latest version unless it is a
+    /// withdrawal. This is the current_result view, read along the slots'
+    /// unique index rather than with its max(version) for every row.
+    pub(super) fn each_current<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn crate::store::sql::Param],
+        mut read: impl FnMut(&Row) -> Result<T, StoreError>,
+        result: impl Fn(&T) -> &ResultRow,
+        mut keep: impl FnMut(T),
+    ) -> Result<(), StoreError> {
+        let mut latest: Option<T> = None;
+        let mut settle = |last: Option<T>| {
+            if let Some(last) = last.filter(|t| !result(t).withdrawn) {
+                keep(last);
             }
         };
-        let mut latest: Option<(CurrentResult, (RawId, i64, i64))> = None;
-        let at = RESULT_WIDTH + PROVENANCE_WIDTH;
-        self.db().query_each(&sql, params![], |r| {
-            let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
-            let copy = (r.get(at)?, r.get(at + 1)?, r.get(at + 2)?);
-            let slot_before = latest.as_ref().map(|(c, _)| &c.result.slot);
-            if slot_before.is_some_and(|s| *s != current.result.slot) {
-                keep(latest.take());
+        self.db().query_each(sql, params, |r| {
+            let row = read(r)?;
+            if latest.as_ref().is_some_and(|l| result(l).slot != result(&row).slot) {
+                settle(latest.take());
             }
-            latest = Some((current, copy));
+            latest = Some(row);
             Ok::<_, StoreError>(true)
         })?;
-        keep(latest);
-        Ok((results, copies))
+        settle(latest);
+        Ok(())
     }
 
     /// The audit rows about one entity (`entity` is the table name, `entity_id`

@@ -551,6 +551,24 @@ mod tests {
     }
 
     #[test]
+    fn a_row_is_read_whole_or_by_column_and_text_that_is_not_utf8_is_refused() {
+        let conn = db();
+        let db = Db::sqlite(&conn);
+        let sql = "SELECT 7, 'a', NULL, CAST(x'ff' AS TEXT), x'00'";
+        let whole: Vec<Value> = db.query_row(sql, params![], |r| Ok(r.values.iter().cloned().collect())).unwrap();
+        // The row ends at the column that is not UTF-8: shorter than asked for.
+        assert_eq!(whole, [Value::Integer(7), Value::Text("a".into()), Value::Null]);
+        let len = db.query_row(sql, params![], |r| Ok(r.values.len())).unwrap();
+        assert_eq!(len, 3);
+        let err = db.query_row(sql, params![], |r| r.get::<String>(3)).unwrap_err();
+        assert!(err.to_string().contains("UTF-8") || err.to_string().contains("utf"), "{err}");
+        let blob: Vec<u8> = db.query_row(sql, params![], |r| r.get(4)).unwrap();
+        assert_eq!(blob, [0]);
+        let err = db.query_row(sql, params![], |r| r.get::<i64>(5)).unwrap_err();
+        assert!(err.to_string().contains("it has no column 5 (it has 5)"), "{err}");
+    }
+
+    #[test]
     fn a_column_of_the_wrong_kind_is_an_error_naming_it() {
         let conn = db();
         let db = Db::sqlite(&conn);
