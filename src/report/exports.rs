@@ -15,9 +15,7 @@ use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{
-    CurrentResult, NotDoneMark, RawId, Reader, ResultRow, Store, StoreError, Visit,
-};
+use crate::store::{CurrentResult, NotDoneMark, RawId, Reader, ResultRow, Store, StoreError, Visit};
 use crate::study::config::Config;
 use crate::study::missing::{MissingResult, not_done_results};
 

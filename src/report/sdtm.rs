@@ -1242,7 +1242,8 @@ mod tests {
         let mut cpep = result(Slot::new("U01", "V0", 0, "c_peptide"), 0.9 * 0.33109, None, ("0.9", "ng/mL"));
         cpep.result.observation_id = crate::store::ObservationId(1);
         cpep.provenance.flags = Some("H".into());
-        let censored = result(Slot::new("U01", "V0", -10, "c_peptide"), 0.01, Some(Comparator::Lt), ("<^0.01", "nmol/L"));
+        let censored =
+            result(Slot::new("U01", "V0", -10, "c_peptide"), 0.01, Some(Comparator::Lt), ("<^0.01", "nmol/L"));
         let other = result(Slot::new("U02", "V9", 45, "glucose"), 5.0, None, ("5,0 \"x\"", "mmol/L"));
         let sent = SentDetails::from([(
             crate::store::ObservationId(1),

@@ -87,6 +87,10 @@ fn get_format(row: &Row, idx: usize) -> Result<Option<Format>, StoreError> {
 pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
+/// Where a result is in its stored copy: the copy, the message's number in
+/// it and the result's order in the message.
+pub type InCopy = (RawId, i64, i64);
+
 /// Every version of a slot together, the latest last (see [`Reader::each_current`]).
 pub(super) const VERSIONS_ORDER: &str = "r.participant, r.visit, r.minute, r.analyte, r.version";
 
@@ -709,7 +713,7 @@ impl<'c> Reader<'c> {
     /// first receipt's source, arrival and origin (`None`); and, in the
     /// same order, each one's stored copy, message number and order in the
     /// message.
-    pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<(RawId, i64, i64)>), StoreError> {
+    pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<InCopy>), StoreError> {
         let sql = format!(
             "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM result r
              JOIN observation o ON o.id = r.observation_id

@@ -76,9 +76,10 @@ enum Source<'r> {
 }
 
 impl Values<'_> {
-    /// How many columns: a SQLite row's text column that is not UTF-8
-    /// ends it, so that the row is shorter than its query asked for (and
-    /// reading it whole fails; the column alone, [`Row::get`], says why).
+    /// How many columns. A SQLite text column that is not UTF-8 ends the
+    /// row: it has fewer columns than its query asked for (a copy refuses
+    /// it, a digest of it does not match; [`Row::get`] of the column says
+    /// why).
     pub(crate) fn len(&self) -> usize {
         self.all().len()
     }
@@ -89,9 +90,9 @@ impl Values<'_> {
 
     fn all(&self) -> &[Value] {
         match self.source {
-            Source::Sqlite(row) => self.made.get_or_init(|| {
-                (0..row.as_ref().column_count()).map_while(|i| sqlite_value(row, i).ok()).collect()
-            }),
+            Source::Sqlite(row) => self
+                .made
+                .get_or_init(|| (0..row.as_ref().column_count()).map_while(|i| sqlite_value(row, i).ok()).collect()),
             Source::Values(values) => values,
         }
     }
@@ -129,9 +130,9 @@ fn sqlite_value(row: &rusqlite::Row<'_>, index: usize) -> Result<Value, StoreErr
         ValueRef::Null => Value::Null,
         ValueRef::Integer(n) => Value::Integer(n),
         ValueRef::Real(x) => Value::Real(x),
-        ValueRef::Text(t) => Value::Text(
-            std::str::from_utf8(t).map_err(|e| rusqlite::Error::Utf8Error(index, e))?.to_owned(),
-        ),
+        ValueRef::Text(t) => {
+            Value::Text(std::str::from_utf8(t).map_err(|e| rusqlite::Error::Utf8Error(index, e))?.to_owned())
+        }
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     })
 }
@@ -356,9 +357,7 @@ impl<'c> Db<'c> {
                 }
                 Ok(())
             }
-            Engine::Postgres(session) => {
-                session.query_each(sql, &values, |values| each(&Row::of_values(&values)))
-            }
+            Engine::Postgres(session) => session.query_each(sql, &values, |values| each(&Row::of_values(&values))),
         }
     }
 }
