@@ -15,9 +15,9 @@ use crate::report::adam::AdamRecord;
 use crate::report::review::Review;
 use crate::report::{LbRecord, Sent, SentDetails};
 use crate::report::{lb_records, write_lb_csv, write_mismatches_csv, write_results_csv};
-use crate::store::{CurrentResult, ObservationId, Provenance, RawId, Reader, ResultRow, Store, StoreError, Visit};
+use crate::store::{CurrentResult, NotDoneMark, RawId, Reader, ResultRow, Store, StoreError, Visit};
 use crate::study::config::Config;
-use crate::study::missing::not_done_results;
+use crate::study::missing::{MissingResult, not_done_results};
 
 /// A finished CSV file and how many rows it has (the header not counted).
 pub struct Csv {
@@ -35,14 +35,23 @@ pub fn results_csv(store: &Store) -> anyhow::Result<Csv> {
 
 /// The SDTM LB records: accepted results and slots marked not done.
 pub fn lb(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Vec<LbRecord>> {
-    store.read(|r| Ok(read_lb(r, config, now, true)?.records)).context("reading the accepted results and visits")
+    let lb = store.read(|r| read_lb(r, config, now, true)).context("reading the accepted results and visits")?;
+    Ok(lb.records(config))
 }
 
-/// The LB records and the current results and visits they were made from.
+/// What the LB records are made of: the current results, the visits, the
+/// slots marked not done and what the messages sent.
 struct LbSnapshot {
-    records: Vec<LbRecord>,
     results: Vec<CurrentResult>,
     visits: Vec<Visit>,
+    not_done: Vec<(MissingResult, NotDoneMark)>,
+    sent: SentDetails,
+}
+
+impl LbSnapshot {
+    fn records(&self, config: &Config) -> Vec<LbRecord> {
+        lb_records(config, &self.results, &self.visits, &self.not_done, &self.sent)
+    }
 }
 
 /// Results, visits and the marked slots come from one snapshot, so a
@@ -50,27 +59,15 @@ struct LbSnapshot {
 /// `sent`, the ranges and specimens the messages gave are left out (ADaM
 /// takes none of them, and reading them parses every stored copy).
 fn read_lb(r: &Reader<'_>, config: &Config, now: jiff::Timestamp, sent: bool) -> Result<LbSnapshot, StoreError> {
-    let (results, sources): (Vec<CurrentResult>, Vec<Source>) = r
-        .current_results_from_copies()?
-        .into_iter()
-        .map(|(c, raw, message, seq)| {
-            let observation = c.result.observation_id;
-            (c, (observation, raw, message, seq))
-        })
-        .unzip();
+    let (results, copies) = r.current_results_from_copies()?;
     let visits = r.visits()?;
     // The slots filled are those of the current results just read.
     let filled = results.iter().map(|c| c.result.slot.clone()).collect();
     let states = r.slot_states_without_ids(&crate::store::Scope::Study, filled)?;
     let not_done = not_done_results(config, &visits, &states, now);
-    let sent = if sent { sent_details(r, &results, sources)? } else { SentDetails::new() };
-    let records = lb_records(config, &results, &visits, &not_done, &sent);
-    Ok(LbSnapshot { records, results, visits })
+    let sent = if sent { sent_details(r, &results, &copies)? } else { SentDetails::new() };
+    Ok(LbSnapshot { results, visits, not_done, sent })
 }
-
-/// Where a current result came from: its observation, stored copy, message
-/// number in the copy and position in the message.
-type Source = (ObservationId, RawId, i64, i64);
 
 /// What a stored copy gave for one result: its sample, its test and the
 /// details `export lb` takes from it.
@@ -79,15 +76,17 @@ type Copied = (Option<String>, Option<String>, Sent);
 /// The reference range and specimen type each current result's message
 /// gave, read back from the stored copies (each parsed once). A result
 /// whose copy no longer gives the same sample and test back gets none.
-/// `sources`: each result's observation, stored copy, message number and
-/// order in the message.
-fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>) -> Result<SentDetails, StoreError> {
-    let mut by_raw: BTreeMap<RawId, Vec<(ObservationId, i64, i64)>> = BTreeMap::new();
-    for (observation, raw, message, seq) in sources {
-        by_raw.entry(raw).or_default().push((observation, message, seq));
+/// `copies`: each result's stored copy, message number and order in the
+/// message.
+fn sent_details(
+    r: &Reader<'_>,
+    results: &[CurrentResult],
+    copies: &[(RawId, i64, i64)],
+) -> Result<SentDetails, StoreError> {
+    let mut by_raw: BTreeMap<RawId, Vec<(&CurrentResult, i64, i64)>> = BTreeMap::new();
+    for (current, &(raw, message, seq)) in results.iter().zip(copies) {
+        by_raw.entry(raw).or_default().push((current, message, seq));
     }
-    let provenance: BTreeMap<ObservationId, &Provenance> =
-        results.iter().map(|c| (c.result.observation_id, &c.provenance)).collect();
     let mut sent = SentDetails::new();
     for (raw_id, wanted) in by_raw {
         let Some(raw) = r.raw(raw_id)? else { continue };
@@ -110,14 +109,11 @@ fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>)
                 }
             }
         });
-        for (observation, message, seq) in wanted {
-            let (Some((sample_id, test_code, details)), Some(p)) =
-                (read.remove(&(message, seq)), provenance.get(&observation))
-            else {
-                continue;
-            };
+        for (current, message, seq) in wanted {
+            let Some((sample_id, test_code, details)) = read.remove(&(message, seq)) else { continue };
+            let p = &current.provenance;
             if sample_id == p.sample_id && test_code == p.test_code {
-                sent.insert(observation, details);
+                sent.insert(current.result.observation_id, details);
             }
         }
     }
@@ -126,10 +122,10 @@ fn sent_details(r: &Reader<'_>, results: &[CurrentResult], sources: Vec<Source>)
 
 /// The SDTM LB domain as CSV.
 pub fn lb_csv(config: &Config, store: &Store, now: jiff::Timestamp) -> anyhow::Result<Csv> {
-    let records = lb(config, store, now)?;
+    let lb = store.read(|r| read_lb(r, config, now, true)).context("reading the accepted results and visits")?;
     let mut bytes = Vec::new();
-    write_lb_csv(&mut bytes, &records)?;
-    Ok(Csv { bytes, rows: records.len() })
+    let rows = write_lb_csv(&mut bytes, config, &lb.results, &lb.visits, &lb.not_done, &lb.sent)?;
+    Ok(Csv { bytes, rows })
 }
 
 /// `report mismatches --format csv` (`include_resolved`: `--all`).
@@ -186,8 +182,9 @@ fn read_lb_and_adam(
     let (lb, rows) = store
         .read(|r| {
             let lb = read_lb(r, config, now, sent)?;
+            let records = lb.records(config);
             let results: Vec<ResultRow> = lb.results.into_iter().map(|c| c.result).collect();
-            Ok((lb.records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
+            Ok((records, crate::report::auc::auc_rows(config, &results, &lb.visits, now)))
         })
         .context("reading the current results and visits")?;
     let adam = crate::report::adam::adam_records(config, &rows, &lb);

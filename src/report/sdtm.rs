@@ -15,7 +15,8 @@
 //! Records are ordered by participant code, visit (configuration order),
 //! test code and timepoint: nothing that could reveal allocation.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use crate::local_time::LocalTime;
@@ -93,15 +94,15 @@ pub const LB_TIMEPOINT_REFERENCE: &str = "START OF MIXED MEAL";
 pub const NOT_DONE: &str = "NOT DONE";
 /// LBORRES: the value as sent, except that an HL7 SN value's component
 /// separator between comparator and number (`<^0.017`) is dropped: `<0.017`.
-pub fn original_result(reported: &str) -> String {
+pub fn original_result(reported: &str) -> Cow<'_, str> {
     for comparator in ["<=", ">=", "<", ">", ""] {
         if let Some(number) = reported.strip_prefix(comparator).and_then(|rest| rest.strip_prefix('^'))
             && !number.contains('^')
         {
-            return format!("{comparator}{number}");
+            return Cow::Owned(format!("{comparator}{number}"));
         }
     }
-    reported.to_owned()
+    Cow::Borrowed(reported)
 }
 
 /// LBNRIND from the abnormal flag sent (HL7 OBX-8, ASTM R.7; the first of
@@ -322,7 +323,26 @@ struct Planned<'a> {
     visit: &'a str,
     minute: i64,
     analyte: &'a str,
-    meal_start: Option<LocalTime>,
+    /// LBRFTDTC.
+    lbrftdtc: Cow<'a, str>,
+    what: Entry<'a>,
+    /// The shared fields of its analyte, visit and minute (looked up once).
+    analyte_fields: Option<&'a AnalyteFields>,
+    visit_fields: Option<&'a VisitFields>,
+    minute_fields: Option<&'a MinuteFields>,
+}
+
+/// What a record is of.
+enum Entry<'a> {
+    Result(&'a CurrentResult),
+    NotDone(&'a NotDoneMark),
+}
+
+/// A slot's analyte, visit and minute.
+struct Slotted<'a> {
+    analyte: &'a str,
+    visit: &'a str,
+    minute: i64,
 }
 
 /// The fields every record of one analyte shares.
@@ -358,14 +378,15 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn new(config: &'a Config, planned: &[Planned<'a>]) -> Shared<'a> {
+    /// The fields of the analytes, visits and minutes of `slots`.
+    fn new(config: &'a Config, slots: impl Iterator<Item = Slotted<'a>>) -> Shared<'a> {
         let mut shared = Shared {
             studyid: &config.study.id,
             analytes: BTreeMap::new(),
             visits: BTreeMap::new(),
             minutes: BTreeMap::new(),
         };
-        for p in planned {
+        for p in slots {
             shared.analytes.entry(p.analyte).or_insert_with(|| {
                 let analyte = config.analytes.get(p.analyte);
                 let (lbtestcd, lbtest) = config.lb_test(p.analyte);
@@ -398,55 +419,172 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// One record's fields as written, LBSEQ and LBLOBXFL aside: borrowed from
+/// the results, the marks and [`Shared`], so that only what is made for
+/// each result (LBORRES with `^`, LBSTRESC, LBDTC) is text of its own.
+#[derive(Default)]
+struct LbRow<'a> {
+    studyid: &'a str,
+    usubjid: &'a str,
+    lbrefid: &'a str,
+    lbtestcd: &'a str,
+    lbtest: &'a str,
+    lborres: Cow<'a, str>,
+    lborresu: &'a str,
+    lbornrlo: &'a str,
+    lbornrhi: &'a str,
+    lbstresc: String,
+    /// LBSTRESN is LBSTRESC (a value not censored), or else empty.
+    numeric: bool,
+    lbstresu: &'a str,
+    lbstnrlo: &'a str,
+    lbstnrhi: &'a str,
+    lbnrind: &'a str,
+    lbstat: &'a str,
+    lbreasnd: &'a str,
+    lbspec: &'a str,
+    lblloq: &'a str,
+    visitnum: &'a str,
+    visit: &'a str,
+    lbdtc: String,
+    lbtpt: &'a str,
+    lbtptnum: &'a str,
+    lbeltm: &'a str,
+    lbrftdtc: &'a str,
+}
+
+impl LbRow<'_> {
+    /// The fields in [`LB_VARIABLES`] order, with LBSEQ as `seq` gives it.
+    fn texts<'b>(&'b self, seq: &'b str, lblobxfl: bool) -> [&'b str; 31] {
+        [
+            self.studyid,
+            "LB",
+            self.usubjid,
+            seq,
+            self.lbrefid,
+            self.lbtestcd,
+            self.lbtest,
+            LB_CATEGORY,
+            &self.lborres,
+            self.lborresu,
+            self.lbornrlo,
+            self.lbornrhi,
+            &self.lbstresc,
+            if self.numeric { &self.lbstresc } else { "" },
+            self.lbstresu,
+            self.lbstnrlo,
+            self.lbstnrhi,
+            self.lbnrind,
+            self.lbstat,
+            self.lbreasnd,
+            self.lbspec,
+            if lblobxfl { "Y" } else { "" },
+            self.lblloq,
+            self.visitnum,
+            self.visit,
+            &self.lbdtc,
+            self.lbtpt,
+            self.lbtptnum,
+            self.lbeltm,
+            LB_TIMEPOINT_REFERENCE,
+            self.lbrftdtc,
+        ]
+    }
+
+    fn to_record(&self, lbseq: u32, lblobxfl: bool) -> LbRecord {
+        let [
+            studyid,
+            _,
+            usubjid,
+            _,
+            lbrefid,
+            lbtestcd,
+            lbtest,
+            _,
+            lborres,
+            lborresu,
+            lbornrlo,
+            lbornrhi,
+            lbstresc,
+            lbstresn,
+            lbstresu,
+            lbstnrlo,
+            lbstnrhi,
+            lbnrind,
+            lbstat,
+            lbreasnd,
+            lbspec,
+            lblobxfl,
+            lblloq,
+            visitnum,
+            visit,
+            lbdtc,
+            lbtpt,
+            lbtptnum,
+            lbeltm,
+            _,
+            lbrftdtc,
+        ] = self.texts("", lblobxfl).map(str::to_owned);
+        LbRecord {
+            studyid,
+            usubjid,
+            lbseq,
+            lbrefid,
+            lbtestcd,
+            lbtest,
+            lborres,
+            lborresu,
+            lbornrlo,
+            lbornrhi,
+            lbstresc,
+            lbstresn,
+            lbstresu,
+            lbstnrlo,
+            lbstnrhi,
+            lbnrind,
+            lbstat,
+            lbreasnd,
+            lbspec,
+            lblobxfl,
+            lblloq,
+            visitnum,
+            visit,
+            lbdtc,
+            lbtpt,
+            lbtptnum,
+            lbeltm,
+            lbrftdtc,
+        }
+    }
+}
+
 impl<'a> Planned<'a> {
-    fn key<'s>(&self, shared: &'s Shared<'_>) -> SortKey<'s>
-    where
-        'a: 's,
-    {
-        let rank = match shared.visits.get(self.visit).and_then(|v| v.configured) {
+    fn key(&self) -> SortKey<'_> {
+        let rank = match self.visit_fields.and_then(|v| v.configured) {
             Some(i) => (i, ""),
             None => (usize::MAX, self.visit),
         };
-        let code = shared.analytes.get(self.analyte).map_or("", |a| a.lbtestcd.as_str());
+        let code = self.analyte_fields.map_or("", |a| a.lbtestcd.as_str());
         (self.participant, rank, code, self.minute, self.analyte)
     }
 
     /// A record with the identification and timing filled, results empty;
     /// `usubjid` the participant's (made once per participant).
-    fn record(&self, shared: &Shared<'_>, usubjid: &str) -> LbRecord {
-        let analyte = shared.analytes.get(self.analyte);
-        let visit = shared.visits.get(self.visit);
-        let minute = shared.minutes.get(&self.minute);
-        let text = |field: Option<&String>| field.cloned().unwrap_or_default();
-        LbRecord {
-            studyid: shared.studyid.to_owned(),
-            usubjid: usubjid.to_owned(),
-            lbseq: 0,
-            lbrefid: String::new(),
-            lbtestcd: text(analyte.map(|a| &a.lbtestcd)),
-            lbtest: text(analyte.map(|a| &a.lbtest)),
-            lborres: String::new(),
-            lborresu: String::new(),
-            lbornrlo: String::new(),
-            lbornrhi: String::new(),
-            lbstresc: String::new(),
-            lbstresn: String::new(),
-            lbstresu: String::new(),
-            lbstnrlo: String::new(),
-            lbstnrhi: String::new(),
-            lbnrind: String::new(),
-            lbstat: String::new(),
-            lbreasnd: String::new(),
-            lbspec: text(analyte.map(|a| &a.lbspec)),
-            lblobxfl: String::new(),
-            lblloq: String::new(),
-            visitnum: text(visit.map(|v| &v.visitnum)),
-            visit: text(visit.map(|v| &v.visit)),
-            lbdtc: String::new(),
-            lbtpt: text(minute.map(|m| &m.lbtpt)),
-            lbtptnum: text(minute.map(|m| &m.lbtptnum)),
-            lbeltm: text(minute.map(|m| &m.lbeltm)),
-            lbrftdtc: self.meal_start.map(reference_time).unwrap_or_default(),
+    fn row<'s>(&'s self, studyid: &'s str, usubjid: &'s str) -> LbRow<'s> {
+        let (analyte, visit, minute) = (self.analyte_fields, self.visit_fields, self.minute_fields);
+        LbRow {
+            studyid,
+            usubjid,
+            lbtestcd: analyte.map_or("", |a| &a.lbtestcd),
+            lbtest: analyte.map_or("", |a| &a.lbtest),
+            lbspec: analyte.map_or("", |a| &a.lbspec),
+            visitnum: visit.map_or("", |v| &v.visitnum),
+            visit: visit.map_or("", |v| &v.visit),
+            lbtpt: minute.map_or("", |m| &m.lbtpt),
+            lbtptnum: minute.map_or("", |m| &m.lbtptnum),
+            lbeltm: minute.map_or("", |m| &m.lbeltm),
+            lbrftdtc: &self.lbrftdtc,
+            ..LbRow::default()
         }
     }
 }
@@ -473,24 +611,28 @@ fn limits(range: &str, reported_unit: Option<&str>, decimal_comma: bool, analyte
 type LimitsMemo<'a> = BTreeMap<(&'a str, Option<&'a str>, bool, &'a str, &'a str), Limits>;
 
 /// A current result's fields of its record.
-fn fill_result<'a>(
-    record: &mut LbRecord,
-    current: &'a CurrentResult,
+fn fill_result<'r, 'k: 'r>(
+    row: &mut LbRow<'r>,
+    current: &'k CurrentResult,
     config: &Config,
-    shared: &Shared<'_>,
-    sent: &'a SentDetails,
-    limits_of: &mut LimitsMemo<'a>,
+    analyte: Option<&'r AnalyteFields>,
+    sent: Option<&'k Sent>,
+    limits_of: &'r mut LimitsMemo<'k>,
 ) {
     let (r, p) = (&current.result, &current.provenance);
     let slot = &r.slot;
-    record.lbrefid = p.sample_id.clone().unwrap_or_default();
-    record.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
-    record.lborresu = p.reported_unit.clone().unwrap_or_default();
-    (record.lbstresc, record.lbstresn) = standard_result(r.value, r.comparator);
-    record.lbstresu = r.unit.clone();
-    record.lbnrind = range_indicator(p.flags.as_deref()).to_owned();
+    row.lbrefid = p.sample_id.as_deref().unwrap_or_default();
+    row.lborres = p.reported_value.as_deref().map(original_result).unwrap_or_default();
+    row.lborresu = p.reported_unit.as_deref().unwrap_or_default();
+    // As `standard_result`, the number formatted once.
+    row.lbstresc = match r.comparator {
+        Some(c) => format!("{}{}", c.as_str(), format_value(r.value)),
+        None => format_value(r.value),
+    };
+    row.numeric = r.comparator.is_none();
+    row.lbstresu = &r.unit;
+    row.lbnrind = range_indicator(p.flags.as_deref());
     let instrument = p.instrument.as_deref().and_then(|name| config.instrument(name));
-    let sent = sent.get(&r.observation_id);
     let decimal_comma = instrument.is_some_and(|i| i.decimal_comma);
     if let Some(range) = sent.and_then(|s| s.reference_range.as_deref()) {
         // A range sent once is split and standardised once: the same pure
@@ -500,20 +642,20 @@ fn fill_result<'a>(
             .entry(key)
             .or_insert_with(|| limits(range, p.reported_unit.as_deref(), decimal_comma, &slot.analyte, &r.unit));
         if let Some((stlo, sthi, low, high)) = found {
-            (record.lbstnrlo, record.lbstnrhi) = (stlo.clone(), sthi.clone());
-            (record.lbornrlo, record.lbornrhi) = (low.clone(), high.clone());
+            (row.lbstnrlo, row.lbstnrhi) = (stlo, sthi);
+            (row.lbornrlo, row.lbornrhi) = (low, high);
         }
     }
     // The message's specimen when it names a common SPECTYPE term.
     if let Some(term) = sent.and_then(|s| s.specimen_type.as_deref()).and_then(specimen_from_message) {
-        record.lbspec = term.to_owned();
+        row.lbspec = term;
     }
-    record.lblloq = shared.analytes.get(slot.analyte.as_str()).map(|a| a.lblloq.clone()).unwrap_or_default();
+    row.lblloq = analyte.map_or("", |a| &a.lblloq);
     // An instrument whose collection time is a registration time (see
     // `trust_collection_time`) gives no LBDTC rather than a wrong one.
     let trusted = instrument.is_none_or(|i| i.trust_collection_time);
     if trusted {
-        record.lbdtc = p.collected_time().unwrap_or_default();
+        row.lbdtc = p.collected_time().unwrap_or_default();
     }
 }
 
@@ -529,87 +671,134 @@ pub fn lb_records(
     not_done: &[(MissingResult, NotDoneMark)],
     sent: &SentDetails,
 ) -> Vec<LbRecord> {
-    let meal_starts: BTreeMap<(&str, &str), Option<LocalTime>> =
-        visits.iter().map(|v| ((v.participant.as_str(), v.visit.as_str()), v.meal_start)).collect();
+    let mut records = Vec::with_capacity(results.len() + not_done.len());
+    let made: Result<(), std::convert::Infallible> =
+        each_lb_row(config, results, visits, not_done, sent, |row, seq, lblobxfl| {
+            records.push(row.to_record(seq, lblobxfl));
+            Ok(())
+        });
+    match made {
+        Ok(()) => records,
+    }
+}
+
+/// [`lb_records`] as CSV (the header row, then one row per record), each
+/// record written as it is made; how many records were written.
+pub fn write_lb_csv(
+    out: impl Write,
+    config: &Config,
+    results: &[CurrentResult],
+    visits: &[Visit],
+    not_done: &[(MissingResult, NotDoneMark)],
+    sent: &SentDetails,
+) -> csv::Result<usize> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(LB_COLUMNS)?;
+    let mut rows = 0;
+    each_lb_row(config, results, visits, not_done, sent, |row, seq, lblobxfl| {
+        rows += 1;
+        w.write_record(row.texts(&seq.to_string(), lblobxfl))
+    })?;
+    w.flush()?;
+    Ok(rows)
+}
+
+/// Hand each LB record, in output order, to `each` with its LBSEQ and
+/// whether it is LBLOBXFL `Y`; made one at a time, so that some thirty
+/// columns of text are never held for every record.
+fn each_lb_row<E>(
+    config: &Config,
+    results: &[CurrentResult],
+    visits: &[Visit],
+    not_done: &[(MissingResult, NotDoneMark)],
+    sent: &SentDetails,
+    mut each: impl FnMut(&LbRow<'_>, u32, bool) -> Result<(), E>,
+) -> Result<(), E> {
+    // LBRFTDTC made once per visit.
+    let meal_starts: BTreeMap<(&str, &str), String> = visits
+        .iter()
+        .filter_map(|v| Some(((v.participant.as_str(), v.visit.as_str()), reference_time(v.meal_start?))))
+        .collect();
+    let slotted = results
+        .iter()
+        .map(|c| &c.result.slot)
+        .map(|s| Slotted { analyte: &s.analyte, visit: &s.visit, minute: s.minute })
+        .chain(not_done.iter().map(|(m, _)| Slotted {
+            analyte: &m.analyte,
+            visit: &m.visit,
+            minute: i64::from(m.minute),
+        }));
+    let shared = Shared::new(config, slotted);
+    let planned = |participant, visit, minute, analyte, lbrftdtc, what| Planned {
+        participant,
+        visit,
+        minute,
+        analyte,
+        lbrftdtc,
+        what,
+        analyte_fields: shared.analytes.get(analyte),
+        visit_fields: shared.visits.get(visit),
+        minute_fields: shared.minutes.get(&minute),
+    };
     let of_result = results.iter().map(|current| {
         let slot = &current.result.slot;
-        Planned {
-            participant: slot.participant.as_str(),
-            visit: slot.visit.as_str(),
-            minute: slot.minute,
-            analyte: slot.analyte.as_str(),
-            meal_start: meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str())).copied().flatten(),
-        }
+        let meal_start = meal_starts.get(&(slot.participant.as_str(), slot.visit.as_str()));
+        let lbrftdtc = Cow::Borrowed(meal_start.map_or("", String::as_str));
+        planned(&slot.participant, &slot.visit, slot.minute, &slot.analyte, lbrftdtc, Entry::Result(current))
     });
-    let of_not_done = not_done.iter().map(|(m, _)| Planned {
-        participant: m.participant.as_str(),
-        visit: m.visit.as_str(),
-        minute: i64::from(m.minute),
-        analyte: m.analyte.as_str(),
-        meal_start: Some(m.meal_start),
+    let of_not_done = not_done.iter().map(|(m, mark)| {
+        let lbrftdtc = Cow::Owned(reference_time(m.meal_start));
+        planned(&m.participant, &m.visit, i64::from(m.minute), &m.analyte, lbrftdtc, Entry::NotDone(mark))
     });
     let planned: Vec<Planned<'_>> = of_result.chain(of_not_done).collect();
-    let shared = Shared::new(config, &planned);
-    let mut usubjids: BTreeMap<&str, String> = BTreeMap::new();
-    for p in &planned {
-        usubjids.entry(p.participant).or_insert_with(|| format!("{}-{}", shared.studyid, p.participant));
-    }
-    let usubjid = |p: &Planned<'_>| usubjids.get(p.participant).map_or("", String::as_str);
-    let mut limits_of = LimitsMemo::new();
-    // Sort the keys with each record's position (stable: equal keys keep
-    // their order), then make each record once, in output order: a record
-    // has some thirty columns, too big to move about.
-    let mut order: Vec<(SortKey<'_>, usize)> = planned.iter().enumerate().map(|(i, p)| (p.key(&shared), i)).collect();
+    // Sorted by key (stable: equal keys keep their order).
+    let mut order: Vec<(SortKey<'_>, &Planned<'_>)> = planned.iter().map(|p| (p.key(), p)).collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut records: Vec<LbRecord> = Vec::with_capacity(order.len());
-    let mut keys: Vec<(SortKey<'_>, usize)> = Vec::with_capacity(order.len());
-    for &(key, i) in &order {
-        let Some(planned) = planned.get(i) else { continue };
-        let mut record = planned.record(&shared, usubjid(planned));
-        match results.get(i) {
-            Some(current) => fill_result(&mut record, current, config, &shared, sent, &mut limits_of),
-            None => {
-                let Some((_, mark)) = i.checked_sub(results.len()).and_then(|j| not_done.get(j)) else { continue };
-                record.lbstat = NOT_DONE.to_owned();
-                record.lbreasnd = mark.reason.clone();
-            }
-        }
-        records.push(record);
-        keys.push((key, i));
-    }
-    flag_last_before_exposure(config, &keys, &mut records);
+    let flagged = last_before_exposure(config, &order);
+    let mut limits_of = LimitsMemo::new();
     let mut seq = 0;
-    let mut subject: Option<String> = None;
-    for record in &mut records {
-        if subject.as_deref() != Some(record.usubjid.as_str()) {
-            subject = Some(record.usubjid.clone());
+    let (mut subject, mut usubjid) = (None, String::new());
+    for (at, (_, planned)) in order.iter().enumerate() {
+        // A participant's records are together: USUBJID made once for them.
+        if subject != Some(planned.participant) {
+            subject = Some(planned.participant);
+            usubjid = format!("{}-{}", shared.studyid, planned.participant);
             seq = 0;
         }
         seq += 1;
-        record.lbseq = seq;
+        let mut row = planned.row(shared.studyid, &usubjid);
+        match planned.what {
+            Entry::Result(current) => {
+                let sent = sent.get(&current.result.observation_id);
+                fill_result(&mut row, current, config, planned.analyte_fields, sent, &mut limits_of);
+            }
+            Entry::NotDone(mark) => {
+                row.lbstat = NOT_DONE;
+                row.lbreasnd = &mark.reason;
+            }
+        }
+        each(&row, seq, flagged.contains(&at))?;
     }
-    records
+    Ok(())
 }
 
 /// LBLOBXFL = `Y` on the last pre-meal result (minute ≤ 0) of the baseline
 /// visit, one per subject and test: the value before the study's
 /// intervention is judged against. No baseline visit configured: none.
-fn flag_last_before_exposure(config: &Config, keys: &[(SortKey<'_>, usize)], records: &mut [LbRecord]) {
+/// The positions in `order` flagged.
+fn last_before_exposure(config: &Config, order: &[(SortKey<'_>, &Planned<'_>)]) -> BTreeSet<usize> {
     let Some(baseline) = config.baseline_visit().and_then(|v| config.visit_index(&v.code)) else {
-        return;
+        return BTreeSet::new();
     };
     let mut last: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for (i, (((participant, (visit, _), code, minute, _), _), record)) in keys.iter().zip(records.iter()).enumerate() {
-        if *visit == baseline && *minute <= 0 && record.lbstat.is_empty() && !record.lbstresc.is_empty() {
+    for (at, ((participant, (visit, _), code, minute, _), planned)) in order.iter().enumerate() {
+        // A result (its LBSTRESC is never empty), not a NOT DONE record.
+        if *visit == baseline && *minute <= 0 && matches!(planned.what, Entry::Result(_)) {
             // Sorted by minute within a subject and test: the later one wins.
-            last.insert((participant, code), i);
+            last.insert((participant, code), at);
         }
     }
-    for i in last.into_values() {
-        if let Some(record) = records.get_mut(i) {
-            record.lblobxfl = "Y".to_owned();
-        }
-    }
+    last.into_values().collect()
 }
 
 /// `lb.xpt`: the records as SAS XPORT v5 dataset `LB`. A value v5 cannot
@@ -646,18 +835,6 @@ fn lb_error(records: &[LbRecord], e: &xpt::ValueError) -> String {
         }
         None => e.to_string(),
     }
-}
-
-/// Write the header row, then one row per record, in the order given.
-pub fn write_lb_csv(out: impl Write, records: &[LbRecord]) -> csv::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(LB_COLUMNS)?;
-    for record in records {
-        let seq = record.lbseq.to_string();
-        w.write_record(record.field_texts(&seq))?;
-    }
-    w.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1049,7 +1226,41 @@ mod tests {
     #[test]
     fn the_csv_has_the_header_even_without_records() {
         let mut out = Vec::new();
-        write_lb_csv(&mut out, &[]).unwrap();
+        let rows = write_lb_csv(&mut out, &config(), &[], &[], &[], &SentDetails::new()).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", LB_COLUMNS.join(",")));
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn the_csv_written_as_records_are_made_is_the_records_fields() {
+        let config = config();
+        let visits = [Visit {
+            participant: "U01".into(),
+            visit: "V0".into(),
+            meal_start: Some("2026-03-02T08:30".parse().unwrap()),
+        }];
+        let mut cpep = result(Slot::new("U01", "V0", 0, "c_peptide"), 0.9 * 0.33109, None, ("0.9", "ng/mL"));
+        cpep.result.observation_id = crate::store::ObservationId(1);
+        cpep.provenance.flags = Some("H".into());
+        let censored =
+            result(Slot::new("U01", "V0", -10, "c_peptide"), 0.01, Some(Comparator::Lt), ("<^0.01", "nmol/L"));
+        let other = result(Slot::new("U02", "V9", 45, "glucose"), 5.0, None, ("5,0 \"x\"", "mmol/L"));
+        let sent = SentDetails::from([(
+            crate::store::ObservationId(1),
+            Sent { reference_range: Some("1.1-4.4".into()), specimen_type: Some("PLAS".into()) },
+        )]);
+        let marked = [(missing("U01", "V0", 15, "glucose"), mark("clotted, \"twice\""))];
+        let results = [other, cpep, censored];
+        let records = lb_records(&config, &results, &visits, &marked, &sent);
+        let mut expected = csv::Writer::from_writer(Vec::new());
+        expected.write_record(LB_COLUMNS).unwrap();
+        for r in &records {
+            expected.write_record(r.fields()).unwrap();
+        }
+        let mut out = Vec::new();
+        let rows = write_lb_csv(&mut out, &config, &results, &visits, &marked, &sent).unwrap();
+        assert_eq!((rows, records.len()), (4, 4));
+        assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected.into_inner().unwrap()).unwrap());
+        assert_eq!(records.iter().filter(|r| r.lblobxfl == "Y").count(), 1);
     }
 }

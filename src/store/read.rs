@@ -87,6 +87,12 @@ fn get_format(row: &Row, idx: usize) -> Result<Option<Format>, StoreError> {
 pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
+/// Where a result is in its stored copy: the copy, the message's number in
+/// it and the result's order in the message.
+pub type InCopy = (RawId, i64, i64);
+
+/// Every version of a slot together, the latest last (see [`Reader::each_current`]).
+pub(super) const VERSIONS_ORDER: &str = "r.participant, r.visit, r.minute, r.analyte, r.version";
 
 pub(super) fn result_row(row: &Row, at: usize) -> Result<ResultRow, StoreError> {
     Ok(ResultRow {
@@ -145,11 +151,21 @@ pub(super) fn mismatch_row(row: &Row, at: usize) -> Result<MismatchRow, StoreErr
     })
 }
 
-/// Observation fields plus the receipt's source and time, in this order.
-const PROVENANCE_COLUMNS: &str = "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
-     o.status, o.collected_at, o.resulted_at, rc.source, rc.received_at, rc.origin, \
-     coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
-               ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags";
+/// Observation fields with `receipt`'s three columns (source, time,
+/// origin) in their place, as [`provenance`] reads them.
+fn provenance_columns(receipt: &str) -> String {
+    format!(
+        "o.sample_id, o.instrument, o.test_code, o.reported_value, o.reported_unit, \
+         o.status, o.collected_at, o.resulted_at, {receipt}, \
+         coalesce((SELECT x.collected_offset FROM observation_offset x WHERE x.observation_id = o.id \
+                   ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags"
+    )
+}
+/// The receipt columns of [`provenance_columns`]: the joined `rc`'s.
+const RECEIPT: &str = "rc.source, rc.received_at, rc.origin";
+/// The receipt columns of [`provenance_columns`] when none is read.
+const NO_RECEIPT: &str = "NULL, NULL, NULL";
+const PROVENANCE_WIDTH: usize = 13;
 
 /// A slot from a row's first four columns (participant, visit, minute, analyte).
 fn slot_row(r: &Row) -> Result<Slot, StoreError> {
@@ -690,11 +706,12 @@ impl<'c> Reader<'c> {
     /// [`Reader::mismatch_report`] of `scope`.
     pub fn mismatch_report_in(&self, include_resolved: bool, scope: &Scope) -> Result<Vec<MismatchReport>, StoreError> {
         let sql = format!(
-            "SELECT {MISMATCH_COLUMNS}, {PROVENANCE_COLUMNS} FROM {MISMATCH_FROM}
+            "SELECT {MISMATCH_COLUMNS}, {} FROM {MISMATCH_FROM}
              LEFT JOIN observation o ON o.id = m.observation_id
              LEFT JOIN receipt rc ON rc.id = m.receipt_id
              WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}{}
              ORDER BY m.participant NULLS FIRST, m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id",
+            provenance_columns(RECEIPT),
             scope.and("m.participant", 2)
         );
         self.db().query_all(&sql, &scope.bind(params![include_resolved]), |r| {
@@ -707,11 +724,12 @@ impl<'c> Reader<'c> {
     /// participant, visit, minute, analyte.
     pub fn current_results(&self) -> Result<Vec<CurrentResult>, StoreError> {
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, {PROVENANCE_COLUMNS} FROM current_result r
+            "SELECT {RESULT_COLUMNS}, {} FROM current_result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
              LEFT JOIN receipt rc ON rc.id = (SELECT min(id) FROM receipt WHERE raw_id = msg.raw_id)
-             ORDER BY r.participant, r.visit, r.minute, r.analyte"
+             ORDER BY r.participant, r.visit, r.minute, r.analyte",
+            provenance_columns(RECEIPT)
         );
         self.db().query_all(&sql, params![], |r| {
             Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? })
@@ -719,21 +737,64 @@ impl<'c> Reader<'c> {
     }
 
     /// [`Reader::current_results`] as `export lb` needs them, without the
-    /// first receipt's source, arrival and origin (`None`), each with its
-    /// stored copy, message number and order in the message.
-    pub fn current_results_from_copies(&self) -> Result<Vec<(CurrentResult, RawId, i64, i64)>, StoreError> {
-        let columns = PROVENANCE_COLUMNS.replace("rc.source, rc.received_at, rc.origin", "NULL, NULL, NULL");
+    /// first receipt's source, arrival and origin (`None`); and, in the
+    /// same order, each one's stored copy, message number and order in the
+    /// message.
+    pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<InCopy>), StoreError> {
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, {columns}, msg.raw_id, msg.number, o.seq FROM current_result r
+            "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
-             ORDER BY r.participant, r.visit, r.minute, r.analyte"
+             ORDER BY {VERSIONS_ORDER}",
+            provenance_columns(NO_RECEIPT)
         );
-        let at = RESULT_WIDTH + 13;
-        self.db().query_all(&sql, params![], |r| {
-            let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
-            Ok((current, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?))
-        })
+        let (mut results, mut copies) = (Vec::new(), Vec::new());
+        let at = RESULT_WIDTH + PROVENANCE_WIDTH;
+        self.each_current(
+            &sql,
+            params![],
+            |r| {
+                let current = CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? };
+                Ok((current, (r.get(at)?, r.get(at + 1)?, r.get(at + 2)?)))
+            },
+            |(current, _)| &current.result,
+            |(current, copy)| {
+                results.push(current);
+                copies.push(copy);
+            },
+        )?;
+        Ok((results, copies))
+    }
+
+    /// The current results a query of every version gives (ordered by
+    /// [`VERSIONS_ORDER`], each slot's latest last), each read by `read`
+    /// and handed to `keep`: a slot's latest version unless it is a
+    /// withdrawal. This is the current_result view, read along the slots'
+    /// unique index rather than with its max(version) for every row.
+    pub(super) fn each_current<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn crate::store::sql::Param],
+        mut read: impl FnMut(&Row) -> Result<T, StoreError>,
+        result: impl Fn(&T) -> &ResultRow,
+        mut keep: impl FnMut(T),
+    ) -> Result<(), StoreError> {
+        let mut latest: Option<T> = None;
+        let mut settle = |last: Option<T>| {
+            if let Some(last) = last.filter(|t| !result(t).withdrawn) {
+                keep(last);
+            }
+        };
+        self.db().query_each(sql, params, |r| {
+            let row = read(r)?;
+            if latest.as_ref().is_some_and(|l| result(l).slot != result(&row).slot) {
+                settle(latest.take());
+            }
+            latest = Some(row);
+            Ok::<_, StoreError>(true)
+        })?;
+        settle(latest);
+        Ok(())
     }
 
     /// The audit rows about one entity (`entity` is the table name, `entity_id`

@@ -6,7 +6,7 @@
 //! and PostgreSQL next (SPEC §10): parameters become [`Value`]s, and a row
 //! is read by column index into any type that is a [`Column`].
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -56,39 +56,85 @@ macro_rules! params {
 }
 pub(crate) use params;
 
-/// One row, read whole, so that readers need not know the engine's row type.
-#[derive(Debug)]
-pub(crate) struct Row {
-    pub(crate) values: Vec<Value>,
+/// One row, so that readers need not know the engine's row type. A
+/// SQLite row is read where it lies: a column becomes a [`Value`] when it
+/// is asked for, its text copied once.
+pub(crate) struct Row<'r> {
+    /// Every column, for readers that take the row whole.
+    pub(crate) values: Values<'r>,
 }
 
-impl Row {
+/// A row's columns as [`Value`]s; a SQLite row's are made on first use.
+pub(crate) struct Values<'r> {
+    source: Source<'r>,
+    made: OnceCell<Vec<Value>>,
+}
+
+enum Source<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Values(&'r [Value]),
+}
+
+impl Values<'_> {
+    /// How many columns. A SQLite text column that is not UTF-8 ends the
+    /// row: it has fewer columns than its query asked for (a copy refuses
+    /// it, a digest of it does not match; [`Row::get`] of the column says
+    /// why).
+    pub(crate) fn len(&self) -> usize {
+        self.all().len()
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Value> {
+        self.all().iter()
+    }
+
+    fn all(&self) -> &[Value] {
+        match self.source {
+            Source::Sqlite(row) => self
+                .made
+                .get_or_init(|| (0..row.as_ref().column_count()).map_while(|i| sqlite_value(row, i).ok()).collect()),
+            Source::Values(values) => values,
+        }
+    }
+}
+
+impl<'r> Row<'r> {
+    fn sqlite(row: &'r rusqlite::Row<'r>) -> Row<'r> {
+        Row { values: Values { source: Source::Sqlite(row), made: OnceCell::new() } }
+    }
+
+    fn of_values(values: &'r [Value]) -> Row<'r> {
+        Row { values: Values { source: Source::Values(values), made: OnceCell::new() } }
+    }
+
     /// Column `index` (from 0) as `T`.
     pub(crate) fn get<T: Column>(&self, index: usize) -> Result<T, StoreError> {
-        let value = self.values.get(index).cloned().ok_or_else(|| StoreError::Invalid {
+        let (value, count) = match self.values.source {
+            Source::Sqlite(row) => {
+                let count = row.as_ref().column_count();
+                (if index < count { Some(sqlite_value(row, index)?) } else { None }, count)
+            }
+            Source::Values(values) => (values.get(index).cloned(), values.len()),
+        };
+        let value = value.ok_or_else(|| StoreError::Invalid {
             what: "query",
-            problem: format!("it has no column {index} (it has {})", self.values.len()),
+            problem: format!("it has no column {index} (it has {count})"),
         })?;
         T::from_value(value)
             .map_err(|problem| StoreError::Invalid { what: "column", problem: format!("{index}: {problem}") })
     }
+}
 
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-        let count = row.as_ref().column_count();
-        let mut values = Vec::with_capacity(count);
-        for i in 0..count {
-            values.push(match row.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::Integer(n),
-                ValueRef::Real(x) => Value::Real(x),
-                ValueRef::Text(t) => Value::Text(
-                    String::from_utf8(t.to_vec()).map_err(|e| rusqlite::Error::Utf8Error(i, e.utf8_error()))?,
-                ),
-                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-            });
+fn sqlite_value(row: &rusqlite::Row<'_>, index: usize) -> Result<Value, StoreError> {
+    Ok(match row.get_ref(index)? {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Integer(n),
+        ValueRef::Real(x) => Value::Real(x),
+        ValueRef::Text(t) => {
+            Value::Text(std::str::from_utf8(t).map_err(|e| rusqlite::Error::Utf8Error(index, e))?.to_owned())
         }
-        Ok(Row { values })
-    }
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    })
 }
 
 /// A connection as the store's queries see it (borrowed from the `Store`).
@@ -305,13 +351,13 @@ impl<'c> Db<'c> {
                 let mut statement = conn.prepare_cached(sql).map_err(StoreError::from)?;
                 let mut rows = statement.query(rusqlite::params_from_iter(values.iter())).map_err(StoreError::from)?;
                 while let Some(row) = rows.next().map_err(StoreError::from)? {
-                    if !each(&Row::from_sqlite(row).map_err(StoreError::from)?)? {
+                    if !each(&Row::sqlite(row))? {
                         break;
                     }
                 }
                 Ok(())
             }
-            Engine::Postgres(session) => session.query_each(sql, &values, |values| each(&Row { values })),
+            Engine::Postgres(session) => session.query_each(sql, &values, |values| each(&Row::of_values(&values))),
         }
     }
 }
@@ -501,6 +547,24 @@ mod tests {
         let gone: Option<i64> = db.query_opt("SELECT n FROM t WHERE id = ?1", params![9i64], |r| r.get(0)).unwrap();
         assert_eq!(gone, None);
         assert!(db.query_row("SELECT n FROM t WHERE id = 9", params![], |r| r.get::<i64>(0)).is_err());
+    }
+
+    #[test]
+    fn a_row_is_read_whole_or_by_column_and_text_that_is_not_utf8_is_refused() {
+        let conn = db();
+        let db = Db::sqlite(&conn);
+        let sql = "SELECT 7, 'a', NULL, CAST(x'ff' AS TEXT), x'00'";
+        let whole: Vec<Value> = db.query_row(sql, params![], |r| Ok(r.values.iter().cloned().collect())).unwrap();
+        // The row ends at the column that is not UTF-8: shorter than asked for.
+        assert_eq!(whole, [Value::Integer(7), Value::Text("a".into()), Value::Null]);
+        let len = db.query_row(sql, params![], |r| Ok(r.values.len())).unwrap();
+        assert_eq!(len, 3);
+        let err = db.query_row(sql, params![], |r| r.get::<String>(3)).unwrap_err();
+        assert!(err.to_string().contains("UTF-8") || err.to_string().contains("utf"), "{err}");
+        let blob: Vec<u8> = db.query_row(sql, params![], |r| r.get(4)).unwrap();
+        assert_eq!(blob, [0]);
+        let err = db.query_row(sql, params![], |r| r.get::<i64>(5)).unwrap_err();
+        assert!(err.to_string().contains("it has no column 5 (it has 5)"), "{err}");
     }
 
     #[test]

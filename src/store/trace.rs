@@ -2,7 +2,7 @@
 //! mismatch and decision that concerns one sample ID.
 
 use crate::store::read::{
-    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, mismatch_row, result_row,
+    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, VERSIONS_ORDER, mismatch_row, result_row,
 };
 use crate::store::sql::params;
 use crate::store::{
@@ -113,11 +113,12 @@ impl Reader<'_> {
     /// The current results of `scope`, by participant, visit, minute and analyte.
     pub fn current_results_in(&self, scope: &Scope) -> Result<Vec<ResultRow>, StoreError> {
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM current_result r WHERE 1 = 1{}
-             ORDER BY r.participant, r.visit, r.minute, r.analyte",
+            "SELECT {RESULT_COLUMNS} FROM result r WHERE 1 = 1{} ORDER BY {VERSIONS_ORDER}",
             scope.and("r.participant", 1)
         );
-        self.db().query_all(&sql, &scope.bind(params![]), |r| result_row(r, 0))
+        let mut current = Vec::new();
+        self.each_current(&sql, &scope.bind(params![]), |r| result_row(r, 0), |r| r, |r| current.push(r))?;
+        Ok(current)
     }
 
     /// The open mismatches about one participant, by visit, minute, analyte and id.
