@@ -87,6 +87,17 @@ fn get_format(row: &Row, idx: usize) -> Result<Option<Format>, StoreError> {
 pub(super) const RESULT_COLUMNS: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
      r.comparator, r.blq, r.version, r.supersedes, r.accepted_at, r.accepted_by, r.reason, r.withdrawn";
 const RESULT_WIDTH: usize = 16;
+
+/// [`RESULT_COLUMNS`] for reading the `result` table itself. On SQLite
+/// (schema 10) the acceptance time is read as stored, seconds since 1970:
+/// the generated text column costs a date formatting per row, more than the
+/// rest of a report's read, and the value read is the same.
+pub(super) fn result_table_columns(db: Db<'_>) -> &'static str {
+    if db.session().is_some() { RESULT_COLUMNS } else { RESULT_COLUMNS_SQLITE_TABLE }
+}
+
+const RESULT_COLUMNS_SQLITE_TABLE: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
+     r.comparator, r.blq, r.version, r.supersedes, r.accepted_unix, r.accepted_by, r.reason, r.withdrawn";
 /// Where a result is in its stored copy: the copy, the message's number in
 /// it and the result's order in the message.
 pub type InCopy = (RawId, i64, i64);
@@ -161,8 +172,15 @@ fn provenance_columns(receipt: &str) -> String {
                    ORDER BY x.id DESC LIMIT 1), o.collected_offset), o.flags"
     )
 }
-/// The receipt columns of [`provenance_columns`]: the joined `rc`'s.
-const RECEIPT: &str = "rc.source, rc.received_at, rc.origin";
+/// The receipt columns of [`provenance_columns`]: the joined `rc`'s. On
+/// SQLite the arrival as stored, seconds since 1970 (see [`result_table_columns`]).
+fn receipt_columns(db: Db<'_>) -> &'static str {
+    if db.session().is_some() {
+        "rc.source, rc.received_at, rc.origin"
+    } else {
+        "rc.source, rc.received_unix, rc.origin"
+    }
+}
 /// The receipt columns of [`provenance_columns`] when none is read.
 const NO_RECEIPT: &str = "NULL, NULL, NULL";
 const PROVENANCE_WIDTH: usize = 13;
@@ -418,9 +436,10 @@ impl<'c> Reader<'c> {
                     values.push(v);
                 }
             }
+            let columns = result_table_columns(self.db());
             let history: Vec<ResultRow> = self.db().query_all(
                 &format!(
-                    "SELECT {RESULT_COLUMNS} FROM result r WHERE (r.participant, r.visit) IN (VALUES {list})
+                    "SELECT {columns} FROM result r WHERE (r.participant, r.visit) IN (VALUES {list})
                      ORDER BY r.participant, r.visit, r.minute, r.analyte, r.version"
                 ),
                 &values,
@@ -657,8 +676,9 @@ impl<'c> Reader<'c> {
             }
             _ => {}
         }
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM result r
+            "SELECT {columns} FROM result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4 ORDER BY r.version"
         );
         self.db()
@@ -711,7 +731,7 @@ impl<'c> Reader<'c> {
              LEFT JOIN receipt rc ON rc.id = m.receipt_id
              WHERE (?1 OR s.id IS NULL) AND {NOT_MISSING}{}
              ORDER BY m.participant NULLS FIRST, m.visit NULLS FIRST, m.minute NULLS FIRST, m.analyte NULLS FIRST, m.id",
-            provenance_columns(RECEIPT),
+            provenance_columns(receipt_columns(self.db())),
             scope.and("m.participant", 2)
         );
         self.db().query_all(&sql, &scope.bind(params![include_resolved]), |r| {
@@ -723,17 +743,24 @@ impl<'c> Reader<'c> {
     /// the first arrival of its content (`export results`). Ordered by
     /// participant, visit, minute, analyte.
     pub fn current_results(&self) -> Result<Vec<CurrentResult>, StoreError> {
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, {} FROM current_result r
+            "SELECT {columns}, {} FROM result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
              LEFT JOIN receipt rc ON rc.id = (SELECT min(id) FROM receipt WHERE raw_id = msg.raw_id)
-             ORDER BY r.participant, r.visit, r.minute, r.analyte",
-            provenance_columns(RECEIPT)
+             ORDER BY {VERSIONS_ORDER}",
+            provenance_columns(receipt_columns(self.db()))
         );
-        self.db().query_all(&sql, params![], |r| {
-            Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? })
-        })
+        let mut current = Vec::new();
+        self.each_current(
+            &sql,
+            params![],
+            |r| Ok(CurrentResult { result: result_row(r, 0)?, provenance: provenance(r, RESULT_WIDTH)? }),
+            |c| &c.result,
+            |c| current.push(c),
+        )?;
+        Ok(current)
     }
 
     /// [`Reader::current_results`] as `export lb` needs them, without the
@@ -741,8 +768,9 @@ impl<'c> Reader<'c> {
     /// same order, each one's stored copy, message number and order in the
     /// message.
     pub fn current_results_from_copies(&self) -> Result<(Vec<CurrentResult>, Vec<InCopy>), StoreError> {
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, {}, msg.raw_id, msg.number, o.seq FROM result r
+            "SELECT {columns}, {}, msg.raw_id, msg.number, o.seq FROM result r
              JOIN observation o ON o.id = r.observation_id
              JOIN message msg ON msg.id = o.message_id
              ORDER BY {VERSIONS_ORDER}",
@@ -1055,7 +1083,8 @@ impl<'c> Reader<'c> {
 
     /// One result version.
     pub fn result(&self, id: ResultId) -> Result<Option<ResultRow>, StoreError> {
-        let sql = format!("SELECT {RESULT_COLUMNS} FROM result r WHERE r.id = ?1");
+        let columns = result_table_columns(self.db());
+        let sql = format!("SELECT {columns} FROM result r WHERE r.id = ?1");
         self.db().query_opt(&sql, params![id], |r| result_row(r, 0))
     }
 
@@ -1073,8 +1102,9 @@ impl<'c> Reader<'c> {
         if self.memo().is_some() {
             return Ok(self.result_history(slot)?.pop());
         }
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM result r
+            "SELECT {columns} FROM result r
              WHERE r.participant = ?1 AND r.visit = ?2 AND r.minute = ?3 AND r.analyte = ?4
              ORDER BY r.version DESC LIMIT 1"
         );

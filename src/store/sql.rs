@@ -504,6 +504,10 @@ impl Column for Vec<u8> {
 /// Times are stored as UTC RFC 3339 text.
 impl Column for jiff::Timestamp {
     fn from_value(value: Value) -> Result<Self, String> {
+        // SQLite keeps most UTC times as seconds since 1970 (schema 10).
+        if let Value::Integer(seconds) = value {
+            return jiff::Timestamp::from_second(seconds).map_err(|e| format!("bad UTC time {seconds}: {e}"));
+        }
         let text = String::from_value(value)?;
         text.parse().map_err(|e| format!("bad UTC time {text:?}: {e}"))
     }
@@ -518,6 +522,16 @@ impl Column for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_utc_time_reads_the_same_from_seconds_or_text() {
+        let text = "2026-03-02T07:45:00Z";
+        let from_text = jiff::Timestamp::from_value(Value::Text(text.to_owned()));
+        let seconds = text.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or_default();
+        assert_eq!(jiff::Timestamp::from_value(Value::Integer(seconds)), from_text);
+        assert!(from_text.is_ok_and(|t| t.to_string() == text));
+        assert!(jiff::Timestamp::from_value(Value::Integer(i64::MAX)).is_err());
+    }
 
     fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();

@@ -2,7 +2,7 @@
 //! mismatch and decision that concerns one sample ID.
 
 use crate::store::read::{
-    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, RESULT_COLUMNS, Scope, VERSIONS_ORDER, mismatch_row, result_row,
+    MISMATCH_COLUMNS, MISMATCH_FROM, NOT_MISSING, Scope, VERSIONS_ORDER, mismatch_row, result_row, result_table_columns,
 };
 use crate::store::sql::params;
 use crate::store::{
@@ -85,8 +85,9 @@ impl Reader<'_> {
                 })
             },
         )?;
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS}, EXISTS (SELECT 1 FROM current_result c WHERE c.id = r.id)
+            "SELECT {columns}, EXISTS (SELECT 1 FROM current_result c WHERE c.id = r.id)
              FROM result r JOIN observation o ON o.id = r.observation_id
              WHERE o.sample_id = ?1 ORDER BY r.id"
         );
@@ -112,8 +113,9 @@ impl Reader<'_> {
 
     /// The current results of `scope`, by participant, visit, minute and analyte.
     pub fn current_results_in(&self, scope: &Scope) -> Result<Vec<ResultRow>, StoreError> {
+        let columns = result_table_columns(self.db());
         let sql = format!(
-            "SELECT {RESULT_COLUMNS} FROM result r WHERE 1 = 1{} ORDER BY {VERSIONS_ORDER}",
+            "SELECT {columns} FROM result r WHERE 1 = 1{} ORDER BY {VERSIONS_ORDER}",
             scope.and("r.participant", 1)
         );
         let mut current = Vec::new();
