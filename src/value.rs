@@ -178,7 +178,9 @@ fn plain_decimal(b: &[u8]) -> Option<Parts<'_>> {
         Some(point) => (b.get(..point)?, b.get(point + 1..)?),
         None => (b, &b""[..]),
     };
-    (digits(int) && (frac.is_empty() && int.len() == b.len() || digits(frac))).then_some((false, int, frac))
+    // With a point, digits must follow it (`173.` is for the grammar).
+    let point = int.len() < b.len();
+    (digits(int) && (!point || digits(frac))).then_some((false, int, frac))
 }
 
 // number = ["+" / "-"] (1*DIGIT [point *DIGIT] / point 1*DIGIT)

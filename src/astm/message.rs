@@ -837,8 +837,13 @@ impl<'t> Leaves<'t> {
     /// becomes U+FFFD, so a value holding one reads as no number at all
     /// rather than as the digits around it, and a warning says where.
     fn decode(&mut self, bytes: &[u8], offset: usize) -> Cow<'t, str> {
-        let from_clean_text = !self.nul_in_text && self.utf8.and_then(|text| sub_str(text, bytes)).is_some();
-        if !from_clean_text && memchr::memchr(0, bytes).is_some() {
+        // Text of a clean message: no NUL to look for.
+        if !self.nul_in_text
+            && let Some(text) = self.utf8.and_then(|text| sub_str(text, bytes))
+        {
+            return Cow::Borrowed(text);
+        }
+        if memchr::memchr(0, bytes).is_some() {
             self.warnings.push(Warning { offset, text: "NUL byte in a field, shown as U+FFFD".to_owned() });
             let text = self.text_of(bytes);
             return Cow::Owned(text.replace('\0', "\u{FFFD}"));

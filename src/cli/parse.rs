@@ -84,8 +84,8 @@ pub fn run(args: &ParseArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow
     let opts = ParseOptions { decimal_comma: args.decimal_comma, threads: crate::parallel::cores() };
     let mut out = BufWriter::new(out);
     let mut outcome = Outcome::Ok;
-    // One buffer for all the files: its pages are faulted in once, and it
-    // never holds more than the largest file.
+    // Buffers kept for all the files (a Vec for small ones, an anonymous
+    // map for large ones): their pages are faulted in once.
     let mut buffer = ReadBuffer::default();
     for path in &args.files {
         let name = path.display().to_string();

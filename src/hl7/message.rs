@@ -21,8 +21,9 @@ use std::ops::Range;
 use memchr::memchr;
 
 use super::encoding::{Charset, Delimiters, choose_charset, read_msh_delimiters, show, unescape_into};
-use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, find, piece, valid_id};
+use super::segment::{Fields, LF, Mode, Piece, Segments, Unit, piece, valid_id};
 use crate::model::{Format, MessageError, MessageView, ParseOptions, ResultView, ViewOutcome, Warning};
+use crate::scan::find;
 use crate::timestamp::Timestamp;
 use crate::value::{self, Comparator, Number};
 
@@ -55,9 +56,10 @@ const NOT_A_TIMESTAMP: &str =
     "expected a date/time YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ], found a value that is not one";
 
 /// HL7 table 0125 (value types), for the OBX-2 check.
+/// NM and SN, nearly every lab value, come first.
 const VALUE_TYPES: &[&str] = &[
-    "AD", "CE", "CF", "CK", "CN", "CNE", "CP", "CQ", "CWE", "CX", "DR", "DT", "DTM", "ED", "EI", "FT", "ID", "IS",
-    "MA", "MO", "NA", "NM", "NR", "PN", "RP", "SI", "SN", "ST", "TM", "TN", "TS", "TX", "XAD", "XCN", "XON", "XPN",
+    "NM", "SN", "AD", "CE", "CF", "CK", "CN", "CNE", "CP", "CQ", "CWE", "CX", "DR", "DT", "DTM", "ED", "EI", "FT",
+    "ID", "IS", "MA", "MO", "NA", "NR", "PN", "RP", "SI", "ST", "TM", "TN", "TS", "TX", "XAD", "XCN", "XON", "XPN",
     "XTN",
 ];
 
@@ -169,7 +171,6 @@ fn read<'a>(input: &'a [u8], unit: &Unit, opts: &ParseOptions, check_nul: bool) 
         specimen: None,
         comments_open: false,
         observed: Vec::new(),
-        group_start: 0,
         results: Vec::new(),
     };
     let raw_lf_possible = mode == Mode::Cr && unit.bare_lf;
@@ -398,7 +399,7 @@ struct Specimen<'a> {
 }
 
 /// The current order group; its results wait for their specimen at the end
-/// of `Walk::results`, from `Walk::group_start`.
+/// of `Walk::results` (the last `Walk::observed.len()` of them).
 struct Group<'a> {
     order: Order<'a>,
     specimen: Option<Specimen<'a>>,
@@ -417,12 +418,10 @@ struct Walk<'a> {
     /// The last result OBX can still take NTE comments.
     comments_open: bool,
     /// OBX-14 of each result of the current group, the last fallback for
-    /// its collection time.
+    /// its collection time; the group's results are the last this many of
+    /// `results`, finished in place when the group ends (moving results
+    /// costs more than reading them).
     observed: Vec<Option<Timestamp>>,
-    /// Where the current group's results start in `results`: they are
-    /// finished in place when the group ends (moving results costs more than
-    /// reading them).
-    group_start: usize,
     results: Vec<ResultView<'a>>,
 }
 
@@ -451,7 +450,6 @@ impl<'a> Walk<'a> {
                     Layout::SpecimenAfter => None,
                 };
                 self.group = Some(Group { order, specimen });
-                self.group_start = self.results.len();
                 self.last_parent = Parent::Order;
                 self.comments_open = false;
             }
@@ -481,7 +479,6 @@ impl<'a> Walk<'a> {
                         // A result with no OBR before it (minimal senders, device
                         // feeds): still a result, never dropped, with no order context.
                         r.warn(seg.offset, "OBX before any OBR: read as a result without order information");
-                        self.group_start = self.results.len();
                         self.group = Some(Group {
                             order: Order { sample_id: None, collected: None, resulted: None },
                             specimen: None,
@@ -539,14 +536,14 @@ impl<'a> Walk<'a> {
     fn close_group(&mut self) {
         let Some(group) = self.group.take() else { return };
         let Group { order, specimen } = group;
-        let group = self.results.get_mut(self.group_start..).unwrap_or_default();
+        let start = self.results.len().saturating_sub(self.observed.len());
+        let group = self.results.get_mut(start..).unwrap_or_default();
         for (result, observed) in group.iter_mut().zip(self.observed.drain(..)) {
             result.sample_id = specimen.as_ref().and_then(|s| s.sample_id.clone()).or_else(|| order.sample_id.clone());
             result.collected_at = specimen.as_ref().and_then(|s| s.collected).or(order.collected).or(observed);
             result.qc = specimen.as_ref().is_some_and(|s| s.qc);
             result.specimen_type = specimen.as_ref().and_then(|s| s.kind.clone());
         }
-        self.group_start = self.results.len();
     }
 }
 
@@ -627,7 +624,7 @@ fn read_result<'a>(
         }
         if value_type.is_empty() {
             r.warn(r.at(f.get(2)), "OBX-2 value type is empty; OBX-5 read as text");
-        } else if !(is_type("NM") || is_type("SN") || VALUE_TYPES.iter().any(|&t| is_type(t))) {
+        } else if !VALUE_TYPES.iter().any(|&t| is_type(t)) {
             let text =
                 format!("OBX-2 value type \"{}\" is not an HL7 value type; OBX-5 read as text", show(value_type));
             r.warn(r.at(f.get(2)), text);

@@ -22,7 +22,7 @@ use std::ops::Range;
 
 use memchr::{memchr, memchr2};
 
-pub(crate) use crate::scan::{find, for_each_byte};
+use crate::scan::{find, for_each_byte};
 
 pub(crate) const CR: u8 = b'\r';
 pub(crate) const LF: u8 = b'\n';

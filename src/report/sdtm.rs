@@ -238,9 +238,7 @@ impl LbRecord {
         let seq = self.lbseq.to_string();
         self.field_texts(&seq).map(str::to_owned)
     }
-}
 
-impl LbRecord {
     /// [`LbRecord::fields`] borrowed, with LBSEQ as `seq` gives it.
     fn field_texts<'a>(&'a self, seq: &'a str) -> [&'a str; 31] {
         [

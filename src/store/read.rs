@@ -93,7 +93,7 @@ const RESULT_WIDTH: usize = 16;
 /// the generated text column costs a date formatting per row, more than the
 /// rest of a report's read, and the value read is the same.
 pub(super) fn result_table_columns(db: Db<'_>) -> &'static str {
-    if db.session().is_some() { RESULT_COLUMNS } else { RESULT_COLUMNS_SQLITE_TABLE }
+    if db.is_sqlite() { RESULT_COLUMNS_SQLITE_TABLE } else { RESULT_COLUMNS }
 }
 
 const RESULT_COLUMNS_SQLITE_TABLE: &str = "r.id, r.observation_id, r.participant, r.visit, r.minute, r.analyte, r.value, r.unit, \
@@ -175,11 +175,7 @@ fn provenance_columns(receipt: &str) -> String {
 /// The receipt columns of [`provenance_columns`]: the joined `rc`'s. On
 /// SQLite the arrival as stored, seconds since 1970 (see [`result_table_columns`]).
 fn receipt_columns(db: Db<'_>) -> &'static str {
-    if db.session().is_some() {
-        "rc.source, rc.received_at, rc.origin"
-    } else {
-        "rc.source, rc.received_unix, rc.origin"
-    }
+    if db.is_sqlite() { "rc.source, rc.received_unix, rc.origin" } else { "rc.source, rc.received_at, rc.origin" }
 }
 /// The receipt columns of [`provenance_columns`] when none is read.
 const NO_RECEIPT: &str = "NULL, NULL, NULL";
@@ -363,19 +359,19 @@ impl<'c> Reader<'c> {
         let Some(memo) = self.memo() else { return Ok(()) };
         for chunk in sha256.chunks(IN_LIST) {
             // SQLite (schema 10) indexes the first 8 bytes of the hash; PostgreSQL the hex.
-            let (column, prefix) = if self.db().session().is_none() { ("digest", 8) } else { ("sha256", 16) };
-            let digests: Vec<Vec<u8>> = chunk.iter().map(|sha| hex_bytes(sha)).collect();
+            let sqlite = self.db().is_sqlite();
+            let (column, prefix) = if sqlite { ("digest", 8) } else { ("sha256", 16) };
+            let digests: Vec<Vec<u8>> =
+                if sqlite { chunk.iter().map(|sha| hex_bytes(sha)).collect() } else { Vec::new() };
             let sql = format!(
                 "SELECT raw.sha256, raw.id, (SELECT count(*) FROM receipt WHERE receipt.raw_id = raw.id)
                  FROM raw WHERE substr(raw.{column}, 1, {prefix}) IN ({}) AND raw.{column} IN ({})",
                 (1..=IN_LIST).map(|n| format!("substr(?{n}, 1, {prefix})")).collect::<Vec<_>>().join(", "),
                 in_list(1)
             );
-            let found: Vec<(String, RawId, i64)> = if column == "digest" {
-                self.db().query_all(&sql, &padded(&digests), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            } else {
-                self.db().query_all(&sql, &padded(chunk), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            };
+            let keys = if sqlite { padded(&digests) } else { padded(chunk) };
+            let found: Vec<(String, RawId, i64)> =
+                self.db().query_all(&sql, &keys, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let mut memo = memo.borrow_mut();
             for sha in chunk {
                 memo.set_content(sha, None);
@@ -505,7 +501,7 @@ impl<'c> Reader<'c> {
     pub fn raw_id_by_sha256(&self, sha256: &str) -> Result<Option<RawId>, StoreError> {
         // The index holds the hash's first 8 bytes on SQLite (schema 10), the
         // row the whole; PostgreSQL's the whole hex.
-        if self.db().session().is_none() {
+        if self.db().is_sqlite() {
             return self.db().query_opt(
                 "SELECT id FROM raw WHERE substr(digest, 1, 8) = substr(?1, 1, 8) AND digest = ?1",
                 params![hex_bytes(sha256)],

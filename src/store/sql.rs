@@ -218,6 +218,12 @@ impl<'c> Db<'c> {
         self.memo
     }
 
+    /// Whether the engine is SQLite, whose schema 10 keeps hashes, times and
+    /// outcomes in compact columns (PostgreSQL keeps the text columns).
+    pub(crate) fn is_sqlite(&self) -> bool {
+        matches!(self.engine, Engine::Sqlite(_))
+    }
+
     /// The PostgreSQL session, when that is the engine.
     pub(crate) fn session(&self) -> Option<&'c Session> {
         match self.engine {

@@ -53,7 +53,7 @@ const PROCESSING_OUTCOMES: [&str; 4] = ["processed", "duplicate", "rejected", "a
 /// the name (one not in the list is refused by either).
 fn stored_outcome(db: Db<'_>, outcomes: &[&str], outcome: &str) -> sql::Value {
     match outcomes.iter().position(|o| *o == outcome) {
-        Some(code) if db.session().is_none() => sql::Value::Integer(code as i64),
+        Some(code) if db.is_sqlite() => sql::Value::Integer(code as i64),
         _ => sql::Value::Text(outcome.to_owned()),
     }
 }
@@ -64,7 +64,7 @@ fn stored_outcome(db: Db<'_>, outcomes: &[&str], outcome: &str) -> sql::Value {
 /// as the same text; otherwise the text.
 fn stored_local(db: Db<'_>, text: Option<&str>) -> sql::Value {
     let Some(text) = text else { return sql::Value::Null };
-    let seconds = (db.session().is_none() && text.len() == 19)
+    let seconds = (db.is_sqlite() && text.len() == 19)
         .then(|| text.parse::<jiff::civil::DateTime>().ok())
         .flatten()
         .filter(|dt| dt.strftime("%Y-%m-%dT%H:%M:%S").to_string() == text)
@@ -79,7 +79,7 @@ fn stored_local(db: Db<'_>, text: Option<&str>) -> sql::Value {
 /// the text [`utc_text`] writes; otherwise that text.
 fn stored_time(db: Db<'_>, t: jiff::Timestamp) -> sql::Value {
     let seconds = t.as_second();
-    if db.session().is_none() && (0..=LAST_FOUR_DIGIT_SECOND).contains(&seconds) {
+    if db.is_sqlite() && (0..=LAST_FOUR_DIGIT_SECOND).contains(&seconds) {
         sql::Value::Integer(seconds)
     } else {
         sql::Value::Text(utc_text(t))
@@ -278,7 +278,7 @@ impl<'c> Tx<'c> {
         let format = raw.format.map(|f| f.as_str());
         let received_at = utc_text(raw.received_at);
         self.about(None);
-        let id = RawId(if self.db().session().is_none() {
+        let id = RawId(if self.db().is_sqlite() {
             // Schema 10: the hash's bytes and the time's seconds; `sha256`
             // and `first_received_at` read them back as text.
             self.db().insert(
@@ -326,7 +326,7 @@ impl<'c> Tx<'c> {
             }
         };
         self.about(None);
-        let sql = if self.db().session().is_none() {
+        let sql = if self.db().is_sqlite() {
             "INSERT INTO receipt (raw_id, received_unix, source, origin, instrument, instance)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
         } else {
@@ -358,7 +358,7 @@ impl<'c> Tx<'c> {
     /// Record what processing a receipt did (at most once per receipt).
     /// Audited as `process`.
     pub fn insert_processing(&mut self, p: &NewProcessing) -> Result<(), StoreError> {
-        let sql = if self.db().session().is_none() {
+        let sql = if self.db().is_sqlite() {
             "INSERT INTO processing
                    (receipt_id, processed_unix, outcome_code, accepted, duplicates, mismatches, qc, errors, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -415,7 +415,7 @@ impl<'c> Tx<'c> {
         let collected_offset = o.collected_offset.map(crate::local_time::offset_text);
         let resulted_at = o.resulted_at.map(|t| t.to_iso());
         let m = &o.matched;
-        let sql = if self.db().session().is_none() {
+        let sql = if self.db().is_sqlite() {
             "INSERT INTO observation
                    (message_id, seq, byte_offset, instrument, sample_id, test_code, reported_value, reported_unit,
                     comparator, reported_numeric, flags, status, collected_secs, resulted_secs, qc,
@@ -504,7 +504,7 @@ impl<'c> Tx<'c> {
         self.about(Some(s.clone()));
         // Every column given: a default changed behind labfeed's back
         // (withdrawn = 1) must not decide what a result is.
-        let sql = if self.db().session().is_none() {
+        let sql = if self.db().is_sqlite() {
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_unix, accepted_by, reason, withdrawn, unfilled)
@@ -564,7 +564,7 @@ impl<'c> Tx<'c> {
         let version = current.version + 1;
         let comparator = current.comparator.map(|c| c.as_str());
         self.about(Some(slot.clone()));
-        let sql = if self.db().session().is_none() {
+        let sql = if self.db().is_sqlite() {
             "INSERT INTO result
                    (observation_id, participant, visit, minute, analyte, value, unit, comparator, blq,
                     version, supersedes, accepted_unix, accepted_by, reason, withdrawn, unfilled)
